@@ -1,0 +1,68 @@
+# Maestro build. `make test` is what CI runs; `make help` lists the targets.
+GO        ?= go
+BUILD     := build
+WASM_DIR  := $(BUILD)/wasm
+FILTERS   := $(notdir $(wildcard wasmfilter/fanout wasmfilter/slo))
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+GOBIN     := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build run test test-short vet fmt bench wasm proto fuzz help clean
+
+all: build
+
+help:
+	@echo "build      build bin: $(BUILD)/maestro"
+	@echo "run        start the inference server on the demo models"
+	@echo "test       build the wasm filters, vet, and run every test"
+	@echo "bench      run the benchmarks and print a table"
+	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
+	@echo "proto      regenerate the committed protobuf code"
+	@echo "fuzz       run each fuzz target for a short while"
+
+build:
+	$(GO) build -o $(BUILD)/maestro ./cmd/maestro
+
+run:
+	$(GO) run ./cmd/maestro inference
+
+wasm: $(addprefix $(WASM_DIR)/,$(addsuffix .wasm,$(FILTERS)))
+
+$(WASM_DIR)/%.wasm: FORCE
+	@mkdir -p $(WASM_DIR)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./wasmfilter/$*/cmd
+
+.PHONY: FORCE
+FORCE:
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: wasm vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+test-short: wasm
+	$(GO) test -short ./...
+
+bench: wasm
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
+
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+	  done; \
+	done
+
+proto:
+	GOBIN=$(GOBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(GOBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(GOBIN):$$PATH protoc -I inference/proto \
+	  --go_out=inference/pb --go_opt=paths=source_relative \
+	  --go-grpc_out=inference/pb --go-grpc_opt=paths=source_relative \
+	  inference/proto/grpc_predict_v2.proto
+
+clean:
+	rm -rf $(BUILD)
