@@ -1,0 +1,141 @@
+// Package archtest holds tests of the repository's structure: data flows one
+// way (policy -> model -> xds -> snapshot -> server), so no package may import
+// one downstream of it, and the parts of Maestro stay independent of each
+// other where DESIGN.md says they are.
+package archtest
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/maestro-ml/maestro"
+
+// rule forbids packages under from importing packages under any of deny.
+type rule struct {
+	from string
+	deny []string
+	why  string
+}
+
+var rules = []rule{
+	{"controlplane/policy", []string{"controlplane/model", "controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+		"the policy API is the first step of the data flow"},
+	{"controlplane/model", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+		"the IR is plain Go and knows nothing of xDS"},
+	{"controlplane/xds", []string{"controlplane/policy", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+		"builders read only the validated model"},
+	{"controlplane/snapshot", []string{"controlplane/policy", "controlplane/server", "controlplane/watch"},
+		"snapshots are built from the model, never from user input"},
+	{"inference", []string{"controlplane", "certs", "wasmfilter", "cmd"},
+		"the inference server runs without the mesh"},
+	{"certs", []string{"controlplane", "inference", "wasmfilter", "cmd"},
+		"issuers and rotation are used by the control plane, not the other way round"},
+	{"wasmfilter/proxywasm", []string{"controlplane", "inference", "certs", "internal", "cmd"},
+		"the ABI binding is compiled into every filter; it must stay small"},
+	{"wasmfilter/filterconfig", []string{"controlplane", "inference", "certs", "internal", "cmd", "wasmfilter/proxywasm"},
+		"filter configs are shared by the control plane and the guests, so they depend on nothing"},
+	{"internal/telemetry", []string{"controlplane", "inference", "certs", "wasmfilter", "cmd"},
+		"shared set-up must not pull in any component"},
+}
+
+// imports maps each package directory (relative to the module root) to the
+// module packages its non-test files import.
+func imports(t *testing.T, root string) map[string][]string {
+	t.Helper()
+	graph := map[string][]string{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if path != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "build") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		dir, err := filepath.Rel(root, filepath.Dir(path))
+		if err != nil {
+			return err
+		}
+		dir = filepath.ToSlash(dir)
+		if _, ok := graph[dir]; !ok {
+			graph[dir] = nil
+		}
+		for _, imp := range f.Imports {
+			p, err := strconv.Unquote(imp.Path.Value)
+			if err != nil {
+				return err
+			}
+			if rel, ok := strings.CutPrefix(p, module+"/"); ok {
+				graph[dir] = append(graph[dir], rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return graph
+}
+
+func under(pkg, prefix string) bool {
+	return pkg == prefix || strings.HasPrefix(pkg, prefix+"/")
+}
+
+func TestImportGraphFlowsOneWay(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found at %s: %v", root, err)
+	}
+	graph := imports(t, root)
+	if _, ok := graph["cmd/maestro"]; !ok {
+		t.Fatal("cmd/maestro not found: the walk is broken")
+	}
+	pkgs := make([]string, 0, len(graph))
+	for p := range graph {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	for _, pkg := range pkgs {
+		for _, r := range rules {
+			if !under(pkg, r.from) {
+				continue
+			}
+			for _, imp := range graph[pkg] {
+				for _, d := range r.deny {
+					if under(imp, d) {
+						t.Errorf("%s imports %s: %s", pkg, imp, r.why)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestRulesSeeViolations(t *testing.T) {
+	// The rule matcher itself must catch a downstream import, or the test
+	// above passes vacuously.
+	if !under("controlplane/model/sub", "controlplane/model") || under("controlplane/modelx", "controlplane/model") {
+		t.Fatal("under() matches the wrong packages")
+	}
+}
