@@ -1,0 +1,257 @@
+package model
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrInvalid is wrapped by every error Validate reports.
+var ErrInvalid = errors.New("invalid model")
+
+// Validate checks the invariants the xds builders rely on: names present
+// and unique, slices sorted, references resolved, one match kind per route,
+// percentages in range. It reports every problem found, each naming the
+// object by path (e.g. `group "gw" listener "in" route "r1": ...`). The
+// policy layer validates user input; a Validate failure means a bug in the
+// conversion, which is why it is checked before anything is served.
+func (m *Mesh) Validate() error {
+	v := &validator{m: m}
+	v.names("group", len(m.Groups), func(i int) string { return m.Groups[i].Name })
+	v.names("cluster", len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
+	v.names("secret", len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
+	for i := range m.Groups {
+		v.group(&m.Groups[i])
+	}
+	for i := range m.Clusters {
+		v.cluster(&m.Clusters[i])
+	}
+	for i := range m.Secrets {
+		s := &m.Secrets[i]
+		if (s.Certificate == nil) == (len(s.TrustBundle) == 0) {
+			v.addf("secret %q: exactly one of certificate and trust bundle must be set", s.Name)
+		}
+	}
+	if t := m.Tracing; t != nil {
+		v.clusterRef("tracing", t.Cluster)
+		v.percent("tracing", "sample percent", t.SamplePercent)
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(v.errs...))
+}
+
+type validator struct {
+	m    *Mesh
+	errs []error
+}
+
+func (v *validator) addf(format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf(format, args...))
+}
+
+// names checks n names are non-empty, sorted and unique.
+func (v *validator) names(kind string, n int, name func(int) string) {
+	for i := 0; i < n; i++ {
+		switch {
+		case name(i) == "":
+			v.addf("%s #%d: empty name", kind, i)
+		case i > 0 && name(i) == name(i-1):
+			v.addf("%s %q: duplicate name", kind, name(i))
+		case i > 0 && name(i) < name(i-1):
+			v.addf("%s %q: not sorted (after %q); call Normalize", kind, name(i), name(i-1))
+		}
+	}
+}
+
+func (v *validator) clusterRef(where, name string) {
+	if v.m.Cluster(name) == nil {
+		v.addf("%s: unknown cluster %q", where, name)
+	}
+}
+
+func (v *validator) secretRef(where, name string) {
+	if name != "" && v.m.Secret(name) == nil {
+		v.addf("%s: unknown secret %q", where, name)
+	}
+}
+
+func (v *validator) percent(where, what string, p float64) {
+	if !(p >= 0 && p <= 100) {
+		v.addf("%s: %s %v outside [0, 100]", where, what, p)
+	}
+}
+
+func (v *validator) group(g *NodeGroup) {
+	where := fmt.Sprintf("group %q", g.Name)
+	v.names(where+" listener", len(g.Listeners), func(i int) string { return g.Listeners[i].Name })
+	for _, c := range g.ExtraClusters {
+		v.clusterRef(where, c)
+	}
+	routeConfigs := map[string]bool{}
+	ecds := map[string]bool{}
+	for i := range g.Listeners {
+		l := &g.Listeners[i]
+		lw := fmt.Sprintf("%s listener %q", where, l.Name)
+		v.listener(lw, l)
+		if l.Kind != ListenerAPI {
+			if routeConfigs[l.Routes.Name] {
+				v.addf("%s: route configuration %q used by two listeners", lw, l.Routes.Name)
+			}
+			routeConfigs[l.Routes.Name] = true
+		}
+		for _, f := range l.Filters {
+			if ecds[f.Name] {
+				v.addf("%s: filter config %q used by two listeners", lw, f.Name)
+			}
+			ecds[f.Name] = true
+		}
+	}
+}
+
+func (v *validator) listener(where string, l *Listener) {
+	switch l.Kind {
+	case ListenerGateway, ListenerInbound, ListenerOutbound:
+		if l.Port == 0 || l.Port > 65535 {
+			v.addf("%s: port %d outside 1..65535", where, l.Port)
+		}
+	case ListenerAPI:
+		if l.TLS != nil {
+			v.addf("%s: an API listener has no TLS of its own", where)
+		}
+	default:
+		v.addf("%s: unknown kind %q", where, l.Kind)
+	}
+	if l.Protocol != ProtocolGRPC && l.Protocol != ProtocolHTTP {
+		v.addf("%s: unknown protocol %q", where, l.Protocol)
+	}
+	if t := l.TLS; t != nil {
+		if t.CertSecret == "" {
+			v.addf("%s: TLS without a certificate secret", where)
+		}
+		v.secretRef(where, t.CertSecret)
+		v.secretRef(where, t.TrustSecret)
+		if t.RequireClientCert && t.TrustSecret == "" {
+			v.addf("%s: client certificates required but no trust secret", where)
+		}
+	}
+	for _, f := range l.Filters {
+		if f.Name == "" || (f.Kind != FilterFanout && f.Kind != FilterSLO) {
+			v.addf("%s: filter %q of unknown kind %q", where, f.Name, f.Kind)
+		}
+		if (f.Code.Path == "") == (f.Code.URL == "") {
+			v.addf("%s: filter %q: exactly one of code path and URL must be set", where, f.Name)
+		}
+		if f.Code.URL != "" {
+			v.clusterRef(where+" filter "+f.Name, f.Code.Cluster)
+			if len(f.Code.SHA256) != 64 {
+				v.addf("%s: filter %q: remote code needs a hex sha256", where, f.Name)
+			}
+		}
+	}
+	if a := l.Authorization; a != nil && a.Action != AuthzAllow && a.Action != AuthzDeny {
+		v.addf("%s: unknown authorization action %q", where, a.Action)
+	}
+	if l.Routes.Name == "" {
+		v.addf("%s: route configuration without a name", where)
+	}
+	v.names(where+" virtual host", len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
+	for _, vh := range l.Routes.VirtualHosts {
+		vw := fmt.Sprintf("%s virtual host %q", where, vh.Name)
+		if len(vh.Domains) == 0 {
+			v.addf("%s: no domains", vw)
+		}
+		seen := map[string]bool{}
+		for _, r := range vh.Routes {
+			rw := fmt.Sprintf("%s route %q", vw, r.Name)
+			if r.Name == "" || seen[r.Name] {
+				v.addf("%s: empty or duplicate route name", rw)
+			}
+			seen[r.Name] = true
+			v.route(rw, &r)
+		}
+	}
+}
+
+func (v *validator) route(where string, r *Route) {
+	if (r.Match.Path == "") == (r.Match.Prefix == "") {
+		v.addf("%s: exactly one of path and prefix must be set", where)
+	}
+	for _, h := range r.Match.Headers {
+		kinds := 0
+		for _, set := range []bool{h.Exact != "", h.Prefix != "", h.Regex != "", h.Present} {
+			if set {
+				kinds++
+			}
+		}
+		if h.Name == "" || kinds != 1 {
+			v.addf("%s: header match %q needs a name and exactly one of exact, prefix, regex, present", where, h.Name)
+		}
+	}
+	a := &r.Action
+	if len(a.Clusters) == 0 {
+		v.addf("%s: no destination cluster", where)
+	}
+	var total uint64
+	for _, w := range a.Clusters {
+		v.clusterRef(where, w.Name)
+		total += uint64(w.Weight)
+	}
+	if len(a.Clusters) > 1 && total == 0 {
+		v.addf("%s: weights sum to zero", where)
+	}
+	if !slices.IsSortedFunc(a.Clusters, func(x, y WeightedCluster) int { return cmp.Compare(x.Name, y.Name) }) {
+		v.addf("%s: weighted clusters not sorted; call Normalize", where)
+	}
+	for _, mi := range a.Mirrors {
+		v.clusterRef(where+" mirror", mi.Cluster)
+		v.percent(where+" mirror "+mi.Cluster, "percent", mi.Percent)
+	}
+	if f := a.Fault; f != nil {
+		v.percent(where+" fault", "delay percent", f.DelayPercent)
+		v.percent(where+" fault", "abort percent", f.AbortPercent)
+		if f.AbortPercent > 0 && (f.AbortHTTPStatus == 0) == (f.AbortGRPCStatus == 0) {
+			v.addf("%s fault: abort needs exactly one of an HTTP and a gRPC status", where)
+		}
+	}
+	if f := a.Fanout; f != nil {
+		for _, mem := range f.Members {
+			v.clusterRef(where+" fanout", mem.Cluster)
+		}
+		if f.Shadow != nil {
+			v.clusterRef(where+" fanout shadow", f.Shadow.Cluster)
+		}
+		if f.Quorum > uint32(len(f.Members)) {
+			v.addf("%s fanout: quorum %d above %d members", where, f.Quorum, len(f.Members))
+		}
+		if f.Stacking != nil && len(f.Stacking.Weights) != len(f.Members) {
+			v.addf("%s fanout: %d stacking weights for %d members", where, len(f.Stacking.Weights), len(f.Members))
+		}
+	}
+}
+
+func (v *validator) cluster(c *Cluster) {
+	where := fmt.Sprintf("cluster %q", c.Name)
+	if c.Protocol != ProtocolGRPC && c.Protocol != ProtocolHTTP {
+		v.addf("%s: unknown protocol %q", where, c.Protocol)
+	}
+	if t := c.TLS; t != nil {
+		if t.TrustSecret == "" {
+			v.addf("%s: TLS without a trust secret", where)
+		}
+		v.secretRef(where, t.TrustSecret)
+		v.secretRef(where, t.CertSecret)
+	}
+	if h := c.HealthCheck; h != nil && (h.Interval <= 0 || h.Timeout <= 0) {
+		v.addf("%s: health check needs a positive interval and timeout", where)
+	}
+	for _, l := range c.Localities {
+		for _, e := range l.Endpoints {
+			if e.Address == "" || e.Port == 0 || e.Port > 65535 {
+				v.addf("%s: endpoint %q port %d: needs an address and a port in 1..65535", where, e.Address, e.Port)
+			}
+		}
+	}
+}
