@@ -133,7 +133,8 @@ type Listener struct {
 	// Routes is the route configuration: served over RDS under its Name,
 	// or inline for ListenerAPI.
 	Routes RouteConfig `json:"routes"`
-	// Authorization, when set, adds an RBAC filter before the router.
+	// Authorization, when set, adds an RBAC filter before the router. Not
+	// for ListenerAPI: gRPC enforces RBAC on servers only.
 	Authorization *Authorization `json:"authorization,omitempty"`
 	// Filters are the wasm filters in chain order, before the router.
 	// Each is delivered over ECDS; its configuration is gathered from the
@@ -226,9 +227,13 @@ type Mirror struct {
 	Percent float64 `json:"percent"`
 	// RuntimeKey lets operators change the fraction at runtime; optional.
 	RuntimeKey string `json:"runtimeKey,omitempty"`
-	// Compare asks the fanout filter to compare the shadow's outputs with
-	// the primary's (the route's Fanout then carries the shadow).
+	// Compare hands the shadow to the fanout filter instead of Envoy's
+	// mirror policy: the filter sends the copy itself and compares the
+	// shadow's outputs with the primary's.
 	Compare bool `json:"compare,omitempty"`
+	// Model is the model name to ask the shadow for (Compare only); empty
+	// keeps the request's.
+	Model string `json:"model,omitempty"`
 }
 
 // RetryPolicy retries a failed request.
@@ -253,7 +258,8 @@ type Fault struct {
 }
 
 // Fanout is the fanout filter's per-route config: an ensemble of members
-// called concurrently, or a shadow comparison, or a sequence.
+// called concurrently, or a sequence. (Shadow comparisons come from the
+// route's Mirrors with Compare set.)
 type Fanout struct {
 	// Members are called for every request, sorted by Cluster.
 	Members []FanoutMember `json:"members,omitempty"`
@@ -266,8 +272,6 @@ type Fanout struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 	// Stacking is the logistic meta-model for Strategy "stacking".
 	Stacking *Stacking `json:"stacking,omitempty"`
-	// Shadow, when set, is compared with the primary's answer.
-	Shadow *FanoutMember `json:"shadow,omitempty"`
 	// Sequence feeds each member's outputs into the next, in Members order
 	// as given (then Members is not sorted).
 	Sequence bool `json:"sequence,omitempty"`

@@ -118,8 +118,8 @@ func (v *validator) listener(where string, l *Listener) {
 			v.addf("%s: port %d outside 1..65535", where, l.Port)
 		}
 	case ListenerAPI:
-		if l.TLS != nil {
-			v.addf("%s: an API listener has no TLS of its own", where)
+		if l.TLS != nil || l.Authorization != nil || len(l.Filters) > 0 {
+			v.addf("%s: an API listener takes no TLS, authorization or wasm filters", where)
 		}
 	default:
 		v.addf("%s: unknown kind %q", where, l.Kind)
@@ -219,9 +219,6 @@ func (v *validator) route(where string, r *Route) {
 	if f := a.Fanout; f != nil {
 		for _, mem := range f.Members {
 			v.clusterRef(where+" fanout", mem.Cluster)
-		}
-		if f.Shadow != nil {
-			v.clusterRef(where+" fanout shadow", f.Shadow.Cluster)
 		}
 		if f.Quorum > uint32(len(f.Members)) {
 			v.addf("%s fanout: quorum %d above %d members", where, f.Quorum, len(f.Members))

@@ -60,7 +60,7 @@ func Sample(base uint32) *model.Mesh {
 
 	routes := []model.Route{
 		{Name: "fraud", Match: grpcModel("fraud"), Action: fraudAction()},
-		{Name: "fraud-rest", Match: model.RouteMatch{Prefix: "/v2/models/fraud/"}, Action: fraudAction()},
+		{Name: "fraud-rest", Match: model.RouteMatch{Prefix: "/v2/models/fraud/"}, Action: fraudRESTAction()},
 		{Name: "churn", Match: model.RouteMatch{Prefix: "/v2/models/churn/"}, Action: model.RouteAction{
 			Clusters: []model.WeightedCluster{{Name: "churn.v1", Weight: 1}},
 			Timeout:  2 * time.Second,
@@ -103,8 +103,6 @@ func Sample(base uint32) *model.Mesh {
 						Timeout:  3 * time.Second,
 						Retry:    &model.RetryPolicy{Attempts: 1, On: []string{"unavailable"}},
 					}}}}}},
-				Authorization: &model.Authorization{Action: model.AuthzAllow, Rules: []model.AuthzRule{
-					{Name: "any-infer", Paths: []string{inferPath}}}},
 			}}},
 		{Name: SidecarGroup, Nodes: model.NodeSelector{Role: model.RoleSidecar, Service: "fraud"},
 			Listeners: []model.Listener{
@@ -131,10 +129,17 @@ func Sample(base uint32) *model.Mesh {
 func fraudAction() model.RouteAction {
 	return model.RouteAction{
 		Clusters: []model.WeightedCluster{{Name: "fraud.v1", Weight: 90}, {Name: "fraud.v2", Weight: 10}},
-		Mirrors:  []model.Mirror{{Cluster: "fraud.v3", Percent: 5, Compare: true}},
+		Mirrors:  []model.Mirror{{Cluster: "fraud.v3", Percent: 5, Compare: true, Model: "fraud-shadow"}},
 		Timeout:  3 * time.Second,
 		Retry:    &model.RetryPolicy{Attempts: 2, On: []string{"unavailable", "reset"}},
 	}
+}
+
+// fraudRESTAction mirrors without comparing, through Envoy's mirror policy.
+func fraudRESTAction() model.RouteAction {
+	a := fraudAction()
+	a.Mirrors = []model.Mirror{{Cluster: "fraud.v3", Percent: 12.5, RuntimeKey: "maestro.fraud.shadow"}}
+	return a
 }
 
 func grpcModel(name string) model.RouteMatch {
