@@ -1,0 +1,311 @@
+package slo
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestWorkbookFactorsFor30Days(t *testing.T) {
+	want := []float64{14.4, 6, 1}
+	for i, a := range WorkbookAlerts() {
+		if got := a.Factor(DefaultWindow); fmt.Sprintf("%.6f", got) != fmt.Sprintf("%.6f", want[i]) {
+			t.Errorf("alert %d (%v/%v): factor %v, want %v", i, a.Long, a.Short, got, want[i])
+		}
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	m := DefaultMetrics()
+	ok := Objective{Name: "fraud-avail", Route: "fraud", Kind: Availability, Target: 0.999}
+	cases := map[string]struct {
+		edit func(o *Objective)
+		want string
+	}{
+		"bad name":             {func(o *Objective) { o.Name = "has space" }, "name must match"},
+		"no route":             {func(o *Objective) { o.Route = "" }, "route is required"},
+		"target 1":             {func(o *Objective) { o.Target = 1 }, "target 1 must be between 0 and 1"},
+		"target 0":             {func(o *Objective) { o.Target = 0 }, "target 0 must be between 0 and 1"},
+		"short window":         {func(o *Objective) { o.Window = time.Hour }, "window 1h0m0s must be at least 24h"},
+		"unknown kind":         {func(o *Objective) { o.Kind = "speed" }, `kind "speed": want availability, error_rate or latency`},
+		"threshold on avail":   {func(o *Objective) { o.Threshold = time.Second }, "threshold is only for latency objectives"},
+		"latency no threshold": {func(o *Objective) { o.Kind = Latency }, "latency objectives need a threshold"},
+		"threshold off bucket": {func(o *Objective) { o.Kind, o.Threshold = Latency, 300*time.Millisecond }, "threshold 300ms is not a bucket boundary"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			o := ok
+			tc.edit(&o)
+			err := o.Validate(m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if !errors.Is(err, ErrInvalidObjective) {
+				t.Errorf("error %v does not wrap ErrInvalidObjective", err)
+			}
+		})
+	}
+	if err := ok.Validate(m); err != nil {
+		t.Errorf("valid objective: %v", err)
+	}
+	if _, err := Rules([]Objective{ok, ok}, m); err == nil || !strings.Contains(err.Error(), "duplicate name") {
+		t.Errorf("duplicate objectives: got %v", err)
+	}
+}
+
+func testObjectives() []Objective {
+	return []Objective{
+		{Name: "fraud-availability", Route: "fraud", Model: "fraud", Kind: Availability, Target: 0.999},
+		{Name: "fraud-errors", Route: "fraud", Model: "fraud", Kind: ErrorRate, Target: 0.999},
+		{Name: "churn-latency", Route: "churn", Kind: Latency, Target: 0.99, Threshold: 250 * time.Millisecond},
+	}
+}
+
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (Debian package prometheus; .ci/run installs it): %v", err)
+	}
+	return p
+}
+
+func writeRules(t *testing.T, dir string) (string, ruleFile) {
+	t.Helper()
+	out, err := Rules(testObjectives(), DefaultMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var f ruleFile
+	if err := yaml.Unmarshal(out, &f); err != nil {
+		t.Fatal(err)
+	}
+	return path, f
+}
+
+func TestRulesPassPromtoolCheck(t *testing.T) {
+	bin := promtool(t)
+	path, f := writeRules(t, t.TempDir())
+	if len(f.Groups) != 3 {
+		t.Fatalf("%d groups, want one per objective", len(f.Groups))
+	}
+	out, err := exec.Command(bin, "check", "rules", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+}
+
+// Promtool unit-test file shapes.
+type promTest struct {
+	RuleFiles          []string   `yaml:"rule_files"`
+	EvaluationInterval string     `yaml:"evaluation_interval"`
+	Tests              []testCase `yaml:"tests"`
+}
+
+type testCase struct {
+	Name        string      `yaml:"name"`
+	Interval    string      `yaml:"interval"`
+	InputSeries []series    `yaml:"input_series"`
+	AlertTests  []alertTest `yaml:"alert_rule_test"`
+}
+
+type series struct {
+	Series string `yaml:"series"`
+	Values string `yaml:"values"`
+}
+
+type alertTest struct {
+	EvalTime  string     `yaml:"eval_time"`
+	Alertname string     `yaml:"alertname"`
+	ExpAlerts []expAlert `yaml:"exp_alerts"`
+}
+
+type expAlert struct {
+	Labels      map[string]string `yaml:"exp_labels"`
+	Annotations map[string]string `yaml:"exp_annotations"`
+}
+
+// expect builds the alerts an objective should raise for the given long
+// windows, taking labels and annotations from the generated rules so the
+// test checks when alerts fire, not how their text is worded.
+func expect(t *testing.T, f ruleFile, o Objective, longWindows ...string) []expAlert {
+	t.Helper()
+	var out []expAlert
+	for _, lw := range longWindows {
+		found := false
+		for _, g := range f.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" || g.Name != "maestro-slo-"+o.Name || r.Labels["long_window"] != lw {
+					continue
+				}
+				labels := map[string]string{"slo": o.Name, "slo_kind": string(o.Kind), "route": o.Route}
+				if o.Model != "" {
+					labels["model"] = o.Model
+				}
+				for k, v := range r.Labels {
+					labels[k] = v
+				}
+				out = append(out, expAlert{Labels: labels, Annotations: r.Annotations})
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("no alert for %s with long window %s", o.Name, lw)
+		}
+	}
+	return out
+}
+
+// traffic returns counter series for one route: perMin requests a minute,
+// with errPerMin errors of class cls, for the given number of minutes.
+func traffic(route, model, cls string, perMin, errPerMin float64, minutes int) []series {
+	sel := fmt.Sprintf(`route=%q`, route)
+	if model != "" {
+		sel += fmt.Sprintf(`,model=%q`, model)
+	}
+	return []series{
+		{fmt.Sprintf("maestro_slo_requests_total{%s}", sel), fmt.Sprintf("0+%gx%d", perMin, minutes)},
+		{fmt.Sprintf("maestro_slo_errors_total{%s,class=%q}", sel, cls), fmt.Sprintf("0+%gx%d", errPerMin, minutes)},
+	}
+}
+
+// latency returns histogram series for route with slowShare of requests
+// above 250 ms.
+func latency(route string, perMin, slowShare float64, minutes int) []series {
+	b := "maestro_slo_request_duration_milliseconds_bucket"
+	return []series{
+		{fmt.Sprintf(`%s{route=%q,le="250"}`, b, route), fmt.Sprintf("0+%gx%d", perMin*(1-slowShare), minutes)},
+		{fmt.Sprintf(`%s{route=%q,le="+Inf"}`, b, route), fmt.Sprintf("0+%gx%d", perMin, minutes)},
+	}
+}
+
+func TestAlertsFireWhenTheyShould(t *testing.T) {
+	bin := promtool(t)
+	dir := t.TempDir()
+	path, f := writeRules(t, dir)
+	objs := testObjectives()
+	avail, errRate, lat := objs[0], objs[1], objs[2]
+	alerts := func(evalTime string, exp []expAlert) alertTest {
+		return alertTest{EvalTime: evalTime, Alertname: AlertName, ExpAlerts: exp}
+	}
+	tests := []testCase{
+		{
+			Name:        "fast burn of server errors pages on every window",
+			InputSeries: traffic("fraud", "fraud", "server", 1000, 20, 480), // 2% > 14.4 x 0.1%
+			AlertTests: []alertTest{alerts("7h", append(
+				expect(t, f, avail, "1h", "6h", "3d"),
+				expect(t, f, errRate, "1h", "6h", "3d")...))},
+		},
+		{
+			Name:        "slow burn opens a ticket and does not page",
+			InputSeries: traffic("fraud", "fraud", "server", 1000, 3, 480), // 0.3%: above 1x, below 6x
+			AlertTests: []alertTest{alerts("7h", append(
+				expect(t, f, avail, "3d"),
+				expect(t, f, errRate, "3d")...))},
+		},
+		{
+			Name:        "within budget stays silent",
+			InputSeries: traffic("fraud", "fraud", "server", 1000, 0.5, 480), // 0.05%
+			AlertTests:  []alertTest{alerts("7h", nil)},
+		},
+		{
+			Name: "a spike that stopped no longer pages",
+			InputSeries: []series{
+				{`maestro_slo_requests_total{route="fraud",model="fraud"}`, "0+1000x120"},
+				{`maestro_slo_errors_total{route="fraud",model="fraud",class="server"}`, "0+20x60 1200+0x60"},
+			},
+			AlertTests: []alertTest{
+				alerts("50m", append(expect(t, f, avail, "1h", "6h", "3d"), expect(t, f, errRate, "1h", "6h", "3d")...)),
+				// The short windows are clean again, so only the ticket stays.
+				alerts("2h", append(expect(t, f, avail, "3d"), expect(t, f, errRate, "3d")...)),
+			},
+		},
+		{
+			Name:        "client errors count against the error rate, not availability",
+			InputSeries: traffic("fraud", "fraud", "client", 1000, 20, 120),
+			AlertTests:  []alertTest{alerts("90m", expect(t, f, errRate, "1h", "6h", "3d"))},
+		},
+		{
+			Name:        "slow requests burn the latency budget",
+			InputSeries: latency("churn", 600, 0.2, 120), // 20% slow > 14.4 x 1%
+			AlertTests:  []alertTest{alerts("90m", expect(t, f, lat, "1h", "6h", "3d"))},
+		},
+		{
+			Name:        "fast enough requests stay silent",
+			InputSeries: latency("churn", 600, 0.005, 120), // 0.5% slow < 1%
+			AlertTests:  []alertTest{alerts("90m", nil)},
+		},
+	}
+	for i := range tests {
+		tests[i].Interval = "1m"
+	}
+	spec := promTest{RuleFiles: []string{filepath.Base(path)}, EvaluationInterval: "1m", Tests: tests}
+	data, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testPath := filepath.Join(dir, "rules_test.yaml")
+	if err := os.WriteFile(testPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "test", "rules", testPath)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s\n--- test file:\n%s", err, out, data)
+	}
+}
+
+func TestDashboardPlotsEveryObjectiveFromRecordedSeries(t *testing.T) {
+	m := DefaultMetrics()
+	out, err := Dashboard("demo", testObjectives(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatalf("dashboard is not valid JSON: %v", err)
+	}
+	_, f := writeRules(t, t.TempDir())
+	recorded := map[string]bool{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				recorded[r.Record] = true
+			}
+		}
+	}
+	rows := 0
+	for _, p := range d.Panels {
+		if p.Type == "row" {
+			rows++
+			continue
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			if name, _, ok := strings.Cut(tg.Expr, "{"); ok && strings.HasPrefix(name, "maestro_slo:") && !recorded[name] {
+				t.Errorf("panel %q reads %s, which no rule records", p.Title, name)
+			}
+		}
+	}
+	if rows != len(testObjectives()) {
+		t.Errorf("%d rows, want one per objective", rows)
+	}
+	burn := d.Panels[3]
+	if len(burn.Targets) != 5 {
+		t.Errorf("burn panel has %d queries, want 5 distinct windows (5m 30m 1h 6h 3d)", len(burn.Targets))
+	}
+}
