@@ -1,0 +1,348 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// Stream kinds, as metric label values.
+const (
+	kindSotW  = "sotw"
+	kindDelta = "delta"
+)
+
+// NodeStatus is what the server knows of one connected node.
+type NodeStatus struct {
+	ID      string `json:"id"`
+	Role    string `json:"role,omitempty"`
+	Service string `json:"service,omitempty"`
+	// Group is the node group the node is served from; empty if none
+	// matches.
+	Group   string `json:"group,omitempty"`
+	Streams int    `json:"streams"`
+	// Types are sorted by Type.
+	Types []TypeStatus `json:"types"`
+}
+
+// TypeStatus is the state of one resource type on one node.
+type TypeStatus struct {
+	// Type is the short type name ("listener", "cluster", ...).
+	Type    string `json:"type"`
+	TypeURL string `json:"typeUrl"`
+	// Sent is the version of the latest response sent; Acked the latest
+	// version the node accepted.
+	Sent  string `json:"sent,omitempty"`
+	Acked string `json:"acked,omitempty"`
+	// Nacked is the version the node rejected, with Envoy's error detail
+	// and the resources of that response. It stays set until the node
+	// ACKs a later response.
+	Nacked          string   `json:"nacked,omitempty"`
+	NackError       string   `json:"nackError,omitempty"`
+	NackedResources []string `json:"nackedResources,omitempty"`
+	Pushes          uint64   `json:"pushes"`
+	ACKs            uint64   `json:"acks"`
+	NACKs           uint64   `json:"nacks"`
+}
+
+// sent is the latest response of one type on one stream; an ACK or NACK
+// refers to it by nonce.
+type sent struct {
+	nonce   string
+	version string
+	// names are the resources of a delta response; for SotW they are
+	// looked up only when a NACK needs them.
+	names []string
+	// requested are the names a SotW request asked for; empty means all.
+	requested []string
+}
+
+type streamState struct {
+	kind string
+	node *model.NodeInfo
+	sent map[string]sent
+}
+
+type nodeState struct {
+	info    model.NodeInfo
+	streams int
+	types   map[string]*TypeStatus
+}
+
+// tracker implements go-control-plane's callbacks: it follows every
+// stream's responses and the ACKs/NACKs that answer them, per node and type.
+type tracker struct {
+	log     *slog.Logger
+	m       *metrics
+	groupOf func(model.NodeInfo) (string, bool)
+	// names returns the resource names a group's current snapshot holds
+	// for a type at a version, for reporting a SotW NACK.
+	names func(group, typeURL, version string) []string
+
+	mu      sync.Mutex
+	streams map[int64]*streamState
+	nodes   map[string]*nodeState
+}
+
+func newTracker(log *slog.Logger, m *metrics, groupOf func(model.NodeInfo) (string, bool)) *tracker {
+	return &tracker{
+		log:     log,
+		m:       m,
+		groupOf: groupOf,
+		streams: map[int64]*streamState{},
+		nodes:   map[string]*nodeState{},
+	}
+}
+
+func (t *tracker) open(id int64, kind string) {
+	t.mu.Lock()
+	t.streams[id] = &streamState{kind: kind, sent: map[string]sent{}}
+	t.mu.Unlock()
+	t.m.streams.WithLabelValues(kind).Inc()
+}
+
+func (t *tracker) closed(id int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[id]
+	if !ok {
+		return
+	}
+	delete(t.streams, id)
+	t.m.streams.WithLabelValues(st.kind).Dec()
+	if st.node == nil {
+		return
+	}
+	n := t.nodes[st.node.ID]
+	if n == nil {
+		return
+	}
+	n.streams--
+	if n.streams > 0 {
+		return
+	}
+	// The node is gone: its NACKs no longer describe a running proxy.
+	for url, ts := range n.types {
+		if ts.Nacked != "" {
+			t.m.nacked.WithLabelValues(TypeName(url)).Dec()
+		}
+	}
+	delete(t.nodes, st.node.ID)
+	t.m.connectedNodes.Dec()
+	t.log.Info("node disconnected", "node", st.node.ID)
+}
+
+// attach records the stream's node on its first request.
+func (t *tracker) attach(st *streamState, n *core.Node) *nodeState {
+	if st.node != nil {
+		return t.nodes[st.node.ID]
+	}
+	info := NodeInfo(n)
+	st.node = &info
+	ns := t.nodes[info.ID]
+	if ns == nil {
+		ns = &nodeState{info: info, types: map[string]*TypeStatus{}}
+		t.nodes[info.ID] = ns
+		t.m.connectedNodes.Inc()
+		if g, ok := t.groupOf(info); ok {
+			t.log.Info("node connected", "node", info.ID, "role", info.Role, "service", info.Service, "group", g)
+		} else {
+			t.log.Warn("node connected but no node group matches it; it receives nothing until one does",
+				"node", info.ID, "role", info.Role, "service", info.Service)
+		}
+	}
+	ns.streams++
+	return ns
+}
+
+func (ns *nodeState) typ(url string) *TypeStatus {
+	ts := ns.types[url]
+	if ts == nil {
+		ts = &TypeStatus{Type: TypeName(url), TypeURL: url}
+		ns.types[url] = ts
+	}
+	return ts
+}
+
+// answer handles the ACK or NACK in a request; it returns the NACKed
+// version ("" for an ACK or a request answering nothing).
+func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, detail *rpcstatus.Status) string {
+	if nonce == "" {
+		return ""
+	}
+	last, ok := st.sent[url]
+	if !ok || last.nonce != nonce {
+		return "" // stale nonce: the server ignores it too
+	}
+	ts := ns.typ(url)
+	typ := TypeName(url)
+	if detail == nil {
+		ts.ACKs++
+		ts.Acked = last.version
+		if ts.Nacked != "" {
+			t.m.nacked.WithLabelValues(typ).Dec()
+			t.log.Info("node accepted a version after a NACK", "node", ns.info.ID, "type", typ, "version", last.version, "nacked", ts.Nacked)
+			ts.Nacked, ts.NackError, ts.NackedResources = "", "", nil
+		}
+		t.m.acks.WithLabelValues(typ).Inc()
+		return ""
+	}
+	ts.NACKs++
+	if ts.Nacked == "" {
+		t.m.nacked.WithLabelValues(typ).Inc()
+	}
+	names := last.names
+	group, _ := t.groupOf(ns.info)
+	if names == nil && t.names != nil {
+		names = t.names(group, url, last.version)
+		if len(last.requested) > 0 {
+			names = intersect(names, last.requested)
+		}
+	}
+	ts.Nacked, ts.NackError, ts.NackedResources = last.version, detail.GetMessage(), names
+	t.m.nacks.WithLabelValues(typ).Inc()
+	t.log.Warn("node rejected a response (NACK); it keeps its previous configuration",
+		"node", ns.info.ID, "group", group, "type", typ, "version", last.version,
+		"acked", ts.Acked, "code", detail.GetCode(), "error", detail.GetMessage(), "resources", names)
+	return last.version
+}
+
+// OnStreamOpen implements sotw.Callbacks.
+func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(id, kindSotW)
+	return nil
+}
+
+// OnStreamClosed implements sotw.Callbacks.
+func (t *tracker) OnStreamClosed(id int64, _ *core.Node) { t.closed(id) }
+
+// OnStreamRequest implements sotw.Callbacks. After a NACK the request
+// names the node's previous version; it is rewritten to the rejected one
+// so the cache waits for a new snapshot instead of sending the rejected
+// one again (which the node would reject again, in a tight loop).
+func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	url := req.GetTypeUrl()
+	t.m.requests.WithLabelValues(TypeName(url)).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[id]
+	if !ok {
+		return nil
+	}
+	ns := t.attach(st, req.GetNode())
+	if v := t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail()); v != "" {
+		req.VersionInfo = v
+	}
+	return nil
+}
+
+// OnStreamResponse implements sotw.Callbacks.
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	t.pushed(id, resp.GetTypeUrl(), sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo(), requested: req.GetResourceNames()})
+}
+
+func (t *tracker) pushed(id int64, url string, s sent) {
+	t.m.pushes.WithLabelValues(TypeName(url)).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[id]
+	if !ok {
+		return
+	}
+	st.sent[url] = s
+	if st.node == nil {
+		return
+	}
+	if ns := t.nodes[st.node.ID]; ns != nil {
+		ts := ns.typ(url)
+		ts.Pushes++
+		ts.Sent = s.version
+	}
+}
+
+// OnDeltaStreamOpen implements delta.Callbacks.
+func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	t.open(id, kindDelta)
+	return nil
+}
+
+// OnDeltaStreamClosed implements delta.Callbacks.
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *core.Node) { t.closed(id) }
+
+// OnStreamDeltaRequest implements delta.Callbacks.
+func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	url := req.GetTypeUrl()
+	t.m.requests.WithLabelValues(TypeName(url)).Inc()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[id]
+	if !ok {
+		return nil
+	}
+	ns := t.attach(st, req.GetNode())
+	t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail())
+	return nil
+}
+
+// OnStreamDeltaResponse implements delta.Callbacks.
+func (t *tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	names := make([]string, 0, len(resp.GetResources())+len(resp.GetRemovedResources()))
+	for _, r := range resp.GetResources() {
+		names = append(names, r.GetName())
+	}
+	names = append(names, resp.GetRemovedResources()...)
+	slices.Sort(names)
+	t.pushed(id, resp.GetTypeUrl(), sent{nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo(), names: names})
+}
+
+// OnFetchRequest implements rest.Callbacks.
+func (t *tracker) OnFetchRequest(_ context.Context, req *discovery.DiscoveryRequest) error {
+	t.m.requests.WithLabelValues(TypeName(req.GetTypeUrl())).Inc()
+	return nil
+}
+
+// OnFetchResponse implements rest.Callbacks.
+func (t *tracker) OnFetchResponse(_ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	t.m.pushes.WithLabelValues(TypeName(resp.GetTypeUrl())).Inc()
+}
+
+// status returns a copy of every connected node's status, sorted by ID.
+func (t *tracker) status() []NodeStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]NodeStatus, 0, len(t.nodes))
+	for _, ns := range t.nodes {
+		st := NodeStatus{ID: ns.info.ID, Role: string(ns.info.Role), Service: ns.info.Service, Streams: ns.streams}
+		st.Group, _ = t.groupOf(ns.info)
+		for _, url := range slices.Sorted(maps.Keys(ns.types)) {
+			ts := *ns.types[url]
+			ts.NackedResources = slices.Clone(ts.NackedResources)
+			st.Types = append(st.Types, ts)
+		}
+		slices.SortFunc(st.Types, func(a, b TypeStatus) int { return cmp.Compare(a.Type, b.Type) })
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// intersect returns the sorted names present in both lists.
+func intersect(have, want []string) []string {
+	var out []string
+	for _, n := range want {
+		if slices.Contains(have, n) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
