@@ -1,0 +1,256 @@
+// Package xgboost evaluates XGBoost gradient-boosted tree models saved as
+// JSON (Booster.save_model("m.json"), XGBoost 1.x and 2.x) in pure Go.
+//
+// Supported: the gbtree booster with objectives binary:logistic,
+// binary:logitraw, reg:logistic, reg:squarederror, multi:softprob and
+// multi:softmax; missing values (NaN) follow each split's default_left;
+// base_score in its 1.x ("5E-1") and 2.x ("[5E-1]") forms. Refused with an
+// error at load: dart and gblinear boosters, categorical splits,
+// multi-target (vector-leaf) trees and other objectives.
+//
+// Predictions match XGBoost's to 1e-5: thresholds and leaf values stay
+// float32, a feature goes left when x < threshold in float32, and leaf
+// values are summed in float32 in tree order from the base margin.
+//
+// # Binding to config.yaml
+//
+// The model has one input, FP32 (or FP64), whose row width equals the
+// model's num_feature. Each declared output is filled by datatype:
+//   - FP32 or FP64: the predictions, num_class values per row for
+//     multi:softprob, one otherwise (the class index for multi:softmax);
+//   - INT32 or INT64 (classifiers only): the predicted class, argmax for
+//     multi-class, probability > 0.5 for binary:logistic, margin > 0 for
+//     binary:logitraw.
+//
+// Parameters: "model_file" names the artifact in the version directory
+// (default "model.json").
+package xgboost
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/maestro-ml/maestro/inference/runtime"
+)
+
+// DefaultFile is the artifact name in a version directory.
+const DefaultFile = "model.json"
+
+// Load reads spec.Dir/model.json (or the "model_file" parameter) and binds
+// it to spec's signature. It is a runtime.Loader.
+//
+// # Errors
+//
+// Names the file and the offending JSON field or config.yaml tensor when the
+// artifact is unreadable, unsupported or disagrees with the signature.
+func Load(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
+	start := time.Now()
+	file := DefaultFile
+	if f := spec.Params["model_file"]; f != "" {
+		file = f
+	}
+	if filepath.Base(file) != file {
+		return nil, fmt.Errorf("parameter model_file %q: want a file name in the version directory", file)
+	}
+	path := filepath.Join(spec.Dir, file)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read xgboost model: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := New(data, spec.Signature)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.loadTime = time.Since(start)
+	return m, nil
+}
+
+// Model is a loaded XGBoost model bound to a signature. It is safe for
+// concurrent use.
+type Model struct {
+	e        *ensemble
+	input    runtime.TensorSpec
+	width    int
+	outputs  []output
+	loadTime time.Duration
+}
+
+type outputKind uint8
+
+const (
+	values outputKind = iota
+	labels
+)
+
+type output struct {
+	spec runtime.TensorSpec
+	kind outputKind
+}
+
+// New parses an XGBoost JSON model and binds it to sig.
+func New(data []byte, sig runtime.Signature) (*Model, error) {
+	e, err := parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("parse xgboost json: %w", err)
+	}
+	m := &Model{e: e}
+	if len(sig.Inputs) != 1 {
+		return nil, fmt.Errorf("config inputs: %d declared, an xgboost model takes exactly one (the feature matrix)", len(sig.Inputs))
+	}
+	in := sig.Inputs[0]
+	if in.Datatype != runtime.FP32 && in.Datatype != runtime.FP64 {
+		return nil, fmt.Errorf("config input %q: datatype %s, want FP32 or FP64", in.Name, in.Datatype)
+	}
+	w, err := in.RowWidth()
+	if err != nil {
+		return nil, fmt.Errorf("config input %q: %w", in.Name, err)
+	}
+	if w != e.numFeature {
+		return nil, fmt.Errorf("config input %q: %d features per row, the model has num_feature %d", in.Name, w, e.numFeature)
+	}
+	m.input, m.width = in, w
+	if len(sig.Outputs) == 0 {
+		return nil, fmt.Errorf("config outputs: none declared")
+	}
+	for _, o := range sig.Outputs {
+		ow, err := o.RowWidth()
+		if err != nil {
+			return nil, fmt.Errorf("config output %q: %w", o.Name, err)
+		}
+		switch o.Datatype {
+		case runtime.FP32, runtime.FP64:
+			if ow != e.outWidth() {
+				return nil, fmt.Errorf("config output %q: %d values per row, objective %s gives %d", o.Name, ow, e.objective, e.outWidth())
+			}
+			m.outputs = append(m.outputs, output{spec: o, kind: values})
+		case runtime.Int32, runtime.Int64:
+			if e.transform == identity && e.objective != "binary:logitraw" {
+				return nil, fmt.Errorf("config output %q: class labels need a classifier, objective is %s", o.Name, e.objective)
+			}
+			if ow != 1 {
+				return nil, fmt.Errorf("config output %q: %d values per row, a class label is 1", o.Name, ow)
+			}
+			m.outputs = append(m.outputs, output{spec: o, kind: labels})
+		default:
+			return nil, fmt.Errorf("config output %q: datatype %s, want FP32, FP64, INT32 or INT64", o.Name, o.Datatype)
+		}
+	}
+	return m, nil
+}
+
+// Predict evaluates a batch of feature rows. See the package comment for
+// how outputs are filled.
+func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime.Tensor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := runtime.Find(inputs, m.input.Name)
+	if err != nil {
+		return nil, err
+	}
+	x, err := runtime.Float32s(t)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := runtime.Rows(t, m.width, len(x))
+	if err != nil {
+		return nil, err
+	}
+	if !m.input.Batched() && rows != 1 {
+		return nil, fmt.Errorf("%w: input %q: %d rows for a model without a batch dimension", runtime.ErrInvalidInput, t.Name, rows)
+	}
+	e := m.e
+	margin := make([]float32, rows*e.numGroup)
+	pred := make([]float32, rows*e.outWidth())
+	e.predict(x, rows, margin, pred)
+
+	out := make([]runtime.Tensor, len(m.outputs))
+	usedPred := false
+	for i, o := range m.outputs {
+		ot := runtime.Tensor{Name: o.spec.Name, Datatype: o.spec.Datatype, Shape: runtime.OutputShape(o.spec, rows, 0)}
+		switch {
+		case o.kind == values && o.spec.Datatype == runtime.FP32:
+			if usedPred {
+				ot.Data = append([]float32(nil), pred...)
+			} else {
+				ot.Data, usedPred = pred, true
+			}
+		case o.kind == values:
+			d := make([]float64, len(pred))
+			for j, v := range pred {
+				d[j] = float64(v)
+			}
+			ot.Data = d
+		default:
+			ot.Data = m.labels(rows, margin, pred, o.spec.Datatype)
+		}
+		out[i] = ot
+	}
+	return out, nil
+}
+
+// labels is the predicted class per row, as INT64 or INT32 data.
+func (m *Model) labels(rows int, margin, pred []float32, dt runtime.Datatype) any {
+	e := m.e
+	class := func(r int) int {
+		switch e.transform {
+		case softprob:
+			return argmax(pred[r*e.numGroup : (r+1)*e.numGroup])
+		case softmax:
+			return int(pred[r])
+		case sigmoid:
+			return b2i(pred[r] > 0.5)
+		default: // binary:logitraw
+			return b2i(margin[r] > 0)
+		}
+	}
+	if dt == runtime.Int32 {
+		d := make([]int32, rows)
+		for r := range d {
+			d[r] = int32(class(r))
+		}
+		return d
+	}
+	d := make([]int64, rows)
+	for r := range d {
+		d[r] = int64(class(r))
+	}
+	return d
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// MemoryBytes estimates the memory the flattened trees hold.
+func (m *Model) MemoryBytes() int64 { return m.e.memoryBytes() + 512 }
+
+// Info describes a loaded model for logs and metadata.
+type Info struct {
+	Objective  string
+	Version    []int // the XGBoost version that saved the model
+	Trees      int
+	Nodes      int
+	MaxDepth   int
+	NumFeature int
+	NumGroup   int
+	LoadTime   time.Duration // zero unless loaded by Load
+}
+
+// Info returns the model's description.
+func (m *Model) Info() Info {
+	e := m.e
+	return Info{
+		Objective: e.objective, Version: e.version, Trees: len(e.roots), Nodes: len(e.nodes),
+		MaxDepth: e.maxDepth, NumFeature: e.numFeature, NumGroup: e.numGroup, LoadTime: m.loadTime,
+	}
+}
