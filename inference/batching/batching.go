@@ -1,0 +1,261 @@
+// Package batching is a dynamic batcher in the manner of Triton's: requests
+// that arrive close together for the same model are merged into one batch
+// along the first (batch) dimension, evaluated in one call, and the outputs
+// are split back per request.
+package batching
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	rt "github.com/maestro-ml/maestro/inference/runtime"
+)
+
+// Config tunes a Batcher.
+type Config struct {
+	// MaxBatchSize is the most rows one merged batch may hold. Requests with
+	// this many rows or more are evaluated on their own.
+	MaxBatchSize int64
+	// MaxQueueDelay is how long the oldest waiting request may be held back
+	// for others to join it. Zero merges only requests already waiting.
+	MaxQueueDelay time.Duration
+	// PreferredSizes are batch sizes dispatched at once when reached.
+	PreferredSizes []int64
+	// MaxInFlight bounds concurrent evaluations; the default is GOMAXPROCS.
+	// While all are busy, new requests queue and so form larger batches.
+	MaxInFlight int
+	// ObserveBatch, if set, is told the rows of every evaluated batch.
+	ObserveBatch func(rows int64)
+	// ObserveQueue, if set, is told how long each request waited.
+	ObserveQueue func(time.Duration)
+}
+
+// Batcher merges concurrent Predict calls to one model. Create it with New;
+// Close stops it.
+type Batcher struct {
+	model  rt.Model
+	cfg    Config
+	target int64 // rows at which a batch is dispatched without waiting
+	queue  chan *request
+	sem    chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type request struct {
+	ctx      context.Context
+	inputs   []rt.Tensor
+	rows     int64
+	enqueued time.Time
+	done     chan result
+}
+
+type result struct {
+	outputs []rt.Tensor
+	err     error
+}
+
+// New starts a batcher in front of model.
+func New(model rt.Model, cfg Config) *Batcher {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = runtime.GOMAXPROCS(0)
+	}
+	target := cfg.MaxBatchSize
+	if len(cfg.PreferredSizes) > 0 {
+		target = slices.Max(cfg.PreferredSizes)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Batcher{
+		model:  model,
+		cfg:    cfg,
+		target: target,
+		// Unbuffered: a send succeeds only while the collector runs, so no
+		// request can be stranded in a buffer after Close.
+		queue:  make(chan *request),
+		sem:    make(chan struct{}, cfg.MaxInFlight),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	b.wg.Add(1)
+	go b.collect()
+	return b
+}
+
+// Close stops collecting, waits for the batches in flight, and makes later
+// Predict calls evaluate directly, so that a model evicted while requests
+// still hold it keeps answering them.
+func (b *Batcher) Close() {
+	b.cancel()
+	b.wg.Wait()
+}
+
+// Predict evaluates inputs, possibly merged with other concurrent calls.
+func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor, error) {
+	n := rows(inputs)
+	if n <= 0 || n >= b.cfg.MaxBatchSize {
+		return b.model.Predict(ctx, inputs)
+	}
+	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
+	select {
+	case b.queue <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.ctx.Done():
+		return b.model.Predict(ctx, inputs)
+	}
+	select {
+	case res := <-req.done:
+		return res.outputs, res.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// collect forms batches: it waits for a first request, then gathers more
+// until the batch reaches the target size, the oldest request has waited
+// MaxQueueDelay, or no request is waiting at a preferred size.
+func (b *Batcher) collect() {
+	defer b.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	var batch []*request
+	var total int64
+	for {
+		if len(batch) == 0 {
+			select {
+			case r := <-b.queue:
+				batch, total = append(batch, r), r.rows
+			case <-b.ctx.Done():
+				return
+			}
+			timer.Reset(b.cfg.MaxQueueDelay - time.Since(batch[0].enqueued))
+		}
+		dispatch := total >= b.target
+		for !dispatch {
+			if b.preferred(total) || b.cfg.MaxQueueDelay <= 0 {
+				// Take only what is already waiting.
+				select {
+				case r := <-b.queue:
+					batch, total, dispatch = b.add(batch, total, r)
+				default:
+					dispatch = true
+				}
+				continue
+			}
+			select {
+			case r := <-b.queue:
+				batch, total, dispatch = b.add(batch, total, r)
+			case <-timer.C:
+				dispatch = true
+			case <-b.ctx.Done():
+				dispatch = true
+			}
+		}
+		timer.Stop()
+		// A request that did not fit is kept for the next batch.
+		var next *request
+		if total > b.cfg.MaxBatchSize {
+			next = batch[len(batch)-1]
+			batch, total = batch[:len(batch)-1], total-next.rows
+		}
+		b.run(batch, total)
+		batch, total = nil, 0
+		if next != nil {
+			batch, total = append(batch, next), next.rows
+			timer.Reset(b.cfg.MaxQueueDelay - time.Since(next.enqueued))
+		}
+		if b.ctx.Err() != nil && len(batch) == 0 {
+			return
+		}
+	}
+}
+
+// add appends r and reports whether the batch is now due.
+func (b *Batcher) add(batch []*request, total int64, r *request) ([]*request, int64, bool) {
+	batch, total = append(batch, r), total+r.rows
+	return batch, total, total >= b.target
+}
+
+func (b *Batcher) preferred(total int64) bool {
+	return slices.Contains(b.cfg.PreferredSizes, total)
+}
+
+// run evaluates one batch on its own goroutine once an evaluation slot is
+// free. Waiting for the slot here is deliberate: requests that arrive
+// meanwhile queue up and form the next, larger batch.
+func (b *Batcher) run(batch []*request, total int64) {
+	b.sem <- struct{}{}
+	b.wg.Add(1)
+	go func() {
+		defer func() { <-b.sem; b.wg.Done() }()
+		b.evaluate(batch, total)
+	}()
+}
+
+func (b *Batcher) evaluate(batch []*request, total int64) {
+	now := time.Now()
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		if b.cfg.ObserveQueue != nil {
+			b.cfg.ObserveQueue(now.Sub(r.enqueued))
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if len(live) != len(batch) {
+		total = 0
+		for _, r := range live {
+			total += r.rows
+		}
+	}
+	if b.cfg.ObserveBatch != nil {
+		b.cfg.ObserveBatch(total)
+	}
+	if len(live) == 1 {
+		out, err := b.model.Predict(live[0].ctx, live[0].inputs)
+		live[0].done <- result{outputs: out, err: err}
+		return
+	}
+	inputs, ok := merge(live, total)
+	if !ok {
+		for _, r := range live {
+			out, err := b.model.Predict(r.ctx, r.inputs)
+			r.done <- result{outputs: out, err: err}
+		}
+		return
+	}
+	// The merged batch belongs to no single caller: one caller giving up
+	// must not cancel the others' work.
+	outputs, err := b.model.Predict(context.WithoutCancel(live[0].ctx), inputs)
+	if err != nil {
+		// One bad request must not fail its neighbours: retry each alone,
+		// so that the error reaches only the request it belongs to.
+		for _, r := range live {
+			out, err := b.model.Predict(r.ctx, r.inputs)
+			r.done <- result{outputs: out, err: err}
+		}
+		return
+	}
+	sizes := make([]int64, len(live))
+	for i, r := range live {
+		sizes[i] = r.rows
+	}
+	parts, err := split(outputs, sizes, total)
+	for i, r := range live {
+		if err != nil {
+			r.done <- result{err: err}
+			continue
+		}
+		r.done <- result{outputs: parts[i]}
+	}
+}

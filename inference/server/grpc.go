@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/inference/tensor"
+)
+
+// grpcService implements GRPCInferenceService over the repository.
+type grpcService struct {
+	pb.UnimplementedGRPCInferenceServiceServer
+	s *Server
+}
+
+func (g *grpcService) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
+	return &pb.ServerLiveResponse{Live: true}, nil
+}
+
+func (g *grpcService) ServerReady(context.Context, *pb.ServerReadyRequest) (*pb.ServerReadyResponse, error) {
+	return &pb.ServerReadyResponse{Ready: g.s.ready()}, nil
+}
+
+func (g *grpcService) ServerMetadata(context.Context, *pb.ServerMetadataRequest) (*pb.ServerMetadataResponse, error) {
+	return &pb.ServerMetadataResponse{Name: g.s.cfg.Name, Version: g.s.cfg.Version, Extensions: extensions}, nil
+}
+
+// ModelReady loads the model if needed: readiness is a use, so that a probe
+// tells whether the model really serves. A model that cannot load answers
+// not ready, with the reason in the x-maestro-reason header.
+func (g *grpcService) ModelReady(ctx context.Context, req *pb.ModelReadyRequest) (*pb.ModelReadyResponse, error) {
+	_, err := g.s.repo.Get(ctx, req.GetName(), req.GetVersion())
+	switch {
+	case err == nil:
+		return &pb.ModelReadyResponse{Ready: true}, nil
+	case errors.Is(err, repository.ErrNotFound):
+		return nil, statusError(err)
+	case errors.Is(err, repository.ErrUnavailable):
+		_ = grpc.SetHeader(ctx, metadata.Pairs(reasonHeader, err.Error()))
+		return &pb.ModelReadyResponse{Ready: false}, nil
+	default:
+		return nil, statusError(err)
+	}
+}
+
+// ModelMetadata answers from config.yaml without loading the model; a model
+// that cannot serve answers UNAVAILABLE with the reason.
+func (g *grpcService) ModelMetadata(_ context.Context, req *pb.ModelMetadataRequest) (*pb.ModelMetadataResponse, error) {
+	info, err := g.s.repo.Info(req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, statusError(err)
+	}
+	if info.Err != nil {
+		return nil, statusError(info.Err)
+	}
+	return &pb.ModelMetadataResponse{
+		Name:     info.Name,
+		Versions: info.Versions,
+		Platform: platform(info.Config),
+		Inputs:   tensorMetadata(info.Signature.Inputs),
+		Outputs:  tensorMetadata(info.Signature.Outputs),
+	}, nil
+}
+
+func platform(c *repository.Config) string { return "maestro_" + c.Runtime }
+
+func tensorMetadata(specs []runtime.TensorSpec) []*pb.ModelMetadataResponse_TensorMetadata {
+	out := make([]*pb.ModelMetadataResponse_TensorMetadata, len(specs))
+	for i, s := range specs {
+		out[i] = &pb.ModelMetadataResponse_TensorMetadata{Name: s.Name, Datatype: string(s.Datatype), Shape: s.Shape}
+	}
+	return out
+}
+
+func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	start := time.Now()
+	resp, model, ver, err := g.infer(ctx, req)
+	g.s.observe("grpc", model, ver, start, err)
+	if err != nil {
+		return nil, statusError(err)
+	}
+	return resp, nil
+}
+
+func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, string, string, error) {
+	l, err := g.s.repo.Get(ctx, req.GetModelName(), req.GetModelVersion())
+	if err != nil {
+		return nil, unknownModel, "", err
+	}
+	inputs, err := tensor.DecodeInputs(req)
+	if err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	if _, err := validate(l, inputs); err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	var names []string
+	if len(req.GetOutputs()) > 0 {
+		names = make([]string, len(req.GetOutputs()))
+		for i, o := range req.GetOutputs() {
+			names[i] = o.GetName()
+		}
+		if err := checkRequested(l, names); err != nil {
+			return nil, l.Name, l.Version, err
+		}
+	}
+	outputs, err := predict(ctx, l, inputs, names)
+	if err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	resp := &pb.ModelInferResponse{
+		ModelName:    l.Name,
+		ModelVersion: l.Version,
+		Id:           req.GetId(),
+		Parameters:   g.s.respParams,
+		Outputs:      make([]*pb.ModelInferResponse_InferOutputTensor, len(outputs)),
+	}
+	// Clients that send raw contents read raw contents (Triton's clients
+	// do); the others get typed contents.
+	raw := len(req.GetRawInputContents()) > 0
+	if raw {
+		resp.RawOutputContents = make([][]byte, len(outputs))
+	}
+	for i, o := range outputs {
+		if raw {
+			resp.Outputs[i], resp.RawOutputContents[i], err = tensor.EncodeRaw(o)
+		} else {
+			resp.Outputs[i], err = tensor.EncodeContents(o)
+		}
+		if err != nil {
+			return nil, l.Name, l.Version, status.Errorf(codes.Internal, "model %q v%s: %v", l.Name, l.Version, err)
+		}
+	}
+	return resp, l.Name, l.Version, nil
+}
+
+func (g *grpcService) RepositoryIndex(_ context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	idx := g.s.repo.Index(req.GetReady())
+	resp := &pb.RepositoryIndexResponse{Models: make([]*pb.RepositoryIndexResponse_ModelIndex, len(idx))}
+	for i, e := range idx {
+		resp.Models[i] = &pb.RepositoryIndexResponse_ModelIndex{Name: e.Name, Version: e.Version, State: string(e.State), Reason: e.Reason}
+	}
+	return resp, nil
+}
+
+func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	if err := g.s.repo.Load(ctx, req.GetModelName()); err != nil {
+		return nil, statusError(err)
+	}
+	return &pb.RepositoryModelLoadResponse{}, nil
+}
+
+func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	if err := g.s.repo.Unload(ctx, req.GetModelName()); err != nil {
+		return nil, statusError(err)
+	}
+	return &pb.RepositoryModelUnloadResponse{}, nil
+}
+
+// serverHeader is a unary interceptor that names this server instance in
+// every response's headers, so that callers can tell replicas apart.
+func (s *Server) serverHeader(ctx context.Context, req any, _ *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
+	_ = grpc.SetHeader(ctx, s.headerMD)
+	return next(ctx, req)
+}

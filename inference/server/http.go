@@ -1,0 +1,235 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/inference/tensor"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// routes is the protocol's REST API, Triton's repository extension and
+// /metrics.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /v2/health/ready", s.httpServerReady)
+	mux.HandleFunc("GET /v2", s.httpServerMetadata)
+	mux.HandleFunc("GET /v2/models/{model}", s.httpModelMetadata)
+	mux.HandleFunc("GET /v2/models/{model}/versions/{version}", s.httpModelMetadata)
+	mux.HandleFunc("GET /v2/models/{model}/ready", s.httpModelReady)
+	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/ready", s.httpModelReady)
+	mux.HandleFunc("POST /v2/models/{model}/infer", s.httpInfer)
+	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", s.httpInfer)
+	mux.HandleFunc("POST /v2/repository/index", s.httpIndex)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.httpLoad)
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.httpUnload)
+	mux.Handle("GET /metrics", telemetry.MetricsHandler(s.cfg.Metrics))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(ServerHeader, s.cfg.Name)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// httpStatus maps a gRPC code to the protocol's HTTP status.
+func httpStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.InvalidArgument:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.Canceled:
+		return 499 // client closed request, as nginx and Envoy report it
+	case codes.ResourceExhausted:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers {"error": "..."}, as the protocol's REST API does.
+func writeError(w http.ResponseWriter, err error) {
+	st := status.Convert(statusError(err))
+	writeJSON(w, httpStatus(st.Code()), map[string]string{"error": st.Message()})
+}
+
+func (s *Server) httpServerReady(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) httpServerMetadata(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"name": s.cfg.Name, "version": s.cfg.Version, "extensions": extensions})
+}
+
+type jsonTensorMetadata struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func (s *Server) httpModelMetadata(w http.ResponseWriter, r *http.Request) {
+	info, err := s.repo.Info(r.PathValue("model"), r.PathValue("version"))
+	if err == nil {
+		err = info.Err
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	conv := func(specs []runtime.TensorSpec) []jsonTensorMetadata {
+		out := make([]jsonTensorMetadata, len(specs))
+		for i, s := range specs {
+			out[i] = jsonTensorMetadata{Name: s.Name, Datatype: string(s.Datatype), Shape: s.Shape}
+		}
+		return out
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":     info.Name,
+		"versions": info.Versions,
+		"platform": platform(info.Config),
+		"inputs":   conv(info.Signature.Inputs),
+		"outputs":  conv(info.Signature.Outputs),
+	})
+}
+
+// httpModelReady answers 200 when the model serves (loading it if needed)
+// and 400 with the reason when it cannot, as Triton does.
+func (s *Server) httpModelReady(w http.ResponseWriter, r *http.Request) {
+	_, err := s.repo.Get(r.Context(), r.PathValue("model"), r.PathValue("version"))
+	switch {
+	case err == nil:
+		w.WriteHeader(http.StatusOK)
+	case errors.Is(err, repository.ErrUnavailable):
+		w.Header().Set(reasonHeader, err.Error())
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+	default:
+		writeError(w, err)
+	}
+}
+
+func (s *Server) httpInfer(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	resp, model, ver, err := s.inferJSON(w, r)
+	s.observe("http", model, ver, start, err)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSONResponse, string, string, error) {
+	l, err := s.repo.Get(r.Context(), r.PathValue("model"), r.PathValue("version"))
+	if err != nil {
+		return nil, unknownModel, "", err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxRequestBytes)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, l.Name, l.Version, invalidf("request body is over the limit of %d bytes", tooBig.Limit)
+		}
+		return nil, l.Name, l.Version, invalidf("read request body: %v", err)
+	}
+	var req tensor.JSONRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, l.Name, l.Version, invalidf("request body is not a valid inference request: %v", err)
+	}
+	inputs := make([]runtime.Tensor, len(req.Inputs))
+	for i, in := range req.Inputs {
+		if inputs[i], err = tensor.DecodeJSON(in); err != nil {
+			return nil, l.Name, l.Version, err
+		}
+	}
+	if _, err := validate(l, inputs); err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	var names []string
+	for _, o := range req.Outputs {
+		names = append(names, o.Name)
+	}
+	if err := checkRequested(l, names); err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	outputs, err := predict(r.Context(), l, inputs, names)
+	if err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	resp := &tensor.JSONResponse{
+		ModelName:    l.Name,
+		ModelVersion: l.Version,
+		ID:           req.ID,
+		Parameters:   map[string]any{ServerParameter: s.cfg.Name},
+		Outputs:      make([]tensor.JSONOutput, len(outputs)),
+	}
+	for i, o := range outputs {
+		if resp.Outputs[i], err = tensor.EncodeJSON(o); err != nil {
+			return nil, l.Name, l.Version, status.Errorf(codes.Internal, "model %q v%s: %v", l.Name, l.Version, err)
+		}
+	}
+	return resp, l.Name, l.Version, nil
+}
+
+func (s *Server) httpIndex(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Ready bool `json:"ready"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+			writeError(w, invalidf("repository index request: %v", err))
+			return
+		}
+	}
+	type entry struct {
+		Name    string `json:"name"`
+		Version string `json:"version,omitempty"`
+		State   string `json:"state"`
+		Reason  string `json:"reason,omitempty"`
+	}
+	idx := s.repo.Index(req.Ready)
+	out := make([]entry, len(idx))
+	for i, e := range idx {
+		out[i] = entry{Name: e.Name, Version: e.Version, State: string(e.State), Reason: e.Reason}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request) {
+	if err := s.repo.Load(r.Context(), r.PathValue("model")); err != nil {
+		writeError(w, fmt.Errorf("load: %w", err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) httpUnload(w http.ResponseWriter, r *http.Request) {
+	if err := s.repo.Unload(r.Context(), r.PathValue("model")); err != nil {
+		writeError(w, fmt.Errorf("unload: %w", err))
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}

@@ -1,0 +1,265 @@
+// Package server serves a model repository over the Open Inference Protocol
+// (KServe v2): the gRPC GRPCInferenceService with Triton's repository
+// extension, grpc.health.v1 (one service name per model too), server
+// reflection, the REST API of the same protocol, and /metrics. Serve drains
+// in-flight requests when its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// Headers and parameters that name the answering server instance.
+const (
+	// ServerHeader is the gRPC header / HTTP header naming the server.
+	ServerHeader = "x-maestro-server"
+	// ServerParameter is the response parameter naming the server.
+	ServerParameter = "maestro_server"
+	reasonHeader    = "x-maestro-reason"
+)
+
+// extensions are the protocol extensions ServerMetadata advertises.
+var extensions = []string{"model_repository"}
+
+const (
+	// DefaultMaxRequestBytes bounds a request message: a 1,024-row batch of
+	// 30 FP32 features is 120 KiB, so 64 MiB leaves ample room while keeping
+	// a runaway client from exhausting memory.
+	DefaultMaxRequestBytes = 64 << 20
+	// DefaultDrainTimeout is how long shutdown waits for in-flight requests.
+	DefaultDrainTimeout = 30 * time.Second
+	// keepaliveMinTime lets clients ping every 10s on idle connections
+	// (gRPC's default enforcement of 5 min would close sidecar connections
+	// that probe more often).
+	keepaliveMinTime = 10 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Name identifies this server instance in ServerMetadata, in the
+	// x-maestro-server header and in the maestro_server response
+	// parameter. Default "maestro".
+	Name string
+	// Version is reported by ServerMetadata. Default "dev".
+	Version string
+	// Models configures the model repository the server owns.
+	Models repository.Options
+	// Metrics receives the server's series; default a fresh registry.
+	Metrics *prometheus.Registry
+	// Tracing, when set, instruments gRPC and HTTP with OpenTelemetry.
+	Tracing *telemetry.Tracing
+	Logger  *slog.Logger
+	// MaxRequestBytes bounds one request; default DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// DrainTimeout bounds the graceful shutdown; default DefaultDrainTimeout.
+	DrainTimeout time.Duration
+}
+
+// Server is an inference server. Create it with New and run it with Serve.
+type Server struct {
+	cfg        Config
+	repo       *repository.Repository
+	metrics    *metrics
+	log        *slog.Logger
+	grpc       *grpc.Server
+	health     *health.Server
+	http       *http.Server
+	draining   atomic.Bool
+	respParams map[string]*pb.InferParameter // shared, read-only
+	headerMD   metadata.MD                   // shared, read-only
+}
+
+// New builds a server and scans the model repository.
+func New(cfg Config) (*Server, error) {
+	if cfg.Name == "" {
+		cfg.Name = "maestro"
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = telemetry.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		metrics:    newMetrics(cfg.Metrics),
+		respParams: map[string]*pb.InferParameter{ServerParameter: {ParameterChoice: &pb.InferParameter_StringParam{StringParam: cfg.Name}}},
+		headerMD:   metadata.Pairs(ServerHeader, cfg.Name),
+	}
+	opts := cfg.Models
+	opts.Observer = s.metrics
+	if opts.Logger == nil {
+		opts.Logger = cfg.Logger
+	}
+	repo, err := repository.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	s.repo = repo
+	registerCache(cfg.Metrics, repo)
+
+	gopts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.MaxSendMsgSize(cfg.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(s.serverHeader, recoverUnary),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+	}
+	if t := cfg.Tracing; t != nil {
+		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))))
+	}
+	s.grpc = grpc.NewServer(gopts...)
+	pb.RegisterGRPCInferenceServiceServer(s.grpc, &grpcService{s: s})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
+	reflection.Register(s.grpc)
+
+	var handler http.Handler = s.routes()
+	if t := cfg.Tracing; t != nil {
+		handler = otelhttp.NewHandler(handler, "inference",
+			otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))
+	}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+// Repository is the model repository the server serves.
+func (s *Server) Repository() *repository.Repository { return s.repo }
+
+func (s *Server) ready() bool { return !s.draining.Load() }
+
+// Serve answers gRPC on grpcLis and HTTP on httpLis (either may be nil)
+// until ctx ends, then stops taking new requests, drains the ones in flight
+// for up to DrainTimeout, and unloads the models.
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if grpcLis != nil {
+		g.Go(func() error {
+			if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("serve grpc: %w", err)
+			}
+			return nil
+		})
+	}
+	if httpLis != nil {
+		g.Go(func() error {
+			if err := s.http.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve http: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		return s.drain()
+	})
+	err := g.Wait()
+	s.repo.Close()
+	return err
+}
+
+// drain makes health checks and readiness fail first, so that balancers
+// stop sending, then waits for in-flight requests on both protocols.
+func (s *Server) drain() error {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	httpErr := s.http.Shutdown(ctx)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+	}
+	if httpErr != nil {
+		s.http.Close()
+		return fmt.Errorf("drain http: %w", httpErr)
+	}
+	return nil
+}
+
+// observe records one inference request's outcome.
+func (s *Server) observe(protocol, model, ver string, start time.Time, err error) {
+	s.metrics.requests.WithLabelValues(model, ver, protocol).Inc()
+	if err != nil {
+		s.metrics.failures.WithLabelValues(model, ver, protocol, status.Code(statusError(err)).String()).Inc()
+		return
+	}
+	s.metrics.latency.WithLabelValues(model, ver, protocol).Observe(time.Since(start).Seconds())
+}
+
+// recoverUnary turns a handler panic into an Internal error, so that no
+// input can take the server down.
+func recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, status.Errorf(codes.Internal, "%s panicked: %v", info.FullMethod, p)
+		}
+	}()
+	return next(ctx, req)
+}
+
+// healthService answers grpc.health.v1 for the server ("") and for each
+// model by name: a model is SERVING when its latest version loads.
+type healthService struct {
+	*health.Server
+	s *Server
+}
+
+func (h *healthService) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	name := req.GetService()
+	if name == "" || name == pb.GRPCInferenceService_ServiceDesc.ServiceName || h.s.draining.Load() {
+		return h.Server.Check(ctx, req)
+	}
+	st := healthpb.HealthCheckResponse_SERVING
+	if _, err := h.s.repo.Get(ctx, name, ""); err != nil {
+		if errors.Is(err, repository.ErrNotFound) {
+			return nil, status.Errorf(codes.NotFound, "unknown service %q", name)
+		}
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	// Recorded so that Watch streams see it too.
+	h.Server.SetServingStatus(name, st)
+	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
