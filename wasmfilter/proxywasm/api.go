@@ -1,0 +1,335 @@
+package proxywasm
+
+import (
+	"fmt"
+	"time"
+)
+
+// Log writes msg at level through proxy_log.
+func Log(level LogLevel, msg string) {
+	proxyLog(uint32(level), strPtr(msg), uint32(len(msg)))
+}
+
+// LogTrace logs at trace level.
+func LogTrace(msg string) { Log(LogLevelTrace, msg) }
+
+// LogDebug logs at debug level.
+func LogDebug(msg string) { Log(LogLevelDebug, msg) }
+
+// LogInfo logs at info level.
+func LogInfo(msg string) { Log(LogLevelInfo, msg) }
+
+// LogWarn logs at warn level.
+func LogWarn(msg string) { Log(LogLevelWarn, msg) }
+
+// LogError logs at error level.
+func LogError(msg string) { Log(LogLevelError, msg) }
+
+// LogCritical logs at critical level.
+func LogCritical(msg string) { Log(LogLevelCritical, msg) }
+
+// Logf formats and logs at level.
+func Logf(level LogLevel, format string, args ...any) { Log(level, fmt.Sprintf(format, args...)) }
+
+// GetBuffer reads up to maxSize bytes from start of a host buffer.
+//
+// # Errors
+// ErrNotFound when the buffer does not exist in this callback.
+func GetBuffer(bt BufferType, start, maxSize int) ([]byte, error) {
+	return getBuffer(bt, uint32(start), uint32(maxSize))
+}
+
+func getBuffer(bt BufferType, start, maxSize uint32) ([]byte, error) {
+	var p, n uint32
+	if err := Status(proxyGetBufferBytes(uint32(bt), start, maxSize, &p, &n)).Err(); err != nil {
+		return nil, fmt.Errorf("get buffer %d: %w", bt, err)
+	}
+	return vm.claim(p, n), nil
+}
+
+func setBuffer(bt BufferType, start, length uint32, data []byte) error {
+	if err := Status(proxySetBufferBytes(uint32(bt), start, length, ptr(data), uint32(len(data)))).Err(); err != nil {
+		return fmt.Errorf("set buffer %d: %w", bt, err)
+	}
+	return nil
+}
+
+// ReplaceBuffer replaces the whole content of a host buffer.
+func ReplaceBuffer(bt BufferType, data []byte) error { return setBuffer(bt, 0, bufferWhole, data) }
+
+// AppendBuffer appends data to a host buffer.
+func AppendBuffer(bt BufferType, data []byte) error { return setBuffer(bt, bufferWhole, 0, data) }
+
+// PrependBuffer inserts data at the start of a host buffer.
+func PrependBuffer(bt BufferType, data []byte) error { return setBuffer(bt, 0, 0, data) }
+
+// GetVMConfiguration returns the VM configuration (valid in OnVMStart).
+func GetVMConfiguration() ([]byte, error) {
+	return getBuffer(BufferTypeVMConfiguration, 0, bufferWhole)
+}
+
+// GetPluginConfiguration returns the plugin configuration (valid in
+// OnPluginStart).
+func GetPluginConfiguration() ([]byte, error) {
+	return getBuffer(BufferTypePluginConfiguration, 0, bufferWhole)
+}
+
+// GetHTTPRequestBody reads the (buffered) request body.
+func GetHTTPRequestBody(start, maxSize int) ([]byte, error) {
+	return GetBuffer(BufferTypeHTTPRequestBody, start, maxSize)
+}
+
+// ReplaceHTTPRequestBody replaces the buffered request body.
+func ReplaceHTTPRequestBody(body []byte) error { return ReplaceBuffer(BufferTypeHTTPRequestBody, body) }
+
+// GetHTTPResponseBody reads the (buffered) response body.
+func GetHTTPResponseBody(start, maxSize int) ([]byte, error) {
+	return GetBuffer(BufferTypeHTTPResponseBody, start, maxSize)
+}
+
+// ReplaceHTTPResponseBody replaces the buffered response body.
+func ReplaceHTTPResponseBody(body []byte) error {
+	return ReplaceBuffer(BufferTypeHTTPResponseBody, body)
+}
+
+// GetHTTPCallResponseBody reads an HTTP callout's response body (valid in
+// its HTTPCallCallback).
+func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
+	return GetBuffer(BufferTypeHTTPCallResponseBody, start, maxSize)
+}
+
+// GetHeaderMap returns every pair of a header map, in order.
+func GetHeaderMap(mt MapType) ([][2]string, error) {
+	var p, n uint32
+	if err := Status(proxyGetHeaderMapPairs(uint32(mt), &p, &n)).Err(); err != nil {
+		return nil, fmt.Errorf("get header map %d: %w", mt, err)
+	}
+	pairs, err := DeserializeMap(vm.claim(p, n))
+	if err != nil {
+		return nil, fmt.Errorf("get header map %d: %w", mt, err)
+	}
+	return pairs, nil
+}
+
+// SetHeaderMap replaces a whole header map.
+func SetHeaderMap(mt MapType, pairs [][2]string) error {
+	b := SerializeMap(pairs)
+	if err := Status(proxySetHeaderMapPairs(uint32(mt), ptr(b), uint32(len(b)))).Err(); err != nil {
+		return fmt.Errorf("set header map %d: %w", mt, err)
+	}
+	return nil
+}
+
+// GetHeader returns one header's value.
+//
+// # Errors
+// ErrNotFound when the header is absent.
+func GetHeader(mt MapType, key string) (string, error) {
+	var p, n uint32
+	if err := Status(proxyGetHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), &p, &n)).Err(); err != nil {
+		return "", fmt.Errorf("get header %q: %w", key, err)
+	}
+	return string(vm.claim(p, n)), nil
+}
+
+// AddHeader adds a value to a header, keeping existing values.
+func AddHeader(mt MapType, key, value string) error {
+	st := proxyAddHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), strPtr(value), uint32(len(value)))
+	if err := Status(st).Err(); err != nil {
+		return fmt.Errorf("add header %q: %w", key, err)
+	}
+	return nil
+}
+
+// ReplaceHeader sets a header to one value.
+func ReplaceHeader(mt MapType, key, value string) error {
+	st := proxyReplaceHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), strPtr(value), uint32(len(value)))
+	if err := Status(st).Err(); err != nil {
+		return fmt.Errorf("replace header %q: %w", key, err)
+	}
+	return nil
+}
+
+// RemoveHeader deletes a header.
+func RemoveHeader(mt MapType, key string) error {
+	if err := Status(proxyRemoveHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)))).Err(); err != nil {
+		return fmt.Errorf("remove header %q: %w", key, err)
+	}
+	return nil
+}
+
+// GetHTTPRequestHeaders returns the request headers (pseudo-headers first).
+func GetHTTPRequestHeaders() ([][2]string, error) { return GetHeaderMap(MapTypeHTTPRequestHeaders) }
+
+// GetHTTPRequestHeader returns one request header.
+func GetHTTPRequestHeader(key string) (string, error) {
+	return GetHeader(MapTypeHTTPRequestHeaders, key)
+}
+
+// ReplaceHTTPRequestHeader sets one request header.
+func ReplaceHTTPRequestHeader(key, value string) error {
+	return ReplaceHeader(MapTypeHTTPRequestHeaders, key, value)
+}
+
+// GetHTTPResponseHeaders returns the response headers.
+func GetHTTPResponseHeaders() ([][2]string, error) {
+	return GetHeaderMap(MapTypeHTTPResponseHeaders)
+}
+
+// GetHTTPResponseHeader returns one response header.
+func GetHTTPResponseHeader(key string) (string, error) {
+	return GetHeader(MapTypeHTTPResponseHeaders, key)
+}
+
+// ReplaceHTTPResponseHeader sets one response header.
+func ReplaceHTTPResponseHeader(key, value string) error {
+	return ReplaceHeader(MapTypeHTTPResponseHeaders, key, value)
+}
+
+// GetHTTPResponseTrailer returns one response trailer (valid in
+// OnHTTPResponseTrailers).
+func GetHTTPResponseTrailer(key string) (string, error) {
+	return GetHeader(MapTypeHTTPResponseTrailers, key)
+}
+
+// GetHTTPCallResponseHeaders returns an HTTP callout's response headers,
+// including ":status" (valid in its HTTPCallCallback).
+func GetHTTPCallResponseHeaders() ([][2]string, error) {
+	return GetHeaderMap(MapTypeHTTPCallResponseHeaders)
+}
+
+// GetHTTPCallResponseTrailers returns an HTTP callout's response trailers.
+func GetHTTPCallResponseTrailers() ([][2]string, error) {
+	return GetHeaderMap(MapTypeHTTPCallResponseTrailers)
+}
+
+// GetProperty reads a host property such as ["request", "path"].
+//
+// # Errors
+// ErrNotFound when the host has no such property.
+func GetProperty(path ...string) ([]byte, error) {
+	b := SerializePropertyPath(path)
+	var p, n uint32
+	if err := Status(proxyGetProperty(ptr(b), uint32(len(b)), &p, &n)).Err(); err != nil {
+		return nil, fmt.Errorf("get property %v: %w", path, err)
+	}
+	return vm.claim(p, n), nil
+}
+
+// SetProperty writes a host property.
+func SetProperty(path []string, value []byte) error {
+	b := SerializePropertyPath(path)
+	if err := Status(proxySetProperty(ptr(b), uint32(len(b)), ptr(value), uint32(len(value)))).Err(); err != nil {
+		return fmt.Errorf("set property %v: %w", path, err)
+	}
+	return nil
+}
+
+// NoGRPCStatus is the grpcStatus of SendHTTPResponse for a non-gRPC reply.
+const NoGRPCStatus int32 = -1
+
+// SendHTTPResponse answers the current stream locally; the host stops
+// forwarding it. The calling callback should return ActionPause.
+func SendHTTPResponse(statusCode uint32, headers [][2]string, body []byte, grpcStatus int32) error {
+	h := SerializeMap(headers)
+	st := proxySendLocalResponse(statusCode, nil, 0, ptr(body), uint32(len(body)), ptr(h), uint32(len(h)), grpcStatus)
+	if err := Status(st).Err(); err != nil {
+		return fmt.Errorf("send local response %d: %w", statusCode, err)
+	}
+	return nil
+}
+
+// ResumeHTTPRequest continues a request paused by ActionPause.
+func ResumeHTTPRequest() error {
+	return Status(proxyContinueStream(uint32(StreamTypeRequest))).Err()
+}
+
+// ResumeHTTPResponse continues a response paused by ActionPause.
+func ResumeHTTPResponse() error {
+	return Status(proxyContinueStream(uint32(StreamTypeResponse))).Err()
+}
+
+// DispatchHTTPCall sends an HTTP request to the cluster (Envoy's cluster
+// name) and returns at once; cb runs in a later callback with the answer.
+// headers must carry ":method", ":path" and ":authority".
+//
+// # Errors
+// ErrBadArgument for an unknown cluster or missing pseudo-headers.
+func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
+	timeout time.Duration, cb HTTPCallCallback) (uint32, error) {
+	h, t := SerializeMap(headers), SerializeMap(trailers)
+	var id uint32
+	st := proxyHTTPCall(strPtr(cluster), uint32(len(cluster)), ptr(h), uint32(len(h)), ptr(body), uint32(len(body)),
+		ptr(t), uint32(len(t)), millis(timeout), &id)
+	if err := Status(st).Err(); err != nil {
+		return 0, fmt.Errorf("http call to %q: %w", cluster, err)
+	}
+	vm.callouts[id] = callout{caller: vm.active, http: cb}
+	return id, nil
+}
+
+// DispatchGRPCCall sends a unary gRPC request (a serialized message) to
+// service/method on the cluster; cb runs in a later callback.
+func DispatchGRPCCall(cluster, service, method string, metadata [][2]string, message []byte,
+	timeout time.Duration, cb GRPCCallCallback) (uint32, error) {
+	md := SerializeMap(metadata)
+	var id uint32
+	st := proxyGRPCCall(strPtr(cluster), uint32(len(cluster)), strPtr(service), uint32(len(service)),
+		strPtr(method), uint32(len(method)), ptr(md), uint32(len(md)), ptr(message), uint32(len(message)),
+		millis(timeout), &id)
+	if err := Status(st).Err(); err != nil {
+		return 0, fmt.Errorf("grpc call to %q %s/%s: %w", cluster, service, method, err)
+	}
+	vm.callouts[id] = callout{caller: vm.active, grpc: cb}
+	return id, nil
+}
+
+// CancelGRPCCall abandons a gRPC call; its callback will not run.
+func CancelGRPCCall(id uint32) error {
+	delete(vm.callouts, id)
+	return Status(proxyGRPCCancel(id)).Err()
+}
+
+func millis(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	if ms := d.Milliseconds(); ms < int64(^uint32(0)) {
+		return uint32(max(ms, 1))
+	}
+	return ^uint32(0)
+}
+
+// SetTickPeriod asks the host to call OnTick every period (0 stops it).
+func SetTickPeriod(period time.Duration) error {
+	return Status(proxySetTickPeriodMilliseconds(millis(period))).Err()
+}
+
+// PluginDone tells the host a plugin that deferred OnPluginDone is finished.
+func PluginDone() error { return Status(proxyDone()).Err() }
+
+// GetSharedData reads a VM-wide shared value and its CAS token.
+//
+// # Errors
+// ErrNotFound when the key has never been set.
+func GetSharedData(key string) (value []byte, cas uint32, err error) {
+	var p, n uint32
+	if err := Status(proxyGetSharedData(strPtr(key), uint32(len(key)), &p, &n, &cas)).Err(); err != nil {
+		return nil, 0, fmt.Errorf("get shared data %q: %w", key, err)
+	}
+	return vm.claim(p, n), cas, nil
+}
+
+// SetSharedData writes a VM-wide shared value. A cas of 0 writes
+// unconditionally; otherwise the write only happens if the value is still
+// at that CAS token.
+//
+// # Errors
+// ErrCasMismatch when another writer got there first: re-read and retry.
+func SetSharedData(key string, value []byte, cas uint32) error {
+	st := proxySetSharedData(strPtr(key), uint32(len(key)), ptr(value), uint32(len(value)), cas)
+	if err := Status(st).Err(); err != nil {
+		return fmt.Errorf("set shared data %q: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+package proxywasm
+
+// The ABI is process-global by construction: one wasm instance is one VM,
+// and every export lands in the same module. The dispatcher therefore lives
+// in one package variable, reached only through the exports and the API.
+var vm = newDispatcher()
+
+// HTTPCallCallback receives a proxy_http_call answer. The response's headers,
+// body and trailers can be read with the GetHTTPCallResponse* functions
+// during the callback only. A failed call (timeout, reset, unknown route)
+// arrives with all three counts zero, as Envoy reports it.
+type HTTPCallCallback func(numHeaders, bodySize, numTrailers int)
+
+// GRPCCallCallback receives a proxy_grpc_call outcome: on success status is
+// 0 and response is the serialized response message; on failure status is
+// the gRPC status code and message its text.
+type GRPCCallCallback func(status uint32, message string, response []byte)
+
+type callout struct {
+	caller uint32 // context that made the call, made effective for the callback
+	http   HTTPCallCallback
+	grpc   GRPCCallCallback
+}
+
+type dispatcher struct {
+	vmContext VMContext
+	plugins   map[uint32]PluginContext
+	streams   map[uint32]HTTPContext
+	rootOf    map[uint32]uint32 // context id -> plugin context id
+	callouts  map[uint32]callout
+	active    uint32 // the context whose callback is running
+	// allocations keeps buffers handed to the host reachable until the
+	// guest claims them (a pointer in wasm memory is just an integer to
+	// the garbage collector).
+	allocations map[uint32][]byte
+}
+
+func newDispatcher() *dispatcher {
+	return &dispatcher{
+		plugins:     map[uint32]PluginContext{},
+		streams:     map[uint32]HTTPContext{},
+		rootOf:      map[uint32]uint32{},
+		callouts:    map[uint32]callout{},
+		allocations: map[uint32][]byte{},
+	}
+}
+
+// SetVMContext registers the filter. Call it from an init function of the
+// filter's main package.
+func SetVMContext(c VMContext) { vm.vmContext = c }
+
+func (d *dispatcher) onVMStart(vmConfigurationSize uint32) uint32 {
+	if d.vmContext == nil {
+		return 0
+	}
+	return boolToU32(d.vmContext.OnVMStart(int(vmConfigurationSize)))
+}
+
+func (d *dispatcher) onConfigure(rootID, size uint32) uint32 {
+	p, ok := d.plugins[rootID]
+	if !ok {
+		return 0
+	}
+	d.active = rootID
+	return boolToU32(p.OnPluginStart(int(size)))
+}
+
+func (d *dispatcher) onContextCreate(id, parent uint32) {
+	if parent == 0 {
+		if d.vmContext == nil {
+			return
+		}
+		d.plugins[id] = d.vmContext.NewPluginContext(id)
+		d.rootOf[id] = id
+		return
+	}
+	p, ok := d.plugins[parent]
+	if !ok {
+		return
+	}
+	if h := p.NewHTTPContext(id); h != nil {
+		d.streams[id] = h
+		d.rootOf[id] = parent
+	}
+}
+
+// stream returns the context for a stream callback; a callback for an
+// unknown stream continues rather than trapping the whole VM.
+func (d *dispatcher) stream(id uint32) (HTTPContext, bool) {
+	h, ok := d.streams[id]
+	if ok {
+		d.active = id
+	}
+	return h, ok
+}
+
+func (d *dispatcher) onRequestHeaders(id, n, eos uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPRequestHeaders(int(n), eos != 0))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onRequestBody(id, size, eos uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPRequestBody(int(size), eos != 0))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onRequestTrailers(id, n uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPRequestTrailers(int(n)))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onResponseHeaders(id, n, eos uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPResponseHeaders(int(n), eos != 0))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onResponseBody(id, size, eos uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPResponseBody(int(size), eos != 0))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onResponseTrailers(id, n uint32) uint32 {
+	if h, ok := d.stream(id); ok {
+		return uint32(h.OnHTTPResponseTrailers(int(n)))
+	}
+	return uint32(ActionContinue)
+}
+
+func (d *dispatcher) onLog(id uint32) {
+	if h, ok := d.stream(id); ok {
+		h.OnHTTPStreamDone()
+	}
+}
+
+func (d *dispatcher) onDone(id uint32) uint32 {
+	if p, ok := d.plugins[id]; ok {
+		d.active = id
+		return boolToU32(p.OnPluginDone())
+	}
+	return 1
+}
+
+func (d *dispatcher) onDelete(id uint32) {
+	delete(d.streams, id)
+	delete(d.plugins, id)
+	delete(d.rootOf, id)
+}
+
+func (d *dispatcher) onTick(rootID uint32) {
+	if p, ok := d.plugins[rootID]; ok {
+		d.active = rootID
+		p.OnTick()
+	}
+}
+
+// takeCallout removes a pending callout and makes its caller the effective
+// context. It reports false when the caller is gone (the stream ended
+// before the answer came), in which case the answer is dropped, as the
+// host may no longer act on that stream.
+func (d *dispatcher) takeCallout(token uint32) (callout, bool) {
+	c, ok := d.callouts[token]
+	if !ok {
+		return c, false
+	}
+	delete(d.callouts, token)
+	if _, alive := d.rootOf[c.caller]; !alive {
+		return c, false
+	}
+	d.active = c.caller
+	proxySetEffectiveContext(c.caller)
+	return c, true
+}
+
+func (d *dispatcher) onHTTPCallResponse(token, numHeaders, bodySize, numTrailers uint32) {
+	if c, ok := d.takeCallout(token); ok && c.http != nil {
+		c.http(int(numHeaders), int(bodySize), int(numTrailers))
+	}
+}
+
+func (d *dispatcher) onGRPCReceive(token, size uint32) {
+	c, ok := d.takeCallout(token)
+	if !ok || c.grpc == nil {
+		return
+	}
+	body, err := getBuffer(BufferTypeGRPCReceiveBuffer, 0, size)
+	if err != nil {
+		c.grpc(uint32(13), "read grpc response: "+err.Error(), nil)
+		return
+	}
+	c.grpc(0, "", body)
+}
+
+func (d *dispatcher) onGRPCClose(token, status uint32) {
+	c, ok := d.takeCallout(token)
+	if !ok || c.grpc == nil {
+		return
+	}
+	code, msg := status, ""
+	var retCode, ptr, size uint32
+	if Status(proxyGetStatus(&retCode, &ptr, &size)) == StatusOK {
+		code = retCode
+		msg = string(d.claim(ptr, size))
+	}
+	if code == 0 {
+		// A close without a message is a failure by definition for a unary
+		// call; never report it as success.
+		code = 2
+	}
+	c.grpc(code, msg, nil)
+}
+
+// allocate serves proxy_on_memory_allocate.
+func (d *dispatcher) allocate(size uint32) uint32 {
+	if size == 0 {
+		size = 1
+	}
+	b := make([]byte, size)
+	p := addressOf(b)
+	d.allocations[p] = b
+	return p
+}
+
+// claim returns the buffer the host filled for a host call and drops the
+// reference that kept it alive. Memory the allocator never handed out
+// reads as empty rather than being trusted.
+func (d *dispatcher) claim(ptr, size uint32) []byte {
+	if ptr == 0 {
+		return nil
+	}
+	b, ok := d.allocations[ptr]
+	if !ok {
+		return nil
+	}
+	delete(d.allocations, ptr)
+	if int(size) > len(b) {
+		return b
+	}
+	return b[:size]
+}
+
+func boolToU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,91 @@
+package proxywasm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+)
+
+// SerializeMap encodes header pairs in the proxy-wasm map format: a
+// little-endian uint32 count, then count pairs of uint32 key and value
+// sizes, then every key and value followed by a NUL byte.
+func SerializeMap(pairs [][2]string) []byte {
+	size := 4
+	for _, p := range pairs {
+		size += 8 + len(p[0]) + len(p[1]) + 2
+	}
+	out := make([]byte, size)
+	binary.LittleEndian.PutUint32(out, uint32(len(pairs)))
+	sizes := 4
+	data := 4 + 8*len(pairs)
+	for _, p := range pairs {
+		binary.LittleEndian.PutUint32(out[sizes:], uint32(len(p[0])))
+		binary.LittleEndian.PutUint32(out[sizes+4:], uint32(len(p[1])))
+		sizes += 8
+		data += copy(out[data:], p[0]) + 1
+		data += copy(out[data:], p[1]) + 1
+	}
+	return out
+}
+
+// DeserializeMap decodes the proxy-wasm map format. An empty input is an
+// empty map. Anything malformed (short header, sizes past the end, missing
+// NUL terminators, trailing bytes) is an error naming the offending pair,
+// never a panic: the bytes come from another program.
+func DeserializeMap(b []byte) ([][2]string, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if len(b) < 4 {
+		return nil, fmt.Errorf("header map: %d bytes, shorter than the 4-byte count", len(b))
+	}
+	n := uint64(binary.LittleEndian.Uint32(b))
+	// Every pair needs at least 8 size bytes and 2 NULs, which bounds the
+	// count before anything is allocated.
+	if n*10 > uint64(len(b)-4) {
+		return nil, fmt.Errorf("header map: count %d does not fit in %d bytes", n, len(b))
+	}
+	pairs := make([][2]string, n)
+	sizes := 4
+	data := uint64(4 + 8*n)
+	for i := range pairs {
+		for j := 0; j < 2; j++ {
+			l := uint64(binary.LittleEndian.Uint32(b[sizes:]))
+			sizes += 4
+			end := data + l
+			if end >= uint64(len(b)) {
+				return nil, fmt.Errorf("header map: pair %d: %s of %d bytes runs past the end", i, part(j), l)
+			}
+			if b[end] != 0 {
+				return nil, fmt.Errorf("header map: pair %d: %s is not NUL-terminated", i, part(j))
+			}
+			pairs[i][j] = string(b[data:end])
+			data = end + 1
+		}
+	}
+	if data != uint64(len(b)) {
+		return nil, fmt.Errorf("header map: %d trailing bytes", uint64(len(b))-data)
+	}
+	return pairs, nil
+}
+
+func part(j int) string {
+	if j == 0 {
+		return "key"
+	}
+	return "value"
+}
+
+// SerializePropertyPath joins a property path with NUL separators, the form
+// proxy_get_property expects (["request", "path"] -> "request\x00path").
+func SerializePropertyPath(path []string) []byte {
+	return []byte(strings.Join(path, "\x00"))
+}
+
+// DeserializePropertyPath splits a NUL-separated property path.
+func DeserializePropertyPath(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
