@@ -1,0 +1,244 @@
+package xds
+
+import (
+	"encoding/json"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// Filter names and types the builders use.
+const (
+	rbacFilter = "envoy.filters.http.rbac"
+	// WasmRuntime is the VM Envoy runs the filters in.
+	WasmRuntime = "envoy.wasm.runtime.v8"
+	// wasmTypeURL is the type ECDS delivers for a wasm filter.
+	wasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+	// remoteCodeTimeout bounds the download of remote filter code.
+	remoteCodeTimeout = 30 * time.Second
+)
+
+// HTTPFilters returns the HTTP filter chain of l: RBAC, fault injection,
+// the wasm filters (over ECDS), and the router, which must come last.
+func HTTPFilters(l *model.Listener) ([]*hcmv3.HttpFilter, error) {
+	var out []*hcmv3.HttpFilter
+	if l.Authorization != nil {
+		f, err := typedFilter(rbacFilter, RBAC(l.Authorization))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if hasFault(&l.Routes) {
+		// Faults are set per route; the listener-level filter does nothing.
+		f, err := typedFilter(wellknown.Fault, &faultv3.HTTPFault{})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if l.Kind != model.ListenerAPI {
+		for _, w := range l.Filters {
+			out = append(out, discoveredFilter(w.Name))
+		}
+	}
+	router, err := typedFilter(wellknown.Router, &routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, router), nil
+}
+
+// typedFilter creates an HTTP filter with an inline config.
+func typedFilter(name string, config proto.Message) (*hcmv3.HttpFilter, error) {
+	packed, err := anyOf(config)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: packed}}, nil
+}
+
+// discoveredFilter creates an HTTP filter whose config comes over ECDS.
+func discoveredFilter(name string) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
+		ConfigDiscovery: &corev3.ExtensionConfigSource{ConfigSource: adsSource(), TypeUrls: []string{wasmTypeURL}},
+	}}
+}
+
+// hasFault reports whether any route of rc injects faults.
+func hasFault(rc *model.RouteConfig) bool {
+	for _, vh := range rc.VirtualHosts {
+		for _, r := range vh.Routes {
+			if r.Action.Fault != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Fault creates the per-route fault filter config from f.
+func Fault(f *model.Fault) *faultv3.HTTPFault {
+	out := &faultv3.HTTPFault{}
+	if f.DelayPercent > 0 && f.Delay > 0 {
+		out.Delay = &faultcommonv3.FaultDelay{
+			FaultDelaySecifier: &faultcommonv3.FaultDelay_FixedDelay{FixedDelay: durationpb.New(f.Delay)},
+			Percentage:         perMillion(f.DelayPercent),
+		}
+	}
+	if f.AbortPercent > 0 {
+		out.Abort = &faultv3.FaultAbort{Percentage: perMillion(f.AbortPercent)}
+		if f.AbortGRPCStatus != 0 {
+			out.Abort.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: f.AbortGRPCStatus}
+		} else {
+			out.Abort.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: f.AbortHTTPStatus}
+		}
+	}
+	return out
+}
+
+// RBAC creates the RBAC filter config from a.
+func RBAC(a *model.Authorization) *rbacfilterv3.RBAC {
+	rules := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{}}
+	if a.Action == model.AuthzDeny {
+		rules.Action = rbacv3.RBAC_DENY
+	}
+	for _, r := range a.Rules {
+		rules.Policies[r.Name] = &rbacv3.Policy{Permissions: []*rbacv3.Permission{permission(&r)}, Principals: principals(r.Principals)}
+	}
+	return &rbacfilterv3.RBAC{Rules: rules}
+}
+
+// permission matches requests whose path is any of r's and whose headers
+// all match.
+func permission(r *model.AuthzRule) *rbacv3.Permission {
+	var all []*rbacv3.Permission
+	var paths []*rbacv3.Permission
+	for _, p := range r.Paths {
+		paths = append(paths, urlPath(exact(p)))
+	}
+	for _, p := range r.Prefixes {
+		paths = append(paths, urlPath(prefix(p)))
+	}
+	if len(paths) > 0 {
+		all = append(all, &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: paths}}})
+	}
+	for _, h := range r.Headers {
+		all = append(all, &rbacv3.Permission{Rule: &rbacv3.Permission_Header{Header: headerMatcher(h)}})
+	}
+	if len(all) == 0 {
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_Any{Any: true}}
+	}
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: all}}}
+}
+
+// urlPath matches the request path (without query) with m.
+func urlPath(m *matcherv3.StringMatcher) *rbacv3.Permission {
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{
+		Rule: &matcherv3.PathMatcher_Path{Path: m},
+	}}}
+}
+
+// principals matches peers whose certificate carries any of ids; "*" is
+// any authenticated peer, and no ids is anyone.
+func principals(ids []string) []*rbacv3.Principal {
+	if len(ids) == 0 {
+		return []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}}
+	}
+	out := make([]*rbacv3.Principal, 0, len(ids))
+	for _, id := range ids {
+		auth := &rbacv3.Principal_Authenticated{}
+		if id != "*" {
+			auth.PrincipalName = exact(id)
+		}
+		out = append(out, &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: auth}})
+	}
+	return out
+}
+
+// FilterConfig creates the ECDS resource of wasm filter f: the Wasm filter
+// config whose plugin configuration is the JSON of the per-route settings
+// gathered from rc, keyed by route name (the filter looks its route up with
+// the `xds.route_name` property).
+func FilterConfig(f model.WasmFilter, rc *model.RouteConfig) (*corev3.TypedExtensionConfig, error) {
+	conf, err := PluginConfiguration(f.Kind, rc)
+	if err != nil {
+		return nil, err
+	}
+	confAny, err := anyOf(wrapperspb.String(string(conf)))
+	if err != nil {
+		return nil, err
+	}
+	wasm, err := anyOf(&wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
+		Name:          f.Name,
+		RootId:        string(f.Kind),
+		Configuration: confAny,
+		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+			VmId:    "maestro." + string(f.Kind),
+			Runtime: WasmRuntime,
+			Code:    wasmCode(f.Code),
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: f.Name, TypedConfig: wasm}, nil
+}
+
+// wasmCode points Envoy at a local file or a remote module with its digest.
+func wasmCode(c model.WasmCode) *corev3.AsyncDataSource {
+	if c.URL == "" {
+		return &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+			Specifier: &corev3.DataSource_Filename{Filename: c.Path},
+		}}}
+	}
+	return &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+		HttpUri: &corev3.HttpUri{
+			Uri:              c.URL,
+			HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: c.Cluster},
+			Timeout:          durationpb.New(remoteCodeTimeout),
+		},
+		Sha256: c.SHA256,
+	}}}
+}
+
+// perRouteFilterConfig returns the route's typed_per_filter_config: the
+// fault override where the route injects faults.
+func perRouteFilterConfig(a *model.RouteAction) (map[string]*anypb.Any, error) {
+	if a.Fault == nil {
+		return nil, nil
+	}
+	f, err := anyOf(Fault(a.Fault))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{wellknown.Fault: f}, nil
+}
+
+// PluginConfiguration returns the JSON plugin configuration of a filter of
+// kind k for the routes of rc.
+func PluginConfiguration(k model.FilterKind, rc *model.RouteConfig) ([]byte, error) {
+	switch k {
+	case model.FilterFanout:
+		return json.Marshal(fanoutPlugin(rc))
+	case model.FilterSLO:
+		return json.Marshal(sloPlugin(rc))
+	}
+	return nil, errUnknownFilter(k)
+}

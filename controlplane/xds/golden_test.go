@@ -1,0 +1,120 @@
+package xds_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/model/modeltest"
+	"github.com/maestro-ml/maestro/controlplane/xds"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/out")
+
+// goldenCases are the meshes whose xDS is kept under testdata/out, one
+// file per case and xDS type, each a JSON object keyed by node group.
+func goldenCases(t *testing.T) map[string]*model.Mesh {
+	t.Helper()
+	return map[string]*model.Mesh{
+		"sample": modeltest.Sample(9000),
+	}
+}
+
+func TestGolden(t *testing.T) {
+	want := map[string]bool{}
+	for name, m := range goldenCases(t) {
+		t.Run(name, func(t *testing.T) {
+			files := render(t, name, m)
+			for file, got := range files {
+				want[file] = true
+				compareGolden(t, filepath.Join("testdata", "out", file), got)
+			}
+		})
+	}
+	// A golden file without a case would rot unnoticed.
+	existing, err := filepath.Glob(filepath.Join("testdata", "out", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range existing {
+		if !want[filepath.Base(f)] {
+			if *update {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			t.Errorf("%s has no golden case; run go test -update to remove it", f)
+		}
+	}
+}
+
+// render returns the golden files of case name: file name -> contents.
+func render(t *testing.T, name string, m *model.Mesh) map[string][]byte {
+	t.Helper()
+	byType := map[string]map[string]json.RawMessage{}
+	for _, g := range m.Groups {
+		res, err := xds.ForGroup(m, g.Name)
+		if err != nil {
+			t.Fatalf("ForGroup(%q) = %v", g.Name, err)
+		}
+		for _, typ := range xds.Types {
+			items := res.Items[typ]
+			if len(items) == 0 {
+				continue
+			}
+			b, err := xds.RenderJSON(items)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn := xds.TypeName(typ)
+			if byType[tn] == nil {
+				byType[tn] = map[string]json.RawMessage{}
+			}
+			byType[tn][g.Name] = b
+		}
+	}
+	out := map[string][]byte{}
+	for typ, groups := range byType {
+		b, err := json.MarshalIndent(groups, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name+"."+typ+".json"] = append(b, '\n')
+	}
+	return out
+}
+
+func compareGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the generated output (run go test -update and review the diff):\n%s", path, firstDiff(string(want), string(got)))
+	}
+}
+
+// firstDiff shows the first differing line, enough to see what moved.
+func firstDiff(want, got string) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(wl) && i < len(gl); i++ {
+		if wl[i] != gl[i] {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + wl[i] + "\n+ " + gl[i]
+		}
+	}
+	return "length differs"
+}

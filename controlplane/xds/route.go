@@ -1,0 +1,141 @@
+package xds
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// RouteConfiguration creates an Envoy RouteConfiguration from rc; for
+// proxyless gRPC clients, timeouts are also set as max stream durations
+// (which is what gRPC reads) and mirrors, which gRPC ignores, are left out.
+func RouteConfiguration(rc *model.RouteConfig, proxyless bool) (*routev3.RouteConfiguration, error) {
+	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
+	for i := range rc.VirtualHosts {
+		vh, err := VirtualHost(&rc.VirtualHosts[i], proxyless)
+		if err != nil {
+			return nil, err
+		}
+		out.VirtualHosts = append(out.VirtualHosts, vh)
+	}
+	return out, nil
+}
+
+// VirtualHost creates an Envoy VirtualHost from vh, routes in match order.
+func VirtualHost(vh *model.VirtualHost, proxyless bool) (*routev3.VirtualHost, error) {
+	out := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: make([]*routev3.Route, 0, len(vh.Routes))}
+	for i := range vh.Routes {
+		r, err := Route(&vh.Routes[i], proxyless)
+		if err != nil {
+			return nil, err
+		}
+		out.Routes = append(out.Routes, r)
+	}
+	return out, nil
+}
+
+// Route creates an Envoy Route from r.
+func Route(r *model.Route, proxyless bool) (*routev3.Route, error) {
+	perFilter, err := perRouteFilterConfig(&r.Action)
+	if err != nil {
+		return nil, err
+	}
+	return &routev3.Route{
+		Name:                 r.Name,
+		Match:                RouteMatch(&r.Match),
+		Action:               &routev3.Route_Route{Route: RouteAction(&r.Action, proxyless)},
+		TypedPerFilterConfig: perFilter,
+	}, nil
+}
+
+// RouteMatch creates an Envoy RouteMatch from m.
+func RouteMatch(m *model.RouteMatch) *routev3.RouteMatch {
+	out := &routev3.RouteMatch{}
+	if m.Path != "" {
+		out.PathSpecifier = &routev3.RouteMatch_Path{Path: m.Path}
+	} else {
+		out.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: m.Prefix}
+	}
+	if m.GRPC {
+		out.Grpc = &routev3.RouteMatch_GrpcRouteMatchOptions{}
+	}
+	for _, h := range m.Headers {
+		out.Headers = append(out.Headers, headerMatcher(h))
+	}
+	return out
+}
+
+// headerMatcher creates an Envoy HeaderMatcher from h.
+func headerMatcher(h model.HeaderMatch) *routev3.HeaderMatcher {
+	out := &routev3.HeaderMatcher{Name: h.Name, InvertMatch: h.Invert}
+	switch {
+	case h.Present:
+		out.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
+	case h.Prefix != "":
+		out.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: prefix(h.Prefix)}
+	case h.Regex != "":
+		out.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: regex(h.Regex)}
+	default:
+		out.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: exact(h.Exact)}
+	}
+	return out
+}
+
+// RouteAction creates an Envoy RouteAction from a.
+func RouteAction(a *model.RouteAction, proxyless bool) *routev3.RouteAction {
+	out := &routev3.RouteAction{Timeout: duration(a.Timeout), RetryPolicy: retryPolicy(a.Retry)}
+	if len(a.Clusters) == 1 {
+		out.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: a.Clusters[0].Name}
+	} else {
+		out.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: weightedClusters(a.Clusters)}
+	}
+	if proxyless {
+		if a.Timeout > 0 {
+			out.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: duration(a.Timeout)}
+		}
+		return out
+	}
+	out.RequestMirrorPolicies = mirrorPolicies(a.Mirrors)
+	return out
+}
+
+// weightedClusters creates a traffic split; weights are relative.
+func weightedClusters(ws []model.WeightedCluster) *routev3.WeightedCluster {
+	out := &routev3.WeightedCluster{Clusters: make([]*routev3.WeightedCluster_ClusterWeight, 0, len(ws))}
+	for _, w := range ws {
+		out.Clusters = append(out.Clusters, &routev3.WeightedCluster_ClusterWeight{Name: w.Name, Weight: wrapperspb.UInt32(w.Weight)})
+	}
+	return out
+}
+
+// mirrorPolicies creates Envoy mirrors for the shadows not handed to the
+// fanout filter (Compare unset).
+func mirrorPolicies(ms []model.Mirror) []*routev3.RouteAction_RequestMirrorPolicy {
+	var out []*routev3.RouteAction_RequestMirrorPolicy
+	for _, m := range ms {
+		if m.Compare {
+			continue
+		}
+		out = append(out, &routev3.RouteAction_RequestMirrorPolicy{
+			Cluster:         m.Cluster,
+			RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: perMillion(m.Percent), RuntimeKey: m.RuntimeKey},
+		})
+	}
+	return out
+}
+
+// retryPolicy creates an Envoy RetryPolicy from r, or nil.
+func retryPolicy(r *model.RetryPolicy) *routev3.RetryPolicy {
+	if r == nil {
+		return nil
+	}
+	return &routev3.RetryPolicy{
+		RetryOn:       strings.Join(r.On, ","),
+		NumRetries:    wrapperspb.UInt32(r.Attempts),
+		PerTryTimeout: duration(r.PerTryTimeout),
+	}
+}
