@@ -102,6 +102,9 @@ type FanoutRoute struct {
 
 // FanoutMember is one model the filter calls.
 type FanoutMember struct {
+	// Name labels the member in response headers, parameters and metrics;
+	// empty uses Cluster. Labels are unique within a route.
+	Name string `json:"name,omitempty"`
 	// Cluster is the Envoy cluster the callout goes to.
 	Cluster string `json:"cluster"`
 	// Model is the model name asked of the member.
@@ -138,6 +141,22 @@ type Shadow struct {
 	Authority string `json:"authority,omitempty"`
 	// Percent of requests copied, in [0, 100].
 	Percent float64 `json:"percent"`
+}
+
+// Label is the member's name in headers, parameters and metrics.
+func (m *FanoutMember) Label() string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.Cluster
+}
+
+// Label is the shadow's name in metrics.
+func (s *Shadow) Label() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Cluster
 }
 
 // ParseFanout decodes and validates a fanout plugin configuration. Unknown
@@ -231,8 +250,14 @@ func (r *FanoutRoute) validate(where string) []error {
 		add("members", "a route needs members or shadows")
 	}
 	weightSum := 0.0
+	labels := map[string]bool{}
 	for i, m := range r.Members {
 		mw := fmt.Sprintf("members[%d]", i)
+		if l := m.Label(); l != "" && labels[l] {
+			add(mw+".name", "duplicate member label %q (set distinct names)", l)
+		} else {
+			labels[l] = true
+		}
 		if m.Cluster == "" {
 			add(mw+".cluster", "must not be empty")
 		}
@@ -275,8 +300,14 @@ func (r *FanoutRoute) validate(where string) []error {
 	if !finite(r.Threshold) || r.Threshold < 0 || r.Threshold > 1 {
 		add("threshold", "must be in [0, 1], got %v", r.Threshold)
 	}
+	shadowLabels := map[string]bool{}
 	for i, s := range r.Shadows {
 		sw := fmt.Sprintf("shadows[%d]", i)
+		if l := s.Label(); l != "" && shadowLabels[l] {
+			add(sw+".name", "duplicate shadow label %q (set distinct names)", l)
+		} else {
+			shadowLabels[l] = true
+		}
 		if s.Cluster == "" {
 			add(sw+".cluster", "must not be empty")
 		}

@@ -106,6 +106,8 @@ func TestParseFanoutErrors(t *testing.T) {
 			"routes[0].strategy: a sequence combines nothing", "routes[0].quorum: every step of a sequence must answer",
 			`routes[0].primary: "fraud.v2" must be the last member of a sequence ("fraud-logistic.v1")`,
 		}},
+		"duplicate label":         {edit: func(r *FanoutRoute) { r.Members[1].Name = "fraud.v1" }, want: []string{`routes[0].members[1].name: duplicate member label "fraud.v1"`}},
+		"duplicate shadow":        {edit: func(r *FanoutRoute) { r.Shadows = append(r.Shadows, r.Shadows[0]) }, want: []string{`routes[0].shadows[1].name: duplicate shadow label "fraud.v3"`}},
 		"inputs outside sequence": {edit: func(r *FanoutRoute) { r.Members[1].Inputs = map[string]string{"a": "b"} }, want: []string{"routes[0].members[1].inputs: only members after the first of a sequence"}},
 	}
 	for name, tc := range tests {
