@@ -239,15 +239,15 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	}{
 		"max loaded": {
 			opts: Options{MaxLoaded: 2}, sizes: []string{"10", "10", "10"},
-			use:  []string{"a", "b", "a", "c"}, want: []string{"a", "c"}, evicted: 1,
+			use: []string{"a", "b", "a", "c"}, want: []string{"a", "c"}, evicted: 1,
 		},
 		"memory budget": {
 			opts: Options{MemoryBudget: 100}, sizes: []string{"40", "40", "70"},
-			use:  []string{"a", "b", "c"}, want: []string{"c"}, evicted: 2,
+			use: []string{"a", "b", "c"}, want: []string{"c"}, evicted: 2,
 		},
 		"budget keeps recent": {
 			opts: Options{MemoryBudget: 100}, sizes: []string{"40", "40", "20"},
-			use:  []string{"a", "b", "c"}, want: []string{"a", "b", "c"}, evicted: 0,
+			use: []string{"a", "b", "c"}, want: []string{"a", "b", "c"}, evicted: 0,
 		},
 	}
 	for name, tc := range tests {
