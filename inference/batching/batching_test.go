@@ -1,0 +1,262 @@
+package batching
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	rt "github.com/maestro-ml/maestro/inference/runtime"
+)
+
+// doubler returns y = 2x row by row and records the rows of every call. A
+// NaN input is the caller's error.
+type doubler struct {
+	mu    sync.Mutex
+	calls []int64
+}
+
+func (d *doubler) Predict(_ context.Context, in []rt.Tensor) ([]rt.Tensor, error) {
+	x := in[0].Data.([]float32)
+	d.mu.Lock()
+	d.calls = append(d.calls, in[0].Shape[0])
+	d.mu.Unlock()
+	y := make([]float32, len(x))
+	for i, v := range x {
+		if math.IsNaN(float64(v)) {
+			return nil, fmt.Errorf("NaN at %d: %w", i, rt.ErrInvalidInput)
+		}
+		y[i] = 2 * v
+	}
+	return []rt.Tensor{{Name: "y", Datatype: rt.FP32, Shape: slices.Clone(in[0].Shape), Data: y}}, nil
+}
+
+func (d *doubler) MemoryBytes() int64 { return 0 }
+
+func (d *doubler) rows() []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+func input(rows, width int, base float32) []rt.Tensor {
+	x := make([]float32, rows*width)
+	for i := range x {
+		x[i] = base + float32(i)
+	}
+	return []rt.Tensor{{Name: "x", Datatype: rt.FP32, Shape: []int64{int64(rows), int64(width)}, Data: x}}
+}
+
+func newBatcher(t *testing.T, m rt.Model, cfg Config) *Batcher {
+	t.Helper()
+	b := New(m, cfg)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// checkDoubled asserts that out is 2x in, for this caller's rows only.
+func checkDoubled(in, out []rt.Tensor) error {
+	x, y := in[0].Data.([]float32), out[0].Data.([]float32)
+	if !slices.Equal(out[0].Shape, in[0].Shape) || len(y) != len(x) {
+		return fmt.Errorf("output shape %v for input %v", out[0].Shape, in[0].Shape)
+	}
+	for i := range x {
+		if y[i] != 2*x[i] {
+			return fmt.Errorf("row element %d: got %v, want %v", i, y[i], 2*x[i])
+		}
+	}
+	return nil
+}
+
+func TestMergesConcurrentRequestsAndSplitsResults(t *testing.T) {
+	tests := map[string]struct {
+		cfg      Config
+		requests int
+		rows     int
+		check    func(t *testing.T, calls []int64)
+	}{
+		"preferred size reached": {
+			// The delay is far longer than the test: the batch can only be
+			// dispatched by reaching its preferred size.
+			cfg:      Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}},
+			requests: 8, rows: 1,
+			check: func(t *testing.T, calls []int64) {
+				if !slices.Equal(calls, []int64{8}) {
+					t.Errorf("model calls %v, want one batch of 8", calls)
+				}
+			},
+		},
+		"max batch size reached": {
+			cfg:      Config{MaxBatchSize: 6, MaxQueueDelay: time.Hour},
+			requests: 3, rows: 2,
+			check: func(t *testing.T, calls []int64) {
+				if !slices.Equal(calls, []int64{6}) {
+					t.Errorf("model calls %v, want one batch of 6", calls)
+				}
+			},
+		},
+		"overflow starts the next batch": {
+			cfg:      Config{MaxBatchSize: 8, MaxQueueDelay: 20 * time.Millisecond},
+			requests: 4, rows: 3,
+			check: func(t *testing.T, calls []int64) {
+				var sum int64
+				for _, c := range calls {
+					if c > 8 {
+						t.Errorf("batch of %d rows over the max of 8", c)
+					}
+					sum += c
+				}
+				if sum != 12 || len(calls) < 2 {
+					t.Errorf("model calls %v, want 12 rows in at least 2 batches", calls)
+				}
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := &doubler{}
+			b := newBatcher(t, m, tc.cfg)
+			g, ctx := errgroup.WithContext(context.Background())
+			for i := range tc.requests {
+				g.Go(func() error {
+					in := input(tc.rows, 3, float32(100*i))
+					out, err := b.Predict(ctx, in)
+					if err != nil {
+						return err
+					}
+					return checkDoubled(in, out)
+				})
+			}
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, m.rows())
+		})
+	}
+}
+
+func TestDelayDispatchesALoneRequest(t *testing.T) {
+	m := &doubler{}
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Millisecond})
+	in := input(2, 3, 1)
+	out, err := b.Predict(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDoubled(in, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadRequestDoesNotFailItsNeighbours(t *testing.T) {
+	m := &doubler{}
+	var batches []int64
+	var mu sync.Mutex
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{4},
+		ObserveBatch: func(n int64) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Go(func() {
+			in := input(1, 2, float32(i))
+			if i == 2 {
+				in[0].Data.([]float32)[1] = float32(math.NaN())
+			}
+			out, err := b.Predict(context.Background(), in)
+			if err == nil {
+				err = checkDoubled(in, out)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 2 {
+			if !errors.Is(err, rt.ErrInvalidInput) {
+				t.Errorf("bad request: %v, want ErrInvalidInput", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if !slices.Equal(batches, []int64{4}) {
+		t.Errorf("batches %v, want the 4 requests merged once", batches)
+	}
+}
+
+func TestIncompatibleRequestsRunSeparately(t *testing.T) {
+	m := &doubler{}
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}})
+	g, ctx := errgroup.WithContext(context.Background())
+	for i := range 2 {
+		g.Go(func() error {
+			in := input(1, 2+i, 1) // rows of different widths cannot merge
+			out, err := b.Predict(ctx, in)
+			if err != nil {
+				return err
+			}
+			return checkDoubled(in, out)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if calls := m.rows(); !slices.Equal(calls, []int64{1, 1}) {
+		t.Errorf("model calls %v, want two separate calls", calls)
+	}
+}
+
+func TestCancelledCallerReturns(t *testing.T) {
+	m := &doubler{}
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Predict(ctx, input(1, 2, 0))
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("got %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled caller is still waiting for its batch")
+	}
+}
+
+func TestPredictAfterCloseEvaluatesDirectly(t *testing.T) {
+	m := &doubler{}
+	b := New(m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
+	b.Close()
+	in := input(1, 2, 5)
+	out, err := b.Predict(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDoubled(in, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLargeRequestsBypassTheQueue(t *testing.T) {
+	m := &doubler{}
+	b := newBatcher(t, m, Config{MaxBatchSize: 4, MaxQueueDelay: time.Hour})
+	in := input(4, 2, 0)
+	out, err := b.Predict(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDoubled(in, out); err != nil {
+		t.Fatal(err)
+	}
+}
