@@ -12,6 +12,8 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -59,9 +61,11 @@ type TypeStatus struct {
 type sent struct {
 	nonce   string
 	version string
-	// names are the resources of a delta response; for SotW they are
-	// looked up only when a NACK needs them.
+	// names are the resources of a delta response. For SotW, snap is the
+	// snapshot the response came from; names are taken from it only when
+	// a NACK needs them, keeping the push path cheap.
 	names []string
+	snap  *cache.Snapshot
 	// requested are the names a SotW request asked for; empty means all.
 	requested []string
 }
@@ -84,9 +88,9 @@ type tracker struct {
 	log     *slog.Logger
 	m       *metrics
 	groupOf func(model.NodeInfo) (string, bool)
-	// names returns the resource names a group's current snapshot holds
-	// for a type at a version, for reporting a SotW NACK.
-	names func(group, typeURL, version string) []string
+	// snapshotAt returns group's current snapshot if its typeURL
+	// resources are at version, else nil.
+	snapshotAt func(group, typeURL, version string) *cache.Snapshot
 
 	mu      sync.Mutex
 	streams map[int64]*streamState
@@ -202,8 +206,8 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 	}
 	names := last.names
 	group, _ := t.groupOf(ns.info)
-	if names == nil && t.names != nil {
-		names = t.names(group, url, last.version)
+	if last.snap != nil {
+		names = slices.Sorted(maps.Keys(last.snap.GetResources(url)))
 		if len(last.requested) > 0 {
 			names = intersect(names, last.requested)
 		}
@@ -258,10 +262,16 @@ func (t *tracker) pushed(id int64, url string, s sent) {
 	if !ok {
 		return
 	}
-	st.sent[url] = s
 	if st.node == nil {
+		st.sent[url] = s
 		return
 	}
+	if s.names == nil && t.snapshotAt != nil {
+		if g, ok := t.groupOf(*st.node); ok {
+			s.snap = t.snapshotAt(g, url, s.version)
+		}
+	}
+	st.sent[url] = s
 	if ns := t.nodes[st.node.ID]; ns != nil {
 		ts := ns.typ(url)
 		ts.Pushes++

@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.current.Store(&Set{})
 	s.cache = cache.NewSnapshotCache(true, nodeHash{s}, cacheLogger{cfg.Logger})
 	s.tracker = newTracker(cfg.Logger, m, s.groupOf)
-	s.tracker.names = s.snapshotNames
+	s.tracker.snapshotAt = s.snapshotAt
 	s.xds = xdsserver.NewServer(ctx, s.cache, s.tracker)
 	return s, nil
 }
@@ -247,14 +247,14 @@ func (s *Server) groupOf(n model.NodeInfo) (string, bool) {
 	return set.Resolve(n)
 }
 
-// snapshotNames returns the sorted names of a type's resources in group's
-// current snapshot if it is at version, else nil.
-func (s *Server) snapshotNames(group, typeURL, version string) []string {
+// snapshotAt returns group's current snapshot if its typeURL resources
+// are at version, else nil.
+func (s *Server) snapshotAt(group, typeURL, version string) *cache.Snapshot {
 	snap := s.current.Load().Snapshots[group]
 	if snap == nil || snap.GetVersion(typeURL) != version {
 		return nil
 	}
-	return slices.Sorted(maps.Keys(snap.GetResources(typeURL)))
+	return snap
 }
 
 // sameVersions reports whether two snapshots carry the same version for

@@ -1,0 +1,297 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// testTimeout bounds every wait on the server; reaching it fails the test.
+const testTimeout = 10 * time.Second
+
+type harness struct {
+	srv  *Server
+	conn *grpc.ClientConn
+}
+
+// byRole puts gateways in group "gw" and sidecars in "sc".
+func byRole(n model.NodeInfo) (string, bool) {
+	switch n.Role {
+	case model.RoleGateway:
+		return "gw", true
+	case model.RoleSidecar:
+		return "sc", true
+	}
+	return "", false
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := New(ctx, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &harness{srv: s, conn: conn}
+}
+
+func (h *harness) set(t *testing.T, version string, snaps map[string]*cache.Snapshot) {
+	t.Helper()
+	if err := h.srv.Update(context.Background(), Set{Version: version, Snapshots: snaps, Resolve: byRole}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func streamCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func nodeStatus(t *testing.T, s *Server, id, typeURL string) TypeStatus {
+	t.Helper()
+	for _, n := range s.Nodes() {
+		if n.ID != id {
+			continue
+		}
+		for _, ts := range n.Types {
+			if ts.TypeURL == typeURL {
+				return ts
+			}
+		}
+	}
+	t.Fatalf("no status for node %q type %s in %+v", id, typeURL, s.Nodes())
+	return TypeStatus{}
+}
+
+func TestADSSotWAckNack(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := testNode("gw-1", "gateway", "")
+	recv := func(want string) *discovery.DiscoveryResponse {
+		t.Helper()
+		resp, err := ads.Recv()
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		if resp.GetVersionInfo() != want {
+			t.Fatalf("got version %q, want %q", resp.GetVersionInfo(), want)
+		}
+		return resp
+	}
+	send := func(req *discovery.DiscoveryRequest) {
+		t.Helper()
+		req.TypeUrl = resourcev3.ClusterType
+		if err := ads.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	send(&discovery.DiscoveryRequest{Node: node})
+	r1 := recv("v1")
+	if len(r1.GetResources()) != 1 {
+		t.Fatalf("got %d clusters, want 1", len(r1.GetResources()))
+	}
+	send(&discovery.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r1.GetNonce()}) // ACK
+
+	h.set(t, "v2", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v2", 9000, "a", "b")})
+	r2 := recv("v2")
+	// The ACK of v1 was handled before v2 could be sent on this stream.
+	if st := nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType); st.Acked != "v1" || st.Sent != "v2" || st.Nacked != "" {
+		t.Fatalf("after ACK: %+v", st)
+	}
+	send(&discovery.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r2.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "cluster b: bad config"}}) // NACK
+
+	// The rejected v2 must not be sent again: the next response is v3.
+	h.set(t, "v3", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v3", 9001, "a", "b")})
+	r3 := recv("v3")
+	st := nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType)
+	if st.Nacked != "v2" || st.NackError != "cluster b: bad config" || !slices.Equal(st.NackedResources, []string{"a", "b"}) || st.Acked != "v1" {
+		t.Fatalf("NACK not kept reported: %+v", st)
+	}
+	if got := value(t, h.srv.metrics.nacked.WithLabelValues("cluster")); got != 1 {
+		t.Errorf("nacked_nodes{cluster} = %v, want 1", got)
+	}
+	send(&discovery.DiscoveryRequest{VersionInfo: "v3", ResponseNonce: r3.GetNonce()}) // ACK
+
+	h.set(t, "v4", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v4", 9002, "a")})
+	recv("v4")
+	st = nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType)
+	if st.Nacked != "" || st.Acked != "v3" || st.ACKs != 2 || st.NACKs != 1 || st.Pushes != 4 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	if got := value(t, h.srv.metrics.nacked.WithLabelValues("cluster")); got != 0 {
+		t.Errorf("nacked_nodes{cluster} = %v, want 0", got)
+	}
+	for name, want := range map[string]float64{"nacks": 1, "acks": 2} {
+		c := map[string]*prometheus.CounterVec{"nacks": h.srv.metrics.nacks, "acks": h.srv.metrics.acks}[name]
+		if got := value(t, c.WithLabelValues("cluster")); got != want {
+			t.Errorf("%s{cluster} = %v, want %v", name, got, want)
+		}
+	}
+	if got := value(t, h.srv.metrics.connectedNodes); got != 1 {
+		t.Errorf("connected_nodes = %v, want 1", got)
+	}
+}
+
+func TestADSDeltaAckNack(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v1", 9000, "a", "b")})
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(streamCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(req *discovery.DeltaDiscoveryRequest) {
+		t.Helper()
+		req.TypeUrl = resourcev3.ClusterType
+		if err := ads.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := func(wantNames, wantRemoved []string) *discovery.DeltaDiscoveryResponse {
+		t.Helper()
+		resp, err := ads.Recv()
+		if err != nil {
+			t.Fatalf("recv: %v", err)
+		}
+		var names []string
+		for _, r := range resp.GetResources() {
+			names = append(names, r.GetName())
+			if r.GetVersion() == "" {
+				t.Errorf("resource %q has no version", r.GetName())
+			}
+		}
+		slices.Sort(names)
+		removed := slices.Sorted(slices.Values(resp.GetRemovedResources()))
+		if !slices.Equal(names, wantNames) || !slices.Equal(removed, wantRemoved) {
+			t.Fatalf("got resources %v removed %v, want %v removed %v", names, removed, wantNames, wantRemoved)
+		}
+		return resp
+	}
+
+	send(&discovery.DeltaDiscoveryRequest{Node: testNode("sc-1", "sidecar", "fraud")})
+	r1 := recv([]string{"a", "b"}, nil)
+	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r1.GetNonce()}) // ACK
+
+	// Only the changed cluster is sent: "a" keeps its content, "b" goes,
+	// "c" is new. Delta clusters carry per-resource versions.
+	v2 := testSnapshot(t, "v2", 9000, "a", "c")
+	h.set(t, "v2", map[string]*cache.Snapshot{"sc": v2})
+	r2 := recv([]string{"c"}, []string{"b"})
+	if st := nodeStatus(t, h.srv, "sc-1", resourcev3.ClusterType); st.Acked != "v1" || st.Sent != "v2" {
+		t.Fatalf("after ACK: %+v", st)
+	}
+	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r2.GetNonce(),
+		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "cluster c: unknown field"}}) // NACK
+
+	// Setting the same content again pushes nothing.
+	h.set(t, "v2", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v2", 9000, "a", "c")})
+	if got := value(t, h.srv.metrics.snapshots.WithLabelValues("sc")); got != 2 {
+		t.Errorf("snapshot_updates_total{sc} = %v, want 2 (unchanged content must not push)", got)
+	}
+
+	h.set(t, "v3", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v3", 9000, "a", "c", "d")})
+	recv([]string{"d"}, nil)
+	st := nodeStatus(t, h.srv, "sc-1", resourcev3.ClusterType)
+	if st.Nacked != "v2" || st.NackError != "cluster c: unknown field" || !slices.Equal(st.NackedResources, []string{"b", "c"}) {
+		t.Fatalf("delta NACK not kept reported: %+v", st)
+	}
+}
+
+func TestPerTypeListenerService(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
+	lds, err := listenerservice.NewListenerDiscoveryServiceClient(h.conn).StreamListeners(streamCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lds.Send(&discovery.DiscoveryRequest{Node: testNode("gw-2", "gateway", ""), TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := lds.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetVersionInfo() != "v1" || len(resp.GetResources()) != 1 {
+		t.Fatalf("got version %q with %d listeners", resp.GetVersionInfo(), len(resp.GetResources()))
+	}
+}
+
+func TestUpdateRejectsInconsistentSets(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
+	good := testSnapshot(t, "v2", 9000, "a")
+	// A cluster whose endpoints are missing: not Consistent().
+	broken := testSnapshot(t, "v2", 9000, "a", "b")
+	delete(broken.Resources[0].Items, "b") // endpoints of "b"
+	tests := map[string]Set{
+		"nil snapshot": {Version: "v2", Snapshots: map[string]*cache.Snapshot{"gw": good, "sc": nil}, Resolve: byRole},
+		"inconsistent": {Version: "v2", Snapshots: map[string]*cache.Snapshot{"gw": good, "sc": broken}, Resolve: byRole},
+		"no resolver":  {Version: "v2", Snapshots: map[string]*cache.Snapshot{"gw": good}},
+	}
+	for name, set := range tests {
+		t.Run(name, func(t *testing.T) {
+			if err := h.srv.Update(context.Background(), set); err == nil {
+				t.Fatal("update succeeded")
+			}
+			if v := h.srv.Current().Version; v != "v1" {
+				t.Fatalf("serving %q after a rejected update, want v1", v)
+			}
+			snap, err := h.srv.cache.GetSnapshot("gw")
+			if err != nil || snap.GetVersion(resourcev3.ClusterType) != "v1" {
+				t.Fatalf("cache holds %v (%v), want v1", snap, err)
+			}
+		})
+	}
+}
+
+// value reads the single sample of a gauge or counter.
+func value(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Gauge != nil {
+		return m.GetGauge().GetValue()
+	}
+	return m.GetCounter().GetValue()
+}
