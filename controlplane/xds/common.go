@@ -20,9 +20,16 @@ func adsSource() *corev3.ConfigSource {
 	}
 }
 
-// anyOf packs m; it fails only on messages protobuf cannot encode (e.g.
-// strings with invalid UTF-8).
-func anyOf(m proto.Message) (*anypb.Any, error) { return anypb.New(m) }
+// anyOf packs m deterministically (maps in key order), so the enclosing
+// resource's encoding, and version, is stable; it fails only on messages
+// protobuf cannot encode (e.g. strings with invalid UTF-8).
+func anyOf(m proto.Message) (*anypb.Any, error) {
+	out := &anypb.Any{}
+	if err := anypb.MarshalFrom(out, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 // duration converts d, or returns nil for 0 (unset).
 func duration(d time.Duration) *durationpb.Duration {

@@ -10,9 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
@@ -32,13 +36,17 @@ var Types = []resource.Type{
 }
 
 // Resources is everything one node group receives: the xDS resources by
-// type, each list sorted by name, and a content version per resource
-// (derived from the model, so it is stable across rebuilds and changes only
-// when the resource does) for delta xDS.
+// type, each list sorted by name, and a content version per resource (a
+// hash of its deterministic encoding, so it is stable across rebuilds and
+// changes only when the resource does) for delta xDS.
 type Resources struct {
 	Items    map[resource.Type][]types.Resource
 	Versions map[resource.Type]map[string]string
 }
+
+// deterministic encodes maps in key order, so equal resources encode (and
+// hash) equally.
+var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // validator is what every generated resource implements.
 type validator interface{ ValidateAll() error }
@@ -91,15 +99,21 @@ func newResources() *Resources {
 	return r
 }
 
-// add appends res (named name, content version v) after validating it.
-func (r *Resources) add(t resource.Type, name, v string, res types.Resource) error {
+// add appends res (named name) after validating it, versioned by a hash of
+// its deterministic encoding: the version moves exactly when what the
+// client receives does.
+func (r *Resources) add(t resource.Type, name string, res types.Resource) error {
 	if val, ok := res.(validator); ok {
 		if err := val.ValidateAll(); err != nil {
 			return fmt.Errorf("%s %q: %w", typeName(t), name, err)
 		}
 	}
+	b, err := deterministic.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("%s %q: encode: %w", typeName(t), name, err)
+	}
 	r.Items[t] = append(r.Items[t], res)
-	r.Versions[t][name] = v
+	r.Versions[t][name] = strconv.FormatUint(xxhash.Sum64(b), 16)
 	return nil
 }
 
@@ -164,11 +178,7 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 	if err != nil {
 		return fmt.Errorf("listener %q: %w", l.Name, err)
 	}
-	v := model.ContentHash(struct {
-		L *model.Listener
-		T *model.Tracing
-	}{l, tracing})
-	if err := b.out.add(resource.ListenerType, l.Name, v, ln); err != nil {
+	if err := b.out.add(resource.ListenerType, l.Name, ln); err != nil {
 		return err
 	}
 	if l.Kind != model.ListenerAPI {
@@ -176,7 +186,7 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 		if err != nil {
 			return fmt.Errorf("route configuration %q: %w", l.Routes.Name, err)
 		}
-		if err := b.out.add(resource.RouteType, rc.Name, model.ContentHash(&l.Routes), rc); err != nil {
+		if err := b.out.add(resource.RouteType, rc.Name, rc); err != nil {
 			return err
 		}
 	}
@@ -185,11 +195,7 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 		if err != nil {
 			return fmt.Errorf("filter config %q: %w", f.Name, err)
 		}
-		v := model.ContentHash(struct {
-			F model.WasmFilter
-			R *model.RouteConfig
-		}{f, &l.Routes})
-		if err := b.out.add(resource.ExtensionConfigType, f.Name, v, ec); err != nil {
+		if err := b.out.add(resource.ExtensionConfigType, f.Name, ec); err != nil {
 			return err
 		}
 	}
@@ -205,16 +211,10 @@ func (b *groupBuilder) cluster(name string) error {
 	if err != nil {
 		return fmt.Errorf("cluster %q: %w", name, err)
 	}
-	withoutEndpoints := *c
-	withoutEndpoints.Localities = nil
-	v := model.ContentHash(struct {
-		C         *model.Cluster
-		Proxyless bool
-	}{&withoutEndpoints, b.proxyless})
-	if err := b.out.add(resource.ClusterType, name, v, cl); err != nil {
+	if err := b.out.add(resource.ClusterType, name, cl); err != nil {
 		return err
 	}
-	return b.out.add(resource.EndpointType, name, model.ContentHash(c.Localities), Endpoints(c))
+	return b.out.add(resource.EndpointType, name, Endpoints(c))
 }
 
 func (b *groupBuilder) secret(name string) error {
@@ -222,7 +222,7 @@ func (b *groupBuilder) secret(name string) error {
 	if s == nil {
 		return fmt.Errorf("unknown secret %q", name)
 	}
-	return b.out.add(resource.SecretType, name, s.Hash(), Secret(s))
+	return b.out.add(resource.SecretType, name, Secret(s))
 }
 
 // references returns the sorted names of the clusters and secrets the

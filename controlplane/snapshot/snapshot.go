@@ -1,0 +1,320 @@
+// Package snapshot turns a model.Mesh into one consistent go-control-plane
+// snapshot per node group, versioned by content, with make-before-break
+// changes:
+//
+//   - a group's version is a hash of its resources' content versions, so an
+//     unchanged mesh yields the same versions and the previous snapshot
+//     objects (no push);
+//   - clusters a new version no longer uses stay in that version (with their
+//     endpoints and secrets) and are dropped one version later (the next
+//     Translate, or Settle), so routes still pointing at them while Envoy
+//     applies the change keep working; new clusters arrive before the routes
+//     that use them because the ADS cache (created with ads=true) answers in
+//     type order: endpoints, clusters, routes, listeners;
+//   - every snapshot carries per-resource versions for delta xDS, so a
+//     weight change re-sends only the route configuration that changed.
+//
+// Every snapshot is checked with Consistent() before it is returned.
+package snapshot
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/xds"
+)
+
+// Set is the snapshots of every node group of one mesh.
+type Set struct {
+	// Version identifies the whole set (a hash of the group versions).
+	Version string
+	// Snapshots by group name; each is Consistent.
+	Snapshots map[string]*cache.Snapshot
+	// Versions by group name: a hash of the group's per-type versions.
+	Versions map[string]string
+	// Changed lists, sorted, the groups whose version differs from the
+	// previous set's (all groups for the first set). Groups that
+	// disappeared are in Removed.
+	Changed []string
+	Removed []string
+	// Resources holds the group's resources and per-resource versions, as
+	// built (without retired clusters).
+	Resources map[string]*xds.Resources
+}
+
+// Translate builds a Set for m with no history: no retired clusters, every
+// group counted as changed. It is what `maestro validate --output` and the
+// tests use; a long-running server uses a Translator.
+//
+// # Errors
+//
+// A model that fails Validate, a resource failing ValidateAll, or a snapshot
+// failing Consistent; the error names the group and resource.
+func Translate(m *model.Mesh) (*Set, error) {
+	return NewTranslator().Translate(m)
+}
+
+// Translator builds successive Sets, remembering the last one for
+// make-before-break and to keep versions stable. Safe for concurrent use
+// (calls are serialised).
+type Translator struct {
+	mu sync.Mutex
+	// prev is the last set built; retired the clusters each group dropped
+	// in it, which Settle removes.
+	prev    *Set
+	retired map[string]retired
+}
+
+// retired is what a group's last version kept only for make-before-break.
+type retired struct {
+	items    map[resource.Type][]types.Resource
+	versions map[resource.Type]map[string]string
+}
+
+// NewTranslator returns a Translator with no history.
+func NewTranslator() *Translator { return &Translator{} }
+
+// Translate builds the snapshots of m. Clusters (and their endpoints and
+// secrets) that a group used in the previous set but not in m are kept in
+// this set and dropped by the next Translate or by Settle.
+//
+// # Errors
+//
+// As the package-level Translate. On error the Translator's history is
+// unchanged, so the last good set remains the base of the next one.
+func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	set := newSet(len(m.Groups))
+	nextRetired := map[string]retired{}
+	var errs []error
+	for _, g := range m.Groups {
+		res, err := xds.ForGroup(m, g.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		set.Resources[g.Name] = res
+		old := t.retiredFrom(g.Name, res)
+		if len(old.items) > 0 {
+			nextRetired[g.Name] = old
+		}
+		snap, version, err := t.snapshot(g.Name, res, old)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		set.Snapshots[g.Name], set.Versions[g.Name] = snap, version
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	t.finish(set)
+	t.prev, t.retired = set, nextRetired
+	return set, nil
+}
+
+// Settle returns the last set without the clusters it kept for
+// make-before-break (new versions for the groups that had any), and makes it
+// the base of the next Translate. It returns nil if nothing was retired.
+// The server calls it once clients have had time to apply the last set (for
+// example when every connected node has ACKed it).
+//
+// # Errors
+//
+// A snapshot failing Consistent.
+func (t *Translator) Settle() (*Set, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.prev == nil || len(t.retired) == 0 {
+		return nil, nil
+	}
+	set := newSet(len(t.prev.Snapshots))
+	set.Resources = t.prev.Resources
+	for name, res := range t.prev.Resources {
+		if _, ok := t.retired[name]; !ok {
+			set.Snapshots[name], set.Versions[name] = t.prev.Snapshots[name], t.prev.Versions[name]
+			continue
+		}
+		snap, version, err := t.snapshot(name, res, retired{})
+		if err != nil {
+			return nil, err
+		}
+		set.Snapshots[name], set.Versions[name] = snap, version
+	}
+	t.finish(set)
+	t.prev, t.retired = set, nil
+	return set, nil
+}
+
+// retiredFrom returns the clusters (with endpoints and secrets) the group
+// had in the previous set, not retired there, and no longer has in res.
+func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
+	if t.prev == nil {
+		return retired{}
+	}
+	prevRes, ok := t.prev.Resources[group]
+	if !ok {
+		return retired{}
+	}
+	out := retired{items: map[resource.Type][]types.Resource{}, versions: map[resource.Type]map[string]string{}}
+	for _, typ := range []resource.Type{resource.ClusterType, resource.EndpointType, resource.SecretType} {
+		for _, r := range prevRes.Items[typ] {
+			name := cache.GetResourceName(r)
+			if _, still := res.Versions[typ][name]; still {
+				continue
+			}
+			out.items[typ] = append(out.items[typ], r)
+			if out.versions[typ] == nil {
+				out.versions[typ] = map[string]string{}
+			}
+			out.versions[typ][name] = prevRes.Versions[typ][name]
+		}
+	}
+	if len(out.items) == 0 {
+		return retired{}
+	}
+	return out
+}
+
+// snapshot assembles and checks one group's snapshot, reusing the previous
+// one when the content is unchanged. Each resource type gets its own
+// version (a hash of its resources' versions), so a state-of-the-world
+// client is only re-sent the types that changed.
+func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*cache.Snapshot, string, error) {
+	items := make(map[resource.Type][]types.Resource, len(xds.Types))
+	versions := make(map[string]map[string]string, len(xds.Types))
+	typeVersions := make(map[resource.Type]string, len(xds.Types))
+	for _, typ := range xds.Types {
+		items[typ] = append(slices.Clip(res.Items[typ]), old.items[typ]...)
+		vs := make(map[string]string, len(res.Versions[typ])+len(old.versions[typ]))
+		for n, v := range res.Versions[typ] {
+			vs[n] = v
+		}
+		for n, v := range old.versions[typ] {
+			vs[n] = v
+		}
+		versions[typ] = vs
+		typeVersions[typ] = typeVersion(typ, vs)
+	}
+	version := groupVersion(typeVersions)
+	if t.prev != nil {
+		if prev, ok := t.prev.Snapshots[group]; ok && t.prev.Versions[group] == version {
+			return prev, version, nil
+		}
+	}
+	snap, err := cache.NewSnapshot(version, items)
+	if err != nil {
+		return nil, "", fmt.Errorf("group %q: new snapshot: %w", group, err)
+	}
+	for typ, v := range typeVersions {
+		snap.Resources[cache.GetResponseType(typ)].Version = v
+	}
+	if err := snap.Consistent(); err != nil {
+		return nil, "", fmt.Errorf("group %q: inconsistent snapshot: %w", group, err)
+	}
+	snap.VersionMap = versions
+	return snap, version, nil
+}
+
+func newSet(n int) *Set {
+	return &Set{
+		Snapshots: make(map[string]*cache.Snapshot, n),
+		Versions:  make(map[string]string, n),
+		Resources: make(map[string]*xds.Resources, n),
+	}
+}
+
+// finish fills the set's version and its Changed and Removed lists against
+// the previous set.
+func (t *Translator) finish(set *Set) {
+	names := make([]string, 0, len(set.Snapshots))
+	for name := range set.Snapshots {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	for _, name := range names {
+		v := set.Versions[name]
+		fmt.Fprintf(h, "%s=%s\n", name, v)
+		if t.prev == nil || t.prev.Versions[name] != v {
+			set.Changed = append(set.Changed, name)
+		}
+	}
+	if t.prev != nil {
+		for name := range t.prev.Snapshots {
+			if _, ok := set.Snapshots[name]; !ok {
+				set.Removed = append(set.Removed, name)
+			}
+		}
+		slices.Sort(set.Removed)
+	}
+	set.Version = hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// typeVersion hashes every (name, version) pair of one type in name order.
+func typeVersion(typ resource.Type, vs map[string]string) string {
+	names := make([]string, 0, len(vs))
+	for n := range vs {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, cmp.Compare[string])
+	h := sha256.New()
+	h.Write([]byte(typ))
+	for _, n := range names {
+		h.Write([]byte("\x00" + n + "\x00" + vs[n]))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// groupVersion hashes the per-type versions in a fixed order.
+func groupVersion(typeVersions map[resource.Type]string) string {
+	h := sha256.New()
+	for _, typ := range xds.Types {
+		h.Write([]byte(typ + "=" + typeVersions[typ] + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Changes lists, by type, the names of resources added, changed or removed
+// between two snapshots of a group (by per-resource version): what a delta
+// xDS client is sent. A nil prev counts every resource of next.
+func Changes(prev, next *cache.Snapshot) map[resource.Type][]string {
+	out := map[resource.Type][]string{}
+	for _, typ := range xds.Types {
+		var before map[string]string
+		if prev != nil {
+			before = prev.VersionMap[typ]
+		}
+		after := next.VersionMap[typ]
+		var names []string
+		for n, v := range after {
+			if old, ok := before[n]; !ok || old != v {
+				names = append(names, n)
+			}
+		}
+		for n := range before {
+			if _, ok := after[n]; !ok {
+				names = append(names, n)
+			}
+		}
+		if len(names) > 0 {
+			slices.Sort(names)
+			out[typ] = names
+		}
+	}
+	return out
+}
