@@ -1,0 +1,265 @@
+package policy
+
+import "time"
+
+// Defaults, in one place; docs/policy.md and the `doc` tags repeat them.
+const (
+	DefaultNamespace       = "default"
+	DefaultTrustDomain     = "maestro.local"
+	DefaultModelHeader     = "x-maestro-model"
+	DefaultCAStateDir      = ".maestro/ca"
+	DefaultRootTTL         = Duration(365 * 24 * time.Hour)
+	DefaultCertTTL         = Duration(24 * time.Hour)
+	DefaultRotateAt        = 2.0 / 3.0
+	DefaultPKIMount        = "pki"
+	DefaultVaultTokenEnv   = "VAULT_TOKEN"
+	DefaultKubernetesJWT   = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+	DefaultSamplingPercent = 1.0
+	DefaultWasmDir         = "/etc/maestro/wasm/"
+	DefaultConnectTimeout  = Duration(time.Second)
+	DefaultHealthInterval  = Duration(10 * time.Second)
+	DefaultHealthTimeout   = Duration(time.Second)
+	DefaultHealthPath      = "/v2/health/ready"
+	DefaultRegion          = "local"
+	DefaultRetryAttempts   = 2
+	DefaultEnsembleTimeout = Duration(time.Second)
+	DefaultSLOWindow       = Duration(30 * 24 * time.Hour)
+	DefaultGatewayAddress  = "0.0.0.0"
+	DefaultInboundAddress  = "0.0.0.0"
+	DefaultInboundPort     = 15006
+	DefaultOutboundAddress = "127.0.0.1"
+	DefaultOutboundPort    = 15001
+)
+
+// DefaultRetryOn are the retry conditions when a route gives none: failures
+// before a response (connect, reset) and "try again" answers of gRPC
+// (unavailable) and HTTP (5xx).
+func DefaultRetryOn() []string { return []string{"5xx", "connect-failure", "reset", "unavailable"} }
+
+// DefaultBurnWindows are the SRE workbook's page/page/ticket windows for a
+// 30-day budget, each with its long window.
+func DefaultBurnWindows() []BurnWindow {
+	return []BurnWindow{
+		{Window: Duration(time.Hour), BurnRate: 14.4},
+		{Window: Duration(6 * time.Hour), BurnRate: 6},
+		{Window: Duration(3 * 24 * time.Hour), BurnRate: 1},
+	}
+}
+
+// applyDefaults fills every unset field that has a default. It runs before
+// validation and tolerates invalid input (unknown references are left for
+// validate to report).
+func applyDefaults(m *Mesh) {
+	if m.Config == nil {
+		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
+	}
+	defaultMeta(&m.Config.doc)
+	defaultMesh(&m.Config.Spec)
+	for _, s := range m.Services {
+		defaultMeta(&s.doc)
+		defaultService(s)
+	}
+	if t := m.Config.Spec.Tracing; t != nil {
+		t.Collector.Service, t.Collector.Version = defaultRef(m, "", t.Collector.Service, t.Collector.Version)
+	}
+	for _, w := range []*WasmModule{&m.Config.Spec.Filters.Fanout, &m.Config.Spec.Filters.SLO} {
+		if rw := w.Remote; rw != nil {
+			rw.Service, rw.Version = defaultRef(m, "", rw.Service, rw.Version)
+		}
+	}
+	for _, r := range m.Routes {
+		defaultMeta(&r.doc)
+		defaultRoute(m, r)
+	}
+	for _, g := range m.Gateways {
+		defaultMeta(&g.doc)
+		s := &g.Spec
+		s.Address = or(s.Address, DefaultGatewayAddress)
+		s.Protocol = or(s.Protocol, ProtocolGRPC)
+		if len(s.Hosts) == 0 {
+			s.Hosts = []string{"*"}
+		}
+		s.Identity.Namespace = or(s.Identity.Namespace, g.Metadata.Namespace)
+		s.Identity.ServiceAccount = or(s.Identity.ServiceAccount, g.Metadata.Name)
+	}
+	for _, sc := range m.Sidecars {
+		defaultMeta(&sc.doc)
+		in := &sc.Spec.Inbound
+		in.Address = or(in.Address, DefaultInboundAddress)
+		in.Port = orU(in.Port, DefaultInboundPort)
+		if out := sc.Spec.Outbound; out != nil {
+			out.Address = or(out.Address, DefaultOutboundAddress)
+			out.Port = orU(out.Port, DefaultOutboundPort)
+		}
+	}
+	for _, a := range m.Authorizations {
+		defaultMeta(&a.doc)
+		a.Spec.Action = or(a.Spec.Action, ActionAllow)
+	}
+}
+
+func defaultMeta(d *doc) { d.Metadata.Namespace = or(d.Metadata.Namespace, DefaultNamespace) }
+
+func defaultMesh(s *MeshSpec) {
+	s.TrustDomain = or(s.TrustDomain, DefaultTrustDomain)
+	s.MTLS.Mode = or(s.MTLS.Mode, MTLSStrict)
+	s.ModelHeader = or(s.ModelHeader, DefaultModelHeader)
+	s.CA.Issuer = or(s.CA.Issuer, IssuerBuiltin)
+	if s.CA.Issuer == IssuerBuiltin && s.CA.Builtin == nil {
+		s.CA.Builtin = &BuiltinCA{}
+	}
+	if b := s.CA.Builtin; b != nil {
+		b.StateDir = or(b.StateDir, DefaultCAStateDir)
+		b.RootTTL = orD(b.RootTTL, DefaultRootTTL)
+	}
+	if v := s.CA.Vault; v != nil {
+		v.PKIMount = or(v.PKIMount, DefaultPKIMount)
+		v.Mode = or(v.Mode, VaultIssue)
+		a := &v.Auth
+		a.Mount = or(a.Mount, a.Method)
+		switch a.Method {
+		case AuthToken:
+			if a.Token.IsZero() {
+				a.Token.Env = DefaultVaultTokenEnv
+			}
+		case AuthKubernetes:
+			if a.JWT.IsZero() {
+				a.JWT.File = DefaultKubernetesJWT
+			}
+		}
+	}
+	s.Certificates.TTL = orD(s.Certificates.TTL, DefaultCertTTL)
+	if s.Certificates.RotateAt == 0 {
+		s.Certificates.RotateAt = DefaultRotateAt
+	}
+	if t := s.Tracing; t != nil && t.SamplingPercentage == 0 {
+		t.SamplingPercentage = DefaultSamplingPercent
+	}
+	for _, f := range []struct {
+		w    *WasmModule
+		name string
+	}{{&s.Filters.Fanout, "fanout"}, {&s.Filters.SLO, "slo"}} {
+		if f.w.Remote == nil {
+			f.w.Path = or(f.w.Path, DefaultWasmDir+f.name+".wasm")
+		}
+	}
+}
+
+func defaultService(s *Service) {
+	sp := &s.Spec
+	sp.Protocol = or(sp.Protocol, ProtocolGRPC)
+	sp.Identity.Namespace = or(sp.Identity.Namespace, s.Metadata.Namespace)
+	sp.Identity.ServiceAccount = or(sp.Identity.ServiceAccount, s.Metadata.Name)
+	sp.ConnectTimeout = orD(sp.ConnectTimeout, DefaultConnectTimeout)
+	if h := sp.HealthCheck; h != nil {
+		h.Interval = orD(h.Interval, DefaultHealthInterval)
+		h.Timeout = orD(h.Timeout, DefaultHealthTimeout)
+		h.HealthyThreshold = orU(h.HealthyThreshold, 1)
+		h.UnhealthyThreshold = orU(h.UnhealthyThreshold, 3)
+		if sp.Protocol == ProtocolHTTP {
+			h.Path = or(h.Path, DefaultHealthPath)
+		}
+	}
+	for i := range sp.Versions {
+		for j := range sp.Versions[i].Endpoints {
+			defaultEndpoint(&sp.Versions[i].Endpoints[j])
+		}
+	}
+}
+
+func defaultEndpoint(e *Endpoint) {
+	e.Weight = orU(e.Weight, 1)
+	e.Region = or(e.Region, DefaultRegion)
+}
+
+func defaultRoute(m *Mesh, r *Route) {
+	sp := &r.Spec
+	sp.Target = or(sp.Target, r.Metadata.Name)
+	if sp.Match.Model != "" {
+		sp.Match.Protocol = or(sp.Match.Protocol, MatchAny)
+	}
+	if len(sp.Split) == 0 && sp.Ensemble == nil {
+		if s := m.Service(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
+			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
+		}
+	}
+	defaultSplit(m, sp.Service, sp.Split)
+	for i := range sp.Rules {
+		defaultSplit(m, sp.Service, sp.Rules[i].Split)
+	}
+	if sh := sp.Shadow; sh != nil {
+		sh.Service, sh.Version = defaultRef(m, sp.Service, sh.Service, sh.Version)
+		if sh.Percentage == 0 {
+			sh.Percentage = 100
+		}
+	}
+	if e := sp.Ensemble; e != nil {
+		e.Mode = or(e.Mode, ModeParallel)
+		if e.Mode == ModeParallel {
+			e.Strategy = or(e.Strategy, StrategyMean)
+		}
+		e.Timeout = orD(e.Timeout, DefaultEnsembleTimeout)
+		if e.Quorum == 0 {
+			e.Quorum = uint32(len(e.Members))
+		}
+		for i := range e.Members {
+			mem := &e.Members[i]
+			mem.Service, mem.Version = defaultRef(m, sp.Service, mem.Service, mem.Version)
+			mem.Model = or(mem.Model, sp.Match.Model)
+			if mem.Weight == 0 {
+				mem.Weight = 1
+			}
+		}
+	}
+	if s := sp.SLO; s != nil {
+		s.Window = orD(s.Window, DefaultSLOWindow)
+		if len(s.BurnWindows) == 0 {
+			s.BurnWindows = DefaultBurnWindows()
+		}
+	}
+	if rt := sp.Retries; rt != nil {
+		rt.Attempts = orU(rt.Attempts, DefaultRetryAttempts)
+		if len(rt.On) == 0 {
+			rt.On = DefaultRetryOn()
+		}
+	}
+}
+
+func defaultSplit(m *Mesh, service string, split []Destination) {
+	for i := range split {
+		split[i].Service, split[i].Version = defaultRef(m, service, split[i].Service, split[i].Version)
+	}
+}
+
+// defaultRef fills a service reference: the route's service, and the
+// service's only version.
+func defaultRef(m *Mesh, routeService, service, version string) (string, string) {
+	service = or(service, routeService)
+	if version == "" {
+		if s := m.Service(service); s != nil && len(s.Spec.Versions) == 1 {
+			version = s.Spec.Versions[0].Name
+		}
+	}
+	return service, version
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func orU(v, def uint32) uint32 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orD(v, def Duration) Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}

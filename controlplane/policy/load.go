@@ -1,0 +1,417 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxFileSize bounds a policy or endpoints file: policies are hand-written.
+const maxFileSize = 64 << 20
+
+// Load reads the policy files and directories at paths (directories are
+// walked recursively for .yaml, .yml and .json files, in lexical order),
+// merges them into one Mesh, applies defaults and validates it. Endpoints
+// files named by services are read too.
+//
+// # Errors
+//
+// A problem in the policy gives an ErrorList (errors.Is ErrInvalid) with
+// every problem found, each with file, line, column and field path. An I/O
+// failure on a named path is returned wrapped; ctx cancellation stops
+// loading between files.
+func Load(ctx context.Context, paths ...string) (*Mesh, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("load policy: no path given")
+	}
+	files, err := expand(paths)
+	if err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	b := &builder{errs: &errs{}, mesh: &Mesh{}}
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("load policy: %w", err)
+		}
+		data, err := readFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("load policy: %w", err)
+		}
+		b.mesh.files = append(b.mesh.files, f)
+		b.parse(f, data)
+	}
+	return b.finish()
+}
+
+// Parse parses one policy file's content as if read from file (used by
+// tests, fuzzing and callers holding the bytes). Endpoints files it names
+// are read from disk relative to file.
+func Parse(file string, data []byte) (*Mesh, error) {
+	b := &builder{errs: &errs{}, mesh: &Mesh{files: []string{file}}}
+	b.parse(file, data)
+	return b.finish()
+}
+
+func (b *builder) finish() (*Mesh, error) {
+	m := b.mesh
+	sortDocs(m)
+	applyDefaults(m)
+	validate(m, b.errs)
+	b.loadEndpoints()
+	sort.Strings(m.files)
+	m.files = slices.Compact(m.files)
+	if err := b.errs.err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxFileSize)
+	}
+	return data, nil
+}
+
+// expand turns paths into policy files: files as given, directories walked.
+func expand(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.IsDir() {
+			files = append(files, filepath.Clean(p))
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				if !d.IsDir() {
+					found = append(found, path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("%s: no .yaml, .yml or .json files", p)
+		}
+		sort.Strings(found)
+		files = append(files, found...)
+	}
+	return files, nil
+}
+
+// builder accumulates documents and problems across files.
+type builder struct {
+	errs *errs
+	mesh *Mesh
+	// seen maps "Kind/name" to where it was first defined.
+	seen map[string]Source
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+// parse reads every document of one file.
+func (b *builder) parse(file string, data []byte) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			line := 0
+			if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+				line, _ = strconv.Atoi(m[1])
+			}
+			msg := strings.TrimPrefix(err.Error(), "yaml: ")
+			b.errs.list = append(b.errs.list, &Error{File: file, Line: line, Col: min(line, 1), Message: "invalid YAML: " + msg})
+			return
+		}
+		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
+			continue
+		}
+		b.document(file, n.Content[0])
+	}
+}
+
+// header is a document's top level: the kind-independent fields.
+type header struct {
+	apiVersion, kind string
+	metadata, spec   *yaml.Node
+	endpoints        *yaml.Node
+}
+
+func (b *builder) header(file string, n *yaml.Node) (header, bool) {
+	var h header
+	src := Source{File: file, Line: n.Line, Col: n.Column}
+	if n.Kind != yaml.MappingNode {
+		b.errs.at(src, "", "a document must be a mapping with apiVersion, kind, metadata and spec")
+		return h, false
+	}
+	ok := true
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		at := Source{File: file, Line: k.Line, Col: k.Column}
+		if seen[k.Value] {
+			b.errs.at(at, k.Value, "field %q given twice", k.Value)
+			ok = false
+			continue
+		}
+		seen[k.Value] = true
+		switch k.Value {
+		case "apiVersion", "kind":
+			if v.Kind != yaml.ScalarNode {
+				b.errs.at(at, k.Value, "want a string")
+				ok = false
+			} else if k.Value == "kind" {
+				h.kind = v.Value
+			} else {
+				h.apiVersion = v.Value
+			}
+		case "metadata":
+			h.metadata = v
+		case "spec":
+			h.spec = v
+		case "endpoints":
+			h.endpoints = v
+		default:
+			b.errs.at(at, k.Value, "unknown field %q (known: apiVersion, kind, metadata, spec)", k.Value)
+			ok = false
+		}
+	}
+	if h.apiVersion != APIVersion {
+		b.errs.at(src, "apiVersion", "apiVersion %q: want %q", h.apiVersion, APIVersion)
+		ok = false
+	}
+	return h, ok
+}
+
+// document decodes one document and merges it into the mesh.
+func (b *builder) document(file string, n *yaml.Node) {
+	h, ok := b.header(file, n)
+	if !ok {
+		return
+	}
+	src := Source{File: file, Line: n.Line, Col: n.Column}
+	if h.kind == KindEndpoints {
+		return // read only when a service names the file
+	}
+	if h.endpoints != nil {
+		b.errs.at(src, "endpoints", "field \"endpoints\" is only for kind %s", KindEndpoints)
+	}
+	var (
+		d    *doc
+		spec reflect.Value
+		add  func()
+	)
+	switch h.kind {
+	case KindMesh:
+		r := &MeshConfig{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() {
+			if m := b.mesh.Config; m != nil {
+				b.errs.in(KindMesh, d, "", "a second Mesh document; the first is at %s", m.Source)
+				return
+			}
+			b.mesh.Config = r
+		}
+	case KindService:
+		r := &Service{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() { b.mesh.Services = append(b.mesh.Services, r) }
+	case KindRoute:
+		r := &Route{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() { b.mesh.Routes = append(b.mesh.Routes, r) }
+	case KindGateway:
+		r := &Gateway{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() { b.mesh.Gateways = append(b.mesh.Gateways, r) }
+	case KindSidecar:
+		r := &Sidecar{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() { b.mesh.Sidecars = append(b.mesh.Sidecars, r) }
+	case KindAuthorization:
+		r := &AuthorizationPolicy{}
+		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
+		add = func() { b.mesh.Authorizations = append(b.mesh.Authorizations, r) }
+	default:
+		b.errs.at(src, "kind", "unknown kind %q (known: %s, %s, %s, %s, %s, %s, %s)", h.kind,
+			KindMesh, KindService, KindRoute, KindGateway, KindSidecar, KindAuthorization, KindEndpoints)
+		return
+	}
+	d.Source = src
+	d.pos = map[string]Source{}
+	before := len(b.errs.list)
+	dec := &decoder{file: file, errs: b.errs, pos: d.pos}
+	if h.metadata == nil {
+		b.errs.at(src, "metadata", "metadata is required")
+	} else {
+		dec.decode(h.metadata, reflect.ValueOf(&d.Metadata).Elem(), "metadata")
+	}
+	if h.spec == nil {
+		b.errs.at(src, "spec", "spec is required")
+	} else {
+		dec.decode(h.spec, spec, "spec")
+	}
+	for _, e := range b.errs.list[before:] {
+		e.Kind, e.Name = h.kind, d.Metadata.Name
+	}
+	// A document with decode errors is still merged and validated, so one
+	// run reports every problem; its bad fields are left unset.
+	if !validName(d.Metadata.Name) {
+		b.errs.in(h.kind, d, "metadata.name", "name %q must be a DNS label: lower-case letters, digits and '-', at most 63", d.Metadata.Name)
+		return
+	}
+	if h.kind != KindMesh {
+		key := h.kind + "/" + d.Metadata.Name
+		if first, dup := b.seen[key]; dup {
+			b.errs.in(h.kind, d, "metadata.name", "duplicate %s %q; the first is at %s", h.kind, d.Metadata.Name, first)
+			return
+		}
+		if b.seen == nil {
+			b.seen = map[string]Source{}
+		}
+		b.seen[key] = src
+	}
+	add()
+}
+
+var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func validName(s string) bool { return dnsLabelRE.MatchString(s) }
+
+func sortDocs(m *Mesh) {
+	byName := func(x, y *doc) int { return strings.Compare(x.Metadata.Name, y.Metadata.Name) }
+	slices.SortFunc(m.Services, func(x, y *Service) int { return byName(&x.doc, &y.doc) })
+	slices.SortFunc(m.Routes, func(x, y *Route) int { return byName(&x.doc, &y.doc) })
+	slices.SortFunc(m.Gateways, func(x, y *Gateway) int { return byName(&x.doc, &y.doc) })
+	slices.SortFunc(m.Sidecars, func(x, y *Sidecar) int { return byName(&x.doc, &y.doc) })
+	slices.SortFunc(m.Authorizations, func(x, y *AuthorizationPolicy) int { return byName(&x.doc, &y.doc) })
+}
+
+// loadEndpoints reads the endpoints files services name, replacing each
+// version's Endpoints with the file's (validation already made sure a
+// version has one or the other).
+func (b *builder) loadEndpoints() {
+	for _, s := range b.mesh.Services {
+		for i := range s.Spec.Versions {
+			v := &s.Spec.Versions[i]
+			if v.EndpointsFile == "" {
+				continue
+			}
+			path := v.EndpointsFile
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(filepath.Dir(s.Source.File), path)
+			}
+			v.EndpointsFile = path
+			b.mesh.files = append(b.mesh.files, path)
+			eps, err := LoadEndpoints(path)
+			var list ErrorList
+			switch {
+			case errors.As(err, &list):
+				b.errs.list = append(b.errs.list, list...)
+			case err != nil:
+				field := fmt.Sprintf("spec.versions[%d].endpointsFile", i)
+				b.errs.in(KindService, &s.doc, field, "%v", err)
+			default:
+				v.Endpoints = eps
+			}
+		}
+	}
+}
+
+// LoadEndpoints reads a kind Endpoints file: what a watcher calls when only
+// an endpoints file changed.
+//
+// # Errors
+//
+// ErrorList for content problems (with file:line:col), a wrapped I/O error
+// otherwise.
+func LoadEndpoints(path string) ([]Endpoint, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read endpoints: %w", err)
+	}
+	return ParseEndpoints(path, data)
+}
+
+// ParseEndpoints parses the content of a kind Endpoints file.
+func ParseEndpoints(file string, data []byte) ([]Endpoint, error) {
+	e := &errs{}
+	var n yaml.Node
+	if err := yaml.Unmarshal(data, &n); err != nil {
+		e.at(Source{File: file}, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, e.err()
+	}
+	if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
+		e.at(Source{File: file}, "", "empty endpoints file: want kind %s with endpoints", KindEndpoints)
+		return nil, e.err()
+	}
+	b := &builder{errs: e}
+	h, ok := b.header(file, n.Content[0])
+	src := Source{File: file, Line: n.Content[0].Line, Col: n.Content[0].Column}
+	if !ok {
+		return nil, e.err()
+	}
+	if h.kind != KindEndpoints || h.metadata != nil || h.spec != nil {
+		e.at(src, "kind", "want kind %s with only apiVersion, kind and endpoints", KindEndpoints)
+		return nil, e.err()
+	}
+	var out EndpointsFile
+	if h.endpoints != nil {
+		d := &decoder{file: file, errs: e, pos: map[string]Source{}}
+		d.decode(h.endpoints, reflect.ValueOf(&out.Endpoints).Elem(), "endpoints")
+		if len(e.list) == 0 {
+			fd := &doc{Source: src, pos: d.pos}
+			validateEndpoints(e, fd, "", "endpoints", out.Endpoints)
+			for _, x := range e.list {
+				x.Kind = KindEndpoints
+			}
+		}
+	}
+	if len(out.Endpoints) == 0 && len(e.list) == 0 {
+		e.at(src, "endpoints", "no endpoints")
+	}
+	if err := e.err(); err != nil {
+		return nil, err
+	}
+	for i := range out.Endpoints {
+		defaultEndpoint(&out.Endpoints[i])
+	}
+	return out.Endpoints, nil
+}

@@ -1,0 +1,259 @@
+package policy
+
+import (
+	"fmt"
+	"net/url"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// validator checks a defaulted Mesh and records every problem.
+type validator struct {
+	m *Mesh
+	e *errs
+	// kind and d are the document being checked.
+	kind string
+	d    *doc
+}
+
+func (v *validator) bad(field, format string, args ...any) {
+	v.e.in(v.kind, v.d, field, format, args...)
+}
+
+func (v *validator) on(kind string, d *doc) *validator {
+	return &validator{m: v.m, e: v.e, kind: kind, d: d}
+}
+
+// validate reports every problem of m: enums, ranges, references,
+// conflicts. Defaults are already applied.
+func validate(m *Mesh, e *errs) {
+	v := &validator{m: m, e: e}
+	c := v.on(KindMesh, &m.Config.doc)
+	c.enums(reflect.ValueOf(m.Config.Spec), "spec")
+	c.mesh(&m.Config.Spec)
+	for _, s := range m.Services {
+		c := v.on(KindService, &s.doc)
+		c.enums(reflect.ValueOf(s.Spec), "spec")
+		c.service(s)
+	}
+	targets := map[string]*Route{}
+	for _, r := range m.Routes {
+		c := v.on(KindRoute, &r.doc)
+		c.enums(reflect.ValueOf(r.Spec), "spec")
+		c.route(r)
+		if other, dup := targets[r.Spec.Target]; dup {
+			c.bad("spec.target", "proxyless target %q is also Route %q's (%s)", r.Spec.Target, other.Metadata.Name, other.Source)
+		}
+		targets[r.Spec.Target] = r
+	}
+	for i, g := range m.Gateways {
+		c := v.on(KindGateway, &g.doc)
+		c.enums(reflect.ValueOf(g.Spec), "spec")
+		c.gateway(g, m.Gateways[:i])
+	}
+	for i, s := range m.Sidecars {
+		c := v.on(KindSidecar, &s.doc)
+		c.sidecar(s, m.Sidecars[:i])
+	}
+	for i, a := range m.Authorizations {
+		c := v.on(KindAuthorization, &a.doc)
+		c.enums(reflect.ValueOf(a.Spec), "spec")
+		c.authorization(a, m.Authorizations[:i])
+	}
+}
+
+// enums checks every string field tagged `enum` holds one of its values.
+func (v *validator) enums(val reflect.Value, path string) {
+	switch val.Kind() {
+	case reflect.Pointer:
+		if !val.IsNil() {
+			v.enums(val.Elem(), path)
+		}
+	case reflect.Slice:
+		for i := 0; i < val.Len(); i++ {
+			v.enums(val.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Struct:
+		t := val.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := yamlName(f)
+			if name == "" {
+				continue
+			}
+			fp := join(path, name)
+			if enum := f.Tag.Get("enum"); enum != "" {
+				s := val.Field(i).String()
+				if s != "" && !slices.Contains(strings.Split(enum, ","), s) {
+					v.bad(fp, "%q is not one of %s", s, strings.ReplaceAll(enum, ",", ", "))
+				}
+				continue
+			}
+			v.enums(val.Field(i), fp)
+		}
+	}
+}
+
+var (
+	trustDomainRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`)
+	headerNameRE  = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
+	hexSHA256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func (v *validator) mesh(s *MeshSpec) {
+	if !trustDomainRE.MatchString(s.TrustDomain) {
+		v.bad("spec.trustDomain", "trust domain %q must be lower-case letters, digits, '.' and '-'", s.TrustDomain)
+	}
+	if !headerNameRE.MatchString(s.ModelHeader) {
+		v.bad("spec.modelHeader", "%q is not a lower-case header name", s.ModelHeader)
+	}
+	if s.CA.Issuer == IssuerVault {
+		if s.CA.Vault == nil {
+			v.bad("spec.ca.vault", "issuer vault needs the vault settings")
+		} else {
+			v.vault(s.CA.Vault)
+		}
+	}
+	if s.CA.Builtin != nil && s.CA.Builtin.RootTTL.D() < s.Certificates.TTL.D() {
+		v.bad("spec.ca.builtin.rootTtl", "root lifetime %v is shorter than the certificate lifetime %v", s.CA.Builtin.RootTTL, s.Certificates.TTL)
+	}
+	if r := s.Certificates.RotateAt; !(r > 0 && r < 1) {
+		v.bad("spec.certificates.rotateAt", "%v must be between 0 and 1 (exclusive): the share of the lifetime after which to re-issue", r)
+	}
+	if t := s.Tracing; t != nil {
+		v.serviceRef("spec.tracing.collector", t.Collector.Service, t.Collector.Version)
+		v.percent("spec.tracing.samplingPercentage", t.SamplingPercentage)
+	}
+	v.wasm("spec.filters.fanout", &s.Filters.Fanout)
+	v.wasm("spec.filters.slo", &s.Filters.SLO)
+}
+
+func (v *validator) vault(c *VaultCA) {
+	u, err := url.Parse(c.Address)
+	if c.Address == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.bad("spec.ca.vault.address", "address %q must be an http(s) URL", c.Address)
+	}
+	if c.Role == "" {
+		v.bad("spec.ca.vault.role", "the PKI role is required")
+	}
+	a := &c.Auth
+	switch a.Method {
+	case "":
+		v.bad("spec.ca.vault.auth.method", "auth method is required: token, approle or kubernetes")
+	case AuthAppRole:
+		if a.RoleID.IsZero() || a.SecretID.IsZero() {
+			v.bad("spec.ca.vault.auth", "approle needs roleId and secretId (each from env or file)")
+		}
+	case AuthKubernetes:
+		if a.Role == "" {
+			v.bad("spec.ca.vault.auth.role", "kubernetes auth needs the Vault role")
+		}
+	}
+	for name, r := range map[string]SecretRef{"token": a.Token, "roleId": a.RoleID, "secretId": a.SecretID, "jwt": a.JWT} {
+		if r.Env != "" && r.File != "" {
+			v.bad("spec.ca.vault.auth."+name, "give env or file, not both")
+		}
+	}
+}
+
+func (v *validator) wasm(field string, w *WasmModule) {
+	r := w.Remote
+	if r == nil {
+		return
+	}
+	if w.Path != "" {
+		v.bad(field, "give path or remote, not both")
+	}
+	if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.bad(field+".remote.url", "url %q must be an http(s) URL", r.URL)
+	}
+	if !hexSHA256RE.MatchString(r.SHA256) {
+		v.bad(field+".remote.sha256", "sha256 must be 64 lower-case hex digits")
+	}
+	v.serviceRef(field+".remote", r.Service, r.Version)
+}
+
+// serviceRef checks service (and version, when the service has several)
+// name a Service version of the mesh.
+func (v *validator) serviceRef(field, service, version string) {
+	if service == "" {
+		v.bad(field+".service", "service is required")
+		return
+	}
+	s := v.m.Service(service)
+	if s == nil {
+		v.bad(field+".service", "unknown Service %q", service)
+		return
+	}
+	if version == "" {
+		v.bad(field+".version", "Service %q has %d versions: name one", service, len(s.Spec.Versions))
+		return
+	}
+	if !slices.ContainsFunc(s.Spec.Versions, func(x Version) bool { return x.Name == version }) {
+		v.bad(field+".version", "Service %q has no version %q", service, version)
+	}
+}
+
+func (v *validator) percent(field string, p float64) {
+	if p < 0 || p > 100 {
+		v.bad(field, "%v is outside 0..100", p)
+	}
+}
+
+func (v *validator) service(s *Service) {
+	sp := &s.Spec
+	v.dnsLabel("spec.identity.namespace", sp.Identity.Namespace)
+	v.dnsLabel("spec.identity.serviceAccount", sp.Identity.ServiceAccount)
+	if len(sp.Versions) == 0 {
+		v.bad("spec.versions", "at least one version is required")
+	}
+	seen := map[string]int{}
+	for i, ver := range sp.Versions {
+		f := fmt.Sprintf("spec.versions[%d]", i)
+		if !validName(ver.Name) {
+			v.bad(f+".name", "version name %q must be a DNS label", ver.Name)
+		} else if j, dup := seen[ver.Name]; dup {
+			v.bad(f+".name", "version %q is also spec.versions[%d]", ver.Name, j)
+		}
+		seen[ver.Name] = i
+		if (len(ver.Endpoints) == 0) == (ver.EndpointsFile == "") {
+			v.bad(f, "give endpoints or endpointsFile (exactly one)")
+		}
+		validateEndpoints(v.e, v.d, v.kind, f+".endpoints", ver.Endpoints)
+	}
+	if h := sp.HealthCheck; h != nil {
+		if h.Timeout > h.Interval {
+			v.bad("spec.healthCheck.timeout", "timeout %v is longer than the interval %v", h.Timeout, h.Interval)
+		}
+		if h.Path != "" && (sp.Protocol != ProtocolHTTP || !strings.HasPrefix(h.Path, "/")) {
+			v.bad("spec.healthCheck.path", "path %q is for http services and must start with /", h.Path)
+		}
+		if h.GRPCService != "" && sp.Protocol != ProtocolGRPC {
+			v.bad("spec.healthCheck.grpcService", "grpcService is for grpc services")
+		}
+	}
+	if o := sp.OutlierDetection; o != nil && o.MaxEjectionPercent > 100 {
+		v.bad("spec.outlierDetection.maxEjectionPercent", "%d is above 100", o.MaxEjectionPercent)
+	}
+}
+
+func (v *validator) dnsLabel(field, s string) {
+	if !validName(s) {
+		v.bad(field, "%q must be a DNS label", s)
+	}
+}
+
+// validateEndpoints checks addresses and ports; kind is "" for files.
+func validateEndpoints(e *errs, d *doc, kind, field string, eps []Endpoint) {
+	for i, ep := range eps {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if ep.Address == "" || strings.ContainsAny(ep.Address, " /") {
+			e.in(kind, d, f+".address", "address %q must be an IP address or host name", ep.Address)
+		}
+		if ep.Port == 0 || ep.Port > 65535 {
+			e.in(kind, d, f+".port", "port %d is outside 1..65535", ep.Port)
+		}
+	}
+}

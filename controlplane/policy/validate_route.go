@@ -1,0 +1,388 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// retryConditions are the retry_on values Envoy (and, for the gRPC status
+// ones, proxyless gRPC) understands.
+var retryConditions = map[string]bool{
+	"5xx": true, "gateway-error": true, "reset": true, "connect-failure": true, "envoy-ratelimited": true,
+	"retriable-4xx": true, "refused-stream": true, "retriable-status-codes": true, "retriable-headers": true,
+	"http3-post-connect-failure": true,
+	"cancelled":                  true, "deadline-exceeded": true, "internal": true, "resource-exhausted": true, "unavailable": true,
+}
+
+// maxRetries bounds retry attempts: more multiplies load during an outage.
+const maxRetries = 10
+
+func (v *validator) route(r *Route) {
+	sp := &r.Spec
+	if sp.Service != "" && v.m.Service(sp.Service) == nil {
+		v.bad("spec.service", "unknown Service %q", sp.Service)
+	}
+	v.match(&sp.Match)
+	if !validName(sp.Target) {
+		v.bad("spec.target", "target %q must be a DNS label", sp.Target)
+	}
+	rules := map[string]bool{}
+	for i, rule := range sp.Rules {
+		f := fmt.Sprintf("spec.rules[%d]", i)
+		if !validName(rule.Name) {
+			v.bad(f+".name", "rule name %q must be a DNS label", rule.Name)
+		} else if rules[rule.Name] {
+			v.bad(f+".name", "rule %q given twice", rule.Name)
+		}
+		rules[rule.Name] = true
+		if len(rule.Headers) == 0 {
+			v.bad(f+".headers", "a rule needs at least one header match")
+		}
+		v.headers(f+".headers", rule.Headers)
+		if len(rule.Split) == 0 {
+			v.bad(f+".split", "a rule needs a split")
+		}
+		v.split(f+".split", rule.Split)
+	}
+	if len(sp.Split) == 0 && sp.Ensemble == nil {
+		v.bad("spec.split", "no destination: give a split, an ensemble, or a service with one version")
+	}
+	v.split("spec.split", sp.Split)
+	if sh := sp.Shadow; sh != nil {
+		v.serviceRef("spec.shadow", sh.Service, sh.Version)
+		if !(sh.Percentage > 0 && sh.Percentage <= 100) {
+			v.bad("spec.shadow.percentage", "%v is outside (0, 100]", sh.Percentage)
+		}
+		if sh.Model != "" && !sh.Compare {
+			v.bad("spec.shadow.model", "model is only used with compare: true")
+		}
+	}
+	if e := sp.Ensemble; e != nil {
+		v.ensemble(e, sp.Match.Model)
+	}
+	if s := sp.SLO; s != nil {
+		v.slo(s)
+	}
+	if rt := sp.Retries; rt != nil {
+		if rt.Attempts > maxRetries {
+			v.bad("spec.retries.attempts", "%d retries is above %d", rt.Attempts, maxRetries)
+		}
+		for i, on := range rt.On {
+			if !retryConditions[on] {
+				v.bad(fmt.Sprintf("spec.retries.on[%d]", i), "unknown retry condition %q", on)
+			}
+		}
+		if sp.Timeout > 0 && rt.PerTryTimeout > sp.Timeout {
+			v.bad("spec.retries.perTryTimeout", "per-try timeout %v is longer than the route timeout %v", rt.PerTryTimeout, sp.Timeout)
+		}
+	}
+	if f := sp.Fault; f != nil {
+		v.fault(f)
+	}
+}
+
+func (v *validator) match(m *RouteMatch) {
+	set := 0
+	for _, s := range []string{m.Model, m.PathPrefix, m.Path} {
+		if s != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		v.bad("spec.match", "give at most one of model, pathPrefix and path")
+	}
+	if m.Model != "" && strings.ContainsAny(m.Model, "/ ") {
+		v.bad("spec.match.model", "model name %q must not contain '/' or spaces", m.Model)
+	}
+	if m.Protocol != "" && m.Model == "" {
+		v.bad("spec.match.protocol", "protocol is only for model matches")
+	}
+	if m.PathPrefix != "" && !strings.HasPrefix(m.PathPrefix, "/") {
+		v.bad("spec.match.pathPrefix", "%q must start with /", m.PathPrefix)
+	}
+	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
+		v.bad("spec.match.path", "%q must start with /", m.Path)
+	}
+	v.headers("spec.match.headers", m.Headers)
+}
+
+func (v *validator) headers(field string, hs []HeaderMatch) {
+	for i, h := range hs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !headerNameRE.MatchString(h.Name) {
+			v.bad(f+".name", "%q is not a lower-case header name", h.Name)
+		}
+		n := 0
+		for _, set := range []bool{h.Exact != "", h.Prefix != "", h.Regex != "", h.Present} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			v.bad(f, "give exactly one of exact, prefix, regex and present")
+		}
+		if h.Regex != "" {
+			if _, err := regexp.Compile(h.Regex); err != nil {
+				v.bad(f+".regex", "invalid RE2 regular expression: %v", err)
+			}
+		}
+	}
+}
+
+func (v *validator) split(field string, split []Destination) {
+	var total uint64
+	seen := map[string]int{}
+	for i, d := range split {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		v.serviceRef(f, d.Service, d.Version)
+		key := d.Service + "/" + d.Version
+		if j, dup := seen[key]; dup {
+			v.bad(f, "%s version %s is also %s[%d]", d.Service, d.Version, field, j)
+		}
+		seen[key] = i
+		total += uint64(d.Weight)
+	}
+	if len(split) > 0 && total != 100 {
+		v.bad(field, "weights sum to %d, want 100", total)
+	}
+}
+
+func (v *validator) ensemble(e *Ensemble, model string) {
+	if len(e.Members) < 2 {
+		v.bad("spec.ensemble.members", "an ensemble needs at least 2 members, got %d", len(e.Members))
+	}
+	for i, m := range e.Members {
+		f := fmt.Sprintf("spec.ensemble.members[%d]", i)
+		v.serviceRef(f, m.Service, m.Version)
+		if m.Model == "" {
+			v.bad(f+".model", "model is required when the route does not match a model")
+		}
+		if m.Weight < 0 {
+			v.bad(f+".weight", "weight %v is negative", m.Weight)
+		}
+	}
+	if int(e.Quorum) > len(e.Members) {
+		v.bad("spec.ensemble.quorum", "quorum %d is above the %d members", e.Quorum, len(e.Members))
+	}
+	if e.Mode == ModeSequence {
+		if e.Strategy != "" || e.Stacking != nil {
+			v.bad("spec.ensemble.strategy", "a sequence passes outputs on: strategy and stacking are for mode parallel")
+		}
+		if int(e.Quorum) != len(e.Members) {
+			v.bad("spec.ensemble.quorum", "a sequence needs every member: quorum must equal the %d members", len(e.Members))
+		}
+	}
+	switch {
+	case e.Strategy == StrategyStacking && e.Stacking == nil:
+		v.bad("spec.ensemble.stacking", "strategy stacking needs the stacking meta-model")
+	case e.Strategy != StrategyStacking && e.Stacking != nil && e.Mode == ModeParallel:
+		v.bad("spec.ensemble.stacking", "stacking is only for strategy stacking")
+	case e.Stacking != nil && len(e.Stacking.Weights) != len(e.Members):
+		v.bad("spec.ensemble.stacking.weights", "%d weights for %d members", len(e.Stacking.Weights), len(e.Members))
+	}
+}
+
+func (v *validator) slo(s *SLO) {
+	if s.Availability == 0 && s.ErrorRate == 0 && len(s.Latency) == 0 {
+		v.bad("spec.slo", "give at least one of availability, errorRate and latency")
+	}
+	if s.Availability != 0 && !(s.Availability > 0 && s.Availability < 100) {
+		v.bad("spec.slo.availability", "%v is outside (0, 100): a percentage such as 99.9", s.Availability)
+	}
+	if s.ErrorRate != 0 && !(s.ErrorRate > 0 && s.ErrorRate < 100) {
+		v.bad("spec.slo.errorRate", "%v is outside (0, 100): a percentage such as 1", s.ErrorRate)
+	}
+	seen := map[float64]bool{}
+	for i, l := range s.Latency {
+		f := fmt.Sprintf("spec.slo.latency[%d]", i)
+		if !(l.Percentile > 0 && l.Percentile < 100) {
+			v.bad(f+".percentile", "%v is outside (0, 100)", l.Percentile)
+		} else if seen[l.Percentile] {
+			v.bad(f+".percentile", "percentile %v given twice", l.Percentile)
+		}
+		seen[l.Percentile] = true
+		if l.Threshold <= 0 {
+			v.bad(f+".threshold", "a positive threshold such as 250ms is required")
+		}
+	}
+	if s.Window.D().Hours() < 24 {
+		v.bad("spec.slo.window", "window %v is shorter than 1d", s.Window)
+	}
+	for i, w := range s.BurnWindows {
+		f := fmt.Sprintf("spec.slo.burnWindows[%d]", i)
+		if w.Window <= 0 || w.Window > s.Window {
+			v.bad(f+".window", "window %v must be positive and within the budget window %v", w.Window, s.Window)
+		}
+		if w.BurnRate <= 0 {
+			v.bad(f+".burnRate", "burn rate %v must be positive", w.BurnRate)
+		}
+	}
+}
+
+func (v *validator) fault(f *FaultInjection) {
+	if f.Delay == nil && f.Abort == nil {
+		v.bad("spec.fault", "give delay, abort or both")
+	}
+	if d := f.Delay; d != nil {
+		v.percent("spec.fault.delay.percentage", d.Percentage)
+		if d.Duration <= 0 {
+			v.bad("spec.fault.delay.duration", "a positive duration is required")
+		}
+	}
+	if a := f.Abort; a != nil {
+		v.percent("spec.fault.abort.percentage", a.Percentage)
+		switch {
+		case (a.HTTPStatus == 0) == (a.GRPCStatus == 0):
+			v.bad("spec.fault.abort", "give exactly one of httpStatus and grpcStatus")
+		case a.HTTPStatus != 0 && (a.HTTPStatus < 200 || a.HTTPStatus > 599):
+			v.bad("spec.fault.abort.httpStatus", "%d is outside 200..599", a.HTTPStatus)
+		case a.GRPCStatus > 16:
+			v.bad("spec.fault.abort.grpcStatus", "%d is outside 1..16", a.GRPCStatus)
+		}
+	}
+}
+
+func (v *validator) port(field string, p uint32) {
+	if p == 0 || p > 65535 {
+		v.bad(field, "port %d is outside 1..65535", p)
+	}
+}
+
+func (v *validator) routeList(field string, names []string) {
+	seen := map[string]bool{}
+	for i, n := range names {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if v.m.Route(n) == nil {
+			v.bad(f, "unknown Route %q", n)
+		} else if seen[n] {
+			v.bad(f, "Route %q listed twice", n)
+		}
+		seen[n] = true
+	}
+}
+
+func (v *validator) gateway(g *Gateway, before []*Gateway) {
+	sp := &g.Spec
+	v.port("spec.port", sp.Port)
+	if len(sp.Routes) == 0 {
+		v.bad("spec.routes", "a gateway needs at least one route")
+	}
+	v.routeList("spec.routes", sp.Routes)
+	for i, h := range sp.Hosts {
+		if h == "" || strings.ContainsAny(h, " /") {
+			v.bad(fmt.Sprintf("spec.hosts[%d]", i), "host %q must be a host name, host:port or *", h)
+		}
+	}
+	v.dnsLabel("spec.identity.namespace", sp.Identity.Namespace)
+	v.dnsLabel("spec.identity.serviceAccount", sp.Identity.ServiceAccount)
+	for _, o := range before {
+		if o.Spec.Nodes.Service == sp.Nodes.Service && len(o.Spec.Nodes.IDs) == 0 && len(sp.Nodes.IDs) == 0 {
+			v.bad("spec.nodes", "Gateway %q (%s) selects the same nodes (service %q): give each gateway its own nodes.service or ids",
+				o.Metadata.Name, o.Source, sp.Nodes.Service)
+		}
+	}
+}
+
+func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
+	sp := &s.Spec
+	if v.m.Service(sp.Service) == nil {
+		v.bad("spec.service", "unknown Service %q", sp.Service)
+	}
+	for _, o := range before {
+		if o.Spec.Service == sp.Service {
+			v.bad("spec.service", "Sidecar %q (%s) is already the sidecar of Service %q", o.Metadata.Name, o.Source, sp.Service)
+		}
+	}
+	v.port("spec.inbound.port", sp.Inbound.Port)
+	v.port("spec.inbound.appPort", sp.Inbound.AppPort)
+	if sp.Inbound.AppPort == sp.Inbound.Port {
+		v.bad("spec.inbound.appPort", "the application port %d is the inbound listener's", sp.Inbound.AppPort)
+	}
+	if out := sp.Outbound; out != nil {
+		v.port("spec.outbound.port", out.Port)
+		if out.Port == sp.Inbound.Port {
+			v.bad("spec.outbound.port", "port %d is also the inbound port", out.Port)
+		}
+		if len(out.Routes) == 0 {
+			v.bad("spec.outbound.routes", "outbound needs at least one route")
+		}
+		v.routeList("spec.outbound.routes", out.Routes)
+	}
+}
+
+func (v *validator) authorization(a *AuthorizationPolicy, before []*AuthorizationPolicy) {
+	sp := &a.Spec
+	if v.m.Service(sp.Service) == nil {
+		v.bad("spec.service", "unknown Service %q", sp.Service)
+	} else if !v.hasSidecar(sp.Service) {
+		v.bad("spec.service", "Service %q has no Sidecar to enforce the policy", sp.Service)
+	}
+	for _, o := range before {
+		if o.Spec.Service == sp.Service && o.Spec.Action != sp.Action {
+			v.bad("spec.action", "Service %q already has %s policy %q (%s); one service takes one action", sp.Service, o.Spec.Action, o.Metadata.Name, o.Source)
+		}
+	}
+	names := map[string]bool{}
+	for i, r := range sp.Rules {
+		f := fmt.Sprintf("spec.rules[%d]", i)
+		if !validName(r.Name) {
+			v.bad(f+".name", "rule name %q must be a DNS label", r.Name)
+		} else if names[r.Name] {
+			v.bad(f+".name", "rule %q given twice", r.Name)
+		}
+		names[r.Name] = true
+		for j, id := range r.From.Identities {
+			if id != "*" && !strings.HasPrefix(id, "spiffe://") {
+				v.bad(fmt.Sprintf("%s.from.identities[%d]", f, j), "%q is not a SPIFFE ID (spiffe://...) or *", id)
+			}
+		}
+		for j, ns := range r.From.Namespaces {
+			v.dnsLabel(fmt.Sprintf("%s.from.namespaces[%d]", f, j), ns)
+		}
+		for j, s := range r.From.Services {
+			if v.m.Service(s) == nil {
+				v.bad(fmt.Sprintf("%s.from.services[%d]", f, j), "unknown Service %q", s)
+			}
+		}
+		for j, g := range r.From.Gateways {
+			if v.gatewayNamed(g) == nil {
+				v.bad(fmt.Sprintf("%s.from.gateways[%d]", f, j), "unknown Gateway %q", g)
+			}
+		}
+		for j, m := range r.To.Models {
+			if m == "" || strings.ContainsAny(m, "/ ") {
+				v.bad(fmt.Sprintf("%s.to.models[%d]", f, j), "model name %q must be non-empty, without '/' or spaces", m)
+			}
+		}
+		v.routeList(f+".to.routes", r.To.Routes)
+		for j, p := range r.To.Paths {
+			if !strings.HasPrefix(p, "/") {
+				v.bad(fmt.Sprintf("%s.to.paths[%d]", f, j), "%q must start with /", p)
+			}
+		}
+		for j, p := range r.To.PathPrefixes {
+			if !strings.HasPrefix(p, "/") {
+				v.bad(fmt.Sprintf("%s.to.pathPrefixes[%d]", f, j), "%q must start with /", p)
+			}
+		}
+	}
+}
+
+func (v *validator) hasSidecar(service string) bool {
+	for _, s := range v.m.Sidecars {
+		if s.Spec.Service == service {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) gatewayNamed(name string) *Gateway {
+	for _, g := range v.m.Gateways {
+		if g.Metadata.Name == name {
+			return g
+		}
+	}
+	return nil
+}
