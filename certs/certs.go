@@ -307,4 +307,3 @@ func ParsePrivateKey(what string, data []byte) (crypto.Signer, error) {
 	}
 	return s, nil
 }
-
