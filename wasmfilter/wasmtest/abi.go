@@ -1,0 +1,545 @@
+package wasmtest
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
+)
+
+// hostFn implements one env.proxy_* call for the VM found in ctx. Params
+// are in stack; the returned status becomes the call's i32 result.
+type hostFn func(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status
+
+const (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+func i32s(n int) []api.ValueType {
+	t := make([]api.ValueType, n)
+	for i := range t {
+		t[i] = i32
+	}
+	return t
+}
+
+// instantiateEnv registers the host calls of ABI 0.2.1 that the binding
+// imports. They run with the VM's lock already held by the guest call that
+// led to them.
+func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
+	b := r.NewHostModuleBuilder("env")
+	def := func(name string, params []api.ValueType, f hostFn) {
+		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			vm, ok := ctx.Value(vmKey{}).(*VM)
+			if !ok {
+				stack[0] = uint64(pw.StatusInternalFailure)
+				return
+			}
+			stack[0] = uint64(f(ctx, vm, m, stack))
+		}), params, []api.ValueType{i32}).Export(name)
+	}
+	def("proxy_log", i32s(3), hostLog)
+	def("proxy_get_log_level", i32s(1), func(_ context.Context, _ *VM, m api.Module, p []uint64) pw.Status {
+		return okIf(m.Memory().WriteUint32Le(u32(p[0]), uint32(pw.LogLevelTrace)))
+	})
+	def("proxy_get_current_time_nanoseconds", i32s(1), func(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+		now := time.Now()
+		if vm.cfg.Clock != nil {
+			now = vm.cfg.Clock()
+		}
+		return okIf(m.Memory().WriteUint64Le(u32(p[0]), uint64(now.UnixNano())))
+	})
+	def("proxy_set_tick_period_milliseconds", i32s(1), func(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
+		vm.tick = time.Duration(u32(p[0])) * time.Millisecond
+		return pw.StatusOK
+	})
+	def("proxy_get_buffer_bytes", i32s(5), hostGetBufferBytes)
+	def("proxy_set_buffer_bytes", i32s(5), hostSetBufferBytes)
+	def("proxy_get_header_map_pairs", i32s(3), hostGetHeaderMapPairs)
+	def("proxy_set_header_map_pairs", i32s(3), hostSetHeaderMapPairs)
+	def("proxy_get_header_map_value", i32s(5), hostGetHeaderMapValue)
+	def("proxy_add_header_map_value", i32s(5), hostAddHeaderMapValue)
+	def("proxy_replace_header_map_value", i32s(5), hostReplaceHeaderMapValue)
+	def("proxy_remove_header_map_value", i32s(3), hostRemoveHeaderMapValue)
+	def("proxy_get_property", i32s(4), hostGetProperty)
+	def("proxy_set_property", i32s(4), hostSetProperty)
+	def("proxy_send_local_response", i32s(8), hostSendLocalResponse)
+	def("proxy_continue_stream", i32s(1), hostContinueStream)
+	def("proxy_close_stream", i32s(1), hostCloseStream)
+	def("proxy_http_call", i32s(10), hostHTTPCall)
+	def("proxy_grpc_call", i32s(12), hostGRPCCall)
+	def("proxy_grpc_cancel", i32s(1), hostGRPCCancel)
+	def("proxy_get_status", i32s(3), hostGetStatus)
+	def("proxy_set_effective_context", i32s(1), func(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
+		id := u32(p[0])
+		if _, ok := vm.streams[id]; !ok && id != vm.rootID {
+			return pw.StatusBadArgument
+		}
+		vm.effective = id
+		return pw.StatusOK
+	})
+	def("proxy_done", nil, func(context.Context, *VM, api.Module, []uint64) pw.Status { return pw.StatusOK })
+	def("proxy_define_metric", i32s(4), hostDefineMetric)
+	def("proxy_increment_metric", []api.ValueType{i32, i64}, func(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
+		m, ok := vm.metric(u32(p[0]))
+		if !ok {
+			return pw.StatusNotFound
+		}
+		return pw.StatusOf(vm.cfg.Stats.increment(m, int64(p[1])))
+	})
+	def("proxy_record_metric", []api.ValueType{i32, i64}, func(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
+		m, ok := vm.metric(u32(p[0]))
+		if !ok {
+			return pw.StatusNotFound
+		}
+		vm.cfg.Stats.record(m, p[1])
+		return pw.StatusOK
+	})
+	def("proxy_get_metric", i32s(2), func(_ context.Context, vm *VM, mod api.Module, p []uint64) pw.Status {
+		m, ok := vm.metric(u32(p[0]))
+		if !ok {
+			return pw.StatusNotFound
+		}
+		return okIf(mod.Memory().WriteUint64Le(u32(p[1]), vm.cfg.Stats.value(m)))
+	})
+	def("proxy_get_shared_data", i32s(5), hostGetSharedData)
+	def("proxy_set_shared_data", i32s(5), hostSetSharedData)
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+func u32(v uint64) uint32 { return uint32(v) }
+
+func okIf(ok bool) pw.Status {
+	if ok {
+		return pw.StatusOK
+	}
+	return pw.StatusInvalidMemoryAccess
+}
+
+// read returns a copy of guest memory [ptr, ptr+size).
+func read(m api.Module, ptr, size uint32) ([]byte, bool) {
+	if size == 0 {
+		return nil, true
+	}
+	b, ok := m.Memory().Read(ptr, size)
+	if !ok {
+		return nil, false
+	}
+	return append([]byte(nil), b...), true
+}
+
+func readString(m api.Module, ptr, size uint32) (string, bool) {
+	b, ok := read(m, ptr, size)
+	return string(b), ok
+}
+
+// returnBytes hands data to the guest the ABI's way: memory from the
+// guest's proxy_on_memory_allocate, its address and size written to the
+// two return slots.
+func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr, retSize uint32) pw.Status {
+	var addr uint32
+	if len(data) > 0 {
+		f, ok := vm.fns["proxy_on_memory_allocate"]
+		if !ok {
+			f = m.ExportedFunction("proxy_on_memory_allocate")
+			vm.fns["proxy_on_memory_allocate"] = f
+		}
+		res, err := f.Call(ctx, uint64(len(data)))
+		if err != nil || len(res) == 0 {
+			return pw.StatusInternalFailure
+		}
+		addr = uint32(res[0])
+		if !m.Memory().Write(addr, data) {
+			return pw.StatusInvalidMemoryAccess
+		}
+	}
+	var slot [8]byte
+	binary.LittleEndian.PutUint32(slot[:4], addr)
+	binary.LittleEndian.PutUint32(slot[4:], uint32(len(data)))
+	if !m.Memory().Write(retPtr, slot[:4]) || !m.Memory().Write(retSize, slot[4:]) {
+		return pw.StatusInvalidMemoryAccess
+	}
+	return pw.StatusOK
+}
+
+func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	msg, ok := readString(m, u32(p[1]), u32(p[2]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	vm.logf(pw.LogLevel(u32(p[0])), vm.effective, msg)
+	return pw.StatusOK
+}
+
+// buffer returns the buffer a buffer call addresses in the current
+// callback, or false when it does not exist here.
+func (vm *VM) buffer(bt pw.BufferType) (*[]byte, bool) {
+	s := vm.streams[vm.effective]
+	switch bt {
+	case pw.BufferTypeHTTPRequestBody:
+		if s != nil {
+			return &s.reqBody, true
+		}
+	case pw.BufferTypeHTTPResponseBody:
+		if s != nil {
+			return &s.respBody, true
+		}
+	case pw.BufferTypeHTTPCallResponseBody, pw.BufferTypeGRPCReceiveBuffer:
+		if vm.callResp != nil {
+			return &vm.callResp.body, true
+		}
+	case pw.BufferTypeVMConfiguration:
+		return &vm.cfg.VMConfig, true
+	case pw.BufferTypePluginConfiguration:
+		return &vm.cfg.PluginConfig, true
+	}
+	return nil, false
+}
+
+func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	start, max := uint64(u32(p[1])), uint64(u32(p[2]))
+	if start > uint64(len(*buf)) {
+		return pw.StatusBadArgument
+	}
+	end := min(start+max, uint64(len(*buf)))
+	return vm.returnBytes(ctx, m, (*buf)[start:end], u32(p[3]), u32(p[4]))
+}
+
+// hostSetBufferBytes follows Envoy: start 0 and length 0 prepends, start 0
+// and a length covering the buffer replaces it, a start at or past the end
+// appends; anything else is a bad argument.
+func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	bt := pw.BufferType(u32(p[0]))
+	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+		return pw.StatusBadArgument
+	}
+	buf, ok := vm.buffer(bt)
+	if !ok {
+		return pw.StatusNotFound
+	}
+	data, ok := read(m, u32(p[3]), u32(p[4]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	start, length := uint64(u32(p[1])), uint64(u32(p[2]))
+	n := uint64(len(*buf))
+	switch {
+	case start == 0 && length == 0:
+		*buf = append(data, *buf...)
+	case start == 0 && length >= n:
+		*buf = data
+	case start >= n:
+		*buf = append(*buf, data...)
+	default:
+		return pw.StatusBadArgument
+	}
+	return pw.StatusOK
+}
+
+// headerMap returns the map a header call addresses in the current
+// callback.
+func (vm *VM) headerMap(mt pw.MapType) (*[][2]string, bool) {
+	s := vm.streams[vm.effective]
+	switch mt {
+	case pw.MapTypeHTTPRequestHeaders:
+		if s != nil {
+			return &s.reqHeaders, true
+		}
+	case pw.MapTypeHTTPRequestTrailers:
+		if s != nil {
+			return &s.reqTrailers, true
+		}
+	case pw.MapTypeHTTPResponseHeaders:
+		if s != nil && s.respHeaders != nil {
+			return &s.respHeaders, true
+		}
+	case pw.MapTypeHTTPResponseTrailers:
+		if s != nil {
+			return &s.respTrailers, true
+		}
+	case pw.MapTypeHTTPCallResponseHeaders:
+		if vm.callResp != nil {
+			return &vm.callResp.headers, true
+		}
+	case pw.MapTypeHTTPCallResponseTrailers:
+		if vm.callResp != nil {
+			return &vm.callResp.trailers, true
+		}
+	}
+	return nil, false
+}
+
+func hostGetHeaderMapPairs(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	return vm.returnBytes(ctx, m, pw.SerializeMap(*hm), u32(p[1]), u32(p[2]))
+}
+
+func hostSetHeaderMapPairs(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	b, ok := read(m, u32(p[1]), u32(p[2]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	pairs, err := pw.DeserializeMap(b)
+	if err != nil {
+		return pw.StatusBadArgument
+	}
+	for i := range pairs {
+		pairs[i][0] = strings.ToLower(pairs[i][0])
+	}
+	*hm = pairs
+	return pw.StatusOK
+}
+
+func hostGetHeaderMapValue(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	key, ok := readString(m, u32(p[1]), u32(p[2]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	v, found := headerValue(*hm, key)
+	if !found {
+		return pw.StatusNotFound
+	}
+	return vm.returnBytes(ctx, m, []byte(v), u32(p[3]), u32(p[4]))
+}
+
+func hostAddHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	key, ok1 := readString(m, u32(p[1]), u32(p[2]))
+	val, ok2 := readString(m, u32(p[3]), u32(p[4]))
+	if !ok1 || !ok2 {
+		return pw.StatusInvalidMemoryAccess
+	}
+	*hm = append(*hm, [2]string{strings.ToLower(key), val})
+	return pw.StatusOK
+}
+
+func hostReplaceHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	key, ok1 := readString(m, u32(p[1]), u32(p[2]))
+	val, ok2 := readString(m, u32(p[3]), u32(p[4]))
+	if !ok1 || !ok2 {
+		return pw.StatusInvalidMemoryAccess
+	}
+	*hm = replaceHeader(*hm, key, val)
+	return pw.StatusOK
+}
+
+func hostRemoveHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	if !ok {
+		return pw.StatusNotFound
+	}
+	key, ok := readString(m, u32(p[1]), u32(p[2]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	*hm = removeHeader(*hm, key)
+	return pw.StatusOK
+}
+
+func hostGetProperty(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	path, ok := read(m, u32(p[0]), u32(p[1]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	key := strings.Join(pw.DeserializePropertyPath(path), ".")
+	if s := vm.streams[vm.effective]; s != nil {
+		if v, ok := s.props[key]; ok {
+			return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
+		}
+	}
+	if v, ok := vm.cfg.Properties[key]; ok {
+		return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
+	}
+	return pw.StatusNotFound
+}
+
+func hostSetProperty(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	path, ok1 := read(m, u32(p[0]), u32(p[1]))
+	val, ok2 := read(m, u32(p[2]), u32(p[3]))
+	if !ok1 || !ok2 {
+		return pw.StatusInvalidMemoryAccess
+	}
+	key := strings.Join(pw.DeserializePropertyPath(path), ".")
+	if s := vm.streams[vm.effective]; s != nil {
+		s.props[key] = val
+		return pw.StatusOK
+	}
+	if vm.cfg.Properties == nil {
+		vm.cfg.Properties = map[string][]byte{}
+	}
+	vm.cfg.Properties[key] = val
+	return pw.StatusOK
+}
+
+func hostSendLocalResponse(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	s := vm.streams[vm.effective]
+	if s == nil {
+		return pw.StatusNotFound
+	}
+	details, ok1 := readString(m, u32(p[1]), u32(p[2]))
+	body, ok2 := read(m, u32(p[3]), u32(p[4]))
+	hb, ok3 := read(m, u32(p[5]), u32(p[6]))
+	if !ok1 || !ok2 || !ok3 {
+		return pw.StatusInvalidMemoryAccess
+	}
+	headers, err := pw.DeserializeMap(hb)
+	if err != nil {
+		return pw.StatusBadArgument
+	}
+	s.local = &LocalResponse{
+		Status:     int(u32(p[0])),
+		Details:    details,
+		Body:       body,
+		Headers:    headers,
+		GRPCStatus: int32(u32(p[7])),
+	}
+	return pw.StatusOK
+}
+
+func hostContinueStream(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
+	s := vm.streams[vm.effective]
+	if s == nil {
+		return pw.StatusNotFound
+	}
+	switch pw.StreamType(u32(p[0])) {
+	case pw.StreamTypeRequest:
+		s.reqPaused = false
+	case pw.StreamTypeResponse:
+		s.respPaused = false
+	default:
+		return pw.StatusBadArgument
+	}
+	return pw.StatusOK
+}
+
+func hostCloseStream(_ context.Context, vm *VM, _ api.Module, _ []uint64) pw.Status {
+	s := vm.streams[vm.effective]
+	if s == nil {
+		return pw.StatusNotFound
+	}
+	s.reset = true
+	return pw.StatusOK
+}
+
+func hostDefineMetric(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	name, ok := readString(m, u32(p[1]), u32(p[2]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	t := pw.MetricType(u32(p[0]))
+	if t > pw.MetricTypeHistogram || name == "" {
+		return pw.StatusBadArgument
+	}
+	metric, err := vm.cfg.Stats.define(t, name)
+	if err != nil {
+		return pw.StatusBadArgument
+	}
+	for i, have := range vm.metrics {
+		if have == metric {
+			return okIf(m.Memory().WriteUint32Le(u32(p[3]), uint32(i+1)))
+		}
+	}
+	vm.metrics = append(vm.metrics, metric)
+	return okIf(m.Memory().WriteUint32Le(u32(p[3]), uint32(len(vm.metrics))))
+}
+
+func (vm *VM) metric(id uint32) (*Metric, bool) {
+	if id == 0 || int(id) > len(vm.metrics) {
+		return nil, false
+	}
+	return vm.metrics[id-1], true
+}
+
+func hostGetSharedData(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	key, ok := readString(m, u32(p[0]), u32(p[1]))
+	if !ok {
+		return pw.StatusInvalidMemoryAccess
+	}
+	v, cas, found := vm.cfg.Shared.Get(key)
+	if !found {
+		return pw.StatusNotFound
+	}
+	if st := vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3])); st != pw.StatusOK {
+		return st
+	}
+	return okIf(m.Memory().WriteUint32Le(u32(p[4]), cas))
+}
+
+func hostSetSharedData(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	key, ok1 := readString(m, u32(p[0]), u32(p[1]))
+	val, ok2 := read(m, u32(p[2]), u32(p[3]))
+	if !ok1 || !ok2 {
+		return pw.StatusInvalidMemoryAccess
+	}
+	return pw.StatusOf(vm.cfg.Shared.Set(key, val, u32(p[4])))
+}
+
+// headerValue is the first value of key, compared case-insensitively as
+// HTTP header names are.
+func headerValue(h [][2]string, key string) (string, bool) {
+	for _, kv := range h {
+		if strings.EqualFold(kv[0], key) {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+func replaceHeader(h [][2]string, key, val string) [][2]string {
+	key = strings.ToLower(key)
+	out := h[:0:0]
+	replaced := false
+	for _, kv := range h {
+		if strings.EqualFold(kv[0], key) {
+			if !replaced {
+				out = append(out, [2]string{key, val})
+				replaced = true
+			}
+			continue
+		}
+		out = append(out, kv)
+	}
+	if !replaced {
+		out = append(out, [2]string{key, val})
+	}
+	return out
+}
+
+func removeHeader(h [][2]string, key string) [][2]string {
+	out := h[:0:0]
+	for _, kv := range h {
+		if !strings.EqualFold(kv[0], key) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
