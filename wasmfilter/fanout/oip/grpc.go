@@ -1,0 +1,633 @@
+package oip
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of grpc_predict_v2.proto.
+const (
+	// ModelInferRequest and ModelInferResponse.
+	fieldModelName    = 1
+	fieldModelVersion = 2
+	fieldID           = 3
+	fieldParameters   = 4
+	fieldInputs       = 5 // request inputs; response outputs share 5
+	fieldRawInputs    = 7 // request raw_input_contents
+	fieldRawOutputs   = 6 // response raw_output_contents
+
+	// InferInputTensor / InferOutputTensor.
+	fieldTensorName     = 1
+	fieldTensorDatatype = 2
+	fieldTensorShape    = 3
+	fieldTensorContents = 5
+
+	// InferParameter oneof.
+	fieldParamBool   = 1
+	fieldParamInt64  = 2
+	fieldParamString = 3
+	fieldParamDouble = 4
+	fieldParamUint64 = 5
+)
+
+// InferTensorContents fields, one per element type.
+const (
+	contentsBool   = 1
+	contentsInt    = 2
+	contentsInt64  = 3
+	contentsUint   = 4
+	contentsUint64 = 5
+	contentsFP32   = 6
+	contentsFP64   = 7
+	contentsBytes  = 8
+)
+
+// contentsField is the InferTensorContents field a datatype's elements go
+// in; 0 when only raw contents can carry it.
+func contentsField(dt string) protowire.Number {
+	switch dt {
+	case "BOOL":
+		return contentsBool
+	case "INT8", "INT16", "INT32":
+		return contentsInt
+	case "INT64":
+		return contentsInt64
+	case "UINT8", "UINT16", "UINT32":
+		return contentsUint
+	case "UINT64":
+		return contentsUint64
+	case "FP32":
+		return contentsFP32
+	case "FP64":
+		return contentsFP64
+	case "BYTES":
+		return contentsBytes
+	}
+	return 0
+}
+
+// field is one decoded protobuf field.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	// v is the varint or fixed value; b the bytes of a length-delimited one.
+	v uint64
+	b []byte
+}
+
+// fields splits a message into its fields, checking the wire format.
+func fields(b []byte, what string) ([]field, error) {
+	var fs []field
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, invalidf("%s: %v", what, protowire.ParseError(n))
+		}
+		b = b[n:]
+		f := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			f.v, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed32Type:
+			var v uint32
+			v, n = protowire.ConsumeFixed32(b)
+			f.v = uint64(v)
+		case protowire.Fixed64Type:
+			f.v, n = protowire.ConsumeFixed64(b)
+		case protowire.BytesType:
+			f.b, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, invalidf("%s: field %d: %v", what, num, protowire.ParseError(n))
+		}
+		b = b[n:]
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+func wantBytes(f field, what string) ([]byte, error) {
+	if f.typ != protowire.BytesType {
+		return nil, invalidf("%s: field %d has wire type %d, want length-delimited", what, f.num, f.typ)
+	}
+	return f.b, nil
+}
+
+// ParseGRPCRequest decodes and checks a ModelInferRequest message (the
+// protobuf bytes, without gRPC framing).
+//
+// # Errors
+//
+// ErrInvalid, naming the field or input that is wrong.
+func ParseGRPCRequest(msg []byte) (*Request, error) {
+	fs, err := fields(msg, "ModelInferRequest")
+	if err != nil {
+		return nil, err
+	}
+	r := &Request{}
+	var raw [][]byte
+	for _, f := range fs {
+		switch f.num {
+		case fieldModelName, fieldModelVersion, fieldID:
+			b, err := wantBytes(f, "ModelInferRequest")
+			if err != nil {
+				return nil, err
+			}
+			switch f.num {
+			case fieldModelName:
+				r.ModelName = string(b)
+			case fieldModelVersion:
+				r.ModelVersion = string(b)
+			default:
+				r.ID = string(b)
+			}
+		case fieldInputs:
+			b, err := wantBytes(f, "ModelInferRequest")
+			if err != nil {
+				return nil, err
+			}
+			t, err := decodeTensorHeader(b, fmt.Sprintf("inputs[%d]", len(r.Inputs)))
+			if err != nil {
+				return nil, err
+			}
+			r.Inputs = append(r.Inputs, t)
+		case fieldRawInputs:
+			b, err := wantBytes(f, "ModelInferRequest")
+			if err != nil {
+				return nil, err
+			}
+			raw = append(raw, b)
+		}
+	}
+	if r.ModelName == "" {
+		return nil, invalidf("ModelInferRequest: model_name is missing")
+	}
+	if len(r.Inputs) == 0 {
+		return nil, invalidf("ModelInferRequest: no inputs")
+	}
+	if err := fillContents(r.Inputs, raw, "raw_input_contents"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// DecodeGRPCResponse decodes a ModelInferResponse message.
+func DecodeGRPCResponse(msg []byte) (*Response, error) {
+	fs, err := fields(msg, "ModelInferResponse")
+	if err != nil {
+		return nil, err
+	}
+	r := &Response{}
+	var raw [][]byte
+	for _, f := range fs {
+		switch f.num {
+		case fieldModelName, fieldModelVersion, fieldID, fieldParameters, fieldInputs, fieldRawOutputs:
+			b, err := wantBytes(f, "ModelInferResponse")
+			if err != nil {
+				return nil, err
+			}
+			switch f.num {
+			case fieldModelName:
+				r.ModelName = string(b)
+			case fieldModelVersion:
+				r.ModelVersion = string(b)
+			case fieldID:
+				r.ID = string(b)
+			case fieldParameters:
+				p, err := decodeParamEntry(b)
+				if err != nil {
+					return nil, err
+				}
+				r.Parameters = append(r.Parameters, p)
+			case fieldInputs:
+				t, err := decodeTensorHeader(b, fmt.Sprintf("outputs[%d]", len(r.Outputs)))
+				if err != nil {
+					return nil, err
+				}
+				r.Outputs = append(r.Outputs, t)
+			default:
+				raw = append(raw, b)
+			}
+		}
+	}
+	if err := fillContents(r.Outputs, raw, "raw_output_contents"); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// tensorContents gathers a tensor's typed contents field(s).
+type tensorContents struct {
+	present bool
+	b       []byte
+}
+
+// decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
+// contents are decoded at once (raw contents come later, by position).
+func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
+	fs, err := fields(msg, where)
+	if err != nil {
+		return Tensor{}, err
+	}
+	var t Tensor
+	var contents tensorContents
+	for _, f := range fs {
+		switch f.num {
+		case fieldTensorName, fieldTensorDatatype, fieldTensorContents:
+			b, err := wantBytes(f, where)
+			if err != nil {
+				return t, err
+			}
+			switch f.num {
+			case fieldTensorName:
+				t.Name = string(b)
+			case fieldTensorDatatype:
+				t.Datatype = string(b)
+			default:
+				contents = tensorContents{present: true, b: append(contents.b, b...)}
+			}
+		case fieldTensorShape:
+			switch f.typ {
+			case protowire.VarintType:
+				t.Shape = append(t.Shape, int64(f.v))
+			case protowire.BytesType:
+				b := f.b
+				for len(b) > 0 {
+					v, n := protowire.ConsumeVarint(b)
+					if n < 0 {
+						return t, invalidf("%s: shape: %v", where, protowire.ParseError(n))
+					}
+					t.Shape = append(t.Shape, int64(v))
+					b = b[n:]
+				}
+			default:
+				return t, invalidf("%s: shape has wire type %d", where, f.typ)
+			}
+		}
+	}
+	if t.Name == "" {
+		return t, invalidf("%s: name is missing", where)
+	}
+	if !KnownDatatype(t.Datatype) {
+		return t, invalidf("tensor %q: unknown datatype %q", t.Name, t.Datatype)
+	}
+	if _, err := elements(t.Name, t.Shape); err != nil {
+		return t, err
+	}
+	if contents.present {
+		if err := decodeContents(&t, contents.b); err != nil {
+			return t, err
+		}
+		// Mark typed contents as decoded even when empty.
+		if t.Values == nil && t.Bytes == nil {
+			t.Values = []float64{}
+		}
+	}
+	return t, nil
+}
+
+// fillContents decodes raw contents (by position) for tensors without
+// typed contents and checks every element count against its shape.
+func fillContents(ts []Tensor, raw [][]byte, what string) error {
+	if len(raw) > 0 && len(raw) != len(ts) {
+		return invalidf("%s: %d entries for %d tensors", what, len(raw), len(ts))
+	}
+	for i := range ts {
+		t := &ts[i]
+		typed := t.Values != nil || t.Bytes != nil
+		if len(raw) > 0 {
+			if typed && t.Len() > 0 {
+				return invalidf("tensor %q: both typed contents and %s", t.Name, what)
+			}
+			t.Values, t.Bytes = nil, nil
+			if err := decodeRaw(t, raw[i]); err != nil {
+				return err
+			}
+			continue
+		}
+		n, _ := elements(t.Name, t.Shape)
+		if t.Len() != n {
+			return invalidf("tensor %q: shape %v needs %d elements, contents hold %d", t.Name, t.Shape, n, t.Len())
+		}
+	}
+	return nil
+}
+
+// decodeContents decodes an InferTensorContents whose field must match the
+// tensor's datatype.
+func decodeContents(t *Tensor, msg []byte) error {
+	fs, err := fields(msg, fmt.Sprintf("tensor %q contents", t.Name))
+	if err != nil {
+		return err
+	}
+	n, _ := elements(t.Name, t.Shape)
+	want := contentsField(t.Datatype)
+	for _, f := range fs {
+		if f.num < contentsBool || f.num > contentsBytes {
+			continue
+		}
+		if f.num != want {
+			return invalidf("tensor %q: contents field %d does not carry %s", t.Name, f.num, t.Datatype)
+		}
+		if want == contentsBytes {
+			if f.typ != protowire.BytesType {
+				return invalidf("tensor %q: bytes_contents has wire type %d", t.Name, f.typ)
+			}
+			if len(t.Bytes) >= n {
+				return invalidf("tensor %q: more than the %d elements of shape %v", t.Name, n, t.Shape)
+			}
+			t.Bytes = append(t.Bytes, f.b)
+			continue
+		}
+		if err := appendScalars(t, f, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendScalars appends one scalar or a packed run of scalars, refusing
+// more than n elements so a hostile message cannot make us allocate more
+// than its shape allows.
+func appendScalars(t *Tensor, f field, n int) error {
+	fixed := f.num == contentsFP32 || f.num == contentsFP64
+	wantTyp := protowire.VarintType
+	if f.num == contentsFP32 {
+		wantTyp = protowire.Fixed32Type
+	} else if f.num == contentsFP64 {
+		wantTyp = protowire.Fixed64Type
+	}
+	conv := func(v uint64) float64 {
+		switch f.num {
+		case contentsBool:
+			return boolValue(v != 0)
+		case contentsInt:
+			return float64(int32(v))
+		case contentsInt64:
+			return float64(int64(v))
+		case contentsUint:
+			return float64(uint32(v))
+		case contentsFP32:
+			return float64(math.Float32frombits(uint32(v)))
+		case contentsFP64:
+			return math.Float64frombits(v)
+		}
+		return float64(v)
+	}
+	if f.typ == wantTyp {
+		if len(t.Values) >= n {
+			return invalidf("tensor %q: more than the %d elements of shape %v", t.Name, n, t.Shape)
+		}
+		t.Values = append(t.Values, conv(f.v))
+		return nil
+	}
+	if f.typ != protowire.BytesType {
+		return invalidf("tensor %q: contents field %d has wire type %d", t.Name, f.num, f.typ)
+	}
+	b := f.b
+	for len(b) > 0 {
+		if len(t.Values) >= n {
+			return invalidf("tensor %q: more than the %d elements of shape %v", t.Name, n, t.Shape)
+		}
+		var v uint64
+		var m int
+		switch {
+		case fixed && f.num == contentsFP32:
+			var v32 uint32
+			v32, m = protowire.ConsumeFixed32(b)
+			v = uint64(v32)
+		case fixed:
+			v, m = protowire.ConsumeFixed64(b)
+		default:
+			v, m = protowire.ConsumeVarint(b)
+		}
+		if m < 0 {
+			return invalidf("tensor %q: packed contents: %v", t.Name, protowire.ParseError(m))
+		}
+		t.Values = append(t.Values, conv(v))
+		b = b[m:]
+	}
+	return nil
+}
+
+func decodeParamEntry(b []byte) (Param, error) {
+	fs, err := fields(b, "parameters entry")
+	if err != nil {
+		return Param{}, err
+	}
+	var p Param
+	for _, f := range fs {
+		switch f.num {
+		case 1:
+			if f.typ != protowire.BytesType {
+				return p, invalidf("parameters entry: key has wire type %d", f.typ)
+			}
+			p.Key = string(f.b)
+		case 2:
+			if f.typ != protowire.BytesType {
+				return p, invalidf("parameters entry: value has wire type %d", f.typ)
+			}
+			vs, err := fields(f.b, "InferParameter")
+			if err != nil {
+				return p, err
+			}
+			for _, v := range vs {
+				switch v.num {
+				case fieldParamBool:
+					p.Value = v.v != 0
+				case fieldParamInt64:
+					p.Value = int64(v.v)
+				case fieldParamString:
+					p.Value = string(v.b)
+				case fieldParamDouble:
+					p.Value = math.Float64frombits(v.v)
+				case fieldParamUint64:
+					p.Value = v.v
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+// RewriteGRPCRequest returns the ModelInferRequest msg asking model (and
+// version; empty asks for the latest) instead, every other field copied
+// byte for byte.
+func RewriteGRPCRequest(msg []byte, model, version string) ([]byte, error) {
+	out := make([]byte, 0, len(msg)+len(model)+len(version)+4)
+	out = protowire.AppendTag(out, fieldModelName, protowire.BytesType)
+	out = protowire.AppendString(out, model)
+	if version != "" {
+		out = protowire.AppendTag(out, fieldModelVersion, protowire.BytesType)
+		out = protowire.AppendString(out, version)
+	}
+	b := msg
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, invalidf("ModelInferRequest: %v", protowire.ParseError(n))
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, invalidf("ModelInferRequest: field %d: %v", num, protowire.ParseError(m))
+		}
+		if num != fieldModelName && num != fieldModelVersion {
+			out = append(out, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	return out, nil
+}
+
+// EncodeGRPCRequest writes a ModelInferRequest with typed contents.
+func EncodeGRPCRequest(r *Request) ([]byte, error) {
+	var b []byte
+	b = appendString(b, fieldModelName, r.ModelName)
+	b = appendString(b, fieldModelVersion, r.ModelVersion)
+	b = appendString(b, fieldID, r.ID)
+	for _, t := range r.Inputs {
+		tb, err := encodeTensor(&t)
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, fieldInputs, protowire.BytesType)
+		b = protowire.AppendBytes(b, tb)
+	}
+	return b, nil
+}
+
+// EncodeGRPCResponse writes a ModelInferResponse with typed contents.
+func EncodeGRPCResponse(r *Response) ([]byte, error) {
+	var b []byte
+	b = appendString(b, fieldModelName, r.ModelName)
+	b = appendString(b, fieldModelVersion, r.ModelVersion)
+	b = appendString(b, fieldID, r.ID)
+	for _, p := range r.Parameters {
+		var v []byte
+		switch x := p.Value.(type) {
+		case bool:
+			v = protowire.AppendTag(v, fieldParamBool, protowire.VarintType)
+			v = protowire.AppendVarint(v, protowire.EncodeBool(x))
+		case int64:
+			v = protowire.AppendTag(v, fieldParamInt64, protowire.VarintType)
+			v = protowire.AppendVarint(v, uint64(x))
+		case string:
+			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
+			v = protowire.AppendString(v, x)
+		case float64:
+			v = protowire.AppendTag(v, fieldParamDouble, protowire.Fixed64Type)
+			v = protowire.AppendFixed64(v, math.Float64bits(x))
+		case uint64:
+			v = protowire.AppendTag(v, fieldParamUint64, protowire.VarintType)
+			v = protowire.AppendVarint(v, x)
+		default:
+			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
+		}
+		var e []byte
+		e = appendString(e, 1, p.Key)
+		e = protowire.AppendTag(e, 2, protowire.BytesType)
+		e = protowire.AppendBytes(e, v)
+		b = protowire.AppendTag(b, fieldParameters, protowire.BytesType)
+		b = protowire.AppendBytes(b, e)
+	}
+	for _, t := range r.Outputs {
+		tb, err := encodeTensor(&t)
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, fieldInputs, protowire.BytesType)
+		b = protowire.AppendBytes(b, tb)
+	}
+	return b, nil
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+// encodeTensor writes a tensor with typed contents; FP16 and BF16 have no
+// typed field, so they go out as FP32.
+func encodeTensor(t *Tensor) ([]byte, error) {
+	dt := t.Datatype
+	if dt == "FP16" || dt == "BF16" {
+		dt = "FP32"
+	}
+	num := contentsField(dt)
+	if num == 0 {
+		return nil, fmt.Errorf("tensor %q: cannot encode datatype %q", t.Name, t.Datatype)
+	}
+	var b []byte
+	b = appendString(b, fieldTensorName, t.Name)
+	b = appendString(b, fieldTensorDatatype, dt)
+	if len(t.Shape) > 0 {
+		var packed []byte
+		for _, d := range t.Shape {
+			packed = protowire.AppendVarint(packed, uint64(d))
+		}
+		b = protowire.AppendTag(b, fieldTensorShape, protowire.BytesType)
+		b = protowire.AppendBytes(b, packed)
+	}
+	var c []byte
+	if num == contentsBytes {
+		for _, e := range t.Bytes {
+			c = protowire.AppendTag(c, contentsBytes, protowire.BytesType)
+			c = protowire.AppendBytes(c, e)
+		}
+	} else if len(t.Values) > 0 {
+		var packed []byte
+		for _, v := range t.Values {
+			switch num {
+			case contentsFP32:
+				packed = protowire.AppendFixed32(packed, math.Float32bits(float32(v)))
+			case contentsFP64:
+				packed = protowire.AppendFixed64(packed, math.Float64bits(v))
+			case contentsBool:
+				packed = protowire.AppendVarint(packed, protowire.EncodeBool(v != 0))
+			case contentsInt, contentsInt64:
+				packed = protowire.AppendVarint(packed, uint64(int64(v)))
+			default:
+				packed = protowire.AppendVarint(packed, uint64(v))
+			}
+		}
+		c = protowire.AppendTag(c, num, protowire.BytesType)
+		c = protowire.AppendBytes(c, packed)
+	}
+	b = protowire.AppendTag(b, fieldTensorContents, protowire.BytesType)
+	return protowire.AppendBytes(b, c), nil
+}
+
+// Frame wraps a message in gRPC's length-prefixed framing (uncompressed).
+func Frame(msg []byte) []byte {
+	out := make([]byte, 5, 5+len(msg))
+	binary.BigEndian.PutUint32(out[1:], uint32(len(msg)))
+	return append(out, msg...)
+}
+
+// Unframe returns the single message of a unary gRPC body.
+//
+// # Errors
+//
+// ErrInvalid when the body is not exactly one complete, uncompressed
+// message.
+func Unframe(body []byte) ([]byte, error) {
+	if len(body) < 5 {
+		return nil, invalidf("grpc body of %d bytes is shorter than a frame header", len(body))
+	}
+	if body[0] != 0 {
+		return nil, invalidf("compressed grpc messages are not supported")
+	}
+	n := binary.BigEndian.Uint32(body[1:5])
+	if uint64(n) != uint64(len(body)-5) {
+		return nil, invalidf("grpc frame says %d bytes, body holds %d", n, len(body)-5)
+	}
+	return body[5:], nil
+}
