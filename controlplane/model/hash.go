@@ -35,14 +35,6 @@ func writeCanonical(h hash.Hash, v any) {
 // hashes, so an unchanged mesh can be detected without a deep comparison.
 func (m *Mesh) Hash() string { return ContentHash(m) }
 
-// Equal reports whether m and o describe the same mesh.
-func (m *Mesh) Equal(o *Mesh) bool {
-	if m == nil || o == nil {
-		return m == o
-	}
-	return m.Hash() == o.Hash()
-}
-
 // Hash returns the content hash of the group's own definition (not of the
 // clusters and secrets it references).
 func (g *NodeGroup) Hash() string { return ContentHash(g) }
