@@ -1,0 +1,243 @@
+// Package controlplane wires the control plane together: it loads the
+// policy, translates it into snapshots, serves them over xDS, watches the
+// input files and serves metrics and status on an admin port. Each step
+// lives in its own package (policy, model, snapshot, server, watch); this
+// one only runs them in order and keeps the last good result when a step
+// fails.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/watch"
+)
+
+// Default listen addresses: loopback, so a control plane started by hand
+// is not exposed until the operator says so.
+const (
+	DefaultXDSAddr   = "127.0.0.1:18000"
+	DefaultAdminAddr = "127.0.0.1:18001"
+)
+
+// SettleAfter is how long clusters a change stopped using stay served
+// (make-before-break) before they are removed: far longer than any client
+// takes to apply a change, short enough that removed services disappear
+// from Envoy's admin page promptly.
+const SettleAfter = 10 * time.Second
+
+// shutdownTimeout bounds the admin server's graceful shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// Loader reads the inputs at paths and resolves them into a model. files
+// are every file it read (policies and endpoints files), which are then
+// watched.
+type Loader func(ctx context.Context, paths []string) (mesh *model.Mesh, files []string, err error)
+
+// Config configures Run.
+type Config struct {
+	// Paths are the policy files and directories.
+	Paths []string
+	// Load resolves Paths; required (see LoadPolicy).
+	Load Loader
+	// XDSAddr and AdminAddr default to DefaultXDSAddr and DefaultAdminAddr.
+	XDSAddr   string
+	AdminAddr string
+	// GRPCOptions are added to the xDS server's options (e.g. TLS
+	// credentials). Plaintext requires Insecure.
+	GRPCOptions []grpc.ServerOption
+	Insecure    bool
+	Logger      *slog.Logger
+	// Registry receives the metrics and is served on /metrics; required.
+	Registry *prometheus.Registry
+	Tracer   trace.TracerProvider
+	// Debounce defaults to watch.DefaultDebounce; SettleAfter to SettleAfter.
+	Debounce    time.Duration
+	SettleAfter time.Duration
+	// Ready, if set, is called once both ports are bound and the first
+	// snapshot is served.
+	Ready func(Addrs)
+	// OnReload, if set, is called after every reload the watcher
+	// triggers, with the version served afterwards and the reload's
+	// error (nil if applied).
+	OnReload func(version string, err error)
+}
+
+// Addrs are the addresses Run bound (useful with port 0).
+type Addrs struct {
+	XDS   net.Addr
+	Admin net.Addr
+}
+
+// ErrInsecure is returned when no transport credentials are configured
+// and plaintext was not explicitly allowed.
+var ErrInsecure = errors.New("no TLS credentials for the xDS port: pass --insecure to serve plaintext")
+
+// Run loads the policy, serves it over xDS and reloads it on every change
+// until ctx is done.
+//
+// # Errors
+//
+// Run fails before serving if the first load fails (the error lists every
+// policy problem), a port cannot be bound, or the configuration is
+// incomplete; after that it fails only if a server stops unexpectedly.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	cp, err := newPlane(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	files, err := cp.reload(ctx)
+	if err != nil {
+		return fmt.Errorf("initial load: %w", err)
+	}
+	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("listen xds: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		_ = xdsLis.Close()
+		return fmt.Errorf("listen admin: %w", err)
+	}
+	cfg.Logger.Info("control plane serving", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
+		"version", cp.srv.Current().Version)
+	if cfg.Insecure {
+		cfg.Logger.Warn("xDS is served in plaintext (--insecure): any client on the network can read the mesh configuration")
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, cfg.GRPCOptions...) })
+	g.Go(func() error { return serveAdmin(ctx, adminLis, cp.adminHandler()) })
+	g.Go(func() error { return cp.watchLoop(ctx, files) })
+	if cfg.Ready != nil {
+		cfg.Ready(Addrs{XDS: xdsLis.Addr(), Admin: adminLis.Addr()})
+	}
+	return g.Wait()
+}
+
+func (c *Config) defaults() error {
+	if c.Load == nil {
+		return errors.New("control plane config: no loader")
+	}
+	if len(c.Paths) == 0 {
+		return errors.New("control plane config: no policy path")
+	}
+	if c.Registry == nil {
+		return errors.New("control plane config: no metrics registry")
+	}
+	if !c.Insecure && len(c.GRPCOptions) == 0 {
+		return ErrInsecure
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider()
+	}
+	if c.XDSAddr == "" {
+		c.XDSAddr = DefaultXDSAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	if c.Debounce <= 0 {
+		c.Debounce = watch.DefaultDebounce
+	}
+	if c.SettleAfter <= 0 {
+		c.SettleAfter = SettleAfter
+	}
+	return nil
+}
+
+// watchLoop watches files and reloads on change. When a reload reads a
+// different set of files (an endpoints file added to the policy), the
+// watcher is replaced by one over the new set.
+func (cp *plane) watchLoop(ctx context.Context, files []string) error {
+	for {
+		w, err := watch.New(watch.Config{Paths: watched(cp.cfg.Paths, files), Debounce: cp.cfg.Debounce, Logger: cp.log})
+		if err != nil {
+			return err
+		}
+		wctx, stop := context.WithCancel(ctx)
+		next := files
+		settle := time.NewTimer(cp.cfg.SettleAfter)
+		settle.Stop()
+		go func() {
+			// Settling runs beside the watcher so it never delays a reload.
+			for {
+				select {
+				case <-wctx.Done():
+					settle.Stop()
+					return
+				case <-settle.C:
+					cp.settle(wctx)
+				}
+			}
+		}()
+		err = w.Run(wctx, func(ctx context.Context) {
+			got, err := cp.reload(ctx)
+			if cp.cfg.OnReload != nil {
+				cp.cfg.OnReload(cp.srv.Current().Version, err)
+			}
+			if err != nil {
+				return
+			}
+			settle.Reset(cp.cfg.SettleAfter)
+			if !slices.Equal(got, files) {
+				next = got
+				stop()
+			}
+		})
+		stop()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		files = next
+	}
+}
+
+// watched is the union of the configured paths and the files read.
+func watched(paths, files []string) []string {
+	out := slices.Clone(paths)
+	for _, f := range files {
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("admin server shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin server: %w", err)
+	}
+	return nil
+}

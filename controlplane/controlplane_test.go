@@ -1,0 +1,213 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+const waitLimit = 10 * time.Second
+
+type reloadEvent struct {
+	version string
+	err     error
+}
+
+type running struct {
+	addrs   Addrs
+	reloads chan reloadEvent
+	path    string
+}
+
+func backends(w1, w2 uint32) []cptest.Backend {
+	return []cptest.Backend{
+		{Cluster: "fraud.v1", Host: "127.0.0.1", Port: 9001, Weight: w1},
+		{Cluster: "fraud.v2", Host: "127.0.0.1", Port: 9002, Weight: w2},
+	}
+}
+
+func runPlane(t *testing.T) *running {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mesh.json")
+	if err := cptest.WriteMesh(path, cptest.SplitMesh(backends(90, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	r := &running{reloads: make(chan reloadEvent, 10), path: path}
+	ready := make(chan Addrs, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true,
+			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			Registry: telemetry.NewRegistry(), Debounce: 10 * time.Millisecond,
+			Ready:    func(a Addrs) { ready <- a },
+			OnReload: func(v string, err error) { r.reloads <- reloadEvent{v, err} },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	select {
+	case r.addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("run ended early: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("control plane not ready")
+	}
+	return r
+}
+
+func (r *running) waitReload(t *testing.T) reloadEvent {
+	t.Helper()
+	select {
+	case ev := <-r.reloads:
+		return ev
+	case <-time.After(waitLimit):
+		t.Fatal("no reload")
+	}
+	return reloadEvent{}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
+func TestRunReloadsAndKeepsLastGood(t *testing.T) {
+	r := runPlane(t)
+	conn, err := grpc.NewClient(r.addrs.XDS.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _ := structpb.NewStruct(map[string]any{"maestro.role": "proxyless"})
+	if err := ads.Send(&discovery.DiscoveryRequest{Node: &core.Node{Id: "client-1", Metadata: md}, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := ads.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.GetResources()) != 1 {
+		t.Fatalf("got %d listeners, want the API listener", len(first.GetResources()))
+	}
+	ack := func(resp *discovery.DiscoveryResponse) {
+		t.Helper()
+		if err := ads.Send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(first)
+
+	// A broken edit is rejected, counted, and pushes nothing.
+	if err := os.WriteFile(r.path, []byte(`{"groups": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.waitReload(t); ev.err == nil {
+		t.Fatal("broken edit was applied")
+	}
+	_, metrics := get(t, "http://"+r.addrs.Admin.String()+"/metrics")
+	for _, want := range []string{
+		"maestro_controlplane_policy_errors_total 1",
+		`maestro_controlplane_reloads_total{result="invalid"} 1`,
+		`maestro_controlplane_connected_nodes 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// A valid edit then arrives as the very next response: nothing was
+	// pushed for the broken one.
+	if err := cptest.WriteMesh(r.path, cptest.SplitMesh(backends(50, 50)...)); err != nil {
+		t.Fatal(err)
+	}
+	ev := r.waitReload(t)
+	if ev.err != nil {
+		t.Fatalf("valid edit rejected: %v", ev.err)
+	}
+	next, err := ads.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.GetVersionInfo() == first.GetVersionInfo() {
+		t.Fatalf("weight change kept version %q", next.GetVersionInfo())
+	}
+	ack(next)
+
+	code, body := get(t, "http://"+r.addrs.Admin.String()+"/readyz")
+	if code != http.StatusOK {
+		t.Errorf("/readyz = %d %s", code, body)
+	}
+	_, body = get(t, "http://"+r.addrs.Admin.String()+"/debug/status")
+	var st status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != ev.version || len(st.Nodes) != 1 || st.Nodes[0].ID != "client-1" || st.Nodes[0].Group != "proxyless" {
+		t.Errorf("status = %+v, want version %s and node client-1 in group proxyless", st, ev.version)
+	}
+}
+
+func TestRunRejectsBadStart(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "mesh.json")
+	if err := os.WriteFile(bad, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		cfg  Config
+		want error
+	}{
+		"plaintext without --insecure": {Config{Paths: []string{bad}, Load: cptest.LoadJSON, Registry: telemetry.NewRegistry()}, ErrInsecure},
+		"invalid first load":           {Config{Paths: []string{bad}, Load: cptest.LoadJSON, Registry: telemetry.NewRegistry(), Insecure: true, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"}, nil},
+		"no loader":                    {Config{Paths: []string{bad}, Registry: telemetry.NewRegistry(), Insecure: true}, nil},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := Run(context.Background(), tc.cfg)
+			if err == nil {
+				t.Fatal("run succeeded")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
