@@ -103,7 +103,16 @@ func DecodeJSON(in JSONInput) (runtime.Tensor, error) {
 	case runtime.Uint8:
 		t.Data, err = parseAll(in.Name, toks, func(s string) (uint8, error) { v, err := strconv.ParseUint(s, 10, 8); return uint8(v), err })
 	case runtime.Bool:
-		t.Data, err = parseAll(in.Name, toks, strconv.ParseBool)
+		t.Data, err = parseAll(in.Name, toks, func(s string) (bool, error) {
+			// Not strconv.ParseBool, which also takes "t", "1" and "TRUE".
+			switch s {
+			case "true":
+				return true, nil
+			case "false":
+				return false, nil
+			}
+			return false, fmt.Errorf("want true or false")
+		})
 	case runtime.Bytes:
 		t.Data, err = parseAll(in.Name, toks, func(s string) ([]byte, error) {
 			var v string
@@ -127,6 +136,10 @@ func parseAll[T any](name string, toks [][]byte, parse func(string) (T, error)) 
 	out := make([]T, len(toks))
 	for i, tok := range toks {
 		v, err := parse(string(tok))
+		if err == nil && tok[0] != '"' && tok[0] != 'n' && tok[0] != 't' && tok[0] != 'f' && !isJSONNumber(string(tok)) {
+			// strconv takes forms JSON does not ("+1", "01", "1.").
+			err = fmt.Errorf("not a JSON number")
+		}
 		if err != nil {
 			return nil, invalid(name, "element %d: %q is not a valid value for the datatype", i, tok)
 		}
@@ -141,13 +154,48 @@ func parseFloat(s string, bits int) (float64, error) {
 	if s == "null" {
 		return math.NaN(), nil
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
-			return 0, fmt.Errorf("not a JSON number")
-		}
+	if !isJSONNumber(s) {
+		return 0, fmt.Errorf("not a JSON number")
 	}
 	return strconv.ParseFloat(s, bits)
+}
+
+// isJSONNumber reports whether s follows JSON's number grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 // flatten appends the scalar tokens of a JSON array (nested to any depth)
