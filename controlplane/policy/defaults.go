@@ -175,15 +175,15 @@ func defaultEndpoint(e *Endpoint) {
 func defaultRoute(m *Mesh, r *Route) {
 	sp := &r.Spec
 	sp.Target = or(sp.Target, r.Metadata.Name)
-	if sp.Match.Model != "" {
-		sp.Match.Protocol = or(sp.Match.Protocol, MatchAny)
-	}
 	if len(sp.Split) == 0 && sp.Ensemble == nil {
 		if s := m.Service(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
 			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
 		}
 	}
 	defaultSplit(m, sp.Service, sp.Split)
+	if sp.Match.Model != "" && sp.Match.Protocol == "" {
+		sp.Match.Protocol = matchProtocol(m, sp)
+	}
 	for i := range sp.Rules {
 		defaultSplit(m, sp.Service, sp.Rules[i].Split)
 	}
@@ -223,6 +223,27 @@ func defaultRoute(m *Mesh, r *Route) {
 			rt.On = DefaultRetryOn()
 		}
 	}
+}
+
+// matchProtocol is the form a model match takes by default: the protocol
+// of the route's destination service, since an inference server serves gRPC
+// and REST on different ports (and so different clusters).
+func matchProtocol(m *Mesh, sp *RouteSpec) string {
+	service := sp.Service
+	switch {
+	case service != "":
+	case len(sp.Split) > 0:
+		service = sp.Split[0].Service
+	case sp.Ensemble != nil && len(sp.Ensemble.Members) > 0:
+		service = sp.Ensemble.Members[0].Service
+	}
+	if s := m.Service(service); s != nil && s.Spec.Protocol == ProtocolHTTP {
+		return MatchHTTP
+	}
+	if m.Service(service) != nil {
+		return MatchGRPC
+	}
+	return MatchAny
 }
 
 func defaultSplit(m *Mesh, service string, split []Destination) {

@@ -393,7 +393,7 @@ const OIPInferPath = "/inference.GRPCInferenceService/ModelInfer"
 // and Path; none with no headers matches everything.
 type RouteMatch struct {
 	Model      string        `yaml:"model" doc:"model name: matches gRPC ModelInfer with the model header, and REST /v2/models/<model>/"`
-	Protocol   string        `yaml:"protocol" enum:"any,grpc,http" doc:"for model matches: which forms to match; default any"`
+	Protocol   string        `yaml:"protocol" enum:"any,grpc,http" doc:"for model matches: grpc (ModelInfer + model header), http (REST path) or any; default the destination service's protocol"`
 	PathPrefix string        `yaml:"pathPrefix" doc:"request path prefix"`
 	Path       string        `yaml:"path" doc:"exact request path"`
 	Headers    []HeaderMatch `yaml:"headers" doc:"headers that must all match"`

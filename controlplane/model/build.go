@@ -1,0 +1,624 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/maestro-ml/maestro/controlplane/policy"
+)
+
+// TrustBundleSecret is the SDS name of the mesh's trust bundle.
+const TrustBundleSecret = "trust-bundle"
+
+// ProxylessGroup is the node group of proxyless gRPC clients.
+const ProxylessGroup = "proxyless"
+
+// ErrMissingSecret is wrapped when Build needs TLS material the options do
+// not provide (see RequiredSecrets).
+var ErrMissingSecret = errors.New("missing secret")
+
+// BuildOptions are Build's inputs besides the policy.
+type BuildOptions struct {
+	// Secrets are the certificates (named by SPIFFE ID) and the trust
+	// bundle (named TrustBundleSecret) that STRICT mTLS needs; Build
+	// includes those it references. RequiredSecrets lists them.
+	Secrets []Secret
+}
+
+// Names of generated objects, in one place so that docs/policy.md, the xds
+// golden files and operators' admin pages agree.
+
+// GatewayGroupName is the node group of Gateway name.
+func GatewayGroupName(name string) string { return "gateway-" + name }
+
+// SidecarGroupName is the node group of the sidecars of service.
+func SidecarGroupName(service string) string { return "sidecar-" + service }
+
+// ClusterName is the cluster of a service version.
+func ClusterName(service, version string) string { return service + "." + version }
+
+// localClusterName is a sidecar's cluster for its local instance; '|'
+// cannot occur in a service or version name, so it collides with nothing.
+func localClusterName(service string) string { return service + "|local" }
+
+// mtlsClusterName is the copy of a cluster a caller with its own client
+// certificate uses under STRICT mTLS.
+func mtlsClusterName(service, version string, caller policy.Identity) string {
+	return ClusterName(service, version) + "|" + caller.Namespace + "." + caller.ServiceAccount
+}
+
+// RequiredSecrets returns the SDS names Build will reference for pm, sorted:
+// with STRICT mTLS, the SPIFFE ID of every sidecar'd service and of every
+// gateway or sidecar calling one, plus TrustBundleSecret; none otherwise.
+// The certificate issuer issues these before Build.
+func RequiredSecrets(pm *policy.Mesh) []string {
+	if pm == nil || pm.Config == nil {
+		return nil
+	}
+	b := newBuilder(pm, BuildOptions{})
+	b.build()
+	out := make([]string, 0, len(b.needSecrets))
+	for n := range b.needSecrets {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Build converts a loaded policy into the IR: one cluster per service
+// version (with its endpoints), one node group per gateway and per sidecar,
+// and a proxyless group with an API listener per gRPC route. It is pure and
+// deterministic: the same policy gives an Equal Mesh.
+//
+// # Errors
+//
+// ErrMissingSecret (wrapped, naming the secrets) when STRICT mTLS needs
+// TLS material opts lacks; ErrInvalid (wrapped) if the result breaks an IR
+// invariant, which means a bug here since pm was validated by Load.
+func Build(pm *policy.Mesh, opts BuildOptions) (*Mesh, error) {
+	if pm == nil || pm.Config == nil {
+		return nil, errors.New("build model: no policy (use policy.Load)")
+	}
+	b := newBuilder(pm, opts)
+	m := b.build()
+	secrets, err := b.secrets()
+	if err != nil {
+		return nil, err
+	}
+	m.Secrets = secrets
+	m.Normalize()
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("build model: %w", err)
+	}
+	return m, nil
+}
+
+// build makes everything but the secrets, recording which it needs.
+func (b *builder) build() *Mesh {
+	m := &Mesh{}
+	m.Clusters = b.clusters()
+	for _, g := range b.pm.Gateways {
+		m.Groups = append(m.Groups, b.gateway(g))
+	}
+	for _, sc := range b.pm.Sidecars {
+		m.Groups = append(m.Groups, b.sidecar(sc))
+	}
+	if g, ok := b.proxyless(); ok {
+		m.Groups = append(m.Groups, g)
+	}
+	m.Clusters = append(m.Clusters, b.extra...)
+	if t := b.pm.Config.Spec.Tracing; t != nil {
+		m.Tracing = &Tracing{Cluster: ClusterName(t.Collector.Service, t.Collector.Version),
+			ServiceName: t.ServiceName, SamplePercent: t.SamplingPercentage}
+	}
+	return m
+}
+
+// builder holds what the conversion of one policy needs.
+type builder struct {
+	pm     *policy.Mesh
+	opts   BuildOptions
+	td     string
+	strict bool
+	// sidecarOf is the set of services that have a sidecar.
+	sidecarOf map[string]*policy.Sidecar
+	// extra are clusters made on demand (local and mTLS copies), by name.
+	extra     []Cluster
+	extraSeen map[string]bool
+	// needSecrets are the SDS names referenced.
+	needSecrets map[string]bool
+}
+
+func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
+	b := &builder{pm: pm, opts: opts, td: pm.Config.Spec.TrustDomain,
+		strict:    pm.Config.Spec.MTLS.Mode == policy.MTLSStrict,
+		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{}}
+	for _, sc := range pm.Sidecars {
+		b.sidecarOf[sc.Spec.Service] = sc
+	}
+	return b
+}
+
+func (b *builder) spiffe(id policy.Identity) string { return id.SPIFFEID(b.td) }
+
+func protocol(p string) Protocol {
+	if p == policy.ProtocolHTTP {
+		return ProtocolHTTP
+	}
+	return ProtocolGRPC
+}
+
+// clusters makes one plaintext cluster per service version.
+func (b *builder) clusters() []Cluster {
+	var out []Cluster
+	for _, s := range b.pm.Services {
+		for _, v := range s.Spec.Versions {
+			out = append(out, b.cluster(s, v))
+		}
+	}
+	return out
+}
+
+func (b *builder) cluster(s *policy.Service, v policy.Version) Cluster {
+	sp := &s.Spec
+	c := Cluster{Name: ClusterName(s.Metadata.Name, v.Name), Service: s.Metadata.Name, Version: v.Name,
+		Protocol: protocol(sp.Protocol), ConnectTimeout: sp.ConnectTimeout.D(), Identity: b.spiffe(sp.Identity)}
+	if h := sp.HealthCheck; h != nil {
+		c.HealthCheck = &HealthCheck{Interval: h.Interval.D(), Timeout: h.Timeout.D(), HealthyThreshold: h.HealthyThreshold,
+			UnhealthyThreshold: h.UnhealthyThreshold, Path: h.Path, GRPCService: h.GRPCService}
+	}
+	if l := sp.ConnectionLimits; l != nil {
+		c.Limits = &CircuitBreaker{MaxConnections: l.MaxConnections, MaxPendingRequests: l.MaxPendingRequests,
+			MaxRequests: l.MaxRequests, MaxRetries: l.MaxRetries}
+	}
+	if o := sp.OutlierDetection; o != nil {
+		c.Outlier = &OutlierDetection{Consecutive5xx: o.Consecutive5xx, Interval: o.Interval.D(),
+			BaseEjectionTime: o.BaseEjectionTime.D(), MaxEjectionPercent: o.MaxEjectionPercent}
+	}
+	c.Localities = localities(v.Endpoints)
+	return c
+}
+
+// localities groups endpoints by region and zone, each locality weighted 1
+// (proxyless gRPC rejects a locality without a weight).
+func localities(eps []policy.Endpoint) []Locality {
+	var out []Locality
+	index := map[[2]string]int{}
+	for _, e := range eps {
+		key := [2]string{e.Region, e.Zone}
+		i, ok := index[key]
+		if !ok {
+			i = len(out)
+			index[key] = i
+			out = append(out, Locality{Region: e.Region, Zone: e.Zone, Weight: 1})
+		}
+		out[i].Endpoints = append(out[i].Endpoints, Endpoint{Address: e.Address, Port: e.Port, Weight: e.Weight})
+	}
+	return out
+}
+
+func (b *builder) addExtra(c Cluster) {
+	if !b.extraSeen[c.Name] {
+		b.extraSeen[c.Name] = true
+		b.extra = append(b.extra, c)
+	}
+}
+
+// caller is who sends a group's outbound requests: it decides which copy of
+// a cluster (plain or with this caller's client certificate) routes use.
+type caller struct {
+	// identity is nil for proxyless clients, whose TLS is not from SDS.
+	identity *policy.Identity
+}
+
+// clusterFor returns the cluster name c uses to reach service version.
+// Under STRICT mTLS a service with a sidecar only accepts mTLS, so a caller
+// with an identity gets a copy of the cluster presenting its certificate.
+func (b *builder) clusterFor(c caller, service, version string) string {
+	name := ClusterName(service, version)
+	if !b.strict || b.sidecarOf[service] == nil || c.identity == nil {
+		return name
+	}
+	s := b.pm.Service(service)
+	var v policy.Version
+	for _, x := range s.Spec.Versions {
+		if x.Name == version {
+			v = x
+		}
+	}
+	cl := b.cluster(s, v)
+	cl.Name = mtlsClusterName(service, version, *c.identity)
+	cert := b.spiffe(*c.identity)
+	cl.TLS = &UpstreamTLS{CertSecret: cert, TrustSecret: TrustBundleSecret, MatchSANs: []string{cl.Identity}}
+	b.needSecrets[cert] = true
+	b.needSecrets[TrustBundleSecret] = true
+	b.addExtra(cl)
+	return cl.Name
+}
+
+func (b *builder) gateway(g *policy.Gateway) NodeGroup {
+	sp := &g.Spec
+	name := g.Metadata.Name
+	c := caller{identity: &sp.Identity}
+	routes := b.routeList(c, sp.Routes, true)
+	l := Listener{Name: name, Kind: ListenerGateway, Address: sp.Address, Port: sp.Port, Protocol: protocol(sp.Protocol),
+		Routes: RouteConfig{Name: name, VirtualHosts: []VirtualHost{{Name: name, Domains: slices.Clone(sp.Hosts), Routes: routes}}}}
+	l.Filters = b.filters(name, routes)
+	return NodeGroup{Name: GatewayGroupName(name),
+		Nodes:     NodeSelector{IDs: slices.Clone(sp.Nodes.IDs), Role: RoleGateway, Service: sp.Nodes.Service},
+		Listeners: []Listener{l}}
+}
+
+func (b *builder) sidecar(sc *policy.Sidecar) NodeGroup {
+	sp := &sc.Spec
+	svc := b.pm.Service(sp.Service)
+	local := Cluster{Name: localClusterName(sp.Service), Service: sp.Service, Protocol: protocol(svc.Spec.Protocol),
+		ConnectTimeout: svc.Spec.ConnectTimeout.D(), Identity: b.spiffe(svc.Spec.Identity),
+		Localities: []Locality{{Region: policy.DefaultRegion, Weight: 1, Endpoints: []Endpoint{{Address: "127.0.0.1", Port: sp.Inbound.AppPort}}}}}
+	b.addExtra(local)
+	inName := sp.Service + ".inbound"
+	in := Listener{Name: inName, Kind: ListenerInbound, Address: sp.Inbound.Address, Port: sp.Inbound.Port,
+		Protocol: protocol(svc.Spec.Protocol),
+		Routes: RouteConfig{Name: inName, VirtualHosts: []VirtualHost{{Name: "inbound", Domains: []string{"*"}, Routes: []Route{
+			{Name: "inbound", Match: RouteMatch{Prefix: "/"}, Action: RouteAction{Clusters: []WeightedCluster{{Name: local.Name, Weight: 1}}}}}}}},
+		Authorization: b.authorization(sp.Service)}
+	if b.strict {
+		cert := b.spiffe(svc.Spec.Identity)
+		in.TLS = &DownstreamTLS{CertSecret: cert, TrustSecret: TrustBundleSecret, RequireClientCert: true}
+		b.needSecrets[cert] = true
+		b.needSecrets[TrustBundleSecret] = true
+	}
+	g := NodeGroup{Name: SidecarGroupName(sp.Service),
+		Nodes:     NodeSelector{IDs: slices.Clone(sp.Nodes), Role: RoleSidecar, Service: sp.Service},
+		Listeners: []Listener{in}}
+	if out := sp.Outbound; out != nil {
+		outName := sp.Service + ".outbound"
+		routes := b.routeList(caller{identity: &svc.Spec.Identity}, out.Routes, true)
+		g.Listeners = append(g.Listeners, Listener{Name: outName, Kind: ListenerOutbound, Address: out.Address, Port: out.Port,
+			Protocol: ProtocolHTTP,
+			Routes:   RouteConfig{Name: outName, VirtualHosts: []VirtualHost{{Name: "outbound", Domains: []string{"*"}, Routes: routes}}},
+			Filters:  b.filters(outName, routes)})
+	}
+	return g
+}
+
+// proxyless makes an API listener per route whose destinations all speak
+// gRPC, named by the route's target: a client dials xds:///<target>.
+func (b *builder) proxyless() (NodeGroup, bool) {
+	g := NodeGroup{Name: ProxylessGroup, Nodes: NodeSelector{Role: RoleProxyless}}
+	for _, r := range b.pm.Routes {
+		if !b.allGRPC(r) {
+			continue
+		}
+		routes := b.expand(caller{}, r, false)
+		t := r.Spec.Target
+		g.Listeners = append(g.Listeners, Listener{Name: t, Kind: ListenerAPI, Protocol: ProtocolGRPC,
+			Routes: RouteConfig{Name: t, VirtualHosts: []VirtualHost{{Name: t, Domains: []string{t}, Routes: routes}}}})
+	}
+	return g, len(g.Listeners) > 0
+}
+
+// allGRPC reports whether every destination of r is a grpc service.
+func (b *builder) allGRPC(r *policy.Route) bool {
+	ok := true
+	check := func(service string) {
+		if s := b.pm.Service(service); s == nil || s.Spec.Protocol != policy.ProtocolGRPC {
+			ok = false
+		}
+	}
+	for _, d := range r.Spec.Split {
+		check(d.Service)
+	}
+	for _, rule := range r.Spec.Rules {
+		for _, d := range rule.Split {
+			check(d.Service)
+		}
+	}
+	if e := r.Spec.Ensemble; e != nil && len(e.Members) > 0 {
+		check(e.Members[0].Service)
+	}
+	if r.Spec.Match.Model != "" && r.Spec.Match.Protocol == policy.MatchHTTP {
+		ok = false
+	}
+	return ok
+}
+
+func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
+	var out []Route
+	for _, n := range names {
+		out = append(out, b.expand(c, b.pm.Route(n), envoy)...)
+	}
+	return out
+}
+
+// form is one way a policy route matches: gRPC (path and model header) or
+// REST (path prefix), each its own IR route.
+type form struct {
+	suffix string
+	match  RouteMatch
+}
+
+// forms returns the IR matches of a policy route. For proxyless clients
+// the target already names the route, so only its headers are matched.
+func (b *builder) forms(m policy.RouteMatch, envoy bool) []form {
+	headers := headerMatches(m.Headers)
+	if !envoy {
+		return []form{{match: RouteMatch{Prefix: "/", Headers: headers}}}
+	}
+	switch {
+	case m.Model != "":
+		grpc := form{match: RouteMatch{Path: policy.OIPInferPath, GRPC: true,
+			Headers: append([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, headers...)}}
+		rest := form{suffix: ".rest", match: RouteMatch{Prefix: "/v2/models/" + m.Model + "/", Headers: headers}}
+		switch m.Protocol {
+		case policy.MatchGRPC:
+			return []form{grpc}
+		case policy.MatchHTTP:
+			rest.suffix = ""
+			return []form{rest}
+		}
+		return []form{grpc, rest}
+	case m.PathPrefix != "":
+		return []form{{match: RouteMatch{Prefix: m.PathPrefix, Headers: headers}}}
+	case m.Path != "":
+		return []form{{match: RouteMatch{Path: m.Path, Headers: headers}}}
+	}
+	return []form{{match: RouteMatch{Prefix: "/", Headers: headers}}}
+}
+
+func headerMatches(hs []policy.HeaderMatch) []HeaderMatch {
+	var out []HeaderMatch
+	for _, h := range hs {
+		out = append(out, HeaderMatch{Name: h.Name, Exact: h.Exact, Prefix: h.Prefix, Regex: h.Regex, Present: h.Present, Invert: h.Invert})
+	}
+	return out
+}
+
+// expand turns a policy route into IR routes in match order: each rule
+// (more specific) before the route's own split, each in every form. envoy
+// is false for proxyless clients, which get no wasm filters or mirrors.
+func (b *builder) expand(c caller, r *policy.Route, envoy bool) []Route {
+	sp := &r.Spec
+	base := b.action(c, sp, envoy)
+	var out []Route
+	for _, f := range b.forms(sp.Match, envoy) {
+		for _, rule := range sp.Rules {
+			a := base
+			a.Clusters = b.weighted(c, rule.Split)
+			m := f.match
+			m.Headers = append(slices.Clone(m.Headers), headerMatches(rule.Headers)...)
+			out = append(out, Route{Name: r.Metadata.Name + "." + rule.Name + f.suffix, Match: m, Action: cloneAction(a)})
+		}
+		out = append(out, Route{Name: r.Metadata.Name + f.suffix, Match: f.match, Action: cloneAction(base)})
+	}
+	return out
+}
+
+// cloneAction copies the slices and pointers of a so that Normalize of one
+// route never reorders another's.
+func cloneAction(a RouteAction) RouteAction {
+	a.Clusters = slices.Clone(a.Clusters)
+	a.Mirrors = slices.Clone(a.Mirrors)
+	if a.Retry != nil {
+		r := *a.Retry
+		r.On = slices.Clone(r.On)
+		a.Retry = &r
+	}
+	if a.Fanout != nil {
+		f := *a.Fanout
+		f.Members = slices.Clone(f.Members)
+		a.Fanout = &f
+	}
+	if a.SLO != nil {
+		s := *a.SLO
+		s.Latency = slices.Clone(s.Latency)
+		s.Windows = slices.Clone(s.Windows)
+		a.SLO = &s
+	}
+	return a
+}
+
+func (b *builder) weighted(c caller, split []policy.Destination) []WeightedCluster {
+	out := make([]WeightedCluster, 0, len(split))
+	for _, d := range split {
+		out = append(out, WeightedCluster{Name: b.clusterFor(c, d.Service, d.Version), Weight: d.Weight})
+	}
+	return out
+}
+
+func (b *builder) action(c caller, sp *policy.RouteSpec, envoy bool) RouteAction {
+	a := RouteAction{Clusters: b.weighted(c, sp.Split), Timeout: sp.Timeout.D()}
+	if e := sp.Ensemble; e != nil && len(a.Clusters) == 0 && len(e.Members) > 0 {
+		// gRPC through Envoy: the request goes on to the first member and
+		// the fanout filter rewrites the answer (DESIGN.md).
+		a.Clusters = []WeightedCluster{{Name: b.clusterFor(c, e.Members[0].Service, e.Members[0].Version), Weight: 100}}
+	}
+	if rt := sp.Retries; rt != nil {
+		a.Retry = &RetryPolicy{Attempts: rt.Attempts, PerTryTimeout: rt.PerTryTimeout.D(), On: slices.Clone(rt.On)}
+	}
+	if f := sp.Fault; f != nil {
+		a.Fault = &Fault{}
+		if d := f.Delay; d != nil {
+			a.Fault.DelayPercent, a.Fault.Delay = d.Percentage, d.Duration.D()
+		}
+		if ab := f.Abort; ab != nil {
+			a.Fault.AbortPercent, a.Fault.AbortHTTPStatus, a.Fault.AbortGRPCStatus = ab.Percentage, ab.HTTPStatus, ab.GRPCStatus
+		}
+	}
+	if !envoy {
+		return a
+	}
+	if sh := sp.Shadow; sh != nil {
+		a.Mirrors = []Mirror{{Cluster: b.clusterFor(c, sh.Service, sh.Version), Percent: sh.Percentage, Compare: sh.Compare, Model: sh.Model}}
+	}
+	if e := sp.Ensemble; e != nil {
+		f := &Fanout{Strategy: e.Strategy, Quorum: e.Quorum, Timeout: e.Timeout.D(), Sequence: e.Mode == policy.ModeSequence}
+		for _, mem := range e.Members {
+			f.Members = append(f.Members, FanoutMember{Cluster: b.clusterFor(c, mem.Service, mem.Version), Model: mem.Model, Weight: mem.Weight})
+		}
+		if s := e.Stacking; s != nil {
+			f.Stacking = &Stacking{Weights: slices.Clone(s.Weights), Bias: s.Bias}
+		}
+		a.Fanout = f
+	}
+	if s := sp.SLO; s != nil {
+		o := &SLO{ErrorRate: s.ErrorRate / 100, Availability: s.Availability / 100, BudgetHeader: s.BudgetHeader}
+		for _, l := range s.Latency {
+			o.Latency = append(o.Latency, LatencyTarget{Percentile: l.Percentile, Threshold: l.Threshold.D()})
+		}
+		for _, w := range s.BurnWindows {
+			o.Windows = append(o.Windows, BurnWindow{Duration: w.Window.D(), BurnRate: w.BurnRate})
+		}
+		a.SLO = o
+	}
+	return a
+}
+
+// filters returns the wasm filters listener needs: fanout if a route has an
+// ensemble or a compared shadow, slo if a route has objectives.
+func (b *builder) filters(listener string, routes []Route) []WasmFilter {
+	var fanout, slo bool
+	for _, r := range routes {
+		fanout = fanout || r.Action.Fanout != nil || slices.ContainsFunc(r.Action.Mirrors, func(m Mirror) bool { return m.Compare })
+		slo = slo || r.Action.SLO != nil
+	}
+	var out []WasmFilter
+	fm := &b.pm.Config.Spec.Filters
+	if fanout {
+		out = append(out, WasmFilter{Name: listener + ".fanout", Kind: FilterFanout, Code: b.code(&fm.Fanout)})
+	}
+	if slo {
+		out = append(out, WasmFilter{Name: listener + ".slo", Kind: FilterSLO, Code: b.code(&fm.SLO)})
+	}
+	return out
+}
+
+func (b *builder) code(w *policy.WasmModule) WasmCode {
+	if r := w.Remote; r != nil {
+		return WasmCode{URL: r.URL, SHA256: r.SHA256, Cluster: ClusterName(r.Service, r.Version)}
+	}
+	return WasmCode{Path: w.Path}
+}
+
+// authorization merges the AuthorizationPolicies of service (validation
+// made sure they share one action) into the RBAC of its inbound listener.
+func (b *builder) authorization(service string) *Authorization {
+	var az *Authorization
+	for _, p := range b.pm.Authorizations {
+		if p.Spec.Service != service {
+			continue
+		}
+		if az == nil {
+			az = &Authorization{Action: AuthzAllow}
+			if p.Spec.Action == policy.ActionDeny {
+				az.Action = AuthzDeny
+			}
+		}
+		for _, r := range p.Spec.Rules {
+			az.Rules = append(az.Rules, b.authzRules(p.Metadata.Name+"."+r.Name, r)...)
+		}
+	}
+	return az
+}
+
+// authzRules turns one policy rule into IR rules: requests are matched by
+// path/prefix plus headers, so each model or route form is its own rule,
+// all with the same principals.
+func (b *builder) authzRules(name string, r policy.AuthzRule) []AuthzRule {
+	principals := b.principals(r.From)
+	var out []AuthzRule
+	if len(r.To.Paths)+len(r.To.PathPrefixes) > 0 || (len(r.To.Models) == 0 && len(r.To.Routes) == 0) {
+		out = append(out, AuthzRule{Name: name, Principals: principals,
+			Paths: slices.Clone(r.To.Paths), Prefixes: slices.Clone(r.To.PathPrefixes)})
+	}
+	add := func(prefix string, fs []form) {
+		for i, f := range fs {
+			rule := AuthzRule{Name: fmt.Sprintf("%s.%s.%d", name, prefix, i), Principals: slices.Clone(principals), Headers: f.match.Headers}
+			if f.match.Path != "" {
+				rule.Paths = []string{f.match.Path}
+			} else if f.match.Prefix != "/" {
+				rule.Prefixes = []string{f.match.Prefix}
+			}
+			out = append(out, rule)
+		}
+	}
+	for _, m := range r.To.Models {
+		add("model-"+m, b.forms(policy.RouteMatch{Model: m, Protocol: policy.MatchAny}, true))
+	}
+	for _, rn := range r.To.Routes {
+		add("route-"+rn, b.forms(b.pm.Route(rn).Spec.Match, true))
+	}
+	return out
+}
+
+// principals resolves callers to SPIFFE IDs: namespaces to the identities
+// of the services and gateways in them.
+func (b *builder) principals(f policy.AuthzFrom) []string {
+	set := map[string]bool{}
+	for _, id := range f.Identities {
+		set[id] = true
+	}
+	for _, s := range f.Services {
+		set[b.spiffe(b.pm.Service(s).Spec.Identity)] = true
+	}
+	for _, gn := range f.Gateways {
+		for _, g := range b.pm.Gateways {
+			if g.Metadata.Name == gn {
+				set[b.spiffe(g.Spec.Identity)] = true
+			}
+		}
+	}
+	for _, ns := range f.Namespaces {
+		for _, id := range identitiesIn(b.pm, ns) {
+			set[b.spiffe(id)] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// identitiesIn returns the identities of the services and gateways in
+// namespace ns.
+func identitiesIn(pm *policy.Mesh, ns string) []policy.Identity {
+	var out []policy.Identity
+	for _, s := range pm.Services {
+		if s.Spec.Identity.Namespace == ns {
+			out = append(out, s.Spec.Identity)
+		}
+	}
+	for _, g := range pm.Gateways {
+		if g.Spec.Identity.Namespace == ns {
+			out = append(out, g.Spec.Identity)
+		}
+	}
+	return out
+}
+
+// secrets returns the referenced secrets from the options.
+func (b *builder) secrets() ([]Secret, error) {
+	have := map[string]Secret{}
+	for _, s := range b.opts.Secrets {
+		have[s.Name] = s
+	}
+	var out []Secret
+	var missing []string
+	for name := range b.needSecrets {
+		if s, ok := have[name]; ok {
+			out = append(out, s)
+		} else {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, fmt.Errorf("build model: STRICT mTLS needs %w(s) %s", ErrMissingSecret, strings.Join(missing, ", "))
+	}
+	return out, nil
+}
