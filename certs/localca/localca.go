@@ -184,7 +184,9 @@ func (ca *CA) Issue(ctx context.Context, req certs.Request) (*certs.Certificate,
 	ca.mu.RUnlock()
 
 	now := ca.cfg.Now()
-	notAfter := now.Add(min(ttl, ca.cfg.MaxTTL))
+	// X.509 times have whole seconds; round up so the leaf lives at least
+	// as long as asked (a 3s leaf issued at .9 would otherwise get 2.1s).
+	notAfter := ceilSecond(now.Add(min(ttl, ca.cfg.MaxTTL)))
 	if notAfter.After(signer.NotAfter) {
 		notAfter = signer.NotAfter
 	}
@@ -407,6 +409,13 @@ func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signe
 		return nil, err
 	}
 	return x509.ParseCertificate(der)
+}
+
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
 
 // newSerial returns a random positive 128-bit serial, as RFC 5280 and the

@@ -289,4 +289,3 @@ func BenchmarkIssue1000(b *testing.B) {
 		})
 	}
 }
-
