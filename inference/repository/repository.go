@@ -104,6 +104,10 @@ type Loaded struct {
 	bytes     int64
 }
 
+// Batched reports whether the model has a dynamic batcher, which observes
+// its own batch sizes.
+func (l *Loaded) Batched() bool { return l.batcher != nil }
+
 // Predict evaluates inputs, through the model's dynamic batcher if it has
 // one.
 func (l *Loaded) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime.Tensor, error) {

@@ -100,7 +100,8 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	if _, err := validate(l, inputs); err != nil {
+	rows, err := validate(l, inputs)
+	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
 	var names []string
@@ -113,7 +114,7 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 			return nil, l.Name, l.Version, err
 		}
 	}
-	outputs, err := predict(ctx, l, inputs, names)
+	outputs, err := g.s.predict(ctx, l, inputs, rows, names)
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}

@@ -165,7 +165,8 @@ func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSON
 			return nil, l.Name, l.Version, err
 		}
 	}
-	if _, err := validate(l, inputs); err != nil {
+	rows, err := validate(l, inputs)
+	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
 	var names []string
@@ -175,7 +176,7 @@ func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSON
 	if err := checkRequested(l, names); err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	outputs, err := predict(r.Context(), l, inputs, names)
+	outputs, err := s.predict(r.Context(), l, inputs, rows, names)
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}

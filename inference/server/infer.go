@@ -149,7 +149,10 @@ func checkRequested(l *repository.Loaded, names []string) error {
 // predict runs the model and returns the requested outputs (all when names
 // is empty) in the requested order. A runtime panic becomes an Internal
 // error: one bad model must not take the server down.
-func predict(ctx context.Context, l *repository.Loaded, inputs []runtime.Tensor, names []string) (out []runtime.Tensor, err error) {
+func (s *Server) predict(ctx context.Context, l *repository.Loaded, inputs []runtime.Tensor, rows int64, names []string) (out []runtime.Tensor, err error) {
+	if !l.Batched() {
+		s.metrics.Batch(l.Name, l.Version, rows)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			out, err = nil, status.Errorf(codes.Internal, "model %q v%s panicked: %v", l.Name, l.Version, p)

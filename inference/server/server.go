@@ -145,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 	s.grpc = grpc.NewServer(gopts...)
 	pb.RegisterGRPCInferenceServiceServer(s.grpc, &grpcService{s: s})
 	s.health = health.NewServer()
+	s.health.SetServingStatus(pb.GRPCInferenceService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
 	reflection.Register(s.grpc)
 
