@@ -1,0 +1,287 @@
+// Package bootstrap writes the files a node needs to reach the control
+// plane: an Envoy bootstrap (node identity, the ADS cluster, admin, stats)
+// and a gRPC xDS bootstrap for proxyless gRPC clients. The node's role and
+// service go into its metadata under the keys the server groups nodes by
+// (model.MetadataRole, model.MetadataService).
+package bootstrap
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	metrics "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"sigs.k8s.io/yaml"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// XDSCluster is the name of the static cluster pointing at the control
+// plane in Envoy bootstraps.
+const XDSCluster = "maestro-xds"
+
+// DefaultAdminAddr is Envoy's admin listener: loopback only, since the
+// admin API can change the proxy's state.
+const DefaultAdminAddr = "127.0.0.1:9901"
+
+// ADS connection keepalive: Envoy pings the control plane so a silently
+// dropped connection (NAT timeout, control plane replica gone) is noticed
+// within seconds and Envoy reconnects to another replica. The interval is
+// above the server's minimum allowed ping interval (server.KeepaliveMinTime).
+const (
+	keepaliveInterval = 30 * time.Second
+	keepaliveTimeout  = 5 * time.Second
+	connectTimeout    = 5 * time.Second
+)
+
+// Config describes the node.
+type Config struct {
+	// NodeID is the node's unique ID; required.
+	NodeID string
+	// Role is gateway or sidecar for Envoy, proxyless for gRPC clients.
+	Role model.Role
+	// Service is the service a sidecar fronts; required for sidecars.
+	Service string
+	// XDSAddr is the control plane's host:port; required.
+	XDSAddr string
+	// AdminAddr is Envoy's admin address; DefaultAdminAddr if empty.
+	AdminAddr string
+}
+
+func (c Config) check(roles ...model.Role) error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node: an ID is required"))
+	}
+	okRole := false
+	for _, r := range roles {
+		okRole = okRole || c.Role == r
+	}
+	if !okRole {
+		errs = append(errs, fmt.Errorf("role %q: want one of %v", c.Role, roles))
+	}
+	if c.Role == model.RoleSidecar && c.Service == "" {
+		errs = append(errs, errors.New("service: a sidecar needs the service it fronts"))
+	}
+	if _, _, err := hostPort(c.XDSAddr); err != nil {
+		errs = append(errs, fmt.Errorf("xds address: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func hostPort(addr string) (string, uint32, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, fmt.Errorf("%q: port must be 1-65535", addr)
+	}
+	if host == "" {
+		return "", 0, fmt.Errorf("%q: host is empty", addr)
+	}
+	return host, uint32(p), nil
+}
+
+func (c Config) metadata() map[string]any {
+	md := map[string]any{model.MetadataRole: string(c.Role)}
+	if c.Service != "" {
+		md[model.MetadataService] = c.Service
+	}
+	return md
+}
+
+// envoyCluster is the node's cluster name in Envoy's stats: the service
+// for sidecars, the role otherwise.
+func (c Config) envoyCluster() string {
+	if c.Service != "" {
+		return c.Service
+	}
+	return string(c.Role)
+}
+
+// Envoy returns the bootstrap of an Envoy gateway or sidecar, checked with
+// ValidateAll.
+//
+// # Errors
+//
+// A missing node ID, a role other than gateway or sidecar, a sidecar
+// without service, or an address that is not host:port.
+func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
+	if err := c.check(model.RoleGateway, model.RoleSidecar); err != nil {
+		return nil, err
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	adminHost, adminPort, err := hostPort(c.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("admin address: %w", err)
+	}
+	host, port, _ := hostPort(c.XDSAddr)
+	md, err := structpb.NewStruct(c.metadata())
+	if err != nil {
+		return nil, fmt.Errorf("node metadata: %w", err)
+	}
+	http2, err := anypb.New(&upstreamhttp.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{
+				ConnectionKeepalive: &core.KeepaliveSettings{
+					Interval: durationpb.New(keepaliveInterval),
+					Timeout:  durationpb.New(keepaliveTimeout),
+				},
+			}},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("xds cluster protocol options: %w", err)
+	}
+	discovery := cluster.Cluster_STRICT_DNS
+	if _, err := netip.ParseAddr(host); err == nil {
+		discovery = cluster.Cluster_STATIC
+	}
+	ads := &core.ConfigSource{
+		ResourceApiVersion:    core.ApiVersion_V3,
+		ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node: &core.Node{Id: c.NodeID, Cluster: c.envoyCluster(), Metadata: md},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &core.ApiConfigSource{
+				ApiType:                   core.ApiConfigSource_GRPC,
+				TransportApiVersion:       core.ApiVersion_V3,
+				SetNodeOnFirstMessageOnly: true,
+				GrpcServices: []*core.GrpcService{{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
+				}}},
+			},
+			LdsConfig: ads,
+			CdsConfig: ads,
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*cluster.Cluster{{
+			Name:                          XDSCluster,
+			ClusterDiscoveryType:          &cluster.Cluster_Type{Type: discovery},
+			ConnectTimeout:                durationpb.New(connectTimeout),
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2},
+			LoadAssignment: &endpoint.ClusterLoadAssignment{
+				ClusterName: XDSCluster,
+				Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: []*endpoint.LbEndpoint{{
+					HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socket(host, port)}},
+				}}}},
+			},
+		}}},
+		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
+		// Every default tag (cluster, route, listener names...) becomes a
+		// label on /stats/prometheus, so dashboards can split by them.
+		StatsConfig: &metrics.StatsConfig{UseAllDefaultTags: wrapperspb.Bool(true)},
+		// An admin layer lets operators change runtime keys (e.g. a
+		// shadow's fraction) through Envoy's /runtime_modify.
+		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{
+			{Name: "static", LayerSpecifier: &bootstrapv3.RuntimeLayer_StaticLayer{StaticLayer: &structpb.Struct{}}},
+			{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},
+		}},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("envoy bootstrap: %w", err)
+	}
+	return b, nil
+}
+
+func socket(host string, port uint32) *core.Address {
+	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+		Address: host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+// EnvoyJSON returns Envoy(c) as indented JSON.
+func EnvoyJSON(c Config) ([]byte, error) {
+	b, err := Envoy(c)
+	if err != nil {
+		return nil, err
+	}
+	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode envoy bootstrap: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
+// EnvoyYAML returns Envoy(c) as YAML, the form Envoy's -c flag and
+// Kubernetes config maps usually carry.
+func EnvoyYAML(c Config) ([]byte, error) {
+	j, err := EnvoyJSON(c)
+	if err != nil {
+		return nil, err
+	}
+	out, err := yaml.JSONToYAML(j)
+	if err != nil {
+		return nil, fmt.Errorf("encode envoy bootstrap: %w", err)
+	}
+	return out, nil
+}
+
+// grpcBootstrap is gRPC's xDS bootstrap format (gRFC A27).
+type grpcBootstrap struct {
+	XDSServers []grpcServer `json:"xds_servers"`
+	Node       grpcNode     `json:"node"`
+}
+
+type grpcServer struct {
+	ServerURI      string            `json:"server_uri"`
+	ChannelCreds   []grpcChannelCred `json:"channel_creds"`
+	ServerFeatures []string          `json:"server_features"`
+}
+
+type grpcChannelCred struct {
+	Type string `json:"type"`
+}
+
+type grpcNode struct {
+	ID       string         `json:"id"`
+	Cluster  string         `json:"cluster,omitempty"`
+	Metadata map[string]any `json:"metadata"`
+	Locality map[string]any `json:"locality"`
+}
+
+// GRPC returns a gRPC xDS bootstrap (JSON) for a proxyless client: point
+// GRPC_XDS_BOOTSTRAP at it, or pass it to the xds resolver. The channel to
+// the control plane is plaintext until the control plane serves mTLS.
+//
+// # Errors
+//
+// A missing node ID, a role other than proxyless, or an address that is
+// not host:port.
+func GRPC(c Config) ([]byte, error) {
+	if err := c.check(model.RoleProxyless); err != nil {
+		return nil, err
+	}
+	b := grpcBootstrap{
+		XDSServers: []grpcServer{{
+			ServerURI:    c.XDSAddr,
+			ChannelCreds: []grpcChannelCred{{Type: "insecure"}},
+			// xds_v3 tells the client the server speaks xDS v3.
+			ServerFeatures: []string{"xds_v3"},
+		}},
+		Node: grpcNode{ID: c.NodeID, Cluster: c.envoyCluster(), Metadata: c.metadata(), Locality: map[string]any{}},
+	}
+	out, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode grpc bootstrap: %w", err)
+	}
+	return append(out, '\n'), nil
+}

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"context"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/xds"
+
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/bootstrap"
+	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+const (
+	waitLimit = 20 * time.Second
+	// rpcs is the sample size of one measured split; with 5,000 calls a
+	// 10% share has a standard deviation of 0.42 points, so the 3-point
+	// tolerance is over 7 sigma.
+	rpcs      = 5000
+	tolerance = 3.0
+	// probeBatch and maxProbes bound the wait for a change to show in
+	// the traffic.
+	probeBatch = 200
+	maxProbes  = 100
+)
+
+type plane struct {
+	addrs   controlplane.Addrs
+	path    string
+	reloads chan error
+}
+
+// startPlane runs a control plane serving m from a file it watches.
+func startPlane(t *testing.T, m *model.Mesh) *plane {
+	t.Helper()
+	p := &plane{path: filepath.Join(t.TempDir(), "mesh.json"), reloads: make(chan error, 10)}
+	if err := cptest.WriteMesh(p.path, m); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan controlplane.Addrs, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controlplane.Run(ctx, controlplane.Config{
+			Paths: []string{p.path}, Load: cptest.LoadJSON, Insecure: true,
+			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+			Ready:    func(a controlplane.Addrs) { ready <- a },
+			OnReload: func(_ string, err error) { p.reloads <- err },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case p.addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("control plane ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("control plane not ready")
+	}
+	return p
+}
+
+// edit writes m and waits for the control plane to have reloaded it,
+// returning the reload's error.
+func (p *plane) edit(t *testing.T, write func() error) error {
+	t.Helper()
+	if err := write(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.reloads:
+		return err
+	case <-time.After(waitLimit):
+		t.Fatal("no reload after edit")
+	}
+	return nil
+}
+
+// xdsClient dials xds:///target as proxyless node id, with a bootstrap
+// from the bootstrap package.
+func xdsClient(t *testing.T, xdsAddr, id string) pb.GRPCInferenceServiceClient {
+	t.Helper()
+	cfg, err := bootstrap.GRPC(bootstrap.Config{NodeID: id, Role: model.RoleProxyless, XDSAddr: xdsAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///"+cptest.Target, grpc.WithResolvers(resolver),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pb.NewGRPCInferenceServiceClient(conn)
+}
+
+// split makes n calls and returns the share (percent) answered by each
+// server name.
+func split(t *testing.T, c pb.GRPCInferenceServiceClient, n int) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	counts := map[string]int{}
+	for range n {
+		var hdr metadata.MD
+		if _, err := c.ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.Header(&hdr), grpc.WaitForReady(true)); err != nil {
+			t.Fatalf("call through xds: %v", err)
+		}
+		name := hdr.Get(server.ServerHeader)
+		if len(name) != 1 {
+			t.Fatalf("answer without %s header: %v", server.ServerHeader, hdr)
+		}
+		counts[name[0]]++
+	}
+	shares := map[string]float64{}
+	for k, v := range counts {
+		shares[k] = 100 * float64(v) / float64(n)
+	}
+	return shares
+}
+
+func checkSplit(t *testing.T, got map[string]float64, want map[string]float64) {
+	t.Helper()
+	t.Logf("observed split over %d calls: %v (policy %v)", rpcs, got, want)
+	for name, w := range want {
+		if math.Abs(got[name]-w) > tolerance {
+			t.Errorf("%s got %.2f%% of %d calls, want %.0f%% ± %.0f (all: %v)", name, got[name], rpcs, w, tolerance, got)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("unexpected backend %s answered %.2f%%", name, got[name])
+		}
+	}
+}
+
+// waitShare probes until backend's share exceeds min, so a test waits on
+// the observed behaviour rather than on time.
+func waitShare(t *testing.T, c pb.GRPCInferenceServiceClient, backend string, min float64) {
+	t.Helper()
+	for range maxProbes {
+		if split(t, c, probeBatch)[backend] > min {
+			return
+		}
+	}
+	t.Fatalf("%s never got over %.0f%% of traffic in %d probes", backend, min, maxProbes)
+}
+
+func TestProxylessSplitFollowsPolicyEdits(t *testing.T) {
+	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
+	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2"})
+	backends := func(w1, w2 uint32) []cptest.Backend {
+		return []cptest.Backend{
+			{Cluster: "fraud.v1", Host: "127.0.0.1", Port: port(t, v1.GRPCAddr), Weight: w1},
+			{Cluster: "fraud.v2", Host: "127.0.0.1", Port: port(t, v2.GRPCAddr), Weight: w2},
+		}
+	}
+	p := startPlane(t, cptest.SplitMesh(backends(90, 10)...))
+	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 90, "fraud-v2": 10})
+
+	// Editing the policy shifts the split of the running client.
+	if err := p.edit(t, func() error { return cptest.WriteMesh(p.path, cptest.SplitMesh(backends(50, 50)...)) }); err != nil {
+		t.Fatalf("valid edit rejected: %v", err)
+	}
+	waitShare(t, client, "fraud-v2", 35)
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 50, "fraud-v2": 50})
+
+	// A broken edit changes nothing.
+	if err := p.edit(t, func() error { return os.WriteFile(p.path, []byte(`{"groups": [{"name": `), 0o644) }); err == nil {
+		t.Fatal("broken edit was applied")
+	}
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 50, "fraud-v2": 50})
+}
+
+func port(t *testing.T, addr string) uint32 {
+	t.Helper()
+	_, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil {
+		t.Fatalf("address %q: %v", addr, err)
+	}
+	return uint32(p)
+}
