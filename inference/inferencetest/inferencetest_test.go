@@ -79,3 +79,15 @@ func equal(a, b []float32) bool {
 	}
 	return true
 }
+
+func TestDefaultServesTheDemoModels(t *testing.T) {
+	srv := inferencetest.Start(t, inferencetest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, m := range []string{"fraud", "churn", "recommendations", "fraud-logistic"} {
+		resp, err := srv.Client(t).ModelReady(ctx, &pb.ModelReadyRequest{Name: m})
+		if err != nil || !resp.GetReady() {
+			t.Errorf("demo model %s: ready=%v err=%v", m, resp.GetReady(), err)
+		}
+	}
+}

@@ -12,15 +12,19 @@ import (
 	"time"
 
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/inference/runtime/builtin"
 )
 
 // RuntimeName is the config.yaml runtime of this package's test runtime.
 const RuntimeName = "inferencetest"
 
-// Registry is the registry test servers use by default: this package's
-// test runtime.
+// Registry is the registry test servers use by default: every runtime
+// Maestro ships (xgboost, linear, embedding) plus this package's test
+// runtime.
 func Registry() runtime.Registry {
-	return runtime.Registry{RuntimeName: LoadTestModel}
+	r := builtin.Registry()
+	r[RuntimeName] = LoadTestModel
+	return r
 }
 
 // TestModel describes a model for WriteModel. Its runtime computes, for
