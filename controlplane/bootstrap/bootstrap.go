@@ -214,7 +214,7 @@ func EnvoyJSON(c Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
+	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("encode envoy bootstrap: %w", err)
 	}

@@ -1,0 +1,134 @@
+package bootstrap
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output:\n%s", path, got)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	tests := map[string]struct {
+		cfg    Config
+		render func(Config) ([]byte, error)
+	}{
+		"gateway.envoy.yaml": {Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "127.0.0.1:18000"}, EnvoyYAML},
+		"sidecar.envoy.json": {Config{NodeID: "fraud-7f9c", Role: model.RoleSidecar, Service: "fraud",
+			XDSAddr: "maestro.mesh.svc:18000", AdminAddr: "127.0.0.1:15000"}, EnvoyJSON},
+		"proxyless.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend", XDSAddr: "127.0.0.1:18000"}, GRPC},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := tc.render(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name, got)
+		})
+	}
+}
+
+// TestEnvoyRoundTrip parses the YAML back into the bootstrap proto, as
+// Envoy does, rejecting unknown fields.
+func TestEnvoyRoundTrip(t *testing.T) {
+	out, err := EnvoyYAML(Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "10.0.0.1:18000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(j, &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	md := b.GetNode().GetMetadata().GetFields()
+	if b.GetNode().GetId() != "gw-1" || md[model.MetadataRole].GetStringValue() != "gateway" {
+		t.Errorf("node = %v", b.GetNode())
+	}
+	if got := b.GetStaticResources().GetClusters()[0].GetType().String(); got != "STATIC" {
+		t.Errorf("an IP control plane address gives cluster type %s, want STATIC", got)
+	}
+}
+
+func TestGRPCIsValidJSON(t *testing.T) {
+	out, err := GRPC(Config{NodeID: "c", Role: model.RoleProxyless, XDSAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Node struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"node"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Node.Metadata[model.MetadataRole] != "proxyless" {
+		t.Errorf("metadata = %v", v.Node.Metadata)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := map[string]struct {
+		cfg    Config
+		render func(Config) ([]byte, error)
+		want   []string
+	}{
+		"no node":              {Config{Role: model.RoleGateway, XDSAddr: "127.0.0.1:1"}, EnvoyYAML, []string{"node: an ID is required"}},
+		"bad role":             {Config{NodeID: "n", Role: "router", XDSAddr: "127.0.0.1:1"}, EnvoyYAML, []string{`role "router": want one of [gateway sidecar]`}},
+		"proxyless for envoy":  {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "127.0.0.1:1"}, EnvoyJSON, []string{`role "proxyless"`}},
+		"gateway for grpc":     {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "127.0.0.1:1"}, GRPC, []string{`role "gateway": want one of [proxyless]`}},
+		"sidecar no service":   {Config{NodeID: "n", Role: model.RoleSidecar, XDSAddr: "127.0.0.1:1"}, EnvoyYAML, []string{"service: a sidecar needs the service it fronts"}},
+		"address without port": {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "127.0.0.1"}, EnvoyYAML, []string{"xds address:"}},
+		"port out of range":    {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:70000"}, EnvoyYAML, []string{"port must be 1-65535"}},
+		"bad admin":            {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1", AdminAddr: ":x"}, EnvoyYAML, []string{"admin address:"}},
+		"all at once":          {Config{Role: model.RoleSidecar}, EnvoyYAML, []string{"node:", "service:", "xds address:"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := tc.render(tc.cfg)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
