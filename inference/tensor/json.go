@@ -300,15 +300,32 @@ func scalarEnd(data []byte, i int) (int, error) {
 // EncodeJSON renders t as a REST output tensor. NaN and infinities have no
 // JSON form and are an error naming the output.
 func EncodeJSON(t runtime.Tensor) (JSONOutput, error) {
-	out := JSONOutput{Name: t.Name, Shape: t.Shape, Datatype: string(t.Datatype)}
+	data, err := appendData(t, false)
+	if err != nil {
+		return JSONOutput{}, err
+	}
+	return JSONOutput{Name: t.Name, Shape: t.Shape, Datatype: string(t.Datatype), Data: data}, nil
+}
+
+// EncodeJSONInput renders t as a REST input tensor, for clients. NaN is
+// written as null, which DecodeJSON reads back as NaN.
+func EncodeJSONInput(t runtime.Tensor) (JSONInput, error) {
+	data, err := appendData(t, true)
+	if err != nil {
+		return JSONInput{}, err
+	}
+	return JSONInput{Name: t.Name, Shape: t.Shape, Datatype: string(t.Datatype), Data: data}, nil
+}
+
+func appendData(t runtime.Tensor, nanAsNull bool) (json.RawMessage, error) {
 	b := make([]byte, 0, 64)
 	b = append(b, '[')
 	var err error
 	switch d := t.Data.(type) {
 	case []float32:
-		b, err = appendFloats(b, t.Name, d, 32)
+		b, err = appendFloats(b, t.Name, d, 32, nanAsNull)
 	case []float64:
-		b, err = appendFloats(b, t.Name, d, 64)
+		b, err = appendFloats(b, t.Name, d, 64, nanAsNull)
 	case []int64:
 		b = appendInts(b, d)
 	case []int32:
@@ -323,7 +340,7 @@ func EncodeJSON(t runtime.Tensor) (JSONOutput, error) {
 		b = appendUints(b, d)
 	case []uint16:
 		if t.Datatype == runtime.FP16 {
-			return JSONOutput{}, fmt.Errorf("output %q: FP16 cannot be rendered as JSON: %w", t.Name, errOutput)
+			return nil, fmt.Errorf("output %q: FP16 cannot be rendered as JSON: %w", t.Name, errOutput)
 		}
 		b = appendUints(b, d)
 	case []uint8:
@@ -344,18 +361,24 @@ func EncodeJSON(t runtime.Tensor) (JSONOutput, error) {
 			b = append(b, s...)
 		}
 	default:
-		return JSONOutput{}, fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
+		return nil, fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
 	}
 	if err != nil {
-		return JSONOutput{}, err
+		return nil, err
 	}
-	out.Data = append(b, ']')
-	return out, nil
+	return append(b, ']'), nil
 }
 
-func appendFloats[T float32 | float64](b []byte, name string, d []T, bits int) ([]byte, error) {
+func appendFloats[T float32 | float64](b []byte, name string, d []T, bits int, nanAsNull bool) ([]byte, error) {
 	for i, v := range d {
 		f := float64(v)
+		if nanAsNull && math.IsNaN(f) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, "null"...)
+			continue
+		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			return nil, fmt.Errorf("output %q: element %d is %v, which JSON cannot represent: %w", name, i, f, errOutput)
 		}
