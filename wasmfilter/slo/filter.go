@@ -1,0 +1,169 @@
+package slo
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
+	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
+)
+
+// maxModelScan bounds how much of a gRPC request body is read to find the
+// model name.
+const maxModelScan = 4096
+
+// Register makes the slo filter the VM's plugin. Call it from an init
+// function of the main package.
+func Register() { pw.SetVMContext(vmContext{}) }
+
+type vmContext struct{ pw.DefaultVMContext }
+
+func (vmContext) NewPluginContext(uint32) pw.PluginContext { return &plugin{} }
+
+// hostMetrics defines stats through proxy_define_metric.
+type hostMetrics struct{}
+
+func (hostMetrics) Define(kind pw.MetricType, name string) (Metric, error) {
+	switch kind {
+	case pw.MetricTypeCounter:
+		c, err := pw.DefineCounter(name)
+		return func(v uint64) { _ = c.Increment(v) }, err
+	case pw.MetricTypeGauge:
+		g, err := pw.DefineGauge(name)
+		return func(v uint64) { _ = g.Set(v) }, err
+	default:
+		h, err := pw.DefineHistogram(name)
+		return func(v uint64) { _ = h.Record(v) }, err
+	}
+}
+
+// hostStore is proxy-wasm shared data.
+type hostStore struct{}
+
+func (hostStore) Get(key string) ([]byte, uint32, error) { return pw.GetSharedData(key) }
+
+func (hostStore) Set(key string, value []byte, cas uint32) error {
+	return pw.SetSharedData(key, value, cas)
+}
+
+type plugin struct {
+	pw.DefaultPluginContext
+	meter *Meter
+}
+
+func (p *plugin) OnPluginStart(int) bool {
+	data, err := pw.GetPluginConfiguration()
+	if err != nil {
+		pw.LogError("slo: read plugin configuration: " + err.Error())
+		return false
+	}
+	cfg, err := filterconfig.ParseSLO(data)
+	if err != nil {
+		pw.LogError("slo: " + err.Error())
+		return false
+	}
+	p.meter = NewMeter(cfg, Env{Metrics: hostMetrics{}, Store: hostStore{}, Log: pw.Log})
+	if err := pw.SetTickPeriod(time.Duration(cfg.EffectiveEvaluateMs()) * time.Millisecond); err != nil {
+		pw.LogError("slo: set tick period: " + err.Error())
+		return false
+	}
+	pw.LogInfo("slo: metering " + strconv.Itoa(len(cfg.Objectives)) + " objectives")
+	return true
+}
+
+func (p *plugin) OnTick() {
+	if err := p.meter.Flush(time.Now()); err != nil {
+		pw.LogWarn("slo: " + err.Error())
+	}
+}
+
+func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{meter: p.meter} }
+
+// stream follows one request: where it goes (route, model), how it ends
+// (status, grpc-status) and when.
+type stream struct {
+	pw.DefaultHTTPContext
+	meter      *Meter
+	route      string
+	model      string
+	grpc       bool
+	scanned    int
+	start, end time.Time
+	status     int
+	grpcStatus int
+}
+
+func (s *stream) OnHTTPRequestHeaders(int, bool) pw.Action {
+	s.start = time.Now()
+	s.grpcStatus = NoGRPCStatus
+	if r, err := pw.GetProperty("xds", "route_name"); err == nil {
+		s.route = string(r)
+	}
+	path, _ := pw.GetHTTPRequestHeader(":path")
+	if IsGRPCInference(path) {
+		s.grpc = true
+	} else {
+		s.model = ModelFromPath(path)
+	}
+	return pw.ActionContinue
+}
+
+func (s *stream) OnHTTPRequestBody(size int, _ bool) pw.Action {
+	if !s.grpc || s.model != "" || s.scanned >= maxModelScan {
+		return pw.ActionContinue
+	}
+	// Without pausing, each callback sees only its own chunk; the model
+	// name is near the start of the first message, which the first chunk
+	// nearly always holds.
+	n := min(size, maxModelScan)
+	s.scanned += n
+	if body, err := pw.GetHTTPRequestBody(0, n); err == nil {
+		s.model = ModelFromGRPC(body)
+	}
+	return pw.ActionContinue
+}
+
+func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {
+	if v, err := pw.GetHTTPResponseHeader(":status"); err == nil {
+		s.status, _ = strconv.Atoi(v)
+	}
+	if v, err := pw.GetHTTPResponseHeader("grpc-status"); err == nil {
+		s.grpcStatus = ParseGRPCStatus(v)
+	}
+	if name, value, ok := s.meter.BudgetHeader(s.route, s.model); ok {
+		_ = pw.ReplaceHTTPResponseHeader(name, value)
+	}
+	if endOfStream {
+		s.end = time.Now()
+	}
+	return pw.ActionContinue
+}
+
+func (s *stream) OnHTTPResponseBody(_ int, endOfStream bool) pw.Action {
+	if endOfStream {
+		s.end = time.Now()
+	}
+	return pw.ActionContinue
+}
+
+func (s *stream) OnHTTPResponseTrailers(int) pw.Action {
+	if v, err := pw.GetHeader(pw.MapTypeHTTPResponseTrailers, "grpc-status"); err == nil {
+		s.grpcStatus = ParseGRPCStatus(v)
+	} else if !errors.Is(err, pw.ErrNotFound) {
+		pw.LogDebug("slo: read trailers: " + err.Error())
+	}
+	s.end = time.Now()
+	return pw.ActionContinue
+}
+
+func (s *stream) OnHTTPStreamDone() {
+	if s.end.IsZero() {
+		s.end = time.Now()
+	}
+	err := s.meter.Observe(Observation{Route: s.route, Model: s.model, Status: s.status,
+		GRPCStatus: s.grpcStatus, Latency: s.end.Sub(s.start), End: s.end})
+	if err != nil {
+		pw.LogWarn("slo: " + err.Error())
+	}
+}
