@@ -15,25 +15,36 @@ const (
 	softmax                   // multi:softmax: index of the largest class margin
 )
 
-// missRight marks, in node.feat, a split that sends missing values (NaN)
-// to the right child; XGBoost's default_left is the opposite flag.
-const missRight = 1 << 31
-
-// node is one flattened tree node. All trees live in one slice with each
-// node's children adjacent (right = left+1), so a node is 12 bytes and a
-// walk down a tree touches one small contiguous region: an array of these
-// small structs keeps threshold, feature and child in the same cache line,
-// which a walk needs together, where separate arrays would cost three.
+// node is one flattened tree node; all trees live in one slice with each
+// node's two children adjacent. A step down the tree is
+//
+//	slot = !(x[feat]*mul < cond); next = left + slot
+//
+// with no branch to mispredict and no separate test for missing values:
+//   - a split whose missing values go right stores mul = 1, the threshold
+//     and its children in order; x < threshold picks the left child, and
+//     NaN compares false so it takes the right;
+//   - a split whose missing values go left (default_left) stores mul = -1,
+//     cond = nextUp(-threshold) and its children swapped: -x < nextUp(-t)
+//     holds exactly when x >= t (right child, now first), and NaN again
+//     takes the second slot, now the left child;
+//   - a leaf points at itself, tests a sentinel feature that is always 0
+//     (appended to every row) against +Inf, and keeps its value in mul, so
+//     extra steps stay put: every row walks a tree's full depth.
+//
+// Thresholds stay float32 and the comparison is float32, as in XGBoost.
 type node struct {
-	cond float32 // split threshold (go left when x < cond); the value at a leaf
-	feat uint32  // feature index, with missRight
-	left int32   // index of the left child; 0 at a leaf (no node points at a root)
+	cond float32 // see above; +Inf at a leaf
+	feat uint32  // feature index; the sentinel index at a leaf
+	left int32   // index of the first child; the node itself at a leaf
+	mul  float32 // +1 or -1 at a split; the leaf value at a leaf
 }
 
 // ensemble is a parsed, validated gbtree model ready to evaluate.
 type ensemble struct {
-	nodes      []node
+	nodes      []node  // nodes[0] is a leaf of value 0 that pads quads of trees
 	roots      []int32 // per tree: index of its root in nodes
+	depths     []int32 // per tree: steps from the root to its deepest leaf
 	groups     []int32 // per tree: output group (class) it adds to
 	numFeature int
 	numGroup   int
@@ -42,6 +53,15 @@ type ensemble struct {
 	objective  string
 	version    []int
 	maxDepth   int
+	quads      []quad
+}
+
+// quad is four consecutive trees walked together for one row: four
+// independent chains of loads that the CPU overlaps.
+type quad struct {
+	roots  [4]int32 // padded with 0, the empty leaf
+	groups [4]int32
+	depth  int32 // the deepest of the four
 }
 
 // outWidth is the number of values predict writes per row.
@@ -54,59 +74,72 @@ func (e *ensemble) outWidth() int {
 
 // memoryBytes estimates the heap the ensemble holds.
 func (e *ensemble) memoryBytes() int64 {
-	return int64(len(e.nodes))*12 + int64(len(e.roots)+len(e.groups)+len(e.baseMargin))*4 + 256
+	return int64(len(e.nodes))*16 + int64(len(e.roots)+len(e.depths)+len(e.groups)+len(e.baseMargin))*4 +
+		int64(len(e.quads))*36 + 256
 }
 
-// blockRows is how many rows walk one tree before moving to the next, so a
-// tree stays in cache across rows, as XGBoost's own CPU predictor does.
+// blockRows is how many rows walk a quad of trees before moving to the
+// next, so those trees stay in L1 cache across rows.
 const blockRows = 64
+
+// scratchLen is the length of the scratch buffer margins needs.
+func (e *ensemble) scratchLen(rows int) int {
+	return min(rows, blockRows) * (e.numFeature + 1)
+}
 
 // margins adds every tree's leaf for each of rows rows of x (numFeature
 // values each) to out (numGroup values per row), which it first sets to the
 // base margin. Sums are float32, tree by tree in model order, as XGBoost
-// accumulates them.
-func (e *ensemble) margins(x []float32, rows int, out []float32) {
+// accumulates them. scratch (scratchLen(rows) long) holds a block of rows
+// with the sentinel feature appended.
+func (e *ensemble) margins(x []float32, rows int, out, scratch []float32) {
 	nf, ng := e.numFeature, e.numGroup
+	w := nf + 1
 	for r := 0; r < rows; r++ {
 		copy(out[r*ng:(r+1)*ng], e.baseMargin)
 	}
+	nodes := e.nodes
 	for start := 0; start < rows; start += blockRows {
-		end := min(start+blockRows, rows)
-		for t, root := range e.roots {
-			g := int(e.groups[t])
-			for r := start; r < end; r++ {
-				row := x[r*nf : (r+1)*nf : (r+1)*nf]
-				out[r*ng+g] += e.leaf(root, row)
+		n := min(blockRows, rows-start)
+		for r := range n {
+			copy(scratch[r*w:r*w+nf], x[(start+r)*nf:(start+r+1)*nf])
+			scratch[r*w+nf] = 0
+		}
+		for qi := range e.quads {
+			q := &e.quads[qi]
+			for r := range n {
+				row := scratch[r*w : (r+1)*w]
+				i0, i1, i2, i3 := q.roots[0], q.roots[1], q.roots[2], q.roots[3]
+				for range q.depth {
+					i0 = next(nodes, row, i0)
+					i1 = next(nodes, row, i1)
+					i2 = next(nodes, row, i2)
+					i3 = next(nodes, row, i3)
+				}
+				o := out[(start+r)*ng : (start+r+1)*ng]
+				o[q.groups[0]] += nodes[i0].mul
+				o[q.groups[1]] += nodes[i1].mul
+				o[q.groups[2]] += nodes[i2].mul
+				o[q.groups[3]] += nodes[i3].mul
 			}
 		}
 	}
 }
 
-// leaf walks one tree from root for row and returns the leaf's value.
-// Children always come after their parent, so the walk ends.
-func (e *ensemble) leaf(i int32, row []float32) float32 {
-	nodes := e.nodes
-	for {
-		n := &nodes[i]
-		if n.left == 0 {
-			return n.cond
-		}
-		v := row[n.feat&^missRight]
-		next := n.left
-		switch {
-		case v != v: // NaN: missing
-			next += int32(n.feat >> 31)
-		case !(v < n.cond):
-			next++
-		}
-		i = next
+// next is one step down a tree from node i for row (sentinel included).
+func next(nodes []node, row []float32, i int32) int32 {
+	n := &nodes[i]
+	var slot int32 // NaN compares false: the second slot
+	if !(row[n.feat]*n.mul < n.cond) {
+		slot = 1
 	}
+	return n.left + slot
 }
 
 // predict evaluates rows rows of x into out (outWidth values per row),
-// using margin (numGroup values per row) as scratch.
-func (e *ensemble) predict(x []float32, rows int, margin, out []float32) {
-	e.margins(x, rows, margin)
+// using margin (numGroup values per row) and scratch (scratchLen(rows)).
+func (e *ensemble) predict(x []float32, rows int, margin, out, scratch []float32) {
+	e.margins(x, rows, margin, scratch)
 	ng := e.numGroup
 	switch e.transform {
 	case identity:
@@ -171,14 +204,28 @@ func newBuilder(numFeature, numGroup int) *builder {
 		numFeature: numFeature,
 		numGroup:   numGroup,
 		baseMargin: make([]float32, numGroup),
+		nodes:      []node{{cond: float32(math.Inf(1)), feat: uint32(numFeature)}}, // mul 0: the padding leaf
 	}}
 }
 
-func (b *builder) build() *ensemble { return b.e }
+// build groups the trees into quads, in model order.
+func (b *builder) build() *ensemble {
+	e := b.e
+	for t := 0; t < len(e.roots); t += 4 {
+		var q quad
+		for k := 0; k < 4 && t+k < len(e.roots); k++ {
+			q.roots[k] = e.roots[t+k]
+			q.groups[k] = e.groups[t+k]
+			q.depth = max(q.depth, e.depths[t+k])
+		}
+		e.quads = append(e.quads, q)
+	}
+	return e
+}
 
 // add validates one tree and appends it breadth first, so siblings are
-// adjacent and every child follows its parent. Unreachable (deleted)
-// nodes are dropped.
+// adjacent and the tree is one contiguous run. Unreachable (deleted) nodes
+// are dropped.
 func (b *builder) add(path string, t *treeJSON, group int) error {
 	n, err := intParam(path+".tree_param.num_nodes", t.Param.NumNodes, 1, maxNodes)
 	if err != nil {
@@ -221,6 +268,7 @@ func (b *builder) add(path string, t *treeJSON, group int) error {
 	root := int32(len(e.nodes))
 	e.nodes = append(e.nodes, node{})
 	seen[0] = true
+	depth := 0
 	q := append(b.queue[:0], pending{src: 0, dst: root})
 	for len(q) > 0 {
 		p := q[0]
@@ -228,8 +276,8 @@ func (b *builder) add(path string, t *treeJSON, group int) error {
 		s := p.src
 		l, r := t.LeftChildren[s], t.RightChildren[s]
 		if l == -1 && r == -1 {
-			e.nodes[p.dst] = node{cond: t.SplitConditions[s]}
-			e.maxDepth = max(e.maxDepth, p.depth)
+			e.nodes[p.dst] = node{cond: float32(math.Inf(1)), feat: uint32(e.numFeature), left: p.dst, mul: t.SplitConditions[s]}
+			depth = max(depth, p.depth)
 			continue
 		}
 		for _, c := range [2]int32{l, r} {
@@ -245,16 +293,20 @@ func (b *builder) add(path string, t *treeJSON, group int) error {
 		if f < 0 || f >= int64(e.numFeature) {
 			return fmt.Errorf("%s.split_indices[%d]: feature %d out of range [0, %d)", path, s, f, e.numFeature)
 		}
-		feat := uint32(f)
-		if !t.DefaultLeft[s] {
-			feat |= missRight
-		}
 		c := int32(len(e.nodes))
 		e.nodes = append(e.nodes, node{}, node{})
-		e.nodes[p.dst] = node{cond: t.SplitConditions[s], feat: feat, left: c}
-		q = append(q, pending{src: l, dst: c, depth: p.depth + 1}, pending{src: r, dst: c + 1, depth: p.depth + 1})
+		first, second := l, r
+		nd := node{cond: t.SplitConditions[s], feat: uint32(f), left: c, mul: 1}
+		if t.DefaultLeft[s] {
+			first, second = r, l
+			nd.cond, nd.mul = math.Nextafter32(-nd.cond, float32(math.Inf(1))), -1
+		}
+		e.nodes[p.dst] = nd
+		q = append(q, pending{src: first, dst: c, depth: p.depth + 1}, pending{src: second, dst: c + 1, depth: p.depth + 1})
 	}
 	b.queue = q[:0]
+	e.maxDepth = max(e.maxDepth, depth)
+	e.depths = append(e.depths, int32(depth))
 	e.roots = append(e.roots, root)
 	e.groups = append(e.groups, int32(group))
 	return nil

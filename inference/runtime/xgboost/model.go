@@ -168,7 +168,7 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 	e := m.e
 	margin := make([]float32, rows*e.numGroup)
 	pred := make([]float32, rows*e.outWidth())
-	e.predict(x, rows, margin, pred)
+	e.predict(x, rows, margin, pred, make([]float32, e.scratchLen(rows)))
 
 	out := make([]runtime.Tensor, len(m.outputs))
 	usedPred := false
@@ -250,7 +250,7 @@ type Info struct {
 func (m *Model) Info() Info {
 	e := m.e
 	return Info{
-		Objective: e.objective, Version: e.version, Trees: len(e.roots), Nodes: len(e.nodes),
+		Objective: e.objective, Version: e.version, Trees: len(e.roots), Nodes: len(e.nodes) - 1,
 		MaxDepth: e.maxDepth, NumFeature: e.numFeature, NumGroup: e.numGroup, LoadTime: m.loadTime,
 	}
 }
