@@ -1,0 +1,94 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/controlplane/snapshot"
+)
+
+func examplePath(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "examples", "mesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestPolicyLoaderIsStable loads the example twice: the second load must
+// give the same versions (same certificates), so an unchanged policy
+// causes no push.
+func TestPolicyLoaderIsStable(t *testing.T) {
+	load := PolicyLoader(CAEphemeral)
+	tr := snapshot.NewTranslator()
+	var versions []string
+	for range 2 {
+		m, files, err := load(context.Background(), []string{examplePath(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) == 0 {
+			t.Fatal("no files to watch")
+		}
+		set, err := tr.Translate(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, set.Version)
+	}
+	if versions[0] != versions[1] {
+		t.Fatalf("unchanged policy gave versions %v", versions)
+	}
+}
+
+func TestPolicyLoaderStrictIssuesSecrets(t *testing.T) {
+	src, err := os.ReadFile(examplePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := strings.Replace(string(src), "mode: PERMISSIVE", "mode: STRICT", 1)
+	if strict == string(src) {
+		t.Fatal("example has no PERMISSIVE mode to switch")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mesh.yaml")
+	if err := os.WriteFile(path, []byte(strict), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := PolicyLoader(CAEphemeral)(context.Background(), []string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Secrets) == 0 {
+		t.Fatal("STRICT mesh has no secrets")
+	}
+	for _, s := range m.Secrets {
+		if s.Certificate == nil && len(s.TrustBundle) == 0 {
+			t.Errorf("secret %s is empty", s.Name)
+		}
+	}
+	if _, err := snapshot.Translate(m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyLoaderReportsPolicyErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(path, []byte("apiVersion: maestro.dev/v1alpha1\nkind: Route\nmetadata:\n  name: r\nspec:\n  bogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := PolicyLoader(CAEphemeral)(context.Background(), []string{path})
+	var list policy.ErrorList
+	if !errors.As(err, &list) || len(list) == 0 {
+		t.Fatalf("err = %v, want a policy.ErrorList", err)
+	}
+	if list[0].File != path || list[0].Line == 0 {
+		t.Errorf("first error %+v lacks file:line", list[0])
+	}
+}
