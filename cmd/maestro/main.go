@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -23,7 +24,11 @@ type command struct {
 
 // commands is the table of subcommands, in the order --help lists them.
 func commands() []command {
-	return []command{}
+	return []command{
+		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
+		{"predict", "send one inference request to a server and print the outputs", runPredict},
+		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
+	}
 }
 
 // errUsage marks an error already explained to the user by a flag set; main
@@ -99,5 +104,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return errUsage
 	}
+	return nil
+}
+
+// stringsFlag is a repeatable string flag (-f a.yaml -f dir/).
+type stringsFlag []string
+
+func (s *stringsFlag) String() string { return strings.Join(*s, ",") }
+
+func (s *stringsFlag) Set(v string) error {
+	*s = append(*s, v)
 	return nil
 }

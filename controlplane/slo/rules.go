@@ -154,26 +154,19 @@ func group(o Objective, m Metrics) ruleGroup {
 // errorRatio is the PromQL share of bad events among all events over rng.
 func errorRatio(o Objective, m Metrics, rng time.Duration) string {
 	w := promDuration(rng)
-	sel := selector(o, "")
-	switch o.Kind {
-	case Latency:
-		// le is matched with or without a trailing .0 because Prometheus 3
-		// normalises bucket labels to floats and Prometheus 2 does not.
-		le := formatFloat(ms(o.Threshold))
-		return fmt.Sprintf("1 - (\n  sum(rate(%s%s[%s]))\n  /\n  sum(rate(%s%s[%s]))\n)",
-			m.DurationBuckets, selector(o, fmt.Sprintf(`le=~"%s(\\.0)?"`, regexpQuote(le))), w,
-			m.DurationBuckets, selector(o, `le="+Inf"`), w)
-	case Availability:
-		return fmt.Sprintf("sum(rate(%s%s[%s]))\n/\nsum(rate(%s%s[%s]))",
-			m.Errors, selector(o, `class="server"`), w, m.Requests, sel, w)
-	default:
-		return fmt.Sprintf("sum(rate(%s%s[%s]))\n/\nsum(rate(%s%s[%s]))",
-			m.Errors, sel, w, m.Requests, sel, w)
+	bad := fmt.Sprintf("%s%s", m.Errors, selector(o, ""))
+	if o.Kind == Latency {
+		bad = fmt.Sprintf("%s%s", m.SlowRequests, selector(o, fmt.Sprintf("target=%q", o.targetTag())))
 	}
+	return fmt.Sprintf("sum(rate(%s[%s]))\n/\nsum(rate(%s%s[%s]))", bad, w, m.Requests, selector(o, ""), w)
 }
 
+// selector matches every Envoy route of o's policy route: the route itself
+// and its suffixed forms, whose '.' the filter's tags turn into '_'.
+// Policy names cannot contain '_', so the pattern cannot catch a
+// neighbour.
 func selector(o Objective, extra string) string {
-	parts := []string{fmt.Sprintf("route=%q", o.Route)}
+	parts := []string{fmt.Sprintf(`route=~"%s(_.+)?"`, o.Route)}
 	if o.Model != "" {
 		parts = append(parts, fmt.Sprintf("model=%q", o.Model))
 	}
@@ -202,5 +195,3 @@ func promDuration(d time.Duration) string {
 func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', 12, 64) }
 
 func formatPercent(f float64) string { return strconv.FormatFloat(f*100, 'g', 4, 64) + "%" }
-
-func regexpQuote(s string) string { return strings.ReplaceAll(s, ".", `\\.`) }

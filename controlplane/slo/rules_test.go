@@ -38,7 +38,7 @@ func TestValidateErrors(t *testing.T) {
 		"unknown kind":         {func(o *Objective) { o.Kind = "speed" }, `kind "speed": want availability, error_rate or latency`},
 		"threshold on avail":   {func(o *Objective) { o.Threshold = time.Second }, "threshold is only for latency objectives"},
 		"latency no threshold": {func(o *Objective) { o.Kind = Latency }, "latency objectives need a threshold"},
-		"threshold off bucket": {func(o *Objective) { o.Kind, o.Threshold = Latency, 300*time.Millisecond }, "threshold 300ms is not a bucket boundary"},
+		"sub-ms threshold":     {func(o *Objective) { o.Kind, o.Threshold = Latency, 1500*time.Microsecond }, "threshold 1.5ms must be whole milliseconds"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -65,7 +65,7 @@ func testObjectives() []Objective {
 	return []Objective{
 		{Name: "fraud-availability", Route: "fraud", Model: "fraud", Kind: Availability, Target: 0.999},
 		{Name: "fraud-errors", Route: "fraud", Model: "fraud", Kind: ErrorRate, Target: 0.999},
-		{Name: "churn-latency", Route: "churn", Kind: Latency, Target: 0.99, Threshold: 250 * time.Millisecond},
+		{Name: "churn-latency", Route: "churn", Model: "churn", Kind: Latency, Target: 0.99, Threshold: 250 * time.Millisecond},
 	}
 }
 
@@ -168,26 +168,26 @@ func expect(t *testing.T, f ruleFile, o Objective, longWindows ...string) []expA
 	return out
 }
 
-// traffic returns counter series for one route: perMin requests a minute,
-// with errPerMin errors of class cls, for the given number of minutes.
-func traffic(route, model, cls string, perMin, errPerMin float64, minutes int) []series {
-	sel := fmt.Sprintf(`route=%q`, route)
-	if model != "" {
-		sel += fmt.Sprintf(`,model=%q`, model)
-	}
+// traffic returns counter series for one Envoy route (as the slo filter
+// tags it): perMin requests a minute with errPerMin errors, for the given
+// number of minutes.
+func traffic(route, model string, perMin, errPerMin float64, minutes int) []series {
+	sel := fmt.Sprintf(`route=%q,model=%q`, route, model)
 	return []series{
 		{fmt.Sprintf("maestro_slo_requests_total{%s}", sel), fmt.Sprintf("0+%gx%d", perMin, minutes)},
-		{fmt.Sprintf("maestro_slo_errors_total{%s,class=%q}", sel, cls), fmt.Sprintf("0+%gx%d", errPerMin, minutes)},
+		{fmt.Sprintf("maestro_slo_errors_total{%s}", sel), fmt.Sprintf("0+%gx%d", errPerMin, minutes)},
 	}
 }
 
-// latency returns histogram series for route with slowShare of requests
-// above 250 ms.
+// latency returns the series of route with slowShare of requests slower
+// than the churn objective's 250 ms.
 func latency(route string, perMin, slowShare float64, minutes int) []series {
-	b := "maestro_slo_request_duration_milliseconds_bucket"
+	sel := fmt.Sprintf(`route=%q,model="churn"`, route)
 	return []series{
-		{fmt.Sprintf(`%s{route=%q,le="250"}`, b, route), fmt.Sprintf("0+%gx%d", perMin*(1-slowShare), minutes)},
-		{fmt.Sprintf(`%s{route=%q,le="+Inf"}`, b, route), fmt.Sprintf("0+%gx%d", perMin, minutes)},
+		{fmt.Sprintf(`maestro_slo_requests_total{%s}`, sel), fmt.Sprintf("0+%gx%d", perMin, minutes)},
+		{fmt.Sprintf(`maestro_slo_slow_requests_total{%s,target="p99_250ms"}`, sel), fmt.Sprintf("0+%gx%d", perMin*slowShare, minutes)},
+		// A looser target on the same route must not be read.
+		{fmt.Sprintf(`maestro_slo_slow_requests_total{%s,target="p50_1000ms"}`, sel), fmt.Sprintf("0+%gx%d", perMin, minutes)},
 	}
 }
 
@@ -203,28 +203,28 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 	tests := []testCase{
 		{
 			Name:        "fast burn of server errors pages on every window",
-			InputSeries: traffic("fraud", "fraud", "server", 1000, 20, 480), // 2% > 14.4 x 0.1%
+			InputSeries: traffic("fraud", "fraud", 1000, 20, 480), // 2% > 14.4 x 0.1%
 			AlertTests: []alertTest{alerts("7h", append(
 				expect(t, f, avail, "1h", "6h", "3d"),
 				expect(t, f, errRate, "1h", "6h", "3d")...))},
 		},
 		{
 			Name:        "slow burn opens a ticket and does not page",
-			InputSeries: traffic("fraud", "fraud", "server", 1000, 3, 480), // 0.3%: above 1x, below 6x
+			InputSeries: traffic("fraud", "fraud", 1000, 3, 480), // 0.3%: above 1x, below 6x
 			AlertTests: []alertTest{alerts("7h", append(
 				expect(t, f, avail, "3d"),
 				expect(t, f, errRate, "3d")...))},
 		},
 		{
 			Name:        "within budget stays silent",
-			InputSeries: traffic("fraud", "fraud", "server", 1000, 0.5, 480), // 0.05%
+			InputSeries: traffic("fraud", "fraud", 1000, 0.5, 480), // 0.05%
 			AlertTests:  []alertTest{alerts("7h", nil)},
 		},
 		{
 			Name: "a spike that stopped no longer pages",
 			InputSeries: []series{
 				{`maestro_slo_requests_total{route="fraud",model="fraud"}`, "0+1000x120"},
-				{`maestro_slo_errors_total{route="fraud",model="fraud",class="server"}`, "0+20x60 1200+0x60"},
+				{`maestro_slo_errors_total{route="fraud",model="fraud"}`, "0+20x60 1200+0x60"},
 			},
 			AlertTests: []alertTest{
 				alerts("50m", append(expect(t, f, avail, "1h", "6h", "3d"), expect(t, f, errRate, "1h", "6h", "3d")...)),
@@ -233,9 +233,18 @@ func TestAlertsFireWhenTheyShould(t *testing.T) {
 			},
 		},
 		{
-			Name:        "client errors count against the error rate, not availability",
-			InputSeries: traffic("fraud", "fraud", "client", 1000, 20, 120),
-			AlertTests:  []alertTest{alerts("90m", expect(t, f, errRate, "1h", "6h", "3d"))},
+			Name: "errors on the route's REST and rule forms count",
+			InputSeries: append(traffic("fraud", "fraud", 1000, 0, 120),
+				append(traffic("fraud_rest", "fraud", 500, 30, 120), traffic("fraud_try-v2_rest", "fraud", 500, 30, 120)...)...),
+			AlertTests: []alertTest{alerts("90m", append(
+				expect(t, f, avail, "1h", "6h", "3d"),
+				expect(t, f, errRate, "1h", "6h", "3d")...))},
+		},
+		{
+			Name: "errors on a neighbouring route or another model do not count",
+			InputSeries: append(traffic("fraud", "fraud", 1000, 0, 120),
+				append(traffic("fraud-ensemble", "fraud", 1000, 500, 120), traffic("fraud", "churn", 1000, 500, 120)...)...),
+			AlertTests: []alertTest{alerts("90m", nil)},
 		},
 		{
 			Name:        "slow requests burn the latency budget",

@@ -8,7 +8,10 @@ package slo
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,12 +20,14 @@ type Kind string
 
 // The kinds of objective.
 const (
-	// Availability counts server-side failures (HTTP 5xx, gRPC UNAVAILABLE,
-	// INTERNAL, DEADLINE_EXCEEDED, ...) as bad.
+	// Availability and ErrorRate count failed requests as bad, as the slo
+	// filter classifies them: no response, HTTP 5xx, or a gRPC status
+	// other than OK. They differ only in how the policy states the target
+	// (99.9% available, or at most 0.1% failing).
 	Availability Kind = "availability"
-	// ErrorRate counts every failed request as bad, client errors included.
-	ErrorRate Kind = "error_rate"
-	// Latency counts requests slower than Threshold as bad.
+	ErrorRate    Kind = "error_rate"
+	// Latency counts requests slower than Threshold as bad: "Target of
+	// requests finish within Threshold" is the Target*100th percentile.
 	Latency Kind = "latency"
 )
 
@@ -30,14 +35,17 @@ const (
 type Objective struct {
 	// Name identifies the objective; it becomes the slo label of every
 	// series and alert generated for it.
-	Name  string
-	Route string // the mesh route the SLI is measured on
+	Name string
+	// Route is the policy route the SLI is measured on. Its Envoy routes
+	// (one per match form and rule: fraud, fraud.rest, fraud.try-v2, ...)
+	// are all counted; the filter tags them with '.' turned into '_'.
+	Route string
 	Model string // the model served on that route; empty matches any
 	Kind  Kind
 	// Target is the fraction of good events promised, e.g. 0.999.
 	Target float64
 	// Threshold is the latency a request must beat to be good (Latency
-	// only). It must be a bucket boundary of the duration histogram.
+	// only).
 	Threshold time.Duration
 	// Window is the period the error budget covers, 30 days by default.
 	Window time.Duration
@@ -47,27 +55,23 @@ type Objective struct {
 const DefaultWindow = 30 * 24 * time.Hour
 
 // Metrics names the series the SLIs are computed from. The defaults are the
-// names the slo filter's Envoy stats take after the relabelling documented in
-// docs/metrics.md.
+// names the slo filter's Envoy stats take in Prometheus (docs/metrics.md).
 type Metrics struct {
 	Requests string // counter of requests, labels route and model
-	Errors   string // counter of failed requests, labels route, model and class (client|server)
-	// DurationBuckets is the _bucket series of the request duration
-	// histogram, in milliseconds (Envoy records time histograms in ms).
-	DurationBuckets string
-	// Buckets are the histogram's bucket boundaries in milliseconds; a
-	// latency threshold must be one of them, or the SLI cannot be computed
-	// exactly.
-	Buckets []float64
+	Errors   string // counter of failed requests, labels route and model
+	// SlowRequests counts requests slower than a latency target, labels
+	// route, model and target (p<percentile>_<threshold>ms, the
+	// percentile's '.' written '_'). Counting against the exact threshold
+	// needs no histogram bucket to fall on it.
+	SlowRequests string
 }
 
 // DefaultMetrics returns the metric names the slo filter produces.
 func DefaultMetrics() Metrics {
 	return Metrics{
-		Requests:        "maestro_slo_requests_total",
-		Errors:          "maestro_slo_errors_total",
-		DurationBuckets: "maestro_slo_request_duration_milliseconds_bucket",
-		Buckets:         []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000},
+		Requests:     "maestro_slo_requests_total",
+		Errors:       "maestro_slo_errors_total",
+		SlowRequests: "maestro_slo_slow_requests_total",
 	}
 }
 
@@ -102,8 +106,8 @@ func (o Objective) Validate(m Metrics) error {
 	case Latency:
 		if o.Threshold <= 0 {
 			bad("latency objectives need a threshold")
-		} else if !hasBucket(m.Buckets, ms(o.Threshold)) {
-			bad("threshold %v is not a bucket boundary of %s (ms: %v)", o.Threshold, m.DurationBuckets, m.Buckets)
+		} else if o.Threshold%time.Millisecond != 0 {
+			bad("threshold %v must be whole milliseconds, as the slo filter counts them", o.Threshold)
 		}
 	default:
 		bad("kind %q: want availability, error_rate or latency", o.Kind)
@@ -111,15 +115,11 @@ func (o Objective) Validate(m Metrics) error {
 	return errors.Join(errs...)
 }
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func hasBucket(buckets []float64, v float64) bool {
-	for _, b := range buckets {
-		if b == v {
-			return true
-		}
-	}
-	return false
+// targetTag is the slo filter's tag of a latency target: p99_250ms,
+// p99_9_100ms.
+func (o Objective) targetTag() string {
+	p := strconv.FormatFloat(math.Round(o.Target*100*1e6)/1e6, 'f', -1, 64)
+	return "p" + strings.ReplaceAll(p, ".", "_") + "_" + strconv.FormatInt(o.Threshold.Milliseconds(), 10) + "ms"
 }
 
 func (o Objective) window() time.Duration {
