@@ -27,6 +27,8 @@ func commands() []command {
 	return []command{
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
+		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
+		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
 	}
 }

@@ -171,6 +171,7 @@ func TestFailedLoadKeepsReasonAndOthersServe(t *testing.T) {
 	writeModel(t, dir, "crash", "panic")
 	writeModel(t, dir, "good", "1")
 	must(t, os.MkdirAll(filepath.Join(dir, "noconfig", "1"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "fixtures"), 0o755)) // not a model: skipped
 	f := &fakeLoader{}
 	r := newRepo(t, dir, f, Options{})
 	ctx := context.Background()
@@ -206,6 +207,9 @@ func TestFailedLoadKeepsReasonAndOthersServe(t *testing.T) {
 	}
 
 	idx := r.Index(false)
+	if _, err := r.Info("fixtures", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a directory with neither config nor versions is listed: %v", err)
+	}
 	states := map[string]string{}
 	for _, e := range idx {
 		states[e.Name] = string(e.State) + " " + e.Reason

@@ -21,12 +21,31 @@ func (r *Repository) scanDir() (map[string]*model, error) {
 	}
 	models := make(map[string]*model, len(entries))
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || !looksLikeModel(filepath.Join(r.opts.Dir, e.Name())) {
 			continue
 		}
 		models[e.Name()] = r.scanModel(e.Name())
 	}
 	return models, nil
+}
+
+// looksLikeModel tells a model directory (a config.yaml or a version
+// directory) from other directories kept beside the models, such as
+// fixtures, which are skipped rather than reported as broken models.
+func looksLikeModel(dir string) bool {
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return true // let scanModel report why
+	}
+	for _, e := range entries {
+		if n, err := strconv.ParseInt(e.Name(), 10, 64); e.IsDir() && err == nil && n > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // scanModel reads DIR/name: its config.yaml and its version directories.

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/inference/runtime/builtin"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// runInference serves a model repository over the Open Inference Protocol
+// until ctx ends (SIGINT/SIGTERM), then drains in-flight requests.
+func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("inference", stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: maestro inference [flags]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Serves the models of a repository (DIR/<model>/config.yaml, DIR/<model>/<version>/...)")
+		fmt.Fprintln(stderr, "over the Open Inference Protocol (KServe v2): gRPC and REST, plus /metrics.")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	models := fs.String("models", "examples/models", "model repository `dir`, relative to the working directory")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9000", "gRPC listen `address`")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "REST and /metrics listen `address`")
+	name := fs.String("name", "maestro", "server `name` reported in ServerMetadata and the x-maestro-server header")
+	budget := fs.String("memory-budget", "0", "memory budget for loaded models, e.g. 512MiB or 2GB (0: unlimited)")
+	maxLoaded := fs.Int("max-loaded-models", 0, "most model versions loaded at once (0: unlimited)")
+	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request")
+	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for in-flight requests")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log `format`: text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "maestro inference: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log, err := telemetry.NewLogger(stderr, level, *logFormat)
+	if err != nil {
+		return fmt.Errorf("--log-format: %w", err)
+	}
+	budgetBytes, err := parseBytes(*budget)
+	if err != nil {
+		return fmt.Errorf("--memory-budget: %w", err)
+	}
+	maxReqBytes, err := parseBytes(*maxReq)
+	if err != nil || maxReqBytes <= 0 || maxReqBytes > 1<<31-1 {
+		return fmt.Errorf("--max-request-size %q: want a size between 1 byte and 2GiB", *maxReq)
+	}
+
+	cfg := server.Config{
+		Name:            *name,
+		Logger:          log,
+		Metrics:         telemetry.NewRegistry(),
+		MaxRequestBytes: int(maxReqBytes),
+		DrainTimeout:    *drain,
+		Models: repository.Options{
+			Dir:          *models,
+			Registry:     builtin.Registry(),
+			MemoryBudget: budgetBytes,
+			MaxLoaded:    *maxLoaded,
+		},
+	}
+	tracing, err := telemetry.NewTracing(ctx, "maestro-inference")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
+	if telemetry.Enabled() {
+		cfg.Tracing = tracing
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	glis, err := net.Listen("tcp", *grpcAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	hlis, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		glis.Close()
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	models0 := srv.Repository().Index(false)
+	log.Info("inference server listening", "name", *name, "grpc", glis.Addr().String(), "http", hlis.Addr().String(),
+		"models", *models, "model_versions", len(models0))
+	fmt.Fprintf(stdout, "maestro inference %q: gRPC on %s, HTTP on %s, models from %s\n", *name, glis.Addr(), hlis.Addr(), *models)
+	err = srv.Serve(ctx, glis, hlis)
+	log.Info("inference server stopped")
+	return err
+}
+
+// parseBytes reads a size such as 512MiB, 2GB, 64k or 1048576.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"k", 1 << 10}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n < 0 || n*float64(mult) > 1<<62 {
+		return 0, fmt.Errorf("size %q: want a non-negative number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	return int64(n * float64(mult)), nil
+}
