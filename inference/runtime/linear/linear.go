@@ -228,7 +228,7 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 		return nil, err
 	}
 	var rows int
-	var at func(i int) float64
+	var pred []float64
 	switch d := t.Data.(type) {
 	case []float32:
 		if rows, err = runtime.Rows(t, m.nf, len(d)); err != nil {
@@ -237,7 +237,8 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 		if err := runtime.CheckFinite(t.Name, d, m.nf); err != nil {
 			return nil, err
 		}
-		at = func(i int) float64 { return float64(d[i]) }
+		pred = make([]float64, rows*m.nout)
+		score(m, d, rows, pred)
 	case []float64:
 		if rows, err = runtime.Rows(t, m.nf, len(d)); err != nil {
 			return nil, err
@@ -247,26 +248,13 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 				return nil, fmt.Errorf("%w: input %q: row %d element %d is %v, which this model does not accept", runtime.ErrInvalidInput, t.Name, i/m.nf, i%m.nf, v)
 			}
 		}
-		at = func(i int) float64 { return d[i] }
+		pred = make([]float64, rows*m.nout)
+		score(m, d, rows, pred)
 	default:
 		return nil, fmt.Errorf("%w: input %q: datatype %s (data %T), want FP32 or FP64", runtime.ErrInvalidInput, t.Name, t.Datatype, t.Data)
 	}
 	if !m.input.Batched() && rows != 1 {
 		return nil, fmt.Errorf("%w: input %q: %d rows for a model without a batch dimension", runtime.ErrInvalidInput, t.Name, rows)
-	}
-	pred := make([]float64, rows*m.nout)
-	for r := 0; r < rows; r++ {
-		z := pred[r*m.nout : (r+1)*m.nout]
-		base := r * m.nf
-		for o := range z {
-			w := m.weights[o*m.nf : (o+1)*m.nf]
-			s := m.intercept[o]
-			for i, wi := range w {
-				s += wi * at(base+i)
-			}
-			z[o] = s
-		}
-		m.apply(z)
 	}
 	out := make([]runtime.Tensor, len(m.outputs))
 	for i, o := range m.outputs {
@@ -286,6 +274,24 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 		out[i] = ot
 	}
 	return out, nil
+}
+
+// score writes the linked predictions for rows rows of x into pred.
+func score[T float32 | float64](m *Model, x []T, rows int, pred []float64) {
+	for r := 0; r < rows; r++ {
+		z := pred[r*m.nout : (r+1)*m.nout]
+		row := x[r*m.nf : (r+1)*m.nf]
+		for o := range z {
+			w := m.weights[o*m.nf : (o+1)*m.nf]
+			w = w[:len(row)]
+			s := m.intercept[o]
+			for i, v := range row {
+				s += w[i] * float64(v)
+			}
+			z[o] = s
+		}
+		m.apply(z)
+	}
 }
 
 func (m *Model) apply(z []float64) {
