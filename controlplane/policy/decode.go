@@ -17,7 +17,16 @@ type decoder struct {
 	file string
 	errs *errs
 	pos  map[string]Source
+	// steps counts decoded nodes; aliases can make a small document
+	// expand exponentially ("billion laughs"), so decoding stops at
+	// maxDecodeSteps.
+	steps int
+	// fields caches yamlFields per struct type.
+	fields map[reflect.Type]map[string]int
 }
+
+// maxDecodeSteps bounds the nodes decoded per file, aliases expanded.
+const maxDecodeSteps = 1 << 18
 
 var durationType = reflect.TypeOf(Duration(0))
 
@@ -31,6 +40,13 @@ func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	d.steps++
+	if d.steps == maxDecodeSteps {
+		d.fail(n, path, "document too large: more than %d values once aliases are expanded", maxDecodeSteps)
+	}
+	if d.steps >= maxDecodeSteps {
+		return
 	}
 	if path != "" {
 		d.pos[path] = d.at(n)
@@ -57,6 +73,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, c := range n.Content {
+			if d.steps >= maxDecodeSteps {
+				break
+			}
 			d.decode(c, s.Index(i), path+"["+strconv.Itoa(i)+"]")
 		}
 		v.Set(s)
@@ -113,7 +132,14 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		d.fail(n, path, "want a mapping, got %s", nodeKind(n))
 		return
 	}
-	fields := yamlFields(v.Type())
+	if d.fields == nil {
+		d.fields = map[reflect.Type]map[string]int{}
+	}
+	fields, ok := d.fields[v.Type()]
+	if !ok {
+		fields = yamlFields(v.Type())
+		d.fields[v.Type()] = fields
+	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]

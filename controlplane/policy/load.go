@@ -85,6 +85,12 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// A device or FIFO (/dev/stdin, /dev/zero) would block or never end.
+	if info, err := f.Stat(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	} else if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: not a regular file", path)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -290,6 +296,9 @@ func (b *builder) document(file string, n *yaml.Node) {
 	}
 	for _, e := range b.errs.list[before:] {
 		e.Kind, e.Name = h.kind, d.Metadata.Name
+	}
+	if dec.steps >= maxDecodeSteps {
+		return // too large to validate usefully
 	}
 	// A document with decode errors is still merged and validated, so one
 	// run reports every problem; its bad fields are left unset.

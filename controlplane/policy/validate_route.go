@@ -338,7 +338,14 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 			}
 		}
 		for j, ns := range r.From.Namespaces {
-			v.dnsLabel(fmt.Sprintf("%s.from.namespaces[%d]", f, j), ns)
+			fj := fmt.Sprintf("%s.from.namespaces[%d]", f, j)
+			if !validName(ns) {
+				v.dnsLabel(fj, ns)
+			} else if !v.namespaceHasIdentities(ns) {
+				// Principals are exact SPIFFE IDs resolved from the policy;
+				// an empty set would match every caller.
+				v.bad(fj, "namespace %q has no Service or Gateway identities", ns)
+			}
 		}
 		for j, s := range r.From.Services {
 			if v.m.Service(s) == nil {
@@ -367,6 +374,20 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 			}
 		}
 	}
+}
+
+func (v *validator) namespaceHasIdentities(ns string) bool {
+	for _, s := range v.m.Services {
+		if s.Spec.Identity.Namespace == ns {
+			return true
+		}
+	}
+	for _, g := range v.m.Gateways {
+		if g.Spec.Identity.Namespace == ns {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) hasSidecar(service string) bool {
