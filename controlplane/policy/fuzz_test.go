@@ -2,9 +2,9 @@ package policy
 
 import (
 	"errors"
-	"strings"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
