@@ -70,6 +70,17 @@ func TestValidateErrors(t *testing.T) {
 			edit: func(m *model.Mesh) { gw(m).Filters[0].Code.URL = "https://x/f.wasm" },
 			want: []string{`filter "gateway-http.fanout": exactly one of code path and URL must be set`},
 		},
+		"two compared shadows": {
+			edit: func(m *model.Mesh) {
+				a := &gw(m).Routes.VirtualHosts[0].Routes[0].Action
+				a.Mirrors = append(a.Mirrors, model.Mirror{Cluster: "fraud.v2", Percent: 1, Compare: true})
+			},
+			want: []string{`route "fraud": 2 compared shadows`},
+		},
+		"duplicate route name": {
+			edit: func(m *model.Mesh) { gw(m).Routes.VirtualHosts[0].Routes[1].Name = "fraud" },
+			want: []string{`route "fraud": empty or duplicate route name`},
+		},
 		"tracing cluster": {
 			edit: func(m *model.Mesh) { m.Tracing.Cluster = "none" },
 			want: []string{`tracing: unknown cluster "none"`},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // ErrInvalid is wrapped by every error Validate reports.
@@ -17,7 +18,10 @@ var ErrInvalid = errors.New("invalid model")
 // policy layer validates user input; a Validate failure means a bug in the
 // conversion, which is why it is checked before anything is served.
 func (m *Mesh) Validate() error {
-	v := &validator{m: m}
+	v := &validator{m: m, clusters: make(map[string]struct{}, len(m.Clusters))}
+	for i := range m.Clusters {
+		v.clusters[m.Clusters[i].Name] = struct{}{}
+	}
 	v.names("group", len(m.Groups), func(i int) string { return m.Groups[i].Name })
 	v.names("cluster", len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
 	v.names("secret", len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
@@ -34,8 +38,8 @@ func (m *Mesh) Validate() error {
 		}
 	}
 	if t := m.Tracing; t != nil {
-		v.clusterRef("tracing", t.Cluster)
-		v.percent("tracing", "sample percent", t.SamplePercent)
+		v.clusterRef(sub(nil, "tracing", ""), t.Cluster)
+		v.percent(sub(nil, "tracing", ""), "sample percent", t.SamplePercent)
 	}
 	if len(v.errs) == 0 {
 		return nil
@@ -43,9 +47,47 @@ func (m *Mesh) Validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(v.errs...))
 }
 
+// place names where in the mesh a problem is, formatted only when an error
+// is reported (Validate runs on every translation of large meshes).
+type place struct {
+	parent *place
+	kind   string
+	name   string
+	quote  bool
+}
+
+// at is a named child place, e.g. at(p, "route", "r1") -> `... route "r1"`.
+func at(parent *place, kind, name string) *place {
+	return &place{parent: parent, kind: kind, name: name, quote: true}
+}
+
+// sub is an unquoted child place, e.g. sub(p, "mirror", "fraud.v3").
+func sub(parent *place, kind, name string) *place {
+	return &place{parent: parent, kind: kind, name: name}
+}
+
+func (p *place) String() string {
+	var out string
+	if p.parent != nil {
+		out = p.parent.String() + " "
+	}
+	out += p.kind
+	switch {
+	case p.name == "":
+	case p.quote:
+		out += " " + strconv.Quote(p.name)
+	default:
+		out += " " + p.name
+	}
+	return out
+}
+
 type validator struct {
-	m    *Mesh
-	errs []error
+	m *Mesh
+	// clusters indexes m.Clusters by name: a map beats binary search on
+	// the tens of thousands of references in a large mesh.
+	clusters map[string]struct{}
+	errs     []error
 }
 
 func (v *validator) addf(format string, args ...any) {
@@ -66,27 +108,27 @@ func (v *validator) names(kind string, n int, name func(int) string) {
 	}
 }
 
-func (v *validator) clusterRef(where, name string) {
-	if v.m.Cluster(name) == nil {
+func (v *validator) clusterRef(where *place, name string) {
+	if _, ok := v.clusters[name]; !ok {
 		v.addf("%s: unknown cluster %q", where, name)
 	}
 }
 
-func (v *validator) secretRef(where, name string) {
+func (v *validator) secretRef(where *place, name string) {
 	if name != "" && v.m.Secret(name) == nil {
 		v.addf("%s: unknown secret %q", where, name)
 	}
 }
 
-func (v *validator) percent(where, what string, p float64) {
+func (v *validator) percent(where *place, what string, p float64) {
 	if !(p >= 0 && p <= 100) {
 		v.addf("%s: %s %v outside [0, 100]", where, what, p)
 	}
 }
 
 func (v *validator) group(g *NodeGroup) {
-	where := fmt.Sprintf("group %q", g.Name)
-	v.names(where+" listener", len(g.Listeners), func(i int) string { return g.Listeners[i].Name })
+	where := at(nil, "group", g.Name)
+	v.names(where.String()+" listener", len(g.Listeners), func(i int) string { return g.Listeners[i].Name })
 	for _, c := range g.ExtraClusters {
 		v.clusterRef(where, c)
 	}
@@ -94,7 +136,7 @@ func (v *validator) group(g *NodeGroup) {
 	ecds := map[string]bool{}
 	for i := range g.Listeners {
 		l := &g.Listeners[i]
-		lw := fmt.Sprintf("%s listener %q", where, l.Name)
+		lw := at(where, "listener", l.Name)
 		v.listener(lw, l)
 		if l.Kind != ListenerAPI {
 			if routeConfigs[l.Routes.Name] {
@@ -111,7 +153,7 @@ func (v *validator) group(g *NodeGroup) {
 	}
 }
 
-func (v *validator) listener(where string, l *Listener) {
+func (v *validator) listener(where *place, l *Listener) {
 	switch l.Kind {
 	case ListenerGateway, ListenerInbound, ListenerOutbound:
 		if l.Port == 0 || l.Port > 65535 {
@@ -145,7 +187,7 @@ func (v *validator) listener(where string, l *Listener) {
 			v.addf("%s: filter %q: exactly one of code path and URL must be set", where, f.Name)
 		}
 		if f.Code.URL != "" {
-			v.clusterRef(where+" filter "+f.Name, f.Code.Cluster)
+			v.clusterRef(sub(where, "filter", f.Name), f.Code.Cluster)
 			if len(f.Code.SHA256) != 64 {
 				v.addf("%s: filter %q: remote code needs a hex sha256", where, f.Name)
 			}
@@ -157,15 +199,17 @@ func (v *validator) listener(where string, l *Listener) {
 	if l.Routes.Name == "" {
 		v.addf("%s: route configuration without a name", where)
 	}
-	v.names(where+" virtual host", len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
+	v.names(where.String()+" virtual host", len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
+	// Route names are unique across the configuration: the wasm filters
+	// key their per-route settings by them.
+	seen := map[string]bool{}
 	for _, vh := range l.Routes.VirtualHosts {
-		vw := fmt.Sprintf("%s virtual host %q", where, vh.Name)
+		vw := at(where, "virtual host", vh.Name)
 		if len(vh.Domains) == 0 {
 			v.addf("%s: no domains", vw)
 		}
-		seen := map[string]bool{}
 		for _, r := range vh.Routes {
-			rw := fmt.Sprintf("%s route %q", vw, r.Name)
+			rw := at(vw, "route", r.Name)
 			if r.Name == "" || seen[r.Name] {
 				v.addf("%s: empty or duplicate route name", rw)
 			}
@@ -175,7 +219,7 @@ func (v *validator) listener(where string, l *Listener) {
 	}
 }
 
-func (v *validator) route(where string, r *Route) {
+func (v *validator) route(where *place, r *Route) {
 	if (r.Match.Path == "") == (r.Match.Prefix == "") {
 		v.addf("%s: exactly one of path and prefix must be set", where)
 	}
@@ -205,20 +249,27 @@ func (v *validator) route(where string, r *Route) {
 	if !slices.IsSortedFunc(a.Clusters, func(x, y WeightedCluster) int { return cmp.Compare(x.Name, y.Name) }) {
 		v.addf("%s: weighted clusters not sorted; call Normalize", where)
 	}
+	compared := 0
 	for _, mi := range a.Mirrors {
-		v.clusterRef(where+" mirror", mi.Cluster)
-		v.percent(where+" mirror "+mi.Cluster, "percent", mi.Percent)
+		if mi.Compare {
+			compared++
+		}
+		v.clusterRef(sub(where, "mirror", ""), mi.Cluster)
+		v.percent(sub(where, "mirror", mi.Cluster), "percent", mi.Percent)
+	}
+	if compared > 1 {
+		v.addf("%s: %d compared shadows; the fanout filter compares one", where, compared)
 	}
 	if f := a.Fault; f != nil {
-		v.percent(where+" fault", "delay percent", f.DelayPercent)
-		v.percent(where+" fault", "abort percent", f.AbortPercent)
+		v.percent(sub(where, "fault", ""), "delay percent", f.DelayPercent)
+		v.percent(sub(where, "fault", ""), "abort percent", f.AbortPercent)
 		if f.AbortPercent > 0 && (f.AbortHTTPStatus == 0) == (f.AbortGRPCStatus == 0) {
 			v.addf("%s fault: abort needs exactly one of an HTTP and a gRPC status", where)
 		}
 	}
 	if f := a.Fanout; f != nil {
 		for _, mem := range f.Members {
-			v.clusterRef(where+" fanout", mem.Cluster)
+			v.clusterRef(sub(where, "fanout", ""), mem.Cluster)
 		}
 		if f.Quorum > uint32(len(f.Members)) {
 			v.addf("%s fanout: quorum %d above %d members", where, f.Quorum, len(f.Members))
@@ -230,7 +281,7 @@ func (v *validator) route(where string, r *Route) {
 }
 
 func (v *validator) cluster(c *Cluster) {
-	where := fmt.Sprintf("cluster %q", c.Name)
+	where := at(nil, "cluster", c.Name)
 	if c.Protocol != ProtocolGRPC && c.Protocol != ProtocolHTTP {
 		v.addf("%s: unknown protocol %q", where, c.Protocol)
 	}

@@ -18,14 +18,15 @@
 package snapshot
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -73,18 +74,23 @@ type Translator struct {
 	// in it, which Settle removes.
 	prev    *Set
 	retired map[string]retired
+	// cache keeps the resources of unchanged model objects between calls.
+	cache *xds.Cache
 }
 
-// retired is what a group's last version kept only for make-before-break.
+// retired is what a group's last version kept only for make-before-break:
+// resources and their versions, by type.
 type retired struct {
 	items    map[resource.Type][]types.Resource
-	versions map[resource.Type]map[string]string
+	versions map[resource.Type][]string
 }
 
 // NewTranslator returns a Translator with no history.
-func NewTranslator() *Translator { return &Translator{} }
+func NewTranslator() *Translator { return &Translator{cache: xds.NewCache()} }
 
-// Translate builds the snapshots of m. Clusters (and their endpoints and
+// Translate builds the snapshots of m, reusing the resources of model
+// objects unchanged since the previous call (m must not be modified after
+// the call). Clusters (and their endpoints and
 // secrets) that a group used in the previous set but not in m are kept in
 // this set and dropped by the next Translate or by Settle.
 //
@@ -102,7 +108,7 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	nextRetired := map[string]retired{}
 	var errs []error
 	for _, g := range m.Groups {
-		res, err := xds.ForGroup(m, g.Name)
+		res, err := t.cache.ForGroup(m, g.Name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -122,6 +128,7 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	t.cache.Sweep()
 	t.finish(set)
 	t.prev, t.retired = set, nextRetired
 	return set, nil
@@ -162,6 +169,7 @@ func (t *Translator) Settle() (*Set, error) {
 
 // retiredFrom returns the clusters (with endpoints and secrets) the group
 // had in the previous set, not retired there, and no longer has in res.
+// Both lists are sorted by name, so one merge pass finds them.
 func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 	if t.prev == nil {
 		return retired{}
@@ -170,18 +178,20 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 	if !ok {
 		return retired{}
 	}
-	out := retired{items: map[resource.Type][]types.Resource{}, versions: map[resource.Type]map[string]string{}}
+	out := retired{items: map[resource.Type][]types.Resource{}, versions: map[resource.Type][]string{}}
 	for _, typ := range []resource.Type{resource.ClusterType, resource.EndpointType, resource.SecretType} {
-		for _, r := range prevRes.Items[typ] {
+		before, after := prevRes.Items[typ], res.Items[typ]
+		j := 0
+		for i, r := range before {
 			name := cache.GetResourceName(r)
-			if _, still := res.Versions[typ][name]; still {
+			for j < len(after) && cache.GetResourceName(after[j]) < name {
+				j++
+			}
+			if j < len(after) && cache.GetResourceName(after[j]) == name {
 				continue
 			}
 			out.items[typ] = append(out.items[typ], r)
-			if out.versions[typ] == nil {
-				out.versions[typ] = map[string]string{}
-			}
-			out.versions[typ][name] = prevRes.Versions[typ][name]
+			out.versions[typ] = append(out.versions[typ], prevRes.Versions[typ][i])
 		}
 	}
 	if len(out.items) == 0 {
@@ -190,43 +200,43 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 	return out
 }
 
-// snapshot assembles and checks one group's snapshot, reusing the previous
-// one when the content is unchanged. Each resource type gets its own
-// version (a hash of its resources' versions), so a state-of-the-world
-// client is only re-sent the types that changed.
+// snapshot assembles and checks one group's snapshot. Each resource type
+// gets its own version (a hash of its resources' names and versions), so a
+// state-of-the-world client is only re-sent the types that changed; a type
+// whose version is unchanged reuses the previous snapshot's index and
+// version map, and an unchanged group reuses the whole previous snapshot.
 func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*cache.Snapshot, string, error) {
-	items := make(map[resource.Type][]types.Resource, len(xds.Types))
-	versions := make(map[string]map[string]string, len(xds.Types))
-	typeVersions := make(map[resource.Type]string, len(xds.Types))
-	for _, typ := range xds.Types {
-		items[typ] = append(slices.Clip(res.Items[typ]), old.items[typ]...)
-		vs := make(map[string]string, len(res.Versions[typ])+len(old.versions[typ]))
-		for n, v := range res.Versions[typ] {
-			vs[n] = v
+	var prev *cache.Snapshot
+	if t.prev != nil {
+		prev = t.prev.Snapshots[group]
+	}
+	snap := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(xds.Types))}
+	typeVersions := make([]string, len(xds.Types))
+	for i, typ := range xds.Types {
+		items := append(slices.Clip(res.Items[typ]), old.items[typ]...)
+		versions := append(slices.Clip(res.Versions[typ]), old.versions[typ]...)
+		tv := typeVersion(typ, items, versions)
+		typeVersions[i] = tv
+		idx := cache.GetResponseType(typ)
+		if prev != nil && prev.GetVersion(typ) == tv {
+			snap.Resources[idx] = prev.Resources[idx]
+			snap.VersionMap[typ] = prev.VersionMap[typ]
+			continue
 		}
-		for n, v := range old.versions[typ] {
-			vs[n] = v
+		snap.Resources[idx] = cache.NewResources(tv, items)
+		vm := make(map[string]string, len(items))
+		for k, r := range items {
+			vm[cache.GetResourceName(r)] = versions[k]
 		}
-		versions[typ] = vs
-		typeVersions[typ] = typeVersion(typ, vs)
+		snap.VersionMap[typ] = vm
 	}
 	version := groupVersion(typeVersions)
-	if t.prev != nil {
-		if prev, ok := t.prev.Snapshots[group]; ok && t.prev.Versions[group] == version {
-			return prev, version, nil
-		}
-	}
-	snap, err := cache.NewSnapshot(version, items)
-	if err != nil {
-		return nil, "", fmt.Errorf("group %q: new snapshot: %w", group, err)
-	}
-	for typ, v := range typeVersions {
-		snap.Resources[cache.GetResponseType(typ)].Version = v
+	if prev != nil && t.prev.Versions[group] == version {
+		return prev, version, nil
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, "", fmt.Errorf("group %q: inconsistent snapshot: %w", group, err)
 	}
-	snap.VersionMap = versions
 	return snap, version, nil
 }
 
@@ -265,26 +275,22 @@ func (t *Translator) finish(set *Set) {
 	set.Version = hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// typeVersion hashes every (name, version) pair of one type in name order.
-func typeVersion(typ resource.Type, vs map[string]string) string {
-	names := make([]string, 0, len(vs))
-	for n := range vs {
-		names = append(names, n)
+// typeVersion hashes the names and versions of one type's resources, in
+// their (deterministic) order.
+func typeVersion(typ resource.Type, items []types.Resource, versions []string) string {
+	h := xxhash.New()
+	_, _ = h.WriteString(typ)
+	for i, r := range items {
+		_, _ = h.WriteString("\x00" + cache.GetResourceName(r) + "\x00" + versions[i])
 	}
-	slices.SortFunc(names, cmp.Compare[string])
-	h := sha256.New()
-	h.Write([]byte(typ))
-	for _, n := range names {
-		h.Write([]byte("\x00" + n + "\x00" + vs[n]))
-	}
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	return strconv.FormatUint(h.Sum64(), 16)
 }
 
-// groupVersion hashes the per-type versions in a fixed order.
-func groupVersion(typeVersions map[resource.Type]string) string {
+// groupVersion hashes the per-type versions in xds.Types order.
+func groupVersion(typeVersions []string) string {
 	h := sha256.New()
-	for _, typ := range xds.Types {
-		h.Write([]byte(typ + "=" + typeVersions[typ] + "\n"))
+	for _, v := range typeVersions {
+		_, _ = h.Write([]byte(v + "\n"))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
@@ -297,6 +303,9 @@ func Changes(prev, next *cache.Snapshot) map[resource.Type][]string {
 	for _, typ := range xds.Types {
 		var before map[string]string
 		if prev != nil {
+			if prev.GetVersion(typ) == next.GetVersion(typ) {
+				continue
+			}
 			before = prev.VersionMap[typ]
 		}
 		after := next.VersionMap[typ]

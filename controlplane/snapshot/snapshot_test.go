@@ -218,7 +218,7 @@ func TestTranslateErrors(t *testing.T) {
 			edit: func(m *model.Mesh) {
 				m.Group(modeltest.GatewayGroup).Listeners[0].Routes.VirtualHosts[0].Routes[0].Match.Headers[0].Name = "bad header\n"
 			},
-			want: `group "gateway": route "gateway-http": invalid RouteConfiguration.VirtualHosts[0]`,
+			want: `group "gateway": route "gateway-http": virtual host "models": route "fraud": invalid Route.Match`,
 		},
 	}
 	for name, tc := range tests {

@@ -9,10 +9,8 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strconv"
-
-	"github.com/cespare/xxhash/v2"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -36,12 +34,14 @@ var Types = []resource.Type{
 }
 
 // Resources is everything one node group receives: the xDS resources by
-// type, each list sorted by name, and a content version per resource (a
-// hash of its deterministic encoding, so it is stable across rebuilds and
-// changes only when the resource does) for delta xDS.
+// type in a deterministic order (clusters, endpoints and secrets sorted by
+// name; listeners sorted, routes and filter configs in listener order), and
+// a content version per resource (a hash of its deterministic encoding, so
+// it is stable across rebuilds and changes only when the resource does)
+// for delta xDS: Versions[t][i] is the version of Items[t][i].
 type Resources struct {
 	Items    map[resource.Type][]types.Resource
-	Versions map[resource.Type]map[string]string
+	Versions map[resource.Type][]string
 }
 
 // deterministic encodes maps in key order, so equal resources encode (and
@@ -71,11 +71,16 @@ func ForNode(m *model.Mesh, node model.NodeInfo) (*Resources, error) {
 // An unknown group, a reference to a missing object, or a resource failing
 // ValidateAll (the error names the resource's type and name).
 func ForGroup(m *model.Mesh, name string) (*Resources, error) {
+	return forGroup(m, name, nil)
+}
+
+// forGroup is ForGroup with an optional cache.
+func forGroup(m *model.Mesh, name string, c *Cache) (*Resources, error) {
 	g := m.Group(name)
 	if g == nil {
 		return nil, fmt.Errorf("group %q: %w", name, ErrUnknownNode)
 	}
-	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources()}
+	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), cache: c}
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("group %q: %w", name, err)
 	}
@@ -92,28 +97,18 @@ func isProxyless(g *model.NodeGroup) bool {
 }
 
 func newResources() *Resources {
-	r := &Resources{Items: map[resource.Type][]types.Resource{}, Versions: map[resource.Type]map[string]string{}}
-	for _, t := range Types {
-		r.Versions[t] = map[string]string{}
-	}
-	return r
+	return &Resources{Items: map[resource.Type][]types.Resource{}, Versions: map[resource.Type][]string{}}
 }
 
 // add appends res (named name) after validating it, versioned by a hash of
 // its deterministic encoding: the version moves exactly when what the
 // client receives does.
 func (r *Resources) add(t resource.Type, name string, res types.Resource) error {
-	if val, ok := res.(validator); ok {
-		if err := val.ValidateAll(); err != nil {
-			return fmt.Errorf("%s %q: %w", typeName(t), name, err)
-		}
-	}
-	b, err := deterministic.Marshal(res)
+	v, err := version(t, name, res)
 	if err != nil {
-		return fmt.Errorf("%s %q: encode: %w", typeName(t), name, err)
+		return err
 	}
-	r.Items[t] = append(r.Items[t], res)
-	r.Versions[t][name] = strconv.FormatUint(xxhash.Sum64(b), 16)
+	r.addBuilt(t, name, v, res)
 	return nil
 }
 
@@ -146,6 +141,7 @@ type groupBuilder struct {
 	group     *model.NodeGroup
 	proxyless bool
 	out       *Resources
+	cache     *Cache // may be nil
 }
 
 func (b *groupBuilder) build() error {
@@ -155,9 +151,16 @@ func (b *groupBuilder) build() error {
 			errs = append(errs, err)
 		}
 	}
-	clusters, secrets := b.references()
-	for _, name := range clusters {
-		if err := b.cluster(name); err != nil {
+	clusters, secrets, err := b.references()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, t := range []resource.Type{resource.ClusterType, resource.EndpointType} {
+		b.out.Items[t] = make([]types.Resource, 0, len(clusters))
+		b.out.Versions[t] = make([]string, 0, len(clusters))
+	}
+	for _, i := range clusters {
+		if err := b.cluster(&b.mesh.Clusters[i]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -182,13 +185,11 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 		return err
 	}
 	if l.Kind != model.ListenerAPI {
-		rc, err := RouteConfiguration(&l.Routes, false)
+		rc, v, err := b.cache.routeConfiguration(&l.Routes)
 		if err != nil {
-			return fmt.Errorf("route configuration %q: %w", l.Routes.Name, err)
-		}
-		if err := b.out.add(resource.RouteType, rc.Name, rc); err != nil {
 			return err
 		}
+		b.out.addBuilt(resource.RouteType, rc.Name, v, rc)
 	}
 	for _, f := range l.Filters {
 		ec, err := FilterConfig(f, &l.Routes)
@@ -202,19 +203,14 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 	return nil
 }
 
-func (b *groupBuilder) cluster(name string) error {
-	c := b.mesh.Cluster(name)
-	if c == nil {
-		return fmt.Errorf("unknown cluster %q", name)
-	}
-	cl, err := Cluster(c, b.proxyless)
+func (b *groupBuilder) cluster(c *model.Cluster) error {
+	built, err := b.cache.cluster(c, b.proxyless)
 	if err != nil {
-		return fmt.Errorf("cluster %q: %w", name, err)
-	}
-	if err := b.out.add(resource.ClusterType, name, cl); err != nil {
 		return err
 	}
-	return b.out.add(resource.EndpointType, name, Endpoints(c))
+	b.out.addBuilt(resource.ClusterType, c.Name, built.clusterV, built.cluster)
+	b.out.addBuilt(resource.EndpointType, c.Name, built.edsV, built.endpoints)
+	return nil
 }
 
 func (b *groupBuilder) secret(name string) error {
@@ -225,15 +221,29 @@ func (b *groupBuilder) secret(name string) error {
 	return b.out.add(resource.SecretType, name, Secret(s))
 }
 
-// references returns the sorted names of the clusters and secrets the
-// group's listeners use, directly or through the clusters.
-func (b *groupBuilder) references() (clusters, secrets []string) {
-	cs, ss := map[string]bool{}, map[string]bool{}
+// references returns the clusters (as indexes into the mesh's sorted
+// Clusters, so in name order) and the sorted secret names that the group's
+// listeners use, directly or through the clusters.
+func (b *groupBuilder) references() (clusters []int, secrets []string, err error) {
+	index := b.cache.clusterIndex(b.mesh)
+	used := make([]bool, len(b.mesh.Clusters))
+	var unknown []string
+	mark := func(name string) {
+		if name == "" {
+			return
+		}
+		if i, ok := index[name]; ok {
+			used[i] = true
+		} else {
+			unknown = append(unknown, name)
+		}
+	}
+	ss := map[string]bool{}
 	for _, c := range b.group.ExtraClusters {
-		cs[c] = true
+		mark(c)
 	}
 	if t := b.mesh.Tracing; t != nil && !b.proxyless {
-		cs[t.Cluster] = true
+		mark(t.Cluster)
 	}
 	for i := range b.group.Listeners {
 		l := &b.group.Listeners[i]
@@ -242,47 +252,43 @@ func (b *groupBuilder) references() (clusters, secrets []string) {
 			ss[l.TLS.TrustSecret] = true
 		}
 		for _, f := range l.Filters {
-			cs[f.Code.Cluster] = true
+			mark(f.Code.Cluster)
 		}
 		for _, vh := range l.Routes.VirtualHosts {
-			for _, r := range vh.Routes {
-				routeClusters(&r.Action, cs)
+			for j := range vh.Routes {
+				routeClusters(&vh.Routes[j].Action, mark)
 			}
 		}
 	}
-	delete(cs, "")
-	if !b.proxyless {
-		for name := range cs {
-			if c := b.mesh.Cluster(name); c != nil && c.TLS != nil {
-				ss[c.TLS.CertSecret] = true
-				ss[c.TLS.TrustSecret] = true
-			}
+	for i, u := range used {
+		if !u {
+			continue
+		}
+		clusters = append(clusters, i)
+		if c := &b.mesh.Clusters[i]; c.TLS != nil && !b.proxyless {
+			ss[c.TLS.CertSecret] = true
+			ss[c.TLS.TrustSecret] = true
 		}
 	}
 	delete(ss, "")
-	return sortedKeys(cs), sortedKeys(ss)
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		err = fmt.Errorf("unknown clusters %q", slices.Compact(unknown))
+	}
+	return clusters, slices.Sorted(maps.Keys(ss)), err
 }
 
-// routeClusters adds every cluster a route action sends requests to.
-func routeClusters(a *model.RouteAction, into map[string]bool) {
+// routeClusters marks every cluster a route action sends requests to.
+func routeClusters(a *model.RouteAction, mark func(string)) {
 	for _, w := range a.Clusters {
-		into[w.Name] = true
+		mark(w.Name)
 	}
 	for _, m := range a.Mirrors {
-		into[m.Cluster] = true
+		mark(m.Cluster)
 	}
 	if a.Fanout != nil {
 		for _, m := range a.Fanout.Members {
-			into[m.Cluster] = true
+			mark(m.Cluster)
 		}
 	}
-}
-
-func sortedKeys(m map[string]bool) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
