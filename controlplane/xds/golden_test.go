@@ -2,6 +2,7 @@ package xds_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -12,18 +13,62 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/model/modeltest"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/xds"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/out")
 
 // goldenCases are the meshes whose xDS is kept under testdata/out, one
-// file per case and xDS type, each a JSON object keyed by node group.
+// file per case and xDS type, each a JSON object keyed by node group: the
+// IR sample, every policy under testdata/in, and every example policy of
+// the repository (examples/mesh.yaml, examples/policies/*.yaml,
+// examples/k8s/policy.yaml), so no example can rot.
 func goldenCases(t *testing.T) map[string]*model.Mesh {
 	t.Helper()
-	return map[string]*model.Mesh{
-		"sample": modeltest.Sample(9000),
+	cases := map[string]*model.Mesh{"sample": modeltest.Sample(9000)}
+	inputs, err := filepath.Glob(filepath.Join("testdata", "in", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, in := range inputs {
+		cases[strings.TrimSuffix(filepath.Base(in), ".yaml")] = fromPolicy(t, in)
+	}
+	examples, err := filepath.Glob(filepath.Join("..", "..", "examples", "policies", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range examples {
+		cases["example-"+strings.TrimSuffix(filepath.Base(ex), ".yaml")] = fromPolicy(t, ex)
+	}
+	cases["example-mesh"] = fromPolicy(t, filepath.Join("..", "..", "examples", "mesh.yaml"))
+	cases["example-k8s"] = fromPolicy(t, filepath.Join("..", "..", "examples", "k8s", "policy.yaml"))
+	return cases
+}
+
+// fromPolicy loads and converts a policy file, with stand-in TLS material
+// for the secrets STRICT mTLS needs (their bytes only matter to the SDS
+// golden file).
+func fromPolicy(t *testing.T, path string) *model.Mesh {
+	t.Helper()
+	pm, err := policy.Load(context.Background(), path)
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	var secrets []model.Secret
+	for _, name := range model.RequiredSecrets(pm) {
+		if name == model.TrustBundleSecret {
+			secrets = append(secrets, model.Secret{Name: name, TrustBundle: []byte("test bundle\n")})
+			continue
+		}
+		secrets = append(secrets, model.Secret{Name: name, Certificate: &model.Certificate{
+			ChainPEM: []byte("test chain of " + name + "\n"), KeyPEM: []byte("test key of " + name + "\n")}})
+	}
+	m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
+	if err != nil {
+		t.Fatalf("build %s: %v", path, err)
+	}
+	return m
 }
 
 func TestGolden(t *testing.T) {
