@@ -3,11 +3,14 @@ package controlplane
 import (
 	"context"
 	"errors"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/snapshot"
 )
@@ -90,5 +93,38 @@ func TestPolicyLoaderReportsPolicyErrors(t *testing.T) {
 	}
 	if list[0].File != path || list[0].Line == 0 {
 		t.Errorf("first error %+v lacks file:line", list[0])
+	}
+}
+
+func TestPreviewRedactsPrivateKeys(t *testing.T) {
+	src, err := os.ReadFile(examplePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(src), "mode: PERMISSIVE", "mode: STRICT", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, group, err := Preview(context.Background(), PolicyLoader(CAEphemeral), []string{path},
+		model.NodeInfo{ID: "churn-1", Role: model.RoleSidecar, Service: "churn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if group != model.SidecarGroupName("churn") {
+		t.Errorf("group = %q", group)
+	}
+	keys := 0
+	for _, it := range res.Items[resource.SecretType] {
+		c := it.(*tlsv3.Secret).GetTlsCertificate()
+		if c == nil {
+			continue
+		}
+		keys++
+		if got := c.GetPrivateKey().GetInlineString(); got != Redacted || len(c.GetPrivateKey().GetInlineBytes()) > 0 {
+			t.Errorf("secret %s: private key not redacted", it.(*tlsv3.Secret).GetName())
+		}
+	}
+	if keys == 0 {
+		t.Fatal("a STRICT sidecar got no certificate")
 	}
 }

@@ -25,8 +25,9 @@ type command struct {
 // commands is the table of subcommands, in the order --help lists them.
 func commands() []command {
 	return []command{
-		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
-		{"predict", "send one inference request to a server and print the outputs", runPredict},
+		{"controlplane", "serve mesh policies to Envoy and proxyless gRPC over xDS, reloading on change", runControlplane},
+		{"validate", "check mesh policies; --output prints the xDS a node would receive", runValidate},
+		{"bootstrap", "print an Envoy bootstrap, or with --grpc a gRPC xDS bootstrap, for a node", runBootstrap},
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
