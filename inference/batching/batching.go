@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	rt "github.com/maestro-ml/maestro/inference/runtime"
@@ -44,6 +45,9 @@ type Batcher struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// callers counts Predict calls waiting for the batcher, queued or
+	// being evaluated.
+	callers atomic.Int64
 }
 
 type request struct {
@@ -99,6 +103,8 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 	if n <= 0 || n >= b.cfg.MaxBatchSize {
 		return b.model.Predict(ctx, inputs)
 	}
+	b.callers.Add(1)
+	defer b.callers.Add(-1)
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
 	select {
 	case b.queue <- req:
@@ -117,7 +123,8 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 
 // collect forms batches: it waits for a first request, then gathers more
 // until the batch reaches the target size, the oldest request has waited
-// MaxQueueDelay, or no request is waiting at a preferred size.
+// MaxQueueDelay, or no request is waiting at a preferred size. A batch is
+// sent at once when no other caller is in the batcher.
 func (b *Batcher) collect() {
 	defer b.wg.Done()
 	timer := time.NewTimer(time.Hour)
@@ -134,7 +141,11 @@ func (b *Batcher) collect() {
 			}
 			timer.Reset(b.cfg.MaxQueueDelay - time.Since(batch[0].enqueued))
 		}
-		dispatch := total >= b.target
+		// Unlike Triton, a request alone in an idle batcher goes at once:
+		// no caller could join it, so waiting would only add the delay to
+		// every request of a lone client. Under concurrency the batcher
+		// waits as configured.
+		dispatch := total >= b.target || b.callers.Load() <= int64(len(batch))
 		for !dispatch {
 			if b.preferred(total) || b.cfg.MaxQueueDelay <= 0 {
 				// Take only what is already waiting.
@@ -174,10 +185,11 @@ func (b *Batcher) collect() {
 	}
 }
 
-// add appends r and reports whether the batch is now due.
+// add appends r and reports whether the batch is now due: at its target
+// size, or holding every caller there is.
 func (b *Batcher) add(batch []*request, total int64, r *request) ([]*request, int64, bool) {
 	batch, total = append(batch, r), total+r.rows
-	return batch, total, total >= b.target
+	return batch, total, total >= b.target || b.callers.Load() <= int64(len(batch))
 }
 
 func (b *Batcher) preferred(total int64) bool {

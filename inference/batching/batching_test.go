@@ -16,14 +16,27 @@ import (
 )
 
 // doubler returns y = 2x row by row and records the rows of every call. A
-// NaN input is the caller's error.
+// NaN input is the caller's error. A call whose first value is blockValue
+// reports on entered and waits for release.
 type doubler struct {
-	mu    sync.Mutex
-	calls []int64
+	mu      sync.Mutex
+	calls   []int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+const blockValue = -12345
+
+func newDoubler() *doubler {
+	return &doubler{entered: make(chan struct{}, 1), release: make(chan struct{})}
 }
 
 func (d *doubler) Predict(_ context.Context, in []rt.Tensor) ([]rt.Tensor, error) {
 	x := in[0].Data.([]float32)
+	if len(x) > 0 && x[0] == blockValue {
+		d.entered <- struct{}{}
+		<-d.release
+	}
 	d.mu.Lock()
 	d.calls = append(d.calls, in[0].Shape[0])
 	d.mu.Unlock()
@@ -60,18 +73,31 @@ func newBatcher(t *testing.T, m rt.Model, cfg Config) *Batcher {
 	return b
 }
 
-// checkDoubled asserts that out is 2x in, for this caller's rows only.
-func checkDoubled(in, out []rt.Tensor) error {
-	x, y := in[0].Data.([]float32), out[0].Data.([]float32)
-	if !slices.Equal(out[0].Shape, in[0].Shape) || len(y) != len(x) {
-		return fmt.Errorf("output shape %v for input %v", out[0].Shape, in[0].Shape)
+// occupy sends one request that blocks inside the model, so that the
+// batcher is busy and holds the requests that follow for merging, as under
+// load. Calling the returned func lets it finish and checks its answer.
+func occupy(t *testing.T, b *Batcher, m *doubler) func() {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		in := input(1, 1, blockValue)
+		out, err := b.Predict(context.Background(), in)
+		if err == nil {
+			err = checkDoubled(in, out)
+		}
+		done <- err
+	}()
+	select {
+	case <-m.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the occupying request never reached the model")
 	}
-	for i := range x {
-		if y[i] != 2*x[i] {
-			return fmt.Errorf("row element %d: got %v, want %v", i, y[i], 2*x[i])
+	return func() {
+		close(m.release)
+		if err := <-done; err != nil {
+			t.Errorf("occupying request: %v", err)
 		}
 	}
-	return nil
 }
 
 func TestMergesConcurrentRequestsAndSplitsResults(t *testing.T) {
@@ -120,8 +146,10 @@ func TestMergesConcurrentRequestsAndSplitsResults(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			m := &doubler{}
+			m := newDoubler()
+			tc.cfg.MaxInFlight = 2
 			b := newBatcher(t, m, tc.cfg)
+			release := occupy(t, b, m)
 			g, ctx := errgroup.WithContext(context.Background())
 			for i := range tc.requests {
 				g.Go(func() error {
@@ -136,13 +164,33 @@ func TestMergesConcurrentRequestsAndSplitsResults(t *testing.T) {
 			if err := g.Wait(); err != nil {
 				t.Fatal(err)
 			}
-			tc.check(t, m.rows())
+			calls := m.rows() // before the occupier, which records on release
+			release()
+			tc.check(t, calls)
 		})
 	}
 }
 
+func TestIdleBatcherDoesNotHoldALoneRequest(t *testing.T) {
+	m := newDoubler()
+	// An hour's delay: only the idle rule can answer in time.
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
+	for i := range 3 {
+		in := input(2, 3, float32(i))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := b.Predict(ctx, in)
+		cancel()
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if err := checkDoubled(in, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestDelayDispatchesALoneRequest(t *testing.T) {
-	m := &doubler{}
+	m := newDoubler()
 	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Millisecond})
 	in := input(2, 3, 1)
 	out, err := b.Predict(context.Background(), in)
@@ -155,11 +203,13 @@ func TestDelayDispatchesALoneRequest(t *testing.T) {
 }
 
 func TestBadRequestDoesNotFailItsNeighbours(t *testing.T) {
-	m := &doubler{}
+	m := newDoubler()
 	var batches []int64
 	var mu sync.Mutex
-	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{4},
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{4}, MaxInFlight: 2,
 		ObserveBatch: func(n int64) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	release := occupy(t, b, m)
+	defer release()
 	errs := make([]error, 4)
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -187,14 +237,18 @@ func TestBadRequestDoesNotFailItsNeighbours(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if !slices.Equal(batches, []int64{4}) {
-		t.Errorf("batches %v, want the 4 requests merged once", batches)
+	mu.Lock()
+	defer mu.Unlock()
+	// The occupier's batch of 1 comes first.
+	if !slices.Equal(batches, []int64{1, 4}) {
+		t.Errorf("batches %v, want the occupier's and the 4 requests merged once", batches)
 	}
 }
 
 func TestIncompatibleRequestsRunSeparately(t *testing.T) {
-	m := &doubler{}
-	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}})
+	m := newDoubler()
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}, MaxInFlight: 2})
+	release := occupy(t, b, m)
 	g, ctx := errgroup.WithContext(context.Background())
 	for i := range 2 {
 		g.Go(func() error {
@@ -209,13 +263,15 @@ func TestIncompatibleRequestsRunSeparately(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if calls := m.rows(); !slices.Equal(calls, []int64{1, 1}) {
+	calls := m.rows()
+	release()
+	if !slices.Equal(calls, []int64{1, 1}) {
 		t.Errorf("model calls %v, want two separate calls", calls)
 	}
 }
 
 func TestCancelledCallerReturns(t *testing.T) {
-	m := &doubler{}
+	m := newDoubler()
 	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -235,7 +291,7 @@ func TestCancelledCallerReturns(t *testing.T) {
 }
 
 func TestPredictAfterCloseEvaluatesDirectly(t *testing.T) {
-	m := &doubler{}
+	m := newDoubler()
 	b := New(m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
 	b.Close()
 	in := input(1, 2, 5)
@@ -249,7 +305,7 @@ func TestPredictAfterCloseEvaluatesDirectly(t *testing.T) {
 }
 
 func TestLargeRequestsBypassTheQueue(t *testing.T) {
-	m := &doubler{}
+	m := newDoubler()
 	b := newBatcher(t, m, Config{MaxBatchSize: 4, MaxQueueDelay: time.Hour})
 	in := input(4, 2, 0)
 	out, err := b.Predict(context.Background(), in)
@@ -259,4 +315,18 @@ func TestLargeRequestsBypassTheQueue(t *testing.T) {
 	if err := checkDoubled(in, out); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// checkDoubled asserts that out is 2x in, for this caller's rows only.
+func checkDoubled(in, out []rt.Tensor) error {
+	x, y := in[0].Data.([]float32), out[0].Data.([]float32)
+	if !slices.Equal(out[0].Shape, in[0].Shape) || len(y) != len(x) {
+		return fmt.Errorf("output shape %v for input %v", out[0].Shape, in[0].Shape)
+	}
+	for i := range x {
+		if y[i] != 2*x[i] {
+			return fmt.Errorf("row element %d: got %v, want %v", i, y[i], 2*x[i])
+		}
+	}
+	return nil
 }

@@ -1,13 +1,15 @@
 package server_test
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/runtime"
 )
 
 func TestGRPCMetadataAndHealth(t *testing.T) {
@@ -291,37 +294,73 @@ func TestRepositoryExtension(t *testing.T) {
 	}
 }
 
+// blockingModel echoes its 1-feature input; a row holding -1 reports on
+// entered and waits for release, keeping the model busy.
+type blockingModel struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingModel) Predict(_ context.Context, in []runtime.Tensor) ([]runtime.Tensor, error) {
+	x := in[0].Data.([]float32)
+	if slices.Contains(x, -1) {
+		b.entered <- struct{}{}
+		<-b.release
+	}
+	return []runtime.Tensor{{Name: "y", Datatype: runtime.FP32, Shape: []int64{int64(len(x)), 1}, Data: slices.Clone(x)}}, nil
+}
+
+func (b *blockingModel) MemoryBytes() int64 { return 1 }
+
 func TestDynamicBatchingMergesConcurrentGRPCRequests(t *testing.T) {
-	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t)})
+	blocker := &blockingModel{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	reg := inferencetest.Registry()
+	reg[inferencetest.RuntimeName] = func(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
+		if spec.Name == "batched" {
+			return blocker, nil
+		}
+		return inferencetest.LoadTestModel(ctx, spec)
+	}
+	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), Registry: reg})
 	c := srv.Client(t)
 	ctx := ctxT(t)
-	// The model waits an hour for company: only merging four requests into
-	// its preferred batch size of 4 can answer them.
-	var wg sync.WaitGroup
-	errs := make([]error, 4)
-	for i := range 4 {
-		wg.Go(func() {
-			resp, err := c.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "batched",
-				Inputs: []*pb.ModelInferRequest_InferInputTensor{fp32Input("x", []int64{1, 1}, float32(i))}})
-			if err == nil {
-				if got := resp.GetOutputs()[0].GetContents().GetFp32Contents(); len(got) != 1 || got[0] != float32(i) {
-					t.Errorf("request %d got %v", i, got)
-				}
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
+	call := func(v float32) error {
+		resp, err := c.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "batched",
+			Inputs: []*pb.ModelInferRequest_InferInputTensor{fp32Input("x", []int64{1, 1}, v)}})
 		if err != nil {
-			t.Errorf("request %d: %v", i, err)
+			return err
 		}
+		if got := resp.GetOutputs()[0].GetContents().GetFp32Contents(); len(got) != 1 || got[0] != v {
+			return fmt.Errorf("request %v got %v", v, got)
+		}
+		return nil
+	}
+	// Keep the model busy, as under load; the batcher then holds new
+	// requests for company. Its delay is an hour: only merging the four
+	// into the preferred batch size of 4 can answer them.
+	busy := make(chan error, 1)
+	go func() { busy <- call(-1) }()
+	select {
+	case <-blocker.entered:
+	case <-ctx.Done():
+		t.Fatal("the first request never reached the model")
+	}
+	g, _ := errgroup.WithContext(ctx)
+	for i := range 4 {
+		g.Go(func() error { return call(float32(i)) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(blocker.release)
+	if err := <-busy; err != nil {
+		t.Fatal(err)
 	}
 	body := scrape(t, srv)
 	for _, want := range []string{
-		`maestro_inference_batch_rows_count{model="batched",version="1"} 1`,
-		`maestro_inference_batch_rows_sum{model="batched",version="1"} 4`,
-		`maestro_inference_queue_duration_seconds_count{model="batched",version="1"} 4`,
+		`maestro_inference_batch_rows_count{model="batched",version="1"} 2`,
+		`maestro_inference_batch_rows_sum{model="batched",version="1"} 5`,
+		`maestro_inference_queue_duration_seconds_count{model="batched",version="1"} 5`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
