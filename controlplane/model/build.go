@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -465,7 +466,7 @@ func (b *builder) action(c caller, sp *policy.RouteSpec, envoy bool) RouteAction
 		a.Fanout = f
 	}
 	if s := sp.SLO; s != nil {
-		o := &SLO{ErrorRate: s.ErrorRate / 100, Availability: s.Availability / 100, BudgetHeader: s.BudgetHeader}
+		o := &SLO{ErrorRate: fraction(s.ErrorRate), Availability: fraction(s.Availability), BudgetHeader: s.BudgetHeader}
 		for _, l := range s.Latency {
 			o.Latency = append(o.Latency, LatencyTarget{Percentile: l.Percentile, Threshold: l.Threshold.D()})
 		}
@@ -475,6 +476,12 @@ func (b *builder) action(c caller, sp *policy.RouteSpec, envoy bool) RouteAction
 		a.SLO = o
 	}
 	return a
+}
+
+// fraction turns a policy percentage into the IR's [0, 1] share, rounded
+// to 12 decimals so that 99.9 becomes 0.999 rather than 0.9990000000000001.
+func fraction(percent float64) float64 {
+	return math.Round(percent/100*1e12) / 1e12
 }
 
 // filters returns the wasm filters listener needs: fanout if a route has an
@@ -535,8 +542,8 @@ func (b *builder) authzRules(name string, r policy.AuthzRule) []AuthzRule {
 			Paths: slices.Clone(r.To.Paths), Prefixes: slices.Clone(r.To.PathPrefixes)})
 	}
 	add := func(prefix string, fs []form) {
-		for i, f := range fs {
-			rule := AuthzRule{Name: fmt.Sprintf("%s.%s.%d", name, prefix, i), Principals: slices.Clone(principals), Headers: f.match.Headers}
+		for _, f := range fs {
+			rule := AuthzRule{Name: name + "." + prefix + f.suffix, Principals: slices.Clone(principals), Headers: f.match.Headers}
 			if f.match.Path != "" {
 				rule.Paths = []string{f.match.Path}
 			} else if f.match.Prefix != "/" {
@@ -576,7 +583,7 @@ func (b *builder) principals(f policy.AuthzFrom) []string {
 			set[b.spiffe(id)] = true
 		}
 	}
-	out := make([]string, 0, len(set))
+	var out []string
 	for id := range set {
 		out = append(out, id)
 	}
