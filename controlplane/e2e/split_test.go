@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +19,6 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
-	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
@@ -40,23 +41,20 @@ const (
 
 type plane struct {
 	addrs   controlplane.Addrs
-	path    string
 	reloads chan error
 }
 
-// startPlane runs a control plane serving m from a file it watches.
-func startPlane(t *testing.T, m *model.Mesh) *plane {
+// startPlane runs a control plane serving the policy at path, through the
+// same loader as `maestro controlplane`.
+func startPlane(t *testing.T, path string) *plane {
 	t.Helper()
-	p := &plane{path: filepath.Join(t.TempDir(), "mesh.json"), reloads: make(chan error, 10)}
-	if err := cptest.WriteMesh(p.path, m); err != nil {
-		t.Fatal(err)
-	}
+	p := &plane{reloads: make(chan error, 10)}
 	ready := make(chan controlplane.Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- controlplane.Run(ctx, controlplane.Config{
-			Paths: []string{p.path}, Load: cptest.LoadJSON, Insecure: true,
+			Paths: []string{path}, Load: controlplane.PolicyLoader(controlplane.CAEphemeral), Insecure: true,
 			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
 			Ready:    func(a controlplane.Addrs) { ready <- a },
 			OnReload: func(_ string, err error) { p.reloads <- err },
@@ -78,13 +76,11 @@ func startPlane(t *testing.T, m *model.Mesh) *plane {
 	return p
 }
 
-// edit writes m and waits for the control plane to have reloaded it,
-// returning the reload's error.
-func (p *plane) edit(t *testing.T, write func() error) error {
+// edit writes content to path and waits for the control plane to have
+// reloaded, returning the reload's error.
+func (p *plane) edit(t *testing.T, path, content string) error {
 	t.Helper()
-	if err := write(); err != nil {
-		t.Fatal(err)
-	}
+	write(t, path, content)
 	select {
 	case err := <-p.reloads:
 		return err
@@ -92,6 +88,55 @@ func (p *plane) edit(t *testing.T, write func() error) error {
 		t.Fatal("no reload after edit")
 	}
 	return nil
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// meshPolicy is a policy splitting the gRPC service fraud between v1
+// (inline endpoint) and v2 (endpoints file), for proxyless clients of
+// xds:///fraud.
+func meshPolicy(v1Port, w1, w2 uint32) string {
+	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: e2e
+spec:
+  mtls:
+    mode: DISABLE
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata:
+  name: fraud
+  namespace: ml
+spec:
+  protocol: grpc
+  versions:
+    - name: v1
+      endpoints: [{address: 127.0.0.1, port: %d}]
+    - name: v2
+      endpointsFile: v2-endpoints.yaml
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata:
+  name: fraud
+  namespace: ml
+spec:
+  service: fraud
+  split:
+    - {version: v1, weight: %d}
+    - {version: v2, weight: %d}
+`, v1Port, w1, w2)
+}
+
+func endpointsFile(port uint32) string {
+	return fmt.Sprintf("apiVersion: maestro.dev/v1alpha1\nkind: Endpoints\nendpoints:\n  - {address: 127.0.0.1, port: %d}\n", port)
 }
 
 // xdsClient dials xds:///target as proxyless node id, with a bootstrap
@@ -106,7 +151,7 @@ func xdsClient(t *testing.T, xdsAddr, id string) pb.GRPCInferenceServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient("xds:///"+cptest.Target, grpc.WithResolvers(resolver),
+	conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -170,29 +215,39 @@ func waitShare(t *testing.T, c pb.GRPCInferenceServiceClient, backend string, mi
 func TestProxylessSplitFollowsPolicyEdits(t *testing.T) {
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
 	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2"})
-	backends := func(w1, w2 uint32) []cptest.Backend {
-		return []cptest.Backend{
-			{Cluster: "fraud.v1", Host: "127.0.0.1", Port: port(t, v1.GRPCAddr), Weight: w1},
-			{Cluster: "fraud.v2", Host: "127.0.0.1", Port: port(t, v2.GRPCAddr), Weight: w2},
-		}
-	}
-	p := startPlane(t, cptest.SplitMesh(backends(90, 10)...))
+	v2b := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2-new"})
+	dir := t.TempDir()
+	meshPath, epPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "v2-endpoints.yaml")
+	write(t, epPath, endpointsFile(port(t, v2.GRPCAddr)))
+	write(t, meshPath, meshPolicy(port(t, v1.GRPCAddr), 90, 10))
+	p := startPlane(t, meshPath)
 	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
 
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 90, "fraud-v2": 10})
 
 	// Editing the policy shifts the split of the running client.
-	if err := p.edit(t, func() error { return cptest.WriteMesh(p.path, cptest.SplitMesh(backends(50, 50)...)) }); err != nil {
+	if err := p.edit(t, meshPath, meshPolicy(port(t, v1.GRPCAddr), 50, 50)); err != nil {
 		t.Fatalf("valid edit rejected: %v", err)
 	}
 	waitShare(t, client, "fraud-v2", 35)
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 50, "fraud-v2": 50})
 
 	// A broken edit changes nothing.
-	if err := p.edit(t, func() error { return os.WriteFile(p.path, []byte(`{"groups": [{"name": `), 0o644) }); err == nil {
+	if err := p.edit(t, meshPath, strings.Replace(meshPolicy(port(t, v1.GRPCAddr), 10, 90), "weight: 90", "weight: ninety", 1)); err == nil {
 		t.Fatal("broken edit was applied")
 	}
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 50, "fraud-v2": 50})
+
+	// The endpoints file is watched too: moving v2 to a new instance
+	// moves its share there.
+	if err := p.edit(t, meshPath, meshPolicy(port(t, v1.GRPCAddr), 50, 50)); err != nil {
+		t.Fatalf("restoring the policy: %v", err)
+	}
+	if err := p.edit(t, epPath, endpointsFile(port(t, v2b.GRPCAddr))); err != nil {
+		t.Fatalf("endpoints edit rejected: %v", err)
+	}
+	waitShare(t, client, "fraud-v2-new", 35)
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 50, "fraud-v2-new": 50})
 }
 
 func port(t *testing.T, addr string) uint32 {
