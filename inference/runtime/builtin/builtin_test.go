@@ -141,3 +141,41 @@ func TestUnknownRuntime(t *testing.T) {
 		t.Fatal("loaded an unknown runtime")
 	}
 }
+
+// TestEmptyBatch sends every demo model a batch of zero rows: each must
+// answer with every output, zero rows long, rather than fail or panic.
+func TestEmptyBatch(t *testing.T) {
+	reg := builtin.Registry()
+	for _, d := range demoVersions(t) {
+		t.Run(d.model+"/"+d.version, func(t *testing.T) {
+			m := load(t, reg, d)
+			sig := d.cfg.Signature()
+			var inputs []runtime.Tensor
+			for _, in := range sig.Inputs {
+				shape := append([]int64{0}, in.Shape[1:]...)
+				var data any
+				switch in.Datatype {
+				case runtime.FP32:
+					data = []float32{}
+				case runtime.Int64:
+					data = []int64{}
+				default:
+					t.Fatalf("test does not build %s inputs", in.Datatype)
+				}
+				inputs = append(inputs, runtime.Tensor{Name: in.Name, Datatype: in.Datatype, Shape: shape, Data: data})
+			}
+			out, err := m.Predict(context.Background(), inputs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != len(sig.Outputs) {
+				t.Fatalf("%d outputs, want %d", len(out), len(sig.Outputs))
+			}
+			for _, o := range out {
+				if len(o.Shape) == 0 || o.Shape[0] != 0 || o.Elements() != 0 {
+					t.Errorf("output %q shape %v, want zero rows", o.Name, o.Shape)
+				}
+			}
+		})
+	}
+}

@@ -54,7 +54,17 @@ const (
 	softmax
 )
 
-var links = map[string]link{"identity": identity, "logistic": logistic, "softmax": softmax}
+func parseLink(s string) (link, bool) {
+	switch s {
+	case "identity":
+		return identity, true
+	case "logistic":
+		return logistic, true
+	case "softmax":
+		return softmax, true
+	}
+	return 0, false
+}
 
 type fileJSON struct {
 	Format       string      `json:"format"`
@@ -92,7 +102,7 @@ func Parse(data []byte) (*Coefficients, error) {
 	if f.NumFeatures < 1 || f.NumFeatures > maxFeatures {
 		return nil, fmt.Errorf("num_features: %d out of range [1, %d]", f.NumFeatures, maxFeatures)
 	}
-	if _, ok := links[f.Link]; !ok {
+	if _, ok := parseLink(f.Link); !ok {
 		return nil, fmt.Errorf("link: %q, want identity, logistic or softmax", f.Link)
 	}
 	if len(f.Weights) == 0 {
@@ -169,7 +179,8 @@ func New(data []byte, sig runtime.Signature) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse linear model: %w", err)
 	}
-	m := &Model{link: links[c.Link], nf: c.NumFeatures, nout: len(c.Weights), intercept: c.Intercept}
+	lk, _ := parseLink(c.Link)
+	m := &Model{link: lk, nf: c.NumFeatures, nout: len(c.Weights), intercept: c.Intercept}
 	m.weights = make([]float64, 0, m.nf*m.nout)
 	for _, row := range c.Weights {
 		m.weights = append(m.weights, row...)

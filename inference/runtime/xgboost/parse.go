@@ -99,15 +99,20 @@ func (f *flags) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Objectives this runtime evaluates, by the output transform they apply.
-var objectives = map[string]transform{
-	"binary:logistic":  sigmoid,
-	"reg:logistic":     sigmoid,
-	"binary:logitraw":  identity,
-	"reg:squarederror": identity,
-	"reg:linear":       identity,
-	"multi:softprob":   softprob,
-	"multi:softmax":    softmax,
+// objectiveTransform is the output transform of each objective this
+// runtime evaluates.
+func objectiveTransform(name string) (transform, bool) {
+	switch name {
+	case "binary:logistic", "reg:logistic":
+		return sigmoid, true
+	case "binary:logitraw", "reg:squarederror", "reg:linear":
+		return identity, true
+	case "multi:softprob":
+		return softprob, true
+	case "multi:softmax":
+		return softmax, true
+	}
+	return 0, false
 }
 
 // limits keep a hostile or corrupt file from asking for absurd allocations.
@@ -148,7 +153,7 @@ func parse(data []byte) (*ensemble, error) {
 		return nil, fmt.Errorf("learner.gradient_booster: %w", err)
 	}
 
-	tr, ok := objectives[l.Objective.Name]
+	tr, ok := objectiveTransform(l.Objective.Name)
 	if !ok {
 		return nil, fmt.Errorf("learner.objective.name: objective %q is not supported (supported: binary:logistic, binary:logitraw, reg:logistic, reg:squarederror, multi:softprob, multi:softmax)", l.Objective.Name)
 	}
