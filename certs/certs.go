@@ -168,13 +168,14 @@ func NewCertificate(p Parts) (*Certificate, error) {
 }
 
 // isCapped compares the granted lifetime with the request, with a tolerance
-// of a tenth (at most a minute) for rounding and clock differences; NotBefore
-// is not used because CAs backdate it to absorb skew.
+// of a tenth (at most a minute, at least the one second X.509 times are
+// rounded to) for rounding and clock differences; NotBefore is not used
+// because CAs backdate it to absorb skew.
 func isCapped(requested time.Duration, issuedAt, notAfter time.Time) bool {
 	if requested <= 0 || issuedAt.IsZero() {
 		return false
 	}
-	tolerance := min(requested/10, time.Minute)
+	tolerance := max(min(requested/10, time.Minute), time.Second)
 	return notAfter.Before(issuedAt.Add(requested - tolerance))
 }
 
