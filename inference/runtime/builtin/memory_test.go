@@ -16,7 +16,7 @@ func TestMemoryBytesTracksHeap(t *testing.T) {
 		t.Run(d.model+"/"+d.version, func(t *testing.T) {
 			// Load several copies so the per-copy figure rises above the
 			// heap's own noise.
-			const copies = 16
+			const copies = 8
 			models := make([]runtime.Model, copies)
 			var before, after goruntime.MemStats
 			goruntime.GC()
