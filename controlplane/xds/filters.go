@@ -1,7 +1,6 @@
 package xds
 
 import (
-	"encoding/json"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -229,16 +228,4 @@ func perRouteFilterConfig(a *model.RouteAction) (map[string]*anypb.Any, error) {
 		return nil, err
 	}
 	return map[string]*anypb.Any{wellknown.Fault: f}, nil
-}
-
-// PluginConfiguration returns the JSON plugin configuration of a filter of
-// kind k for the routes of rc.
-func PluginConfiguration(k model.FilterKind, rc *model.RouteConfig) ([]byte, error) {
-	switch k {
-	case model.FilterFanout:
-		return json.Marshal(fanoutPlugin(rc))
-	case model.FilterSLO:
-		return json.Marshal(sloPlugin(rc))
-	}
-	return nil, errUnknownFilter(k)
 }

@@ -11,10 +11,16 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/model/modeltest"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/xds"
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/out")
@@ -109,6 +115,7 @@ func render(t *testing.T, name string, m *model.Mesh) map[string][]byte {
 		if err != nil {
 			t.Fatalf("ForGroup(%q) = %v", g.Name, err)
 		}
+		checkPluginConfigs(t, res)
 		for _, typ := range xds.Types {
 			items := res.Items[typ]
 			if len(items) == 0 {
@@ -162,4 +169,34 @@ func firstDiff(want, got string) string {
 		}
 	}
 	return "length differs"
+}
+
+// checkPluginConfigs parses every wasm filter's plugin configuration with
+// the filter's own strict parser, as the filter does when Envoy configures
+// it: what the control plane sends must be what the filter accepts.
+func checkPluginConfigs(t *testing.T, res *xds.Resources) {
+	t.Helper()
+	for _, r := range res.Items[resource.ExtensionConfigType] {
+		ec := r.(*corev3.TypedExtensionConfig)
+		var w wasmfilterv3.Wasm
+		if err := ec.GetTypedConfig().UnmarshalTo(&w); err != nil {
+			t.Fatalf("%s: %v", ec.Name, err)
+		}
+		var conf wrapperspb.StringValue
+		if err := w.GetConfig().GetConfiguration().UnmarshalTo(&conf); err != nil {
+			t.Fatalf("%s: %v", ec.Name, err)
+		}
+		var err error
+		switch w.GetConfig().GetRootId() {
+		case string(model.FilterFanout):
+			_, err = filterconfig.ParseFanout([]byte(conf.Value))
+		case string(model.FilterSLO):
+			_, err = filterconfig.ParseSLO([]byte(conf.Value))
+		default:
+			t.Fatalf("%s: unknown root id %q", ec.Name, w.GetConfig().GetRootId())
+		}
+		if err != nil {
+			t.Errorf("%s: the filter rejects its configuration: %v", ec.Name, err)
+		}
+	}
 }

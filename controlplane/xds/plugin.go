@@ -1,129 +1,165 @@
 package xds
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 )
 
-// The JSON plugin configurations of the wasm filters: one entry per route
-// name that has settings for the filter. Durations are milliseconds so the
-// guests need no duration parser.
+// BudgetHeader is the response header the slo filter writes the remaining
+// error budget to, on routes whose SLO asks for it.
+const BudgetHeader = "x-maestro-error-budget"
 
-type fanoutPluginConfig struct {
-	Routes map[string]fanoutRoute `json:"routes"`
+// PluginConfiguration returns the JSON plugin configuration of a filter of
+// kind k for the routes of rc, in the filter's own format
+// (wasmfilter/filterconfig), checked with its Validate: one entry per route
+// that has settings for the filter, keyed by route name, in route order.
+func PluginConfiguration(k model.FilterKind, rc *model.RouteConfig) ([]byte, error) {
+	var (
+		conf interface{ Validate() error }
+	)
+	switch k {
+	case model.FilterFanout:
+		conf = FanoutConfig(rc)
+	case model.FilterSLO:
+		conf = SLOConfig(rc)
+	default:
+		return nil, fmt.Errorf("unknown filter kind %q", k)
+	}
+	if err := conf.Validate(); err != nil {
+		return nil, fmt.Errorf("%s plugin configuration: %w", k, err)
+	}
+	return json.Marshal(conf)
 }
 
-type fanoutRoute struct {
-	Members   []fanoutMember `json:"members,omitempty"`
-	Strategy  string         `json:"strategy,omitempty"`
-	Quorum    uint32         `json:"quorum,omitempty"`
-	TimeoutMS int64          `json:"timeout_ms,omitempty"`
-	Sequence  bool           `json:"sequence,omitempty"`
-	Stacking  *stacking      `json:"stacking,omitempty"`
-	Shadow    *shadow        `json:"shadow,omitempty"`
-}
-
-type fanoutMember struct {
-	Cluster string  `json:"cluster"`
-	Model   string  `json:"model"`
-	Weight  float64 `json:"weight,omitempty"`
-}
-
-type stacking struct {
-	Weights []float64 `json:"weights"`
-	Bias    float64   `json:"bias"`
-}
-
-type shadow struct {
-	Cluster string  `json:"cluster"`
-	Model   string  `json:"model,omitempty"`
-	Percent float64 `json:"percent"`
-}
-
-type sloPluginConfig struct {
-	Routes map[string]sloRoute `json:"routes"`
-}
-
-type sloRoute struct {
-	Latency      []latencyTarget `json:"latency,omitempty"`
-	ErrorRate    float64         `json:"error_rate,omitempty"`
-	Availability float64         `json:"availability,omitempty"`
-	Windows      []burnWindow    `json:"windows,omitempty"`
-	BudgetHeader bool            `json:"budget_header,omitempty"`
-}
-
-type latencyTarget struct {
-	Percentile  float64 `json:"percentile"`
-	ThresholdMS int64   `json:"threshold_ms"`
-}
-
-type burnWindow struct {
-	Seconds  int64   `json:"seconds"`
-	BurnRate float64 `json:"burn_rate"`
-}
-
-func errUnknownFilter(k model.FilterKind) error { return fmt.Errorf("unknown filter kind %q", k) }
-
-// fanoutPlugin gathers the fanout settings (ensembles and compared shadows)
-// of every route in rc.
-func fanoutPlugin(rc *model.RouteConfig) fanoutPluginConfig {
-	out := fanoutPluginConfig{Routes: map[string]fanoutRoute{}}
+// FanoutConfig gathers the fanout settings (ensembles and compared
+// shadows) of every route in rc.
+func FanoutConfig(rc *model.RouteConfig) *filterconfig.Fanout {
+	out := &filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{}}
 	for _, vh := range rc.VirtualHosts {
-		for _, r := range vh.Routes {
-			if fr, ok := fanoutFor(&r.Action); ok {
-				out.Routes[r.Name] = fr
+		for i := range vh.Routes {
+			if fr, ok := fanoutRoute(&vh.Routes[i]); ok {
+				out.Routes = append(out.Routes, fr)
 			}
 		}
 	}
 	return out
 }
 
-// fanoutFor returns the fanout settings of one route, if it has any.
-func fanoutFor(a *model.RouteAction) (fanoutRoute, bool) {
-	var fr fanoutRoute
+// fanoutRoute returns the fanout settings of one route, if it has any. The
+// route's own destination, when it is a member, is the primary: the member
+// whose response the filter rewrites for gRPC.
+func fanoutRoute(r *model.Route) (filterconfig.FanoutRoute, bool) {
+	a := &r.Action
+	fr := filterconfig.FanoutRoute{Route: r.Name}
 	set := false
 	if f := a.Fanout; f != nil {
 		set = true
-		fr.Strategy, fr.Quorum, fr.TimeoutMS, fr.Sequence = f.Strategy, f.Quorum, ms(f.Timeout), f.Sequence
+		fr.TimeoutMs, fr.Sequence = millis(f.Timeout), f.Sequence
+		if !f.Sequence {
+			// A sequence combines nothing and needs every step.
+			fr.Strategy, fr.Quorum = filterconfig.Strategy(f.Strategy), f.Quorum
+		}
 		for _, m := range f.Members {
-			fr.Members = append(fr.Members, fanoutMember{Cluster: m.Cluster, Model: m.Model, Weight: m.Weight})
+			fr.Members = append(fr.Members, filterconfig.FanoutMember{Cluster: m.Cluster, Model: m.Model, Weight: m.Weight})
 		}
+		labelDuplicates(fr.Members)
 		if f.Stacking != nil {
-			fr.Stacking = &stacking{Weights: f.Stacking.Weights, Bias: f.Stacking.Bias}
+			fr.Stacking = &filterconfig.Stacking{Weights: slices.Clone(f.Stacking.Weights), Bias: f.Stacking.Bias}
 		}
+		fr.Primary = primary(a)
 	}
 	for _, m := range a.Mirrors {
 		if m.Compare {
 			set = true
-			fr.Shadow = &shadow{Cluster: m.Cluster, Model: m.Model, Percent: m.Percent}
-			break
+			fr.Shadows = append(fr.Shadows, filterconfig.Shadow{Cluster: m.Cluster, Model: m.Model, Percent: m.Percent})
 		}
 	}
 	return fr, set
 }
 
-// sloPlugin gathers the SLO settings of every route in rc.
-func sloPlugin(rc *model.RouteConfig) sloPluginConfig {
-	out := sloPluginConfig{Routes: map[string]sloRoute{}}
+// primary is the member the route forwards gRPC requests to: the last step
+// of a sequence (RouteAction routes there too), else the route's own
+// destination when it is a member, else "" (the filter's default, the
+// first member).
+func primary(a *model.RouteAction) string {
+	f := a.Fanout
+	if f.Sequence && len(f.Members) > 0 {
+		return f.Members[len(f.Members)-1].Cluster
+	}
+	if len(a.Clusters) == 1 && slices.ContainsFunc(f.Members, func(m model.FanoutMember) bool { return m.Cluster == a.Clusters[0].Name }) {
+		return a.Clusters[0].Name
+	}
+	return ""
+}
+
+// labelDuplicates names members that share a cluster (cluster/model), since
+// the filter labels members by cluster otherwise and labels must be unique.
+func labelDuplicates(ms []filterconfig.FanoutMember) {
+	count := map[string]int{}
+	for _, m := range ms {
+		count[m.Cluster]++
+	}
+	for i := range ms {
+		if count[ms[i].Cluster] > 1 {
+			ms[i].Name = ms[i].Cluster + "/" + ms[i].Model
+		}
+	}
+}
+
+// SLOConfig gathers the SLO settings of every route in rc. The model's burn
+// windows are sorted by duration; the first two become the filter's short
+// and long windows (the paging pair of multi-window burn-rate alerting).
+func SLOConfig(rc *model.RouteConfig) *filterconfig.SLO {
+	out := &filterconfig.SLO{Objectives: []filterconfig.SLOObjective{}}
 	for _, vh := range rc.VirtualHosts {
 		for _, r := range vh.Routes {
-			s := r.Action.SLO
-			if s == nil {
-				continue
+			if s := r.Action.SLO; s != nil {
+				out.Objectives = append(out.Objectives, sloObjective(r.Name, s))
 			}
-			sr := sloRoute{ErrorRate: s.ErrorRate, Availability: s.Availability, BudgetHeader: s.BudgetHeader}
-			for _, l := range s.Latency {
-				sr.Latency = append(sr.Latency, latencyTarget{Percentile: l.Percentile, ThresholdMS: ms(l.Threshold)})
-			}
-			for _, w := range s.Windows {
-				sr.Windows = append(sr.Windows, burnWindow{Seconds: int64(w.Duration / time.Second), BurnRate: w.BurnRate})
-			}
-			out.Routes[r.Name] = sr
 		}
 	}
 	return out
 }
 
-func ms(d time.Duration) int64 { return d.Milliseconds() }
+// sloObjective converts one route's SLO; when both an availability and an
+// error rate are given, the stricter wins (the filter takes one).
+func sloObjective(route string, s *model.SLO) filterconfig.SLOObjective {
+	o := filterconfig.SLOObjective{Route: route}
+	switch {
+	case s.Availability > 0 && s.ErrorRate > 0:
+		o.Availability = math.Max(s.Availability, 1-s.ErrorRate)
+	case s.Availability > 0:
+		o.Availability = s.Availability
+	default:
+		o.ErrorRate = s.ErrorRate
+	}
+	for _, l := range s.Latency {
+		o.Latency = append(o.Latency, filterconfig.LatencyTarget{Percentile: l.Percentile, ThresholdMs: millis(l.Threshold)})
+	}
+	if len(s.Windows) > 0 {
+		o.ShortWindowSeconds, o.ShortBurnThreshold = seconds(s.Windows[0].Duration), s.Windows[0].BurnRate
+	}
+	if len(s.Windows) > 1 {
+		o.LongWindowSeconds, o.LongBurnThreshold = seconds(s.Windows[1].Duration), s.Windows[1].BurnRate
+	}
+	if s.BudgetHeader {
+		o.BudgetHeader = BudgetHeader
+	}
+	return o
+}
+
+// millis converts d to whole milliseconds, saturating at the uint32 range.
+func millis(d time.Duration) uint32 {
+	return uint32(min(max(d.Milliseconds(), 0), math.MaxUint32))
+}
+
+// seconds converts d to whole seconds, saturating at the uint32 range.
+func seconds(d time.Duration) uint32 {
+	return uint32(min(max(int64(d/time.Second), 0), math.MaxUint32))
+}

@@ -88,9 +88,14 @@ func headerMatcher(h model.HeaderMatch) *routev3.HeaderMatcher {
 // RouteAction creates an Envoy RouteAction from a.
 func RouteAction(a *model.RouteAction, proxyless bool) *routev3.RouteAction {
 	out := &routev3.RouteAction{Timeout: duration(a.Timeout), RetryPolicy: retryPolicy(a.Retry)}
-	if len(a.Clusters) == 1 {
+	switch {
+	case a.Fanout != nil && a.Fanout.Sequence && len(a.Fanout.Members) > 0 && !proxyless:
+		// The fanout filter runs the earlier steps out of band and rewrites
+		// the last step's response, so the request itself goes there.
+		out.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: primary(a)}
+	case len(a.Clusters) == 1:
 		out.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: a.Clusters[0].Name}
-	} else {
+	default:
 		out.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: weightedClusters(a.Clusters)}
 	}
 	if proxyless {
