@@ -103,8 +103,19 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 	if n <= 0 || n >= b.cfg.MaxBatchSize {
 		return b.model.Predict(ctx, inputs)
 	}
-	b.callers.Add(1)
 	defer b.callers.Add(-1)
+	if b.callers.Add(1) == 1 && b.ctx.Err() == nil {
+		// Alone in the batcher: nobody to merge with, so skip the hand-offs
+		// to the collector and evaluator goroutines. Callers arriving
+		// meanwhile see this one and queue for merging.
+		if b.cfg.ObserveQueue != nil {
+			b.cfg.ObserveQueue(0)
+		}
+		if b.cfg.ObserveBatch != nil {
+			b.cfg.ObserveBatch(n)
+		}
+		return b.model.Predict(ctx, inputs)
+	}
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
 	select {
 	case b.queue <- req:

@@ -273,6 +273,9 @@ func TestIncompatibleRequestsRunSeparately(t *testing.T) {
 func TestCancelledCallerReturns(t *testing.T) {
 	m := newDoubler()
 	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8}})
+	// With the model busy, the next request queues for an hour's company.
+	release := occupy(t, b, m)
+	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
