@@ -1,0 +1,224 @@
+package fanout
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/combine"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
+)
+
+// memberState is what became of one member's call.
+type memberState struct {
+	called  bool
+	done    bool
+	err     string // why the member is missing; empty when it answered
+	sent    time.Time
+	ended   time.Time // when the answer came, if not at memberDone
+	latency time.Duration
+	resp    *oip.Response
+	answer  combine.Answer
+	output  *oip.Tensor // the output the answer was taken from
+}
+
+// AnswerOf takes the output tensor named output (empty: the first) from a
+// response as a combine.Answer for member index i of route r. Tests use it
+// to compute what the filter must answer from each member's own response.
+//
+// # Errors
+//
+// The output is missing or holds BYTES.
+func AnswerOf(r *filterconfig.FanoutRoute, i int, resp *oip.Response) (combine.Answer, *oip.Tensor, error) {
+	m := &r.Members[i]
+	t := oip.Find(resp.Outputs, r.Output)
+	if t == nil {
+		if r.Output == "" {
+			return combine.Answer{}, nil, errors.New("answer has no outputs")
+		}
+		return combine.Answer{}, nil, fmt.Errorf("answer has no output %q", r.Output)
+	}
+	if t.Datatype == "BYTES" {
+		return combine.Answer{}, nil, fmt.Errorf("output %q holds BYTES, which cannot be combined", t.Name)
+	}
+	rows, width := t.RowsWidth()
+	return combine.Answer{Member: i, Label: m.Label(), Weight: m.Weight, Rows: rows, Width: width, Scores: t.Values}, t, nil
+}
+
+// CombinedTensor is the output tensor the filter answers for result res,
+// shaped like the members' output like: votes give INT64 classes [rows, 1];
+// scores keep like's shape, in FP64 when like is FP64 and FP32 otherwise.
+func CombinedTensor(like *oip.Tensor, res combine.Result) oip.Tensor {
+	t := oip.Tensor{Name: like.Name, Values: res.Values}
+	switch {
+	case res.Classes:
+		t.Datatype, t.Shape = "INT64", []int64{int64(res.Rows), 1}
+	case like.Datatype == "FP64":
+		t.Datatype = "FP64"
+	default:
+		// Round to what the client will decode, so shadows are compared
+		// with exactly the answer given.
+		t.Datatype = "FP32"
+		t.Values = make([]float64, len(res.Values))
+		for i, v := range res.Values {
+			t.Values[i] = float64(float32(v))
+		}
+	}
+	if !res.Classes {
+		t.Shape = append([]int64(nil), like.Shape...)
+		if !fills(t.Shape, len(res.Values)) {
+			t.Shape = []int64{int64(res.Rows), int64(res.Width)}
+		}
+	}
+	return t
+}
+
+func fills(shape []int64, n int) bool {
+	acc := int64(1)
+	for _, d := range shape {
+		acc *= d
+	}
+	return acc == int64(n)
+}
+
+// Combine is the combination the filter performs over the answers of a
+// route's members, in member order.
+func Combine(r *filterconfig.FanoutRoute, answers []combine.Answer) (combine.Result, error) {
+	return combine.Combine(r.EffectiveStrategy(), answers, combine.Options{
+		Threshold: r.EffectiveThreshold(),
+		Stacking:  r.Stacking,
+		Members:   len(r.Members),
+	})
+}
+
+// tally splits the members into those that answered and those missing.
+func tally(ms []memberState) (answered, missing []int) {
+	for i := range ms {
+		if ms[i].done && ms[i].err == "" {
+			answered = append(answered, i)
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	return answered, missing
+}
+
+// report is the account of a fan-out given to the client.
+type report struct {
+	strategy string
+	answered string // labels, comma-separated
+	missing  string // "label (reason)", "; "-separated
+	latency  string // "label=ms", comma-separated
+}
+
+func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
+	var rep report
+	if r.Sequence {
+		rep.strategy = "sequence"
+	} else {
+		rep.strategy = string(r.EffectiveStrategy())
+	}
+	answered, missing := tally(ms)
+	var a, m, l []string
+	for _, i := range answered {
+		a = append(a, r.Members[i].Label())
+	}
+	for _, i := range missing {
+		why := ms[i].err
+		if !ms[i].called {
+			why = "not called"
+		} else if !ms[i].done {
+			why = "no answer"
+		}
+		m = append(m, r.Members[i].Label()+" ("+why+")")
+	}
+	for i := range ms {
+		if ms[i].done {
+			l = append(l, r.Members[i].Label()+"="+strconv.FormatFloat(float64(ms[i].latency.Microseconds())/1000, 'f', 3, 64))
+		}
+	}
+	rep.answered = strings.Join(a, ",")
+	rep.missing = strings.Join(m, "; ")
+	rep.latency = strings.Join(l, ",")
+	return rep
+}
+
+func (rep report) headers() [][2]string {
+	h := [][2]string{{HeaderStrategy, rep.strategy}, {HeaderAnswered, rep.answered}, {HeaderLatency, rep.latency}}
+	if rep.missing != "" {
+		h = append(h, [2]string{HeaderMissing, rep.missing})
+	}
+	return h
+}
+
+func (rep report) params() []oip.Param {
+	ps := []oip.Param{{Key: ParamStrategy, Value: rep.strategy}, {Key: ParamAnswered, Value: rep.answered},
+		{Key: ParamLatency, Value: rep.latency}}
+	if rep.missing != "" {
+		ps = append(ps, oip.Param{Key: ParamMissing, Value: rep.missing})
+	}
+	return ps
+}
+
+// quorumMessage explains a failed quorum, naming the missing members.
+func quorumMessage(r *filterconfig.FanoutRoute, ms []memberState, rep report) string {
+	answered, _ := tally(ms)
+	return fmt.Sprintf("fanout: quorum not met: %d of %d members answered, %d needed; missing: %s",
+		len(answered), len(ms), r.EffectiveQuorum(), rep.missing)
+}
+
+// failureReason describes a failed HTTP callout: Envoy reports a timeout
+// and a reset alike (no headers), so elapsed time tells them apart.
+func failureReason(elapsed time.Duration, timeoutMs uint32) string {
+	if elapsed >= time.Duration(timeoutMs)*time.Millisecond*9/10 {
+		return "timeout after " + strconv.FormatUint(uint64(timeoutMs), 10) + "ms"
+	}
+	return "no response (connection failed or reset)"
+}
+
+// httpErrorReason describes a member's non-200 REST answer, using the
+// protocol's {"error": ...} body when there is one.
+func httpErrorReason(status string, body []byte) string {
+	msg := ""
+	if _, err := oip.DecodeJSONResponse(body); err != nil && !errors.Is(err, oip.ErrInvalid) {
+		msg = err.Error()
+	}
+	if msg == "" {
+		return "HTTP " + status
+	}
+	return "HTTP " + status + ": " + msg
+}
+
+// grpcMessage percent-encodes a grpc-message value as the gRPC spec
+// requires (bytes outside printable ASCII, and '%').
+func grpcMessage(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// feed builds the inputs of sequence step next from the previous step's
+// outputs, renamed by the member's Inputs.
+func feed(next *filterconfig.FanoutMember, outputs []oip.Tensor) []oip.Tensor {
+	in := make([]oip.Tensor, len(outputs))
+	for i, t := range outputs {
+		in[i] = t
+		if to, ok := next.Inputs[t.Name]; ok {
+			in[i].Name = to
+		}
+	}
+	return in
+}

@@ -1,0 +1,191 @@
+// Package fanout is the fanout proxy-wasm filter: per route, it sends an
+// Open Inference Protocol request (REST/JSON or gRPC) to every member of an
+// ensemble concurrently, gathers their answers within a timeout, checks the
+// quorum and answers with the members' outputs combined (package combine);
+// or it chains members in a sequence; and it copies requests to shadow
+// models whose answers are compared with the user's, in metrics only.
+//
+// REST requests are answered locally. gRPC requests cannot be (Envoy turns
+// a gRPC local reply into a trailers-only response, with no body), so the
+// request goes on to the route's primary member, the others are called out
+// of band, and the primary's response body is rewritten with the combined
+// result; a failed quorum becomes grpc-status UNAVAILABLE in the trailers.
+//
+// The filter's configuration is filterconfig.Fanout (JSON); its metrics
+// and headers are documented in docs/filters.md. The main package in cmd
+// registers New with the proxy-wasm binding.
+package fanout
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
+	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
+)
+
+// Response headers (REST) and trailers (gRPC) naming what happened.
+const (
+	HeaderAnswered = "x-maestro-fanout-answered"
+	HeaderMissing  = "x-maestro-fanout-missing"
+	HeaderLatency  = "x-maestro-fanout-latency-ms"
+	HeaderStrategy = "x-maestro-fanout-strategy"
+)
+
+// Response parameters carrying the same facts inside the OIP response.
+const (
+	ParamAnswered = "fanout_answered"
+	ParamMissing  = "fanout_missing"
+	ParamLatency  = "fanout_latency_ms"
+	ParamStrategy = "fanout_strategy"
+)
+
+// MetricPrefix starts every metric the filter defines:
+// maestro_fanout.route.<route>.<name> and
+// maestro_fanout.route.<route>.member.<member>.<name> and
+// maestro_fanout.route.<route>.shadow.<shadow>.<name>, with dots in route
+// and member names turned into underscores so the segments stay
+// extractable as tags.
+const MetricPrefix = "maestro_fanout"
+
+const (
+	grpcService = "inference.GRPCInferenceService"
+	grpcMethod  = "ModelInfer"
+	grpcPath    = "/" + grpcService + "/" + grpcMethod
+
+	grpcUnavailable      = 14
+	grpcInvalidArgument  = 3
+	grpcInternal         = 13
+	grpcDeadlineExceeded = 4
+)
+
+// isTraceHeader says whether a request header is copied onto every
+// callout, so that a fan-out shows in one trace.
+func isTraceHeader(name string) bool {
+	switch name {
+	case "traceparent", "tracestate", "x-request-id", "b3",
+		"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled":
+		return true
+	}
+	return false
+}
+
+// New returns the filter's VM context, for the main package to register
+// with proxywasm.SetVMContext.
+func New() pw.VMContext { return vmContext{} }
+
+type vmContext struct{ pw.DefaultVMContext }
+
+func (vmContext) NewPluginContext(uint32) pw.PluginContext {
+	return &plugin{
+		counters:   map[string]pw.Counter{},
+		histograms: map[string]pw.Histogram{},
+		shadows:    map[uint64]*shadowCmp{},
+		sampling:   map[string]float64{},
+	}
+}
+
+// plugin is the root context: the configuration, metric handles, and the
+// shadow comparisons that may outlive their streams.
+type plugin struct {
+	pw.DefaultPluginContext
+	cfg        *filterconfig.Fanout
+	counters   map[string]pw.Counter
+	histograms map[string]pw.Histogram
+	shadows    map[uint64]*shadowCmp
+	nextShadow uint64
+	// sampling accumulates each shadow's percentage; a copy is sent each
+	// time it reaches 100, which gives the exact share deterministically.
+	sampling map[string]float64
+}
+
+func (p *plugin) OnPluginStart(int) bool {
+	data, err := pw.GetPluginConfiguration()
+	if err != nil {
+		pw.LogCritical("fanout: read plugin configuration: " + err.Error())
+		return false
+	}
+	cfg, err := filterconfig.ParseFanout(data)
+	if err != nil {
+		pw.LogCritical("fanout: " + err.Error())
+		return false
+	}
+	p.cfg = cfg
+	pw.LogInfo("fanout: configured " + strconv.Itoa(len(cfg.Routes)) + " routes")
+	return true
+}
+
+func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{p: p} }
+
+// metricSegment makes a name safe as one dotted metric segment.
+func metricSegment(s string) string {
+	if s == "" {
+		return "default"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '.' || r == ' ' || r == ':' || r == '/':
+			return '_'
+		case r < 0x20 || r > 0x7e:
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func routeMetric(route string, name string) string {
+	return MetricPrefix + ".route." + metricSegment(route) + "." + name
+}
+
+func memberMetric(route, member, name string) string {
+	return MetricPrefix + ".route." + metricSegment(route) + ".member." + metricSegment(member) + "." + name
+}
+
+func shadowMetric(route, shadow, name string) string {
+	return MetricPrefix + ".route." + metricSegment(route) + ".shadow." + metricSegment(shadow) + "." + name
+}
+
+// count adds n to the counter called name, defining it on first use. A
+// metric the host refuses is logged, never fatal to the request.
+func (p *plugin) count(name string, n uint64) {
+	c, ok := p.counters[name]
+	if !ok {
+		var err error
+		if c, err = pw.DefineCounter(name); err != nil {
+			pw.LogWarn("fanout: " + err.Error())
+			return
+		}
+		p.counters[name] = c
+	}
+	if err := c.Increment(n); err != nil {
+		pw.LogWarn("fanout: increment " + name + ": " + err.Error())
+	}
+}
+
+// record adds a sample to the histogram called name.
+func (p *plugin) record(name string, v uint64) {
+	h, ok := p.histograms[name]
+	if !ok {
+		var err error
+		if h, err = pw.DefineHistogram(name); err != nil {
+			pw.LogWarn("fanout: " + err.Error())
+			return
+		}
+		p.histograms[name] = h
+	}
+	if err := h.Record(v); err != nil {
+		pw.LogWarn("fanout: record " + name + ": " + err.Error())
+	}
+}
+
+// sample decides whether this request gets a copy for the shadow.
+func (p *plugin) sample(route string, s *filterconfig.Shadow) bool {
+	key := route + "\x00" + s.Label()
+	acc := p.sampling[key] + s.Percent
+	hit := acc >= 100
+	if hit {
+		acc -= 100
+	}
+	p.sampling[key] = acc
+	return hit
+}
