@@ -3,6 +3,7 @@ package policy
 import (
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -152,7 +153,12 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 			d.fail(k, fp, "field %q given twice", k.Value)
 		default:
 			seen[k.Value] = true
-			d.decode(val, v.Field(idx), fp)
+			f := v.Field(idx)
+			d.decode(val, f, fp)
+			if enum := v.Type().Field(idx).Tag.Get("enum"); enum != "" && f.Kind() == reflect.String && f.String() != "" &&
+				!slices.Contains(strings.Split(enum, ","), f.String()) {
+				d.fail(val, fp, "%q is not one of %s", f.String(), strings.ReplaceAll(enum, ",", ", "))
+			}
 		}
 	}
 }

@@ -12,6 +12,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,23 +54,26 @@ type Mesh struct {
 func (m *Mesh) Files() []string { return append([]string(nil), m.files...) }
 
 // Service returns the service named name, or nil.
-func (m *Mesh) Service(name string) *Service {
-	for _, s := range m.Services {
-		if s.Metadata.Name == name {
-			return s
-		}
-	}
-	return nil
-}
+func (m *Mesh) Service(name string) *Service { return find(m.Services, name) }
 
 // Route returns the route named name, or nil.
-func (m *Mesh) Route(name string) *Route {
-	for _, r := range m.Routes {
-		if r.Metadata.Name == name {
-			return r
-		}
+func (m *Mesh) Route(name string) *Route { return find(m.Routes, name) }
+
+// Gateway returns the gateway named name, or nil.
+func (m *Mesh) Gateway(name string) *Gateway { return find(m.Gateways, name) }
+
+// named is a document kind; the slices of a Mesh are sorted by name.
+type named interface{ name() string }
+
+func (d *doc) name() string { return d.Metadata.Name }
+
+func find[T named](docs []T, name string) T {
+	i, ok := slices.BinarySearchFunc(docs, name, func(d T, n string) int { return strings.Compare(d.name(), n) })
+	if !ok {
+		var zero T
+		return zero
 	}
-	return nil
+	return docs[i]
 }
 
 // Metadata names a document, as in Kubernetes. Names are unique per kind

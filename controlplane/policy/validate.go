@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"net/url"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,17 +30,14 @@ func (v *validator) on(kind string, d *doc) *validator {
 func validate(m *Mesh, e *errs) {
 	v := &validator{m: m, e: e}
 	c := v.on(KindMesh, &m.Config.doc)
-	c.enums(reflect.ValueOf(m.Config.Spec), "spec")
 	c.mesh(&m.Config.Spec)
 	for _, s := range m.Services {
 		c := v.on(KindService, &s.doc)
-		c.enums(reflect.ValueOf(s.Spec), "spec")
 		c.service(s)
 	}
 	targets := map[string]*Route{}
 	for _, r := range m.Routes {
 		c := v.on(KindRoute, &r.doc)
-		c.enums(reflect.ValueOf(r.Spec), "spec")
 		c.route(r)
 		if other, dup := targets[r.Spec.Target]; dup {
 			c.bad("spec.target", "proxyless target %q is also Route %q's (%s)", r.Spec.Target, other.Metadata.Name, other.Source)
@@ -50,7 +46,6 @@ func validate(m *Mesh, e *errs) {
 	}
 	for i, g := range m.Gateways {
 		c := v.on(KindGateway, &g.doc)
-		c.enums(reflect.ValueOf(g.Spec), "spec")
 		c.gateway(g, m.Gateways[:i])
 	}
 	for i, s := range m.Sidecars {
@@ -59,40 +54,7 @@ func validate(m *Mesh, e *errs) {
 	}
 	for i, a := range m.Authorizations {
 		c := v.on(KindAuthorization, &a.doc)
-		c.enums(reflect.ValueOf(a.Spec), "spec")
 		c.authorization(a, m.Authorizations[:i])
-	}
-}
-
-// enums checks every string field tagged `enum` holds one of its values.
-func (v *validator) enums(val reflect.Value, path string) {
-	switch val.Kind() {
-	case reflect.Pointer:
-		if !val.IsNil() {
-			v.enums(val.Elem(), path)
-		}
-	case reflect.Slice:
-		for i := 0; i < val.Len(); i++ {
-			v.enums(val.Index(i), fmt.Sprintf("%s[%d]", path, i))
-		}
-	case reflect.Struct:
-		t := val.Type()
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name := yamlName(f)
-			if name == "" {
-				continue
-			}
-			fp := join(path, name)
-			if enum := f.Tag.Get("enum"); enum != "" {
-				s := val.Field(i).String()
-				if s != "" && !slices.Contains(strings.Split(enum, ","), s) {
-					v.bad(fp, "%q is not one of %s", s, strings.ReplaceAll(enum, ",", ", "))
-				}
-				continue
-			}
-			v.enums(val.Field(i), fp)
-		}
 	}
 }
 

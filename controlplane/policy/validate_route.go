@@ -353,7 +353,7 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 			}
 		}
 		for j, g := range r.From.Gateways {
-			if v.gatewayNamed(g) == nil {
+			if v.m.Gateway(g) == nil {
 				v.bad(fmt.Sprintf("%s.from.gateways[%d]", f, j), "unknown Gateway %q", g)
 			}
 		}
@@ -397,13 +397,4 @@ func (v *validator) hasSidecar(service string) bool {
 		}
 	}
 	return false
-}
-
-func (v *validator) gatewayNamed(name string) *Gateway {
-	for _, g := range v.m.Gateways {
-		if g.Metadata.Name == name {
-			return g
-		}
-	}
-	return nil
 }
