@@ -30,6 +30,9 @@ type Cache struct {
 	// proxyless gRPC) then by name.
 	clusters [2]map[string]*builtCluster
 	routes   [2]map[string]*builtRoute
+	parts    clusterParts
+	// buf is reused to encode resources for their versions.
+	buf []byte
 }
 
 // flavour indexes the cache's maps.
@@ -111,15 +114,22 @@ func (r *Resources) addBuilt(t resource.Type, _, v string, res types.Resource) {
 }
 
 // version validates res and returns the hash of its deterministic encoding.
-func version(t resource.Type, name string, res types.Resource) (string, error) {
+func (c *Cache) version(t resource.Type, name string, res types.Resource) (string, error) {
 	if val, ok := res.(validator); ok {
 		if err := val.ValidateAll(); err != nil {
 			return "", fmt.Errorf("%s %q: %w", typeName(t), name, err)
 		}
 	}
-	b, err := deterministic.Marshal(res)
+	var buf []byte
+	if c != nil {
+		buf = c.buf[:0]
+	}
+	b, err := deterministic.MarshalAppend(buf, res)
 	if err != nil {
 		return "", fmt.Errorf("%s %q: encode: %w", typeName(t), name, err)
+	}
+	if c != nil {
+		c.buf = b
 	}
 	return strconv.FormatUint(xxhash.Sum64(b), 16), nil
 }
@@ -139,17 +149,21 @@ func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error
 	if e != nil && e.ir.EqualSettings(mc) {
 		out.cluster, out.clusterV = e.cluster, e.clusterV
 	} else {
-		cl, err := Cluster(mc, proxyless)
+		parts := &clusterParts{}
+		if c != nil {
+			parts = &c.parts
+		}
+		cl, err := parts.cluster(mc, proxyless)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", mc.Name, err)
 		}
-		if out.clusterV, err = version(resource.ClusterType, mc.Name, cl); err != nil {
+		if out.clusterV, err = c.version(resource.ClusterType, mc.Name, cl); err != nil {
 			return nil, err
 		}
 		out.cluster = cl
 	}
 	eds := Endpoints(mc)
-	v, err := version(resource.EndpointType, mc.Name, eds)
+	v, err := c.version(resource.EndpointType, mc.Name, eds)
 	if err != nil {
 		return nil, err
 	}
@@ -177,9 +191,16 @@ func (c *Cache) route(scope string, r *model.Route, proxyless bool) (*routev3.Ro
 	if err := rt.ValidateAll(); err != nil {
 		return nil, 0, fmt.Errorf("route %q: %w", r.Name, err)
 	}
-	b, err := deterministic.Marshal(rt)
+	var buf []byte
+	if c != nil {
+		buf = c.buf[:0]
+	}
+	b, err := deterministic.MarshalAppend(buf, rt)
 	if err != nil {
 		return nil, 0, fmt.Errorf("route %q: encode: %w", r.Name, err)
+	}
+	if c != nil {
+		c.buf = b
 	}
 	v := xxhash.Sum64(b)
 	if c != nil {

@@ -25,20 +25,37 @@ const (
 // TLS context names gRPC certificate providers instead of SDS secrets, and
 // active health checks (which gRPC ignores) are left out.
 func Cluster(c *model.Cluster, proxyless bool) (*clusterv3.Cluster, error) {
-	out := &clusterv3.Cluster{
-		Name:                 c.Name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-		ConnectTimeout:       durationpb.New(connectTimeout(c.ConnectTimeout)),
-		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-		CircuitBreakers:      circuitBreakers(c.Limits),
-		OutlierDetection:     outlierDetection(c.Outlier),
+	return (&clusterParts{}).cluster(c, proxyless)
+}
+
+// clusterParts holds the sub-messages every cluster of a translation has
+// in common (the ADS config source, the HTTP protocol options), built once
+// and shared read-only by all of them: with tens of thousands of clusters,
+// one copy each is a large share of a translation's allocations.
+type clusterParts struct {
+	ads     *corev3.ConfigSource
+	options map[model.Protocol]map[string]*anypb.Any
+}
+
+// cluster is Cluster using (and filling) the shared parts.
+func (p *clusterParts) cluster(c *model.Cluster, proxyless bool) (*clusterv3.Cluster, error) {
+	if p.ads == nil {
+		p.ads = adsSource()
 	}
-	opts, err := protocolOptions(c.Protocol)
+	opts, err := p.protocolOptions(c.Protocol)
 	if err != nil {
 		return nil, err
 	}
-	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptions: opts}
+	out := &clusterv3.Cluster{
+		Name:                          c.Name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: p.ads},
+		ConnectTimeout:                durationpb.New(connectTimeout(c.ConnectTimeout)),
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		CircuitBreakers:               circuitBreakers(c.Limits),
+		OutlierDetection:              outlierDetection(c.Outlier),
+		TypedExtensionProtocolOptions: opts,
+	}
 	if c.HealthCheck != nil && !proxyless {
 		out.HealthChecks = []*corev3.HealthCheck{healthCheck(c.HealthCheck, c.Protocol)}
 	}
@@ -50,6 +67,22 @@ func Cluster(c *model.Cluster, proxyless bool) (*clusterv3.Cluster, error) {
 		out.TransportSocket = ts
 	}
 	return out, nil
+}
+
+// protocolOptions returns the (shared) typed protocol options map for p.
+func (p *clusterParts) protocolOptions(proto model.Protocol) (map[string]*anypb.Any, error) {
+	if opts, ok := p.options[proto]; ok {
+		return opts, nil
+	}
+	packed, err := protocolOptions(proto)
+	if err != nil {
+		return nil, err
+	}
+	if p.options == nil {
+		p.options = map[model.Protocol]map[string]*anypb.Any{}
+	}
+	p.options[proto] = map[string]*anypb.Any{httpProtocolOptions: packed}
+	return p.options[proto], nil
 }
 
 func connectTimeout(d time.Duration) time.Duration {

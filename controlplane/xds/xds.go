@@ -104,7 +104,7 @@ func newResources() *Resources {
 // its deterministic encoding: the version moves exactly when what the
 // client receives does.
 func (r *Resources) add(t resource.Type, name string, res types.Resource) error {
-	v, err := version(t, name, res)
+	v, err := (*Cache)(nil).version(t, name, res)
 	if err != nil {
 		return err
 	}
