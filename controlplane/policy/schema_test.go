@@ -222,3 +222,19 @@ func number(x any) (float64, bool) {
 	}
 	return 0, false
 }
+
+// TestDocsShowTheDemoMesh keeps docs/policy.md's complete example equal to
+// examples/mesh.yaml (which TestLoadExamples loads).
+func TestDocsShowTheDemoMesh(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mesh, err := os.ReadFile("../../examples/mesh.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, append([]byte("```yaml\n"), append(mesh, []byte("```")...)...)) {
+		t.Error("docs/policy.md does not contain examples/mesh.yaml verbatim in a yaml block")
+	}
+}
