@@ -1,6 +1,7 @@
 package xgboost
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
@@ -44,6 +45,42 @@ func FuzzParse(f *testing.F) {
 				if math.Float32bits(margin[i]) != math.Float32bits(w) && !(margin[i] != margin[i] && w != w) {
 					t.Fatalf("fill %v: margin[%d] = %v, reference walk %v", fill, i, margin[i], w)
 				}
+			}
+		}
+	})
+}
+
+// FuzzWalk reads the fuzzer's bytes as float32 feature rows for the fraud
+// v1 model and checks the flattened walk against XGBoost's layout bit for
+// bit, whatever the values (NaN payloads, infinities, denormals).
+func FuzzWalk(f *testing.F) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "..", "examples", "models", "fraud", "1", DefaultFile))
+	if err != nil {
+		f.Fatal(err)
+	}
+	ref := newReference(f, data)
+	e := ref.e
+	row := make([]byte, 4*e.numFeature)
+	f.Add(row)
+	for i := range row {
+		row[i] = 0xff // NaN with every payload bit set
+	}
+	f.Add(row)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rows := len(b) / (4 * e.numFeature)
+		if rows == 0 {
+			return
+		}
+		x := make([]float32, rows*e.numFeature)
+		for i := range x {
+			x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		margin := make([]float32, rows*e.numGroup)
+		out := make([]float32, rows*e.outWidth())
+		e.predict(x, rows, margin, out, make([]float32, e.scratchLen(rows)))
+		for i, w := range ref.margins(x, rows) {
+			if math.Float32bits(margin[i]) != math.Float32bits(w) {
+				t.Fatalf("row %d: margin %v, reference %v", i/e.numGroup, margin[i], w)
 			}
 		}
 	})
