@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,12 +42,28 @@ func fraudRequest(rows int, raw bool) *pb.ModelInferRequest {
 	return req
 }
 
-// run calls f n times from c goroutines and returns the elapsed time.
-func run(b *testing.B, n, c int, f func(ctx context.Context) error) time.Duration {
+// cost is what a run took: wall-clock time and the process's CPU time
+// (client and server both run in it). CPU per request is the steadier
+// figure on a machine shared with other work, and bounds throughput: at
+// saturation, requests/s = cores / CPU per request.
+type cost struct{ wall, cpu time.Duration }
+
+func (c *cost) add(o cost) { c.wall += o.wall; c.cpu += o.cpu }
+
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// run calls f n times from c goroutines.
+func run(b *testing.B, n, c int, f func(ctx context.Context) error) cost {
 	b.Helper()
 	var next atomic.Int64
 	g, ctx := errgroup.WithContext(context.Background())
-	start := time.Now()
+	cpu0, start := cpuTime(b), time.Now()
 	for range c {
 		g.Go(func() error {
 			for next.Add(1) <= int64(n) {
@@ -60,7 +77,7 @@ func run(b *testing.B, n, c int, f func(ctx context.Context) error) time.Duratio
 	if err := g.Wait(); err != nil {
 		b.Fatal(err)
 	}
-	return time.Since(start)
+	return cost{wall: time.Since(start), cpu: cpuTime(b) - cpu0}
 }
 
 // BenchmarkGRPCFraudVsEmpty measures, in one run and on one server, the
@@ -80,25 +97,26 @@ func BenchmarkGRPCFraudVsEmpty(b *testing.B) {
 			// the machine falls on both alike.
 			const rounds = 10
 			per := max(b.N/rounds, 1)
-			var empty, infer time.Duration
+			var empty, infer cost
 			for range rounds {
-				empty += run(b, per, conc, func(ctx context.Context) error {
+				empty.add(run(b, per, conc, func(ctx context.Context) error {
 					_, err := c.ServerLive(ctx, &pb.ServerLiveRequest{})
 					return err
-				})
-				infer += run(b, per, conc, func(ctx context.Context) error {
+				}))
+				infer.add(run(b, per, conc, func(ctx context.Context) error {
 					_, err := c.ModelInfer(ctx, req)
 					return err
-				})
+				}))
 			}
 			b.StopTimer()
-			n := per * rounds
-			emptyRate := float64(n) / empty.Seconds()
-			inferRate := float64(n) / infer.Seconds()
+			n := float64(per * rounds)
+			emptyRate, inferRate := n/empty.wall.Seconds(), n/infer.wall.Seconds()
 			b.ReportMetric(emptyRate, "empty-req/s")
 			b.ReportMetric(inferRate, "infer-req/s")
 			b.ReportMetric(inferRate/emptyRate, "infer/empty")
-			b.ReportMetric(float64(infer.Microseconds())/float64(n)*float64(conc), "µs/infer-latency")
+			b.ReportMetric(float64(empty.cpu.Nanoseconds())/n/1000, "empty-cpu-µs")
+			b.ReportMetric(float64(infer.cpu.Nanoseconds())/n/1000, "infer-cpu-µs")
+			b.ReportMetric(float64(empty.cpu)/float64(infer.cpu), "cpu-empty/infer")
 		})
 	}
 }
