@@ -2,6 +2,8 @@ package proxywasm
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -42,14 +44,14 @@ func GetBuffer(bt BufferType, start, maxSize int) ([]byte, error) {
 func getBuffer(bt BufferType, start, maxSize uint32) ([]byte, error) {
 	var p, n uint32
 	if err := Status(proxyGetBufferBytes(uint32(bt), start, maxSize, &p, &n)).Err(); err != nil {
-		return nil, fmt.Errorf("get buffer %d: %w", bt, err)
+		return nil, hostError("get buffer", bufferName(bt), err)
 	}
 	return vm.claim(p, n), nil
 }
 
 func setBuffer(bt BufferType, start, length uint32, data []byte) error {
 	if err := Status(proxySetBufferBytes(uint32(bt), start, length, ptr(data), uint32(len(data)))).Err(); err != nil {
-		return fmt.Errorf("set buffer %d: %w", bt, err)
+		return hostError("set buffer", bufferName(bt), err)
 	}
 	return nil
 }
@@ -102,11 +104,11 @@ func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
 func GetHeaderMap(mt MapType) ([][2]string, error) {
 	var p, n uint32
 	if err := Status(proxyGetHeaderMapPairs(uint32(mt), &p, &n)).Err(); err != nil {
-		return nil, fmt.Errorf("get header map %d: %w", mt, err)
+		return nil, hostError("get header map", mapName(mt), err)
 	}
 	pairs, err := DeserializeMap(vm.claim(p, n))
 	if err != nil {
-		return nil, fmt.Errorf("get header map %d: %w", mt, err)
+		return nil, hostError("get header map", mapName(mt), err)
 	}
 	return pairs, nil
 }
@@ -115,7 +117,7 @@ func GetHeaderMap(mt MapType) ([][2]string, error) {
 func SetHeaderMap(mt MapType, pairs [][2]string) error {
 	b := SerializeMap(pairs)
 	if err := Status(proxySetHeaderMapPairs(uint32(mt), ptr(b), uint32(len(b)))).Err(); err != nil {
-		return fmt.Errorf("set header map %d: %w", mt, err)
+		return hostError("set header map", mapName(mt), err)
 	}
 	return nil
 }
@@ -127,7 +129,7 @@ func SetHeaderMap(mt MapType, pairs [][2]string) error {
 func GetHeader(mt MapType, key string) (string, error) {
 	var p, n uint32
 	if err := Status(proxyGetHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), &p, &n)).Err(); err != nil {
-		return "", fmt.Errorf("get header %q: %w", key, err)
+		return "", hostError("get header", key, err)
 	}
 	return string(vm.claim(p, n)), nil
 }
@@ -136,7 +138,7 @@ func GetHeader(mt MapType, key string) (string, error) {
 func AddHeader(mt MapType, key, value string) error {
 	st := proxyAddHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), strPtr(value), uint32(len(value)))
 	if err := Status(st).Err(); err != nil {
-		return fmt.Errorf("add header %q: %w", key, err)
+		return hostError("add header", key, err)
 	}
 	return nil
 }
@@ -145,7 +147,7 @@ func AddHeader(mt MapType, key, value string) error {
 func ReplaceHeader(mt MapType, key, value string) error {
 	st := proxyReplaceHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), strPtr(value), uint32(len(value)))
 	if err := Status(st).Err(); err != nil {
-		return fmt.Errorf("replace header %q: %w", key, err)
+		return hostError("replace header", key, err)
 	}
 	return nil
 }
@@ -153,7 +155,7 @@ func ReplaceHeader(mt MapType, key, value string) error {
 // RemoveHeader deletes a header.
 func RemoveHeader(mt MapType, key string) error {
 	if err := Status(proxyRemoveHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)))).Err(); err != nil {
-		return fmt.Errorf("remove header %q: %w", key, err)
+		return hostError("remove header", key, err)
 	}
 	return nil
 }
@@ -211,7 +213,7 @@ func GetProperty(path ...string) ([]byte, error) {
 	b := SerializePropertyPath(path)
 	var p, n uint32
 	if err := Status(proxyGetProperty(ptr(b), uint32(len(b)), &p, &n)).Err(); err != nil {
-		return nil, fmt.Errorf("get property %v: %w", path, err)
+		return nil, hostError("get property", strings.Join(path, "."), err)
 	}
 	return vm.claim(p, n), nil
 }
@@ -220,7 +222,7 @@ func GetProperty(path ...string) ([]byte, error) {
 func SetProperty(path []string, value []byte) error {
 	b := SerializePropertyPath(path)
 	if err := Status(proxySetProperty(ptr(b), uint32(len(b)), ptr(value), uint32(len(value)))).Err(); err != nil {
-		return fmt.Errorf("set property %v: %w", path, err)
+		return hostError("set property", strings.Join(path, "."), err)
 	}
 	return nil
 }
@@ -234,7 +236,7 @@ func SendHTTPResponse(statusCode uint32, headers [][2]string, body []byte, grpcS
 	h := SerializeMap(headers)
 	st := proxySendLocalResponse(statusCode, nil, 0, ptr(body), uint32(len(body)), ptr(h), uint32(len(h)), grpcStatus)
 	if err := Status(st).Err(); err != nil {
-		return fmt.Errorf("send local response %d: %w", statusCode, err)
+		return hostError("send local response", strconv.Itoa(int(statusCode)), err)
 	}
 	return nil
 }
@@ -262,7 +264,7 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers
 	st := proxyHTTPCall(strPtr(cluster), uint32(len(cluster)), ptr(h), uint32(len(h)), ptr(body), uint32(len(body)),
 		ptr(t), uint32(len(t)), millis(timeout), &id)
 	if err := Status(st).Err(); err != nil {
-		return 0, fmt.Errorf("http call to %q: %w", cluster, err)
+		return 0, hostError("http call to cluster", cluster, err)
 	}
 	vm.callouts[id] = callout{caller: vm.active, http: cb}
 	return id, nil
@@ -278,7 +280,7 @@ func DispatchGRPCCall(cluster, service, method string, metadata [][2]string, mes
 		strPtr(method), uint32(len(method)), ptr(md), uint32(len(md)), ptr(message), uint32(len(message)),
 		millis(timeout), &id)
 	if err := Status(st).Err(); err != nil {
-		return 0, fmt.Errorf("grpc call to %q %s/%s: %w", cluster, service, method, err)
+		return 0, hostError("grpc call to cluster", cluster+" "+service+"/"+method, err)
 	}
 	vm.callouts[id] = callout{caller: vm.active, grpc: cb}
 	return id, nil
@@ -315,7 +317,7 @@ func PluginDone() error { return Status(proxyDone()).Err() }
 func GetSharedData(key string) (value []byte, cas uint32, err error) {
 	var p, n uint32
 	if err := Status(proxyGetSharedData(strPtr(key), uint32(len(key)), &p, &n, &cas)).Err(); err != nil {
-		return nil, 0, fmt.Errorf("get shared data %q: %w", key, err)
+		return nil, 0, hostError("get shared data", key, err)
 	}
 	return vm.claim(p, n), cas, nil
 }
@@ -329,7 +331,7 @@ func GetSharedData(key string) (value []byte, cas uint32, err error) {
 func SetSharedData(key string, value []byte, cas uint32) error {
 	st := proxySetSharedData(strPtr(key), uint32(len(key)), ptr(value), uint32(len(value)), cas)
 	if err := Status(st).Err(); err != nil {
-		return fmt.Errorf("set shared data %q: %w", key, err)
+		return hostError("set shared data", key, err)
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 package proxywasm
 
-import "fmt"
+import "strconv"
 
 // Counter is a host counter defined by DefineCounter.
 type Counter struct{ id uint32 }
@@ -14,7 +14,7 @@ type Histogram struct{ id uint32 }
 func defineMetric(t MetricType, name string) (uint32, error) {
 	var id uint32
 	if err := Status(proxyDefineMetric(uint32(t), strPtr(name), uint32(len(name)), &id)).Err(); err != nil {
-		return 0, fmt.Errorf("define %s %q: %w", t, name, err)
+		return 0, hostError("define "+t.String(), name, err)
 	}
 	return id, nil
 }
@@ -61,7 +61,7 @@ func (h Histogram) Record(v uint64) error { return Status(proxyRecordMetric(h.id
 func getMetric(id uint32) (uint64, error) {
 	var v uint64
 	if err := Status(proxyGetMetric(id, &v)).Err(); err != nil {
-		return 0, fmt.Errorf("get metric %d: %w", id, err)
+		return 0, hostError("get metric", strconv.Itoa(int(id)), err)
 	}
 	return v, nil
 }

@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // Action is what a stream callback tells the host to do next.
@@ -201,3 +202,61 @@ func (m MetricType) String() string {
 const (
 	bufferWhole = ^uint32(0) >> 1
 )
+
+// HostError is a failed host call: the operation, what it was about (a
+// header name, property path, cluster...) and the host's status as one of
+// the sentinel errors, so errors.Is(err, ErrNotFound) works. It avoids fmt
+// on paths a filter takes on every request, which is slow inside wasm.
+type HostError struct {
+	Op, Arg string
+	Err     error
+}
+
+// Error reads "get header \"x-model\": proxy-wasm: not found".
+func (e *HostError) Error() string {
+	if e.Arg == "" {
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + " " + strconv.Quote(e.Arg) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the sentinel.
+func (e *HostError) Unwrap() error { return e.Err }
+
+func hostError(op, arg string, err error) error { return &HostError{Op: op, Arg: arg, Err: err} }
+
+func bufferName(bt BufferType) string {
+	switch bt {
+	case BufferTypeHTTPRequestBody:
+		return "http_request_body"
+	case BufferTypeHTTPResponseBody:
+		return "http_response_body"
+	case BufferTypeHTTPCallResponseBody:
+		return "http_call_response_body"
+	case BufferTypeGRPCReceiveBuffer:
+		return "grpc_receive_buffer"
+	case BufferTypeVMConfiguration:
+		return "vm_configuration"
+	case BufferTypePluginConfiguration:
+		return "plugin_configuration"
+	}
+	return "buffer " + strconv.Itoa(int(bt))
+}
+
+func mapName(mt MapType) string {
+	switch mt {
+	case MapTypeHTTPRequestHeaders:
+		return "http_request_headers"
+	case MapTypeHTTPRequestTrailers:
+		return "http_request_trailers"
+	case MapTypeHTTPResponseHeaders:
+		return "http_response_headers"
+	case MapTypeHTTPResponseTrailers:
+		return "http_response_trailers"
+	case MapTypeHTTPCallResponseHeaders:
+		return "http_call_response_headers"
+	case MapTypeHTTPCallResponseTrailers:
+		return "http_call_response_trailers"
+	}
+	return "map " + strconv.Itoa(int(mt))
+}

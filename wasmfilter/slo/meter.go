@@ -79,7 +79,7 @@ type series struct {
 	slow         []Metric
 	burn         [2]Metric // short, long (errors SLI), x1000
 	pending      Record    // counts since the last flush
-	budgetLeft   float64   // 1 - long-window error burn, as of the last flush
+	budget       string    // 1 - long-window error burn, as of the last flush
 }
 
 // NewMeter returns a Meter for cfg (already validated).
@@ -103,7 +103,7 @@ func (m *Meter) seriesFor(obj *filterconfig.SLOObjective, route, model string) (
 			return s, nil
 		}
 	}
-	s := &series{obj: obj, route: k.route, model: k.model, budgetLeft: 1,
+	s := &series{obj: obj, route: k.route, model: k.model,
 		key:   "maestro_slo\x00" + k.route + "\x00" + k.model,
 		width: int64(obj.BucketSeconds())}
 	var errs []error
@@ -175,15 +175,10 @@ func (m *Meter) BudgetHeader(route, model string) (name, value string, ok bool) 
 	if obj == nil || obj.BudgetHeader == "" {
 		return "", "", false
 	}
-	left := 1.0
-	if s, found := m.series[seriesKey{obj, route, model}]; found {
-		left = s.budgetLeft
+	if s, found := m.series[seriesKey{obj, route, model}]; found && s.budget != "" {
+		return obj.BudgetHeader, s.budget, true
 	}
-	left = math.Round(left*1e4) / 1e4
-	if left == 0 {
-		left = 0 // no "-0.0000"
-	}
-	return obj.BudgetHeader, strconv.FormatFloat(left, 'f', 4, 64), true
+	return obj.BudgetHeader, formatBudget(1), true
 }
 
 // Flush merges every series' pending counts into the shared record with
@@ -241,7 +236,9 @@ func (m *Meter) flush(s *series, now time.Time) error {
 			return fmt.Errorf("write slo record for route %q model %q: %w", s.route, s.model, err)
 		}
 		s.pending = Record{}
-		s.budgetLeft = 1 - ev.errBurn[1]
+		// Formatted once per flush: float formatting is slow inside wasm and
+		// the header goes on every response.
+		s.budget = formatBudget(1 - ev.errBurn[1])
 		s.burn[0](uint64(ev.errBurn[0]*1000 + 0.5))
 		s.burn[1](uint64(ev.errBurn[1]*1000 + 0.5))
 		m.logCrossings(s, ev, prev)
@@ -310,4 +307,12 @@ func (m *Meter) logCrossings(s *series, ev evaluation, prev uint64) {
 			}
 		}
 	}
+}
+
+func formatBudget(left float64) string {
+	left = math.Round(left*1e4) / 1e4
+	if left == 0 {
+		left = 0 // no "-0.0000"
+	}
+	return strconv.FormatFloat(left, 'f', 4, 64)
 }
