@@ -13,9 +13,12 @@
 //	  "items": [[-0.4, ...], ...]
 //	}
 //
-// users and items hold one vector of dim values per id; user_ids and
+// users and items hold one vector of dim float32 values per id (values are
+// rounded to float32 on load); user_ids and
 // item_ids are optional (row numbers 0..n-1 when absent) and must be
-// unique. Scores are summed in float64; ties go to the lower item row.
+// unique. Scores are summed in float64; ties go to the lower item row. A
+// model_file ending in ".bin" is read in the compact binary format instead
+// (see Table.MarshalBinary).
 //
 // # Binding to config.yaml
 //
@@ -44,6 +47,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/maestro-ml/maestro/inference/runtime"
 )
@@ -131,7 +135,14 @@ func matrix(field string, rows [][]float64, ids []int64, dim int) ([]int64, []fl
 		if len(r) != dim {
 			return nil, nil, fmt.Errorf("%s[%d]: %d values, dim is %d", field, i, len(r), dim)
 		}
-		flat = append(flat, r...)
+		for j, v := range r {
+			// Vectors are float32, whatever digits the file spells them with.
+			f := float32(v)
+			if math.IsInf(float64(f), 0) {
+				return nil, nil, fmt.Errorf("%s[%d][%d]: %g overflows float32", field, i, j, v)
+			}
+			flat = append(flat, float64(f))
+		}
 	}
 	return ids, flat, nil
 }
@@ -154,7 +165,11 @@ func Load(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	t, err := Parse(data)
+	parse := Parse
+	if strings.HasSuffix(file, ".bin") {
+		parse = ParseBinary
+	}
+	t, err := parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: parse embeddings: %w", path, err)
 	}

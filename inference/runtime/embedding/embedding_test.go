@@ -249,6 +249,7 @@ func TestParseErrors(t *testing.T) {
 		{"id count", `{"format": "maestro-embedding/v1", "dim": 1, "user_ids": [1, 2], "users": [[1]], "items": [[1]]}`, "user_ids: 2 ids for 1 users"},
 		{"duplicate id", `{"format": "maestro-embedding/v1", "dim": 1, "item_ids": [4, 4], "users": [[1]], "items": [[1], [2]]}`, "item_ids[1]: id 4 already at index 0"},
 		{"trailing", `{"format": "maestro-embedding/v1", "dim": 1, "users": [[1]], "items": [[1]]} x`, "data after"},
+		{"float32 overflow", `{"format": "maestro-embedding/v1", "dim": 1, "users": [[1]], "items": [[1e39]]}`, "items[0][0]: 1e+39 overflows float32"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
