@@ -41,13 +41,13 @@ vet:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test: wasm vet
-	$(GO) test -count=1 -timeout 20m ./...
+	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -timeout 20m ./...
 
 test-short: wasm
-	$(GO) test -short ./...
+	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short ./...
 
 bench: wasm
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
+	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
