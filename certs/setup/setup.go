@@ -54,8 +54,9 @@ type Options struct {
 
 // LocalOptions configure the built-in CA.
 type LocalOptions struct {
-	StateDir     string `json:"stateDir,omitempty"`
-	Intermediate bool   `json:"intermediate,omitempty"`
+	StateDir     string        `json:"stateDir,omitempty"`
+	Intermediate bool          `json:"intermediate,omitempty"`
+	RootTTL      time.Duration `json:"rootTtl,omitempty"`
 }
 
 // VaultOptions configure Vault PKI. Credentials are only ever named (an
@@ -90,7 +91,8 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	fs.DurationVar(&o.TTL, "cert-ttl", time.Hour, "lifetime asked for workload certificates")
 	fs.Float64Var(&o.RenewFraction, "cert-renew-at", rotation.DefaultRenewFraction, "share of a certificate's lifetime after which it is renewed (with jitter)")
-	fs.StringVar(&o.Local.StateDir, "ca-dir", "maestro-ca", "built-in CA state directory (root and keys, 0600)")
+	fs.StringVar(&o.Local.StateDir, "ca-dir", ".maestro/ca", "built-in CA state directory (root and keys, 0600)")
+	fs.DurationVar(&o.Local.RootTTL, "ca-root-ttl", localca.DefaultRootTTL, "lifetime of a new built-in CA root")
 	fs.BoolVar(&o.Local.Intermediate, "ca-intermediate", false, "built-in CA signs through an intermediate")
 	v := &o.Vault
 	fs.StringVar(&v.Address, "vault-addr", "", "Vault address (default: $VAULT_ADDR)")
@@ -146,7 +148,8 @@ func (o Options) NewIssuer(log *slog.Logger) (certs.Issuer, func(context.Context
 		if o.TrustDomain == "" {
 			return nil, nil, errors.New("--trust-domain is required")
 		}
-		ca, err := localca.Open(localca.Config{Dir: o.Local.StateDir, TrustDomain: o.TrustDomain, Intermediate: o.Local.Intermediate})
+		ca, err := localca.Open(localca.Config{Dir: o.Local.StateDir, TrustDomain: o.TrustDomain,
+			Intermediate: o.Local.Intermediate, RootTTL: o.Local.RootTTL})
 		if err != nil {
 			return nil, nil, err
 		}
