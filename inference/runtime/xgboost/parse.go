@@ -124,6 +124,11 @@ const (
 
 // parse decodes and validates an XGBoost JSON model into an ensemble.
 func parse(data []byte) (*ensemble, error) {
+	if len(data) > 1 && data[0] == '{' && bytes.IndexByte([]byte("iUILl$#"), data[1]) >= 0 {
+		// UBJSON (what save_model writes for a .ubj file name) opens with
+		// '{' then a type or count marker, never whitespace or a quote.
+		return nil, errors.New("this looks like UBJSON, not JSON: save the model with a .json file name")
+	}
 	data, nonFinite := replaceNonFinite(data)
 	var doc document
 	if err := json.Unmarshal(data, &doc); err != nil {
