@@ -47,7 +47,7 @@ func adsConn(t *testing.T, addr string) discovery.AggregatedDiscoveryServiceClie
 	return discovery.NewAggregatedDiscoveryServiceClient(conn)
 }
 
-func node(t *testing.T, id, role, service string) *core.Node {
+func node(t testing.TB, id, role, service string) *core.Node {
 	t.Helper()
 	md, err := structpb.NewStruct(map[string]any{"maestro.role": role, "maestro.service": service})
 	if err != nil {

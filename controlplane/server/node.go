@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -46,7 +47,17 @@ func (h nodeHash) ID(n *core.Node) string {
 // everything else, so both go to debug.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(format string, args ...any) { c.l.Debug(fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Infof(format string, args ...any)  { c.l.Debug(fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Warnf(format string, args ...any)  { c.l.Warn(fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Errorf(format string, args ...any) { c.l.Error(fmt.Sprintf(format, args...)) }
+func (c cacheLogger) Debugf(format string, args ...any) { c.logf(slog.LevelDebug, format, args) }
+func (c cacheLogger) Infof(format string, args ...any)  { c.logf(slog.LevelDebug, format, args) }
+func (c cacheLogger) Warnf(format string, args ...any)  { c.logf(slog.LevelWarn, format, args) }
+func (c cacheLogger) Errorf(format string, args ...any) { c.logf(slog.LevelError, format, args) }
+
+// logf formats only when the level is enabled: the cache logs every watch,
+// and formatting a thousand discarded lines per push costs real CPU.
+func (c cacheLogger) logf(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !c.l.Enabled(ctx, level) {
+		return
+	}
+	c.l.Log(ctx, level, fmt.Sprintf(format, args...))
+}

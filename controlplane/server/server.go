@@ -120,7 +120,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		tracer:  tp.Tracer("github.com/maestro-ml/maestro/controlplane/server"),
 	}
 	s.current.Store(&Set{})
-	s.cache = cache.NewSnapshotCache(true, nodeHash{s}, cacheLogger{cfg.Logger})
+	// ads=false: in ADS mode the cache answers a request for named
+	// resources only when it names every resource of that type in the
+	// snapshot, but a proxyless gRPC client asks only for the listeners it
+	// dials, so a group with several targets would never be answered.
+	// Ordering is kept by make-before-break in the snapshots instead.
+	s.cache = cache.NewSnapshotCache(false, nodeHash{s}, cacheLogger{cfg.Logger})
 	s.tracker = newTracker(cfg.Logger, m, s.groupOf)
 	s.tracker.snapshotAt = s.snapshotAt
 	s.xds = xdsserver.NewServer(ctx, s.cache, s.tracker)
