@@ -166,7 +166,7 @@ func TestMalformed(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"syntax", `"learner": {`, `"learner": {,`, "line 2 col"},
-		{"wrong type", `"tree_info": [0, 0]`, `"tree_info": "x"`, "learner.gradient_booster: json: cannot unmarshal string into Go struct field gbtreeModel.model.tree_info"},
+		{"wrong type", `"tree_info": [0, 0]`, `"tree_info": "x"`, "field learner.gradient_booster.model.tree_info"},
 		{"child out of range", `"left_children": [1, -1, 3, -1, -1]`, `"left_children": [1, -1, 9, -1, -1]`, "trees[0]: node 2: child 9 out of range"},
 		{"child is root", `"left_children": [1, -1, 3, -1, -1]`, `"left_children": [1, -1, 0, -1, -1]`, "child 0 out of range"},
 		{"shared child", `"right_children": [2, -1, 4, -1, -1]`, `"right_children": [2, -1, 3, -1, -1]`, "reached twice"},

@@ -20,7 +20,7 @@ type document struct {
 
 type learner struct {
 	FeatureNames     []string          `json:"feature_names"`
-	GradientBooster  json.RawMessage   `json:"gradient_booster"`
+	GradientBooster  gbtree            `json:"gradient_booster"`
 	LearnerModel     learnerModelParam `json:"learner_model_param"`
 	Objective        objectiveJSON     `json:"objective"`
 	FeatureTypesJSON []string          `json:"feature_types"`
@@ -34,10 +34,6 @@ type learnerModelParam struct {
 }
 
 type objectiveJSON struct {
-	Name string `json:"name"`
-}
-
-type boosterName struct {
 	Name string `json:"name"`
 }
 
@@ -142,20 +138,13 @@ func parse(data []byte) (*ensemble, error) {
 	}
 	l := doc.Learner
 
-	var bn boosterName
-	if err := json.Unmarshal(l.GradientBooster, &bn); err != nil {
-		return nil, fmt.Errorf("learner.gradient_booster: %w", err)
-	}
-	switch bn.Name {
+	gb := l.GradientBooster
+	switch gb.Name {
 	case "gbtree":
 	case "dart", "gblinear":
-		return nil, fmt.Errorf("learner.gradient_booster.name: booster %q is not supported, only gbtree", bn.Name)
+		return nil, fmt.Errorf("learner.gradient_booster.name: booster %q is not supported, only gbtree", gb.Name)
 	default:
-		return nil, fmt.Errorf("learner.gradient_booster.name: unknown booster %q, want gbtree", bn.Name)
-	}
-	var gb gbtree
-	if err := json.Unmarshal(l.GradientBooster, &gb); err != nil {
-		return nil, fmt.Errorf("learner.gradient_booster: %w", err)
+		return nil, fmt.Errorf("learner.gradient_booster.name: unknown booster %q, want gbtree", gb.Name)
 	}
 
 	tr, ok := objectiveTransform(l.Objective.Name)

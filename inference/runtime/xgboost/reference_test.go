@@ -29,10 +29,7 @@ func newReference(t testing.TB, data []byte) *reference {
 	if err := json.Unmarshal(clean, &doc); err != nil {
 		t.Fatal(err)
 	}
-	var gb gbtree
-	if err := json.Unmarshal(doc.Learner.GradientBooster, &gb); err != nil {
-		t.Fatal(err)
-	}
+	gb := doc.Learner.GradientBooster
 	return &reference{trees: gb.Model.Trees, info: gb.Model.TreeInfo, e: e}
 }
 
