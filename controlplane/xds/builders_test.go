@@ -100,6 +100,11 @@ func TestRouteAction(t *testing.T) {
 			want: &routev3.RouteAction{ClusterSpecifier: weighted, Timeout: durationpb.New(time.Second),
 				MaxStreamDuration: &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: durationpb.New(time.Second)}},
 		},
+		"proxyless: no zero-retry policy": {
+			in:        model.RouteAction{Clusters: []model.WeightedCluster{{Name: "a", Weight: 1}}, Retry: &model.RetryPolicy{Attempts: 0, On: []string{"unavailable"}}},
+			proxyless: true,
+			want:      &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "a"}},
+		},
 		"sequence goes to its last step": {
 			in: model.RouteAction{Clusters: []model.WeightedCluster{{Name: "features.v1", Weight: 1}},
 				Fanout: &model.Fanout{Sequence: true, Members: []model.FanoutMember{{Cluster: "features.v1"}, {Cluster: "churn.v1"}}}},

@@ -99,6 +99,10 @@ func RouteAction(a *model.RouteAction, proxyless bool) *routev3.RouteAction {
 		out.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: weightedClusters(a.Clusters)}
 	}
 	if proxyless {
+		if a.Retry != nil && a.Retry.Attempts == 0 {
+			// gRPC rejects num_retries 0 (Envoy reads it as "no retries").
+			out.RetryPolicy = nil
+		}
 		if a.Timeout > 0 {
 			out.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: duration(a.Timeout)}
 		}
