@@ -185,6 +185,7 @@ func TestMalformed(t *testing.T) {
 		{"num_trees", `"num_trees": "2"`, `"num_trees": "3"`, "num_trees"},
 		{"nan literal", `"split_conditions": [5E-1,`, `"split_conditions": [NaN,`, "NaN or Infinity"},
 		{"nan in a string is text", `"name": "gbtree"`, `"name": "NaN"`, `unknown booster "NaN"`},
+		{"leaf overflows float32", `"split_conditions": [5E-1, 2E-1,`, `"split_conditions": [5E-1, 2E39,`, "split_conditions"},
 		{"ubjson", `{`, "{L", "UBJSON"},
 		{"no learner", `"learner": {`, `"learnr": {`, `missing "learner"`},
 	}
