@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/runtime/builtin"
@@ -175,6 +177,42 @@ func TestEmptyBatch(t *testing.T) {
 				if len(o.Shape) == 0 || o.Shape[0] != 0 || o.Elements() != 0 {
 					t.Errorf("output %q shape %v, want zero rows", o.Name, o.Shape)
 				}
+			}
+		})
+	}
+}
+
+// TestConcurrentPredict runs every demo model from several goroutines at
+// once (run with -race): Predict must be safe for concurrent use and give
+// every caller the fixture's answer.
+func TestConcurrentPredict(t *testing.T) {
+	reg := builtin.Registry()
+	for _, d := range demoVersions(t) {
+		t.Run(d.model+"/"+d.version, func(t *testing.T) {
+			m := load(t, reg, d)
+			fx, err := fixture.Load(filepath.Join(modelsDir, "fixtures", fmt.Sprintf("%s-v%s.json", d.model, d.version)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, ctx := errgroup.WithContext(context.Background())
+			for range 4 {
+				g.Go(func() error {
+					for range 5 {
+						got, err := m.Predict(ctx, fx.Inputs)
+						if err != nil {
+							return err
+						}
+						for i := range got {
+							if err := fixture.Compare(fx.Outputs[i], got[i], fx.Tolerance); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				})
+			}
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
