@@ -126,3 +126,15 @@ func targetTag(percentile float64, thresholdMs uint32) string {
 	p := strings.ReplaceAll(strconv.FormatFloat(percentile, 'f', -1, 64), ".", "_")
 	return "target.p" + p + "_" + strconv.FormatUint(uint64(thresholdMs), 10) + "ms"
 }
+
+// StatsTags are the Envoy stats_config.stats_tags regexes that lift the
+// tags out of the stat names (first group: removed from the name; second:
+// the tag value), keyed by tag name. docs/filters.md shows them as YAML.
+func StatsTags() map[string]string {
+	return map[string]string{
+		"route":  `^wasmcustom\.maestro_slo_\w+(\.route\.([^.]+))`,
+		"model":  `^wasmcustom\.maestro_slo_\w+(?:\.route\.[^.]+)?(\.model\.([^.]+))`,
+		"target": `^wasmcustom\.maestro_slo_\w+.*(\.target\.([^.]+))$`,
+		"window": `^wasmcustom\.maestro_slo_\w+.*(\.window\.([^.]+))$`,
+	}
+}
