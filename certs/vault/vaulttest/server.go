@@ -61,6 +61,7 @@ type Server struct {
 	mu       sync.Mutex
 	tokens   map[string]*token
 	down     bool
+	uninit   bool
 	sealed   bool
 	standby  bool
 	perf     bool
@@ -132,6 +133,11 @@ func (s *Server) SetDown(v bool) { s.set(func() { s.down = v }) }
 // SetSealed seals or unseals the server: sealed, every API but sys/health
 // answers 503 "Vault is sealed".
 func (s *Server) SetSealed(v bool) { s.set(func() { s.sealed = v }) }
+
+// SetUninitialized makes the server report an uninitialised Vault: 501
+// from sys/health, 503 "Vault is sealed" elsewhere (an uninitialised Vault
+// is also sealed).
+func (s *Server) SetUninitialized(v bool) { s.set(func() { s.uninit = v }) }
 
 // SetStandby makes sys/health report a standby (or, with perf, a
 // performance standby) node.
@@ -264,7 +270,7 @@ func (s *Server) route(r *http.Request, path string) (any, int, error) {
 		return s.health(r)
 	}
 	s.mu.Lock()
-	sealed, fail := s.sealed, s.failCode
+	sealed, fail := s.sealed || s.uninit, s.failCode
 	s.mu.Unlock()
 	if sealed {
 		return nil, 0, errorf(http.StatusServiceUnavailable, "Vault is sealed")
@@ -322,11 +328,12 @@ func isKnown(path, pkiPrefix string) bool {
 }
 
 // health answers sys/health with Vault's default codes (200 active, 429
-// standby, 473 performance standby, 503 sealed) and the query parameters
-// that override them.
+// standby, 473 performance standby, 501 not initialised, 503 sealed) and
+// the query parameters that override them.
 func (s *Server) health(r *http.Request) (any, int, error) {
 	s.mu.Lock()
-	sealed, standby, perf := s.sealed, s.standby, s.perf
+	uninit, standby, perf := s.uninit, s.standby, s.perf
+	sealed := s.sealed || uninit
 	s.mu.Unlock()
 	q := r.URL.Query()
 	code := func(param string, def int) (int, error) {
@@ -345,6 +352,8 @@ func (s *Server) health(r *http.Request) (any, int, error) {
 		err    error
 	)
 	switch {
+	case uninit:
+		status, err = code("uninitcode", http.StatusNotImplemented)
 	case sealed:
 		status, err = code("sealedcode", http.StatusServiceUnavailable)
 	case standby && perf && !boolParam(q.Get("perfstandbyok")):
@@ -359,7 +368,7 @@ func (s *Server) health(r *http.Request) (any, int, error) {
 	}
 	now := s.now()
 	return map[string]any{
-		"initialized":                  true,
+		"initialized":                  !uninit,
 		"sealed":                       sealed,
 		"standby":                      standby,
 		"performance_standby":          standby && perf,

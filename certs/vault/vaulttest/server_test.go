@@ -111,6 +111,7 @@ func TestHealthStatusCodes(t *testing.T) {
 	}
 	tests := []struct {
 		name             string
+		uninit           bool
 		sealed, standby  bool
 		perf             bool
 		params           map[string][]string
@@ -126,9 +127,12 @@ func TestHealthStatusCodes(t *testing.T) {
 		{name: "sealed", sealed: true, want: 503, wantSealed: true},
 		{name: "sealed code", sealed: true, params: map[string][]string{"sealedcode": {"200"}}, want: 200, wantSealed: true},
 		{name: "active code", params: map[string][]string{"activecode": {"204"}}, want: 204},
+		{name: "not initialized", uninit: true, want: 501, wantSealed: true},
+		{name: "uninit code", uninit: true, params: map[string][]string{"uninitcode": {"200"}}, want: 200, wantSealed: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			s.SetUninitialized(tc.uninit)
 			s.SetSealed(tc.sealed)
 			s.SetStandby(tc.standby, tc.perf)
 			if got := code(tc.params); got != tc.want {
@@ -139,11 +143,12 @@ func TestHealthStatusCodes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !h.Initialized || h.Sealed != tc.wantSealed || h.Standby != tc.wSby || h.PerformanceStandby != (tc.standby && tc.perf) {
+			if h.Initialized == tc.uninit || h.Sealed != tc.wantSealed || h.Standby != tc.wSby || h.PerformanceStandby != (tc.standby && tc.perf) {
 				t.Fatalf("health body %+v", h)
 			}
 		})
 	}
+	s.SetUninitialized(false)
 	s.SetSealed(false)
 	s.SetStandby(false, false)
 	if got := code(map[string][]string{"activecode": {"nope"}}); got != 400 {
