@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	rt "github.com/maestro-ml/maestro/inference/runtime"
 )
 
@@ -32,6 +35,9 @@ type Config struct {
 	ObserveBatch func(rows int64)
 	// ObserveQueue, if set, is told how long each request waited.
 	ObserveQueue func(time.Duration)
+	// Tracer, if set, records a span per request for its time in the
+	// queue, and a span per merged batch linked to its requests' spans.
+	Tracer trace.Tracer
 }
 
 // Batcher merges concurrent Predict calls to one model. Create it with New;
@@ -52,6 +58,7 @@ type Batcher struct {
 
 type request struct {
 	ctx      context.Context
+	queued   trace.Span // nil without a tracer
 	inputs   []rt.Tensor
 	rows     int64
 	enqueued time.Time
@@ -117,6 +124,10 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 		return b.model.Predict(ctx, inputs)
 	}
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
+	if b.cfg.Tracer != nil {
+		_, req.queued = b.cfg.Tracer.Start(ctx, "inference.queue", trace.WithAttributes(attribute.Int64("inference.rows", n)))
+		defer req.queued.End() // a no-op when evaluate ended it
+	}
 	select {
 	case b.queue <- req:
 	case <-ctx.Done():
@@ -223,6 +234,9 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 	now := time.Now()
 	live := batch[:0:0]
 	for _, r := range batch {
+		if r.queued != nil {
+			r.queued.End()
+		}
 		if err := r.ctx.Err(); err != nil {
 			r.done <- result{err: err}
 			continue
@@ -259,7 +273,18 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 	}
 	// The merged batch belongs to no single caller: one caller giving up
 	// must not cancel the others' work.
-	outputs, err := b.model.Predict(context.WithoutCancel(live[0].ctx), inputs)
+	ctx := context.WithoutCancel(live[0].ctx)
+	if b.cfg.Tracer != nil {
+		links := make([]trace.Link, 0, len(live))
+		for _, r := range live {
+			links = append(links, trace.Link{SpanContext: trace.SpanContextFromContext(r.ctx)})
+		}
+		var span trace.Span
+		ctx, span = b.cfg.Tracer.Start(ctx, "inference.batch", trace.WithLinks(links...),
+			trace.WithAttributes(attribute.Int64("inference.rows", total), attribute.Int("inference.requests", len(live))))
+		defer span.End()
+	}
+	outputs, err := b.model.Predict(ctx, inputs)
 	if err != nil {
 		// One bad request must not fail its neighbours: retry each alone,
 		// so that the error reaches only the request it belongs to.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"golang.org/x/sync/errgroup"
 
 	rt "github.com/maestro-ml/maestro/inference/runtime"
@@ -332,4 +334,49 @@ func checkDoubled(in, out []rt.Tensor) error {
 		}
 	}
 	return nil
+}
+
+func TestTracesQueueAndMergedBatch(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	m := newDoubler()
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}, MaxInFlight: 2,
+		Tracer: tp.Tracer("test")})
+	release := occupy(t, b, m)
+	g, ctx := errgroup.WithContext(context.Background())
+	for i := range 2 {
+		g.Go(func() error {
+			ctx, span := tp.Tracer("test").Start(ctx, fmt.Sprintf("caller-%d", i))
+			defer span.End()
+			_, err := b.Predict(ctx, input(1, 2, float32(i)))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	var queues, batches []sdktrace.ReadOnlySpan
+	callers := map[string]bool{}
+	for _, s := range rec.Ended() {
+		switch {
+		case s.Name() == "inference.queue":
+			queues = append(queues, s)
+		case s.Name() == "inference.batch":
+			batches = append(batches, s)
+		default:
+			callers[s.SpanContext().SpanID().String()] = true
+		}
+	}
+	if len(queues) != 2 || len(batches) != 1 {
+		t.Fatalf("%d queue and %d batch spans, want 2 and 1", len(queues), len(batches))
+	}
+	for _, q := range queues {
+		if !callers[q.Parent().SpanID().String()] {
+			t.Errorf("queue span's parent is not a caller's span")
+		}
+	}
+	if links := batches[0].Links(); len(links) != 2 || !callers[links[0].SpanContext.SpanID().String()] || !callers[links[1].SpanContext.SpanID().String()] {
+		t.Errorf("batch span links %v, want both callers", links)
+	}
 }

@@ -58,6 +58,9 @@ type Options struct {
 	MaxLoaded    int
 	// Logger receives the server's logs; default discarded.
 	Logger *slog.Logger
+	// Tracing, if set, instruments the server with OpenTelemetry (e.g. an
+	// SDK provider with a span recorder, to assert on traces).
+	Tracing *telemetry.Tracing
 }
 
 // Server is a running test server.
@@ -91,6 +94,7 @@ func Start(t testing.TB, opts Options) *Server {
 		Name:    opts.Name,
 		Metrics: reg,
 		Logger:  opts.Logger,
+		Tracing: opts.Tracing,
 		Models: repository.Options{
 			Dir:          opts.ModelDir,
 			Registry:     opts.Registry,

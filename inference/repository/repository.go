@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/maestro-ml/maestro/inference/batching"
 	"github.com/maestro-ml/maestro/inference/runtime"
 )
@@ -60,6 +62,8 @@ type Options struct {
 	MaxLoaded int
 	Logger    *slog.Logger // default: discard
 	Observer  Observer     // default: none
+	// Tracer, if set, traces the dynamic batchers' queues and batches.
+	Tracer trace.Tracer
 }
 
 // Repository is the set of models under one directory. Its methods are safe
@@ -333,6 +337,7 @@ func (r *Repository) loadModel(ctx context.Context, v *version) (*Loaded, error)
 			PreferredSizes: d.PreferredBatchSize,
 			ObserveBatch:   func(n int64) { r.opts.Observer.Batch(name, ver, n) },
 			ObserveQueue:   func(w time.Duration) { r.opts.Observer.Queued(name, ver, w) },
+			Tracer:         r.opts.Tracer,
 		})
 	}
 	r.opts.Logger.Info("model loaded", "model", m.name, "version", v.str, "bytes", bytes, "took", time.Since(start))

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -152,6 +155,18 @@ func checkRequested(l *repository.Loaded, names []string) error {
 func (s *Server) predict(ctx context.Context, l *repository.Loaded, inputs []runtime.Tensor, rows int64, names []string) (out []runtime.Tensor, err error) {
 	if !l.Batched() {
 		s.metrics.Batch(l.Name, l.Version, rows)
+	}
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, "inference.predict", trace.WithAttributes(
+			attribute.String("inference.model", l.Name), attribute.String("inference.version", l.Version),
+			attribute.Int64("inference.rows", rows), attribute.Bool("inference.dynamic_batching", l.Batched())))
+		defer func() {
+			if err != nil {
+				span.SetStatus(otelcodes.Error, err.Error())
+			}
+			span.End()
+		}()
 	}
 	defer func() {
 		if p := recover(); p != nil {

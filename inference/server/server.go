@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -95,6 +96,7 @@ type Server struct {
 	draining   atomic.Bool
 	respParams map[string]*pb.InferParameter // shared, read-only
 	headerMD   metadata.MD                   // shared, read-only
+	tracer     trace.Tracer                  // nil when tracing is off
 }
 
 // New builds a server and scans the model repository.
@@ -124,8 +126,14 @@ func New(cfg Config) (*Server, error) {
 		respParams: map[string]*pb.InferParameter{ServerParameter: {ParameterChoice: &pb.InferParameter_StringParam{StringParam: cfg.Name}}},
 		headerMD:   metadata.Pairs(ServerHeader, cfg.Name),
 	}
+	if cfg.Tracing != nil {
+		s.tracer = cfg.Tracing.Provider.Tracer("github.com/maestro-ml/maestro/inference/server")
+	}
 	opts := cfg.Models
 	opts.Observer = s.metrics
+	if opts.Tracer == nil {
+		opts.Tracer = s.tracer
+	}
 	if opts.Logger == nil {
 		opts.Logger = cfg.Logger
 	}
