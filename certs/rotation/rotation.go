@@ -58,6 +58,9 @@ type Config struct {
 	// IssueTimeout bounds one issuance attempt (default 30s), so a hanging
 	// issuer delays a round but never stops the loop.
 	IssueTimeout time.Duration
+	// Always are identities kept whatever SetIdentities says: the control
+	// plane's own, which serves xDS with it.
+	Always []spiffe.ID
 	// Clock defaults to the system clock; Rand (values in [0,1)) to
 	// math/rand/v2.
 	Clock clock.Clock
@@ -165,7 +168,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{
+	m := &Manager{
 		cfg:     cfg,
 		clock:   cfg.Clock,
 		log:     cfg.Logger.With("component", "certs", "issuer", cfg.IssuerName),
@@ -173,15 +176,25 @@ func New(cfg Config) (*Manager, error) {
 		kick:    make(chan struct{}, 1),
 		entries: map[spiffe.ID]*entry{},
 		subs:    map[chan Snapshot]struct{}{},
-	}, nil
+	}
+	for _, id := range cfg.Always {
+		if err := id.Validate(); err != nil {
+			return nil, fmt.Errorf("rotation: always-issued identity: %w", err)
+		}
+		m.entries[id] = &entry{}
+	}
+	return m, nil
 }
 
-// SetIdentities declares the identities that need certificates. New ones
-// are issued at once; ones no longer listed are dropped from the next
-// snapshot.
+// SetIdentities declares the identities that need certificates, besides
+// Config.Always. New ones are issued at once; ones no longer listed are
+// dropped from the next snapshot.
 func (m *Manager) SetIdentities(ids []spiffe.ID) {
-	want := make(map[spiffe.ID]bool, len(ids))
+	want := make(map[spiffe.ID]bool, len(ids)+len(m.cfg.Always))
 	for _, id := range ids {
+		want[id] = true
+	}
+	for _, id := range m.cfg.Always {
 		want[id] = true
 	}
 	m.mu.Lock()

@@ -383,6 +383,23 @@ func TestSetIdentitiesRemovesAndAdds(t *testing.T) {
 	}
 }
 
+func TestAlwaysIdentitiesSurviveSetIdentities(t *testing.T) {
+	self := spiffe.Must(td, "maestro-system", "controlplane")
+	h := newHarness(t, Config{TTL: time.Hour, Always: []spiffe.ID{self}}, localca.Config{})
+	h.waitSnap("own cert before any SetIdentities", func(s Snapshot) bool { return s.Certs[self] != nil })
+	a := spiffe.Must(td, "n", "a")
+	h.m.SetIdentities([]spiffe.ID{a})
+	h.waitSnap("a and self", func(s Snapshot) bool { return s.Certs[a] != nil && s.Certs[self] != nil })
+	h.m.SetIdentities(nil)
+	s := h.waitSnap("only self", func(s Snapshot) bool { return len(s.Certs) == 1 })
+	if s.Certs[self] == nil {
+		t.Fatal("always-issued identity dropped")
+	}
+	if _, err := New(Config{Issuer: h.ca, Always: []spiffe.ID{{TrustDomain: td}}}); err == nil {
+		t.Fatal("invalid always-issued identity accepted")
+	}
+}
+
 func TestRootRotationKeepsBothRootsUntilEveryLeafReissued(t *testing.T) {
 	h := newHarness(t, Config{TTL: time.Hour, MinBackoff: time.Second, MaxBackoff: 2 * time.Second}, localca.Config{Intermediate: true})
 	a, b := spiffe.Must(td, "n", "a"), spiffe.Must(td, "n", "b")

@@ -27,6 +27,7 @@ import (
 	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/certs/localca"
 	"github.com/maestro-ml/maestro/certs/rotation"
+	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/certs/vault"
 )
 
@@ -50,6 +51,10 @@ type Options struct {
 
 	Local LocalOptions `json:"local,omitempty"`
 	Vault VaultOptions `json:"vault,omitempty"`
+
+	// Always are identities issued whatever the policy says (the control
+	// plane's own, for serving xDS over mTLS).
+	Always []spiffe.ID `json:"-"`
 }
 
 // LocalOptions configure the built-in CA.
@@ -218,7 +223,7 @@ func (o Options) Start(deps Deps) (*Running, error) {
 	}
 	m, err := rotation.New(rotation.Config{
 		Issuer: iss, IssuerName: name, TTL: o.TTL, RenewFraction: o.RenewFraction,
-		Registerer: deps.Registerer, Audit: deps.Audit, Logger: deps.Logger,
+		Registerer: deps.Registerer, Audit: deps.Audit, Logger: deps.Logger, Always: o.Always,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)
