@@ -2,8 +2,10 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,13 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Parse("fuzz.yaml", data)
+		// A Loader that already holds the documents answers the same.
+		l := &Loader{}
+		_, _ = l.Parse("fuzz.yaml", data)
+		m2, err2 := l.Parse("fuzz.yaml", data)
+		if fmt.Sprint(err) != fmt.Sprint(err2) || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("cached parse differs: %v / %v", err, err2)
+		}
 		if err == nil {
 			if m == nil || m.Config == nil {
 				t.Fatal("nil mesh without error")

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,10 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -34,6 +31,12 @@ const maxFileSize = 64 << 20
 // failure on a named path is returned wrapped; ctx cancellation stops
 // loading between files.
 func Load(ctx context.Context, paths ...string) (*Mesh, error) {
+	return (&Loader{}).Load(ctx, paths...)
+}
+
+// Load is the package-level Load, reusing the documents of the previous
+// call that have not changed.
+func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("load policy: no path given")
 	}
@@ -41,7 +44,10 @@ func Load(ctx context.Context, paths ...string) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
-	b := &builder{errs: &errs{}, mesh: &Mesh{}}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := &builder{errs: &errs{}, mesh: &Mesh{}, cache: l.begin()}
+	defer l.end(b.cache)
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("load policy: %w", err)
@@ -60,7 +66,16 @@ func Load(ctx context.Context, paths ...string) (*Mesh, error) {
 // tests, fuzzing and callers holding the bytes). Endpoints files it names
 // are read from disk relative to file.
 func Parse(file string, data []byte) (*Mesh, error) {
-	b := &builder{errs: &errs{}, mesh: &Mesh{files: []string{file}}}
+	return (&Loader{}).Parse(file, data)
+}
+
+// Parse is the package-level Parse, reusing the documents of the previous
+// call that have not changed.
+func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := &builder{errs: &errs{}, mesh: &Mesh{files: []string{file}}, cache: l.begin()}
+	defer l.end(b.cache)
 	b.parse(file, data)
 	return b.finish()
 }
@@ -144,34 +159,10 @@ type builder struct {
 	mesh *Mesh
 	// seen maps "Kind/name" to where it was first defined.
 	seen map[string]Source
+	// cache holds decoded documents by content (nil: no caching).
+	cache *docCache
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+)`)
-
-// parse reads every document of one file.
-func (b *builder) parse(file string, data []byte) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return
-		}
-		if err != nil {
-			line := 0
-			if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-				line, _ = strconv.Atoi(m[1])
-			}
-			msg := strings.TrimPrefix(err.Error(), "yaml: ")
-			b.errs.list = append(b.errs.list, &Error{File: file, Line: line, Col: min(line, 1), Message: "invalid YAML: " + msg})
-			return
-		}
-		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
-			continue
-		}
-		b.document(file, n.Content[0])
-	}
-}
 
 // header is a document's top level: the kind-independent fields.
 type header struct {
@@ -226,103 +217,132 @@ func (b *builder) header(file string, n *yaml.Node) (header, bool) {
 	return h, ok
 }
 
-// document decodes one document and merges it into the mesh.
-func (b *builder) document(file string, n *yaml.Node) {
+// decodeDocument decodes one document node into its typed resource; it
+// merges nothing, so its result can be cached and reused. res is nil when
+// the header is unusable or the document is an endpoints file.
+func decodeDocument(file string, n *yaml.Node) decoded {
+	e := &errs{}
+	b := &builder{errs: e}
 	h, ok := b.header(file, n)
 	if !ok {
-		return
+		return decoded{errs: e.list}
 	}
 	src := Source{File: file, Line: n.Line, Col: n.Column}
 	if h.kind == KindEndpoints {
-		return // read only when a service names the file
+		return decoded{} // read only when a service names the file
 	}
 	if h.endpoints != nil {
-		b.errs.at(src, "endpoints", "field \"endpoints\" is only for kind %s", KindEndpoints)
+		e.at(src, "endpoints", "field \"endpoints\" is only for kind %s", KindEndpoints)
 	}
 	var (
-		d    *doc
+		res  hasDoc
 		spec reflect.Value
-		add  func()
 	)
 	switch h.kind {
 	case KindMesh:
 		r := &MeshConfig{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() {
-			if m := b.mesh.Config; m != nil {
-				b.errs.in(KindMesh, d, "", "a second Mesh document; the first is at %s", m.Source)
-				return
-			}
-			b.mesh.Config = r
-		}
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	case KindService:
 		r := &Service{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() { b.mesh.Services = append(b.mesh.Services, r) }
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	case KindRoute:
 		r := &Route{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() { b.mesh.Routes = append(b.mesh.Routes, r) }
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	case KindGateway:
 		r := &Gateway{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() { b.mesh.Gateways = append(b.mesh.Gateways, r) }
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	case KindSidecar:
 		r := &Sidecar{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() { b.mesh.Sidecars = append(b.mesh.Sidecars, r) }
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	case KindAuthorization:
 		r := &AuthorizationPolicy{}
-		d, spec = &r.doc, reflect.ValueOf(&r.Spec).Elem()
-		add = func() { b.mesh.Authorizations = append(b.mesh.Authorizations, r) }
+		res, spec = r, reflect.ValueOf(&r.Spec).Elem()
 	default:
-		b.errs.at(src, "kind", "unknown kind %q (known: %s, %s, %s, %s, %s, %s, %s)", h.kind,
+		e.at(src, "kind", "unknown kind %q (known: %s, %s, %s, %s, %s, %s, %s)", h.kind,
 			KindMesh, KindService, KindRoute, KindGateway, KindSidecar, KindAuthorization, KindEndpoints)
-		return
+		return decoded{errs: e.list}
 	}
+	d := res.base()
 	d.Source = src
 	d.pos = map[string]Source{}
-	before := len(b.errs.list)
-	dec := &decoder{file: file, errs: b.errs, pos: d.pos}
+	dec := &decoder{file: file, errs: e, pos: d.pos}
 	if h.metadata == nil {
-		b.errs.at(src, "metadata", "metadata is required")
+		e.at(src, "metadata", "metadata is required")
 	} else {
 		dec.decode(h.metadata, reflect.ValueOf(&d.Metadata).Elem(), "metadata")
 	}
 	if h.spec == nil {
-		b.errs.at(src, "spec", "spec is required")
+		e.at(src, "spec", "spec is required")
 	} else {
 		dec.decode(h.spec, spec, "spec")
 	}
-	for _, e := range b.errs.list[before:] {
-		e.Kind, e.Name = h.kind, d.Metadata.Name
+	for _, x := range e.list {
+		x.Kind, x.Name = h.kind, d.Metadata.Name
 	}
 	if dec.steps >= maxDecodeSteps {
-		return // too large to validate usefully
+		return decoded{errs: e.list} // too large to validate usefully
 	}
-	// A document with decode errors is still merged and validated, so one
-	// run reports every problem; its bad fields are left unset.
-	if !validName(d.Metadata.Name) {
-		b.errs.in(h.kind, d, "metadata.name", "name %q must be a DNS label: lower-case letters, digits and '-', at most 63", d.Metadata.Name)
-		return
-	}
-	if h.kind != KindMesh {
-		key := h.kind + "/" + d.Metadata.Name
-		if first, dup := b.seen[key]; dup {
-			b.errs.in(h.kind, d, "metadata.name", "duplicate %s %q; the first is at %s", h.kind, d.Metadata.Name, first)
-			return
-		}
-		if b.seen == nil {
-			b.seen = map[string]Source{}
-		}
-		b.seen[key] = src
-	}
-	add()
+	return decoded{kind: h.kind, res: res, errs: e.list}
 }
 
-var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// merge adds a decoded document (and its problems) to the mesh. A document
+// with decode errors is still merged and validated, so one run reports
+// every problem; its bad fields are left unset.
+func (b *builder) merge(dc decoded) {
+	b.errs.list = append(b.errs.list, dc.errs...)
+	if dc.res == nil {
+		return
+	}
+	d := dc.res.base()
+	if !validName(d.Metadata.Name) {
+		b.errs.in(dc.kind, d, "metadata.name", "name %q must be a DNS label: lower-case letters, digits and '-', at most 63", d.Metadata.Name)
+		return
+	}
+	if dc.kind == KindMesh {
+		if m := b.mesh.Config; m != nil {
+			b.errs.in(KindMesh, d, "", "a second Mesh document; the first is at %s", m.Source)
+			return
+		}
+		b.mesh.Config = dc.res.(*MeshConfig)
+		return
+	}
+	key := dc.kind + "/" + d.Metadata.Name
+	if first, dup := b.seen[key]; dup {
+		b.errs.in(dc.kind, d, "metadata.name", "duplicate %s %q; the first is at %s", dc.kind, d.Metadata.Name, first)
+		return
+	}
+	if b.seen == nil {
+		b.seen = map[string]Source{}
+	}
+	b.seen[key] = d.Source
+	switch r := dc.res.(type) {
+	case *Service:
+		b.mesh.Services = append(b.mesh.Services, r)
+	case *Route:
+		b.mesh.Routes = append(b.mesh.Routes, r)
+	case *Gateway:
+		b.mesh.Gateways = append(b.mesh.Gateways, r)
+	case *Sidecar:
+		b.mesh.Sidecars = append(b.mesh.Sidecars, r)
+	case *AuthorizationPolicy:
+		b.mesh.Authorizations = append(b.mesh.Authorizations, r)
+	}
+}
 
-func validName(s string) bool { return dnsLabelRE.MatchString(s) }
+// validName reports whether s is a DNS label: 1 to 63 lower-case letters,
+// digits and '-', starting and ending with a letter or digit.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func sortDocs(m *Mesh) {
 	byName := func(x, y *doc) int { return strings.Compare(x.Metadata.Name, y.Metadata.Name) }

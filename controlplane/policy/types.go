@@ -97,8 +97,13 @@ func (s Source) String() string { return fmt.Sprintf("%s:%d:%d", s.File, s.Line,
 type doc struct {
 	Metadata Metadata
 	Source   Source
-	// pos maps a field path ("spec.split[1].weight") to its position.
-	pos map[string]Source
+	// pos maps a field path ("spec.split[1].weight") to its position in
+	// the text the document was decoded from; it is shared with the
+	// Loader's cache and never written after decoding. Position places it
+	// in file, shift lines down.
+	pos   map[string]Source
+	file  string
+	shift int
 }
 
 // Position returns where the field at path was written, or the closest
@@ -106,6 +111,10 @@ type doc struct {
 func (d *doc) Position(path string) Source {
 	for p := path; p != ""; p = parentPath(p) {
 		if s, ok := d.pos[p]; ok {
+			if d.file != "" {
+				s.File = d.file
+			}
+			s.Line += d.shift
 			return s
 		}
 	}

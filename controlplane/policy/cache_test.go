@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestLoaderReuseMatchesFreshParse: a Loader that has seen other versions
+// of a file returns exactly what a fresh parse returns, positions included,
+// after lines shift, documents change, and errors come and go.
+func TestLoaderReuseMatchesFreshParse(t *testing.T) {
+	edited := strings.Replace(base, "weight: 90}, {version: v2, weight: 10}", "weight: 80}, {version: v2, weight: 20}", 1)
+	broken := base + route("r", "{service: nope}")
+	steps := []string{
+		base,
+		"# a comment that shifts every line\n\n" + base,
+		edited,
+		broken,
+		"# shifted\n" + broken,
+		base,
+	}
+	l := &Loader{}
+	for i, text := range steps {
+		got, gotErr := l.Parse("p.yaml", []byte(text))
+		want, wantErr := Parse("p.yaml", []byte(text))
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("step %d: errors differ:\n got %v\nwant %v", i, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: meshes differ", i)
+		}
+	}
+}
+
+// TestLoaderCopiesOut: changing a returned Mesh does not change the next.
+func TestLoaderCopiesOut(t *testing.T) {
+	l := &Loader{}
+	m1, err := l.Parse("p.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1.Route("fraud").Spec.Split[0].Weight = 1
+	m1.Service("fraud").Metadata.Labels = map[string]string{"x": "y"}
+	m1.Service("fraud").Spec.Versions[0].Endpoints[0].Port = 1
+	m2, err := l.Parse("p.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := Parse("p.yaml", []byte(base))
+	if !reflect.DeepEqual(m2, fresh) {
+		t.Error("a change to one Mesh reached the Loader's next result")
+	}
+}
+
+func TestSplitDocuments(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in    string
+		lines []int
+	}{
+		"one":               {"a: 1\n", []int{1}},
+		"leading marker":    {"---\na: 1\n---\nb: 2\n", []int{1, 3}},
+		"marker with value": {"a: 1\n--- {b: 2}\n---\t\nc: 3", []int{1, 2, 3}},
+		"not a marker":      {"a: 1\n----\n -- \nb: |\n  ---\n", []int{1}},
+		"crlf":              {"a: 1\r\n---\r\nb: 2\r\n", []int{1, 2}},
+		"directive":         {"%YAML 1.2\n---\na: 1\n---\nb: 1\n", []int{1}},
+	} {
+		var lines []int
+		for _, c := range splitDocuments([]byte(tc.in)) {
+			lines = append(lines, c.line)
+		}
+		if !reflect.DeepEqual(lines, tc.lines) {
+			t.Errorf("%s: chunks start on lines %v, want %v", name, lines, tc.lines)
+		}
+	}
+}
+
+func TestLoaderConcurrentUse(t *testing.T) {
+	l := &Loader{}
+	done := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			_, err := l.Parse("p.yaml", []byte(base))
+			done <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReload10k is one weight change in a policy of 10,000 routes and
+// 20,000 service versions in one file: a fresh parse against a Loader that
+// saw the previous version.
+func BenchmarkReload10k(b *testing.B) {
+	gen := func(w int) []byte {
+		var sb strings.Builder
+		names := make([]string, 10000)
+		for i := range names {
+			names[i] = fmt.Sprintf("m%05d", i)
+			fmt.Fprintf(&sb, "---\napiVersion: maestro.dev/v1alpha1\nkind: Service\nmetadata: {name: s%05d}\nspec:\n  versions:\n"+
+				"    - {name: v0, endpoints: [{address: 10.0.%d.%d, port: 9000}]}\n    - {name: v1, endpoints: [{address: 10.1.%d.%d, port: 9000}]}\n",
+				i, i/256%256, i%256, i/256%256, i%256)
+			a := 90
+			if i == 0 {
+				a = w
+			}
+			fmt.Fprintf(&sb, "---\napiVersion: maestro.dev/v1alpha1\nkind: Route\nmetadata: {name: %s}\nspec:\n  service: s%05d\n  match: {model: %s}\n"+
+				"  split: [{version: v0, weight: %d}, {version: v1, weight: %d}]\n", names[i], i, names[i], a, 100-a)
+		}
+		fmt.Fprintf(&sb, "---\napiVersion: maestro.dev/v1alpha1\nkind: Gateway\nmetadata: {name: edge}\nspec: {port: 8080, routes: [%s]}\n", strings.Join(names, ", "))
+		return []byte(sb.String())
+	}
+	texts := [2][]byte{gen(90), gen(80)}
+	b.Run("fresh", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := Parse("p.yaml", texts[0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		l := &Loader{}
+		if _, err := l.Parse("p.yaml", texts[0]); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		i := 1
+		for b.Loop() {
+			m, err := l.Parse("p.yaml", texts[i%2])
+			if err != nil || m == nil {
+				b.Fatal(errors.Join(err, errors.New("nil mesh")))
+			}
+			i++
+		}
+	})
+}

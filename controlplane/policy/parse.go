@@ -1,0 +1,242 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Loader loads policies like the package-level Load and Parse, but keeps
+// every decoded document keyed by its text: a reload re-parses only the
+// documents that changed, which in a mesh of 10,000 routes is most of the
+// cost of a change. Documents are copied out of the cache, so Meshes never
+// share state. The zero Loader is ready; it is safe for concurrent use.
+type Loader struct {
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte][]decoded
+}
+
+// docCache is one load's view of the cache: hits come from prev, and next
+// collects what this load used, so entries of deleted documents go away.
+type docCache struct {
+	prev, next map[[sha256.Size]byte][]decoded
+}
+
+func (l *Loader) begin() *docCache {
+	return &docCache{prev: l.cache, next: map[[sha256.Size]byte][]decoded{}}
+}
+
+func (l *Loader) end(c *docCache) { l.cache = c.next }
+
+// decoded is one document after decoding, before merging.
+type decoded struct {
+	kind string
+	res  hasDoc
+	errs []*Error
+}
+
+// hasDoc is every document kind.
+type hasDoc interface{ base() *doc }
+
+func (d *doc) base() *doc { return d }
+
+// chunk is the text of one document and the file line it starts on.
+type chunk struct {
+	text []byte
+	line int
+}
+
+// splitDocuments cuts a file at its document markers ("---" at the start
+// of a line), so that each document can be cached on its own. A file with
+// directives ("%YAML") is kept whole: a directive belongs to the document
+// after it.
+func splitDocuments(data []byte) []chunk {
+	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
+		return []chunk{{text: data, line: 1}}
+	}
+	var out []chunk
+	start, startLine, line := 0, 1, 1
+	for i := 0; i < len(data); {
+		end := bytes.IndexByte(data[i:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = i + end + 1
+		}
+		l := data[i:next]
+		if i > start && bytes.HasPrefix(l, []byte("---")) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\n' || l[3] == '\r') {
+			out = append(out, chunk{text: data[start:i], line: startLine})
+			start, startLine = i, line
+		}
+		i = next
+		line++
+	}
+	return append(out, chunk{text: data[start:], line: startLine})
+}
+
+// parse reads every document of one file, from the cache when unchanged.
+func (b *builder) parse(file string, data []byte) {
+	cp := newCopier()
+	for _, c := range splitDocuments(data) {
+		var docs []decoded
+		key := sha256.Sum256(c.text)
+		if b.cache != nil {
+			var ok bool
+			if docs, ok = b.cache.next[key]; !ok {
+				docs, ok = b.cache.prev[key]
+			}
+			if !ok {
+				docs = parseChunk(c.text)
+			}
+			b.cache.next[key] = docs
+		} else {
+			docs = parseChunk(c.text)
+		}
+		for _, dc := range docs {
+			b.merge(materialize(cp, dc, file, c.line-1))
+		}
+	}
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// parseChunk decodes the documents of text with positions relative to it
+// and no file name; materialize places them.
+func parseChunk(text []byte) []decoded {
+	var out []decoded
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			msg, line := err.Error(), 0
+			if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+				line, _ = strconv.Atoi(m[1])
+				msg = msg[len(m[0]):]
+			}
+			msg = strings.TrimPrefix(msg, "yaml: ")
+			return append(out, decoded{errs: []*Error{{Line: line, Col: min(line, 1), Message: "invalid YAML: " + msg}}})
+		}
+		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
+			continue
+		}
+		out = append(out, decodeDocument("", n.Content[0]))
+	}
+}
+
+// materialize copies a cached document into file, shifting its lines.
+func materialize(c *copier, dc decoded, file string, shift int) decoded {
+	place := func(s Source) Source {
+		s.File = file
+		if s.Line > 0 {
+			s.Line += shift
+		}
+		return s
+	}
+	out := decoded{kind: dc.kind, errs: make([]*Error, len(dc.errs))}
+	for i, e := range dc.errs {
+		c := *e
+		s := place(Source{Line: c.Line, Col: c.Col})
+		c.File, c.Line = s.File, s.Line
+		out.errs[i] = &c
+	}
+	if dc.res == nil {
+		return out
+	}
+	cp := c.copy(reflect.ValueOf(dc.res)).Interface().(hasDoc)
+	d, from := cp.base(), dc.res.base()
+	d.Source = place(from.Source)
+	d.file, d.shift = file, shift
+	if from.Metadata.Labels != nil {
+		d.Metadata.Labels = make(map[string]string, len(from.Metadata.Labels))
+		for k, v := range from.Metadata.Labels {
+			d.Metadata.Labels[k] = v
+		}
+	}
+	out.res = cp
+	return out
+}
+
+// copier deep-copies documents, so that defaults applied to a Mesh never
+// reach the cache. Values without pointers, slices or maps are copied
+// whole. Unexported fields (the doc's positions, read-only) are shared.
+type copier struct {
+	// flats memoizes flat per type.
+	flats map[reflect.Type]bool
+}
+
+func newCopier() *copier { return &copier{flats: map[reflect.Type]bool{}} }
+
+// flat reports whether t holds no pointer, slice or map, so that assigning
+// a value of t copies it entirely.
+func (c *copier) flat(t reflect.Type) bool {
+	if f, ok := c.flats[t]; ok {
+		return f
+	}
+	f := true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
+		f = false
+	case reflect.Struct:
+		for i := 0; i < t.NumField() && f; i++ {
+			f = c.flat(t.Field(i).Type)
+		}
+	}
+	c.flats[t] = f
+	return f
+}
+
+func (c *copier) copy(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.New(v.Type().Elem())
+		out.Elem().Set(c.copy(v.Elem()))
+		return out
+	case reflect.Slice:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		if c.flat(v.Type().Elem()) {
+			reflect.Copy(out, v)
+			return out
+		}
+		for i := 0; i < v.Len(); i++ {
+			out.Index(i).Set(c.copy(v.Index(i)))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return v
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			out.SetMapIndex(iter.Key(), c.copy(iter.Value()))
+		}
+		return out
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		out.Set(v)
+		for i := 0; i < v.NumField(); i++ {
+			if out.Field(i).CanSet() && !c.flat(v.Type().Field(i).Type) {
+				out.Field(i).Set(c.copy(v.Field(i)))
+			}
+		}
+		return out
+	}
+	return v
+}
