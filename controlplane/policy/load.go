@@ -163,7 +163,6 @@ type builder struct {
 	cache *docCache
 }
 
-
 // header is a document's top level: the kind-independent fields.
 type header struct {
 	apiVersion, kind string
