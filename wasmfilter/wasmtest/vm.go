@@ -68,6 +68,7 @@ type VM struct {
 	stderr bytes.Buffer
 	fns    map[string]api.Function
 
+	trapped   error // the first trap; the VM refuses calls after it
 	rootID    uint32
 	nextID    uint32
 	effective uint32
@@ -176,6 +177,9 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	if vm.mod == nil || vm.mod.IsClosed() {
 		return 0, ErrClosed
 	}
+	if vm.trapped != nil {
+		return 0, fmt.Errorf("%w: trapped earlier: %w", ErrClosed, vm.trapped)
+	}
 	f, ok := vm.fns[name]
 	if !ok {
 		f = vm.mod.ExportedFunction(name)
@@ -186,7 +190,10 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	}
 	res, err := f.Call(vm.ctx, args...)
 	if err != nil {
-		return 0, fmt.Errorf("module function[%s] failed: %w%s", name, err, vm.stderrNote())
+		// A trap leaves the guest's runtime in an unknown state, as in
+		// Envoy, which then fails the VM: nothing else runs in it.
+		vm.trapped = fmt.Errorf("module function[%s] failed: %w%s", name, err, vm.stderrNote())
+		return 0, vm.trapped
 	}
 	if len(res) == 0 {
 		return 0, nil
@@ -252,7 +259,7 @@ func (vm *VM) MemoryBytes() uint32 {
 func (vm *VM) Close() error {
 	vm.mu.Lock()
 	var err error
-	if vm.mod != nil && !vm.mod.IsClosed() {
+	if vm.mod != nil && !vm.mod.IsClosed() && vm.trapped == nil {
 		vm.effective = vm.rootID
 		if _, e := vm.call("proxy_on_done", uint64(vm.rootID)); e != nil {
 			err = e

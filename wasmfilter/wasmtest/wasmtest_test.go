@@ -282,3 +282,17 @@ func TestFilterName(t *testing.T) {
 		}
 	}
 }
+
+func TestGuestPanicClosesTheVM(t *testing.T) {
+	vm := newVM(t, wasmtest.Config{})
+	_, err := vm.RoundTrip(testCtx(t), "backend", wasmtest.Request{Path: "/panic"})
+	if err == nil || !strings.Contains(err.Error(), "probe asked to panic") {
+		t.Fatalf("err = %v, want the guest's panic message", err)
+	}
+	if _, err := vm.NewStream(); !errors.Is(err, wasmtest.ErrClosed) {
+		t.Fatalf("after a trap: err = %v, want ErrClosed", err)
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatalf("close after trap: %v", err)
+	}
+}

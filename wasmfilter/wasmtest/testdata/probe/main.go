@@ -101,6 +101,8 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 	_ = s.plugin.inflight.Add(1)
 	s.path, _ = pw.GetHTTPRequestHeader(":path")
 	switch {
+	case s.path == "/panic":
+		panic("probe asked to panic")
 	case s.path == "/local":
 		err := pw.SendHTTPResponse(418, [][2]string{{"x-probe", "local"}}, []byte("short and stout"), pw.NoGRPCStatus)
 		if err != nil {
