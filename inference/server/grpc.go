@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,7 +46,7 @@ func (g *grpcService) ModelReady(ctx context.Context, req *pb.ModelReadyRequest)
 	case errors.Is(err, repository.ErrNotFound):
 		return nil, statusError(err)
 	case errors.Is(err, repository.ErrUnavailable):
-		_ = grpc.SetHeader(ctx, metadata.Pairs(reasonHeader, err.Error()))
+		_ = grpc.SetHeader(ctx, metadata.Pairs(reasonHeader, oneLine(err.Error())))
 		return &pb.ModelReadyResponse{Ready: false}, nil
 	default:
 		return nil, statusError(err)
@@ -166,6 +167,10 @@ func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *pb.Reposit
 	}
 	return &pb.RepositoryModelUnloadResponse{}, nil
 }
+
+// oneLine joins a multi-line reason (several config errors) for a header,
+// where newlines are not allowed.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 // serverHeader is a unary interceptor that names this server instance in
 // every response's headers, so that callers can tell replicas apart.

@@ -71,6 +71,15 @@ func TestGRPCMetadataAndHealth(t *testing.T) {
 	if r := hdr.Get("x-maestro-reason"); len(r) != 1 || !strings.Contains(r[0], "says fail") {
 		t.Errorf("reason header = %v", r)
 	}
+	hdr = nil
+	mr, err = c.ModelReady(ctx, &pb.ModelReadyRequest{Name: "broken"}, grpc.Header(&hdr))
+	if err != nil || mr.GetReady() {
+		t.Errorf("ModelReady(broken) = %v, %v; want not ready", mr, err)
+	}
+	if r := hdr.Get("x-maestro-reason"); len(r) != 1 || !strings.Contains(r[0], `config.yaml:3: inputs[0].datatype: unknown datatype "FP33"; `) ||
+		!strings.Contains(r[0], "inputs[0].shape[0]: dimension 0") {
+		t.Errorf("reason header for a config with two errors = %v", r)
+	}
 	_, err = c.ModelMetadata(ctx, &pb.ModelMetadataRequest{Name: "bad"})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "says fail") {
 		t.Errorf("ModelMetadata(bad) = %v, want UNAVAILABLE with the reason", err)
@@ -263,7 +272,7 @@ func TestRepositoryExtension(t *testing.T) {
 			t.Errorf("bad model's reason = %q", m.GetReason())
 		}
 	}
-	want := map[string]string{"m/1": "UNAVAILABLE", "m/2": "READY", "bad/1": "UNAVAILABLE", "flat/1": "UNAVAILABLE", "batched/1": "UNAVAILABLE"}
+	want := map[string]string{"m/1": "UNAVAILABLE", "m/2": "READY", "bad/1": "UNAVAILABLE", "flat/1": "UNAVAILABLE", "batched/1": "UNAVAILABLE", "broken/": "UNAVAILABLE"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("index %s = %q, want %q (index %v)", k, got[k], v, got)

@@ -19,7 +19,8 @@ import (
 //   - m: 3 features, versions 1 (bias 10) and 2 (bias 20), batches up to 8;
 //   - flat: no batch dimension, 2 features;
 //   - batched: dynamic batching, preferred batch size 4, a long delay;
-//   - bad: its only version fails to load.
+//   - bad: its only version fails to load;
+//   - broken: a config.yaml with two errors.
 func repo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -29,6 +30,12 @@ func repo(t *testing.T) string {
 		QueueDelay: time.Hour, PreferredBatchSizes: []int64{4}})
 	inferencetest.WriteModel(t, dir, inferencetest.TestModel{Name: "bad"})
 	if err := os.WriteFile(filepath.Join(dir, "bad", "1", "bias"), []byte("fail"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "broken", "1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken", "config.yaml"), []byte("name: broken\nruntime: inferencetest\ninputs: [{name: x, datatype: FP33, shape: [0]}]\noutputs: [{name: y, datatype: FP32, shape: [1]}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir

@@ -124,7 +124,7 @@ func (s *Server) httpModelReady(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, repository.ErrUnavailable):
-		w.Header().Set(reasonHeader, err.Error())
+		w.Header().Set(reasonHeader, oneLine(err.Error()))
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 	default:
 		writeError(w, err)
