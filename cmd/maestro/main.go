@@ -31,6 +31,7 @@ func commands() []command {
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
+		{"certs", "issue a workload certificate to files, or print the trust bundle (built-in CA or Vault)", runCerts},
 	}
 }
 
