@@ -356,6 +356,7 @@ func BenchmarkLoadAndBuild10k(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/parse")
 	})
 	pm, err := policy.Parse("large.yaml", text)
 	if err != nil {
@@ -368,5 +369,6 @@ func BenchmarkLoadAndBuild10k(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/build")
 	})
 }

@@ -123,6 +123,7 @@ func BenchmarkReload10k(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/reload")
 	})
 	b.Run("cached", func(b *testing.B) {
 		l := &Loader{}
@@ -138,5 +139,6 @@ func BenchmarkReload10k(b *testing.B) {
 			}
 			i++
 		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/reload")
 	})
 }

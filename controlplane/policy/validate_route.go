@@ -32,6 +32,8 @@ func (v *validator) route(r *Route) {
 		f := fmt.Sprintf("spec.rules[%d]", i)
 		if !validName(rule.Name) {
 			v.bad(f+".name", "rule name %q must be a DNS label", rule.Name)
+		} else if rule.Name == "rest" {
+			v.bad(f+".name", "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
 		} else if rules[rule.Name] {
 			v.bad(f+".name", "rule %q given twice", rule.Name)
 		}
@@ -269,10 +271,14 @@ func (v *validator) gateway(g *Gateway, before []*Gateway) {
 		v.bad("spec.routes", "a gateway needs at least one route")
 	}
 	v.routeList("spec.routes", sp.Routes)
+	hosts := map[string]bool{}
 	for i, h := range sp.Hosts {
 		if h == "" || strings.ContainsAny(h, " /") {
 			v.bad(fmt.Sprintf("spec.hosts[%d]", i), "host %q must be a host name, host:port or *", h)
+		} else if hosts[h] {
+			v.bad(fmt.Sprintf("spec.hosts[%d]", i), "host %q listed twice", h)
 		}
+		hosts[h] = true
 	}
 	v.dnsLabel("spec.identity.namespace", sp.Identity.Namespace)
 	v.dnsLabel("spec.identity.serviceAccount", sp.Identity.ServiceAccount)

@@ -134,6 +134,7 @@ var errCases = []errCase{
 	{name: "target", extra: route("r", "{service: churn, target: Bad.Target}"), field: "spec.target", msg: `target "Bad.Target" must be a DNS label`},
 	{name: "target twice", extra: route("r", "{service: churn, target: fraud}"), field: "spec.target", msg: `proxyless target "fraud" is also Route "fraud"'s`},
 	{name: "rule name", extra: route("r", "{service: churn, rules: [{name: A, headers: [{name: x, exact: y}], split: [{version: v1, weight: 100}]}]}"), field: "spec.rules[0].name", msg: `rule name "A" must be a DNS label`},
+	{name: "rule rest", extra: route("r", "{service: churn, rules: [{name: rest, headers: [{name: x, exact: y}], split: [{version: v1, weight: 100}]}]}"), field: "spec.rules[0].name", msg: `rule name "rest" is reserved`},
 	{name: "rule twice", extra: route("r", "{service: churn, rules: [{name: a, headers: [{name: x, exact: y}], split: [{version: v1, weight: 100}]}, {name: a, headers: [{name: x, exact: z}], split: [{version: v1, weight: 100}]}]}"), field: "spec.rules[1].name", msg: `rule "a" given twice`},
 	{name: "rule headers", extra: route("r", "{service: churn, rules: [{name: a, split: [{version: v1, weight: 100}]}]}"), field: "spec.rules[0].headers", msg: "a rule needs at least one header match"},
 	{name: "rule split", extra: route("r", "{service: churn, rules: [{name: a, headers: [{name: x, exact: y}]}]}"), field: "spec.rules[0].split", msg: "a rule needs a split"},
@@ -184,6 +185,7 @@ var errCases = []errCase{
 	{name: "gateway unknown route", extra: d(KindGateway, "g", "{port: 80, routes: [nope]}"), field: "spec.routes[0]", msg: `unknown Route "nope"`},
 	{name: "gateway route twice", extra: d(KindGateway, "g", "{port: 80, routes: [fraud, fraud]}"), field: "spec.routes[1]", msg: `Route "fraud" listed twice`},
 	{name: "gateway host", extra: d(KindGateway, "g", "{port: 80, routes: [fraud], hosts: ['a/b']}"), field: "spec.hosts[0]", msg: "must be a host name, host:port or *"},
+	{name: "gateway host twice", extra: d(KindGateway, "g", "{port: 80, routes: [fraud], hosts: [a, a]}"), field: "spec.hosts[1]", msg: `host "a" listed twice`},
 	{name: "gateway conflict", extra: d(KindGateway, "g1", "{port: 80, routes: [fraud]}") + d(KindGateway, "g2", "{port: 81, routes: [fraud]}"), field: "spec.nodes", msg: `Gateway "g1" (`},
 	// sidecars
 	{name: "sidecar service", extra: d(KindSidecar, "s", "{service: nope, inbound: {appPort: 1}}"), field: "spec.service", msg: `unknown Service "nope"`},
