@@ -174,11 +174,13 @@ func BenchmarkFraudBatch1024(b *testing.B) {
 	req := fraudRequest(1024, true)
 	b.Run("grpc-raw", func(b *testing.B) {
 		b.ReportAllocs()
+		cpu0 := cpuTime(b)
 		for b.Loop() {
 			if _, err := c.ModelInfer(context.Background(), req); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N)/1024, "cpu-ns/row")
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/row")
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/batch")
 	})
@@ -193,11 +195,13 @@ func BenchmarkFraudBatch1024(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
+		cpu0 := cpuTime(b)
 		for b.Loop() {
 			if _, err := l.Predict(context.Background(), []runtime.Tensor{t}); err != nil {
 				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N)/1024, "cpu-ns/row")
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1024, "ns/row")
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/batch")
 	})
