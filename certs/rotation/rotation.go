@@ -77,7 +77,8 @@ type Snapshot struct {
 	Version uint64
 	// Certs holds only certificates unexpired when the snapshot was made;
 	// the Manager publishes a new snapshot when one expires.
-	Certs  map[spiffe.ID]*certs.Certificate
+	Certs map[spiffe.ID]*certs.Certificate
+	// Bundle is nil until the issuer's bundle could first be read.
 	Bundle *certs.Bundle
 }
 
@@ -366,6 +367,13 @@ func (m *Manager) reconcile(ctx context.Context) time.Time {
 		e, ok := m.entries[r.id]
 		if !ok {
 			continue // removed while being issued
+		}
+		if r.err == nil && r.cert.ExpiredAt(now) {
+			// A CA whose clock is far behind ours: re-issuing at once would
+			// spin, so back off like any other failure.
+			r.err = fmt.Errorf("issuer returned a certificate already expired at %s (now %s): clock skew?",
+				r.cert.NotAfter().UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			r.cert = nil
 		}
 		if r.err != nil {
 			m.failedLocked(ctx, now, r, e)

@@ -440,6 +440,51 @@ func TestRootRotationKeepsBothRootsUntilEveryLeafReissued(t *testing.T) {
 	}
 }
 
+// skewed issues certificates that expired before the manager's now.
+type skewed struct{ certs.Issuer }
+
+func (s skewed) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
+	req.TTL = time.Second
+	return s.Issuer.Issue(ctx, req)
+}
+
+func TestAlreadyExpiredCertificateIsAFailureNotASpin(t *testing.T) {
+	clk := fakeclock.New(start)
+	// The CA's clock is an hour behind the manager's.
+	ca, err := localca.Open(localca.Config{TrustDomain: td, Now: func() time.Time { return clk.Now().Add(-time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Always, rather than SetIdentities, so no wake-up races the checks.
+	m, err := New(Config{Issuer: skewed{ca}, Clock: clk, MinBackoff: time.Second, MaxBackoff: 4 * time.Second,
+		Rand: func() float64 { return 0 }, Always: []spiffe.ID{spiffe.Must(td, "n", "a")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	for range 3 {
+		if err := clk.WaitForTimers(wctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		next, _ := clk.NextDeadline()
+		if wait := next.Sub(clk.Now()); wait < 500*time.Millisecond {
+			t.Fatalf("manager retries after %v: an expired certificate must back off", wait)
+		}
+		if len(m.Current().Certs) != 0 {
+			t.Fatal("an expired certificate was published")
+		}
+		clk.Advance(next.Sub(clk.Now()))
+	}
+	if got := value(t, m.metrics.failures.WithLabelValues("issuer")); got < 2 {
+		t.Fatalf("failures %v", got)
+	}
+}
+
 func TestCappedTTLIsReported(t *testing.T) {
 	h := newHarness(t, Config{TTL: 24 * time.Hour}, localca.Config{MaxTTL: time.Hour})
 	id := spiffe.Must(td, "n", "a")
