@@ -41,7 +41,7 @@ type fixture struct {
 
 // startFraud starts one real server per fraud ensemble member, serving the
 // demo model repository.
-func startFraud(t *testing.T) *fixture {
+func startFraud(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{members: map[string]member{}, clusters: map[string]wasmtest.Cluster{}}
 	for _, m := range []struct{ name, model, version string }{
@@ -75,7 +75,7 @@ func (f *fixture) routeMembers(grpc bool, names ...string) []filterconfig.Fanout
 
 // newVM starts the real fanout.wasm with one route, selected through
 // Envoy's xds.route_name property.
-func newVM(t *testing.T, clusters map[string]wasmtest.Cluster, route filterconfig.FanoutRoute) *wasmtest.VM {
+func newVM(t testing.TB, clusters map[string]wasmtest.Cluster, route filterconfig.FanoutRoute) *wasmtest.VM {
 	t.Helper()
 	cfg, err := json.Marshal(filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}})
 	if err != nil {
@@ -110,7 +110,7 @@ func features(rows int) oip.Tensor {
 	return oip.Tensor{Name: "features", Datatype: "FP32", Shape: []int64{int64(rows), 30}, Values: v}
 }
 
-func restRequest(t *testing.T, model string, in oip.Tensor) wasmtest.Request {
+func restRequest(t testing.TB, model string, in oip.Tensor) wasmtest.Request {
 	t.Helper()
 	body, err := oip.EncodeJSONRequest("req-1", []oip.Tensor{in})
 	if err != nil {
@@ -120,7 +120,7 @@ func restRequest(t *testing.T, model string, in oip.Tensor) wasmtest.Request {
 		Headers: [][2]string{{"content-type", "application/json"}, {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}, Body: body}
 }
 
-func grpcRequest(t *testing.T, model string, in oip.Tensor) wasmtest.Request {
+func grpcRequest(t testing.TB, model string, in oip.Tensor) wasmtest.Request {
 	t.Helper()
 	msg, err := oip.EncodeGRPCRequest(&oip.Request{ModelName: model, ID: "req-1", Inputs: []oip.Tensor{in}})
 	if err != nil {
@@ -158,15 +158,8 @@ func directREST(t *testing.T, m member, in []oip.Tensor) *oip.Response {
 // client, bypassing the filter.
 func directGRPC(t *testing.T, ctx context.Context, m member, in []oip.Tensor) *oip.Response {
 	t.Helper()
-	msg, err := oip.EncodeGRPCRequest(&oip.Request{ModelName: m.model, ModelVersion: m.version, Inputs: in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var req pb.ModelInferRequest
-	if err := proto.Unmarshal(msg, &req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := m.srv.Client(t).ModelInfer(ctx, &req)
+	req := toPB(t, &oip.Request{ModelName: m.model, ModelVersion: m.version, Inputs: in})
+	resp, err := m.srv.Client(t).ModelInfer(ctx, req)
 	if err != nil {
 		t.Fatalf("direct grpc call to %s: %v", m.srv.Name, err)
 	}
@@ -179,6 +172,20 @@ func directGRPC(t *testing.T, ctx context.Context, m member, in []oip.Tensor) *o
 		t.Fatal(err)
 	}
 	return out
+}
+
+// toPB turns a request into the generated type, through the wire format.
+func toPB(t testing.TB, r *oip.Request) *pb.ModelInferRequest {
+	t.Helper()
+	msg, err := oip.EncodeGRPCRequest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req pb.ModelInferRequest
+	if err := proto.Unmarshal(msg, &req); err != nil {
+		t.Fatal(err)
+	}
+	return &req
 }
 
 // decodeGRPCBody reads the ModelInferResponse a client would get.
