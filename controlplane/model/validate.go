@@ -22,9 +22,9 @@ func (m *Mesh) Validate() error {
 	for i := range m.Clusters {
 		v.clusters[m.Clusters[i].Name] = struct{}{}
 	}
-	v.names("group", len(m.Groups), func(i int) string { return m.Groups[i].Name })
-	v.names("cluster", len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
-	v.names("secret", len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
+	v.names(sub(nil, "group", ""), len(m.Groups), func(i int) string { return m.Groups[i].Name })
+	v.names(sub(nil, "cluster", ""), len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
+	v.names(sub(nil, "secret", ""), len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
 	for i := range m.Groups {
 		v.group(&m.Groups[i])
 	}
@@ -95,7 +95,7 @@ func (v *validator) addf(format string, args ...any) {
 }
 
 // names checks n names are non-empty, sorted and unique.
-func (v *validator) names(kind string, n int, name func(int) string) {
+func (v *validator) names(kind fmt.Stringer, n int, name func(int) string) {
 	for i := 0; i < n; i++ {
 		switch {
 		case name(i) == "":
@@ -128,7 +128,7 @@ func (v *validator) percent(where *place, what string, p float64) {
 
 func (v *validator) group(g *NodeGroup) {
 	where := at(nil, "group", g.Name)
-	v.names(where.String()+" listener", len(g.Listeners), func(i int) string { return g.Listeners[i].Name })
+	v.names(sub(where, "listener", ""), len(g.Listeners), func(i int) string { return g.Listeners[i].Name })
 	for _, c := range g.ExtraClusters {
 		v.clusterRef(where, c)
 	}
@@ -199,10 +199,10 @@ func (v *validator) listener(where *place, l *Listener) {
 	if l.Routes.Name == "" {
 		v.addf("%s: route configuration without a name", where)
 	}
-	v.names(where.String()+" virtual host", len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
+	v.names(sub(where, "virtual host", ""), len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
 	// Route names are unique across the configuration: the wasm filters
 	// key their per-route settings by them.
-	seen := map[string]bool{}
+	var seen nameSet
 	for _, vh := range l.Routes.VirtualHosts {
 		vw := at(where, "virtual host", vh.Name)
 		if len(vh.Domains) == 0 {
@@ -210,10 +210,10 @@ func (v *validator) listener(where *place, l *Listener) {
 		}
 		for _, r := range vh.Routes {
 			rw := at(vw, "route", r.Name)
-			if r.Name == "" || seen[r.Name] {
+			if r.Name == "" || seen.has(r.Name) {
 				v.addf("%s: empty or duplicate route name", rw)
 			}
-			seen[r.Name] = true
+			seen.add(r.Name)
 			v.route(rw, &r)
 		}
 	}
@@ -300,6 +300,35 @@ func (v *validator) cluster(c *Cluster) {
 			if e.Address == "" || e.Port == 0 || e.Port > 65535 {
 				v.addf("%s: endpoint %q port %d: needs an address and a port in 1..65535", where, e.Address, e.Port)
 			}
+		}
+	}
+}
+
+// nameSet is a set of names that stays a slice while small: most route
+// configurations (one per proxyless target) hold a route or two, and a map
+// each would dominate validating thousands of them.
+type nameSet struct {
+	list []string
+	m    map[string]bool
+}
+
+func (s *nameSet) has(name string) bool {
+	if s.m != nil {
+		return s.m[name]
+	}
+	return slices.Contains(s.list, name)
+}
+
+func (s *nameSet) add(name string) {
+	if s.m != nil {
+		s.m[name] = true
+		return
+	}
+	s.list = append(s.list, name)
+	if len(s.list) > 16 {
+		s.m = make(map[string]bool, 2*len(s.list))
+		for _, n := range s.list {
+			s.m[n] = true
 		}
 	}
 }

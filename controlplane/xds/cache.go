@@ -30,7 +30,9 @@ type Cache struct {
 	// proxyless gRPC) then by name.
 	clusters [2]map[string]*builtCluster
 	routes   [2]map[string]*builtRoute
-	parts    clusterParts
+	// listeners are keyed by group and name.
+	listeners map[string]*builtListener
+	parts     clusterParts
 	// buf is reused to encode resources for their versions.
 	buf []byte
 }
@@ -50,6 +52,14 @@ type builtCluster struct {
 	used               uint64
 }
 
+type builtListener struct {
+	ir      *model.Listener
+	tracing *model.Tracing
+	res     types.Resource
+	v       string
+	used    uint64
+}
+
 type builtRoute struct {
 	ir    *model.Route
 	route *routev3.Route
@@ -59,7 +69,7 @@ type builtRoute struct {
 
 // NewCache returns an empty cache.
 func NewCache() *Cache {
-	c := &Cache{}
+	c := &Cache{listeners: map[string]*builtListener{}}
 	for i := range c.clusters {
 		c.clusters[i] = map[string]*builtCluster{}
 		c.routes[i] = map[string]*builtRoute{}
@@ -101,6 +111,11 @@ func (c *Cache) Sweep() {
 			if e.used != c.gen {
 				delete(c.routes[f], k)
 			}
+		}
+	}
+	for k, e := range c.listeners {
+		if e.used != c.gen {
+			delete(c.listeners, k)
 		}
 	}
 	c.indexed, c.index = nil, nil
@@ -209,11 +224,49 @@ func (c *Cache) route(scope string, r *model.Route, proxyless bool) (*routev3.Ro
 	return rt, v, nil
 }
 
+// listener returns the LDS resource of l (with tracing, if set) and its
+// version, rebuilt only when l or the tracing settings changed. A group of
+// proxyless clients has one API listener, with its routes inline, per
+// target: thousands in a large mesh.
+func (c *Cache) listener(group string, l *model.Listener, tracing *model.Tracing) (types.Resource, string, error) {
+	key := group + "\x00" + l.Name
+	if c != nil {
+		if e := c.listeners[key]; e != nil && e.ir.Equal(l) && tracingEqual(e.tracing, tracing) {
+			e.used = c.gen
+			return e.res, e.v, nil
+		}
+	}
+	ln, err := Listener(l, tracing)
+	if err != nil {
+		return nil, "", fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	v, err := c.version(resource.ListenerType, l.Name, ln)
+	if err != nil {
+		return nil, "", err
+	}
+	if c != nil {
+		var t *model.Tracing
+		if tracing != nil {
+			copied := *tracing
+			t = &copied
+		}
+		c.listeners[key] = &builtListener{ir: l, tracing: t, res: ln, v: v, used: c.gen}
+	}
+	return ln, v, nil
+}
+
+func tracingEqual(a, b *model.Tracing) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
 // routeConfiguration builds the RDS resource of rc from cached routes. Each
 // route is validated when built; the configuration and its virtual hosts
 // are validated without their routes, and the version combines the routes'
 // hashes, so an unchanged route costs neither validation nor encoding.
-func (c *Cache) routeConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguration, string, error) {
+func (c *Cache) routeConfiguration(group string, rc *model.RouteConfig) (*routev3.RouteConfiguration, string, error) {
 	out := &routev3.RouteConfiguration{Name: rc.Name}
 	if err := out.ValidateAll(); err != nil {
 		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
@@ -234,7 +287,7 @@ func (c *Cache) routeConfiguration(rc *model.RouteConfig) (*routev3.RouteConfigu
 		}
 		vh.Routes = make([]*routev3.Route, 0, len(mvh.Routes))
 		for j := range mvh.Routes {
-			rt, v, err := c.route(rc.Name+"\x00"+mvh.Name, &mvh.Routes[j], false)
+			rt, v, err := c.route(group+"\x00"+rc.Name+"\x00"+mvh.Name, &mvh.Routes[j], false)
 			if err != nil {
 				return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
 			}

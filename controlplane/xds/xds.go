@@ -177,15 +177,13 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 	if !b.proxyless {
 		tracing = b.mesh.Tracing
 	}
-	ln, err := Listener(l, tracing)
+	ln, lv, err := b.cache.listener(b.group.Name, l, tracing)
 	if err != nil {
-		return fmt.Errorf("listener %q: %w", l.Name, err)
-	}
-	if err := b.out.add(resource.ListenerType, l.Name, ln); err != nil {
 		return err
 	}
+	b.out.addBuilt(resource.ListenerType, l.Name, lv, ln)
 	if l.Kind != model.ListenerAPI {
-		rc, v, err := b.cache.routeConfiguration(&l.Routes)
+		rc, v, err := b.cache.routeConfiguration(b.group.Name, &l.Routes)
 		if err != nil {
 			return err
 		}
