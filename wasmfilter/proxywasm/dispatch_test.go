@@ -1,0 +1,143 @@
+package proxywasm
+
+import (
+	"testing"
+)
+
+// recorder is a filter that records which callbacks reached it.
+type recorder struct {
+	DefaultVMContext
+	calls   *[]string
+	rejects bool
+}
+
+func (r recorder) NewPluginContext(id uint32) PluginContext {
+	return recPlugin{calls: r.calls, rejects: r.rejects}
+}
+
+type recPlugin struct {
+	DefaultPluginContext
+	calls   *[]string
+	rejects bool
+}
+
+func (p recPlugin) OnPluginStart(int) bool { *p.calls = append(*p.calls, "start"); return !p.rejects }
+
+func (p recPlugin) OnTick() { *p.calls = append(*p.calls, "tick") }
+
+func (p recPlugin) NewHTTPContext(id uint32) HTTPContext { return recStream{calls: p.calls} }
+
+type recStream struct {
+	DefaultHTTPContext
+	calls *[]string
+}
+
+func (s recStream) OnHTTPRequestHeaders(n int, eos bool) Action {
+	if eos {
+		*s.calls = append(*s.calls, "headers-eos")
+	} else {
+		*s.calls = append(*s.calls, "headers")
+	}
+	return ActionPause
+}
+
+func (s recStream) OnHTTPStreamDone() { *s.calls = append(*s.calls, "done") }
+
+func TestDispatcherRoutesCallbacksByContext(t *testing.T) {
+	var calls []string
+	d := newDispatcher()
+	d.vmContext = recorder{calls: &calls}
+	if d.onVMStart(0) != 1 {
+		t.Fatal("vm start rejected")
+	}
+	d.onContextCreate(1, 0)
+	if d.onConfigure(1, 0) != 1 {
+		t.Fatal("configure rejected")
+	}
+	d.onContextCreate(2, 1)
+	if got := d.onRequestHeaders(2, 3, 1); got != uint32(ActionPause) {
+		t.Fatalf("action = %d", got)
+	}
+	if d.active != 2 {
+		t.Fatalf("active context = %d, want 2", d.active)
+	}
+	// Callbacks for unknown streams continue rather than trap.
+	if got := d.onRequestHeaders(99, 1, 0); got != uint32(ActionContinue) {
+		t.Fatalf("unknown stream action = %d", got)
+	}
+	d.onTick(1)
+	d.onLog(2)
+	d.onDelete(2)
+	d.onLog(2) // deleted: nothing reaches the filter
+	want := []string{"start", "headers-eos", "tick", "done"}
+	if len(calls) != len(want) {
+		t.Fatalf("calls = %q, want %q", calls, want)
+	}
+	for i := range want {
+		if calls[i] != want[i] {
+			t.Fatalf("calls = %q, want %q", calls, want)
+		}
+	}
+}
+
+func TestDispatcherRejectsWithoutFilterOrOnBadConfig(t *testing.T) {
+	d := newDispatcher()
+	if d.onVMStart(0) != 0 {
+		t.Fatal("a VM with no registered filter must fail to start")
+	}
+	var calls []string
+	d.vmContext = recorder{calls: &calls, rejects: true}
+	d.onContextCreate(1, 0)
+	if d.onConfigure(1, 10) != 0 {
+		t.Fatal("rejected configuration reported as accepted")
+	}
+	if d.onConfigure(7, 10) != 0 {
+		t.Fatal("configure of an unknown root context accepted")
+	}
+}
+
+func TestCalloutToEndedStreamIsDropped(t *testing.T) {
+	var calls []string
+	d := newDispatcher()
+	d.vmContext = recorder{calls: &calls}
+	d.onContextCreate(1, 0)
+	d.onContextCreate(2, 1)
+	d.onContextCreate(3, 1)
+	got := 0
+	d.callouts[10] = callout{caller: 2, http: func(int, int, int) { got++ }}
+	d.callouts[11] = callout{caller: 3, http: func(int, int, int) { got += 10 }}
+	d.callouts[12] = callout{caller: 1, http: func(int, int, int) { got += 100 }}
+	d.onDelete(3)
+	for _, token := range []uint32{10, 11, 12, 10, 99} {
+		d.onHTTPCallResponse(token, 1, 0, 0)
+	}
+	// 10 once (its stream lives), 11 dropped (stream gone), 12 on the root
+	// context; repeats and unknown tokens do nothing.
+	if got != 101 {
+		t.Fatalf("callbacks ran to %d, want 101", got)
+	}
+	if len(d.callouts) != 0 {
+		t.Fatalf("%d callouts left pending", len(d.callouts))
+	}
+}
+
+func TestAllocationsStayReachableUntilClaimed(t *testing.T) {
+	d := newDispatcher()
+	p := d.allocate(8)
+	if p == 0 || len(d.allocations) != 1 {
+		t.Fatalf("allocate: ptr %d, %d held", p, len(d.allocations))
+	}
+	copy(d.allocations[p], "abcdefgh")
+	if got := string(d.claim(p, 3)); got != "abc" {
+		t.Fatalf("claim = %q", got)
+	}
+	if len(d.allocations) != 0 {
+		t.Fatal("claimed buffer still held")
+	}
+	if d.claim(p, 3) != nil || d.claim(0, 0) != nil {
+		t.Fatal("claiming an unknown or null pointer must read as empty")
+	}
+	if d.allocate(0) == 0 {
+		t.Fatal("zero-size allocation returned null")
+	}
+}
