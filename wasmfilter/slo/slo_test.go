@@ -323,3 +323,28 @@ func TestMeterBoundsSeries(t *testing.T) {
 		t.Fatalf("other = %d", got)
 	}
 }
+
+func TestMeterLatencyTargetBurn(t *testing.T) {
+	logs := logLines{}
+	m := NewMeter(testConfig(t), Env{Metrics: &memMetrics{}, Store: &memStore{}, Log: logs.log})
+	now := time.Unix(2_000_000, 0)
+	for i := 0; i < 10; i++ {
+		latency := 10 * time.Millisecond
+		if i < 3 {
+			latency = 101 * time.Millisecond // over the 100ms target
+		}
+		if err := m.Observe(Observation{Route: "r", Model: "m", Status: 200, GRPCStatus: NoGRPCStatus,
+			Latency: latency, End: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Flush(now); err != nil {
+		t.Fatal(err)
+	}
+	// 3 slow of 10 against the 10% a p90 target allows: burn 3 on both
+	// windows; no errors, so only the latency SLI alerts.
+	if len(logs) != 2 || !strings.Contains(logs[0], `sli="latency p90<100ms" window=short(1m0s) burn_rate=3.00 threshold=2.00 bad=3 total=10`) ||
+		!strings.Contains(logs[1], `sli="latency p90<100ms" window=long(10m0s) burn_rate=3.00 threshold=1.50`) {
+		t.Fatalf("logs = %q", logs)
+	}
+}
