@@ -348,6 +348,9 @@ func (m *Manager) reconcile(ctx context.Context) time.Time {
 	m.mu.Unlock()
 
 	results := m.issueAll(ctx, due)
+	if ctx.Err() != nil {
+		return time.Time{} // shutting down: these failures are ours, not the issuer's
+	}
 
 	// The bundle is read after issuing, outside the lock (Vault answers over
 	// the network), so it covers every root the new leaves chain to.

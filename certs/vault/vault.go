@@ -148,8 +148,20 @@ func New(cfg Config) (*Issuer, error) {
 // Login authenticates now. Issue logs in by itself when needed; calling
 // Login at start-up surfaces bad credentials early.
 func (i *Issuer) Login(ctx context.Context) error {
+	return i.loginUnless(ctx, func(*api.Secret) bool { return false })
+}
+
+// loginUnless logs in unless done, checked under the login lock, says
+// another caller already has.
+func (i *Issuer) loginUnless(ctx context.Context, done func(*api.Secret) bool) error {
 	i.loginMu.Lock()
 	defer i.loginMu.Unlock()
+	i.mu.Lock()
+	cur := i.login
+	i.mu.Unlock()
+	if done(cur) {
+		return nil
+	}
 	s, err := i.cfg.Auth.Login(ctx, i.client)
 	if err != nil {
 		return classify(fmt.Errorf("vault: %w", err))
@@ -182,17 +194,18 @@ func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if req.TTL <= 0 {
 		req.TTL = certs.DefaultTTL
 	}
-	if !i.loggedIn() {
-		if err := i.Login(ctx); err != nil {
-			return nil, fmt.Errorf("vault: issue %s: %w", req.ID, err)
-		}
+	if err := i.loginUnless(ctx, func(*api.Secret) bool { return i.loggedIn() }); err != nil {
+		return nil, fmt.Errorf("vault: issue %s: %w", req.ID, err)
 	}
+	used := i.client.Token()
 	c, err := i.issueOnce(ctx, req)
 	var re *api.ResponseError
 	if err != nil && errors.As(err, &re) && re.StatusCode == 403 && i.cfg.Auth.CanRelogin() {
 		// The token expired or was revoked: log in again and retry once.
+		// Concurrent issuances that saw the same refusal share one login.
 		i.log.WarnContext(ctx, "vault refused the token; logging in again", "identity", req.ID.String())
-		if lerr := i.Login(ctx); lerr != nil {
+		fresh := func(*api.Secret) bool { return i.client.Token() != used }
+		if lerr := i.loginUnless(ctx, fresh); lerr != nil {
 			return nil, fmt.Errorf("vault: issue %s: %w", req.ID, lerr)
 		}
 		c, err = i.issueOnce(ctx, req)

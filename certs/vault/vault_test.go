@@ -360,3 +360,28 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestConcurrentRefusalsShareOneLogin(t *testing.T) {
+	e := newEnv(t, nil, time.Minute, time.Minute)
+	iss := e.issuer(t, vault.AppRoleAuth{RoleID: vault.Secret{Value: roleID}, SecretID: vault.Secret{Value: secretID}}, vault.ModeSign)
+	ctx := context.Background()
+	if _, err := iss.Issue(ctx, certs.Request{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := iss.Issue(ctx, certs.Request{ID: id})
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.srv.Count("auth/approle/login"); n != 2 {
+		t.Fatalf("%d logins for 8 concurrent refusals, want 1 more than the first", n)
+	}
+}
