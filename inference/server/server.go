@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	goruntime "runtime"
 	"sync/atomic"
 	"time"
 
@@ -149,6 +150,10 @@ func New(cfg Config) (*Server, error) {
 		grpc.MaxSendMsgSize(cfg.MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(s.serverHeader, recoverUnary),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+		// Reused workers serve RPCs on stacks already grown, instead of a
+		// new goroutine per RPC growing its stack each time (8% of CPU in
+		// profiles of 1-row inference).
+		grpc.NumStreamWorkers(uint32(goruntime.GOMAXPROCS(0))),
 		grpc.InitialWindowSize(flowWindow),
 		grpc.InitialConnWindowSize(flowWindow),
 	}
