@@ -40,13 +40,13 @@ const (
 	ParamStrategy = "fanout_strategy"
 )
 
-// MetricPrefix starts every metric the filter defines:
-// maestro_fanout.route.<route>.<name> and
-// maestro_fanout.route.<route>.member.<member>.<name> and
-// maestro_fanout.route.<route>.shadow.<shadow>.<name>, with dots in route
-// and member names turned into underscores so the segments stay
-// extractable as tags.
-const MetricPrefix = "maestro_fanout"
+// Metric names follow the mesh's scheme, maestro_fanout_<what>[_<unit>],
+// with tags encoded in the name after it, dotted:
+// <name>.route.<route>, <name>.route.<route>.member.<member> and
+// <name>.route.<route>.shadow.<shadow>. Tag values keep letters, digits,
+// '_', '-', '/' and ':'; other characters (notably '.') become '_', values
+// are cut at 64 bytes, and an empty one is "none".
+const metricPrefix = "maestro_fanout_"
 
 const (
 	grpcService = "inference.GRPCInferenceService"
@@ -117,32 +117,40 @@ func (p *plugin) OnPluginStart(int) bool {
 
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{p: p} }
 
-// metricSegment makes a name safe as one dotted metric segment.
-func metricSegment(s string) string {
+// tagValue makes a name safe as one dotted tag value.
+func tagValue(s string) string {
 	if s == "" {
-		return "default"
+		return "none"
+	}
+	if len(s) > 64 {
+		s = s[:64]
 	}
 	return strings.Map(func(r rune) rune {
 		switch {
-		case r == '.' || r == ' ' || r == ':' || r == '/':
-			return '_'
-		case r < 0x20 || r > 0x7e:
-			return '_'
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '_', r == '-', r == '/', r == ':':
+			return r
 		}
-		return r
+		return '_'
 	}, s)
 }
 
-func routeMetric(route string, name string) string {
-	return MetricPrefix + ".route." + metricSegment(route) + "." + name
+// RouteMetric names a per-route metric, e.g. RouteMetric("requests_total",
+// "fraud") is "maestro_fanout_requests_total.route.fraud".
+func RouteMetric(name, route string) string {
+	return metricPrefix + name + ".route." + tagValue(route)
 }
 
-func memberMetric(route, member, name string) string {
-	return MetricPrefix + ".route." + metricSegment(route) + ".member." + metricSegment(member) + "." + name
+// MemberMetric names a per-member metric, e.g. "answers_total" gives
+// "maestro_fanout_member_answers_total.route.<route>.member.<member>".
+func MemberMetric(name, route, member string) string {
+	return metricPrefix + "member_" + name + ".route." + tagValue(route) + ".member." + tagValue(member)
 }
 
-func shadowMetric(route, shadow, name string) string {
-	return MetricPrefix + ".route." + metricSegment(route) + ".shadow." + metricSegment(shadow) + "." + name
+// ShadowMetric names a per-shadow metric, e.g. "compared_total" gives
+// "maestro_fanout_shadow_compared_total.route.<route>.shadow.<shadow>".
+func ShadowMetric(name, route, shadow string) string {
+	return metricPrefix + "shadow_" + name + ".route." + tagValue(route) + ".shadow." + tagValue(shadow)
 }
 
 // count adds n to the counter called name, defining it on first use. A

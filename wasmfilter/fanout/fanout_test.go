@@ -182,7 +182,7 @@ func TestEnsembleMatchesDirectCombination(t *testing.T) {
 					t.Errorf("latency report %q", latency)
 				}
 				for _, m := range r.Members {
-					if n := vm.Stats().Value("maestro_fanout.route.fraud.member." + strings.ReplaceAll(m.Name, ".", "_") + ".answers"); n != 1 {
+					if n := vm.Stats().Value(fanout.MemberMetric("answers_total", "fraud", m.Name)); n != 1 {
 						t.Errorf("member %s answers counter = %d, want 1", m.Name, n)
 					}
 				}
@@ -248,7 +248,7 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 			if missing != "fraud-logistic.v1 (timeout after 400ms)" {
 				t.Errorf("missing = %q", missing)
 			}
-			if n := vm.Stats().Value("maestro_fanout.route.fraud.member.fraud-logistic_v1.timeouts"); n != 1 {
+			if n := vm.Stats().Value(fanout.MemberMetric("timeouts_total", "fraud", "fraud-logistic.v1")); n != 1 {
 				t.Errorf("timeouts counter = %d, want 1", n)
 			}
 		})
@@ -300,7 +300,7 @@ func TestUnderQuorumFails(t *testing.T) {
 					t.Errorf("body %s\nlacks %q", resp.Body, wantMsg)
 				}
 			}
-			if n := vm.Stats().Value("maestro_fanout.route.fraud.quorum_failures"); n != 1 {
+			if n := vm.Stats().Value(fanout.RouteMetric("quorum_failures_total", "fraud")); n != 1 {
 				t.Errorf("quorum_failures = %d, want 1", n)
 			}
 		})
@@ -349,7 +349,7 @@ func TestBadRequestsAreRejected(t *testing.T) {
 			if !strings.Contains(string(resp.Local.Body), tc.want) {
 				t.Errorf("reply %q lacks %q", resp.Local.Body, tc.want)
 			}
-			if n := vm.Stats().Value("maestro_fanout.route.fraud.member.fraud_v1.answers"); n != 0 {
+			if n := vm.Stats().Value(fanout.MemberMetric("answers_total", "fraud", "fraud.v1")); n != 0 {
 				t.Errorf("a bad request reached members (%d answers)", n)
 			}
 		})

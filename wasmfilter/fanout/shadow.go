@@ -32,7 +32,7 @@ func (s *stream) startShadows() {
 		}
 		id := s.p.newShadow(s.route, sh)
 		s.shadowIDs = append(s.shadowIDs, id)
-		s.p.count(shadowMetric(s.routeLabel, sh.Label(), "sent"), 1)
+		s.p.count(ShadowMetric("sent_total", s.routeLabel, sh.Label()), 1)
 		if err := s.sendShadow(sh, id); err != nil {
 			pw.LogWarn("fanout: shadow " + sh.Label() + ": " + err.Error())
 			s.p.tellShadow(id, nil)
@@ -167,7 +167,7 @@ func (p *plugin) tellShadow(id uint64, resp *oip.Response) {
 		}
 	}
 	if c.shadow == nil {
-		p.count(shadowMetric(c.routeName, c.label, "failures"), 1)
+		p.count(ShadowMetric("failures_total", c.routeName, c.label), 1)
 	}
 	p.resolveShadow(id)
 }
@@ -179,22 +179,22 @@ func (p *plugin) resolveShadow(id uint64) {
 		return
 	}
 	delete(p.shadows, id)
-	metric := func(name string) string { return shadowMetric(c.routeName, c.label, name) }
+	metric := func(name string) string { return ShadowMetric(name, c.routeName, c.label) }
 	if c.primary == nil || c.shadow == nil {
-		p.count(metric("skipped"), 1)
+		p.count(metric("skipped_total"), 1)
 		return
 	}
 	cmp, err := combine.Compare(*c.primary, *c.shadow, c.route.EffectiveThreshold())
 	if err != nil {
-		p.count(metric("mismatched_shapes"), 1)
+		p.count(metric("mismatched_total"), 1)
 		pw.LogWarn("fanout: shadow " + c.label + ": " + err.Error())
 		return
 	}
-	p.count(metric("compared"), 1)
-	p.count(metric("rows"), uint64(cmp.Rows))
-	p.count(metric("class_agree_rows"), uint64(cmp.Agree))
-	p.count(metric("class_disagree_rows"), uint64(cmp.Rows-cmp.Agree))
-	p.count(metric("abs_diff_micros"), Micros(cmp.SumAbsDiff))
+	p.count(metric("compared_total"), 1)
+	p.count(metric("rows_total"), uint64(cmp.Rows))
+	p.count(metric("class_agree_rows_total"), uint64(cmp.Agree))
+	p.count(metric("class_disagree_rows_total"), uint64(cmp.Rows-cmp.Agree))
+	p.count(metric("abs_diff_micros_total"), Micros(cmp.SumAbsDiff))
 	p.record(metric("max_abs_diff_micros"), Micros(cmp.MaxAbsDiff))
 	pw.LogDebug("fanout: shadow " + c.label + " agreed on " + strconv.Itoa(cmp.Agree) + " of " + strconv.Itoa(cmp.Rows) + " rows")
 }

@@ -70,8 +70,8 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 			}
 			// The user's answer is the primary's own, untouched, and was
 			// given before the shadow answered.
-			metric := func(name string) string { return "maestro_fanout.route.fraud.shadow.fraud_v2." + name }
-			if n := vm.Stats().Value(metric("compared")); n != 0 {
+			metric := func(name string) string { return fanout.ShadowMetric(name, "fraud", "fraud.v2") }
+			if n := vm.Stats().Value(metric("compared_total")); n != 0 {
 				t.Fatalf("compared = %d before the shadow answered: the response waited for it", n)
 			}
 			if resp.Local != nil || resp.Header(fanout.HeaderAnswered) != "" || resp.Trailer(fanout.HeaderAnswered) != "" {
@@ -99,14 +99,14 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 				copies = 2 // the plain request above got a copy too
 			}
 			want := map[string]uint64{
-				"sent":                copies,
-				"compared":            copies,
-				"rows":                copies * uint64(direct.Rows),
-				"class_agree_rows":    copies * uint64(direct.Agree),
-				"class_disagree_rows": copies * uint64(direct.Rows-direct.Agree),
-				"abs_diff_micros":     copies * fanout.Micros(direct.SumAbsDiff),
-				"failures":            0,
-				"skipped":             0,
+				"sent_total":                copies,
+				"compared_total":            copies,
+				"rows_total":                copies * uint64(direct.Rows),
+				"class_agree_rows_total":    copies * uint64(direct.Agree),
+				"class_disagree_rows_total": copies * uint64(direct.Rows-direct.Agree),
+				"abs_diff_micros_total":     copies * fanout.Micros(direct.SumAbsDiff),
+				"failures_total":            0,
+				"skipped_total":             0,
 			}
 			for name, w := range want {
 				if got := vm.Stats().Value(metric(name)); got != w {
@@ -132,10 +132,10 @@ func TestShadowSamplingAndFailures(t *testing.T) {
 		requests int
 		want     map[string]uint64
 	}{
-		"half":       {cluster: "fraud.v1", percent: 50, requests: 6, want: map[string]uint64{"sent": 3, "compared": 3, "failures": 0}},
-		"none":       {cluster: "fraud.v1", percent: 0, requests: 3, want: map[string]uint64{"sent": 0, "compared": 0}},
-		"down":       {cluster: "dead", percent: 100, requests: 2, want: map[string]uint64{"sent": 2, "failures": 2, "skipped": 2, "compared": 0}},
-		"same model": {cluster: "fraud.v1", percent: 100, requests: 1, want: map[string]uint64{"compared": 1, "abs_diff_micros": 0}},
+		"half":       {cluster: "fraud.v1", percent: 50, requests: 6, want: map[string]uint64{"sent_total": 3, "compared_total": 3, "failures_total": 0}},
+		"none":       {cluster: "fraud.v1", percent: 0, requests: 3, want: map[string]uint64{"sent_total": 0, "compared_total": 0}},
+		"down":       {cluster: "dead", percent: 100, requests: 2, want: map[string]uint64{"sent_total": 2, "failures_total": 2, "skipped_total": 2, "compared_total": 0}},
+		"same model": {cluster: "fraud.v1", percent: 100, requests: 1, want: map[string]uint64{"compared_total": 1, "abs_diff_micros_total": 0}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -156,7 +156,7 @@ func TestShadowSamplingAndFailures(t *testing.T) {
 				t.Fatal(err)
 			}
 			for m, w := range tc.want {
-				if got := vm.Stats().Value("maestro_fanout.route.fraud.shadow.fraud_v2." + m); got != w {
+				if got := vm.Stats().Value(fanout.ShadowMetric(m, "fraud", "fraud.v2")); got != w {
 					t.Errorf("%s = %d, want %d", m, got, w)
 				}
 			}
@@ -189,8 +189,8 @@ func TestEnsembleWithShadowComparesTheCombinedAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metric := func(name string) string { return "maestro_fanout.route.fraud.shadow.fraud_v2." + name }
-	if a, d := vm.Stats().Value(metric("class_agree_rows")), vm.Stats().Value(metric("abs_diff_micros")); a != uint64(direct.Agree) || d != fanout.Micros(direct.SumAbsDiff) {
+	metric := func(name string) string { return fanout.ShadowMetric(name, "fraud", "fraud.v2") }
+	if a, d := vm.Stats().Value(metric("class_agree_rows_total")), vm.Stats().Value(metric("abs_diff_micros_total")); a != uint64(direct.Agree) || d != fanout.Micros(direct.SumAbsDiff) {
 		t.Errorf("agree %d diff %d, want %d and %d", a, d, direct.Agree, fanout.Micros(direct.SumAbsDiff))
 	}
 }

@@ -121,7 +121,7 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) (action pw.Action
 	}
 	s.members = make([]memberState, len(s.route.Members))
 	s.primary = -1
-	s.p.count(routeMetric(s.routeLabel, "requests"), 1)
+	s.p.count(RouteMetric("requests_total", s.routeLabel), 1)
 	if endOfStream {
 		s.reject("inference request has no body")
 		return pw.ActionPause
@@ -199,7 +199,7 @@ func (s *stream) passThroughShadows() {
 // reject answers a malformed request: 400 for REST, INVALID_ARGUMENT for
 // gRPC.
 func (s *stream) reject(msg string) {
-	s.p.count(routeMetric(s.routeLabel, "bad_requests"), 1)
+	s.p.count(RouteMetric("bad_requests_total", s.routeLabel), 1)
 	s.answered = true
 	s.localError(400, grpcInvalidArgument, "fanout: "+msg)
 }
@@ -252,15 +252,15 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	ms.err = err
 	switch {
 	case err == "":
-		s.p.count(memberMetric(s.routeLabel, label, "answers"), 1)
-		s.p.record(memberMetric(s.routeLabel, label, "latency_ms"), uint64(ms.latency.Milliseconds()))
+		s.p.count(MemberMetric("answers_total", s.routeLabel, label), 1)
+		s.p.record(MemberMetric("latency_ms", s.routeLabel, label), uint64(ms.latency.Milliseconds()))
 	case strings.HasPrefix(err, "timeout"):
-		s.p.count(memberMetric(s.routeLabel, label, "timeouts"), 1)
+		s.p.count(MemberMetric("timeouts_total", s.routeLabel, label), 1)
 	default:
-		s.p.count(memberMetric(s.routeLabel, label, "failures"), 1)
+		s.p.count(MemberMetric("failures_total", s.routeLabel, label), 1)
 	}
 	if err != "" {
-		pw.LogWarn("fanout: route " + metricSegment(s.routeLabel) + ": member " + label + " missing: " + err)
+		pw.LogWarn("fanout: route " + tagValue(s.routeLabel) + ": member " + label + " missing: " + err)
 	}
 }
 
