@@ -208,10 +208,9 @@ func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) p
 	if !ok {
 		return pw.StatusNotFound
 	}
+	// As Envoy: reading past the end is an empty read, not an error.
 	start, max := uint64(u32(p[1])), uint64(u32(p[2]))
-	if start > uint64(len(*buf)) {
-		return pw.StatusBadArgument
-	}
+	start = min(start, uint64(len(*buf)))
 	end := min(start+max, uint64(len(*buf)))
 	return vm.returnBytes(ctx, m, (*buf)[start:end], u32(p[3]), u32(p[4]))
 }
