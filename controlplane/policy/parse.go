@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,7 +43,11 @@ type decoded struct {
 }
 
 // hasDoc is every document kind.
-type hasDoc interface{ base() *doc }
+type hasDoc interface {
+	base() *doc
+	// clone deep-copies the document (clone.go).
+	clone() hasDoc
+}
 
 func (d *doc) base() *doc { return d }
 
@@ -83,7 +86,6 @@ func splitDocuments(data []byte) []chunk {
 
 // parse reads every document of one file, from the cache when unchanged.
 func (b *builder) parse(file string, data []byte) {
-	cp := newCopier()
 	for _, c := range splitDocuments(data) {
 		var docs []decoded
 		key := sha256.Sum256(c.text)
@@ -100,7 +102,7 @@ func (b *builder) parse(file string, data []byte) {
 			docs = parseChunk(c.text)
 		}
 		for _, dc := range docs {
-			b.merge(materialize(cp, dc, file, c.line-1))
+			b.merge(materialize(dc, file, c.line-1))
 		}
 	}
 }
@@ -135,7 +137,7 @@ func parseChunk(text []byte) []decoded {
 }
 
 // materialize copies a cached document into file, shifting its lines.
-func materialize(c *copier, dc decoded, file string, shift int) decoded {
+func materialize(dc decoded, file string, shift int) decoded {
 	place := func(s Source) Source {
 		s.File = file
 		if s.Line > 0 {
@@ -153,90 +155,10 @@ func materialize(c *copier, dc decoded, file string, shift int) decoded {
 	if dc.res == nil {
 		return out
 	}
-	cp := c.copy(reflect.ValueOf(dc.res)).Interface().(hasDoc)
+	cp := dc.res.clone()
 	d, from := cp.base(), dc.res.base()
 	d.Source = place(from.Source)
 	d.file, d.shift = file, shift
-	if from.Metadata.Labels != nil {
-		d.Metadata.Labels = make(map[string]string, len(from.Metadata.Labels))
-		for k, v := range from.Metadata.Labels {
-			d.Metadata.Labels[k] = v
-		}
-	}
 	out.res = cp
 	return out
-}
-
-// copier deep-copies documents, so that defaults applied to a Mesh never
-// reach the cache. Values without pointers, slices or maps are copied
-// whole. Unexported fields (the doc's positions, read-only) are shared.
-type copier struct {
-	// flats memoizes flat per type.
-	flats map[reflect.Type]bool
-}
-
-func newCopier() *copier { return &copier{flats: map[reflect.Type]bool{}} }
-
-// flat reports whether t holds no pointer, slice or map, so that assigning
-// a value of t copies it entirely.
-func (c *copier) flat(t reflect.Type) bool {
-	if f, ok := c.flats[t]; ok {
-		return f
-	}
-	f := true
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface:
-		f = false
-	case reflect.Struct:
-		for i := 0; i < t.NumField() && f; i++ {
-			f = c.flat(t.Field(i).Type)
-		}
-	}
-	c.flats[t] = f
-	return f
-}
-
-func (c *copier) copy(v reflect.Value) reflect.Value {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.New(v.Type().Elem())
-		out.Elem().Set(c.copy(v.Elem()))
-		return out
-	case reflect.Slice:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		if c.flat(v.Type().Elem()) {
-			reflect.Copy(out, v)
-			return out
-		}
-		for i := 0; i < v.Len(); i++ {
-			out.Index(i).Set(c.copy(v.Index(i)))
-		}
-		return out
-	case reflect.Map:
-		if v.IsNil() {
-			return v
-		}
-		out := reflect.MakeMapWithSize(v.Type(), v.Len())
-		iter := v.MapRange()
-		for iter.Next() {
-			out.SetMapIndex(iter.Key(), c.copy(iter.Value()))
-		}
-		return out
-	case reflect.Struct:
-		out := reflect.New(v.Type()).Elem()
-		out.Set(v)
-		for i := 0; i < v.NumField(); i++ {
-			if out.Field(i).CanSet() && !c.flat(v.Type().Field(i).Type) {
-				out.Field(i).Set(c.copy(v.Field(i)))
-			}
-		}
-		return out
-	}
-	return v
 }
