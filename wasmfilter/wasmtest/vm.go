@@ -67,6 +67,7 @@ type VM struct {
 	cancel context.CancelFunc
 	stderr bytes.Buffer
 	fns    map[string]api.Function
+	stack  [8]uint64 // argument and result slots for call
 
 	trapped   error // the first trap; the VM refuses calls after it
 	rootID    uint32
@@ -188,17 +189,21 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	if f == nil {
 		return 0, nil
 	}
-	res, err := f.Call(vm.ctx, args...)
+	// CallWithStack on a VM-owned array spares an allocation per call;
+	// calls are serialised by vm.mu and host functions never re-enter call.
+	stack := vm.stack[:max(len(args), 1)]
+	copy(stack, args)
+	err := f.CallWithStack(vm.ctx, stack)
 	if err != nil {
 		// A trap leaves the guest's runtime in an unknown state, as in
 		// Envoy, which then fails the VM: nothing else runs in it.
 		vm.trapped = fmt.Errorf("module function[%s] failed: %w%s", name, err, vm.stderrNote())
 		return 0, vm.trapped
 	}
-	if len(res) == 0 {
+	if len(f.Definition().ResultTypes()) == 0 {
 		return 0, nil
 	}
-	return res[0], nil
+	return stack[0], nil
 }
 
 func (vm *VM) stderrNote() string {
