@@ -83,6 +83,7 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 func (b *builder) finish() (*Mesh, error) {
 	m := b.mesh
 	sortDocs(m)
+	m.index()
 	applyDefaults(m)
 	validate(m, b.errs)
 	b.loadEndpoints()
@@ -157,8 +158,8 @@ func expand(paths []string) ([]string, error) {
 type builder struct {
 	errs *errs
 	mesh *Mesh
-	// seen maps "Kind/name" to where it was first defined.
-	seen map[string]Source
+	// seen maps a kind and name to where it was first defined.
+	seen map[[2]string]Source
 	// cache holds decoded documents by content (nil: no caching).
 	cache *docCache
 }
@@ -305,13 +306,13 @@ func (b *builder) merge(dc decoded) {
 		b.mesh.Config = dc.res.(*MeshConfig)
 		return
 	}
-	key := dc.kind + "/" + d.Metadata.Name
+	key := [2]string{dc.kind, d.Metadata.Name}
 	if first, dup := b.seen[key]; dup {
 		b.errs.in(dc.kind, d, "metadata.name", "duplicate %s %q; the first is at %s", dc.kind, d.Metadata.Name, first)
 		return
 	}
 	if b.seen == nil {
-		b.seen = map[string]Source{}
+		b.seen = map[[2]string]Source{}
 	}
 	b.seen[key] = d.Source
 	switch r := dc.res.(type) {

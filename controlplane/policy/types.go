@@ -47,6 +47,9 @@ type Mesh struct {
 	Authorizations []*AuthorizationPolicy
 	// files are the policy and endpoints files read, sorted.
 	files []string
+	// services and routes index the slices by name (see index).
+	services map[string]*Service
+	routes   map[string]*Route
 }
 
 // Files returns every file Load read (policies and endpoints files), sorted:
@@ -54,13 +57,36 @@ type Mesh struct {
 func (m *Mesh) Files() []string { return append([]string(nil), m.files...) }
 
 // Service returns the service named name, or nil.
-func (m *Mesh) Service(name string) *Service { return find(m.Services, name) }
+func (m *Mesh) Service(name string) *Service {
+	if m.services != nil {
+		return m.services[name]
+	}
+	return find(m.Services, name)
+}
 
 // Route returns the route named name, or nil.
-func (m *Mesh) Route(name string) *Route { return find(m.Routes, name) }
+func (m *Mesh) Route(name string) *Route {
+	if m.routes != nil {
+		return m.routes[name]
+	}
+	return find(m.Routes, name)
+}
 
 // Gateway returns the gateway named name, or nil.
 func (m *Mesh) Gateway(name string) *Gateway { return find(m.Gateways, name) }
+
+// index makes Service and Route lookups constant-time; Load calls it once
+// the documents are merged (the slices must not change afterwards).
+func (m *Mesh) index() {
+	m.services = make(map[string]*Service, len(m.Services))
+	for _, s := range m.Services {
+		m.services[s.Metadata.Name] = s
+	}
+	m.routes = make(map[string]*Route, len(m.Routes))
+	for _, r := range m.Routes {
+		m.routes[r.Metadata.Name] = r
+	}
+}
 
 // named is a document kind; the slices of a Mesh are sorted by name.
 type named interface{ name() string }
