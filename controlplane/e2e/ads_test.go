@@ -25,7 +25,7 @@ import (
 
 // examplePolicy copies examples/mesh.yaml with mTLS STRICT (so sidecars
 // get SDS secrets) into a temporary file and returns its path.
-func examplePolicy(t *testing.T) string {
+func examplePolicy(t testing.TB) string {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
 	if err != nil {
@@ -37,7 +37,7 @@ func examplePolicy(t *testing.T) string {
 	return path
 }
 
-func adsConn(t *testing.T, addr string) discovery.AggregatedDiscoveryServiceClient {
+func adsConn(t testing.TB, addr string) discovery.AggregatedDiscoveryServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

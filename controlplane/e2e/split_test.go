@@ -46,7 +46,7 @@ type plane struct {
 
 // startPlane runs a control plane serving the policy at path, through the
 // same loader as `maestro controlplane`.
-func startPlane(t *testing.T, path string) *plane {
+func startPlane(t testing.TB, path string) *plane {
 	t.Helper()
 	p := &plane{reloads: make(chan error, 10)}
 	ready := make(chan controlplane.Addrs, 1)
@@ -90,7 +90,7 @@ func (p *plane) edit(t *testing.T, path, content string) error {
 	return nil
 }
 
-func write(t *testing.T, path, content string) {
+func write(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
