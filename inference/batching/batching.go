@@ -6,6 +6,7 @@ package batching
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -108,7 +109,7 @@ func (b *Batcher) Close() {
 func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor, error) {
 	n := rows(inputs)
 	if n <= 0 || n >= b.cfg.MaxBatchSize {
-		return b.model.Predict(ctx, inputs)
+		return b.predict(ctx, inputs)
 	}
 	defer b.callers.Add(-1)
 	if b.callers.Add(1) == 1 && b.ctx.Err() == nil {
@@ -121,7 +122,7 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 		if b.cfg.ObserveBatch != nil {
 			b.cfg.ObserveBatch(n)
 		}
-		return b.model.Predict(ctx, inputs)
+		return b.predict(ctx, inputs)
 	}
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
 	if b.cfg.Tracer != nil {
@@ -133,7 +134,7 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-b.ctx.Done():
-		return b.model.Predict(ctx, inputs)
+		return b.predict(ctx, inputs)
 	}
 	select {
 	case res := <-req.done:
@@ -141,6 +142,17 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// predict runs the model, turning a panic into an error: evaluations run
+// on the batcher's goroutines, where a caller's recover cannot reach.
+func (b *Batcher) predict(ctx context.Context, inputs []rt.Tensor) (out []rt.Tensor, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, fmt.Errorf("model panicked: %v", p)
+		}
+	}()
+	return b.model.Predict(ctx, inputs)
 }
 
 // collect forms batches: it waits for a first request, then gathers more
@@ -259,14 +271,14 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 		b.cfg.ObserveBatch(total)
 	}
 	if len(live) == 1 {
-		out, err := b.model.Predict(live[0].ctx, live[0].inputs)
+		out, err := b.predict(live[0].ctx, live[0].inputs)
 		live[0].done <- result{outputs: out, err: err}
 		return
 	}
 	inputs, ok := merge(live, total)
 	if !ok {
 		for _, r := range live {
-			out, err := b.model.Predict(r.ctx, r.inputs)
+			out, err := b.predict(r.ctx, r.inputs)
 			r.done <- result{outputs: out, err: err}
 		}
 		return
@@ -284,12 +296,12 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 			trace.WithAttributes(attribute.Int64("inference.rows", total), attribute.Int("inference.requests", len(live))))
 		defer span.End()
 	}
-	outputs, err := b.model.Predict(ctx, inputs)
+	outputs, err := b.predict(ctx, inputs)
 	if err != nil {
 		// One bad request must not fail its neighbours: retry each alone,
 		// so that the error reaches only the request it belongs to.
 		for _, r := range live {
-			out, err := b.model.Predict(r.ctx, r.inputs)
+			out, err := b.predict(r.ctx, r.inputs)
 			r.done <- result{outputs: out, err: err}
 		}
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -378,5 +379,37 @@ func TestTracesQueueAndMergedBatch(t *testing.T) {
 	}
 	if links := batches[0].Links(); len(links) != 2 || !callers[links[0].SpanContext.SpanID().String()] || !callers[links[1].SpanContext.SpanID().String()] {
 		t.Errorf("batch span links %v, want both callers", links)
+	}
+}
+
+// panicky panics on a batch of more than one row, as a buggy runtime might.
+type panicky struct{ doubler }
+
+func (p *panicky) Predict(ctx context.Context, in []rt.Tensor) ([]rt.Tensor, error) {
+	if len(in[0].Data.([]float32)) > 0 && in[0].Data.([]float32)[0] == blockValue {
+		return p.doubler.Predict(ctx, in)
+	}
+	panic("runtime bug")
+}
+
+func TestModelPanicBecomesAnError(t *testing.T) {
+	m := &panicky{doubler: *newDoubler()}
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}, MaxInFlight: 2})
+	// Merged batches run on the batcher's own goroutines.
+	release := occupy(t, b, &m.doubler)
+	defer release()
+	g, ctx := errgroup.WithContext(context.Background())
+	errs := make([]error, 2)
+	for i := range 2 {
+		g.Go(func() error {
+			_, errs[i] = b.Predict(ctx, input(1, 2, float32(i)))
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "model panicked: runtime bug") {
+			t.Errorf("request %d: %v, want the panic as an error", i, err)
+		}
 	}
 }
