@@ -8,6 +8,7 @@
 //	root.pem, root-key.pem                  current root
 //	intermediate.pem, intermediate-key.pem  signing intermediate, if enabled
 //	previous-roots.pem                      roots kept in the bundle during a rotation
+//	*.pem.new                               a certificate whose key is being replaced
 package localca
 
 import (
@@ -323,10 +324,25 @@ func (ca *CA) readPair(certName, keyName string) (*x509.Certificate, crypto.Sign
 	if err != nil {
 		return nil, nil, fmt.Errorf("local ca: %w", err)
 	}
-	if pub, ok := list[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
-		return nil, nil, fmt.Errorf("local ca: %s does not match %s", ca.path(keyName), ca.path(certName))
+	if matches(list[0], key) {
+		return list[0], key, nil
 	}
-	return list[0], key, nil
+	// A crash between persist's renames leaves the new key beside the old
+	// certificate, with the new certificate pending: finish the swap.
+	if pendingPEM, err := os.ReadFile(ca.path(certName + pendingSuffix)); err == nil {
+		if pending, err := certs.ParseCertificates(ca.path(certName+pendingSuffix), pendingPEM); err == nil && matches(pending[0], key) {
+			if err := os.Rename(ca.path(certName+pendingSuffix), ca.path(certName)); err != nil {
+				return nil, nil, fmt.Errorf("local ca: complete interrupted write of %s: %w", certName, err)
+			}
+			return pending[0], key, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("local ca: %s does not match %s", ca.path(keyName), ca.path(certName))
+}
+
+func matches(cert *x509.Certificate, key crypto.Signer) bool {
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(key.Public())
 }
 
 // newRoot makes and persists a root. Callers hold mu or own ca exclusively.
@@ -428,8 +444,14 @@ func newSerial() (*big.Int, error) {
 	return n.Add(n, big.NewInt(1)), nil
 }
 
-// persist writes a certificate and its key; the key is written first so that
-// a certificate on disk always has its key beside it.
+// pendingSuffix marks a certificate written before its key replaced the old
+// one; readPair completes the swap after a crash between the two renames.
+const pendingSuffix = ".new"
+
+// persist writes a certificate and its key. Two files cannot be replaced
+// atomically together, so the certificate goes to a pending file first, then
+// the key replaces the old one, then the pending certificate is renamed into
+// place; readPair finishes an interrupted swap.
 func (ca *CA) persist(certName, keyName string, cert *x509.Certificate, key crypto.Signer) error {
 	if ca.cfg.Dir == "" {
 		return nil
@@ -438,10 +460,16 @@ func (ca *CA) persist(certName, keyName string, cert *x509.Certificate, key cryp
 	if err != nil {
 		return fmt.Errorf("local ca: marshal key: %w", err)
 	}
+	if err := ca.writeFile(certName+pendingSuffix, certs.EncodeCertificates([]*x509.Certificate{cert}), 0o644); err != nil {
+		return err
+	}
 	if err := ca.writeFile(keyName, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return err
 	}
-	return ca.writeFile(certName, certs.EncodeCertificates([]*x509.Certificate{cert}), 0o644)
+	if err := os.Rename(ca.path(certName+pendingSuffix), ca.path(certName)); err != nil {
+		return fmt.Errorf("local ca: write %s: %w", certName, err)
+	}
+	return nil
 }
 
 // writeFile replaces name atomically (temp file and rename) with mode.

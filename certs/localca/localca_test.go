@@ -2,6 +2,7 @@ package localca
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -152,6 +153,35 @@ func TestOpenRejectsInconsistentState(t *testing.T) {
 	}
 	if _, err := Open(Config{Dir: garbage, TrustDomain: td}); err == nil || !strings.Contains(err.Error(), "root.pem: PEM block 1: not PEM") {
 		t.Fatalf("Open with garbage root: %v", err)
+	}
+}
+
+func TestOpenCompletesInterruptedRootWrite(t *testing.T) {
+	dir := t.TempDir()
+	ca := open(t, Config{Dir: dir})
+	oldRoot := ca.Root()
+	if err := ca.RotateRoot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	newRoot := ca.Root()
+	// Recreate the state a crash between persist's two renames leaves: the
+	// new key in place, the new certificate still pending, the old one live.
+	newPEM, err := os.ReadFile(filepath.Join(dir, rootFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, rootFile+pendingSuffix), newPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, rootFile), certs.EncodeCertificates([]*x509.Certificate{oldRoot}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reopened := open(t, Config{Dir: dir})
+	if !reopened.Root().Equal(newRoot) {
+		t.Fatal("interrupted write not completed with the new root")
+	}
+	if _, err := os.Stat(filepath.Join(dir, rootFile+pendingSuffix)); err == nil {
+		t.Fatal("pending file left behind")
 	}
 }
 
