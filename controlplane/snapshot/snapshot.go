@@ -210,9 +210,9 @@ func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*c
 	if t.prev != nil {
 		prev = t.prev.Snapshots[group]
 	}
-	snap := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(xds.Types))}
-	typeVersions := make([]string, len(xds.Types))
-	for i, typ := range xds.Types {
+	snap := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(xds.Types()))}
+	typeVersions := make([]string, len(xds.Types()))
+	for i, typ := range xds.Types() {
 		items := append(slices.Clip(res.Items[typ]), old.items[typ]...)
 		versions := append(slices.Clip(res.Versions[typ]), old.versions[typ]...)
 		tv := typeVersion(typ, items, versions)
@@ -286,7 +286,7 @@ func typeVersion(typ resource.Type, items []types.Resource, versions []string) s
 	return strconv.FormatUint(h.Sum64(), 16)
 }
 
-// groupVersion hashes the per-type versions in xds.Types order.
+// groupVersion hashes the per-type versions in xds.Types() order.
 func groupVersion(typeVersions []string) string {
 	h := sha256.New()
 	for _, v := range typeVersions {
@@ -300,7 +300,7 @@ func groupVersion(typeVersions []string) string {
 // xDS client is sent. A nil prev counts every resource of next.
 func Changes(prev, next *cache.Snapshot) map[resource.Type][]string {
 	out := map[resource.Type][]string{}
-	for _, typ := range xds.Types {
+	for _, typ := range xds.Types() {
 		var before map[string]string
 		if prev != nil {
 			if prev.GetVersion(typ) == next.GetVersion(typ) {

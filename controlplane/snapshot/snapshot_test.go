@@ -125,7 +125,7 @@ func TestOnlyWhatChangedIsPushed(t *testing.T) {
 			if !maps.EqualFunc(got, tc.wantDelta, slices.Equal) {
 				t.Errorf("gateway delta = %v, want %v", got, tc.wantDelta)
 			}
-			for _, typ := range xds.Types {
+			for _, typ := range xds.Types() {
 				_, changed := tc.wantDelta[typ]
 				moved := before.Snapshots[gw].GetVersion(typ) != after.Snapshots[gw].GetVersion(typ)
 				if moved != changed {

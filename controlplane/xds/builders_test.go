@@ -215,7 +215,7 @@ func TestForNode(t *testing.T) {
 	if n := len(res.Items[resource.ListenerType]); n != 2 {
 		t.Errorf("sidecar got %d listeners, want inbound and outbound", n)
 	}
-	for _, typ := range xds.Types {
+	for _, typ := range xds.Types() {
 		if len(res.Items[typ]) != len(res.Versions[typ]) {
 			t.Errorf("%s: %d items but %d versions", typ, len(res.Items[typ]), len(res.Versions[typ]))
 		}
@@ -244,7 +244,7 @@ func TestCacheGivesSameOutput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, typ := range xds.Types {
+			for _, typ := range xds.Types() {
 				if len(fresh.Items[typ]) != len(cached.Items[typ]) {
 					t.Fatalf("port %d group %s %s: %d fresh, %d cached", port, g.Name, typ, len(fresh.Items[typ]), len(cached.Items[typ]))
 				}

@@ -139,7 +139,7 @@ func (c *Cache) version(t resource.Type, name string, res types.Resource) (strin
 	if c != nil {
 		buf = c.buf[:0]
 	}
-	b, err := deterministic.MarshalAppend(buf, res)
+	b, err := encode(buf, res)
 	if err != nil {
 		return "", fmt.Errorf("%s %q: encode: %w", typeName(t), name, err)
 	}
@@ -210,7 +210,7 @@ func (c *Cache) route(scope string, r *model.Route, proxyless bool) (*routev3.Ro
 	if c != nil {
 		buf = c.buf[:0]
 	}
-	b, err := deterministic.MarshalAppend(buf, rt)
+	b, err := encode(buf, rt)
 	if err != nil {
 		return nil, 0, fmt.Errorf("route %q: encode: %w", r.Name, err)
 	}
@@ -301,7 +301,7 @@ func (c *Cache) routeConfiguration(group string, rc *model.RouteConfig) (*routev
 
 // hashShell adds m's encoding, and a separator, to h.
 func hashShell(h *xxhash.Digest, m proto.Message) error {
-	b, err := deterministic.Marshal(m)
+	b, err := encode(nil, m)
 	if err != nil {
 		return err
 	}

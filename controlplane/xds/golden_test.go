@@ -116,7 +116,7 @@ func render(t *testing.T, name string, m *model.Mesh) map[string][]byte {
 			t.Fatalf("ForGroup(%q) = %v", g.Name, err)
 		}
 		checkPluginConfigs(t, res)
-		for _, typ := range xds.Types {
+		for _, typ := range xds.Types() {
 			items := res.Items[typ]
 			if len(items) == 0 {
 				continue

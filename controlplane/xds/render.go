@@ -27,7 +27,7 @@ func RenderJSON(items []types.Resource) ([]byte, error) {
 // `maestro validate --output json` prints.
 func (r *Resources) JSON() ([]byte, error) {
 	out := map[string]json.RawMessage{}
-	for _, t := range Types {
+	for _, t := range Types() {
 		if len(r.Items[t]) == 0 {
 			continue
 		}

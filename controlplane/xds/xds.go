@@ -22,15 +22,18 @@ import (
 // ErrUnknownNode is returned by ForNode when no group matches the node.
 var ErrUnknownNode = errors.New("no node group matches the node")
 
-// Types lists the xDS resource types a group receives, in make-before-break
-// order: what is referenced comes before what references it.
-var Types = []resource.Type{
-	resource.SecretType,
-	resource.ClusterType,
-	resource.EndpointType,
-	resource.ExtensionConfigType,
-	resource.RouteType,
-	resource.ListenerType,
+// Types returns the xDS resource types a group receives, in
+// make-before-break order: what is referenced comes before what references
+// it.
+func Types() []resource.Type {
+	return []resource.Type{
+		resource.SecretType,
+		resource.ClusterType,
+		resource.EndpointType,
+		resource.ExtensionConfigType,
+		resource.RouteType,
+		resource.ListenerType,
+	}
 }
 
 // Resources is everything one node group receives: the xDS resources by
@@ -44,9 +47,11 @@ type Resources struct {
 	Versions map[resource.Type][]string
 }
 
-// deterministic encodes maps in key order, so equal resources encode (and
-// hash) equally.
-var deterministic = proto.MarshalOptions{Deterministic: true}
+// encode appends m's deterministic encoding (maps in key order, so equal
+// resources encode, and hash, equally) to buf.
+func encode(buf []byte, m proto.Message) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.MarshalAppend(buf, m)
+}
 
 // validator is what every generated resource implements.
 type validator interface{ ValidateAll() error }
