@@ -1,11 +1,8 @@
 package oip
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -25,30 +22,6 @@ type Response struct {
 	ID           string
 	Parameters   []Param
 	Outputs      []Tensor
-}
-
-type jsonTensor struct {
-	Name       string          `json:"name"`
-	Shape      []int64         `json:"shape"`
-	Datatype   string          `json:"datatype"`
-	Parameters json.RawMessage `json:"parameters,omitempty"`
-	Data       json.RawMessage `json:"data"`
-}
-
-type jsonRequest struct {
-	ID         string          `json:"id,omitempty"`
-	Parameters json.RawMessage `json:"parameters,omitempty"`
-	Inputs     []jsonTensor    `json:"inputs"`
-	Outputs    json.RawMessage `json:"outputs,omitempty"`
-}
-
-type jsonResponse struct {
-	ModelName    string          `json:"model_name"`
-	ModelVersion string          `json:"model_version,omitempty"`
-	ID           string          `json:"id,omitempty"`
-	Parameters   json.RawMessage `json:"parameters,omitempty"`
-	Outputs      []jsonTensor    `json:"outputs"`
-	Error        string          `json:"error,omitempty"`
 }
 
 // InferPath splits a REST inference path, /v2/models/{m}/infer or
@@ -83,163 +56,6 @@ func InferPathFor(model, version string) string {
 		return "/v2/models/" + model + "/infer"
 	}
 	return "/v2/models/" + model + "/versions/" + version + "/infer"
-}
-
-// ParseJSONRequest decodes and checks a REST inference request body.
-//
-// # Errors
-//
-// ErrInvalid, naming the input and what is wrong with it.
-func ParseJSONRequest(body []byte) (*Request, error) {
-	var jr jsonRequest
-	if err := json.Unmarshal(body, &jr); err != nil {
-		return nil, invalidf("request body: %v", err)
-	}
-	if len(jr.Inputs) == 0 {
-		return nil, invalidf("request body: no inputs")
-	}
-	r := &Request{ID: jr.ID, Inputs: make([]Tensor, len(jr.Inputs))}
-	for i, in := range jr.Inputs {
-		t, err := decodeJSONTensor(in, fmt.Sprintf("inputs[%d]", i))
-		if err != nil {
-			return nil, err
-		}
-		r.Inputs[i] = t
-	}
-	return r, nil
-}
-
-// DecodeJSONResponse decodes a REST inference response body. A body with
-// an "error" member is reported as that error.
-func DecodeJSONResponse(body []byte) (*Response, error) {
-	var jr jsonResponse
-	if err := json.Unmarshal(body, &jr); err != nil {
-		return nil, invalidf("response body: %v", err)
-	}
-	if jr.Error != "" {
-		return nil, fmt.Errorf("model error: %s", jr.Error)
-	}
-	r := &Response{ModelName: jr.ModelName, ModelVersion: jr.ModelVersion, ID: jr.ID, Outputs: make([]Tensor, len(jr.Outputs))}
-	if len(jr.Parameters) > 0 {
-		ps, err := decodeJSONParams(jr.Parameters)
-		if err != nil {
-			return nil, err
-		}
-		r.Parameters = ps
-	}
-	for i, out := range jr.Outputs {
-		t, err := decodeJSONTensor(out, fmt.Sprintf("outputs[%d]", i))
-		if err != nil {
-			return nil, err
-		}
-		r.Outputs[i] = t
-	}
-	return r, nil
-}
-
-func decodeJSONParams(raw json.RawMessage) ([]Param, error) {
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, invalidf("parameters: %v", err)
-	}
-	ps := make([]Param, 0, len(m))
-	for k, v := range m {
-		ps = append(ps, Param{Key: k, Value: v})
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].Key < ps[j].Key })
-	return ps, nil
-}
-
-func decodeJSONTensor(in jsonTensor, where string) (Tensor, error) {
-	t := Tensor{Name: in.Name, Datatype: in.Datatype, Shape: in.Shape}
-	if in.Name == "" {
-		return t, invalidf("%s: name is missing", where)
-	}
-	if !KnownDatatype(in.Datatype) {
-		return t, invalidf("tensor %q: unknown datatype %q", in.Name, in.Datatype)
-	}
-	if in.Shape == nil {
-		return t, invalidf("tensor %q: shape is missing", in.Name)
-	}
-	n, err := elements(in.Name, in.Shape)
-	if err != nil {
-		return t, err
-	}
-	if len(in.Data) == 0 {
-		return t, invalidf("tensor %q: data is missing", in.Name)
-	}
-	// Every element takes at least one byte of JSON, which bounds the
-	// allocation by what was received.
-	if n > len(in.Data) {
-		return t, invalidf("tensor %q: shape %v needs %d elements, data holds fewer", in.Name, in.Shape, n)
-	}
-	var data any
-	dec := json.NewDecoder(bytes.NewReader(in.Data))
-	dec.UseNumber()
-	if err := dec.Decode(&data); err != nil {
-		return t, invalidf("tensor %q: data: %v", in.Name, err)
-	}
-	if in.Datatype == "BYTES" {
-		t.Bytes = make([][]byte, 0, n)
-	} else {
-		t.Values = make([]float64, 0, n)
-	}
-	if err := flatten(&t, data, 0); err != nil {
-		return t, err
-	}
-	if got := t.Len(); got != n {
-		return t, invalidf("tensor %q: shape %v needs %d elements, data holds %d", in.Name, in.Shape, n, got)
-	}
-	return t, nil
-}
-
-// flatten appends the elements of a (possibly nested) JSON array.
-func flatten(t *Tensor, v any, depth int) error {
-	if depth > 32 {
-		return invalidf("tensor %q: data nested deeper than 32 levels", t.Name)
-	}
-	switch x := v.(type) {
-	case []any:
-		for _, e := range x {
-			if err := flatten(t, e, depth+1); err != nil {
-				return err
-			}
-		}
-		return nil
-	case string:
-		if t.Datatype != "BYTES" {
-			return invalidf("tensor %q: string element in %s data", t.Name, t.Datatype)
-		}
-		t.Bytes = append(t.Bytes, []byte(x))
-		return nil
-	case bool:
-		if t.Datatype != "BOOL" {
-			return invalidf("tensor %q: boolean element in %s data", t.Name, t.Datatype)
-		}
-		t.Values = append(t.Values, boolValue(x))
-		return nil
-	case json.Number:
-		if t.Datatype == "BOOL" || t.Datatype == "BYTES" {
-			return invalidf("tensor %q: number element in %s data", t.Name, t.Datatype)
-		}
-		f, err := strconv.ParseFloat(string(x), 64)
-		if err != nil {
-			return invalidf("tensor %q: element %s: %v", t.Name, x, err)
-		}
-		if !strings.HasPrefix(t.Datatype, "FP") && !strings.HasPrefix(t.Datatype, "BF") && f != math.Trunc(f) {
-			return invalidf("tensor %q: element %s is not an integer for %s", t.Name, x, t.Datatype)
-		}
-		if t.Datatype == "FP32" {
-			// The value the sender's float32 printed as, not its nearest
-			// float64.
-			f = float64(float32(f))
-		}
-		t.Values = append(t.Values, f)
-		return nil
-	case nil:
-		return invalidf("tensor %q: null element", t.Name)
-	}
-	return invalidf("tensor %q: object element in data", t.Name)
 }
 
 func boolValue(b bool) float64 {
