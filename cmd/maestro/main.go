@@ -25,6 +25,7 @@ type command struct {
 // commands is the table of subcommands, in the order --help lists them.
 func commands() []command {
 	return []command{
+		{"up", "run the whole mesh locally on the embedded demo (control plane, inference servers, bootstraps)", runUp},
 		{"controlplane", "serve mesh policies to Envoy and proxyless gRPC over xDS, reloading on change", runControlplane},
 		{"validate", "check mesh policies; --output prints the xDS a node would receive", runValidate},
 		{"bootstrap", "print an Envoy bootstrap, or with --grpc a gRPC xDS bootstrap, for a node", runBootstrap},

@@ -1,0 +1,245 @@
+package localmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// freePorts reserves n loopback ports and releases them for the servers the
+// test starts; the window in which another process could take one is tiny.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+const testPolicy = `apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata: {name: test}
+spec:
+  ca:
+    issuer: builtin
+    builtin: {stateDir: %[4]s}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata: {name: fraud}
+spec:
+  protocol: grpc
+  versions:
+    - name: v1
+      labels: {model: fraud, modelVersion: "1"}
+      endpoints: [{address: 127.0.0.1, port: %[1]d}]
+    - name: v2
+      labels: {model: fraud, modelVersion: "2"}
+      endpoints: [{address: 127.0.0.1, port: %[2]d}]
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata: {name: fraud}
+spec:
+  service: fraud
+  match: {model: fraud}
+  split:
+    - {version: v1, weight: %[3]d}
+    - {version: v2, weight: %[5]d}
+---
+# A second proxyless target in the same node group: each client asks only
+# for the listener it dials.
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata: {name: churn}
+spec:
+  protocol: grpc
+  versions:
+    - name: v1
+      labels: {model: churn}
+      endpoints: [{address: 127.0.0.1, port: %[6]d}]
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata: {name: churn}
+spec:
+  service: churn
+  match: {model: churn}
+`
+
+func writePolicy(t *testing.T, path string, ports []int, v1 int, caDir string) {
+	t.Helper()
+	data := fmt.Sprintf(testPolicy, ports[0], ports[1], v1, caDir, 100-v1, ports[2])
+	// Write and rename so the watcher never reads half a file.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is an io.Writer safe for the concurrent prints of Run.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// share waits until fraud has served at least n more requests than in
+// base, and returns v2's share of them.
+func share(t *testing.T, counts <-chan Counts, base Counts, n uint64) (float64, Counts) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case c := <-counts:
+			v1 := c["fraud"]["v1"] - base["fraud"]["v1"]
+			v2 := c["fraud"]["v2"] - base["fraud"]["v2"]
+			if v1+v2 >= n {
+				return float64(v2) / float64(v1+v2), c
+			}
+		case <-deadline:
+			t.Fatalf("fewer than %d requests served within 60s", n)
+		}
+	}
+}
+
+func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a whole mesh")
+	}
+	dir := t.TempDir()
+	ports := freePorts(t, 3)
+	policyPath := filepath.Join(dir, "policy.yaml")
+	caDir := filepath.Join(dir, "ca")
+	writePolicy(t, policyPath, ports, 90, caDir)
+
+	counts := make(chan Counts, 1)
+	reloads := make(chan error, 8)
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Dir: dir, Policy: policyPath,
+			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			DemoTraffic: true, Rate: 1000,
+			Interval: 50 * time.Millisecond, Out: &out,
+			OnCounts: func(c Counts) {
+				select { // keep only the latest
+				case <-counts:
+				default:
+				}
+				counts <- c
+			},
+			OnReload: func(_ string, err error) { reloads <- err },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	})
+
+	got, base := share(t, counts, nil, 2000)
+	if c := <-counts; c["churn"]["v1"] == 0 {
+		t.Errorf("the churn target got no traffic: %v", c)
+	}
+	if got < 0.07 || got > 0.13 {
+		t.Errorf("v2 share %.3f with weights 90/10, want within 3 points of 0.10", got)
+	}
+	for _, want := range []string{"SERVICE", "fraud", "xds:///fraud", "v1 90% / v2 10%", "grpc-bootstrap.json"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("start-up output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	writePolicy(t, policyPath, ports, 50, caDir)
+	select {
+	case err := <-reloads:
+		if err != nil {
+			t.Fatalf("reload of a valid edit failed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the policy edit was not reloaded within 10s")
+	}
+	// Count from after the reload: requests in flight before it may still
+	// follow the old weights, so skip a few hundred first.
+	_, base = share(t, counts, base, 300)
+	got, _ = share(t, counts, base, 2000)
+	if got < 0.47 || got > 0.53 {
+		t.Errorf("v2 share %.3f after the edit to 50/50, want within 3 points of 0.50", got)
+	}
+}
+
+func TestUpReportsABusyPort(t *testing.T) {
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	ports := append([]int{busy.Addr().(*net.TCPAddr).Port}, freePorts(t, 2)...)
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, policyPath, ports, 90, filepath.Join(dir, "ca"))
+	err = Run(context.Background(), Config{Dir: dir, Policy: policyPath, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err == nil {
+		t.Fatal("Run started with its port taken")
+	}
+	want := fmt.Sprintf("port 127.0.0.1:%d, wanted by service fraud version v1, is already in use", ports[0])
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+}
+
+func TestUpExtractsTheDemoWithoutOverwritingEdits(t *testing.T) {
+	dir := t.TempDir()
+	edited := []byte("# my edit\n")
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(context.Background(), Config{Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err == nil {
+		t.Fatal("an empty policy started a mesh")
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "mesh.yaml")); string(got) != string(edited) {
+		t.Errorf("mesh.yaml was overwritten: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "models", "fraud", "config.yaml")); err != nil {
+		t.Errorf("demo models not extracted: %v", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		t.Errorf("unexpected cancel: %v", err)
+	}
+}
