@@ -39,6 +39,12 @@ const (
 // from Envoy's admin page promptly.
 const SettleAfter = 10 * time.Second
 
+// Refresh is how often the policy is reloaded without a file change, so
+// that certificates are re-issued once past their rotation point: a minute
+// is far below any certificate lifetime, and a reload that changes nothing
+// pushes nothing.
+const Refresh = time.Minute
+
 // shutdownTimeout bounds the admin server's graceful shutdown.
 const shutdownTimeout = 5 * time.Second
 
@@ -64,9 +70,11 @@ type Config struct {
 	// Registry receives the metrics and is served on /metrics; required.
 	Registry *prometheus.Registry
 	Tracer   trace.TracerProvider
-	// Debounce defaults to watch.DefaultDebounce; SettleAfter to SettleAfter.
+	// Debounce defaults to watch.DefaultDebounce, SettleAfter to
+	// SettleAfter and Refresh to Refresh.
 	Debounce    time.Duration
 	SettleAfter time.Duration
+	Refresh     time.Duration
 	// Ready, if set, is called once both ports are bound and the first
 	// snapshot is served.
 	Ready func(Addrs)
@@ -161,6 +169,9 @@ func (c *Config) defaults() error {
 	if c.SettleAfter <= 0 {
 		c.SettleAfter = SettleAfter
 	}
+	if c.Refresh <= 0 {
+		c.Refresh = Refresh
+	}
 	return nil
 }
 
@@ -177,15 +188,22 @@ func (cp *plane) watchLoop(ctx context.Context, files []string) error {
 		next := files
 		settle := time.NewTimer(cp.cfg.SettleAfter)
 		settle.Stop()
+		refresh := time.NewTicker(cp.cfg.Refresh)
 		go func() {
-			// Settling runs beside the watcher so it never delays a reload.
+			// Settling and refreshing run beside the watcher so they never
+			// delay a reload.
+			defer refresh.Stop()
+			defer settle.Stop()
 			for {
 				select {
 				case <-wctx.Done():
-					settle.Stop()
 					return
 				case <-settle.C:
 					cp.settle(wctx)
+				case <-refresh.C:
+					// Renews certificates past their rotation point; an
+					// unchanged result pushes nothing.
+					_, _ = cp.reload(wctx)
 				}
 			}
 		}()

@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -57,7 +59,7 @@ func runPlane(t *testing.T) *running {
 		done <- Run(ctx, Config{
 			Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true,
 			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			Registry: telemetry.NewRegistry(), Debounce: 10 * time.Millisecond,
+			Registry: telemetry.NewRegistry(), Debounce: 10 * time.Millisecond, SettleAfter: 20 * time.Millisecond,
 			Ready:    func(a Addrs) { ready <- a },
 			OnReload: func(v string, err error) { r.reloads <- reloadEvent{v, err} },
 		})
@@ -209,5 +211,76 @@ func TestRunRejectsBadStart(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRemovedClusterIsSettledAfterMakeBeforeBreak removes a service
+// version: the routes stop using its cluster first (a listener push with
+// the cluster still served), and the cluster goes in a later push, once
+// the change has settled.
+func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
+	r := runPlane(t)
+	conn, err := grpc.NewClient(r.addrs.XDS.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, _ := structpb.NewStruct(map[string]any{"maestro.role": "proxyless"})
+	for i, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		req := &discovery.DiscoveryRequest{TypeUrl: typ}
+		if i == 0 {
+			req.Node = &core.Node{Id: "client-1", Metadata: md}
+		}
+		if err := ads.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// next receives a response and ACKs it at once, so the following push
+	// finds a watch open; it returns the type and, for clusters, names.
+	next := func() (string, []string) {
+		t.Helper()
+		resp, err := ads.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack := &discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		if err := ads.Send(ack); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		if resp.GetTypeUrl() == resourcev3.ClusterType {
+			for _, a := range resp.GetResources() {
+				var c clusterv3.Cluster
+				if err := a.UnmarshalTo(&c); err != nil {
+					t.Fatal(err)
+				}
+				names = append(names, c.GetName())
+			}
+			slices.Sort(names)
+		}
+		return resp.GetTypeUrl(), names
+	}
+	for range 2 { // initial clusters and listener, in either order
+		if typ, names := next(); typ == resourcev3.ClusterType && !slices.Equal(names, []string{"fraud.v1", "fraud.v2"}) {
+			t.Fatalf("initial clusters %v", names)
+		}
+	}
+	if err := cptest.WriteMesh(r.path, cptest.SplitMesh(backends(100, 0)[:1]...)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r.waitReload(t); ev.err != nil {
+		t.Fatal(ev.err)
+	}
+	if typ, names := next(); typ != resourcev3.ListenerType {
+		t.Fatalf("first push after removing v2 is %s %v; want the listener whose routes no longer use v2", typ, names)
+	}
+	if typ, names := next(); typ != resourcev3.ClusterType || !slices.Equal(names, []string{"fraud.v1"}) {
+		t.Fatalf("settle push is %s %v, want clusters [fraud.v1]", typ, names)
 	}
 }

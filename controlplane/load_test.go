@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/maestro-ml/maestro/certs"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/snapshot"
@@ -126,5 +128,56 @@ func TestPreviewRedactsPrivateKeys(t *testing.T) {
 	}
 	if keys == 0 {
 		t.Fatal("a STRICT sidecar got no certificate")
+	}
+}
+
+// TestCertificatesRenewPastRotateAt keeps a certificate across loads until
+// the policy's rotateAt share of its lifetime has passed.
+func TestCertificatesRenewPastRotateAt(t *testing.T) {
+	src, err := os.ReadFile(examplePath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(path, []byte(strings.Replace(string(src), "mode: PERMISSIVE", "mode: STRICT", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := policy.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := model.RequiredSecrets(pm)
+	now := time.Now()
+	s := &secretStore{mode: CAEphemeral, issued: map[string]*certs.Certificate{}, now: func() time.Time { return now }}
+	chain := func() string {
+		t.Helper()
+		secrets, err := s.secrets(context.Background(), pm, names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range secrets {
+			if sec.Certificate != nil {
+				return string(sec.Certificate.ChainPEM)
+			}
+		}
+		t.Fatalf("no certificate among %v", names)
+		return ""
+	}
+	first := chain()
+	ttl := pm.Config.Spec.Certificates.TTL.D()
+	tests := []struct {
+		after time.Duration
+		renew bool
+	}{
+		{0, false},
+		{ttl / 2, false},     // before rotateAt (2/3 in the example)
+		{ttl * 7 / 10, true}, // past it
+	}
+	for _, tc := range tests {
+		now = time.Now().Add(tc.after)
+		got := chain()
+		if renewed := got != first; renewed != tc.renew {
+			t.Errorf("after %v: renewed = %v, want %v", tc.after, renewed, tc.renew)
+		}
 	}
 }

@@ -116,13 +116,18 @@ func (cp *plane) reload(ctx context.Context) (files []string, err error) {
 	}
 	cp.m.translate.Observe(time.Since(start).Seconds())
 	span.SetAttributes(attribute.String("maestro.version", set.Version), attribute.Int("maestro.groups_changed", len(set.Changed)))
+	unchanged := set.Version == cp.srv.Current().Version
 	if err := cp.srv.Update(ctx, server.Set{Version: set.Version, Snapshots: set.Snapshots, Resolve: mesh.GroupFor}); err != nil {
 		cp.rejected(err)
 		return nil, err
 	}
 	cp.m.reloads.WithLabelValues(resultApplied).Inc()
 	cp.m.lastSuccess.SetToCurrentTime()
-	cp.log.Info("policy applied", "version", set.Version, "changed", set.Changed, "removed", set.Removed,
+	level := slog.LevelInfo
+	if unchanged {
+		level = slog.LevelDebug // periodic refreshes and no-op saves
+	}
+	cp.log.Log(ctx, level, "policy applied", "version", set.Version, "changed", set.Changed, "removed", set.Removed,
 		"duration", time.Since(start).Round(time.Microsecond))
 	return files, nil
 }
