@@ -490,9 +490,11 @@ func (m *Manager) retireLocked(ctx context.Context, now time.Time) bool {
 	}
 	// The newest root is the last: issuers list roots oldest first.
 	newest := certs.NewBundle(m.bundle.Roots[len(m.bundle.Roots)-1]).Pool()
+	done := true
 	for _, e := range m.entries {
 		if e.cert == nil {
-			return false
+			done = false
+			continue
 		}
 		inter := x509.NewCertPool()
 		for _, c := range e.cert.Chain[1:] {
@@ -501,8 +503,14 @@ func (m *Manager) retireLocked(ctx context.Context, now time.Time) bool {
 		opts := x509.VerifyOptions{Roots: newest, Intermediates: inter, CurrentTime: now,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 		if _, err := e.cert.Leaf.Verify(opts); err != nil {
-			return false
+			// Issued under the old root (in flight when the rotation
+			// started): re-issue it rather than wait for its renewal.
+			e.renewAt = time.Time{}
+			done = false
 		}
+	}
+	if !done {
+		return false
 	}
 	rr := m.cfg.Issuer.(certs.RootRotator)
 	if err := rr.RetirePreviousRoots(ctx); err != nil {
@@ -532,7 +540,8 @@ func (m *Manager) nextWakeLocked() time.Time {
 			earliest(maxTime(e.nextAttempt, time.Unix(0, 1)))
 			continue
 		}
-		earliest(maxTime(e.renewAt, e.nextAttempt))
+		// A zero renewAt means "now" (forced re-issue), not "never".
+		earliest(maxTime(maxTime(e.renewAt, e.nextAttempt), time.Unix(0, 1)))
 		earliest(e.cert.NotAfter())
 	}
 	return next

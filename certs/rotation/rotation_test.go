@@ -25,13 +25,22 @@ const td = "cluster.local"
 
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// flaky wraps an issuer with an outage switch and per-identity refusals.
+// flaky wraps an issuer with an outage switch, per-identity refusals and
+// an optional gate holding issued certificates until released.
 type flaky struct {
 	certs.Issuer
 	down     atomic.Bool
 	attempts atomic.Int64
+	gate     atomic.Pointer[gate]
 	mu       sync.Mutex
 	refuse   map[spiffe.ID]bool
+}
+
+// gate holds each issued certificate: it signals entered, then waits for
+// release to be closed.
+type gate struct {
+	entered chan struct{}
+	release chan struct{}
 }
 
 func (f *flaky) Issue(ctx context.Context, req certs.Request) (*certs.Certificate, error) {
@@ -45,7 +54,18 @@ func (f *flaky) Issue(ctx context.Context, req certs.Request) (*certs.Certificat
 	if refused {
 		return nil, fmt.Errorf("refused %s: %w", req.ID, certs.ErrUnavailable)
 	}
-	return f.Issuer.Issue(ctx, req)
+	c, err := f.Issuer.Issue(ctx, req)
+	if g := f.gate.Load(); g != nil {
+		select {
+		case g.entered <- struct{}{}:
+		case <-ctx.Done():
+		}
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+		}
+	}
+	return c, err
 }
 
 func (f *flaky) setRefused(id spiffe.ID, v bool) {
@@ -482,6 +502,37 @@ func TestAlreadyExpiredCertificateIsAFailureNotASpin(t *testing.T) {
 	}
 	if got := value(t, m.metrics.failures.WithLabelValues("issuer")); got < 2 {
 		t.Fatalf("failures %v", got)
+	}
+}
+
+func TestRootRotationReissuesCertificatesInFlight(t *testing.T) {
+	h := newHarness(t, Config{TTL: time.Hour}, localca.Config{Intermediate: true})
+	a, b := spiffe.Must(td, "n", "a"), spiffe.Must(td, "n", "b")
+	h.m.SetIdentities([]spiffe.ID{a})
+	h.waitSnap("a", func(s Snapshot) bool { return s.Certs[a] != nil })
+
+	g := &gate{entered: make(chan struct{}), release: make(chan struct{})}
+	h.issuer.gate.Store(g)
+	h.m.SetIdentities([]spiffe.ID{a, b})
+	<-g.entered // b's certificate is signed by the old root and in flight
+	if err := h.m.RotateRoot(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			select {
+			case <-g.entered:
+			case <-h.ctx.Done():
+				return
+			}
+		}
+	}()
+	close(g.release)
+	s := h.waitSnap("rotation finished", func(s Snapshot) bool { return len(s.Bundle.Roots) == 1 && len(s.Certs) == 2 })
+	for id, c := range s.Certs {
+		if c.Chain[1].CheckSignatureFrom(h.ca.Root()) != nil {
+			t.Fatalf("%s still chains to the old root after it was retired", id)
+		}
 	}
 }
 
