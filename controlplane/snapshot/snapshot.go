@@ -281,7 +281,10 @@ func typeVersion(typ resource.Type, items []types.Resource, versions []string) s
 	h := xxhash.New()
 	_, _ = h.WriteString(typ)
 	for i, r := range items {
-		_, _ = h.WriteString("\x00" + cache.GetResourceName(r) + "\x00" + versions[i])
+		_, _ = h.WriteString("\x00")
+		_, _ = h.WriteString(cache.GetResourceName(r))
+		_, _ = h.WriteString("\x00")
+		_, _ = h.WriteString(versions[i])
 	}
 	return strconv.FormatUint(h.Sum64(), 16)
 }

@@ -160,15 +160,21 @@ func (b *groupBuilder) build() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	for _, t := range []resource.Type{resource.ClusterType, resource.EndpointType} {
-		b.out.Items[t] = make([]types.Resource, 0, len(clusters))
-		b.out.Versions[t] = make([]string, 0, len(clusters))
-	}
+	// Clusters and endpoints are the bulk of a large mesh: gather them in
+	// slices and store them in the maps once.
+	cds, eds := make([]types.Resource, 0, len(clusters)), make([]types.Resource, 0, len(clusters))
+	cdsV, edsV := make([]string, 0, len(clusters)), make([]string, 0, len(clusters))
 	for _, i := range clusters {
-		if err := b.cluster(&b.mesh.Clusters[i]); err != nil {
+		built, err := b.cache.cluster(&b.mesh.Clusters[i], b.proxyless)
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		cds, cdsV = append(cds, built.cluster), append(cdsV, built.clusterV)
+		eds, edsV = append(eds, built.endpoints), append(edsV, built.edsV)
 	}
+	b.out.Items[resource.ClusterType], b.out.Versions[resource.ClusterType] = cds, cdsV
+	b.out.Items[resource.EndpointType], b.out.Versions[resource.EndpointType] = eds, edsV
 	for _, name := range secrets {
 		if err := b.secret(name); err != nil {
 			errs = append(errs, err)
@@ -203,16 +209,6 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 			return err
 		}
 	}
-	return nil
-}
-
-func (b *groupBuilder) cluster(c *model.Cluster) error {
-	built, err := b.cache.cluster(c, b.proxyless)
-	if err != nil {
-		return err
-	}
-	b.out.addBuilt(resource.ClusterType, c.Name, built.clusterV, built.cluster)
-	b.out.addBuilt(resource.EndpointType, c.Name, built.edsV, built.endpoints)
 	return nil
 }
 
