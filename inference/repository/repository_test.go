@@ -344,3 +344,46 @@ type countingObserver struct {
 }
 
 func (c *countingObserver) Evicted(string, string) { c.evictions.Add(1) }
+
+func TestCacheHoldsLimitsUnderConcurrentUse(t *testing.T) {
+	dir := t.TempDir()
+	const models = 12
+	for i := range models {
+		writeModel(t, dir, fmt.Sprintf("m%02d", i), "10", "10")
+	}
+	obs := &countingObserver{}
+	r := newRepo(t, dir, &fakeLoader{}, Options{MemoryBudget: 45, MaxLoaded: 6, Observer: obs})
+	g, ctx := errgroup.WithContext(context.Background())
+	for w := range 8 {
+		g.Go(func() error {
+			for i := range 200 {
+				name, ver := fmt.Sprintf("m%02d", (w*7+i*5)%models), fmt.Sprint(1+(i+w)%2)
+				l, err := r.Get(ctx, name, ver)
+				if err != nil {
+					return err
+				}
+				// An evicted model still answers the callers holding it.
+				out, err := l.Predict(ctx, nil)
+				if err != nil {
+					return err
+				}
+				if got := string(out[0].Data.([][]byte)[0]); got != ver {
+					return fmt.Errorf("%s v%s answered as v%s", name, ver, got)
+				}
+				// A load and its evictions happen under one lock, so the
+				// limits hold at every instant, not just at the end.
+				if st := r.Stats(); st.Bytes > 45 || st.LoadedVersions > 6 {
+					return fmt.Errorf("cache at %+v, over its limits (45 bytes, 6 versions)", st)
+				}
+			}
+			return nil
+		})
+	}
+	must(t, g.Wait())
+	if st := r.Stats(); st.Bytes > 45 || st.LoadedVersions > 6 {
+		t.Errorf("cache settled at %+v, over its limits (45 bytes, 6 versions)", st)
+	}
+	if obs.evictions.Load() == 0 {
+		t.Error("no evictions: the test did not exercise the limits")
+	}
+}

@@ -95,7 +95,8 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, string, string, error) {
 	l, err := g.s.repo.Get(ctx, req.GetModelName(), req.GetModelVersion())
 	if err != nil {
-		return nil, unknownModel, "", err
+		model, ver := failedLabels(err, req.GetModelName())
+		return nil, model, ver, err
 	}
 	inputs, err := tensor.DecodeInputs(req)
 	if err != nil {

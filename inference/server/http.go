@@ -145,7 +145,8 @@ func (s *Server) httpInfer(w http.ResponseWriter, r *http.Request) {
 func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSONResponse, string, string, error) {
 	l, err := s.repo.Get(r.Context(), r.PathValue("model"), r.PathValue("version"))
 	if err != nil {
-		return nil, unknownModel, "", err
+		model, ver := failedLabels(err, r.PathValue("model"))
+		return nil, model, ver, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxRequestBytes)))
 	if err != nil {

@@ -147,6 +147,16 @@ func TestHTTPErrors(t *testing.T) {
 	if code, _, _ := do(t, "GET", base+"/v2/health/live", nil); code != http.StatusOK {
 		t.Fatal("server stopped answering after bad requests")
 	}
+	metrics := scrape(t, srv)
+	for _, want := range []string{
+		`maestro_inference_request_failures_total{code="NotFound",model="_unknown",protocol="http",version=""} 2`,
+		`maestro_inference_request_failures_total{code="InvalidArgument",model="m",protocol="http",version="2"} 7`,
+		`maestro_inference_request_failures_total{code="Unavailable",model="bad",protocol="http",version=""} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
 
 // startWithLimit runs a server with a small request limit and returns its

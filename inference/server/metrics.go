@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,6 +13,17 @@ import (
 // unknownModel labels requests for models the repository does not have, so
 // that callers cannot grow the metrics' label sets without bound.
 const unknownModel = "_unknown"
+
+// failedLabels labels a request whose model lookup failed: a model that
+// exists but cannot serve keeps its name (the repository bounds those);
+// anything else the caller named is counted as unknownModel. The version is
+// left empty: a broken model accepts any version string.
+func failedLabels(err error, model string) (string, string) {
+	if errors.Is(err, repository.ErrUnavailable) {
+		return model, ""
+	}
+	return unknownModel, ""
+}
 
 // metrics are the server's Prometheus series, named
 // maestro_inference_<what>_<unit>. They also observe the repository's cache
