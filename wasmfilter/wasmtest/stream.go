@@ -283,12 +283,18 @@ func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 // # Errors
 // The upstream is unreachable, a callback traps, the stream stalls, or ctx
 // ends.
-func (vm *VM) RoundTrip(ctx context.Context, cluster string, req Request) (*Response, error) {
+func (vm *VM) RoundTrip(ctx context.Context, cluster string, req Request) (resp *Response, err error) {
 	s, err := vm.NewStream()
 	if err != nil {
 		return nil, err
 	}
-	defer s.Done()
+	defer func() {
+		// The end-of-stream callbacks run whatever happened; a trap in them
+		// fails the round trip.
+		if derr := s.Done(); derr != nil && err == nil {
+			resp, err = nil, derr
+		}
+	}()
 	headers := append([][2]string{{":method", or(req.Method, "GET")}, {":path", or(req.Path, "/")},
 		{":authority", or(req.Authority, cluster)}}, req.Headers...)
 	hasBody, hasTrailers := len(req.Body) > 0, len(req.Trailers) > 0
