@@ -82,4 +82,3 @@ func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%s: serial %s, valid until %s, written to %s\n", sid, c.Serial(), c.NotAfter().UTC().Format(time.RFC3339), *out)
 	return nil
 }
-
