@@ -78,6 +78,15 @@ func (p *plugin) OnTick() {
 	}
 }
 
+// OnPluginDone merges what this worker counted since the last tick, so a
+// configuration change or drain loses no requests from the shared windows.
+func (p *plugin) OnPluginDone() bool {
+	if p.meter != nil {
+		p.OnTick()
+	}
+	return true
+}
+
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{meter: p.meter} }
 
 // stream follows one request: where it goes (route, model), how it ends

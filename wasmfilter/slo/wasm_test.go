@@ -271,3 +271,39 @@ func TestSLORejectsBadConfiguration(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSLOFlushesWhenThePluginStops(t *testing.T) {
+	srv := inferencetest.Start(t, inferencetest.Options{Registry: builtin.Registry()})
+	shared := wasmtest.NewSharedData()
+	vm, err := wasmtest.Load(t, sloPkg).NewVM(context.Background(), wasmtest.Config{PluginConfig: []byte(sloConfig),
+		Clusters: map[string]wasmtest.Cluster{"rest": {Address: srv.HTTPAddr}}, Properties: routeProps, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := vm.RoundTrip(ctxFor(t), "rest", restInfer("fraud")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, ok := shared.Get("maestro_slo\x00fraud-route\x00fraud"); ok {
+		t.Fatal("counts reached shared data before any tick")
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v, _, ok := shared.Get("maestro_slo\x00fraud-route\x00fraud")
+	if !ok {
+		t.Fatal("no shared record after the plugin stopped")
+	}
+	var rec slo.Record
+	if err := rec.UnmarshalBinary(v); err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, b := range rec.Buckets {
+		total += b.Total
+	}
+	if total != 3 {
+		t.Fatalf("shared record counts %d requests, want 3", total)
+	}
+}
