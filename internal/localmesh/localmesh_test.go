@@ -243,3 +243,16 @@ func TestUpExtractsTheDemoWithoutOverwritingEdits(t *testing.T) {
 		t.Errorf("unexpected cancel: %v", err)
 	}
 }
+
+func TestCountsLineSharesAreOfRecentRequests(t *testing.T) {
+	prev := Counts{"fraud": {"v1": 900, "v2": 100}}
+	now := Counts{"fraud": {"v1": 950, "v2": 150}, "churn": {"v1": 5}}
+	got := countsLine(now, prev)
+	want := "requests  churn: v1 5 (100.0%) | fraud: v1 950 (50.0%) v2 150 (50.0%)"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := countsLine(Counts{"fraud": {"v1": 0}}, nil); got != "requests  fraud: v1 0 (0.0%)" {
+		t.Errorf("idle: %q", got)
+	}
+}

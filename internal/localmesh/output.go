@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +110,7 @@ func live(ctx context.Context, cfg Config, servers []*running) error {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var last string
+	var prev Counts
 	for {
 		select {
 		case <-ctx.Done():
@@ -131,10 +131,11 @@ func live(ctx context.Context, cfg Config, servers []*running) error {
 		if cfg.OnCounts != nil {
 			cfg.OnCounts(counts)
 		}
-		if line := countsLine(counts); line != last {
+		if line := countsLine(counts, prev); line != last {
 			fmt.Fprintln(cfg.Out, line)
 			last = line
 		}
+		prev = counts
 	}
 }
 
@@ -157,23 +158,26 @@ func requestsServed(s *running) (uint64, error) {
 }
 
 // countsLine formats counts as "requests  fraud: v1 900 (90.0%) v2 100
-// (10.0%) | churn: ...", services and versions sorted.
-func countsLine(c Counts) string {
+// (10.0%) | churn: ...", services and versions sorted. The counts are
+// totals; the shares are of the requests since prev, so a policy edit shows
+// at once instead of being diluted by history.
+func countsLine(c, prev Counts) string {
 	var parts []string
 	for _, svc := range sortedKeys(c) {
 		versions := c[svc]
+		recent := map[string]uint64{}
 		var total uint64
-		for v := range maps.Values(versions) {
-			total += v
+		for v, n := range versions {
+			recent[v] = n - prev[svc][v]
+			total += recent[v]
 		}
 		var vs []string
 		for _, v := range sortedKeys(versions) {
-			n := versions[v]
 			share := 0.0
 			if total > 0 {
-				share = 100 * float64(n) / float64(total)
+				share = 100 * float64(recent[v]) / float64(total)
 			}
-			vs = append(vs, fmt.Sprintf("%s %d (%.1f%%)", v, n, share))
+			vs = append(vs, fmt.Sprintf("%s %d (%.1f%%)", v, versions[v], share))
 		}
 		parts = append(parts, svc+": "+strings.Join(vs, " "))
 	}

@@ -111,7 +111,8 @@ func demoRequest(models, model string) (*pb.ModelInferRequest, error) {
 				contents.Fp64Contents = append(contents.Fp64Contents, rng.Float64())
 			}
 		case runtime.Int64:
-			// Small ids are valid users and items in every demo model.
+			// Id-keyed models may reject 1; their routes are ensembles,
+			// which demo traffic skips, and a rejection is only logged.
 			for range n {
 				contents.Int64Contents = append(contents.Int64Contents, 1)
 			}
