@@ -17,6 +17,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -225,6 +226,7 @@ func (s *Server) Update(ctx context.Context, set Set) (err error) {
 		pushed++
 		s.metrics.snapshots.WithLabelValues(g).Inc()
 	}
+	pushed += s.adoptUnmatched(ctx, set)
 	for g := range prev.Snapshots {
 		if _, ok := set.Snapshots[g]; !ok {
 			s.log.Warn("node group removed; its nodes keep their last snapshot until they reconnect", "group", g)
@@ -235,6 +237,33 @@ func (s *Server) Update(ctx context.Context, set Set) (err error) {
 	s.metrics.version.WithLabelValues(set.Version).Set(1)
 	s.log.Info("snapshots updated", "version", set.Version, "groups", len(groups), "pushed", pushed)
 	return nil
+}
+
+// adoptUnmatched answers the open watches of nodes that matched no group
+// when they connected but match one in set: their watches are keyed by
+// their own unmatched key, so the group's snapshot is set there once (which
+// answers them) and the key dropped; their next requests resolve to the
+// group. It returns the number of nodes adopted.
+func (s *Server) adoptUnmatched(ctx context.Context, set Set) int {
+	n := 0
+	for _, key := range s.cache.GetStatusKeys() {
+		if !strings.HasPrefix(key, unmatchedPrefix) {
+			continue
+		}
+		node := NodeInfo(s.cache.GetStatusInfo(key).GetNode())
+		g, ok := set.Resolve(node)
+		if !ok || set.Snapshots[g] == nil {
+			continue
+		}
+		if err := s.cache.SetSnapshot(ctx, key, set.Snapshots[g]); err != nil {
+			s.log.Error("answer a node that now matches a group", "node", node.ID, "group", g, "error", err)
+			continue
+		}
+		s.cache.ClearSnapshot(key)
+		s.log.Info("node now matches a group", "node", node.ID, "group", g)
+		n++
+	}
+	return n
 }
 
 // Current returns the set being served.

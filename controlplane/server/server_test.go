@@ -295,3 +295,41 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestUnmatchedNodeIsAnsweredOnceAGroupMatches connects a node no group
+// matches; a later set that matches it answers its open watch.
+func TestUnmatchedNodeIsAnsweredOnceAGroupMatches(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
+	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ads.Send(&discovery.DiscoveryRequest{Node: testNode("late", "proxyless", ""), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (bounded) until the node's watch is open under its unmatched
+	// key, so the update below must answer that watch.
+	deadline := time.Now().Add(testTimeout)
+	for h.srv.cache.GetStatusInfo(unmatchedPrefix+"late") == nil || h.srv.cache.GetStatusInfo(unmatchedPrefix+"late").GetNumWatches() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the unmatched node's watch never opened")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.srv.Nodes(); len(n) != 1 || n[0].Group != "" {
+		t.Fatalf("nodes = %+v, want one unmatched", n)
+	}
+	all := func(model.NodeInfo) (string, bool) { return "gw", true }
+	if err := h.srv.Update(context.Background(), Set{Version: "v2", Resolve: all,
+		Snapshots: map[string]*cache.Snapshot{"gw": testSnapshot(t, "v2", 9000, "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ads.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetVersionInfo() != "v2" {
+		t.Fatalf("got version %q, want v2", resp.GetVersionInfo())
+	}
+}
