@@ -26,7 +26,7 @@ func BenchmarkModelInferHandler(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Cleanup(s.repo.Close)
+			b.Cleanup(s.closeUnserved)
 			x := make([]float32, 30)
 			for i := range x {
 				x[i] = float32(i) / 10

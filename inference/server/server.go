@@ -100,7 +100,8 @@ type Server struct {
 	tracer     trace.Tracer                  // nil when tracing is off
 }
 
-// New builds a server and scans the model repository.
+// New builds a server and scans the model repository. Run it with Serve,
+// which releases everything when it returns.
 func New(cfg Config) (*Server, error) {
 	if cfg.Name == "" {
 		cfg.Name = "maestro"
@@ -175,6 +176,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
+}
+
+// closeUnserved releases a server that was built but never served: the
+// gRPC server's stream workers and the repository. Serve does this itself.
+func (s *Server) closeUnserved() {
+	s.grpc.Stop()
+	s.repo.Close()
 }
 
 // Repository is the model repository the server serves.
