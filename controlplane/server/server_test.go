@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -236,25 +239,6 @@ func TestADSDeltaAckNack(t *testing.T) {
 	}
 }
 
-func TestPerTypeListenerService(t *testing.T) {
-	h := start(t)
-	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
-	lds, err := listenerservice.NewListenerDiscoveryServiceClient(h.conn).StreamListeners(streamCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lds.Send(&discovery.DiscoveryRequest{Node: testNode("gw-2", "gateway", ""), TypeUrl: resourcev3.ListenerType}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := lds.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.GetVersionInfo() != "v1" || len(resp.GetResources()) != 1 {
-		t.Fatalf("got version %q with %d listeners", resp.GetVersionInfo(), len(resp.GetResources()))
-	}
-}
-
 func TestUpdateRejectsInconsistentSets(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
@@ -331,5 +315,53 @@ func TestUnmatchedNodeIsAnsweredOnceAGroupMatches(t *testing.T) {
 	}
 	if resp.GetVersionInfo() != "v2" {
 		t.Fatalf("got version %q, want v2", resp.GetVersionInfo())
+	}
+}
+
+// TestPerTypeServices fetches each type over its own discovery service,
+// as an Envoy without ADS would.
+func TestPerTypeServices(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a", "b")})
+	type stream interface {
+		Send(*discovery.DiscoveryRequest) error
+		Recv() (*discovery.DiscoveryResponse, error)
+	}
+	tests := map[string]struct {
+		open  func(ctx context.Context) (stream, error)
+		typ   string
+		names []string
+		want  int
+	}{
+		"LDS": {func(ctx context.Context) (stream, error) {
+			return listenerservice.NewListenerDiscoveryServiceClient(h.conn).StreamListeners(ctx)
+		}, resourcev3.ListenerType, nil, 1},
+		"RDS": {func(ctx context.Context) (stream, error) {
+			return routeservice.NewRouteDiscoveryServiceClient(h.conn).StreamRoutes(ctx)
+		}, resourcev3.RouteType, []string{"routes"}, 1},
+		"CDS": {func(ctx context.Context) (stream, error) {
+			return clusterservice.NewClusterDiscoveryServiceClient(h.conn).StreamClusters(ctx)
+		}, resourcev3.ClusterType, nil, 2},
+		"EDS": {func(ctx context.Context) (stream, error) {
+			return endpointservice.NewEndpointDiscoveryServiceClient(h.conn).StreamEndpoints(ctx)
+		}, resourcev3.EndpointType, []string{"a", "b"}, 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, err := tc.open(streamCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Send(&discovery.DiscoveryRequest{Node: testNode("gw-"+name, "gateway", ""), TypeUrl: tc.typ, ResourceNames: tc.names}); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := s.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetVersionInfo() != "v1" || resp.GetTypeUrl() != tc.typ || len(resp.GetResources()) != tc.want {
+				t.Fatalf("got %s version %q with %d resources, want %d", resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), tc.want)
+			}
+		})
 	}
 }
