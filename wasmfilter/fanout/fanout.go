@@ -78,8 +78,8 @@ type vmContext struct{ pw.DefaultVMContext }
 
 func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 	return &plugin{
-		counters:   map[string]pw.Counter{},
-		histograms: map[string]pw.Histogram{},
+		counters:   map[metricKey]pw.Counter{},
+		histograms: map[metricKey]pw.Histogram{},
 		shadows:    map[uint64]*shadowCmp{},
 		sampling:   map[string]float64{},
 	}
@@ -90,8 +90,8 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 type plugin struct {
 	pw.DefaultPluginContext
 	cfg        *filterconfig.Fanout
-	counters   map[string]pw.Counter
-	histograms map[string]pw.Histogram
+	counters   map[metricKey]pw.Counter
+	histograms map[metricKey]pw.Histogram
 	shadows    map[uint64]*shadowCmp
 	nextShadow uint64
 	// sampling accumulates each shadow's percentage; a copy is sent each
@@ -153,36 +153,60 @@ func ShadowMetric(name, route, shadow string) string {
 	return metricPrefix + "shadow_" + name + ".route." + tagValue(route) + ".shadow." + tagValue(shadow)
 }
 
-// count adds n to the counter called name, defining it on first use. A
-// metric the host refuses is logged, never fatal to the request.
-func (p *plugin) count(name string, n uint64) {
-	c, ok := p.counters[name]
+// metricKey identifies a metric without building its name: the handles
+// are cached by key, so the per-request path formats no names (string
+// work is slow inside wasm).
+type metricKey struct {
+	kind              byte // 'r'oute, 'm'ember, 's'hadow
+	name, route, part string
+}
+
+func routeKey(name, route string) metricKey { return metricKey{'r', name, route, ""} }
+
+func memberKey(name, route, member string) metricKey { return metricKey{'m', name, route, member} }
+
+func shadowKey(name, route, shadow string) metricKey { return metricKey{'s', name, route, shadow} }
+
+func (k metricKey) String() string {
+	switch k.kind {
+	case 'm':
+		return MemberMetric(k.name, k.route, k.part)
+	case 's':
+		return ShadowMetric(k.name, k.route, k.part)
+	}
+	return RouteMetric(k.name, k.route)
+}
+
+// count adds n to the counter k, defining it on first use. A metric the
+// host refuses is logged, never fatal to the request.
+func (p *plugin) count(k metricKey, n uint64) {
+	c, ok := p.counters[k]
 	if !ok {
 		var err error
-		if c, err = pw.DefineCounter(name); err != nil {
+		if c, err = pw.DefineCounter(k.String()); err != nil {
 			pw.LogWarn("fanout: " + err.Error())
 			return
 		}
-		p.counters[name] = c
+		p.counters[k] = c
 	}
 	if err := c.Increment(n); err != nil {
-		pw.LogWarn("fanout: increment " + name + ": " + err.Error())
+		pw.LogWarn("fanout: increment " + k.String() + ": " + err.Error())
 	}
 }
 
-// record adds a sample to the histogram called name.
-func (p *plugin) record(name string, v uint64) {
-	h, ok := p.histograms[name]
+// record adds a sample to the histogram k.
+func (p *plugin) record(k metricKey, v uint64) {
+	h, ok := p.histograms[k]
 	if !ok {
 		var err error
-		if h, err = pw.DefineHistogram(name); err != nil {
+		if h, err = pw.DefineHistogram(k.String()); err != nil {
 			pw.LogWarn("fanout: " + err.Error())
 			return
 		}
-		p.histograms[name] = h
+		p.histograms[k] = h
 	}
 	if err := h.Record(v); err != nil {
-		pw.LogWarn("fanout: record " + name + ": " + err.Error())
+		pw.LogWarn("fanout: record " + k.String() + ": " + err.Error())
 	}
 }
 

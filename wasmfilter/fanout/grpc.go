@@ -135,12 +135,12 @@ func (s *stream) finishGRPC() {
 		s.tellPrimary(nil)
 	}
 	if len(answered) < s.route.EffectiveQuorum() {
-		s.p.count(RouteMetric("quorum_failures_total", s.routeLabel), 1)
+		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		fail(quorumMessage(s.route, s.members, rep))
 		return
 	}
 	if s.members[s.primary].err != "" {
-		s.p.count(RouteMetric("primary_failures_total", s.routeLabel), 1)
+		s.p.count(routeKey("primary_failures_total", s.routeLabel), 1)
 		fail("fanout: the primary member " + s.route.Members[s.primary].Label() +
 			" failed and only its response can carry the result; missing: " + rep.missing)
 		return
@@ -151,7 +151,7 @@ func (s *stream) finishGRPC() {
 		body, err = oip.EncodeGRPCResponse(resp)
 	}
 	if err != nil {
-		s.p.count(RouteMetric("combine_errors_total", s.routeLabel), 1)
+		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		fail("fanout: " + err.Error())
 		return
 	}
@@ -280,7 +280,7 @@ func (s *stream) failSequence() {
 		return
 	}
 	s.answered = true
-	s.p.count(RouteMetric("quorum_failures_total", s.routeLabel), 1)
+	s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 	rep := newReport(s.route, s.members)
 	s.localError(503, grpcUnavailable, "fanout: sequence stopped; missing: "+rep.missing)
 	s.tellPrimary(nil)

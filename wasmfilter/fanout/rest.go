@@ -104,21 +104,21 @@ func (s *stream) finishREST() {
 	headers := append([][2]string{{"content-type", "application/json"}}, rep.headers()...)
 	answered, _ := tally(s.members)
 	if len(answered) < s.route.EffectiveQuorum() {
-		s.p.count(RouteMetric("quorum_failures_total", s.routeLabel), 1)
+		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		s.send(503, headers, oip.EncodeJSONError(quorumMessage(s.route, s.members, rep)))
 		s.tellPrimary(nil)
 		return
 	}
 	resp, answer, err := s.result(rep)
 	if err != nil {
-		s.p.count(RouteMetric("combine_errors_total", s.routeLabel), 1)
+		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		s.send(502, headers, oip.EncodeJSONError("fanout: "+err.Error()))
 		s.tellPrimary(nil)
 		return
 	}
 	body, err := oip.EncodeJSONResponse(resp)
 	if err != nil {
-		s.p.count(RouteMetric("combine_errors_total", s.routeLabel), 1)
+		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		s.send(502, headers, oip.EncodeJSONError("fanout: encode answer: "+err.Error()))
 		s.tellPrimary(nil)
 		return

@@ -32,7 +32,7 @@ func (s *stream) startShadows() {
 		}
 		id := s.p.newShadow(s.route, sh)
 		s.shadowIDs = append(s.shadowIDs, id)
-		s.p.count(ShadowMetric("sent_total", s.routeLabel, sh.Label()), 1)
+		s.p.count(shadowKey("sent_total", s.routeLabel, sh.Label()), 1)
 		if err := s.sendShadow(sh, id); err != nil {
 			pw.LogWarn("fanout: shadow " + sh.Label() + ": " + err.Error())
 			s.p.tellShadow(id, nil)
@@ -167,7 +167,7 @@ func (p *plugin) tellShadow(id uint64, resp *oip.Response) {
 		}
 	}
 	if c.shadow == nil {
-		p.count(ShadowMetric("failures_total", c.routeName, c.label), 1)
+		p.count(shadowKey("failures_total", c.routeName, c.label), 1)
 	}
 	p.resolveShadow(id)
 }
@@ -179,7 +179,7 @@ func (p *plugin) resolveShadow(id uint64) {
 		return
 	}
 	delete(p.shadows, id)
-	metric := func(name string) string { return ShadowMetric(name, c.routeName, c.label) }
+	metric := func(name string) metricKey { return shadowKey(name, c.routeName, c.label) }
 	if c.primary == nil || c.shadow == nil {
 		p.count(metric("skipped_total"), 1)
 		return

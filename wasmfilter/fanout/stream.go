@@ -121,7 +121,7 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) (action pw.Action
 	}
 	s.members = make([]memberState, len(s.route.Members))
 	s.primary = -1
-	s.p.count(RouteMetric("requests_total", s.routeLabel), 1)
+	s.p.count(routeKey("requests_total", s.routeLabel), 1)
 	if endOfStream {
 		s.reject("inference request has no body")
 		return pw.ActionPause
@@ -199,7 +199,7 @@ func (s *stream) passThroughShadows() {
 // reject answers a malformed request: 400 for REST, INVALID_ARGUMENT for
 // gRPC.
 func (s *stream) reject(msg string) {
-	s.p.count(RouteMetric("bad_requests_total", s.routeLabel), 1)
+	s.p.count(routeKey("bad_requests_total", s.routeLabel), 1)
 	s.answered = true
 	s.localError(400, grpcInvalidArgument, "fanout: "+msg)
 }
@@ -252,12 +252,12 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	ms.err = err
 	switch {
 	case err == "":
-		s.p.count(MemberMetric("answers_total", s.routeLabel, label), 1)
-		s.p.record(MemberMetric("latency_ms", s.routeLabel, label), uint64(ms.latency.Milliseconds()))
+		s.p.count(memberKey("answers_total", s.routeLabel, label), 1)
+		s.p.record(memberKey("latency_ms", s.routeLabel, label), uint64(ms.latency.Milliseconds()))
 	case strings.HasPrefix(err, "timeout"):
-		s.p.count(MemberMetric("timeouts_total", s.routeLabel, label), 1)
+		s.p.count(memberKey("timeouts_total", s.routeLabel, label), 1)
 	default:
-		s.p.count(MemberMetric("failures_total", s.routeLabel, label), 1)
+		s.p.count(memberKey("failures_total", s.routeLabel, label), 1)
 	}
 	if err != "" {
 		pw.LogWarn("fanout: route " + tagValue(s.routeLabel) + ": member " + label + " missing: " + err)

@@ -336,7 +336,7 @@ func ParseJSONRequest(body []byte) (*Request, error) {
 		case "inputs":
 			r.Inputs = r.Inputs[:0] // a repeated key: the last one wins
 			return s.array(func() error {
-				t, err := s.tensor(fmt.Sprintf("inputs[%d]", len(r.Inputs)))
+				t, err := s.tensor("inputs", len(r.Inputs))
 				r.Inputs = append(r.Inputs, t)
 				return err
 			})
@@ -377,7 +377,7 @@ func DecodeJSONResponse(body []byte) (*Response, error) {
 		case "outputs":
 			r.Outputs = r.Outputs[:0]
 			err = s.array(func() error {
-				t, err := s.tensor(fmt.Sprintf("outputs[%d]", len(r.Outputs)))
+				t, err := s.tensor("outputs", len(r.Outputs))
 				r.Outputs = append(r.Outputs, t)
 				return err
 			})
@@ -458,7 +458,7 @@ func (s *scanner) params() ([]Param, error) {
 
 // tensor decodes one tensor object. Its data is decoded after the whole
 // object, since "datatype" and "shape" may follow it.
-func (s *scanner) tensor(where string) (Tensor, error) {
+func (s *scanner) tensor(list string, index int) (Tensor, error) {
 	var t Tensor
 	var data []byte
 	var hasShape bool
@@ -498,7 +498,7 @@ func (s *scanner) tensor(where string) (Tensor, error) {
 		return t, err
 	}
 	if t.Name == "" {
-		return t, invalidf("%s: name is missing", where)
+		return t, invalidf("%s[%d]: name is missing", list, index)
 	}
 	if !KnownDatatype(t.Datatype) {
 		return t, invalidf("tensor %q: unknown datatype %q", t.Name, t.Datatype)
