@@ -7,13 +7,14 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run test test-short vet fmt bench wasm proto fuzz help clean
+.PHONY: all build run deps test test-short vet fmt bench wasm proto fuzz help clean
 
 all: build
 
 help:
 	@echo "build      build bin: $(BUILD)/maestro"
 	@echo "run        start the inference server on the demo models"
+	@echo "deps       install the tools the tests need (Debian's prometheus)"
 	@echo "test       build the wasm filters, vet, and run every test"
 	@echo "bench      run the benchmarks and print a table"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
@@ -40,7 +41,18 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: wasm vet
+# deps installs the tools the tests drive (promtool and prometheus, from
+# Debian's prometheus package) when they are missing.
+deps:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else \
+	    echo "the tests need promtool and prometheus: sudo apt-get install prometheus"; exit 1; \
+	  fi; \
+	fi
+
+test: deps wasm vet
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -timeout 20m ./...
 
 test-short: wasm
