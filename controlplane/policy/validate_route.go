@@ -154,9 +154,15 @@ func (v *validator) ensemble(e *Ensemble, model string) {
 	if len(e.Members) < 2 {
 		v.bad("spec.ensemble.members", "an ensemble needs at least 2 members, got %d", len(e.Members))
 	}
+	members := map[[3]string]int{}
 	for i, m := range e.Members {
 		f := fmt.Sprintf("spec.ensemble.members[%d]", i)
 		v.serviceRef(f, m.Service, m.Version)
+		key := [3]string{m.Service, m.Version, m.Model}
+		if j, dup := members[key]; dup {
+			v.bad(f, "the same member as spec.ensemble.members[%d]", j)
+		}
+		members[key] = i
 		if m.Model == "" {
 			v.bad(f+".model", "model is required when the route does not match a model")
 		}
@@ -363,10 +369,14 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 				v.bad(fmt.Sprintf("%s.from.gateways[%d]", f, j), "unknown Gateway %q", g)
 			}
 		}
+		models := map[string]bool{}
 		for j, m := range r.To.Models {
 			if m == "" || strings.ContainsAny(m, "/ ") {
 				v.bad(fmt.Sprintf("%s.to.models[%d]", f, j), "model name %q must be non-empty, without '/' or spaces", m)
+			} else if models[m] {
+				v.bad(fmt.Sprintf("%s.to.models[%d]", f, j), "model %q listed twice", m)
 			}
+			models[m] = true
 		}
 		v.routeList(f+".to.routes", r.To.Routes)
 		for j, p := range r.To.Paths {
