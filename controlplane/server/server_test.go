@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -21,6 +22,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
@@ -361,6 +363,47 @@ func TestPerTypeServices(t *testing.T) {
 			}
 			if resp.GetVersionInfo() != "v1" || resp.GetTypeUrl() != tc.typ || len(resp.GetResources()) != tc.want {
 				t.Fatalf("got %s version %q with %d resources, want %d", resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()), tc.want)
+			}
+		})
+	}
+}
+
+// TestOddRequestsDoNotHurtTheServer sends malformed or unexpected requests
+// on their own streams; the server must neither panic nor stop serving.
+func TestOddRequestsDoNotHurtTheServer(t *testing.T) {
+	h := start(t)
+	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
+	tests := map[string]*discovery.DiscoveryRequest{
+		"no node":                {TypeUrl: resourcev3.ClusterType},
+		"no type url":            {Node: testNode("x1", "gateway", "")},
+		"unknown type url":       {Node: testNode("x2", "gateway", ""), TypeUrl: "type.googleapis.com/not.a.Type"},
+		"nack for nothing sent":  {Node: testNode("x3", "gateway", ""), TypeUrl: resourcev3.ClusterType, ResponseNonce: "99", ErrorDetail: &rpcstatus.Status{Message: "x"}},
+		"error detail, no nonce": {Node: testNode("x4", "gateway", ""), TypeUrl: resourcev3.ClusterType, ErrorDetail: &rpcstatus.Status{Message: "x"}},
+		"metadata of wrong type": {Node: &core.Node{Id: "x5", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"maestro.role": structpb.NewNumberValue(3)}}}, TypeUrl: resourcev3.ClusterType},
+	}
+	for name, req := range tests {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ads.Send(req); err != nil {
+				t.Fatal(err)
+			}
+			// Whatever the server makes of it, a well-formed client on a
+			// fresh stream is still served.
+			good, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := good.Send(&discovery.DiscoveryRequest{Node: testNode("good-"+name, "gateway", ""), TypeUrl: resourcev3.ClusterType}); err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := good.Recv(); err != nil || resp.GetVersionInfo() != "v1" {
+				t.Fatalf("good client after %q: %v, %v", name, resp.GetVersionInfo(), err)
 			}
 		})
 	}
