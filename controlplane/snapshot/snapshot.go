@@ -5,12 +5,15 @@
 //   - a group's version is a hash of its resources' content versions, so an
 //     unchanged mesh yields the same versions and the previous snapshot
 //     objects (no push);
-//   - clusters a new version no longer uses stay in that version (with their
-//     endpoints and secrets) and are dropped one version later (the next
-//     Translate, or Settle), so routes still pointing at them while Envoy
-//     applies the change keep working; new clusters arrive before the routes
-//     that use them because the ADS cache (created with ads=true) answers in
-//     type order: endpoints, clusters, routes, listeners;
+//   - changes are make-before-break, in up to three steps per group: a
+//     warming snapshot (Set.Warming) brings new clusters, endpoints and
+//     secrets under the old listeners and routes; the new version then
+//     switches listeners and routes while still carrying the clusters it no
+//     longer uses; those are dropped one version later (the next Translate,
+//     or Settle). The server moves to the next step once the group's nodes
+//     have ACKed the previous one. (With an ADS cache created with
+//     ads=true, go-control-plane also answers clusters and endpoints before
+//     listeners and routes within one snapshot.)
 //   - every snapshot carries per-resource versions for delta xDS, so a
 //     weight change re-sends only the route configuration that changed.
 //
@@ -51,6 +54,14 @@ type Set struct {
 	// Resources holds the group's resources and per-resource versions, as
 	// built (without retired clusters).
 	Resources map[string]*xds.Resources
+	// Warming holds, for the groups whose new version adds clusters,
+	// endpoints or secrets, the first step of the change: the previous
+	// listeners, routes and filter configs with the new clusters, endpoints
+	// and secrets (old ones kept). It is Consistent. Setting it first, and
+	// the group's Snapshots entry once the group's nodes have ACKed it,
+	// guarantees a route never names a cluster its client does not have
+	// yet, whatever order the cache answers the types in.
+	Warming map[string]*cache.Snapshot
 }
 
 // Translate builds a Set for m with no history: no retired clusters, every
@@ -124,6 +135,14 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 			continue
 		}
 		set.Snapshots[g.Name], set.Versions[g.Name] = snap, version
+		warm, err := t.warming(g.Name, snap)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if warm != nil {
+			set.Warming[g.Name] = warm
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -240,8 +259,62 @@ func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*c
 	return snap, version, nil
 }
 
+// warmingTypes are what a warming snapshot takes from the new version; it
+// keeps the other types of the previous one. Each type keeps its own
+// version, so a warming snapshot needs no version of its own.
+func warmingTypes() [3]resource.Type {
+	return [...]resource.Type{resource.SecretType, resource.ClusterType, resource.EndpointType}
+}
+
+// warming returns the first step of a change to group (see Set.Warming), or
+// nil when next adds no cluster, endpoint or secret to the previous
+// version.
+func (t *Translator) warming(group string, next *cache.Snapshot) (*cache.Snapshot, error) {
+	if t.prev == nil {
+		return nil, nil
+	}
+	prev := t.prev.Snapshots[group]
+	if prev == nil || prev == next || !adds(prev, next) {
+		return nil, nil
+	}
+	warm := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(prev.VersionMap))}
+	for typ, vm := range prev.VersionMap {
+		warm.VersionMap[typ] = vm
+	}
+	for i := range warm.Resources {
+		warm.Resources[i] = prev.Resources[i]
+	}
+	for _, typ := range warmingTypes() {
+		idx := cache.GetResponseType(typ)
+		warm.Resources[idx] = next.Resources[idx]
+		warm.VersionMap[typ] = next.VersionMap[typ]
+	}
+	if err := warm.Consistent(); err != nil {
+		return nil, fmt.Errorf("group %q: inconsistent warming snapshot: %w", group, err)
+	}
+	return warm, nil
+}
+
+// adds reports whether next has a cluster, endpoint or secret name that
+// prev lacks. Types whose version did not move add nothing.
+func adds(prev, next *cache.Snapshot) bool {
+	for _, typ := range warmingTypes() {
+		if prev.GetVersion(typ) == next.GetVersion(typ) {
+			continue
+		}
+		before := prev.VersionMap[typ]
+		for name := range next.VersionMap[typ] {
+			if _, ok := before[name]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func newSet(n int) *Set {
 	return &Set{
+		Warming:   map[string]*cache.Snapshot{},
 		Snapshots: make(map[string]*cache.Snapshot, n),
 		Versions:  make(map[string]string, n),
 		Resources: make(map[string]*xds.Resources, n),

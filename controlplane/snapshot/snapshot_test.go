@@ -281,3 +281,50 @@ func TestConcurrentTranslate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestWarming(t *testing.T) {
+	tr := snapshot.NewTranslator()
+	first, err := tr.Translate(modeltest.Sample(9000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Warming) != 0 {
+		t.Errorf("a first set has warming snapshots: %v", slices.Sorted(maps.Keys(first.Warming)))
+	}
+	// Weights only: no new cluster, nothing to warm.
+	m := modeltest.Sample(9000)
+	m.Group(modeltest.ProxylessGroup).Listeners[0].Routes.VirtualHosts[0].Routes[0].Action.Clusters[0].Weight = 50
+	weights, err := tr.Translate(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(weights.Warming) != 0 {
+		t.Errorf("a weight change has warming snapshots: %v", slices.Sorted(maps.Keys(weights.Warming)))
+	}
+	// fraud.v3 joins the proxyless group.
+	m = modeltest.Sample(9000)
+	m.Group(modeltest.ProxylessGroup).Listeners[0].Routes.VirtualHosts[0].Routes[0].Action.Clusters = []model.WeightedCluster{{Name: "fraud.v2", Weight: 50}, {Name: "fraud.v3", Weight: 50}}
+	next, err := tr.Translate(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(next.Warming)); !slices.Equal(got, []string{modeltest.ProxylessGroup}) {
+		t.Fatalf("warming groups = %v, want the proxyless group only", got)
+	}
+	warm, prev, final := next.Warming[modeltest.ProxylessGroup], weights.Snapshots[modeltest.ProxylessGroup], next.Snapshots[modeltest.ProxylessGroup]
+	if err := warm.Consistent(); err != nil {
+		t.Fatalf("warming Consistent() = %v", err)
+	}
+	if got := slices.Sorted(maps.Keys(warm.GetResources(resource.ClusterType))); !slices.Equal(got, []string{"fraud.v1", "fraud.v2", "fraud.v3"}) {
+		t.Errorf("warming clusters = %v, want the old and the new", got)
+	}
+	if warm.GetVersion(resource.ListenerType) != prev.GetVersion(resource.ListenerType) {
+		t.Errorf("warming changed the listeners; they must wait for the final step")
+	}
+	if warm.GetVersion(resource.ClusterType) != final.GetVersion(resource.ClusterType) {
+		t.Errorf("warming clusters differ from the final step's")
+	}
+	if final.GetVersion(resource.ListenerType) == prev.GetVersion(resource.ListenerType) {
+		t.Errorf("the final step does not change the listener")
+	}
+}
