@@ -146,7 +146,7 @@ func (v *validator) serviceRef(field, service, version string) {
 	}
 	s := v.m.Service(service)
 	if s == nil {
-		v.bad(field+".service", "unknown Service %q", service)
+		v.bad(field+".service", "unknown Service %q%s", service, v.suggestService(service))
 		return
 	}
 	if version == "" {
@@ -154,7 +154,7 @@ func (v *validator) serviceRef(field, service, version string) {
 		return
 	}
 	if !slices.ContainsFunc(s.Spec.Versions, func(x Version) bool { return x.Name == version }) {
-		v.bad(field+".version", "Service %q has no version %q", service, version)
+		v.bad(field+".version", "Service %q has no version %q%s", service, version, suggest(version, versionNames(s)))
 	}
 }
 

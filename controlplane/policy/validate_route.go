@@ -21,7 +21,7 @@ const maxRetries = 10
 func (v *validator) route(r *Route) {
 	sp := &r.Spec
 	if sp.Service != "" && v.m.Service(sp.Service) == nil {
-		v.bad("spec.service", "unknown Service %q", sp.Service)
+		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	}
 	v.match(&sp.Match)
 	if !validName(sp.Target) {
@@ -262,7 +262,7 @@ func (v *validator) routeList(field string, names []string) {
 	for i, n := range names {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if v.m.Route(n) == nil {
-			v.bad(f, "unknown Route %q", n)
+			v.bad(f, "unknown Route %q%s", n, v.suggestRoute(n))
 		} else if seen[n] {
 			v.bad(f, "Route %q listed twice", n)
 		}
@@ -299,7 +299,7 @@ func (v *validator) gateway(g *Gateway, before []*Gateway) {
 func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 	sp := &s.Spec
 	if v.m.Service(sp.Service) == nil {
-		v.bad("spec.service", "unknown Service %q", sp.Service)
+		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	}
 	for _, o := range before {
 		if o.Spec.Service == sp.Service {
@@ -326,7 +326,7 @@ func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 func (v *validator) authorization(a *AuthorizationPolicy, before []*AuthorizationPolicy) {
 	sp := &a.Spec
 	if v.m.Service(sp.Service) == nil {
-		v.bad("spec.service", "unknown Service %q", sp.Service)
+		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	} else if !v.hasSidecar(sp.Service) {
 		v.bad("spec.service", "Service %q has no Sidecar to enforce the policy", sp.Service)
 	}
@@ -361,12 +361,12 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 		}
 		for j, s := range r.From.Services {
 			if v.m.Service(s) == nil {
-				v.bad(fmt.Sprintf("%s.from.services[%d]", f, j), "unknown Service %q", s)
+				v.bad(fmt.Sprintf("%s.from.services[%d]", f, j), "unknown Service %q%s", s, v.suggestService(s))
 			}
 		}
 		for j, g := range r.From.Gateways {
 			if v.m.Gateway(g) == nil {
-				v.bad(fmt.Sprintf("%s.from.gateways[%d]", f, j), "unknown Gateway %q", g)
+				v.bad(fmt.Sprintf("%s.from.gateways[%d]", f, j), "unknown Gateway %q%s", g, v.suggestGateway(g))
 			}
 		}
 		models := map[string]bool{}

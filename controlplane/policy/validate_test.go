@@ -337,3 +337,20 @@ func TestEveryMessageHasACase(t *testing.T) {
 		}
 	}
 }
+
+func TestSuggestions(t *testing.T) {
+	for _, c := range []struct{ extra, want string }{
+		{d(KindGateway, "g", "{port: 80, routes: [fruad]}"), `unknown Route "fruad" (did you mean "fraud"?)`},
+		{route("r", "{service: churm}"), `unknown Service "churm" (did you mean "churn"?)`},
+		{route("r", "{service: fraud, split: [{version: v3, weight: 100}]}"), `has no version "v3" (did you mean "v1"?)`},
+		{route("r", "{service: nothing-like-it}"), `unknown Service "nothing-like-it"` + "\n"},
+	} {
+		_, err := Parse("p.yaml", []byte(base+c.extra))
+		if err == nil || !strings.Contains(err.Error()+"\n", c.want) {
+			t.Errorf("got %v, want it to contain %q", err, c.want)
+		}
+	}
+	if d := editDistance("kitten", "sitting", 10); d != 3 {
+		t.Errorf("editDistance = %d, want 3", d)
+	}
+}
