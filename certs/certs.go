@@ -49,15 +49,22 @@ type Issuer interface {
 	Bundle(ctx context.Context) (*Bundle, error)
 }
 
-// RootRotator is implemented by issuers that can replace their own root
-// (the built-in CA). Vault rotates its roots itself.
-type RootRotator interface {
-	// RotateRoot makes a new root the signer; the old one stays in the
-	// bundle until RetirePreviousRoots.
-	RotateRoot(ctx context.Context) error
+// RootRetirer is implemented by issuers whose bundle keeps previous roots
+// after a root change (the built-in CA after RotateRoot; Vault after its
+// issuer changes), so that peers holding older leaves stay trusted.
+type RootRetirer interface {
 	// RetirePreviousRoots drops every root but the current one from the
 	// bundle. Callers do so only once no live leaf chains to an old root.
 	RetirePreviousRoots(ctx context.Context) error
+}
+
+// RootRotator is implemented by issuers that can replace their own root
+// (the built-in CA). Vault rotates its roots itself.
+type RootRotator interface {
+	RootRetirer
+	// RotateRoot makes a new root the signer; the old one stays in the
+	// bundle until RetirePreviousRoots.
+	RotateRoot(ctx context.Context) error
 }
 
 // Certificate is an issued leaf with its key. It is immutable once built.

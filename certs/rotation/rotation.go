@@ -58,6 +58,10 @@ type Config struct {
 	// IssueTimeout bounds one issuance attempt (default 30s), so a hanging
 	// issuer delays a round but never stops the loop.
 	IssueTimeout time.Duration
+	// OnChange, when set, receives every snapshot as it is published, in
+	// order, none skipped. It runs with the manager's lock held: it must
+	// return quickly and must not call the Manager.
+	OnChange func(Snapshot)
 	// Always are identities kept whatever SetIdentities says: the control
 	// plane's own, which serves xDS with it.
 	Always []spiffe.ID
@@ -386,6 +390,9 @@ func (m *Manager) reconcile(ctx context.Context) time.Time {
 		changed = true
 	}
 	if bundle != nil && gen == m.bundleGen && !bundle.Equal(m.bundle) {
+		if m.bundle != nil && gainedRoot(m.bundle, bundle) {
+			m.rootChangedLocked(ctx)
+		}
 		m.bundle, changed = bundle, true
 	}
 	if m.retireLocked(ctx, now) {
@@ -395,6 +402,27 @@ func (m *Manager) reconcile(ctx context.Context) time.Time {
 		m.publishLocked(now)
 	}
 	return m.nextWakeLocked()
+}
+
+// gainedRoot reports whether next has a root prev lacks: the issuer's root
+// changed (Vault rotated its issuer, or the built-in CA was rotated from
+// elsewhere).
+func gainedRoot(prev, next *certs.Bundle) bool {
+	for _, r := range next.Roots {
+		if !prev.Contains(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// rootChangedLocked starts moving every certificate to a new root the
+// issuer reported; retireLocked re-issues those still under an old root and
+// retires the old roots (if the issuer keeps them) once the last has moved.
+func (m *Manager) rootChangedLocked(ctx context.Context) {
+	m.rotating = true
+	m.log.InfoContext(ctx, "issuer root changed; re-issuing certificates under the new root")
+	m.record(ctx, audit.Event{Kind: audit.RootRotated, Issuer: m.cfg.IssuerName, Reason: "new root in the issuer's bundle"})
 }
 
 func anyIssued(results []result) bool {
@@ -512,7 +540,11 @@ func (m *Manager) retireLocked(ctx context.Context, now time.Time) bool {
 	if !done {
 		return false
 	}
-	rr := m.cfg.Issuer.(certs.RootRotator)
+	rr, ok := m.cfg.Issuer.(certs.RootRetirer)
+	if !ok {
+		m.rotating = false // nothing to retire: the issuer keeps no old roots
+		return false
+	}
 	if err := rr.RetirePreviousRoots(ctx); err != nil {
 		m.log.WarnContext(ctx, "retire previous roots", "error", err)
 		return false
@@ -564,6 +596,9 @@ func (m *Manager) publishLocked(now time.Time) {
 	}
 	m.snap = snap
 	m.metrics.version.Set(float64(m.version))
+	if m.cfg.OnChange != nil {
+		m.cfg.OnChange(snap)
+	}
 	for ch := range m.subs {
 		select {
 		case <-ch:

@@ -80,9 +80,14 @@ type Issuer struct {
 	login    *api.Secret // the current token's auth secret; nil before login
 	bundle   *certs.Bundle
 	renewals int // successful token renewals, for Renewals
+	// current are the roots of the chain Vault last returned.
+	current []*x509.Certificate
 }
 
-var _ certs.Issuer = (*Issuer)(nil)
+var (
+	_ certs.Issuer      = (*Issuer)(nil)
+	_ certs.RootRetirer = (*Issuer)(nil)
+)
 
 // New returns an Issuer. It does not contact Vault: the first Issue (or
 // Login) does, so a control plane can start while Vault is down and let the
@@ -330,16 +335,41 @@ func partition(all []*x509.Certificate) (inter, roots []*x509.Certificate) {
 	return inter, roots
 }
 
-// updateBundle keeps every root Vault has shown us in the current chain; a
-// root rotated in Vault shows up here as the chain of the new issuer.
+// updateBundle records the roots of the chain Vault just returned. Roots
+// seen before stay in the bundle (until they expire or RetirePreviousRoots)
+// so that peers holding leaves from before a Vault root change keep being
+// trusted; the newest roots come last.
 func (i *Issuer) updateBundle(roots []*x509.Certificate) *certs.Bundle {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	b := certs.NewBundle(roots...)
+	i.current = roots
+	latest := certs.NewBundle(roots...)
+	now := i.cfg.Now()
+	var keep []*x509.Certificate
+	if i.bundle != nil {
+		for _, r := range i.bundle.Roots {
+			if !latest.Contains(r) && now.Before(r.NotAfter) {
+				keep = append(keep, r)
+			}
+		}
+	}
+	b := certs.NewBundle(append(keep, roots...)...)
 	if !b.Equal(i.bundle) {
 		i.bundle = b
 	}
 	return i.bundle
+}
+
+// RetirePreviousRoots implements certs.RootRetirer: the bundle shrinks to
+// the roots of the chain Vault last returned. The rotation manager calls it
+// once every leaf chains to those.
+func (i *Issuer) RetirePreviousRoots(context.Context) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if len(i.current) > 0 {
+		i.bundle = certs.NewBundle(i.current...)
+	}
+	return nil
 }
 
 // Bundle implements certs.Issuer: the roots of pki/ca_chain, read once and

@@ -209,6 +209,7 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		}
 	}
 
+	ca := s.currentPKI()
 	now := s.now()
 	var warnings []string
 	if ttl <= 0 {
@@ -226,9 +227,9 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		ttl = maxTTL
 	}
 	notAfter := now.Add(ttl)
-	if notAfter.After(s.pki.inter.NotAfter) {
+	if notAfter.After(ca.inter.NotAfter) {
 		return nil, 0, errorf(http.StatusBadRequest, "cannot satisfy request, as TTL would result in notAfter of %s that is beyond the expiration of the CA certificate at %s",
-			notAfter.UTC().Format(time.RFC3339Nano), s.pki.inter.NotAfter.UTC().Format(time.RFC3339Nano))
+			notAfter.UTC().Format(time.RFC3339Nano), ca.inter.NotAfter.UTC().Format(time.RFC3339Nano))
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 160))
 	if err != nil {
@@ -248,14 +249,14 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		DNSNames:              dns,
 		URIs:                  uris,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.pki.inter, pub, s.pki.interKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.inter, pub, ca.interKey)
 	if err != nil {
 		return nil, 0, errorf(http.StatusInternalServerError, "unable to create certificate: %v", err)
 	}
 	data := map[string]any{
 		"certificate":   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		"issuing_ca":    encodePEM(s.pki.inter),
-		"ca_chain":      []string{encodePEM(s.pki.inter), encodePEM(s.pki.root)},
+		"issuing_ca":    encodePEM(ca.inter),
+		"ca_chain":      []string{encodePEM(ca.inter), encodePEM(ca.root)},
 		"serial_number": colonHex(serial.Bytes()),
 		"expiration":    notAfter.Unix(),
 	}

@@ -164,7 +164,25 @@ func (s *Server) Count(path string) int {
 }
 
 // RootPEM is the PKI mount's root certificate.
-func (s *Server) RootPEM() []byte { return s.pki.rootPEM() }
+func (s *Server) RootPEM() []byte { return s.currentPKI().rootPEM() }
+
+// RotateRoot replaces the mount's issuer with a new root and intermediate,
+// as switching the mount's default issuer does in Vault: new certificates
+// and pki/ca_chain use the new chain from then on.
+func (s *Server) RotateRoot() error {
+	p, err := newPKI(s.now)
+	if err != nil {
+		return fmt.Errorf("vaulttest: rotate root: %w", err)
+	}
+	s.set(func() { s.pki = p })
+	return nil
+}
+
+func (s *Server) currentPKI() *pki {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pki
+}
 
 func (s *Server) set(f func()) {
 	s.mu.Lock()
@@ -298,9 +316,9 @@ func (s *Server) route(r *http.Request, path string) (any, int, error) {
 	case path == "auth/token/renew-self" && write:
 		return s.renewSelf(r, body)
 	case path == pkiPrefix+"ca_chain" && read:
-		return raw{contentType: "application/pem-certificate-chain", body: s.pki.chainPEM()}, http.StatusOK, nil
+		return raw{contentType: "application/pem-certificate-chain", body: s.currentPKI().chainPEM()}, http.StatusOK, nil
 	case path == pkiPrefix+"cert/ca" && read:
-		return s.pki.certCA(), http.StatusOK, nil
+		return s.currentPKI().certCA(), http.StatusOK, nil
 	case strings.HasPrefix(path, pkiPrefix+"issue/") && write:
 		if err := s.authorize(r, path); err != nil {
 			return nil, 0, err
