@@ -199,7 +199,7 @@ func (i *Issuer) Issue(ctx context.Context, req certs.Request) (*certs.Certifica
 	if req.TTL <= 0 {
 		req.TTL = certs.DefaultTTL
 	}
-	if err := i.loginUnless(ctx, func(*api.Secret) bool { return i.loggedIn() }); err != nil {
+	if err := i.loginUnless(ctx, func(cur *api.Secret) bool { return cur != nil }); err != nil {
 		return nil, fmt.Errorf("vault: issue %s: %w", req.ID, err)
 	}
 	used := i.client.Token()
