@@ -255,3 +255,36 @@ func TestClonesAreDeep(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelParse: enough changed documents to be parsed concurrently
+// give the same mesh and error positions as when they come one by one.
+func TestParallelParse(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString(base)
+	for i := 0; i < 2*parallelAbove; i++ {
+		port := 9000 + i
+		if i == parallelAbove+5 {
+			port = 0
+		}
+		sb.WriteString(svc(fmt.Sprintf("s%03d", i), fmt.Sprintf("{versions: [{name: v1, endpoints: [{address: a, port: %d}]}]}", port)))
+	}
+	text := sb.String()
+	_, err := Parse("p.yaml", []byte(text))
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 1 {
+		t.Fatalf("got %v, want one error", err)
+	}
+	wantLine := 25 + 5*(parallelAbove+5) + 5
+	if e := list[0]; e.Line != wantLine || e.Name != fmt.Sprintf("s%03d", parallelAbove+5) {
+		t.Errorf("error at line %d of %q, want line %d", e.Line, e.Name, wantLine)
+	}
+	// One by one: a Loader that has every document but the first cached.
+	l := &Loader{}
+	if _, err := l.Parse("p.yaml", []byte(strings.Replace(text, "name: fraud, namespace: ml", "name: fraud, namespace: ml2", 1))); err == nil {
+		t.Fatal("want the same error")
+	}
+	got, gotErr := l.Parse("p.yaml", []byte(text))
+	if fmt.Sprint(gotErr) != fmt.Sprint(err) || got != nil {
+		t.Errorf("sequential parse differs: %v", gotErr)
+	}
+}

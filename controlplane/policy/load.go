@@ -57,7 +57,9 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 			return nil, fmt.Errorf("load policy: %w", err)
 		}
 		b.mesh.files = append(b.mesh.files, f)
-		b.parse(f, data)
+		if err := b.parse(ctx, f, data); err != nil {
+			return nil, fmt.Errorf("load policy: %w", err)
+		}
 	}
 	return b.finish()
 }
@@ -76,7 +78,9 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 	defer l.mu.Unlock()
 	b := &builder{errs: &errs{}, mesh: &Mesh{files: []string{file}}, cache: l.begin()}
 	defer l.end(b.cache)
-	b.parse(file, data)
+	if err := b.parse(context.Background(), file, data); err != nil {
+		return nil, fmt.Errorf("parse policy: %w", err) // unreachable: the context is never done
+	}
 	return b.finish()
 }
 

@@ -2,14 +2,17 @@ package policy
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
 )
 
@@ -84,27 +87,61 @@ func splitDocuments(data []byte) []chunk {
 	return append(out, chunk{text: data[start:], line: startLine})
 }
 
-// parse reads every document of one file, from the cache when unchanged.
-func (b *builder) parse(file string, data []byte) {
-	for _, c := range splitDocuments(data) {
-		var docs []decoded
-		key := sha256.Sum256(c.text)
-		if b.cache != nil {
-			var ok bool
-			if docs, ok = b.cache.next[key]; !ok {
-				docs, ok = b.cache.prev[key]
-			}
-			if !ok {
-				docs = parseChunk(c.text)
-			}
-			b.cache.next[key] = docs
-		} else {
-			docs = parseChunk(c.text)
+// parallelAbove is the number of changed documents from which they are
+// parsed concurrently: below it, the fan-out costs more than it saves.
+const parallelAbove = 64
+
+// parse reads every document of one file, from the cache when unchanged;
+// changed documents are parsed concurrently (yaml.v3 is most of the cost
+// of a cold load).
+func (b *builder) parse(ctx context.Context, file string, data []byte) error {
+	chunks := splitDocuments(data)
+	keys := make([][sha256.Size]byte, len(chunks))
+	parsed := make([][]decoded, len(chunks))
+	var misses []int
+	for i, c := range chunks {
+		keys[i] = sha256.Sum256(c.text)
+		docs, ok := b.cache.next[keys[i]]
+		if !ok {
+			docs, ok = b.cache.prev[keys[i]]
 		}
-		for _, dc := range docs {
+		if ok {
+			parsed[i] = docs
+		} else {
+			misses = append(misses, i)
+		}
+	}
+	if len(misses) < parallelAbove {
+		for _, i := range misses {
+			parsed[i] = parseChunk(chunks[i].text)
+		}
+	} else {
+		g, ctx := errgroup.WithContext(ctx)
+		workers := runtime.GOMAXPROCS(0)
+		per := (len(misses) + workers - 1) / workers
+		for start := 0; start < len(misses); start += per {
+			batch := misses[start:min(start+per, len(misses))]
+			g.Go(func() error {
+				for _, i := range batch {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+					parsed[i] = parseChunk(chunks[i].text)
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
+	for i, c := range chunks {
+		b.cache.next[keys[i]] = parsed[i]
+		for _, dc := range parsed[i] {
 			b.merge(materialize(dc, file, c.line-1))
 		}
 	}
+	return nil
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
