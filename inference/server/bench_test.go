@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -305,4 +308,48 @@ func rssBytes(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return pages * int64(os.Getpagesize())
+}
+
+// BenchmarkHTTPFraud measures 1-row fraud inferences over REST/JSON against
+// the empty GET /v2/health/live on the same server, interleaved in rounds.
+func BenchmarkHTTPFraud(b *testing.B) {
+	srv := inferencetest.Start(b, inferencetest.Options{})
+	base := "http://" + srv.HTTPAddr
+	row := strings.TrimSuffix(strings.Repeat("0.5,", 30), ",")
+	body := []byte(`{"inputs":[{"name":"features","shape":[1,30],"datatype":"FP32","data":[` + row + `]}]}`)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	do := func(ctx context.Context, method, url string, body []byte) error {
+		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s %s: %d", method, url, res.StatusCode)
+		}
+		return nil
+	}
+	for _, conc := range []int{1, 64} {
+		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) {
+			const rounds = 10
+			per := max(b.N/rounds, 1)
+			var empty, infer cost
+			for range rounds {
+				empty.add(run(b, per, conc, func(ctx context.Context) error { return do(ctx, http.MethodGet, base+"/v2/health/live", nil) }))
+				infer.add(run(b, per, conc, func(ctx context.Context) error { return do(ctx, http.MethodPost, base+"/v2/models/fraud/infer", body) }))
+			}
+			n := float64(per * rounds)
+			b.ReportMetric(n/infer.wall.Seconds(), "infer-req/s")
+			b.ReportMetric(n/empty.wall.Seconds(), "empty-req/s")
+			b.ReportMetric(float64(infer.cpu.Nanoseconds())/n/1000, "infer-cpu-µs")
+			b.ReportMetric(float64(empty.cpu)/float64(infer.cpu), "cpu-empty/infer")
+		})
+	}
 }
