@@ -62,6 +62,20 @@ type Config struct {
 	// OnReload, if set, is called after each policy reload the control
 	// plane applies or rejects.
 	OnReload func(version string, err error)
+	// OnReady, if set, is called once everything serves.
+	OnReady func(Started)
+}
+
+// Started says where the running mesh listens.
+type Started struct {
+	XDS, Admin string
+	Servers    []StartedServer
+}
+
+// StartedServer is one running inference server.
+type StartedServer struct {
+	Name, Service, Version string
+	GRPC, HTTP             string
 }
 
 // Counts are requests served, by service and version.
@@ -180,6 +194,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fail(err)
 	}
 	printTable(cfg.Out, mesh, servers, addrs, boot)
+	if cfg.OnReady != nil {
+		st := Started{XDS: addrs.XDS.String(), Admin: addrs.Admin.String()}
+		for _, s := range servers {
+			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr})
+		}
+		cfg.OnReady(st)
+	}
 	g.Go(func() error { return live(gctx, cfg, servers) })
 	if cfg.DemoTraffic {
 		g.Go(func() error { return demoTraffic(gctx, cfg, mesh, boot.grpc) })

@@ -25,6 +25,9 @@ type Target struct {
 	Job  string
 	Addr string // host:port serving /metrics
 	Path string // defaults to /metrics
+	// MetricRelabelConfigs, if set, is the job's metric_relabel_configs
+	// block as YAML (a list, at any indentation).
+	MetricRelabelConfigs string
 }
 
 // Server is a running Prometheus.
@@ -52,6 +55,14 @@ func Start(t testing.TB, targets ...Target) *Server {
 			path = "/metrics"
 		}
 		fmt.Fprintf(&cfg, "  - job_name: %q\n    metrics_path: %q\n    static_configs:\n      - targets: [%q]\n", tg.Job, path, tg.Addr)
+		if tg.MetricRelabelConfigs != "" {
+			cfg.WriteString("    metric_relabel_configs:\n")
+			for _, line := range strings.Split(dedent(tg.MetricRelabelConfigs), "\n") {
+				if strings.TrimSpace(line) != "" {
+					cfg.WriteString("      " + line + "\n")
+				}
+			}
+		}
 	}
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
@@ -192,4 +203,25 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, ok func(
 		case <-tick.C:
 		}
 	}
+}
+
+// dedent removes the indentation common to every non-blank line of s.
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	common := -1
+	for _, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		n := len(l) - len(strings.TrimLeft(l, " "))
+		if common < 0 || n < common {
+			common = n
+		}
+	}
+	for i, l := range lines {
+		if len(l) >= common && common > 0 {
+			lines[i] = l[common:]
+		}
+	}
+	return strings.Join(lines, "\n")
 }
