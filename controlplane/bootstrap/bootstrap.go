@@ -6,6 +6,7 @@
 package bootstrap
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,11 +215,18 @@ func EnvoyJSON(c Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}.Marshal(b)
+	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
 	if err != nil {
 		return nil, fmt.Errorf("encode envoy bootstrap: %w", err)
 	}
-	return append(out, '\n'), nil
+	// protojson varies its whitespace on purpose; re-indenting makes the
+	// output byte-stable for diffs and golden files.
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return nil, fmt.Errorf("encode envoy bootstrap: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 // EnvoyYAML returns Envoy(c) as YAML, the form Envoy's -c flag and
