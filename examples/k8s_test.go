@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -236,6 +238,41 @@ func TestKubernetesPolicyIsValid(t *testing.T) {
 			for _, ep := range v.Endpoints {
 				if !services[ep.Address] {
 					t.Errorf("service %s version %s: endpoint %s is not a Service of examples/k8s", s.Metadata.Name, v.Name, ep.Address)
+				}
+			}
+		}
+	}
+}
+
+// TestKubernetesArgsAreRealFlags runs the maestro binary's own --help for
+// every container command, so a renamed or removed flag breaks this test
+// instead of a rollout.
+func TestKubernetesArgsAreRealFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the maestro binary")
+	}
+	_, m := loadK8s(t)
+	bin := filepath.Join(t.TempDir(), "maestro")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/maestro").CombinedOutput(); err != nil {
+		t.Fatalf("build maestro: %v\n%s", err, out)
+	}
+	flagName := regexp.MustCompile(`^--?([a-z][a-z0-9-]*)`)
+	for _, d := range m.deployments {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			sub := c.Args[0]
+			help, _ := exec.Command(bin, sub, "--help").CombinedOutput()
+			if !strings.Contains(string(help), "-") || strings.Contains(string(help), "unknown command") {
+				t.Errorf("%s: maestro %s is not a command:\n%s", d.Name, sub, help)
+				continue
+			}
+			for _, arg := range c.Args[1:] {
+				f := flagName.FindStringSubmatch(arg)
+				if f == nil {
+					t.Errorf("%s: argument %q is not a flag", d.Name, arg)
+					continue
+				}
+				if !regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(f[1]) + `\b`).Match(help) {
+					t.Errorf("%s: maestro %s has no flag -%s", d.Name, sub, f[1])
 				}
 			}
 		}
