@@ -33,6 +33,12 @@ func (m *Mesh) GroupFor(node NodeInfo) (name string, ok bool) {
 	return roleOnly, roleOnly != ""
 }
 
+// InlineRoutes reports whether l carries its route configuration inline
+// (the proxyless gRPC kinds) rather than naming it for RDS.
+func (l *Listener) InlineRoutes() bool {
+	return l.Kind == ListenerAPI || l.Kind == ListenerGRPCServer
+}
+
 // Group returns the group named name, or nil.
 func (m *Mesh) Group(name string) *NodeGroup {
 	i, ok := slices.BinarySearchFunc(m.Groups, name, func(g NodeGroup, n string) int { return cmp.Compare(g.Name, n) })

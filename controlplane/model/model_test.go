@@ -81,6 +81,19 @@ func TestValidateErrors(t *testing.T) {
 			edit: func(m *model.Mesh) { gw(m).Routes.VirtualHosts[0].Routes[1].Name = "fraud" },
 			want: []string{`route "fraud": empty or duplicate route name`},
 		},
+		"grpc server matching SANs": {
+			edit: func(m *model.Mesh) {
+				m.Group(modeltest.GRPCServerGroup).Listeners[0].TLS.MatchSANs = []string{"spiffe://x"}
+			},
+			want: []string{"a gRPC server cannot match client SANs; use authorization rules"},
+		},
+		"grpc server route with a cluster": {
+			edit: func(m *model.Mesh) {
+				r := &m.Group(modeltest.GRPCServerGroup).Listeners[0].Routes.VirtualHosts[0].Routes[0]
+				r.Action.Clusters = []model.WeightedCluster{{Name: "fraud.v1", Weight: 1}}
+			},
+			want: []string{`route "serve": a gRPC server serves requests itself; its routes name no clusters`},
+		},
 		"tracing cluster": {
 			edit: func(m *model.Mesh) { m.Tracing.Cluster = "none" },
 			want: []string{`tracing: unknown cluster "none"`},

@@ -104,6 +104,15 @@ const (
 	// ListenerAPI is a proxyless gRPC API listener: Name is the xds:///
 	// target, the route configuration is inline, no address.
 	ListenerAPI ListenerKind = "api"
+	// ListenerGRPCServer is the listener of an xDS-enabled gRPC server
+	// (google.golang.org/grpc/xds.NewGRPCServer): Name is the resource name
+	// its bootstrap's server_listener_resource_name_template gives (gRPC's
+	// default is "grpc/server?xds.resource.listening_address=<host>:<port>"),
+	// Address and Port are what it serves on. Requests are served locally
+	// (routes need no clusters); TLS comes from gRPC certificate providers
+	// and cannot match SANs (use Authorization); Authorization becomes
+	// gRPC's RBAC filter.
+	ListenerGRPCServer ListenerKind = "grpc-server"
 )
 
 // Protocol is the application protocol spoken on a listener or to a cluster.
@@ -134,11 +143,12 @@ type Listener struct {
 	// or inline for ListenerAPI.
 	Routes RouteConfig `json:"routes"`
 	// Authorization, when set, adds an RBAC filter before the router. Not
-	// for ListenerAPI: gRPC enforces RBAC on servers only.
+	// for ListenerAPI: gRPC enforces RBAC on servers (ListenerGRPCServer)
+	// only.
 	Authorization *Authorization `json:"authorization,omitempty"`
 	// Filters are the wasm filters in chain order, before the router.
 	// Each is delivered over ECDS; its configuration is gathered from the
-	// routes' Fanout and SLO settings. Ignored for ListenerAPI.
+	// routes' Fanout and SLO settings. Envoy listeners only.
 	Filters []WasmFilter `json:"filters,omitempty"`
 }
 

@@ -138,7 +138,7 @@ func (v *validator) group(g *NodeGroup) {
 		l := &g.Listeners[i]
 		lw := at(where, "listener", l.Name)
 		v.listener(lw, l)
-		if l.Kind != ListenerAPI {
+		if !l.InlineRoutes() {
 			if routeConfigs[l.Routes.Name] {
 				v.addf("%s: route configuration %q used by two listeners", lw, l.Routes.Name)
 			}
@@ -162,6 +162,16 @@ func (v *validator) listener(where *place, l *Listener) {
 	case ListenerAPI:
 		if l.TLS != nil || l.Authorization != nil || len(l.Filters) > 0 {
 			v.addf("%s: an API listener takes no TLS, authorization or wasm filters", where)
+		}
+	case ListenerGRPCServer:
+		if l.Port == 0 || l.Port > 65535 {
+			v.addf("%s: port %d outside 1..65535", where, l.Port)
+		}
+		if len(l.Filters) > 0 {
+			v.addf("%s: a gRPC server takes no wasm filters", where)
+		}
+		if l.TLS != nil && len(l.TLS.MatchSANs) > 0 {
+			v.addf("%s: a gRPC server cannot match client SANs; use authorization rules", where)
 		}
 	default:
 		v.addf("%s: unknown kind %q", where, l.Kind)
@@ -214,12 +224,14 @@ func (v *validator) listener(where *place, l *Listener) {
 				v.addf("%s: empty or duplicate route name", rw)
 			}
 			seen.add(r.Name)
-			v.route(rw, &r)
+			v.route(rw, &r, l.Kind == ListenerGRPCServer)
 		}
 	}
 }
 
-func (v *validator) route(where *place, r *Route) {
+// route checks one route; served routes (a gRPC server's) answer locally,
+// so they name no destination.
+func (v *validator) route(where *place, r *Route, served bool) {
 	if (r.Match.Path == "") == (r.Match.Prefix == "") {
 		v.addf("%s: exactly one of path and prefix must be set", where)
 	}
@@ -235,7 +247,10 @@ func (v *validator) route(where *place, r *Route) {
 		}
 	}
 	a := &r.Action
-	if len(a.Clusters) == 0 {
+	if served && (len(a.Clusters) > 0 || len(a.Mirrors) > 0 || a.Fanout != nil) {
+		v.addf("%s: a gRPC server serves requests itself; its routes name no clusters", where)
+	}
+	if !served && len(a.Clusters) == 0 {
 		v.addf("%s: no destination cluster", where)
 	}
 	var total uint64

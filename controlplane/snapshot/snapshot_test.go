@@ -22,7 +22,7 @@ func TestTranslateSample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Translate() = %v", err)
 	}
-	want := []string{modeltest.GatewayGroup, modeltest.ProxylessGroup, modeltest.SidecarGroup}
+	want := []string{modeltest.GatewayGroup, modeltest.GRPCServerGroup, modeltest.ProxylessGroup, modeltest.SidecarGroup}
 	if got := slices.Sorted(maps.Keys(set.Snapshots)); !slices.Equal(got, want) {
 		t.Fatalf("groups = %v, want %v", got, want)
 	}

@@ -9,9 +9,12 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -257,5 +260,52 @@ func TestCacheGivesSameOutput(t *testing.T) {
 			}
 		}
 		c.Sweep()
+	}
+}
+
+// TestGRPCServerListener checks what an xDS gRPC server needs (gRPC's
+// server-side rules): an address, routes served locally, RBAC before the
+// router and no fault filter, TLS from certificate providers without SAN
+// matching, and no SDS secrets in its group.
+func TestGRPCServerListener(t *testing.T) {
+	m := modeltest.Sample(9000)
+	res, err := xds.ForGroup(m, modeltest.GRPCServerGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(res.Items[resource.SecretType]); n != 0 {
+		t.Errorf("%d SDS secrets for gRPC servers, which read certificate providers", n)
+	}
+	ln := res.Items[resource.ListenerType][0].(*listenerv3.Listener)
+	if ln.GetName() != modeltest.GRPCServerListener || ln.GetAddress().GetSocketAddress().GetPortValue() != 9000 {
+		t.Errorf("listener %q on %v", ln.GetName(), ln.GetAddress())
+	}
+	chain := ln.GetFilterChains()[0]
+	var hcm hcmv3.HttpConnectionManager
+	if err := chain.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+		t.Fatal(err)
+	}
+	var filters []string
+	for _, f := range hcm.GetHttpFilters() {
+		filters = append(filters, f.GetName())
+	}
+	if !slices.Equal(filters, []string{"envoy.filters.http.rbac", "envoy.filters.http.router"}) {
+		t.Errorf("filters %v, want RBAC then the router", filters)
+	}
+	for _, r := range hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes() {
+		if r.GetNonForwardingAction() == nil {
+			t.Errorf("route %q forwards; a gRPC server serves locally", r.GetName())
+		}
+	}
+	var tlsCtx tlsv3.DownstreamTlsContext
+	if err := chain.GetTransportSocket().GetTypedConfig().UnmarshalTo(&tlsCtx); err != nil {
+		t.Fatal(err)
+	}
+	common := tlsCtx.GetCommonTlsContext()
+	if common.GetTlsCertificateProviderInstance().GetInstanceName() != xds.GRPCCertProvider ||
+		common.GetValidationContext().GetCaCertificateProviderInstance().GetCertificateName() != "trust-bundle" ||
+		len(common.GetValidationContext().GetMatchTypedSubjectAltNames()) != 0 ||
+		len(common.GetTlsCertificateSdsSecretConfigs()) != 0 || !tlsCtx.GetRequireClientCertificate().GetValue() {
+		t.Errorf("TLS context not as gRPC servers need it:\n%s", prototext.Format(&tlsCtx))
 	}
 }

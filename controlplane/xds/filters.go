@@ -44,7 +44,7 @@ func HTTPFilters(l *model.Listener) ([]*hcmv3.HttpFilter, error) {
 		}
 		out = append(out, f)
 	}
-	if hasFault(&l.Routes) {
+	if hasFault(&l.Routes) && l.Kind != model.ListenerGRPCServer {
 		// Faults are set per route; the listener-level filter does nothing.
 		f, err := typedFilter(wellknown.Fault, &faultv3.HTTPFault{})
 		if err != nil {
@@ -52,7 +52,7 @@ func HTTPFilters(l *model.Listener) ([]*hcmv3.HttpFilter, error) {
 		}
 		out = append(out, f)
 	}
-	if l.Kind != model.ListenerAPI {
+	if !l.InlineRoutes() {
 		for _, w := range l.Filters {
 			out = append(out, discoveredFilter(w.Name))
 		}

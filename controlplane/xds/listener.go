@@ -35,7 +35,7 @@ func Listener(l *model.Listener, tracing *model.Tracing) (*listenerv3.Listener, 
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed},
 	}}}
 	if l.TLS != nil {
-		ts, err := downstreamTLS(l.TLS, l.Protocol)
+		ts, err := downstreamTLS(l.TLS, l.Protocol, l.Kind == model.ListenerGRPCServer)
 		if err != nil {
 			return nil, err
 		}
@@ -58,7 +58,7 @@ func socketAddress(host string, port uint32) *corev3.Address {
 }
 
 // ConnectionManager creates the HTTP connection manager of l: routes over
-// RDS (inline for API listeners), the HTTP filters, and tracing.
+// RDS (inline for proxyless gRPC), the HTTP filters, and tracing.
 func ConnectionManager(l *model.Listener, tracing *model.Tracing) (*hcmv3.HttpConnectionManager, error) {
 	filters, err := HTTPFilters(l)
 	if err != nil {
@@ -69,8 +69,8 @@ func ConnectionManager(l *model.Listener, tracing *model.Tracing) (*hcmv3.HttpCo
 		CodecType:   codec(l.Protocol),
 		HttpFilters: filters,
 	}
-	if l.Kind == model.ListenerAPI {
-		rc, err := RouteConfiguration(&l.Routes, true)
+	if l.InlineRoutes() {
+		rc, err := routeConfiguration(&l.Routes, modeOf(l.Kind))
 		if err != nil {
 			return nil, err
 		}

@@ -10,36 +10,82 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
+// routeMode is who consumes a route configuration.
+type routeMode int
+
+const (
+	// forEnvoy routes to clusters with Envoy's full feature set.
+	forEnvoy routeMode = iota
+	// forGRPCClient is a proxyless client's API listener: timeouts as max
+	// stream durations, no mirrors, no zero-retry policies.
+	forGRPCClient
+	// forGRPCServer is an xDS gRPC server: requests are served locally
+	// (non-forwarding routes); only the match matters.
+	forGRPCServer
+)
+
+// modeOf is the route mode of a listener kind.
+func modeOf(k model.ListenerKind) routeMode {
+	switch k {
+	case model.ListenerAPI:
+		return forGRPCClient
+	case model.ListenerGRPCServer:
+		return forGRPCServer
+	}
+	return forEnvoy
+}
+
 // RouteConfiguration creates an Envoy RouteConfiguration from rc; for
 // proxyless gRPC clients, timeouts are also set as max stream durations
 // (which is what gRPC reads) and mirrors, which gRPC ignores, are left out.
 func RouteConfiguration(rc *model.RouteConfig, proxyless bool) (*routev3.RouteConfiguration, error) {
-	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
-	for i := range rc.VirtualHosts {
-		vh, err := VirtualHost(&rc.VirtualHosts[i], proxyless)
-		if err != nil {
-			return nil, err
-		}
-		out.VirtualHosts = append(out.VirtualHosts, vh)
+	mode := forEnvoy
+	if proxyless {
+		mode = forGRPCClient
 	}
-	return out, nil
+	return routeConfiguration(rc, mode)
 }
 
-// VirtualHost creates an Envoy VirtualHost from vh, routes in match order.
-func VirtualHost(vh *model.VirtualHost, proxyless bool) (*routev3.VirtualHost, error) {
-	out := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: make([]*routev3.Route, 0, len(vh.Routes))}
-	for i := range vh.Routes {
-		r, err := Route(&vh.Routes[i], proxyless)
-		if err != nil {
-			return nil, err
+// ServerRouteConfiguration creates the route configuration of an xDS gRPC
+// server: the same matches, each served locally.
+func ServerRouteConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguration, error) {
+	return routeConfiguration(rc, forGRPCServer)
+}
+
+func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteConfiguration, error) {
+	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
+	for i := range rc.VirtualHosts {
+		vh := &rc.VirtualHosts[i]
+		rvh := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: make([]*routev3.Route, 0, len(vh.Routes))}
+		for j := range vh.Routes {
+			r, err := route(&vh.Routes[j], mode)
+			if err != nil {
+				return nil, err
+			}
+			rvh.Routes = append(rvh.Routes, r)
 		}
-		out.Routes = append(out.Routes, r)
+		out.VirtualHosts = append(out.VirtualHosts, rvh)
 	}
 	return out, nil
 }
 
 // Route creates an Envoy Route from r.
 func Route(r *model.Route, proxyless bool) (*routev3.Route, error) {
+	mode := forEnvoy
+	if proxyless {
+		mode = forGRPCClient
+	}
+	return route(r, mode)
+}
+
+func route(r *model.Route, mode routeMode) (*routev3.Route, error) {
+	if mode == forGRPCServer {
+		return &routev3.Route{
+			Name:   r.Name,
+			Match:  RouteMatch(&r.Match),
+			Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
+		}, nil
+	}
 	perFilter, err := perRouteFilterConfig(&r.Action)
 	if err != nil {
 		return nil, err
@@ -47,7 +93,7 @@ func Route(r *model.Route, proxyless bool) (*routev3.Route, error) {
 	return &routev3.Route{
 		Name:                 r.Name,
 		Match:                RouteMatch(&r.Match),
-		Action:               &routev3.Route_Route{Route: RouteAction(&r.Action, proxyless)},
+		Action:               &routev3.Route_Route{Route: RouteAction(&r.Action, mode == forGRPCClient)},
 		TypedPerFilterConfig: perFilter,
 	}, nil
 }

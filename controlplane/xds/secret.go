@@ -71,16 +71,22 @@ func providerTLSContext(cert, trust string, sans []string) *tlsv3.CommonTlsConte
 	if cert != "" {
 		out.TlsCertificateProviderInstance = &tlsv3.CertificateProviderPluginInstance{InstanceName: GRPCCertProvider, CertificateName: cert}
 	}
-	out.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-		CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: GRPCCertProvider, CertificateName: trust},
-		MatchTypedSubjectAltNames:     sanMatchers(sans),
-	}}
+	if trust != "" {
+		out.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			CaCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: GRPCCertProvider, CertificateName: trust},
+			MatchTypedSubjectAltNames:     sanMatchers(sans),
+		}}
+	}
 	return out
 }
 
-// downstreamTLS creates a listener's TLS transport socket from t.
-func downstreamTLS(t *model.DownstreamTLS, p model.Protocol) (*corev3.TransportSocket, error) {
+// downstreamTLS creates a listener's TLS transport socket from t; an xDS
+// gRPC server reads certificates from its certificate providers.
+func downstreamTLS(t *model.DownstreamTLS, p model.Protocol, grpcServer bool) (*corev3.TransportSocket, error) {
 	common := sdsTLSContext(t.CertSecret, t.TrustSecret, t.MatchSANs)
+	if grpcServer {
+		common = providerTLSContext(t.CertSecret, t.TrustSecret, nil)
+	}
 	common.AlpnProtocols = alpn(p)
 	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: common}
 	if t.RequireClientCert {

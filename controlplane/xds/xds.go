@@ -92,13 +92,15 @@ func forGroup(m *model.Mesh, name string, c *Cache) (*Resources, error) {
 	return b.out, nil
 }
 
-// isProxyless reports whether a group's nodes are gRPC clients, which take
-// only API listeners and need gRPC's flavour of some resources.
+// isProxyless reports whether a group's nodes are gRPC clients or servers
+// using xDS without Envoy, which take only API and gRPC server listeners
+// and need gRPC's flavour of some resources (no SDS, no active health
+// checks).
 func isProxyless(g *model.NodeGroup) bool {
 	if g.Nodes.Role == model.RoleProxyless {
 		return true
 	}
-	return len(g.Listeners) > 0 && !slices.ContainsFunc(g.Listeners, func(l model.Listener) bool { return l.Kind != model.ListenerAPI })
+	return len(g.Listeners) > 0 && !slices.ContainsFunc(g.Listeners, func(l model.Listener) bool { return !l.InlineRoutes() })
 }
 
 func newResources() *Resources {
@@ -193,7 +195,7 @@ func (b *groupBuilder) listener(l *model.Listener) error {
 		return err
 	}
 	b.out.addBuilt(resource.ListenerType, l.Name, lv, ln)
-	if l.Kind != model.ListenerAPI {
+	if !l.InlineRoutes() {
 		rc, v, err := b.cache.routeConfiguration(b.group.Name, &l.Routes)
 		if err != nil {
 			return err
@@ -246,7 +248,7 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 	}
 	for i := range b.group.Listeners {
 		l := &b.group.Listeners[i]
-		if l.TLS != nil {
+		if l.TLS != nil && !b.proxyless {
 			ss[l.TLS.CertSecret] = true
 			ss[l.TLS.TrustSecret] = true
 		}

@@ -15,7 +15,13 @@ const (
 	GatewayGroup   = "gateway"
 	SidecarGroup   = "sidecar-fraud"
 	ProxylessGroup = "proxyless"
+	// GRPCServerGroup holds xDS-enabled gRPC servers of the fraud service.
+	GRPCServerGroup = "grpc-server-fraud"
 )
+
+// GRPCServerListener is the listener name gRPC's default bootstrap template
+// gives a server on 0.0.0.0:9000.
+const GRPCServerListener = "grpc/server?xds.resource.listening_address=0.0.0.0:9000"
 
 // ModelHeader is the request header carrying the model name in Sample.
 const ModelHeader = "x-maestro-model"
@@ -27,7 +33,8 @@ const inferPath = "/inference.GRPCInferenceService/ModelInfer"
 // gateway with a fraud canary (90/10, a compared shadow), churn with retries,
 // a timeout and a fault drill, and a recommendations ensemble with an SLO; a
 // sidecar for fraud with mTLS and authorization; a proxyless gRPC group with
-// an API listener. Endpoints are on ports from base upwards on 127.0.0.1.
+// an API listener; an xDS gRPC server for fraud with mTLS and RBAC.
+// Endpoints are on ports from base upwards on 127.0.0.1.
 func Sample(base uint32) *model.Mesh {
 	m := &model.Mesh{
 		Clusters: []model.Cluster{
@@ -103,6 +110,15 @@ func Sample(base uint32) *model.Mesh {
 						Timeout:  3 * time.Second,
 						Retry:    &model.RetryPolicy{Attempts: 1, On: []string{"unavailable"}},
 					}}}}}},
+			}}},
+		{Name: GRPCServerGroup, Nodes: model.NodeSelector{Role: model.RoleProxyless, Service: "fraud"},
+			Listeners: []model.Listener{{
+				Name: GRPCServerListener, Kind: model.ListenerGRPCServer, Address: "0.0.0.0", Port: 9000, Protocol: model.ProtocolGRPC,
+				TLS: &model.DownstreamTLS{CertSecret: "spiffe://maestro.local/ns/ml/sa/fraud", TrustSecret: "trust-bundle", RequireClientCert: true},
+				Authorization: &model.Authorization{Action: model.AuthzAllow, Rules: []model.AuthzRule{
+					{Name: "gateway-infers", Principals: []string{"spiffe://maestro.local/ns/ml/sa/gateway"}, Paths: []string{inferPath}}}},
+				Routes: model.RouteConfig{Name: "fraud-server", VirtualHosts: []model.VirtualHost{{Name: "fraud-server", Domains: []string{"*"},
+					Routes: []model.Route{{Name: "serve", Match: model.RouteMatch{Prefix: "/"}}}}}},
 			}}},
 		{Name: SidecarGroup, Nodes: model.NodeSelector{Role: model.RoleSidecar, Service: "fraud"},
 			Listeners: []model.Listener{
