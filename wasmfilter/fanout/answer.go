@@ -137,13 +137,21 @@ func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
 	}
 	for i := range ms {
 		if ms[i].done {
-			l = append(l, r.Members[i].Label()+"="+strconv.FormatFloat(float64(ms[i].latency.Microseconds())/1000, 'f', 3, 64))
+			l = append(l, r.Members[i].Label()+"="+millis(ms[i].latency))
 		}
 	}
 	rep.answered = strings.Join(a, ",")
 	rep.missing = strings.Join(m, "; ")
 	rep.latency = strings.Join(l, ",")
 	return rep
+}
+
+// millis formats d in milliseconds with three decimals, in integer
+// arithmetic (float formatting is slow inside wasm).
+func millis(d time.Duration) string {
+	us := max(d.Microseconds(), 0)
+	frac := strconv.FormatInt(us%1000, 10)
+	return strconv.FormatInt(us/1000, 10) + "." + "000"[len(frac):] + frac
 }
 
 func (rep report) headers() [][2]string {

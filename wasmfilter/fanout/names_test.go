@@ -39,6 +39,11 @@ func TestReport(t *testing.T) {
 	if got := quorumMessage(r, ms, rep); got != want {
 		t.Errorf("quorum message %q\nwant %q", got, want)
 	}
+	for d, want := range map[time.Duration]string{0: "0.000", 1500 * time.Microsecond: "1.500", 12*time.Second + 7*time.Microsecond: "12000.007", 999: "0.000"} {
+		if got := millis(d); got != want {
+			t.Errorf("millis(%v) = %q, want %q", d, got, want)
+		}
+	}
 	if got := grpcMessage("50% done\n é"); got != "50%25 done%0A %C3%A9" {
 		t.Errorf("grpcMessage = %q", got)
 	}

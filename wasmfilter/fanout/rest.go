@@ -12,7 +12,7 @@ import (
 // the first step of a sequence). The request stays paused: the filter
 // answers locally once the members have.
 func (s *stream) startREST(body []byte) pw.Action {
-	req, err := oip.ParseJSONRequest(body)
+	req, err := oip.CheckJSONRequest(body)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause

@@ -175,7 +175,7 @@ func (s *stream) passThroughShadows() {
 	body := s.reqMsg
 	switch s.proto {
 	case protoREST:
-		req, err := oip.ParseJSONRequest(body)
+		req, err := oip.CheckJSONRequest(body)
 		if err != nil {
 			return // the route's own backend will reject it
 		}

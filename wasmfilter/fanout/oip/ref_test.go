@@ -273,3 +273,30 @@ func FuzzScannerAgainstReference(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckMatchesParse: CheckJSONRequest accepts exactly what
+// ParseJSONRequest accepts, with the same names, datatypes and shapes.
+func FuzzCheckMatchesParse(f *testing.F) {
+	f.Add([]byte(`{"id":"a","inputs":[{"name":"x","shape":[2],"datatype":"INT8","data":[1,1.5]}]}`))
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[3],"datatype":"FP16","data":[1e400,123456789012345678,-0.5]}]}`))
+	f.Add([]byte(`{"inputs":[{"name":"b","shape":[1],"datatype":"BOOL","data":[true]},{"name":"s","shape":[1],"datatype":"BYTES","data":["x"]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		full, ferr := ParseJSONRequest(body)
+		check, cerr := CheckJSONRequest(body)
+		if (ferr == nil) != (cerr == nil) {
+			t.Fatalf("Parse error %v, Check error %v on %q", ferr, cerr, body)
+		}
+		if ferr != nil {
+			return
+		}
+		if full.ID != check.ID || len(full.Inputs) != len(check.Inputs) {
+			t.Fatalf("Parse %+v, Check %+v", full, check)
+		}
+		for i := range full.Inputs {
+			a, b := full.Inputs[i], check.Inputs[i]
+			if a.Name != b.Name || a.Datatype != b.Datatype || fmt.Sprint(a.Shape) != fmt.Sprint(b.Shape) || b.Values != nil || b.Bytes != nil {
+				t.Fatalf("input %d: Parse %+v, Check %+v", i, a, b)
+			}
+		}
+	})
+}

@@ -22,6 +22,10 @@ type scanner struct {
 	data  []byte
 	pos   int
 	depth int
+	// checkOnly validates tensor data and counts its elements in count
+	// without converting them (CheckJSONRequest).
+	checkOnly bool
+	count     int
 }
 
 func (s *scanner) errorf(format string, args ...any) error {
@@ -325,7 +329,22 @@ func (s *scanner) end() error {
 //
 // ErrInvalid, naming the input and what is wrong with it.
 func ParseJSONRequest(body []byte) (*Request, error) {
-	s := &scanner{data: body}
+	return parseJSONRequest(&scanner{data: body})
+}
+
+// CheckJSONRequest checks a REST inference request body exactly as
+// ParseJSONRequest does, but leaves the inputs' Values and Bytes nil: the
+// filter forwards the body as it came and only needs to know it is valid,
+// and converting every number is what costs most inside wasm.
+//
+// # Errors
+//
+// The same as ParseJSONRequest.
+func CheckJSONRequest(body []byte) (*Request, error) {
+	return parseJSONRequest(&scanner{data: body, checkOnly: true})
+}
+
+func parseJSONRequest(s *scanner) (*Request, error) {
 	r := &Request{}
 	err := s.object(func(key string) error {
 		switch key {
@@ -521,16 +540,22 @@ func (s *scanner) tensor(list string, index int) (Tensor, error) {
 	if n > len(data) {
 		return t, invalidf("tensor %q: shape %v needs %d elements, data holds fewer", t.Name, t.Shape, n)
 	}
-	if t.Datatype == "BYTES" {
-		t.Bytes = make([][]byte, 0, n)
-	} else {
-		t.Values = make([]float64, 0, n)
+	ds := &scanner{data: data, checkOnly: s.checkOnly}
+	if !s.checkOnly {
+		if t.Datatype == "BYTES" {
+			t.Bytes = make([][]byte, 0, n)
+		} else {
+			t.Values = make([]float64, 0, n)
+		}
 	}
-	ds := &scanner{data: data}
 	if err := ds.elements(&t, 0); err != nil {
 		return t, err
 	}
-	if got := t.Len(); got != n {
+	got := t.Len()
+	if s.checkOnly {
+		got = ds.count
+	}
+	if got != n {
 		return t, invalidf("tensor %q: shape %v needs %d elements, data holds %d", t.Name, t.Shape, n, got)
 	}
 	return t, nil
@@ -552,19 +577,26 @@ func (s *scanner) elements(t *Tensor, depth int) error {
 		if err != nil {
 			return invalidf("tensor %q: data: %v", t.Name, err)
 		}
-		t.Bytes = append(t.Bytes, []byte(v))
+		s.count++
+		if !s.checkOnly {
+			t.Bytes = append(t.Bytes, []byte(v))
+		}
 		return nil
 	case c == 't' || c == 'f':
 		if t.Datatype != "BOOL" {
 			return invalidf("tensor %q: boolean element in %s data", t.Name, t.Datatype)
 		}
+		v := 0.0
 		switch {
 		case s.literal("true"):
-			t.Values = append(t.Values, 1)
+			v = 1
 		case s.literal("false"):
-			t.Values = append(t.Values, 0)
 		default:
 			return invalidf("tensor %q: data: invalid literal", t.Name)
+		}
+		s.count++
+		if !s.checkOnly {
+			t.Values = append(t.Values, v)
 		}
 		return nil
 	case c == 'n':
@@ -578,6 +610,10 @@ func (s *scanner) elements(t *Tensor, depth int) error {
 	num, err := s.number()
 	if err != nil {
 		return invalidf("tensor %q: data: %v", t.Name, err)
+	}
+	s.count++
+	if s.checkOnly && plainNumber(num, t.Datatype) {
+		return nil
 	}
 	f, err := strconv.ParseFloat(string(num), 64)
 	if err != nil {
@@ -594,6 +630,27 @@ func (s *scanner) elements(t *Tensor, depth int) error {
 			return invalidf("tensor %q: element %s is not an integer for %s", t.Name, num, t.Datatype)
 		}
 	}
-	t.Values = append(t.Values, f)
+	if !s.checkOnly {
+		t.Values = append(t.Values, f)
+	}
 	return nil
+}
+
+// plainNumber reports whether a valid JSON number is certainly acceptable
+// for the datatype without converting it: few enough digits that it cannot
+// overflow, and no fraction or exponent for an integer type.
+func plainNumber(num []byte, dt string) bool {
+	if len(num) > 15 {
+		return false
+	}
+	for _, c := range num {
+		if c == 'e' || c == 'E' || (c == '.' && !isFloatType(dt)) {
+			return false
+		}
+	}
+	return true
+}
+
+func isFloatType(dt string) bool {
+	return dt == "FP32" || dt == "FP64" || dt == "FP16" || dt == "BF16"
 }
