@@ -17,6 +17,8 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -282,5 +284,41 @@ func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
 	}
 	if typ, names := next(); typ != resourcev3.ClusterType || !slices.Equal(names, []string{"fraud.v1"}) {
 		t.Fatalf("settle push is %s %v, want clusters [fraud.v1]", typ, names)
+	}
+}
+
+// TestReloadRecordsTranslateSpans checks the translation span of a good
+// and of a rejected reload.
+func TestReloadRecordsTranslateSpans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.json")
+	if err := cptest.WriteMesh(path, cptest.SplitMesh(backends(90, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	rec := tracetest.NewSpanRecorder()
+	cfg := Config{Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true, Registry: telemetry.NewRegistry(),
+		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := newPlane(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.reload(context.Background()); err == nil {
+		t.Fatal("broken mesh loaded")
+	}
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name()+":"+s.Status().Code.String())
+	}
+	want := []string{"controlplane.push:Unset", "controlplane.translate:Unset", "controlplane.translate:Error"}
+	if !slices.Equal(names, want) {
+		t.Errorf("spans %v, want %v", names, want)
 	}
 }

@@ -19,6 +19,9 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -406,5 +409,40 @@ func TestOddRequestsDoNotHurtTheServer(t *testing.T) {
 				t.Fatalf("good client after %q: %v, %v", name, resp.GetVersionInfo(), err)
 			}
 		})
+	}
+}
+
+// TestUpdateRecordsPushSpans checks the push span of a good and of a
+// rejected update.
+func TestUpdateRecordsPushSpans(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	s, err := New(context.Background(), Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Tracer: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Set{Version: "v1", Resolve: byRole, Snapshots: map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")}}
+	if err := s.Update(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(context.Background(), Set{Version: "v2", Snapshots: good.Snapshots}); err == nil {
+		t.Fatal("update without resolver succeeded")
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("got %d spans, want 2", len(spans))
+	}
+	attrs := func(i int) map[string]string {
+		out := map[string]string{}
+		for _, kv := range spans[i].Attributes() {
+			out[string(kv.Key)] = kv.Value.Emit()
+		}
+		return out
+	}
+	if spans[0].Name() != "controlplane.push" || attrs(0)["maestro.version"] != "v1" || attrs(0)["maestro.groups_pushed"] != "1" {
+		t.Errorf("first span %s %v", spans[0].Name(), attrs(0))
+	}
+	if spans[1].Status().Code != otelcodes.Error {
+		t.Errorf("rejected update's span status = %v, want error", spans[1].Status())
 	}
 }
