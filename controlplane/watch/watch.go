@@ -42,9 +42,11 @@ type Watcher struct {
 	debounce time.Duration
 	log      *slog.Logger
 	// files are the watched files (cleaned); dirs the watched directories
-	// whose every file counts.
-	files map[string]bool
-	dirs  map[string]bool
+	// whose every file counts; parents the directories watched only for
+	// the files in them.
+	files   map[string]bool
+	dirs    map[string]bool
+	parents map[string]bool
 }
 
 // New starts watching cfg.Paths. Call Run to receive changes and Close
@@ -64,7 +66,7 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
-	w := &Watcher{fw: fw, debounce: cfg.Debounce, log: cfg.Logger, files: map[string]bool{}, dirs: map[string]bool{}}
+	w := &Watcher{fw: fw, debounce: cfg.Debounce, log: cfg.Logger, files: map[string]bool{}, dirs: map[string]bool{}, parents: map[string]bool{}}
 	if w.debounce <= 0 {
 		w.debounce = DefaultDebounce
 	}
@@ -84,6 +86,7 @@ func (w *Watcher) add(p string) error {
 	}
 	if !info.IsDir() {
 		w.files[p] = true
+		w.parents[filepath.Dir(p)] = true
 		if err := w.fw.Add(filepath.Dir(p)); err != nil {
 			return fmt.Errorf("watch %s: %w", p, err)
 		}
@@ -109,16 +112,22 @@ func (w *Watcher) add(p string) error {
 
 // relevant reports whether an event on name concerns a watched input.
 // Hidden files and editor backups (".x.swp", "x~") in watched directories
-// are ignored; a watched file counts whatever its name.
+// are ignored; a watched file counts whatever its name. Names starting
+// with ".." always count: Kubernetes mounts a ConfigMap as symlinks
+// through "..data", and an update only swaps that link, so the files
+// themselves see no event.
 func (w *Watcher) relevant(name string) bool {
 	name = filepath.Clean(name)
 	if w.files[name] {
 		return true
 	}
-	if !w.dirs[filepath.Dir(name)] && !w.dirs[name] {
+	dir, base := filepath.Dir(name), filepath.Base(name)
+	if strings.HasPrefix(base, "..") && (w.dirs[dir] || w.parents[dir]) {
+		return true
+	}
+	if !w.dirs[dir] && !w.dirs[name] {
 		return false
 	}
-	base := filepath.Base(name)
 	return !strings.HasPrefix(base, ".") && !strings.HasSuffix(base, "~")
 }
 

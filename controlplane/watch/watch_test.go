@@ -84,6 +84,29 @@ func TestReloadOnChange(t *testing.T) {
 			},
 			change: func(t *testing.T, dir string) { write(t, filepath.Join(dir, "sub", "a.yaml"), "x") },
 		},
+		"kubernetes configmap update (..data swap)": {
+			setup: func(t *testing.T, dir string) string {
+				mkConfigMap(t, dir, "..v1", "a")
+				if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(filepath.Join("..data", "mesh.yaml"), filepath.Join(dir, "mesh.yaml")); err != nil {
+					t.Fatal(err)
+				}
+				return filepath.Join(dir, "mesh.yaml")
+			},
+			change: func(t *testing.T, dir string) {
+				// What kubelet's atomic writer does: a new timestamped
+				// directory, a temporary link to it, renamed over ..data.
+				mkConfigMap(t, dir, "..v2", "b")
+				if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
 		"file removed from a directory": {
 			setup: func(t *testing.T, dir string) string { write(t, filepath.Join(dir, "old.yaml"), "a"); return dir },
 			change: func(t *testing.T, dir string) {
@@ -101,6 +124,14 @@ func TestReloadOnChange(t *testing.T) {
 			waitReload(t, reloads)
 		})
 	}
+}
+
+func mkConfigMap(t *testing.T, dir, version, content string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(dir, version), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, version, "mesh.yaml"), content)
 }
 
 func TestBurstCoalesces(t *testing.T) {
