@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/maestro-ml/maestro/controlplane/policy"
@@ -105,7 +107,11 @@ func (b *builder) build() *Mesh {
 		m.Groups = append(m.Groups, b.gateway(g))
 	}
 	for _, sc := range b.pm.Sidecars {
-		m.Groups = append(m.Groups, b.sidecar(sc))
+		if sc.Spec.Mode == policy.SidecarProxyless {
+			m.Groups = append(m.Groups, b.proxylessSidecar(sc))
+		} else {
+			m.Groups = append(m.Groups, b.sidecar(sc))
+		}
 	}
 	if g, ok := b.proxyless(); ok {
 		m.Groups = append(m.Groups, g)
@@ -138,7 +144,10 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 		strict:    pm.Config.Spec.MTLS.Mode == policy.MTLSStrict,
 		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{}}
 	for _, sc := range pm.Sidecars {
-		b.sidecarOf[sc.Spec.Service] = sc
+		// A proxyless client-only workload terminates no mesh traffic.
+		if sc.Spec.Mode != policy.SidecarProxyless || sc.Spec.Inbound.Port != 0 {
+			b.sidecarOf[sc.Spec.Service] = sc
+		}
 	}
 	return b
 }
@@ -289,17 +298,62 @@ func (b *builder) sidecar(sc *policy.Sidecar) NodeGroup {
 // proxyless makes an API listener per route whose destinations all speak
 // gRPC, named by the route's target: a client dials xds:///<target>.
 func (b *builder) proxyless() (NodeGroup, bool) {
-	g := NodeGroup{Name: ProxylessGroup, Nodes: NodeSelector{Role: RoleProxyless}}
+	g := NodeGroup{Name: ProxylessGroup, Nodes: NodeSelector{Role: RoleProxyless}, Listeners: b.apiListeners(caller{})}
+	return g, len(g.Listeners) > 0
+}
+
+func (b *builder) apiListeners(c caller) []Listener {
+	var out []Listener
 	for _, r := range b.pm.Routes {
 		if !b.allGRPC(r) {
 			continue
 		}
-		routes := b.expand(caller{}, r, false)
+		routes := b.expand(c, r, false)
 		t := r.Spec.Target
-		g.Listeners = append(g.Listeners, Listener{Name: t, Kind: ListenerAPI, Protocol: ProtocolGRPC,
+		out = append(out, Listener{Name: t, Kind: ListenerAPI, Protocol: ProtocolGRPC,
 			Routes: RouteConfig{Name: t, VirtualHosts: []VirtualHost{{Name: t, Domains: []string{t}, Routes: routes}}}})
 	}
-	return g, len(g.Listeners) > 0
+	return out
+}
+
+// GRPCServerListenerName is the listener an xDS-enabled gRPC server on
+// address:port asks for with gRPC's default
+// server_listener_resource_name_template.
+func GRPCServerListenerName(address string, port uint32) string {
+	return "grpc/server?xds.resource.listening_address=" + net.JoinHostPort(address, strconv.FormatUint(uint64(port), 10))
+}
+
+// ProxylessGroupName is the node group of service's proxyless workloads
+// (a Sidecar with mode proxyless).
+func ProxylessGroupName(service string) string { return "proxyless-" + service }
+
+// proxylessSidecar makes the group of a service whose instances use xDS
+// themselves: the API listeners, with mTLS copies of clusters presenting
+// the service's identity, and, when it serves, the gRPC server's listener
+// with its TLS and authorization.
+func (b *builder) proxylessSidecar(sc *policy.Sidecar) NodeGroup {
+	sp := &sc.Spec
+	svc := b.pm.Service(sp.Service)
+	g := NodeGroup{Name: ProxylessGroupName(sp.Service),
+		Nodes:     NodeSelector{IDs: slices.Clone(sp.Nodes), Role: RoleProxyless, Service: sp.Service},
+		Listeners: b.apiListeners(caller{identity: &svc.Spec.Identity})}
+	if sp.Inbound.Port == 0 {
+		return g // a client only
+	}
+	name := sp.Service + ".grpc-server"
+	l := Listener{Name: GRPCServerListenerName(sp.Inbound.Address, sp.Inbound.Port), Kind: ListenerGRPCServer,
+		Address: sp.Inbound.Address, Port: sp.Inbound.Port, Protocol: ProtocolGRPC,
+		Routes: RouteConfig{Name: name, VirtualHosts: []VirtualHost{{Name: name, Domains: []string{"*"},
+			Routes: []Route{{Name: "serve", Match: RouteMatch{Prefix: "/"}}}}}},
+		Authorization: b.authorization(sp.Service)}
+	if b.strict {
+		cert := b.spiffe(svc.Spec.Identity)
+		l.TLS = &DownstreamTLS{CertSecret: cert, TrustSecret: TrustBundleSecret, RequireClientCert: true}
+		b.needSecrets[cert] = true
+		b.needSecrets[TrustBundleSecret] = true
+	}
+	g.Listeners = append(g.Listeners, l)
+	return g
 }
 
 // allGRPC reports whether every destination of r is a grpc service.

@@ -439,3 +439,40 @@ func FuzzBuild(f *testing.F) {
 		}
 	})
 }
+
+func TestBuildProxylessServersAndClients(t *testing.T) {
+	pm := load(t, "../../examples/policies/proxyless-mtls.yaml")
+	m := build(t, pm)
+	td := "spiffe://maestro.local/ns/"
+	server := listener(t, m, "proxyless-fraud", model.GRPCServerListenerName("0.0.0.0", 9001))
+	if server.Kind != model.ListenerGRPCServer || server.Port != 9001 || server.TLS == nil || !server.TLS.RequireClientCert ||
+		server.TLS.CertSecret != td+"ml/sa/fraud" || server.Authorization == nil || len(server.Authorization.Rules) != 2 {
+		t.Fatalf("gRPC server listener %+v", server)
+	}
+	if got := server.Name; got != "grpc/server?xds.resource.listening_address=0.0.0.0:9001" {
+		t.Errorf("listener name %q", got)
+	}
+	if r := routeNamed(t, server, "serve"); len(r.Action.Clusters) != 0 || r.Match.Prefix != "/" {
+		t.Errorf("served route %+v", r)
+	}
+	// The scorer's clients present their identity to fraud.
+	client := routeNamed(t, listener(t, m, "proxyless-scorer", "fraud"), "fraud")
+	if got := client.Action.Clusters[0].Name; got != "fraud.v1|apps.scorer" {
+		t.Fatalf("scorer uses cluster %q", got)
+	}
+	if c := m.Cluster("fraud.v1|apps.scorer"); c.TLS == nil || c.TLS.CertSecret != td+"apps/sa/scorer" {
+		t.Errorf("client TLS %+v", c.TLS)
+	}
+	if g := m.Group("proxyless-scorer"); g.Nodes.Role != model.RoleProxyless || g.Nodes.Service != "scorer" || len(g.Listeners) != 1 {
+		t.Errorf("client-only group %+v", g)
+	}
+	// Anonymous proxyless clients keep plain clusters; scorer serves nothing,
+	// so calls to it stay plaintext.
+	if got := routeNamed(t, listener(t, m, "proxyless", "fraud"), "fraud").Action.Clusters[0].Name; got != "fraud.v1" {
+		t.Errorf("anonymous client uses %q", got)
+	}
+	want := []string{td + "apps/sa/scorer", td + "ml/sa/fraud", model.TrustBundleSecret}
+	if got := model.RequiredSecrets(pm); !reflect.DeepEqual(got, want) {
+		t.Errorf("RequiredSecrets %v, want %v", got, want)
+	}
+}

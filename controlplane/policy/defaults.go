@@ -84,9 +84,12 @@ func applyDefaults(m *Mesh) {
 	}
 	for _, sc := range m.Sidecars {
 		defaultMeta(&sc.doc)
+		sc.Spec.Mode = or(sc.Spec.Mode, SidecarEnvoy)
 		in := &sc.Spec.Inbound
 		in.Address = or(in.Address, DefaultInboundAddress)
-		in.Port = orU(in.Port, DefaultInboundPort)
+		if sc.Spec.Mode == SidecarEnvoy {
+			in.Port = orU(in.Port, DefaultInboundPort)
+		}
 		if out := sc.Spec.Outbound; out != nil {
 			out.Address = or(out.Address, DefaultOutboundAddress)
 			out.Port = orU(out.Port, DefaultOutboundPort)

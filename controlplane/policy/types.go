@@ -580,9 +580,20 @@ type NodeSelector struct {
 	Service string   `yaml:"service" doc:"announced service; empty matches any node of the role"`
 }
 
+// Sidecar modes.
+const (
+	// SidecarEnvoy is an Envoy beside each instance.
+	SidecarEnvoy = "envoy"
+	// SidecarProxyless is no Envoy: the instances are xDS-enabled gRPC
+	// servers (google.golang.org/grpc/xds.NewGRPCServer) that take their
+	// inbound mTLS and authorization from the control plane themselves.
+	SidecarProxyless = "proxyless"
+)
+
 // SidecarSpec gives a service's sidecar its listeners.
 type SidecarSpec struct {
 	Service  string    `yaml:"service" doc:"the Service whose instances this sidecar fronts"`
+	Mode     string    `yaml:"mode" enum:"envoy,proxyless" doc:"envoy (default): an Envoy beside each instance; proxyless: the workloads use xDS themselves, as gRPC clients and, with inbound.port, as xDS-enabled gRPC servers"`
 	Nodes    []string  `yaml:"nodes" doc:"exact node IDs; default any sidecar announcing the service"`
 	Inbound  Inbound   `yaml:"inbound" doc:"mesh traffic into the local instance"`
 	Outbound *Outbound `yaml:"outbound" doc:"the local application's calls to other services"`
@@ -591,8 +602,8 @@ type SidecarSpec struct {
 // Inbound is the sidecar's listener for mesh traffic to the local instance.
 type Inbound struct {
 	Address string `yaml:"address" doc:"bind address; default 0.0.0.0"`
-	Port    uint32 `yaml:"port" doc:"listener port; default 15006"`
-	AppPort uint32 `yaml:"appPort" doc:"the local instance's port on 127.0.0.1"`
+	Port    uint32 `yaml:"port" doc:"listener port; default 15006 (mode envoy); the gRPC server's own port, or none for a client only (mode proxyless)"`
+	AppPort uint32 `yaml:"appPort" doc:"the local instance's port on 127.0.0.1 (mode envoy)"`
 }
 
 // Outbound is the sidecar's listener for the application's outgoing calls.

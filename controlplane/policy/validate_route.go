@@ -306,6 +306,10 @@ func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 			v.bad("spec.service", "Sidecar %q (%s) is already the sidecar of Service %q", o.Metadata.Name, o.Source, sp.Service)
 		}
 	}
+	if sp.Mode == SidecarProxyless {
+		v.proxylessSidecar(sp)
+		return
+	}
 	v.port("spec.inbound.port", sp.Inbound.Port)
 	v.port("spec.inbound.appPort", sp.Inbound.AppPort)
 	if sp.Inbound.AppPort == sp.Inbound.Port {
@@ -320,6 +324,22 @@ func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 			v.bad("spec.outbound.routes", "outbound needs at least one route")
 		}
 		v.routeList("spec.outbound.routes", out.Routes)
+	}
+}
+
+// proxylessSidecar checks a sidecar whose instances are xDS gRPC servers.
+func (v *validator) proxylessSidecar(sp *SidecarSpec) {
+	if s := v.m.Service(sp.Service); s != nil && s.Spec.Protocol != ProtocolGRPC {
+		v.bad("spec.mode", "mode proxyless is for grpc services: Service %q speaks %s", sp.Service, s.Spec.Protocol)
+	}
+	if sp.Inbound.Port > 65535 {
+		v.port("spec.inbound.port", sp.Inbound.Port) // 0: a client only
+	}
+	if sp.Inbound.AppPort != 0 {
+		v.bad("spec.inbound.appPort", "appPort is for mode envoy: a proxyless gRPC server serves on inbound.port itself")
+	}
+	if sp.Outbound != nil {
+		v.bad("spec.outbound", "outbound is for mode envoy: proxyless clients get their routes as xds:/// targets")
 	}
 }
 
@@ -406,9 +426,11 @@ func (v *validator) namespaceHasIdentities(ns string) bool {
 	return false
 }
 
+// hasSidecar reports whether service has something to enforce an
+// authorization policy: an Envoy sidecar, or proxyless gRPC servers.
 func (v *validator) hasSidecar(service string) bool {
 	for _, s := range v.m.Sidecars {
-		if s.Spec.Service == service {
+		if s.Spec.Service == service && (s.Spec.Mode != SidecarProxyless || s.Spec.Inbound.Port != 0) {
 			return true
 		}
 	}

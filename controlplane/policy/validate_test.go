@@ -194,6 +194,10 @@ var errCases = []errCase{
 	{name: "app port", extra: d(KindSidecar, "s", "{service: churn, inbound: {port: 8000, appPort: 8000}}"), field: "spec.inbound.appPort", msg: "the application port 8000 is the inbound listener's"},
 	{name: "outbound port", extra: d(KindSidecar, "s", "{service: churn, inbound: {appPort: 1}, outbound: {port: 15006, routes: [fraud]}}"), field: "spec.outbound.port", msg: "port 15006 is also the inbound port"},
 	{name: "outbound routes", extra: d(KindSidecar, "s", "{service: churn, inbound: {appPort: 1}, outbound: {}}"), field: "spec.outbound.routes", msg: "outbound needs at least one route"},
+	{name: "proxyless protocol", extra: d(KindSidecar, "s", "{service: churn, mode: proxyless, inbound: {port: 9004}}"), field: "spec.mode", msg: `mode proxyless is for grpc services: Service "churn" speaks http`},
+	{name: "proxyless app port", extra: svc("g", "{"+v1+"}") + d(KindSidecar, "s", "{service: g, mode: proxyless, inbound: {port: 1, appPort: 2}}"), field: "spec.inbound.appPort", msg: "appPort is for mode envoy"},
+	{name: "proxyless outbound", extra: svc("g", "{"+v1+"}") + d(KindSidecar, "s", "{service: g, mode: proxyless, inbound: {port: 1}, outbound: {routes: [fraud]}}"), field: "spec.outbound", msg: "outbound is for mode envoy"},
+	{name: "proxyless port", extra: svc("g", "{"+v1+"}") + d(KindSidecar, "s", "{service: g, mode: proxyless, inbound: {port: 70000}}"), field: "spec.inbound.port", msg: "port 70000 is outside 1..65535"},
 	// authorization
 	{name: "authz service", extra: d(KindAuthorization, "a", "{service: nope}"), field: "spec.service", msg: `unknown Service "nope"`},
 	{name: "authz sidecar", extra: d(KindAuthorization, "a", "{service: churn}"), field: "spec.service", msg: `Service "churn" has no Sidecar`},
