@@ -371,3 +371,39 @@ func TestOtherTrafficPassesThrough(t *testing.T) {
 		t.Fatalf("readiness probe: status %d local %v headers %v", resp.Status, resp.Local, resp.Headers)
 	}
 }
+
+// TestGRPCPrimaryFailure: the primary's own error arrives as a
+// trailers-only response, so there is no body to carry a result; the
+// client gets UNAVAILABLE naming the primary, in the headers.
+func TestGRPCPrimaryFailure(t *testing.T) {
+	f := startFraud(t)
+	ctx := testCtx(t)
+	for name, quorum := range map[string]uint32{"quorum met by the others": 2, "below quorum": 3} {
+		t.Run(name, func(t *testing.T) {
+			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(true, fraudMembers...), Quorum: quorum,
+				TimeoutMs: 5000, Primary: grpcCluster("fraud.v1")}
+			r.Members[0].Model = "no-such-model"
+			vm := newVM(t, f.clusters, r)
+			resp, err := vm.RoundTrip(ctx, r.Primary, grpcRequest(t, "fraud", features(2)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, msg := resp.Header("grpc-status"), resp.Header("grpc-message")
+			if st == "" {
+				st, msg = resp.Trailer("grpc-status"), resp.Trailer("grpc-message")
+			}
+			if st != "14" {
+				t.Fatalf("grpc-status %q (%s), want 14", st, msg)
+			}
+			if !strings.Contains(msg, "fraud.v1 (grpc status 5") {
+				t.Errorf("grpc-message %q does not name the primary's failure", msg)
+			}
+			if quorum == 2 && !strings.Contains(msg, "the primary member fraud.v1 failed") {
+				t.Errorf("grpc-message %q does not explain the primary", msg)
+			}
+			if got := vm.Stats().Value(fanout.MemberMetric("failures_total", "fraud", "fraud.v1")); got != 1 {
+				t.Errorf("primary failures counter = %d", got)
+			}
+		})
+	}
+}
