@@ -3,7 +3,9 @@
 // routes, gateways, sidecars, authorization and mesh-wide settings. Load
 // parses them strictly (unknown fields are errors), applies defaults in one
 // place, and validates them, reporting every problem with file:line:col and
-// a field path. Nothing downstream re-validates user input.
+// a field path. Nothing downstream re-validates user input. A Loader does
+// the same but keeps decoded documents between calls, so a process that
+// reloads on every change re-parses only the documents that changed.
 //
 // The Go types here are the schema: docs/policy.schema.json is generated from
 // them (see Schema), so the two cannot drift. Field names follow the `yaml`
