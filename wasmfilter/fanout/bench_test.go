@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,15 +74,6 @@ func BenchmarkFanoutAddedLatency(b *testing.B) {
 			b.ReportMetric(float64(fanoutTime)/float64(directTime), "fanout/slowest")
 		})
 	}
-}
-
-// cpuTime is the process's user+system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // directCaller calls the three members concurrently, as a client doing the
