@@ -407,3 +407,27 @@ func TestGRPCPrimaryFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestMemberErrorIsReported: a member answering with an error status is
+// left out, with the server's own error text in the report.
+func TestMemberErrorIsReported(t *testing.T) {
+	f := startFraud(t)
+	ctx := testCtx(t)
+	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(false, fraudMembers...), Quorum: 2, TimeoutMs: 5000}
+	r.Members[2].Model = "no-such-model"
+	vm := newVM(t, f.clusters, r)
+	resp, err := vm.RoundTrip(ctx, "fraud.v1", restRequest(t, "fraud", features(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 200 {
+		t.Fatalf("status %d: %s", resp.Status, resp.Body)
+	}
+	missing := resp.Header(fanout.HeaderMissing)
+	if !strings.HasPrefix(missing, "fraud-logistic.v1 (HTTP 404: model error: ") || !strings.Contains(missing, "no-such-model") {
+		t.Errorf("missing = %q", missing)
+	}
+	if got := vm.Stats().Value(fanout.MemberMetric("failures_total", "fraud", "fraud-logistic.v1")); got != 1 {
+		t.Errorf("failures counter = %d", got)
+	}
+}
