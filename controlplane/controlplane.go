@@ -128,10 +128,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Insecure {
 		cfg.Logger.Warn("xDS is served in plaintext (--insecure): any client on the network can read the mesh configuration")
 	}
+	// The watches are in place before Ready, so no change made after
+	// Ready is missed.
+	w, err := watch.New(watch.Config{Paths: watched(cfg.Paths, files), Debounce: cfg.Debounce, Logger: cfg.Logger})
+	if err != nil {
+		_ = xdsLis.Close()
+		_ = adminLis.Close()
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, cfg.GRPCOptions...) })
 	g.Go(func() error { return serveAdmin(ctx, adminLis, cp.adminHandler()) })
-	g.Go(func() error { return cp.watchLoop(ctx, files) })
+	g.Go(func() error { return cp.watchLoop(ctx, w) })
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{XDS: xdsLis.Addr(), Admin: adminLis.Addr()})
 	}
@@ -175,58 +183,45 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// watchLoop watches files and reloads on change. When a reload reads a
-// different set of files (an endpoints file added to the policy), the
-// watcher is replaced by one over the new set.
-func (cp *plane) watchLoop(ctx context.Context, files []string) error {
-	for {
-		w, err := watch.New(watch.Config{Paths: watched(cp.cfg.Paths, files), Debounce: cp.cfg.Debounce, Logger: cp.log})
-		if err != nil {
-			return err
-		}
-		wctx, stop := context.WithCancel(ctx)
-		next := files
-		settle := time.NewTimer(cp.cfg.SettleAfter)
-		settle.Stop()
-		refresh := time.NewTicker(cp.cfg.Refresh)
-		go func() {
-			// Settling and refreshing run beside the watcher so they never
-			// delay a reload.
-			defer refresh.Stop()
-			defer settle.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-settle.C:
-					cp.settle(wctx)
-				case <-refresh.C:
-					// Renews certificates past their rotation point; an
-					// unchanged result pushes nothing.
-					_, _ = cp.reload(wctx)
-				}
-			}
-		}()
-		err = w.Run(wctx, func(ctx context.Context) {
-			got, err := cp.reload(ctx)
-			if cp.cfg.OnReload != nil {
-				cp.cfg.OnReload(cp.srv.Current().Version, err)
-			}
-			if err != nil {
+// watchLoop reloads on every change w reports. Files a reload starts reading (an endpoints file
+// an edit names) are added to the watch before the reload is reported, so
+// no later change to them is missed.
+func (cp *plane) watchLoop(ctx context.Context, w *watch.Watcher) error {
+	settle := time.NewTimer(cp.cfg.SettleAfter)
+	settle.Stop()
+	refresh := time.NewTicker(cp.cfg.Refresh)
+	bg, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		// Settling and refreshing run beside the watcher so they never
+		// delay a reload.
+		defer refresh.Stop()
+		defer settle.Stop()
+		for {
+			select {
+			case <-bg.Done():
 				return
+			case <-settle.C:
+				cp.settle(bg)
+			case <-refresh.C:
+				// Renews certificates past their rotation point; an
+				// unchanged result pushes nothing.
+				_, _ = cp.reload(bg)
 			}
-			settle.Reset(cp.cfg.SettleAfter)
-			if !slices.Equal(got, files) {
-				next = got
-				stop()
-			}
-		})
-		stop()
-		if err != nil || ctx.Err() != nil {
-			return err
 		}
-		files = next
-	}
+	}()
+	return w.Run(ctx, func(ctx context.Context) {
+		got, err := cp.reload(ctx)
+		if err == nil {
+			settle.Reset(cp.cfg.SettleAfter)
+			if werr := w.Add(got...); werr != nil {
+				cp.log.Warn("cannot watch a file the policy reads; its changes need another edit to be seen", "error", werr)
+			}
+		}
+		if cp.cfg.OnReload != nil {
+			cp.cfg.OnReload(cp.srv.Current().Version, err)
+		}
+	})
 }
 
 // watched is the union of the configured paths and the files read.

@@ -204,3 +204,23 @@ func TestSotWSecretsForStrictSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEndpointsFileNamedLaterIsWatched starts with inline endpoints only;
+// once an edit names an endpoints file, changes to that file reload too.
+func TestEndpointsFileNamedLaterIsWatched(t *testing.T) {
+	dir := t.TempDir()
+	meshPath, epPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "v2-endpoints.yaml")
+	inline := strings.Replace(meshPolicy(9001, 50, 50), "endpointsFile: v2-endpoints.yaml", "endpoints: [{address: 127.0.0.1, port: 9002}]", 1)
+	write(t, meshPath, inline)
+	p := startPlane(t, meshPath)
+	write(t, epPath, endpointsFile(9003))
+	if err := p.edit(t, meshPath, meshPolicy(9001, 50, 50)); err != nil {
+		t.Fatalf("edit naming the endpoints file rejected: %v", err)
+	}
+	if err := p.edit(t, epPath, endpointsFile(9004)); err != nil {
+		t.Fatalf("endpoints edit rejected: %v", err)
+	}
+	if err := p.edit(t, epPath, "endpoints: ["); err == nil {
+		t.Fatal("broken endpoints file accepted")
+	}
+}

@@ -183,5 +183,27 @@ func (w *Watcher) addNewDir(name string) {
 	}
 }
 
+// Add watches more paths (files or directories), e.g. an endpoints file a
+// policy edit started naming. Call it before Run or from Run's reload
+// callback (which runs on Run's goroutine), never concurrently with Run
+// otherwise. Paths already watched are skipped.
+//
+// # Errors
+//
+// A path that does not exist or cannot be watched; paths before it stay
+// watched.
+func (w *Watcher) Add(paths ...string) error {
+	for _, p := range paths {
+		p = filepath.Clean(p)
+		if w.files[p] || w.dirs[p] {
+			continue
+		}
+		if err := w.add(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Close releases the watches.
 func (w *Watcher) Close() error { return w.fw.Close() }
