@@ -188,3 +188,27 @@ func TestNewErrors(t *testing.T) {
 		t.Error("missing path: want an error")
 	}
 }
+
+func TestAddWatchesMoreFiles(t *testing.T) {
+	dir := t.TempDir()
+	mesh, eps := filepath.Join(dir, "mesh.yaml"), filepath.Join(t.TempDir(), "eps.yaml")
+	write(t, mesh, "a")
+	write(t, eps, "a")
+	w, err := New(Config{Paths: []string{mesh}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	if w.relevant(eps) {
+		t.Fatal("unwatched file is relevant")
+	}
+	if err := w.Add(eps, mesh); err != nil {
+		t.Fatal(err)
+	}
+	if !w.relevant(eps) {
+		t.Fatal("added file is not relevant")
+	}
+	if err := w.Add(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("adding a missing file: want an error")
+	}
+}
