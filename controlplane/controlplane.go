@@ -206,7 +206,7 @@ func (cp *plane) watchLoop(ctx context.Context, w *watch.Watcher) error {
 			case <-refresh.C:
 				// Renews certificates past their rotation point; an
 				// unchanged result pushes nothing.
-				_, _ = cp.reload(bg)
+				cp.refresh(bg)
 			}
 		}
 	}()

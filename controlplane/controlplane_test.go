@@ -17,6 +17,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
@@ -320,5 +321,40 @@ func TestReloadRecordsTranslateSpans(t *testing.T) {
 	want := []string{"controlplane.push:Unset", "controlplane.translate:Unset", "controlplane.translate:Error"}
 	if !slices.Equal(names, want) {
 		t.Errorf("spans %v, want %v", names, want)
+	}
+}
+
+// TestRefreshDoesNotRecountABrokenPolicy: the periodic refresh of a policy
+// still broken the same way neither logs nor counts it again.
+func TestRefreshDoesNotRecountABrokenPolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.json")
+	if err := cptest.WriteMesh(path, cptest.SplitMesh(backends(90, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true, Registry: telemetry.NewRegistry()}
+	if err := cfg.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := newPlane(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.reload(context.Background()); err == nil {
+		t.Fatal("broken mesh loaded")
+	}
+	cp.refresh(context.Background())
+	cp.refresh(context.Background())
+	var m dto.Metric
+	if err := cp.m.policyErrors.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("policy_errors_total = %v after one broken edit and two refreshes, want 1", got)
 	}
 }

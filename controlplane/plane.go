@@ -92,8 +92,27 @@ func newPlane(ctx context.Context, cfg Config) (*plane, error) {
 // file:line:col and field) and counted, and the previous set stays served:
 // the new set is applied whole or not at all.
 func (cp *plane) reload(ctx context.Context) (files []string, err error) {
+	return cp.load(ctx, false)
+}
+
+// refresh reloads without a file change (certificate renewal). A policy
+// that is still broken in the same way is not reported again: it was
+// logged and counted when the edit was made.
+func (cp *plane) refresh(ctx context.Context) {
+	_, _ = cp.load(ctx, true)
+}
+
+func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	prevErr := cp.lastErr
+	rejected := func(err error) {
+		if periodic && prevErr != nil && prevErr.Error() == err.Error() {
+			cp.log.Debug("policy still invalid", "error", err)
+			return
+		}
+		cp.rejected(err)
+	}
 	start := time.Now()
 	ctx, span := cp.tracer.Start(ctx, "controlplane.translate")
 	defer func() {
@@ -106,19 +125,19 @@ func (cp *plane) reload(ctx context.Context) (files []string, err error) {
 	}()
 	mesh, files, err := cp.cfg.Load(ctx, cp.cfg.Paths)
 	if err != nil {
-		cp.rejected(err)
+		rejected(err)
 		return nil, err
 	}
 	set, err := cp.translator.Translate(mesh)
 	if err != nil {
-		cp.rejected(err)
+		rejected(err)
 		return nil, fmt.Errorf("translate: %w", err)
 	}
 	cp.m.translate.Observe(time.Since(start).Seconds())
 	span.SetAttributes(attribute.String("maestro.version", set.Version), attribute.Int("maestro.groups_changed", len(set.Changed)))
 	unchanged := set.Version == cp.srv.Current().Version
 	if err := cp.srv.Update(ctx, server.Set{Version: set.Version, Snapshots: set.Snapshots, Resolve: mesh.GroupFor}); err != nil {
-		cp.rejected(err)
+		rejected(err)
 		return nil, err
 	}
 	cp.m.reloads.WithLabelValues(resultApplied).Inc()
