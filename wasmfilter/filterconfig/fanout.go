@@ -167,19 +167,28 @@ func (s *Shadow) Label() string {
 // A JSON error names the byte offset; a validation error names each bad
 // field's path.
 func ParseFanout(data []byte) (*Fanout, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var f Fanout
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("fanout config: %w", jsonError(data, err))
-	}
-	if dec.More() {
-		return nil, errors.New("fanout config: trailing data after the JSON object")
-	}
-	if err := f.Validate(); err != nil {
-		return nil, fmt.Errorf("fanout config: %w", err)
+	if err := parse("fanout config", data, &f); err != nil {
+		return nil, err
 	}
 	return &f, nil
+}
+
+// parse decodes exactly one JSON object from data into v, strictly, and
+// validates it; what prefixes every error.
+func parse(what string, data []byte, v interface{ Validate() error }) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", what, jsonError(data, err))
+	}
+	if dec.More() {
+		return fmt.Errorf("%s: trailing data after the JSON object", what)
+	}
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // jsonError adds the line and column to JSON syntax and type errors.

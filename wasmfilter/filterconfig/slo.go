@@ -1,8 +1,6 @@
 package filterconfig
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -78,17 +76,9 @@ type LatencyTarget struct {
 // A JSON error names the line and column; a validation error names each
 // bad field's path.
 func ParseSLO(data []byte) (*SLO, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var s SLO
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("slo config: %w", jsonError(data, err))
-	}
-	if dec.More() {
-		return nil, errors.New("slo config: trailing data after the JSON object")
-	}
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("slo config: %w", err)
+	if err := parse("slo config", data, &s); err != nil {
+		return nil, err
 	}
 	return &s, nil
 }

@@ -36,10 +36,8 @@
 package embedding
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -84,13 +82,8 @@ type Table struct {
 // Parse decodes and validates an embeddings file.
 func Parse(data []byte) (*Table, error) {
 	var f fileJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("decode: data after the JSON object")
+	if err := runtime.DecodeJSON(data, &f); err != nil {
+		return nil, err
 	}
 	if f.Format != Format {
 		return nil, fmt.Errorf("format: %q, want %q", f.Format, Format)

@@ -26,9 +26,7 @@
 package linear
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -88,13 +86,8 @@ type Coefficients struct {
 // errors, so a typo does not silently drop a coefficient.
 func Parse(data []byte) (*Coefficients, error) {
 	var f fileJSON
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("decode: data after the JSON object")
+	if err := runtime.DecodeJSON(data, &f); err != nil {
+		return nil, err
 	}
 	if f.Format != Format {
 		return nil, fmt.Errorf("format: %q, want %q", f.Format, Format)
