@@ -1,5 +1,8 @@
 # Maestro build. `make test` is what CI runs; `make help` lists the targets.
 GO        ?= go
+# bash with pipefail, so that `go test | tee` fails when the tests do.
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 BUILD     := build
 WASM_DIR  := $(BUILD)/wasm
 FILTERS   := $(notdir $(wildcard wasmfilter/fanout wasmfilter/slo))
@@ -59,7 +62,9 @@ test-short: wasm
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short ./...
 
 bench: wasm
+	@mkdir -p $(BUILD)
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
+	@echo; $(GO) run ./internal/benchtable < $(BUILD)/bench.txt
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
