@@ -3,9 +3,9 @@ package istio
 import (
 	"maps"
 
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/maestro-ml/maestro/controlplane/policy"
 )

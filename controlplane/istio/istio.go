@@ -168,4 +168,3 @@ func sortResources(rs []Resource) {
 		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
 	})
 }
-
