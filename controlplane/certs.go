@@ -1,0 +1,279 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/maestro-ml/maestro/certs/audit"
+	"github.com/maestro-ml/maestro/certs/mtls"
+	"github.com/maestro-ml/maestro/certs/rotation"
+	"github.com/maestro-ml/maestro/certs/secretauth"
+	"github.com/maestro-ml/maestro/certs/setup"
+	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/certs/vault"
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
+)
+
+// DefaultCertWait bounds how long a load waits for certificates the
+// policy newly needs before it is rejected (the last good set stays
+// served); far above one issuance, short enough to report a down issuer.
+const DefaultCertWait = 10 * time.Second
+
+// The control plane's own identity, in the policy's trust domain, serving
+// xDS over mTLS.
+const (
+	SelfNamespace = "maestro-system"
+	SelfAccount   = "controlplane"
+)
+
+// ErrCARestart is returned when an edit changes the trust domain, the CA
+// or certificate settings of a running control plane: the issuer (and the
+// xDS port's own certificate) is opened once, at start.
+var ErrCARestart = errors.New("spec.trustDomain, spec.ca and spec.certificates take effect only after a restart of the control plane")
+
+// CertConfig configures OpenCertificates. All fields are optional.
+type CertConfig struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Audit receives issuance, rotation, refusal and policy change events.
+	Audit *audit.Log
+	// Wait defaults to DefaultCertWait.
+	Wait time.Duration
+}
+
+// Certificates issue and rotate the mesh's workload certificates with the
+// issuer the policy's spec.ca selects (certs/setup, certs/rotation), and
+// hand the control plane's own xDS certificate and the per-stream secret
+// guard to the server.
+type Certificates struct {
+	cfg     CertConfig
+	spec    policy.MeshSpec
+	self    spiffe.ID
+	running *setup.Running
+}
+
+// SetupOptions turns a policy's Mesh settings into certs/setup options:
+// issuer, trust domain, lifetimes, and Vault's address, PKI role and login
+// (credentials only ever named by environment variable or file).
+func SetupOptions(spec policy.MeshSpec) (setup.Options, error) {
+	o := setup.Options{
+		TrustDomain:   spec.TrustDomain,
+		TTL:           spec.Certificates.TTL.D(),
+		RenewFraction: spec.Certificates.RotateAt,
+	}
+	switch spec.CA.Issuer {
+	case "", policy.IssuerBuiltin:
+		o.Issuer = setup.IssuerLocal
+		o.Local.StateDir = ".maestro/ca"
+		if b := spec.CA.Builtin; b != nil {
+			if b.StateDir != "" {
+				o.Local.StateDir = b.StateDir
+			}
+			o.Local.RootTTL = b.RootTTL.D()
+		}
+	case policy.IssuerVault:
+		v := spec.CA.Vault
+		if v == nil {
+			return o, errors.New("spec.ca.vault: required when spec.ca.issuer is vault")
+		}
+		o.Issuer = setup.IssuerVault
+		o.Vault = setup.VaultOptions{
+			Address: v.Address, CACert: v.CACert, Mount: or(v.PKIMount, "pki"), Role: v.Role,
+			Mode: or(v.Mode, policy.VaultIssue), Auth: or(v.Auth.Method, policy.AuthToken),
+		}
+		a, ov := v.Auth, &o.Vault
+		switch ov.Auth {
+		case policy.AuthToken:
+			ov.TokenEnv, ov.TokenFile = or(a.Token.Env, "VAULT_TOKEN"), a.Token.File
+			if a.Token.File != "" {
+				ov.TokenEnv = ""
+			}
+		case policy.AuthAppRole:
+			ov.AppRoleMount = or(a.Mount, policy.AuthAppRole)
+			ov.RoleIDEnv, ov.RoleIDFile = a.RoleID.Env, a.RoleID.File
+			ov.SecretIDEnv, ov.SecretIDFile = a.SecretID.Env, a.SecretID.File
+		case policy.AuthKubernetes:
+			ov.KubernetesMount, ov.KubernetesRole = or(a.Mount, policy.AuthKubernetes), a.Role
+			ov.JWTFile = or(a.JWT.File, vault.DefaultServiceAccountTokenFile)
+		default:
+			return o, fmt.Errorf("spec.ca.vault.auth.method %q: want token, approle or kubernetes", ov.Auth)
+		}
+	default:
+		return o, fmt.Errorf("spec.ca.issuer %q: want builtin or vault", spec.CA.Issuer)
+	}
+	return o, nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// OpenCertificates opens the issuer spec selects and its rotation manager;
+// nothing is issued until Run. The control plane's own identity
+// (SelfNamespace/SelfAccount) is always kept issued.
+//
+// # Errors
+// Invalid CA settings, naming the spec field, or an issuer that cannot be
+// opened (unreadable CA state, missing Vault credentials).
+func OpenCertificates(spec policy.MeshSpec, cfg CertConfig) (*Certificates, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Wait <= 0 {
+		cfg.Wait = DefaultCertWait
+	}
+	opts, err := SetupOptions(spec)
+	if err != nil {
+		return nil, err
+	}
+	self, err := spiffe.New(spec.TrustDomain, SelfNamespace, SelfAccount)
+	if err != nil {
+		return nil, fmt.Errorf("spec.trustDomain: %w", err)
+	}
+	opts.Always = []spiffe.ID{self}
+	running, err := opts.Start(setup.Deps{Logger: cfg.Logger, Registerer: cfg.Registerer, Audit: cfg.Audit})
+	if err != nil {
+		return nil, err
+	}
+	return &Certificates{cfg: cfg, spec: spec, self: self, running: running}, nil
+}
+
+// Run issues and renews certificates until ctx ends.
+func (c *Certificates) Run(ctx context.Context) error { return c.running.Run(ctx) }
+
+// Manager is the rotation manager whose snapshots the control plane
+// translates into SDS secrets.
+func (c *Certificates) Manager() *rotation.Manager { return c.running.Manager }
+
+// Self is the control plane's own identity.
+func (c *Certificates) Self() spiffe.ID { return c.self }
+
+// ServerTLS is the xDS port's mTLS configuration: the control plane's own
+// rotating certificate, client certificates required and verified against
+// the current bundle, any identity of the trust domain admitted (which
+// secrets it gets is the guard's decision).
+func (c *Certificates) ServerTLS() *tls.Config {
+	return mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
+}
+
+// Guard returns the per-stream secret guard: a node receives the trust
+// bundle and only the certificates of its client certificate's identity.
+func (c *Certificates) Guard() (*secretauth.Guard, error) {
+	return secretauth.New(secretauth.Config{
+		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
+		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
+	})
+}
+
+// Loader returns the Loader of a control plane using c: policy.Load, the
+// identities it needs declared to the rotation manager, then model.Build
+// with the manager's current certificates and bundle. A load waits (up to
+// CertConfig.Wait) for identities not yet issued; it never uses an expired
+// certificate, since the manager's snapshots hold none.
+func (c *Certificates) Loader() Loader {
+	return func(ctx context.Context, paths []string) (*model.Mesh, []string, error) {
+		pm, err := policy.Load(ctx, paths...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !sameCA(pm.Config.Spec, c.spec) {
+			return nil, nil, ErrCARestart
+		}
+		names := model.RequiredSecrets(pm)
+		ids := make([]spiffe.ID, 0, len(names))
+		for _, n := range names {
+			if n == model.TrustBundleSecret {
+				continue
+			}
+			id, err := spiffe.Parse(n)
+			if err != nil {
+				return nil, nil, fmt.Errorf("secret %q: %w", n, err)
+			}
+			ids = append(ids, id)
+		}
+		c.running.Manager.SetIdentities(ids)
+		var secrets []model.Secret
+		if len(names) > 0 {
+			snap, err := c.await(ctx, ids)
+			if err != nil {
+				return nil, nil, fmt.Errorf("certificates: %w", err)
+			}
+			secrets = secretsOf(snap, names)
+		}
+		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, pm.Files(), nil
+	}
+}
+
+// await returns the first manager snapshot holding a certificate for every
+// id and a bundle.
+func (c *Certificates) await(ctx context.Context, ids []spiffe.ID) (rotation.Snapshot, error) {
+	if s := c.running.Manager.Current(); complete(s, ids) {
+		return s, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Wait)
+	defer cancel()
+	var last rotation.Snapshot
+	for s := range c.running.Manager.Subscribe(ctx) {
+		if complete(s, ids) {
+			return s, nil
+		}
+		last = s
+	}
+	for _, id := range ids {
+		if _, ok := last.Certs[id]; !ok {
+			return last, fmt.Errorf("no current certificate for %s after %s (is the issuer reachable?): %w", id, c.cfg.Wait, ctx.Err())
+		}
+	}
+	return last, fmt.Errorf("no trust bundle after %s: %w", c.cfg.Wait, ctx.Err())
+}
+
+func complete(s rotation.Snapshot, ids []spiffe.ID) bool {
+	if s.Bundle == nil {
+		return false
+	}
+	for _, id := range ids {
+		if _, ok := s.Certs[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// secretsOf names the snapshot's certificates by SPIFFE ID, and its
+// bundle (every root it trusts, so a root rotation keeps both) by
+// TrustBundleSecret.
+func secretsOf(s rotation.Snapshot, names []string) []model.Secret {
+	out := make([]model.Secret, 0, len(names))
+	for _, n := range names {
+		if n == model.TrustBundleSecret {
+			out = append(out, model.Secret{Name: n, TrustBundle: s.Bundle.PEM()})
+			continue
+		}
+		id, _ := spiffe.Parse(n) // parsed by the caller
+		cert := s.Certs[id]
+		out = append(out, model.Secret{Name: n, Certificate: &model.Certificate{ChainPEM: cert.ChainPEM(), KeyPEM: cert.KeyPEM()}})
+	}
+	return out
+}
+
+// sameCA reports whether a and b agree on everything the issuer was opened
+// with.
+func sameCA(a, b policy.MeshSpec) bool {
+	oa, erra := SetupOptions(a)
+	ob, errb := SetupOptions(b)
+	return erra == nil && errb == nil && fmt.Sprint(oa) == fmt.Sprint(ob)
+}
