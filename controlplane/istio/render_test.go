@@ -75,6 +75,9 @@ spec:
 ---
 `
 
+// meshSpecEnd is the last line of header's Mesh spec.
+const meshSpecEnd = "  mtls: {mode: STRICT}\n"
+
 const fraudHost = "fraud.ml.svc.cluster.local"
 
 func route(r *rendered, vs, name string) *networking.HTTPRoute {
@@ -93,6 +96,7 @@ func route(r *rendered, vs, name string) *networking.HTTPRoute {
 func TestRenderFeatures(t *testing.T) {
 	tests := []struct {
 		name   string
+		mesh   string // more lines of the Mesh spec in header
 		policy string
 		check  func(t *testing.T, r *rendered)
 	}{
@@ -358,10 +362,103 @@ spec:
 				}
 			},
 		},
+		{
+			name: "sequence routes to its last step",
+			policy: `kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: pipe, namespace: ml}
+spec:
+  service: fraud
+  match: {model: pipe}
+  ensemble:
+    mode: sequence
+    members: [{version: v1, model: features}, {version: v2, model: fraud}]
+`,
+			check: func(t *testing.T, r *rendered) {
+				d := route(r, "fraud", "pipe").Route
+				if len(d) != 1 || d[0].Destination.Subset != "v2" {
+					t.Errorf("sequence route goes to %v, want the last step v2", d)
+				}
+				fr := fanoutConfig(t, r).Route("pipe")
+				if fr == nil || !fr.Sequence || fr.Primary != "outbound|9000|v2|"+fraudHost {
+					t.Errorf("sequence fanout %+v", fr)
+				}
+				checkReferences(t, r)
+			},
+		},
+		{
+			name: "deny by route, remote and absolute filter modules",
+			mesh: `  filters:
+    fanout:
+      remote: {url: "https://wasm.example/fanout.wasm", sha256: ` + strings.Repeat("ab", 32) + `, service: web}
+    slo: {path: /opt/filters/slo.wasm}
+`,
+			policy: `kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: web, namespace: ml}
+spec:
+  service: web
+  match: {pathPrefix: /admin/}
+  slo: {errorRate: 2}
+---
+kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: ens, namespace: ml}
+spec:
+  service: fraud
+  match: {model: ens}
+  ensemble: {members: [{version: v1}, {version: v2}]}
+---
+kind: Sidecar
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: web, namespace: ml}
+spec:
+  service: web
+  inbound: {port: 15006, appPort: 8001}
+---
+kind: AuthorizationPolicy
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: no-admin, namespace: ml}
+spec:
+  service: web
+  action: DENY
+  rules:
+    - name: admin
+      from: {services: [fraud]}
+      to: {routes: [web], paths: [/debug]}
+`,
+			check: func(t *testing.T, r *rendered) {
+				ap := r.authz["ml/no-admin"]
+				if ap == nil || ap.Spec.Action != security.AuthorizationPolicy_DENY || len(ap.Spec.Rules) != 1 {
+					t.Fatalf("authorization policy %v", ap)
+				}
+				rule := ap.Spec.Rules[0]
+				if got := rule.From[0].Source.Principals; !slices.Equal(got, []string{"td.example/ns/ml/sa/fraud"}) {
+					t.Errorf("principals %v", got)
+				}
+				if got := rule.To[0].Operation.Paths; !slices.Equal(got, []string{"/debug", "/admin/*"}) {
+					t.Errorf("paths %v", got)
+				}
+				if len(rule.When) != 0 {
+					t.Errorf("conditions %v on a rule without models", rule.When)
+				}
+				fp := &r.plugins["istio-system/maestro-fanout"].Spec
+				if fp.Url != "https://wasm.example/fanout.wasm" || fp.Sha256 != strings.Repeat("ab", 32) {
+					t.Errorf("fanout url %q sha256 %q", fp.Url, fp.Sha256)
+				}
+				if sp := &r.plugins["istio-system/maestro-slo"].Spec; sp.Url != "file:///opt/filters/slo.wasm" {
+					t.Errorf("slo url %q", sp.Url)
+				}
+				if so := sloConfig(t, r); so.Objectives[0].Route != "web" || so.Objectives[0].ErrorRate != 0.02 {
+					t.Errorf("slo %+v", so.Objectives)
+				}
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.check(t, render(t, load(t, header+tc.policy)))
+			doc := strings.Replace(header, meshSpecEnd, meshSpecEnd+tc.mesh, 1)
+			tc.check(t, render(t, load(t, doc+tc.policy)))
 		})
 	}
 }
@@ -512,6 +609,16 @@ func checkReferences(t *testing.T, r *rendered) {
 			if !routes[o.Route] {
 				t.Errorf("slo route %q is no VirtualService route", o.Route)
 			}
+		}
+	}
+}
+
+func TestGRPCStatusName(t *testing.T) {
+	for code, want := range map[uint32]string{
+		1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 8: "RESOURCE_EXHAUSTED", 14: "UNAVAILABLE", 16: "UNAUTHENTICATED", 17: "UNKNOWN",
+	} {
+		if got := istio.GRPCStatusName(code); got != want {
+			t.Errorf("GRPCStatusName(%d) = %q, want %q", code, got, want)
 		}
 	}
 }

@@ -181,11 +181,16 @@ func (r *renderer) httpRoutes(rt *policy.Route) ([]*networking.HTTPRoute, []mode
 	return out, models
 }
 
-// destinations is the split, or for an ensemble without one its first
-// member: gRPC goes on to it and the fanout filter rewrites the answer.
+// destinations is the split, or for an ensemble without one the member
+// the fanout filter takes as primary (filterconfig.FanoutRoute.Primary):
+// gRPC goes on to it and the filter rewrites its answer. That is the first
+// member, or the last step of a sequence.
 func destinations(sp *policy.RouteSpec, split []policy.Destination) []policy.Destination {
-	if len(split) == 0 && sp.Ensemble != nil && len(sp.Ensemble.Members) > 0 {
-		m := sp.Ensemble.Members[0]
+	if e := sp.Ensemble; len(split) == 0 && e != nil && len(e.Members) > 0 {
+		m := e.Members[0]
+		if e.Mode == policy.ModeSequence {
+			m = e.Members[len(e.Members)-1]
+		}
 		return []policy.Destination{{Service: m.Service, Version: m.Version, Weight: 100}}
 	}
 	return split
