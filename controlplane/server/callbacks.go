@@ -91,6 +91,8 @@ type tracker struct {
 	// snapshotAt returns group's current snapshot if its typeURL
 	// resources are at version, else nil.
 	snapshotAt func(group, typeURL, version string) *cache.Snapshot
+	// guard, when set, decides who may receive which secrets.
+	guard SecretGuard
 
 	mu      sync.Mutex
 	streams map[int64]*streamState
@@ -221,13 +223,16 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 }
 
 // OnStreamOpen implements sotw.Callbacks.
-func (t *tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
+func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	if err := t.guardOpen(ctx, id); err != nil {
+		return err
+	}
 	t.open(id, kindSotW)
 	return nil
 }
 
 // OnStreamClosed implements sotw.Callbacks.
-func (t *tracker) OnStreamClosed(id int64, _ *core.Node) { t.closed(id) }
+func (t *tracker) OnStreamClosed(id int64, _ *core.Node) { t.guardClose(id); t.closed(id) }
 
 // OnStreamRequest implements sotw.Callbacks. After a NACK the request
 // names the node's previous version; it is rewritten to the rejected one
@@ -235,6 +240,9 @@ func (t *tracker) OnStreamClosed(id int64, _ *core.Node) { t.closed(id) }
 // one again (which the node would reject again, in a tight loop).
 func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	url := req.GetTypeUrl()
+	if err := t.guardRequest(id, req.GetNode().GetId(), url, req.GetResourceNames(), true); err != nil {
+		return err
+	}
 	t.m.requests.WithLabelValues(TypeName(url)).Inc()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -280,17 +288,23 @@ func (t *tracker) pushed(id int64, url string, s sent) {
 }
 
 // OnDeltaStreamOpen implements delta.Callbacks.
-func (t *tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	if err := t.guardOpen(ctx, id); err != nil {
+		return err
+	}
 	t.open(id, kindDelta)
 	return nil
 }
 
 // OnDeltaStreamClosed implements delta.Callbacks.
-func (t *tracker) OnDeltaStreamClosed(id int64, _ *core.Node) { t.closed(id) }
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *core.Node) { t.guardClose(id); t.closed(id) }
 
 // OnStreamDeltaRequest implements delta.Callbacks.
 func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
 	url := req.GetTypeUrl()
+	if err := t.guardRequest(id, req.GetNode().GetId(), url, req.GetResourceNamesSubscribe(), req.GetResponseNonce() == ""); err != nil {
+		return err
+	}
 	t.m.requests.WithLabelValues(TypeName(url)).Inc()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -317,7 +331,7 @@ func (t *tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryReq
 // OnFetchRequest implements rest.Callbacks.
 func (t *tracker) OnFetchRequest(_ context.Context, req *discovery.DiscoveryRequest) error {
 	t.m.requests.WithLabelValues(TypeName(req.GetTypeUrl())).Inc()
-	return nil
+	return t.guardFetch(req)
 }
 
 // OnFetchResponse implements rest.Callbacks.
