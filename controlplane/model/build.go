@@ -96,6 +96,7 @@ func Build(pm *policy.Mesh, opts BuildOptions) (*Mesh, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("build model: %w", err)
 	}
+	m.validated = true
 	return m, nil
 }
 

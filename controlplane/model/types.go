@@ -31,6 +31,11 @@ type Mesh struct {
 	Secrets []Secret `json:"secrets,omitempty"`
 	// Tracing, when set, makes every HTTP connection manager emit spans.
 	Tracing *Tracing `json:"tracing,omitempty"`
+
+	// validated is set by Build once the mesh passed Validate, so the
+	// translator does not walk a 10,000-route mesh a second time per
+	// change (a built Mesh must not be modified).
+	validated bool
 }
 
 // Role is the kind of node a group is for.

@@ -17,7 +17,12 @@ var ErrInvalid = errors.New("invalid model")
 // object by path (e.g. `group "gw" listener "in" route "r1": ...`). The
 // policy layer validates user input; a Validate failure means a bug in the
 // conversion, which is why it is checked before anything is served.
+//
+// A Mesh returned by Build was validated there and is not walked again.
 func (m *Mesh) Validate() error {
+	if m.validated {
+		return nil
+	}
 	v := &validator{m: m, clusters: make(map[string]struct{}, len(m.Clusters))}
 	for i := range m.Clusters {
 		v.clusters[m.Clusters[i].Name] = struct{}{}
