@@ -277,3 +277,21 @@ func sameCA(a, b policy.MeshSpec) bool {
 	ob, errb := SetupOptions(b)
 	return erra == nil && errb == nil && fmt.Sprint(oa) == fmt.Sprint(ob)
 }
+
+// followCerts re-runs the load after every change of the rotation
+// manager's snapshot (renewal, expiry, bundle change), so clients get
+// renewed certificates as a new SDS version; a load that changes nothing
+// pushes nothing.
+func (cp *plane) followCerts(ctx context.Context) error {
+	first := true
+	for range cp.cfg.Certs.Manager().Subscribe(ctx) {
+		if first {
+			// The current snapshot at subscription; the initial load
+			// already used it or waits for a later one.
+			first = false
+			continue
+		}
+		cp.refresh(ctx)
+	}
+	return nil
+}

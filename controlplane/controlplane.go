@@ -82,6 +82,12 @@ type Config struct {
 	// triggers, with the version served afterwards and the reload's
 	// error (nil if applied).
 	OnReload func(version string, err error)
+	// Certs, if set, supplies the certificates Load uses (Certs.Loader):
+	// every change of its rotation manager re-runs the load so renewed
+	// certificates are pushed as a new version, and every secret request
+	// passes its guard (with mTLS only: plaintext streams have no
+	// identity). The caller runs Certs.Run.
+	Certs *Certificates
 }
 
 // Addrs are the addresses Run bound (useful with port 0).
@@ -109,6 +115,13 @@ func Run(ctx context.Context, cfg Config) error {
 	cp, err := newPlane(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Certs != nil && !cfg.Insecure {
+		guard, err := cfg.Certs.Guard()
+		if err != nil {
+			return err
+		}
+		cp.srv.GuardSecrets(guard)
 	}
 	files, err := cp.reload(ctx)
 	if err != nil {
@@ -140,6 +153,9 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, cfg.GRPCOptions...) })
 	g.Go(func() error { return serveAdmin(ctx, adminLis, cp.adminHandler()) })
 	g.Go(func() error { return cp.watchLoop(ctx, w) })
+	if cfg.Certs != nil {
+		g.Go(func() error { return cp.followCerts(ctx) })
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{XDS: xdsLis.Addr(), Admin: adminLis.Addr()})
 	}
