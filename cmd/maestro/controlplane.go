@@ -2,10 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/maestro-ml/maestro/certs/audit"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -28,7 +35,8 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.Var(&paths, "f", "policy `path` (file or directory); repeatable")
 	xdsAddr := fs.String("xds-addr", controlplane.DefaultXDSAddr, "xDS gRPC listen `address`")
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
-	insecure := fs.Bool("insecure", false, "serve xDS in plaintext (required until the xDS port serves mTLS)")
+	insecure := fs.Bool("insecure", false, "serve xDS in plaintext, secrets to any client (development only); default mTLS with the control plane's own certificate")
+	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log `format`: text or json")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,22 +63,65 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 			log.Warn("flush traces", "error", err)
 		}
 	}()
-	err = controlplane.Run(ctx, controlplane.Config{
+	reg := telemetry.NewRegistry()
+	auditLog, closeAudit, err := openAudit(*auditPath)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	// The issuer comes from the policy's spec.ca, read once at start.
+	pm, err := policy.Load(ctx, paths...)
+	if err != nil {
+		return fmt.Errorf("initial load: %w", err)
+	}
+	certs, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog})
+	if err != nil {
+		return err
+	}
+	cfg := controlplane.Config{
 		Paths:     paths,
-		Load:      controlplane.PolicyLoader(controlplane.CAFromPolicy),
+		Load:      certs.Loader(),
+		Certs:     certs,
 		XDSAddr:   *xdsAddr,
 		AdminAddr: *adminAddr,
 		Insecure:  *insecure,
 		Logger:    log,
-		Registry:  telemetry.NewRegistry(),
+		Registry:  reg,
 		Tracer:    tracing.Provider,
-	})
-	if errors.Is(err, controlplane.ErrInsecure) {
-		return fmt.Errorf("%w (mTLS on the xDS port is not available yet)", err)
+		OnReload: func(version string, err error) {
+			ev := audit.Event{Kind: audit.PolicyChanged, Details: map[string]string{"version": version}}
+			if err != nil {
+				ev.Error = err.Error()
+			}
+			if aerr := auditLog.Record(ctx, ev); aerr != nil {
+				log.Warn("audit log", "error", aerr)
+			}
+		},
 	}
+	if !*insecure {
+		cfg.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(certs.ServerTLS()))}
+		log.Info("xDS served over mTLS", "identity", certs.Self().String())
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return certs.Run(gctx) })
+	g.Go(func() error { return controlplane.Run(gctx, cfg) })
+	err = g.Wait()
 	if err != nil {
 		// The first load's problems are already one a line in err.
 		return err
 	}
 	return nil
+}
+
+// openAudit opens the audit trail for appending (0600: it names
+// identities and peers); no path means no audit trail.
+func openAudit(path string) (*audit.Log, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return audit.New(f, nil), func() { _ = f.Close() }, nil
 }
