@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/localmesh"
@@ -42,12 +43,29 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--log-format: %w", err)
 	}
-	err = localmesh.Run(ctx, localmesh.Config{
+	tracing, err := telemetry.NewTracing(ctx, "maestro-up")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush on exit, bounded so an unreachable collector cannot hold
+		// the process.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			logger.Warn("flush traces", "error", err)
+		}
+	}()
+	cfg := localmesh.Config{
 		Dir: *dir, Policy: *policyPath, Models: *models,
 		XDSAddr: *xdsAddr, AdminAddr: *adminAddr,
 		DemoTraffic: *demo, Rate: *rate,
 		Out: stdout, Logger: logger,
-	})
+	}
+	if telemetry.Enabled() {
+		cfg.Tracing = tracing
+	}
+	err = localmesh.Run(ctx, cfg)
 	if err == nil {
 		fmt.Fprintln(stdout, "stopped")
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/controlplane"
@@ -64,6 +65,9 @@ type Config struct {
 	OnReload func(version string, err error)
 	// OnReady, if set, is called once everything serves.
 	OnReady func(Started)
+	// Tracing, if set, traces the inference servers and the control
+	// plane; nil leaves them untraced. The caller shuts it down.
+	Tracing *telemetry.Tracing
 }
 
 // Started says where the running mesh listens.
@@ -167,6 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Insecure: true,
 			Logger:   cfg.Logger,
 			Registry: telemetry.NewRegistry(),
+			Tracer:   tracerProvider(cfg.Tracing),
 			Ready:    func(a controlplane.Addrs) { ready <- a },
 			OnReload: func(version string, err error) {
 				if err != nil {
@@ -221,6 +226,7 @@ func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends [
 			Models:  repository.Options{Dir: dir, Registry: builtin.Registry(), Logger: cfg.Logger},
 			Metrics: reg,
 			Logger:  cfg.Logger.With("server", b.Name()),
+			Tracing: cfg.Tracing,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("inference server %s: %w", b.Name(), err)
@@ -244,6 +250,15 @@ func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends [
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// tracerProvider is t's provider, or nil (the control plane's no-op
+// default) when tracing is off.
+func tracerProvider(t *telemetry.Tracing) trace.TracerProvider {
+	if t == nil {
+		return nil
+	}
+	return t.Provider
 }
 
 // busyPort rewords "address already in use" so the user learns which port
