@@ -28,7 +28,7 @@ func runIstio(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("istio render", stderr)
 	var files stringsFlag
 	fs.Var(&files, "f", "policy file or directory (repeatable)")
-	out := fs.String("o", "-", "output directory (the file is named after the first policy file), or - for standard output")
+	out := fs.String("o", "-", "output directory (the file is named after the first policy file), a .yaml file, or - for standard output")
 	var opts istio.Options
 	fs.StringVar(&opts.ClusterDomain, "cluster-domain", istio.DefaultClusterDomain, "Kubernetes cluster domain of service hosts")
 	fs.StringVar(&opts.RootNamespace, "root-namespace", istio.DefaultRootNamespace, "Istio root namespace (mesh-wide PeerAuthentication and WasmPlugins)")
@@ -65,10 +65,13 @@ func runIstio(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		_, err = stdout.Write(data)
 		return err
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fmt.Errorf("create output directory: %w", err)
+	path := *out
+	if ext := filepath.Ext(path); ext != ".yaml" && ext != ".yml" {
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return fmt.Errorf("create output directory: %w", err)
+		}
+		path = filepath.Join(path, outputName(files[0]))
 	}
-	path := filepath.Join(*out, outputName(files[0]))
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}

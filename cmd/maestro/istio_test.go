@@ -35,6 +35,13 @@ func TestIstioRenderMatchesTheExample(t *testing.T) {
 	if string(got) != string(want) {
 		t.Error("written file differs from examples/istio/mesh.yaml")
 	}
+	file := filepath.Join(t.TempDir(), "istio.yml")
+	if code := run(context.Background(), []string{"istio", "render", "-f", "../../examples/mesh.yaml", "-o", file}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if got, err := os.ReadFile(file); err != nil || string(got) != string(want) {
+		t.Errorf("-o %s: %v, or the file differs from examples/istio/mesh.yaml", file, err)
+	}
 }
 
 func TestIstioRenderOptions(t *testing.T) {
