@@ -17,7 +17,9 @@
 //   - every snapshot carries per-resource versions for delta xDS, so a
 //     weight change re-sends only the route configuration that changed.
 //
-// Every snapshot is checked with Consistent() before it is returned.
+// Every snapshot is checked with Consistent() before it is returned; the
+// walk leaves out the clusters and endpoints (or listeners and routes) that
+// are, by version, the very ones of the previous, checked snapshot.
 package snapshot
 
 import (
@@ -253,7 +255,7 @@ func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*c
 	if prev != nil && t.prev.Versions[group] == version {
 		return prev, version, nil
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := consistent(snap, prev); err != nil {
 		return nil, "", fmt.Errorf("group %q: inconsistent snapshot: %w", group, err)
 	}
 	return snap, version, nil
@@ -289,7 +291,7 @@ func (t *Translator) warming(group string, next *cache.Snapshot) (*cache.Snapsho
 		warm.Resources[idx] = next.Resources[idx]
 		warm.VersionMap[typ] = next.VersionMap[typ]
 	}
-	if err := warm.Consistent(); err != nil {
+	if err := consistent(warm, prev); err != nil {
 		return nil, fmt.Errorf("group %q: inconsistent warming snapshot: %w", group, err)
 	}
 	return warm, nil
