@@ -12,6 +12,7 @@
 package istio
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,9 @@ const (
 	SecurityAPIVersion   = "security.istio.io/v1"
 	ExtensionsAPIVersion = "extensions.istio.io/v1alpha1"
 )
+
+// ErrNoPolicy is returned for a policy that policy.Load did not produce.
+var ErrNoPolicy = errors.New("render istio resources: no policy (use policy.Load)")
 
 // Defaults of Options.
 const (
@@ -97,9 +101,13 @@ type Resource struct {
 //
 // # Errors
 //
-// Only a filter configuration that its own Validate rejects, which means a
-// bug in the translation rather than in the policy.
+// ErrNoPolicy for a nil or unloaded policy; otherwise only a filter
+// configuration that its own Validate rejects, which means a bug in the
+// translation rather than in the policy.
 func Render(pm *policy.Mesh, opts Options) ([]Resource, error) {
+	if pm == nil || pm.Config == nil {
+		return nil, ErrNoPolicy
+	}
 	r := &renderer{pm: pm, opts: opts.withDefaults()}
 	out := []Resource{r.peerAuthentication()}
 	out = append(out, r.destinationRules()...)

@@ -2,6 +2,7 @@ package istio_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -619,6 +620,14 @@ func TestGRPCStatusName(t *testing.T) {
 	} {
 		if got := istio.GRPCStatusName(code); got != want {
 			t.Errorf("GRPCStatusName(%d) = %q, want %q", code, got, want)
+		}
+	}
+}
+
+func TestRenderWithoutPolicy(t *testing.T) {
+	for name, pm := range map[string]*policy.Mesh{"nil": nil, "unloaded": {}} {
+		if _, err := istio.Render(pm, istio.Options{}); !errors.Is(err, istio.ErrNoPolicy) {
+			t.Errorf("%s: error %v, want ErrNoPolicy", name, err)
 		}
 	}
 }

@@ -50,6 +50,7 @@ func (r *renderer) virtualServices() ([]Resource, []model.Route) {
 		}
 		out = append(out, Resource{APIVersion: NetworkingAPIVersion, Kind: "VirtualService", Name: s, Namespace: ns, Spec: vs})
 	}
+	sortResources(out)
 	return out, all
 }
 
