@@ -1,0 +1,124 @@
+package tracing
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// recorded is a tracer provider whose ended spans are kept in memory.
+type recorded struct {
+	rec     *tracetest.SpanRecorder
+	tracing *telemetry.Tracing
+}
+
+func newRecorded(t *testing.T) recorded {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	return recorded{rec: rec, tracing: &telemetry.Tracing{Provider: tp, Propagator: prop, Shutdown: tp.Shutdown}}
+}
+
+// spans is a set of ended spans with lookups used by the assertions.
+type spans []sdktrace.ReadOnlySpan
+
+// inTrace keeps the spans of trace id.
+func (s spans) inTrace(id trace.TraceID) spans {
+	var out spans
+	for _, sp := range s {
+		if sp.SpanContext().TraceID() == id {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// named keeps the spans called name, of kind kind (any kind when
+// trace.SpanKindUnspecified).
+func (s spans) named(name string, kind trace.SpanKind) spans {
+	var out spans
+	for _, sp := range s {
+		if sp.Name() == name && (kind == trace.SpanKindUnspecified || sp.SpanKind() == kind) {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// one is the single span called name of kind kind, failing otherwise.
+func (s spans) one(t *testing.T, name string, kind trace.SpanKind) sdktrace.ReadOnlySpan {
+	t.Helper()
+	got := s.named(name, kind)
+	if len(got) != 1 {
+		t.Fatalf("want one %s span %q, got %d among:\n%s", kind, name, len(got), s)
+	}
+	return got[0]
+}
+
+// byID finds the span with id.
+func (s spans) byID(id trace.SpanID) sdktrace.ReadOnlySpan {
+	for _, sp := range s {
+		if sp.SpanContext().SpanID() == id {
+			return sp
+		}
+	}
+	return nil
+}
+
+// String lists the spans, one a line, for failure messages.
+func (s spans) String() string {
+	var b strings.Builder
+	for _, sp := range s {
+		fmt.Fprintf(&b, "  %s %s %q trace=%s span=%s parent=%s\n", sp.InstrumentationScope().Name, sp.SpanKind(),
+			sp.Name(), sp.SpanContext().TraceID(), sp.SpanContext().SpanID(), sp.Parent().SpanID())
+	}
+	return b.String()
+}
+
+// attr is the value of attribute key of sp, emitted as a string ("" when
+// absent).
+func attr(sp sdktrace.ReadOnlySpan, key string) string {
+	for _, a := range sp.Attributes() {
+		if string(a.Key) == key {
+			return a.Value.Emit()
+		}
+	}
+	return ""
+}
+
+// childOf fails unless child is a direct child of parent in its trace.
+func childOf(t *testing.T, child, parent sdktrace.ReadOnlySpan) {
+	t.Helper()
+	if child.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+		t.Errorf("%q is in trace %s, its parent %q in %s", child.Name(), child.SpanContext().TraceID(),
+			parent.Name(), parent.SpanContext().TraceID())
+	}
+	if child.Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Errorf("%q has parent span %s, want %q (%s)", child.Name(), child.Parent().SpanID(), parent.Name(),
+			parent.SpanContext().SpanID())
+	}
+}
+
+// hasNames fails unless every name is among the spans' names.
+func hasNames(t *testing.T, s spans, names ...string) {
+	t.Helper()
+	var got []string
+	for _, sp := range s {
+		got = append(got, sp.Name())
+	}
+	for _, n := range names {
+		if !slices.Contains(got, n) {
+			t.Errorf("no span %q among:\n%s", n, s)
+		}
+	}
+}
