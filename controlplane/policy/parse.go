@@ -135,6 +135,11 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 			return err
 		}
 	}
+	if b.seen == nil {
+		// Sized for the documents at hand: growing it one insert at a time
+		// rehashes 20,000 names in a large mesh.
+		b.seen = make(map[[2]string]Source, len(chunks))
+	}
 	for i, c := range chunks {
 		b.cache.next[keys[i]] = parsed[i]
 		for _, dc := range parsed[i] {

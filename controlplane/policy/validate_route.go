@@ -29,7 +29,7 @@ func (v *validator) route(r *Route) {
 	}
 	rules := map[string]bool{}
 	for i, rule := range sp.Rules {
-		f := fmt.Sprintf("spec.rules[%d]", i)
+		f := elem("spec.rules", i)
 		if !validName(rule.Name) {
 			v.bad(f+".name", "rule name %q must be a DNS label", rule.Name)
 		} else if rule.Name == "rest" {
@@ -72,7 +72,7 @@ func (v *validator) route(r *Route) {
 		}
 		for i, on := range rt.On {
 			if !retryConditions[on] {
-				v.bad(fmt.Sprintf("spec.retries.on[%d]", i), "unknown retry condition %q", on)
+				v.bad(elem("spec.retries.on", i), "unknown retry condition %q", on)
 			}
 		}
 		if sp.Timeout > 0 && rt.PerTryTimeout > sp.Timeout {
@@ -111,7 +111,7 @@ func (v *validator) match(m *RouteMatch) {
 
 func (v *validator) headers(field string, hs []HeaderMatch) {
 	for i, h := range hs {
-		f := fmt.Sprintf("%s[%d]", field, i)
+		f := elem(field, i)
 		if !headerNameRE.MatchString(h.Name) {
 			v.bad(f+".name", "%q is not a lower-case header name", h.Name)
 		}
@@ -136,7 +136,7 @@ func (v *validator) split(field string, split []Destination) {
 	var total uint64
 	seen := map[string]int{}
 	for i, d := range split {
-		f := fmt.Sprintf("%s[%d]", field, i)
+		f := elem(field, i)
 		v.serviceRef(f, d.Service, d.Version)
 		key := d.Service + "/" + d.Version
 		if j, dup := seen[key]; dup {
@@ -156,7 +156,7 @@ func (v *validator) ensemble(e *Ensemble, model string) {
 	}
 	members := map[[3]string]int{}
 	for i, m := range e.Members {
-		f := fmt.Sprintf("spec.ensemble.members[%d]", i)
+		f := elem("spec.ensemble.members", i)
 		v.serviceRef(f, m.Service, m.Version)
 		key := [3]string{m.Service, m.Version, m.Model}
 		if j, dup := members[key]; dup {
@@ -203,7 +203,7 @@ func (v *validator) slo(s *SLO) {
 	}
 	seen := map[float64]bool{}
 	for i, l := range s.Latency {
-		f := fmt.Sprintf("spec.slo.latency[%d]", i)
+		f := elem("spec.slo.latency", i)
 		if !(l.Percentile > 0 && l.Percentile < 100) {
 			v.bad(f+".percentile", "%v is outside (0, 100)", l.Percentile)
 		} else if seen[l.Percentile] {
@@ -218,7 +218,7 @@ func (v *validator) slo(s *SLO) {
 		v.bad("spec.slo.window", "window %v is shorter than 1d", s.Window)
 	}
 	for i, w := range s.BurnWindows {
-		f := fmt.Sprintf("spec.slo.burnWindows[%d]", i)
+		f := elem("spec.slo.burnWindows", i)
 		if w.Window <= 0 || w.Window > s.Window {
 			v.bad(f+".window", "window %v must be positive and within the budget window %v", w.Window, s.Window)
 		}
@@ -260,7 +260,7 @@ func (v *validator) port(field string, p uint32) {
 func (v *validator) routeList(field string, names []string) {
 	seen := map[string]bool{}
 	for i, n := range names {
-		f := fmt.Sprintf("%s[%d]", field, i)
+		f := elem(field, i)
 		if v.m.Route(n) == nil {
 			v.bad(f, "unknown Route %q%s", n, v.suggestRoute(n))
 		} else if seen[n] {
@@ -280,9 +280,9 @@ func (v *validator) gateway(g *Gateway, before []*Gateway) {
 	hosts := map[string]bool{}
 	for i, h := range sp.Hosts {
 		if h == "" || strings.ContainsAny(h, " /") {
-			v.bad(fmt.Sprintf("spec.hosts[%d]", i), "host %q must be a host name, host:port or *", h)
+			v.bad(elem("spec.hosts", i), "host %q must be a host name, host:port or *", h)
 		} else if hosts[h] {
-			v.bad(fmt.Sprintf("spec.hosts[%d]", i), "host %q listed twice", h)
+			v.bad(elem("spec.hosts", i), "host %q listed twice", h)
 		}
 		hosts[h] = true
 	}
@@ -357,7 +357,7 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 	}
 	names := map[string]bool{}
 	for i, r := range sp.Rules {
-		f := fmt.Sprintf("spec.rules[%d]", i)
+		f := elem("spec.rules", i)
 		if !validName(r.Name) {
 			v.bad(f+".name", "rule name %q must be a DNS label", r.Name)
 		} else if names[r.Name] {
