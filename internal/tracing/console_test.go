@@ -4,24 +4,38 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 )
 
 // listening is the line `maestro inference` prints once it serves.
 var listening = regexp.MustCompile(`gRPC on (\S+), HTTP on (\S+),`)
+
+const (
+	binTraceHex = "4bf92f3577b34da6a3ce929d0e0e4736"
+	// restSpan is the REST request's span: otelhttp names it after the
+	// method and the matched route pattern.
+	restSpan = "POST /v2/models/{model}/infer"
+)
 
 // buildMaestro builds the maestro binary into a temporary directory.
 func buildMaestro(t *testing.T, root string) string {
@@ -37,22 +51,174 @@ func buildMaestro(t *testing.T, root string) string {
 	return bin
 }
 
-// TestConsoleExporterPrintsRequestSpans runs the real binary with
-// OTEL_TRACES_EXPORTER=console, as the README tells a user to, and expects
-// the spans of one REST request on its standard output, in the caller's
-// trace, flushed by the time the process exits.
-func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
+// printedSpan is one span as the stdout exporter prints it.
+type printedSpan struct {
+	Name        string
+	SpanContext struct{ TraceID string }
+	Resource    []struct {
+		Key   string
+		Value struct{ Value any }
+	}
+}
+
+// received is what an exporter delivered: span name -> trace ID, and the
+// service.name of the resource.
+type received struct {
+	mu      sync.Mutex
+	spans   map[string]string
+	service string
+}
+
+func (r *received) add(name, traceID, service string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spans == nil {
+		r.spans = map[string]string{}
+	}
+	r.spans[name] = traceID
+	if service != "" {
+		r.service = service
+	}
+}
+
+func (r *received) addOTLP(req *collectorpb.ExportTraceServiceRequest) {
+	for _, rs := range req.GetResourceSpans() {
+		service := ""
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				service = kv.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				r.add(s.GetName(), hex.EncodeToString(s.GetTraceId()), service)
+			}
+		}
+	}
+}
+
+// otlpGRPC is an OTLP/gRPC collector on loopback.
+type otlpGRPC struct {
+	collectorpb.UnimplementedTraceServiceServer
+	got *received
+}
+
+func (c otlpGRPC) Export(_ context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
+	c.got.addOTLP(req)
+	return &collectorpb.ExportTraceServiceResponse{}, nil
+}
+
+func startOTLPGRPC(t *testing.T, got *received) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collectorpb.RegisterTraceServiceServer(srv, otlpGRPC{got: got})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// startOTLPHTTP is an OTLP/HTTP (protobuf) collector on loopback.
+func startOTLPHTTP(t *testing.T, got *received) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var req collectorpb.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &req)
+		}
+		if r.URL.Path != "/v1/traces" || err != nil {
+			http.Error(w, fmt.Sprintf("path %s: %v", r.URL.Path, err), http.StatusBadRequest)
+			return
+		}
+		got.addOTLP(&req)
+		w.Header().Set("content-type", "application/x-protobuf")
+		out, _ := proto.Marshal(&collectorpb.ExportTraceServiceResponse{})
+		w.Write(out)
+	})}
+	go srv.Serve(lis)
+	t.Cleanup(func() { srv.Close() })
+	return lis.Addr().String()
+}
+
+// TestBinaryExportsRequestSpans runs the real `maestro inference` with the
+// exporter settings the README gives a user and expects the spans of one
+// REST request, in the caller's trace and under OTEL_SERVICE_NAME, to reach
+// the console or an OTLP collector by the time the process exits on
+// SIGTERM.
+func TestBinaryExportsRequestSpans(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the maestro binary")
 	}
 	root := inferencetest.ModuleRoot(t)
 	bin := buildMaestro(t, root)
+	tests := []struct {
+		name string
+		env  func(t *testing.T, got *received) []string
+	}{
+		{"console", func(*testing.T, *received) []string {
+			return []string{"OTEL_TRACES_EXPORTER=console"}
+		}},
+		{"otlp-grpc", func(t *testing.T, got *received) []string {
+			return []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+				"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + startOTLPGRPC(t, got)}
+		}},
+		{"otlp-http", func(t *testing.T, got *received) []string {
+			return []string{"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://" + startOTLPHTTP(t, got)}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := &received{}
+			env := append(tc.env(t, got), "OTEL_SERVICE_NAME=binary-test")
+			stdout := runInferenceOnce(t, bin, root, env)
+			if tc.name == "console" {
+				dec := json.NewDecoder(bytes.NewReader(stdout))
+				for dec.More() {
+					var s printedSpan
+					if err := dec.Decode(&s); err != nil {
+						t.Fatalf("stdout after the listening line is not a stream of JSON spans: %v\n%s", err, stdout)
+					}
+					service := ""
+					for _, kv := range s.Resource {
+						if kv.Key == "service.name" {
+							service = fmt.Sprint(kv.Value.Value)
+						}
+					}
+					got.add(s.Name, s.SpanContext.TraceID, service)
+				}
+			}
+			got.mu.Lock()
+			defer got.mu.Unlock()
+			for _, name := range []string{restSpan, "inference.predict"} {
+				if id, ok := got.spans[name]; !ok || id != binTraceHex {
+					t.Errorf("span %q exported in trace %q, want %s; exported spans: %v", name, id, binTraceHex, got.spans)
+				}
+			}
+			if got.service != "binary-test" {
+				t.Errorf("service.name %q, want OTEL_SERVICE_NAME's binary-test", got.service)
+			}
+		})
+	}
+}
 
+// runInferenceOnce starts `maestro inference` with env, makes one traced
+// REST request, stops it with SIGTERM and returns what it printed after
+// its listening line.
+func runInferenceOnce(t *testing.T, bin, root string, env []string) []byte {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "inference", "--models", filepath.Join(root, "examples", "models"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console", "OTEL_SERVICE_NAME=console-test")
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -62,12 +228,14 @@ func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	waited := false
 	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
+		if !waited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 	})
 
-	// The first line says where it listens; the rest of stdout is spans.
 	lines := bufio.NewReader(out)
 	first, err := lines.ReadString('\n')
 	if err != nil {
@@ -83,7 +251,6 @@ func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
 		rest <- b
 	}()
 
-	const traceHex = "4bf92f3577b34da6a3ce929d0e0e4736"
 	body := `{"inputs":[{"name":"features","datatype":"FP32","shape":[1,30],"data":[` +
 		strings.TrimSuffix(strings.Repeat("0,", 30), ",") + `]}]}`
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+m[2]+"/v2/models/fraud/infer", strings.NewReader(body))
@@ -91,7 +258,7 @@ func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("content-type", "application/json")
-	req.Header.Set("traceparent", "00-"+traceHex+"-00f067aa0ba902b7-01")
+	req.Header.Set("traceparent", "00-"+binTraceHex+"-00f067aa0ba902b7-01")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +269,7 @@ func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
 		t.Fatalf("infer: %d %s", resp.StatusCode, answer)
 	}
 
-	// SIGTERM is how a deployment stops it: the exit flushes the batch.
+	// SIGTERM is how a deployment stops it; the exit must flush the batch.
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -112,38 +279,12 @@ func TestConsoleExporterPrintsRequestSpans(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("maestro inference did not exit after SIGTERM; stderr:\n%s", stderr.String())
 	}
+	waited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("maestro inference exited with %v; stderr:\n%s", err, stderr.String())
 	}
-
-	got := map[string]string{} // span name -> trace ID
-	service := ""
-	dec := json.NewDecoder(bytes.NewReader(printed))
-	for dec.More() {
-		var span struct {
-			Name        string
-			SpanContext struct{ TraceID string }
-			Resource    []struct {
-				Key   string
-				Value struct{ Value any }
-			}
-		}
-		if err := dec.Decode(&span); err != nil {
-			t.Fatalf("stdout after the listening line is not a stream of JSON spans: %v\n%s", err, printed)
-		}
-		got[span.Name] = span.SpanContext.TraceID
-		for _, kv := range span.Resource {
-			if kv.Key == "service.name" {
-				service = fmt.Sprint(kv.Value.Value)
-			}
-		}
+	if strings.Contains(stderr.String(), "flush traces") {
+		t.Errorf("flushing traces failed on exit:\n%s", stderr.String())
 	}
-	for _, name := range []string{"POST /v2/models/{model}/infer", "inference.predict"} {
-		if id, ok := got[name]; !ok || id != traceHex {
-			t.Errorf("span %q printed in trace %q, want %s; printed spans: %v", name, id, traceHex, got)
-		}
-	}
-	if service != "console-test" {
-		t.Errorf("service.name %q, want OTEL_SERVICE_NAME's console-test", service)
-	}
+	return printed
 }
