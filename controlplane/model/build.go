@@ -164,7 +164,13 @@ func protocol(p string) Protocol {
 
 // clusters makes one plaintext cluster per service version.
 func (b *builder) clusters() []Cluster {
-	var out []Cluster
+	n := 0
+	for _, s := range b.pm.Services {
+		n += len(s.Spec.Versions)
+	}
+	// Sized up front: growing a slice of 20,000 clusters copies each
+	// several times.
+	out := make([]Cluster, 0, n)
 	for _, s := range b.pm.Services {
 		for _, v := range s.Spec.Versions {
 			out = append(out, b.cluster(s, v))
@@ -197,13 +203,12 @@ func (b *builder) cluster(s *policy.Service, v policy.Version) Cluster {
 // (proxyless gRPC rejects a locality without a weight).
 func localities(eps []policy.Endpoint) []Locality {
 	var out []Locality
-	index := map[[2]string]int{}
 	for _, e := range eps {
-		key := [2]string{e.Region, e.Zone}
-		i, ok := index[key]
-		if !ok {
+		// A linear search: a version has a handful of localities, and a
+		// map per cluster costs 20,000 maps in a large mesh.
+		i := slices.IndexFunc(out, func(l Locality) bool { return l.Region == e.Region && l.Zone == e.Zone })
+		if i < 0 {
 			i = len(out)
-			index[key] = i
 			out = append(out, Locality{Region: e.Region, Zone: e.Zone, Weight: 1})
 		}
 		out[i].Endpoints = append(out[i].Endpoints, Endpoint{Address: e.Address, Port: e.Port, Weight: e.Weight})
@@ -304,12 +309,12 @@ func (b *builder) proxyless() (NodeGroup, bool) {
 }
 
 func (b *builder) apiListeners(c caller) []Listener {
-	var out []Listener
+	out := make([]Listener, 0, len(b.pm.Routes))
 	for _, r := range b.pm.Routes {
 		if !b.allGRPC(r) {
 			continue
 		}
-		routes := b.expand(c, r, false)
+		routes := b.expand(nil, c, r, false)
 		t := r.Spec.Target
 		out = append(out, Listener{Name: t, Kind: ListenerAPI, Protocol: ProtocolGRPC,
 			Routes: RouteConfig{Name: t, VirtualHosts: []VirtualHost{{Name: t, Domains: []string{t}, Routes: routes}}}})
@@ -383,9 +388,10 @@ func (b *builder) allGRPC(r *policy.Route) bool {
 }
 
 func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
-	var out []Route
+	// Most routes expand to a gRPC and a REST form.
+	out := make([]Route, 0, 2*len(names))
 	for _, n := range names {
-		out = append(out, b.expand(c, b.pm.Route(n), envoy)...)
+		out = b.expand(out, c, b.pm.Route(n), envoy)
 	}
 	return out
 }
@@ -436,10 +442,10 @@ func headerMatches(hs []policy.HeaderMatch) []HeaderMatch {
 // expand turns a policy route into IR routes in match order: each rule
 // (more specific) before the route's own split, each in every form. envoy
 // is false for proxyless clients, which get no wasm filters or mirrors.
-func (b *builder) expand(c caller, r *policy.Route, envoy bool) []Route {
+// The routes are appended to out, so a listener's list is built in place.
+func (b *builder) expand(out []Route, c caller, r *policy.Route, envoy bool) []Route {
 	sp := &r.Spec
 	base := b.action(c, sp, envoy)
-	var out []Route
 	for _, f := range b.forms(sp.Match, envoy) {
 		for _, rule := range sp.Rules {
 			a := base
