@@ -3,13 +3,17 @@ package controlplane
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/maestro-ml/maestro/certs"
 	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/certs/mtls"
 	"github.com/maestro-ml/maestro/certs/rotation"
@@ -57,6 +61,18 @@ type Certificates struct {
 	spec    policy.MeshSpec
 	self    spiffe.ID
 	running *setup.Running
+
+	mu sync.Mutex
+	// retired are roots that left the issuer's bundle and when they were
+	// last in it: they stay in the pushed bundle for one certificate
+	// lifetime more, since leaves they signed may still be in use on
+	// nodes that have not received their renewal yet.
+	retired map[string]retiredRoot
+}
+
+type retiredRoot struct {
+	cert     *x509.Certificate
+	lastSeen time.Time
 }
 
 // SetupOptions turns a policy's Mesh settings into certs/setup options:
@@ -145,7 +161,7 @@ func OpenCertificates(spec policy.MeshSpec, cfg CertConfig) (*Certificates, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Certificates{cfg: cfg, spec: spec, self: self, running: running}, nil
+	return &Certificates{cfg: cfg, spec: spec, self: self, running: running, retired: map[string]retiredRoot{}}, nil
 }
 
 // Run issues and renews certificates until ctx ends.
@@ -208,7 +224,7 @@ func (c *Certificates) Loader() Loader {
 			if err != nil {
 				return nil, nil, fmt.Errorf("certificates: %w", err)
 			}
-			secrets = secretsOf(snap, names)
+			secrets = secretsOf(snap, c.bundle(snap.Bundle, time.Now()), names)
 		}
 		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
 		if err != nil {
@@ -256,11 +272,11 @@ func complete(s rotation.Snapshot, ids []spiffe.ID) bool {
 // secretsOf names the snapshot's certificates by SPIFFE ID, and its
 // bundle (every root it trusts, so a root rotation keeps both) by
 // TrustBundleSecret.
-func secretsOf(s rotation.Snapshot, names []string) []model.Secret {
+func secretsOf(s rotation.Snapshot, bundle *certs.Bundle, names []string) []model.Secret {
 	out := make([]model.Secret, 0, len(names))
 	for _, n := range names {
 		if n == model.TrustBundleSecret {
-			out = append(out, model.Secret{Name: n, TrustBundle: s.Bundle.PEM()})
+			out = append(out, model.Secret{Name: n, TrustBundle: bundle.PEM()})
 			continue
 		}
 		id, _ := spiffe.Parse(n) // parsed by the caller
@@ -268,6 +284,30 @@ func secretsOf(s rotation.Snapshot, names []string) []model.Secret {
 		out = append(out, model.Secret{Name: n, Certificate: &model.Certificate{ChainPEM: cert.ChainPEM(), KeyPEM: cert.KeyPEM()}})
 	}
 	return out
+}
+
+// bundle is the issuer's bundle plus the roots that left it less than a
+// certificate lifetime ago (oldest first, as certs.Bundle keeps them).
+func (c *Certificates) bundle(cur *certs.Bundle, now time.Time) *certs.Bundle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	inCur := map[string]bool{}
+	for _, r := range cur.Roots {
+		inCur[string(r.Raw)] = true
+		c.retired[string(r.Raw)] = retiredRoot{cert: r, lastSeen: now}
+	}
+	var old []*x509.Certificate
+	for k, r := range c.retired {
+		switch {
+		case inCur[k]:
+		case now.Sub(r.lastSeen) > c.spec.Certificates.TTL.D() || !now.Before(r.cert.NotAfter):
+			delete(c.retired, k)
+		default:
+			old = append(old, r.cert)
+		}
+	}
+	slices.SortFunc(old, func(a, b *x509.Certificate) int { return a.NotBefore.Compare(b.NotBefore) })
+	return certs.NewBundle(append(old, cur.Roots...)...)
 }
 
 // sameCA reports whether a and b agree on everything the issuer was opened
@@ -283,14 +323,9 @@ func sameCA(a, b policy.MeshSpec) bool {
 // renewed certificates as a new SDS version; a load that changes nothing
 // pushes nothing.
 func (cp *plane) followCerts(ctx context.Context) error {
-	first := true
+	// The first snapshot may be newer than the one the initial load used,
+	// so it is loaded too; an unchanged result pushes nothing.
 	for range cp.cfg.Certs.Manager().Subscribe(ctx) {
-		if first {
-			// The current snapshot at subscription; the initial load
-			// already used it or waits for a later one.
-			first = false
-			continue
-		}
 		cp.refresh(ctx)
 	}
 	return nil

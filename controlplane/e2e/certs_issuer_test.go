@@ -143,3 +143,42 @@ func TestBuiltinCARestartKeepsRoot(t *testing.T) {
 		t.Fatalf("CA state directory: %v", err)
 	}
 }
+
+// TestRootRotationKeepsBothRootsInBundle: during a built-in CA root
+// rotation the pushed bundle holds the old and the new root, so leaves of
+// either verify.
+func TestRootRotationKeepsBothRootsInBundle(t *testing.T) {
+	c, addrs := mtlsPlane(t, strictPolicy(t, "1h"))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
+	names := []string{churnID.String(), model.TrustBundleSecret}
+	req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType, ResourceNames: names}
+	roots := func() int {
+		t.Helper()
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		chains, bundles := secrets(t, resp)
+		verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID)
+		req = &discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		return strings.Count(string(bundles[model.TrustBundleSecret]), "BEGIN CERTIFICATE")
+	}
+	if n := roots(); n != 1 {
+		t.Fatalf("bundle has %d roots before rotation", n)
+	}
+	if err := c.Manager().RotateRoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n := roots()
+		if n == 2 {
+			return
+		}
+	}
+}
