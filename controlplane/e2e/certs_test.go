@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/certs/mtls"
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane"
@@ -60,13 +61,19 @@ func strictPolicy(t testing.TB, ttl string) string {
 // guarded per peer.
 func mtlsPlane(t testing.TB, path string) (*controlplane.Certificates, controlplane.Addrs) {
 	t.Helper()
+	return auditedPlane(t, path, nil)
+}
+
+// auditedPlane is mtlsPlane writing the audit trail to log.
+func auditedPlane(t testing.TB, path string, log *audit.Log) (*controlplane.Certificates, controlplane.Addrs) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pm, err := policy.Load(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := telemetry.NewRegistry()
-	c, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Registerer: reg})
+	c, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Registerer: reg, Audit: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +185,13 @@ func verifyLeaf(t testing.TB, chain, bundle []byte, want spiffe.ID) *x509.Certif
 // gets its certificate and the bundle over ADS, and the leaf verifies with
 // the expected SPIFFE ID; asking for another identity's key is refused.
 func TestMTLSNodeGetsOnlyItsOwnSecret(t *testing.T) {
-	c, addrs := mtlsPlane(t, strictPolicy(t, "1h"))
+	auditPath := filepath.Join(t.TempDir(), "audit.jsonl")
+	f, err := os.Create(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	c, addrs := auditedPlane(t, strictPolicy(t, "1h"), audit.New(f, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 
@@ -228,6 +241,17 @@ func TestMTLSNodeGetsOnlyItsOwnSecret(t *testing.T) {
 				t.Fatalf("got %v, err %v; want PERMISSION_DENIED", resp, err)
 			}
 		})
+	}
+	// The guard records before it answers, so every refusal is on file.
+	trail, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(trail), `"event":"refused"`); n != 3 {
+		t.Errorf("audit trail has %d refusals, want 3:\n%s", n, trail)
+	}
+	if !strings.Contains(string(trail), `"event":"issued"`) {
+		t.Errorf("audit trail has no issuance:\n%s", trail)
 	}
 }
 
