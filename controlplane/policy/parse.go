@@ -33,7 +33,9 @@ type docCache struct {
 }
 
 func (l *Loader) begin() *docCache {
-	return &docCache{prev: l.cache, next: map[[sha256.Size]byte][]decoded{}}
+	// Sized like the last load's: a reload mostly sees the same documents,
+	// and growing the map re-hashes 20,000 keys in a large mesh.
+	return &docCache{prev: l.cache, next: make(map[[sha256.Size]byte][]decoded, len(l.cache))}
 }
 
 func (l *Loader) end(c *docCache) { l.cache = c.next }
