@@ -202,6 +202,9 @@ func TestBinaryExportsRequestSpans(t *testing.T) {
 					t.Errorf("span %q exported in trace %q, want %s; exported spans: %v", name, id, binTraceHex, got.spans)
 				}
 			}
+			for name := range got.spans {
+				documentedNames(t, name)
+			}
 			if got.service != "binary-test" {
 				t.Errorf("service.name %q, want OTEL_SERVICE_NAME's binary-test", got.service)
 			}

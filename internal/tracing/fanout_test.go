@@ -123,6 +123,7 @@ func TestFanoutCalloutsJoinTheCallersTrace(t *testing.T) {
 						t.Errorf("member %s: %q has parent %s, want the caller's remote span %s", m.name, s.Name(), s.Parent().SpanID(), parentHex)
 					}
 				}
+				documented(t, all)
 				predict := tr.one(t, "inference.predict", trace.SpanKindUnspecified)
 				if p := tr.byID(predict.Parent().SpanID()); p == nil || p.SpanKind() != trace.SpanKindServer {
 					t.Errorf("member %s: inference.predict's parent is %v, want the request's server span", m.name, p)

@@ -269,6 +269,8 @@ func TestOneTraceFromProxylessClientToModel(t *testing.T) {
 		t.Errorf("inference.predict version = %q, want 1 (the route's v1)", got)
 	}
 
+	documented(t, all, "client.request")
+
 	// Every queue span sits in its caller's trace under that caller's
 	// model evaluation; every batch links the evaluations it merged.
 	clientTraces := map[trace.TraceID]bool{first.TraceID(): true}
@@ -362,6 +364,7 @@ func TestReloadTracesTranslateAndPush(t *testing.T) {
 	if got := attr(push, "maestro.version"); got != version {
 		t.Errorf("controlplane.push version %q, want %q", got, version)
 	}
+	documented(t, all)
 	if got := attr(push, "maestro.groups_pushed"); got == "" || got == "0" {
 		t.Errorf("controlplane.push pushed %q groups for a changed route, want at least 1", got)
 	}

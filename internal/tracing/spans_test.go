@@ -2,6 +2,8 @@ package tracing
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +12,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
@@ -119,6 +124,43 @@ func hasNames(t *testing.T, s spans, names ...string) {
 	for _, n := range names {
 		if !slices.Contains(got, n) {
 			t.Errorf("no span %q among:\n%s", n, s)
+		}
+	}
+}
+
+// documented fails for every span name in s that docs/tracing.md does not
+// show in backquotes, so the page cannot fall behind the code. skip names
+// the test's own spans.
+func documented(t *testing.T, s spans, skip ...string) {
+	t.Helper()
+	var names []string
+	for _, sp := range s {
+		if !slices.Contains(skip, sp.Name()) && !slices.Contains(names, sp.Name()) {
+			names = append(names, sp.Name())
+		}
+	}
+	documentedNames(t, names...)
+}
+
+const grpcService = "inference.GRPCInferenceService"
+
+// documentedNames fails for every name docs/tracing.md does not show in
+// backquotes.
+func documentedNames(t *testing.T, names ...string) {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(inferencetest.ModuleRoot(t), "docs", "tracing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		// gRPC spans are documented once, as the service's <Method>, for
+		// every method the service has.
+		if m, ok := strings.CutPrefix(n, grpcService+"/"); ok && slices.ContainsFunc(pb.GRPCInferenceService_ServiceDesc.Methods,
+			func(d grpc.MethodDesc) bool { return d.MethodName == m }) {
+			n = grpcService + "/<Method>"
+		}
+		if !strings.Contains(string(doc), "`"+n+"`") {
+			t.Errorf("span %q is not documented in docs/tracing.md", n)
 		}
 	}
 }
