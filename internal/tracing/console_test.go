@@ -22,10 +22,16 @@ import (
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
 )
+
+// spanStart is where the stdout exporter's JSON for a span begins.
+var spanStart = regexp.MustCompile(`\{\s*"Name"\s*:`)
 
 // listening is the line `maestro inference` prints once it serves.
 var listening = regexp.MustCompile(`gRPC on (\S+), HTTP on (\S+),`)
@@ -290,4 +296,112 @@ func runInferenceOnce(t *testing.T, bin, root string, env []string) []byte {
 		t.Errorf("flushing traces failed on exit:\n%s", stderr.String())
 	}
 	return printed
+}
+
+// TestUpExportsMeshSpans runs the real `maestro up` with the console
+// exporter: its control plane's translation and push and its inference
+// servers' request spans are printed, under maestro-up's service name,
+// by the time it exits on SIGTERM.
+func TestUpExportsMeshSpans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the maestro binary")
+	}
+	root := inferencetest.ModuleRoot(t)
+	bin := buildMaestro(t, root)
+	dir := t.TempDir()
+	port := freePort(t)
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, fmt.Appendf(nil, meshPolicy, port, 5000, filepath.Join(dir, "ca")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "up", "--dir", dir, "-f", policy, "--models", filepath.Join(root, "examples", "models"),
+		"--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	lines := bufio.NewReader(out)
+	for {
+		line, err := lines.ReadString('\n')
+		if err != nil {
+			t.Fatalf("maestro up stopped before saying it is up: %v; stderr:\n%s", err, stderr.String())
+		}
+		if strings.Contains(line, "Ctrl-C stops everything") {
+			break
+		}
+	}
+	rest := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(lines)
+		rest <- b
+	}()
+
+	conn, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rctx := metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+binTraceHex+"-00f067aa0ba902b7-01")
+	if _, err := pb.NewGRPCInferenceServiceClient(conn).ModelInfer(rctx, fraudRequest(1)); err != nil {
+		t.Fatalf("call the mesh's fraud server: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var printed []byte
+	select {
+	case printed = <-rest:
+	case <-ctx.Done():
+		t.Fatalf("maestro up did not exit after SIGTERM; stderr:\n%s", stderr.String())
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("maestro up exited with %v; stderr:\n%s", err, stderr.String())
+	}
+
+	// The live request counts share stdout with the spans: decode each
+	// JSON object that starts a span.
+	got := &received{}
+	for _, loc := range spanStart.FindAllIndex(printed, -1) {
+		var s printedSpan
+		if err := json.NewDecoder(bytes.NewReader(printed[loc[0]:])).Decode(&s); err != nil {
+			t.Fatalf("span at byte %d does not decode: %v", loc[0], err)
+		}
+		service := ""
+		for _, kv := range s.Resource {
+			if kv.Key == "service.name" {
+				service = fmt.Sprint(kv.Value.Value)
+			}
+		}
+		got.add(s.Name, s.SpanContext.TraceID, service)
+	}
+	for _, name := range []string{"controlplane.translate", "controlplane.push"} {
+		if _, ok := got.spans[name]; !ok {
+			t.Errorf("no %q span printed; printed: %v", name, got.spans)
+		}
+	}
+	for _, name := range []string{rpcName, "inference.predict"} {
+		if id := got.spans[name]; id != binTraceHex {
+			t.Errorf("span %q printed in trace %q, want the caller's %s; printed: %v", name, id, binTraceHex, got.spans)
+		}
+	}
+	if got.service != "maestro-up" {
+		t.Errorf("service.name %q, want maestro-up", got.service)
+	}
 }
