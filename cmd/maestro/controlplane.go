@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -59,7 +60,10 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer func() {
-		if err := tracing.Shutdown(context.WithoutCancel(ctx)); err != nil {
+		// Bounded, so an unreachable collector cannot hold the exit.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
 			log.Warn("flush traces", "error", err)
 		}
 	}()
