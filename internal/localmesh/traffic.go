@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -17,6 +18,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
 // demoTraffic sends cfg.Rate requests a second to every route a proxyless
@@ -38,7 +40,7 @@ func demoTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, bootstrap [
 		if err != nil {
 			return fmt.Errorf("demo traffic for route %s: %w", r.Metadata.Name, err)
 		}
-		conn, err := dialXDS(sp.Target, bootstrap)
+		conn, err := dialXDS(sp.Target, bootstrap, cfg.Tracing)
 		if err != nil {
 			return fmt.Errorf("demo traffic for route %s: dial xds:///%s: %w", r.Metadata.Name, sp.Target, err)
 		}
@@ -135,10 +137,17 @@ func demoRequest(models, model string) (*pb.ModelInferRequest, error) {
 // the environment when the process starts, too early for a bootstrap that
 // names a port chosen at run time; a per-connection resolver is the only
 // way grpc-go offers, under a name that marks it as meant for tests.
-func dialXDS(target string, bootstrap []byte) (*grpc.ClientConn, error) {
+// With tracing, each demo call is the root of a trace that reaches the
+// server the xDS routing picked.
+func dialXDS(target string, bootstrap []byte, tracing *telemetry.Tracing) (*grpc.ClientConn, error) {
 	r, err := xds.NewXDSResolverWithConfigForTesting(bootstrap)
 	if err != nil {
 		return nil, err
 	}
-	return grpc.NewClient("xds:///"+target, grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithResolvers(r), grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if tracing != nil {
+		opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(tracing.Provider), otelgrpc.WithPropagators(tracing.Propagator))))
+	}
+	return grpc.NewClient("xds:///"+target, opts...)
 }

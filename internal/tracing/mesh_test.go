@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -87,9 +89,17 @@ func freePort(t *testing.T) int {
 }
 
 // startTracedMesh runs `maestro up`'s mesh with tracing into memory.
-func startTracedMesh(t *testing.T) *tracedMesh {
+// With demo set, the mesh sends its own demo traffic and demo signals each
+// ended client span.
+func startTracedMesh(t *testing.T, demo chan struct{}) *tracedMesh {
 	t.Helper()
-	m := &tracedMesh{recorded: newRecorded(t), reloads: make(chan reload, 16)}
+	var rec recorded
+	if demo != nil {
+		rec = newRecorded(t, endedNotifier{kind: trace.SpanKindClient, ended: demo})
+	} else {
+		rec = newRecorded(t)
+	}
+	m := &tracedMesh{recorded: rec, reloads: make(chan reload, 16)}
 	m.clientTP = m.tracing.Provider
 	dir := t.TempDir()
 	port := freePort(t)
@@ -107,6 +117,7 @@ func startTracedMesh(t *testing.T) *tracedMesh {
 	go func() {
 		done <- localmesh.Run(ctx, localmesh.Config{Dir: dir, Policy: path, Models: models,
 			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Tracing: m.tracing,
+			DemoTraffic: demo != nil, Rate: 50,
 			OnReady: func(s localmesh.Started) { ready <- s },
 			OnReload: func(version string, err error) {
 				select {
@@ -214,7 +225,7 @@ func TestOneTraceFromProxylessClientToModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh")
 	}
-	m := startTracedMesh(t)
+	m := startTracedMesh(t, nil)
 	c := m.client(t)
 	ctx, cancel := context.WithTimeout(t.Context(), meshDeadline)
 	defer cancel()
@@ -320,7 +331,7 @@ func TestReloadTracesTranslateAndPush(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh")
 	}
-	m := startTracedMesh(t)
+	m := startTracedMesh(t, nil)
 	initial := spans(m.rec.Ended()).named("controlplane.translate", trace.SpanKindUnspecified)
 	if len(initial) == 0 {
 		t.Fatalf("the first load traced no controlplane.translate among:\n%s", spans(m.rec.Ended()))
@@ -368,4 +379,37 @@ func TestReloadTracesTranslateAndPush(t *testing.T) {
 	if got := attr(push, "maestro.groups_pushed"); got == "" || got == "0" {
 		t.Errorf("controlplane.push pushed %q groups for a changed route, want at least 1", got)
 	}
+}
+
+// TestDemoTrafficIsTraced: `maestro up --demo-traffic` calls through its
+// proxyless clients start traces that reach the server the routing chose.
+func TestDemoTrafficIsTraced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a mesh")
+	}
+	demo := make(chan struct{}, 1)
+	m := startTracedMesh(t, demo)
+	select {
+	case <-demo:
+	case <-time.After(meshDeadline):
+		t.Fatal("no demo call traced within 30s")
+	}
+	m.stop()
+	all := spans(m.rec.Ended())
+	// A call cut short by the shutdown has no server side; the first
+	// answered one must.
+	var c sdktrace.ReadOnlySpan
+	for _, s := range all.named(rpcName, trace.SpanKindClient) {
+		if s.Status().Code != codes.Error {
+			c = s
+			break
+		}
+	}
+	if c == nil {
+		t.Fatalf("no answered demo call among:\n%s", all)
+	}
+	if c.Parent().IsValid() {
+		t.Errorf("a demo call's client span has parent %s, want the root of its trace", c.Parent().SpanID())
+	}
+	childOf(t, all.inTrace(c.SpanContext().TraceID()).one(t, rpcName, trace.SpanKindServer), c)
 }

@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,10 +26,14 @@ type recorded struct {
 	tracing *telemetry.Tracing
 }
 
-func newRecorded(t *testing.T) recorded {
+func newRecorded(t *testing.T, more ...sdktrace.SpanProcessor) recorded {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(rec)}
+	for _, p := range more {
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	return recorded{rec: rec, tracing: &telemetry.Tracing{Provider: tp, Propagator: prop, Shutdown: tp.Shutdown}}
@@ -164,3 +169,22 @@ func documentedNames(t *testing.T, names ...string) {
 		}
 	}
 }
+
+// endedNotifier signals ended when a span of kind ends, without blocking
+// the span's goroutine.
+type endedNotifier struct {
+	kind  trace.SpanKind
+	ended chan struct{}
+}
+
+func (n endedNotifier) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (n endedNotifier) OnEnd(s sdktrace.ReadOnlySpan) {
+	if s.SpanKind() == n.kind {
+		select {
+		case n.ended <- struct{}{}:
+		default:
+		}
+	}
+}
+func (n endedNotifier) Shutdown(context.Context) error   { return nil }
+func (n endedNotifier) ForceFlush(context.Context) error { return nil }
