@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,11 +68,11 @@ type printedSpan struct {
 	}
 }
 
-// received is what an exporter delivered: span name -> trace ID, and the
-// service.name of the resource.
+// received is what an exporter delivered: span name -> the trace IDs of
+// the spans of that name, and the service.name of the resource.
 type received struct {
 	mu      sync.Mutex
-	spans   map[string]string
+	spans   map[string][]string
 	service string
 }
 
@@ -79,9 +80,9 @@ func (r *received) add(name, traceID, service string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.spans == nil {
-		r.spans = map[string]string{}
+		r.spans = map[string][]string{}
 	}
-	r.spans[name] = traceID
+	r.spans[name] = append(r.spans[name], traceID)
 	if service != "" {
 		r.service = service
 	}
@@ -204,8 +205,8 @@ func TestBinaryExportsRequestSpans(t *testing.T) {
 			got.mu.Lock()
 			defer got.mu.Unlock()
 			for _, name := range []string{restSpan, "inference.predict"} {
-				if id, ok := got.spans[name]; !ok || id != binTraceHex {
-					t.Errorf("span %q exported in trace %q, want %s; exported spans: %v", name, id, binTraceHex, got.spans)
+				if ids := got.spans[name]; !slices.Contains(ids, binTraceHex) {
+					t.Errorf("span %q exported in traces %q, want %s; exported spans: %v", name, ids, binTraceHex, got.spans)
 				}
 			}
 			for name := range got.spans {
@@ -397,11 +398,105 @@ func TestUpExportsMeshSpans(t *testing.T) {
 		}
 	}
 	for _, name := range []string{rpcName, "inference.predict"} {
-		if id := got.spans[name]; id != binTraceHex {
-			t.Errorf("span %q printed in trace %q, want the caller's %s; printed: %v", name, id, binTraceHex, got.spans)
+		if ids := got.spans[name]; !slices.Contains(ids, binTraceHex) {
+			t.Errorf("span %q printed in traces %q, want the caller's %s; printed: %v", name, ids, binTraceHex, got.spans)
 		}
 	}
 	if got.service != "maestro-up" {
 		t.Errorf("service.name %q, want maestro-up", got.service)
+	}
+}
+
+// TestControlplaneExportsReloadSpans runs the real `maestro controlplane`
+// with the console exporter: the first load's translation and push are
+// printed under its service name by the time it exits on SIGTERM.
+func TestControlplaneExportsReloadSpans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the maestro binary")
+	}
+	root := inferencetest.ModuleRoot(t)
+	bin := buildMaestro(t, root)
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, fmt.Appendf(nil, meshPolicy, freePort(t), 5000, filepath.Join(dir, "ca")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "controlplane", "-f", policy, "--insecure",
+		"--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	// The log says when the first load was applied; the rest of stderr is
+	// drained so the process never blocks on it.
+	logs := bufio.NewReader(errPipe)
+	var logged strings.Builder
+	for {
+		line, err := logs.ReadString('\n')
+		logged.WriteString(line)
+		if err != nil {
+			t.Fatalf("maestro controlplane stopped before applying the policy: %v; stderr:\n%s", err, logged.String())
+		}
+		if strings.Contains(line, "policy applied") {
+			break
+		}
+	}
+	drained := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(&logged, logs)
+		close(drained)
+	}()
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		t.Fatal("maestro controlplane did not exit after SIGTERM")
+	}
+	waited = true
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("maestro controlplane exited with %v; stderr:\n%s", err, logged.String())
+	}
+	got := &received{}
+	dec := json.NewDecoder(&stdout)
+	for dec.More() {
+		var s printedSpan
+		if err := dec.Decode(&s); err != nil {
+			t.Fatalf("stdout is not a stream of JSON spans: %v", err)
+		}
+		service := ""
+		for _, kv := range s.Resource {
+			if kv.Key == "service.name" {
+				service = fmt.Sprint(kv.Value.Value)
+			}
+		}
+		got.add(s.Name, s.SpanContext.TraceID, service)
+	}
+	joined := false
+	for _, id := range got.spans["controlplane.push"] {
+		joined = joined || slices.Contains(got.spans["controlplane.translate"], id)
+	}
+	if !joined {
+		t.Errorf("want a controlplane.push in the trace of a controlplane.translate; printed: %v", got.spans)
+	}
+	if got.service != "maestro-controlplane" {
+		t.Errorf("service.name %q, want maestro-controlplane", got.service)
 	}
 }
