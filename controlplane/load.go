@@ -40,8 +40,9 @@ var ErrVaultNotWired = errors.New("the vault issuer is not yet supported by the 
 // lifetime, so reloading an unchanged policy changes nothing.
 func PolicyLoader(mode CAMode) Loader {
 	s := &secretStore{mode: mode, issued: map[string]*certs.Certificate{}, now: time.Now}
+	pl := &policy.Loader{} // re-parses only changed documents on a reload
 	return func(ctx context.Context, paths []string) (*model.Mesh, []string, error) {
-		pm, err := policy.Load(ctx, paths...)
+		pm, err := pl.Load(ctx, paths...)
 		if err != nil {
 			return nil, nil, err
 		}
