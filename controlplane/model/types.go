@@ -17,7 +17,10 @@
 // contents so that an unchanged mesh causes no push.
 package model
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Mesh is the whole resolved mesh: the node groups and the shared objects
 // (clusters, secrets, wasm filter code) their listeners refer to.
@@ -442,8 +445,9 @@ type Cluster struct {
 	Limits *CircuitBreaker `json:"limits,omitempty"`
 	// Outlier, when set, ejects misbehaving endpoints.
 	Outlier *OutlierDetection `json:"outlier,omitempty"`
-	// Localities are the endpoints (the EDS resource named Name), sorted by
-	// Region, Zone, SubZone.
+	// Localities are the endpoints (the EDS resource named Name, or the
+	// cluster's inline load assignment when any address is a host name),
+	// sorted by Region, Zone, SubZone.
 	Localities []Locality `json:"localities,omitempty"`
 }
 
@@ -498,6 +502,39 @@ type Endpoint struct {
 	Port    uint32 `json:"port"`
 	// Weight is the load-balancing weight within the locality; 0 means 1.
 	Weight uint32 `json:"weight,omitempty"`
+}
+
+// IsHostName reports whether Address is a host name rather than an IP
+// literal: Envoy rejects host names in EDS, so a cluster with one is
+// resolved by the client itself (a DNS cluster) instead. An empty address
+// is neither, and is left to the EDS resource's validation to report.
+func (e Endpoint) IsHostName() bool {
+	if e.Address == "" {
+		return false
+	}
+	_, err := netip.ParseAddr(e.Address)
+	return err != nil
+}
+
+// HasHostNames reports whether any endpoint of c is a host name.
+func (c *Cluster) HasHostNames() bool {
+	for i := range c.Localities {
+		for _, e := range c.Localities[i].Endpoints {
+			if e.IsHostName() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// EndpointCount is the number of endpoints of c over all localities.
+func (c *Cluster) EndpointCount() int {
+	n := 0
+	for i := range c.Localities {
+		n += len(c.Localities[i].Endpoints)
+	}
+	return n
 }
 
 // Secret is TLS material delivered over SDS. Exactly one of Certificate

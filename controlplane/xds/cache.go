@@ -152,7 +152,8 @@ func (c *Cache) version(t resource.Type, name string, res types.Resource) (strin
 }
 
 // cluster returns the CDS and EDS resources of c with their versions,
-// rebuilding only the part whose model changed.
+// rebuilding only the part whose model changed. A DNS cluster has no EDS
+// resource: endpoints is nil.
 func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error) {
 	var e *builtCluster
 	if c != nil {
@@ -163,7 +164,9 @@ func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error
 		return e, nil
 	}
 	out := &builtCluster{ir: mc}
-	if e != nil && e.ir.EqualSettings(mc) {
+	// A DNS cluster carries its endpoints, so only an EDS cluster survives
+	// an endpoint change.
+	if e != nil && e.ir.EqualSettings(mc) && IsEDS(mc) && IsEDS(e.ir) {
 		out.cluster, out.clusterV = e.cluster, e.clusterV
 	} else {
 		parts := &clusterParts{}
@@ -179,12 +182,14 @@ func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error
 		}
 		out.cluster = cl
 	}
-	eds := Endpoints(mc)
-	v, err := c.version(resource.EndpointType, mc.Name, eds)
-	if err != nil {
-		return nil, err
+	if IsEDS(mc) {
+		eds := Endpoints(mc)
+		v, err := c.version(resource.EndpointType, mc.Name, eds)
+		if err != nil {
+			return nil, err
+		}
+		out.endpoints, out.edsV = eds, v
 	}
-	out.endpoints, out.edsV = eds, v
 	if c != nil {
 		out.used = c.gen
 		c.clusters[flavour(proxyless)][mc.Name] = out

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -20,8 +22,37 @@ const (
 	httpProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
-// Cluster creates an EDS cluster from c: HTTP/2 for gRPC, with its health
-// check, limits, outlier detection and TLS. For proxyless gRPC clients the
+// ErrProxylessHostNames is returned for a cluster that proxyless gRPC
+// clients use and that has a host-name endpoint among several endpoints:
+// gRPC-Go resolves host names only in LOGICAL_DNS clusters, which take
+// exactly one endpoint (it does not implement STRICT_DNS).
+var ErrProxylessHostNames = errors.New("proxyless gRPC accepts a host-name endpoint only as its cluster's single endpoint (LOGICAL_DNS)")
+
+// discovery returns how clients find c's endpoints. IP-only clusters use
+// EDS (endpoints can change without touching the cluster). Envoy rejects
+// host names in EDS, so a cluster with one is STRICT_DNS for Envoy (every
+// address resolved, all endpoints kept with their weights) and
+// LOGICAL_DNS for proxyless gRPC, the only DNS kind gRPC-Go supports.
+func discovery(c *model.Cluster, proxyless bool) (clusterv3.Cluster_DiscoveryType, error) {
+	switch {
+	case !c.HasHostNames():
+		return clusterv3.Cluster_EDS, nil
+	case !proxyless:
+		return clusterv3.Cluster_STRICT_DNS, nil
+	case c.EndpointCount() != 1:
+		return 0, fmt.Errorf("%d endpoints: %w", c.EndpointCount(), ErrProxylessHostNames)
+	}
+	return clusterv3.Cluster_LOGICAL_DNS, nil
+}
+
+// IsEDS reports whether c is built as an EDS cluster (with an endpoint
+// resource of the same name) rather than a DNS cluster with its endpoints
+// inline.
+func IsEDS(c *model.Cluster) bool { return !c.HasHostNames() }
+
+// Cluster creates a cluster from c: EDS, or a DNS cluster with its
+// endpoints inline when any address is a host name (see discovery); HTTP/2
+// for gRPC, with its health check, limits, outlier detection and TLS. For proxyless gRPC clients the
 // TLS context names gRPC certificate providers instead of SDS secrets, and
 // active health checks (which gRPC ignores) are left out.
 func Cluster(c *model.Cluster, proxyless bool) (*clusterv3.Cluster, error) {
@@ -42,19 +73,28 @@ func (p *clusterParts) cluster(c *model.Cluster, proxyless bool) (*clusterv3.Clu
 	if p.ads == nil {
 		p.ads = adsSource()
 	}
+	kind, err := discovery(c, proxyless)
+	if err != nil {
+		return nil, err
+	}
 	opts, err := p.protocolOptions(c.Protocol)
 	if err != nil {
 		return nil, err
 	}
 	out := &clusterv3.Cluster{
 		Name:                          c.Name,
-		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: p.ads},
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: kind},
 		ConnectTimeout:                durationpb.New(connectTimeout(c.ConnectTimeout)),
 		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
 		CircuitBreakers:               circuitBreakers(c.Limits),
 		OutlierDetection:              outlierDetection(c.Outlier),
 		TypedExtensionProtocolOptions: opts,
+	}
+	if kind == clusterv3.Cluster_EDS {
+		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: p.ads}
+	} else {
+		out.LoadAssignment = Endpoints(c)
+		out.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 	}
 	if c.HealthCheck != nil && !proxyless {
 		out.HealthChecks = []*corev3.HealthCheck{healthCheck(c.HealthCheck, c.Protocol)}

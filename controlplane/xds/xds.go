@@ -173,7 +173,9 @@ func (b *groupBuilder) build() error {
 			continue
 		}
 		cds, cdsV = append(cds, built.cluster), append(cdsV, built.clusterV)
-		eds, edsV = append(eds, built.endpoints), append(edsV, built.edsV)
+		if built.endpoints != nil {
+			eds, edsV = append(eds, built.endpoints), append(edsV, built.edsV)
+		}
 	}
 	b.out.Items[resource.ClusterType], b.out.Versions[resource.ClusterType] = cds, cdsV
 	b.out.Items[resource.EndpointType], b.out.Versions[resource.EndpointType] = eds, edsV
