@@ -11,62 +11,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
-// freePorts reserves n loopback ports and releases them for the servers the
-// test starts; the window in which another process could take one is tiny.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-const testPolicy = `apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata: {name: test}
-spec:
-  ca:
-    issuer: builtin
-    builtin: {stateDir: %[4]s}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud}
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      labels: {model: fraud, modelVersion: "1"}
-      endpoints: [{address: 127.0.0.1, port: %[1]d}]
-    - name: v2
-      labels: {model: fraud, modelVersion: "2"}
-      endpoints: [{address: 127.0.0.1, port: %[2]d}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud}
-spec:
-  service: fraud
-  match: {model: fraud}
-  split:
-    - {version: v1, weight: %[3]d}
-    - {version: v2, weight: %[5]d}
----
-# A second proxyless target in the same node group: each client asks only
-# for the listener it dials.
-apiVersion: maestro.dev/v1alpha1
+// churn is a second proxyless target in the same node group: each client
+// asks only for the listener it dials.
+const churn = `apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata: {name: churn}
 spec:
@@ -74,7 +25,7 @@ spec:
   versions:
     - name: v1
       labels: {model: churn}
-      endpoints: [{address: 127.0.0.1, port: %[6]d}]
+      endpoints: [{address: 127.0.0.1, port: %d}]
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
@@ -86,15 +37,8 @@ spec:
 
 func writePolicy(t *testing.T, path string, ports []int, v1 int, caDir string) {
 	t.Helper()
-	data := fmt.Sprintf(testPolicy, ports[0], ports[1], v1, caDir, 100-v1, ports[2])
-	// Write and rename so the watcher never reads half a file.
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	meshtest.Fraud{Name: "test", CADir: caDir, V1Port: ports[0], V2Port: ports[1], V1Weight: v1,
+		Extra: fmt.Sprintf(churn, ports[2])}.Write(t, path)
 }
 
 // syncBuffer is an io.Writer safe for the concurrent prints of Run.
@@ -139,7 +83,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 		t.Skip("starts a whole mesh")
 	}
 	dir := t.TempDir()
-	ports := freePorts(t, 3)
+	ports := meshtest.FreePorts(t, 3)
 	policyPath := filepath.Join(dir, "policy.yaml")
 	caDir := filepath.Join(dir, "ca")
 	writePolicy(t, policyPath, ports, 90, caDir)
@@ -210,7 +154,7 @@ func TestUpReportsABusyPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	ports := append([]int{busy.Addr().(*net.TCPAddr).Port}, freePorts(t, 2)...)
+	ports := append([]int{busy.Addr().(*net.TCPAddr).Port}, meshtest.FreePorts(t, 2)...)
 	policyPath := filepath.Join(dir, "policy.yaml")
 	writePolicy(t, policyPath, ports, 90, filepath.Join(dir, "ca"))
 	err = Run(context.Background(), Config{Dir: dir, Policy: policyPath, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})

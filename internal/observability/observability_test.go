@@ -26,64 +26,17 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/internal/localmesh"
+	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/internal/promtest"
 )
-
-const policy = `apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata: {name: obs}
-spec:
-  ca:
-    issuer: builtin
-    builtin: {stateDir: %[3]s}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud}
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      labels: {model: fraud, modelVersion: "1"}
-      endpoints: [{address: 127.0.0.1, port: %[1]d}]
-    - name: v2
-      labels: {model: fraud, modelVersion: "2"}
-      endpoints: [{address: 127.0.0.1, port: %[2]d}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud}
-spec:
-  service: fraud
-  match: {model: fraud}
-  split:
-    - {version: v1, weight: 50}
-    - {version: v2, weight: 50}
-`
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
 
 // startMesh runs the mesh of policy and returns where it listens.
 func startMesh(t *testing.T) localmesh.Started {
 	t.Helper()
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
+	ports := meshtest.FreePorts(t, 2)
 	path := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, policy, ports[0], ports[1], filepath.Join(dir, "ca")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	meshtest.Fraud{Name: "obs", CADir: filepath.Join(dir, "ca"), V1Port: ports[0], V2Port: ports[1], V1Weight: 50}.Write(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan localmesh.Started, 1)
 	done := make(chan error, 1)

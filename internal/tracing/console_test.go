@@ -29,6 +29,7 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
 // spanStart is where the stdout exporter's JSON for a span begins.
@@ -310,11 +311,9 @@ func TestUpExportsMeshSpans(t *testing.T) {
 	root := inferencetest.ModuleRoot(t)
 	bin := buildMaestro(t, root)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := meshtest.FreePorts(t, 1)[0]
 	policy := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policy, fmt.Appendf(nil, meshPolicy, port, 5000, filepath.Join(dir, "ca")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tracedPolicy(dir, port, 5*time.Second).Write(t, policy)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "up", "--dir", dir, "-f", policy, "--models", filepath.Join(root, "examples", "models"),
@@ -418,9 +417,7 @@ func TestControlplaneExportsReloadSpans(t *testing.T) {
 	bin := buildMaestro(t, root)
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policy, fmt.Appendf(nil, meshPolicy, freePort(t), 5000, filepath.Join(dir, "ca")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	tracedPolicy(dir, meshtest.FreePorts(t, 1)[0], 5*time.Second).Write(t, policy)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "controlplane", "-f", policy, "--insecure",

@@ -3,8 +3,6 @@ package tracing
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,39 +22,14 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/internal/localmesh"
+	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
-// meshPolicy routes model fraud to one local inference server; %[2]d is
-// the weight of v1 against v2 (both on that server's port), changed to
-// cause a reload.
-const meshPolicy = `apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata: {name: traced}
-spec:
-  ca:
-    issuer: builtin
-    builtin: {stateDir: %[3]s}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud}
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      labels: {model: fraud, modelVersion: "1"}
-      endpoints: [{address: 127.0.0.1, port: %[1]d}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud}
-spec:
-  service: fraud
-  match: {model: fraud}
-  timeout: %[2]dms
-  split:
-    - {version: v1, weight: 100}
-`
+// tracedPolicy routes model fraud to one local inference server on port;
+// the route's timeout is changed to cause a reload.
+func tracedPolicy(dir string, port int, timeout time.Duration) meshtest.Fraud {
+	return meshtest.Fraud{Name: "traced", CADir: filepath.Join(dir, "ca"), V1Port: port, Timeout: timeout}
+}
 
 const (
 	rpcName      = "inference.GRPCInferenceService/ModelInfer"
@@ -78,16 +51,6 @@ type tracedMesh struct {
 	clientTP trace.TracerProvider
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startTracedMesh runs `maestro up`'s mesh with tracing into memory.
 // With demo set, the mesh sends its own demo traffic and demo signals each
 // ended client span.
@@ -102,12 +65,10 @@ func startTracedMesh(t *testing.T, demo chan struct{}) *tracedMesh {
 	m := &tracedMesh{recorded: rec, reloads: make(chan reload, 16)}
 	m.clientTP = m.tracing.Provider
 	dir := t.TempDir()
-	port := freePort(t)
+	port := meshtest.FreePorts(t, 1)[0]
 	path := filepath.Join(dir, "policy.yaml")
 	m.policy = func(timeoutMs int) {
-		if err := os.WriteFile(path, fmt.Appendf(nil, meshPolicy, port, timeoutMs, filepath.Join(dir, "ca")), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		tracedPolicy(dir, port, time.Duration(timeoutMs)*time.Millisecond).Write(t, path)
 	}
 	m.policy(5000)
 	models := slowBatchingModels(t, filepath.Join(dir, "models"))
