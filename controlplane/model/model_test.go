@@ -94,6 +94,10 @@ func TestValidateErrors(t *testing.T) {
 			},
 			want: []string{`route "serve": a gRPC server serves requests itself; its routes name no clusters`},
 		},
+		"proxyless route to several endpoints with a host name": {
+			edit: func(m *model.Mesh) { m.Cluster("fraud.v1").Localities[0].Endpoints[1].Address = "fraud-b.ml.svc" },
+			want: []string{`group "proxyless" listener "fraud" virtual host "fraud" route "fraud": cluster "fraud.v1" has a host-name endpoint among 2 endpoints; proxyless gRPC accepts a host name only as a cluster's single endpoint (LOGICAL_DNS)`},
+		},
 		"tracing cluster": {
 			edit: func(m *model.Mesh) { m.Tracing.Cluster = "none" },
 			want: []string{`tracing: unknown cluster "none"`},
@@ -179,5 +183,38 @@ func TestNormalizeKeepsRouteOrder(t *testing.T) {
 	}
 	if got, want := strings.Join(names, ","), "fraud,fraud-rest,churn,recs"; got != want {
 		t.Errorf("route order after Normalize = %s, want %s", got, want)
+	}
+}
+
+// TestHostNamesValid holds the host-name endpoints the model accepts:
+// anything Envoy alone routes to, and a single one for proxyless gRPC.
+func TestHostNamesValid(t *testing.T) {
+	tests := map[string]func(m *model.Mesh){
+		"envoy-only cluster with several": func(m *model.Mesh) {
+			c := m.Cluster("fraud.v3")
+			c.Localities[0].Endpoints = []model.Endpoint{{Address: "a.ml.svc", Port: 1}, {Address: "10.0.0.1", Port: 2}}
+		},
+		"proxyless cluster with one": func(m *model.Mesh) { m.Cluster("fraud.v2").Localities[0].Endpoints[0].Address = "localhost" },
+	}
+	for name, edit := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := modeltest.Sample(9000)
+			edit(m)
+			if err := m.Validate(); err != nil {
+				t.Fatalf("Validate() = %v", err)
+			}
+		})
+	}
+}
+
+func TestIsHostName(t *testing.T) {
+	tests := map[string]bool{
+		"10.0.0.1": false, "::1": false, "fe80::1%eth0": false, "": false,
+		"localhost": true, "fraud-v1.ml.svc.cluster.local": true, "10.0.0.1.nip.io": true,
+	}
+	for addr, want := range tests {
+		if got := (model.Endpoint{Address: addr}).IsHostName(); got != want {
+			t.Errorf("IsHostName(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

@@ -25,7 +25,14 @@ func (m *Mesh) Validate() error {
 	}
 	v := &validator{m: m, clusters: make(map[string]struct{}, len(m.Clusters))}
 	for i := range m.Clusters {
-		v.clusters[m.Clusters[i].Name] = struct{}{}
+		c := &m.Clusters[i]
+		v.clusters[c.Name] = struct{}{}
+		if n := c.EndpointCount(); n > 1 && c.HasHostNames() {
+			if v.manyDNS == nil {
+				v.manyDNS = map[string]int{}
+			}
+			v.manyDNS[c.Name] = n
+		}
 	}
 	v.names(sub(nil, "group", ""), len(m.Groups), func(i int) string { return m.Groups[i].Name })
 	v.names(sub(nil, "cluster", ""), len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
@@ -92,7 +99,10 @@ type validator struct {
 	// clusters indexes m.Clusters by name: a map beats binary search on
 	// the tens of thousands of references in a large mesh.
 	clusters map[string]struct{}
-	errs     []error
+	// manyDNS holds the endpoint count of every cluster with a host name
+	// and other endpoints: proxyless gRPC cannot use those.
+	manyDNS map[string]int
+	errs    []error
 }
 
 func (v *validator) addf(format string, args ...any) {
@@ -230,6 +240,31 @@ func (v *validator) listener(where *place, l *Listener) {
 			}
 			seen.add(r.Name)
 			v.route(rw, &r, l.Kind == ListenerGRPCServer)
+			if l.Kind == ListenerAPI && v.manyDNS != nil {
+				v.logicalDNS(rw, &r.Action)
+			}
+		}
+	}
+}
+
+// logicalDNS reports the clusters of a proxyless gRPC client's route that
+// gRPC-Go cannot resolve: it takes host names only in a LOGICAL_DNS
+// cluster, which has exactly one endpoint.
+func (v *validator) logicalDNS(where *place, a *RouteAction) {
+	check := func(name string) {
+		if n, ok := v.manyDNS[name]; ok {
+			v.addf("%s: cluster %q has a host-name endpoint among %d endpoints; proxyless gRPC accepts a host name only as a cluster's single endpoint (LOGICAL_DNS)", where, name, n)
+		}
+	}
+	for _, w := range a.Clusters {
+		check(w.Name)
+	}
+	for _, m := range a.Mirrors {
+		check(m.Cluster)
+	}
+	if a.Fanout != nil {
+		for _, m := range a.Fanout.Members {
+			check(m.Cluster)
 		}
 	}
 }
