@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -211,6 +212,12 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 			if j < len(after) && cache.GetResourceName(after[j]) == name {
 				continue
 			}
+			// A cluster that became a DNS cluster keeps its name but
+			// needs no EDS resource any more: keeping the old one would
+			// leave an endpoint resource no EDS cluster names.
+			if typ == resource.EndpointType && hasName(res.Items[resource.ClusterType], name) {
+				continue
+			}
 			out.items[typ] = append(out.items[typ], r)
 			out.versions[typ] = append(out.versions[typ], prevRes.Versions[typ][i])
 		}
@@ -219,6 +226,14 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 		return retired{}
 	}
 	return out
+}
+
+// hasName reports whether items, sorted by name, holds one named name.
+func hasName(items []types.Resource, name string) bool {
+	_, ok := slices.BinarySearchFunc(items, name, func(r types.Resource, n string) int {
+		return strings.Compare(cache.GetResourceName(r), n)
+	})
+	return ok
 }
 
 // snapshot assembles and checks one group's snapshot. Each resource type
