@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
 	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 )
 
 // runBootstrap prints the bootstrap a node needs to reach the control
@@ -19,7 +21,9 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(stderr, "       maestro bootstrap --grpc --node ID [--service S] [flags]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Prints an Envoy bootstrap (node, ADS cluster, admin, stats) for `envoy -c`, or with --grpc")
-		fmt.Fprintln(stderr, "a gRPC xDS bootstrap for GRPC_XDS_BOOTSTRAP (role proxyless).")
+		fmt.Fprintln(stderr, "a gRPC xDS bootstrap for GRPC_XDS_BOOTSTRAP (role proxyless). With --tls-cert, --tls-key and")
+		fmt.Fprintln(stderr, "--tls-ca (the files of `maestro certs issue`) the node reaches the control plane over mTLS;")
+		fmt.Fprintln(stderr, "without them the channel is plaintext, for a control plane run with --insecure.")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}
@@ -30,6 +34,10 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	adminAddr := fs.String("admin-addr", bootstrap.DefaultAdminAddr, "Envoy admin listen `address`")
 	grpcOut := fs.Bool("grpc", false, "print a gRPC xDS bootstrap (JSON) instead of an Envoy one")
 	format := fs.String("output", "yaml", "Envoy bootstrap `format`: yaml or json")
+	tlsCert := fs.String("tls-cert", "", "node certificate chain `file` (cert.pem of maestro certs issue); with --tls-key and --tls-ca the channel to the control plane is mTLS")
+	tlsKey := fs.String("tls-key", "", "node private key `file` (key.pem)")
+	tlsCA := fs.String("tls-ca", "", "trust bundle `file` (ca.pem) the control plane's certificate must verify against")
+	trustDomain := fs.String("trust-domain", policy.DefaultTrustDomain, "mesh trust `domain`: the control plane must present spiffe://DOMAIN/ns/"+controlplane.SelfNamespace+"/sa/"+controlplane.SelfAccount)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +46,15 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 		return errUsage
 	}
 	cfg := bootstrap.Config{NodeID: *node, Role: model.Role(*role), Service: *service, XDSAddr: *xdsAddr, AdminAddr: *adminAddr}
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
+		self, err := spiffe.New(*trustDomain, controlplane.SelfNamespace, controlplane.SelfAccount)
+		if err != nil {
+			return fmt.Errorf("--trust-domain: %w", err)
+		}
+		// A partial set is an error from the bootstrap package naming the
+		// missing file, never a silent fallback to plaintext.
+		cfg.TLS = &bootstrap.TLS{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ServerID: self}
+	}
 	var out []byte
 	var err error
 	switch {

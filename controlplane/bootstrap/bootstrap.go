@@ -20,7 +20,9 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	metrics "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -28,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -61,6 +64,41 @@ type Config struct {
 	XDSAddr string
 	// AdminAddr is Envoy's admin address; DefaultAdminAddr if empty.
 	AdminAddr string
+	// TLS, when set, makes the channel to the control plane mTLS; nil
+	// keeps it plaintext (for a control plane run with --insecure).
+	TLS *TLS
+}
+
+// TLS is the node's identity as files (what `maestro certs issue` writes)
+// and the identity the control plane must present.
+type TLS struct {
+	// CertFile is the PEM certificate chain (leaf first); required.
+	CertFile string
+	// KeyFile is the PEM private key; required.
+	KeyFile string
+	// CAFile is the PEM trust bundle the control plane's certificate
+	// must verify against; required.
+	CAFile string
+	// ServerID is the control plane's SPIFFE ID; Envoy accepts no other
+	// URI SAN on the control plane's certificate. Required.
+	ServerID spiffe.ID
+}
+
+// GRPCCertProvider is the certificate_providers entry gRPC bootstraps
+// carry, the instance name xDS-provided (proxyless) TLS contexts point at.
+const GRPCCertProvider = "maestro"
+
+func (t *TLS) check() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{{"cert", t.CertFile}, {"key", t.KeyFile}, {"ca", t.CAFile}} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("tls %s: a file is required", f.name))
+		}
+	}
+	if err := t.ServerID.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls server id: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 func (c Config) check(roles ...model.Role) error {
@@ -80,6 +118,9 @@ func (c Config) check(roles ...model.Role) error {
 	}
 	if _, _, err := hostPort(c.XDSAddr); err != nil {
 		errs = append(errs, fmt.Errorf("xds address: %w", err))
+	}
+	if c.TLS != nil {
+		errs = append(errs, c.TLS.check())
 	}
 	return errors.Join(errs...)
 }
@@ -197,10 +238,43 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 			{Name: "admin", LayerSpecifier: &bootstrapv3.RuntimeLayer_AdminLayer_{AdminLayer: &bootstrapv3.RuntimeLayer_AdminLayer{}}},
 		}},
 	}
+	if c.TLS != nil {
+		ts, err := upstreamTLS(c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		b.StaticResources.Clusters[0].TransportSocket = ts
+	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("envoy bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// upstreamTLS is the xDS cluster's mTLS: the node's certificate, the
+// bundle, and only the control plane's SPIFFE ID accepted, since any
+// workload of the mesh holds a certificate from the same CA.
+func upstreamTLS(t *TLS) (*core.TransportSocket, error) {
+	file := func(name string) *core.DataSource {
+		return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: name}}
+	}
+	ctx, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(t.CertFile), PrivateKey: file(t.KeyFile)}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: file(t.CAFile),
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: tlsv3.SubjectAltNameMatcher_URI,
+				Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: t.ServerID.String()}},
+			}},
+		}},
+		// gRPC needs HTTP/2; a server that negotiates nothing else must
+		// see it offered.
+		AlpnProtocols: []string{"h2"},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("xds cluster tls: %w", err)
+	}
+	return &core.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: ctx}}, nil
 }
 
 func socket(host string, port uint32) *core.Address {
@@ -247,6 +321,22 @@ func EnvoyYAML(c Config) ([]byte, error) {
 type grpcBootstrap struct {
 	XDSServers []grpcServer `json:"xds_servers"`
 	Node       grpcNode     `json:"node"`
+	// CertificateProviders (gRFC A29) back the TLS contexts the control
+	// plane sends proxyless clients and servers.
+	CertificateProviders map[string]grpcCertProvider `json:"certificate_providers,omitempty"`
+}
+
+type grpcCertProvider struct {
+	PluginName string    `json:"plugin_name"`
+	Config     grpcFiles `json:"config"`
+}
+
+// grpcFiles is the file_watcher plugin's config, which gRFC A65 reuses
+// for the "tls" channel credentials.
+type grpcFiles struct {
+	CertificateFile   string `json:"certificate_file"`
+	PrivateKeyFile    string `json:"private_key_file"`
+	CACertificateFile string `json:"ca_certificate_file"`
 }
 
 type grpcServer struct {
@@ -256,7 +346,8 @@ type grpcServer struct {
 }
 
 type grpcChannelCred struct {
-	Type string `json:"type"`
+	Type   string     `json:"type"`
+	Config *grpcFiles `json:"config,omitempty"`
 }
 
 type grpcNode struct {
@@ -267,8 +358,11 @@ type grpcNode struct {
 }
 
 // GRPC returns a gRPC xDS bootstrap (JSON) for a proxyless client: point
-// GRPC_XDS_BOOTSTRAP at it, or pass it to the xds resolver. The channel to
-// the control plane is plaintext until the control plane serves mTLS.
+// GRPC_XDS_BOOTSTRAP at it, or pass it to the xds resolver. With c.TLS the
+// channel to the control plane uses gRFC A65 "tls" credentials from those
+// files, and a file_watcher certificate provider named GRPCCertProvider
+// serves the same identity to xDS-configured TLS; without, the channel is
+// plaintext.
 //
 // # Errors
 //
@@ -286,6 +380,11 @@ func GRPC(c Config) ([]byte, error) {
 			ServerFeatures: []string{"xds_v3"},
 		}},
 		Node: grpcNode{ID: c.NodeID, Cluster: c.envoyCluster(), Metadata: c.metadata(), Locality: map[string]any{}},
+	}
+	if t := c.TLS; t != nil {
+		files := grpcFiles{CertificateFile: t.CertFile, PrivateKeyFile: t.KeyFile, CACertificateFile: t.CAFile}
+		b.XDSServers[0].ChannelCreds = []grpcChannelCred{{Type: "tls", Config: &files}}
+		b.CertificateProviders = map[string]grpcCertProvider{GRPCCertProvider: {PluginName: "file_watcher", Config: files}}
 	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {

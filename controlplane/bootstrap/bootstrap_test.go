@@ -10,9 +10,11 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
+	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -36,6 +38,11 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+var testTLS = TLS{
+	CertFile: "/etc/maestro/identity/cert.pem", KeyFile: "/etc/maestro/identity/key.pem", CAFile: "/etc/maestro/identity/ca.pem",
+	ServerID: spiffe.Must("maestro.local", "maestro-system", "controlplane"),
+}
+
 func TestGolden(t *testing.T) {
 	tests := map[string]struct {
 		cfg    Config
@@ -44,7 +51,10 @@ func TestGolden(t *testing.T) {
 		"gateway.envoy.yaml": {Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "127.0.0.1:18000"}, EnvoyYAML},
 		"sidecar.envoy.json": {Config{NodeID: "fraud-7f9c", Role: model.RoleSidecar, Service: "fraud",
 			XDSAddr: "maestro.mesh.svc:18000", AdminAddr: "127.0.0.1:15000"}, EnvoyJSON},
-		"proxyless.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend", XDSAddr: "127.0.0.1:18000"}, GRPC},
+		"proxyless.grpc.json":    {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend", XDSAddr: "127.0.0.1:18000"}, GRPC},
+		"gateway-tls.envoy.yaml": {Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "maestro.mesh.svc:18000", TLS: &testTLS}, EnvoyYAML},
+		"proxyless-tls.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend",
+			XDSAddr: "maestro.mesh.svc:18000", TLS: &testTLS}, GRPC},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -84,6 +94,72 @@ func TestEnvoyRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEnvoyTLSRoundTrip: the xDS cluster's transport socket decodes as
+// Envoy would read it, with the files, h2 and the server's SPIFFE ID.
+func TestEnvoyTLSRoundTrip(t *testing.T) {
+	out, err := EnvoyYAML(Config{NodeID: "sc-1", Role: model.RoleSidecar, Service: "fraud", XDSAddr: "10.0.0.1:18000", TLS: &testTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bootstrapv3.Bootstrap
+	if err := protojson.Unmarshal(j, &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	ts := b.GetStaticResources().GetClusters()[0].GetTransportSocket()
+	if ts.GetName() != "envoy.transport_sockets.tls" {
+		t.Fatalf("transport socket = %v", ts)
+	}
+	var up tlsv3.UpstreamTlsContext
+	if err := ts.GetTypedConfig().UnmarshalTo(&up); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	common := up.GetCommonTlsContext()
+	vc := common.GetValidationContext()
+	cert := common.GetTlsCertificates()
+	checks := map[string][2]string{
+		"alpn":     {strings.Join(common.GetAlpnProtocols(), ","), "h2"},
+		"chain":    {cert[0].GetCertificateChain().GetFilename(), testTLS.CertFile},
+		"key":      {cert[0].GetPrivateKey().GetFilename(), testTLS.KeyFile},
+		"ca":       {vc.GetTrustedCa().GetFilename(), testTLS.CAFile},
+		"san":      {vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact(), "spiffe://maestro.local/ns/maestro-system/sa/controlplane"},
+		"san type": {vc.GetMatchTypedSubjectAltNames()[0].GetSanType().String(), "URI"},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q", name, c[0], c[1])
+		}
+	}
+}
+
+// TestGRPCWithoutTLSIsPlaintext: no TLS, no certificate providers, the
+// insecure channel a --insecure control plane expects.
+func TestGRPCWithoutTLSIsPlaintext(t *testing.T) {
+	out, err := GRPC(Config{NodeID: "c", Role: model.RoleProxyless, XDSAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := v["certificate_providers"]; ok {
+		t.Error("plaintext bootstrap has certificate_providers")
+	}
+	if !strings.Contains(string(out), `"type": "insecure"`) {
+		t.Errorf("channel_creds are not insecure:\n%s", out)
+	}
+}
+
 func TestGRPCIsValidJSON(t *testing.T) {
 	out, err := GRPC(Config{NodeID: "c", Role: model.RoleProxyless, XDSAddr: "127.0.0.1:1"})
 	if err != nil {
@@ -117,6 +193,10 @@ func TestErrors(t *testing.T) {
 		"port out of range":    {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:70000"}, EnvoyYAML, []string{"port must be 1-65535"}},
 		"bad admin":            {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1", AdminAddr: ":x"}, EnvoyYAML, []string{"admin address:"}},
 		"all at once":          {Config{Role: model.RoleSidecar}, EnvoyYAML, []string{"node:", "service:", "xds address:"}},
+		"tls without key": {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1",
+			TLS: &TLS{CertFile: "c", CAFile: "a", ServerID: testTLS.ServerID}}, EnvoyYAML, []string{"tls key: a file is required"}},
+		"grpc tls without files": {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "h:1", TLS: &TLS{}}, GRPC,
+			[]string{"tls cert:", "tls key:", "tls ca:", "tls server id:"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
