@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane"
@@ -37,6 +38,7 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	tlsCert := fs.String("tls-cert", "", "node certificate chain `file` (cert.pem of maestro certs issue); with --tls-key and --tls-ca the channel to the control plane is mTLS")
 	tlsKey := fs.String("tls-key", "", "node private key `file` (key.pem)")
 	tlsCA := fs.String("tls-ca", "", "trust bundle `file` (ca.pem) the control plane's certificate must verify against")
+	bundleMap := fs.String("tls-spiffe-bundle-map", "", "with --grpc: write the --tls-ca roots to this `file` as a SPIFFE bundle map and point the bootstrap at it (needs GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true in the client; see docs/controlplane.md)")
 	trustDomain := fs.String("trust-domain", policy.DefaultTrustDomain, "mesh trust `domain`: the control plane must present spiffe://DOMAIN/ns/"+controlplane.SelfNamespace+"/sa/"+controlplane.SelfAccount)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,6 +56,15 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 		// A partial set is an error from the bootstrap package naming the
 		// missing file, never a silent fallback to plaintext.
 		cfg.TLS = &bootstrap.TLS{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ServerID: self}
+		if *bundleMap != "" {
+			if err := writeBundleMap(*bundleMap, *tlsCA, self); err != nil {
+				return err
+			}
+			cfg.TLS.SPIFFEBundleMapFile = *bundleMap
+		}
+	} else if *bundleMap != "" {
+		fmt.Fprintln(stderr, "maestro bootstrap: --tls-spiffe-bundle-map needs --tls-cert, --tls-key and --tls-ca")
+		return errUsage
 	}
 	var out []byte
 	var err error
@@ -76,4 +87,21 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	_, err = stdout.Write(out)
 	return err
+}
+
+// writeBundleMap derives the SPIFFE bundle map gRPC verifies the control
+// plane with from the PEM trust bundle in caFile.
+func writeBundleMap(path, caFile string, self spiffe.ID) error {
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("--tls-ca: %w", err)
+	}
+	doc, err := bootstrap.SPIFFEBundleMap(self, ca)
+	if err != nil {
+		return fmt.Errorf("--tls-ca %s: %w", caFile, err)
+	}
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		return fmt.Errorf("--tls-spiffe-bundle-map: %w", err)
+	}
+	return nil
 }

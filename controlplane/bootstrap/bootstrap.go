@@ -7,7 +7,9 @@ package bootstrap
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +25,8 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -82,6 +86,14 @@ type TLS struct {
 	// ServerID is the control plane's SPIFFE ID; Envoy accepts no other
 	// URI SAN on the control plane's certificate. Required.
 	ServerID spiffe.ID
+	// SPIFFEBundleMapFile, optional, is a SPIFFE trust bundle map (see
+	// SPIFFEBundleMap) for gRPC bootstraps. gRPC's A65 "tls" credentials
+	// otherwise verify the control plane's host name, which a SPIFFE
+	// certificate does not carry; with the map (and
+	// GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true in the client's environment,
+	// gRPC-Go >= 1.70) gRPC verifies the chain against the trust domain's
+	// roots instead. Envoy bootstraps ignore it.
+	SPIFFEBundleMapFile string
 }
 
 // GRPCCertProvider is the certificate_providers entry gRPC bootstraps
@@ -337,6 +349,48 @@ type grpcFiles struct {
 	CertificateFile   string `json:"certificate_file"`
 	PrivateKeyFile    string `json:"private_key_file"`
 	CACertificateFile string `json:"ca_certificate_file"`
+	SPIFFEBundleMap   string `json:"spiffe_trust_bundle_map_file,omitempty"`
+}
+
+// SPIFFEBundleMap encodes the PEM roots caPEM (a ca.pem) as a SPIFFE
+// trust bundle map (JSON, the "trust_domains" document gRPC's
+// spiffe_trust_bundle_map_file reads) for the trust domain of id.
+func SPIFFEBundleMap(id spiffe.ID, caPEM []byte) ([]byte, error) {
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("spiffe bundle map: %w", err)
+	}
+	var roots []*x509.Certificate
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, caPEM = pem.Decode(caPEM)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("spiffe bundle map: PEM block %d is %q, want CERTIFICATE", n, block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("spiffe bundle map: PEM block %d: %w", n, err)
+		}
+		roots = append(roots, c)
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("spiffe bundle map: no PEM certificates")
+	}
+	td, err := spiffeid.TrustDomainFromString(id.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("spiffe bundle map: %w", err)
+	}
+	doc, err := spiffebundle.FromX509Authorities(td, roots).Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("spiffe bundle map: %w", err)
+	}
+	out, err := json.MarshalIndent(map[string]map[string]json.RawMessage{"trust_domains": {td.Name(): doc}}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("spiffe bundle map: %w", err)
+	}
+	return append(out, '\n'), nil
 }
 
 type grpcServer struct {
@@ -382,7 +436,7 @@ func GRPC(c Config) ([]byte, error) {
 		Node: grpcNode{ID: c.NodeID, Cluster: c.envoyCluster(), Metadata: c.metadata(), Locality: map[string]any{}},
 	}
 	if t := c.TLS; t != nil {
-		files := grpcFiles{CertificateFile: t.CertFile, PrivateKeyFile: t.KeyFile, CACertificateFile: t.CAFile}
+		files := grpcFiles{CertificateFile: t.CertFile, PrivateKeyFile: t.KeyFile, CACertificateFile: t.CAFile, SPIFFEBundleMap: t.SPIFFEBundleMapFile}
 		b.XDSServers[0].ChannelCreds = []grpcChannelCred{{Type: "tls", Config: &files}}
 		b.CertificateProviders = map[string]grpcCertProvider{GRPCCertProvider: {PluginName: "file_watcher", Config: files}}
 	}

@@ -2,15 +2,25 @@ package bootstrap
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
@@ -55,6 +65,9 @@ func TestGolden(t *testing.T) {
 		"gateway-tls.envoy.yaml": {Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "maestro.mesh.svc:18000", TLS: &testTLS}, EnvoyYAML},
 		"proxyless-tls.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend",
 			XDSAddr: "maestro.mesh.svc:18000", TLS: &testTLS}, GRPC},
+		"proxyless-tls-spiffe.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend",
+			XDSAddr: "maestro.mesh.svc:18000", TLS: &TLS{CertFile: testTLS.CertFile, KeyFile: testTLS.KeyFile, CAFile: testTLS.CAFile,
+				ServerID: testTLS.ServerID, SPIFFEBundleMapFile: "/etc/maestro/identity/bundle-map.json"}}, GRPC},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -208,6 +221,59 @@ func TestErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestSPIFFEBundleMap: the map parses back (with go-spiffe, as gRPC does)
+// to the same roots for the trust domain; bad input names the problem.
+func TestSPIFFEBundleMap(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "root"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	out, err := SPIFFEBundleMap(testTLS.ServerID, rootPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		TrustDomains map[string]json.RawMessage `json:"trust_domains"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	td := spiffeid.RequireTrustDomainFromString("maestro.local")
+	b, err := spiffebundle.Parse(td, doc.TrustDomains["maestro.local"])
+	if err != nil {
+		t.Fatalf("%v in\n%s", err, out)
+	}
+	if got := b.X509Authorities(); len(got) != 1 || !bytes.Equal(got[0].Raw, der) {
+		t.Errorf("roots = %d certificates, want the one root", len(got))
+	}
+
+	errs := map[string]struct {
+		id   spiffe.ID
+		pem  []byte
+		want string
+	}{
+		"empty":        {testTLS.ServerID, nil, "no PEM certificates"},
+		"key not cert": {testTLS.ServerID, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}), `PEM block 1 is "PRIVATE KEY"`},
+		"garbage cert": {testTLS.ServerID, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte{1}}), "PEM block 1:"},
+		"bad id":       {spiffe.ID{}, rootPEM, "spiffe bundle map:"},
+	}
+	for name, tc := range errs {
+		t.Run(name, func(t *testing.T) {
+			_, err := SPIFFEBundleMap(tc.id, tc.pem)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
 	}
