@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/xds"
+
+	"github.com/maestro-ml/maestro/certs"
+	"github.com/maestro-ml/maestro/certs/certfile"
+	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/bootstrap"
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+)
+
+// tlsBootstrapPolicy routes xds:///fraud to one inference server; the
+// built-in CA keeps its state in dir so a second issuer (what `maestro
+// certs issue` opens) signs with the same root.
+func tlsBootstrapPolicy(dir string, port int) string {
+	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: e2e
+spec:
+  mtls:
+    mode: DISABLE
+  ca: {issuer: builtin, builtin: {stateDir: %s}}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata:
+  name: fraud
+  namespace: ml
+spec:
+  protocol: grpc
+  versions:
+    - name: v1
+      endpoints: [{address: 127.0.0.1, port: %d}]
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata:
+  name: fraud
+  namespace: ml
+spec:
+  service: fraud
+  split:
+    - {version: v1, weight: 100}
+`, filepath.Join(dir, "ca"), port)
+}
+
+// issueFiles issues id from the policy's CA into dir as `maestro certs
+// issue` does: cert.pem, key.pem, ca.pem.
+func issueFiles(t *testing.T, spec policy.MeshSpec, id spiffe.ID, dir string) {
+	t.Helper()
+	opts, err := controlplane.SetupOptions(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, _, err := opts.NewIssuer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	c, err := issuer.Issue(ctx, certs.Request{ID: id, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certfile.Write(dir, c); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// spiffeEnv turns on gRPC-Go's SPIFFE bundle map verification. gRPC reads
+// it once at start, so the test runs itself again in a process that has
+// it set.
+const spiffeEnv = "GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE"
+
+// TestGRPCBootstrapReachesMTLSControlPlane: a proxyless client whose
+// bootstrap comes from the bootstrap package with its identity's files
+// gets its listener over the mTLS xDS channel and calls the inference
+// server; the same client with a plaintext bootstrap is refused.
+func TestGRPCBootstrapReachesMTLSControlPlane(t *testing.T) {
+	if os.Getenv(spiffeEnv) != "true" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGRPCBootstrapReachesMTLSControlPlane$", "-test.v")
+		cmd.Env = append(os.Environ(), spiffeEnv+"=true")
+		out, err := cmd.CombinedOutput()
+		t.Logf("in a process with %s=true:\n%s", spiffeEnv, out)
+		if err != nil {
+			t.Fatalf("re-run: %v", err)
+		}
+		if !strings.Contains(string(out), "--- PASS: TestGRPCBootstrapReachesMTLSControlPlane") {
+			t.Fatal("re-run did not pass the test")
+		}
+		return
+	}
+	dir := t.TempDir()
+	backend := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
+	_, portStr, err := net.SplitHostPort(backend.GRPCAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mesh.yaml")
+	write(t, path, tlsBootstrapPolicy(dir, port))
+	c, addrs := mtlsPlane(t, path)
+
+	pm, err := policy.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := pm.Config.Spec
+	idDir := filepath.Join(dir, "client-identity")
+	issueFiles(t, spec, spiffe.Must(spec.TrustDomain, "apps", "scorer"), idDir)
+	withTLS := &bootstrap.TLS{
+		CertFile: filepath.Join(idDir, "cert.pem"), KeyFile: filepath.Join(idDir, "key.pem"), CAFile: filepath.Join(idDir, "ca.pem"),
+		ServerID: c.Self(), SPIFFEBundleMapFile: filepath.Join(idDir, "bundle-map.json"),
+	}
+	ca, err := os.ReadFile(withTLS.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundleMap, err := bootstrap.SPIFFEBundleMap(c.Self(), ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, withTLS.SPIFFEBundleMapFile, string(bundleMap))
+
+	tests := []struct {
+		name string
+		tls  *bootstrap.TLS
+		ok   bool
+	}{
+		{"mTLS identity from the same CA", withTLS, true},
+		{"plaintext bootstrap", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := bootstrap.GRPC(bootstrap.Config{NodeID: "scorer-1", Role: model.RoleProxyless, XDSAddr: addrs.XDS.String(), TLS: tc.tls})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			// Without TLS the client never gets a listener; a short
+			// bound on that case keeps the test fast, while the TLS case
+			// gets the full limit.
+			limit := waitLimit
+			if !tc.ok {
+				limit = 3 * time.Second
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), limit)
+			defer cancel()
+			var hdr metadata.MD
+			_, err = pb.NewGRPCInferenceServiceClient(conn).ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.WaitForReady(true), grpc.Header(&hdr))
+			if tc.ok && err != nil {
+				t.Fatalf("call through the mTLS control plane: %v", err)
+			}
+			if got := hdr.Get(server.ServerHeader); tc.ok && (len(got) != 1 || got[0] != backend.Name) {
+				t.Fatalf("answered by %v, want %s", got, backend.Name)
+			}
+			if !tc.ok && err == nil {
+				t.Fatal("a plaintext client got its configuration from the mTLS control plane")
+			}
+			t.Logf("result: %v", err)
+		})
+	}
+}
