@@ -278,3 +278,21 @@ func TestSPIFFEBundleMap(t *testing.T) {
 		})
 	}
 }
+
+// FuzzSPIFFEBundleMap: any ca.pem content gives a map or an error, never a
+// panic, and a map always names the trust domain.
+func FuzzSPIFFEBundleMap(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nAQID\n-----END EC PRIVATE KEY-----\n"))
+	f.Add([]byte("not pem at all"))
+	f.Fuzz(func(t *testing.T, caPEM []byte) {
+		out, err := SPIFFEBundleMap(testTLS.ServerID, caPEM)
+		if err != nil {
+			return
+		}
+		if !bytes.Contains(out, []byte(`"maestro.local"`)) {
+			t.Fatalf("map without the trust domain:\n%s", out)
+		}
+	})
+}
