@@ -91,7 +91,7 @@ type TLS struct {
 	// otherwise verify the control plane's host name, which a SPIFFE
 	// certificate does not carry; with the map (and
 	// GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true in the client's environment,
-	// gRPC-Go >= 1.70) gRPC verifies the chain against the trust domain's
+	// tested with gRPC-Go v1.85) gRPC verifies the chain against the trust domain's
 	// roots instead. Envoy bootstraps ignore it.
 	SPIFFEBundleMapFile string
 }
