@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -38,8 +36,7 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
 	insecure := fs.Bool("insecure", false, "serve xDS in plaintext, secrets to any client (development only); default mTLS with the control plane's own certificate")
 	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log `format`: text or json")
+	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,26 +44,11 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintln(stderr, "maestro controlplane: give the policy with -f PATH (and no other arguments)")
 		return errUsage
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log, err := telemetry.NewLogger(stderr, level, *logFormat)
-	if err != nil {
-		return fmt.Errorf("--log-format: %w", err)
-	}
-	tracing, err := telemetry.NewTracing(ctx, "maestro-controlplane")
+	log, tracing, flush, err := logs.observe(ctx, stderr, "maestro-controlplane")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Bounded, so an unreachable collector cannot hold the exit.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(sctx); err != nil {
-			log.Warn("flush traces", "error", err)
-		}
-	}()
+	defer flush()
 	reg := telemetry.NewRegistry()
 	auditLog, closeAudit, err := openAudit(*auditPath)
 	if err != nil {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/inference/runtime/builtin"
@@ -36,8 +34,7 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	maxLoaded := fs.Int("max-loaded-models", 0, "most model versions loaded at once (0: unlimited)")
 	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request")
 	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for in-flight requests")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log `format`: text or json")
+	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,14 +42,11 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stderr, "maestro inference: unexpected argument %q\n", fs.Arg(0))
 		return errUsage
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log, err := telemetry.NewLogger(stderr, level, *logFormat)
+	log, tracing, flush, err := logs.observe(ctx, stderr, "maestro-inference")
 	if err != nil {
-		return fmt.Errorf("--log-format: %w", err)
+		return err
 	}
+	defer flush()
 	budgetBytes, err := parseBytes(*budget)
 	if err != nil {
 		return fmt.Errorf("--memory-budget: %w", err)
@@ -75,17 +69,6 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			MaxLoaded:    *maxLoaded,
 		},
 	}
-	tracing, err := telemetry.NewTracing(ctx, "maestro-inference")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(sctx); err != nil {
-			log.Warn("flush traces", "err", err)
-		}
-	}()
 	if telemetry.Enabled() {
 		cfg.Tracing = tracing
 	}

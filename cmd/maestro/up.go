@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"time"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/localmesh"
@@ -30,32 +28,15 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "control plane admin address (/metrics)")
 	demo := fs.Bool("demo-traffic", false, "send requests through proxyless gRPC xDS clients so the splits show without Envoy")
 	rate := fs.Float64("rate", localmesh.DefaultRate, "demo requests per second per route")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logs := addLogFlags(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	logger, err := telemetry.NewLogger(stderr, level, *logFormat)
-	if err != nil {
-		return fmt.Errorf("--log-format: %w", err)
-	}
-	tracing, err := telemetry.NewTracing(ctx, "maestro-up")
+	logger, tracing, flush, err := logs.observe(ctx, stderr, "maestro-up")
 	if err != nil {
 		return err
 	}
-	defer func() {
-		// Flush on exit, bounded so an unreachable collector cannot hold
-		// the process.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(sctx); err != nil {
-			logger.Warn("flush traces", "error", err)
-		}
-	}()
+	defer flush()
 	cfg := localmesh.Config{
 		Dir: *dir, Policy: *policyPath, Models: *models,
 		XDSAddr: *xdsAddr, AdminAddr: *adminAddr,
