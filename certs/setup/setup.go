@@ -93,7 +93,9 @@ type VaultOptions struct {
 // RegisterFlags adds the --ca-*, --cert-* and --vault-* flags to fs.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Issuer, "ca", IssuerLocal, "certificate issuer: local (built-in CA) or vault")
-	fs.StringVar(&o.TrustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	// The policy's default trust domain, so that certificates issued from
+	// flags and from a policy without spec.trustDomain trust each other.
+	fs.StringVar(&o.TrustDomain, "trust-domain", "maestro.local", "SPIFFE trust domain of workload identities")
 	fs.DurationVar(&o.TTL, "cert-ttl", time.Hour, "lifetime asked for workload certificates")
 	fs.Float64Var(&o.RenewFraction, "cert-renew-at", rotation.DefaultRenewFraction, "share of a certificate's lifetime after which it is renewed (with jitter)")
 	fs.StringVar(&o.Local.StateDir, "ca-dir", ".maestro/ca", "built-in CA state directory (root and keys, 0600)")

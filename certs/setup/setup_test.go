@@ -98,7 +98,7 @@ func TestVaultFromFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("TEST_ROLE_ID", "rid")
-	o := parse(t, "--ca", "vault", "--vault-addr", srv.Addr(), "--vault-auth", "approle",
+	o := parse(t, "--ca", "vault", "--trust-domain", "cluster.local", "--vault-addr", srv.Addr(), "--vault-auth", "approle",
 		"--vault-role-id-env", "TEST_ROLE_ID", "--vault-secret-id-file", secretFile)
 	r, err := o.Start(Deps{})
 	if err != nil {

@@ -56,7 +56,7 @@ func TestCertsErrors(t *testing.T) {
 		"help":          {[]string{"certs", "--help"}, 0, "write cert.pem"},
 		"missing out":   {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://cluster.local/ns/a/sa/b"}, 2, "--id and --out are required"},
 		"bad id":        {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://x/y", "--out", "o"}, 1, "--id: invalid spiffe id"},
-		"other domain":  {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://other/ns/a/sa/b", "--out", "o"}, 1, `trust domain is not "cluster.local"`},
+		"other domain":  {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://other/ns/a/sa/b", "--out", "o"}, 1, `trust domain is not "maestro.local"`},
 		"bad issuer":    {[]string{"certs", "bundle", "--ca", "acme"}, 1, `--ca "acme"`},
 	}
 	for name, tc := range tests {
