@@ -158,12 +158,7 @@ type Model struct {
 	weights   []float64 // row-major [output][feature]
 	intercept []float64
 	input     runtime.TensorSpec
-	outputs   []output
-}
-
-type output struct {
-	spec   runtime.TensorSpec
-	labels bool
+	outputs   []runtime.ScoreOutput
 }
 
 // New parses a coefficients file and binds it to sig.
@@ -193,31 +188,12 @@ func New(data []byte, sig runtime.Signature) (*Model, error) {
 		return nil, fmt.Errorf("config input %q: %d features per row, the model has num_features %d", in.Name, w, m.nf)
 	}
 	m.input = in
-	if len(sig.Outputs) == 0 {
-		return nil, errors.New("config outputs: none declared")
+	noLabels := ""
+	if m.link == identity {
+		noLabels = "class labels need link logistic or softmax, not identity"
 	}
-	for _, o := range sig.Outputs {
-		ow, err := o.RowWidth()
-		if err != nil {
-			return nil, fmt.Errorf("config output %q: %w", o.Name, err)
-		}
-		switch o.Datatype {
-		case runtime.FP32, runtime.FP64:
-			if ow != m.nout {
-				return nil, fmt.Errorf("config output %q: %d values per row, the model has %d outputs", o.Name, ow, m.nout)
-			}
-			m.outputs = append(m.outputs, output{spec: o})
-		case runtime.Int32, runtime.Int64:
-			if m.link == identity {
-				return nil, fmt.Errorf("config output %q: class labels need link logistic or softmax, not identity", o.Name)
-			}
-			if ow != 1 {
-				return nil, fmt.Errorf("config output %q: %d values per row, a class label is 1", o.Name, ow)
-			}
-			m.outputs = append(m.outputs, output{spec: o, labels: true})
-		default:
-			return nil, fmt.Errorf("config output %q: datatype %s, want FP32, FP64, INT32 or INT64", o.Name, o.Datatype)
-		}
+	if m.outputs, err = runtime.BindScoreOutputs(sig.Outputs, m.nout, fmt.Sprintf("the model has %d outputs", m.nout), noLabels); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -262,11 +238,11 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 	}
 	out := make([]runtime.Tensor, len(m.outputs))
 	for i, o := range m.outputs {
-		ot := runtime.Tensor{Name: o.spec.Name, Datatype: o.spec.Datatype, Shape: runtime.OutputShape(o.spec, rows, 0)}
+		ot := runtime.Tensor{Name: o.Spec.Name, Datatype: o.Spec.Datatype, Shape: runtime.OutputShape(o.Spec, rows, 0)}
 		switch {
-		case o.labels:
-			ot.Data = m.labels(pred, rows, o.spec.Datatype)
-		case o.spec.Datatype == runtime.FP64:
+		case o.Labels:
+			ot.Data = m.labels(pred, rows, o.Spec.Datatype)
+		case o.Spec.Datatype == runtime.FP64:
 			ot.Data = append([]float64(nil), pred...)
 		default:
 			d := make([]float32, len(pred))

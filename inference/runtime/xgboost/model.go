@@ -77,20 +77,8 @@ type Model struct {
 	e        *ensemble
 	input    runtime.TensorSpec
 	width    int
-	outputs  []output
+	outputs  []runtime.ScoreOutput
 	loadTime time.Duration
-}
-
-type outputKind uint8
-
-const (
-	values outputKind = iota
-	labels
-)
-
-type output struct {
-	spec runtime.TensorSpec
-	kind outputKind
 }
 
 // New parses an XGBoost JSON model and binds it to sig.
@@ -115,31 +103,13 @@ func New(data []byte, sig runtime.Signature) (*Model, error) {
 		return nil, fmt.Errorf("config input %q: %d features per row, the model has num_feature %d", in.Name, w, e.numFeature)
 	}
 	m.input, m.width = in, w
-	if len(sig.Outputs) == 0 {
-		return nil, fmt.Errorf("config outputs: none declared")
+	noLabels := ""
+	if e.transform == identity && e.objective != "binary:logitraw" {
+		noLabels = "class labels need a classifier, objective is " + e.objective
 	}
-	for _, o := range sig.Outputs {
-		ow, err := o.RowWidth()
-		if err != nil {
-			return nil, fmt.Errorf("config output %q: %w", o.Name, err)
-		}
-		switch o.Datatype {
-		case runtime.FP32, runtime.FP64:
-			if ow != e.outWidth() {
-				return nil, fmt.Errorf("config output %q: %d values per row, objective %s gives %d", o.Name, ow, e.objective, e.outWidth())
-			}
-			m.outputs = append(m.outputs, output{spec: o, kind: values})
-		case runtime.Int32, runtime.Int64:
-			if e.transform == identity && e.objective != "binary:logitraw" {
-				return nil, fmt.Errorf("config output %q: class labels need a classifier, objective is %s", o.Name, e.objective)
-			}
-			if ow != 1 {
-				return nil, fmt.Errorf("config output %q: %d values per row, a class label is 1", o.Name, ow)
-			}
-			m.outputs = append(m.outputs, output{spec: o, kind: labels})
-		default:
-			return nil, fmt.Errorf("config output %q: datatype %s, want FP32, FP64, INT32 or INT64", o.Name, o.Datatype)
-		}
+	widthNote := fmt.Sprintf("objective %s gives %d", e.objective, e.outWidth())
+	if m.outputs, err = runtime.BindScoreOutputs(sig.Outputs, e.outWidth(), widthNote, noLabels); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -173,22 +143,22 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 	out := make([]runtime.Tensor, len(m.outputs))
 	usedPred := false
 	for i, o := range m.outputs {
-		ot := runtime.Tensor{Name: o.spec.Name, Datatype: o.spec.Datatype, Shape: runtime.OutputShape(o.spec, rows, 0)}
+		ot := runtime.Tensor{Name: o.Spec.Name, Datatype: o.Spec.Datatype, Shape: runtime.OutputShape(o.Spec, rows, 0)}
 		switch {
-		case o.kind == values && o.spec.Datatype == runtime.FP32:
+		case !o.Labels && o.Spec.Datatype == runtime.FP32:
 			if usedPred {
 				ot.Data = append([]float32(nil), pred...)
 			} else {
 				ot.Data, usedPred = pred, true
 			}
-		case o.kind == values:
+		case !o.Labels:
 			d := make([]float64, len(pred))
 			for j, v := range pred {
 				d[j] = float64(v)
 			}
 			ot.Data = d
 		default:
-			ot.Data = m.labels(rows, margin, pred, o.spec.Datatype)
+			ot.Data = m.labels(rows, margin, pred, o.Spec.Datatype)
 		}
 		out[i] = ot
 	}
