@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
@@ -32,6 +33,16 @@ type Request struct {
 	// TTL is the lifetime asked for; the issuer may grant less (see
 	// Certificate.Capped). Zero means DefaultTTL.
 	TTL time.Duration
+	// Names are extra subject alternative names, for a certificate that
+	// also serves clients which check a host name (gRPC's TLS channel
+	// credentials do): the control plane's own.
+	Names Names
+}
+
+// Names are DNS and IP subject alternative names.
+type Names struct {
+	DNS []string
+	IPs []net.IP
 }
 
 // Issuer is a certificate authority that signs workload leaves.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -50,6 +51,43 @@ type CertConfig struct {
 	Audit *audit.Log
 	// Wait defaults to DefaultCertWait.
 	Wait time.Duration
+	// XDSNames are the DNS names and IPs clients dial the xDS port by. The
+	// control plane's certificate carries them beside its SPIFFE ID, so
+	// that clients which check a host name (gRPC's "tls" channel
+	// credentials) accept it. See XDSNames.
+	XDSNames certs.Names
+}
+
+// XDSNames returns the names to put in the control plane's certificate for
+// a listen address and any extra names: the address's host (an IP, or a
+// DNS name), and for a wildcard or empty host the loopback addresses and
+// "localhost". Extra entries that parse as IPs are IPs, the rest DNS names.
+func XDSNames(listenAddr string, extra []string) certs.Names {
+	var n certs.Names
+	add := func(h string) {
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(n.IPs, ip.Equal) {
+				n.IPs = append(n.IPs, ip)
+			}
+		} else if h != "" && !slices.Contains(n.DNS, h) {
+			n.DNS = append(n.DNS, h)
+		}
+	}
+	host, _, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		host = listenAddr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		add("127.0.0.1")
+		add("::1")
+		add("localhost")
+	} else {
+		add(host)
+	}
+	for _, e := range extra {
+		add(e)
+	}
+	return n
 }
 
 // Certificates issue and rotate the mesh's workload certificates with the
@@ -157,6 +195,7 @@ func OpenCertificates(spec policy.MeshSpec, cfg CertConfig) (*Certificates, erro
 		return nil, fmt.Errorf("spec.trustDomain: %w", err)
 	}
 	opts.Always = []spiffe.ID{self}
+	opts.Names = map[spiffe.ID]certs.Names{self: cfg.XDSNames}
 	running, err := opts.Start(setup.Deps{Logger: cfg.Logger, Registerer: cfg.Registerer, Audit: cfg.Audit})
 	if err != nil {
 		return nil, err

@@ -204,6 +204,8 @@ func (ca *CA) Issue(ctx context.Context, req certs.Request) (*certs.Certificate,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		URIs:                  []*url.URL{req.ID.URL()},
+		DNSNames:              req.Names.DNS,
+		IPAddresses:           req.Names.IPs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -333,4 +334,21 @@ func cpuTime(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestExtraNamesReachTheCertificate(t *testing.T) {
+	ca := open(t, Config{})
+	c, err := ca.Issue(context.Background(), certs.Request{ID: spiffe.Must(td, "maestro-system", "controlplane"), TTL: time.Hour,
+		Names: certs.Names{DNS: []string{"maestro-xds.maestro.svc"}, IPs: []net.IP{net.ParseIP("::1")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"maestro-xds.maestro.svc", "::1"} {
+		if err := c.Chain[0].VerifyHostname(host); err != nil {
+			t.Errorf("the leaf does not name %s: %v", host, err)
+		}
+	}
+	if len(c.Chain[0].URIs) != 1 || c.Chain[0].URIs[0].String() != "spiffe://"+td+"/ns/maestro-system/sa/controlplane" {
+		t.Errorf("URI SANs %v", c.Chain[0].URIs)
+	}
 }

@@ -65,6 +65,10 @@ type Config struct {
 	// Always are identities kept whatever SetIdentities says: the control
 	// plane's own, which serves xDS with it.
 	Always []spiffe.ID
+	// Names are extra DNS and IP SANs issued with an identity's
+	// certificate (the control plane's, for clients that check the xDS
+	// address).
+	Names map[spiffe.ID]certs.Names
 	// Clock defaults to the system clock; Rand (values in [0,1)) to
 	// math/rand/v2.
 	Clock clock.Clock
@@ -445,7 +449,7 @@ func (m *Manager) issueAll(ctx context.Context, due []spiffe.ID) []result {
 		g.Go(func() error {
 			actx, cancel := context.WithTimeout(gctx, m.cfg.IssueTimeout)
 			defer cancel()
-			c, err := m.cfg.Issuer.Issue(actx, certs.Request{ID: id, TTL: m.cfg.TTL})
+			c, err := m.cfg.Issuer.Issue(actx, certs.Request{ID: id, TTL: m.cfg.TTL, Names: m.cfg.Names[id]})
 			results[i] = result{id: id, cert: c, err: err}
 			return nil // one identity's failure must not cancel the others
 		})

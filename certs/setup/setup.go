@@ -55,6 +55,8 @@ type Options struct {
 	// Always are identities issued whatever the policy says (the control
 	// plane's own, for serving xDS over mTLS).
 	Always []spiffe.ID `json:"-"`
+	// Names are extra DNS and IP SANs per identity (see rotation.Config).
+	Names map[spiffe.ID]certs.Names `json:"-"`
 }
 
 // LocalOptions configure the built-in CA.
@@ -225,7 +227,7 @@ func (o Options) Start(deps Deps) (*Running, error) {
 	}
 	m, err := rotation.New(rotation.Config{
 		Issuer: iss, IssuerName: name, TTL: o.TTL, RenewFraction: o.RenewFraction,
-		Registerer: deps.Registerer, Audit: deps.Audit, Logger: deps.Logger, Always: o.Always,
+		Registerer: deps.Registerer, Audit: deps.Audit, Logger: deps.Logger, Always: o.Always, Names: o.Names,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("certificates: %w", err)

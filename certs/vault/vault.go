@@ -227,6 +227,18 @@ func (i *Issuer) issueOnce(ctx context.Context, req certs.Request) (*certs.Certi
 		"ttl":      fmt.Sprintf("%ds", int64(math.Ceil(req.TTL.Seconds()))),
 		"format":   "pem",
 	}
+	// Vault takes extra names from the request body in both modes (and
+	// from the CSR only when the role sets use_csr_sans).
+	if len(req.Names.DNS) > 0 {
+		body["alt_names"] = strings.Join(req.Names.DNS, ",")
+	}
+	if len(req.Names.IPs) > 0 {
+		ips := make([]string, len(req.Names.IPs))
+		for k, ip := range req.Names.IPs {
+			ips[k] = ip.String()
+		}
+		body["ip_sans"] = strings.Join(ips, ",")
+	}
 	var key *ecdsa.PrivateKey
 	path := i.cfg.Mount + "/" + string(i.cfg.Mode) + "/" + i.cfg.Role
 	if i.cfg.Mode == ModeSign {
@@ -235,7 +247,8 @@ func (i *Issuer) issueOnce(ctx context.Context, req certs.Request) (*certs.Certi
 		if err != nil {
 			return nil, fmt.Errorf("generate key: %w", err)
 		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{req.ID.URL()}}, key)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+			URIs: []*url.URL{req.ID.URL()}, DNSNames: req.Names.DNS, IPAddresses: req.Names.IPs}, key)
 		if err != nil {
 			return nil, fmt.Errorf("make csr: %w", err)
 		}

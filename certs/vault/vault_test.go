@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -383,5 +384,23 @@ func TestConcurrentRefusalsShareOneLogin(t *testing.T) {
 	}
 	if n := e.srv.Count("auth/approle/login"); n != 2 {
 		t.Fatalf("%d logins for 8 concurrent refusals, want 1 more than the first", n)
+	}
+}
+
+func TestExtraNamesReachTheCertificate(t *testing.T) {
+	for _, mode := range []vault.Mode{vault.ModeSign, vault.ModeIssue} {
+		t.Run(string(mode), func(t *testing.T) {
+			e := newEnv(t, nil, time.Hour, 2*time.Hour)
+			iss := e.issuer(t, vault.TokenAuth{Token: vault.Secret{Value: e.root}}, mode)
+			id := spiffe.Must(td, "maestro-system", "controlplane")
+			c, err := iss.Issue(context.Background(), certs.Request{ID: id, TTL: time.Hour,
+				Names: certs.Names{IPs: []net.IP{net.ParseIP("127.0.0.1")}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Chain[0].VerifyHostname("127.0.0.1"); err != nil {
+				t.Errorf("the leaf does not name 127.0.0.1: %v", err)
+			}
+		})
 	}
 }

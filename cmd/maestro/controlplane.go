@@ -33,6 +33,8 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	var paths stringsFlag
 	fs.Var(&paths, "f", "policy `path` (file or directory); repeatable")
 	xdsAddr := fs.String("xds-addr", controlplane.DefaultXDSAddr, "xDS gRPC listen `address`")
+	var xdsSANs stringsFlag
+	fs.Var(&xdsSANs, "xds-san", "extra DNS `name` or IP clients dial the xDS port by, added to the control plane's certificate (repeatable)")
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
 	insecure := fs.Bool("insecure", false, "serve xDS in plaintext, secrets to any client (development only); default mTLS with the control plane's own certificate")
 	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
@@ -60,7 +62,8 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fmt.Errorf("initial load: %w", err)
 	}
-	certs, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog})
+	certs, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
+		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs)})
 	if err != nil {
 		return err
 	}

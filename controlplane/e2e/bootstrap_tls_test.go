@@ -113,6 +113,23 @@ func TestGRPCBootstrapReachesMTLSControlPlane(t *testing.T) {
 		}
 		return
 	}
+	reachMTLSPlane(t, true)
+}
+
+// TestGRPCBootstrapTLSVerifiesTheXDSAddress: the control plane's
+// certificate names the address clients dial, so gRPC's standard "tls"
+// channel credentials, which check the host name, accept it without the
+// experimental SPIFFE verification.
+func TestGRPCBootstrapTLSVerifiesTheXDSAddress(t *testing.T) {
+	if os.Getenv(spiffeEnv) == "true" {
+		t.Skip("covered without the SPIFFE variable by the parent process")
+	}
+	reachMTLSPlane(t, false)
+}
+
+// reachMTLSPlane runs a proxyless client with and without a TLS bootstrap
+// against an mTLS control plane; withBundleMap adds the SPIFFE bundle map.
+func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 	dir := t.TempDir()
 	backend := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
 	_, portStr, err := net.SplitHostPort(backend.GRPCAddr)
@@ -147,6 +164,9 @@ func TestGRPCBootstrapReachesMTLSControlPlane(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, withTLS.SPIFFEBundleMapFile, string(bundleMap))
+	if !withBundleMap {
+		withTLS.SPIFFEBundleMapFile = ""
+	}
 
 	tests := []struct {
 		name string

@@ -73,7 +73,8 @@ func auditedPlane(t testing.TB, path string, log *audit.Log) (*controlplane.Cert
 		t.Fatal(err)
 	}
 	reg := telemetry.NewRegistry()
-	c, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Registerer: reg, Audit: log})
+	c, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Registerer: reg, Audit: log,
+		XDSNames: controlplane.XDSNames("127.0.0.1:0", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

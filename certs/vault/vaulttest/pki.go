@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -37,6 +38,9 @@ type Role struct {
 	TTL, MaxTTL time.Duration
 	// KeyType is "ec" (default, P-256), "rsa" (2048) or "any" (sign only).
 	KeyType string
+	// DenyIPSANs is Vault's allow_ip_sans=false; Vault allows IP SANs by
+	// default.
+	DenyIPSANs bool
 }
 
 // mountMaxTTL is Vault's default max_lease_ttl (32 days).
@@ -132,7 +136,7 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		return nil, 0, errorf(http.StatusBadRequest, "unknown role: %s", roleName)
 	}
 	params := map[string]string{}
-	for _, name := range []string{"common_name", "alt_names", "uri_sans", "format", "private_key_format", "csr"} {
+	for _, name := range []string{"common_name", "alt_names", "ip_sans", "uri_sans", "format", "private_key_format", "csr"} {
 		v, err := stringParam(body, name)
 		if err != nil {
 			return nil, 0, err
@@ -193,6 +197,17 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		}
 		dns = append(dns, n)
 	}
+	var ips []net.IP
+	for _, v := range splitList(params["ip_sans"]) {
+		ip := net.ParseIP(v)
+		if ip == nil {
+			return nil, 0, errorf(http.StatusBadRequest, "the value %q is not a valid IP address", v)
+		}
+		if role.DenyIPSANs {
+			return nil, 0, errorf(http.StatusBadRequest, "IP Subject Alternative Names are not allowed in this role, but was provided %s", v)
+		}
+		ips = append(ips, ip)
+	}
 	uris := csrURIs
 	for _, u := range splitList(params["uri_sans"]) {
 		parsed, err := url.Parse(u)
@@ -247,6 +262,7 @@ func (s *Server) issue(roleName string, body map[string]any, sign bool) (any, in
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		DNSNames:              dns,
+		IPAddresses:           ips,
 		URIs:                  uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.inter, pub, ca.interKey)

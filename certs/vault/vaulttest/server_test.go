@@ -403,6 +403,7 @@ func TestPKIIssue(t *testing.T) {
 		want string
 	}{
 		"uri not allowed":    {"pki/issue/mesh", map[string]any{"uri_sans": "spiffe://evil/ns/a/sa/b"}, 400, "URI Subject Alternative Names spiffe://evil/ns/a/sa/b not allowed by this role"},
+		"bad ip san":         {"pki/issue/mesh", map[string]any{"uri_sans": spiffeID, "ip_sans": "not-an-ip"}, 400, `the value "not-an-ip" is not a valid IP address`},
 		"unknown role":       {"pki/issue/nope", map[string]any{"uri_sans": spiffeID}, 403, "permission denied"},
 		"bad ttl":            {"pki/issue/mesh", map[string]any{"uri_sans": spiffeID, "ttl": "soon"}, 400, "invalid duration"},
 		"beyond CA expiry":   {"pki/issue/mesh", map[string]any{"uri_sans": spiffeID, "ttl": "1h"}, 0, ""},
