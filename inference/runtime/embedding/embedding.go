@@ -41,8 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,23 +141,12 @@ func matrix(field string, rows [][]float64, ids []int64, dim int) ([]int64, []fl
 // Load reads spec.Dir/embeddings.json (or the "model_file" parameter) and
 // binds it to spec's signature. It is a runtime.Loader.
 func Load(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
-	file := DefaultFile
-	if f := spec.Params["model_file"]; f != "" {
-		file = f
-	}
-	if filepath.Base(file) != file {
-		return nil, fmt.Errorf("parameter model_file %q: want a file name in the version directory", file)
-	}
-	path := filepath.Join(spec.Dir, file)
-	data, err := os.ReadFile(path)
+	path, data, err := runtime.ReadArtifact(ctx, spec, DefaultFile, "embeddings")
 	if err != nil {
-		return nil, fmt.Errorf("read embeddings: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	parse := Parse
-	if strings.HasSuffix(file, ".bin") {
+	if strings.HasSuffix(path, ".bin") {
 		parse = ParseBinary
 	}
 	t, err := parse(data)

@@ -30,8 +30,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 
 	"github.com/maestro-ml/maestro/inference/runtime"
 )
@@ -129,19 +127,8 @@ func Parse(data []byte) (*Coefficients, error) {
 // Load reads spec.Dir/model.json (or the "model_file" parameter) and binds
 // it to spec's signature. It is a runtime.Loader.
 func Load(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
-	file := DefaultFile
-	if f := spec.Params["model_file"]; f != "" {
-		file = f
-	}
-	if filepath.Base(file) != file {
-		return nil, fmt.Errorf("parameter model_file %q: want a file name in the version directory", file)
-	}
-	path := filepath.Join(spec.Dir, file)
-	data, err := os.ReadFile(path)
+	path, data, err := runtime.ReadArtifact(ctx, spec, DefaultFile, "linear model")
 	if err != nil {
-		return nil, fmt.Errorf("read linear model: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m, err := New(data, spec.Signature)

@@ -29,8 +29,6 @@ package xgboost
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/maestro-ml/maestro/inference/runtime"
@@ -48,19 +46,8 @@ const DefaultFile = "model.json"
 // artifact is unreadable, unsupported or disagrees with the signature.
 func Load(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
 	start := time.Now()
-	file := DefaultFile
-	if f := spec.Params["model_file"]; f != "" {
-		file = f
-	}
-	if filepath.Base(file) != file {
-		return nil, fmt.Errorf("parameter model_file %q: want a file name in the version directory", file)
-	}
-	path := filepath.Join(spec.Dir, file)
-	data, err := os.ReadFile(path)
+	path, data, err := runtime.ReadArtifact(ctx, spec, DefaultFile, "xgboost model")
 	if err != nil {
-		return nil, fmt.Errorf("read xgboost model: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m, err := New(data, spec.Signature)
