@@ -227,27 +227,10 @@ func runInferenceOnce(t *testing.T, bin, root string, env []string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "inference", "--models", filepath.Join(root, "examples", "models"),
+	p := startMaestro(t, ctx, bin, env, false, "inference", "--models", filepath.Join(root, "examples", "models"),
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := false
-	t.Cleanup(func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	cmd, stderr, lines := p.cmd, &p.other, p.piped
 
-	lines := bufio.NewReader(out)
 	first, err := lines.ReadString('\n')
 	if err != nil {
 		t.Fatalf("no listening line: %v; stderr:\n%s", err, stderr.String())
@@ -290,7 +273,7 @@ func runInferenceOnce(t *testing.T, bin, root string, env []string) []byte {
 	case <-ctx.Done():
 		t.Fatalf("maestro inference did not exit after SIGTERM; stderr:\n%s", stderr.String())
 	}
-	waited = true
+	p.waited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("maestro inference exited with %v; stderr:\n%s", err, stderr.String())
 	}
@@ -316,26 +299,9 @@ func TestUpExportsMeshSpans(t *testing.T) {
 	tracedPolicy(dir, port, 5*time.Second).Write(t, policy)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "up", "--dir", dir, "-f", policy, "--models", filepath.Join(root, "examples", "models"),
-		"--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := false
-	t.Cleanup(func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	lines := bufio.NewReader(out)
+	p := startMaestro(t, ctx, bin, []string{"OTEL_TRACES_EXPORTER=console"}, false, "up", "--dir", dir, "-f", policy,
+		"--models", filepath.Join(root, "examples", "models"), "--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	cmd, stderr, lines := p.cmd, &p.other, p.piped
 	for {
 		line, err := lines.ReadString('\n')
 		if err != nil {
@@ -370,7 +336,7 @@ func TestUpExportsMeshSpans(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatalf("maestro up did not exit after SIGTERM; stderr:\n%s", stderr.String())
 	}
-	waited = true
+	p.waited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("maestro up exited with %v; stderr:\n%s", err, stderr.String())
 	}
@@ -420,28 +386,12 @@ func TestControlplaneExportsReloadSpans(t *testing.T) {
 	tracedPolicy(dir, meshtest.FreePorts(t, 1)[0], 5*time.Second).Write(t, policy)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "controlplane", "-f", policy, "--insecure",
+	p := startMaestro(t, ctx, bin, []string{"OTEL_TRACES_EXPORTER=console"}, true, "controlplane", "-f", policy, "--insecure",
 		"--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=console")
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waited := false
-	t.Cleanup(func() {
-		if !waited {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
+	cmd, stdout := p.cmd, &p.other
 	// The log says when the first load was applied; the rest of stderr is
 	// drained so the process never blocks on it.
-	logs := bufio.NewReader(errPipe)
+	logs := p.piped
 	var logged strings.Builder
 	for {
 		line, err := logs.ReadString('\n')
@@ -467,12 +417,12 @@ func TestControlplaneExportsReloadSpans(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("maestro controlplane did not exit after SIGTERM")
 	}
-	waited = true
+	p.waited = true
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("maestro controlplane exited with %v; stderr:\n%s", err, logged.String())
 	}
 	got := &received{}
-	dec := json.NewDecoder(&stdout)
+	dec := json.NewDecoder(stdout)
 	for dec.More() {
 		var s printedSpan
 		if err := dec.Decode(&s); err != nil {
@@ -496,4 +446,45 @@ func TestControlplaneExportsReloadSpans(t *testing.T) {
 	if got.service != "maestro-controlplane" {
 		t.Errorf("service.name %q, want maestro-controlplane", got.service)
 	}
+}
+
+// maestroProc is a maestro process under test: one output stream piped to
+// the test, the other collected.
+type maestroProc struct {
+	cmd    *exec.Cmd
+	piped  *bufio.Reader
+	other  bytes.Buffer
+	waited bool // set once the test has waited for the process itself
+}
+
+// startMaestro starts bin with args and env added to the environment,
+// piping stdout (stderr with pipeStderr). The process is killed at cleanup
+// unless the test waited for it.
+func startMaestro(t *testing.T, ctx context.Context, bin string, env []string, pipeStderr bool, args ...string) *maestroProc {
+	t.Helper()
+	p := &maestroProc{cmd: exec.CommandContext(ctx, bin, args...)}
+	p.cmd.Env = append(os.Environ(), env...)
+	var pipe io.ReadCloser
+	var err error
+	if pipeStderr {
+		p.cmd.Stdout = &p.other
+		pipe, err = p.cmd.StderrPipe()
+	} else {
+		p.cmd.Stderr = &p.other
+		pipe, err = p.cmd.StdoutPipe()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !p.waited {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	})
+	p.piped = bufio.NewReader(pipe)
+	return p
 }
