@@ -324,20 +324,18 @@ func hostGetHeaderMapValue(ctx context.Context, vm *VM, m api.Module, p []uint64
 }
 
 func hostAddHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
-	if !ok {
-		return pw.StatusNotFound
-	}
-	key, ok1 := readString(m, u32(p[1]), u32(p[2]))
-	val, ok2 := readString(m, u32(p[3]), u32(p[4]))
-	if !ok1 || !ok2 {
-		return pw.StatusInvalidMemoryAccess
-	}
-	*hm = append(*hm, [2]string{strings.ToLower(key), val})
-	return pw.StatusOK
+	return editHeaderMap(vm, m, p, func(hm [][2]string, key, val string) [][2]string {
+		return append(hm, [2]string{strings.ToLower(key), val})
+	})
 }
 
 func hostReplaceHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	return editHeaderMap(vm, m, p, replaceHeader)
+}
+
+// editHeaderMap applies edit to the map p[0] names with the key and value
+// the guest passed as (p[1], p[2]) and (p[3], p[4]).
+func editHeaderMap(vm *VM, m api.Module, p []uint64, edit func(hm [][2]string, key, val string) [][2]string) pw.Status {
 	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
@@ -347,7 +345,7 @@ func hostReplaceHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint
 	if !ok1 || !ok2 {
 		return pw.StatusInvalidMemoryAccess
 	}
-	*hm = replaceHeader(*hm, key, val)
+	*hm = edit(*hm, key, val)
 	return pw.StatusOK
 }
 
