@@ -29,6 +29,28 @@ func (s TensorSpec) RowWidth() (int, error) {
 	return w, nil
 }
 
+// FeatureInput checks that sig declares exactly one input, a float
+// feature matrix of features columns, which is what the tree and linear
+// runtimes take. kind names the runtime and featuresField the model file's
+// field giving the count, so the error points at both files.
+func FeatureInput(sig Signature, kind string, features int, featuresField string) (TensorSpec, error) {
+	if len(sig.Inputs) != 1 {
+		return TensorSpec{}, fmt.Errorf("config inputs: %d declared, %s takes exactly one (the feature matrix)", len(sig.Inputs), kind)
+	}
+	in := sig.Inputs[0]
+	if in.Datatype != FP32 && in.Datatype != FP64 {
+		return TensorSpec{}, fmt.Errorf("config input %q: datatype %s, want FP32 or FP64", in.Name, in.Datatype)
+	}
+	w, err := in.RowWidth()
+	if err != nil {
+		return TensorSpec{}, fmt.Errorf("config input %q: %w", in.Name, err)
+	}
+	if w != features {
+		return TensorSpec{}, fmt.Errorf("config input %q: %d features per row, the model has %s %d", in.Name, w, featuresField, features)
+	}
+	return in, nil
+}
+
 // Find returns the input named name.
 //
 // # Errors

@@ -134,3 +134,33 @@ func TestFind(t *testing.T) {
 		t.Errorf("Find(c) error %v", err)
 	}
 }
+
+func TestFeatureInput(t *testing.T) {
+	x := TensorSpec{Name: "x", Datatype: FP32, Shape: []int64{-1, 3}}
+	cases := []struct {
+		name   string
+		inputs []TensorSpec
+		want   string // error substring; empty for success
+	}{
+		{"one float matrix", []TensorSpec{x}, ""},
+		{"fp64", []TensorSpec{{Name: "x", Datatype: FP64, Shape: []int64{3}}}, ""},
+		{"two inputs", []TensorSpec{x, x}, "config inputs: 2 declared, a test model takes exactly one"},
+		{"int input", []TensorSpec{{Name: "x", Datatype: Int64, Shape: []int64{-1, 3}}}, `config input "x": datatype INT64, want FP32 or FP64`},
+		{"variable width", []TensorSpec{{Name: "x", Datatype: FP32, Shape: []int64{-1, -1}}}, "want a fixed positive size"},
+		{"wrong width", []TensorSpec{{Name: "x", Datatype: FP32, Shape: []int64{-1, 4}}}, `config input "x": 4 features per row, the model has n_features 3`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := FeatureInput(Signature{Inputs: c.inputs}, "a test model", 3, "n_features")
+			if c.want == "" {
+				if err != nil || got.Name != "x" {
+					t.Fatalf("FeatureInput = %+v, %v; want input x", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("FeatureInput error = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}

@@ -160,19 +160,9 @@ func New(data []byte, sig runtime.Signature) (*Model, error) {
 	for _, row := range c.Weights {
 		m.weights = append(m.weights, row...)
 	}
-	if len(sig.Inputs) != 1 {
-		return nil, fmt.Errorf("config inputs: %d declared, a linear model takes exactly one (the feature matrix)", len(sig.Inputs))
-	}
-	in := sig.Inputs[0]
-	if in.Datatype != runtime.FP32 && in.Datatype != runtime.FP64 {
-		return nil, fmt.Errorf("config input %q: datatype %s, want FP32 or FP64", in.Name, in.Datatype)
-	}
-	w, err := in.RowWidth()
+	in, err := runtime.FeatureInput(sig, "a linear model", m.nf, "num_features")
 	if err != nil {
-		return nil, fmt.Errorf("config input %q: %w", in.Name, err)
-	}
-	if w != m.nf {
-		return nil, fmt.Errorf("config input %q: %d features per row, the model has num_features %d", in.Name, w, m.nf)
+		return nil, err
 	}
 	m.input = in
 	noLabels := ""

@@ -75,21 +75,11 @@ func New(data []byte, sig runtime.Signature) (*Model, error) {
 		return nil, fmt.Errorf("parse xgboost json: %w", err)
 	}
 	m := &Model{e: e}
-	if len(sig.Inputs) != 1 {
-		return nil, fmt.Errorf("config inputs: %d declared, an xgboost model takes exactly one (the feature matrix)", len(sig.Inputs))
-	}
-	in := sig.Inputs[0]
-	if in.Datatype != runtime.FP32 && in.Datatype != runtime.FP64 {
-		return nil, fmt.Errorf("config input %q: datatype %s, want FP32 or FP64", in.Name, in.Datatype)
-	}
-	w, err := in.RowWidth()
+	in, err := runtime.FeatureInput(sig, "an xgboost model", e.numFeature, "num_feature")
 	if err != nil {
-		return nil, fmt.Errorf("config input %q: %w", in.Name, err)
+		return nil, err
 	}
-	if w != e.numFeature {
-		return nil, fmt.Errorf("config input %q: %d features per row, the model has num_feature %d", in.Name, w, e.numFeature)
-	}
-	m.input, m.width = in, w
+	m.input, m.width = in, e.numFeature
 	noLabels := ""
 	if e.transform == identity && e.objective != "binary:logitraw" {
 		noLabels = "class labels need a classifier, objective is " + e.objective
