@@ -431,7 +431,7 @@ func ParseEndpoints(file string, data []byte) ([]Endpoint, error) {
 		d.decode(h.endpoints, reflect.ValueOf(&out.Endpoints).Elem(), "endpoints")
 		if len(e.list) == 0 {
 			fd := &doc{Source: src, pos: d.pos}
-			validateEndpoints(e, fd, "", "endpoints", out.Endpoints)
+			validateEndpoints(e, fd, "", pathOf("endpoints"), out.Endpoints)
 			for _, x := range e.list {
 				x.Kind = KindEndpoints
 			}

@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -21,6 +20,11 @@ func (v *validator) bad(field, format string, args ...any) {
 	v.e.in(v.kind, v.d, field, format, args...)
 }
 
+// badAt is bad for a path formatted only now that it is needed.
+func (v *validator) badAt(field fieldPath, format string, args ...any) {
+	v.e.in(v.kind, v.d, field.String(), format, args...)
+}
+
 func (v *validator) on(kind string, d *doc) *validator {
 	return &validator{m: v.m, e: v.e, kind: kind, d: d}
 }
@@ -35,7 +39,7 @@ func validate(m *Mesh, e *errs) {
 		c := v.on(KindService, &s.doc)
 		c.service(s)
 	}
-	targets := map[string]*Route{}
+	targets := make(map[string]*Route, len(m.Routes))
 	for _, r := range m.Routes {
 		c := v.on(KindRoute, &r.doc)
 		c.route(r)
@@ -85,7 +89,7 @@ func (v *validator) mesh(s *MeshSpec) {
 		v.bad("spec.certificates.rotateAt", "%v must be between 0 and 1 (exclusive): the share of the lifetime after which to re-issue", r)
 	}
 	if t := s.Tracing; t != nil {
-		v.serviceRef("spec.tracing.collector", t.Collector.Service, t.Collector.Version)
+		v.serviceRef(pathOf("spec.tracing.collector"), t.Collector.Service, t.Collector.Version)
 		v.percent("spec.tracing.samplingPercentage", t.SamplingPercentage)
 	}
 	v.wasm("spec.filters.fanout", &s.Filters.Fanout)
@@ -134,33 +138,29 @@ func (v *validator) wasm(field string, w *WasmModule) {
 	if !hexSHA256RE.MatchString(r.SHA256) {
 		v.bad(field+".remote.sha256", "sha256 must be 64 lower-case hex digits")
 	}
-	v.serviceRef(field+".remote", r.Service, r.Version)
+	v.serviceRef(pathOf(field).dot("remote"), r.Service, r.Version)
 }
 
 // serviceRef checks service (and version, when the service has several)
 // name a Service version of the mesh.
-func (v *validator) serviceRef(field, service, version string) {
+func (v *validator) serviceRef(field fieldPath, service, version string) {
 	if service == "" {
-		v.bad(field+".service", "service is required")
+		v.badAt(field.dot("service"), "service is required")
 		return
 	}
 	s := v.m.Service(service)
 	if s == nil {
-		v.bad(field+".service", "unknown Service %q%s", service, v.suggestService(service))
+		v.badAt(field.dot("service"), "unknown Service %q%s", service, v.suggestService(service))
 		return
 	}
 	if version == "" {
-		v.bad(field+".version", "Service %q has %d versions: name one", service, len(s.Spec.Versions))
+		v.badAt(field.dot("version"), "Service %q has %d versions: name one", service, len(s.Spec.Versions))
 		return
 	}
 	if !slices.ContainsFunc(s.Spec.Versions, func(x Version) bool { return x.Name == version }) {
-		v.bad(field+".version", "Service %q has no version %q%s", service, version, suggest(version, versionNames(s)))
+		v.badAt(field.dot("version"), "Service %q has no version %q%s", service, version, suggest(version, versionNames(s)))
 	}
 }
-
-// elem is the field path of element i of field; it runs for every list
-// element of a 10,000-route mesh, so it avoids fmt.
-func elem(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }
 
 func (v *validator) percent(field string, p float64) {
 	if p < 0 || p > 100 {
@@ -179,15 +179,15 @@ func (v *validator) service(s *Service) {
 	for i, ver := range sp.Versions {
 		f := elem("spec.versions", i)
 		if !validName(ver.Name) {
-			v.bad(f+".name", "version name %q must be a DNS label", ver.Name)
+			v.badAt(f.dot("name"), "version name %q must be a DNS label", ver.Name)
 		} else if j, dup := seen[ver.Name]; dup {
-			v.bad(f+".name", "version %q is also spec.versions[%d]", ver.Name, j)
+			v.badAt(f.dot("name"), "version %q is also spec.versions[%d]", ver.Name, j)
 		}
 		seen[ver.Name] = i
 		if (len(ver.Endpoints) == 0) == (ver.EndpointsFile == "") {
-			v.bad(f, "give endpoints or endpointsFile (exactly one)")
+			v.badAt(f, "give endpoints or endpointsFile (exactly one)")
 		}
-		validateEndpoints(v.e, v.d, v.kind, f+".endpoints", ver.Endpoints)
+		validateEndpoints(v.e, v.d, v.kind, f.dot("endpoints"), ver.Endpoints)
 	}
 	if h := sp.HealthCheck; h != nil {
 		if h.Timeout > h.Interval {
@@ -212,14 +212,14 @@ func (v *validator) dnsLabel(field, s string) {
 }
 
 // validateEndpoints checks addresses and ports; kind is "" for files.
-func validateEndpoints(e *errs, d *doc, kind, field string, eps []Endpoint) {
+func validateEndpoints(e *errs, d *doc, kind string, field fieldPath, eps []Endpoint) {
 	for i, ep := range eps {
-		f := elem(field, i)
+		f := field.at(i)
 		if ep.Address == "" || strings.ContainsAny(ep.Address, " /") {
-			e.in(kind, d, f+".address", "address %q must be an IP address or host name", ep.Address)
+			e.in(kind, d, f.dot("address").String(), "address %q must be an IP address or host name", ep.Address)
 		}
 		if ep.Port == 0 || ep.Port > 65535 {
-			e.in(kind, d, f+".port", "port %d is outside 1..65535", ep.Port)
+			e.in(kind, d, f.dot("port").String(), "port %d is outside 1..65535", ep.Port)
 		}
 	}
 }

@@ -31,28 +31,28 @@ func (v *validator) route(r *Route) {
 	for i, rule := range sp.Rules {
 		f := elem("spec.rules", i)
 		if !validName(rule.Name) {
-			v.bad(f+".name", "rule name %q must be a DNS label", rule.Name)
+			v.badAt(f.dot("name"), "rule name %q must be a DNS label", rule.Name)
 		} else if rule.Name == "rest" {
-			v.bad(f+".name", "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
+			v.badAt(f.dot("name"), "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
 		} else if rules[rule.Name] {
-			v.bad(f+".name", "rule %q given twice", rule.Name)
+			v.badAt(f.dot("name"), "rule %q given twice", rule.Name)
 		}
 		rules[rule.Name] = true
 		if len(rule.Headers) == 0 {
-			v.bad(f+".headers", "a rule needs at least one header match")
+			v.badAt(f.dot("headers"), "a rule needs at least one header match")
 		}
-		v.headers(f+".headers", rule.Headers)
+		v.headers(f.dot("headers"), rule.Headers)
 		if len(rule.Split) == 0 {
-			v.bad(f+".split", "a rule needs a split")
+			v.badAt(f.dot("split"), "a rule needs a split")
 		}
-		v.split(f+".split", rule.Split)
+		v.split(f.dot("split"), rule.Split)
 	}
 	if len(sp.Split) == 0 && sp.Ensemble == nil {
 		v.bad("spec.split", "no destination: give a split, an ensemble, or a service with one version")
 	}
-	v.split("spec.split", sp.Split)
+	v.split(pathOf("spec.split"), sp.Split)
 	if sh := sp.Shadow; sh != nil {
-		v.serviceRef("spec.shadow", sh.Service, sh.Version)
+		v.serviceRef(pathOf("spec.shadow"), sh.Service, sh.Version)
 		if !(sh.Percentage > 0 && sh.Percentage <= 100) {
 			v.bad("spec.shadow.percentage", "%v is outside (0, 100]", sh.Percentage)
 		}
@@ -72,7 +72,7 @@ func (v *validator) route(r *Route) {
 		}
 		for i, on := range rt.On {
 			if !retryConditions[on] {
-				v.bad(elem("spec.retries.on", i), "unknown retry condition %q", on)
+				v.badAt(elem("spec.retries.on", i), "unknown retry condition %q", on)
 			}
 		}
 		if sp.Timeout > 0 && rt.PerTryTimeout > sp.Timeout {
@@ -106,14 +106,14 @@ func (v *validator) match(m *RouteMatch) {
 	if m.Path != "" && !strings.HasPrefix(m.Path, "/") {
 		v.bad("spec.match.path", "%q must start with /", m.Path)
 	}
-	v.headers("spec.match.headers", m.Headers)
+	v.headers(pathOf("spec.match.headers"), m.Headers)
 }
 
-func (v *validator) headers(field string, hs []HeaderMatch) {
+func (v *validator) headers(field fieldPath, hs []HeaderMatch) {
 	for i, h := range hs {
-		f := elem(field, i)
+		f := field.at(i)
 		if !headerNameRE.MatchString(h.Name) {
-			v.bad(f+".name", "%q is not a lower-case header name", h.Name)
+			v.badAt(f.dot("name"), "%q is not a lower-case header name", h.Name)
 		}
 		n := 0
 		for _, set := range []bool{h.Exact != "", h.Prefix != "", h.Regex != "", h.Present} {
@@ -122,32 +122,73 @@ func (v *validator) headers(field string, hs []HeaderMatch) {
 			}
 		}
 		if n != 1 {
-			v.bad(f, "give exactly one of exact, prefix, regex and present")
+			v.badAt(f, "give exactly one of exact, prefix, regex and present")
 		}
 		if h.Regex != "" {
 			if _, err := regexp.Compile(h.Regex); err != nil {
-				v.bad(f+".regex", "invalid RE2 regular expression: %v", err)
+				v.badAt(f.dot("regex"), "invalid RE2 regular expression: %v", err)
 			}
 		}
 	}
 }
 
-func (v *validator) split(field string, split []Destination) {
+func (v *validator) split(field fieldPath, split []Destination) {
 	var total uint64
-	seen := map[string]int{}
+	var seen map[string]int
+	if len(split) > scanUpTo {
+		seen = make(map[string]int, len(split))
+	}
 	for i, d := range split {
-		f := elem(field, i)
+		f := field.at(i)
 		v.serviceRef(f, d.Service, d.Version)
-		key := d.Service + "/" + d.Version
-		if j, dup := seen[key]; dup {
-			v.bad(f, "%s version %s is also %s[%d]", d.Service, d.Version, field, j)
+		if j := lastSame(split[:i], d, seen); j >= 0 {
+			v.badAt(f, "%s version %s is also %s[%d]", d.Service, d.Version, field, j)
 		}
-		seen[key] = i
 		total += uint64(d.Weight)
 	}
 	if len(split) > 0 && total != 100 {
-		v.bad(field, "weights sum to %d, want 100", total)
+		v.badAt(field, "weights sum to %d, want 100", total)
 	}
+}
+
+// scanUpTo is the longest split searched for duplicates by comparing each
+// destination with those before it; longer ones use a map.
+const scanUpTo = 16
+
+// lastSame returns the index of the last destination of before with d's
+// service and version, or -1. A split's destinations are told apart by
+// "service/version", as the error message names them, so names containing
+// '/' can collide exactly as those strings do. seen is nil for short splits;
+// otherwise it indexes before and lastSame adds d.
+func lastSame(before []Destination, d Destination, seen map[string]int) int {
+	if seen != nil {
+		key := d.Service + "/" + d.Version
+		j, dup := seen[key]
+		seen[key] = len(before)
+		if !dup {
+			return -1
+		}
+		return j
+	}
+	for j := len(before) - 1; j >= 0; j-- {
+		if sameRef(before[j], d) {
+			return j
+		}
+	}
+	return -1
+}
+
+// sameRef reports whether a.Service+"/"+a.Version equals b's, without
+// building the strings in the common case.
+func sameRef(a, b Destination) bool {
+	if a.Service == b.Service {
+		return a.Version == b.Version
+	}
+	// Different services give the same key only when one holds a '/'.
+	if !strings.Contains(a.Service, "/") && !strings.Contains(b.Service, "/") {
+		return false
+	}
+	return a.Service+"/"+a.Version == b.Service+"/"+b.Version
 }
 
 func (v *validator) ensemble(e *Ensemble, model string) {
@@ -160,14 +201,14 @@ func (v *validator) ensemble(e *Ensemble, model string) {
 		v.serviceRef(f, m.Service, m.Version)
 		key := [3]string{m.Service, m.Version, m.Model}
 		if j, dup := members[key]; dup {
-			v.bad(f, "the same member as spec.ensemble.members[%d]", j)
+			v.badAt(f, "the same member as spec.ensemble.members[%d]", j)
 		}
 		members[key] = i
 		if m.Model == "" {
-			v.bad(f+".model", "model is required when the route does not match a model")
+			v.badAt(f.dot("model"), "model is required when the route does not match a model")
 		}
 		if m.Weight < 0 {
-			v.bad(f+".weight", "weight %v is negative", m.Weight)
+			v.badAt(f.dot("weight"), "weight %v is negative", m.Weight)
 		}
 	}
 	if int(e.Quorum) > len(e.Members) {
@@ -205,13 +246,13 @@ func (v *validator) slo(s *SLO) {
 	for i, l := range s.Latency {
 		f := elem("spec.slo.latency", i)
 		if !(l.Percentile > 0 && l.Percentile < 100) {
-			v.bad(f+".percentile", "%v is outside (0, 100)", l.Percentile)
+			v.badAt(f.dot("percentile"), "%v is outside (0, 100)", l.Percentile)
 		} else if seen[l.Percentile] {
-			v.bad(f+".percentile", "percentile %v given twice", l.Percentile)
+			v.badAt(f.dot("percentile"), "percentile %v given twice", l.Percentile)
 		}
 		seen[l.Percentile] = true
 		if l.Threshold <= 0 {
-			v.bad(f+".threshold", "a positive threshold such as 250ms is required")
+			v.badAt(f.dot("threshold"), "a positive threshold such as 250ms is required")
 		}
 	}
 	if s.Window.D().Hours() < 24 {
@@ -220,10 +261,10 @@ func (v *validator) slo(s *SLO) {
 	for i, w := range s.BurnWindows {
 		f := elem("spec.slo.burnWindows", i)
 		if w.Window <= 0 || w.Window > s.Window {
-			v.bad(f+".window", "window %v must be positive and within the budget window %v", w.Window, s.Window)
+			v.badAt(f.dot("window"), "window %v must be positive and within the budget window %v", w.Window, s.Window)
 		}
 		if w.BurnRate <= 0 {
-			v.bad(f+".burnRate", "burn rate %v must be positive", w.BurnRate)
+			v.badAt(f.dot("burnRate"), "burn rate %v must be positive", w.BurnRate)
 		}
 	}
 }
@@ -257,14 +298,15 @@ func (v *validator) port(field string, p uint32) {
 	}
 }
 
-func (v *validator) routeList(field string, names []string) {
-	seen := map[string]bool{}
+func (v *validator) routeList(field fieldPath, names []string) {
+	// Sized up front: a gateway may list every route of the mesh.
+	seen := make(map[string]bool, len(names))
 	for i, n := range names {
-		f := elem(field, i)
+		f := field.at(i)
 		if v.m.Route(n) == nil {
-			v.bad(f, "unknown Route %q%s", n, v.suggestRoute(n))
+			v.badAt(f, "unknown Route %q%s", n, v.suggestRoute(n))
 		} else if seen[n] {
-			v.bad(f, "Route %q listed twice", n)
+			v.badAt(f, "Route %q listed twice", n)
 		}
 		seen[n] = true
 	}
@@ -276,13 +318,13 @@ func (v *validator) gateway(g *Gateway, before []*Gateway) {
 	if len(sp.Routes) == 0 {
 		v.bad("spec.routes", "a gateway needs at least one route")
 	}
-	v.routeList("spec.routes", sp.Routes)
+	v.routeList(pathOf("spec.routes"), sp.Routes)
 	hosts := map[string]bool{}
 	for i, h := range sp.Hosts {
 		if h == "" || strings.ContainsAny(h, " /") {
-			v.bad(elem("spec.hosts", i), "host %q must be a host name, host:port or *", h)
+			v.badAt(elem("spec.hosts", i), "host %q must be a host name, host:port or *", h)
 		} else if hosts[h] {
-			v.bad(elem("spec.hosts", i), "host %q listed twice", h)
+			v.badAt(elem("spec.hosts", i), "host %q listed twice", h)
 		}
 		hosts[h] = true
 	}
@@ -323,7 +365,7 @@ func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 		if len(out.Routes) == 0 {
 			v.bad("spec.outbound.routes", "outbound needs at least one route")
 		}
-		v.routeList("spec.outbound.routes", out.Routes)
+		v.routeList(pathOf("spec.outbound.routes"), out.Routes)
 	}
 }
 
@@ -359,9 +401,9 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 	for i, r := range sp.Rules {
 		f := elem("spec.rules", i)
 		if !validName(r.Name) {
-			v.bad(f+".name", "rule name %q must be a DNS label", r.Name)
+			v.badAt(f.dot("name"), "rule name %q must be a DNS label", r.Name)
 		} else if names[r.Name] {
-			v.bad(f+".name", "rule %q given twice", r.Name)
+			v.badAt(f.dot("name"), "rule %q given twice", r.Name)
 		}
 		names[r.Name] = true
 		for j, id := range r.From.Identities {
@@ -398,7 +440,7 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 			}
 			models[m] = true
 		}
-		v.routeList(f+".to.routes", r.To.Routes)
+		v.routeList(f.dot("to.routes"), r.To.Routes)
 		for j, p := range r.To.Paths {
 			if !strings.HasPrefix(p, "/") {
 				v.bad(fmt.Sprintf("%s.to.paths[%d]", f, j), "%q must start with /", p)
