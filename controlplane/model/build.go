@@ -47,10 +47,10 @@ func ClusterName(service, version string) string { return service + "." + versio
 // cannot occur in a service or version name, so it collides with nothing.
 func localClusterName(service string) string { return service + "|local" }
 
-// mtlsClusterName is the copy of a cluster a caller with its own client
+// mtlsClusterName is the copy of cluster a caller with its own client
 // certificate uses under STRICT mTLS.
-func mtlsClusterName(service, version string, caller policy.Identity) string {
-	return ClusterName(service, version) + "|" + caller.Namespace + "." + caller.ServiceAccount
+func (b *builder) mtlsClusterName(cluster string, caller *policy.Identity) string {
+	return b.str.concat(cluster, "|", caller.Namespace, ".", caller.ServiceAccount)
 }
 
 // RequiredSecrets returns the SDS names Build will reference for pm, sorted:
@@ -119,7 +119,7 @@ func (b *builder) build() *Mesh {
 	}
 	m.Clusters = append(m.Clusters, b.extra...)
 	if t := b.pm.Config.Spec.Tracing; t != nil {
-		m.Tracing = &Tracing{Cluster: ClusterName(t.Collector.Service, t.Collector.Version),
+		m.Tracing = &Tracing{Cluster: b.clusterName(t.Collector.Service, t.Collector.Version),
 			ServiceName: t.ServiceName, SamplePercent: t.SamplingPercentage}
 	}
 	return m
@@ -138,12 +138,59 @@ type builder struct {
 	extraSeen map[string]bool
 	// needSecrets are the SDS names referenced.
 	needSecrets map[string]bool
+	// services indexes svcs by service name.
+	services map[string]*svcInfo
+	svcs     []svcInfo
+
+	// Where the many small strings and slices of a large mesh come from
+	// (see alloc.go).
+	str       strArena
+	strs      slab[string]
+	weights   slab[WeightedCluster]
+	headers   slab[HeaderMatch]
+	routes    slab[Route]
+	vhosts    slab[VirtualHost]
+	locs      slab[Locality]
+	endpoints slab[Endpoint]
+}
+
+// svcInfo is what every reference to a service needs, computed once per
+// service rather than once per route or version that names it.
+type svcInfo struct {
+	s *policy.Service
+	// spiffe is the SPIFFE ID of the service's identity.
+	spiffe string
+	// clusters are the ClusterNames of the versions, in version order.
+	clusters []string
+}
+
+// cluster returns the cluster name of version, or "" if s has no such
+// version.
+func (si *svcInfo) cluster(version string) string {
+	for i := range si.s.Spec.Versions {
+		if si.s.Spec.Versions[i].Name == version {
+			return si.clusters[i]
+		}
+	}
+	return ""
 }
 
 func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 	b := &builder{pm: pm, opts: opts, td: pm.Config.Spec.TrustDomain,
 		strict:    pm.Config.Spec.MTLS.Mode == policy.MTLSStrict,
-		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{}}
+		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{},
+		services: make(map[string]*svcInfo, len(pm.Services)), svcs: make([]svcInfo, len(pm.Services))}
+	for i, s := range pm.Services {
+		si := &b.svcs[i]
+		id := s.Spec.Identity
+		si.s = s
+		si.spiffe = b.str.concat("spiffe://", b.td, "/ns/", id.Namespace, "/sa/", id.ServiceAccount)
+		si.clusters = b.strs.take(len(s.Spec.Versions))
+		for j, v := range s.Spec.Versions {
+			si.clusters[j] = b.str.concat(s.Metadata.Name, ".", v.Name)
+		}
+		b.services[s.Metadata.Name] = si
+	}
 	for _, sc := range pm.Sidecars {
 		// A proxyless client-only workload terminates no mesh traffic.
 		if sc.Spec.Mode != policy.SidecarProxyless || sc.Spec.Inbound.Port != 0 {
@@ -154,6 +201,21 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 }
 
 func (b *builder) spiffe(id policy.Identity) string { return id.SPIFFEID(b.td) }
+
+// service returns the precomputed names of service, or nil if it is not
+// in the policy.
+func (b *builder) service(name string) *svcInfo { return b.services[name] }
+
+// clusterName is ClusterName, shared with every other reference to the
+// same version.
+func (b *builder) clusterName(service, version string) string {
+	if si := b.service(service); si != nil {
+		if n := si.cluster(version); n != "" {
+			return n
+		}
+	}
+	return ClusterName(service, version)
+}
 
 func protocol(p string) Protocol {
 	if p == policy.ProtocolHTTP {
@@ -171,18 +233,21 @@ func (b *builder) clusters() []Cluster {
 	// Sized up front: growing a slice of 20,000 clusters copies each
 	// several times.
 	out := make([]Cluster, 0, n)
-	for _, s := range b.pm.Services {
-		for _, v := range s.Spec.Versions {
-			out = append(out, b.cluster(s, v))
+	for i := range b.svcs {
+		si := &b.svcs[i]
+		for j, v := range si.s.Spec.Versions {
+			out = append(out, b.cluster(si.s, v, si.clusters[j], si.spiffe))
 		}
 	}
 	return out
 }
 
-func (b *builder) cluster(s *policy.Service, v policy.Version) Cluster {
+// cluster makes the cluster name of version v of s, whose identity has
+// the SPIFFE ID identity.
+func (b *builder) cluster(s *policy.Service, v policy.Version, name, identity string) Cluster {
 	sp := &s.Spec
-	c := Cluster{Name: ClusterName(s.Metadata.Name, v.Name), Service: s.Metadata.Name, Version: v.Name,
-		Protocol: protocol(sp.Protocol), ConnectTimeout: sp.ConnectTimeout.D(), Identity: b.spiffe(sp.Identity)}
+	c := Cluster{Name: name, Service: s.Metadata.Name, Version: v.Name,
+		Protocol: protocol(sp.Protocol), ConnectTimeout: sp.ConnectTimeout.D(), Identity: identity}
 	if h := sp.HealthCheck; h != nil {
 		c.HealthCheck = &HealthCheck{Interval: h.Interval.D(), Timeout: h.Timeout.D(), HealthyThreshold: h.HealthyThreshold,
 			UnhealthyThreshold: h.UnhealthyThreshold, Path: h.Path, GRPCService: h.GRPCService}
@@ -195,13 +260,26 @@ func (b *builder) cluster(s *policy.Service, v policy.Version) Cluster {
 		c.Outlier = &OutlierDetection{Consecutive5xx: o.Consecutive5xx, Interval: o.Interval.D(),
 			BaseEjectionTime: o.BaseEjectionTime.D(), MaxEjectionPercent: o.MaxEjectionPercent}
 	}
-	c.Localities = localities(v.Endpoints)
+	c.Localities = b.localities(v.Endpoints)
 	return c
 }
 
 // localities groups endpoints by region and zone, each locality weighted 1
 // (proxyless gRPC rejects a locality without a weight).
-func localities(eps []policy.Endpoint) []Locality {
+func (b *builder) localities(eps []policy.Endpoint) []Locality {
+	if len(eps) == 0 {
+		return nil
+	}
+	// Most versions have all their endpoints in one place: carve that
+	// locality and its endpoints from the slabs.
+	if !slices.ContainsFunc(eps[1:], func(e policy.Endpoint) bool { return e.Region != eps[0].Region || e.Zone != eps[0].Zone }) {
+		out := b.locs.take(1)
+		out[0] = Locality{Region: eps[0].Region, Zone: eps[0].Zone, Weight: 1, Endpoints: b.endpoints.take(len(eps))}
+		for i, e := range eps {
+			out[0].Endpoints[i] = Endpoint{Address: e.Address, Port: e.Port, Weight: e.Weight}
+		}
+		return out
+	}
 	var out []Locality
 	for _, e := range eps {
 		// A linear search: a version has a handful of localities, and a
@@ -234,9 +312,14 @@ type caller struct {
 // Under STRICT mTLS a service with a sidecar only accepts mTLS, so a caller
 // with an identity gets a copy of the cluster presenting its certificate.
 func (b *builder) clusterFor(c caller, service, version string) string {
-	name := ClusterName(service, version)
+	name := b.clusterName(service, version)
 	if !b.strict || b.sidecarOf[service] == nil || c.identity == nil {
 		return name
+	}
+	mtls := b.mtlsClusterName(name, c.identity)
+	if b.extraSeen[mtls] {
+		// Made (and its secrets recorded) by an earlier reference.
+		return mtls
 	}
 	s := b.pm.Service(service)
 	var v policy.Version
@@ -245,8 +328,8 @@ func (b *builder) clusterFor(c caller, service, version string) string {
 			v = x
 		}
 	}
-	cl := b.cluster(s, v)
-	cl.Name = mtlsClusterName(service, version, *c.identity)
+	cl := b.cluster(s, v, name, b.spiffe(s.Spec.Identity))
+	cl.Name = mtls
 	cert := b.spiffe(*c.identity)
 	cl.TLS = &UpstreamTLS{CertSecret: cert, TrustSecret: TrustBundleSecret, MatchSANs: []string{cl.Identity}}
 	b.needSecrets[cert] = true
@@ -314,10 +397,15 @@ func (b *builder) apiListeners(c caller) []Listener {
 		if !b.allGRPC(r) {
 			continue
 		}
-		routes := b.expand(nil, c, r, false)
+		// A proxyless client matches one form: the rules, then the split.
+		routes := b.expand(b.routes.take(len(r.Spec.Rules) + 1)[:0], c, r, false)
 		t := r.Spec.Target
+		vhs := b.vhosts.take(1)
+		domains := b.strs.take(1)
+		domains[0] = t
+		vhs[0] = VirtualHost{Name: t, Domains: domains, Routes: routes}
 		out = append(out, Listener{Name: t, Kind: ListenerAPI, Protocol: ProtocolGRPC,
-			Routes: RouteConfig{Name: t, VirtualHosts: []VirtualHost{{Name: t, Domains: []string{t}, Routes: routes}}}})
+			Routes: RouteConfig{Name: t, VirtualHosts: vhs}})
 	}
 	return out
 }
@@ -366,7 +454,7 @@ func (b *builder) proxylessSidecar(sc *policy.Sidecar) NodeGroup {
 func (b *builder) allGRPC(r *policy.Route) bool {
 	ok := true
 	check := func(service string) {
-		if s := b.pm.Service(service); s == nil || s.Spec.Protocol != policy.ProtocolGRPC {
+		if s := b.service(service); s == nil || s.s.Spec.Protocol != policy.ProtocolGRPC {
 			ok = false
 		}
 	}
@@ -388,10 +476,15 @@ func (b *builder) allGRPC(r *policy.Route) bool {
 }
 
 func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
-	// Most routes expand to a gRPC and a REST form.
-	out := make([]Route, 0, 2*len(names))
-	for _, n := range names {
-		out = b.expand(out, c, b.pm.Route(n), envoy)
+	n := 0
+	for _, name := range names {
+		r := b.pm.Route(name)
+		_, forms := b.forms(r.Spec.Match, envoy)
+		n += forms * (len(r.Spec.Rules) + 1)
+	}
+	out := make([]Route, 0, n)
+	for _, name := range names {
+		out = b.expand(out, c, b.pm.Route(name), envoy)
 	}
 	return out
 }
@@ -403,38 +496,51 @@ type form struct {
 	match  RouteMatch
 }
 
-// forms returns the IR matches of a policy route. For proxyless clients
-// the target already names the route, so only its headers are matched.
-func (b *builder) forms(m policy.RouteMatch, envoy bool) []form {
-	headers := headerMatches(m.Headers)
+// forms returns the IR matches of a policy route, fs[:n], in an array
+// rather than a slice of its own: a large mesh has tens of thousands of
+// routes. For proxyless clients the target already names the route, so
+// only its headers are matched.
+func (b *builder) forms(m policy.RouteMatch, envoy bool) (fs [2]form, n int) {
 	if !envoy {
-		return []form{{match: RouteMatch{Prefix: "/", Headers: headers}}}
+		fs[0] = form{match: RouteMatch{Prefix: "/", Headers: b.headerMatches(nil, m.Headers)}}
+		return fs, 1
 	}
 	switch {
 	case m.Model != "":
 		grpc := form{match: RouteMatch{Path: policy.OIPInferPath, GRPC: true,
-			Headers: append([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, headers...)}}
-		rest := form{suffix: ".rest", match: RouteMatch{Prefix: "/v2/models/" + m.Model + "/", Headers: headers}}
+			Headers: b.headerMatches([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, m.Headers)}}
+		rest := form{suffix: ".rest", match: RouteMatch{Prefix: b.str.concat("/v2/models/", m.Model, "/"), Headers: b.headerMatches(nil, m.Headers)}}
 		switch m.Protocol {
 		case policy.MatchGRPC:
-			return []form{grpc}
+			fs[0] = grpc
+			return fs, 1
 		case policy.MatchHTTP:
 			rest.suffix = ""
-			return []form{rest}
+			fs[0] = rest
+			return fs, 1
 		}
-		return []form{grpc, rest}
+		fs[0], fs[1] = grpc, rest
+		return fs, 2
 	case m.PathPrefix != "":
-		return []form{{match: RouteMatch{Prefix: m.PathPrefix, Headers: headers}}}
+		fs[0] = form{match: RouteMatch{Prefix: m.PathPrefix, Headers: b.headerMatches(nil, m.Headers)}}
 	case m.Path != "":
-		return []form{{match: RouteMatch{Path: m.Path, Headers: headers}}}
+		fs[0] = form{match: RouteMatch{Path: m.Path, Headers: b.headerMatches(nil, m.Headers)}}
+	default:
+		fs[0] = form{match: RouteMatch{Prefix: "/", Headers: b.headerMatches(nil, m.Headers)}}
 	}
-	return []form{{match: RouteMatch{Prefix: "/", Headers: headers}}}
+	return fs, 1
 }
 
-func headerMatches(hs []policy.HeaderMatch) []HeaderMatch {
-	var out []HeaderMatch
-	for _, h := range hs {
-		out = append(out, HeaderMatch{Name: h.Name, Exact: h.Exact, Prefix: h.Prefix, Regex: h.Regex, Present: h.Present, Invert: h.Invert})
+// headerMatches returns first followed by the IR form of hs, in a new
+// slice (nil if both are empty).
+func (b *builder) headerMatches(first []HeaderMatch, hs []policy.HeaderMatch) []HeaderMatch {
+	if len(first)+len(hs) == 0 {
+		return nil
+	}
+	out := b.headers.take(len(first) + len(hs))
+	n := copy(out, first)
+	for i, h := range hs {
+		out[n+i] = HeaderMatch{Name: h.Name, Exact: h.Exact, Prefix: h.Prefix, Regex: h.Regex, Present: h.Present, Invert: h.Invert}
 	}
 	return out
 }
@@ -446,23 +552,26 @@ func headerMatches(hs []policy.HeaderMatch) []HeaderMatch {
 func (b *builder) expand(out []Route, c caller, r *policy.Route, envoy bool) []Route {
 	sp := &r.Spec
 	base := b.action(c, sp, envoy)
-	for _, f := range b.forms(sp.Match, envoy) {
+	fs, n := b.forms(sp.Match, envoy)
+	for _, f := range fs[:n] {
 		for _, rule := range sp.Rules {
 			a := base
+			a.Clusters = nil // replaced by the rule's split, no need to copy
+			a = b.cloneAction(a)
 			a.Clusters = b.weighted(c, rule.Split)
 			m := f.match
-			m.Headers = append(slices.Clone(m.Headers), headerMatches(rule.Headers)...)
-			out = append(out, Route{Name: r.Metadata.Name + "." + rule.Name + f.suffix, Match: m, Action: cloneAction(a)})
+			m.Headers = b.headerMatches(m.Headers, rule.Headers)
+			out = append(out, Route{Name: b.str.concat(r.Metadata.Name, ".", rule.Name, f.suffix), Match: m, Action: a})
 		}
-		out = append(out, Route{Name: r.Metadata.Name + f.suffix, Match: f.match, Action: cloneAction(base)})
+		out = append(out, Route{Name: b.str.concat(r.Metadata.Name, f.suffix), Match: f.match, Action: b.cloneAction(base)})
 	}
 	return out
 }
 
 // cloneAction copies the slices and pointers of a so that Normalize of one
 // route never reorders another's.
-func cloneAction(a RouteAction) RouteAction {
-	a.Clusters = slices.Clone(a.Clusters)
+func (b *builder) cloneAction(a RouteAction) RouteAction {
+	a.Clusters = b.weights.clone(a.Clusters)
 	a.Mirrors = slices.Clone(a.Mirrors)
 	if a.Retry != nil {
 		r := *a.Retry
@@ -484,9 +593,9 @@ func cloneAction(a RouteAction) RouteAction {
 }
 
 func (b *builder) weighted(c caller, split []policy.Destination) []WeightedCluster {
-	out := make([]WeightedCluster, 0, len(split))
-	for _, d := range split {
-		out = append(out, WeightedCluster{Name: b.clusterFor(c, d.Service, d.Version), Weight: d.Weight})
+	out := b.weights.take(len(split))
+	for i, d := range split {
+		out[i] = WeightedCluster{Name: b.clusterFor(c, d.Service, d.Version), Weight: d.Weight}
 	}
 	return out
 }
@@ -496,7 +605,8 @@ func (b *builder) action(c caller, sp *policy.RouteSpec, envoy bool) RouteAction
 	if e := sp.Ensemble; e != nil && len(a.Clusters) == 0 && len(e.Members) > 0 {
 		// gRPC through Envoy: the request goes on to the first member and
 		// the fanout filter rewrites the answer (DESIGN.md).
-		a.Clusters = []WeightedCluster{{Name: b.clusterFor(c, e.Members[0].Service, e.Members[0].Version), Weight: 100}}
+		a.Clusters = b.weights.take(1)
+		a.Clusters[0] = WeightedCluster{Name: b.clusterFor(c, e.Members[0].Service, e.Members[0].Version), Weight: 100}
 	}
 	if rt := sp.Retries; rt != nil {
 		a.Retry = &RetryPolicy{Attempts: rt.Attempts, PerTryTimeout: rt.PerTryTimeout.D(), On: slices.Clone(rt.On)}
@@ -614,10 +724,12 @@ func (b *builder) authzRules(name string, r policy.AuthzRule) []AuthzRule {
 		}
 	}
 	for _, m := range r.To.Models {
-		add("model-"+m, b.forms(policy.RouteMatch{Model: m, Protocol: policy.MatchAny}, true))
+		fs, n := b.forms(policy.RouteMatch{Model: m, Protocol: policy.MatchAny}, true)
+		add("model-"+m, fs[:n])
 	}
 	for _, rn := range r.To.Routes {
-		add("route-"+rn, b.forms(b.pm.Route(rn).Spec.Match, true))
+		fs, n := b.forms(b.pm.Route(rn).Spec.Match, true)
+		add("route-"+rn, fs[:n])
 	}
 	return out
 }
