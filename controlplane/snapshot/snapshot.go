@@ -203,8 +203,19 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 	out := retired{items: map[resource.Type][]types.Resource{}, versions: map[resource.Type][]string{}}
 	for _, typ := range []resource.Type{resource.ClusterType, resource.EndpointType, resource.SecretType} {
 		before, after := prevRes.Items[typ], res.Items[typ]
+		// An unchanged type (the cache handed back the very same
+		// resources) retires nothing: spare the walk by name.
+		if sameResources(before, after) {
+			continue
+		}
 		j := 0
 		for i, r := range before {
+			// The same resource at the merge position is kept; only
+			// the others need their names compared.
+			if j < len(after) && after[j] == r {
+				j++
+				continue
+			}
 			name := cache.GetResourceName(r)
 			for j < len(after) && cache.GetResourceName(after[j]) < name {
 				j++
@@ -228,6 +239,22 @@ func (t *Translator) retiredFrom(group string, res *xds.Resources) retired {
 	return out
 }
 
+// sameResources reports whether a and b hold the very same resource objects
+// in the same order. The cache hands back the resource it built before for
+// an unchanged model object, so on a small change most types of a group
+// compare equal here, by pointer, without touching names or contents.
+func sameResources(a, b []types.Resource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // hasName reports whether items, sorted by name, holds one named name.
 func hasName(items []types.Resource, name string) bool {
 	_, ok := slices.BinarySearchFunc(items, name, func(r types.Resource, n string) int {
@@ -243,17 +270,30 @@ func hasName(items []types.Resource, name string) bool {
 // version map, and an unchanged group reuses the whole previous snapshot.
 func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*cache.Snapshot, string, error) {
 	var prev *cache.Snapshot
+	var prevRes *xds.Resources
+	var prevOld retired
 	if t.prev != nil {
-		prev = t.prev.Snapshots[group]
+		prev, prevRes, prevOld = t.prev.Snapshots[group], t.prev.Resources[group], t.retired[group]
 	}
 	snap := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(xds.Types()))}
 	typeVersions := make([]string, len(xds.Types()))
 	for i, typ := range xds.Types() {
+		idx := cache.GetResponseType(typ)
+		// The previous snapshot's type was made of prevRes's resources
+		// plus prevOld's; when both are the very same as now, so are its
+		// version, index and version map: skip hashing and indexing
+		// every resource of the type again.
+		if prev != nil && prevRes != nil && len(old.items[typ]) == 0 && len(prevOld.items[typ]) == 0 &&
+			sameResources(res.Items[typ], prevRes.Items[typ]) && slices.Equal(res.Versions[typ], prevRes.Versions[typ]) {
+			typeVersions[i] = prev.GetVersion(typ)
+			snap.Resources[idx] = prev.Resources[idx]
+			snap.VersionMap[typ] = prev.VersionMap[typ]
+			continue
+		}
 		items := append(slices.Clip(res.Items[typ]), old.items[typ]...)
 		versions := append(slices.Clip(res.Versions[typ]), old.versions[typ]...)
 		tv := typeVersion(typ, items, versions)
 		typeVersions[i] = tv
-		idx := cache.GetResponseType(typ)
 		if prev != nil && prev.GetVersion(typ) == tv {
 			snap.Resources[idx] = prev.Resources[idx]
 			snap.VersionMap[typ] = prev.VersionMap[typ]
