@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -245,7 +246,7 @@ func TestClonesAreDeep(t *testing.T) {
 			}
 		}
 		orig.base().Metadata.Labels = map[string]string{"a": "b"}
-		c := orig.clone()
+		c := orig.clone(newSlabs(needOf(orig)))
 		name := reflect.TypeOf(orig).Elem().Name()
 		if !reflect.DeepEqual(c, orig) {
 			t.Errorf("%s: clone differs from the original", name)
@@ -286,5 +287,52 @@ func TestParallelParse(t *testing.T) {
 	got, gotErr := l.Parse("p.yaml", []byte(text))
 	if fmt.Sprint(gotErr) != fmt.Sprint(err) || got != nil {
 		t.Errorf("sequential parse differs: %v", gotErr)
+	}
+}
+
+// TestLoaderCancelledParseLeavesNoEntries: a parse stopped part-way must
+// not leave undecoded entries behind that a later load would take as
+// decoded documents.
+func TestLoaderCancelledParseLeavesNoEntries(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString(base)
+	for i := 0; i < 2*parallelAbove; i++ {
+		sb.WriteString(svc(fmt.Sprintf("s%03d", i), fmt.Sprintf("{versions: [{name: v1, endpoints: [{address: a, port: %d}]}]}", 9000+i)))
+	}
+	text := []byte(sb.String())
+	l := &Loader{}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c := l.begin()
+	b := &builder{errs: &errs{}, mesh: &Mesh{}, cache: c}
+	if err := b.parse(ctx, "p.yaml", text); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	l.end(c)
+	for k, e := range l.cache.byText {
+		if e.docs == nil {
+			t.Fatalf("entry left undecoded: %.40q", k)
+		}
+	}
+	got, gotErr := l.Parse("p.yaml", text)
+	want, wantErr := Parse("p.yaml", text)
+	if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+		t.Errorf("parse after a cancelled one differs from a fresh parse: %v", gotErr)
+	}
+}
+
+// TestLoaderDropsUnusedDocuments: the cache holds the documents of the
+// last load only, so a long-running process does not keep every version of
+// every document it ever saw.
+func TestLoaderDropsUnusedDocuments(t *testing.T) {
+	l := &Loader{}
+	edited := strings.Replace(base, "weight: 90}, {version: v2, weight: 10}", "weight: 80}, {version: v2, weight: 20}", 1)
+	for _, text := range []string{base, edited, base, edited} {
+		if _, err := l.Parse("p.yaml", []byte(text)); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(l.cache.byText), len(splitDocuments([]byte(text))); got != want {
+			t.Errorf("cache holds %d documents, want the %d of the last load", got, want)
+		}
 	}
 }

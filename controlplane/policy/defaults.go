@@ -46,18 +46,16 @@ func DefaultBurnWindows() []BurnWindow {
 	}
 }
 
-// applyDefaults fills every unset field that has a default. It runs before
-// validation and tolerates invalid input (unknown references are left for
-// validate to report).
+// applyDefaults fills every unset field whose default depends on other
+// documents (service references, a route's only version, a model match's
+// protocol), and the mesh settings when no Mesh document was given. It runs
+// before validation and tolerates invalid input (unknown references are
+// left for validate to report). Each document's own defaults are already
+// applied (defaultDocument).
 func applyDefaults(m *Mesh) {
 	if m.Config == nil {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
-	}
-	defaultMeta(&m.Config.doc)
-	defaultMesh(&m.Config.Spec)
-	for _, s := range m.Services {
-		defaultMeta(&s.doc)
-		defaultService(s)
+		defaultDocument(m.Config)
 	}
 	if t := m.Config.Spec.Tracing; t != nil {
 		t.Collector.Service, t.Collector.Version = defaultRef(m, "", t.Collector.Service, t.Collector.Version)
@@ -68,36 +66,45 @@ func applyDefaults(m *Mesh) {
 		}
 	}
 	for _, r := range m.Routes {
-		defaultMeta(&r.doc)
-		defaultRoute(m, r)
+		defaultRouteRefs(m, r)
 	}
-	for _, g := range m.Gateways {
-		defaultMeta(&g.doc)
-		s := &g.Spec
+}
+
+// defaultDocument fills the unset fields of one document whose defaults
+// depend on that document alone. The Loader applies them once, when it
+// decodes a document, and caches the result: they need not be redone on
+// every reload. Nothing here may read another document.
+func defaultDocument(res hasDoc) {
+	defaultMeta(res.base())
+	switch r := res.(type) {
+	case *MeshConfig:
+		defaultMesh(&r.Spec)
+	case *Service:
+		defaultService(r)
+	case *Route:
+		defaultRoute(r)
+	case *Gateway:
+		s := &r.Spec
 		s.Address = or(s.Address, DefaultGatewayAddress)
 		s.Protocol = or(s.Protocol, ProtocolGRPC)
 		if len(s.Hosts) == 0 {
 			s.Hosts = []string{"*"}
 		}
-		s.Identity.Namespace = or(s.Identity.Namespace, g.Metadata.Namespace)
-		s.Identity.ServiceAccount = or(s.Identity.ServiceAccount, g.Metadata.Name)
-	}
-	for _, sc := range m.Sidecars {
-		defaultMeta(&sc.doc)
-		sc.Spec.Mode = or(sc.Spec.Mode, SidecarEnvoy)
-		in := &sc.Spec.Inbound
+		s.Identity.Namespace = or(s.Identity.Namespace, r.Metadata.Namespace)
+		s.Identity.ServiceAccount = or(s.Identity.ServiceAccount, r.Metadata.Name)
+	case *Sidecar:
+		r.Spec.Mode = or(r.Spec.Mode, SidecarEnvoy)
+		in := &r.Spec.Inbound
 		in.Address = or(in.Address, DefaultInboundAddress)
-		if sc.Spec.Mode == SidecarEnvoy {
+		if r.Spec.Mode == SidecarEnvoy {
 			in.Port = orU(in.Port, DefaultInboundPort)
 		}
-		if out := sc.Spec.Outbound; out != nil {
+		if out := r.Spec.Outbound; out != nil {
 			out.Address = or(out.Address, DefaultOutboundAddress)
 			out.Port = orU(out.Port, DefaultOutboundPort)
 		}
-	}
-	for _, a := range m.Authorizations {
-		defaultMeta(&a.doc)
-		a.Spec.Action = or(a.Spec.Action, ActionAllow)
+	case *AuthorizationPolicy:
+		r.Spec.Action = or(r.Spec.Action, ActionAllow)
 	}
 }
 
@@ -175,26 +182,12 @@ func defaultEndpoint(e *Endpoint) {
 	e.Region = or(e.Region, DefaultRegion)
 }
 
-func defaultRoute(m *Mesh, r *Route) {
+// defaultRoute fills the route's own defaults.
+func defaultRoute(r *Route) {
 	sp := &r.Spec
 	sp.Target = or(sp.Target, r.Metadata.Name)
-	if len(sp.Split) == 0 && sp.Ensemble == nil {
-		if s := m.Service(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
-			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
-		}
-	}
-	defaultSplit(m, sp.Service, sp.Split)
-	if sp.Match.Model != "" && sp.Match.Protocol == "" {
-		sp.Match.Protocol = matchProtocol(m, sp)
-	}
-	for i := range sp.Rules {
-		defaultSplit(m, sp.Service, sp.Rules[i].Split)
-	}
-	if sh := sp.Shadow; sh != nil {
-		sh.Service, sh.Version = defaultRef(m, sp.Service, sh.Service, sh.Version)
-		if sh.Percentage == 0 {
-			sh.Percentage = 100
-		}
+	if sh := sp.Shadow; sh != nil && sh.Percentage == 0 {
+		sh.Percentage = 100
 	}
 	if e := sp.Ensemble; e != nil {
 		e.Mode = or(e.Mode, ModeParallel)
@@ -207,7 +200,6 @@ func defaultRoute(m *Mesh, r *Route) {
 		}
 		for i := range e.Members {
 			mem := &e.Members[i]
-			mem.Service, mem.Version = defaultRef(m, sp.Service, mem.Service, mem.Version)
 			mem.Model = or(mem.Model, sp.Match.Model)
 			if mem.Weight == 0 {
 				mem.Weight = 1
@@ -224,6 +216,33 @@ func defaultRoute(m *Mesh, r *Route) {
 		rt.Attempts = orU(rt.Attempts, DefaultRetryAttempts)
 		if len(rt.On) == 0 {
 			rt.On = DefaultRetryOn()
+		}
+	}
+}
+
+// defaultRouteRefs fills the route's defaults that name services: its
+// only version, the service of destinations, the protocol of a model match.
+func defaultRouteRefs(m *Mesh, r *Route) {
+	sp := &r.Spec
+	if len(sp.Split) == 0 && sp.Ensemble == nil {
+		if s := m.Service(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
+			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
+		}
+	}
+	defaultSplit(m, sp.Service, sp.Split)
+	if sp.Match.Model != "" && sp.Match.Protocol == "" {
+		sp.Match.Protocol = matchProtocol(m, sp)
+	}
+	for i := range sp.Rules {
+		defaultSplit(m, sp.Service, sp.Rules[i].Split)
+	}
+	if sh := sp.Shadow; sh != nil {
+		sh.Service, sh.Version = defaultRef(m, sp.Service, sh.Service, sh.Version)
+	}
+	if e := sp.Ensemble; e != nil {
+		for i := range e.Members {
+			mem := &e.Members[i]
+			mem.Service, mem.Version = defaultRef(m, sp.Service, mem.Service, mem.Version)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"regexp"
@@ -23,35 +22,90 @@ import (
 // share state. The zero Loader is ready; it is safe for concurrent use.
 type Loader struct {
 	mu    sync.Mutex
-	cache map[[sha256.Size]byte][]decoded
+	cache docCache
 }
 
-// docCache is one load's view of the cache: hits come from prev, and next
-// collects what this load used, so entries of deleted documents go away.
+// docCache holds decoded documents by their text. Keying by the text itself
+// (rather than a digest of it) costs one fast string hash per document and
+// no hashing at all for the digest; the keys are the policy's size again.
 type docCache struct {
-	prev, next map[[sha256.Size]byte][]decoded
+	byText map[string]*cacheEntry
+	// gen numbers loads; an entry not used by the last load is dropped,
+	// so documents deleted from the policy do not stay cached.
+	gen  uint64
+	used int
+	// refs is the documents of the file being loaded, in order; its array
+	// is kept for the next file and load.
+	refs []docRef
+}
+
+// cacheEntry is the documents decoded from one text, with their own
+// defaults applied, positions relative to the text and no file name.
+type cacheEntry struct {
+	docs []decoded
+	gen  uint64
+}
+
+// docRef is one document of the file being loaded.
+type docRef struct {
+	entry *cacheEntry
+	text  []byte
+	line  int
 }
 
 func (l *Loader) begin() *docCache {
-	// Sized like the last load's: a reload mostly sees the same documents,
-	// and growing the map re-hashes 20,000 keys in a large mesh.
-	return &docCache{prev: l.cache, next: make(map[[sha256.Size]byte][]decoded, len(l.cache))}
+	c := &l.cache
+	if c.byText == nil {
+		c.byText = map[string]*cacheEntry{}
+	}
+	c.gen++
+	c.used = 0
+	return c
 }
 
-func (l *Loader) end(c *docCache) { l.cache = c.next }
+// end drops the entries this load did not use.
+func (l *Loader) end(c *docCache) {
+	if c.used == len(c.byText) {
+		return
+	}
+	for k, e := range c.byText {
+		if e.gen != c.gen {
+			delete(c.byText, k)
+		}
+	}
+}
+
+// lookup returns the entry for text, creating an empty one (miss true) when
+// the text is new.
+func (c *docCache) lookup(text []byte) (e *cacheEntry, miss bool) {
+	e, ok := c.byText[string(text)]
+	if !ok {
+		e = &cacheEntry{gen: c.gen}
+		c.byText[string(text)] = e
+		c.used++
+		return e, true
+	}
+	if e.gen != c.gen {
+		e.gen = c.gen
+		c.used++
+	}
+	return e, false
+}
 
 // decoded is one document after decoding, before merging.
 type decoded struct {
 	kind string
 	res  hasDoc
 	errs []*Error
+	// need is what copying res out of the cache takes from the slabs.
+	need slabSizes
 }
 
 // hasDoc is every document kind.
 type hasDoc interface {
 	base() *doc
-	// clone deep-copies the document (clone.go).
-	clone() hasDoc
+	// clone deep-copies the document (clone.go), taking memory from s.
+	clone(s *slabs) hasDoc
 }
 
 func (d *doc) base() *doc { return d }
@@ -67,10 +121,18 @@ type chunk struct {
 // directives ("%YAML") is kept whole: a directive belongs to the document
 // after it.
 func splitDocuments(data []byte) []chunk {
-	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
-		return []chunk{{text: data, line: 1}}
-	}
 	var out []chunk
+	eachDocument(data, func(text []byte, line int) { out = append(out, chunk{text: text, line: line}) })
+	return out
+}
+
+// eachDocument calls f with the text of each document splitDocuments finds
+// and the line it starts on, without collecting them.
+func eachDocument(data []byte, f func(text []byte, line int)) {
+	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
+		f(data, 1)
+		return
+	}
 	start, startLine, line := 0, 1, 1
 	for i := 0; i < len(data); {
 		end := bytes.IndexByte(data[i:], '\n')
@@ -80,13 +142,13 @@ func splitDocuments(data []byte) []chunk {
 		}
 		l := data[i:next]
 		if i > start && bytes.HasPrefix(l, []byte("---")) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\n' || l[3] == '\r') {
-			out = append(out, chunk{text: data[start:i], line: startLine})
+			f(data[start:i], startLine)
 			start, startLine = i, line
 		}
 		i = next
 		line++
 	}
-	return append(out, chunk{text: data[start:], line: startLine})
+	f(data[start:], startLine)
 }
 
 // parallelAbove is the number of changed documents from which they are
@@ -97,58 +159,72 @@ const parallelAbove = 64
 // changed documents are parsed concurrently (yaml.v3 is most of the cost
 // of a cold load).
 func (b *builder) parse(ctx context.Context, file string, data []byte) error {
-	chunks := splitDocuments(data)
-	keys := make([][sha256.Size]byte, len(chunks))
-	parsed := make([][]decoded, len(chunks))
+	c := b.cache
+	refs := c.refs[:0]
+	// Keep no pointers into this file's data or entries once done.
+	defer func() { clear(refs); c.refs = refs[:0] }()
 	var misses []int
-	for i, c := range chunks {
-		keys[i] = sha256.Sum256(c.text)
-		docs, ok := b.cache.next[keys[i]]
-		if !ok {
-			docs, ok = b.cache.prev[keys[i]]
+	eachDocument(data, func(text []byte, line int) {
+		e, miss := c.lookup(text)
+		if miss {
+			misses = append(misses, len(refs))
 		}
-		if ok {
-			parsed[i] = docs
-		} else {
-			misses = append(misses, i)
-		}
-	}
-	if len(misses) < parallelAbove {
+		refs = append(refs, docRef{entry: e, text: text, line: line})
+	})
+	if err := parseMisses(ctx, refs, misses); err != nil {
+		// The new entries are empty: they must not be found as decoded.
 		for _, i := range misses {
-			parsed[i] = parseChunk(chunks[i].text)
+			delete(c.byText, string(refs[i].text))
 		}
-	} else {
-		g, ctx := errgroup.WithContext(ctx)
-		workers := runtime.GOMAXPROCS(0)
-		per := (len(misses) + workers - 1) / workers
-		for start := 0; start < len(misses); start += per {
-			batch := misses[start:min(start+per, len(misses))]
-			g.Go(func() error {
-				for _, i := range batch {
-					if err := ctx.Err(); err != nil {
-						return err
-					}
-					parsed[i] = parseChunk(chunks[i].text)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
+		return err
+	}
+	var need slabSizes
+	docs := 0
+	for _, r := range refs {
+		for _, dc := range r.entry.docs {
+			need.add(dc.need)
+			docs++
 		}
 	}
 	if b.seen == nil {
 		// Sized for the documents at hand: growing it one insert at a time
 		// rehashes 20,000 names in a large mesh.
-		b.seen = make(map[[2]string]Source, len(chunks))
+		b.seen = make(map[[2]string]Source, docs)
 	}
-	for i, c := range chunks {
-		b.cache.next[keys[i]] = parsed[i]
-		for _, dc := range parsed[i] {
-			b.merge(materialize(dc, file, c.line-1))
+	b.mesh.grow(need)
+	s := newSlabs(need)
+	for _, r := range refs {
+		for _, dc := range r.entry.docs {
+			b.merge(materialize(dc, file, r.line-1, s))
 		}
 	}
 	return nil
+}
+
+// parseMisses decodes the documents of refs[misses] into their entries.
+func parseMisses(ctx context.Context, refs []docRef, misses []int) error {
+	if len(misses) < parallelAbove {
+		for _, i := range misses {
+			refs[i].entry.docs = parseChunk(refs[i].text)
+		}
+		return nil
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	workers := runtime.GOMAXPROCS(0)
+	per := (len(misses) + workers - 1) / workers
+	for start := 0; start < len(misses); start += per {
+		batch := misses[start:min(start+per, len(misses))]
+		g.Go(func() error {
+			for _, i := range batch {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				refs[i].entry.docs = parseChunk(refs[i].text)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
@@ -176,12 +252,17 @@ func parseChunk(text []byte) []decoded {
 		if n.Kind != yaml.DocumentNode || len(n.Content) == 0 {
 			continue
 		}
-		out = append(out, decodeDocument("", n.Content[0]))
+		dc := decodeDocument("", n.Content[0])
+		if dc.res != nil {
+			defaultDocument(dc.res)
+			dc.need = needOf(dc.res)
+		}
+		out = append(out, dc)
 	}
 }
 
 // materialize copies a cached document into file, shifting its lines.
-func materialize(dc decoded, file string, shift int) decoded {
+func materialize(dc decoded, file string, shift int, s *slabs) decoded {
 	place := func(s Source) Source {
 		s.File = file
 		if s.Line > 0 {
@@ -189,7 +270,10 @@ func materialize(dc decoded, file string, shift int) decoded {
 		}
 		return s
 	}
-	out := decoded{kind: dc.kind, errs: make([]*Error, len(dc.errs))}
+	out := decoded{kind: dc.kind}
+	if len(dc.errs) > 0 {
+		out.errs = make([]*Error, len(dc.errs))
+	}
 	for i, e := range dc.errs {
 		c := *e
 		s := place(Source{Line: c.Line, Col: c.Col})
@@ -199,7 +283,7 @@ func materialize(dc decoded, file string, shift int) decoded {
 	if dc.res == nil {
 		return out
 	}
-	cp := dc.res.clone()
+	cp := dc.res.clone(s)
 	d, from := cp.base(), dc.res.base()
 	d.Source = place(from.Source)
 	d.file, d.shift = file, shift
