@@ -138,9 +138,12 @@ type builder struct {
 	extraSeen map[string]bool
 	// needSecrets are the SDS names referenced.
 	needSecrets map[string]bool
-	// services indexes svcs by service name.
-	services map[string]*svcInfo
+	// svcs parallels pm.Services, which services indexes by name.
+	services sortedIndex[*policy.Service]
 	svcs     []svcInfo
+	routes   sortedIndex[*policy.Route]
+	// resolved parallels pm.Routes, filled on a route's first use.
+	resolved []routeInfo
 
 	// Where the many small strings and slices of a large mesh come from
 	// (see alloc.go).
@@ -148,7 +151,7 @@ type builder struct {
 	strs      slab[string]
 	weights   slab[WeightedCluster]
 	headers   slab[HeaderMatch]
-	routes    slab[Route]
+	routeSlab slab[Route]
 	vhosts    slab[VirtualHost]
 	locs      slab[Locality]
 	endpoints slab[Endpoint]
@@ -162,6 +165,17 @@ type svcInfo struct {
 	spiffe string
 	// clusters are the ClusterNames of the versions, in version order.
 	clusters []string
+}
+
+// routeInfo is what a route resolves to for every listener that has it:
+// resolving touches policy objects spread over the heap, which costs more
+// than the rest of a route's conversion.
+type routeInfo struct {
+	done bool
+	// allGRPC says every destination speaks gRPC.
+	allGRPC bool
+	// split holds ClusterName of each destination of the route's split.
+	split []string
 }
 
 // cluster returns the cluster name of version, or "" if s has no such
@@ -179,7 +193,9 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 	b := &builder{pm: pm, opts: opts, td: pm.Config.Spec.TrustDomain,
 		strict:    pm.Config.Spec.MTLS.Mode == policy.MTLSStrict,
 		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{},
-		services: make(map[string]*svcInfo, len(pm.Services)), svcs: make([]svcInfo, len(pm.Services))}
+		services: newSortedIndex(pm.Services, func(s **policy.Service) string { return (*s).Metadata.Name }),
+		routes:   newSortedIndex(pm.Routes, func(r **policy.Route) string { return (*r).Metadata.Name }),
+		svcs:     make([]svcInfo, len(pm.Services)), resolved: make([]routeInfo, len(pm.Routes))}
 	for i, s := range pm.Services {
 		si := &b.svcs[i]
 		id := s.Spec.Identity
@@ -189,7 +205,6 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 		for j, v := range s.Spec.Versions {
 			si.clusters[j] = b.str.concat(s.Metadata.Name, ".", v.Name)
 		}
-		b.services[s.Metadata.Name] = si
 	}
 	for _, sc := range pm.Sidecars {
 		// A proxyless client-only workload terminates no mesh traffic.
@@ -204,7 +219,36 @@ func (b *builder) spiffe(id policy.Identity) string { return id.SPIFFEID(b.td) }
 
 // service returns the precomputed names of service, or nil if it is not
 // in the policy.
-func (b *builder) service(name string) *svcInfo { return b.services[name] }
+func (b *builder) service(name string) *svcInfo {
+	if i := b.services.find(name); i >= 0 {
+		return &b.svcs[i]
+	}
+	return nil
+}
+
+// route returns the route named name and what it resolves to, or nils.
+func (b *builder) route(name string) (*policy.Route, *routeInfo) {
+	if i := b.routes.find(name); i >= 0 {
+		return b.pm.Routes[i], b.resolve(i)
+	}
+	return nil, nil
+}
+
+// resolve returns what pm.Routes[i] resolves to.
+func (b *builder) resolve(i int) *routeInfo {
+	ri := &b.resolved[i]
+	if ri.done {
+		return ri
+	}
+	r := b.pm.Routes[i]
+	ri.done = true
+	ri.allGRPC = b.allGRPC(r)
+	ri.split = b.strs.take(len(r.Spec.Split))
+	for j, d := range r.Spec.Split {
+		ri.split[j] = b.clusterName(d.Service, d.Version)
+	}
+	return ri
+}
 
 // clusterName is ClusterName, shared with every other reference to the
 // same version.
@@ -312,7 +356,11 @@ type caller struct {
 // Under STRICT mTLS a service with a sidecar only accepts mTLS, so a caller
 // with an identity gets a copy of the cluster presenting its certificate.
 func (b *builder) clusterFor(c caller, service, version string) string {
-	name := b.clusterName(service, version)
+	return b.secure(c, service, version, b.clusterName(service, version))
+}
+
+// secure is clusterFor given the plain cluster name of service version.
+func (b *builder) secure(c caller, service, version, name string) string {
 	if !b.strict || b.sidecarOf[service] == nil || c.identity == nil {
 		return name
 	}
@@ -393,12 +441,13 @@ func (b *builder) proxyless() (NodeGroup, bool) {
 
 func (b *builder) apiListeners(c caller) []Listener {
 	out := make([]Listener, 0, len(b.pm.Routes))
-	for _, r := range b.pm.Routes {
-		if !b.allGRPC(r) {
+	for i, r := range b.pm.Routes {
+		ri := b.resolve(i)
+		if !ri.allGRPC {
 			continue
 		}
 		// A proxyless client matches one form: the rules, then the split.
-		routes := b.expand(b.routes.take(len(r.Spec.Rules) + 1)[:0], c, r, false)
+		routes := b.expand(b.routeSlab.take(len(r.Spec.Rules) + 1)[:0], c, r, ri, false)
 		t := r.Spec.Target
 		vhs := b.vhosts.take(1)
 		domains := b.strs.take(1)
@@ -476,15 +525,11 @@ func (b *builder) allGRPC(r *policy.Route) bool {
 }
 
 func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
-	n := 0
+	// Most routes expand to a gRPC and a REST form.
+	out := make([]Route, 0, 2*len(names))
 	for _, name := range names {
-		r := b.pm.Route(name)
-		_, forms := b.forms(r.Spec.Match, envoy)
-		n += forms * (len(r.Spec.Rules) + 1)
-	}
-	out := make([]Route, 0, n)
-	for _, name := range names {
-		out = b.expand(out, c, b.pm.Route(name), envoy)
+		r, ri := b.route(name)
+		out = b.expand(out, c, r, ri, envoy)
 	}
 	return out
 }
@@ -549,16 +594,16 @@ func (b *builder) headerMatches(first []HeaderMatch, hs []policy.HeaderMatch) []
 // (more specific) before the route's own split, each in every form. envoy
 // is false for proxyless clients, which get no wasm filters or mirrors.
 // The routes are appended to out, so a listener's list is built in place.
-func (b *builder) expand(out []Route, c caller, r *policy.Route, envoy bool) []Route {
+func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, envoy bool) []Route {
 	sp := &r.Spec
-	base := b.action(c, sp, envoy)
+	base := b.action(c, sp, ri, envoy)
 	fs, n := b.forms(sp.Match, envoy)
 	for _, f := range fs[:n] {
 		for _, rule := range sp.Rules {
 			a := base
 			a.Clusters = nil // replaced by the rule's split, no need to copy
 			a = b.cloneAction(a)
-			a.Clusters = b.weighted(c, rule.Split)
+			a.Clusters = b.weighted(c, rule.Split, nil)
 			m := f.match
 			m.Headers = b.headerMatches(m.Headers, rule.Headers)
 			out = append(out, Route{Name: b.str.concat(r.Metadata.Name, ".", rule.Name, f.suffix), Match: m, Action: a})
@@ -592,16 +637,29 @@ func (b *builder) cloneAction(a RouteAction) RouteAction {
 	return a
 }
 
-func (b *builder) weighted(c caller, split []policy.Destination) []WeightedCluster {
+// weighted converts split; names, if not nil, are its plain cluster names.
+func (b *builder) weighted(c caller, split []policy.Destination, names []string) []WeightedCluster {
 	out := b.weights.take(len(split))
 	for i, d := range split {
-		out[i] = WeightedCluster{Name: b.clusterFor(c, d.Service, d.Version), Weight: d.Weight}
+		var name string
+		if names != nil {
+			name = b.secure(c, d.Service, d.Version, names[i])
+		} else {
+			name = b.clusterFor(c, d.Service, d.Version)
+		}
+		out[i] = WeightedCluster{Name: name, Weight: d.Weight}
 	}
 	return out
 }
 
-func (b *builder) action(c caller, sp *policy.RouteSpec, envoy bool) RouteAction {
-	a := RouteAction{Clusters: b.weighted(c, sp.Split), Timeout: sp.Timeout.D()}
+// action converts the route's settings; ri, if not nil, is what the route
+// resolved to.
+func (b *builder) action(c caller, sp *policy.RouteSpec, ri *routeInfo, envoy bool) RouteAction {
+	var split []string
+	if ri != nil {
+		split = ri.split
+	}
+	a := RouteAction{Clusters: b.weighted(c, sp.Split, split), Timeout: sp.Timeout.D()}
 	if e := sp.Ensemble; e != nil && len(a.Clusters) == 0 && len(e.Members) > 0 {
 		// gRPC through Envoy: the request goes on to the first member and
 		// the fanout filter rewrites the answer (DESIGN.md).

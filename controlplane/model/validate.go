@@ -23,10 +23,9 @@ func (m *Mesh) Validate() error {
 	if m.validated {
 		return nil
 	}
-	v := &validator{m: m, clusters: make(map[string]struct{}, len(m.Clusters))}
+	v := &validator{m: m, clusters: newSortedIndex(m.Clusters, func(c *Cluster) string { return c.Name })}
 	for i := range m.Clusters {
 		c := &m.Clusters[i]
-		v.clusters[c.Name] = struct{}{}
 		if n := c.EndpointCount(); n > 1 && c.HasHostNames() {
 			if v.manyDNS == nil {
 				v.manyDNS = map[string]int{}
@@ -78,27 +77,30 @@ func sub(parent *place, kind, name string) *place {
 	return &place{parent: parent, kind: kind, name: name}
 }
 
-func (p *place) String() string {
-	var out string
+func (p *place) String() string { return string(p.appendTo(nil)) }
+
+// appendTo copies rather than concatenates: a result that shares no
+// memory with p lets the compiler keep places on the stack.
+func (p *place) appendTo(b []byte) []byte {
 	if p.parent != nil {
-		out = p.parent.String() + " "
+		b = append(p.parent.appendTo(b), ' ')
 	}
-	out += p.kind
+	b = append(b, p.kind...)
 	switch {
 	case p.name == "":
 	case p.quote:
-		out += " " + strconv.Quote(p.name)
+		b = strconv.AppendQuote(append(b, ' '), p.name)
 	default:
-		out += " " + p.name
+		b = append(append(b, ' '), p.name...)
 	}
-	return out
+	return b
 }
 
 type validator struct {
 	m *Mesh
-	// clusters indexes m.Clusters by name: a map beats binary search on
-	// the tens of thousands of references in a large mesh.
-	clusters map[string]struct{}
+	// clusters finds m.Clusters by name for the tens of thousands of
+	// references in a large mesh.
+	clusters sortedIndex[Cluster]
 	// manyDNS holds the endpoint count of every cluster with a host name
 	// and other endpoints: proxyless gRPC cannot use those.
 	manyDNS map[string]int
@@ -109,35 +111,42 @@ func (v *validator) addf(format string, args ...any) {
 	v.errs = append(v.errs, fmt.Errorf(format, args...))
 }
 
+// failf reports a problem at where; format starts with the %s that
+// where's text fills. where is only read, so callers' places can stay on
+// the stack: nothing is allocated for a valid object.
+func (v *validator) failf(where *place, format string, args ...any) {
+	v.addf(format, append([]any{where.String()}, args...)...)
+}
+
 // names checks n names are non-empty, sorted and unique.
-func (v *validator) names(kind fmt.Stringer, n int, name func(int) string) {
+func (v *validator) names(kind *place, n int, name func(int) string) {
 	for i := 0; i < n; i++ {
 		switch {
 		case name(i) == "":
-			v.addf("%s #%d: empty name", kind, i)
+			v.failf(kind, "%s #%d: empty name", i)
 		case i > 0 && name(i) == name(i-1):
-			v.addf("%s %q: duplicate name", kind, name(i))
+			v.failf(kind, "%s %q: duplicate name", name(i))
 		case i > 0 && name(i) < name(i-1):
-			v.addf("%s %q: not sorted (after %q); call Normalize", kind, name(i), name(i-1))
+			v.failf(kind, "%s %q: not sorted (after %q); call Normalize", name(i), name(i-1))
 		}
 	}
 }
 
 func (v *validator) clusterRef(where *place, name string) {
-	if _, ok := v.clusters[name]; !ok {
-		v.addf("%s: unknown cluster %q", where, name)
+	if v.clusters.find(name) < 0 {
+		v.failf(where, "%s: unknown cluster %q", name)
 	}
 }
 
 func (v *validator) secretRef(where *place, name string) {
 	if name != "" && v.m.Secret(name) == nil {
-		v.addf("%s: unknown secret %q", where, name)
+		v.failf(where, "%s: unknown secret %q", name)
 	}
 }
 
 func (v *validator) percent(where *place, what string, p float64) {
 	if !(p >= 0 && p <= 100) {
-		v.addf("%s: %s %v outside [0, 100]", where, what, p)
+		v.failf(where, "%s: %s %v outside [0, 100]", what, p)
 	}
 }
 
@@ -155,13 +164,13 @@ func (v *validator) group(g *NodeGroup) {
 		v.listener(lw, l)
 		if !l.InlineRoutes() {
 			if routeConfigs[l.Routes.Name] {
-				v.addf("%s: route configuration %q used by two listeners", lw, l.Routes.Name)
+				v.failf(lw, "%s: route configuration %q used by two listeners", l.Routes.Name)
 			}
 			routeConfigs[l.Routes.Name] = true
 		}
 		for _, f := range l.Filters {
 			if ecds[f.Name] {
-				v.addf("%s: filter config %q used by two listeners", lw, f.Name)
+				v.failf(lw, "%s: filter config %q used by two listeners", f.Name)
 			}
 			ecds[f.Name] = true
 		}
@@ -172,74 +181,79 @@ func (v *validator) listener(where *place, l *Listener) {
 	switch l.Kind {
 	case ListenerGateway, ListenerInbound, ListenerOutbound:
 		if l.Port == 0 || l.Port > 65535 {
-			v.addf("%s: port %d outside 1..65535", where, l.Port)
+			v.failf(where, "%s: port %d outside 1..65535", l.Port)
 		}
 	case ListenerAPI:
 		if l.TLS != nil || l.Authorization != nil || len(l.Filters) > 0 {
-			v.addf("%s: an API listener takes no TLS, authorization or wasm filters", where)
+			v.failf(where, "%s: an API listener takes no TLS, authorization or wasm filters")
 		}
 	case ListenerGRPCServer:
 		if l.Port == 0 || l.Port > 65535 {
-			v.addf("%s: port %d outside 1..65535", where, l.Port)
+			v.failf(where, "%s: port %d outside 1..65535", l.Port)
 		}
 		if len(l.Filters) > 0 {
-			v.addf("%s: a gRPC server takes no wasm filters", where)
+			v.failf(where, "%s: a gRPC server takes no wasm filters")
 		}
 		if l.TLS != nil && len(l.TLS.MatchSANs) > 0 {
-			v.addf("%s: a gRPC server cannot match client SANs; use authorization rules", where)
+			v.failf(where, "%s: a gRPC server cannot match client SANs; use authorization rules")
 		}
 	default:
-		v.addf("%s: unknown kind %q", where, l.Kind)
+		v.failf(where, "%s: unknown kind %q", l.Kind)
 	}
 	if l.Protocol != ProtocolGRPC && l.Protocol != ProtocolHTTP {
-		v.addf("%s: unknown protocol %q", where, l.Protocol)
+		v.failf(where, "%s: unknown protocol %q", l.Protocol)
 	}
 	if t := l.TLS; t != nil {
 		if t.CertSecret == "" {
-			v.addf("%s: TLS without a certificate secret", where)
+			v.failf(where, "%s: TLS without a certificate secret")
 		}
 		v.secretRef(where, t.CertSecret)
 		v.secretRef(where, t.TrustSecret)
 		if t.RequireClientCert && t.TrustSecret == "" {
-			v.addf("%s: client certificates required but no trust secret", where)
+			v.failf(where, "%s: client certificates required but no trust secret")
 		}
 	}
 	for _, f := range l.Filters {
 		if f.Name == "" || (f.Kind != FilterFanout && f.Kind != FilterSLO) {
-			v.addf("%s: filter %q of unknown kind %q", where, f.Name, f.Kind)
+			v.failf(where, "%s: filter %q of unknown kind %q", f.Name, f.Kind)
 		}
 		if (f.Code.Path == "") == (f.Code.URL == "") {
-			v.addf("%s: filter %q: exactly one of code path and URL must be set", where, f.Name)
+			v.failf(where, "%s: filter %q: exactly one of code path and URL must be set", f.Name)
 		}
 		if f.Code.URL != "" {
 			v.clusterRef(sub(where, "filter", f.Name), f.Code.Cluster)
 			if len(f.Code.SHA256) != 64 {
-				v.addf("%s: filter %q: remote code needs a hex sha256", where, f.Name)
+				v.failf(where, "%s: filter %q: remote code needs a hex sha256", f.Name)
 			}
 		}
 	}
 	if a := l.Authorization; a != nil && a.Action != AuthzAllow && a.Action != AuthzDeny {
-		v.addf("%s: unknown authorization action %q", where, a.Action)
+		v.failf(where, "%s: unknown authorization action %q", a.Action)
 	}
 	if l.Routes.Name == "" {
-		v.addf("%s: route configuration without a name", where)
+		v.failf(where, "%s: route configuration without a name")
 	}
 	v.names(sub(where, "virtual host", ""), len(l.Routes.VirtualHosts), func(i int) string { return l.Routes.VirtualHosts[i].Name })
 	// Route names are unique across the configuration: the wasm filters
 	// key their per-route settings by them.
 	var seen nameSet
 	for _, vh := range l.Routes.VirtualHosts {
+		seen.hint += len(vh.Routes)
+	}
+	for vi := range l.Routes.VirtualHosts {
+		vh := &l.Routes.VirtualHosts[vi]
 		vw := at(where, "virtual host", vh.Name)
 		if len(vh.Domains) == 0 {
-			v.addf("%s: no domains", vw)
+			v.failf(vw, "%s: no domains")
 		}
-		for _, r := range vh.Routes {
+		for ri := range vh.Routes {
+			r := &vh.Routes[ri]
 			rw := at(vw, "route", r.Name)
 			if r.Name == "" || seen.has(r.Name) {
-				v.addf("%s: empty or duplicate route name", rw)
+				v.failf(rw, "%s: empty or duplicate route name")
 			}
 			seen.add(r.Name)
-			v.route(rw, &r, l.Kind == ListenerGRPCServer)
+			v.route(rw, r, l.Kind == ListenerGRPCServer)
 			if l.Kind == ListenerAPI && v.manyDNS != nil {
 				v.logicalDNS(rw, &r.Action)
 			}
@@ -253,7 +267,7 @@ func (v *validator) listener(where *place, l *Listener) {
 func (v *validator) logicalDNS(where *place, a *RouteAction) {
 	check := func(name string) {
 		if n, ok := v.manyDNS[name]; ok {
-			v.addf("%s: cluster %q has a host-name endpoint among %d endpoints; proxyless gRPC accepts a host name only as a cluster's single endpoint (LOGICAL_DNS)", where, name, n)
+			v.failf(where, "%s: cluster %q has a host-name endpoint among %d endpoints; proxyless gRPC accepts a host name only as a cluster's single endpoint (LOGICAL_DNS)", name, n)
 		}
 	}
 	for _, w := range a.Clusters {
@@ -273,7 +287,7 @@ func (v *validator) logicalDNS(where *place, a *RouteAction) {
 // so they name no destination.
 func (v *validator) route(where *place, r *Route, served bool) {
 	if (r.Match.Path == "") == (r.Match.Prefix == "") {
-		v.addf("%s: exactly one of path and prefix must be set", where)
+		v.failf(where, "%s: exactly one of path and prefix must be set")
 	}
 	for _, h := range r.Match.Headers {
 		kinds := 0
@@ -283,15 +297,15 @@ func (v *validator) route(where *place, r *Route, served bool) {
 			}
 		}
 		if h.Name == "" || kinds != 1 {
-			v.addf("%s: header match %q needs a name and exactly one of exact, prefix, regex, present", where, h.Name)
+			v.failf(where, "%s: header match %q needs a name and exactly one of exact, prefix, regex, present", h.Name)
 		}
 	}
 	a := &r.Action
 	if served && (len(a.Clusters) > 0 || len(a.Mirrors) > 0 || a.Fanout != nil) {
-		v.addf("%s: a gRPC server serves requests itself; its routes name no clusters", where)
+		v.failf(where, "%s: a gRPC server serves requests itself; its routes name no clusters")
 	}
 	if !served && len(a.Clusters) == 0 {
-		v.addf("%s: no destination cluster", where)
+		v.failf(where, "%s: no destination cluster")
 	}
 	var total uint64
 	for _, w := range a.Clusters {
@@ -299,10 +313,10 @@ func (v *validator) route(where *place, r *Route, served bool) {
 		total += uint64(w.Weight)
 	}
 	if len(a.Clusters) > 1 && total == 0 {
-		v.addf("%s: weights sum to zero", where)
+		v.failf(where, "%s: weights sum to zero")
 	}
 	if !slices.IsSortedFunc(a.Clusters, func(x, y WeightedCluster) int { return cmp.Compare(x.Name, y.Name) }) {
-		v.addf("%s: weighted clusters not sorted; call Normalize", where)
+		v.failf(where, "%s: weighted clusters not sorted; call Normalize")
 	}
 	compared := 0
 	for _, mi := range a.Mirrors {
@@ -313,13 +327,13 @@ func (v *validator) route(where *place, r *Route, served bool) {
 		v.percent(sub(where, "mirror", mi.Cluster), "percent", mi.Percent)
 	}
 	if compared > 1 {
-		v.addf("%s: %d compared shadows; the fanout filter compares one", where, compared)
+		v.failf(where, "%s: %d compared shadows; the fanout filter compares one", compared)
 	}
 	if f := a.Fault; f != nil {
 		v.percent(sub(where, "fault", ""), "delay percent", f.DelayPercent)
 		v.percent(sub(where, "fault", ""), "abort percent", f.AbortPercent)
 		if f.AbortPercent > 0 && (f.AbortHTTPStatus == 0) == (f.AbortGRPCStatus == 0) {
-			v.addf("%s fault: abort needs exactly one of an HTTP and a gRPC status", where)
+			v.failf(where, "%s fault: abort needs exactly one of an HTTP and a gRPC status")
 		}
 	}
 	if f := a.Fanout; f != nil {
@@ -327,10 +341,10 @@ func (v *validator) route(where *place, r *Route, served bool) {
 			v.clusterRef(sub(where, "fanout", ""), mem.Cluster)
 		}
 		if f.Quorum > uint32(len(f.Members)) {
-			v.addf("%s fanout: quorum %d above %d members", where, f.Quorum, len(f.Members))
+			v.failf(where, "%s fanout: quorum %d above %d members", f.Quorum, len(f.Members))
 		}
 		if f.Stacking != nil && len(f.Stacking.Weights) != len(f.Members) {
-			v.addf("%s fanout: %d stacking weights for %d members", where, len(f.Stacking.Weights), len(f.Members))
+			v.failf(where, "%s fanout: %d stacking weights for %d members", len(f.Stacking.Weights), len(f.Members))
 		}
 	}
 }
@@ -338,22 +352,22 @@ func (v *validator) route(where *place, r *Route, served bool) {
 func (v *validator) cluster(c *Cluster) {
 	where := at(nil, "cluster", c.Name)
 	if c.Protocol != ProtocolGRPC && c.Protocol != ProtocolHTTP {
-		v.addf("%s: unknown protocol %q", where, c.Protocol)
+		v.failf(where, "%s: unknown protocol %q", c.Protocol)
 	}
 	if t := c.TLS; t != nil {
 		if t.TrustSecret == "" {
-			v.addf("%s: TLS without a trust secret", where)
+			v.failf(where, "%s: TLS without a trust secret")
 		}
 		v.secretRef(where, t.TrustSecret)
 		v.secretRef(where, t.CertSecret)
 	}
 	if h := c.HealthCheck; h != nil && (h.Interval <= 0 || h.Timeout <= 0) {
-		v.addf("%s: health check needs a positive interval and timeout", where)
+		v.failf(where, "%s: health check needs a positive interval and timeout")
 	}
 	for _, l := range c.Localities {
 		for _, e := range l.Endpoints {
 			if e.Address == "" || e.Port == 0 || e.Port > 65535 {
-				v.addf("%s: endpoint %q port %d: needs an address and a port in 1..65535", where, e.Address, e.Port)
+				v.failf(where, "%s: endpoint %q port %d: needs an address and a port in 1..65535", e.Address, e.Port)
 			}
 		}
 	}
@@ -365,6 +379,9 @@ func (v *validator) cluster(c *Cluster) {
 type nameSet struct {
 	list []string
 	m    map[string]bool
+	// hint is how many names will be added: a map sized for them is not
+	// rehashed as it grows.
+	hint int
 }
 
 func (s *nameSet) has(name string) bool {
@@ -381,7 +398,7 @@ func (s *nameSet) add(name string) {
 	}
 	s.list = append(s.list, name)
 	if len(s.list) > 16 {
-		s.m = make(map[string]bool, 2*len(s.list))
+		s.m = make(map[string]bool, max(2*len(s.list), s.hint))
 		for _, n := range s.list {
 			s.m[n] = true
 		}
