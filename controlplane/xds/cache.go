@@ -18,28 +18,25 @@ import (
 // the model's Equal methods) instead of building, validating and hashing
 // them again. The output is identical with or without a cache.
 //
+// What one translation built is stored by position, aligned with its mesh's
+// clusters and its groups' listeners and routes, rather than in maps keyed
+// by name: the next mesh mostly has the same objects at the same positions,
+// so finding an object's previous entry costs a string comparison, not a
+// hash, and forgetting what the new mesh no longer uses costs nothing.
+//
 // The model values handed to a Cache must not be modified afterwards (the
 // cache keeps them to compare against). A Cache is not safe for concurrent
 // use: a snapshot.Translator owns one and serialises its calls.
 type Cache struct {
-	gen uint64
-	// indexed is the mesh index was built for.
-	indexed *model.Mesh
-	index   map[string]int
-	// clusters and routes are indexed by flavour (0 for Envoy, 1 for
-	// proxyless gRPC) then by name.
-	clusters [2]map[string]*builtCluster
-	// Keys are pairs (scope or group, name), not concatenations: a
-	// lookup then allocates nothing, and there are 10,000s per change.
-	routes [2]map[[2]string]*builtRoute
-	// listeners are keyed by group and name.
-	listeners map[[2]string]*builtListener
+	// last is what the translation before the last Sweep built; cur is
+	// what the translation in progress builds.
+	last, cur *meshState
 	parts     clusterParts
 	// buf is reused to encode resources for their versions.
 	buf []byte
 }
 
-// flavour indexes the cache's maps.
+// flavour indexes the cache's per-flavour tables.
 func flavour(proxyless bool) int {
 	if proxyless {
 		return 1
@@ -48,80 +45,41 @@ func flavour(proxyless bool) int {
 }
 
 type builtCluster struct {
-	ir                 *model.Cluster
 	cluster, endpoints types.Resource
 	clusterV, edsV     string
-	used               uint64
 }
 
 type builtListener struct {
-	ir      *model.Listener
 	tracing *model.Tracing
 	res     types.Resource
 	v       string
-	used    uint64
+	// refs are the positions, in the entry's mesh, of the clusters the
+	// listener's inline routes send to; refsOK is false if a name did not
+	// resolve (the group then reports it by walking the names).
+	refs   []int32
+	refsOK bool
 }
 
 type builtRoute struct {
-	ir    *model.Route
 	route *routev3.Route
 	v     uint64
-	used  uint64
+	// refs and refsOK as in builtListener, for this route's action.
+	refs   []int32
+	refsOK bool
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache {
-	c := &Cache{listeners: map[[2]string]*builtListener{}}
-	for i := range c.clusters {
-		c.clusters[i] = map[string]*builtCluster{}
-		c.routes[i] = map[[2]string]*builtRoute{}
-	}
-	return c
-}
+func NewCache() *Cache { return &Cache{} }
 
 // ForGroup is the package-level ForGroup, reusing what the cache holds.
 func (c *Cache) ForGroup(m *model.Mesh, name string) (*Resources, error) {
 	return forGroup(m, name, c)
 }
 
-// clusterIndex maps cluster names to their index in m.Clusters, built once
-// per mesh when there is a cache.
-func (c *Cache) clusterIndex(m *model.Mesh) map[string]int {
-	if c != nil && c.indexed == m {
-		return c.index
-	}
-	index := make(map[string]int, len(m.Clusters))
-	for i := range m.Clusters {
-		index[m.Clusters[i].Name] = i
-	}
-	if c != nil {
-		c.indexed, c.index = m, index
-	}
-	return index
-}
-
-// Sweep forgets everything not used since the previous Sweep; call it
-// after translating every group of a mesh.
+// Sweep forgets everything the groups translated since the previous Sweep
+// did not use; call it after translating every group of a mesh.
 func (c *Cache) Sweep() {
-	for f := range c.clusters {
-		for k, e := range c.clusters[f] {
-			if e.used != c.gen {
-				delete(c.clusters[f], k)
-			}
-		}
-		for k, e := range c.routes[f] {
-			if e.used != c.gen {
-				delete(c.routes[f], k)
-			}
-		}
-	}
-	for k, e := range c.listeners {
-		if e.used != c.gen {
-			delete(c.listeners, k)
-		}
-	}
-	c.indexed, c.index = nil, nil
-	c.gen++
+	c.last, c.cur = c.cur, nil
 }
 
 // addBuilt appends a resource already validated and versioned.
@@ -151,23 +109,33 @@ func (c *Cache) version(t resource.Type, name string, res types.Resource) (strin
 	return strconv.FormatUint(xxhash.Sum64(b), 16), nil
 }
 
-// cluster returns the CDS and EDS resources of c with their versions,
-// rebuilding only the part whose model changed. A DNS cluster has no EDS
-// resource: endpoints is nil.
-func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error) {
-	var e *builtCluster
+// cluster returns the CDS and EDS resources of m.Clusters[i] with their
+// versions, rebuilding only the part whose model changed. A DNS cluster has
+// no EDS resource: endpoints is nil.
+func (c *Cache) cluster(m *model.Mesh, i int, proxyless bool) (*builtCluster, error) {
+	mc := &m.Clusters[i]
+	f := flavour(proxyless)
+	var st *meshState
+	var prev *builtCluster
+	var prevIR *model.Cluster
 	if c != nil {
-		e = c.clusters[flavour(proxyless)][mc.Name]
+		st = c.state(m)
+		if e := st.clusters[f][i]; e != nil {
+			return e, nil
+		}
+		if j := positionIn(st.lastPos, i); j >= 0 {
+			prev, prevIR = c.last.clusters[f][j], &c.last.mesh.Clusters[j]
+		}
+		if prev != nil && st.sameAsLast(i, prevIR) {
+			st.clusters[f][i] = prev
+			return prev, nil
+		}
 	}
-	if e != nil && e.ir.Equal(mc) {
-		e.used = c.gen
-		return e, nil
-	}
-	out := &builtCluster{ir: mc}
+	out := &builtCluster{}
 	// A DNS cluster carries its endpoints, so only an EDS cluster survives
 	// an endpoint change.
-	if e != nil && e.ir.EqualSettings(mc) && IsEDS(mc) && IsEDS(e.ir) {
-		out.cluster, out.clusterV = e.cluster, e.clusterV
+	if prev != nil && prevIR.EqualSettings(mc) && IsEDS(mc) && IsEDS(prevIR) {
+		out.cluster, out.clusterV = prev.cluster, prev.clusterV
 	} else {
 		parts := &clusterParts{}
 		if c != nil {
@@ -190,23 +158,23 @@ func (c *Cache) cluster(mc *model.Cluster, proxyless bool) (*builtCluster, error
 		}
 		out.endpoints, out.edsV = eds, v
 	}
-	if c != nil {
-		out.used = c.gen
-		c.clusters[flavour(proxyless)][mc.Name] = out
+	if st != nil {
+		st.clusters[f][i] = out
 	}
 	return out, nil
 }
 
-// route returns the Envoy route of r (validated) and its content hash.
-func (c *Cache) route(scope string, r *model.Route, proxyless bool) (*routev3.Route, uint64, error) {
-	key := [2]string{scope, r.Name}
-	if c != nil {
-		if e := c.routes[flavour(proxyless)][key]; e != nil && e.ir.Equal(r) {
-			e.used = c.gen
-			return e.route, e.v, nil
-		}
+// positionIn returns pos[i], or -1 when there is no previous state.
+func positionIn(pos []int32, i int) int {
+	if pos == nil {
+		return -1
 	}
-	rt, err := Route(r, proxyless)
+	return int(pos[i])
+}
+
+// buildRoute builds the Envoy route of r, validated, and its content hash.
+func (c *Cache) buildRoute(r *model.Route) (*routev3.Route, uint64, error) {
+	rt, err := Route(r, false)
 	if err != nil {
 		return nil, 0, fmt.Errorf("route %q: %w", r.Name, err)
 	}
@@ -224,42 +192,26 @@ func (c *Cache) route(scope string, r *model.Route, proxyless bool) (*routev3.Ro
 	if c != nil {
 		c.buf = b
 	}
-	v := xxhash.Sum64(b)
-	if c != nil {
-		c.routes[flavour(proxyless)][key] = &builtRoute{ir: r, route: rt, v: v, used: c.gen}
-	}
-	return rt, v, nil
+	return rt, xxhash.Sum64(b), nil
 }
 
-// listener returns the LDS resource of l (with tracing, if set) and its
-// version, rebuilt only when l or the tracing settings changed. A group of
-// proxyless clients has one API listener, with its routes inline, per
-// target: thousands in a large mesh.
-func (c *Cache) listener(group string, l *model.Listener, tracing *model.Tracing) (types.Resource, string, error) {
-	key := [2]string{group, l.Name}
-	if c != nil {
-		if e := c.listeners[key]; e != nil && e.ir.Equal(l) && tracingEqual(e.tracing, tracing) {
-			e.used = c.gen
-			return e.res, e.v, nil
-		}
-	}
+// buildListener builds the LDS resource of l (with tracing, if set) and its
+// version.
+func (c *Cache) buildListener(l *model.Listener, tracing *model.Tracing) (*builtListener, error) {
 	ln, err := Listener(l, tracing)
 	if err != nil {
-		return nil, "", fmt.Errorf("listener %q: %w", l.Name, err)
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
 	v, err := c.version(resource.ListenerType, l.Name, ln)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if c != nil {
-		var t *model.Tracing
-		if tracing != nil {
-			copied := *tracing
-			t = &copied
-		}
-		c.listeners[key] = &builtListener{ir: l, tracing: t, res: ln, v: v, used: c.gen}
+	var t *model.Tracing
+	if tracing != nil {
+		copied := *tracing
+		t = &copied
 	}
-	return ln, v, nil
+	return &builtListener{tracing: t, res: ln, v: v}, nil
 }
 
 func tracingEqual(a, b *model.Tracing) bool {
@@ -267,44 +219,6 @@ func tracingEqual(a, b *model.Tracing) bool {
 		return a == b
 	}
 	return *a == *b
-}
-
-// routeConfiguration builds the RDS resource of rc from cached routes. Each
-// route is validated when built; the configuration and its virtual hosts
-// are validated without their routes, and the version combines the routes'
-// hashes, so an unchanged route costs neither validation nor encoding.
-func (c *Cache) routeConfiguration(group string, rc *model.RouteConfig) (*routev3.RouteConfiguration, string, error) {
-	out := &routev3.RouteConfiguration{Name: rc.Name}
-	if err := out.ValidateAll(); err != nil {
-		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
-	}
-	h := xxhash.New()
-	if err := hashShell(h, out); err != nil {
-		return nil, "", err
-	}
-	out.VirtualHosts = make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))
-	for i := range rc.VirtualHosts {
-		mvh := &rc.VirtualHosts[i]
-		vh := &routev3.VirtualHost{Name: mvh.Name, Domains: mvh.Domains}
-		if err := vh.ValidateAll(); err != nil {
-			return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
-		}
-		if err := hashShell(h, vh); err != nil {
-			return nil, "", err
-		}
-		vh.Routes = make([]*routev3.Route, 0, len(mvh.Routes))
-		scope := group + "\x00" + rc.Name + "\x00" + mvh.Name
-		for j := range mvh.Routes {
-			rt, v, err := c.route(scope, &mvh.Routes[j], false)
-			if err != nil {
-				return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
-			}
-			vh.Routes = append(vh.Routes, rt)
-			_, _ = h.Write(strconv.AppendUint(nil, v, 16))
-		}
-		out.VirtualHosts = append(out.VirtualHosts, vh)
-	}
-	return out, strconv.FormatUint(h.Sum64(), 16), nil
 }
 
 // hashShell adds m's encoding, and a separator, to h.

@@ -86,6 +86,17 @@ func forGroup(m *model.Mesh, name string, c *Cache) (*Resources, error) {
 		return nil, fmt.Errorf("group %q: %w", name, ErrUnknownNode)
 	}
 	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), cache: c}
+	if c != nil {
+		b.st = c.state(m)
+		b.gs = b.st.group(g)
+		if c.last != nil {
+			b.lastGS = c.last.groups[name]
+		}
+		b.used, b.marked = make([]bool, len(m.Clusters)), make([]bool, len(g.Listeners))
+		b.names = b.st
+	} else {
+		b.names = &meshState{mesh: m}
+	}
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("group %q: %w", name, err)
 	}
@@ -149,12 +160,22 @@ type groupBuilder struct {
 	proxyless bool
 	out       *Resources
 	cache     *Cache // may be nil
+	// With a cache: the states of this translation and of the previous
+	// one for the group (lastGS may be nil), the clusters marked as used
+	// so far, and which listeners had every route's clusters marked from
+	// cached positions (references walks the names of the others).
+	st         *meshState
+	gs, lastGS *groupState
+	used       []bool
+	marked     []bool
+	// names finds clusters by name.
+	names *meshState
 }
 
 func (b *groupBuilder) build() error {
 	var errs []error
 	for i := range b.group.Listeners {
-		if err := b.listener(&b.group.Listeners[i]); err != nil {
+		if err := b.listener(i); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -167,7 +188,7 @@ func (b *groupBuilder) build() error {
 	cds, eds := make([]types.Resource, 0, len(clusters)), make([]types.Resource, 0, len(clusters))
 	cdsV, edsV := make([]string, 0, len(clusters)), make([]string, 0, len(clusters))
 	for _, i := range clusters {
-		built, err := b.cache.cluster(&b.mesh.Clusters[i], b.proxyless)
+		built, err := b.cache.cluster(b.mesh, i, b.proxyless)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -187,18 +208,28 @@ func (b *groupBuilder) build() error {
 	return errors.Join(errs...)
 }
 
-func (b *groupBuilder) listener(l *model.Listener) error {
+func (b *groupBuilder) listener(i int) error {
+	l := &b.group.Listeners[i]
 	var tracing *model.Tracing
 	if !b.proxyless {
 		tracing = b.mesh.Tracing
 	}
-	ln, lv, err := b.cache.listener(b.group.Name, l, tracing)
+	last := -1
+	if b.lastGS != nil {
+		last = b.lastGS.listenerPos(l.Name, i)
+	}
+	e, err := b.builtListener(i, last, tracing)
 	if err != nil {
 		return err
 	}
-	b.out.addBuilt(resource.ListenerType, l.Name, lv, ln)
-	if !l.InlineRoutes() {
-		rc, v, err := b.cache.routeConfiguration(b.group.Name, &l.Routes)
+	b.out.addBuilt(resource.ListenerType, l.Name, e.v, e.res)
+	if l.InlineRoutes() {
+		if b.marked != nil && e.refsOK {
+			b.mark(e.refs)
+			b.marked[i] = true
+		}
+	} else {
+		rc, v, err := b.routeConfiguration(i, last)
 		if err != nil {
 			return err
 		}
@@ -228,14 +259,16 @@ func (b *groupBuilder) secret(name string) error {
 // Clusters, so in name order) and the sorted secret names that the group's
 // listeners use, directly or through the clusters.
 func (b *groupBuilder) references() (clusters []int, secrets []string, err error) {
-	index := b.cache.clusterIndex(b.mesh)
-	used := make([]bool, len(b.mesh.Clusters))
+	used := b.used
+	if used == nil {
+		used = make([]bool, len(b.mesh.Clusters))
+	}
 	var unknown []string
 	mark := func(name string) {
 		if name == "" {
 			return
 		}
-		if i, ok := index[name]; ok {
+		if i := b.names.find(name); i >= 0 {
 			used[i] = true
 		} else {
 			unknown = append(unknown, name)
@@ -256,6 +289,9 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 		}
 		for _, f := range l.Filters {
 			mark(f.Code.Cluster)
+		}
+		if b.marked != nil && b.marked[i] {
+			continue
 		}
 		for _, vh := range l.Routes.VirtualHosts {
 			for j := range vh.Routes {

@@ -1,0 +1,198 @@
+package xds
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// meshState is what one translation built, by position in its mesh.
+type meshState struct {
+	mesh *model.Mesh
+	// clusters holds, per flavour, the built cluster of each of
+	// mesh.Clusters that a group of that flavour used; nil elsewhere.
+	clusters [2][]*builtCluster
+	// lastPos is, for each cluster, the position of the cluster of the same
+	// name in the previous state's mesh, or -1.
+	lastPos []int32
+	// same memoises, per cluster, whether it equals that previous cluster
+	// (sameUnknown, sameYes, sameNo): one deep comparison serves every
+	// group and both flavours.
+	same []int8
+	// layout is whether mesh.Clusters has the names of the previous
+	// state's mesh in the same order, which keeps cached cluster
+	// positions (route references) valid.
+	layout bool
+	// index maps cluster names to positions, built only for names a
+	// binary search does not find (a mesh not validated, so not sorted).
+	index  map[string]int
+	groups map[string]*groupState
+}
+
+const (
+	sameUnknown int8 = iota
+	sameYes
+	sameNo
+)
+
+// groupState is what one translation built for a group, by position in the
+// group's listeners, virtual hosts and routes.
+type groupState struct {
+	group     *model.NodeGroup
+	listeners []*builtListener
+	// routes[i][k] are the routes built for virtual host k of listener
+	// i's route configuration.
+	routes [][][]*builtRoute
+	// listenerIndex and routeIndex find entries by name when they moved.
+	listenerIndex map[string]int
+	routeIndex    map[[2]int]map[string]int
+}
+
+// state returns the state of the translation of m, starting one if m is not
+// the mesh in progress (a translation that failed before its Sweep leaves
+// its state behind; it is dropped here, the last committed one stays).
+func (c *Cache) state(m *model.Mesh) *meshState {
+	if c.cur != nil && c.cur.mesh == m {
+		return c.cur
+	}
+	n := len(m.Clusters)
+	st := &meshState{mesh: m, groups: map[string]*groupState{}}
+	st.clusters[0], st.clusters[1] = make([]*builtCluster, n), make([]*builtCluster, n)
+	if last := c.last; last != nil {
+		st.lastPos, st.same = make([]int32, n), make([]int8, n)
+		st.layout = len(last.mesh.Clusters) == n
+		shift := 0
+		for i := range m.Clusters {
+			j := last.clusterPos(m.Clusters[i].Name, i+shift)
+			st.lastPos[i] = int32(j)
+			if j != i {
+				st.layout = false
+			}
+			if j >= 0 {
+				shift = j - i
+			}
+		}
+	}
+	c.cur = st
+	return st
+}
+
+// clusterPos returns the position of the cluster named name in st's mesh,
+// or -1; hint is where it probably is.
+func (st *meshState) clusterPos(name string, hint int) int {
+	cs := st.mesh.Clusters
+	if hint >= 0 && hint < len(cs) && cs[hint].Name == name {
+		return hint
+	}
+	return st.find(name)
+}
+
+// find looks name up by binary search (a validated mesh's clusters are
+// sorted), then in an index for meshes that are not.
+func (st *meshState) find(name string) int {
+	cs := st.mesh.Clusters
+	if i, ok := slices.BinarySearchFunc(cs, name, func(c model.Cluster, n string) int {
+		return strings.Compare(c.Name, n)
+	}); ok {
+		return i
+	}
+	if st.index == nil {
+		st.index = make(map[string]int, len(cs))
+		for i := range cs {
+			st.index[cs[i].Name] = i
+		}
+	}
+	if i, ok := st.index[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// sameAsLast reports whether cluster i equals prev, the cluster of the same
+// name in the previous state's mesh.
+func (st *meshState) sameAsLast(i int, prev *model.Cluster) bool {
+	mc := &st.mesh.Clusters[i]
+	if prev == mc {
+		return true
+	}
+	switch st.same[i] {
+	case sameYes:
+		return true
+	case sameNo:
+		return false
+	}
+	eq := prev.Equal(mc)
+	st.same[i] = sameNo
+	if eq {
+		st.same[i] = sameYes
+	}
+	return eq
+}
+
+// group returns the state of g in st, starting it if needed.
+func (st *meshState) group(g *model.NodeGroup) *groupState {
+	if gs := st.groups[g.Name]; gs != nil && gs.group == g {
+		return gs
+	}
+	gs := &groupState{
+		group:     g,
+		listeners: make([]*builtListener, len(g.Listeners)),
+		routes:    make([][][]*builtRoute, len(g.Listeners)),
+	}
+	st.groups[g.Name] = gs
+	return gs
+}
+
+// listenerPos returns the position of the listener named name in gs, or -1.
+func (gs *groupState) listenerPos(name string, hint int) int {
+	ls := gs.group.Listeners
+	if hint >= 0 && hint < len(ls) && ls[hint].Name == name {
+		return hint
+	}
+	if gs.listenerIndex == nil {
+		gs.listenerIndex = make(map[string]int, len(ls))
+		for i := range ls {
+			gs.listenerIndex[ls[i].Name] = i
+		}
+	}
+	if i, ok := gs.listenerIndex[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// vhostPos returns the position of the virtual host named name in listener
+// li of gs, or -1. Listeners have few virtual hosts: a scan will do.
+func (gs *groupState) vhostPos(li int, name string, hint int) int {
+	vhs := gs.group.Listeners[li].Routes.VirtualHosts
+	if hint < len(vhs) && vhs[hint].Name == name {
+		return hint
+	}
+	return slices.IndexFunc(vhs, func(vh model.VirtualHost) bool { return vh.Name == name })
+}
+
+// routePos returns the position of the route named name in virtual host k
+// of listener li of gs, or -1.
+func (gs *groupState) routePos(li, k int, name string, hint int) int {
+	rs := gs.group.Listeners[li].Routes.VirtualHosts[k].Routes
+	if hint >= 0 && hint < len(rs) && rs[hint].Name == name {
+		return hint
+	}
+	key := [2]int{li, k}
+	index := gs.routeIndex[key]
+	if index == nil {
+		if gs.routeIndex == nil {
+			gs.routeIndex = map[[2]int]map[string]int{}
+		}
+		index = make(map[string]int, len(rs))
+		for i := range rs {
+			index[rs[i].Name] = i
+		}
+		gs.routeIndex[key] = index
+	}
+	if i, ok := index[name]; ok {
+		return i
+	}
+	return -1
+}

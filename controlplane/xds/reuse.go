@@ -1,0 +1,190 @@
+package xds
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/maestro-ml/maestro/controlplane/model"
+)
+
+// builtListener returns the LDS resource of listener i of the group,
+// rebuilt only when the listener or the tracing settings changed since the
+// previous translation, where it was listener last (-1 if none). A group of
+// proxyless clients has one API listener, with its routes inline, per
+// target: thousands in a large mesh.
+func (b *groupBuilder) builtListener(i, last int, tracing *model.Tracing) (*builtListener, error) {
+	l := &b.group.Listeners[i]
+	if b.gs != nil {
+		if e := b.gs.listeners[i]; e != nil {
+			return e, nil
+		}
+		if last >= 0 {
+			prev, pl := b.lastGS.listeners[last], &b.lastGS.group.Listeners[last]
+			if prev != nil && tracingEqual(prev.tracing, tracing) && (pl == l || pl.Equal(l)) {
+				e := prev
+				if !b.st.layout && l.InlineRoutes() {
+					// Cluster positions moved: resolve the names again.
+					moved := *prev
+					moved.refs, moved.refsOK = b.inlineRefs(l)
+					e = &moved
+				}
+				b.gs.listeners[i] = e
+				return e, nil
+			}
+		}
+	}
+	e, err := b.cache.buildListener(l, tracing)
+	if err != nil {
+		return nil, err
+	}
+	if b.gs != nil {
+		if l.InlineRoutes() {
+			e.refs, e.refsOK = b.inlineRefs(l)
+		}
+		b.gs.listeners[i] = e
+	}
+	return e, nil
+}
+
+// routeConfiguration builds the RDS resource of listener i's routes from
+// cached routes (last is the listener's position in the previous
+// translation, or -1). Each route is validated when built; the
+// configuration and its virtual hosts are validated without their routes,
+// and the version combines the routes' hashes, so an unchanged route costs
+// neither validation nor encoding.
+func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfiguration, string, error) {
+	rc := &b.group.Listeners[i].Routes
+	out := &routev3.RouteConfiguration{Name: rc.Name}
+	if err := out.ValidateAll(); err != nil {
+		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
+	}
+	h := xxhash.New()
+	if err := hashShell(h, out); err != nil {
+		return nil, "", err
+	}
+	var built [][]*builtRoute
+	if b.gs != nil {
+		if b.gs.routes[i] == nil {
+			b.gs.routes[i] = make([][]*builtRoute, len(rc.VirtualHosts))
+		}
+		built = b.gs.routes[i]
+	}
+	marked := b.marked != nil
+	out.VirtualHosts = make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))
+	var num []byte
+	for k := range rc.VirtualHosts {
+		mvh := &rc.VirtualHosts[k]
+		vh := &routev3.VirtualHost{Name: mvh.Name, Domains: mvh.Domains}
+		if err := vh.ValidateAll(); err != nil {
+			return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
+		}
+		if err := hashShell(h, vh); err != nil {
+			return nil, "", err
+		}
+		var prev []*builtRoute
+		lastK := -1
+		if last >= 0 {
+			if lastK = b.lastGS.vhostPos(last, mvh.Name, k); lastK >= 0 {
+				if rs := b.lastGS.routes[last]; rs != nil {
+					prev = rs[lastK]
+				}
+			}
+		}
+		if built != nil && built[k] == nil {
+			built[k] = make([]*builtRoute, len(mvh.Routes))
+		}
+		vh.Routes = make([]*routev3.Route, 0, len(mvh.Routes))
+		shift := 0
+		for j := range mvh.Routes {
+			r := &mvh.Routes[j]
+			var e *builtRoute
+			if built != nil {
+				e = built[k][j]
+			}
+			if e == nil && prev != nil {
+				if lastJ := b.lastGS.routePos(last, lastK, r.Name, j+shift); lastJ >= 0 {
+					shift = lastJ - j
+					pr := &b.lastGS.group.Listeners[last].Routes.VirtualHosts[lastK].Routes[lastJ]
+					if p := prev[lastJ]; p != nil && (pr == r || pr.Equal(r)) {
+						e = p
+						if !b.st.layout {
+							moved := *p
+							moved.refs, moved.refsOK = b.refsOf(&r.Action, nil)
+							e = &moved
+						}
+					}
+				}
+			}
+			if e == nil {
+				rt, v, err := b.cache.buildRoute(r)
+				if err != nil {
+					return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
+				}
+				e = &builtRoute{route: rt, v: v}
+				if built != nil {
+					e.refs, e.refsOK = b.refsOf(&r.Action, nil)
+				}
+			}
+			if built != nil {
+				built[k][j] = e
+			}
+			if marked {
+				if e.refsOK {
+					b.mark(e.refs)
+				} else {
+					marked = false
+				}
+			}
+			vh.Routes = append(vh.Routes, e.route)
+			num = strconv.AppendUint(num[:0], e.v, 16)
+			_, _ = h.Write(num)
+		}
+		out.VirtualHosts = append(out.VirtualHosts, vh)
+	}
+	if marked {
+		b.marked[i] = true
+	}
+	return out, strconv.FormatUint(h.Sum64(), 16), nil
+}
+
+// inlineRefs returns the positions of the clusters l's routes send to, and
+// whether every name resolved.
+func (b *groupBuilder) inlineRefs(l *model.Listener) ([]int32, bool) {
+	var refs []int32
+	ok := true
+	for k := range l.Routes.VirtualHosts {
+		for j := range l.Routes.VirtualHosts[k].Routes {
+			var rok bool
+			refs, rok = b.refsOf(&l.Routes.VirtualHosts[k].Routes[j].Action, refs)
+			ok = ok && rok
+		}
+	}
+	return refs, ok
+}
+
+// refsOf appends to refs the positions of the clusters a sends requests
+// to, and reports whether every name resolved.
+func (b *groupBuilder) refsOf(a *model.RouteAction, refs []int32) ([]int32, bool) {
+	ok := true
+	routeClusters(a, func(name string) {
+		if name == "" {
+			return
+		}
+		if i := b.names.find(name); i >= 0 {
+			refs = append(refs, int32(i))
+		} else {
+			ok = false
+		}
+	})
+	return refs, ok
+}
+
+// mark records the clusters at refs as used by the group.
+func (b *groupBuilder) mark(refs []int32) {
+	for _, i := range refs {
+		b.used[i] = true
+	}
+}
