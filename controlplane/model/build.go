@@ -245,7 +245,14 @@ func (b *builder) resolve(i int) *routeInfo {
 	ri.allGRPC = b.allGRPC(r)
 	ri.split = b.strs.take(len(r.Spec.Split))
 	for j, d := range r.Spec.Split {
-		ri.split[j] = b.clusterName(d.Service, d.Version)
+		name := ""
+		if si := b.service(d.Service); si != nil {
+			name = si.cluster(d.Version)
+		}
+		if name == "" {
+			name = ClusterName(d.Service, d.Version)
+		}
+		ri.split[j] = name
 	}
 	return ri
 }
@@ -598,7 +605,7 @@ func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, 
 	sp := &r.Spec
 	base := b.action(c, sp, ri, envoy)
 	fs, n := b.forms(sp.Match, envoy)
-	for _, f := range fs[:n] {
+	for fi, f := range fs[:n] {
 		for _, rule := range sp.Rules {
 			a := base
 			a.Clusters = nil // replaced by the rule's split, no need to copy
@@ -608,7 +615,12 @@ func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, 
 			m.Headers = b.headerMatches(m.Headers, rule.Headers)
 			out = append(out, Route{Name: b.str.concat(r.Metadata.Name, ".", rule.Name, f.suffix), Match: m, Action: a})
 		}
-		out = append(out, Route{Name: b.str.concat(r.Metadata.Name, f.suffix), Match: f.match, Action: b.cloneAction(base)})
+		// Every other route has its own copy by now: the last may keep base.
+		a := base
+		if fi < n-1 {
+			a = b.cloneAction(base)
+		}
+		out = append(out, Route{Name: b.str.concat(r.Metadata.Name, f.suffix), Match: f.match, Action: a})
 	}
 	return out
 }
