@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -334,5 +335,70 @@ func TestLoaderDropsUnusedDocuments(t *testing.T) {
 		if got, want := len(l.cache.byText), len(splitDocuments([]byte(text))); got != want {
 			t.Errorf("cache holds %d documents, want the %d of the last load", got, want)
 		}
+	}
+}
+
+// splitByLines is the line-by-line reading of splitDocuments' rule, kept
+// as the reference the marker search must agree with.
+func splitByLines(data []byte) []chunk {
+	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
+		return []chunk{{text: data, line: 1}}
+	}
+	var out []chunk
+	start, startLine, line := 0, 1, 1
+	for i := 0; i < len(data); {
+		next := len(data)
+		if end := bytes.IndexByte(data[i:], '\n'); end >= 0 {
+			next = i + end + 1
+		}
+		l := data[i:next]
+		if i > start && bytes.HasPrefix(l, []byte("---")) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\n' || l[3] == '\r') {
+			out = append(out, chunk{text: data[start:i], line: startLine})
+			start, startLine = i, line
+		}
+		i = next
+		line++
+	}
+	return append(out, chunk{text: data[start:], line: startLine})
+}
+
+func FuzzSplitDocuments(f *testing.F) {
+	for _, s := range []string{"", "a: 1\n", "---\na: 1\n---\nb: 2\n", "a: 1\n--- {b: 2}\n---\t\nc: 3", "a: 1\n----\n -- \nb: |\n  ---\n",
+		"a: 1\r\n---\r\nb: 2\r\n", "%YAML 1.2\n---\na: 1\n", "---\n---\n---", "x\n---", "x\n---y\n--- \n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, want := splitDocuments(data), splitByLines(data)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: got %v, want %v", data, got, want)
+		}
+	})
+}
+
+// TestDuplicatesOutOfOrder: of documents sharing a kind and name, the first
+// in file order is kept and every later one is reported against it, also
+// when the names come out of order.
+func TestDuplicatesOutOfOrder(t *testing.T) {
+	spec := "{service: fraud, split: [{version: v1, weight: 100}]}"
+	text := base + route("zz", spec) + route("aa", spec) + route("zz", spec) + route("aa", spec) + route("zz", spec)
+	_, err := Parse("p.yaml", []byte(text))
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("got %v, want an ErrorList", err)
+	}
+	// base has 25 lines; each route takes 5 after its marker, its name on
+	// the third.
+	first := map[string]int{"zz": 27, "aa": 32}
+	var got []string
+	for _, e := range list {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Message))
+	}
+	want := []string{
+		fmt.Sprintf("39 duplicate Route \"zz\"; the first is at p.yaml:%d:1", first["zz"]),
+		fmt.Sprintf("44 duplicate Route \"aa\"; the first is at p.yaml:%d:1", first["aa"]),
+		fmt.Sprintf("49 duplicate Route \"zz\"; the first is at p.yaml:%d:1", first["zz"]),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -259,10 +259,11 @@ func matchProtocol(m *Mesh, sp *RouteSpec) string {
 	case sp.Ensemble != nil && len(sp.Ensemble.Members) > 0:
 		service = sp.Ensemble.Members[0].Service
 	}
-	if s := m.Service(service); s != nil && s.Spec.Protocol == ProtocolHTTP {
+	s := m.Service(service)
+	if s != nil && s.Spec.Protocol == ProtocolHTTP {
 		return MatchHTTP
 	}
-	if m.Service(service) != nil {
+	if s != nil {
 		return MatchGRPC
 	}
 	return MatchAny

@@ -86,7 +86,7 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 
 func (b *builder) finish() (*Mesh, error) {
 	m := b.mesh
-	sortDocs(m)
+	sortDocs(m, b.errs)
 	m.index()
 	applyDefaults(m)
 	validate(m, b.errs)
@@ -162,8 +162,6 @@ func expand(paths []string) ([]string, error) {
 type builder struct {
 	errs *errs
 	mesh *Mesh
-	// seen maps a kind and name to where it was first defined.
-	seen map[[2]string]Source
 	// cache holds decoded documents by content (nil: no caching).
 	cache *docCache
 }
@@ -310,15 +308,8 @@ func (b *builder) merge(dc decoded) {
 		b.mesh.Config = dc.res.(*MeshConfig)
 		return
 	}
-	key := [2]string{dc.kind, d.Metadata.Name}
-	if first, dup := b.seen[key]; dup {
-		b.errs.in(dc.kind, d, "metadata.name", "duplicate %s %q; the first is at %s", dc.kind, d.Metadata.Name, first)
-		return
-	}
-	if b.seen == nil {
-		b.seen = map[[2]string]Source{}
-	}
-	b.seen[key] = d.Source
+	// Names repeated across documents are found once all are merged
+	// (dropDuplicates), from the sorted slices.
 	switch r := dc.res.(type) {
 	case *Service:
 		b.mesh.Services = append(b.mesh.Services, r)
@@ -348,13 +339,37 @@ func validName(s string) bool {
 	return true
 }
 
-func sortDocs(m *Mesh) {
-	byName := func(x, y *doc) int { return strings.Compare(x.Metadata.Name, y.Metadata.Name) }
-	slices.SortFunc(m.Services, func(x, y *Service) int { return byName(&x.doc, &y.doc) })
-	slices.SortFunc(m.Routes, func(x, y *Route) int { return byName(&x.doc, &y.doc) })
-	slices.SortFunc(m.Gateways, func(x, y *Gateway) int { return byName(&x.doc, &y.doc) })
-	slices.SortFunc(m.Sidecars, func(x, y *Sidecar) int { return byName(&x.doc, &y.doc) })
-	slices.SortFunc(m.Authorizations, func(x, y *AuthorizationPolicy) int { return byName(&x.doc, &y.doc) })
+// sortDocs sorts each kind by name and drops the documents whose name an
+// earlier one (in file order) has, reporting each.
+func sortDocs(m *Mesh, e *errs) {
+	m.Services = sortUnique(e, KindService, m.Services)
+	m.Routes = sortUnique(e, KindRoute, m.Routes)
+	m.Gateways = sortUnique(e, KindGateway, m.Gateways)
+	m.Sidecars = sortUnique(e, KindSidecar, m.Sidecars)
+	m.Authorizations = sortUnique(e, KindAuthorization, m.Authorizations)
+}
+
+// sortUnique sorts docs by name, stably so that of documents sharing a
+// name the first merged comes first: it is kept, the others are reported
+// as duplicates of it and dropped. Policies are mostly written in name
+// order, so a sorted slice is only checked.
+func sortUnique[T hasDoc](e *errs, kind string, docs []T) []T {
+	byName := func(x, y T) int { return strings.Compare(x.base().Metadata.Name, y.base().Metadata.Name) }
+	if !slices.IsSortedFunc(docs, byName) {
+		slices.SortStableFunc(docs, byName)
+	}
+	out := docs[:0]
+	for _, d := range docs {
+		if n := len(out); n > 0 {
+			if first := out[n-1].base(); first.Metadata.Name == d.base().Metadata.Name {
+				e.in(kind, d.base(), "metadata.name", "duplicate %s %q; the first is at %s", kind, first.Metadata.Name, first.Source)
+				continue
+			}
+		}
+		out = append(out, d)
+	}
+	clear(docs[len(out):])
+	return out
 }
 
 // loadEndpoints reads the endpoints files services name, replacing each

@@ -127,26 +127,31 @@ func splitDocuments(data []byte) []chunk {
 }
 
 // eachDocument calls f with the text of each document splitDocuments finds
-// and the line it starts on, without collecting them.
+// and the line it starts on, without collecting them. It looks for the
+// markers and counts the lines between them with the bytes package's
+// vectorized searches: a large policy has far more lines than documents.
 func eachDocument(data []byte, f func(text []byte, line int)) {
 	if bytes.HasPrefix(data, []byte("%")) || bytes.Contains(data, []byte("\n%")) {
 		f(data, 1)
 		return
 	}
-	start, startLine, line := 0, 1, 1
-	for i := 0; i < len(data); {
-		end := bytes.IndexByte(data[i:], '\n')
-		next := len(data)
-		if end >= 0 {
-			next = i + end + 1
+	start, startLine := 0, 1
+	// line is the line number at data[from].
+	from, line := 0, 1
+	for search := 0; ; {
+		i := bytes.Index(data[search:], []byte("\n---"))
+		if i < 0 {
+			break
 		}
-		l := data[i:next]
-		if i > start && bytes.HasPrefix(l, []byte("---")) && (len(l) == 3 || l[3] == ' ' || l[3] == '\t' || l[3] == '\n' || l[3] == '\r') {
-			f(data[start:i], startLine)
-			start, startLine = i, line
+		m := search + i + 1 // the marker's line starts here
+		search = m
+		if rest := data[m+3:]; len(rest) > 0 && rest[0] != ' ' && rest[0] != '\t' && rest[0] != '\n' && rest[0] != '\r' {
+			continue // "----" or "---x": not a marker
 		}
-		i = next
-		line++
+		line += bytes.Count(data[from:m], []byte("\n"))
+		from = m
+		f(data[start:m], startLine)
+		start, startLine = m, line
 	}
 	f(data[start:], startLine)
 }
@@ -179,17 +184,10 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 		return err
 	}
 	var need slabSizes
-	docs := 0
 	for _, r := range refs {
 		for _, dc := range r.entry.docs {
 			need.add(dc.need)
-			docs++
 		}
-	}
-	if b.seen == nil {
-		// Sized for the documents at hand: growing it one insert at a time
-		// rehashes 20,000 names in a large mesh.
-		b.seen = make(map[[2]string]Source, docs)
 	}
 	b.mesh.grow(need)
 	s := newSlabs(need)

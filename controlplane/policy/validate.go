@@ -14,6 +14,22 @@ type validator struct {
 	// kind and d are the document being checked.
 	kind string
 	d    *doc
+	// last is the Service last found by lookup: a route's references
+	// mostly name one service, and each map lookup in a mesh of 10,000
+	// services is a cache miss.
+	last *Service
+}
+
+// lookup is v.m.Service(name), remembering the last service found.
+func (v *validator) lookup(name string) *Service {
+	if v.last != nil && v.last.Metadata.Name == name {
+		return v.last
+	}
+	s := v.m.Service(name)
+	if s != nil {
+		v.last = s
+	}
+	return s
 }
 
 func (v *validator) bad(field, format string, args ...any) {
@@ -148,7 +164,7 @@ func (v *validator) serviceRef(field fieldPath, service, version string) {
 		v.badAt(field.dot("service"), "service is required")
 		return
 	}
-	s := v.m.Service(service)
+	s := v.lookup(service)
 	if s == nil {
 		v.badAt(field.dot("service"), "unknown Service %q%s", service, v.suggestService(service))
 		return

@@ -20,7 +20,7 @@ const maxRetries = 10
 
 func (v *validator) route(r *Route) {
 	sp := &r.Spec
-	if sp.Service != "" && v.m.Service(sp.Service) == nil {
+	if sp.Service != "" && v.lookup(sp.Service) == nil {
 		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	}
 	v.match(&sp.Match)
@@ -340,7 +340,7 @@ func (v *validator) gateway(g *Gateway, before []*Gateway) {
 
 func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 	sp := &s.Spec
-	if v.m.Service(sp.Service) == nil {
+	if v.lookup(sp.Service) == nil {
 		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	}
 	for _, o := range before {
@@ -371,7 +371,7 @@ func (v *validator) sidecar(s *Sidecar, before []*Sidecar) {
 
 // proxylessSidecar checks a sidecar whose instances are xDS gRPC servers.
 func (v *validator) proxylessSidecar(sp *SidecarSpec) {
-	if s := v.m.Service(sp.Service); s != nil && s.Spec.Protocol != ProtocolGRPC {
+	if s := v.lookup(sp.Service); s != nil && s.Spec.Protocol != ProtocolGRPC {
 		v.bad("spec.mode", "mode proxyless is for grpc services: Service %q speaks %s", sp.Service, s.Spec.Protocol)
 	}
 	if sp.Inbound.Port > 65535 {
@@ -387,7 +387,7 @@ func (v *validator) proxylessSidecar(sp *SidecarSpec) {
 
 func (v *validator) authorization(a *AuthorizationPolicy, before []*AuthorizationPolicy) {
 	sp := &a.Spec
-	if v.m.Service(sp.Service) == nil {
+	if v.lookup(sp.Service) == nil {
 		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	} else if !v.hasSidecar(sp.Service) {
 		v.bad("spec.service", "Service %q has no Sidecar to enforce the policy", sp.Service)
@@ -422,7 +422,7 @@ func (v *validator) authorization(a *AuthorizationPolicy, before []*Authorizatio
 			}
 		}
 		for j, s := range r.From.Services {
-			if v.m.Service(s) == nil {
+			if v.lookup(s) == nil {
 				v.bad(fmt.Sprintf("%s.from.services[%d]", f, j), "unknown Service %q%s", s, v.suggestService(s))
 			}
 		}
