@@ -141,7 +141,7 @@ func TestRunReloadsAndKeepsLastGood(t *testing.T) {
 	ack(first)
 
 	// A broken edit is rejected, counted, and pushes nothing.
-	if err := os.WriteFile(r.path, []byte(`{"groups": [`), 0o644); err != nil {
+	if err := cptest.ReplaceFile(r.path, []byte(`{"groups": [`)); err != nil {
 		t.Fatal(err)
 	}
 	if ev := r.waitReload(t); ev.err == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
+	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
@@ -90,9 +90,11 @@ func (p *plane) edit(t *testing.T, path, content string) error {
 	return nil
 }
 
+// write replaces path's content atomically, so that a running control
+// plane reloads the whole new content once, never a truncated file.
 func write(t testing.TB, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	if err := cptest.ReplaceFile(path, []byte(content)); err != nil {
 		t.Fatal(err)
 	}
 }

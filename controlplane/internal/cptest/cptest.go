@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
@@ -62,13 +63,28 @@ func SplitMesh(backends ...Backend) *model.Mesh {
 	return m
 }
 
-// WriteMesh writes m as JSON to path.
+// WriteMesh writes m as JSON to path, replacing it atomically (see
+// ReplaceFile).
 func WriteMesh(path string, m *model.Mesh) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode mesh: %w", err)
 	}
-	return os.WriteFile(path, b, 0o644)
+	return ReplaceFile(path, b)
+}
+
+// ReplaceFile writes data to a hidden temporary file beside path and
+// renames it over path, as an editor's save does. A watcher on path (or on
+// its directory, which ignores hidden files) thus sees one change to the
+// whole new content. An in-place write would not do: its truncation and
+// its write are two changes, and on a loaded machine the watcher's
+// debounce may run out between them and load the empty file.
+func ReplaceFile(path string, data []byte) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // LoadJSON is a controlplane.Loader reading a model.Mesh written by
