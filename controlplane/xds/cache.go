@@ -31,7 +31,10 @@ type Cache struct {
 	// last is what the translation before the last Sweep built; cur is
 	// what the translation in progress builds.
 	last, cur *meshState
-	parts     clusterParts
+	// spare is the state before last, whose tables the next state
+	// reuses rather than allocating its own.
+	spare *meshState
+	parts clusterParts
 	// buf is reused to encode resources for their versions.
 	buf []byte
 }
@@ -79,7 +82,7 @@ func (c *Cache) ForGroup(m *model.Mesh, name string) (*Resources, error) {
 // Sweep forgets everything the groups translated since the previous Sweep
 // did not use; call it after translating every group of a mesh.
 func (c *Cache) Sweep() {
-	c.last, c.cur = c.cur, nil
+	c.spare, c.last, c.cur = c.last, c.cur, nil
 }
 
 // addBuilt appends a resource already validated and versioned.

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -47,6 +49,8 @@ type groupState struct {
 	// listenerIndex and routeIndex find entries by name when they moved.
 	listenerIndex map[string]int
 	routeIndex    map[[2]int]map[string]int
+	// out is what the group was given, once built without error.
+	out *Resources
 }
 
 // state returns the state of the translation of m, starting one if m is not
@@ -58,9 +62,13 @@ func (c *Cache) state(m *model.Mesh) *meshState {
 	}
 	n := len(m.Clusters)
 	st := &meshState{mesh: m, groups: map[string]*groupState{}}
-	st.clusters[0], st.clusters[1] = make([]*builtCluster, n), make([]*builtCluster, n)
+	var spare meshState
+	if c.spare != nil {
+		spare, c.spare = *c.spare, nil
+	}
+	st.clusters[0], st.clusters[1] = table(spare.clusters[0], n), table(spare.clusters[1], n)
 	if last := c.last; last != nil {
-		st.lastPos, st.same = make([]int32, n), make([]int8, n)
+		st.lastPos, st.same = table(spare.lastPos, n), table(spare.same, n)
 		st.layout = len(last.mesh.Clusters) == n
 		shift := 0
 		for i := range m.Clusters {
@@ -76,6 +84,16 @@ func (c *Cache) state(m *model.Mesh) *meshState {
 	}
 	c.cur = st
 	return st
+}
+
+// table returns a zeroed slice of n elements, in s's array if large enough.
+func table[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // clusterPos returns the position of the cluster named name in st's mesh,
@@ -195,4 +213,45 @@ func (gs *groupState) routePos(li, k int, name string, hint int) int {
 		return i
 	}
 	return -1
+}
+
+// column gathers one type's resources and versions for a group. While they
+// are the previous translation's, in the same order, it only counts them,
+// and it hands back the previous slices when they all are: a large type
+// that did not change then costs no allocation, and the snapshot sees the
+// very same resources.
+type column struct {
+	prev  []types.Resource
+	prevV []string
+	// size is the expected length, for the allocation if one is needed.
+	size     int
+	n        int
+	own      bool
+	items    []types.Resource
+	versions []string
+}
+
+func (c *column) add(r types.Resource, v string) {
+	if !c.own {
+		if c.n < len(c.prev) && c.prev[c.n] == r && c.prevV[c.n] == v {
+			c.n++
+			return
+		}
+		c.own = true
+		c.items = append(make([]types.Resource, 0, max(c.size, c.n+1)), c.prev[:c.n]...)
+		c.versions = append(make([]string, 0, max(c.size, c.n+1)), c.prevV[:c.n]...)
+	}
+	c.items, c.versions = append(c.items, r), append(c.versions, v)
+}
+
+// result returns the resources and versions added. A shared prefix of the
+// previous slices is capped, so an append to it cannot reach into them.
+func (c *column) result() ([]types.Resource, []string) {
+	if c.own {
+		return c.items, c.versions
+	}
+	if c.n == 0 {
+		return []types.Resource{}, []string{}
+	}
+	return c.prev[:c.n:c.n], c.prevV[:c.n:c.n]
 }

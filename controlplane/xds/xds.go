@@ -100,6 +100,9 @@ func forGroup(m *model.Mesh, name string, c *Cache) (*Resources, error) {
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("group %q: %w", name, err)
 	}
+	if b.gs != nil {
+		b.gs.out = b.out
+	}
 	return b.out, nil
 }
 
@@ -174,6 +177,8 @@ type groupBuilder struct {
 
 func (b *groupBuilder) build() error {
 	var errs []error
+	b.out.Items[resource.ListenerType] = make([]types.Resource, 0, len(b.group.Listeners))
+	b.out.Versions[resource.ListenerType] = make([]string, 0, len(b.group.Listeners))
 	for i := range b.group.Listeners {
 		if err := b.listener(i); err != nil {
 			errs = append(errs, err)
@@ -184,22 +189,28 @@ func (b *groupBuilder) build() error {
 		errs = append(errs, err)
 	}
 	// Clusters and endpoints are the bulk of a large mesh: gather them in
-	// slices and store them in the maps once.
-	cds, eds := make([]types.Resource, 0, len(clusters)), make([]types.Resource, 0, len(clusters))
-	cdsV, edsV := make([]string, 0, len(clusters)), make([]string, 0, len(clusters))
+	// columns (which hand back the previous translation's slices when
+	// nothing in them changed) and store them in the maps once.
+	var cds, eds column
+	if b.lastGS != nil && b.lastGS.out != nil {
+		last := b.lastGS.out
+		cds.prev, cds.prevV = last.Items[resource.ClusterType], last.Versions[resource.ClusterType]
+		eds.prev, eds.prevV = last.Items[resource.EndpointType], last.Versions[resource.EndpointType]
+	}
+	cds.size, eds.size = len(clusters), len(clusters)
 	for _, i := range clusters {
 		built, err := b.cache.cluster(b.mesh, i, b.proxyless)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		cds, cdsV = append(cds, built.cluster), append(cdsV, built.clusterV)
+		cds.add(built.cluster, built.clusterV)
 		if built.endpoints != nil {
-			eds, edsV = append(eds, built.endpoints), append(edsV, built.edsV)
+			eds.add(built.endpoints, built.edsV)
 		}
 	}
-	b.out.Items[resource.ClusterType], b.out.Versions[resource.ClusterType] = cds, cdsV
-	b.out.Items[resource.EndpointType], b.out.Versions[resource.EndpointType] = eds, edsV
+	b.out.Items[resource.ClusterType], b.out.Versions[resource.ClusterType] = cds.result()
+	b.out.Items[resource.EndpointType], b.out.Versions[resource.EndpointType] = eds.result()
 	for _, name := range secrets {
 		if err := b.secret(name); err != nil {
 			errs = append(errs, err)
@@ -299,6 +310,13 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 			}
 		}
 	}
+	n := 0
+	for _, u := range used {
+		if u {
+			n++
+		}
+	}
+	clusters = make([]int, 0, n)
 	for i, u := range used {
 		if !u {
 			continue
