@@ -165,6 +165,8 @@ type svcInfo struct {
 	spiffe string
 	// clusters are the ClusterNames of the versions, in version order.
 	clusters []string
+	// prefix is the length of the service's name and the dot after it.
+	prefix int
 }
 
 // routeInfo is what a route resolves to for every listener that has it:
@@ -181,9 +183,11 @@ type routeInfo struct {
 // cluster returns the cluster name of version, or "" if s has no such
 // version.
 func (si *svcInfo) cluster(version string) string {
-	for i := range si.s.Spec.Versions {
-		if si.s.Spec.Versions[i].Name == version {
-			return si.clusters[i]
+	// The version is the end of the cluster's name, which is at hand,
+	// unlike the policy's version names spread over the heap.
+	for _, c := range si.clusters {
+		if len(c) == si.prefix+len(version) && c[si.prefix:] == version {
+			return c
 		}
 	}
 	return ""
@@ -202,6 +206,7 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 		si.s = s
 		si.spiffe = b.str.concat("spiffe://", b.td, "/ns/", id.Namespace, "/sa/", id.ServiceAccount)
 		si.clusters = b.strs.take(len(s.Spec.Versions))
+		si.prefix = len(s.Metadata.Name) + 1
 		for j, v := range s.Spec.Versions {
 			si.clusters[j] = b.str.concat(s.Metadata.Name, ".", v.Name)
 		}
@@ -242,11 +247,19 @@ func (b *builder) resolve(i int) *routeInfo {
 	}
 	r := b.pm.Routes[i]
 	ri.done = true
-	ri.allGRPC = b.allGRPC(r)
+	ri.allGRPC = b.allGRPC(r, true)
 	ri.split = b.strs.take(len(r.Spec.Split))
+	var si *svcInfo
 	for j, d := range r.Spec.Split {
+		// A split's destinations are nearly always versions of one service.
+		if j == 0 || d.Service != r.Spec.Split[j-1].Service {
+			si = b.service(d.Service)
+		}
+		if si == nil || si.s.Spec.Protocol != policy.ProtocolGRPC {
+			ri.allGRPC = false
+		}
 		name := ""
-		if si := b.service(d.Service); si != nil {
+		if si != nil {
 			name = si.cluster(d.Version)
 		}
 		if name == "" {
@@ -506,16 +519,19 @@ func (b *builder) proxylessSidecar(sc *policy.Sidecar) NodeGroup {
 	return g
 }
 
-// allGRPC reports whether every destination of r is a grpc service.
-func (b *builder) allGRPC(r *policy.Route) bool {
+// allGRPC reports whether every destination of r is a grpc service,
+// leaving out the split's if checked elsewhere.
+func (b *builder) allGRPC(r *policy.Route, skipSplit bool) bool {
 	ok := true
 	check := func(service string) {
 		if s := b.service(service); s == nil || s.s.Spec.Protocol != policy.ProtocolGRPC {
 			ok = false
 		}
 	}
-	for _, d := range r.Spec.Split {
-		check(d.Service)
+	if !skipSplit {
+		for _, d := range r.Spec.Split {
+			check(d.Service)
+		}
 	}
 	for _, rule := range r.Spec.Rules {
 		for _, d := range rule.Split {

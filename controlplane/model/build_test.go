@@ -476,3 +476,40 @@ func TestBuildProxylessServersAndClients(t *testing.T) {
 		t.Errorf("RequiredSecrets %v, want %v", got, want)
 	}
 }
+
+// TestBuildLargeMeshInAnyRouteOrder: Build finds routes and services near
+// the previous hit first; a gateway listing its routes backwards (each
+// lookup far from the last) must give the same routes, reversed in pairs.
+func TestBuildLargeMeshInAnyRouteOrder(t *testing.T) {
+	text := largePolicy(300, 200)
+	forward, err := policy.Parse("large.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.LastIndex(text, "routes: [")
+	names := strings.Split(strings.TrimSuffix(text[i+len("routes: ["):], "]\n"), ", ")
+	slices.Reverse(names)
+	backward, err := policy.Parse("large.yaml", []byte(text[:i]+"routes: ["+strings.Join(names, ", ")+"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := build(t, forward), build(t, backward)
+	if !slices.EqualFunc(a.Clusters, b.Clusters, func(x, y model.Cluster) bool { return x.Equal(&y) }) {
+		t.Error("clusters differ")
+	}
+	if pa, pb := a.Group(model.ProxylessGroup), b.Group(model.ProxylessGroup); pa == nil || !pa.Equal(pb) {
+		t.Error("proxyless groups differ")
+	}
+	ra := a.Group("gateway-edge").Listeners[0].Routes.VirtualHosts[0].Routes
+	rb := b.Group("gateway-edge").Listeners[0].Routes.VirtualHosts[0].Routes
+	if len(ra) == 0 || len(ra)%300 != 0 || len(rb) != len(ra) {
+		t.Fatalf("%d and %d gateway routes, want the same multiple of 300", len(ra), len(rb))
+	}
+	per := len(ra) / 300 // IR routes per policy route
+	for j := 0; j < len(ra); j += per {
+		k := len(rb) - per - j
+		if !reflect.DeepEqual(ra[j:j+per], rb[k:k+per]) {
+			t.Fatalf("route %q: forward %+v, backward %+v", ra[j].Name, ra[j:j+per], rb[k:k+per])
+		}
+	}
+}

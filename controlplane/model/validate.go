@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // ErrInvalid is wrapped by every error Validate reports.
@@ -120,15 +121,20 @@ func (v *validator) failf(where *place, format string, args ...any) {
 
 // names checks n names are non-empty, sorted and unique.
 func (v *validator) names(kind *place, n int, name func(int) string) {
+	prev := ""
 	for i := 0; i < n; i++ {
-		switch {
-		case name(i) == "":
+		cur := name(i)
+		if cur == "" {
 			v.failf(kind, "%s #%d: empty name", i)
-		case i > 0 && name(i) == name(i-1):
-			v.failf(kind, "%s %q: duplicate name", name(i))
-		case i > 0 && name(i) < name(i-1):
-			v.failf(kind, "%s %q: not sorted (after %q); call Normalize", name(i), name(i-1))
+		} else if i > 0 {
+			switch c := strings.Compare(cur, prev); {
+			case c == 0:
+				v.failf(kind, "%s %q: duplicate name", cur)
+			case c < 0:
+				v.failf(kind, "%s %q: not sorted (after %q); call Normalize", cur, prev)
+			}
 		}
+		prev = cur
 	}
 }
 
