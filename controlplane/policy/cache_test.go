@@ -402,3 +402,59 @@ func TestDuplicatesOutOfOrder(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// parseUnchecked is Parse with every document's own checks run again at
+// load time, as if none had passed when decoded.
+func parseUnchecked(file string, data []byte) (*Mesh, error) {
+	l := &Loader{}
+	b := &builder{errs: &errs{}, mesh: &Mesh{files: []string{file}}, cache: l.begin()}
+	if err := b.parse(context.Background(), file, data); err != nil {
+		return nil, err
+	}
+	uncheck(b.mesh)
+	return b.finish()
+}
+
+func uncheck(m *Mesh) {
+	if m == nil {
+		return
+	}
+	for _, s := range m.Services {
+		s.checked = false
+	}
+	for _, r := range m.Routes {
+		r.checked = false
+	}
+	for _, g := range m.Gateways {
+		g.checked = false
+	}
+}
+
+// TestCheckedMatchesFullValidation: skipping the own checks of documents
+// that passed them when decoded reports exactly what checking everything
+// reports, in the same order, for every error case and the examples.
+func TestCheckedMatchesFullValidation(t *testing.T) {
+	texts := map[string]string{"base": base,
+		"ensemble member errors": base + route("e", "{match: {model: m}, ensemble: {members: [{version: v1}, {service: fraud, version: v2, model: x, weight: -1}]}}"),
+		"split errors":           base + route("s", "{split: [{version: v1, weight: 60}, {version: v1, weight: 30}]}"),
+	}
+	for _, c := range errCases {
+		text := base + c.extra
+		if c.bare {
+			text = c.extra
+		}
+		texts[c.name] = text
+	}
+	for name, text := range texts {
+		got, gotErr := Parse("p.yaml", []byte(text))
+		want, wantErr := parseUnchecked("p.yaml", []byte(text))
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: errors differ:\n got %v\nwant %v", name, gotErr, wantErr)
+			continue
+		}
+		uncheck(got)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: meshes differ", name)
+		}
+	}
+}

@@ -296,7 +296,7 @@ func (b *builder) merge(dc decoded) {
 		return
 	}
 	d := dc.res.base()
-	if !validName(d.Metadata.Name) {
+	if dc.badName {
 		b.errs.in(dc.kind, d, "metadata.name", "name %q must be a DNS label: lower-case letters, digits and '-', at most 63", d.Metadata.Name)
 		return
 	}

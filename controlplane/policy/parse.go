@@ -99,6 +99,8 @@ type decoded struct {
 	errs []*Error
 	// need is what copying res out of the cache takes from the slabs.
 	need slabSizes
+	// badName is set when res's name is not a DNS label.
+	badName bool
 }
 
 // hasDoc is every document kind.
@@ -254,6 +256,8 @@ func parseChunk(text []byte) []decoded {
 		if dc.res != nil {
 			defaultDocument(dc.res)
 			dc.need = needOf(dc.res)
+			dc.badName = !validName(dc.res.base().Metadata.Name)
+			dc.res.base().checked = checkDocument(dc.res)
 		}
 		out = append(out, dc)
 	}
@@ -268,7 +272,7 @@ func materialize(dc decoded, file string, shift int, s *slabs) decoded {
 		}
 		return s
 	}
-	out := decoded{kind: dc.kind}
+	out := decoded{kind: dc.kind, badName: dc.badName}
 	if len(dc.errs) > 0 {
 		out.errs = make([]*Error, len(dc.errs))
 	}

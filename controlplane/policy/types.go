@@ -132,6 +132,9 @@ type doc struct {
 	pos   map[string]Source
 	file  string
 	shift int
+	// checked is set when the document's own validation checks (those
+	// reading no other document) passed when it was decoded.
+	checked bool
 }
 
 // Position returns where the field at path was written, or the closest

@@ -14,6 +14,11 @@ type validator struct {
 	// kind and d are the document being checked.
 	kind string
 	d    *doc
+	// local runs the checks that read the document alone, cross those
+	// that read other documents or fields defaulted from them. A
+	// document whose own checks passed when it was decoded (doc.checked)
+	// gets only the cross ones: a reload re-checks what may have changed.
+	local, cross bool
 	// last is the Service last found by lookup: a route's references
 	// mostly name one service, and each map lookup in a mesh of 10,000
 	// services is a cache miss.
@@ -42,7 +47,29 @@ func (v *validator) badAt(field fieldPath, format string, args ...any) {
 }
 
 func (v *validator) on(kind string, d *doc) *validator {
-	return &validator{m: v.m, e: v.e, kind: kind, d: d}
+	return &validator{m: v.m, e: v.e, kind: kind, d: d, local: !d.checked, cross: true}
+}
+
+// checkDocument runs the own checks of a decoded (and own-defaulted)
+// document and reports whether they all passed; the Loader caches the
+// answer with the document (doc.checked). Only the kinds of which a large
+// mesh has many are checked ahead.
+func checkDocument(res hasDoc) bool {
+	v := &validator{e: &errs{}, d: res.base(), local: true}
+	switch r := res.(type) {
+	case *Service:
+		v.kind = KindService
+		v.service(r)
+	case *Route:
+		v.kind = KindRoute
+		v.route(r)
+	case *Gateway:
+		v.kind = KindGateway
+		v.gateway(r, nil)
+	default:
+		return false
+	}
+	return len(v.e.list) == 0
 }
 
 // validate reports every problem of m: enums, ranges, references,
@@ -52,8 +79,10 @@ func validate(m *Mesh, e *errs) {
 	c := v.on(KindMesh, &m.Config.doc)
 	c.mesh(&m.Config.Spec)
 	for _, s := range m.Services {
-		c := v.on(KindService, &s.doc)
-		c.service(s)
+		// Every check of a service is its own.
+		if c := v.on(KindService, &s.doc); c.local {
+			c.service(s)
+		}
 	}
 	targets := make(map[string]*Route, len(m.Routes))
 	for _, r := range m.Routes {

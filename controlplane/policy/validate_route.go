@@ -18,50 +18,71 @@ var retryConditions = map[string]bool{
 // maxRetries bounds retry attempts: more multiplies load during an outage.
 const maxRetries = 10
 
+// route checks r. The route's own checks (v.local) read no field that
+// defaultRouteRefs fills, except where noted; those that do, or that look at
+// other documents, run as v.cross.
 func (v *validator) route(r *Route) {
 	sp := &r.Spec
-	if sp.Service != "" && v.lookup(sp.Service) == nil {
+	if v.cross && sp.Service != "" && v.lookup(sp.Service) == nil {
 		v.bad("spec.service", "unknown Service %q%s", sp.Service, v.suggestService(sp.Service))
 	}
-	v.match(&sp.Match)
-	if !validName(sp.Target) {
-		v.bad("spec.target", "target %q must be a DNS label", sp.Target)
+	if v.local {
+		// Match.Protocol is defaulted only for model matches, which the
+		// checks of protocol leave alone.
+		v.match(&sp.Match)
+		if !validName(sp.Target) {
+			v.bad("spec.target", "target %q must be a DNS label", sp.Target)
+		}
 	}
 	rules := map[string]bool{}
 	for i, rule := range sp.Rules {
 		f := elem("spec.rules", i)
-		if !validName(rule.Name) {
-			v.badAt(f.dot("name"), "rule name %q must be a DNS label", rule.Name)
-		} else if rule.Name == "rest" {
-			v.badAt(f.dot("name"), "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
-		} else if rules[rule.Name] {
-			v.badAt(f.dot("name"), "rule %q given twice", rule.Name)
+		if v.local {
+			if !validName(rule.Name) {
+				v.badAt(f.dot("name"), "rule name %q must be a DNS label", rule.Name)
+			} else if rule.Name == "rest" {
+				v.badAt(f.dot("name"), "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
+			} else if rules[rule.Name] {
+				v.badAt(f.dot("name"), "rule %q given twice", rule.Name)
+			}
+			rules[rule.Name] = true
+			if len(rule.Headers) == 0 {
+				v.badAt(f.dot("headers"), "a rule needs at least one header match")
+			}
+			v.headers(f.dot("headers"), rule.Headers)
+			if len(rule.Split) == 0 {
+				v.badAt(f.dot("split"), "a rule needs a split")
+			}
 		}
-		rules[rule.Name] = true
-		if len(rule.Headers) == 0 {
-			v.badAt(f.dot("headers"), "a rule needs at least one header match")
+		if v.cross {
+			v.split(f.dot("split"), rule.Split)
 		}
-		v.headers(f.dot("headers"), rule.Headers)
-		if len(rule.Split) == 0 {
-			v.badAt(f.dot("split"), "a rule needs a split")
-		}
-		v.split(f.dot("split"), rule.Split)
 	}
-	if len(sp.Split) == 0 && sp.Ensemble == nil {
-		v.bad("spec.split", "no destination: give a split, an ensemble, or a service with one version")
+	if v.cross {
+		// A route's split may be its service's only version (defaulted).
+		if len(sp.Split) == 0 && sp.Ensemble == nil {
+			v.bad("spec.split", "no destination: give a split, an ensemble, or a service with one version")
+		}
+		v.split(pathOf("spec.split"), sp.Split)
 	}
-	v.split(pathOf("spec.split"), sp.Split)
 	if sh := sp.Shadow; sh != nil {
-		v.serviceRef(pathOf("spec.shadow"), sh.Service, sh.Version)
-		if !(sh.Percentage > 0 && sh.Percentage <= 100) {
-			v.bad("spec.shadow.percentage", "%v is outside (0, 100]", sh.Percentage)
+		if v.cross {
+			v.serviceRef(pathOf("spec.shadow"), sh.Service, sh.Version)
 		}
-		if sh.Model != "" && !sh.Compare {
-			v.bad("spec.shadow.model", "model is only used with compare: true")
+		if v.local {
+			if !(sh.Percentage > 0 && sh.Percentage <= 100) {
+				v.bad("spec.shadow.percentage", "%v is outside (0, 100]", sh.Percentage)
+			}
+			if sh.Model != "" && !sh.Compare {
+				v.bad("spec.shadow.model", "model is only used with compare: true")
+			}
 		}
 	}
 	if e := sp.Ensemble; e != nil {
 		v.ensemble(e, sp.Match.Model)
+	}
+	if !v.local {
+		return
 	}
 	if s := sp.SLO; s != nil {
 		v.slo(s)
@@ -192,24 +213,34 @@ func sameRef(a, b Destination) bool {
 }
 
 func (v *validator) ensemble(e *Ensemble, model string) {
-	if len(e.Members) < 2 {
+	if v.local && len(e.Members) < 2 {
 		v.bad("spec.ensemble.members", "an ensemble needs at least 2 members, got %d", len(e.Members))
 	}
 	members := map[[3]string]int{}
 	for i, m := range e.Members {
 		f := elem("spec.ensemble.members", i)
-		v.serviceRef(f, m.Service, m.Version)
-		key := [3]string{m.Service, m.Version, m.Model}
-		if j, dup := members[key]; dup {
-			v.badAt(f, "the same member as spec.ensemble.members[%d]", j)
+		// Members' services and versions are defaulted from the route's
+		// service: telling them apart is a cross-document check.
+		if v.cross {
+			v.serviceRef(f, m.Service, m.Version)
+			key := [3]string{m.Service, m.Version, m.Model}
+			if j, dup := members[key]; dup {
+				v.badAt(f, "the same member as spec.ensemble.members[%d]", j)
+			}
+			members[key] = i
 		}
-		members[key] = i
+		if !v.local {
+			continue
+		}
 		if m.Model == "" {
 			v.badAt(f.dot("model"), "model is required when the route does not match a model")
 		}
 		if m.Weight < 0 {
 			v.badAt(f.dot("weight"), "weight %v is negative", m.Weight)
 		}
+	}
+	if !v.local {
+		return
 	}
 	if int(e.Quorum) > len(e.Members) {
 		v.bad("spec.ensemble.quorum", "quorum %d is above the %d members", e.Quorum, len(e.Members))
@@ -314,22 +345,31 @@ func (v *validator) routeList(field fieldPath, names []string) {
 
 func (v *validator) gateway(g *Gateway, before []*Gateway) {
 	sp := &g.Spec
-	v.port("spec.port", sp.Port)
-	if len(sp.Routes) == 0 {
-		v.bad("spec.routes", "a gateway needs at least one route")
-	}
-	v.routeList(pathOf("spec.routes"), sp.Routes)
-	hosts := map[string]bool{}
-	for i, h := range sp.Hosts {
-		if h == "" || strings.ContainsAny(h, " /") {
-			v.badAt(elem("spec.hosts", i), "host %q must be a host name, host:port or *", h)
-		} else if hosts[h] {
-			v.badAt(elem("spec.hosts", i), "host %q listed twice", h)
+	if v.local {
+		v.port("spec.port", sp.Port)
+		if len(sp.Routes) == 0 {
+			v.bad("spec.routes", "a gateway needs at least one route")
 		}
-		hosts[h] = true
 	}
-	v.dnsLabel("spec.identity.namespace", sp.Identity.Namespace)
-	v.dnsLabel("spec.identity.serviceAccount", sp.Identity.ServiceAccount)
+	if v.cross {
+		v.routeList(pathOf("spec.routes"), sp.Routes)
+	}
+	if v.local {
+		hosts := map[string]bool{}
+		for i, h := range sp.Hosts {
+			if h == "" || strings.ContainsAny(h, " /") {
+				v.badAt(elem("spec.hosts", i), "host %q must be a host name, host:port or *", h)
+			} else if hosts[h] {
+				v.badAt(elem("spec.hosts", i), "host %q listed twice", h)
+			}
+			hosts[h] = true
+		}
+		v.dnsLabel("spec.identity.namespace", sp.Identity.Namespace)
+		v.dnsLabel("spec.identity.serviceAccount", sp.Identity.ServiceAccount)
+	}
+	if !v.cross {
+		return
+	}
 	for _, o := range before {
 		if o.Spec.Nodes.Service == sp.Nodes.Service && len(o.Spec.Nodes.IDs) == 0 && len(sp.Nodes.IDs) == 0 {
 			v.bad("spec.nodes", "Gateway %q (%s) selects the same nodes (service %q): give each gateway its own nodes.service or ids",
