@@ -90,6 +90,10 @@ type Translator struct {
 	retired map[string]retired
 	// cache keeps the resources of unchanged model objects between calls.
 	cache *xds.Cache
+	// names holds, by group, the names of each type's resources (in
+	// xds.Types() order) in prev's snapshot, so that a type where few
+	// resources changed is indexed by patching the previous index.
+	names map[string][][]string
 }
 
 // retired is what a group's last version kept only for make-before-break:
@@ -120,6 +124,7 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	defer t.mu.Unlock()
 	set := newSet(len(m.Groups))
 	nextRetired := map[string]retired{}
+	nextNames := make(map[string][][]string, len(m.Groups))
 	var errs []error
 	for _, g := range m.Groups {
 		res, err := t.cache.ForGroup(m, g.Name)
@@ -132,12 +137,13 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 		if len(old.items) > 0 {
 			nextRetired[g.Name] = old
 		}
-		snap, version, err := t.snapshot(g.Name, res, old)
+		snap, version, names, err := t.snapshot(g.Name, res, old)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		set.Snapshots[g.Name], set.Versions[g.Name] = snap, version
+		nextNames[g.Name] = names
 		warm, err := t.warming(g.Name, snap)
 		if err != nil {
 			errs = append(errs, err)
@@ -152,7 +158,7 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	}
 	t.cache.Sweep()
 	t.finish(set)
-	t.prev, t.retired = set, nextRetired
+	t.prev, t.retired, t.names = set, nextRetired, nextNames
 	return set, nil
 }
 
@@ -173,19 +179,22 @@ func (t *Translator) Settle() (*Set, error) {
 	}
 	set := newSet(len(t.prev.Snapshots))
 	set.Resources = t.prev.Resources
+	nextNames := make(map[string][][]string, len(t.prev.Resources))
 	for name, res := range t.prev.Resources {
 		if _, ok := t.retired[name]; !ok {
 			set.Snapshots[name], set.Versions[name] = t.prev.Snapshots[name], t.prev.Versions[name]
+			nextNames[name] = t.names[name]
 			continue
 		}
-		snap, version, err := t.snapshot(name, res, retired{})
+		snap, version, names, err := t.snapshot(name, res, retired{})
 		if err != nil {
 			return nil, err
 		}
 		set.Snapshots[name], set.Versions[name] = snap, version
+		nextNames[name] = names
 	}
 	t.finish(set)
-	t.prev, t.retired = set, nil
+	t.prev, t.retired, t.names = set, nil, nextNames
 	return set, nil
 }
 
@@ -266,57 +275,76 @@ func hasName(items []types.Resource, name string) bool {
 	return ok
 }
 
-// snapshot assembles and checks one group's snapshot. Each resource type
-// gets its own version (a hash of its resources' names and versions), so a
-// state-of-the-world client is only re-sent the types that changed; a type
-// whose version is unchanged reuses the previous snapshot's index and
-// version map, and an unchanged group reuses the whole previous snapshot.
-func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*cache.Snapshot, string, error) {
+// snapshot assembles and checks one group's snapshot, and returns the
+// names of its resources by type. Each resource type gets its own version
+// (a hash of its resources' names and versions), so a state-of-the-world
+// client is only re-sent the types that changed; a type whose version is
+// unchanged reuses the previous snapshot's index and version map, and an
+// unchanged group reuses the whole previous snapshot.
+func (t *Translator) snapshot(group string, res *xds.Resources, old retired) (*cache.Snapshot, string, [][]string, error) {
 	var prev *cache.Snapshot
 	var prevRes *xds.Resources
 	var prevOld retired
+	var prevNames [][]string
 	if t.prev != nil {
 		prev, prevRes, prevOld = t.prev.Snapshots[group], t.prev.Resources[group], t.retired[group]
+		prevNames = t.names[group]
+	}
+	if prev == nil || prevRes == nil || len(prevNames) != len(xds.Types()) {
+		prev, prevRes, prevNames = nil, nil, nil
 	}
 	snap := &cache.Snapshot{VersionMap: make(map[string]map[string]string, len(xds.Types()))}
 	typeVersions := make([]string, len(xds.Types()))
+	names := make([][]string, len(xds.Types()))
 	for i, typ := range xds.Types() {
 		idx := cache.GetResponseType(typ)
 		// The previous snapshot's type was made of prevRes's resources
 		// plus prevOld's; when both are the very same as now, so are its
 		// version, index and version map: skip hashing and indexing
 		// every resource of the type again.
-		if prev != nil && prevRes != nil && len(old.items[typ]) == 0 && len(prevOld.items[typ]) == 0 &&
+		if prev != nil && len(old.items[typ]) == 0 && len(prevOld.items[typ]) == 0 &&
 			sameResources(res.Items[typ], prevRes.Items[typ]) && slices.Equal(res.Versions[typ], prevRes.Versions[typ]) {
-			typeVersions[i] = prev.GetVersion(typ)
+			typeVersions[i], names[i] = prev.GetVersion(typ), prevNames[i]
 			snap.Resources[idx] = prev.Resources[idx]
 			snap.VersionMap[typ] = prev.VersionMap[typ]
 			continue
 		}
-		items := append(slices.Clip(res.Items[typ]), old.items[typ]...)
-		versions := append(slices.Clip(res.Versions[typ]), old.versions[typ]...)
-		tv := typeVersion(typ, items, versions)
-		typeVersions[i] = tv
+		cur := typeItems{
+			items:    append(slices.Clip(res.Items[typ]), old.items[typ]...),
+			versions: append(slices.Clip(res.Versions[typ]), old.versions[typ]...),
+		}
+		var last typeItems
+		if prev != nil {
+			last = typeItems{
+				items:    append(slices.Clip(prevRes.Items[typ]), prevOld.items[typ]...),
+				versions: append(slices.Clip(prevRes.Versions[typ]), prevOld.versions[typ]...),
+				names:    prevNames[i],
+			}
+		}
+		changed, patchable := cur.nameAfter(&last)
+		tv := typeVersion(typ, cur.names, cur.versions)
+		typeVersions[i], names[i] = tv, cur.names
 		if prev != nil && prev.GetVersion(typ) == tv {
 			snap.Resources[idx] = prev.Resources[idx]
 			snap.VersionMap[typ] = prev.VersionMap[typ]
 			continue
 		}
-		snap.Resources[idx] = cache.NewResources(tv, items)
-		vm := make(map[string]string, len(items))
-		for k, r := range items {
-			vm[cache.GetResourceName(r)] = versions[k]
+		if patchable && prev != nil {
+			snap.Resources[idx], snap.VersionMap[typ] = cur.patch(tv, changed, prev.Resources[idx], prev.VersionMap[typ])
+			if snap.VersionMap[typ] != nil {
+				continue
+			}
 		}
-		snap.VersionMap[typ] = vm
+		snap.Resources[idx], snap.VersionMap[typ] = cur.index(tv)
 	}
 	version := groupVersion(typeVersions)
 	if prev != nil && t.prev.Versions[group] == version {
-		return prev, version, nil
+		return prev, version, names, nil
 	}
 	if err := consistent(snap, prev); err != nil {
-		return nil, "", fmt.Errorf("group %q: inconsistent snapshot: %w", group, err)
+		return nil, "", nil, fmt.Errorf("group %q: inconsistent snapshot: %w", group, err)
 	}
-	return snap, version, nil
+	return snap, version, names, nil
 }
 
 // warmingTypes are what a warming snapshot takes from the new version; it
@@ -410,12 +438,12 @@ func (t *Translator) finish(set *Set) {
 
 // typeVersion hashes the names and versions of one type's resources, in
 // their (deterministic) order.
-func typeVersion(typ resource.Type, items []types.Resource, versions []string) string {
+func typeVersion(typ resource.Type, names, versions []string) string {
 	h := xxhash.New()
 	_, _ = h.WriteString(typ)
-	for i, r := range items {
+	for i, name := range names {
 		_, _ = h.WriteString("\x00")
-		_, _ = h.WriteString(cache.GetResourceName(r))
+		_, _ = h.WriteString(name)
 		_, _ = h.WriteString("\x00")
 		_, _ = h.WriteString(versions[i])
 	}
