@@ -103,7 +103,7 @@ func Build(pm *policy.Mesh, opts BuildOptions) (*Mesh, error) {
 // build makes everything but the secrets, recording which it needs.
 func (b *builder) build() *Mesh {
 	m := &Mesh{}
-	m.Clusters = b.clusters()
+	m.Clusters = b.plain
 	for _, g := range b.pm.Gateways {
 		m.Groups = append(m.Groups, b.gateway(g))
 	}
@@ -141,7 +141,9 @@ type builder struct {
 	// svcs parallels pm.Services, which services indexes by name.
 	services sortedIndex[*policy.Service]
 	svcs     []svcInfo
-	routes   sortedIndex[*policy.Route]
+	// plain are the plaintext clusters, one per service version.
+	plain  []Cluster
+	routes sortedIndex[*policy.Route]
 	// resolved parallels pm.Routes, filled on a route's first use.
 	resolved []routeInfo
 
@@ -163,8 +165,10 @@ type svcInfo struct {
 	s *policy.Service
 	// spiffe is the SPIFFE ID of the service's identity.
 	spiffe string
-	// clusters are the ClusterNames of the versions, in version order.
-	clusters []string
+	// clusters are the plaintext clusters of the versions, in version
+	// order: a part of builder.plain, so only valid until Normalize sorts
+	// the built Mesh's clusters.
+	clusters []Cluster
 	// prefix is the length of the service's name and the dot after it.
 	prefix int
 }
@@ -185,8 +189,8 @@ type routeInfo struct {
 func (si *svcInfo) cluster(version string) string {
 	// The version is the end of the cluster's name, which is at hand,
 	// unlike the policy's version names spread over the heap.
-	for _, c := range si.clusters {
-		if len(c) == si.prefix+len(version) && c[si.prefix:] == version {
+	for i := range si.clusters {
+		if c := si.clusters[i].Name; len(c) == si.prefix+len(version) && c[si.prefix:] == version {
 			return c
 		}
 	}
@@ -200,16 +204,26 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 		services: newSortedIndex(pm.Services, func(s **policy.Service) string { return (*s).Metadata.Name }),
 		routes:   newSortedIndex(pm.Routes, func(r **policy.Route) string { return (*r).Metadata.Name }),
 		svcs:     make([]svcInfo, len(pm.Services)), resolved: make([]routeInfo, len(pm.Routes))}
+	n := 0
+	for _, s := range pm.Services {
+		n += len(s.Spec.Versions)
+	}
+	// One plaintext cluster per service version, made while the service
+	// is at hand (it is read once instead of once per pass). Sized up
+	// front: growing a slice of 20,000 clusters copies each several times.
+	b.plain = make([]Cluster, n)
+	k := 0
 	for i, s := range pm.Services {
 		si := &b.svcs[i]
 		id := s.Spec.Identity
 		si.s = s
 		si.spiffe = b.str.concat("spiffe://", b.td, "/ns/", id.Namespace, "/sa/", id.ServiceAccount)
-		si.clusters = b.strs.take(len(s.Spec.Versions))
 		si.prefix = len(s.Metadata.Name) + 1
+		si.clusters = b.plain[k : k+len(s.Spec.Versions) : k+len(s.Spec.Versions)]
 		for j, v := range s.Spec.Versions {
-			si.clusters[j] = b.str.concat(s.Metadata.Name, ".", v.Name)
+			b.fillCluster(&si.clusters[j], s, v, b.str.concat(s.Metadata.Name, ".", v.Name), si.spiffe)
 		}
+		k += len(s.Spec.Versions)
 	}
 	for _, sc := range pm.Sidecars {
 		// A proxyless client-only workload terminates no mesh traffic.
@@ -288,30 +302,20 @@ func protocol(p string) Protocol {
 	return ProtocolGRPC
 }
 
-// clusters makes one plaintext cluster per service version.
-func (b *builder) clusters() []Cluster {
-	n := 0
-	for _, s := range b.pm.Services {
-		n += len(s.Spec.Versions)
-	}
-	// Sized up front: growing a slice of 20,000 clusters copies each
-	// several times.
-	out := make([]Cluster, 0, n)
-	for i := range b.svcs {
-		si := &b.svcs[i]
-		for j, v := range si.s.Spec.Versions {
-			out = append(out, b.cluster(si.s, v, si.clusters[j], si.spiffe))
-		}
-	}
-	return out
-}
-
 // cluster makes the cluster name of version v of s, whose identity has
 // the SPIFFE ID identity.
 func (b *builder) cluster(s *policy.Service, v policy.Version, name, identity string) Cluster {
+	var c Cluster
+	b.fillCluster(&c, s, v, name, identity)
+	return c
+}
+
+// fillCluster is cluster writing into c, which is zero: a Cluster is
+// large, and the plaintext ones are made in place.
+func (b *builder) fillCluster(c *Cluster, s *policy.Service, v policy.Version, name, identity string) {
 	sp := &s.Spec
-	c := Cluster{Name: name, Service: s.Metadata.Name, Version: v.Name,
-		Protocol: protocol(sp.Protocol), ConnectTimeout: sp.ConnectTimeout.D(), Identity: identity}
+	c.Name, c.Service, c.Version, c.Identity = name, s.Metadata.Name, v.Name, identity
+	c.Protocol, c.ConnectTimeout = protocol(sp.Protocol), sp.ConnectTimeout.D()
 	if h := sp.HealthCheck; h != nil {
 		c.HealthCheck = &HealthCheck{Interval: h.Interval.D(), Timeout: h.Timeout.D(), HealthyThreshold: h.HealthyThreshold,
 			UnhealthyThreshold: h.UnhealthyThreshold, Path: h.Path, GRPCService: h.GRPCService}
@@ -325,7 +329,6 @@ func (b *builder) cluster(s *policy.Service, v policy.Version, name, identity st
 			BaseEjectionTime: o.BaseEjectionTime.D(), MaxEjectionPercent: o.MaxEjectionPercent}
 	}
 	c.Localities = b.localities(v.Endpoints)
-	return c
 }
 
 // localities groups endpoints by region and zone, each locality weighted 1
