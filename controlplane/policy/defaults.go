@@ -57,16 +57,17 @@ func applyDefaults(m *Mesh) {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
 		defaultDocument(m.Config)
 	}
+	ss := &serviceCursor{m: m}
 	if t := m.Config.Spec.Tracing; t != nil {
-		t.Collector.Service, t.Collector.Version = defaultRef(m, "", t.Collector.Service, t.Collector.Version)
+		t.Collector.Service, t.Collector.Version = defaultRef(ss, "", t.Collector.Service, t.Collector.Version)
 	}
 	for _, w := range []*WasmModule{&m.Config.Spec.Filters.Fanout, &m.Config.Spec.Filters.SLO} {
 		if rw := w.Remote; rw != nil {
-			rw.Service, rw.Version = defaultRef(m, "", rw.Service, rw.Version)
+			rw.Service, rw.Version = defaultRef(ss, "", rw.Service, rw.Version)
 		}
 	}
 	for _, r := range m.Routes {
-		defaultRouteRefs(m, r)
+		defaultRouteRefs(ss, r)
 	}
 }
 
@@ -222,27 +223,27 @@ func defaultRoute(r *Route) {
 
 // defaultRouteRefs fills the route's defaults that name services: its
 // only version, the service of destinations, the protocol of a model match.
-func defaultRouteRefs(m *Mesh, r *Route) {
+func defaultRouteRefs(ss *serviceCursor, r *Route) {
 	sp := &r.Spec
 	if len(sp.Split) == 0 && sp.Ensemble == nil {
-		if s := m.Service(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
+		if s := ss.find(sp.Service); s != nil && len(s.Spec.Versions) == 1 {
 			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
 		}
 	}
-	defaultSplit(m, sp.Service, sp.Split)
+	defaultSplit(ss, sp.Service, sp.Split)
 	if sp.Match.Model != "" && sp.Match.Protocol == "" {
-		sp.Match.Protocol = matchProtocol(m, sp)
+		sp.Match.Protocol = matchProtocol(ss, sp)
 	}
 	for i := range sp.Rules {
-		defaultSplit(m, sp.Service, sp.Rules[i].Split)
+		defaultSplit(ss, sp.Service, sp.Rules[i].Split)
 	}
 	if sh := sp.Shadow; sh != nil {
-		sh.Service, sh.Version = defaultRef(m, sp.Service, sh.Service, sh.Version)
+		sh.Service, sh.Version = defaultRef(ss, sp.Service, sh.Service, sh.Version)
 	}
 	if e := sp.Ensemble; e != nil {
 		for i := range e.Members {
 			mem := &e.Members[i]
-			mem.Service, mem.Version = defaultRef(m, sp.Service, mem.Service, mem.Version)
+			mem.Service, mem.Version = defaultRef(ss, sp.Service, mem.Service, mem.Version)
 		}
 	}
 }
@@ -250,7 +251,7 @@ func defaultRouteRefs(m *Mesh, r *Route) {
 // matchProtocol is the form a model match takes by default: the protocol
 // of the route's destination service, since an inference server serves gRPC
 // and REST on different ports (and so different clusters).
-func matchProtocol(m *Mesh, sp *RouteSpec) string {
+func matchProtocol(ss *serviceCursor, sp *RouteSpec) string {
 	service := sp.Service
 	switch {
 	case service != "":
@@ -259,7 +260,7 @@ func matchProtocol(m *Mesh, sp *RouteSpec) string {
 	case sp.Ensemble != nil && len(sp.Ensemble.Members) > 0:
 		service = sp.Ensemble.Members[0].Service
 	}
-	s := m.Service(service)
+	s := ss.find(service)
 	if s != nil && s.Spec.Protocol == ProtocolHTTP {
 		return MatchHTTP
 	}
@@ -269,18 +270,18 @@ func matchProtocol(m *Mesh, sp *RouteSpec) string {
 	return MatchAny
 }
 
-func defaultSplit(m *Mesh, service string, split []Destination) {
+func defaultSplit(ss *serviceCursor, service string, split []Destination) {
 	for i := range split {
-		split[i].Service, split[i].Version = defaultRef(m, service, split[i].Service, split[i].Version)
+		split[i].Service, split[i].Version = defaultRef(ss, service, split[i].Service, split[i].Version)
 	}
 }
 
 // defaultRef fills a service reference: the route's service, and the
 // service's only version.
-func defaultRef(m *Mesh, routeService, service, version string) (string, string) {
+func defaultRef(ss *serviceCursor, routeService, service, version string) (string, string) {
 	service = or(service, routeService)
 	if version == "" {
-		if s := m.Service(service); s != nil && len(s.Spec.Versions) == 1 {
+		if s := ss.find(service); s != nil && len(s.Spec.Versions) == 1 {
 			version = s.Spec.Versions[0].Name
 		}
 	}

@@ -87,7 +87,7 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 func (b *builder) finish() (*Mesh, error) {
 	m := b.mesh
 	sortDocs(m, b.errs)
-	m.index()
+	m.index(&b.cache.index)
 	applyDefaults(m)
 	validate(m, b.errs)
 	b.loadEndpoints()

@@ -37,6 +37,8 @@ type docCache struct {
 	// refs is the documents of the file being loaded, in order; its array
 	// is kept for the next file and load.
 	refs []docRef
+	// index is the last Mesh's name indexes.
+	index meshIndex
 }
 
 // cacheEntry is the documents decoded from one text, with their own

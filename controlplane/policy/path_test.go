@@ -1,6 +1,11 @@
 package policy
 
-import "testing"
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
 
 func TestFieldPathString(t *testing.T) {
 	for want, p := range map[string]fieldPath{
@@ -44,7 +49,8 @@ func TestSplitDuplicates(t *testing.T) {
 		}
 		split[n-1] = split[1]
 		e := &errs{}
-		v := &validator{m: &Mesh{}, e: e, kind: KindRoute, d: &doc{}}
+		m := &Mesh{}
+		v := &validator{m: m, e: e, kind: KindRoute, d: &doc{}, services: &serviceCursor{m: m}}
 		v.split(pathOf("spec.split"), split)
 		var found bool
 		for _, x := range e.list {
@@ -57,6 +63,60 @@ func TestSplitDuplicates(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("n=%d: no duplicate reported in %v", n, e.list)
+		}
+	}
+}
+
+// TestRouteListSortedAndNot: a sorted route list (walked beside the routes)
+// and an unsorted one (checked with a map) report the same problems.
+func TestRouteListSortedAndNot(t *testing.T) {
+	for name, tc := range map[string]struct {
+		routes string
+		want   []string
+	}{
+		"sorted": {"[a, fraud, fraud, zz]", []string{
+			`spec.routes[0]: unknown Route "a"`, `spec.routes[2]: Route "fraud" listed twice`, `spec.routes[3]: unknown Route "zz"`}},
+		"unsorted": {"[zz, fraud, a, fraud]", []string{
+			`spec.routes[0]: unknown Route "zz"`, `spec.routes[2]: unknown Route "a"`, `spec.routes[3]: Route "fraud" listed twice`}},
+	} {
+		_, err := Parse("p.yaml", []byte(base+d(KindGateway, "edge", "{port: 8080, routes: "+tc.routes+"}")))
+		var list ErrorList
+		if !errors.As(err, &list) {
+			t.Fatalf("%s: got %v, want an ErrorList", name, err)
+		}
+		var got []string
+		for _, e := range list {
+			got = append(got, e.Field+": "+e.Message)
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %q, want %q", name, got, tc.want)
+		}
+	}
+}
+
+// TestIndexAfterChanges: a Loader's Meshes find their own documents by
+// name whether the names changed since the last load or not.
+func TestIndexAfterChanges(t *testing.T) {
+	l := &Loader{}
+	edited := strings.Replace(base, "weight: 90}, {version: v2, weight: 10}", "weight: 80}, {version: v2, weight: 20}", 1)
+	grown := base + svc("extra", "{"+v1+"}")
+	for i, text := range []string{base, edited, grown, base} {
+		m, err := l.Parse("p.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range m.Services {
+			if m.Service(s.Metadata.Name) != s {
+				t.Errorf("step %d: Service(%q) is not the Mesh's own", i, s.Metadata.Name)
+			}
+		}
+		for _, r := range m.Routes {
+			if m.Route(r.Metadata.Name) != r {
+				t.Errorf("step %d: Route(%q) is not the Mesh's own", i, r.Metadata.Name)
+			}
+		}
+		if got := m.Service("extra") != nil; got != (i == 2) {
+			t.Errorf("step %d: Service(\"extra\") found: %v", i, got)
 		}
 	}
 }

@@ -49,9 +49,10 @@ type Mesh struct {
 	Authorizations []*AuthorizationPolicy
 	// files are the policy and endpoints files read, sorted.
 	files []string
-	// services and routes index the slices by name (see index).
-	services map[string]*Service
-	routes   map[string]*Route
+	// services and routes index the slices by name (see index). They are
+	// never written once made, so Meshes with the same names may share them.
+	services map[string]int32
+	routes   map[string]int32
 }
 
 // Files returns every file Load read (policies and endpoints files), sorted:
@@ -61,7 +62,10 @@ func (m *Mesh) Files() []string { return append([]string(nil), m.files...) }
 // Service returns the service named name, or nil.
 func (m *Mesh) Service(name string) *Service {
 	if m.services != nil {
-		return m.services[name]
+		if i, ok := m.services[name]; ok {
+			return m.Services[i]
+		}
+		return nil
 	}
 	return find(m.Services, name)
 }
@@ -69,7 +73,10 @@ func (m *Mesh) Service(name string) *Service {
 // Route returns the route named name, or nil.
 func (m *Mesh) Route(name string) *Route {
 	if m.routes != nil {
-		return m.routes[name]
+		if i, ok := m.routes[name]; ok {
+			return m.Routes[i]
+		}
+		return nil
 	}
 	return find(m.Routes, name)
 }
@@ -78,16 +85,49 @@ func (m *Mesh) Route(name string) *Route {
 func (m *Mesh) Gateway(name string) *Gateway { return find(m.Gateways, name) }
 
 // index makes Service and Route lookups constant-time; Load calls it once
-// the documents are merged (the slices must not change afterwards).
-func (m *Mesh) index() {
-	m.services = make(map[string]*Service, len(m.Services))
-	for _, s := range m.Services {
-		m.services[s.Metadata.Name] = s
+// the documents are merged (the slices must not change afterwards). The
+// maps of prev are reused when the names are the same, as they are after
+// most policy changes; prev is updated otherwise.
+func (m *Mesh) index(prev *meshIndex) {
+	m.services = prev.services.of(m.Services)
+	m.routes = prev.routes.of(m.Routes)
+}
+
+// meshIndex is what a Loader keeps of the last Mesh's indexes.
+type meshIndex struct {
+	services nameIndex[*Service]
+	routes   nameIndex[*Route]
+}
+
+// nameIndex maps the names of a sorted kind to their positions.
+type nameIndex[T named] struct {
+	names []string
+	pos   map[string]int32
+}
+
+// of returns the index of docs, from x when the names are x's.
+func (x *nameIndex[T]) of(docs []T) map[string]int32 {
+	if x.pos != nil && len(x.names) == len(docs) {
+		same := true
+		for i, d := range docs {
+			// Unchanged documents share their name's bytes with the
+			// cache, so this is mostly a pointer comparison.
+			if d.name() != x.names[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return x.pos
+		}
 	}
-	m.routes = make(map[string]*Route, len(m.Routes))
-	for _, r := range m.Routes {
-		m.routes[r.Metadata.Name] = r
+	x.names = make([]string, len(docs))
+	x.pos = make(map[string]int32, len(docs))
+	for i, d := range docs {
+		x.names[i] = d.name()
+		x.pos[d.name()] = int32(i)
 	}
+	return x.pos
 }
 
 // named is a document kind; the slices of a Mesh are sorted by name.

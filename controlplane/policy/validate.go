@@ -19,22 +19,41 @@ type validator struct {
 	// document whose own checks passed when it was decoded (doc.checked)
 	// gets only the cross ones: a reload re-checks what may have changed.
 	local, cross bool
-	// last is the Service last found by lookup: a route's references
-	// mostly name one service, and each map lookup in a mesh of 10,000
-	// services is a cache miss.
-	last *Service
+	// services finds the services documents name.
+	services *serviceCursor
 }
 
-// lookup is v.m.Service(name), remembering the last service found.
-func (v *validator) lookup(name string) *Service {
-	if v.last != nil && v.last.Metadata.Name == name {
-		return v.last
+// lookup is v.m.Service(name).
+func (v *validator) lookup(name string) *Service { return v.services.find(name) }
+
+// serviceCursor is m.Service for a pass over the documents: it tries the
+// service found last and the one after it before the index. A route's
+// references mostly name one service, and policies tend to list routes in
+// the order of their services, while each lookup in the index of a large
+// mesh is a cache miss.
+type serviceCursor struct {
+	m    *Mesh
+	next int
+}
+
+func (c *serviceCursor) find(name string) *Service {
+	ss := c.m.Services
+	if i := c.next - 1; i >= 0 && i < len(ss) && ss[i].Metadata.Name == name {
+		return ss[i]
 	}
-	s := v.m.Service(name)
-	if s != nil {
-		v.last = s
+	if i := c.next; i < len(ss) && ss[i].Metadata.Name == name {
+		c.next++
+		return ss[i]
 	}
-	return s
+	if c.m.services == nil {
+		return c.m.Service(name)
+	}
+	i, ok := c.m.services[name]
+	if !ok {
+		return nil
+	}
+	c.next = int(i) + 1
+	return ss[i]
 }
 
 func (v *validator) bad(field, format string, args ...any) {
@@ -47,7 +66,7 @@ func (v *validator) badAt(field fieldPath, format string, args ...any) {
 }
 
 func (v *validator) on(kind string, d *doc) *validator {
-	return &validator{m: v.m, e: v.e, kind: kind, d: d, local: !d.checked, cross: true}
+	return &validator{m: v.m, e: v.e, kind: kind, d: d, local: !d.checked, cross: true, services: v.services}
 }
 
 // checkDocument runs the own checks of a decoded (and own-defaulted)
@@ -75,7 +94,7 @@ func checkDocument(res hasDoc) bool {
 // validate reports every problem of m: enums, ranges, references,
 // conflicts. Defaults are already applied.
 func validate(m *Mesh, e *errs) {
-	v := &validator{m: m, e: e}
+	v := &validator{m: m, e: e, services: &serviceCursor{m: m}}
 	c := v.on(KindMesh, &m.Config.doc)
 	c.mesh(&m.Config.Spec)
 	for _, s := range m.Services {
@@ -84,10 +103,18 @@ func validate(m *Mesh, e *errs) {
 			c.service(s)
 		}
 	}
-	targets := make(map[string]*Route, len(m.Routes))
+	// Targets default to the route names, which are sorted: then none
+	// repeats and no map of them is needed.
+	var targets map[string]*Route
+	if !targetsIncrease(m.Routes) {
+		targets = make(map[string]*Route, len(m.Routes))
+	}
 	for _, r := range m.Routes {
 		c := v.on(KindRoute, &r.doc)
 		c.route(r)
+		if targets == nil {
+			continue
+		}
 		if other, dup := targets[r.Spec.Target]; dup {
 			c.bad("spec.target", "proxyless target %q is also Route %q's (%s)", r.Spec.Target, other.Metadata.Name, other.Source)
 		}
@@ -105,6 +132,17 @@ func validate(m *Mesh, e *errs) {
 		c := v.on(KindAuthorization, &a.doc)
 		c.authorization(a, m.Authorizations[:i])
 	}
+}
+
+// targetsIncrease reports whether each route's target sorts after the one
+// before it, so no two are the same.
+func targetsIncrease(rs []*Route) bool {
+	for i := 1; i < len(rs); i++ {
+		if rs[i-1].Spec.Target >= rs[i].Spec.Target {
+			return false
+		}
+	}
+	return true
 }
 
 var (

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -330,6 +331,10 @@ func (v *validator) port(field string, p uint32) {
 }
 
 func (v *validator) routeList(field fieldPath, names []string) {
+	if slices.IsSorted(names) {
+		v.sortedRouteList(field, names)
+		return
+	}
 	// Sized up front: a gateway may list every route of the mesh.
 	seen := make(map[string]bool, len(names))
 	for i, n := range names {
@@ -340,6 +345,24 @@ func (v *validator) routeList(field fieldPath, names []string) {
 			v.badAt(f, "Route %q listed twice", n)
 		}
 		seen[n] = true
+	}
+}
+
+// sortedRouteList is routeList for names in order, as a gateway listing
+// every route of a large mesh has them: it walks them beside the sorted
+// routes, and a repeated name is next to its first.
+func (v *validator) sortedRouteList(field fieldPath, names []string) {
+	rs := v.m.Routes
+	j := 0
+	for i, n := range names {
+		for j < len(rs) && rs[j].Metadata.Name < n {
+			j++
+		}
+		if j == len(rs) || rs[j].Metadata.Name != n {
+			v.badAt(field.at(i), "unknown Route %q%s", n, v.suggestRoute(n))
+		} else if i > 0 && names[i-1] == n {
+			v.badAt(field.at(i), "Route %q listed twice", n)
+		}
 	}
 }
 
