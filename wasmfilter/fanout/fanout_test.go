@@ -3,7 +3,6 @@ package fanout_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout"
@@ -200,8 +199,12 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 	for k, v := range f.clusters {
 		clusters[k] = v
 	}
-	clusters["fraud-logistic.v1"] = wasmtest.Cluster{Address: slowProxy(t, slow.srv.HTTPAddr, 3*time.Second)}
-	clusters[grpcCluster("fraud-logistic.v1")] = wasmtest.Cluster{Address: slowProxy(t, slow.srv.GRPCAddr, 3*time.Second), HTTP2: true}
+	// The slow member answers only when the test ends, long after the
+	// route's timeout.
+	restAddr, _ := heldProxy(t, slow.srv.HTTPAddr)
+	grpcAddr, _ := heldProxy(t, slow.srv.GRPCAddr)
+	clusters["fraud-logistic.v1"] = wasmtest.Cluster{Address: restAddr}
+	clusters[grpcCluster("fraud-logistic.v1")] = wasmtest.Cluster{Address: grpcAddr, HTTP2: true}
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...),

@@ -202,10 +202,14 @@ func decodeGRPCBody(t *testing.T, body []byte) *pb.ModelInferResponse {
 	return &resp
 }
 
-// slowProxy relays TCP to target but holds every answer back for delay:
-// a member slowed past the filter's timeout.
-func slowProxy(t *testing.T, target string, delay time.Duration) string {
+// heldProxy relays TCP to target but holds every answer back until
+// release is called (or the test ends): a member that cannot answer before
+// the test says so, however fast or loaded the machine is.
+func heldProxy(t *testing.T, target string) (addr string, release func()) {
 	t.Helper()
+	released := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(released) }) }
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -254,13 +258,13 @@ func slowProxy(t *testing.T, target string, delay time.Duration) string {
 				select {
 				case <-ctx.Done():
 					return
-				case <-time.After(delay):
+				case <-released:
 				}
 				io.Copy(c, up)
 			}()
 		}
 	}()
-	return lis.Addr().String()
+	return lis.Addr().String(), release
 }
 
 // deadAddress is a loopback address nothing listens on.

@@ -3,7 +3,6 @@ package fanout_test
 import (
 	"bytes"
 	"testing"
-	"time"
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout"
@@ -44,25 +43,26 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 	if direct.Agree == direct.Rows || direct.Agree == 0 {
 		t.Fatalf("the models agree on %d of %d rows: the inputs do not exercise the comparison", direct.Agree, direct.Rows)
 	}
-	clusters := map[string]wasmtest.Cluster{}
-	for k, v := range f.clusters {
-		clusters[k] = v
-	}
-	// The shadow answers a second late, so the user's response is done
-	// before the comparison can happen.
-	clusters["shadow"] = wasmtest.Cluster{Address: slowProxy(t, v2.srv.HTTPAddr, time.Second)}
-	clusters[grpcCluster("shadow")] = wasmtest.Cluster{Address: slowProxy(t, v2.srv.GRPCAddr, time.Second), HTTP2: true}
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			// The shadow answers only once the user's response has been
+			// checked, so that response cannot have waited for the
+			// comparison.
+			clusters := map[string]wasmtest.Cluster{}
+			for k, v := range f.clusters {
+				clusters[k] = v
+			}
 			r := shadowRoute("shadow", 100)
 			r.Threshold = 0.15
 			req := restRequest(t, "fraud", in)
 			req.Path = oip.InferPathFor("fraud", "1")
-			upstream := "fraud.v1"
+			upstream, shadowTarget := "fraud.v1", v2.srv.HTTPAddr
 			if grpc {
 				r.Shadows[0].Cluster = grpcCluster("shadow")
-				req, upstream = versionedGRPCRequest(t, in), grpcCluster("fraud.v1")
+				req, upstream, shadowTarget = versionedGRPCRequest(t, in), grpcCluster("fraud.v1"), v2.srv.GRPCAddr
 			}
+			shadowAddr, releaseShadow := heldProxy(t, shadowTarget)
+			clusters[r.Shadows[0].Cluster] = wasmtest.Cluster{Address: shadowAddr, HTTP2: grpc}
 			vm := newVM(t, clusters, r)
 			resp, err := vm.RoundTrip(ctx, upstream, req)
 			if err != nil {
@@ -91,6 +91,7 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 					t.Fatalf("status %d body %s\nwant the primary's own %s", resp.Status, resp.Body, plain.Body)
 				}
 			}
+			releaseShadow()
 			if err := vm.AwaitCallouts(ctx); err != nil {
 				t.Fatal(err)
 			}
