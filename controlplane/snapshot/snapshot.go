@@ -23,10 +23,12 @@
 package snapshot
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +38,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/xds"
@@ -125,32 +128,50 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	set := newSet(len(m.Groups))
 	nextRetired := map[string]retired{}
 	nextNames := make(map[string][][]string, len(m.Groups))
-	var errs []error
-	for _, g := range m.Groups {
-		res, err := t.cache.ForGroup(m, g.Name)
-		if err != nil {
-			errs = append(errs, err)
+	// Groups are independent: build them, then assemble and check their
+	// snapshots (which only read the Translator's history), concurrently;
+	// the results are gathered in group order, so the set and any error
+	// do not depend on the schedule.
+	ctx := context.Background()
+	res, errs := t.cache.ForGroups(ctx, m)
+	outs := make([]groupResult, len(m.Groups))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range m.Groups {
+		if errs[i] != nil {
 			continue
 		}
-		set.Resources[g.Name] = res
-		old := t.retiredFrom(g.Name, res)
-		if len(old.items) > 0 {
-			nextRetired[g.Name] = old
-		}
-		snap, version, names, err := t.snapshot(g.Name, res, old)
-		if err != nil {
-			errs = append(errs, err)
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				errs[i] = err
+				return nil
+			}
+			outs[i] = t.group(m.Groups[i].Name, res[i])
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report through errs and outs
+	for i := range m.Groups {
+		name, out := m.Groups[i].Name, &outs[i]
+		if errs[i] != nil {
 			continue
 		}
-		set.Snapshots[g.Name], set.Versions[g.Name] = snap, version
-		nextNames[g.Name] = names
-		warm, err := t.warming(g.Name, snap)
-		if err != nil {
-			errs = append(errs, err)
+		set.Resources[name] = res[i]
+		if len(out.old.items) > 0 {
+			nextRetired[name] = out.old
+		}
+		if out.snap == nil {
+			errs[i] = out.err
 			continue
 		}
-		if warm != nil {
-			set.Warming[g.Name] = warm
+		set.Snapshots[name], set.Versions[name] = out.snap, out.version
+		nextNames[name] = out.names
+		if out.err != nil {
+			errs[i] = out.err
+			continue
+		}
+		if out.warm != nil {
+			set.Warming[name] = out.warm
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -160,6 +181,31 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	t.finish(set)
 	t.prev, t.retired, t.names = set, nextRetired, nextNames
 	return set, nil
+}
+
+// groupResult is what the Translator makes of one group's resources.
+type groupResult struct {
+	old     retired
+	snap    *cache.Snapshot
+	version string
+	names   [][]string
+	warm    *cache.Snapshot
+	err     error
+}
+
+// group assembles and checks the snapshots of one group from its
+// resources. It only reads the Translator's history, so groups may run
+// concurrently. A snapshot error leaves snap nil; a warming error leaves
+// snap set and warm nil, as the serial assembly did.
+func (t *Translator) group(name string, res *xds.Resources) groupResult {
+	out := groupResult{old: t.retiredFrom(name, res)}
+	out.snap, out.version, out.names, out.err = t.snapshot(name, res, out.old)
+	if out.err != nil {
+		out.snap = nil
+		return out
+	}
+	out.warm, out.err = t.warming(name, out.snap)
+	return out
 }
 
 // Settle returns the last set without the clusters it kept for

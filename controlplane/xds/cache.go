@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 
@@ -8,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
@@ -34,6 +36,14 @@ type Cache struct {
 	// spare is the state before last, whose tables the next state
 	// reuses rather than allocating its own.
 	spare *meshState
+	// work holds the buffers of the Envoy and the proxyless flavour,
+	// which ForGroups translates concurrently.
+	work [2]scratch
+}
+
+// scratch is what building resources reuses from one resource to the next:
+// one per goroutine. A nil *scratch allocates afresh.
+type scratch struct {
 	parts clusterParts
 	// buf is reused to encode resources for their versions.
 	buf []byte
@@ -76,7 +86,48 @@ func NewCache() *Cache { return &Cache{} }
 
 // ForGroup is the package-level ForGroup, reusing what the cache holds.
 func (c *Cache) ForGroup(m *model.Mesh, name string) (*Resources, error) {
-	return forGroup(m, name, c)
+	return forGroup(m, name, c, &c.work[0])
+}
+
+// ForGroups builds the resources of every group of m, as ForGroup does for
+// each; res[i] and errs[i] are those of m.Groups[i]. Groups of Envoy nodes
+// and groups of proxyless gRPC clients are translated concurrently (each
+// flavour has its own part of the cache), which on two cores takes about
+// half the time of one group after the other. The output does not depend
+// on the schedule.
+//
+// # Errors
+//
+// errs[i] is what ForGroup returns for the group, or ctx's error if ctx
+// ended before the group was translated.
+func (c *Cache) ForGroups(ctx context.Context, m *model.Mesh) (res []*Resources, errs []error) {
+	res, errs = make([]*Resources, len(m.Groups)), make([]error, len(m.Groups))
+	if _, err := c.prepare(ctx, m); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return res, errs
+	}
+	var byFlavour [2][]int
+	for i := range m.Groups {
+		f := flavour(isProxyless(&m.Groups[i]))
+		byFlavour[f] = append(byFlavour[f], i)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for f, groups := range byFlavour {
+		g.Go(func() error {
+			for _, i := range groups {
+				if err := ctx.Err(); err != nil {
+					errs[i] = err
+					continue
+				}
+				res[i], errs[i] = forGroup(m, m.Groups[i].Name, c, &c.work[f])
+			}
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report through errs
+	return res, errs
 }
 
 // Sweep forgets everything the groups translated since the previous Sweep
@@ -92,22 +143,22 @@ func (r *Resources) addBuilt(t resource.Type, _, v string, res types.Resource) {
 }
 
 // version validates res and returns the hash of its deterministic encoding.
-func (c *Cache) version(t resource.Type, name string, res types.Resource) (string, error) {
+func (w *scratch) version(t resource.Type, name string, res types.Resource) (string, error) {
 	if val, ok := res.(validator); ok {
 		if err := val.ValidateAll(); err != nil {
 			return "", fmt.Errorf("%s %q: %w", typeName(t), name, err)
 		}
 	}
 	var buf []byte
-	if c != nil {
-		buf = c.buf[:0]
+	if w != nil {
+		buf = w.buf[:0]
 	}
 	b, err := encode(buf, res)
 	if err != nil {
 		return "", fmt.Errorf("%s %q: encode: %w", typeName(t), name, err)
 	}
-	if c != nil {
-		c.buf = b
+	if w != nil {
+		w.buf = b
 	}
 	return strconv.FormatUint(xxhash.Sum64(b), 16), nil
 }
@@ -115,7 +166,7 @@ func (c *Cache) version(t resource.Type, name string, res types.Resource) (strin
 // cluster returns the CDS and EDS resources of m.Clusters[i] with their
 // versions, rebuilding only the part whose model changed. A DNS cluster has
 // no EDS resource: endpoints is nil.
-func (c *Cache) cluster(m *model.Mesh, i int, proxyless bool) (*builtCluster, error) {
+func (c *Cache) cluster(w *scratch, m *model.Mesh, i int, proxyless bool) (*builtCluster, error) {
 	mc := &m.Clusters[i]
 	f := flavour(proxyless)
 	var st *meshState
@@ -141,21 +192,21 @@ func (c *Cache) cluster(m *model.Mesh, i int, proxyless bool) (*builtCluster, er
 		out.cluster, out.clusterV = prev.cluster, prev.clusterV
 	} else {
 		parts := &clusterParts{}
-		if c != nil {
-			parts = &c.parts
+		if w != nil {
+			parts = &w.parts
 		}
 		cl, err := parts.cluster(mc, proxyless)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", mc.Name, err)
 		}
-		if out.clusterV, err = c.version(resource.ClusterType, mc.Name, cl); err != nil {
+		if out.clusterV, err = w.version(resource.ClusterType, mc.Name, cl); err != nil {
 			return nil, err
 		}
 		out.cluster = cl
 	}
 	if IsEDS(mc) {
 		eds := Endpoints(mc)
-		v, err := c.version(resource.EndpointType, mc.Name, eds)
+		v, err := w.version(resource.EndpointType, mc.Name, eds)
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +227,7 @@ func positionIn(pos []int32, i int) int {
 }
 
 // buildRoute builds the Envoy route of r, validated, and its content hash.
-func (c *Cache) buildRoute(r *model.Route) (*routev3.Route, uint64, error) {
+func (w *scratch) buildRoute(r *model.Route) (*routev3.Route, uint64, error) {
 	rt, err := Route(r, false)
 	if err != nil {
 		return nil, 0, fmt.Errorf("route %q: %w", r.Name, err)
@@ -185,27 +236,27 @@ func (c *Cache) buildRoute(r *model.Route) (*routev3.Route, uint64, error) {
 		return nil, 0, fmt.Errorf("route %q: %w", r.Name, err)
 	}
 	var buf []byte
-	if c != nil {
-		buf = c.buf[:0]
+	if w != nil {
+		buf = w.buf[:0]
 	}
 	b, err := encode(buf, rt)
 	if err != nil {
 		return nil, 0, fmt.Errorf("route %q: encode: %w", r.Name, err)
 	}
-	if c != nil {
-		c.buf = b
+	if w != nil {
+		w.buf = b
 	}
 	return rt, xxhash.Sum64(b), nil
 }
 
 // buildListener builds the LDS resource of l (with tracing, if set) and its
 // version.
-func (c *Cache) buildListener(l *model.Listener, tracing *model.Tracing) (*builtListener, error) {
+func (w *scratch) buildListener(l *model.Listener, tracing *model.Tracing) (*builtListener, error) {
 	ln, err := Listener(l, tracing)
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 	}
-	v, err := c.version(resource.ListenerType, l.Name, ln)
+	v, err := w.version(resource.ListenerType, l.Name, ln)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package xds
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
@@ -27,7 +30,9 @@ type meshState struct {
 	// positions (route references) valid.
 	layout bool
 	// index maps cluster names to positions, built only for names a
-	// binary search does not find (a mesh not validated, so not sorted).
+	// binary search does not find (a mesh not validated, so not sorted);
+	// mu guards it, as groups translated concurrently may both need it.
+	mu     sync.Mutex
 	index  map[string]int
 	groups map[string]*groupState
 }
@@ -62,10 +67,11 @@ func (c *Cache) state(m *model.Mesh) *meshState {
 	}
 	n := len(m.Clusters)
 	st := &meshState{mesh: m, groups: map[string]*groupState{}}
-	var spare meshState
-	if c.spare != nil {
-		spare, c.spare = *c.spare, nil
+	spare := c.spare
+	if spare == nil {
+		spare = &meshState{}
 	}
+	c.spare = nil
 	st.clusters[0], st.clusters[1] = table(spare.clusters[0], n), table(spare.clusters[1], n)
 	if last := c.last; last != nil {
 		st.lastPos, st.same = table(spare.lastPos, n), table(spare.same, n)
@@ -96,6 +102,37 @@ func table[T any](s []T, n int) []T {
 	return s
 }
 
+// prepare starts the state of m for the concurrent translation of its
+// groups: what the groups share is created or computed here, so that they
+// only read it and each writes only its own group state and its flavour's
+// cluster table. The one costly part, comparing every cluster with the
+// previous mesh's, is split between two goroutines.
+func (c *Cache) prepare(ctx context.Context, m *model.Mesh) (*meshState, error) {
+	st := c.state(m)
+	for i := range m.Groups {
+		st.group(&m.Groups[i])
+	}
+	if c.last == nil {
+		return st, nil
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	half := len(m.Clusters) / 2
+	for _, part := range [2][2]int{{0, half}, {half, len(m.Clusters)}} {
+		g.Go(func() error {
+			for i := part[0]; i < part[1]; i++ {
+				if i%1024 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if j := st.lastPos[i]; j >= 0 {
+					st.sameAsLast(i, &c.last.mesh.Clusters[j])
+				}
+			}
+			return nil
+		})
+	}
+	return st, g.Wait()
+}
+
 // clusterPos returns the position of the cluster named name in st's mesh,
 // or -1; hint is where it probably is.
 func (st *meshState) clusterPos(name string, hint int) int {
@@ -115,6 +152,8 @@ func (st *meshState) find(name string) int {
 	}); ok {
 		return i
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.index == nil {
 		st.index = make(map[string]int, len(cs))
 		for i := range cs {

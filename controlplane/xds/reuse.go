@@ -36,7 +36,7 @@ func (b *groupBuilder) builtListener(i, last int, tracing *model.Tracing) (*buil
 			}
 		}
 	}
-	e, err := b.cache.buildListener(l, tracing)
+	e, err := b.work.buildListener(l, tracing)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfigurat
 				}
 			}
 			if e == nil {
-				rt, v, err := b.cache.buildRoute(r)
+				rt, v, err := b.work.buildRoute(r)
 				if err != nil {
 					return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
 				}

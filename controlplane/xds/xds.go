@@ -76,16 +76,17 @@ func ForNode(m *model.Mesh, node model.NodeInfo) (*Resources, error) {
 // An unknown group, a reference to a missing object, or a resource failing
 // ValidateAll (the error names the resource's type and name).
 func ForGroup(m *model.Mesh, name string) (*Resources, error) {
-	return forGroup(m, name, nil)
+	return forGroup(m, name, nil, nil)
 }
 
-// forGroup is ForGroup with an optional cache.
-func forGroup(m *model.Mesh, name string, c *Cache) (*Resources, error) {
+// forGroup is ForGroup with an optional cache and scratch buffers (w is
+// used by one goroutine at a time).
+func forGroup(m *model.Mesh, name string, c *Cache, w *scratch) (*Resources, error) {
 	g := m.Group(name)
 	if g == nil {
 		return nil, fmt.Errorf("group %q: %w", name, ErrUnknownNode)
 	}
-	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), cache: c}
+	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), cache: c, work: w}
 	if c != nil {
 		b.st = c.state(m)
 		b.gs = b.st.group(g)
@@ -125,7 +126,7 @@ func newResources() *Resources {
 // its deterministic encoding: the version moves exactly when what the
 // client receives does.
 func (r *Resources) add(t resource.Type, name string, res types.Resource) error {
-	v, err := (*Cache)(nil).version(t, name, res)
+	v, err := (*scratch)(nil).version(t, name, res)
 	if err != nil {
 		return err
 	}
@@ -163,6 +164,7 @@ type groupBuilder struct {
 	proxyless bool
 	out       *Resources
 	cache     *Cache // may be nil
+	work      *scratch
 	// With a cache: the states of this translation and of the previous
 	// one for the group (lastGS may be nil), the clusters marked as used
 	// so far, and which listeners had every route's clusters marked from
@@ -199,7 +201,7 @@ func (b *groupBuilder) build() error {
 	}
 	cds.size, eds.size = len(clusters), len(clusters)
 	for _, i := range clusters {
-		built, err := b.cache.cluster(b.mesh, i, b.proxyless)
+		built, err := b.cache.cluster(b.work, b.mesh, i, b.proxyless)
 		if err != nil {
 			errs = append(errs, err)
 			continue
