@@ -458,3 +458,61 @@ func TestCheckedMatchesFullValidation(t *testing.T) {
 		}
 	}
 }
+
+// FuzzChunkReuse: cutting a file while reusing the documents of its last
+// version gives exactly the documents and lines of cutting it afresh.
+func FuzzChunkReuse(f *testing.F) {
+	edited := strings.Replace(base, "weight: 90}", "weight: 80}", 1)
+	for _, s := range [][2]string{
+		{base, edited}, {base, "# shifted\n\n" + edited}, {base, base + route("r", "{}")}, {base + route("r", "{}"), base},
+		{"a\n---\nb\n---\nc\n", "a\n---\nc\n"}, {"a\n---\nb\n", "a\n--x\nb\n"}, {"a\n---\nb\n", "a\n---\nb\n---\n"},
+		{"a\n---\nb", "%YAML 1.2\n---\na\n---\nb"}, {"", "a"}, {"a", ""}, {"---\n---\n", "---\n---\n---\n"}, {"x\n---\ny\n", "x\n---\ny\n"},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, old, data []byte) {
+		l := &Loader{}
+		c := l.begin()
+		chunks, _ := c.chunks("f", old)
+		c.keep("f", chunks)
+		l.end(c)
+		c = l.begin()
+		got, _ := c.chunks("f", data)
+		var gotChunks []chunk
+		for _, ch := range got {
+			gotChunks = append(gotChunks, chunk{text: []byte(ch.text), line: ch.line})
+		}
+		if want := splitDocuments(data); !reflect.DeepEqual(gotChunks, want) {
+			t.Errorf("after %q, %q: got %v, want %v", old, data, gotChunks, want)
+		}
+	})
+}
+
+// TestLoaderEditsMatchFreshParse: documents inserted, removed, changed and
+// moved between loads give what a fresh parse gives, errors and positions
+// included.
+func TestLoaderEditsMatchFreshParse(t *testing.T) {
+	spec := "{service: fraud, split: [{version: v1, weight: 100}]}"
+	bad := "{service: nope, split: [{version: v1, weight: 100}]}"
+	steps := []string{
+		base + route("a", spec) + route("b", spec) + route("c", spec),
+		base + route("a", spec) + route("c", spec),
+		base + route("a", spec) + route("x", bad) + route("c", spec),
+		"# one\n# two\n" + base + route("a", spec) + route("x", bad) + route("c", spec),
+		base + route("c", spec) + route("a", spec),
+		base + route("a", spec) + route("c", bad) + route("c", spec),
+		route("a", spec) + base,
+		base,
+	}
+	l := &Loader{}
+	for i, text := range steps {
+		got, gotErr := l.Parse("p.yaml", []byte(text))
+		want, wantErr := Parse("p.yaml", []byte(text))
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("step %d: errors differ:\n got %v\nwant %v", i, gotErr, wantErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: meshes differ", i)
+		}
+	}
+}

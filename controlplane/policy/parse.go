@@ -34,9 +34,8 @@ type docCache struct {
 	// so documents deleted from the policy do not stay cached.
 	gen  uint64
 	used int
-	// refs is the documents of the file being loaded, in order; its array
-	// is kept for the next file and load.
-	refs []docRef
+	// files is each file's documents as last loaded (reuse.go).
+	files map[string]*fileDocs
 	// index is the last Mesh's name indexes.
 	index meshIndex
 }
@@ -44,29 +43,29 @@ type docCache struct {
 // cacheEntry is the documents decoded from one text, with their own
 // defaults applied, positions relative to the text and no file name.
 type cacheEntry struct {
+	text string // the key
 	docs []decoded
 	gen  uint64
-}
-
-// docRef is one document of the file being loaded.
-type docRef struct {
-	entry *cacheEntry
-	text  []byte
-	line  int
 }
 
 func (l *Loader) begin() *docCache {
 	c := &l.cache
 	if c.byText == nil {
 		c.byText = map[string]*cacheEntry{}
+		c.files = map[string]*fileDocs{}
 	}
 	c.gen++
 	c.used = 0
 	return c
 }
 
-// end drops the entries this load did not use.
+// end drops the entries and files this load did not use.
 func (l *Loader) end(c *docCache) {
+	for name, f := range c.files {
+		if f.gen != c.gen {
+			delete(c.files, name)
+		}
+	}
 	if c.used == len(c.byText) {
 		return
 	}
@@ -82,8 +81,8 @@ func (l *Loader) end(c *docCache) {
 func (c *docCache) lookup(text []byte) (e *cacheEntry, miss bool) {
 	e, ok := c.byText[string(text)]
 	if !ok {
-		e = &cacheEntry{gen: c.gen}
-		c.byText[string(text)] = e
+		e = &cacheEntry{gen: c.gen, text: string(text)}
+		c.byText[e.text] = e
 		c.used++
 		return e, true
 	}
@@ -169,45 +168,36 @@ const parallelAbove = 64
 // of a cold load).
 func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 	c := b.cache
-	refs := c.refs[:0]
-	// Keep no pointers into this file's data or entries once done.
-	defer func() { clear(refs); c.refs = refs[:0] }()
-	var misses []int
-	eachDocument(data, func(text []byte, line int) {
-		e, miss := c.lookup(text)
-		if miss {
-			misses = append(misses, len(refs))
-		}
-		refs = append(refs, docRef{entry: e, text: text, line: line})
-	})
-	if err := parseMisses(ctx, refs, misses); err != nil {
+	chunks, misses := c.chunks(file, data)
+	if err := parseMisses(ctx, chunks, misses); err != nil {
 		// The new entries are empty: they must not be found as decoded.
 		for _, i := range misses {
-			delete(c.byText, string(refs[i].text))
+			delete(c.byText, chunks[i].text)
 		}
 		return err
 	}
+	c.keep(file, chunks)
 	var need slabSizes
-	for _, r := range refs {
-		for _, dc := range r.entry.docs {
+	for _, ch := range chunks {
+		for _, dc := range ch.entry.docs {
 			need.add(dc.need)
 		}
 	}
 	b.mesh.grow(need)
 	s := newSlabs(need)
-	for _, r := range refs {
-		for _, dc := range r.entry.docs {
-			b.merge(materialize(dc, file, r.line-1, s))
+	for _, ch := range chunks {
+		for _, dc := range ch.entry.docs {
+			b.merge(materialize(dc, file, ch.line-1, s))
 		}
 	}
 	return nil
 }
 
-// parseMisses decodes the documents of refs[misses] into their entries.
-func parseMisses(ctx context.Context, refs []docRef, misses []int) error {
+// parseMisses decodes the documents of chunks[misses] into their entries.
+func parseMisses(ctx context.Context, chunks []fileChunk, misses []int) error {
 	if len(misses) < parallelAbove {
 		for _, i := range misses {
-			refs[i].entry.docs = parseChunk(refs[i].text)
+			chunks[i].entry.docs = parseChunk(chunks[i].text)
 		}
 		return nil
 	}
@@ -221,7 +211,7 @@ func parseMisses(ctx context.Context, refs []docRef, misses []int) error {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				refs[i].entry.docs = parseChunk(refs[i].text)
+				chunks[i].entry.docs = parseChunk(chunks[i].text)
 			}
 			return nil
 		})
@@ -233,9 +223,9 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
 
 // parseChunk decodes the documents of text with positions relative to it
 // and no file name; materialize places them.
-func parseChunk(text []byte) []decoded {
+func parseChunk(text string) []decoded {
 	var out []decoded
-	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec := yaml.NewDecoder(strings.NewReader(text))
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
