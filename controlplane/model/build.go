@@ -261,7 +261,7 @@ func (b *builder) resolve(i int) *routeInfo {
 	}
 	r := b.pm.Routes[i]
 	ri.done = true
-	ri.allGRPC = b.allGRPC(r, true)
+	ri.allGRPC = b.allGRPCBeyondSplit(r)
 	ri.split = b.strs.take(len(r.Spec.Split))
 	var si *svcInfo
 	for j, d := range r.Spec.Split {
@@ -522,18 +522,13 @@ func (b *builder) proxylessSidecar(sc *policy.Sidecar) NodeGroup {
 	return g
 }
 
-// allGRPC reports whether every destination of r is a grpc service,
-// leaving out the split's if checked elsewhere.
-func (b *builder) allGRPC(r *policy.Route, skipSplit bool) bool {
+// allGRPCBeyondSplit reports whether every destination of r outside its
+// split (which resolve checks) is a grpc service.
+func (b *builder) allGRPCBeyondSplit(r *policy.Route) bool {
 	ok := true
 	check := func(service string) {
 		if s := b.service(service); s == nil || s.s.Spec.Protocol != policy.ProtocolGRPC {
 			ok = false
-		}
-	}
-	if !skipSplit {
-		for _, d := range r.Spec.Split {
-			check(d.Service)
 		}
 	}
 	for _, rule := range r.Spec.Rules {
@@ -578,19 +573,22 @@ func (b *builder) forms(m policy.RouteMatch, envoy bool) (fs [2]form, n int) {
 	}
 	switch {
 	case m.Model != "":
-		grpc := form{match: RouteMatch{Path: policy.OIPInferPath, GRPC: true,
-			Headers: b.headerMatches([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, m.Headers)}}
-		rest := form{suffix: ".rest", match: RouteMatch{Prefix: b.str.concat("/v2/models/", m.Model, "/"), Headers: b.headerMatches(nil, m.Headers)}}
+		grpc := func() form {
+			return form{match: RouteMatch{Path: policy.OIPInferPath, GRPC: true,
+				Headers: b.headerMatches([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, m.Headers)}}
+		}
+		rest := func(suffix string) form {
+			return form{suffix: suffix, match: RouteMatch{Prefix: b.str.concat("/v2/models/", m.Model, "/"), Headers: b.headerMatches(nil, m.Headers)}}
+		}
 		switch m.Protocol {
 		case policy.MatchGRPC:
-			fs[0] = grpc
+			fs[0] = grpc()
 			return fs, 1
 		case policy.MatchHTTP:
-			rest.suffix = ""
-			fs[0] = rest
+			fs[0] = rest("")
 			return fs, 1
 		}
-		fs[0], fs[1] = grpc, rest
+		fs[0], fs[1] = grpc(), rest(".rest")
 		return fs, 2
 	case m.PathPrefix != "":
 		fs[0] = form{match: RouteMatch{Prefix: m.PathPrefix, Headers: b.headerMatches(nil, m.Headers)}}
