@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
@@ -109,9 +110,17 @@ func (c *Cache) ForGroups(ctx context.Context, m *model.Mesh) (res []*Resources,
 		return res, errs
 	}
 	var byFlavour [2][]int
+	names := make(map[string]bool, len(m.Groups))
 	for i := range m.Groups {
 		f := flavour(isProxyless(&m.Groups[i]))
 		byFlavour[f] = append(byFlavour[f], i)
+		names[m.Groups[i].Name] = true
+	}
+	if len(names) != len(m.Groups) {
+		// Groups sharing a name (a mesh that is not valid) would share
+		// their state: translate them one after the other.
+		byFlavour = [2][]int{append(byFlavour[0], byFlavour[1]...)}
+		slices.Sort(byFlavour[0])
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for f, groups := range byFlavour {

@@ -1,6 +1,8 @@
 package xds_test
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -92,6 +94,56 @@ func TestCacheFollowsMovedObjects(t *testing.T) {
 					if !slices.Equal(cold.Versions[typ], cached.Versions[typ]) {
 						t.Errorf("%s group %s %s versions: %v cold, %v cached", step.name, g.Name, typ, cold.Versions[typ], cached.Versions[typ])
 					}
+				}
+			}
+		}
+		c.Sweep()
+	}
+}
+
+// TestForGroupsMatchesForGroup checks that translating the groups of a
+// mesh concurrently gives, group by group and in order, what ForGroup
+// gives: resources, versions and errors, also for a mesh that is not valid
+// (a group with a dangling cluster, two groups sharing a name).
+func TestForGroupsMatchesForGroup(t *testing.T) {
+	dangling := func() *model.Mesh {
+		m := modeltest.Sample(9000)
+		m.Groups[0].ExtraClusters = append(m.Groups[0].ExtraClusters, "no-such-cluster")
+		return m
+	}
+	twice := func() *model.Mesh {
+		m := modeltest.Sample(9000)
+		m.Groups = append(m.Groups, m.Groups...)
+		return m
+	}
+	c := xds.NewCache()
+	for name, m := range map[string]*model.Mesh{
+		"sample":    modeltest.Sample(9000),
+		"endpoints": modeltest.Sample(9100),
+		"dangling":  dangling(),
+		"twice":     twice(),
+	} {
+		res, errs := c.ForGroups(context.Background(), m)
+		if len(res) != len(m.Groups) || len(errs) != len(m.Groups) {
+			t.Fatalf("%s: %d results and %d errors for %d groups", name, len(res), len(errs), len(m.Groups))
+		}
+		for i, g := range m.Groups {
+			cold, err := xds.ForGroup(m, g.Name)
+			if fmt.Sprint(err) != fmt.Sprint(errs[i]) {
+				t.Errorf("%s group %s: error %v, want %v", name, g.Name, errs[i], err)
+			}
+			if err != nil {
+				continue
+			}
+			for _, typ := range xds.Types() {
+				if len(cold.Items[typ]) != len(res[i].Items[typ]) {
+					t.Fatalf("%s group %s %s: %d cold, %d concurrent", name, g.Name, typ, len(cold.Items[typ]), len(res[i].Items[typ]))
+				}
+				for k := range cold.Items[typ] {
+					diff(t, cold.Items[typ][k], res[i].Items[typ][k])
+				}
+				if !slices.Equal(cold.Versions[typ], res[i].Versions[typ]) {
+					t.Errorf("%s group %s %s versions differ", name, g.Name, typ)
 				}
 			}
 		}
