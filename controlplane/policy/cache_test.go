@@ -474,13 +474,18 @@ func FuzzChunkReuse(f *testing.F) {
 		l := &Loader{}
 		c := l.begin()
 		chunks, _ := c.chunks("f", old)
-		c.keep("f", chunks)
+		c.keep("f", old, chunks)
 		l.end(c)
 		c = l.begin()
 		got, _ := c.chunks("f", data)
 		var gotChunks []chunk
+		at := 0
 		for _, ch := range got {
 			gotChunks = append(gotChunks, chunk{text: []byte(ch.text), line: ch.line})
+			if ch.off != at {
+				t.Fatalf("after %q, %q: a document at %d says it is at %d", old, data, at, ch.off)
+			}
+			at += len(ch.text)
 		}
 		if want := splitDocuments(data); !reflect.DeepEqual(gotChunks, want) {
 			t.Errorf("after %q, %q: got %v, want %v", old, data, gotChunks, want)

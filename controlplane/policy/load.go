@@ -86,7 +86,7 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 
 func (b *builder) finish() (*Mesh, error) {
 	m := b.mesh
-	sortDocs(m, b.errs)
+	sortDocs(m, b.errs, &b.cache.index)
 	m.index(&b.cache.index)
 	applyDefaults(m)
 	validate(m, b.errs)
@@ -340,10 +340,16 @@ func validName(s string) bool {
 }
 
 // sortDocs sorts each kind by name and drops the documents whose name an
-// earlier one (in file order) has, reporting each.
-func sortDocs(m *Mesh, e *errs) {
-	m.Services = sortUnique(e, KindService, m.Services)
-	m.Routes = sortUnique(e, KindRoute, m.Routes)
+// earlier one (in file order) has, reporting each. The services and routes
+// of the last Mesh (prev) were sorted and unique: when the names are the
+// same, in the same order, so are these.
+func sortDocs(m *Mesh, e *errs, prev *meshIndex) {
+	if !prev.services.same(m.Services) {
+		m.Services = sortUnique(e, KindService, m.Services)
+	}
+	if !prev.routes.same(m.Routes) {
+		m.Routes = sortUnique(e, KindRoute, m.Routes)
+	}
 	m.Gateways = sortUnique(e, KindGateway, m.Gateways)
 	m.Sidecars = sortUnique(e, KindSidecar, m.Sidecars)
 	m.Authorizations = sortUnique(e, KindAuthorization, m.Authorizations)

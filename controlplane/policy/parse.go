@@ -36,6 +36,9 @@ type docCache struct {
 	used int
 	// files is each file's documents as last loaded (reuse.go).
 	files map[string]*fileDocs
+	// stale is the documents of the last versions this load did not
+	// match in place: their entries may no longer be used.
+	stale []fileChunk
 	// index is the last Mesh's name indexes.
 	index meshIndex
 }
@@ -59,13 +62,24 @@ func (l *Loader) begin() *docCache {
 	return c
 }
 
-// end drops the entries and files this load did not use.
+// end drops the entries and files this load did not use. The entries that
+// may have gone out of use are known (the documents of the last versions
+// that were not matched in place, and of files not loaded now), so the
+// cache is swept whole only if some were missed, as after a failed load.
 func (l *Loader) end(c *docCache) {
 	for name, f := range c.files {
 		if f.gen != c.gen {
+			c.stale = append(c.stale, f.chunks...)
 			delete(c.files, name)
 		}
 	}
+	for _, ch := range c.stale {
+		if e, ok := c.byText[ch.text]; ok && e == ch.entry && e.gen != c.gen {
+			delete(c.byText, ch.text)
+		}
+	}
+	clear(c.stale)
+	c.stale = c.stale[:0]
 	if c.used == len(c.byText) {
 		return
 	}
@@ -176,7 +190,7 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 		}
 		return err
 	}
-	c.keep(file, chunks)
+	c.keep(file, data, chunks)
 	var need slabSizes
 	for _, ch := range chunks {
 		for _, dc := range ch.entry.docs {

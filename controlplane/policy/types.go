@@ -105,21 +105,25 @@ type nameIndex[T named] struct {
 	pos   map[string]int32
 }
 
+// same reports whether docs have x's names, in x's order.
+func (x *nameIndex[T]) same(docs []T) bool {
+	if x.pos == nil || len(x.names) != len(docs) {
+		return false
+	}
+	for i, d := range docs {
+		// Unchanged documents share their name's bytes with the cache,
+		// so this is mostly a pointer comparison.
+		if d.name() != x.names[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // of returns the index of docs, from x when the names are x's.
 func (x *nameIndex[T]) of(docs []T) map[string]int32 {
-	if x.pos != nil && len(x.names) == len(docs) {
-		same := true
-		for i, d := range docs {
-			// Unchanged documents share their name's bytes with the
-			// cache, so this is mostly a pointer comparison.
-			if d.name() != x.names[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return x.pos
-		}
+	if x.same(docs) {
+		return x.pos
 	}
 	x.names = make([]string, len(docs))
 	x.pos = make(map[string]int32, len(docs))
