@@ -67,6 +67,9 @@ type builtListener struct {
 	tracing *model.Tracing
 	res     types.Resource
 	v       string
+	// fault is hasFault of the listener's routes, which the resource of
+	// an RDS listener depends on (see sameListener).
+	fault bool
 	// refs are the positions, in the entry's mesh, of the clusters the
 	// listener's inline routes send to; refsOK is false if a name did not
 	// resolve (the group then reports it by walking the names).
@@ -274,7 +277,7 @@ func (w *scratch) buildListener(l *model.Listener, tracing *model.Tracing) (*bui
 		copied := *tracing
 		t = &copied
 	}
-	return &builtListener{tracing: t, res: ln, v: v}, nil
+	return &builtListener{tracing: t, res: ln, v: v, fault: hasFault(&l.Routes)}, nil
 }
 
 func tracingEqual(a, b *model.Tracing) bool {

@@ -37,6 +37,16 @@ func TestCacheFollowsMovedObjects(t *testing.T) {
 			}
 			return m
 		}},
+		{"fault on a last route", func() *model.Mesh {
+			m := modeltest.Sample(9000)
+			faults(m, &model.Fault{AbortPercent: 5, AbortHTTPStatus: 503})
+			return m
+		}},
+		{"no faults", func() *model.Mesh {
+			m := modeltest.Sample(9000)
+			faults(m, nil)
+			return m
+		}},
 		{"cluster prepended", func() *model.Mesh {
 			m := modeltest.Sample(9000)
 			extra := m.Clusters[0]
@@ -98,6 +108,25 @@ func TestCacheFollowsMovedObjects(t *testing.T) {
 			}
 		}
 		c.Sweep()
+	}
+}
+
+// faults sets f on the last route of every virtual host of m, and removes
+// the faults of the other routes: an RDS listener's resource depends on
+// whether any of its routes injects faults.
+func faults(m *model.Mesh, f *model.Fault) {
+	for gi := range m.Groups {
+		for li := range m.Groups[gi].Listeners {
+			for _, vh := range m.Groups[gi].Listeners[li].Routes.VirtualHosts {
+				for ri := range vh.Routes {
+					vh.Routes[ri].Action.Fault = nil
+				}
+				if n := len(vh.Routes); n > 0 && f != nil {
+					copied := *f
+					vh.Routes[n-1].Action.Fault = &copied
+				}
+			}
+		}
 	}
 }
 

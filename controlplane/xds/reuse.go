@@ -23,7 +23,7 @@ func (b *groupBuilder) builtListener(i, last int, tracing *model.Tracing) (*buil
 		}
 		if last >= 0 {
 			prev, pl := b.lastGS.listeners[last], &b.lastGS.group.Listeners[last]
-			if prev != nil && tracingEqual(prev.tracing, tracing) && (pl == l || pl.Equal(l)) {
+			if prev != nil && tracingEqual(prev.tracing, tracing) && (pl == l || sameListener(pl, l, prev.fault)) {
 				e := prev
 				if !b.st.layout && l.InlineRoutes() {
 					// Cluster positions moved: resolve the names again.
@@ -47,6 +47,22 @@ func (b *groupBuilder) builtListener(i, last int, tracing *model.Tracing) (*buil
 		b.gs.listeners[i] = e
 	}
 	return e, nil
+}
+
+// sameListener reports whether l gives the resource that prev, whose routes
+// had fault injection if prevFault, gave. The resource of a listener with
+// its routes in RDS holds no routes: it names their configuration and
+// carries the fault filter when a route injects faults (ConnectionManager,
+// HTTPFilters), so its routes, which routeConfiguration compares one by
+// one, are not compared here; a large gateway listener would otherwise
+// compare every route twice.
+func sameListener(prev, l *model.Listener, prevFault bool) bool {
+	if prev.InlineRoutes() || l.InlineRoutes() {
+		return prev.Equal(l)
+	}
+	a, b := *prev, *l
+	a.Routes, b.Routes = model.RouteConfig{Name: prev.Routes.Name}, model.RouteConfig{Name: l.Routes.Name}
+	return a.Equal(&b) && hasFault(&l.Routes) == prevFault
 }
 
 // routeConfiguration builds the RDS resource of listener i's routes from
