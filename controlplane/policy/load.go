@@ -31,7 +31,7 @@ const maxFileSize = 64 << 20
 // failure on a named path is returned wrapped; ctx cancellation stops
 // loading between files.
 func Load(ctx context.Context, paths ...string) (*Mesh, error) {
-	return (&Loader{}).Load(ctx, paths...)
+	return (&Loader{cache: docCache{once: true}}).Load(ctx, paths...)
 }
 
 // Load is the package-level Load, reusing the documents of the previous
@@ -68,7 +68,7 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 // tests, fuzzing and callers holding the bytes). Endpoints files it names
 // are read from disk relative to file.
 func Parse(file string, data []byte) (*Mesh, error) {
-	return (&Loader{}).Parse(file, data)
+	return (&Loader{cache: docCache{once: true}}).Parse(file, data)
 }
 
 // Parse is the package-level Parse, reusing the documents of the previous

@@ -41,6 +41,9 @@ type docCache struct {
 	stale []fileChunk
 	// index is the last Mesh's name indexes.
 	index meshIndex
+	// once is set for the package-level Load and Parse, whose Loader sees
+	// one load: it keeps no copy of the files for a next one.
+	once bool
 }
 
 // cacheEntry is the documents decoded from one text, with their own
@@ -190,7 +193,9 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 		}
 		return err
 	}
-	c.keep(file, data, chunks)
+	if !c.once {
+		c.keep(file, data, chunks)
+	}
 	var need slabSizes
 	for _, ch := range chunks {
 		for _, dc := range ch.entry.docs {
