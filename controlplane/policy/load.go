@@ -162,7 +162,7 @@ func expand(paths []string) ([]string, error) {
 type builder struct {
 	errs *errs
 	mesh *Mesh
-	// cache holds decoded documents by content (nil: no caching).
+	// cache is the Loader's decoded documents and what it keeps between loads.
 	cache *docCache
 }
 
@@ -309,7 +309,7 @@ func (b *builder) merge(dc decoded) {
 		return
 	}
 	// Names repeated across documents are found once all are merged
-	// (dropDuplicates), from the sorted slices.
+	// (sortDocs), from the sorted slices.
 	switch r := dc.res.(type) {
 	case *Service:
 		b.mesh.Services = append(b.mesh.Services, r)

@@ -26,8 +26,10 @@ type Loader struct {
 }
 
 // docCache holds decoded documents by their text. Keying by the text itself
-// (rather than a digest of it) costs one fast string hash per document and
-// no hashing at all for the digest; the keys are the policy's size again.
+// rather than by a SHA-256 of it costs a fast string hash where the digest
+// cost a cryptographic one; the keys hold a copy of the policy's text. Most
+// documents of a reload are not even looked up: they are matched in place
+// against the file's last version (reuse.go).
 type docCache struct {
 	byText map[string]*cacheEntry
 	// gen numbers loads; an entry not used by the last load is dropped,
