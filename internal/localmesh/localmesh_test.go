@@ -2,9 +2,11 @@ package localmesh
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-ml/maestro/controlplane/server"
 	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
@@ -78,6 +81,62 @@ func share(t *testing.T, counts <-chan Counts, base Counts, n uint64) (float64, 
 	}
 }
 
+// proxylessListeners returns, by node, the listener version each demo
+// client (the proxyless group) has acknowledged, from the control plane's
+// status page.
+func proxylessListeners(t *testing.T, admin string) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/debug/status")
+	if err != nil {
+		t.Fatalf("control plane status: %v", err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Nodes []server.NodeStatus }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("control plane status: %v", err)
+	}
+	out := map[string]string{}
+	for _, n := range st.Nodes {
+		if n.Group != "proxyless" {
+			continue
+		}
+		for _, ty := range n.Types {
+			if ty.Type == "listener" {
+				out[n.ID] = ty.Acked
+			}
+		}
+	}
+	return out
+}
+
+// awaitListenerAcks waits until every demo client in before has
+// acknowledged a listener version other than the one it had then: from
+// that point its calls follow the edited routes.
+func awaitListenerAcks(t *testing.T, admin string, before map[string]string) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for {
+		now := proxylessListeners(t, admin)
+		pending := 0
+		for id, v := range before {
+			if now[id] == v {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%d of %d demo clients did not acknowledge the edited listeners within 30s: %v (before %v)",
+				pending, len(before), now, before)
+		}
+	}
+}
+
 func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a whole mesh")
@@ -90,6 +149,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 
 	counts := make(chan Counts, 1)
 	reloads := make(chan error, 8)
+	started := make(chan Started, 1)
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -99,6 +159,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 			DemoTraffic: true, Rate: 1000,
 			Interval: 50 * time.Millisecond, Out: &out,
+			OnReady: func(s Started) { started <- s },
 			OnCounts: func(c Counts) {
 				select { // keep only the latest
 				case <-counts:
@@ -129,6 +190,12 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 		}
 	}
 
+	// The demo clients have sent traffic, so each has its listener.
+	admin := (<-started).Admin
+	before := proxylessListeners(t, admin)
+	if len(before) == 0 {
+		t.Fatal("the control plane lists no demo client in the proxyless group")
+	}
 	writePolicy(t, policyPath, ports, 50, caDir)
 	select {
 	case err := <-reloads:
@@ -138,8 +205,10 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the policy edit was not reloaded within 10s")
 	}
-	// Count from after the reload: requests in flight before it may still
-	// follow the old weights, so skip a few hundred first.
+	// Count from after every client has the edited routes; requests in
+	// flight before that may still follow the old weights, so skip a few
+	// hundred more.
+	awaitListenerAcks(t, admin, before)
 	_, base = share(t, counts, base, 300)
 	got, _ = share(t, counts, base, 4000) // 3 points is 3.8 standard deviations at 50%
 	if got < 0.47 || got > 0.53 {
