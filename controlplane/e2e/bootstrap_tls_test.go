@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
 	"github.com/maestro-ml/maestro/certs"
@@ -201,7 +203,7 @@ func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), limit)
 			defer cancel()
 			var hdr metadata.MD
-			_, err = pb.NewGRPCInferenceServiceClient(conn).ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.WaitForReady(true), grpc.Header(&hdr))
+			err = liveThroughXDS(ctx, pb.NewGRPCInferenceServiceClient(conn), &hdr)
 			if tc.ok && err != nil {
 				t.Fatalf("call through the mTLS control plane: %v", err)
 			}
@@ -213,5 +215,20 @@ func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 			}
 			t.Logf("result: %v", err)
 		})
+	}
+}
+
+// liveThroughXDS calls ServerLive through a fresh xds:/// channel. A pick
+// can fail with "unknown cluster selected for RPC" while gRPC's cluster
+// manager is still creating the route's cluster from the first
+// configuration (seen once on a loaded machine); that status ends a
+// wait-for-ready call, so such a call is repeated until the deadline. Any
+// other result is returned as is.
+func liveThroughXDS(ctx context.Context, c pb.GRPCInferenceServiceClient, hdr *metadata.MD) error {
+	for {
+		_, err := c.ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.WaitForReady(true), grpc.Header(hdr))
+		if err == nil || status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "unknown cluster selected for RPC") || ctx.Err() != nil {
+			return err
+		}
 	}
 }
