@@ -218,12 +218,11 @@ func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 	}
 }
 
-// liveThroughXDS calls ServerLive through a fresh xds:/// channel. A pick
-// can fail with "unknown cluster selected for RPC" while gRPC's cluster
-// manager is still creating the route's cluster from the first
-// configuration (seen once on a loaded machine); that status ends a
-// wait-for-ready call, so such a call is repeated until the deadline. Any
-// other result is returned as is.
+// liveThroughXDS calls ServerLive through an xds:/// channel. A pick can
+// fail with "unknown cluster selected for RPC" while gRPC's cluster manager
+// is still creating a route's cluster from a new configuration (seen once
+// on a loaded machine); that status ends a wait-for-ready call, so such a
+// call is repeated until the deadline. Any other result is returned as is.
 func liveThroughXDS(ctx context.Context, c pb.GRPCInferenceServiceClient, hdr *metadata.MD) error {
 	for {
 		_, err := c.ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.WaitForReady(true), grpc.Header(hdr))

@@ -171,7 +171,7 @@ func split(t *testing.T, c pb.GRPCInferenceServiceClient, n int) map[string]floa
 	counts := map[string]int{}
 	for range n {
 		var hdr metadata.MD
-		if _, err := c.ServerLive(ctx, &pb.ServerLiveRequest{}, grpc.Header(&hdr), grpc.WaitForReady(true)); err != nil {
+		if err := liveThroughXDS(ctx, c, &hdr); err != nil {
 			t.Fatalf("call through xds: %v", err)
 		}
 		name := hdr.Get(server.ServerHeader)
