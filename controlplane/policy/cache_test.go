@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -39,23 +41,96 @@ func TestLoaderReuseMatchesFreshParse(t *testing.T) {
 	}
 }
 
-// TestLoaderCopiesOut: changing a returned Mesh does not change the next.
-func TestLoaderCopiesOut(t *testing.T) {
+// TestLoaderLeavesEarlierMeshesUnchanged: Meshes share documents with the
+// Loader's cache, so loading B after A must leave A as it was (deep-equal
+// to a fresh parse of A, taken before B), and what the package fills in
+// per Mesh (versions defaulted from other documents, endpoints files
+// resolved against the policy's directory) must not leak between Meshes.
+// Each document but the services is the same text in A and B, so it comes
+// from the cache.
+func TestLoaderLeavesEarlierMeshesUnchanged(t *testing.T) {
+	shared := mesh("{tracing: {collector: {service: otel}}, filters: {fanout: {remote: {url: 'http://w/f.wasm', sha256: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, service: otel}}}}") +
+		svc("fraud", "{versions: [{name: v1, endpointsFile: eps.yaml}]}") +
+		route("fraud", "{service: fraud, split: [{weight: 100}], shadow: {service: otel}, rules: [{name: canary, headers: [{name: x, exact: y}], split: [{service: otel, weight: 100}]}]}") +
+		route("ens", "{service: otel, match: {model: m}, ensemble: {members: [{model: a}, {model: b}]}}")
+	a := shared + svc("otel", "{versions: [{name: v1, endpoints: [{address: 10.0.0.1, port: 1}]}]}")
+	b := shared + svc("otel", "{versions: [{name: v2, endpoints: [{address: 10.0.0.2, port: 2}]}]}")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	write := func(dir, name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	eps := func(port int) string {
+		return fmt.Sprintf("apiVersion: maestro.dev/v1alpha1\nkind: Endpoints\nendpoints: [{address: 10.1.0.1, port: %d}]\n", port)
+	}
+	pathA := write(dirA, "p.yaml", a)
+	write(dirA, "eps.yaml", eps(7001))
+	pathB := write(dirB, "p.yaml", b)
+	write(dirB, "eps.yaml", eps(7002))
+
 	l := &Loader{}
-	m1, err := l.Parse("p.yaml", []byte(base))
+	ctx := context.Background()
+	mA, err := l.Load(ctx, pathA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m1.Route("fraud").Spec.Split[0].Weight = 1
-	m1.Service("fraud").Metadata.Labels = map[string]string{"x": "y"}
-	m1.Service("fraud").Spec.Versions[0].Endpoints[0].Port = 1
-	m2, err := l.Parse("p.yaml", []byte(base))
+	before, err := Load(ctx, pathA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, _ := Parse("p.yaml", []byte(base))
-	if !reflect.DeepEqual(m2, fresh) {
-		t.Error("a change to one Mesh reached the Loader's next result")
+	if !reflect.DeepEqual(mA, before) {
+		t.Fatal("the Loader's first Mesh differs from a fresh load")
+	}
+	mB, err := l.Load(ctx, pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Loading A again after B gives A's Mesh once more: nothing B filled
+	// in stayed in the cache.
+	mA2, err := l.Load(ctx, pathA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(mA, before) {
+		t.Error("loading B changed the Mesh of A")
+	}
+	if !reflect.DeepEqual(mA2, before) {
+		t.Error("loading A after B differs from a fresh load of A")
+	}
+	wantB, err := Load(ctx, pathB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(mB, wantB) {
+		t.Error("the Mesh of B differs from a fresh load of B")
+	}
+	// The fields filled per Mesh, spelled out.
+	for _, c := range []struct {
+		m        *Mesh
+		dir      string
+		version  string
+		port     uint32
+		meshName string
+	}{{mA, dirA, "v1", 7001, "A"}, {mB, dirB, "v2", 7002, "B"}} {
+		v := c.m.Service("fraud").Spec.Versions[0]
+		if want := filepath.Join(c.dir, "eps.yaml"); v.EndpointsFile != want || len(v.Endpoints) != 1 || v.Endpoints[0].Port != c.port {
+			t.Errorf("%s: fraud v1 has %s %v, want %s port %d", c.meshName, v.EndpointsFile, v.Endpoints, want, c.port)
+		}
+		r := c.m.Route("fraud").Spec
+		got := []string{
+			c.m.Config.Spec.Tracing.Collector.Version, c.m.Config.Spec.Filters.Fanout.Remote.Version,
+			r.Shadow.Version, r.Rules[0].Split[0].Version,
+			c.m.Route("ens").Spec.Ensemble.Members[0].Version, c.m.Route("ens").Spec.Ensemble.Members[1].Version,
+		}
+		for i, g := range got {
+			if g != c.version {
+				t.Errorf("%s: defaulted version %d is %q, want %q", c.meshName, i, g, c.version)
+			}
+		}
 	}
 }
 
@@ -197,48 +272,11 @@ func fill(v reflect.Value) {
 	}
 }
 
-// shared reports the first path where a and b share a pointer, slice
-// array or map.
-func shared(a, b reflect.Value, path string) string {
-	switch a.Kind() {
-	case reflect.Pointer, reflect.Slice, reflect.Map:
-		if a.IsNil() {
-			return ""
-		}
-		if a.Pointer() == b.Pointer() {
-			return path
-		}
-	}
-	switch a.Kind() {
-	case reflect.Pointer:
-		return shared(a.Elem(), b.Elem(), path)
-	case reflect.Slice:
-		for i := 0; i < a.Len(); i++ {
-			if p := shared(a.Index(i), b.Index(i), fmt.Sprintf("%s[%d]", path, i)); p != "" {
-				return p
-			}
-		}
-	case reflect.Map:
-		iter := a.MapRange()
-		for iter.Next() {
-			if p := shared(iter.Value(), b.MapIndex(iter.Key()), path+"."+iter.Key().String()); p != "" {
-				return p
-			}
-		}
-	case reflect.Struct:
-		for i := 0; i < a.NumField(); i++ {
-			if a.Type().Field(i).Name == "pos" {
-				continue // positions are read-only and shared on purpose
-			}
-			if p := shared(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
-}
-
-func TestClonesAreDeep(t *testing.T) {
+// TestClonesCopyHeaders: a document placed in a new Mesh equals the cached
+// one and has its own header, so setting its position (as materialize does)
+// leaves the cached document as it was; its contents are shared on purpose
+// (clone.go).
+func TestClonesCopyHeaders(t *testing.T) {
 	for _, orig := range []hasDoc{&MeshConfig{}, &Service{}, &Route{}, &Gateway{}, &Sidecar{}, &AuthorizationPolicy{}} {
 		v := reflect.ValueOf(orig).Elem()
 		for i := 0; i < v.NumField(); i++ {
@@ -247,13 +285,19 @@ func TestClonesAreDeep(t *testing.T) {
 			}
 		}
 		orig.base().Metadata.Labels = map[string]string{"a": "b"}
-		c := orig.clone(newSlabs(needOf(orig)))
+		orig.base().Source = Source{File: "cache", Line: 1, Col: 1}
 		name := reflect.TypeOf(orig).Elem().Name()
+		c := orig.clone(newSlabs(needOf(orig)))
 		if !reflect.DeepEqual(c, orig) {
 			t.Errorf("%s: clone differs from the original", name)
 		}
-		if p := shared(reflect.ValueOf(c).Elem(), reflect.ValueOf(orig).Elem(), name); p != "" {
-			t.Errorf("clone shares memory at %s", p)
+		if c.base() == orig.base() {
+			t.Fatalf("%s: clone is the original", name)
+		}
+		d := c.base()
+		d.Source, d.file, d.shift, d.checked = Source{File: "mesh", Line: 9, Col: 2}, "mesh", 8, true
+		if o := orig.base(); o.Source != (Source{File: "cache", Line: 1, Col: 1}) || o.file != "" || o.shift != 0 || o.checked {
+			t.Errorf("%s: placing the clone changed the original's header", name)
 		}
 	}
 }

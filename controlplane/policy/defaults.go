@@ -1,6 +1,9 @@
 package policy
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Defaults, in one place; docs/policy.md and the `doc` tags repeat them.
 const (
@@ -57,13 +60,24 @@ func applyDefaults(m *Mesh) {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
 		defaultDocument(m.Config)
 	}
+	// Documents share their slices and pointers with the Loader's cache
+	// and with earlier Meshes (clone.go): what changes here is copied
+	// first, and only when it does change.
 	ss := &serviceCursor{m: m}
 	if t := m.Config.Spec.Tracing; t != nil {
-		t.Collector.Service, t.Collector.Version = defaultRef(ss, "", t.Collector.Service, t.Collector.Version)
+		if s, v := defaultRef(ss, "", t.Collector.Service, t.Collector.Version); s != t.Collector.Service || v != t.Collector.Version {
+			c := *t
+			c.Collector.Service, c.Collector.Version = s, v
+			m.Config.Spec.Tracing = &c
+		}
 	}
 	for _, w := range []*WasmModule{&m.Config.Spec.Filters.Fanout, &m.Config.Spec.Filters.SLO} {
 		if rw := w.Remote; rw != nil {
-			rw.Service, rw.Version = defaultRef(ss, "", rw.Service, rw.Version)
+			if s, v := defaultRef(ss, "", rw.Service, rw.Version); s != rw.Service || v != rw.Version {
+				c := *rw
+				c.Service, c.Version = s, v
+				w.Remote = &c
+			}
 		}
 	}
 	for _, r := range m.Routes {
@@ -187,6 +201,21 @@ func defaultEndpoint(e *Endpoint) {
 func defaultRoute(r *Route) {
 	sp := &r.Spec
 	sp.Target = or(sp.Target, r.Metadata.Name)
+	// Destinations naming no service go to the route's: that reads the
+	// route alone, so it is done once here rather than on every load
+	// (where it would copy every split, see defaultRouteRefs).
+	ownService(sp.Service, sp.Split)
+	for i := range sp.Rules {
+		ownService(sp.Service, sp.Rules[i].Split)
+	}
+	if sh := sp.Shadow; sh != nil {
+		sh.Service = or(sh.Service, sp.Service)
+	}
+	if e := sp.Ensemble; e != nil {
+		for i := range e.Members {
+			e.Members[i].Service = or(e.Members[i].Service, sp.Service)
+		}
+	}
 	if sh := sp.Shadow; sh != nil && sh.Percentage == 0 {
 		sh.Percentage = 100
 	}
@@ -221,8 +250,18 @@ func defaultRoute(r *Route) {
 	}
 }
 
+// ownService fills the service of the destinations that name none.
+func ownService(service string, split []Destination) {
+	for i := range split {
+		split[i].Service = or(split[i].Service, service)
+	}
+}
+
 // defaultRouteRefs fills the route's defaults that name services: its
 // only version, the service of destinations, the protocol of a model match.
+// r is the Mesh's own copy of the route, but its slices and pointers are
+// shared with the Loader's cache and with earlier Meshes (clone.go): each
+// is copied before its first change, and only if it changes.
 func defaultRouteRefs(ss *serviceCursor, r *Route) {
 	sp := &r.Spec
 	if len(sp.Split) == 0 && sp.Ensemble == nil {
@@ -230,20 +269,44 @@ func defaultRouteRefs(ss *serviceCursor, r *Route) {
 			sp.Split = []Destination{{Service: sp.Service, Version: s.Spec.Versions[0].Name, Weight: 100}}
 		}
 	}
-	defaultSplit(ss, sp.Service, sp.Split)
+	sp.Split, _ = defaultSplit(ss, sp.Service, sp.Split)
 	if sp.Match.Model != "" && sp.Match.Protocol == "" {
 		sp.Match.Protocol = matchProtocol(ss, sp)
 	}
+	rulesCopied := false
 	for i := range sp.Rules {
-		defaultSplit(ss, sp.Service, sp.Rules[i].Split)
+		split, changed := defaultSplit(ss, sp.Service, sp.Rules[i].Split)
+		if !changed {
+			continue
+		}
+		if !rulesCopied {
+			sp.Rules, rulesCopied = slices.Clone(sp.Rules), true
+		}
+		sp.Rules[i].Split = split
 	}
 	if sh := sp.Shadow; sh != nil {
-		sh.Service, sh.Version = defaultRef(ss, sp.Service, sh.Service, sh.Version)
+		if s, v := defaultRef(ss, sp.Service, sh.Service, sh.Version); s != sh.Service || v != sh.Version {
+			c := *sh
+			c.Service, c.Version = s, v
+			sp.Shadow = &c
+		}
 	}
 	if e := sp.Ensemble; e != nil {
-		for i := range e.Members {
-			mem := &e.Members[i]
-			mem.Service, mem.Version = defaultRef(ss, sp.Service, mem.Service, mem.Version)
+		var members []Member // e.Members until a member changes
+		for i, mem := range e.Members {
+			s, v := defaultRef(ss, sp.Service, mem.Service, mem.Version)
+			if s == mem.Service && v == mem.Version {
+				continue
+			}
+			if members == nil {
+				members = slices.Clone(e.Members)
+			}
+			members[i].Service, members[i].Version = s, v
+		}
+		if members != nil {
+			c := *e
+			c.Members = members
+			sp.Ensemble = &c
 		}
 	}
 }
@@ -270,10 +333,20 @@ func matchProtocol(ss *serviceCursor, sp *RouteSpec) string {
 	return MatchAny
 }
 
-func defaultSplit(ss *serviceCursor, service string, split []Destination) {
-	for i := range split {
-		split[i].Service, split[i].Version = defaultRef(ss, service, split[i].Service, split[i].Version)
+// defaultSplit returns split with its references filled, a copy of it if
+// that changed any (changed true).
+func defaultSplit(ss *serviceCursor, service string, split []Destination) (out []Destination, changed bool) {
+	for i, d := range split {
+		s, v := defaultRef(ss, service, d.Service, d.Version)
+		if s == d.Service && v == d.Version {
+			continue
+		}
+		if !changed {
+			split, changed = slices.Clone(split), true
+		}
+		split[i].Service, split[i].Version = s, v
 	}
+	return split, changed
 }
 
 // defaultRef fills a service reference: the route's service, and the

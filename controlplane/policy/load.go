@@ -380,14 +380,20 @@ func sortUnique[T hasDoc](e *errs, kind string, docs []T) []T {
 
 // loadEndpoints reads the endpoints files services name, replacing each
 // version's Endpoints with the file's (validation already made sure a
-// version has one or the other).
+// version has one or the other). A service's versions are shared with the
+// Loader's cache and earlier Meshes (clone.go), so a service naming a file
+// gets its own copy of them first.
 func (b *builder) loadEndpoints() {
 	for _, s := range b.mesh.Services {
+		copied := false
 		for i := range s.Spec.Versions {
-			v := &s.Spec.Versions[i]
-			if v.EndpointsFile == "" {
+			if s.Spec.Versions[i].EndpointsFile == "" {
 				continue
 			}
+			if !copied {
+				s.Spec.Versions, copied = slices.Clone(s.Spec.Versions), true
+			}
+			v := &s.Spec.Versions[i]
 			path := v.EndpointsFile
 			if !filepath.IsAbs(path) {
 				path = filepath.Join(filepath.Dir(s.Source.File), path)

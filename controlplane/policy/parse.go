@@ -18,8 +18,11 @@ import (
 // Loader loads policies like the package-level Load and Parse, but keeps
 // every decoded document keyed by its text: a reload re-parses only the
 // documents that changed, which in a mesh of 10,000 routes is most of the
-// cost of a change. Documents are copied out of the cache, so Meshes never
-// share state. The zero Loader is ready; it is safe for concurrent use.
+// cost of a change. The Meshes it returns are read-only for their users:
+// successive Meshes share the parts of unchanged documents that the package
+// never writes after decoding (clone.go), each with its own document
+// headers (positions) and copies of what it filled in itself. The zero
+// Loader is ready; it is safe for concurrent use.
 type Loader struct {
 	mu    sync.Mutex
 	cache docCache
@@ -126,7 +129,8 @@ type decoded struct {
 // hasDoc is every document kind.
 type hasDoc interface {
 	base() *doc
-	// clone deep-copies the document (clone.go), taking memory from s.
+	// clone copies the document's top-level struct for a new Mesh
+	// (clone.go), taking memory from s.
 	clone(s *slabs) hasDoc
 }
 
@@ -276,7 +280,8 @@ func parseChunk(text string) []decoded {
 	}
 }
 
-// materialize copies a cached document into file, shifting its lines.
+// materialize places a cached document in file, shifting its lines: a copy
+// of its header, sharing the rest with the cache (clone.go).
 func materialize(dc decoded, file string, shift int, s *slabs) decoded {
 	place := func(s Source) Source {
 		s.File = file

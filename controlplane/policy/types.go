@@ -38,6 +38,10 @@ const (
 
 // Mesh is every policy document merged: at most one MeshConfig and any
 // number of the other kinds, each slice sorted by name.
+//
+// A Mesh is read-only for its users: the Meshes a Loader returns share
+// documents' contents (slices, maps, pointed-to structs) with each other
+// and with the Loader's cache, so a write into one could show in another.
 type Mesh struct {
 	// Config holds the mesh-wide settings; it is defaulted when no Mesh
 	// document was given, so it is never nil after Load.
