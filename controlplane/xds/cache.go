@@ -34,8 +34,8 @@ type Cache struct {
 	// last is what the translation before the last Sweep built; cur is
 	// what the translation in progress builds.
 	last, cur *meshState
-	// spare is the state before last, whose tables the next state
-	// reuses rather than allocating its own.
+	// spare holds only the tables of the state before last (emptied),
+	// which the next state reuses rather than allocating its own.
 	spare *meshState
 	// work holds the buffers of the Envoy and the proxyless flavour,
 	// which ForGroups translates concurrently.
@@ -145,7 +145,7 @@ func (c *Cache) ForGroups(ctx context.Context, m *model.Mesh) (res []*Resources,
 // Sweep forgets everything the groups translated since the previous Sweep
 // did not use; call it after translating every group of a mesh.
 func (c *Cache) Sweep() {
-	c.spare, c.last, c.cur = c.last, c.cur, nil
+	c.spare, c.last, c.cur = c.last.tables(), c.cur, nil
 }
 
 // addBuilt appends a resource already validated and versioned.

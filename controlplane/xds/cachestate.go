@@ -92,6 +92,21 @@ func (c *Cache) state(m *model.Mesh) *meshState {
 	return st
 }
 
+// tables returns a state holding only st's reusable tables, with no
+// pointers left in them, or nil for a nil st. Keeping the whole state
+// until its tables are reused would keep alive its mesh, its group states
+// and the resources they built (in a large mesh, as much again as the
+// model itself) for nothing: no translation reads them again, and the
+// garbage collector would mark them on every cycle.
+func (st *meshState) tables() *meshState {
+	if st == nil {
+		return nil
+	}
+	clear(st.clusters[0])
+	clear(st.clusters[1])
+	return &meshState{clusters: st.clusters, lastPos: st.lastPos, same: st.same}
+}
+
 // table returns a zeroed slice of n elements, in s's array if large enough.
 func table[T any](s []T, n int) []T {
 	if cap(s) < n {
