@@ -456,7 +456,7 @@ func parseUnchecked(file string, data []byte) (*Mesh, error) {
 		return nil, err
 	}
 	uncheck(b.mesh)
-	return b.finish()
+	return b.finish(context.Background())
 }
 
 func uncheck(m *Mesh) {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"slices"
 	"time"
 )
@@ -54,8 +55,9 @@ func DefaultBurnWindows() []BurnWindow {
 // protocol), and the mesh settings when no Mesh document was given. It runs
 // before validation and tolerates invalid input (unknown references are
 // left for validate to report). Each document's own defaults are already
-// applied (defaultDocument).
-func applyDefaults(m *Mesh) {
+// applied (defaultDocument). Routes are defaulted in two halves side by
+// side (inHalves): each reads services and writes only itself.
+func applyDefaults(ctx context.Context, m *Mesh) error {
 	if m.Config == nil {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
 		defaultDocument(m.Config)
@@ -80,9 +82,13 @@ func applyDefaults(m *Mesh) {
 			}
 		}
 	}
-	for _, r := range m.Routes {
-		defaultRouteRefs(ss, r)
-	}
+	return inHalves(ctx, len(m.Routes), func(_, lo, hi int) {
+		// A cursor per half: it remembers where its half looked last.
+		ss := &serviceCursor{m: m}
+		for _, r := range m.Routes[lo:hi] {
+			defaultRouteRefs(ss, r)
+		}
+	})
 }
 
 // defaultDocument fills the unset fields of one document whose defaults

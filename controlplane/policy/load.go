@@ -61,7 +61,7 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 			return nil, fmt.Errorf("load policy: %w", err)
 		}
 	}
-	return b.finish()
+	return b.finish(ctx)
 }
 
 // Parse parses one policy file's content as if read from file (used by
@@ -81,15 +81,19 @@ func (l *Loader) Parse(file string, data []byte) (*Mesh, error) {
 	if err := b.parse(context.Background(), file, data); err != nil {
 		return nil, fmt.Errorf("parse policy: %w", err) // unreachable: the context is never done
 	}
-	return b.finish()
+	return b.finish(context.Background())
 }
 
-func (b *builder) finish() (*Mesh, error) {
+func (b *builder) finish(ctx context.Context) (*Mesh, error) {
 	m := b.mesh
 	sortDocs(m, b.errs, &b.cache.index)
 	m.index(&b.cache.index)
-	applyDefaults(m)
-	validate(m, b.errs)
+	if err := applyDefaults(ctx, m); err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
+	if err := validate(ctx, m, b.errs); err != nil {
+		return nil, fmt.Errorf("load policy: %w", err)
+	}
 	b.loadEndpoints()
 	sort.Strings(m.files)
 	m.files = slices.Compact(m.files)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"net/url"
 	"regexp"
 	"slices"
@@ -92,8 +93,8 @@ func checkDocument(res hasDoc) bool {
 }
 
 // validate reports every problem of m: enums, ranges, references,
-// conflicts. Defaults are already applied.
-func validate(m *Mesh, e *errs) {
+// conflicts. Defaults are already applied. It fails only when ctx is done.
+func validate(ctx context.Context, m *Mesh, e *errs) error {
 	v := &validator{m: m, e: e, services: &serviceCursor{m: m}}
 	c := v.on(KindMesh, &m.Config.doc)
 	c.mesh(&m.Config.Spec)
@@ -104,21 +105,31 @@ func validate(m *Mesh, e *errs) {
 		}
 	}
 	// Targets default to the route names, which are sorted: then none
-	// repeats and no map of them is needed.
-	var targets map[string]*Route
-	if !targetsIncrease(m.Routes) {
-		targets = make(map[string]*Route, len(m.Routes))
-	}
-	for _, r := range m.Routes {
-		c := v.on(KindRoute, &r.doc)
-		c.route(r)
-		if targets == nil {
-			continue
+	// repeats and no map of them is needed, and each route is checked on
+	// its own, so the routes are checked in two halves side by side, each
+	// with its own list of problems, joined in route order.
+	if targetsIncrease(m.Routes) {
+		var lists [2]errs
+		err := inHalves(ctx, len(m.Routes), func(part, lo, hi int) {
+			hv := &validator{m: m, e: &lists[part], services: &serviceCursor{m: m}}
+			for _, r := range m.Routes[lo:hi] {
+				hv.on(KindRoute, &r.doc).route(r)
+			}
+		})
+		if err != nil {
+			return err
 		}
-		if other, dup := targets[r.Spec.Target]; dup {
-			c.bad("spec.target", "proxyless target %q is also Route %q's (%s)", r.Spec.Target, other.Metadata.Name, other.Source)
+		e.list = append(append(e.list, lists[0].list...), lists[1].list...)
+	} else {
+		targets := make(map[string]*Route, len(m.Routes))
+		for _, r := range m.Routes {
+			c := v.on(KindRoute, &r.doc)
+			c.route(r)
+			if other, dup := targets[r.Spec.Target]; dup {
+				c.bad("spec.target", "proxyless target %q is also Route %q's (%s)", r.Spec.Target, other.Metadata.Name, other.Source)
+			}
+			targets[r.Spec.Target] = r
 		}
-		targets[r.Spec.Target] = r
 	}
 	for i, g := range m.Gateways {
 		c := v.on(KindGateway, &g.doc)
@@ -132,6 +143,7 @@ func validate(m *Mesh, e *errs) {
 		c := v.on(KindAuthorization, &a.doc)
 		c.authorization(a, m.Authorizations[:i])
 	}
+	return nil
 }
 
 // targetsIncrease reports whether each route's target sorts after the one
