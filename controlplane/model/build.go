@@ -180,8 +180,14 @@ type routeInfo struct {
 	done bool
 	// allGRPC says every destination speaks gRPC.
 	allGRPC bool
-	// split holds ClusterName of each destination of the route's split.
-	split []string
+	// split is the route's split with each destination's ClusterName, in
+	// the policy's order.
+	split []WeightedCluster
+	// shared says every route made from split may use split itself: it is
+	// in the order Normalize sorts to, so Normalize never writes it. A
+	// 10,000-route mesh has three such routes per policy route (gRPC and
+	// REST through a gateway, an API listener), each otherwise a copy.
+	shared bool
 }
 
 // cluster returns the cluster name of version, or "" if s has no such
@@ -262,7 +268,7 @@ func (b *builder) resolve(i int) *routeInfo {
 	r := b.pm.Routes[i]
 	ri.done = true
 	ri.allGRPC = b.allGRPCBeyondSplit(r)
-	ri.split = b.strs.take(len(r.Spec.Split))
+	ri.split = b.weights.take(len(r.Spec.Split))
 	var si *svcInfo
 	for j, d := range r.Spec.Split {
 		// A split's destinations are nearly always versions of one service.
@@ -279,8 +285,9 @@ func (b *builder) resolve(i int) *routeInfo {
 		if name == "" {
 			name = ClusterName(d.Service, d.Version)
 		}
-		ri.split[j] = name
+		ri.split[j] = WeightedCluster{Name: name, Weight: d.Weight}
 	}
+	ri.shared = slices.IsSortedFunc(ri.split, compareWeighted)
 	return ri
 }
 
@@ -627,7 +634,7 @@ func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, 
 			a := base
 			a.Clusters = nil // replaced by the rule's split, no need to copy
 			a = b.cloneAction(a)
-			a.Clusters = b.weighted(c, rule.Split, nil)
+			a.Clusters = b.weighted(c, rule.Split)
 			m := f.match
 			m.Headers = b.headerMatches(m.Headers, rule.Headers)
 			out = append(out, Route{Name: b.str.concat(r.Metadata.Name, ".", rule.Name, f.suffix), Match: m, Action: a})
@@ -643,9 +650,12 @@ func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, 
 }
 
 // cloneAction copies the slices and pointers of a so that Normalize of one
-// route never reorders another's.
+// route never reorders another's. Clusters already in Normalize's order
+// are never written, so they stay shared.
 func (b *builder) cloneAction(a RouteAction) RouteAction {
-	a.Clusters = b.weights.clone(a.Clusters)
+	if !slices.IsSortedFunc(a.Clusters, compareWeighted) {
+		a.Clusters = b.weights.clone(a.Clusters)
+	}
 	a.Mirrors = slices.Clone(a.Mirrors)
 	if a.Retry != nil {
 		r := *a.Retry
@@ -666,29 +676,40 @@ func (b *builder) cloneAction(a RouteAction) RouteAction {
 	return a
 }
 
-// weighted converts split; names, if not nil, are its plain cluster names.
-func (b *builder) weighted(c caller, split []policy.Destination, names []string) []WeightedCluster {
+// weighted converts split.
+func (b *builder) weighted(c caller, split []policy.Destination) []WeightedCluster {
 	out := b.weights.take(len(split))
 	for i, d := range split {
-		var name string
-		if names != nil {
-			name = b.secure(c, d.Service, d.Version, names[i])
-		} else {
-			name = b.clusterFor(c, d.Service, d.Version)
-		}
-		out[i] = WeightedCluster{Name: name, Weight: d.Weight}
+		out[i] = WeightedCluster{Name: b.clusterFor(c, d.Service, d.Version), Weight: d.Weight}
 	}
 	return out
 }
 
+// routeSplit is weighted for the split of a route that resolved to ri: ri's
+// own slice when c uses the plain clusters (secure keeps every name) and
+// the slice may be shared.
+func (b *builder) routeSplit(c caller, split []policy.Destination, ri *routeInfo) []WeightedCluster {
+	if ri.shared && (!b.strict || c.identity == nil) {
+		return ri.split
+	}
+	out := b.weights.take(len(split))
+	for i, d := range split {
+		out[i] = WeightedCluster{Name: b.secure(c, d.Service, d.Version, ri.split[i].Name), Weight: d.Weight}
+	}
+	return out
+}
+
+func compareWeighted(x, y WeightedCluster) int { return strings.Compare(x.Name, y.Name) }
+
 // action converts the route's settings; ri, if not nil, is what the route
 // resolved to.
 func (b *builder) action(c caller, sp *policy.RouteSpec, ri *routeInfo, envoy bool) RouteAction {
-	var split []string
+	a := RouteAction{Timeout: sp.Timeout.D()}
 	if ri != nil {
-		split = ri.split
+		a.Clusters = b.routeSplit(c, sp.Split, ri)
+	} else {
+		a.Clusters = b.weighted(c, sp.Split)
 	}
-	a := RouteAction{Clusters: b.weighted(c, sp.Split, split), Timeout: sp.Timeout.D()}
 	if e := sp.Ensemble; e != nil && len(a.Clusters) == 0 && len(e.Members) > 0 {
 		// gRPC through Envoy: the request goes on to the first member and
 		// the fanout filter rewrites the answer (DESIGN.md).
