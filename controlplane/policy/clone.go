@@ -102,12 +102,3 @@ func (r *AuthorizationPolicy) clone(*slabs) hasDoc {
 	c := *r
 	return &c
 }
-
-// ptr returns a copy of *p, or nil; for structs without references.
-func ptr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	c := *p
-	return &c
-}
