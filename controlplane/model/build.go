@@ -61,7 +61,7 @@ func RequiredSecrets(pm *policy.Mesh) []string {
 	if pm == nil || pm.Config == nil {
 		return nil
 	}
-	b := newBuilder(pm, BuildOptions{})
+	b := newBuilder(pm, BuildOptions{}, 0)
 	b.build()
 	out := make([]string, 0, len(b.needSecrets))
 	for n := range b.needSecrets {
@@ -85,7 +85,13 @@ func Build(pm *policy.Mesh, opts BuildOptions) (*Mesh, error) {
 	if pm == nil || pm.Config == nil {
 		return nil, errors.New("build model: no policy (use policy.Load)")
 	}
-	b := newBuilder(pm, opts)
+	return buildWith(pm, opts, 0)
+}
+
+// buildWith is Build with workers goroutines, or as many as suit the mesh
+// if workers is 0.
+func buildWith(pm *policy.Mesh, opts BuildOptions, workers int) (*Mesh, error) {
+	b := newBuilder(pm, opts, workers)
 	m := b.build()
 	secrets, err := b.secrets()
 	if err != nil {
@@ -104,18 +110,44 @@ func Build(pm *policy.Mesh, opts BuildOptions) (*Mesh, error) {
 func (b *builder) build() *Mesh {
 	m := &Mesh{}
 	m.Clusters = b.plain
+	// Each node group is a part, weighted by the routes it converts; a
+	// fork builds a span of them (parallel.go).
+	var parts []func(f *builder) (NodeGroup, bool)
+	var weights []int
 	for _, g := range b.pm.Gateways {
-		m.Groups = append(m.Groups, b.gateway(g))
+		parts = append(parts, func(f *builder) (NodeGroup, bool) { return f.gateway(g), true })
+		weights = append(weights, 1+len(g.Spec.Routes))
 	}
 	for _, sc := range b.pm.Sidecars {
 		if sc.Spec.Mode == policy.SidecarProxyless {
-			m.Groups = append(m.Groups, b.proxylessSidecar(sc))
-		} else {
-			m.Groups = append(m.Groups, b.sidecar(sc))
+			parts = append(parts, func(f *builder) (NodeGroup, bool) { return f.proxylessSidecar(sc), true })
+			weights = append(weights, 1+len(b.pm.Routes))
+			continue
 		}
+		parts = append(parts, func(f *builder) (NodeGroup, bool) { return f.sidecar(sc), true })
+		w := 1
+		if out := sc.Spec.Outbound; out != nil {
+			w += len(out.Routes)
+		}
+		weights = append(weights, w)
 	}
-	if g, ok := b.proxyless(); ok {
-		m.Groups = append(m.Groups, g)
+	parts = append(parts, func(f *builder) (NodeGroup, bool) { return f.proxyless() })
+	weights = append(weights, 1+len(b.pm.Routes))
+	groups := make([]NodeGroup, len(parts))
+	made := make([]bool, len(parts))
+	forks := b.inSpans(len(parts), func(i int) int { return weights[i] }, func(f *builder, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			groups[i], made[i] = parts[i](f)
+		}
+	})
+	for _, f := range forks {
+		b.join(f)
+	}
+	m.Groups = make([]NodeGroup, 0, len(groups))
+	for i, g := range groups {
+		if made[i] {
+			m.Groups = append(m.Groups, g)
+		}
 	}
 	m.Clusters = append(m.Clusters, b.extra...)
 	if t := b.pm.Config.Spec.Tracing; t != nil {
@@ -131,6 +163,8 @@ type builder struct {
 	opts   BuildOptions
 	td     string
 	strict bool
+	// workers is how many goroutines build the mesh (parallel.go).
+	workers int
 	// sidecarOf is the set of services that have a sidecar.
 	sidecarOf map[string]*policy.Sidecar
 	// extra are clusters made on demand (local and mTLS copies), by name.
@@ -203,33 +237,40 @@ func (si *svcInfo) cluster(version string) string {
 	return ""
 }
 
-func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
+// newBuilder prepares the conversion of pm by workers goroutines, or as
+// many as suit its size if workers is 0.
+func newBuilder(pm *policy.Mesh, opts BuildOptions, workers int) *builder {
 	b := &builder{pm: pm, opts: opts, td: pm.Config.Spec.TrustDomain,
 		strict:    pm.Config.Spec.MTLS.Mode == policy.MTLSStrict,
 		sidecarOf: map[string]*policy.Sidecar{}, extraSeen: map[string]bool{}, needSecrets: map[string]bool{},
 		services: newSortedIndex(pm.Services, func(s **policy.Service) string { return (*s).Metadata.Name }),
 		routes:   newSortedIndex(pm.Routes, func(r **policy.Route) string { return (*r).Metadata.Name }),
 		svcs:     make([]svcInfo, len(pm.Services)), resolved: make([]routeInfo, len(pm.Routes))}
-	n := 0
-	for _, s := range pm.Services {
-		n += len(s.Spec.Versions)
-	}
 	// One plaintext cluster per service version, made while the service
 	// is at hand (it is read once instead of once per pass). Sized up
 	// front: growing a slice of 20,000 clusters copies each several times.
-	b.plain = make([]Cluster, n)
-	k := 0
+	first := make([]int, len(pm.Services)+1)
 	for i, s := range pm.Services {
-		si := &b.svcs[i]
-		id := s.Spec.Identity
-		si.s = s
-		si.spiffe = b.str.concat("spiffe://", b.td, "/ns/", id.Namespace, "/sa/", id.ServiceAccount)
-		si.prefix = len(s.Metadata.Name) + 1
-		si.clusters = b.plain[k : k+len(s.Spec.Versions) : k+len(s.Spec.Versions)]
-		for j, v := range s.Spec.Versions {
-			b.fillCluster(&si.clusters[j], s, v, b.str.concat(s.Metadata.Name, ".", v.Name), si.spiffe)
+		first[i+1] = first[i] + len(s.Spec.Versions)
+	}
+	b.plain = make([]Cluster, first[len(pm.Services)])
+	b.workers = workers
+	if workers == 0 {
+		b.workers = workersFor(len(pm.Routes), len(b.plain))
+	}
+	b.inSpans(len(pm.Services), func(i int) int { return 1 + first[i+1] - first[i] }, func(f *builder, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			f.fillService(i, b.plain[first[i]:first[i+1]:first[i+1]])
 		}
-		k += len(s.Spec.Versions)
+	})
+	if b.workers > 1 {
+		// Resolve every route now, so that the forks building the groups
+		// only read b.resolved.
+		b.inSpans(len(pm.Routes), func(int) int { return 1 }, func(f *builder, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				f.resolve(i)
+			}
+		})
 	}
 	for _, sc := range pm.Sidecars {
 		// A proxyless client-only workload terminates no mesh traffic.
@@ -238,6 +279,21 @@ func newBuilder(pm *policy.Mesh, opts BuildOptions) *builder {
 		}
 	}
 	return b
+}
+
+// fillService records what references to pm.Services[i] need and makes
+// its plaintext clusters in clusters, its part of b.plain.
+func (b *builder) fillService(i int, clusters []Cluster) {
+	s := b.pm.Services[i]
+	si := &b.svcs[i]
+	id := s.Spec.Identity
+	si.s = s
+	si.spiffe = b.str.concat("spiffe://", b.td, "/ns/", id.Namespace, "/sa/", id.ServiceAccount)
+	si.prefix = len(s.Metadata.Name) + 1
+	si.clusters = clusters
+	for j, v := range s.Spec.Versions {
+		b.fillCluster(&clusters[j], s, v, b.str.concat(s.Metadata.Name, ".", v.Name), si.spiffe)
+	}
 }
 
 func (b *builder) spiffe(id policy.Identity) string { return id.SPIFFEID(b.td) }
