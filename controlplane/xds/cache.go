@@ -196,6 +196,12 @@ func (c *Cache) cluster(w *scratch, m *model.Mesh, i int, proxyless bool) (*buil
 			st.clusters[f][i] = prev
 			return prev, nil
 		}
+		if flavourFree(mc) {
+			if e := st.shared[i].Load(); e != nil {
+				st.clusters[f][i] = e
+				return e, nil
+			}
+		}
 	}
 	out := &builtCluster{}
 	// A DNS cluster carries its endpoints, so only an EDS cluster survives
@@ -225,9 +231,23 @@ func (c *Cache) cluster(w *scratch, m *model.Mesh, i int, proxyless bool) (*buil
 		out.endpoints, out.edsV = eds, v
 	}
 	if st != nil {
+		// The other flavour may have built the same resources in the
+		// meantime: either copy will do (they are equal), keep one.
+		if flavourFree(mc) && !st.shared[i].CompareAndSwap(nil, out) {
+			out = st.shared[i].Load()
+		}
 		st.clusters[f][i] = out
 	}
 	return out, nil
+}
+
+// flavourFree reports whether c's cluster and endpoint resources are the
+// same for Envoy and for proxyless gRPC clients: an EDS cluster (a DNS
+// cluster's kind depends on the flavour) with neither TLS (SDS secrets or
+// gRPC certificate providers) nor an active health check (left out for
+// gRPC). See clusterParts.cluster.
+func flavourFree(c *model.Cluster) bool {
+	return IsEDS(c) && c.TLS == nil && c.HealthCheck == nil
 }
 
 // positionIn returns pos[i], or -1 when there is no previous state.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"golang.org/x/sync/errgroup"
@@ -18,6 +19,12 @@ type meshState struct {
 	// clusters holds, per flavour, the built cluster of each of
 	// mesh.Clusters that a group of that flavour used; nil elsewhere.
 	clusters [2][]*builtCluster
+	// shared holds, for a cluster whose resources are the same for both
+	// flavours (see flavourFree), the entry built first by either: a
+	// large plaintext mesh then keeps one copy of each cluster and
+	// endpoint resource instead of two. The flavours are translated
+	// concurrently, hence the atomic slots.
+	shared []atomic.Pointer[builtCluster]
 	// lastPos is, for each cluster, the position of the cluster of the same
 	// name in the previous state's mesh, or -1.
 	lastPos []int32
@@ -73,6 +80,7 @@ func (c *Cache) state(m *model.Mesh) *meshState {
 	}
 	c.spare = nil
 	st.clusters[0], st.clusters[1] = table(spare.clusters[0], n), table(spare.clusters[1], n)
+	st.shared = table(spare.shared, n)
 	if last := c.last; last != nil {
 		st.lastPos, st.same = table(spare.lastPos, n), table(spare.same, n)
 		st.layout = len(last.mesh.Clusters) == n
@@ -104,7 +112,8 @@ func (st *meshState) tables() *meshState {
 	}
 	clear(st.clusters[0])
 	clear(st.clusters[1])
-	return &meshState{clusters: st.clusters, lastPos: st.lastPos, same: st.same}
+	clear(st.shared)
+	return &meshState{clusters: st.clusters, shared: st.shared, lastPos: st.lastPos, same: st.same}
 }
 
 // table returns a zeroed slice of n elements, in s's array if large enough.

@@ -46,3 +46,36 @@ func TestSweepKeepsOnlyTables(t *testing.T) {
 		t.Error("the next state did not reuse the spare table")
 	}
 }
+
+// TestFlavourFreeClustersShared checks that a cluster whose resources do
+// not depend on the flavour is kept once for the Envoy and the proxyless
+// groups, and that one with TLS or a health check is not.
+func TestFlavourFreeClustersShared(t *testing.T) {
+	m := modeltest.Sample(9000)
+	c := NewCache()
+	_, errs := c.ForGroups(context.Background(), m)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.cur
+	var free, bound int
+	for i := range m.Clusters {
+		envoy, grpc := st.clusters[0][i], st.clusters[1][i]
+		if envoy == nil || grpc == nil {
+			continue // not used by groups of both flavours
+		}
+		if want := flavourFree(&m.Clusters[i]); (envoy == grpc) != want {
+			t.Errorf("cluster %q: shared %v, want %v", m.Clusters[i].Name, envoy == grpc, want)
+		}
+		if envoy == grpc {
+			free++
+		} else {
+			bound++
+		}
+	}
+	if free == 0 || bound == 0 {
+		t.Fatalf("sample mesh has %d shared and %d flavour-bound clusters used by both flavours; want some of each", free, bound)
+	}
+}
