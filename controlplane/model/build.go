@@ -97,8 +97,8 @@ func buildWith(pm *policy.Mesh, opts BuildOptions, workers int) (*Mesh, error) {
 		return nil, err
 	}
 	m.Secrets = secrets
-	m.Normalize()
-	if err := m.Validate(); err != nil {
+	m.normalize(b.workers)
+	if err := m.validate(b.workers); err != nil {
 		return nil, fmt.Errorf("build model: %w", err)
 	}
 	m.validated = true

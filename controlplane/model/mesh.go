@@ -70,22 +70,30 @@ func (m *Mesh) Secret(name string) *Secret {
 // built in any order has one canonical form (and one Hash). Route order
 // within a virtual host and sequence members are left as given, since their
 // order has meaning.
-func (m *Mesh) Normalize() {
+func (m *Mesh) Normalize() { m.normalize(1) }
+
+// normalize is Normalize on up to workers goroutines: each group, and the
+// clusters, touch only their own slices.
+func (m *Mesh) normalize(workers int) {
 	sortByName(m.Groups, func(g *NodeGroup) string { return g.Name })
-	for gi := range m.Groups {
-		g := &m.Groups[gi]
+	sortByName(m.Secrets, func(s *Secret) string { return s.Name })
+	// Index len(m.Groups) stands for the clusters.
+	eachIndex(workers, len(m.Groups)+1, func(i int) {
+		if i == len(m.Groups) {
+			sortByName(m.Clusters, func(c *Cluster) string { return c.Name })
+			for ci := range m.Clusters {
+				normalizeCluster(&m.Clusters[ci])
+			}
+			return
+		}
+		g := &m.Groups[i]
 		sort.Strings(g.Nodes.IDs)
 		sort.Strings(g.ExtraClusters)
 		sortByName(g.Listeners, func(l *Listener) string { return l.Name })
 		for li := range g.Listeners {
 			normalizeListener(&g.Listeners[li])
 		}
-	}
-	sortByName(m.Clusters, func(c *Cluster) string { return c.Name })
-	for ci := range m.Clusters {
-		normalizeCluster(&m.Clusters[ci])
-	}
-	sortByName(m.Secrets, func(s *Secret) string { return s.Name })
+	})
 }
 
 func normalizeListener(l *Listener) {

@@ -74,6 +74,28 @@ func (b *builder) inSpans(n int, weight func(i int) int, do func(f *builder, lo,
 	return forks
 }
 
+// eachIndex calls do(i) for every i in [0, n), on up to workers goroutines
+// at a time (in order on the caller's when workers is 1). The calls must
+// touch disjoint data.
+func eachIndex(workers, n int, do func(i int)) {
+	if workers <= 1 || n <= 1 {
+		for i := range n {
+			do(i)
+		}
+		return
+	}
+	// No context, as in inSpans: the calls neither fail nor block.
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i := range n {
+		g.Go(func() error {
+			do(i)
+			return nil
+		})
+	}
+	_ = g.Wait() // the calls return no errors
+}
+
 // spans cuts n items of the given weights into at most k contiguous,
 // non-empty spans of about equal total weight.
 func spans(n int, weight func(i int) int, k int) [][2]int {

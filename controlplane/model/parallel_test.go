@@ -164,3 +164,32 @@ func TestSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelValidateReportsInOrder breaks a listener in every group:
+// checking the groups on several goroutines must report the very errors,
+// in the order, that one goroutine does.
+func TestParallelValidateReportsInOrder(t *testing.T) {
+	pm, err := policy.Load(context.Background(), "../../examples/policies/mtls-authorization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := buildWith(pm, BuildOptions{Secrets: fakeSecretsFor(pm)}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Groups) < 3 {
+		t.Fatalf("%d groups: the example no longer tests several", len(m.Groups))
+	}
+	for gi := range m.Groups {
+		m.Groups[gi].Listeners[0].Routes.Name = ""
+	}
+	want := m.validate(1)
+	if want == nil || strings.Count(want.Error(), "route configuration without a name") != len(m.Groups) {
+		t.Fatalf("one goroutine: %v, want an error per group", want)
+	}
+	for _, w := range []int{2, 3} {
+		if got := m.validate(w); got == nil || got.Error() != want.Error() {
+			t.Errorf("%d workers: %v, want %v", w, got, want)
+		}
+	}
+}

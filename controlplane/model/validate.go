@@ -24,6 +24,13 @@ func (m *Mesh) Validate() error {
 	if m.validated {
 		return nil
 	}
+	return m.validate(1)
+}
+
+// validate is Validate checking the groups on up to workers goroutines,
+// each with a validator of its own; their errors are joined in group
+// order, as one goroutine would report them.
+func (m *Mesh) validate(workers int) error {
 	v := &validator{m: m, clusters: newSortedIndex(m.Clusters, func(c *Cluster) string { return c.Name })}
 	for i := range m.Clusters {
 		c := &m.Clusters[i]
@@ -37,8 +44,21 @@ func (m *Mesh) Validate() error {
 	v.names(sub(nil, "group", ""), len(m.Groups), func(i int) string { return m.Groups[i].Name })
 	v.names(sub(nil, "cluster", ""), len(m.Clusters), func(i int) string { return m.Clusters[i].Name })
 	v.names(sub(nil, "secret", ""), len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
-	for i := range m.Groups {
-		v.group(&m.Groups[i])
+	if workers > 1 && len(m.Groups) > 1 {
+		errs := make([][]error, len(m.Groups))
+		eachIndex(workers, len(m.Groups), func(i int) {
+			// A copy of the index: find moves its last-hit position.
+			gv := &validator{m: m, clusters: v.clusters, manyDNS: v.manyDNS}
+			gv.group(&m.Groups[i])
+			errs[i] = gv.errs
+		})
+		for _, e := range errs {
+			v.errs = append(v.errs, e...)
+		}
+	} else {
+		for i := range m.Groups {
+			v.group(&m.Groups[i])
+		}
 	}
 	for i := range m.Clusters {
 		v.cluster(&m.Clusters[i])
