@@ -48,6 +48,12 @@ type scratch struct {
 	parts clusterParts
 	// buf is reused to encode resources for their versions.
 	buf []byte
+	// used, marked and clusters are a group's flags and list of used
+	// clusters (see groupBuilder), needed only while it is built: in a
+	// large mesh, new ones for every group and change would be a good
+	// share of what a change allocates.
+	used, marked []bool
+	clusters     []int
 }
 
 // flavour indexes the cache's per-flavour tables.

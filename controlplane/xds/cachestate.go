@@ -56,7 +56,9 @@ type groupState struct {
 	group     *model.NodeGroup
 	listeners []*builtListener
 	// routes[i][k] are the routes built for virtual host k of listener
-	// i's route configuration.
+	// i's route configuration. It is made with the first route
+	// configuration (nil until then): a proxyless group has thousands of
+	// listeners and no route configuration.
 	routes [][][]*builtRoute
 	// listenerIndex and routeIndex find entries by name when they moved.
 	listenerIndex map[string]int
@@ -216,11 +218,7 @@ func (st *meshState) group(g *model.NodeGroup) *groupState {
 	if gs := st.groups[g.Name]; gs != nil && gs.group == g {
 		return gs
 	}
-	gs := &groupState{
-		group:     g,
-		listeners: make([]*builtListener, len(g.Listeners)),
-		routes:    make([][][]*builtRoute, len(g.Listeners)),
-	}
+	gs := &groupState{group: g, listeners: make([]*builtListener, len(g.Listeners))}
 	st.groups[g.Name] = gs
 	return gs
 }

@@ -83,6 +83,9 @@ func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfigurat
 	}
 	var built [][]*builtRoute
 	if b.gs != nil {
+		if b.gs.routes == nil {
+			b.gs.routes = make([][][]*builtRoute, len(b.group.Listeners))
+		}
 		if b.gs.routes[i] == nil {
 			b.gs.routes[i] = make([][]*builtRoute, len(rc.VirtualHosts))
 		}
@@ -104,8 +107,8 @@ func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfigurat
 		lastK := -1
 		if last >= 0 {
 			if lastK = b.lastGS.vhostPos(last, mvh.Name, k); lastK >= 0 {
-				if rs := b.lastGS.routes[last]; rs != nil {
-					prev = rs[lastK]
+				if rs := b.lastGS.routes; last < len(rs) && rs[last] != nil {
+					prev = rs[last][lastK]
 				}
 			}
 		}

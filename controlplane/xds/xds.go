@@ -93,7 +93,8 @@ func forGroup(m *model.Mesh, name string, c *Cache, w *scratch) (*Resources, err
 		if c.last != nil {
 			b.lastGS = c.last.groups[name]
 		}
-		b.used, b.marked = make([]bool, len(m.Clusters)), make([]bool, len(g.Listeners))
+		w.used, w.marked = table(w.used, len(m.Clusters)), table(w.marked, len(g.Listeners))
+		b.used, b.marked = w.used, w.marked
 		b.names = b.st
 	} else {
 		b.names = &meshState{mesh: m}
@@ -318,7 +319,11 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 			n++
 		}
 	}
-	clusters = make([]int, 0, n)
+	var buf []int
+	if b.work != nil {
+		buf = b.work.clusters[:0]
+	}
+	clusters = slices.Grow(buf, n)
 	for i, u := range used {
 		if !u {
 			continue
@@ -328,6 +333,9 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 			ss[c.TLS.CertSecret] = true
 			ss[c.TLS.TrustSecret] = true
 		}
+	}
+	if b.work != nil {
+		b.work.clusters = clusters // for the next group: build is done with it by then
 	}
 	delete(ss, "")
 	if len(unknown) > 0 {
