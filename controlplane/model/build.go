@@ -142,7 +142,6 @@ func (b *builder) build() *Mesh {
 	for _, f := range forks {
 		b.join(f)
 	}
-	m.Groups = make([]NodeGroup, 0, len(groups))
 	for i, g := range groups {
 		if made[i] {
 			m.Groups = append(m.Groups, g)

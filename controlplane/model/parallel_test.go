@@ -193,3 +193,21 @@ func TestParallelValidateReportsInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildWithoutGroups keeps a mesh with no node groups' Groups nil, as
+// it was before the groups were built in parts.
+func TestBuildWithoutGroups(t *testing.T) {
+	pm, err := policy.Parse("m.yaml", []byte("apiVersion: maestro.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec: {mtls: {mode: DISABLE}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int{1, 2} {
+		m, err := buildWith(pm, BuildOptions{}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Groups != nil {
+			t.Errorf("%d workers: groups %#v, want nil", w, m.Groups)
+		}
+	}
+}
