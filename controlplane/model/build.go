@@ -60,6 +60,13 @@ func RequiredSecrets(pm *policy.Mesh) []string {
 	if pm == nil || pm.Config == nil {
 		return nil
 	}
+	if pm.Config.Spec.MTLS.Mode != policy.MTLSStrict || len(pm.Sidecars) == 0 {
+		// Only STRICT mTLS with sidecars references secrets (see secure,
+		// sidecar and proxylessSidecar), so for other meshes the control
+		// plane's load, which asks before every Build, need not build the
+		// mesh twice.
+		return []string{}
+	}
 	b := newBuilder(pm, BuildOptions{}, 0)
 	b.build()
 	out := make([]string, 0, len(b.needSecrets))

@@ -378,6 +378,16 @@ func BenchmarkLoadAndBuild10k(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/build")
 		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-ms/build")
 	})
+	// The control plane's load asks for the secrets before every Build.
+	b.Run("required-secrets", func(b *testing.B) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		for b.Loop() {
+			model.RequiredSecrets(pm)
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
+	})
 }
 
 // cpuTime is the process's user+system CPU time: on a shared machine it

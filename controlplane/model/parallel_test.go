@@ -211,3 +211,42 @@ func TestBuildWithoutGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestRequiredSecretsIsWhatBuildNeeds compares RequiredSecrets, which
+// skips the build of a mesh without STRICT mTLS or sidecars, with the
+// secrets a full build records, for every example and large meshes.
+func TestRequiredSecretsIsWhatBuildNeeds(t *testing.T) {
+	files, err := filepath.Glob("../../examples/policies/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, "../../examples/mesh.yaml")
+	var strict int
+	check := func(name string, pm *policy.Mesh) {
+		got, want := RequiredSecrets(pm), secretsOf(pm, 1)
+		if !slices.Equal(got, want) || got == nil {
+			t.Errorf("%s: RequiredSecrets %#v, want %#v", name, got, want)
+		}
+		if len(want) > 0 {
+			strict++
+		}
+	}
+	for _, f := range files {
+		pm, err := policy.Load(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(filepath.Base(f), pm)
+	}
+	for name, text := range map[string]string{"strict": strictPolicy(20), "plain": plainPolicy(20),
+		"strict-without-sidecars": strings.Replace(plainPolicy(20), "mode: DISABLE", "mode: STRICT", 1)} {
+		pm, err := policy.Parse(name+".yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(name, pm)
+	}
+	if strict < 3 {
+		t.Errorf("only %d meshes need secrets: the test no longer covers STRICT mTLS", strict)
+	}
+}
