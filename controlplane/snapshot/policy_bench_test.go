@@ -177,18 +177,5 @@ func BenchmarkTranslateChange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	tr := snapshot.NewTranslator()
-	if _, err := tr.Translate(ms[0]); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	cpu := startCPU(b)
-	i := 1
-	for b.Loop() {
-		if _, err := tr.Translate(ms[i%2]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-	cpu.report(b)
+	translateAlternately(b, ms, func(*snapshot.Set) {})
 }
