@@ -28,17 +28,7 @@ func TestLoaderReuseMatchesFreshParse(t *testing.T) {
 		"# shifted\n" + broken,
 		base,
 	}
-	l := &Loader{}
-	for i, text := range steps {
-		got, gotErr := l.Parse("p.yaml", []byte(text))
-		want, wantErr := Parse("p.yaml", []byte(text))
-		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
-			t.Fatalf("step %d: errors differ:\n got %v\nwant %v", i, gotErr, wantErr)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d: meshes differ", i)
-		}
-	}
+	reloadsMatchFreshParses(t, steps)
 }
 
 // TestLoaderLeavesEarlierMeshesUnchanged: Meshes share documents with the
@@ -553,6 +543,13 @@ func TestLoaderEditsMatchFreshParse(t *testing.T) {
 		route("a", spec) + base,
 		base,
 	}
+	reloadsMatchFreshParses(t, steps)
+}
+
+// reloadsMatchFreshParses loads each text in turn through one Loader and
+// checks every result, and every error, equals a fresh Parse of it.
+func reloadsMatchFreshParses(t *testing.T, steps []string) {
+	t.Helper()
 	l := &Loader{}
 	for i, text := range steps {
 		got, gotErr := l.Parse("p.yaml", []byte(text))
