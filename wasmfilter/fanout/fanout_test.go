@@ -434,3 +434,52 @@ func TestMemberErrorIsReported(t *testing.T) {
 		t.Errorf("failures counter = %d", got)
 	}
 }
+
+// TestChunkedRequestBody: a request body that reaches the filter in several
+// chunks (data frames) is buffered until its end and then answered like
+// one sent at once, over REST and gRPC.
+func TestChunkedRequestBody(t *testing.T) {
+	f := startFraud(t)
+	ctx := testCtx(t)
+	in := features(12)
+	for _, grpc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...),
+				Strategy: filterconfig.StrategyMean, TimeoutMs: 10000}
+			answers := make([]*oip.Response, len(fraudMembers))
+			req, cluster := restRequest(t, "fraud", in), "fraud.v1"
+			for i, n := range fraudMembers {
+				answers[i] = directREST(t, f.members[n], []oip.Tensor{in})
+				if grpc {
+					answers[i] = directGRPC(t, ctx, f.members[n], []oip.Tensor{in})
+				}
+			}
+			if grpc {
+				r.Primary = grpcCluster("fraud.v2")
+				req, cluster = grpcRequest(t, "fraud", in), r.Primary
+			}
+			req.ChunkSize = len(req.Body)/3 + 1 // three chunks
+			resp, err := newVM(t, f.clusters, r).RoundTrip(ctx, cluster, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got oip.Tensor
+			if grpc {
+				if st := resp.Trailer("grpc-status"); st != "0" {
+					t.Fatalf("grpc-status %q: %s", st, resp.Trailer("grpc-message"))
+				}
+				got = grpcOutput(t, decodeGRPCBody(t, resp.Body))
+			} else {
+				if resp.Status != 200 {
+					t.Fatalf("status %d: %s", resp.Status, resp.Body)
+				}
+				out, err := oip.DecodeJSONResponse(resp.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = out.Outputs[0]
+			}
+			sameTensor(t, got, expected(t, &r, answers))
+		})
+	}
+}

@@ -16,6 +16,10 @@ type Request struct {
 	Headers                 [][2]string
 	Body                    []byte
 	Trailers                [][2]string
+	// ChunkSize, if positive, delivers Body in chunks of at most this many
+	// bytes, one body callback each, as Envoy does with a body that spans
+	// several data frames; zero delivers it in one.
+	ChunkSize int
 }
 
 // Response is what the downstream client receives.
@@ -130,7 +134,9 @@ func (s *Stream) RequestBody(chunk []byte, endOfStream bool) (pw.Action, error) 
 	}
 	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
 	s.reqBuffering = a == pw.ActionPause
-	s.reqPaused = s.reqPaused || a == pw.ActionPause
+	// As in Envoy, a data callback's answer decides: Continue resumes a
+	// stream that an earlier callback stopped.
+	s.reqPaused = a == pw.ActionPause
 	return a, err
 }
 
@@ -140,7 +146,7 @@ func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 	defer s.vm.mu.Unlock()
 	s.reqTrailers = lower(trailers)
 	a, err := s.callback("proxy_on_request_trailers", uint64(len(s.reqTrailers)))
-	s.reqPaused = s.reqPaused || a == pw.ActionPause
+	s.reqPaused = a == pw.ActionPause
 	return a, err
 }
 
@@ -167,7 +173,7 @@ func (s *Stream) ResponseBody(chunk []byte, endOfStream bool) (pw.Action, error)
 	}
 	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
 	s.respBuffer = a == pw.ActionPause
-	s.respPaused = s.respPaused || a == pw.ActionPause
+	s.respPaused = a == pw.ActionPause // as for the request
 	return a, err
 }
 
@@ -177,7 +183,7 @@ func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 	defer s.vm.mu.Unlock()
 	s.respTrailers = lower(trailers)
 	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
-	s.respPaused = s.respPaused || a == pw.ActionPause
+	s.respPaused = a == pw.ActionPause
 	return a, err
 }
 
@@ -301,10 +307,15 @@ func (vm *VM) RoundTrip(ctx context.Context, cluster string, req Request) (resp 
 	if _, err := s.RequestHeaders(headers, !hasBody && !hasTrailers); err != nil {
 		return nil, err
 	}
-	if hasBody && s.LocalResponse() == nil {
-		if _, err := s.RequestBody(req.Body, !hasTrailers); err != nil {
+	for rest := req.Body; len(rest) > 0 && s.LocalResponse() == nil; {
+		n := len(rest)
+		if req.ChunkSize > 0 {
+			n = min(n, req.ChunkSize)
+		}
+		if _, err := s.RequestBody(rest[:n], n == len(rest) && !hasTrailers); err != nil {
 			return nil, err
 		}
+		rest = rest[n:]
 	}
 	if hasTrailers && s.LocalResponse() == nil {
 		if _, err := s.RequestTrailers(req.Trailers); err != nil {

@@ -200,6 +200,14 @@ func TestChunkedBodyIsBufferedWhilePaused(t *testing.T) {
 	if got := string(s.RequestBodyBytes()); got != "ABCDEF" {
 		t.Fatalf("body = %q", got)
 	}
+	// The last chunk's Continue resumes the stream the earlier chunks
+	// stopped, as in Envoy: nothing is left to wait for.
+	if s.Paused(false) {
+		t.Fatal("stream still paused after the body callback continued")
+	}
+	if err := s.AwaitResume(t.Context(), false); err != nil {
+		t.Fatalf("AwaitResume after the body continued: %v", err)
+	}
 	if err := s.Done(); err != nil {
 		t.Fatal(err)
 	}
