@@ -157,13 +157,7 @@ func TestEnsembleMatchesDirectCombination(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if resp.Status != 200 {
-						t.Fatalf("status %d: %s", resp.Status, resp.Body)
-					}
-					out, err := oip.DecodeJSONResponse(resp.Body)
-					if err != nil {
-						t.Fatal(err)
-					}
+					out := okJSON(t, resp)
 					got = out.Outputs[0]
 					answered, latency = resp.Header(fanout.HeaderAnswered), resp.Header(fanout.HeaderLatency)
 					if resp.Header(fanout.HeaderMissing) != "" {
@@ -234,14 +228,7 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if resp.Status != 200 {
-					t.Fatalf("status %d: %s", resp.Status, resp.Body)
-				}
-				out, err := oip.DecodeJSONResponse(resp.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = out.Outputs[0]
+				got = okJSON(t, resp).Outputs[0]
 				missing, answered = resp.Header(fanout.HeaderMissing), resp.Header(fanout.HeaderAnswered)
 			}
 			sameTensor(t, got, want)
@@ -470,16 +457,22 @@ func TestChunkedRequestBody(t *testing.T) {
 				}
 				got = grpcOutput(t, decodeGRPCBody(t, resp.Body))
 			} else {
-				if resp.Status != 200 {
-					t.Fatalf("status %d: %s", resp.Status, resp.Body)
-				}
-				out, err := oip.DecodeJSONResponse(resp.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = out.Outputs[0]
+				got = okJSON(t, resp).Outputs[0]
 			}
 			sameTensor(t, got, expected(t, &r, answers))
 		})
 	}
+}
+
+// okJSON decodes a REST answer the filter sent with status 200.
+func okJSON(t *testing.T, resp *wasmtest.Response) *oip.Response {
+	t.Helper()
+	if resp.Status != 200 {
+		t.Fatalf("status %d: %s", resp.Status, resp.Body)
+	}
+	out, err := oip.DecodeJSONResponse(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
