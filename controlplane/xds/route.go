@@ -35,23 +35,9 @@ func modeOf(k model.ListenerKind) routeMode {
 	return forEnvoy
 }
 
-// RouteConfiguration creates an Envoy RouteConfiguration from rc; for
-// proxyless gRPC clients, timeouts are also set as max stream durations
-// (which is what gRPC reads) and mirrors, which gRPC ignores, are left out.
-func RouteConfiguration(rc *model.RouteConfig, proxyless bool) (*routev3.RouteConfiguration, error) {
-	mode := forEnvoy
-	if proxyless {
-		mode = forGRPCClient
-	}
-	return routeConfiguration(rc, mode)
-}
-
-// ServerRouteConfiguration creates the route configuration of an xDS gRPC
-// server: the same matches, each served locally.
-func ServerRouteConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguration, error) {
-	return routeConfiguration(rc, forGRPCServer)
-}
-
+// routeConfiguration builds rc's routes inline, for the listeners that
+// carry them (API and gRPC-server listeners); RDS route configurations go
+// through the Cache, which reuses unchanged routes.
 func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteConfiguration, error) {
 	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
 	for i := range rc.VirtualHosts {

@@ -119,20 +119,6 @@ func childOf(t *testing.T, child, parent sdktrace.ReadOnlySpan) {
 	}
 }
 
-// hasNames fails unless every name is among the spans' names.
-func hasNames(t *testing.T, s spans, names ...string) {
-	t.Helper()
-	var got []string
-	for _, sp := range s {
-		got = append(got, sp.Name())
-	}
-	for _, n := range names {
-		if !slices.Contains(got, n) {
-			t.Errorf("no span %q among:\n%s", n, s)
-		}
-	}
-}
-
 // documented fails for every span name in s that docs/tracing.md does not
 // show in backquotes, so the page cannot fall behind the code. skip names
 // the test's own spans.
