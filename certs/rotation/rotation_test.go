@@ -1,7 +1,6 @@
 package rotation
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/maestro-ml/maestro/certs/clock/fakeclock"
 	"github.com/maestro-ml/maestro/certs/localca"
 	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/internal/syncbuf"
 )
 
 const td = "cluster.local"
@@ -99,22 +99,12 @@ type harness struct {
 	ctx    context.Context
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+// lockedBuffer is the audit log's writer; kinds counts its events.
+type lockedBuffer struct{ syncbuf.Buffer }
 
 func (l *lockedBuffer) kinds() map[audit.Kind]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	out := map[audit.Kind]int{}
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var ev audit.Event
 		if json.Unmarshal([]byte(line), &ev) == nil {
 			out[ev.Kind]++

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/certs/vault"
 	"github.com/maestro-ml/maestro/certs/vault/vaulttest"
+	"github.com/maestro-ml/maestro/internal/syncbuf"
 )
 
 const (
@@ -35,34 +35,16 @@ var (
 	id    = spiffe.Must(td, "default", "frontend")
 )
 
-// syncBuffer collects logs from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	srv   *vaulttest.Server
 	clock *fakeclock.Clock
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	root  string // a token that never expires
 }
 
 func newEnv(t *testing.T, now func() time.Time, appRoleTTL, appRoleMax time.Duration) *env {
 	t.Helper()
-	e := &env{logs: &syncBuffer{}}
+	e := &env{logs: &syncbuf.Buffer{}}
 	if now == nil {
 		e.clock = fakeclock.New(start)
 		now = e.clock.Now

@@ -10,12 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/maestro-ml/maestro/controlplane/server"
 	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
+	"github.com/maestro-ml/maestro/internal/syncbuf"
 )
 
 // churn is a second proxyless target in the same node group: each client
@@ -42,24 +42,6 @@ func writePolicy(t *testing.T, path string, ports []int, v1 int, caDir string) {
 	t.Helper()
 	meshtest.Fraud{Name: "test", CADir: caDir, V1Port: ports[0], V2Port: ports[1], V1Weight: v1,
 		Extra: fmt.Sprintf(churn, ports[2])}.Write(t, path)
-}
-
-// syncBuffer is an io.Writer safe for the concurrent prints of Run.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // share waits until fraud has served at least n more requests than in
@@ -150,7 +132,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 	counts := make(chan Counts, 1)
 	reloads := make(chan error, 8)
 	started := make(chan Started, 1)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -1,0 +1,23 @@
+package syncbuf
+
+import (
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestConcurrentWritesAreAllKept(t *testing.T) {
+	var b Buffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				_, _ = b.Write([]byte("x\n"))
+			}
+		})
+	}
+	wg.Wait()
+	if n := strings.Count(b.String(), "x\n"); n != 800 {
+		t.Fatalf("%d lines kept, want 800", n)
+	}
+}
