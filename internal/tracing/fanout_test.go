@@ -2,7 +2,6 @@ package tracing
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -10,12 +9,11 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/runtime/builtin"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
 )
-
-const fanoutPkg = "github.com/maestro-ml/maestro/wasmfilter/fanout/cmd"
 
 // ensembleMember is one traced inference server of the fraud ensemble.
 type ensembleMember struct {
@@ -93,7 +91,7 @@ func TestFanoutCalloutsJoinTheCallersTrace(t *testing.T) {
 				req = wasmtest.Request{Method: "POST", Path: oip.InferPathFor("fraud", ""), Body: body,
 					Headers: [][2]string{{"content-type", "application/json"}, {"traceparent", traceparent}}}
 			}
-			vm := newFanoutVM(t, clusters, route)
+			vm := fanouttest.NewVM(t, clusters, route)
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
 			resp, err := vm.RoundTrip(ctx, upstream, req)
@@ -134,24 +132,4 @@ func TestFanoutCalloutsJoinTheCallersTrace(t *testing.T) {
 			}
 		})
 	}
-}
-
-// newFanoutVM runs the real fanout.wasm with one route, selected through
-// Envoy's xds.route_name property.
-func newFanoutVM(t *testing.T, clusters map[string]wasmtest.Cluster, route filterconfig.FanoutRoute) *wasmtest.VM {
-	t.Helper()
-	cfg, err := json.Marshal(filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := wasmtest.Load(t, fanoutPkg).NewVM(t.Context(), wasmtest.Config{
-		PluginConfig: cfg,
-		Clusters:     clusters,
-		Properties:   map[string][]byte{"xds.route_name": []byte(route.Route)},
-	})
-	if err != nil {
-		t.Fatalf("new vm: %v", err)
-	}
-	t.Cleanup(func() { vm.Close() })
-	return vm
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -32,7 +33,7 @@ func BenchmarkFanoutAddedLatency(b *testing.B) {
 			if grpc {
 				r.Primary, cluster, req = grpcCluster("fraud.v1"), grpcCluster("fraud.v1"), grpcRequest(b, "fraud", in)
 			}
-			vm := newVM(b, f.clusters, r)
+			vm := fanouttest.NewVM(b, f.clusters, r)
 			direct := directCaller(b, f, grpc, in)
 			// Warm connections and the models.
 			for range 3 {
@@ -127,7 +128,7 @@ func directCaller(b *testing.B, f *fixture, grpc bool, in oip.Tensor) func(conte
 // BenchmarkFanoutVM measures starting one VM of the real fanout.wasm (one
 // Envoy worker's copy) and reports the module size and the VM's memory.
 func BenchmarkFanoutVM(b *testing.B) {
-	mod := wasmtest.Load(b, filterPkg)
+	mod := wasmtest.Load(b, fanouttest.Pkg)
 	cfg := []byte(`{"routes":[{"route":"fraud","members":[{"cluster":"a","model":"fraud"},{"cluster":"b","model":"fraud"}]}]}`)
 	var mem uint32
 	for b.Loop() {

@@ -7,6 +7,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/combine"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -131,7 +132,7 @@ func TestEnsembleMatchesDirectCombination(t *testing.T) {
 				if grpc {
 					r.Primary = grpcCluster("fraud.v2")
 				}
-				vm := newVM(t, f.clusters, r)
+				vm := fanouttest.NewVM(t, f.clusters, r)
 				var got oip.Tensor
 				var answered, latency string
 				if grpc {
@@ -206,7 +207,7 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 			if grpc {
 				r.Primary = grpcCluster("fraud.v1")
 			}
-			vm := newVM(t, clusters, r)
+			vm := fanouttest.NewVM(t, clusters, r)
 			// What the two members that answer in time say on their own.
 			two := filterconfig.FanoutRoute{Members: r.Members[:2], Strategy: r.Strategy}
 			want := expected(t, &two, []*oip.Response{
@@ -263,7 +264,7 @@ func TestUnderQuorumFails(t *testing.T) {
 			if grpc {
 				r.Primary = grpcCluster("fraud.v1")
 			}
-			vm := newVM(t, clusters, r)
+			vm := fanouttest.NewVM(t, clusters, r)
 			if grpc {
 				resp, err := vm.RoundTrip(ctx, r.Primary, grpcRequest(t, "fraud", in))
 				if err != nil {
@@ -317,7 +318,7 @@ func TestBadRequestsAreRejected(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(tc.grpc, fraudMembers...)}
-			vm := newVM(t, f.clusters, r)
+			vm := fanouttest.NewVM(t, f.clusters, r)
 			cluster := "fraud.v1"
 			if tc.grpc {
 				cluster = grpcCluster(cluster)
@@ -352,7 +353,7 @@ func TestOtherTrafficPassesThrough(t *testing.T) {
 	f := startFraud(t)
 	ctx := testCtx(t)
 	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(false, fraudMembers...)}
-	vm := newVM(t, f.clusters, r)
+	vm := fanouttest.NewVM(t, f.clusters, r)
 	resp, err := vm.RoundTrip(ctx, "fraud.v1", wasmtest.Request{Method: "GET", Path: "/v2/models/fraud/ready"})
 	if err != nil {
 		t.Fatal(err)
@@ -373,7 +374,7 @@ func TestGRPCPrimaryFailure(t *testing.T) {
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(true, fraudMembers...), Quorum: quorum,
 				TimeoutMs: 5000, Primary: grpcCluster("fraud.v1")}
 			r.Members[0].Model = "no-such-model"
-			vm := newVM(t, f.clusters, r)
+			vm := fanouttest.NewVM(t, f.clusters, r)
 			resp, err := vm.RoundTrip(ctx, r.Primary, grpcRequest(t, "fraud", features(2)))
 			if err != nil {
 				t.Fatal(err)
@@ -405,7 +406,7 @@ func TestMemberErrorIsReported(t *testing.T) {
 	ctx := testCtx(t)
 	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(false, fraudMembers...), Quorum: 2, TimeoutMs: 5000}
 	r.Members[2].Model = "no-such-model"
-	vm := newVM(t, f.clusters, r)
+	vm := fanouttest.NewVM(t, f.clusters, r)
 	resp, err := vm.RoundTrip(ctx, "fraud.v1", restRequest(t, "fraud", features(2)))
 	if err != nil {
 		t.Fatal(err)
@@ -446,7 +447,7 @@ func TestChunkedRequestBody(t *testing.T) {
 				req, cluster = grpcRequest(t, "fraud", in), r.Primary
 			}
 			req.ChunkSize = len(req.Body)/3 + 1 // three chunks
-			resp, err := newVM(t, f.clusters, r).RoundTrip(ctx, cluster, req)
+			resp, err := fanouttest.NewVM(t, f.clusters, r).RoundTrip(ctx, cluster, req)
 			if err != nil {
 				t.Fatal(err)
 			}

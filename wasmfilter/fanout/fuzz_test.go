@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -30,7 +31,7 @@ func FuzzFilterRequest(f *testing.F) {
 	rest := filterconfig.FanoutRoute{Route: "rest", Members: fx.routeMembers(false, fraudMembers...), TimeoutMs: 5000}
 	grpc := filterconfig.FanoutRoute{Route: "grpc", Members: fx.routeMembers(true, fraudMembers...), TimeoutMs: 5000,
 		Primary: grpcCluster("fraud.v1")}
-	restVM, grpcVM := newVM(f, fx.clusters, rest), newVM(f, fx.clusters, grpc)
+	restVM, grpcVM := fanouttest.NewVM(f, fx.clusters, rest), fanouttest.NewVM(f, fx.clusters, grpc)
 
 	f.Fuzz(func(t *testing.T, body []byte, isGRPC bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

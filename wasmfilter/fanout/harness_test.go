@@ -3,7 +3,6 @@ package fanout_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"math"
 	"net"
@@ -21,8 +20,6 @@ import (
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
 )
-
-const filterPkg = "github.com/maestro-ml/maestro/wasmfilter/fanout/cmd"
 
 // member is one real model behind a cluster, reachable over REST and gRPC.
 type member struct {
@@ -71,26 +68,6 @@ func (f *fixture) routeMembers(grpc bool, names ...string) []filterconfig.Fanout
 		out[i] = filterconfig.FanoutMember{Name: n, Cluster: c, Model: m.model, Version: m.version}
 	}
 	return out
-}
-
-// newVM starts the real fanout.wasm with one route, selected through
-// Envoy's xds.route_name property.
-func newVM(t testing.TB, clusters map[string]wasmtest.Cluster, route filterconfig.FanoutRoute) *wasmtest.VM {
-	t.Helper()
-	cfg, err := json.Marshal(filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vm, err := wasmtest.Load(t, filterPkg).NewVM(context.Background(), wasmtest.Config{
-		PluginConfig: cfg,
-		Clusters:     clusters,
-		Properties:   map[string][]byte{"xds.route_name": []byte(route.Route)},
-	})
-	if err != nil {
-		t.Fatalf("new vm: %v", err)
-	}
-	t.Cleanup(func() { vm.Close() })
-	return vm
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -7,6 +7,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/combine"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -63,7 +64,7 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 			}
 			shadowAddr, releaseShadow := heldProxy(t, shadowTarget)
 			clusters[r.Shadows[0].Cluster] = wasmtest.Cluster{Address: shadowAddr, HTTP2: grpc}
-			vm := newVM(t, clusters, r)
+			vm := fanouttest.NewVM(t, clusters, r)
 			resp, err := vm.RoundTrip(ctx, upstream, req)
 			if err != nil {
 				t.Fatal(err)
@@ -143,7 +144,7 @@ func TestShadowSamplingAndFailures(t *testing.T) {
 			// The unversioned requests reach fraud's latest version, 2,
 			// which is also what the shadow is asked.
 			r := shadowRoute(tc.cluster, tc.percent)
-			vm := newVM(t, clusters, r)
+			vm := fanouttest.NewVM(t, clusters, r)
 			for range tc.requests {
 				resp, err := vm.RoundTrip(ctx, "fraud.v1", restRequest(t, "fraud", in))
 				if err != nil {
@@ -174,7 +175,7 @@ func TestEnsembleWithShadowComparesTheCombinedAnswer(t *testing.T) {
 	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(false, "fraud.v1", "fraud-logistic.v1"),
 		Strategy: filterconfig.StrategyMean, TimeoutMs: 10000, Threshold: 0.15,
 		Shadows: []filterconfig.Shadow{{Name: "fraud.v2", Cluster: "fraud.v2", Model: "fraud", Version: "2", Percent: 100}}}
-	vm := newVM(t, f.clusters, r)
+	vm := fanouttest.NewVM(t, f.clusters, r)
 	resp, err := vm.RoundTrip(ctx, "fraud.v1", restRequest(t, "fraud", in))
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestSequenceFeedsOutputsForward(t *testing.T) {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
 			r := filterconfig.FanoutRoute{Route: "fraud", Sequence: true, TimeoutMs: 10000, Members: f.routeMembers(grpc, "fraud.v1", "calib")}
 			r.Members[1].Inputs = map[string]string{"probability": "x"}
-			vm := newVM(t, f.clusters, r)
+			vm := fanouttest.NewVM(t, f.clusters, r)
 			var got oip.Tensor
 			var answered string
 			if grpc {
@@ -251,7 +252,7 @@ func TestSequenceFeedsOutputsForward(t *testing.T) {
 		}
 		clusters["fraud.v1"] = wasmtest.Cluster{Address: deadAddress(t)}
 		r := filterconfig.FanoutRoute{Route: "fraud", Sequence: true, TimeoutMs: 10000, Members: f.routeMembers(false, "fraud.v1", "calib")}
-		vm := newVM(t, clusters, r)
+		vm := fanouttest.NewVM(t, clusters, r)
 		resp, err := vm.RoundTrip(ctx, "calib", restRequest(t, "fraud", in))
 		if err != nil {
 			t.Fatal(err)
