@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/maestro-ml/maestro/internal/halves"
 )
 
 // Defaults, in one place; docs/policy.md and the `doc` tags repeat them.
@@ -56,7 +58,7 @@ func DefaultBurnWindows() []BurnWindow {
 // before validation and tolerates invalid input (unknown references are
 // left for validate to report). Each document's own defaults are already
 // applied (defaultDocument). Routes are defaulted in two halves side by
-// side (inHalves): each reads services and writes only itself.
+// side (halves.Run): each reads services and writes only itself.
 func applyDefaults(ctx context.Context, m *Mesh) error {
 	if m.Config == nil {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
@@ -82,12 +84,13 @@ func applyDefaults(ctx context.Context, m *Mesh) error {
 			}
 		}
 	}
-	return inHalves(ctx, len(m.Routes), func(_, lo, hi int) {
+	return halves.Run(ctx, len(m.Routes), splitAbove, func(_, lo, hi int) error {
 		// A cursor per half: it remembers where its half looked last.
 		ss := &serviceCursor{m: m}
 		for _, r := range m.Routes[lo:hi] {
 			defaultRouteRefs(ss, r)
 		}
+		return nil
 	})
 }
 

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/maestro-ml/maestro/internal/halves"
 )
 
 // validator checks a defaulted Mesh and records every problem.
@@ -110,11 +112,12 @@ func validate(ctx context.Context, m *Mesh, e *errs) error {
 	// with its own list of problems, joined in route order.
 	if targetsIncrease(m.Routes) {
 		var lists [2]errs
-		err := inHalves(ctx, len(m.Routes), func(part, lo, hi int) {
+		err := halves.Run(ctx, len(m.Routes), splitAbove, func(part, lo, hi int) error {
 			hv := &validator{m: m, e: &lists[part], services: &serviceCursor{m: m}}
 			for _, r := range m.Routes[lo:hi] {
 				hv.on(KindRoute, &r.doc).route(r)
 			}
+			return nil
 		})
 		if err != nil {
 			return err
@@ -318,3 +321,9 @@ func validateEndpoints(e *errs, d *doc, kind string, field fieldPath, eps []Endp
 		}
 	}
 }
+
+// splitAbove is the number of routes from which a pass over them
+// (cross-document defaults, validation) runs in two halves side by side
+// (internal/halves): below it, starting a goroutine costs more than it
+// saves.
+const splitAbove = 512

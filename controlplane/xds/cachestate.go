@@ -8,9 +8,9 @@ import (
 	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/internal/halves"
 )
 
 // meshState is what one translation built, by position in its mesh.
@@ -141,22 +141,18 @@ func (c *Cache) prepare(ctx context.Context, m *model.Mesh) (*meshState, error) 
 	if c.last == nil {
 		return st, nil
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	half := len(m.Clusters) / 2
-	for _, part := range [2][2]int{{0, half}, {half, len(m.Clusters)}} {
-		g.Go(func() error {
-			for i := part[0]; i < part[1]; i++ {
-				if i%1024 == 0 && ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if j := st.lastPos[i]; j >= 0 {
-					st.sameAsLast(i, &c.last.mesh.Clusters[j])
-				}
+	err := halves.Run(ctx, len(m.Clusters), 0, func(_, lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			if i%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
 			}
-			return nil
-		})
-	}
-	return st, g.Wait()
+			if j := st.lastPos[i]; j >= 0 {
+				st.sameAsLast(i, &c.last.mesh.Clusters[j])
+			}
+		}
+		return nil
+	})
+	return st, err
 }
 
 // clusterPos returns the position of the cluster named name in st's mesh,
