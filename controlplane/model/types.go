@@ -232,6 +232,22 @@ type RouteAction struct {
 	SLO *SLO `json:"slo,omitempty"`
 }
 
+// EachCluster calls f with every cluster a sends requests to: the weighted
+// clusters, the mirrors and the fan-out members, in that order.
+func (a *RouteAction) EachCluster(f func(name string)) {
+	for _, w := range a.Clusters {
+		f(w.Name)
+	}
+	for _, m := range a.Mirrors {
+		f(m.Cluster)
+	}
+	if a.Fanout != nil {
+		for _, m := range a.Fanout.Members {
+			f(m.Cluster)
+		}
+	}
+}
+
 // WeightedCluster is one destination of a split.
 type WeightedCluster struct {
 	// Name is a Cluster's name in the Mesh.

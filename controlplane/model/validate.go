@@ -294,22 +294,11 @@ func (v *validator) listener(where *place, l *Listener) {
 // gRPC-Go cannot resolve: it takes host names only in a LOGICAL_DNS
 // cluster, which has exactly one endpoint.
 func (v *validator) logicalDNS(where *place, a *RouteAction) {
-	check := func(name string) {
+	a.EachCluster(func(name string) {
 		if n, ok := v.manyDNS[name]; ok {
 			v.failf(where, "%s: cluster %q has a host-name endpoint among %d endpoints; proxyless gRPC accepts a host name only as a cluster's single endpoint (LOGICAL_DNS)", name, n)
 		}
-	}
-	for _, w := range a.Clusters {
-		check(w.Name)
-	}
-	for _, m := range a.Mirrors {
-		check(m.Cluster)
-	}
-	if a.Fanout != nil {
-		for _, m := range a.Fanout.Members {
-			check(m.Cluster)
-		}
-	}
+	})
 }
 
 // route checks one route; served routes (a gRPC server's) answer locally,

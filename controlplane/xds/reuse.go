@@ -188,7 +188,7 @@ func (b *groupBuilder) inlineRefs(l *model.Listener) ([]int32, bool) {
 // to, and reports whether every name resolved.
 func (b *groupBuilder) refsOf(a *model.RouteAction, refs []int32) ([]int32, bool) {
 	ok := true
-	routeClusters(a, func(name string) {
+	a.EachCluster(func(name string) {
 		if name == "" {
 			return
 		}

@@ -309,7 +309,7 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 		}
 		for _, vh := range l.Routes.VirtualHosts {
 			for j := range vh.Routes {
-				routeClusters(&vh.Routes[j].Action, mark)
+				vh.Routes[j].Action.EachCluster(mark)
 			}
 		}
 	}
@@ -343,19 +343,4 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 		err = fmt.Errorf("unknown clusters %q", slices.Compact(unknown))
 	}
 	return clusters, slices.Sorted(maps.Keys(ss)), err
-}
-
-// routeClusters marks every cluster a route action sends requests to.
-func routeClusters(a *model.RouteAction, mark func(string)) {
-	for _, w := range a.Clusters {
-		mark(w.Name)
-	}
-	for _, m := range a.Mirrors {
-		mark(m.Cluster)
-	}
-	if a.Fanout != nil {
-		for _, m := range a.Fanout.Members {
-			mark(m.Cluster)
-		}
-	}
 }
