@@ -298,22 +298,7 @@ func TestReloadRecordsTranslateSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	cfg := Config{Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true, Registry: telemetry.NewRegistry(),
 		Tracer: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))}
-	if err := cfg.defaults(); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := newPlane(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("{"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.reload(context.Background()); err == nil {
-		t.Fatal("broken mesh loaded")
-	}
+	loadThenBreak(t, cfg, path)
 	var names []string
 	for _, s := range rec.Ended() {
 		names = append(names, s.Name()+":"+s.Status().Code.String())
@@ -332,6 +317,23 @@ func TestRefreshDoesNotRecountABrokenPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true, Registry: telemetry.NewRegistry()}
+	cp := loadThenBreak(t, cfg, path)
+	cp.refresh(context.Background())
+	cp.refresh(context.Background())
+	var m dto.Metric
+	if err := cp.m.policyErrors.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("policy_errors_total = %v after one broken edit and two refreshes, want 1", got)
+	}
+}
+
+// loadThenBreak starts a plane on cfg, loads the valid mesh at path, then
+// overwrites path with broken JSON and reloads: the plane keeps serving the
+// first mesh and has seen one failed reload.
+func loadThenBreak(t *testing.T, cfg Config, path string) *plane {
+	t.Helper()
 	if err := cfg.defaults(); err != nil {
 		t.Fatal(err)
 	}
@@ -348,13 +350,5 @@ func TestRefreshDoesNotRecountABrokenPolicy(t *testing.T) {
 	if _, err := cp.reload(context.Background()); err == nil {
 		t.Fatal("broken mesh loaded")
 	}
-	cp.refresh(context.Background())
-	cp.refresh(context.Background())
-	var m dto.Metric
-	if err := cp.m.policyErrors.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 1 {
-		t.Errorf("policy_errors_total = %v after one broken edit and two refreshes, want 1", got)
-	}
+	return cp
 }
