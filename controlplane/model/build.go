@@ -673,9 +673,14 @@ func (b *builder) authzRules(name string, r policy.AuthzRule) []AuthzRule {
 	add := func(prefix string, fs []form) {
 		for _, f := range fs {
 			rule := AuthzRule{Name: name + "." + prefix + f.suffix, Principals: slices.Clone(principals), Headers: f.match.Headers}
-			if f.match.Path != "" {
+			switch {
+			case f.match.Path != "":
 				rule.Paths = []string{f.match.Path}
-			} else if f.match.Prefix != "/" {
+			case f.match.SeparatedPrefix != "":
+				// RBAC has no separated prefix: the path itself or below it.
+				rule.Paths = []string{f.match.SeparatedPrefix}
+				rule.Prefixes = []string{f.match.SeparatedPrefix + "/"}
+			case f.match.Prefix != "/":
 				rule.Prefixes = []string{f.match.Prefix}
 			}
 			out = append(out, rule)

@@ -105,7 +105,7 @@ func TestBuildDemoMesh(t *testing.T) {
 		t.Errorf("edge routes %v, want %v", routeNames(edge), want)
 	}
 	fraud := routeNamed(t, edge, "fraud")
-	wantMatch := model.RouteMatch{Path: policy.OIPInferPath, GRPC: true, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}}
+	wantMatch := model.RouteMatch{Prefix: model.OIPModelMethodPrefix, GRPC: true, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}}
 	if !reflect.DeepEqual(fraud.Match, wantMatch) {
 		t.Errorf("fraud match %+v", fraud.Match)
 	}
@@ -210,9 +210,9 @@ func TestBuildStrictMTLSAndAuthorization(t *testing.T) {
 	}
 	want := []model.AuthzRule{
 		{Name: "fraud-callers.edge-infers.model-fraud", Principals: []string{td + "ml/sa/churn", td + "ml/sa/edge-gateway"},
-			Paths: []string{policy.OIPInferPath}, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}},
+			Prefixes: []string{model.OIPModelMethodPrefix}, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}},
 		{Name: "fraud-callers.edge-infers.model-fraud.rest", Principals: []string{td + "ml/sa/churn", td + "ml/sa/edge-gateway"},
-			Prefixes: []string{"/v2/models/fraud/"}},
+			Paths: []string{"/v2/models/fraud"}, Prefixes: []string{"/v2/models/fraud/"}},
 		{Name: "fraud-callers.health", Prefixes: []string{"/grpc.health.v1.Health/", "/v2/health/"}},
 	}
 	if !reflect.DeepEqual(az.Rules, want) {
@@ -220,7 +220,7 @@ func TestBuildStrictMTLSAndAuthorization(t *testing.T) {
 	}
 	deny := listener(t, m, "sidecar-churn", "churn.inbound").Authorization
 	if deny == nil || deny.Action != model.AuthzDeny || len(deny.Rules) != 1 ||
-		!reflect.DeepEqual(deny.Rules[0].Principals, []string{td + "batch/sa/reporting"}) || deny.Rules[0].Paths[0] != policy.OIPInferPath {
+		!reflect.DeepEqual(deny.Rules[0].Principals, []string{td + "batch/sa/reporting"}) || !slices.Equal(deny.Rules[0].Prefixes, []string{model.OIPModelMethodPrefix}) {
 		t.Errorf("churn deny %+v", deny)
 	}
 }
@@ -229,9 +229,9 @@ func TestBuildMatchForms(t *testing.T) {
 	m := build(t, load(t, "../../examples/policies/header-routing.yaml"))
 	edge := listener(t, m, "gateway-edge", "edge")
 	for name, want := range map[string]model.RouteMatch{
-		"churn.beta": {Path: policy.OIPInferPath, GRPC: true, Headers: []model.HeaderMatch{
+		"churn.beta": {Prefix: model.OIPModelMethodPrefix, GRPC: true, Headers: []model.HeaderMatch{
 			{Name: "x-maestro-model", Exact: "churn"}, {Name: "x-user-tier", Exact: "beta"}}},
-		"churn.canary-cookie": {Path: policy.OIPInferPath, GRPC: true, Headers: []model.HeaderMatch{
+		"churn.canary-cookie": {Prefix: model.OIPModelMethodPrefix, GRPC: true, Headers: []model.HeaderMatch{
 			{Name: "x-maestro-model", Exact: "churn"}, {Name: "cookie", Regex: ".*canary=1.*"}, {Name: "x-no-canary", Present: true, Invert: true}}},
 		"churn-rest":  {Prefix: "/v2/models/churn/", Headers: []model.HeaderMatch{{Name: "content-type", Prefix: "application/json"}}},
 		"churn-ready": {Path: "/v2/health/ready"},

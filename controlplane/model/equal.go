@@ -57,6 +57,7 @@ func (rc *RouteConfig) Equal(o *RouteConfig) bool {
 // Equal reports whether two routes are the same.
 func (r *Route) Equal(o *Route) bool {
 	return r.Name == o.Name && r.Match.Path == o.Match.Path && r.Match.Prefix == o.Match.Prefix &&
+		r.Match.SeparatedPrefix == o.Match.SeparatedPrefix &&
 		r.Match.GRPC == o.Match.GRPC && slices.Equal(r.Match.Headers, o.Match.Headers) &&
 		r.Action.Equal(&o.Action)
 }

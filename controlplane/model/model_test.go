@@ -37,7 +37,21 @@ func TestValidateErrors(t *testing.T) {
 		},
 		"path and prefix": {
 			edit: func(m *model.Mesh) { gw(m).Routes.VirtualHosts[0].Routes[0].Match.Prefix = "/x" },
-			want: []string{`route "fraud": exactly one of path and prefix must be set`},
+			want: []string{`route "fraud": exactly one of path, prefix and separatedPrefix must be set`},
+		},
+		"prefix and separated prefix": {
+			edit: func(m *model.Mesh) {
+				r := &gw(m).Routes.VirtualHosts[0].Routes[0]
+				r.Match.Path, r.Match.Prefix, r.Match.SeparatedPrefix = "", "/v2/", "/v2/models/fraud"
+			},
+			want: []string{`route "fraud": exactly one of path, prefix and separatedPrefix must be set`},
+		},
+		"separated prefix with trailing slash": {
+			edit: func(m *model.Mesh) {
+				r := &gw(m).Routes.VirtualHosts[0].Routes[0]
+				r.Match.Path, r.Match.Prefix, r.Match.SeparatedPrefix = "", "", "/v2/models/fraud/"
+			},
+			want: []string{`route "fraud": separatedPrefix "/v2/models/fraud/" must start with / and contain no trailing /, ? or #`},
 		},
 		"mirror percent": {
 			edit: func(m *model.Mesh) { gw(m).Routes.VirtualHosts[0].Routes[0].Action.Mirrors[0].Percent = 101 },

@@ -22,8 +22,18 @@ func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
 	return out
 }
 
-// form is one way a policy route matches: gRPC (path and model header) or
-// REST (path prefix), each its own IR route.
+// OIPModelMethodPrefix is the path prefix of the OIP gRPC methods that
+// name one model (ModelInfer, ModelReady, ModelMetadata): a standard
+// client calls ModelReady and ModelMetadata before ModelInfer, and all of
+// them must reach the model's route. The prefix also takes Triton's
+// per-model extensions (ModelStreamInfer, ModelConfig, ModelStatistics),
+// which belong with the model too.
+const OIPModelMethodPrefix = "/inference.GRPCInferenceService/Model"
+
+// form is one way a policy route matches: gRPC (per-model methods and model
+// header) or REST (the model's path /v2/models/<model> as a separated
+// prefix: metadata, ready, infer and versions/<v>/..., but not a model
+// whose name merely starts with <model>), each its own IR route.
 type form struct {
 	suffix string
 	match  RouteMatch
@@ -41,11 +51,11 @@ func (b *builder) forms(m policy.RouteMatch, envoy bool) (fs [2]form, n int) {
 	switch {
 	case m.Model != "":
 		grpc := func() form {
-			return form{match: RouteMatch{Path: policy.OIPInferPath, GRPC: true,
+			return form{match: RouteMatch{Prefix: OIPModelMethodPrefix, GRPC: true,
 				Headers: b.headerMatches([]HeaderMatch{{Name: b.pm.Config.Spec.ModelHeader, Exact: m.Model}}, m.Headers)}}
 		}
 		rest := func(suffix string) form {
-			return form{suffix: suffix, match: RouteMatch{Prefix: b.str.concat("/v2/models/", m.Model, "/"), Headers: b.headerMatches(nil, m.Headers)}}
+			return form{suffix: suffix, match: RouteMatch{SeparatedPrefix: b.str.concat("/v2/models/", m.Model), Headers: b.headerMatches(nil, m.Headers)}}
 		}
 		switch m.Protocol {
 		case policy.MatchGRPC:

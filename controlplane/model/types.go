@@ -186,13 +186,19 @@ type Route struct {
 	Action RouteAction `json:"action"`
 }
 
-// RouteMatch matches requests. Exactly one of Path and Prefix is set
-// (Prefix "/" matches everything); all Headers must match too.
+// RouteMatch matches requests. Exactly one of Path, Prefix and
+// SeparatedPrefix is set (Prefix "/" matches everything); all Headers must
+// match too.
 type RouteMatch struct {
-	// Path is an exact path, e.g. "/inference.GRPCInferenceService/ModelInfer".
+	// Path is an exact path, e.g. "/v2/health/ready".
 	Path string `json:"path,omitempty"`
-	// Prefix is a path prefix, e.g. "/v2/models/fraud/".
+	// Prefix is a path prefix, e.g. "/inference.GRPCInferenceService/Model".
 	Prefix string `json:"prefix,omitempty"`
+	// SeparatedPrefix matches the path itself or the path followed by "/"
+	// and anything (Envoy's path_separated_prefix), e.g. "/v2/models/fraud"
+	// matches a model's REST metadata, ready, infer and versions paths but
+	// not "/v2/models/fraud-ensemble".
+	SeparatedPrefix string `json:"separatedPrefix,omitempty"`
 	// Headers are all required to match, in the given order.
 	Headers []HeaderMatch `json:"headers,omitempty"`
 	// GRPC restricts the match to gRPC requests (content-type application/grpc).

@@ -304,8 +304,17 @@ func (v *validator) logicalDNS(where *place, a *RouteAction) {
 // route checks one route; served routes (a gRPC server's) answer locally,
 // so they name no destination.
 func (v *validator) route(where *place, r *Route, served bool) {
-	if (r.Match.Path == "") == (r.Match.Prefix == "") {
-		v.failf(where, "%s: exactly one of path and prefix must be set")
+	set := 0
+	for _, p := range []string{r.Match.Path, r.Match.Prefix, r.Match.SeparatedPrefix} {
+		if p != "" {
+			set++
+		}
+	}
+	if set != 1 {
+		v.failf(where, "%s: exactly one of path, prefix and separatedPrefix must be set")
+	}
+	if p := r.Match.SeparatedPrefix; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#")) {
+		v.failf(where, "%s: separatedPrefix %q must start with / and contain no trailing /, ? or #", p)
 	}
 	for _, h := range r.Match.Headers {
 		kinds := 0

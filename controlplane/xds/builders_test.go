@@ -43,13 +43,21 @@ func TestRouteMatch(t *testing.T) {
 		want *routev3.RouteMatch
 	}{
 		"grpc model": {
-			in: model.RouteMatch{Path: "/inference.GRPCInferenceService/ModelInfer", GRPC: true, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}},
+			in: model.RouteMatch{Prefix: model.OIPModelMethodPrefix, GRPC: true, Headers: []model.HeaderMatch{{Name: "x-maestro-model", Exact: "fraud"}}},
 			want: &routev3.RouteMatch{
-				PathSpecifier: &routev3.RouteMatch_Path{Path: "/inference.GRPCInferenceService/ModelInfer"},
+				PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/inference.GRPCInferenceService/Model"},
 				Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
 				Headers: []*routev3.HeaderMatcher{{Name: "x-maestro-model", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 					StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "fraud"}}}}},
 			},
+		},
+		"rest model path": {
+			in:   model.RouteMatch{SeparatedPrefix: "/v2/models/fraud"},
+			want: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/v2/models/fraud"}},
+		},
+		"exact path": {
+			in:   model.RouteMatch{Path: "/v2/health/ready"},
+			want: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/v2/health/ready"}},
 		},
 		"rest prefix": {
 			in:   model.RouteMatch{Prefix: "/v2/models/churn/"},

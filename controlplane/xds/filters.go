@@ -193,11 +193,35 @@ func FilterConfig(f model.WasmFilter, rc *model.RouteConfig) (*corev3.TypedExten
 			Runtime: WasmRuntime,
 			Code:    wasmCode(f.Code),
 		}},
+		AllowOnHeadersStopIteration: stopIterationOnHeaders(f.Kind),
 	}})
 	if err != nil {
 		return nil, err
 	}
 	return &corev3.TypedExtensionConfig{Name: f.Name, TypedConfig: wasm}, nil
+}
+
+// stopIterationOnHeaders is the Wasm config's allow_on_headers_stop_iteration
+// (Envoy >= 1.35) for a filter of kind k: true for fanout, unset otherwise.
+//
+// The fanout filter pauses in proxy_on_request_headers to see the body
+// before the router does: a REST ensemble is answered from the body, and a
+// gRPC request without the model header gets it from model_name in its
+// first message, so that the route is chosen by model. proxy-wasm-cpp-host
+// (src/context.cc, convertVmCallResultToFilterHeadersStatus) turns that
+// StopIteration into StopAllIterationAndWatermark unless the flag is set;
+// under stop-all Envoy buffers the body without calling the filter's
+// decodeData, so the request would wait for the stream idle timeout. With
+// the flag, Envoy keeps the headers (Context::decodeHeaders keeps
+// request_headers_ only when the filter does not continue) and delivers
+// the body; a header set from the body callback clears the route cache
+// (Context::onHeadersModified, automatic for ABI 0.2.1 modules), so the
+// router, which has not seen the headers yet, picks the route anew.
+func stopIterationOnHeaders(k model.FilterKind) *wrapperspb.BoolValue {
+	if k == model.FilterFanout {
+		return wrapperspb.Bool(true)
+	}
+	return nil
 }
 
 // wasmCode points Envoy at a local file or a remote module with its digest.

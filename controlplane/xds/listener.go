@@ -35,7 +35,7 @@ func Listener(l *model.Listener, tracing *model.Tracing) (*listenerv3.Listener, 
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: packed},
 	}}}
 	if l.TLS != nil {
-		ts, err := downstreamTLS(l.TLS, l.Protocol, l.Kind == model.ListenerGRPCServer)
+		ts, err := downstreamTLS(l.TLS, downstreamProtocol(l), l.Kind == model.ListenerGRPCServer)
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +66,7 @@ func ConnectionManager(l *model.Listener, tracing *model.Tracing) (*hcmv3.HttpCo
 	}
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:  l.Name,
-		CodecType:   codec(l.Protocol),
+		CodecType:   codec(l),
 		HttpFilters: filters,
 	}
 	if l.InlineRoutes() {
@@ -91,9 +91,23 @@ func ConnectionManager(l *model.Listener, tracing *model.Tracing) (*hcmv3.HttpCo
 	return hcm, nil
 }
 
-// codec picks HTTP/2 for gRPC listeners and lets Envoy detect it otherwise.
-func codec(p model.Protocol) hcmv3.HttpConnectionManager_CodecType {
-	if p == model.ProtocolGRPC {
+// downstreamProtocol is what l's clients may speak. A gateway takes
+// standard OIP clients of both kinds on one port, REST over HTTP/1.1 and
+// gRPC over h2c (prior knowledge) or h2 (ALPN), whatever its routes'
+// protocol: with HTTP2 only, Envoy would refuse every REST request. Other
+// gRPC listeners (a sidecar's inbound for a gRPC service, proxyless) speak
+// HTTP/2 only.
+func downstreamProtocol(l *model.Listener) model.Protocol {
+	if l.Kind == model.ListenerGateway {
+		return model.ProtocolHTTP
+	}
+	return l.Protocol
+}
+
+// codec picks HTTP/2 for HTTP/2-only listeners and lets Envoy detect the
+// protocol (AUTO) otherwise.
+func codec(l *model.Listener) hcmv3.HttpConnectionManager_CodecType {
+	if downstreamProtocol(l) == model.ProtocolGRPC {
 		return hcmv3.HttpConnectionManager_HTTP2
 	}
 	return hcmv3.HttpConnectionManager_AUTO

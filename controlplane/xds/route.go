@@ -87,9 +87,14 @@ func route(r *model.Route, mode routeMode) (*routev3.Route, error) {
 // RouteMatch creates an Envoy RouteMatch from m.
 func RouteMatch(m *model.RouteMatch) *routev3.RouteMatch {
 	out := &routev3.RouteMatch{}
-	if m.Path != "" {
+	switch {
+	case m.Path != "":
 		out.PathSpecifier = &routev3.RouteMatch_Path{Path: m.Path}
-	} else {
+	case m.SeparatedPrefix != "":
+		// The path itself or the path followed by "/" (query excluded):
+		// one route for a model's REST metadata, ready and infer paths.
+		out.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: m.SeparatedPrefix}
+	default:
 		out.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: m.Prefix}
 	}
 	if m.GRPC {
