@@ -98,6 +98,11 @@ func jsonStruct(data []byte) (*structpb.Struct, error) {
 // pluginConfiguration is the filter's JSON as the native control plane
 // builds it (xds.FanoutConfig, xds.SLOConfig), with each fanout callout's
 // :authority set to its Istio host, which the callee's sidecar routes by.
+// It leaves out the fanout filter's model routing (xds.ModelRoutingConfig):
+// that holds requests in the request-headers callback, which Envoy allows
+// only with the Wasm config's allow_on_headers_stop_iteration, and
+// WasmPlugin has no field for it; under Istio, gRPC clients must send the
+// model header themselves (docs/filters.md).
 func pluginConfiguration(k model.FilterKind, rc *model.RouteConfig) ([]byte, error) {
 	var conf interface{ Validate() error }
 	switch k {

@@ -614,11 +614,14 @@ func (b *builder) allGRPCBeyondSplit(r *policy.Route) bool {
 }
 
 // filters returns the wasm filters listener needs: fanout if a route has an
-// ensemble or a compared shadow, slo if a route has objectives.
+// ensemble or a compared shadow, or selects a model over gRPC (the filter
+// gives requests of standard OIP clients the model header from their
+// message), slo if a route has objectives.
 func (b *builder) filters(listener string, routes []Route) []WasmFilter {
 	var fanout, slo bool
 	for _, r := range routes {
-		fanout = fanout || r.Action.Fanout != nil || slices.ContainsFunc(r.Action.Mirrors, func(m Mirror) bool { return m.Compare })
+		fanout = fanout || r.Action.Fanout != nil || slices.ContainsFunc(r.Action.Mirrors, func(m Mirror) bool { return m.Compare }) ||
+			(r.Match.GRPC && r.Match.Prefix == OIPModelMethodPrefix)
 		slo = slo || r.Action.SLO != nil
 	}
 	var out []WasmFilter

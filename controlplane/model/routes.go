@@ -27,7 +27,10 @@ func (b *builder) routeList(c caller, names []string, envoy bool) []Route {
 // client calls ModelReady and ModelMetadata before ModelInfer, and all of
 // them must reach the model's route. The prefix also takes Triton's
 // per-model extensions (ModelStreamInfer, ModelConfig, ModelStatistics),
-// which belong with the model too.
+// which belong with the model too. A gRPC model route matches this prefix
+// with GRPC set and the model header (exact) as its first header match;
+// the xds package relies on that shape to tell the fanout filter which
+// route selects which model.
 const OIPModelMethodPrefix = "/inference.GRPCInferenceService/Model"
 
 // form is one way a policy route matches: gRPC (per-model methods and model

@@ -14,6 +14,7 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/model/modeltest"
 	"github.com/maestro-ml/maestro/controlplane/xds"
+	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 )
 
 // A gateway takes REST (HTTP/1.1) and gRPC (h2c) on one port whatever its
@@ -117,10 +118,23 @@ func TestStandardClientRoutes(t *testing.T) {
 		"rest other model":       {request{"/v2/models/fraud-ensemble/infer", false, nil}, ""},
 		"rest as grpc path only": {request{"/inference.GRPCInferenceService/ModelInfer", false, modelHeader("fraud")}, ""},
 	}
+	// The fanout filter's own copy of the gRPC model routes must agree with
+	// Envoy's choice, since it applies that route's settings before the
+	// router has picked it.
+	mr := &filterconfig.Fanout{ModelRouting: xds.ModelRoutingConfig(&m.Group(model.GatewayGroupName("edge")).Listeners[0].Routes)}
+	if err := mr.Validate(); err != nil || mr.ModelRouting == nil {
+		t.Fatalf("model routing %+v: %v", mr.ModelRouting, err)
+	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			if got := selectRoute(rc, tc.req); got != tc.want {
 				t.Errorf("route %q, want %q", got, tc.want)
+			}
+			if name, ok := tc.req.headers["x-maestro-model"]; ok && tc.req.grpc && strings.HasPrefix(tc.req.path, model.OIPModelMethodPrefix) {
+				lookup := func(h string) (string, bool) { v, ok := tc.req.headers[h]; return v, ok }
+				if got := mr.ModelRouting.RouteFor(name, lookup); got != tc.want {
+					t.Errorf("fanout filter's route %q, Envoy's %q", got, tc.want)
+				}
 			}
 		})
 	}

@@ -25,7 +25,9 @@ func PluginConfiguration(k model.FilterKind, rc *model.RouteConfig) ([]byte, err
 	)
 	switch k {
 	case model.FilterFanout:
-		conf = FanoutConfig(rc)
+		f := FanoutConfig(rc)
+		f.ModelRouting = ModelRoutingConfig(rc)
+		conf = f
 	case model.FilterSLO:
 		conf = SLOConfig(rc)
 	default:
@@ -49,6 +51,52 @@ func FanoutConfig(rc *model.RouteConfig) *filterconfig.Fanout {
 		}
 	}
 	return out
+}
+
+// ModelRoutingConfig lists the routes of rc that select a model by the
+// model header (model.OIPModelMethodPrefix routes), in match order, for
+// the fanout filter to route gRPC requests that name their model only in
+// the message; nil when rc has none. The filter holds such requests in
+// its request-headers callback, which works only with the Wasm config's
+// allow_on_headers_stop_iteration that FilterConfig sets: a control plane
+// that cannot set it (Istio's WasmPlugin) must leave this out.
+func ModelRoutingConfig(rc *model.RouteConfig) *filterconfig.ModelRouting {
+	var out *filterconfig.ModelRouting
+	for _, vh := range rc.VirtualHosts {
+		for i := range vh.Routes {
+			r := &vh.Routes[i]
+			header, name, rest, ok := modelMatch(&r.Match)
+			if !ok {
+				continue
+			}
+			if out == nil {
+				out = &filterconfig.ModelRouting{Header: header}
+			} else if header != out.Header {
+				continue // one model header per mesh; never reached
+			}
+			mr := filterconfig.ModelRoute{Route: r.Name, Model: name}
+			for _, h := range rest {
+				mr.Headers = append(mr.Headers, filterconfig.HeaderMatch{Name: h.Name, Exact: h.Exact, Prefix: h.Prefix,
+					Regex: h.Regex, Present: h.Present, Invert: h.Invert})
+			}
+			out.Routes = append(out.Routes, mr)
+		}
+	}
+	return out
+}
+
+// modelMatch splits the match of a gRPC model route (the per-model methods,
+// the model header first, then the route's own header matches) into the
+// header name, the model and the other matches.
+func modelMatch(m *model.RouteMatch) (header, name string, rest []model.HeaderMatch, ok bool) {
+	if !m.GRPC || m.Prefix != model.OIPModelMethodPrefix || len(m.Headers) == 0 {
+		return "", "", nil, false
+	}
+	h := m.Headers[0]
+	if h.Exact == "" || h.Invert {
+		return "", "", nil, false
+	}
+	return h.Name, h.Exact, m.Headers[1:], true
 }
 
 // fanoutRoute returns the fanout settings of one route, if it has any. The

@@ -55,6 +55,10 @@ const DefaultThreshold = 0.5
 type Fanout struct {
 	// Routes are the per-route settings; Route names are unique.
 	Routes []FanoutRoute `json:"routes"`
+	// ModelRouting, when set, makes the filter give gRPC requests without
+	// the model header the header from their message, so that standard OIP
+	// clients are routed by model.
+	ModelRouting *ModelRouting `json:"modelRouting,omitempty"`
 }
 
 // FanoutRoute configures the filter for one Envoy route: an ensemble of
@@ -246,6 +250,9 @@ func (f *Fanout) Validate() error {
 		}
 		seen[r.Route] = true
 		errs = append(errs, r.validate(where)...)
+	}
+	if f.ModelRouting != nil {
+		errs = append(errs, f.ModelRouting.validate("modelRouting")...)
 	}
 	return errors.Join(errs...)
 }
