@@ -78,10 +78,11 @@ type vmContext struct{ pw.DefaultVMContext }
 
 func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 	return &plugin{
-		counters:   map[metricKey]pw.Counter{},
-		histograms: map[metricKey]pw.Histogram{},
-		shadows:    map[uint64]*shadowCmp{},
-		sampling:   map[string]float64{},
+		defineCounter: func(name string) (counter, error) { return pw.DefineCounter(name) },
+		counters:      map[metricKey]counter{},
+		histograms:    map[metricKey]pw.Histogram{},
+		shadows:       map[uint64]*shadowCmp{},
+		sampling:      map[string]float64{},
 	}
 }
 
@@ -89,11 +90,14 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 // shadow comparisons that may outlive their streams.
 type plugin struct {
 	pw.DefaultPluginContext
-	cfg        *filterconfig.Fanout
-	counters   map[metricKey]pw.Counter
-	histograms map[metricKey]pw.Histogram
-	shadows    map[uint64]*shadowCmp
-	nextShadow uint64
+	cfg *filterconfig.Fanout
+	// defineCounter is proxy_define_metric for counters (a fake in unit
+	// tests of what the filter asks of the host).
+	defineCounter func(name string) (counter, error)
+	counters      map[metricKey]counter
+	histograms    map[metricKey]pw.Histogram
+	shadows       map[uint64]*shadowCmp
+	nextShadow    uint64
 	// sampling accumulates each shadow's percentage; a copy is sent each
 	// time it reaches 100, which gives the exact share deterministically.
 	sampling map[string]float64
@@ -153,6 +157,9 @@ func ShadowMetric(name, route, shadow string) string {
 	return metricPrefix + "shadow_" + name + ".route." + tagValue(route) + ".shadow." + tagValue(shadow)
 }
 
+// counter is a host counter (pw.Counter).
+type counter interface{ Increment(n uint64) error }
+
 // metricKey identifies a metric without building its name: the handles
 // are cached by key, so the per-request path formats no names (string
 // work is slow inside wasm).
@@ -179,15 +186,24 @@ func (k metricKey) String() string {
 
 // count adds n to the counter k, defining it on first use. A metric the
 // host refuses is logged, never fatal to the request.
+//
+// n == 0 only defines the counter (so that it is exported, at 0, from the
+// first event that could have counted it): Envoy's incrementMetric
+// (source/extensions/common/wasm/context.cc) answers BadArgument to a
+// counter increment that is not > 0, which a shadow comparison with no
+// agreeing rows would otherwise hit on every request.
 func (p *plugin) count(k metricKey, n uint64) {
 	c, ok := p.counters[k]
 	if !ok {
 		var err error
-		if c, err = pw.DefineCounter(k.String()); err != nil {
+		if c, err = p.defineCounter(k.String()); err != nil {
 			pw.LogWarn("fanout: " + err.Error())
 			return
 		}
 		p.counters[k] = c
+	}
+	if n == 0 {
+		return
 	}
 	if err := c.Increment(n); err != nil {
 		pw.LogWarn("fanout: increment " + k.String() + ": " + err.Error())
