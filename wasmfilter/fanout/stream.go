@@ -28,6 +28,12 @@ type stream struct {
 	route      *filterconfig.FanoutRoute
 	routeLabel string
 	proto      protocol
+	path       string
+	grpc       bool // content-type application/grpc
+	// deriving: the headers are held until the first message names the
+	// model (model.go); routeName is the route Envoy picked without it.
+	deriving  bool
+	routeName string
 	// model and version the client asked for (REST path, gRPC message).
 	model, version string
 	trace          [][2]string
@@ -84,35 +90,52 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) (action pw.Action
 	if b, err := pw.GetProperty("xds", "route_name"); err == nil {
 		routeName = string(b)
 	}
-	s.route = s.p.cfg.Route(routeName)
-	if s.route == nil {
-		return pw.ActionContinue
-	}
-	s.routeLabel = s.route.Route
 	headers, err := pw.GetHTTPRequestHeaders()
 	if err != nil {
 		pw.LogError("fanout: request headers: " + err.Error())
-		s.route = nil
 		return pw.ActionContinue
 	}
-	var method, path, ctype string
+	var method, ctype string
+	hasModel := false
+	mr := s.p.cfg.ModelRouting
 	for _, kv := range headers {
 		switch k := strings.ToLower(kv[0]); {
 		case k == ":method":
 			method = kv[1]
 		case k == ":path":
-			path = kv[1]
+			s.path = kv[1]
 		case k == "content-type":
 			ctype = kv[1]
 		case isTraceHeader(k):
 			s.trace = append(s.trace, [2]string{k, kv[1]})
+		case mr != nil && k == mr.Header:
+			hasModel = true
 		}
 	}
+	s.grpc = strings.HasPrefix(ctype, "application/grpc")
+	if mr != nil && !hasModel && !endOfStream && s.grpc && namesModel(s.path) {
+		// Hold the headers until the first message names the model:
+		// OnHTTPRequestBody sets the header, and Envoy then routes by it.
+		s.routeName, s.deriving = routeName, true
+		return pw.ActionPause
+	}
+	return s.begin(routeName, method, endOfStream)
+}
+
+// begin looks up the settings of route routeName and starts handling the
+// request if it has any: an ensemble or shadows, for a gRPC ModelInfer or
+// a REST infer call.
+func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
+	s.route = s.p.cfg.Route(routeName)
+	if s.route == nil {
+		return pw.ActionContinue
+	}
+	s.routeLabel = s.route.Route
 	switch {
-	case strings.HasPrefix(ctype, "application/grpc") && path == grpcPath:
+	case s.grpc && s.path == grpcPath:
 		s.proto = protoGRPC
 	default:
-		m, v, ok := oip.InferPath(path)
+		m, v, ok := oip.InferPath(s.path)
 		if !ok || method != "POST" {
 			s.route = nil
 			return pw.ActionContinue
@@ -138,6 +161,11 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) (action pw.Action
 
 func (s *stream) OnHTTPRequestBody(bodySize int, endOfStream bool) (action pw.Action) {
 	defer s.guard(&action)
+	if s.deriving {
+		if a, settled := s.deriveModel(bodySize, endOfStream); settled {
+			return a
+		}
+	}
 	if s.route == nil || s.answered {
 		return pw.ActionContinue
 	}

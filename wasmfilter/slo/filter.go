@@ -134,6 +134,14 @@ func (s *stream) OnHTTPRequestBody(size int, _ bool) pw.Action {
 }
 
 func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {
+	// The route may have changed since the request headers: a filter
+	// before this one (fanout, for a gRPC client that names its model only
+	// in the message) set the model header, which clears Envoy's route
+	// cache, and the router then picked the route anew. Envoy's stream
+	// info, which xds.route_name reads, holds the router's route by now.
+	if r, err := pw.GetProperty("xds", "route_name"); err == nil && len(r) > 0 {
+		s.route = string(r)
+	}
 	if v, err := pw.GetHTTPResponseHeader(":status"); err == nil {
 		s.status, _ = strconv.Atoi(v)
 	}

@@ -307,3 +307,41 @@ func TestSLOFlushesWhenThePluginStops(t *testing.T) {
 		t.Fatalf("shared record counts %d requests, want 3", total)
 	}
 }
+
+// TestSLORouteChosenAfterRequestHeaders: for a gRPC client that names its
+// model only in the message, Envoy has no route when the request headers
+// pass (the fanout filter sets the model header from the body, and the
+// router picks the route afterwards); the request is metered under the
+// route the router chose, as the response sees it.
+func TestSLORouteChosenAfterRequestHeaders(t *testing.T) {
+	vm := newVM(t, wasmtest.Config{PluginConfig: []byte(sloConfig)})
+	s, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := grpcInfer(t, "fraud")
+	headers := append([][2]string{{":method", "POST"}, {":path", req.Path}, {":authority", "edge"}}, req.Headers...)
+	if _, err := s.RequestHeaders(headers, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RequestBody(req.Body, true); err != nil {
+		t.Fatal(err)
+	}
+	s.SetProperty("xds.route_name", []byte("fraud-route"))
+	if _, err := s.ResponseHeaders([][2]string{{":status", "200"}, {"content-type", "application/grpc"}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ResponseTrailers([][2]string{{"grpc-status", "0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done(); err != nil {
+		t.Fatal(err)
+	}
+	stats := vm.Stats()
+	if got := stats.Value(slo.StatName("requests_total", "fraud-route", "fraud")); got != 1 {
+		t.Errorf("requests under the router's route = %d, want 1; stats %v", got, stats.Names())
+	}
+	if got := stats.Value(slo.StatName("requests_total", "", "fraud")); got != 0 {
+		t.Errorf("requests under no route = %d, want 0", got)
+	}
+}

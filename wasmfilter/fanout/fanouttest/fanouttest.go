@@ -18,14 +18,26 @@ const Pkg = "github.com/maestro-ml/maestro/wasmfilter/fanout/cmd"
 // is closed when the test ends.
 func NewVM(tb testing.TB, clusters map[string]wasmtest.Cluster, route filterconfig.FanoutRoute) *wasmtest.VM {
 	tb.Helper()
-	cfg, err := json.Marshal(filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}})
+	return NewVMWith(tb, clusters, filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}}, route.Route)
+}
+
+// NewVMWith starts fanout.wasm configured with cfg, where Envoy picked the
+// route named routeName from the request headers ("" for none), its
+// callouts going to clusters. The VM is closed when the test ends.
+func NewVMWith(tb testing.TB, clusters map[string]wasmtest.Cluster, cfg filterconfig.Fanout, routeName string) *wasmtest.VM {
+	tb.Helper()
+	data, err := json.Marshal(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	props := map[string][]byte{}
+	if routeName != "" {
+		props["xds.route_name"] = []byte(routeName)
+	}
 	vm, err := wasmtest.Load(tb, Pkg).NewVM(tb.Context(), wasmtest.Config{
-		PluginConfig: cfg,
+		PluginConfig: data,
 		Clusters:     clusters,
-		Properties:   map[string][]byte{"xds.route_name": []byte(route.Route)},
+		Properties:   props,
 	})
 	if err != nil {
 		tb.Fatalf("new vm: %v", err)

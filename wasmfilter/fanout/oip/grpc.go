@@ -631,3 +631,46 @@ func Unframe(body []byte) ([]byte, error) {
 	}
 	return body[5:], nil
 }
+
+// FirstModelName returns the model name (field 1, a string, of
+// ModelInferRequest, ModelReadyRequest and ModelMetadataRequest alike) of
+// the first message of a gRPC request body, of which body is the part
+// received so far. done reports that more of the body cannot change the
+// answer: the field was found, or the first message is complete, or it
+// cannot be read (compressed or malformed; name is then ""). The first
+// occurrence is taken: protobuf encoders write fields in number order, so
+// model_name comes first and usually within the first data frame, and the
+// request is held no longer than that.
+func FirstModelName(body []byte) (name string, done bool) {
+	if len(body) < 5 {
+		return "", false
+	}
+	if body[0] != 0 {
+		return "", true // compressed: the filter cannot read it
+	}
+	msg := body[5:]
+	whole := false
+	if n := binary.BigEndian.Uint32(body[1:5]); uint64(n) <= uint64(len(msg)) {
+		msg, whole = msg[:n], true
+	}
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return "", whole || len(msg) > binary.MaxVarintLen64
+		}
+		msg = msg[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return "", whole
+			}
+			return string(v), true
+		}
+		n = protowire.ConsumeFieldValue(num, typ, msg)
+		if n < 0 {
+			return "", whole
+		}
+		msg = msg[n:]
+	}
+	return "", whole
+}
