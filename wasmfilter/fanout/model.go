@@ -97,3 +97,32 @@ func requestHeader(name string) (string, bool) {
 	v, err := pw.GetHTTPRequestHeader(name)
 	return v, err == nil
 }
+
+// askPrimary rewrites a ModelReady or ModelMetadata request for an
+// ensemble (name and version are fields 1 and 2, as in ModelInferRequest)
+// to ask the primary member, where the route sends it, about its own
+// model. A body it cannot read goes on unchanged, for the server to
+// reject.
+func (s *stream) askPrimary(bodySize int, endOfStream bool) pw.Action {
+	if !endOfStream {
+		return pw.ActionPause
+	}
+	body, err := pw.GetHTTPRequestBody(0, bodySize)
+	if err != nil {
+		pw.LogError("fanout: read request body: " + err.Error())
+		return pw.ActionContinue
+	}
+	msg, err := oip.Unframe(body)
+	if err != nil {
+		return pw.ActionContinue
+	}
+	pm := &s.route.Members[s.route.PrimaryIndex()]
+	out, err := oip.RewriteGRPCRequest(msg, pm.Model, pm.Version)
+	if err != nil {
+		return pw.ActionContinue
+	}
+	if err := pw.ReplaceHTTPRequestBody(oip.Frame(out)); err != nil {
+		pw.LogError("fanout: rewrite request: " + err.Error())
+	}
+	return pw.ActionContinue
+}

@@ -191,28 +191,78 @@ func TestStandardClientEnsemble(t *testing.T) {
 	}
 }
 
-// TestStandardClientReadyReachesServer: a real server answers a standard
-// client's ModelReady that went through the filter.
-func TestStandardClientReadyReachesServer(t *testing.T) {
+// TestStandardClientModelQueries: a standard client's ModelReady and
+// ModelMetadata reach a real server and are answered, for a plain model
+// and for an ensemble, whose name no server knows: the ensemble's primary
+// member answers for its own model. With or without the model header.
+func TestStandardClientModelQueries(t *testing.T) {
 	f := startFraud(t)
 	ctx := testCtx(t)
-	headers, body := grpcCall(t, "ModelReady", &pb.ModelReadyRequest{Name: "fraud"})
-	vm := fanouttest.NewVMWith(t, f.clusters, filterconfig.Fanout{ModelRouting: gatewayRouting()}, "")
-	resp, err := vm.RoundTrip(ctx, grpcCluster("fraud.v1"), wasmtest.Request{Method: "POST", Path: "/inference.GRPCInferenceService/ModelReady",
-		Headers: headers[3:], Body: body})
-	if err != nil {
-		t.Fatal(err)
+	ensemble := filterconfig.FanoutRoute{Route: "fraud-ensemble", Members: f.routeMembers(true, fraudMembers...),
+		Primary: grpcCluster("fraud.v2")}
+	cfg := filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{ensemble}, ModelRouting: gatewayRouting()}
+	tests := map[string]struct {
+		method  string
+		model   string
+		header  bool
+		cluster string
+		check   func(t *testing.T, msg []byte)
+	}{
+		"ready":                      {"ModelReady", "fraud", false, grpcCluster("fraud.v1"), wantReady},
+		"ensemble ready":             {"ModelReady", "fraud-ensemble", false, ensemble.Primary, wantReady},
+		"ensemble ready with header": {"ModelReady", "fraud-ensemble", true, ensemble.Primary, wantReady},
+		"ensemble metadata":          {"ModelMetadata", "fraud-ensemble", false, ensemble.Primary, wantMetadataOf("fraud")},
+		"metadata":                   {"ModelMetadata", "fraud", false, grpcCluster("fraud.v1"), wantMetadataOf("fraud")},
 	}
-	if st := resp.Trailer("grpc-status"); st != "0" {
-		t.Fatalf("grpc-status %q: %s", st, resp.Trailer("grpc-message"))
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var m proto.Message = &pb.ModelReadyRequest{Name: tc.model}
+			if tc.method == "ModelMetadata" {
+				m = &pb.ModelMetadataRequest{Name: tc.model}
+			}
+			var extra [][2]string
+			if tc.header {
+				extra = append(extra, [2]string{modelHeader, tc.model})
+			}
+			headers, body := grpcCall(t, tc.method, m, extra...)
+			// With the header, Envoy picks the route from the headers.
+			routeName := ""
+			if tc.header {
+				routeName = tc.model
+			}
+			vm := fanouttest.NewVMWith(t, f.clusters, cfg, routeName)
+			resp, err := vm.RoundTrip(ctx, tc.cluster, wasmtest.Request{Method: "POST", Path: "/inference.GRPCInferenceService/" + tc.method,
+				Headers: headers[3:], Body: body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := resp.Trailer("grpc-status"); st != "0" {
+				t.Fatalf("grpc-status %q: %s", st, resp.Trailer("grpc-message"))
+			}
+			msg, err := oip.Unframe(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, msg)
+		})
 	}
-	msg, err := oip.Unframe(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+func wantReady(t *testing.T, msg []byte) {
+	t.Helper()
 	var ready pb.ModelReadyResponse
 	if err := proto.Unmarshal(msg, &ready); err != nil || !ready.Ready {
 		t.Fatalf("ModelReady answer %v (%v), want ready", &ready, err)
+	}
+}
+
+func wantMetadataOf(model string) func(t *testing.T, msg []byte) {
+	return func(t *testing.T, msg []byte) {
+		t.Helper()
+		var md pb.ModelMetadataResponse
+		if err := proto.Unmarshal(msg, &md); err != nil || md.Name != model || len(md.Inputs) == 0 {
+			t.Fatalf("ModelMetadata answer %v (%v), want %s's", &md, err, model)
+		}
 	}
 }
 

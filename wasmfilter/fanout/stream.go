@@ -16,6 +16,9 @@ const (
 	protoNone protocol = iota
 	protoREST
 	protoGRPC
+	// protoGRPCModelQuery is a gRPC ModelReady or ModelMetadata call on an
+	// ensemble route: the primary member answers it for its own model.
+	protoGRPCModelQuery
 )
 
 // maxBody bounds the request and response bodies the filter reads.
@@ -131,6 +134,18 @@ func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
 		return pw.ActionContinue
 	}
 	s.routeLabel = s.route.Route
+	if s.grpc && s.path != grpcPath && namesModel(s.path) {
+		// A standard client asks for an ensemble's readiness or metadata
+		// before inferring; no server knows the ensemble's name, so the
+		// primary, where the route sends it, is asked for its model.
+		if !s.ensemble() || endOfStream {
+			s.route = nil
+			return pw.ActionContinue
+		}
+		s.proto = protoGRPCModelQuery
+		_ = pw.RemoveHeader(pw.MapTypeHTTPRequestHeaders, "content-length")
+		return pw.ActionContinue
+	}
 	switch {
 	case s.grpc && s.path == grpcPath:
 		s.proto = protoGRPC
@@ -168,6 +183,9 @@ func (s *stream) OnHTTPRequestBody(bodySize int, endOfStream bool) (action pw.Ac
 	}
 	if s.route == nil || s.answered {
 		return pw.ActionContinue
+	}
+	if s.proto == protoGRPCModelQuery {
+		return s.askPrimary(bodySize, endOfStream)
 	}
 	if !s.ensemble() {
 		// Shadows only: copy the request as it passes, never hold it.
