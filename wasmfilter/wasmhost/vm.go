@@ -59,6 +59,10 @@ type Config struct {
 	Clock func() time.Time
 	// Logger, when set, also receives the guest's proxy_log lines.
 	Logger *slog.Logger
+	// Trace, when set, is called with the name of each guest export the
+	// host is about to call (proxy_on_memory_allocate excepted), like
+	// cpp-host's "[host->vm]" trace log; for debugging and tests.
+	Trace func(export string)
 }
 
 // Errors from driving a VM.
@@ -204,6 +208,9 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	}
 	if f == nil {
 		return 0, nil
+	}
+	if vm.cfg.Trace != nil {
+		vm.cfg.Trace(name)
 	}
 	// CallWithStack on a VM-owned array spares an allocation per call;
 	// calls are serialised by vm.mu and host functions never re-enter call.
