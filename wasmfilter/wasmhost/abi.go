@@ -110,6 +110,7 @@ func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 	})
 	def("proxy_get_shared_data", i32s(5), hostGetSharedData)
 	def("proxy_set_shared_data", i32s(5), hostSetSharedData)
+	defineMore(b, def)
 	_, err := b.Instantiate(ctx)
 	return err
 }

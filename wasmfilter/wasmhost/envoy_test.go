@@ -356,3 +356,45 @@ func TestCalloutsGoThroughTheEmbeddersUpstreams(t *testing.T) {
 		t.Fatalf("upstream saw %q, want %q", f.seen, want)
 	}
 }
+
+// A queue registered by one VM is resolved and fed by another; the
+// registering VM hears of it in proxy_on_queue_ready, on its own turn.
+func TestSharedQueueAcrossVMs(t *testing.T) {
+	queues := wasmhost.NewSharedQueues()
+	owner := newVM(t, wasmhost.Config{Queues: queues, VMID: "vm-a"})
+	feeder := newVM(t, wasmhost.Config{Queues: queues, VMID: "vm-a"})
+	send := func(vm *wasmhost.VM, path string) [][2]string {
+		t.Helper()
+		s, err := vm.NewStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Done()
+		if _, err := s.RequestHeaders([][2]string{{":path", path}}, true); err != nil {
+			t.Fatal(err)
+		}
+		return s.RequestHeaderMap()
+	}
+	if got := header(send(owner, "/queue-register"), "x-queue"); got != "1 <nil>" {
+		t.Fatalf("register: %q", got)
+	}
+	h := send(feeder, "/queue-put/job-1")
+	if header(h, "x-queue") != "1 <nil>" || header(h, "x-resolve-unknown-not-found") != "true" {
+		t.Fatalf("enqueue: %q", h)
+	}
+	for _, e := range owner.Logs() {
+		if e.Message == "queue got job-1" {
+			t.Fatal("proxy_on_queue_ready ran inside the feeder's call")
+		}
+	}
+	if err := owner.DeliverQueueReady(); err != nil {
+		t.Fatal(err)
+	}
+	got := false
+	for _, e := range owner.Logs() {
+		got = got || e.Message == "queue got job-1"
+	}
+	if !got {
+		t.Fatalf("owner logs %+v lack the queued item", owner.Logs())
+	}
+}

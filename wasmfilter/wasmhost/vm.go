@@ -51,6 +51,9 @@ type Config struct {
 	// to several; nil gives the VM its own.
 	Stats  *Stats
 	Shared *SharedData
+	Queues *SharedQueues
+	// VMID is Envoy's vm_config.vm_id, the namespace of shared queues.
+	VMID string
 	// Properties answers proxy_get_property, keyed by the path joined with
 	// "." ("plugin_name", "node.id"), after the stream's own properties.
 	Properties map[string][]byte
@@ -111,6 +114,11 @@ type VM struct {
 		code uint32
 		msg  string
 	}
+
+	// shared-queue notifications, posted by any VM's goroutine
+	qmu   sync.Mutex
+	ready []queueReady
+	wake  chan struct{}
 }
 
 type vmKey struct{}
@@ -131,12 +139,16 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Shared == nil {
 		cfg.Shared = NewSharedData()
 	}
+	if cfg.Queues == nil {
+		cfg.Queues = NewSharedQueues()
+	}
 	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	vm := &VM{
 		cfg:       cfg,
 		cancel:    cancel,
 		streams:   map[uint32]*Stream{},
 		results:   make(chan calloutResult, 64),
+		wake:      make(chan struct{}, 1),
 		fns:       map[string]api.Function{},
 		rootID:    1,
 		nextID:    2,
@@ -327,6 +339,9 @@ func (vm *VM) closeLocked() {
 // ctx ends first, or a callback traps.
 func (vm *VM) AwaitCallouts(ctx context.Context) error {
 	for {
+		if err := vm.DeliverQueueReady(); err != nil {
+			return err
+		}
 		vm.mu.Lock()
 		n := vm.inflight
 		vm.mu.Unlock()
@@ -349,6 +364,8 @@ func (vm *VM) deliverNext(ctx context.Context) error {
 		defer vm.mu.Unlock()
 		vm.inflight--
 		return vm.deliver(r)
+	case <-vm.wake:
+		return vm.DeliverQueueReady()
 	}
 }
 

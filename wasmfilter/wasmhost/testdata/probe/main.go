@@ -90,6 +90,21 @@ func (p *plugin) OnTick() {
 	}
 }
 
+// OnQueueReady drains the shared queue and logs each item.
+func (p *plugin) OnQueueReady(id uint32) {
+	for {
+		v, err := pw.DequeueSharedQueue(id)
+		if errors.Is(err, pw.ErrEmpty) {
+			return
+		}
+		if err != nil {
+			pw.LogError(err.Error())
+			return
+		}
+		pw.LogInfo("queue got " + string(v))
+	}
+}
+
 func (p *plugin) NewHTTPContext(id uint32) pw.HTTPContext { return &stream{plugin: p, id: id} }
 
 type stream struct {
@@ -159,6 +174,19 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 	case s.path == "/grpc-unknown-cluster":
 		_, err := pw.DispatchGRPCCall("nowhere", "grpc.health.v1.Health", "Check", nil, nil, time.Second, s.onGRPC)
 		_ = pw.ReplaceHTTPRequestHeader("x-dispatch-error", strconv.FormatBool(errors.Is(err, pw.ErrParseFailure)))
+		return pw.ActionContinue
+	case s.path == "/queue-register":
+		id, err := pw.RegisterSharedQueue("jobs")
+		_ = pw.ReplaceHTTPRequestHeader("x-queue", fmt.Sprint(id, err))
+		return pw.ActionContinue
+	case strings.HasPrefix(s.path, "/queue-put/"):
+		_, err := pw.ResolveSharedQueue("", "nope")
+		_ = pw.ReplaceHTTPRequestHeader("x-resolve-unknown-not-found", strconv.FormatBool(errors.Is(err, pw.ErrNotFound)))
+		id, err := pw.ResolveSharedQueue("", "jobs")
+		if err == nil {
+			err = pw.EnqueueSharedQueue(id, []byte(strings.TrimPrefix(s.path, "/queue-put/")))
+		}
+		_ = pw.ReplaceHTTPRequestHeader("x-queue", fmt.Sprint(id, err))
 		return pw.ActionContinue
 	case s.path == "/unknown-cluster":
 		_, err := pw.DispatchHTTPCall("nowhere", [][2]string{{":method", "GET"}, {":path", "/"},
