@@ -471,9 +471,15 @@ func hostContinueStream(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.
 	case pw.StreamTypeRequest:
 		s.reqPaused = false
 		s.reqHeadersLive = false
+		if s.reqStopAll {
+			vm.resumed = append(vm.resumed, s)
+		}
 	case pw.StreamTypeResponse:
 		s.respPaused = false
 		s.reqHeadersLive = false
+		if s.respStopAll {
+			vm.resumed = append(vm.resumed, s)
+		}
 	default:
 		return pw.StatusBadArgument
 	}

@@ -317,6 +317,15 @@ func TestTrapFailsTheVMAndPolicyAnswers(t *testing.T) {
 				resp.Local.GRPCStatus != int32(codes.Unavailable) || len(resp.Body) != 0 {
 				t.Fatalf("fail closed: %+v", resp)
 			}
+			// To a gRPC client Envoy's local reply is trailers-only.
+			resp, err = vm.RoundTrip(testCtx(t), "backend", wasmhost.Request{Method: "POST", Path: "/svc/M",
+				Headers: [][2]string{{"content-type", "application/grpc"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Status != 200 || resp.Header("grpc-status") != "14" || len(resp.Body) != 0 {
+				t.Fatalf("fail closed, gRPC: %d grpc-status %q", resp.Status, resp.Header("grpc-status"))
+			}
 		})
 	}
 }

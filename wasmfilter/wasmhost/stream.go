@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -378,7 +379,9 @@ func (s *Stream) responseTrailers(trailers [][2]string) (pw.Action, error) {
 // the guest continued (proxy_continue_stream) after stopping all iteration
 // gets the body and trailers held meanwhile, in one body callback.
 func (vm *VM) afterCall() error {
-	for _, s := range vm.streams {
+	for len(vm.resumed) > 0 {
+		s := vm.resumed[0]
+		vm.resumed = vm.resumed[1:]
 		if err := s.releaseHeld(); err != nil {
 			return err
 		}
@@ -607,7 +610,7 @@ func (s *Stream) upstream(ctx context.Context, cluster string) (*Response, error
 		Trailers: append([][2]string(nil), s.reqTrailers...)}
 	vm.mu.Unlock()
 	if local != nil {
-		return localToResponse(local), nil
+		return localToResponse(local, isGRPC(out.Headers)), nil
 	}
 	if !vm.upstreams.HasCluster(cluster) {
 		return nil, fmt.Errorf("round trip: unknown cluster %q", cluster)
@@ -641,7 +644,7 @@ func (s *Stream) respond(ctx context.Context, up *Response) (*Response, error) {
 	defer s.vm.mu.Unlock()
 	if s.local != nil && up.Local == nil {
 		// A local reply sent while handling the upstream response replaces it.
-		return localToResponse(s.local), nil
+		return localToResponse(s.local, isGRPC(s.reqHeaders)), nil
 	}
 	resp := &Response{Headers: append([][2]string(nil), s.respHeaders...), Body: append([]byte(nil), s.respBody...),
 		Trailers: append([][2]string(nil), s.respTrailers...), Local: up.Local}
@@ -654,7 +657,7 @@ func (s *Stream) respond(ctx context.Context, up *Response) (*Response, error) {
 // the filter when fail-open, with FailClosedResponse otherwise.
 func (vm *VM) failedRoundTrip(ctx context.Context, cluster string, req Request) (*Response, error) {
 	if !vm.cfg.FailOpen {
-		return localToResponse(FailClosedResponse()), nil
+		return localToResponse(FailClosedResponse(), isGRPC(req.Headers)), nil
 	}
 	headers := append([][2]string{{":method", or(req.Method, "GET")}, {":path", or(req.Path, "/")},
 		{":authority", or(req.Authority, cluster)}}, lower(req.Headers)...)
@@ -665,13 +668,50 @@ func (vm *VM) failedRoundTrip(ctx context.Context, cluster string, req Request) 
 	return resp, nil
 }
 
-func localToResponse(l *LocalResponse) *Response {
+// localToResponse renders a local reply as Envoy's sendLocalReply does.
+// To a gRPC request it is a trailers-only gRPC response: HTTP 200,
+// grpc-status (the given one, else mapped from the HTTP status) and the
+// body as grpc-message, no body. Otherwise the status and body as given.
+func localToResponse(l *LocalResponse, grpcRequest bool) *Response {
+	if grpcRequest {
+		code := l.GRPCStatus
+		if code < 0 {
+			code = httpToGRPCStatus(l.Status)
+		}
+		h := [][2]string{{":status", "200"}, {"content-type", "application/grpc"}}
+		h = append(h, lower(l.Headers)...)
+		h = replaceHeader(h, "grpc-status", strconv.Itoa(int(code)))
+		if len(l.Body) > 0 {
+			h = replaceHeader(h, "grpc-message", url.PathEscape(string(l.Body)))
+		}
+		return &Response{Status: 200, Headers: h, Local: l}
+	}
 	h := [][2]string{{":status", strconv.Itoa(l.Status)}}
 	h = append(h, lower(l.Headers)...)
-	if l.GRPCStatus >= 0 {
-		h = replaceHeader(h, "grpc-status", strconv.Itoa(int(l.GRPCStatus)))
-	}
 	return &Response{Status: l.Status, Headers: h, Body: append([]byte(nil), l.Body...), Local: l}
+}
+
+// isGRPC is Envoy's Grpc::Common::isGrpcRequestHeaders test.
+func isGRPC(headers [][2]string) bool {
+	ct, _ := headerValue(headers, "content-type")
+	return strings.HasPrefix(ct, "application/grpc")
+}
+
+// httpToGRPCStatus is Envoy's Grpc::Utility::httpToGrpcStatus.
+func httpToGRPCStatus(status int) int32 {
+	switch status {
+	case 400:
+		return 13 // INTERNAL
+	case 401:
+		return 16 // UNAUTHENTICATED
+	case 403:
+		return 7 // PERMISSION_DENIED
+	case 404:
+		return 12 // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return 14 // UNAVAILABLE
+	}
+	return 2 // UNKNOWN
 }
 
 func lower(h [][2]string) [][2]string {

@@ -91,6 +91,9 @@ type VM struct {
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
+	// resumed are streams continued after stop-all-iteration whose held
+	// data afterCall delivers.
+	resumed []*Stream
 
 	trapped   error // the first trap; the VM refuses calls after it
 	rootID    uint32
