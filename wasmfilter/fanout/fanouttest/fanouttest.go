@@ -38,6 +38,10 @@ func NewVMWith(tb testing.TB, clusters map[string]wasmtest.Cluster, cfg filterco
 		PluginConfig: data,
 		Clusters:     clusters,
 		Properties:   props,
+		// The fanout filter pauses in request headers (REST fan-out, model
+		// routing) and reads the body: the translator sets
+		// allow_on_headers_stop_iteration for it.
+		AllowOnHeadersStopIteration: true,
 	})
 	if err != nil {
 		tb.Fatalf("new vm: %v", err)
