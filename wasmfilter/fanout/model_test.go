@@ -2,6 +2,7 @@ package fanout_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -103,6 +104,11 @@ func TestStandardClientGetsModelHeader(t *testing.T) {
 					if !set || !bytes.Equal(s.RequestBodyBytes(), body[:end]) {
 						t.Fatalf("released after %d bytes: header set %v, body %x, want %x", end, set, s.RequestBodyBytes(), body[:end])
 					}
+					// Envoy clears the route cache: the router will pick
+					// the route by the new header.
+					if !s.RouteCacheCleared() {
+						t.Fatalf("header set without clearing the route cache")
+					}
 				case !released && set:
 					t.Fatalf("header set but the request still held after %d bytes", end)
 				}
@@ -156,7 +162,42 @@ func TestModelHeaderKeptOrNotNeeded(t *testing.T) {
 			if v, _ := header(s.RequestHeaderMap(), modelHeader); v != tc.want {
 				t.Errorf("%s = %q, want %q", modelHeader, v, tc.want)
 			}
+			if s.RouteCacheCleared() {
+				t.Errorf("request headers changed: the route would be chosen again")
+			}
 		})
+	}
+}
+
+// TestModelRoutingNeedsStopIteration shows why the control plane sets
+// allow_on_headers_stop_iteration whenever it sends model routing: without
+// it, Envoy (like the host) turns the filter's pause in the headers into
+// stop-all, holds the body without calling the filter, and the request
+// waits until the stream's idle timeout.
+func TestModelRoutingNeedsStopIteration(t *testing.T) {
+	data, err := json.Marshal(filterconfig.Fanout{ModelRouting: gatewayRouting()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := wasmtest.Load(t, fanouttest.Pkg).NewVM(t.Context(), wasmtest.Config{PluginConfig: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	s, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Done()
+	headers, body := grpcCall(t, "ModelInfer", &pb.ModelInferRequest{ModelName: "fraud"})
+	if _, err := s.RequestHeaders(headers, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RequestBody(body, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, set := header(s.RequestHeaderMap(), modelHeader); set || !s.Paused(false) {
+		t.Fatalf("without the flag: header set %v, paused %v; want the request stopped with no header", set, s.Paused(false))
 	}
 }
 
