@@ -156,7 +156,8 @@ type Listener struct {
 	Authorization *Authorization `json:"authorization,omitempty"`
 	// Filters are the wasm filters in chain order, before the router.
 	// Each is delivered over ECDS; its configuration is gathered from the
-	// routes' Fanout and SLO settings. Envoy listeners only.
+	// routes' Fanout and SLO settings, and for fanout from the routes that
+	// select a model over gRPC (OIPModelMethodPrefix). Envoy listeners only.
 	Filters []WasmFilter `json:"filters,omitempty"`
 }
 
