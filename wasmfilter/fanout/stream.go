@@ -253,7 +253,7 @@ func (s *stream) reject(msg string) {
 // localError sends an error as a local reply in the stream's protocol.
 func (s *stream) localError(httpStatus uint32, grpcStatus int32, msg string) {
 	var err error
-	if s.proto == protoGRPC {
+	if s.proto == protoGRPC || s.proto == protoGRPCModelQuery {
 		err = pw.SendHTTPResponse(200, [][2]string{{"grpc-message", grpcMessage(msg)}}, []byte(msg), grpcStatus)
 	} else {
 		err = pw.SendHTTPResponse(httpStatus, [][2]string{{"content-type", "application/json"}}, oip.EncodeJSONError(msg), pw.NoGRPCStatus)
