@@ -178,6 +178,9 @@ func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr
 }
 
 func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	if u32(p[0]) > uint32(pw.LogLevelCritical) {
+		return pw.StatusBadArgument // cpp-host: a level above LogLevel::Max
+	}
 	msg, ok := readString(m, u32(p[1]), u32(p[2]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
@@ -212,6 +215,9 @@ func (vm *VM) buffer(bt pw.BufferType) (*[]byte, bool) {
 }
 
 func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	if u32(p[0]) > maxBufferType {
+		return pw.StatusBadArgument
+	}
 	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
@@ -229,12 +235,15 @@ func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) p
 // anything else is a bad argument.
 func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 	bt := pw.BufferType(u32(p[0]))
-	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
 	buf, ok := vm.buffer(bt)
 	if !ok {
 		return pw.StatusNotFound
+	}
+	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+		return pw.StatusBadArgument // Envoy's other buffers are immutable
 	}
 	data, ok := read(m, u32(p[3]), u32(p[4]))
 	if !ok {

@@ -407,3 +407,30 @@ func TestSharedQueueAcrossVMs(t *testing.T) {
 		t.Fatalf("owner logs %+v lack the queued item", owner.Logs())
 	}
 }
+
+// A local response makes the callback's answer a stop even when the guest
+// returns Continue (cpp-host's stopNextIteration): the upstream is not
+// called.
+func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
+	f := &fakeUpstreams{}
+	vm := newVM(t, wasmhost.Config{Upstreams: f})
+	s, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Done() })
+	a, err := s.RequestHeaders([][2]string{{":path", "/local-continue"}}, true)
+	if err != nil || a != pw.ActionContinue {
+		t.Fatalf("guest answer %v, %v", a, err)
+	}
+	if !s.Paused(false) {
+		t.Fatal("the stream went on after a local response")
+	}
+	resp, err := vm.RoundTrip(testCtx(t), "backend", wasmhost.Request{Path: "/local-continue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 403 || len(f.seen) != 0 {
+		t.Fatalf("status %d, upstream saw %q", resp.Status, f.seen)
+	}
+}

@@ -150,6 +150,10 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 			return pw.ActionContinue
 		}
 		return pw.ActionPause
+	case s.path == "/local-continue":
+		// Answers locally but returns Continue: cpp-host stops anyway.
+		_ = pw.SendHTTPResponse(403, nil, []byte("denied"), pw.NoGRPCStatus)
+		return pw.ActionContinue
 	case s.path == "/wait-body":
 		// Waits for the whole body, then answers from it: needs the body
 		// callbacks while the headers are paused.
