@@ -43,9 +43,15 @@ type Config struct {
 	// stream. With it the pause stops only the headers and body callbacks
 	// still run.
 	AllowOnHeadersStopIteration bool
-	// FailOpen is Envoy's fail_open (failure_policy FAIL_OPEN): once the VM
-	// has failed, streams pass through without the filter. When false
-	// (the default) they are answered with FailClosedResponse.
+	// FailOpen is Envoy's PluginConfig failure policy: once the VM has
+	// failed, streams pass through without the filter. When false they are
+	// answered with FailClosedResponse. Envoy's failure_policy maps as:
+	// FAIL_OPEN (or the deprecated fail_open) to true; FAIL_CLOSED and
+	// UNSPECIFIED (default FAIL_CLOSED) to false; FAIL_RELOAD to false,
+	// the embedder starting a new VM from the Module for new requests
+	// once VM.Failed reports a trap. A VM whose proxy_on_vm_start or
+	// proxy_on_configure returns false is never made (NewVM fails): Envoy
+	// rejects that configuration.
 	FailOpen bool
 	// Stats and Shared are shared between VMs when the same value is given
 	// to several; nil gives the VM its own.
