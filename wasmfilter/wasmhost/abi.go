@@ -275,7 +275,9 @@ func (vm *VM) headerMap(mt pw.MapType, mutable bool) (*[][2]string, bool) {
 			return &s.reqHeaders, true
 		}
 	case pw.MapTypeHTTPRequestTrailers:
-		if s != nil && !s.inLog {
+		// Trailers exist in their callback; a filter may add them from
+		// the end-of-stream body callback (Envoy's addDecodedTrailers).
+		if s != nil && (s.reqTrailersLive || (s.reqLastBody && mutable)) {
 			return &s.reqTrailers, true
 		}
 	case pw.MapTypeHTTPResponseHeaders:
@@ -283,7 +285,7 @@ func (vm *VM) headerMap(mt pw.MapType, mutable bool) (*[][2]string, bool) {
 			return &s.respHeaders, true
 		}
 	case pw.MapTypeHTTPResponseTrailers:
-		if s != nil && (!s.inLog || !mutable) {
+		if s != nil && (s.respTrailersLive || (s.respLastBody && mutable) || (s.inLog && !mutable)) {
 			return &s.respTrailers, true
 		}
 	case pw.MapTypeHTTPCallResponseHeaders:
@@ -479,13 +481,14 @@ func hostContinueStream(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.
 	switch pw.StreamType(u32(p[0])) {
 	case pw.StreamTypeRequest:
 		s.reqPaused = false
-		s.reqHeadersLive = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
 		if s.reqStopAll {
 			vm.resumed = append(vm.resumed, s)
 		}
 	case pw.StreamTypeResponse:
 		s.respPaused = false
-		s.reqHeadersLive = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
+		s.respTrailersLive = false
 		if s.respStopAll {
 			vm.resumed = append(vm.resumed, s)
 		}

@@ -249,7 +249,8 @@ func TestRequestHeaderChangeClearsTheRouteCache(t *testing.T) {
 }
 
 // Envoy forgets the request headers once their callback continued: a read
-// from a body callback is BadArgument.
+// from a body callback is BadArgument. Request trailers do not exist
+// before their callback (or the end-of-stream body callback).
 func TestRequestHeadersAreGoneAfterContinue(t *testing.T) {
 	up := upstream(t)
 	vm := newVM(t, wasmhost.Config{Clusters: map[string]wasmhost.Cluster{"backend": {Address: strings.TrimPrefix(up.URL, "http://")}}})
@@ -259,6 +260,9 @@ func TestRequestHeadersAreGoneAfterContinue(t *testing.T) {
 	}
 	if got := resp.Header("x-late-get-bad-argument"); got != "true" {
 		t.Fatalf("late header read was BadArgument: %q", got)
+	}
+	if got := resp.Header("x-early-trailer-bad-argument"); got != "true" {
+		t.Fatalf("adding request trailers from the headers callback was BadArgument: %q", got)
 	}
 }
 

@@ -43,6 +43,9 @@ type Stream struct {
 	reqHeld, respHeld         held
 	reqHeadersLive            bool // Envoy still holds the request headers
 	respHeadersLive           bool
+	reqTrailersLive           bool // in (or stopped in) the trailers callback
+	respTrailersLive          bool
+	reqLastBody, respLastBody bool // in the end-of-stream body callback
 	inLog                     bool
 	routeCacheCleared         bool
 	local                     *LocalResponse
@@ -215,7 +218,9 @@ func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) 
 	} else {
 		s.reqBody = append([]byte(nil), chunk...)
 	}
+	s.reqLastBody = endOfStream
 	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
+	s.reqLastBody = false
 	if err != nil {
 		return a, err
 	}
@@ -244,11 +249,13 @@ func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 
 func (s *Stream) requestTrailers(trailers [][2]string) (pw.Action, error) {
 	s.reqTrailers = trailers
+	s.reqTrailersLive = true
 	a, err := s.callback("proxy_on_request_trailers", uint64(len(s.reqTrailers)))
 	if err != nil {
 		return a, err
 	}
 	s.reqPaused = s.stops(a)
+	s.reqTrailersLive = s.reqPaused
 	return a, nil
 }
 
@@ -295,7 +302,9 @@ func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error)
 	} else {
 		s.respBody = append([]byte(nil), chunk...)
 	}
+	s.respLastBody = endOfStream
 	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
+	s.respLastBody = false
 	if err != nil {
 		return a, err
 	}
@@ -321,11 +330,13 @@ func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 
 func (s *Stream) responseTrailers(trailers [][2]string) (pw.Action, error) {
 	s.respTrailers = trailers
+	s.respTrailersLive = true
 	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
 	if err != nil {
 		return a, err
 	}
 	s.respPaused = s.stops(a)
+	s.respTrailersLive = s.respPaused
 	return a, nil
 }
 

@@ -114,6 +114,7 @@ type stream struct {
 	path      string
 	bodyCalls int
 	lateGet   string // what reading request headers after Continue gave
+	early     string // what adding request trailers in headers gave
 }
 
 func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
@@ -171,6 +172,9 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 		_ = pw.ReplaceHTTPRequestHeader("x-increment-zero", strconv.FormatBool(errors.Is(err, pw.ErrBadArgument)))
 		return pw.ActionContinue
 	case s.path == "/late-headers":
+		// Envoy has no request trailers map yet.
+		err := pw.AddHeader(pw.MapTypeHTTPRequestTrailers, "x-early", "1")
+		s.early = fmt.Sprint(errors.Is(err, pw.ErrBadArgument))
 		return pw.ActionContinue
 	case s.path == "/wasi":
 		s.wasi()
@@ -290,6 +294,7 @@ func (s *stream) OnHTTPResponseHeaders(int, bool) pw.Action {
 	_ = pw.ReplaceHTTPResponseHeader("x-probe-response", status)
 	if s.lateGet != "" {
 		_ = pw.ReplaceHTTPResponseHeader("x-late-get-bad-argument", s.lateGet)
+		_ = pw.ReplaceHTTPResponseHeader("x-early-trailer-bad-argument", s.early)
 	}
 	return pw.ActionContinue
 }
