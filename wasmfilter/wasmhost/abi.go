@@ -191,34 +191,47 @@ func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 
 // buffer returns the buffer a buffer call addresses in the current
 // callback, or false when it does not exist here.
-func (vm *VM) buffer(bt pw.BufferType) (*[]byte, bool) {
+func (vm *VM) buffer(bt pw.BufferType) (buf *[]byte, mutable, ok bool) {
 	s := vm.streams[vm.effective]
+	var none []byte
 	switch bt {
 	case pw.BufferTypeHTTPRequestBody:
+		// Envoy shows the body in its callback and while buffering after
+		// it; elsewhere the buffer is empty and cannot be written.
+		if s != nil && s.reqBodyLive {
+			return &s.reqBody, true, true
+		}
 		if s != nil {
-			return &s.reqBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPResponseBody:
+		if s != nil && s.respBodyLive {
+			return &s.respBody, true, true
+		}
 		if s != nil {
-			return &s.respBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPCallResponseBody, pw.BufferTypeGRPCReceiveBuffer:
 		if vm.callResp != nil {
-			return &vm.callResp.body, true
+			return &vm.callResp.body, false, true
 		}
 	case pw.BufferTypeVMConfiguration:
-		return &vm.cfg.VMConfig, true
+		return &vm.cfg.VMConfig, false, true
 	case pw.BufferTypePluginConfiguration:
-		return &vm.cfg.PluginConfig, true
+		// Envoy hands the plugin configuration out during
+		// proxy_on_configure only.
+		if vm.configuring {
+			return &vm.cfg.PluginConfig, false, true
+		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
-	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
+	buf, _, ok := vm.buffer(pw.BufferType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
 	}
@@ -238,11 +251,11 @@ func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.
 	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
-	buf, ok := vm.buffer(bt)
+	buf, mutable, ok := vm.buffer(bt)
 	if !ok {
 		return pw.StatusNotFound
 	}
-	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+	if !mutable {
 		return pw.StatusBadArgument // Envoy's other buffers are immutable
 	}
 	data, ok := read(m, u32(p[3]), u32(p[4]))

@@ -46,6 +46,7 @@ type Stream struct {
 	reqTrailersLive           bool // in (or stopped in) the trailers callback
 	respTrailersLive          bool
 	reqLastBody, respLastBody bool // in the end-of-stream body callback
+	reqBodyLive, respBodyLive bool // in the body callback or buffering after it
 	inLog                     bool
 	routeCacheCleared         bool
 	local                     *LocalResponse
@@ -218,12 +219,13 @@ func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) 
 	} else {
 		s.reqBody = append([]byte(nil), chunk...)
 	}
-	s.reqLastBody = endOfStream
+	s.reqLastBody, s.reqBodyLive = endOfStream, true
 	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
 	s.reqLastBody = false
 	if err != nil {
 		return a, err
 	}
+	s.reqBodyLive = a == pw.ActionPause
 	s.reqBuffering = a == pw.ActionPause
 	// As in Envoy, a data callback's answer decides: Continue resumes a
 	// stream that an earlier callback stopped.
@@ -302,12 +304,13 @@ func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error)
 	} else {
 		s.respBody = append([]byte(nil), chunk...)
 	}
-	s.respLastBody = endOfStream
+	s.respLastBody, s.respBodyLive = endOfStream, true
 	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
 	s.respLastBody = false
 	if err != nil {
 		return a, err
 	}
+	s.respBodyLive = a == pw.ActionPause
 	s.respBuffer = a == pw.ActionPause
 	s.respPaused = s.stops(a) // as for the request
 	return a, nil

@@ -97,6 +97,9 @@ type VM struct {
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
+	// configuring is true during proxy_on_configure, the only time Envoy
+	// gives out the plugin configuration.
+	configuring bool
 	// resumed are streams continued after stop-all-iteration whose held
 	// data afterCall delivers.
 	resumed []*Stream
@@ -203,7 +206,9 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if ok == 0 {
 		return fail(fmt.Errorf("proxy_on_vm_start rejected the vm configuration%s", vm.logNote()))
 	}
+	vm.configuring = true
 	ok, err = vm.call("proxy_on_configure", uint64(vm.rootID), uint64(len(cfg.PluginConfig)))
+	vm.configuring = false
 	if err != nil {
 		return fail(err)
 	}

@@ -175,6 +175,12 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 		// Envoy has no request trailers map yet.
 		err := pw.AddHeader(pw.MapTypeHTTPRequestTrailers, "x-early", "1")
 		s.early = fmt.Sprint(errors.Is(err, pw.ErrBadArgument))
+		// Nor a body before its callback, nor the plugin configuration
+		// outside proxy_on_configure.
+		body, err := pw.GetHTTPRequestBody(0, 1024)
+		s.early += fmt.Sprint(" ", len(body) == 0 && err == nil)
+		_, err = pw.GetPluginConfiguration()
+		s.early += fmt.Sprint(" ", errors.Is(err, pw.ErrNotFound))
 		return pw.ActionContinue
 	case s.path == "/wasi":
 		s.wasi()
