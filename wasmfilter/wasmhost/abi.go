@@ -29,9 +29,9 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-// instantiateEnv registers the host calls of ABI 0.2.1 that the binding
-// imports. They run with the VM's lock already held by the guest call that
-// led to them.
+// instantiateEnv registers the env host calls cpp-host exports to an ABI
+// 0.2.1 module. They run with the VM's lock already held by the guest call
+// that led to them.
 func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder("env")
 	def := func(name string, params []api.ValueType, f hostFn) {

@@ -440,3 +440,4 @@ func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
 		t.Fatalf("status %d, upstream saw %q", resp.Status, f.seen)
 	}
 }
+

@@ -255,19 +255,30 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	return stack[0], nil
 }
 
-// errorLogNote is what the guest wrote to stderr (error-level log lines)
-// before a trap, usually a panic message.
+// errorLogNote is what the guest wrote at error level (stderr, where Go
+// prints a panic, arrives one write per line of the log; an empty line is
+// a newline it wrote) before a trap, bounded.
 func (vm *VM) errorLogNote() string {
-	var lines []string
+	const limit = 2048
+	var b strings.Builder
 	for _, e := range vm.logs {
-		if e.Level == proxywasm.LogLevelError {
-			lines = append(lines, e.Message)
+		if e.Level != proxywasm.LogLevelError {
+			continue
+		}
+		if e.Message == "" {
+			b.WriteByte('\n')
+		} else {
+			b.WriteString(e.Message)
 		}
 	}
-	if len(lines) == 0 {
+	note := strings.TrimSpace(b.String())
+	if note == "" {
 		return ""
 	}
-	return ": guest log: " + strings.Join(lines, "; ")
+	if len(note) > limit {
+		note = note[:limit] + "..."
+	}
+	return "\nguest stderr:\n" + note
 }
 
 func (vm *VM) logNote() string {
