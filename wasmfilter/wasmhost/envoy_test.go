@@ -440,4 +440,3 @@ func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
 		t.Fatalf("status %d, upstream saw %q", resp.Status, f.seen)
 	}
 }
-
