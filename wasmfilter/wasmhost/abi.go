@@ -29,9 +29,9 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-// instantiateEnv registers the host calls of ABI 0.2.1 that the binding
-// imports. They run with the VM's lock already held by the guest call that
-// led to them.
+// instantiateEnv registers the env host calls cpp-host exports to an ABI
+// 0.2.1 module. They run with the VM's lock already held by the guest call
+// that led to them.
 func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder("env")
 	def := func(name string, params []api.ValueType, f hostFn) {
@@ -178,6 +178,9 @@ func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr
 }
 
 func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	if u32(p[0]) > uint32(pw.LogLevelCritical) {
+		return pw.StatusBadArgument // cpp-host: a level above LogLevel::Max
+	}
 	msg, ok := readString(m, u32(p[1]), u32(p[2]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
@@ -188,31 +191,47 @@ func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 
 // buffer returns the buffer a buffer call addresses in the current
 // callback, or false when it does not exist here.
-func (vm *VM) buffer(bt pw.BufferType) (*[]byte, bool) {
+func (vm *VM) buffer(bt pw.BufferType) (buf *[]byte, mutable, ok bool) {
 	s := vm.streams[vm.effective]
+	var none []byte
 	switch bt {
 	case pw.BufferTypeHTTPRequestBody:
+		// Envoy shows the body in its callback and while buffering after
+		// it; elsewhere the buffer is empty and cannot be written.
+		if s != nil && s.reqBodyLive {
+			return &s.reqBody, true, true
+		}
 		if s != nil {
-			return &s.reqBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPResponseBody:
+		if s != nil && s.respBodyLive {
+			return &s.respBody, true, true
+		}
 		if s != nil {
-			return &s.respBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPCallResponseBody, pw.BufferTypeGRPCReceiveBuffer:
 		if vm.callResp != nil {
-			return &vm.callResp.body, true
+			return &vm.callResp.body, false, true
 		}
 	case pw.BufferTypeVMConfiguration:
-		return &vm.cfg.VMConfig, true
+		return &vm.cfg.VMConfig, false, true
 	case pw.BufferTypePluginConfiguration:
-		return &vm.cfg.PluginConfig, true
+		// Envoy hands the plugin configuration out during
+		// proxy_on_configure only.
+		if vm.configuring {
+			return &vm.cfg.PluginConfig, false, true
+		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
+	if u32(p[0]) > maxBufferType {
+		return pw.StatusBadArgument
+	}
+	buf, _, ok := vm.buffer(pw.BufferType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
 	}
@@ -229,12 +248,15 @@ func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) p
 // anything else is a bad argument.
 func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 	bt := pw.BufferType(u32(p[0]))
-	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
-	buf, ok := vm.buffer(bt)
+	buf, mutable, ok := vm.buffer(bt)
 	if !ok {
 		return pw.StatusNotFound
+	}
+	if !mutable {
+		return pw.StatusBadArgument // Envoy's other buffers are immutable
 	}
 	data, ok := read(m, u32(p[3]), u32(p[4]))
 	if !ok {
@@ -266,7 +288,9 @@ func (vm *VM) headerMap(mt pw.MapType, mutable bool) (*[][2]string, bool) {
 			return &s.reqHeaders, true
 		}
 	case pw.MapTypeHTTPRequestTrailers:
-		if s != nil && !s.inLog {
+		// Trailers exist in their callback; a filter may add them from
+		// the end-of-stream body callback (Envoy's addDecodedTrailers).
+		if s != nil && (s.reqTrailersLive || (s.reqLastBody && mutable)) {
 			return &s.reqTrailers, true
 		}
 	case pw.MapTypeHTTPResponseHeaders:
@@ -274,7 +298,7 @@ func (vm *VM) headerMap(mt pw.MapType, mutable bool) (*[][2]string, bool) {
 			return &s.respHeaders, true
 		}
 	case pw.MapTypeHTTPResponseTrailers:
-		if s != nil && (!s.inLog || !mutable) {
+		if s != nil && (s.respTrailersLive || (s.respLastBody && mutable) || (s.inLog && !mutable)) {
 			return &s.respTrailers, true
 		}
 	case pw.MapTypeHTTPCallResponseHeaders:
@@ -470,13 +494,14 @@ func hostContinueStream(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.
 	switch pw.StreamType(u32(p[0])) {
 	case pw.StreamTypeRequest:
 		s.reqPaused = false
-		s.reqHeadersLive = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
 		if s.reqStopAll {
 			vm.resumed = append(vm.resumed, s)
 		}
 	case pw.StreamTypeResponse:
 		s.respPaused = false
-		s.reqHeadersLive = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
+		s.respTrailersLive = false
 		if s.respStopAll {
 			vm.resumed = append(vm.resumed, s)
 		}

@@ -70,7 +70,7 @@ func hostGetBufferStatus(_ context.Context, vm *VM, m api.Module, p []uint64) pw
 	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
-	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
+	buf, _, ok := vm.buffer(pw.BufferType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
 	}

@@ -249,7 +249,8 @@ func TestRequestHeaderChangeClearsTheRouteCache(t *testing.T) {
 }
 
 // Envoy forgets the request headers once their callback continued: a read
-// from a body callback is BadArgument.
+// from a body callback is BadArgument. Request trailers do not exist
+// before their callback (or the end-of-stream body callback).
 func TestRequestHeadersAreGoneAfterContinue(t *testing.T) {
 	up := upstream(t)
 	vm := newVM(t, wasmhost.Config{Clusters: map[string]wasmhost.Cluster{"backend": {Address: strings.TrimPrefix(up.URL, "http://")}}})
@@ -259,6 +260,11 @@ func TestRequestHeadersAreGoneAfterContinue(t *testing.T) {
 	}
 	if got := resp.Header("x-late-get-bad-argument"); got != "true" {
 		t.Fatalf("late header read was BadArgument: %q", got)
+	}
+	// From the headers callback: adding request trailers is BadArgument,
+	// the body reads empty, the plugin configuration is NotFound.
+	if got := resp.Header("x-early-trailer-bad-argument"); got != "true true true" {
+		t.Fatalf("early access from the headers callback: %q, want \"true true true\"", got)
 	}
 }
 
@@ -405,5 +411,32 @@ func TestSharedQueueAcrossVMs(t *testing.T) {
 	}
 	if !got {
 		t.Fatalf("owner logs %+v lack the queued item", owner.Logs())
+	}
+}
+
+// A local response makes the callback's answer a stop even when the guest
+// returns Continue (cpp-host's stopNextIteration): the upstream is not
+// called.
+func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
+	f := &fakeUpstreams{}
+	vm := newVM(t, wasmhost.Config{Upstreams: f})
+	s, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Done() })
+	a, err := s.RequestHeaders([][2]string{{":path", "/local-continue"}}, true)
+	if err != nil || a != pw.ActionContinue {
+		t.Fatalf("guest answer %v, %v", a, err)
+	}
+	if !s.Paused(false) {
+		t.Fatal("the stream went on after a local response")
+	}
+	resp, err := vm.RoundTrip(testCtx(t), "backend", wasmhost.Request{Path: "/local-continue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 403 || len(f.seen) != 0 {
+		t.Fatalf("status %d, upstream saw %q", resp.Status, f.seen)
 	}
 }

@@ -43,9 +43,15 @@ type Config struct {
 	// stream. With it the pause stops only the headers and body callbacks
 	// still run.
 	AllowOnHeadersStopIteration bool
-	// FailOpen is Envoy's fail_open (failure_policy FAIL_OPEN): once the VM
-	// has failed, streams pass through without the filter. When false
-	// (the default) they are answered with FailClosedResponse.
+	// FailOpen is Envoy's PluginConfig failure policy: once the VM has
+	// failed, streams pass through without the filter. When false they are
+	// answered with FailClosedResponse. Envoy's failure_policy maps as:
+	// FAIL_OPEN (or the deprecated fail_open) to true; FAIL_CLOSED and
+	// UNSPECIFIED (default FAIL_CLOSED) to false; FAIL_RELOAD to false,
+	// the embedder starting a new VM from the Module for new requests
+	// once VM.Failed reports a trap. A VM whose proxy_on_vm_start or
+	// proxy_on_configure returns false is never made (NewVM fails): Envoy
+	// rejects that configuration.
 	FailOpen bool
 	// Stats and Shared are shared between VMs when the same value is given
 	// to several; nil gives the VM its own.
@@ -91,6 +97,9 @@ type VM struct {
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
+	// configuring is true during proxy_on_configure, the only time Envoy
+	// gives out the plugin configuration.
+	configuring bool
 	// resumed are streams continued after stop-all-iteration whose held
 	// data afterCall delivers.
 	resumed []*Stream
@@ -197,7 +206,9 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if ok == 0 {
 		return fail(fmt.Errorf("proxy_on_vm_start rejected the vm configuration%s", vm.logNote()))
 	}
+	vm.configuring = true
 	ok, err = vm.call("proxy_on_configure", uint64(vm.rootID), uint64(len(cfg.PluginConfig)))
+	vm.configuring = false
 	if err != nil {
 		return fail(err)
 	}
@@ -244,19 +255,30 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	return stack[0], nil
 }
 
-// errorLogNote is what the guest wrote to stderr (error-level log lines)
-// before a trap, usually a panic message.
+// errorLogNote is what the guest wrote at error level (stderr, where Go
+// prints a panic, arrives one write per line of the log; an empty line is
+// a newline it wrote) before a trap, bounded.
 func (vm *VM) errorLogNote() string {
-	var lines []string
+	const limit = 2048
+	var b strings.Builder
 	for _, e := range vm.logs {
-		if e.Level == proxywasm.LogLevelError {
-			lines = append(lines, e.Message)
+		if e.Level != proxywasm.LogLevelError {
+			continue
+		}
+		if e.Message == "" {
+			b.WriteByte('\n')
+		} else {
+			b.WriteString(e.Message)
 		}
 	}
-	if len(lines) == 0 {
+	note := strings.TrimSpace(b.String())
+	if note == "" {
 		return ""
 	}
-	return ": guest log: " + strings.Join(lines, "; ")
+	if len(note) > limit {
+		note = note[:limit] + "..."
+	}
+	return "\nguest stderr:\n" + note
 }
 
 func (vm *VM) logNote() string {

@@ -114,6 +114,7 @@ type stream struct {
 	path      string
 	bodyCalls int
 	lateGet   string // what reading request headers after Continue gave
+	early     string // what adding request trailers in headers gave
 }
 
 func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
@@ -150,6 +151,10 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 			return pw.ActionContinue
 		}
 		return pw.ActionPause
+	case s.path == "/local-continue":
+		// Answers locally but returns Continue: cpp-host stops anyway.
+		_ = pw.SendHTTPResponse(403, nil, []byte("denied"), pw.NoGRPCStatus)
+		return pw.ActionContinue
 	case s.path == "/wait-body":
 		// Waits for the whole body, then answers from it: needs the body
 		// callbacks while the headers are paused.
@@ -167,6 +172,15 @@ func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
 		_ = pw.ReplaceHTTPRequestHeader("x-increment-zero", strconv.FormatBool(errors.Is(err, pw.ErrBadArgument)))
 		return pw.ActionContinue
 	case s.path == "/late-headers":
+		// Envoy has no request trailers map yet.
+		err := pw.AddHeader(pw.MapTypeHTTPRequestTrailers, "x-early", "1")
+		s.early = fmt.Sprint(errors.Is(err, pw.ErrBadArgument))
+		// Nor a body before its callback, nor the plugin configuration
+		// outside proxy_on_configure.
+		body, err := pw.GetHTTPRequestBody(0, 1024)
+		s.early += fmt.Sprint(" ", len(body) == 0 && err == nil)
+		_, err = pw.GetPluginConfiguration()
+		s.early += fmt.Sprint(" ", errors.Is(err, pw.ErrNotFound))
 		return pw.ActionContinue
 	case s.path == "/wasi":
 		s.wasi()
@@ -286,6 +300,7 @@ func (s *stream) OnHTTPResponseHeaders(int, bool) pw.Action {
 	_ = pw.ReplaceHTTPResponseHeader("x-probe-response", status)
 	if s.lateGet != "" {
 		_ = pw.ReplaceHTTPResponseHeader("x-late-get-bad-argument", s.lateGet)
+		_ = pw.ReplaceHTTPResponseHeader("x-early-trailer-bad-argument", s.early)
 	}
 	return pw.ActionContinue
 }
