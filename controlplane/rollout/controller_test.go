@@ -484,4 +484,3 @@ func TestOverlayApply(t *testing.T) {
 		t.Error("an overlay changing nothing copied the mesh")
 	}
 }
-
