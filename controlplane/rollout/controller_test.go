@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -482,5 +484,41 @@ func TestOverlayApply(t *testing.T) {
 	}
 	if Overlay(nil).Apply(m) != m || (Overlay{"other": nil}).Apply(m) != m {
 		t.Error("an overlay changing nothing copied the mesh")
+	}
+}
+
+// TestRunReleasesLease runs the loop until the first rollout shows, stops
+// it, and checks another replica can take the lease at once.
+func TestRunReleasesLease(t *testing.T) {
+	h := newHarness(t)
+	c := h.controller(t, "a")
+	m := mesh(t, canary)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, time.Hour, func() *policy.Mesh { return m }) }()
+	deadline := time.After(10 * time.Second)
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for len(c.View().Rollouts) == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("no rollout started within 10s")
+		case <-poll.C:
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v", err)
+	}
+	other, err := NewLease(h.dir, "b", time.Minute, h.clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, holder, err := other.Acquire(); !ok || err != nil {
+		t.Fatalf("lease not released: holder %q, %v", holder, err)
+	}
+	data, err := json.Marshal(c.View())
+	if err != nil || !strings.Contains(string(data), `"overlay":{"fraud":[`) {
+		t.Fatalf("view JSON %s, %v", data, err)
 	}
 }
