@@ -221,6 +221,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func flatten(fams map[string]*dto.MetricFamily) []series {
 	var out []series
 	for name, f := range fams {
+		name = wasmName(name)
 		for _, m := range f.GetMetric() {
 			labels := make(map[string]string, len(m.GetLabel())+1)
 			for _, l := range m.GetLabel() {
@@ -248,6 +249,17 @@ func flatten(fams map[string]*dto.MetricFamily) []series {
 		}
 	}
 	return out
+}
+
+// wasmName undoes the envoy_wasmcustom_ prefix older Envoys put before
+// the filters' stats, as the relabelling in docs/metrics.md does for a
+// Prometheus, so one selector reads both.
+func wasmName(name string) string {
+	if rest, ok := strings.CutPrefix(name, "envoy_wasmcustom_"); ok &&
+		(strings.HasPrefix(rest, "maestro_slo_") || strings.HasPrefix(rest, "maestro_fanout_")) {
+		return rest
+	}
+	return name
 }
 
 func withLabel(labels map[string]string, k, v string) map[string]string {

@@ -242,3 +242,41 @@ func TestScraperBounds(t *testing.T) {
 		t.Errorf("garbage body: %v", err)
 	}
 }
+
+// TestScraperSLOStats reads the slo filter's stats as an older Envoy shows
+// them (envoy_wasmcustom_ prefix) and a newer one (none), for the route's
+// every Envoy route and no other.
+func TestScraperSLOStats(t *testing.T) {
+	ctx := context.Background()
+	old, cur := newEndpoint(t), newEndpoint(t)
+	c := newClock()
+	s := NewScraper(ScraperConfig{Now: c.now, Targets: []Target{{Name: "old", URL: old.srv.URL}, {Name: "new", URL: cur.srv.URL}}})
+	stats := `# TYPE %[1]smaestro_slo_requests_total counter
+%[1]smaestro_slo_requests_total{route="fraud",model="fraud"} %[2]d
+%[1]smaestro_slo_requests_total{route="fraud_rest",model="fraud"} %[2]d
+%[1]smaestro_slo_requests_total{route="fraud-ensemble",model="fraud"} 1000
+# TYPE %[1]smaestro_slo_errors_total counter
+%[1]smaestro_slo_errors_total{route="fraud",model="fraud"} %[3]d
+# TYPE %[1]smaestro_slo_latency_ms histogram
+%[1]smaestro_slo_latency_ms_bucket{route="fraud",model="fraud",le="50"} %[2]d
+%[1]smaestro_slo_latency_ms_bucket{route="fraud",model="fraud",le="+Inf"} %[2]d
+%[1]smaestro_slo_latency_ms_sum{route="fraud",model="fraud"} 0
+%[1]smaestro_slo_latency_ms_count{route="fraud",model="fraud"} %[2]d
+`
+	old.set(fmt.Sprintf(stats, "envoy_wasmcustom_", 0, 0))
+	cur.set(fmt.Sprintf(stats, "", 0, 0))
+	_ = scrapeAt(t, s, c, 0)
+	old.set(fmt.Sprintf(stats, "envoy_wasmcustom_", 10, 1))
+	cur.set(fmt.Sprintf(stats, "", 30, 2))
+	_ = scrapeAt(t, s, c, 10*time.Second)
+	sig := SLOSignals("fraud", "fraud")
+	if n, err := s.Increase(ctx, sig.Requests, time.Minute); err != nil || n != 2*10+2*30 {
+		t.Errorf("requests %v, %v; want 80 (both forms of fraud on both Envoys, not fraud-ensemble)", n, err)
+	}
+	if n, err := s.Increase(ctx, sig.Errors, time.Minute); err != nil || n != 3 {
+		t.Errorf("errors %v, %v; want 3", n, err)
+	}
+	if q, err := s.Quantile(ctx, 0.5, sig.Latency, time.Minute); err != nil || q != 25 {
+		t.Errorf("median %v ms, %v; want 25", q, err)
+	}
+}

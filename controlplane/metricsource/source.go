@@ -163,6 +163,26 @@ func EnvoyClusterSignals(cluster string) Signals {
 	}
 }
 
+// SLOSignals are the slo filter's series of a policy route (every Envoy
+// route of it: the route, its REST form and its rules, whose '.' the
+// filter's tags write '_'), as the SLO alert rules read them: requests,
+// failures and the latency histogram in milliseconds. They measure the
+// route as a whole, stable and promoted versions together; a version's
+// own numbers come from InferenceSignals or EnvoyClusterSignals.
+func SLOSignals(route, model string) Signals {
+	ms := []Matcher{{Name: "route", Value: regexp.QuoteMeta(route) + "(_.+)?", Regex: true}}
+	if model != "" {
+		ms = append(ms, Matcher{Name: "model", Value: model})
+	}
+	sel := func(metric string) Selector { return Selector{Metric: metric, Matchers: slices.Clone(ms)} }
+	return Signals{
+		Requests:    sel("maestro_slo_requests_total"),
+		Errors:      sel("maestro_slo_errors_total"),
+		Latency:     sel("maestro_slo_latency_ms"),
+		LatencyUnit: time.Millisecond,
+	}
+}
+
 // ShadowAgreement returns the fanout filter's row agreement counters of
 // shadow (its label: the cluster name with '.' written '_') on every Envoy
 // route of the policy route.
