@@ -37,7 +37,7 @@ spec:
     members: [{version: a}, {version: b}, {version: c}]
 `
 
-func meshOf(t *testing.T, smoothing float64) *policy.Mesh {
+func meshOf(t testing.TB, smoothing float64) *policy.Mesh {
 	t.Helper()
 	m, err := policy.Parse("p.yaml", []byte(fmt.Sprintf(policyText, smoothing)))
 	if err != nil {

@@ -522,3 +522,18 @@ func TestRunReleasesLease(t *testing.T) {
 		t.Fatalf("view JSON %s, %v", data, err)
 	}
 }
+
+func TestNoSourceHolds(t *testing.T) {
+	h := newHarness(t)
+	c, err := New(Config{StateDir: h.dir, Audit: h.audit, Identity: "a", Now: h.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mesh(t, canary)
+	tick(t, c, m)
+	h.clock.add(time.Minute)
+	tick(t, c, m)
+	if ev := h.audit.last(); weights(c) != "v1=95 v2=5" || ev.Kind != "rollout_hold" || !strings.Contains(ev.Reason, "no metric source configured") {
+		t.Fatalf("weights %q, event %s %q", weights(c), ev.Kind, ev.Reason)
+	}
+}
