@@ -149,11 +149,19 @@ func New(cfg Config) *Tuner {
 	return t
 }
 
-// View returns the latest snapshot.
+// View returns the latest snapshot; it is shared, so read it only.
 func (t *Tuner) View() *View { return t.view.Load() }
 
-// Overlay returns the weights to serve.
-func (t *Tuner) Overlay() Overlay { return t.view.Load().Overlay }
+// Overlay returns a copy of the weights to serve, which the caller may
+// keep and change.
+func (t *Tuner) Overlay() Overlay {
+	o := t.view.Load().Overlay
+	c := make(Overlay, len(o))
+	for k, v := range o {
+		c[k] = slices.Clone(v)
+	}
+	return c
+}
 
 // Observe records one request of an adaptive route: each member's outcome
 // and answer, and the ensemble's combined answer. The answers are kept

@@ -124,11 +124,12 @@ func New(cfg Config) (*Controller, error) {
 	return c, nil
 }
 
-// View returns the latest snapshot.
+// View returns the latest snapshot; it is shared, so read it only.
 func (c *Controller) View() *View { return c.view.Load() }
 
-// Overlay returns the weights to serve (the latest snapshot's).
-func (c *Controller) Overlay() Overlay { return c.view.Load().Overlay }
+// Overlay returns a copy of the weights to serve (the latest snapshot's),
+// which the caller may keep and change.
+func (c *Controller) Overlay() Overlay { return c.view.Load().Overlay.clone() }
 
 // Run ticks every interval until ctx ends, reading the current policy
 // from mesh each time, then releases the lease.
