@@ -268,7 +268,7 @@ func (t *Tuner) Evaluate(ctx context.Context, m *policy.Mesh) error {
 			delete(t.routes, name)
 		}
 	}
-	t.publish(m)
+	t.publish()
 	t.mu.Unlock()
 	var errs []error
 	if t.cfg.Audit != nil {
@@ -378,7 +378,7 @@ func (t *Tuner) measure(c counts, prev float64) (float64, string) {
 }
 
 // publish stores the view; t.mu is held.
-func (t *Tuner) publish(m *policy.Mesh) {
+func (t *Tuner) publish() {
 	v := &View{Overlay: Overlay{}, Routes: map[string][]MemberStatus{}}
 	for name, rs := range t.routes {
 		v.Overlay[name] = slices.Clone(rs.weights)

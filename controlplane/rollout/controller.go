@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -102,6 +103,9 @@ type View struct {
 func New(cfg Config) (*Controller, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("rollout controller: a state directory is required")
+	}
+	if fi, err := os.Stat(cfg.StateDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("rollout controller: state directory %q: not a directory (%v)", cfg.StateDir, err)
 	}
 	if cfg.Signals == nil {
 		cfg.Signals = DefaultSignals

@@ -470,6 +470,9 @@ func TestStateFileErrors(t *testing.T) {
 	if _, err := New(Config{Identity: "a"}); err == nil {
 		t.Error("New without state dir accepted")
 	}
+	if _, err := New(Config{Identity: "a", StateDir: filepath.Join(h.dir, "missing")}); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("New with a missing state dir: %v", err)
+	}
 }
 
 func TestOverlayApply(t *testing.T) {
