@@ -104,8 +104,10 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("rollout controller: a state directory is required")
 	}
-	if fi, err := os.Stat(cfg.StateDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("rollout controller: state directory %q: not a directory (%v)", cfg.StateDir, err)
+	if fi, err := os.Stat(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("rollout controller: state directory: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("rollout controller: state directory %q is not a directory", cfg.StateDir)
 	}
 	if cfg.Signals == nil {
 		cfg.Signals = DefaultSignals
