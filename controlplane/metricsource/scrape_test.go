@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // endpoint is a data-plane metrics endpoint whose text the test sets.
@@ -278,5 +281,45 @@ func TestScraperSLOStats(t *testing.T) {
 	}
 	if q, err := s.Quantile(ctx, 0.5, sig.Latency, time.Minute); err != nil || q != 25 {
 		t.Errorf("median %v ms, %v; want 25", q, err)
+	}
+}
+
+// TestScraperReadsClientGolang scrapes metrics as the inference server
+// exposes them (client_golang's registry through promhttp, same names and
+// labels), so the parser is checked against the real producer's output.
+func TestScraperReadsClientGolang(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "maestro_inference_requests_total", Help: "h"}, []string{"model", "version", "protocol"})
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "maestro_inference_request_failures_total", Help: "h"}, []string{"model", "version", "protocol", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "maestro_inference_request_duration_seconds", Help: "h", Buckets: []float64{.01, .1, 1}}, []string{"model", "version", "protocol"})
+	reg.MustRegister(requests, failures, latency)
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	c := newClock()
+	s := NewScraper(ScraperConfig{Now: c.now, Targets: []Target{{Name: "inference", URL: srv.URL}}})
+	_ = scrapeAt(t, s, c, 0)
+	for i := range 100 {
+		requests.WithLabelValues("fraud", "2", "grpc").Inc()
+		requests.WithLabelValues("fraud", "1", "grpc").Inc()
+		if i%10 == 0 {
+			failures.WithLabelValues("fraud", "2", "grpc", "13").Inc()
+		}
+		latency.WithLabelValues("fraud", "2", "grpc").Observe(0.05)
+	}
+	if err := scrapeAt(t, s, c, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sig := InferenceSignals("fraud", "2")
+	ctx := context.Background()
+	if n, err := s.Increase(ctx, sig.Requests, time.Minute); err != nil || n != 100 {
+		t.Errorf("requests %v, %v; want 100", n, err)
+	}
+	if n, err := s.Increase(ctx, sig.Errors, time.Minute); err != nil || n != 10 {
+		t.Errorf("failures %v, %v; want 10", n, err)
+	}
+	// Every observation is in (0.01, 0.1]: the median interpolates to
+	// the middle of that bucket.
+	if q, err := s.Quantile(ctx, 0.5, sig.Latency, time.Minute); err != nil || math.Abs(q-0.055) > 1e-12 {
+		t.Errorf("median %v, %v; want 0.055", q, err)
 	}
 }
