@@ -164,7 +164,8 @@ func (t *Tuner) Overlay() Overlay {
 }
 
 // Observe records one request of an adaptive route: each member's outcome
-// and answer, and the ensemble's combined answer. The answers are kept
+// and answer, and the ensemble's combined answer (NaN when the ensemble
+// gave none, e.g. for want of a quorum: then agreement is not counted). The answers are kept
 // under requestID (when not empty) for a Label. Requests of routes the
 // Tuner does not track (not adaptive, or before the first Evaluate) and
 // unknown members are ignored.
@@ -186,9 +187,11 @@ func (t *Tuner) Observe(route, requestID string, answers []Answer, ensemble floa
 			case Failed:
 				c.failures++
 			default:
-				c.compared++
-				if t.same(a.Value, ensemble) {
-					c.agreed++
+				if !math.IsNaN(ensemble) {
+					c.compared++
+					if t.same(a.Value, ensemble) {
+						c.agreed++
+					}
 				}
 			}
 		}
@@ -205,8 +208,12 @@ func (t *Tuner) Observe(route, requestID string, answers []Answer, ensemble floa
 // # Errors
 //
 // ErrUnknownRequest (wrapped) when the request is not held: never
-// observed, labelled already, or dropped for age or space (StoreConfig).
+// observed, labelled already, or dropped for age or space (StoreConfig);
+// an error naming the value when truth is not a finite number.
 func (t *Tuner) Label(requestID string, truth float64) error {
+	if math.IsNaN(truth) || math.IsInf(truth, 0) {
+		return fmt.Errorf("label %q: the true value %v is not a finite number", requestID, truth)
+	}
 	e, ok := t.store.take(requestID, t.cfg.Now())
 	if !ok {
 		return fmt.Errorf("label %q: %w", requestID, ErrUnknownRequest)

@@ -358,6 +358,13 @@ func TestStoreBounds(t *testing.T) {
 	if n := len(tu.store.fifo) - tu.store.head; n > 2*100+1100 {
 		t.Errorf("FIFO holds %d slots for at most 100 entries", n)
 	}
+	tu.Observe("fraud", "nan", ans, math.NaN())
+	if err := tu.Label("nan", math.NaN()); err == nil || errors.Is(err, ErrUnknownRequest) {
+		t.Errorf("NaN label: %v", err)
+	}
+	if err := tu.Label("nan", 1); err != nil {
+		t.Errorf("label after a refused NaN: %v", err)
+	}
 	tu.Observe("other", "y", ans, 1) // a route not tracked: nothing kept
 	if err := tu.Label("y", 1); !errors.Is(err, ErrUnknownRequest) {
 		t.Errorf("label for an untracked route: %v", err)
