@@ -214,6 +214,10 @@ func TestDegradedMemberLosesWeight(t *testing.T) {
 				t.Fatalf("weight of the degraded member is %v after three intervals, want the bound 0.05", weightsOf(t, tu)[2])
 			}
 			ens, healthy := step(degraded)
+			if c.bad == wrong && firstEns > healthy-0.05 {
+				// Otherwise the recovery below would prove nothing.
+				t.Fatalf("at full weight the degraded member costs the ensemble too little: %.3f against %.3f", firstEns, healthy)
+			}
 			if ens < healthy-0.01 {
 				t.Errorf("ensemble accuracy %.3f with the member at the bound, healthy members %.3f: more than a point below", ens, healthy)
 			}
