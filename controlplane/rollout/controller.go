@@ -186,6 +186,10 @@ func (c *Controller) Tick(ctx context.Context, m *policy.Mesh) error {
 }
 
 func (c *Controller) tick(ctx context.Context, m *policy.Mesh) error {
+	if m == nil {
+		// Not "no routes": that would remove every rollout.
+		return errors.New("rollout tick: no policy loaded yet")
+	}
 	held, holder, err := c.lease.Acquire()
 	if err != nil {
 		return err

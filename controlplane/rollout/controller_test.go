@@ -464,6 +464,9 @@ func TestStateFileErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "layout version 9") || c.View().Error == "" {
 		t.Fatalf("got %v, view error %q", err, c.View().Error)
 	}
+	if err := c.Tick(context.Background(), nil); err == nil {
+		t.Error("a tick without a policy passed")
+	}
 	if _, err := New(Config{StateDir: h.dir}); err == nil {
 		t.Error("New without identity accepted")
 	}
