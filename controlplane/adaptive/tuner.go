@@ -245,8 +245,13 @@ func (t *Tuner) same(a, b float64) bool { return math.Abs(a-b) <= t.cfg.Toleranc
 //
 // # Errors
 //
-// Audit failures, joined; the weights change all the same.
+// Audit failures, joined; the weights change all the same. A nil m is an
+// error and changes nothing.
 func (t *Tuner) Evaluate(ctx context.Context, m *policy.Mesh) error {
+	if m == nil {
+		// Not "no routes": that would forget every ensemble's weights.
+		return errors.New("evaluate ensemble weights: no policy loaded yet")
+	}
 	now := t.cfg.Now()
 	var events []audit.Event
 	t.mu.Lock()

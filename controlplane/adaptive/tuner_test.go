@@ -321,6 +321,9 @@ func TestEditResetsAndOverlayApplies(t *testing.T) {
 	if w := weightsOf(t, tu); w[2] != 1 {
 		t.Errorf("after an edit the weights are %v, want the policy's", w)
 	}
+	if err := tu.Evaluate(ctx, nil); err == nil || len(tu.Overlay()) != 1 {
+		t.Errorf("evaluate without a policy: %v, overlay %v", err, tu.Overlay())
+	}
 	if (Overlay{}).Apply(m) != m {
 		t.Error("an empty overlay copied the mesh")
 	}
