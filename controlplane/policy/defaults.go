@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"math"
 	"slices"
 	"time"
 
@@ -30,6 +31,13 @@ const (
 	DefaultRetryAttempts   = 2
 	DefaultEnsembleTimeout = Duration(time.Second)
 	DefaultSLOWindow       = Duration(30 * 24 * time.Hour)
+	DefaultStepInterval    = Duration(time.Minute)
+	DefaultMinRequests     = 100
+	DefaultMaxErrorRate    = 1.0
+	DefaultAdaptiveMin     = 0.05
+	DefaultAdaptiveMax     = 1.0
+	DefaultAdaptiveEvery   = Duration(30 * time.Second)
+	DefaultSmoothing       = 0.5
 	DefaultGatewayAddress  = "0.0.0.0"
 	DefaultInboundAddress  = "0.0.0.0"
 	DefaultInboundPort     = 15006
@@ -51,6 +59,9 @@ func DefaultBurnWindows() []BurnWindow {
 		{Window: Duration(3 * 24 * time.Hour), BurnRate: 1},
 	}
 }
+
+// DefaultRolloutSteps are the weights a rollout walks when it gives none.
+func DefaultRolloutSteps() []uint32 { return []uint32{5, 25, 50, 100} }
 
 // applyDefaults fills every unset field whose default depends on other
 // documents (service references, a route's only version, a model match's
@@ -251,10 +262,64 @@ func defaultRoute(r *Route) {
 			s.BurnWindows = DefaultBurnWindows()
 		}
 	}
+	if e := sp.Ensemble; e != nil {
+		e.Weights = or(e.Weights, WeightsStatic)
+		if e.Weights == WeightsAdaptive && e.Adaptive == nil {
+			e.Adaptive = &Adaptive{}
+		}
+		if a := e.Adaptive; a != nil {
+			if a.MinWeight == 0 {
+				a.MinWeight = DefaultAdaptiveMin
+			}
+			if a.MaxWeight == 0 {
+				a.MaxWeight = DefaultAdaptiveMax
+			}
+			a.Interval = orD(a.Interval, DefaultAdaptiveEvery)
+			if a.Smoothing == 0 {
+				a.Smoothing = DefaultSmoothing
+			}
+		}
+	}
+	if ro := sp.Rollout; ro != nil {
+		defaultRollout(ro, sp.SLO)
+	}
 	if rt := sp.Retries; rt != nil {
 		rt.Attempts = orU(rt.Attempts, DefaultRetryAttempts)
 		if len(rt.On) == 0 {
 			rt.On = DefaultRetryOn()
+		}
+	}
+}
+
+// defaultRollout fills a rollout's pace and the thresholds its route's
+// SLO (already defaulted) implies.
+func defaultRollout(ro *Rollout, slo *SLO) {
+	if len(ro.Steps) == 0 {
+		ro.Steps = DefaultRolloutSteps()
+	}
+	ro.StepInterval = orD(ro.StepInterval, DefaultStepInterval)
+	ro.MinRequests = orU(ro.MinRequests, DefaultMinRequests)
+	a := &ro.Analysis
+	if a.MaxErrorRate == 0 {
+		a.MaxErrorRate = DefaultMaxErrorRate
+		if b := ErrorBudget(slo); b > 0 {
+			// Rounded: 100 - 99.9 is 0.0999... in binary.
+			a.MaxErrorRate = math.Round(b*100*1e9) / 1e9
+		}
+	}
+	if slo == nil {
+		return
+	}
+	if len(a.Latency) == 0 {
+		a.Latency = slo.Latency
+	}
+	if ErrorBudget(slo) > 0 && len(slo.BurnWindows) > 0 {
+		if a.FastBurnRate == 0 {
+			a.FastBurnRate = slo.BurnWindows[0].BurnRate
+		}
+		if a.SlowBurnRate == 0 {
+			// Never above the fast limit, which the user may have lowered.
+			a.SlowBurnRate = min(slo.BurnWindows[min(1, len(slo.BurnWindows)-1)].BurnRate, a.FastBurnRate)
 		}
 	}
 }

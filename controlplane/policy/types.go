@@ -467,6 +467,7 @@ type RouteSpec struct {
 	Retries  *Retries        `yaml:"retries" doc:"retry policy"`
 	Timeout  Duration        `yaml:"timeout" doc:"whole-request timeout; default none"`
 	Fault    *FaultInjection `yaml:"fault" doc:"injected delays and aborts, for drills"`
+	Rollout  *Rollout        `yaml:"rollout" doc:"promote a version step by step, judged on metrics (docs/rollouts.md)"`
 }
 
 // Match protocols.
@@ -551,6 +552,25 @@ type Ensemble struct {
 	Quorum   uint32    `yaml:"quorum" doc:"minimum answers; default all members"`
 	Timeout  Duration  `yaml:"timeout" doc:"bound on the member calls; default 1s"`
 	Stacking *Stacking `yaml:"stacking" doc:"logistic meta-model (strategy stacking)"`
+	Weights  string    `yaml:"weights" enum:"static,adaptive" doc:"static (default): the members' weights as written; adaptive: weights follow each member's measured quality"`
+	Adaptive *Adaptive `yaml:"adaptive" doc:"bounds and pace of adaptive weights (weights: adaptive)"`
+}
+
+// Ensemble weight modes.
+const (
+	WeightsStatic   = "static"
+	WeightsAdaptive = "adaptive"
+)
+
+// Adaptive bounds and paces the weights of an adaptive ensemble: every
+// Interval each member's quality is measured, smoothed (an exponentially
+// weighted moving average with factor Smoothing) and mapped into
+// [MinWeight, MaxWeight]. See docs/rollouts.md.
+type Adaptive struct {
+	MinWeight float64  `yaml:"minWeight" doc:"lowest weight a member can fall to, >= 0; default 0.05"`
+	MaxWeight float64  `yaml:"maxWeight" doc:"highest weight, above minWeight; default 1"`
+	Interval  Duration `yaml:"interval" doc:"how often weights are re-evaluated, at least 1s; default 30s"`
+	Smoothing float64  `yaml:"smoothing" doc:"share of the newest measurement in the moving average, in (0, 1]; default 0.5"`
 }
 
 // Member is one model of an ensemble.
@@ -587,6 +607,28 @@ type LatencyObjective struct {
 type BurnWindow struct {
 	Window   Duration `yaml:"window" doc:"rolling window, e.g. 1h"`
 	BurnRate float64  `yaml:"burnRate" doc:"burn rate threshold, e.g. 14.4"`
+}
+
+// Rollout promotes Version of the route's split step by step: each
+// StepInterval the controller judges the version on its own metrics and
+// moves it to the next weight of Steps, holds, or rolls it back to 0. The
+// other destination of the split is the stable version; it gets the rest.
+type Rollout struct {
+	Version      string          `yaml:"version" doc:"the version promoted, of the split's service; it may be absent from the split (weight 0)"`
+	Steps        []uint32        `yaml:"steps" doc:"the version's weights in percent, increasing, ending at 100; default [5, 25, 50, 100]"`
+	StepInterval Duration        `yaml:"stepInterval" doc:"time at each step before it is judged, at least 1s; default 1m"`
+	MinRequests  uint32          `yaml:"minRequests" doc:"requests the version must serve at a step before it is judged; default 100"`
+	Analysis     RolloutAnalysis `yaml:"analysis" doc:"what the version is judged on"`
+}
+
+// RolloutAnalysis are the thresholds a rollout step must meet; a breach of
+// any rolls the version back. Unset thresholds default from the route's SLO.
+type RolloutAnalysis struct {
+	MaxErrorRate float64            `yaml:"maxErrorRate" doc:"highest percent of failed requests; default the SLO's errorRate, or 100 - availability, or 1"`
+	Latency      []LatencyObjective `yaml:"latency" doc:"latency percentiles the version must meet; default the SLO's latency"`
+	FastBurnRate float64            `yaml:"fastBurnRate" doc:"highest error-budget burn rate over one step; default the SLO's first burn window's rate (needs availability or errorRate)"`
+	SlowBurnRate float64            `yaml:"slowBurnRate" doc:"highest burn rate over the whole rollout; default the SLO's second burn window's rate"`
+	MinAgreement float64            `yaml:"minAgreement" doc:"lowest percent of compared rows where the version, as a compared shadow, agrees with the primary; unset: not judged"`
 }
 
 // Retries retries failed requests.

@@ -82,6 +82,9 @@ func (v *validator) route(r *Route) {
 	if e := sp.Ensemble; e != nil {
 		v.ensemble(e, sp.Match.Model)
 	}
+	if sp.Rollout != nil {
+		v.rollout(sp)
+	}
 	if !v.local {
 		return
 	}
@@ -262,6 +265,7 @@ func (v *validator) ensemble(e *Ensemble, model string) {
 	case e.Stacking != nil && len(e.Stacking.Weights) != len(e.Members):
 		v.bad("spec.ensemble.stacking.weights", "%d weights for %d members", len(e.Stacking.Weights), len(e.Members))
 	}
+	v.adaptive(e)
 }
 
 func (v *validator) slo(s *SLO) {

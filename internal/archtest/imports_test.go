@@ -26,14 +26,20 @@ type rule struct {
 }
 
 var rules = []rule{
-	{"controlplane/policy", []string{"controlplane/model", "controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+	{"controlplane/policy", []string{"controlplane/model", "controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch", "controlplane/rollout", "controlplane/adaptive", "controlplane/metricsource"},
 		"the policy API is the first step of the data flow"},
-	{"controlplane/model", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+	{"controlplane/model", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch", "controlplane/rollout", "controlplane/adaptive"},
 		"the IR is plain Go and knows nothing of xDS"},
 	{"controlplane/xds", []string{"controlplane/policy", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
 		"builders read only the validated model"},
 	{"controlplane/snapshot", []string{"controlplane/policy", "controlplane/server", "controlplane/watch"},
 		"snapshots are built from the model, never from user input"},
+	{"controlplane/metricsource", []string{"controlplane/policy", "controlplane/model", "controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/rollout", "controlplane/adaptive"},
+		"metric sources only read numbers; what they mean is the controllers' business"},
+	{"controlplane/rollout", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+		"rollouts change the policy's weights as an overlay applied before the model is built"},
+	{"controlplane/adaptive", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch", "controlplane/rollout"},
+		"adaptive weights are an overlay applied before the model is built"},
 	{"inference", []string{"controlplane", "certs", "wasmfilter", "cmd"},
 		"the inference server runs without the mesh"},
 	{"certs", []string{"controlplane", "inference", "wasmfilter", "cmd"},
