@@ -244,6 +244,7 @@ func (c *Certificates) Loader() Loader {
 		if err != nil {
 			return nil, nil, err
 		}
+		pm = overlaid(ctx, pm) // rollout and adaptive weights (overlay.go)
 		if !sameCA(pm.Config.Spec, c.spec) {
 			return nil, nil, ErrCARestart
 		}

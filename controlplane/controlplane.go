@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/watch"
 )
@@ -88,6 +89,11 @@ type Config struct {
 	// passes its guard (with mTLS only: plaintext streams have no
 	// identity). The caller runs Certs.Run.
 	Certs *Certificates
+	// Loop, if set, overlays the rollouts' and adaptive ensembles' weights
+	// on every load, is run beside the servers, and its overlay changes
+	// rebuild and push (overlay.go). Its feedback endpoints are served on
+	// the admin port.
+	Loop *closedloop.Loop
 }
 
 // Addrs are the addresses Run bound (useful with port 0).
@@ -155,6 +161,9 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return cp.watchLoop(ctx, w) })
 	if cfg.Certs != nil {
 		g.Go(func() error { return cp.followCerts(ctx) })
+	}
+	if cfg.Loop != nil {
+		g.Go(func() error { return cp.followLoop(ctx) })
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(Addrs{XDS: xdsLis.Addr(), Admin: adminLis.Addr()})

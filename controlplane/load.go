@@ -46,6 +46,7 @@ func PolicyLoader(mode CAMode) Loader {
 		if err != nil {
 			return nil, nil, err
 		}
+		pm = overlaid(ctx, pm) // rollout and adaptive weights (overlay.go)
 		secrets, err := s.secrets(ctx, pm, model.RequiredSecrets(pm))
 		if err != nil {
 			return nil, nil, fmt.Errorf("certificates: %w", err)

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/server"
 	"github.com/maestro-ml/maestro/controlplane/snapshot"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -36,6 +37,8 @@ type plane struct {
 	// lastErr is the last reload's error, nil after a good one; shown on
 	// the admin status page.
 	lastErr error
+	// closed is the policy last served, for the closed loop (overlay.go).
+	closed closedState
 }
 
 type planeMetrics struct {
@@ -123,6 +126,7 @@ func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err e
 		span.End()
 		cp.lastErr = err
 	}()
+	ctx, hook := cp.hook(ctx)
 	mesh, files, err := cp.cfg.Load(ctx, cp.cfg.Paths)
 	if err != nil {
 		rejected(err)
@@ -140,6 +144,7 @@ func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err e
 		rejected(err)
 		return nil, err
 	}
+	cp.served(hook)
 	cp.m.reloads.WithLabelValues(resultApplied).Inc()
 	cp.m.lastSuccess.SetToCurrentTime()
 	level := slog.LevelInfo
@@ -200,6 +205,8 @@ type status struct {
 	Version   string              `json:"version"`
 	LastError string              `json:"lastError,omitempty"`
 	Nodes     []server.NodeStatus `json:"nodes"`
+	// The routes, effective weights, rollouts and member weights.
+	*closedloop.Status
 }
 
 func (cp *plane) adminHandler() http.Handler {
@@ -213,9 +220,13 @@ func (cp *plane) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if cp.cfg.Loop != nil {
+		mux.Handle("POST /v1/feedback", cp.cfg.Loop.FeedbackHandler())
+		mux.Handle("POST /v1/observations", cp.cfg.Loop.ObservationHandler())
+	}
 	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, _ *http.Request) {
 		cp.mu.Lock()
-		st := status{Version: cp.srv.Current().Version, Nodes: cp.srv.Nodes()}
+		st := status{Version: cp.srv.Current().Version, Nodes: cp.srv.Nodes(), Status: cp.closedStatus()}
 		if cp.lastErr != nil {
 			st.LastError = cp.lastErr.Error()
 		}
