@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/maestro-ml/maestro/certs/audit"
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/closedloop"
+	"github.com/maestro-ml/maestro/controlplane/metricsource"
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// stepInterval is the rollouts' step: the shortest the policy allows, so
+// the loop ticks every 250ms.
+const stepInterval = time.Second
+
+// rolloutLimit bounds a whole rollout: four steps of one second, plus
+// holds while a 5% step gathers its requests on a loaded machine.
+const rolloutLimit = 90 * time.Second
+
+// canaryPolicy rolls fraud v2 out over v1 for proxyless clients of
+// xds:///fraud, judged on the inference servers' own series.
+func canaryPolicy(v1, v2 uint32) string {
+	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata: {name: e2e}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata: {name: fraud, namespace: ml}
+spec:
+  protocol: grpc
+  versions:
+    - {name: v1, endpoints: [{address: 127.0.0.1, port: %d}]}
+    - {name: v2, endpoints: [{address: 127.0.0.1, port: %d}]}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata: {name: fraud, namespace: ml}
+spec:
+  service: fraud
+  split: [{version: v1, weight: 100}]
+  rollout:
+    version: v2
+    steps: [5, 25, 50, 100]
+    stepInterval: 1s
+    minRequests: 20
+    analysis: {maxErrorRate: 5}
+`, v1, v2)
+}
+
+// canaryServers starts fraud v1 (repository version 1) and v2 (repository
+// version 2, the one the mesh's v2 is judged on). A broken v2 expects five
+// features where clients send four, so every request it gets fails.
+func canaryServers(t *testing.T, broken bool) (v1, v2 *inferencetest.Server) {
+	t.Helper()
+	d1, d2 := t.TempDir(), t.TempDir()
+	inferencetest.WriteModel(t, d1, inferencetest.TestModel{Name: "fraud", Biases: []float64{0}})
+	bad := inferencetest.TestModel{Name: "fraud", Biases: []float64{0, 1}}
+	if broken {
+		bad.Features = 5
+	}
+	inferencetest.WriteModel(t, d2, bad)
+	v1 = inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: d1})
+	v2 = inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: d2})
+	return v1, v2
+}
+
+// loopPlane is a control plane with a closed loop.
+type loopPlane struct {
+	addrs controlplane.Addrs
+	stop  func()
+}
+
+// startLoopPlane runs a control plane serving path with its rollouts
+// driven from stateDir, scraping the servers' /metrics, auditing to
+// auditPath.
+func startLoopPlane(t *testing.T, path, stateDir, auditPath string, servers ...*inferencetest.Server) *loopPlane {
+	t.Helper()
+	var targets []metricsource.Target
+	for _, s := range servers {
+		targets = append(targets, metricsource.Target{Name: s.Name, URL: "http://" + s.HTTPAddr + "/metrics"})
+	}
+	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop, err := closedloop.New(closedloop.Config{
+		StateDir: stateDir, Identity: "e2e", Targets: targets, Signals: closedloop.InferenceSignals,
+		Audit: audit.New(f, nil), LeaseTTL: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan controlplane.Addrs, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controlplane.Run(ctx, controlplane.Config{
+			Paths: []string{path}, Load: controlplane.PolicyLoader(controlplane.CAEphemeral), Insecure: true, Loop: loop,
+			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+			Ready: func(a controlplane.Addrs) { ready <- a },
+		})
+	}()
+	p := &loopPlane{}
+	stopped := false
+	p.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+		_ = f.Close()
+	}
+	t.Cleanup(p.stop)
+	select {
+	case p.addrs = <-ready:
+	case err := <-done:
+		t.Fatalf("control plane ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("control plane not ready")
+	}
+	return p
+}
+
+// status reads the control plane's /debug/status.
+func (p *loopPlane) status(t *testing.T) closedloop.Status {
+	t.Helper()
+	res, err := http.Get("http://" + p.addrs.Admin.String() + "/debug/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st closedloop.Status
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitRollout polls the status until ok holds for the rollout of fraud.
+func (p *loopPlane) waitRollout(t *testing.T, what string, ok func(closedloop.Status) bool) closedloop.Status {
+	t.Helper()
+	deadline := time.Now().Add(rolloutLimit)
+	for {
+		st := p.status(t)
+		if len(st.Rollouts) == 1 && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; status %+v", what, rolloutLimit, st)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval of a bounded wait
+	}
+}
+
+// traffic keeps calling ModelInfer through c until stopped, so every step
+// has requests to be judged on.
+type traffic struct {
+	mu     sync.Mutex
+	ok     map[string]int
+	failed int
+	stop   func()
+}
+
+func sendTraffic(t *testing.T, c pb.GRPCInferenceServiceClient) *traffic {
+	t.Helper()
+	tr := &traffic{ok: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := &pb.ModelInferRequest{ModelName: "fraud", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
+			Name: "x", Datatype: "FP32", Shape: []int64{1, 4},
+			Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}},
+		}}}
+		for ctx.Err() == nil {
+			var hdr metadata.MD
+			_, err := c.ModelInfer(ctx, req, grpc.WaitForReady(true), grpc.Header(&hdr))
+			tr.mu.Lock()
+			if err != nil {
+				tr.failed++
+			} else if n := hdr.Get(server.ServerHeader); len(n) == 1 {
+				tr.ok[n[0]]++
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	tr.stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(tr.stop)
+	return tr
+}
+
+// auditEvents reads the rollout events of an audit log.
+func auditEvents(t *testing.T, path string) []audit.Event {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []audit.Event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var ev audit.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		if strings.HasPrefix(string(ev.Kind), "rollout_") {
+			out = append(out, ev)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// decisions lists events as "advance@25" (the decision and the weight
+// after it).
+func decisions(evs []audit.Event) []string {
+	var out []string
+	for _, ev := range evs {
+		out = append(out, strings.TrimPrefix(string(ev.Kind), "rollout_")+"@"+ev.Details["weight_now"])
+	}
+	return out
+}
+
+func TestCanaryPromotedThroughEveryStep(t *testing.T) {
+	v1, v2 := canaryServers(t, false)
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	p := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+	tr := sendTraffic(t, client)
+
+	p.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
+	tr.stop()
+	// Holds (a 5% step short of requests on a slow machine) may come
+	// between; the advances are every step in order.
+	var steps []string
+	for _, d := range decisions(auditEvents(t, auditPath)) {
+		if !strings.HasPrefix(d, "hold@") {
+			steps = append(steps, d)
+		}
+	}
+	if want := "start@5 advance@25 advance@50 advance@100 promote@100"; strings.Join(steps, " ") != want {
+		t.Errorf("decisions %v, want %s", steps, want)
+	}
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v2": 100})
+}
+
+func TestFailingCanaryRolledBack(t *testing.T) {
+	v1, v2 := canaryServers(t, true)
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	p := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+	tr := sendTraffic(t, client)
+
+	st := p.waitRollout(t, "rollback", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "failed" })
+	tr.stop()
+	if w := st.Routes[0].Split; len(w) != 2 || w[0].Effective != 100 || w[1].Effective != 0 {
+		t.Errorf("effective split after rollback %+v, want v1 100, v2 0", w)
+	}
+	evs := auditEvents(t, auditPath)
+	if got := strings.Join(decisions(evs), " "); got != "start@5 rollback@0" {
+		t.Fatalf("decisions %q, want the first judgement to roll back", got)
+	}
+	// v2 fails from its first request, at the step's start: the rollback
+	// is the first judgement, one step interval later (plus the loop's
+	// tick, a quarter of it).
+	took := evs[1].Time.Sub(evs[0].Time)
+	t.Logf("rolled back %v after the step began (interval %v): %s; %v", took, stepInterval, evs[1].Reason, evs[1].Details)
+	if took > 2*stepInterval {
+		t.Errorf("rolled back %v after the breach, want within one interval of the judgement being due", took)
+	}
+	tr.mu.Lock()
+	failed := tr.failed
+	tr.mu.Unlock()
+	if failed == 0 {
+		t.Error("the broken version failed no request: the test does not test a failing canary")
+	}
+	// Every proxyless client's split is back on the stable version.
+	waitShare(t, client, "fraud-v1", 99)
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 100})
+}
+
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	v1, v2 := canaryServers(t, false)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mesh.yaml")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	first := startLoopPlane(t, path, dir, filepath.Join(dir, "audit-1.jsonl"), v1, v2)
+	tr := sendTraffic(t, xdsClient(t, first.addrs.XDS.String(), "client-1"))
+	mid := first.waitRollout(t, "the second step", func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
+	first.stop()
+	tr.stop()
+
+	auditPath := filepath.Join(dir, "audit-2.jsonl")
+	second := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	client := xdsClient(t, second.addrs.XDS.String(), "client-2")
+	tr = sendTraffic(t, client)
+	resumed := second.waitRollout(t, "resumption", func(closedloop.Status) bool { return true })
+	if r := resumed.Rollouts[0]; r.Step < mid.Rollouts[0].Step || !r.Started.Equal(mid.Rollouts[0].Started) {
+		t.Fatalf("after the restart the rollout is at step %d started %v, want step >= %d of the rollout started %v",
+			r.Step, r.Started, mid.Rollouts[0].Step, mid.Rollouts[0].Started)
+	}
+	second.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
+	tr.stop()
+	for _, d := range decisions(auditEvents(t, auditPath)) {
+		if strings.HasPrefix(d, "start@") || strings.HasPrefix(d, "restart@") {
+			t.Errorf("the restarted control plane started the rollout again: %s", d)
+		}
+	}
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v2": 100})
+}
