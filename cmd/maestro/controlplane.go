@@ -38,6 +38,7 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
 	insecure := fs.Bool("insecure", false, "serve xDS in plaintext, secrets to any client (development only); default mTLS with the control plane's own certificate")
 	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
+	loopFlags := addLoopFlags(fs)
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -67,7 +68,12 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	loop, err := loopFlags.open(log, auditLog)
+	if err != nil {
+		return err
+	}
 	cfg := controlplane.Config{
+		Loop:      loop,
 		Paths:     paths,
 		Load:      certs.Loader(),
 		Certs:     certs,

@@ -27,6 +27,7 @@ func commands() []command {
 	return []command{
 		{"up", "run the whole mesh locally on the embedded demo (control plane, inference servers, bootstraps)", runUp},
 		{"controlplane", "serve mesh policies to Envoy and proxyless gRPC over xDS, reloading on change", runControlplane},
+		{"status", "print a running control plane's routes, served weights, rollouts and ensemble member weights", runStatus},
 		{"validate", "check mesh policies; --output prints the xDS a node would receive", runValidate},
 		{"bootstrap", "print an Envoy bootstrap, or with --grpc a gRPC xDS bootstrap, for a node", runBootstrap},
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},

@@ -43,6 +43,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	node := fs.String("node", "", "node `ID` for --output")
 	role := fs.String("role", "", "node `role` for --output: gateway, sidecar or proxyless (the node's maestro.role metadata)")
 	service := fs.String("service", "", "sidecar's `service` for --output (the node's maestro.service metadata)")
+	state := addStateOverlayFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -70,6 +71,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stdout, "policy is valid")
 		return nil
 	}
+	ctx = state.context(ctx)
 	res, group, err := controlplane.Preview(ctx, load, paths, model.NodeInfo{ID: *node, Role: model.Role(*role), Service: *service})
 	if err != nil {
 		return report(stderr, err)
@@ -87,6 +89,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		out = append(out, '\n')
 	}
 	_, err = stdout.Write(out)
+	state.report(stderr)
 	return err
 }
 
