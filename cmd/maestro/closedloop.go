@@ -51,10 +51,6 @@ func (f *loopFlags) open(log *slog.Logger, auditLog *audit.Log) (*closedloop.Loo
 	if auditLog != nil {
 		cfg.Audit = auditLog
 	}
-	if cfg.Identity == "" {
-		host, _ := os.Hostname()
-		cfg.Identity = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
 	if cfg.StateDir != "" {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("--state-dir: %w", err)
@@ -82,6 +78,6 @@ func (f *loopFlags) open(log *slog.Logger, auditLog *audit.Log) (*closedloop.Loo
 	if err != nil {
 		return nil, err
 	}
-	log.Info("closed loop", "state_dir", cfg.StateDir, "metrics", loop.String(), "signals", *f.signals, "replica", cfg.Identity)
+	log.Info("closed loop", "state_dir", cfg.StateDir, "metrics", loop.String(), "signals", *f.signals, "replica", loop.Identity())
 	return loop, nil
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -40,7 +41,8 @@ type Config struct {
 	// leaves rollouts undriven: the policy's own splits are served and
 	// the status says why.
 	StateDir string
-	// Identity names this replica in the rollout lease.
+	// Identity names this replica in the rollout lease; default the host
+	// name and process id.
 	Identity string
 	// Source gives the numbers; nil scrapes Targets.
 	Source metricsource.Source
@@ -88,6 +90,10 @@ func New(cfg Config) (*Loop, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Identity == "" {
+		host, _ := os.Hostname()
+		cfg.Identity = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	l := &Loop{cfg: cfg, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	src := cfg.Source
@@ -262,6 +268,9 @@ func hasRollouts(pm *policy.Mesh) bool {
 	}
 	return false
 }
+
+// Identity is this replica's name in the rollout lease.
+func (l *Loop) Identity() string { return l.cfg.Identity }
 
 // String describes the loop's sources, for the start-up log.
 func (l *Loop) String() string {
