@@ -89,10 +89,10 @@ type loopPlane struct {
 	stop  func()
 }
 
-// startLoopPlane runs a control plane serving path with its rollouts
-// driven from stateDir, scraping the servers' /metrics, auditing to
-// auditPath.
-func startLoopPlane(t *testing.T, path, stateDir, auditPath string, servers ...*inferencetest.Server) *loopPlane {
+// startLoopPlane runs a control plane (replica id) serving path with its
+// rollouts driven from stateDir, scraping the servers' /metrics, auditing
+// to auditPath.
+func startLoopPlane(t *testing.T, id, path, stateDir, auditPath string, servers ...*inferencetest.Server) *loopPlane {
 	t.Helper()
 	var targets []metricsource.Target
 	for _, s := range servers {
@@ -103,7 +103,7 @@ func startLoopPlane(t *testing.T, path, stateDir, auditPath string, servers ...*
 		t.Fatal(err)
 	}
 	loop, err := closedloop.New(closedloop.Config{
-		StateDir: stateDir, Identity: "e2e", Targets: targets, Signals: closedloop.InferenceSignals,
+		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.InferenceSignals,
 		Audit: audit.New(f, nil), LeaseTTL: 5 * time.Second,
 	})
 	if err != nil {
@@ -254,7 +254,7 @@ func TestCanaryPromotedThroughEveryStep(t *testing.T) {
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
 	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
 	tr := sendTraffic(t, client)
 
@@ -279,7 +279,7 @@ func TestFailingCanaryRolledBack(t *testing.T) {
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
 	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
 	tr := sendTraffic(t, client)
 
@@ -316,14 +316,14 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	first := startLoopPlane(t, path, dir, filepath.Join(dir, "audit-1.jsonl"), v1, v2)
+	first := startLoopPlane(t, "cp-1", path, dir, filepath.Join(dir, "audit-1.jsonl"), v1, v2)
 	tr := sendTraffic(t, xdsClient(t, first.addrs.XDS.String(), "client-1"))
 	mid := first.waitRollout(t, "the second step", func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
 	first.stop()
 	tr.stop()
 
 	auditPath := filepath.Join(dir, "audit-2.jsonl")
-	second := startLoopPlane(t, path, dir, auditPath, v1, v2)
+	second := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
 	client := xdsClient(t, second.addrs.XDS.String(), "client-2")
 	tr = sendTraffic(t, client)
 	resumed := second.waitRollout(t, "resumption", func(closedloop.Status) bool { return true })
@@ -339,4 +339,40 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 		}
 	}
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v2": 100})
+}
+
+// TestOneReplicaDrivesTheRollout runs two control planes on one state
+// directory: one holds the lease and decides, the other follows the state
+// file, and both serve the same weights to their clients.
+func TestOneReplicaDrivesTheRollout(t *testing.T) {
+	v1, v2 := canaryServers(t, false)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mesh.yaml")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	auditA, auditB := filepath.Join(dir, "audit-a.jsonl"), filepath.Join(dir, "audit-b.jsonl")
+	a := startLoopPlane(t, "cp-a", path, dir, auditA, v1, v2)
+	b := startLoopPlane(t, "cp-b", path, dir, auditB, v1, v2)
+	clientA := xdsClient(t, a.addrs.XDS.String(), "client-a")
+	clientB := xdsClient(t, b.addrs.XDS.String(), "client-b")
+	trA, trB := sendTraffic(t, clientA), sendTraffic(t, clientB)
+	promoted := func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" }
+	stA := a.waitRollout(t, "promotion on a", promoted)
+	stB := b.waitRollout(t, "promotion on b", promoted)
+	trA.stop()
+	trB.stop()
+	if stA.Leader == stB.Leader || stA.Holder != stB.Holder {
+		t.Fatalf("leaders a=%v b=%v, holders %q %q: want exactly one, seen by both", stA.Leader, stB.Leader, stA.Holder, stB.Holder)
+	}
+	leader, follower := auditA, auditB
+	if stB.Leader {
+		leader, follower = auditB, auditA
+	}
+	if n := len(auditEvents(t, follower)); n != 0 {
+		t.Errorf("the follower recorded %d decisions", n)
+	}
+	if n := len(auditEvents(t, leader)); n < 5 {
+		t.Errorf("the leader recorded %d decisions, want start, three advances and the promotion", n)
+	}
+	checkSplit(t, split(t, clientA, rpcs), map[string]float64{"fraud-v2": 100})
+	checkSplit(t, split(t, clientB, rpcs), map[string]float64{"fraud-v2": 100})
 }
