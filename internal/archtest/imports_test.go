@@ -40,6 +40,8 @@ var rules = []rule{
 		"rollouts change the policy's weights as an overlay applied before the model is built"},
 	{"controlplane/adaptive", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch", "controlplane/rollout"},
 		"adaptive weights are an overlay applied before the model is built"},
+	{"controlplane/closedloop", []string{"controlplane/xds", "controlplane/snapshot", "controlplane/server", "controlplane/watch"},
+		"the closed loop hands the control plane an overlay on the policy; it never builds or serves resources"},
 	{"inference", []string{"controlplane", "certs", "wasmfilter", "cmd"},
 		"the inference server runs without the mesh"},
 	{"certs", []string{"controlplane", "inference", "wasmfilter", "cmd"},
