@@ -58,6 +58,10 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer closeAudit()
+	loop, err := loopFlags.open(log, auditLog)
+	if err != nil {
+		return err
+	}
 	// The issuer comes from the policy's spec.ca, read once at start.
 	pm, err := policy.Load(ctx, paths...)
 	if err != nil {
@@ -65,10 +69,6 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	certs, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
 		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs)})
-	if err != nil {
-		return err
-	}
-	loop, err := loopFlags.open(log, auditLog)
 	if err != nil {
 		return err
 	}
