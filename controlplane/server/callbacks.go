@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -45,15 +46,21 @@ type TypeStatus struct {
 	// version the node accepted.
 	Sent  string `json:"sent,omitempty"`
 	Acked string `json:"acked,omitempty"`
-	// Nacked is the version the node rejected, with Envoy's error detail
-	// and the resources of that response. It stays set until the node
+	// Nacked is the version the node rejected, with its error detail. A
+	// NACK rejects only the resources its error names (Envoy and gRPC
+	// clients apply the others of the response): those are
+	// NackedResources, the rest AppliedResources. When the error names
+	// none of the response's resources, all of them are counted
+	// rejected and NackUnattributed is set. All stay set until the node
 	// ACKs a later response.
-	Nacked          string   `json:"nacked,omitempty"`
-	NackError       string   `json:"nackError,omitempty"`
-	NackedResources []string `json:"nackedResources,omitempty"`
-	Pushes          uint64   `json:"pushes"`
-	ACKs            uint64   `json:"acks"`
-	NACKs           uint64   `json:"nacks"`
+	Nacked           string   `json:"nacked,omitempty"`
+	NackError        string   `json:"nackError,omitempty"`
+	NackedResources  []string `json:"nackedResources,omitempty"`
+	AppliedResources []string `json:"appliedResources,omitempty"`
+	NackUnattributed bool     `json:"nackUnattributed,omitempty"`
+	Pushes           uint64   `json:"pushes"`
+	ACKs             uint64   `json:"acks"`
+	NACKs            uint64   `json:"nacks"`
 }
 
 // sent is the latest response of one type on one stream; an ACK or NACK
@@ -140,6 +147,7 @@ func (t *tracker) closed(id int64) {
 	for url, ts := range n.types {
 		if ts.Nacked != "" {
 			t.m.nacked.WithLabelValues(TypeName(url)).Dec()
+			t.countRejected(url, ts.NackedResources, -1)
 		}
 	}
 	delete(t.nodes, st.node.ID)
@@ -196,8 +204,9 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 		ts.Acked = last.version
 		if ts.Nacked != "" {
 			t.m.nacked.WithLabelValues(typ).Dec()
+			t.countRejected(url, ts.NackedResources, -1)
 			t.log.Info("node accepted a version after a NACK", "node", ns.info.ID, "type", typ, "version", last.version, "nacked", ts.Nacked)
-			ts.Nacked, ts.NackError, ts.NackedResources = "", "", nil
+			ts.Nacked, ts.NackError, ts.NackedResources, ts.AppliedResources, ts.NackUnattributed = "", "", nil, nil, false
 		}
 		t.m.acks.WithLabelValues(typ).Inc()
 		return ""
@@ -205,6 +214,8 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 	ts.NACKs++
 	if ts.Nacked == "" {
 		t.m.nacked.WithLabelValues(typ).Inc()
+	} else {
+		t.countRejected(url, ts.NackedResources, -1)
 	}
 	names := last.names
 	group, _ := t.groupOf(ns.info)
@@ -214,12 +225,71 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 			names = intersect(names, last.requested)
 		}
 	}
-	ts.Nacked, ts.NackError, ts.NackedResources = last.version, detail.GetMessage(), names
+	msg := detail.GetMessage()
+	rejected, applied := splitNacked(msg, names)
+	unattributed := len(rejected) == 0
+	if unattributed {
+		rejected, applied = names, nil
+	}
+	ts.Nacked, ts.NackError, ts.NackedResources, ts.AppliedResources, ts.NackUnattributed = last.version, msg, rejected, applied, unattributed
+	t.countRejected(url, rejected, 1)
 	t.m.nacks.WithLabelValues(typ).Inc()
-	t.log.Warn("node rejected a response (NACK); it keeps its previous configuration",
-		"node", ns.info.ID, "group", group, "type", typ, "version", last.version,
-		"acked", ts.Acked, "code", detail.GetCode(), "error", detail.GetMessage(), "resources", names)
+	attrs := []any{"node", ns.info.ID, "group", group, "type", typ, "version", last.version,
+		"acked", ts.Acked, "code", detail.GetCode(), "error", msg}
+	if unattributed {
+		t.log.Warn("node rejected a response (NACK) and its error names none of the response's resources; all are counted rejected",
+			append(attrs, "resources", rejected)...)
+	} else {
+		t.log.Warn("node rejected resources of a response (NACK); it applied the others",
+			append(attrs, "rejected", rejected, "applied", applied)...)
+	}
 	return last.version
+}
+
+// countRejected moves the per-resource rejection gauge by delta for each
+// name.
+func (t *tracker) countRejected(url string, names []string, delta float64) {
+	typ := TypeName(url)
+	for _, n := range names {
+		t.m.rejected.WithLabelValues(typ, n).Add(delta)
+	}
+}
+
+// splitNacked splits a NACKed response's resources (sorted) into those
+// its error message names and the rest. gRPC clients write
+// `resource "NAME": reason`, one per rejected resource; Envoy writes
+// `Error adding/updating listener(s) NAME: reason` (clusters likewise,
+// comma-separated). A name counts as named when it appears as a whole
+// word followed by a colon or a closing quote.
+func splitNacked(msg string, names []string) (rejected, applied []string) {
+	for _, n := range names {
+		if mentions(msg, n) {
+			rejected = append(rejected, n)
+		} else {
+			applied = append(applied, n)
+		}
+	}
+	return rejected, applied
+}
+
+func mentions(msg, name string) bool {
+	if name == "" {
+		return false
+	}
+	for from := 0; ; {
+		i := strings.Index(msg[from:], name)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(name)
+		before := i == 0 || strings.IndexByte(" \t\n,;([\"'", msg[i-1]) >= 0
+		after := end < len(msg) && strings.IndexByte(":\"'", msg[end]) >= 0
+		if before && after {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // OnStreamOpen implements sotw.Callbacks.
@@ -350,6 +420,7 @@ func (t *tracker) status() []NodeStatus {
 		for _, url := range slices.Sorted(maps.Keys(ns.types)) {
 			ts := *ns.types[url]
 			ts.NackedResources = slices.Clone(ts.NackedResources)
+			ts.AppliedResources = slices.Clone(ts.AppliedResources)
 			st.Types = append(st.Types, ts)
 		}
 		slices.SortFunc(st.Types, func(a, b TypeStatus) int { return cmp.Compare(a.Type, b.Type) })

@@ -13,7 +13,8 @@ const subsystem = "controlplane"
 
 // metrics are the server's maestro_controlplane_* series. Labels are
 // bounded: type is one of the xDS types, group is a node group of the
-// policy, kind is sotw or delta.
+// policy, kind is sotw or delta, resource is a resource name the policy
+// produced.
 type metrics struct {
 	streams        *prometheus.GaugeVec
 	connectedNodes prometheus.Gauge
@@ -22,6 +23,7 @@ type metrics struct {
 	acks           *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
 	nacked         *prometheus.GaugeVec
+	rejected       *prometheus.GaugeVec
 	snapshots      *prometheus.CounterVec
 	version        *prometheus.GaugeVec
 }
@@ -45,6 +47,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"xDS responses rejected by nodes (NACK), by resource type.")), []string{"type"}),
 		nacked: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("nacked_nodes",
 			"Nodes whose latest response of a type is NACKed, by resource type.")), []string{"type"}),
+		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("rejected_resources",
+			"Nodes whose latest response of a type rejected the resource (NACK naming it; the other resources of the response were applied).")), []string{"type", "resource"}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts(opts("snapshot_updates_total",
 			"Snapshots set, by node group (unchanged groups are not counted).")), []string{"group"}),
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("version_info",
@@ -54,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.streams, m.connectedNodes, m.requests, m.pushes,
-		m.acks, m.nacks, m.nacked, m.snapshots, m.version} {
+		m.acks, m.nacks, m.nacked, m.rejected, m.snapshots, m.version} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register: %w", err)
 		}
