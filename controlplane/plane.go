@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/server"
@@ -83,7 +84,11 @@ const (
 )
 
 func newPlane(ctx context.Context, cfg Config) (*plane, error) {
-	srv, err := server.New(ctx, server.Config{Logger: cfg.Logger, Registry: cfg.Registry, Tracer: cfg.Tracer})
+	var auditLog *audit.Log
+	if cfg.Certs != nil {
+		auditLog = cfg.Certs.cfg.Audit
+	}
+	srv, err := server.New(ctx, server.Config{Logger: cfg.Logger, Registry: cfg.Registry, Tracer: cfg.Tracer, Audit: auditLog})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -81,6 +82,11 @@ type streamState struct {
 	kind string
 	node *model.NodeInfo
 	sent map[string]sent
+	// peer is the SPIFFE ID of the stream's verified client certificate,
+	// "" without mTLS; refused is set once the stream was refused for
+	// claiming a group that is not its identity's.
+	peer    string
+	refused bool
 }
 
 type nodeState struct {
@@ -100,6 +106,10 @@ type tracker struct {
 	snapshotAt func(group, typeURL, version string) *cache.Snapshot
 	// guard, when set, decides who may receive which secrets.
 	guard SecretGuard
+	// identities returns the current binding of node groups to
+	// identities; audit records refused nodes (nil discards).
+	identities func() *identities
+	audit      *audit.Log
 
 	mu      sync.Mutex
 	streams map[int64]*streamState
@@ -116,9 +126,9 @@ func newTracker(log *slog.Logger, m *metrics, groupOf func(model.NodeInfo) (stri
 	}
 }
 
-func (t *tracker) open(id int64, kind string) {
+func (t *tracker) open(id int64, kind, peer string) {
 	t.mu.Lock()
-	t.streams[id] = &streamState{kind: kind, sent: map[string]sent{}}
+	t.streams[id] = &streamState{kind: kind, sent: map[string]sent{}, peer: peer}
 	t.mu.Unlock()
 	t.m.streams.WithLabelValues(kind).Inc()
 }
@@ -153,6 +163,14 @@ func (t *tracker) closed(id int64) {
 	delete(t.nodes, st.node.ID)
 	t.m.connectedNodes.Dec()
 	t.log.Info("node disconnected", "node", st.node.ID)
+}
+
+// info is the stream's node: the one its first request named.
+func (st *streamState) info(n *core.Node) model.NodeInfo {
+	if st.node != nil {
+		return *st.node
+	}
+	return NodeInfo(n)
 }
 
 // attach records the stream's node on its first request.
@@ -297,7 +315,7 @@ func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
 	if err := t.guardOpen(ctx, id); err != nil {
 		return err
 	}
-	t.open(id, kindSotW)
+	t.open(id, kindSotW, peerOf(ctx))
 	return nil
 }
 
@@ -319,6 +337,9 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	st, ok := t.streams[id]
 	if !ok {
 		return nil
+	}
+	if err := t.checkIdentity(st, st.info(req.GetNode())); err != nil {
+		return err
 	}
 	ns := t.attach(st, req.GetNode())
 	if v := t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail()); v != "" {
@@ -362,7 +383,7 @@ func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) err
 	if err := t.guardOpen(ctx, id); err != nil {
 		return err
 	}
-	t.open(id, kindDelta)
+	t.open(id, kindDelta, peerOf(ctx))
 	return nil
 }
 
@@ -381,6 +402,9 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	st, ok := t.streams[id]
 	if !ok {
 		return nil
+	}
+	if err := t.checkIdentity(st, st.info(req.GetNode())); err != nil {
+		return err
 	}
 	ns := t.attach(st, req.GetNode())
 	t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail())
