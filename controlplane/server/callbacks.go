@@ -30,6 +30,9 @@ type NodeStatus struct {
 	ID      string `json:"id"`
 	Role    string `json:"role,omitempty"`
 	Service string `json:"service,omitempty"`
+	// Identity is the SPIFFE ID of the node's client certificate (mTLS
+	// only): what its group is checked against.
+	Identity string `json:"identity,omitempty"`
 	// Group is the node group the node is served from; empty if none
 	// matches.
 	Group   string `json:"group,omitempty"`
@@ -91,6 +94,7 @@ type streamState struct {
 
 type nodeState struct {
 	info    model.NodeInfo
+	peer    string
 	streams int
 	types   map[string]*TypeStatus
 }
@@ -182,7 +186,7 @@ func (t *tracker) attach(st *streamState, n *core.Node) *nodeState {
 	st.node = &info
 	ns := t.nodes[info.ID]
 	if ns == nil {
-		ns = &nodeState{info: info, types: map[string]*TypeStatus{}}
+		ns = &nodeState{info: info, peer: st.peer, types: map[string]*TypeStatus{}}
 		t.nodes[info.ID] = ns
 		t.m.connectedNodes.Inc()
 		if g, ok := t.groupOf(info); ok {
@@ -439,7 +443,7 @@ func (t *tracker) status() []NodeStatus {
 	defer t.mu.Unlock()
 	out := make([]NodeStatus, 0, len(t.nodes))
 	for _, ns := range t.nodes {
-		st := NodeStatus{ID: ns.info.ID, Role: string(ns.info.Role), Service: ns.info.Service, Streams: ns.streams}
+		st := NodeStatus{ID: ns.info.ID, Role: string(ns.info.Role), Service: ns.info.Service, Identity: ns.peer, Streams: ns.streams}
 		st.Group, _ = t.groupOf(ns.info)
 		for _, url := range slices.Sorted(maps.Keys(ns.types)) {
 			ts := *ns.types[url]

@@ -192,6 +192,11 @@ func TestReliabilityNodeGroupIsBoundToTheCertificate(t *testing.T) {
 				if resp.GetVersionInfo() != "v1" {
 					t.Fatalf("got version %q", resp.GetVersionInfo())
 				}
+				for _, n := range h.srv.Nodes() {
+					if n.ID == node.GetId() && n.Identity != tc.cert.ID.String() {
+						t.Errorf("node status identity %q, want %s", n.Identity, tc.cert.ID)
+					}
+				}
 				return
 			}
 			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), tc.cert.ID.String()) {
