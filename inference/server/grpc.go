@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/repository"
@@ -84,6 +85,15 @@ func tensorMetadata(specs []runtime.TensorSpec) []*pb.ModelMetadataResponse_Tens
 
 func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	start := time.Now()
+	// The message is already received (bounded by MaxRequestBytes); what
+	// the budget bounds is how many such messages are decoded and
+	// evaluated at once.
+	res := g.s.budget.reserve("grpc")
+	defer res.release()
+	if err := res.take(int64(proto.Size(req))); err != nil {
+		g.s.observe("grpc", unknownModel, "", start, err)
+		return nil, statusError(err)
+	}
 	resp, model, ver, err := g.infer(ctx, req)
 	g.s.observe("grpc", model, ver, start, err)
 	if err != nil {

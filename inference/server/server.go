@@ -52,6 +52,11 @@ const (
 	// 30 FP32 features is 120 KiB, so 64 MiB leaves ample room while keeping
 	// a runaway client from exhausting memory.
 	DefaultMaxRequestBytes = 64 << 20
+	// DefaultRequestMemoryBudget bounds the bytes requests in flight hold
+	// once decoded: a few maximum-size requests at once, so that a burst
+	// of them is refused (429, RESOURCE_EXHAUSTED) instead of exhausting
+	// the process's memory.
+	DefaultRequestMemoryBudget = 128 << 20
 	// DefaultDrainTimeout is how long shutdown waits for in-flight requests.
 	DefaultDrainTimeout = 30 * time.Second
 	// keepaliveMinTime lets clients ping every 10s on idle connections
@@ -62,6 +67,12 @@ const (
 	// before waiting for an update: a 1,024-row batch (120 KiB) then goes
 	// in one flight instead of waiting for window updates mid-request.
 	flowWindow = 1 << 20
+	// readHeaderTimeout cuts clients that open a connection and send no
+	// request; bodies have their own deadlines (BodyIdleTimeout).
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections idle this long, so that
+	// idle clients cannot hold connections without bound.
+	idleTimeout = 2 * time.Minute
 )
 
 // Config configures a Server.
@@ -81,6 +92,16 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxRequestBytes bounds one request; default DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// RequestMemoryBudget bounds the bytes requests in flight hold once
+	// decoded (REST: typed inputs and encoded outputs; gRPC: the message);
+	// a request that does not fit is refused at once. Default
+	// DefaultRequestMemoryBudget.
+	RequestMemoryBudget int64
+	// BodyIdleTimeout cuts a REST body that sends nothing for this long;
+	// BodyTimeout bounds reading a whole body. Defaults
+	// DefaultBodyIdleTimeout and DefaultBodyTimeout.
+	BodyIdleTimeout time.Duration
+	BodyTimeout     time.Duration
 	// DrainTimeout bounds the graceful shutdown; default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 }
@@ -95,6 +116,8 @@ type Server struct {
 	health     *health.Server
 	http       *http.Server
 	draining   atomic.Bool
+	budget     *budget
+	readers    readers                       // REST bodies being read, cut on drain
 	respParams map[string]*pb.InferParameter // shared, read-only
 	headerMD   metadata.MD                   // shared, read-only
 	tracer     trace.Tracer                  // nil when tracing is off
@@ -121,6 +144,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
+	if cfg.RequestMemoryBudget <= 0 {
+		cfg.RequestMemoryBudget = DefaultRequestMemoryBudget
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -145,6 +177,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.repo = repo
 	registerCache(cfg.Metrics, repo)
+	s.budget = newBudget(cfg.RequestMemoryBudget, cfg.Metrics)
 
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -174,7 +207,7 @@ func New(cfg Config) (*Server, error) {
 		handler = otelhttp.NewHandler(handler, "inference",
 			otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	return s, nil
 }
 
@@ -225,7 +258,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 func (s *Server) drain() error {
 	s.draining.Store(true)
 	s.health.Shutdown()
-	s.log.Info("draining", "timeout", s.cfg.DrainTimeout)
+	// Bodies still being read are cut now: a stalled upload would
+	// otherwise hold the drain for its whole timeout.
+	cut := s.readers.cutAll()
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout, "uploads_cut", cut)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	done := make(chan struct{})
