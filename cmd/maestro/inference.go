@@ -32,7 +32,10 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	name := fs.String("name", "maestro", "server `name` reported in ServerMetadata and the x-maestro-server header")
 	budget := fs.String("memory-budget", "0", "memory budget for loaded models, e.g. 512MiB or 2GB (0: unlimited)")
 	maxLoaded := fs.Int("max-loaded-models", 0, "most model versions loaded at once (0: unlimited)")
-	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request")
+	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request body or message (REST: 413 beyond it)")
+	reqBudget := fs.String("request-memory-budget", "128MiB", "bytes all requests in flight may hold once decoded; past it, requests get 429 (REST) or RESOURCE_EXHAUSTED (gRPC)")
+	bodyIdle := fs.Duration("body-idle-timeout", server.DefaultBodyIdleTimeout, "cut a REST request body that sends nothing for this long (408)")
+	bodyTotal := fs.Duration("body-timeout", server.DefaultBodyTimeout, "cut a REST request body not received within this long (408)")
 	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for in-flight requests")
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,12 +59,23 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("--max-request-size %q: want a size between 1 byte and 2GiB", *maxReq)
 	}
 
+	reqBudgetBytes, err := parseBytes(*reqBudget)
+	if err != nil || reqBudgetBytes <= 0 {
+		return fmt.Errorf("--request-memory-budget %q: want a positive size", *reqBudget)
+	}
+	if *bodyIdle <= 0 || *bodyTotal <= 0 {
+		return fmt.Errorf("--body-idle-timeout and --body-timeout must be positive")
+	}
+
 	cfg := server.Config{
-		Name:            *name,
-		Logger:          log,
-		Metrics:         telemetry.NewRegistry(),
-		MaxRequestBytes: int(maxReqBytes),
-		DrainTimeout:    *drain,
+		Name:                *name,
+		Logger:              log,
+		Metrics:             telemetry.NewRegistry(),
+		MaxRequestBytes:     int(maxReqBytes),
+		RequestMemoryBudget: reqBudgetBytes,
+		BodyIdleTimeout:     *bodyIdle,
+		BodyTimeout:         *bodyTotal,
+		DrainTimeout:        *drain,
 		Models: repository.Options{
 			Dir:          *models,
 			Registry:     builtin.Registry(),

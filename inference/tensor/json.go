@@ -63,12 +63,11 @@ func DecodeJSON(in JSONInput) (runtime.Tensor, error) {
 		return runtime.Tensor{}, invalid(in.Name, "data is missing")
 	}
 	d := &requestDecoder{opts: DecodeOptions{BodyBytes: int64(len(in.Data))}}
-	dec := json.NewDecoder(bytes.NewReader(in.Data))
-	dec.UseNumber()
-	if err := d.data(&t, dec); err != nil {
+	s := newScanner(bytes.NewReader(in.Data))
+	if err := d.data(&t, s); err != nil {
 		return runtime.Tensor{}, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := s.peek(); err != io.EOF {
 		return runtime.Tensor{}, invalid(in.Name, "data after the array")
 	}
 	return t, nil

@@ -2,12 +2,12 @@ package tensor
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/maestro-ml/maestro/inference/runtime"
 )
@@ -50,13 +50,11 @@ type DecodeOptions struct {
 // opts.Check and opts.Reserve are returned as they are; an error reading r
 // may surface as ErrInvalid, so a caller that cares wraps r to see it.
 func DecodeJSONRequest(r io.Reader, opts DecodeOptions) (*Request, error) {
-	d := &requestDecoder{dec: json.NewDecoder(r), opts: opts}
-	d.dec.UseNumber()
+	d := &requestDecoder{s: newScanner(r), opts: opts}
 	req, err := d.request()
 	if err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("request body is not a valid inference request: %v: %w", err, ErrInvalid)
+		if errors.Is(err, errSyntax) && !strings.HasPrefix(err.Error(), "input ") {
+			err = fmt.Errorf("request body is not a valid inference request: %w", err)
 		}
 		return nil, err
 	}
@@ -64,60 +62,88 @@ func DecodeJSONRequest(r io.Reader, opts DecodeOptions) (*Request, error) {
 }
 
 type requestDecoder struct {
-	dec  *json.Decoder
+	s    *scanner
 	opts DecodeOptions
 }
 
-func (d *requestDecoder) request() (*Request, error) {
-	if err := d.delim('{', "the request"); err != nil {
-		return nil, err
+// object reads an object, calling field for each key with the scanner
+// positioned at its value.
+func (d *requestDecoder) object(what string, field func(key string) error) error {
+	if err := d.s.expect('{', what); err != nil {
+		return err
 	}
+	for first := true; ; first = false {
+		ok, err := d.s.more('}', first)
+		if err != nil || !ok {
+			return err
+		}
+		key, err := d.s.stringValue(what + " key")
+		if err != nil {
+			return err
+		}
+		if err := d.s.expect(':', what); err != nil {
+			return err
+		}
+		if err := field(key); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *requestDecoder) array(what string, each func() error) error {
+	if err := d.s.expect('[', what); err != nil {
+		return err
+	}
+	for first := true; ; first = false {
+		ok, err := d.s.more(']', first)
+		if err != nil || !ok {
+			return err
+		}
+		if err := each(); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *requestDecoder) request() (*Request, error) {
 	req := &Request{}
 	seen := map[string]bool{}
-	for d.dec.More() {
-		key, err := d.key()
-		if err != nil {
-			return nil, err
-		}
+	err := d.object("the request", func(key string) error {
 		if seen[key] {
-			return nil, fmt.Errorf("request field %q is given twice: %w", key, ErrInvalid)
+			return fmt.Errorf("request field %q is given twice: %w", key, ErrInvalid)
 		}
 		seen[key] = true
 		switch key {
 		case "id":
-			if err := d.dec.Decode(&req.ID); err != nil {
-				return nil, fmt.Errorf("request id: %v: %w", err, ErrInvalid)
-			}
+			id, err := d.s.stringValue("request id")
+			req.ID = id
+			return err
 		case "inputs":
-			if err := d.array("inputs", func() error {
+			return d.array("inputs", func() error {
 				in, err := d.input()
 				if err == nil {
 					req.Inputs = append(req.Inputs, in)
 				}
 				return err
-			}); err != nil {
-				return nil, err
-			}
+			})
 		case "outputs":
-			if err := d.array("outputs", func() error {
+			return d.array("outputs", func() error {
 				name, err := d.output()
 				if err == nil {
 					req.Outputs = append(req.Outputs, name)
 				}
 				return err
-			}); err != nil {
-				return nil, err
-			}
-		default: // parameters, and fields of later versions of the protocol
-			if err := d.skip(); err != nil {
-				return nil, err
-			}
+			})
 		}
-	}
-	if err := d.delim('}', "the request"); err != nil {
+		return d.s.skip() // parameters, and fields of later versions of the protocol
+	})
+	if err != nil {
 		return nil, err
 	}
-	if _, err := d.dec.Token(); err != io.EOF {
+	if _, err := d.s.peek(); err != io.EOF {
+		if err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("request body has data after the request: %w", ErrInvalid)
 	}
 	if !seen["inputs"] {
@@ -127,61 +153,58 @@ func (d *requestDecoder) request() (*Request, error) {
 }
 
 // input decodes one input object. Its data is decoded straight into the
-// typed slice when name, shape and datatype come first, as every
-// protocol client writes them; otherwise the raw data is kept (reserved
-// at the body's size) until they are known.
+// typed slice when name, shape and datatype come first, as the protocol's
+// clients write them; otherwise (a client that sorts keys) its scalars are
+// kept in a flat copy, reserved at the body's size, until they are known.
 func (d *requestDecoder) input() (runtime.Tensor, error) {
 	var t runtime.Tensor
-	if err := d.delim('{', "an input"); err != nil {
-		return t, err
-	}
 	var haveShape, haveType, haveData bool
-	var raw json.RawMessage
-	for d.dec.More() {
-		key, err := d.key()
-		if err != nil {
-			return t, err
-		}
+	var flat []byte
+	err := d.object("an input", func(key string) error {
 		switch key {
 		case "name":
-			if err := d.dec.Decode(&t.Name); err != nil {
-				return t, fmt.Errorf("input name: %v: %w", err, ErrInvalid)
-			}
+			name, err := d.s.stringValue("input name")
+			t.Name = name
+			return err
 		case "shape":
-			if err := d.dec.Decode(&t.Shape); err != nil {
-				return t, invalid(t.Name, "shape: want an array of integers")
+			shape, err := d.shape()
+			if err != nil {
+				return invalid(t.Name, "shape: %v", err)
 			}
-			haveShape = true
+			t.Shape, haveShape = shape, true
+			return nil
 		case "datatype":
-			var s string
-			if err := d.dec.Decode(&s); err != nil {
-				return t, invalid(t.Name, "datatype: want a string")
+			dt, err := d.s.stringValue("datatype")
+			if err != nil {
+				return invalid(t.Name, "datatype: want a string")
 			}
-			t.Datatype, haveType = runtime.Datatype(s), true
+			t.Datatype, haveType = runtime.Datatype(dt), true
+			return nil
 		case "data":
 			if haveData {
-				return t, invalid(t.Name, "data is given twice")
+				return invalid(t.Name, "data is given twice")
 			}
 			haveData = true
 			if haveShape && haveType {
-				if err := d.data(&t, d.dec); err != nil {
-					return t, err
-				}
-				continue
+				return d.data(&t, d.s)
 			}
 			if err := d.reserve(d.opts.BodyBytes); err != nil {
-				return t, err
+				return err
 			}
-			if err := d.dec.Decode(&raw); err != nil {
-				return t, invalid(t.Name, "data: %v", err)
-			}
-		default:
-			if err := d.skip(); err != nil {
-				return t, err
-			}
+			flat = append(flat, '[')
+			_, err := walk(d.s, t.Name, func(i int, _ scalarKind, raw []byte) error {
+				if i > 0 {
+					flat = append(flat, ',')
+				}
+				flat = append(flat, raw...)
+				return nil
+			})
+			flat = append(flat, ']')
+			return err
 		}
-	}
-	if err := d.delim('}', "an input"); err != nil {
+		return d.s.skip()
+	})
+	if err != nil {
 		return t, err
 	}
 	switch {
@@ -191,19 +214,35 @@ func (d *requestDecoder) input() (runtime.Tensor, error) {
 		return t, invalid(t.Name, "datatype is missing")
 	case !haveData:
 		return t, invalid(t.Name, "data is missing")
-	case raw != nil:
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		if err := d.data(&t, dec); err != nil {
+	case flat != nil:
+		if err := d.data(&t, newScanner(bytes.NewReader(flat))); err != nil {
 			return t, err
 		}
 	}
 	return t, nil
 }
 
+// shape reads an array of integers.
+func (d *requestDecoder) shape() ([]int64, error) {
+	shape := []int64{}
+	err := d.array("shape", func() error {
+		k, raw, err := d.s.scalar()
+		if err != nil {
+			return err
+		}
+		v, err := strconv.ParseInt(unsafeString(raw), 10, 64)
+		if k != kindNumber || err != nil {
+			return fmt.Errorf("want an array of integers")
+		}
+		shape = append(shape, v)
+		return nil
+	})
+	return shape, err
+}
+
 // data checks t's header, reserves and allocates its elements, and decodes
-// them from dec.
-func (d *requestDecoder) data(t *runtime.Tensor, dec *json.Decoder) error {
+// them from s.
+func (d *requestDecoder) data(t *runtime.Tensor, s *scanner) error {
 	n, err := Elements(t.Name, t.Shape)
 	if err != nil {
 		return err
@@ -226,7 +265,7 @@ func (d *requestDecoder) data(t *runtime.Tensor, dec *json.Decoder) error {
 	if err := d.reserve(int64(n) * size); err != nil {
 		return err
 	}
-	t.Data, err = decodeElements(dec, t.Name, t.Datatype, t.Shape, n)
+	t.Data, err = decodeElements(s, t.Name, t.Datatype, t.Shape, n)
 	return err
 }
 
@@ -239,82 +278,16 @@ func (d *requestDecoder) reserve(n int64) error {
 
 // output decodes one requested output and returns its name.
 func (d *requestDecoder) output() (string, error) {
-	if err := d.delim('{', "a requested output"); err != nil {
-		return "", err
-	}
 	var name string
-	for d.dec.More() {
-		key, err := d.key()
-		if err != nil {
-			return "", err
-		}
+	err := d.object("a requested output", func(key string) error {
 		if key != "name" {
-			if err := d.skip(); err != nil {
-				return "", err
-			}
-			continue
+			return d.s.skip()
 		}
-		if err := d.dec.Decode(&name); err != nil {
-			return "", fmt.Errorf("requested output name: %v: %w", err, ErrInvalid)
-		}
-	}
-	return name, d.delim('}', "a requested output")
-}
-
-func (d *requestDecoder) array(what string, each func() error) error {
-	if err := d.delim('[', what); err != nil {
+		n, err := d.s.stringValue("requested output name")
+		name = n
 		return err
-	}
-	for d.dec.More() {
-		if err := each(); err != nil {
-			return err
-		}
-	}
-	return d.delim(']', what)
-}
-
-func (d *requestDecoder) key() (string, error) {
-	tok, err := d.dec.Token()
-	if err != nil {
-		return "", err
-	}
-	k, ok := tok.(string)
-	if !ok {
-		return "", fmt.Errorf("request body: want an object key, got %v: %w", tok, ErrInvalid)
-	}
-	return k, nil
-}
-
-func (d *requestDecoder) delim(want json.Delim, what string) error {
-	tok, err := d.dec.Token()
-	if err != nil {
-		return err
-	}
-	if got, ok := tok.(json.Delim); !ok || got != want {
-		kind := map[json.Delim]string{'{': "an object", '[': "an array", '}': "the end of an object", ']': "the end of an array"}[want]
-		return fmt.Errorf("request body: %s: want %s, got %v: %w", what, kind, tok, ErrInvalid)
-	}
-	return nil
-}
-
-// skip consumes one value token by token, keeping nothing of it.
-func (d *requestDecoder) skip() error {
-	depth := 0
-	for {
-		tok, err := d.dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return nil
-		}
-	}
+	})
+	return name, err
 }
 
 // elementBytes is what one element of dt takes in memory once decoded.
@@ -334,39 +307,44 @@ func elementBytes(dt runtime.Datatype) (int64, bool) {
 	return 0, false
 }
 
-// decodeElements reads one JSON array (nested to any depth) of exactly n
-// scalars of type dt from dec.
-func decodeElements(dec *json.Decoder, name string, dt runtime.Datatype, shape []int64, n int) (any, error) {
+// decodeElements reads one JSON array (nested, rectangular) of exactly n
+// scalars of type dt.
+func decodeElements(s *scanner, name string, dt runtime.Datatype, shape []int64, n int) (any, error) {
 	switch dt {
 	case runtime.FP32:
-		return decodeTyped(dec, name, shape, n, func(tok json.Token) (float32, bool) {
-			f, ok := floatOf(tok, 32)
+		return decodeTyped(s, name, shape, n, func(k scalarKind, raw []byte) (float32, bool) {
+			f, ok := floatOf(k, raw, 32)
 			return float32(f), ok
 		})
 	case runtime.FP64:
-		return decodeTyped(dec, name, shape, n, func(tok json.Token) (float64, bool) { return floatOf(tok, 64) })
+		return decodeTyped(s, name, shape, n, func(k scalarKind, raw []byte) (float64, bool) { return floatOf(k, raw, 64) })
 	case runtime.Int64:
-		return decodeTyped(dec, name, shape, n, intOf[int64](64))
+		return decodeTyped(s, name, shape, n, intOf[int64](64))
 	case runtime.Int32:
-		return decodeTyped(dec, name, shape, n, intOf[int32](32))
+		return decodeTyped(s, name, shape, n, intOf[int32](32))
 	case runtime.Int16:
-		return decodeTyped(dec, name, shape, n, intOf[int16](16))
+		return decodeTyped(s, name, shape, n, intOf[int16](16))
 	case runtime.Int8:
-		return decodeTyped(dec, name, shape, n, intOf[int8](8))
+		return decodeTyped(s, name, shape, n, intOf[int8](8))
 	case runtime.Uint64:
-		return decodeTyped(dec, name, shape, n, uintOf[uint64](64))
+		return decodeTyped(s, name, shape, n, uintOf[uint64](64))
 	case runtime.Uint32:
-		return decodeTyped(dec, name, shape, n, uintOf[uint32](32))
+		return decodeTyped(s, name, shape, n, uintOf[uint32](32))
 	case runtime.Uint16:
-		return decodeTyped(dec, name, shape, n, uintOf[uint16](16))
+		return decodeTyped(s, name, shape, n, uintOf[uint16](16))
 	case runtime.Uint8:
-		return decodeTyped(dec, name, shape, n, uintOf[uint8](8))
+		return decodeTyped(s, name, shape, n, uintOf[uint8](8))
 	case runtime.Bool:
-		return decodeTyped(dec, name, shape, n, func(tok json.Token) (bool, bool) { b, ok := tok.(bool); return b, ok })
+		return decodeTyped(s, name, shape, n, func(k scalarKind, _ []byte) (bool, bool) {
+			return k == kindTrue, k == kindTrue || k == kindFalse
+		})
 	case runtime.Bytes:
-		return decodeTyped(dec, name, shape, n, func(tok json.Token) ([]byte, bool) {
-			s, ok := tok.(string)
-			return []byte(s), ok
+		return decodeTyped(s, name, shape, n, func(k scalarKind, raw []byte) ([]byte, bool) {
+			if k != kindString {
+				return nil, false
+			}
+			v, err := s.text(raw)
+			return []byte(v), err == nil
 		})
 	}
 	return nil, invalid(name, "unknown datatype %q", dt)
@@ -374,104 +352,54 @@ func decodeElements(dec *json.Decoder, name string, dt runtime.Datatype, shape [
 
 // floatOf reads a number; JSON has no NaN, so null stands for a missing
 // value (NaN), which tree models route by their default branch.
-func floatOf(tok json.Token, bits int) (float64, bool) {
-	switch v := tok.(type) {
-	case nil:
+func floatOf(k scalarKind, raw []byte, bits int) (float64, bool) {
+	switch k {
+	case kindNull:
 		return math.NaN(), true
-	case json.Number:
-		f, err := strconv.ParseFloat(string(v), bits)
+	case kindNumber:
+		f, err := strconv.ParseFloat(unsafeString(raw), bits)
 		return f, err == nil
 	}
 	return 0, false
 }
 
-func intOf[T int8 | int16 | int32 | int64](bits int) func(json.Token) (T, bool) {
-	return func(tok json.Token) (T, bool) {
-		v, ok := tok.(json.Number)
-		if !ok {
+func intOf[T int8 | int16 | int32 | int64](bits int) func(scalarKind, []byte) (T, bool) {
+	return func(k scalarKind, raw []byte) (T, bool) {
+		if k != kindNumber {
 			return 0, false
 		}
-		i, err := strconv.ParseInt(string(v), 10, bits)
+		i, err := strconv.ParseInt(unsafeString(raw), 10, bits)
 		return T(i), err == nil
 	}
 }
 
-func uintOf[T uint8 | uint16 | uint32 | uint64](bits int) func(json.Token) (T, bool) {
-	return func(tok json.Token) (T, bool) {
-		v, ok := tok.(json.Number)
-		if !ok {
+func uintOf[T uint8 | uint16 | uint32 | uint64](bits int) func(scalarKind, []byte) (T, bool) {
+	return func(k scalarKind, raw []byte) (T, bool) {
+		if k != kindNumber {
 			return 0, false
 		}
-		u, err := strconv.ParseUint(string(v), 10, bits)
+		u, err := strconv.ParseUint(unsafeString(raw), 10, bits)
 		return T(u), err == nil
 	}
 }
 
-// decodeTyped fills a []T of n elements from one JSON array. Nesting is
-// allowed (row-major either way) but must be rectangular: scalars only at
-// the deepest level and every array at one depth of the same length, so
-// that ragged rows are refused even when their total happens to fit.
-func decodeTyped[T any](dec *json.Decoder, name string, shape []int64, n int, conv func(json.Token) (T, bool)) ([]T, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, invalid(name, "data: %v", err)
-	}
-	if tok != json.Delim('[') {
-		return nil, invalid(name, "data: want a JSON array")
-	}
+// decodeTyped fills a []T of n elements from one JSON array, stopping at
+// the first element beyond n.
+func decodeTyped[T any](s *scanner, name string, shape []int64, n int, conv func(scalarKind, []byte) (T, bool)) ([]T, error) {
 	out := make([]T, n)
-	count := 0
-	counts := []int{0} // elements so far of each open array
-	lengths := []int{-1}
-	leaf := -1 // the depth at which scalars sit, once seen
-	for len(counts) > 0 {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil, invalid(name, "data: unterminated array")
+	count, err := walk(s, name, func(i int, k scalarKind, raw []byte) error {
+		if i == n {
+			return invalid(name, "shape %v needs %d elements, data holds more", shape, n)
 		}
-		if err != nil {
-			return nil, invalid(name, "data: %v", err)
-		}
-		depth := len(counts)
-		switch tok {
-		case json.Delim('['):
-			if leaf >= 0 && depth >= leaf {
-				return nil, invalid(name, "data: ragged rows: an array at depth %d where values are expected", depth+1)
-			}
-			counts[depth-1]++
-			counts = append(counts, 0)
-			if len(lengths) < len(counts) {
-				lengths = append(lengths, -1)
-			}
-			continue
-		case json.Delim(']'):
-			c := counts[depth-1]
-			switch l := lengths[depth-1]; {
-			case l < 0:
-				lengths[depth-1] = c
-			case l != c:
-				return nil, invalid(name, "data: ragged rows: arrays at depth %d hold %d and %d elements", depth, l, c)
-			}
-			counts = counts[:depth-1]
-			continue
-		case json.Delim('{'), json.Delim('}'):
-			return nil, invalid(name, "data: element %d: want a value, not an object", count)
-		}
-		if leaf < 0 {
-			leaf = depth
-		} else if leaf != depth {
-			return nil, invalid(name, "data: ragged rows: values at depths %d and %d", leaf, depth)
-		}
-		if count == n {
-			return nil, invalid(name, "shape %v needs %d elements, data holds more", shape, n)
-		}
-		v, ok := conv(tok)
+		v, ok := conv(k, raw)
 		if !ok {
-			return nil, invalid(name, "element %d: %q is not a valid value for the datatype", count, tokenText(tok))
+			return invalid(name, "element %d: %q is not a valid value for the datatype", i, raw)
 		}
-		out[count] = v
-		count++
-		counts[depth-1]++
+		out[i] = v
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if count != n {
 		return nil, invalid(name, "shape %v needs %d elements, data holds %d", shape, n, count)
@@ -479,15 +407,82 @@ func decodeTyped[T any](dec *json.Decoder, name string, shape []int64, n int, co
 	return out, nil
 }
 
-// tokenText renders a scalar token as it appeared in the JSON.
-func tokenText(tok json.Token) string {
-	switch v := tok.(type) {
-	case nil:
-		return "null"
-	case string:
-		return strconv.Quote(v)
-	case json.Number:
-		return string(v)
+// walk reads one JSON array nested to any depth and calls visit for each
+// scalar in order; it returns how many there were. Nesting is allowed
+// (row-major either way) but must be rectangular: scalars only at the
+// deepest level and every array at one depth of the same length, so that
+// ragged rows are refused even when their total happens to fit.
+func walk(s *scanner, name string, visit func(i int, k scalarKind, raw []byte) error) (int, error) {
+	if c, err := s.peek(); err != nil || c != '[' {
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+		return 0, invalid(name, "data: want a JSON array")
 	}
-	return fmt.Sprint(tok)
+	_, _ = s.r.ReadByte()
+	s.off++
+	count := 0
+	counts := []int{0} // elements so far of each open array
+	lengths := []int{-1}
+	leaf := -1 // the depth at which scalars sit, once seen
+	for len(counts) > 0 {
+		depth := len(counts)
+		ok, err := s.more(']', counts[depth-1] == 0)
+		if err != nil {
+			return 0, dataErr(name, err)
+		}
+		if !ok {
+			c := counts[depth-1]
+			switch l := lengths[depth-1]; {
+			case l < 0:
+				lengths[depth-1] = c
+			case l != c:
+				return 0, invalid(name, "data: ragged rows: arrays at depth %d hold %d and %d elements", depth, l, c)
+			}
+			counts = counts[:depth-1]
+			continue
+		}
+		counts[depth-1]++
+		c, err := s.peek()
+		if err != nil {
+			return 0, dataErr(name, s.readErr(err))
+		}
+		switch c {
+		case '[':
+			if leaf >= 0 && depth >= leaf {
+				return 0, invalid(name, "data: ragged rows: an array at depth %d where values are expected", depth+1)
+			}
+			_, _ = s.r.ReadByte()
+			s.off++
+			counts = append(counts, 0)
+			if len(lengths) < len(counts) {
+				lengths = append(lengths, -1)
+			}
+			continue
+		case '{':
+			return 0, invalid(name, "data: element %d: want a value, not an object", count)
+		}
+		k, raw, err := s.scalar()
+		if err != nil {
+			return 0, dataErr(name, err)
+		}
+		if leaf < 0 {
+			leaf = depth
+		} else if leaf != depth {
+			return 0, invalid(name, "data: ragged rows: values at depths %d and %d", leaf, depth)
+		}
+		if err := visit(count, k, raw); err != nil {
+			return 0, err
+		}
+		count++
+	}
+	return count, nil
+}
+
+// dataErr names the input in a syntax error; read errors pass unchanged.
+func dataErr(name string, err error) error {
+	if errors.Is(err, errSyntax) {
+		return fmt.Errorf("input %q: data: %w", name, err)
+	}
+	return err
 }

@@ -108,16 +108,16 @@ func TestDecodeJSONRequestStopsEarly(t *testing.T) {
 
 func TestDecodeJSONRequestErrors(t *testing.T) {
 	tests := map[string]string{
-		`[]`: `want an object`,
+		`[]`: `the request: want '{'`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]} x`:                  `data after the request`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"inputs":[]}`:        `"inputs" is given twice`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}`:                               `input "x": data is missing`,
 		`{"inputs":[{"name":"x","datatype":"FP32","data":[1]}]}`:                                `input "x": shape is missing`,
 		`{"inputs":[{"name":"x","shape":[1],"data":[1]}]}`:                                      `input "x": datatype is missing`,
 		`{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3]]}]}`:          `input "x": data: ragged rows`,
-		`{"inputs":[{"data":[[1,2],[3]],"name":"x","shape":[2,2],"datatype":"FP32"}]}`:          `input "x": data: ragged rows`,
+		`{"inputs":[{"data":[[1,2],[3]],"name":"x","shape":[2,2],"datatype":"FP32"}]}`:          `data: ragged rows`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"data":[2]}]}`:         `input "x": data is given twice`,
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":`: `EOF`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":`: `unexpected end of input`,
 		`{"outputs":[]}`: `request has no inputs`,
 		`{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}`: `input "x": shape [-1] has a negative dimension`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}`:  `input "x": FP16 cannot be sent as JSON`,

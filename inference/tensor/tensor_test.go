@@ -201,7 +201,7 @@ func TestDecodeJSON(t *testing.T) {
 	errs := map[string]JSONInput{
 		`needs 3 elements, data holds 2`:              {Name: "x", Datatype: "FP32", Shape: []int64{3}, Data: json.RawMessage(`[1,2]`)},
 		`element 1: "\"a\"" is not a valid`:           {Name: "x", Datatype: "FP32", Shape: []int64{2}, Data: json.RawMessage(`[1,"a"]`)},
-		`invalid character 'N'`:                       {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[NaN]`)},
+		`"NaN" is not a JSON value`:                   {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[NaN]`)},
 		`element 0: "true" is not a valid`:            {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[true]`)},
 		`element 0: "1.5" is not a valid`:             {Name: "x", Datatype: "INT64", Shape: []int64{1}, Data: json.RawMessage(`[1.5]`)},
 		`element 0: "1" is not a valid`:               {Name: "x", Datatype: "BOOL", Shape: []int64{1}, Data: json.RawMessage(`[1]`)},
@@ -211,12 +211,12 @@ func TestDecodeJSON(t *testing.T) {
 		`data holds more`:                             {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1,2,3,4]`)},
 		`data after the array`:                        {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1] 2`)},
 		`element 0: "300" is not a valid`:             {Name: "x", Datatype: "UINT8", Shape: []int64{1}, Data: json.RawMessage(`[300]`)},
-		`looking for beginning of value`:              {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1,]`)},
+		`trailing comma`:                              {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1,]`)},
 		`want a JSON array`:                           {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`1`)},
 		`data is missing`:                             {Name: "x", Datatype: "INT32", Shape: []int64{1}},
-		`unterminated array`:                          {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[[1]`)},
+		`unexpected end of input`:                     {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[[1]`)},
 		`FP16 cannot be sent as JSON`:                 {Name: "x", Datatype: "FP16", Shape: []int64{1}, Data: json.RawMessage(`[1]`)},
-		`after array element`:                         {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1 2]`)},
+		`want ',' or ']', got '2'`:                    {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1 2]`)},
 		`shape [4] needs 4 elements, data h`:          {Name: "x", Datatype: "INT32", Shape: []int64{4}, Data: json.RawMessage(`[1]    `)},
 	}
 	for want, in := range errs {
