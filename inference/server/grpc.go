@@ -156,7 +156,15 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, l.Name, l.Version, nil
 }
 
+// errRepositoryName answers a request naming a repository: a server has
+// one, and Triton answers UNSUPPORTED (UNIMPLEMENTED) when it is not
+// serving several, rather than ignoring the name.
+var errRepositoryName = status.Error(codes.Unimplemented, "repository_name is not supported: this server has one model repository; leave it empty")
+
 func (g *grpcService) RepositoryIndex(_ context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
 	idx := g.s.repo.Index(req.GetReady())
 	resp := &pb.RepositoryIndexResponse{Models: make([]*pb.RepositoryIndexResponse_ModelIndex, len(idx))}
 	for i, e := range idx {
@@ -166,6 +174,9 @@ func (g *grpcService) RepositoryIndex(_ context.Context, req *pb.RepositoryIndex
 }
 
 func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
 	if err := g.s.repo.Load(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)
 	}
@@ -173,6 +184,9 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.Repositor
 }
 
 func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
 	if err := g.s.repo.Unload(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)
 	}

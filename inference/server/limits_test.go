@@ -163,3 +163,27 @@ func TestChunkedBodyOverLimit(t *testing.T) {
 		t.Errorf("chunked body over the limit: got %d (content length %d), want 413", res.StatusCode, req.ContentLength)
 	}
 }
+
+// TestRepositoryNameUnimplemented: a request naming a repository is
+// answered UNIMPLEMENTED, as Triton answers when not multi-repository.
+func TestRepositoryNameUnimplemented(t *testing.T) {
+	srv := startLimited(t, server.Config{})
+	conn, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewGRPCInferenceServiceClient(conn)
+	ctx := ctxT(t)
+	_, err1 := c.RepositoryIndex(ctx, &pb.RepositoryIndexRequest{RepositoryName: "other"})
+	_, err2 := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{RepositoryName: "other", ModelName: "m"})
+	_, err3 := c.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{RepositoryName: "other", ModelName: "m"})
+	for i, err := range []error{err1, err2, err3} {
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("call %d: got %v, want UNIMPLEMENTED", i, err)
+		}
+	}
+	if _, err := c.RepositoryIndex(ctx, &pb.RepositoryIndexRequest{}); err != nil {
+		t.Errorf("without a repository name: %v", err)
+	}
+}
