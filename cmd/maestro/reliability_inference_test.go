@@ -38,6 +38,7 @@ type maestroProcess struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpAddr string
+	admin    string // the admin address, or what the server says instead
 	stderr   *bytes.Buffer
 	exited   chan struct{}
 	exitErr  error
@@ -83,14 +84,14 @@ func startMaestro(t *testing.T, args ...string) *maestroProcess {
 			<-p.exited
 		}
 	})
-	re := regexp.MustCompile(`gRPC on (\S+), HTTP on (\S+),`)
+	re := regexp.MustCompile(`gRPC on (\S+), HTTP on (\S+), .*, admin (.*)$`)
 	select {
 	case line := <-lines:
 		m := re.FindStringSubmatch(line)
 		if m == nil {
 			t.Fatalf("unexpected first line %q", line)
 		}
-		p.grpcAddr, p.httpAddr = m[1], m[2]
+		p.grpcAddr, p.httpAddr, p.admin = m[1], m[2], m[3]
 	case <-p.exited:
 		t.Fatalf("maestro exited early: %v\n%s", p.exitErr, p.stderr)
 	case <-time.After(60 * time.Second):
@@ -336,4 +337,44 @@ func openStalled(t *testing.T, addr string, n int) []net.Conn {
 		conns[i] = c
 	}
 	return conns
+}
+
+// TestInferenceModelControlExplicit: with --model-control explicit, load
+// and unload answer on the admin listener (REST and gRPC) and are refused
+// (403) on the inference port; by default there is no admin listener.
+func TestInferenceModelControlExplicit(t *testing.T) {
+	models := writeLinearModel(t, 8)
+	p := startMaestro(t, "inference", "--models", models, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--log-level", "warn", "--model-control", "explicit", "--admin-addr", "127.0.0.1:0")
+	post := func(url string) int {
+		res, err := http.Post(url, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post("http://" + p.httpAddr + "/v2/repository/models/big/unload"); code != http.StatusForbidden {
+		t.Errorf("unload on the inference port: %d, want 403", code)
+	}
+	if code := post("http://" + p.admin + "/v2/repository/models/big/unload"); code != http.StatusOK {
+		t.Errorf("unload on the admin port: %d, want 200", code)
+	}
+	if code := post("http://" + p.admin + "/v2/repository/models/big/load"); code != http.StatusOK {
+		t.Errorf("load on the admin port: %d, want 200", code)
+	}
+	if err, _ := p.stop(t, 30*time.Second); err != nil {
+		t.Errorf("exit: %v\n%s", err, p.stderr)
+	}
+
+	q := startMaestro(t, "inference", "--models", models, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
+	if !strings.HasPrefix(q.admin, "off") {
+		t.Errorf("default admin listener: %q, want off", q.admin)
+	}
+	if code := post("http://" + q.httpAddr + "/v2/repository/models/big/unload"); code != http.StatusServiceUnavailable {
+		t.Errorf("unload by default: %d, want 503 as Triton answers outside explicit mode", code)
+	}
+	if err, _ := q.stop(t, 30*time.Second); err != nil {
+		t.Errorf("exit: %v\n%s", err, q.stderr)
+	}
 }

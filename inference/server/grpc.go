@@ -21,7 +21,8 @@ import (
 // grpcService implements GRPCInferenceService over the repository.
 type grpcService struct {
 	pb.UnimplementedGRPCInferenceServiceServer
-	s *Server
+	s     *Server
+	admin bool // on the admin listener, where model control is served
 }
 
 func (g *grpcService) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
@@ -177,6 +178,9 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.Repositor
 	if req.GetRepositoryName() != "" {
 		return nil, errRepositoryName
 	}
+	if err := g.s.controlAllowed(g.admin); err != nil {
+		return nil, err
+	}
 	if err := g.s.repo.Load(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)
 	}
@@ -186,6 +190,9 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.Repositor
 func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
 	if req.GetRepositoryName() != "" {
 		return nil, errRepositoryName
+	}
+	if err := g.s.controlAllowed(g.admin); err != nil {
+		return nil, err
 	}
 	if err := g.s.repo.Unload(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)

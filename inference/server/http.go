@@ -18,8 +18,8 @@ import (
 )
 
 // routes is the protocol's REST API, Triton's repository extension and
-// /metrics.
-func (s *Server) routes() http.Handler {
+// /metrics; admin routes may load and unload models.
+func (s *Server) routes(admin bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /v2/health/ready", s.httpServerReady)
@@ -31,8 +31,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v2/models/{model}/infer", s.httpInfer)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", s.httpInfer)
 	mux.HandleFunc("POST /v2/repository/index", s.httpIndex)
-	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.httpLoad)
-	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.httpUnload)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", func(w http.ResponseWriter, r *http.Request) { s.httpLoad(w, r, admin) })
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", func(w http.ResponseWriter, r *http.Request) { s.httpUnload(w, r, admin) })
 	mux.Handle("GET /metrics", telemetry.MetricsHandler(s.cfg.Metrics))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(ServerHeader, s.cfg.Name)
@@ -57,6 +57,10 @@ func httpStatus(c codes.Code) int {
 		return 499 // client closed request, as nginx and Envoy report it
 	case codes.ResourceExhausted:
 		return http.StatusRequestEntityTooLarge
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }
@@ -263,7 +267,15 @@ func (s *Server) httpIndex(w http.ResponseWriter, r *http.Request) {
 		Ready bool `json:"ready"`
 	}
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		body := s.newBodyReader(w, r)
+		s.readers.add(body)
+		err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&req)
+		s.readers.remove(body)
+		if rerr := body.readErr(); rerr != nil {
+			writeError(w, rerr)
+			return
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
 			writeError(w, invalidf("repository index request: %v", err))
 			return
 		}
@@ -282,7 +294,11 @@ func (s *Server) httpIndex(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request) {
+func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request, admin bool) {
+	if err := s.controlAllowed(admin); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.repo.Load(r.Context(), r.PathValue("model")); err != nil {
 		writeError(w, fmt.Errorf("load: %w", err))
 		return
@@ -290,7 +306,11 @@ func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) httpUnload(w http.ResponseWriter, r *http.Request) {
+func (s *Server) httpUnload(w http.ResponseWriter, r *http.Request, admin bool) {
+	if err := s.controlAllowed(admin); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.repo.Unload(r.Context(), r.PathValue("model")); err != nil {
 		writeError(w, fmt.Errorf("unload: %w", err))
 		return

@@ -29,7 +29,7 @@ func scrape(t *testing.T, srv *inferencetest.Server) string {
 }
 
 func TestHTTPAPI(t *testing.T) {
-	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), Name: "node-h"})
+	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), Name: "node-h", ModelControl: true})
 	base := "http://" + srv.HTTPAddr
 
 	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/m/ready", "/v2/models/m/versions/1/ready"} {
@@ -85,13 +85,17 @@ func TestHTTPAPI(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), `{"name":"m","version":"2","state":"READY"}`) {
 		t.Errorf("index = %d %s", code, body)
 	}
-	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/unload", ""); code != http.StatusOK {
+	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/unload", ""); code != http.StatusForbidden {
+		t.Errorf("unload on the inference port = %d %s, want 403", code, body)
+	}
+	admin := "http://" + srv.AdminAddr
+	if code, body, _ := do(t, "POST", admin+"/v2/repository/models/m/unload", ""); code != http.StatusOK {
 		t.Errorf("unload = %d %s", code, body)
 	}
 	if code, _, _ := do(t, "GET", base+"/v2/models/m/ready", nil); code != http.StatusBadRequest {
 		t.Errorf("ready after unload = %d, want 400", code)
 	}
-	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/load", ""); code != http.StatusOK {
+	if code, body, _ := do(t, "POST", admin+"/v2/repository/models/m/load", ""); code != http.StatusOK {
 		t.Errorf("load = %d %s", code, body)
 	}
 

@@ -187,3 +187,34 @@ func TestRepositoryNameUnimplemented(t *testing.T) {
 		t.Errorf("without a repository name: %v", err)
 	}
 }
+
+// TestModelControlNone: by default load and unload are refused on every
+// port, as Triton refuses them outside its explicit mode (UNAVAILABLE,
+// HTTP 503), and the models keep serving.
+func TestModelControlNone(t *testing.T) {
+	srv := startLimited(t, server.Config{})
+	conn, err := grpc.NewClient(srv.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := pb.NewGRPCInferenceServiceClient(conn)
+	ctx := ctxT(t)
+	if _, err := c.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "m"}); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "--model-control none") {
+		t.Errorf("gRPC unload: got %v, want UNAVAILABLE naming the mode", err)
+	}
+	if _, err := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "m"}); status.Code(err) != codes.Unavailable {
+		t.Errorf("gRPC load: got %v, want UNAVAILABLE", err)
+	}
+	for _, op := range []string{"load", "unload"} {
+		if code, body, _ := do(t, "POST", "http://"+srv.http+"/v2/repository/models/m/"+op, ""); code != http.StatusServiceUnavailable {
+			t.Errorf("REST %s: got %d %s, want 503", op, code, body)
+		}
+	}
+	if code, body, _ := do(t, "POST", "http://"+srv.http+"/v2/models/m/infer", oneRow); code != http.StatusOK {
+		t.Errorf("infer after refused unload: %d %s", code, body)
+	}
+	if _, err := server.New(server.Config{ModelControl: "poll"}); err == nil || !strings.Contains(err.Error(), "want none or explicit") {
+		t.Errorf("unknown mode: %v", err)
+	}
+}

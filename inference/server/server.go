@@ -104,6 +104,19 @@ type Config struct {
 	BodyTimeout     time.Duration
 	// DrainTimeout bounds the graceful shutdown; default DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// ModelControl allows load and unload (on the admin listener only)
+	// when ModelControlExplicit; default ModelControlNone.
+	ModelControl ModelControl
+}
+
+// Listeners are the sockets a server answers on; nil ones are not served.
+type Listeners struct {
+	GRPC net.Listener // GRPCInferenceService, health, reflection
+	HTTP net.Listener // REST and /metrics
+	// Admin serves the REST API and GRPCInferenceService (gRPC over
+	// cleartext HTTP/2) with model load and unload; keep it on loopback or
+	// a network only operators reach.
+	Admin net.Listener
 }
 
 // Server is an inference server. Create it with New and run it with Serve.
@@ -115,6 +128,8 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
+	admin      *http.Server // the admin listener's REST and gRPC
+	adminGRPC  *grpc.Server
 	draining   atomic.Bool
 	budget     *budget
 	readers    readers                       // REST bodies being read, cut on drain
@@ -152,6 +167,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.ModelControl == "" {
+		cfg.ModelControl = ModelControlNone
+	}
+	if _, err := ParseModelControl(string(cfg.ModelControl)); err != nil {
+		return nil, err
 	}
 	s := &Server{
 		cfg:        cfg,
@@ -202,12 +223,13 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
 	reflection.Register(s.grpc)
 
-	var handler http.Handler = s.routes()
+	var handler http.Handler = s.routes(false)
 	if t := cfg.Tracing; t != nil {
 		handler = otelhttp.NewHandler(handler, "inference",
 			otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))
 	}
 	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	s.newAdmin()
 	return s, nil
 }
 
@@ -215,6 +237,7 @@ func New(cfg Config) (*Server, error) {
 // gRPC server's stream workers and the repository. Serve does this itself.
 func (s *Server) closeUnserved() {
 	s.grpc.Stop()
+	s.adminGRPC.Stop()
 	s.repo.Close()
 }
 
@@ -227,7 +250,21 @@ func (s *Server) ready() bool { return !s.draining.Load() }
 // until ctx ends, then stops taking new requests, drains the ones in flight
 // for up to DrainTimeout, and unloads the models.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners is Serve with the admin listener too.
+func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
+	grpcLis, httpLis := l.GRPC, l.HTTP
 	g, gctx := errgroup.WithContext(ctx)
+	if l.Admin != nil {
+		g.Go(func() error {
+			if err := s.admin.Serve(l.Admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve admin: %w", err)
+			}
+			return nil
+		})
+	}
 	if grpcLis != nil {
 		g.Go(func() error {
 			if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -270,6 +307,10 @@ func (s *Server) drain() error {
 		close(done)
 	}()
 	httpErr := s.http.Shutdown(ctx)
+	if err := s.admin.Shutdown(ctx); err != nil {
+		s.admin.Close()
+	}
+	s.adminGRPC.Stop()
 	select {
 	case <-done:
 	case <-ctx.Done():
