@@ -188,8 +188,11 @@ func bigBody(size int) ([]byte, int) {
 // answered 200 or 429, none fails otherwise.
 func TestReliabilityRESTMemory(t *testing.T) {
 	const concurrent, size, limit = 8, 60 << 20, 300 << 20
+	// Default memory limits; only the body timeout is raised, so that
+	// uploading 60 MB on a machine loaded by other tests cannot turn a
+	// served request into a 408.
 	p := startMaestro(t, "inference", "--models", writeLinearModel(t, 1<<22),
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn")
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "warn", "--body-timeout", "5m")
 	body, rows := bigBody(size)
 	before := p.peakRSS(t)
 

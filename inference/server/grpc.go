@@ -86,15 +86,6 @@ func tensorMetadata(specs []runtime.TensorSpec) []*pb.ModelMetadataResponse_Tens
 
 func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
 	start := time.Now()
-	// The message is already received (bounded by MaxRequestBytes); what
-	// the budget bounds is how many such messages are decoded and
-	// evaluated at once.
-	res := g.s.budget.reserve("grpc")
-	defer res.release()
-	if err := res.take(int64(proto.Size(req))); err != nil {
-		g.s.observe("grpc", unknownModel, "", start, err)
-		return nil, statusError(err)
-	}
 	resp, model, ver, err := g.infer(ctx, req)
 	g.s.observe("grpc", model, ver, start, err)
 	if err != nil {
@@ -108,6 +99,14 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	if err != nil {
 		model, ver := failedLabels(err, req.GetModelName())
 		return nil, model, ver, err
+	}
+	// The message is already received (bounded by MaxRequestBytes); what
+	// the budget bounds is how many such messages are decoded and
+	// evaluated at once.
+	res := g.s.budget.reserve("grpc")
+	defer res.release()
+	if err := res.take(int64(proto.Size(req))); err != nil {
+		return nil, l.Name, l.Version, err
 	}
 	inputs, err := tensor.DecodeInputs(req)
 	if err != nil {

@@ -121,6 +121,10 @@ func (d *requestDecoder) request() (*Request, error) {
 		case "inputs":
 			return d.array("inputs", func() error {
 				in, err := d.input()
+				if err != nil && in.Name == "" {
+					// Its data came before its name: name it by position.
+					return fmt.Errorf("inputs[%d]: %w", len(req.Inputs), err)
+				}
 				if err == nil {
 					req.Inputs = append(req.Inputs, in)
 				}

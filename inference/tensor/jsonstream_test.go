@@ -115,7 +115,7 @@ func TestDecodeJSONRequestErrors(t *testing.T) {
 		`{"inputs":[{"name":"x","datatype":"FP32","data":[1]}]}`:                                `input "x": shape is missing`,
 		`{"inputs":[{"name":"x","shape":[1],"data":[1]}]}`:                                      `input "x": datatype is missing`,
 		`{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3]]}]}`:          `input "x": data: ragged rows`,
-		`{"inputs":[{"data":[[1,2],[3]],"name":"x","shape":[2,2],"datatype":"FP32"}]}`:          `data: ragged rows`,
+		`{"inputs":[{"data":[[1,2],[3]],"name":"x","shape":[2,2],"datatype":"FP32"}]}`:          `inputs[0]: input "": data: ragged rows`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"data":[2]}]}`:         `input "x": data is given twice`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":`: `unexpected end of input`,
 		`{"outputs":[]}`: `request has no inputs`,
