@@ -1,7 +1,10 @@
 package tensor
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -126,6 +129,55 @@ func TestDecodeJSONRequestErrors(t *testing.T) {
 		_, err := DecodeJSONRequest(strings.NewReader(body), DecodeOptions{BodyBytes: int64(len(body))})
 		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, runtime.ErrInvalidInput) {
 			t.Errorf("%s: got %v, want %q", body, err, want)
+		}
+	}
+}
+
+// FuzzDecodeJSONRequest: whatever the body, the decoder returns a request
+// or an input error, never panics, and accepts only valid JSON.
+func FuzzDecodeJSONRequest(f *testing.F) {
+	f.Add([]byte(`{"id":"a","inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":[[1,2],[3,null]]}],"outputs":[{"name":"y"}]}`))
+	f.Add([]byte(`{"inputs":[{"data":["a\"b","\u00e9"],"datatype":"BYTES","name":"s","shape":[2]}],"parameters":{"k":[1,{"v":true}]}}`))
+	f.Add([]byte(`{"inputs":[{"name":"b","shape":[1],"datatype":"BOOL","data":[true]}]}`))
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[3],"datatype":"INT8","data":[[1],[2,3]]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := DecodeJSONRequest(bytes.NewReader(body), DecodeOptions{BodyBytes: int64(len(body))})
+		if err != nil {
+			if !errors.Is(err, runtime.ErrInvalidInput) {
+				t.Fatalf("error %v is not an input error", err)
+			}
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("accepted invalid JSON %q", body)
+		}
+		for _, in := range req.Inputs {
+			if n, _ := Elements(in.Name, in.Shape); int64(n) != in.Elements() {
+				t.Fatalf("input %q: %d elements for shape %v", in.Name, in.Elements(), in.Shape)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeJSONRequest decodes a 1 MB FP32 request body.
+func BenchmarkDecodeJSONRequest(b *testing.B) {
+	const row = "[0.123,0.456,0.789,0.012]"
+	rows := (1 << 20) / (len(row) + 1)
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, `{"inputs": [{"name": "x", "shape": [%d, 4], "datatype": "FP32", "data": [`, rows)
+	for i := range rows {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(row)
+	}
+	buf.WriteString("]}]}")
+	body := buf.Bytes()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeJSONRequest(bytes.NewReader(body), DecodeOptions{BodyBytes: int64(len(body))}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

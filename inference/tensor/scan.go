@@ -117,6 +117,15 @@ func (s *scanner) scalar() (scalarKind, []byte, error) {
 	if c == '"' {
 		return kindString, s.buf, s.str()
 	}
+	// Fast path: the token ends within the buffered bytes.
+	if b, _ := s.r.Peek(s.r.Buffered()); len(b) > 0 {
+		if i := tokenEnd(b); i > 0 {
+			s.buf = append(s.buf, b[:i]...)
+			_, _ = s.r.Discard(i)
+			s.off += int64(i)
+			return s.classify()
+		}
+	}
 	for {
 		c, err := s.r.ReadByte()
 		if err == io.EOF {
@@ -135,6 +144,23 @@ func (s *scanner) scalar() (scalarKind, []byte, error) {
 			return 0, nil, s.syntaxf("value too long")
 		}
 	}
+	return s.classify()
+}
+
+// tokenEnd is the length of the scalar at the start of b, or 0 when b
+// holds no delimiter after it (the token may continue past b).
+func tokenEnd(b []byte) int {
+	for i, c := range b {
+		switch c {
+		case ',', ']', '}', ':', ' ', '\t', '\n', '\r':
+			return i
+		}
+	}
+	return 0
+}
+
+// classify tells the kind of the scalar in s.buf.
+func (s *scanner) classify() (scalarKind, []byte, error) {
 	switch string(s.buf) {
 	case "true":
 		return kindTrue, s.buf, nil
