@@ -94,7 +94,16 @@ func EncodeJSONInput(t runtime.Tensor) (JSONInput, error) {
 }
 
 func appendData(t runtime.Tensor, nanAsNull bool) (json.RawMessage, error) {
-	b := make([]byte, 0, 64)
+	// Sized for typical values up front: growing by doubling would copy a
+	// large output several times and leave the copies to the collector.
+	per := int64(4)
+	switch t.Datatype {
+	case runtime.FP32:
+		per = 12
+	case runtime.FP64, runtime.Int64, runtime.Uint64:
+		per = 20
+	}
+	b := make([]byte, 0, min(2+t.Elements()*per, 1<<30))
 	b = append(b, '[')
 	var err error
 	switch d := t.Data.(type) {
