@@ -166,12 +166,12 @@ func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request, res *reservat
 		model, ver := failedLabels(err, r.PathValue("model"))
 		return nil, model, ver, err
 	}
-	max := int64(s.cfg.MaxRequestBytes)
-	if r.ContentLength > max {
+	limit := int64(s.cfg.MaxRequestBytes)
+	if r.ContentLength > limit {
 		w.Header().Set("Connection", "close") // rather than read the body
-		return nil, l.Name, l.Version, fmt.Errorf("request body of %d bytes is over the limit of %d: %w", r.ContentLength, max, errTooLarge)
+		return nil, l.Name, l.Version, fmt.Errorf("request body of %d bytes is over the limit of %d: %w", r.ContentLength, limit, errTooLarge)
 	}
-	bodyBytes := max
+	bodyBytes := limit
 	if r.ContentLength >= 0 {
 		bodyBytes = r.ContentLength
 	}
