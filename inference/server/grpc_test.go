@@ -219,6 +219,7 @@ func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 		"over max batch size":   {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{9, 3}, nine...)}, codes.InvalidArgument, `input "x": batch of 9 rows is over model "m"'s max_batch_size of 8`},
 		"NaN not allowed":       {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, float32(math.NaN()), 3)}, codes.InvalidArgument, `input "x" row 0: NaN is not allowed`},
 		"unknown output":        {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, 2, 3), Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "proba"}}}, codes.InvalidArgument, `requested output "proba" is not an output of model "m" (outputs: y)`},
+		"output named twice":    {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, 2, 3), Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "y"}, {Name: "y"}}}, codes.InvalidArgument, `requested output "y" is named twice`},
 		"model failed to load":  {&pb.ModelInferRequest{ModelName: "bad", Inputs: x([]int64{1, 4}, 1, 2, 3, 4)}, codes.Unavailable, `says fail`},
 		"oversized raw content": {&pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 3}}}, RawInputContents: [][]byte{make([]byte, 16)}}, codes.InvalidArgument, `input "x": shape [1 3] needs 12 bytes of FP32, raw contents hold 16`},
 	}
