@@ -266,7 +266,11 @@ func (d *requestDecoder) data(t *runtime.Tensor, s *scanner) error {
 		}
 		return invalid(t.Name, "unknown datatype %q", t.Datatype)
 	}
-	if err := d.reserve(int64(n) * size); err != nil {
+	need := int64(n) * size
+	if t.Datatype == runtime.Bytes {
+		need += d.opts.BodyBytes // the strings' contents, at most the body
+	}
+	if err := d.reserve(need); err != nil {
 		return err
 	}
 	t.Data, err = decodeElements(s, t.Name, t.Datatype, t.Shape, n)
@@ -453,6 +457,9 @@ func walk(s *scanner, name string, visit func(i int, k scalarKind, raw []byte) e
 		}
 		switch c {
 		case '[':
+			if depth >= maxDepth {
+				return 0, invalid(name, "data: nested deeper than %d levels", maxDepth)
+			}
 			if leaf >= 0 && depth >= leaf {
 				return 0, invalid(name, "data: ragged rows: an array at depth %d where values are expected", depth+1)
 			}

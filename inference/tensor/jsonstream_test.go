@@ -59,8 +59,9 @@ func TestDecodeJSONRequest(t *testing.T) {
 		t.Errorf("s = %q", d)
 	}
 	// x reserves its 16 bytes; s, whose data came first, reserves the body
-	// for the raw copy and then its slice headers.
-	if strings.Join(checked, ",") != "x,s" || len(reserved) != 3 || reserved[0] != 16 || reserved[1] != int64(len(body)) || reserved[2] != 48 {
+	// for the flat copy, then its slice headers and (BYTES) the body again
+	// for the strings' contents.
+	if strings.Join(checked, ",") != "x,s" || len(reserved) != 3 || reserved[0] != 16 || reserved[1] != int64(len(body)) || reserved[2] != 48+int64(len(body)) {
 		t.Errorf("checked %v, reserved %v", checked, reserved)
 	}
 }
@@ -122,8 +123,11 @@ func TestDecodeJSONRequestErrors(t *testing.T) {
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"data":[2]}]}`:         `input "x": data is given twice`,
 		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":`: `unexpected end of input`,
 		`{"outputs":[]}`: `request has no inputs`,
-		`{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}`: `input "x": shape [-1] has a negative dimension`,
-		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}`:  `input "x": FP16 cannot be sent as JSON`,
+		`{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[1]}]}`:                                                              `input "x": shape [-1] has a negative dimension`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}`:                                                               `input "x": FP16 cannot be sent as JSON`,
+		`{"parameters":` + strings.Repeat("[", 100000) + `}`:                                                                               `nested deeper than 64 levels`,
+		`{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":` + strings.Repeat("[", 100) + `1` + strings.Repeat("]", 100) + `}]}`: `input "x": data: nested deeper than 64 levels`,
+		`{"id":"` + strings.Repeat("a", 100000) + `","inputs":[]}`:                                                                         `string longer than 65536 bytes`,
 	}
 	for body, want := range tests {
 		_, err := DecodeJSONRequest(strings.NewReader(body), DecodeOptions{BodyBytes: int64(len(body))})

@@ -106,16 +106,30 @@ const (
 	kindNull
 )
 
+// Bounds on what a body may make the scanner hold or recurse into.
+const (
+	// maxDepth bounds nesting: deeper data or parameters would otherwise
+	// cost stack or bookkeeping in proportion to the body.
+	maxDepth = 64
+	// maxName bounds strings that are not data (names, ids, keys), which
+	// would otherwise be copied whole, outside the memory budget.
+	maxName = 64 << 10
+)
+
 // scalar reads one number, string or literal. The bytes are valid until
 // the next call; a string's are its raw JSON form, quotes included.
-func (s *scanner) scalar() (scalarKind, []byte, error) {
+func (s *scanner) scalar() (scalarKind, []byte, error) { return s.scalarMax(-1) }
+
+// scalarMax is scalar with strings bounded to maxLen bytes; 0 drops a
+// string's bytes instead of keeping them, -1 keeps any length.
+func (s *scanner) scalarMax(maxLen int) (scalarKind, []byte, error) {
 	c, err := s.peek()
 	if err != nil {
 		return 0, nil, s.readErr(err)
 	}
 	s.buf = s.buf[:0]
 	if c == '"' {
-		return kindString, s.buf, s.str()
+		return kindString, s.buf, s.str(maxLen)
 	}
 	// Fast path: the token ends within the buffered bytes.
 	if b, _ := s.r.Peek(s.r.Buffered()); len(b) > 0 {
@@ -175,17 +189,30 @@ func (s *scanner) classify() (scalarKind, []byte, error) {
 	return kindNumber, s.buf, nil
 }
 
-// str reads a string token, quotes included, into s.buf.
-func (s *scanner) str() error {
+// str reads a string token, quotes included, into s.buf (see scalarMax
+// for maxLen).
+func (s *scanner) str(maxLen int) error {
+	keep := func(c byte) error {
+		if maxLen == 0 {
+			return nil
+		}
+		if maxLen > 0 && len(s.buf) >= maxLen+2 {
+			return s.syntaxf("string longer than %d bytes", maxLen)
+		}
+		s.buf = append(s.buf, c)
+		return nil
+	}
 	c, _ := s.r.ReadByte()
-	s.buf = append(s.buf, c)
+	_ = keep(c)
 	s.off++
 	for {
 		c, err := s.r.ReadByte()
 		if err != nil {
 			return s.readErr(err)
 		}
-		s.buf = append(s.buf, c)
+		if err := keep(c); err != nil {
+			return err
+		}
 		s.off++
 		switch {
 		case c == '\\':
@@ -193,7 +220,9 @@ func (s *scanner) str() error {
 			if err != nil {
 				return s.readErr(err)
 			}
-			s.buf = append(s.buf, c)
+			if err := keep(c); err != nil {
+				return err
+			}
 			s.off++
 		case c == '"':
 			return nil
@@ -224,9 +253,10 @@ func hasEscape(raw []byte) bool {
 	return false
 }
 
-// stringValue reads a value that must be a string.
+// stringValue reads a value that must be a string of at most maxName
+// bytes.
 func (s *scanner) stringValue(what string) (string, error) {
-	k, raw, err := s.scalar()
+	k, raw, err := s.scalarMax(maxName)
 	if err != nil {
 		return "", err
 	}
@@ -237,7 +267,12 @@ func (s *scanner) stringValue(what string) (string, error) {
 }
 
 // skip consumes one value of any kind, keeping nothing of it.
-func (s *scanner) skip() error {
+func (s *scanner) skip() error { return s.skipAt(0) }
+
+func (s *scanner) skipAt(depth int) error {
+	if depth > maxDepth {
+		return s.syntaxf("nested deeper than %d levels", maxDepth)
+	}
 	c, err := s.peek()
 	if err != nil {
 		return s.readErr(err)
@@ -263,12 +298,12 @@ func (s *scanner) skip() error {
 					return err
 				}
 			}
-			if err := s.skip(); err != nil {
+			if err := s.skipAt(depth + 1); err != nil {
 				return err
 			}
 		}
 	}
-	_, _, err = s.scalar()
+	_, _, err = s.scalarMax(0)
 	return err
 }
 
