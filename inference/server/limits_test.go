@@ -218,3 +218,42 @@ func TestModelControlNone(t *testing.T) {
 		t.Errorf("unknown mode: %v", err)
 	}
 }
+
+// TestBodyTotalTimeout: a client that keeps sending a byte now and then
+// never trips the idle timeout, but is cut (408) at the total one.
+func TestBodyTotalTimeout(t *testing.T) {
+	const total = 500 * time.Millisecond
+	srv := startLimited(t, server.Config{BodyIdleTimeout: 10 * time.Second, BodyTimeout: total})
+	c := stalledUpload(t, srv.http, "/v2/models/m/infer", `{"inputs": [{"name": "x", "shape": [8, 3], "datatype": "FP32", "data": [1`)
+	start := time.Now()
+	answered := make(chan *http.Response, 1)
+	go func() {
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			answered <- nil
+			return
+		}
+		res.Body.Close()
+		answered <- res
+	}()
+	tick := time.NewTicker(50 * time.Millisecond) // the slow client's pace
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case res := <-answered:
+			took := time.Since(start)
+			if res == nil || res.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("got %v, want 408", res)
+			}
+			if took < total {
+				t.Errorf("cut after %v, before the %v total timeout", took, total)
+			}
+			return
+		case <-tick.C:
+			_, _ = c.Write([]byte(",1"))
+		case <-deadline:
+			t.Fatal("a body trickling forever was never cut")
+		}
+	}
+}
