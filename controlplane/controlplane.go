@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/model"
@@ -155,8 +156,15 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = adminLis.Close()
 		return err
 	}
+	opts := cfg.GRPCOptions
+	if cfg.Certs != nil && !cfg.Insecure {
+		// The port's mTLS, with refused handshakes logged, audited and
+		// counted; a later grpc.Creds replaces an earlier one.
+		creds := cp.srv.WatchHandshakes(credentials.NewTLS(cfg.Certs.ServerTLS()))
+		opts = append(slices.Clone(opts), grpc.Creds(creds))
+	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, cfg.GRPCOptions...) })
+	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, opts...) })
 	g.Go(func() error { return serveAdmin(ctx, adminLis, cp.adminHandler()) })
 	g.Go(func() error { return cp.watchLoop(ctx, w) })
 	if cfg.Certs != nil {

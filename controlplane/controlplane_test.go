@@ -39,7 +39,13 @@ type running struct {
 	addrs   Addrs
 	reloads chan reloadEvent
 	path    string
+	// stopped is how long Run took to return once cancelled.
+	stopped time.Duration
 }
+
+// shutdownLimit bounds how long Run may take to stop: the admin server's
+// drain is the longest step.
+const shutdownLimit = shutdownTimeout + 5*time.Second
 
 func backends(w1, w2 uint32) []cptest.Backend {
 	return []cptest.Backend{
@@ -54,23 +60,42 @@ func runPlane(t *testing.T) *running {
 	if err := cptest.WriteMesh(path, cptest.SplitMesh(backends(90, 10)...)); err != nil {
 		t.Fatal(err)
 	}
-	r := &running{reloads: make(chan reloadEvent, 10), path: path}
+	return runPlaneWith(t, path, Config{Load: cptest.LoadJSON, Debounce: 10 * time.Millisecond})
+}
+
+// runPlaneWith runs a control plane on path with cfg's loader and
+// debounce, on loopback ports, until the test ends; the test fails if it
+// then takes more than shutdownLimit to stop.
+func runPlaneWith(t *testing.T, path string, cfg Config) *running {
+	t.Helper()
+	r := &running{reloads: make(chan reloadEvent, 1000), path: path}
 	ready := make(chan Addrs, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{
-			Paths: []string{path}, Load: cptest.LoadJSON, Insecure: true,
-			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			Registry: telemetry.NewRegistry(), Debounce: 10 * time.Millisecond, SettleAfter: 20 * time.Millisecond,
-			Ready:    func(a Addrs) { ready <- a },
-			OnReload: func(v string, err error) { r.reloads <- reloadEvent{v, err} },
-		})
-	}()
+	cfg.Paths, cfg.Insecure = []string{path}, true
+	cfg.XDSAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Registry, cfg.SettleAfter = telemetry.NewRegistry(), 20*time.Millisecond
+	cfg.Ready = func(a Addrs) { ready <- a }
+	also := cfg.OnReload
+	cfg.OnReload = func(v string, err error) {
+		if also != nil {
+			also(v, err)
+		}
+		r.reloads <- reloadEvent{v, err}
+	}
+	go func() { done <- Run(ctx, cfg) }()
 	t.Cleanup(func() {
+		start := time.Now()
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+			r.stopped = time.Since(start)
+			t.Logf("figure: stopped %s after cancel", r.stopped.Round(time.Millisecond))
+		case <-time.After(shutdownLimit):
+			t.Errorf("control plane still running %s after being told to stop", shutdownLimit)
 		}
 	})
 	select {

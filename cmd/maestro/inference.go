@@ -32,7 +32,12 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	name := fs.String("name", "maestro", "server `name` reported in ServerMetadata and the x-maestro-server header")
 	budget := fs.String("memory-budget", "0", "memory budget for loaded models, e.g. 512MiB or 2GB (0: unlimited)")
 	maxLoaded := fs.Int("max-loaded-models", 0, "most model versions loaded at once (0: unlimited)")
-	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request")
+	maxReq := fs.String("max-request-size", "64MiB", "largest accepted request body or message (REST: 413 beyond it)")
+	reqBudget := fs.String("request-memory-budget", "128MiB", "bytes all requests in flight may hold once decoded; past it, requests get 429 (REST) or RESOURCE_EXHAUSTED (gRPC)")
+	bodyIdle := fs.Duration("body-idle-timeout", server.DefaultBodyIdleTimeout, "cut a REST request body that sends nothing for this long (408)")
+	bodyTotal := fs.Duration("body-timeout", server.DefaultBodyTimeout, "cut a REST request body not received within this long (408)")
+	control := fs.String("model-control", "none", "model `mode`: none refuses load and unload (as Triton's default); explicit serves them on --admin-addr only")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:9002", "admin listen `address` (REST and gRPC with model load and unload) when --model-control explicit; keep it on loopback or an operators' network")
 	drain := fs.Duration("drain-timeout", server.DefaultDrainTimeout, "how long shutdown waits for in-flight requests")
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,12 +61,31 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("--max-request-size %q: want a size between 1 byte and 2GiB", *maxReq)
 	}
 
+	reqBudgetBytes, err := parseBytes(*reqBudget)
+	if err != nil || reqBudgetBytes <= 0 {
+		return fmt.Errorf("--request-memory-budget %q: want a positive size", *reqBudget)
+	}
+	modelControl, err := server.ParseModelControl(*control)
+	if err != nil {
+		return fmt.Errorf("--model-control: %w", err)
+	}
+	if modelControl == server.ModelControlExplicit && *adminAddr == "" {
+		return fmt.Errorf("--model-control explicit needs --admin-addr")
+	}
+	if *bodyIdle <= 0 || *bodyTotal <= 0 {
+		return fmt.Errorf("--body-idle-timeout and --body-timeout must be positive")
+	}
+
 	cfg := server.Config{
-		Name:            *name,
-		Logger:          log,
-		Metrics:         telemetry.NewRegistry(),
-		MaxRequestBytes: int(maxReqBytes),
-		DrainTimeout:    *drain,
+		Name:                *name,
+		Logger:              log,
+		Metrics:             telemetry.NewRegistry(),
+		MaxRequestBytes:     int(maxReqBytes),
+		RequestMemoryBudget: reqBudgetBytes,
+		BodyIdleTimeout:     *bodyIdle,
+		BodyTimeout:         *bodyTotal,
+		DrainTimeout:        *drain,
+		ModelControl:        modelControl,
 		Models: repository.Options{
 			Dir:          *models,
 			Registry:     builtin.Registry(),
@@ -85,11 +109,21 @@ func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		glis.Close()
 		return fmt.Errorf("--http-addr: %w", err)
 	}
+	lis := server.Listeners{GRPC: glis, HTTP: hlis}
+	admin := "off (--model-control none)"
+	if modelControl == server.ModelControlExplicit {
+		if lis.Admin, err = net.Listen("tcp", *adminAddr); err != nil {
+			glis.Close()
+			hlis.Close()
+			return fmt.Errorf("--admin-addr: %w", err)
+		}
+		admin = lis.Admin.Addr().String()
+	}
 	models0 := srv.Repository().Index(false)
 	log.Info("inference server listening", "name", *name, "grpc", glis.Addr().String(), "http", hlis.Addr().String(),
-		"models", *models, "model_versions", len(models0))
-	fmt.Fprintf(stdout, "maestro inference %q: gRPC on %s, HTTP on %s, models from %s\n", *name, glis.Addr(), hlis.Addr(), *models)
-	err = srv.Serve(ctx, glis, hlis)
+		"admin", admin, "models", *models, "model_versions", len(models0))
+	fmt.Fprintf(stdout, "maestro inference %q: gRPC on %s, HTTP on %s, models from %s, admin %s\n", *name, glis.Addr(), hlis.Addr(), *models, admin)
+	err = srv.ServeListeners(ctx, lis)
 	log.Info("inference server stopped")
 	return err
 }

@@ -121,7 +121,7 @@ func TestInferenceAndPredict(t *testing.T) {
 		"unknown input": {[]string{"--addr", grpcAddr, "fraud", "--input", "feature=1"}, `the model has no input "feature" (inputs: features)`},
 		"short row":     {[]string{"--addr", grpcAddr, "fraud", "--input", "features=1,2"}, `2 values do not fill shape [-1 30]`},
 		"unknown model": {[]string{"--addr", grpcAddr, "nope", "--input", "x=1"}, `NotFound: model "nope" not found`},
-		"bad value":     {[]string{"--http", "--addr", httpAddr, "fraud", "--input", "features=" + strings.Replace(row, "0.25", "abc", 1)}, `element 0`},
+		"bad value":     {[]string{"--http", "--addr", httpAddr, "fraud", "--input", "features=" + strings.Replace(row, "0.25", "abc", 1)}, `"abc" is not a JSON value`},
 	}
 	for name, tc := range errs {
 		t.Run(name, func(t *testing.T) {

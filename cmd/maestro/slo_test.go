@@ -29,8 +29,16 @@ func TestSLORulesFromTheExamplePolicyPassPromtool(t *testing.T) {
 	if err != nil {
 		t.Fatalf("promtool not found (Debian package prometheus; .ci/run installs it): %v", err)
 	}
-	if msg, err := exec.Command(bin, "check", "rules", path).CombinedOutput(); err != nil {
+	msg, err := exec.Command(bin, "check", "rules", path).CombinedOutput()
+	if err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, msg)
+	}
+	// promtool prints lint findings ("duplicate rules") with exit status 0.
+	text := strings.ToLower(strings.ReplaceAll(string(msg), path, "RULES"))
+	for _, bad := range []string{"failed", "lint", "duplicate", "warning", "error"} {
+		if strings.Contains(text, bad) {
+			t.Fatalf("promtool check rules printed %q:\n%s", bad, msg)
+		}
 	}
 }
 

@@ -62,8 +62,12 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errUsage
 	}
 	// The same loader as the server, with a throw-away CA: validating
-	// must not create CA state on disk.
+	// must not create CA state on disk. Files the server would skip (a
+	// FIFO named like a policy) are named here too, and never opened.
 	load := controlplane.PolicyLoader(controlplane.CAEphemeral)
+	ctx = policy.WithSkipReport(ctx, func(path, reason string) {
+		fmt.Fprintf(stderr, "warning: %s: skipped: %s\n", path, reason)
+	})
 	if *output == "" {
 		if _, _, err := load(ctx, paths); err != nil {
 			return report(stderr, err)

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,9 +12,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 )
-
-// maxFileSize bounds a policy or endpoints file: policies are hand-written.
-const maxFileSize = 64 << 20
 
 // Load reads the policy files and directories at paths (directories are
 // walked recursively for .yaml, .yml and .json files, in lexical order),
@@ -40,7 +34,7 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("load policy: no path given")
 	}
-	files, err := expand(paths)
+	files, err := expand(ctx, paths)
 	if err != nil {
 		return nil, fmt.Errorf("load policy: %w", err)
 	}
@@ -48,6 +42,7 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 	defer l.mu.Unlock()
 	b := &builder{errs: &errs{}, mesh: &Mesh{}, cache: l.begin()}
 	defer l.end(b.cache)
+	total := 0
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("load policy: %w", err)
@@ -55,6 +50,9 @@ func (l *Loader) Load(ctx context.Context, paths ...string) (*Mesh, error) {
 		data, err := readFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("load policy: %w", err)
+		}
+		if total += len(data); total > maxTotalSize {
+			return nil, fmt.Errorf("load policy: %s: the policy files add up to more than %d MiB", f, maxTotalSize>>20)
 		}
 		b.mesh.files = append(b.mesh.files, f)
 		if err := b.parse(ctx, f, data); err != nil {
@@ -101,65 +99,6 @@ func (b *builder) finish(ctx context.Context) (*Mesh, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	// A device or FIFO (/dev/stdin, /dev/zero) would block or never end.
-	if info, err := f.Stat(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	} else if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("read %s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(data) > maxFileSize {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", path, maxFileSize)
-	}
-	return data, nil
-}
-
-// expand turns paths into policy files: files as given, directories walked.
-func expand(paths []string) ([]string, error) {
-	var files []string
-	for _, p := range paths {
-		info, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !info.IsDir() {
-			files = append(files, filepath.Clean(p))
-			continue
-		}
-		var found []string
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
-				if !d.IsDir() {
-					found = append(found, path)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("%s: no .yaml, .yml or .json files", p)
-		}
-		sort.Strings(found)
-		files = append(files, found...)
-	}
-	return files, nil
 }
 
 // builder accumulates documents and problems across files.

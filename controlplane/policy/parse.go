@@ -203,10 +203,18 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 		c.keep(file, data, chunks)
 	}
 	var need slabSizes
+	docs := 0
 	for _, ch := range chunks {
+		docs += len(ch.entry.docs)
 		for _, dc := range ch.entry.docs {
 			need.add(dc.need)
 		}
+	}
+	if docs == 0 {
+		// An empty file is far more often a save caught half-way (an
+		// editor truncates, then writes) than an intent to remove
+		// everything: applying it would drop every node group.
+		b.errs.at(Source{File: file}, "", "empty policy file: no documents (delete the file to remove what it defined)")
 	}
 	b.mesh.grow(need)
 	s := newSlabs(need)

@@ -61,6 +61,10 @@ type errCase struct {
 }
 
 var errCases = []errCase{
+	// empty files: a save caught half-way must not remove everything
+	{name: "empty file", bare: true, extra: "", msg: "empty policy file: no documents"},
+	{name: "only comments", bare: true, extra: "# the mesh\n# (nothing yet)\n", msg: "empty policy file: no documents"},
+	{name: "only whitespace", bare: true, extra: "\n   \n\n", msg: "empty policy file: no documents"},
 	// decoding
 	{name: "list expected", extra: svc("s", "{versions: {name: v1}}"), field: "spec.versions", msg: "want a list, got a mapping"},
 	{name: "mapping expected", extra: route("r", "{service: fraud, match: model}"), field: "spec.match", msg: `want a mapping, got "model"`},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -28,6 +30,9 @@ type NodeStatus struct {
 	ID      string `json:"id"`
 	Role    string `json:"role,omitempty"`
 	Service string `json:"service,omitempty"`
+	// Identity is the SPIFFE ID of the node's client certificate (mTLS
+	// only): what its group is checked against.
+	Identity string `json:"identity,omitempty"`
 	// Group is the node group the node is served from; empty if none
 	// matches.
 	Group   string `json:"group,omitempty"`
@@ -45,15 +50,21 @@ type TypeStatus struct {
 	// version the node accepted.
 	Sent  string `json:"sent,omitempty"`
 	Acked string `json:"acked,omitempty"`
-	// Nacked is the version the node rejected, with Envoy's error detail
-	// and the resources of that response. It stays set until the node
+	// Nacked is the version the node rejected, with its error detail. A
+	// NACK rejects only the resources its error names (Envoy and gRPC
+	// clients apply the others of the response): those are
+	// NackedResources, the rest AppliedResources. When the error names
+	// none of the response's resources, all of them are counted
+	// rejected and NackUnattributed is set. All stay set until the node
 	// ACKs a later response.
-	Nacked          string   `json:"nacked,omitempty"`
-	NackError       string   `json:"nackError,omitempty"`
-	NackedResources []string `json:"nackedResources,omitempty"`
-	Pushes          uint64   `json:"pushes"`
-	ACKs            uint64   `json:"acks"`
-	NACKs           uint64   `json:"nacks"`
+	Nacked           string   `json:"nacked,omitempty"`
+	NackError        string   `json:"nackError,omitempty"`
+	NackedResources  []string `json:"nackedResources,omitempty"`
+	AppliedResources []string `json:"appliedResources,omitempty"`
+	NackUnattributed bool     `json:"nackUnattributed,omitempty"`
+	Pushes           uint64   `json:"pushes"`
+	ACKs             uint64   `json:"acks"`
+	NACKs            uint64   `json:"nacks"`
 }
 
 // sent is the latest response of one type on one stream; an ACK or NACK
@@ -74,10 +85,16 @@ type streamState struct {
 	kind string
 	node *model.NodeInfo
 	sent map[string]sent
+	// peer is the SPIFFE ID of the stream's verified client certificate,
+	// "" without mTLS; refused is set once the stream was refused for
+	// claiming a group that is not its identity's.
+	peer    string
+	refused bool
 }
 
 type nodeState struct {
 	info    model.NodeInfo
+	peer    string
 	streams int
 	types   map[string]*TypeStatus
 }
@@ -93,6 +110,10 @@ type tracker struct {
 	snapshotAt func(group, typeURL, version string) *cache.Snapshot
 	// guard, when set, decides who may receive which secrets.
 	guard SecretGuard
+	// identities returns the current binding of node groups to
+	// identities; audit records refused nodes (nil discards).
+	identities func() *identities
+	audit      *audit.Log
 
 	mu      sync.Mutex
 	streams map[int64]*streamState
@@ -109,9 +130,9 @@ func newTracker(log *slog.Logger, m *metrics, groupOf func(model.NodeInfo) (stri
 	}
 }
 
-func (t *tracker) open(id int64, kind string) {
+func (t *tracker) open(id int64, kind, peer string) {
 	t.mu.Lock()
-	t.streams[id] = &streamState{kind: kind, sent: map[string]sent{}}
+	t.streams[id] = &streamState{kind: kind, sent: map[string]sent{}, peer: peer}
 	t.mu.Unlock()
 	t.m.streams.WithLabelValues(kind).Inc()
 }
@@ -140,11 +161,20 @@ func (t *tracker) closed(id int64) {
 	for url, ts := range n.types {
 		if ts.Nacked != "" {
 			t.m.nacked.WithLabelValues(TypeName(url)).Dec()
+			t.countRejected(url, ts.NackedResources, -1)
 		}
 	}
 	delete(t.nodes, st.node.ID)
 	t.m.connectedNodes.Dec()
 	t.log.Info("node disconnected", "node", st.node.ID)
+}
+
+// info is the stream's node: the one its first request named.
+func (st *streamState) info(n *core.Node) model.NodeInfo {
+	if st.node != nil {
+		return *st.node
+	}
+	return NodeInfo(n)
 }
 
 // attach records the stream's node on its first request.
@@ -156,7 +186,7 @@ func (t *tracker) attach(st *streamState, n *core.Node) *nodeState {
 	st.node = &info
 	ns := t.nodes[info.ID]
 	if ns == nil {
-		ns = &nodeState{info: info, types: map[string]*TypeStatus{}}
+		ns = &nodeState{info: info, peer: st.peer, types: map[string]*TypeStatus{}}
 		t.nodes[info.ID] = ns
 		t.m.connectedNodes.Inc()
 		if g, ok := t.groupOf(info); ok {
@@ -196,8 +226,9 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 		ts.Acked = last.version
 		if ts.Nacked != "" {
 			t.m.nacked.WithLabelValues(typ).Dec()
+			t.countRejected(url, ts.NackedResources, -1)
 			t.log.Info("node accepted a version after a NACK", "node", ns.info.ID, "type", typ, "version", last.version, "nacked", ts.Nacked)
-			ts.Nacked, ts.NackError, ts.NackedResources = "", "", nil
+			ts.Nacked, ts.NackError, ts.NackedResources, ts.AppliedResources, ts.NackUnattributed = "", "", nil, nil, false
 		}
 		t.m.acks.WithLabelValues(typ).Inc()
 		return ""
@@ -205,6 +236,8 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 	ts.NACKs++
 	if ts.Nacked == "" {
 		t.m.nacked.WithLabelValues(typ).Inc()
+	} else {
+		t.countRejected(url, ts.NackedResources, -1)
 	}
 	names := last.names
 	group, _ := t.groupOf(ns.info)
@@ -214,12 +247,71 @@ func (t *tracker) answer(st *streamState, ns *nodeState, url, nonce string, deta
 			names = intersect(names, last.requested)
 		}
 	}
-	ts.Nacked, ts.NackError, ts.NackedResources = last.version, detail.GetMessage(), names
+	msg := detail.GetMessage()
+	rejected, applied := splitNacked(msg, names)
+	unattributed := len(rejected) == 0
+	if unattributed {
+		rejected, applied = names, nil
+	}
+	ts.Nacked, ts.NackError, ts.NackedResources, ts.AppliedResources, ts.NackUnattributed = last.version, msg, rejected, applied, unattributed
+	t.countRejected(url, rejected, 1)
 	t.m.nacks.WithLabelValues(typ).Inc()
-	t.log.Warn("node rejected a response (NACK); it keeps its previous configuration",
-		"node", ns.info.ID, "group", group, "type", typ, "version", last.version,
-		"acked", ts.Acked, "code", detail.GetCode(), "error", detail.GetMessage(), "resources", names)
+	attrs := []any{"node", ns.info.ID, "group", group, "type", typ, "version", last.version,
+		"acked", ts.Acked, "code", detail.GetCode(), "error", msg}
+	if unattributed {
+		t.log.Warn("node rejected a response (NACK) and its error names none of the response's resources; all are counted rejected",
+			append(attrs, "resources", rejected)...)
+	} else {
+		t.log.Warn("node rejected resources of a response (NACK); it applied the others",
+			append(attrs, "rejected", rejected, "applied", applied)...)
+	}
 	return last.version
+}
+
+// countRejected moves the per-resource rejection gauge by delta for each
+// name.
+func (t *tracker) countRejected(url string, names []string, delta float64) {
+	typ := TypeName(url)
+	for _, n := range names {
+		t.m.rejected.WithLabelValues(typ, n).Add(delta)
+	}
+}
+
+// splitNacked splits a NACKed response's resources (sorted) into those
+// its error message names and the rest. gRPC clients write
+// `resource "NAME": reason`, one per rejected resource; Envoy writes
+// `Error adding/updating listener(s) NAME: reason` (clusters likewise,
+// comma-separated). A name counts as named when it appears as a whole
+// word followed by a colon or a closing quote.
+func splitNacked(msg string, names []string) (rejected, applied []string) {
+	for _, n := range names {
+		if mentions(msg, n) {
+			rejected = append(rejected, n)
+		} else {
+			applied = append(applied, n)
+		}
+	}
+	return rejected, applied
+}
+
+func mentions(msg, name string) bool {
+	if name == "" {
+		return false
+	}
+	for from := 0; ; {
+		i := strings.Index(msg[from:], name)
+		if i < 0 {
+			return false
+		}
+		i += from
+		end := i + len(name)
+		before := i == 0 || strings.IndexByte(" \t\n,;([\"'", msg[i-1]) >= 0
+		after := end < len(msg) && strings.IndexByte(":\"'", msg[end]) >= 0
+		if before && after {
+			return true
+		}
+		from = i + 1
+	}
 }
 
 // OnStreamOpen implements sotw.Callbacks.
@@ -227,7 +319,7 @@ func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
 	if err := t.guardOpen(ctx, id); err != nil {
 		return err
 	}
-	t.open(id, kindSotW)
+	t.open(id, kindSotW, peerOf(ctx))
 	return nil
 }
 
@@ -249,6 +341,9 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 	st, ok := t.streams[id]
 	if !ok {
 		return nil
+	}
+	if err := t.checkIdentity(st, st.info(req.GetNode())); err != nil {
+		return err
 	}
 	ns := t.attach(st, req.GetNode())
 	if v := t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail()); v != "" {
@@ -292,7 +387,7 @@ func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) err
 	if err := t.guardOpen(ctx, id); err != nil {
 		return err
 	}
-	t.open(id, kindDelta)
+	t.open(id, kindDelta, peerOf(ctx))
 	return nil
 }
 
@@ -311,6 +406,9 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 	st, ok := t.streams[id]
 	if !ok {
 		return nil
+	}
+	if err := t.checkIdentity(st, st.info(req.GetNode())); err != nil {
+		return err
 	}
 	ns := t.attach(st, req.GetNode())
 	t.answer(st, ns, url, req.GetResponseNonce(), req.GetErrorDetail())
@@ -345,11 +443,12 @@ func (t *tracker) status() []NodeStatus {
 	defer t.mu.Unlock()
 	out := make([]NodeStatus, 0, len(t.nodes))
 	for _, ns := range t.nodes {
-		st := NodeStatus{ID: ns.info.ID, Role: string(ns.info.Role), Service: ns.info.Service, Streams: ns.streams}
+		st := NodeStatus{ID: ns.info.ID, Role: string(ns.info.Role), Service: ns.info.Service, Identity: ns.peer, Streams: ns.streams}
 		st.Group, _ = t.groupOf(ns.info)
 		for _, url := range slices.Sorted(maps.Keys(ns.types)) {
 			ts := *ns.types[url]
 			ts.NackedResources = slices.Clone(ts.NackedResources)
+			ts.AppliedResources = slices.Clone(ts.AppliedResources)
 			st.Types = append(st.Types, ts)
 		}
 		slices.SortFunc(st.Types, func(a, b TypeStatus) int { return cmp.Compare(a.Type, b.Type) })

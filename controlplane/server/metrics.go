@@ -13,7 +13,8 @@ const subsystem = "controlplane"
 
 // metrics are the server's maestro_controlplane_* series. Labels are
 // bounded: type is one of the xDS types, group is a node group of the
-// policy, kind is sotw or delta.
+// policy, kind is sotw or delta, resource is a resource name the policy
+// produced.
 type metrics struct {
 	streams        *prometheus.GaugeVec
 	connectedNodes prometheus.Gauge
@@ -22,6 +23,9 @@ type metrics struct {
 	acks           *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
 	nacked         *prometheus.GaugeVec
+	rejected       *prometheus.GaugeVec
+	refusals       *prometheus.CounterVec
+	handshakes     *prometheus.CounterVec
 	snapshots      *prometheus.CounterVec
 	version        *prometheus.GaugeVec
 }
@@ -45,6 +49,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"xDS responses rejected by nodes (NACK), by resource type.")), []string{"type"}),
 		nacked: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("nacked_nodes",
 			"Nodes whose latest response of a type is NACKed, by resource type.")), []string{"type"}),
+		rejected: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("rejected_resources",
+			"Nodes whose latest response of a type rejected the resource (NACK naming it; the other resources of the response were applied).")), []string{"type", "resource"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts(opts("node_refusals_total",
+			"xDS streams refused because the node claims a node group its client certificate's identity does not belong to.")), []string{"reason"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts(opts("tls_handshake_failures_total",
+			"Refused TLS handshakes on the xDS port, by reason (no_certificate, unknown_authority, expired, invalid_certificate, identity_not_allowed, not_tls, no_handshake, other).")), []string{"reason"}),
 		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts(opts("snapshot_updates_total",
 			"Snapshots set, by node group (unchanged groups are not counted).")), []string{"group"}),
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts(opts("version_info",
@@ -54,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.streams, m.connectedNodes, m.requests, m.pushes,
-		m.acks, m.nacks, m.nacked, m.snapshots, m.version} {
+		m.acks, m.nacks, m.nacked, m.rejected, m.refusals, m.handshakes, m.snapshots, m.version} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register: %w", err)
 		}

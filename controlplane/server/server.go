@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
 
@@ -73,6 +74,8 @@ type Set struct {
 	Version   string
 	Snapshots map[string]*cache.Snapshot
 	Resolve   Resolver
+	// ids binds groups to identities; Update derives it from Snapshots.
+	ids *identities
 }
 
 // Config configures a Server. Only Logger is required.
@@ -82,6 +85,8 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Tracer creates the push spans; nil means no tracing.
 	Tracer trace.TracerProvider
+	// Audit records refused nodes and TLS handshakes; nil discards.
+	Audit *audit.Log
 }
 
 // Server serves snapshots over xDS. Create it with New, register it on a
@@ -93,6 +98,7 @@ type Server struct {
 	tracker *tracker
 	metrics *metrics
 	tracer  trace.Tracer
+	audit   *audit.Log
 	current atomic.Pointer[Set]
 }
 
@@ -129,6 +135,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.cache = cache.NewSnapshotCache(false, nodeHash{s}, cacheLogger{cfg.Logger})
 	s.tracker = newTracker(cfg.Logger, m, s.groupOf)
 	s.tracker.snapshotAt = s.snapshotAt
+	s.tracker.identities = func() *identities { return s.current.Load().ids }
+	s.tracker.audit = cfg.Audit
+	s.audit = cfg.Audit
 	s.xds = xdsserver.NewServer(ctx, s.cache, s.tracker)
 	return s, nil
 }
@@ -213,6 +222,7 @@ func (s *Server) Update(ctx context.Context, set Set) (err error) {
 			return fmt.Errorf("update: group %q: snapshot not consistent: %w", g, err)
 		}
 	}
+	set.ids = newIdentities(set.Snapshots)
 	prev := s.current.Swap(&set)
 	pushed := 0
 	for _, g := range groups {

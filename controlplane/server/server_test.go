@@ -152,11 +152,18 @@ func TestADSSotWAckNack(t *testing.T) {
 	h.set(t, "v3", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v3", 9001, "a", "b")})
 	r3 := recv("v3")
 	st := nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType)
-	if st.Nacked != "v2" || st.NackError != "cluster b: bad config" || !slices.Equal(st.NackedResources, []string{"a", "b"}) || st.Acked != "v1" {
-		t.Fatalf("NACK not kept reported: %+v", st)
+	// The error names b only: a was applied.
+	if st.Nacked != "v2" || st.NackError != "cluster b: bad config" || !slices.Equal(st.NackedResources, []string{"b"}) ||
+		!slices.Equal(st.AppliedResources, []string{"a"}) || st.NackUnattributed || st.Acked != "v1" {
+		t.Fatalf("NACK not kept reported per resource: %+v", st)
 	}
 	if got := value(t, h.srv.metrics.nacked.WithLabelValues("cluster")); got != 1 {
 		t.Errorf("nacked_nodes{cluster} = %v, want 1", got)
+	}
+	for name, want := range map[string]float64{"a": 0, "b": 1} {
+		if got := value(t, h.srv.metrics.rejected.WithLabelValues("cluster", name)); got != want {
+			t.Errorf("rejected_resources{cluster,%s} = %v, want %v", name, got, want)
+		}
 	}
 	send(&discovery.DiscoveryRequest{VersionInfo: "v3", ResponseNonce: r3.GetNonce()}) // ACK
 
@@ -168,6 +175,9 @@ func TestADSSotWAckNack(t *testing.T) {
 	}
 	if got := value(t, h.srv.metrics.nacked.WithLabelValues("cluster")); got != 0 {
 		t.Errorf("nacked_nodes{cluster} = %v, want 0", got)
+	}
+	if got := value(t, h.srv.metrics.rejected.WithLabelValues("cluster", "b")); got != 0 {
+		t.Errorf("rejected_resources{cluster,b} = %v after the ACK, want 0", got)
 	}
 	for name, want := range map[string]float64{"nacks": 1, "acks": 2} {
 		c := map[string]*prometheus.CounterVec{"nacks": h.srv.metrics.nacks, "acks": h.srv.metrics.acks}[name]
@@ -239,7 +249,8 @@ func TestADSDeltaAckNack(t *testing.T) {
 	h.set(t, "v3", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v3", 9000, "a", "c", "d")})
 	recv([]string{"d"}, nil)
 	st := nodeStatus(t, h.srv, "sc-1", resourcev3.ClusterType)
-	if st.Nacked != "v2" || st.NackError != "cluster c: unknown field" || !slices.Equal(st.NackedResources, []string{"b", "c"}) {
+	if st.Nacked != "v2" || st.NackError != "cluster c: unknown field" || !slices.Equal(st.NackedResources, []string{"c"}) ||
+		!slices.Equal(st.AppliedResources, []string{"b"}) {
 		t.Fatalf("delta NACK not kept reported: %+v", st)
 	}
 }

@@ -78,9 +78,10 @@ func Rules(objs []Objective, m Metrics) ([]byte, error) {
 	}
 	sorted := append([]Objective(nil), objs...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	coveredBy, covers := redundant(sorted)
 	var f ruleFile
 	for _, o := range sorted {
-		f.Groups = append(f.Groups, group(o, m))
+		f.Groups = append(f.Groups, group(o, m, coveredBy[o.Name], covers[o.Name]))
 	}
 	out, err := yaml.Marshal(f)
 	if err != nil {
@@ -116,7 +117,47 @@ func ranges() []time.Duration {
 	return out
 }
 
-func group(o Objective, m Metrics) ruleGroup {
+// sliKey identifies what an objective measures: objectives with the same
+// key read the same ratio of the same counters over the same budget
+// window, and differ at most in their target.
+func sliKey(o Objective) string {
+	class := "errors" // availability and error_rate both count failed requests
+	if o.Kind == Latency {
+		class = "latency " + o.targetTag()
+	}
+	return strings.Join([]string{o.Route, o.Model, promDuration(o.window()), class}, "\x00")
+}
+
+// redundant finds the objectives whose alerts another one's imply: of
+// objectives measuring the same thing (sliKey), the strictest (highest
+// target; the first by name on a tie) crosses every burn threshold at or
+// before the others, so only it alerts. An availability of 99.9% and an
+// error rate of at most 1% on the same route would otherwise page twice
+// for one incident. coveredBy maps a redundant objective to the one that
+// alerts for it; covers lists, per alerting objective, those it covers.
+func redundant(sorted []Objective) (coveredBy map[string]string, covers map[string][]string) {
+	coveredBy, covers = map[string]string{}, map[string][]string{}
+	strictest := map[string]Objective{}
+	for _, o := range sorted { // by name, so ties keep the first
+		k := sliKey(o)
+		if s, ok := strictest[k]; !ok || o.Target > s.Target {
+			strictest[k] = o
+		}
+	}
+	for _, o := range sorted {
+		if s := strictest[sliKey(o)]; s.Name != o.Name {
+			coveredBy[o.Name] = s.Name
+			covers[s.Name] = append(covers[s.Name], o.Name)
+		}
+	}
+	return coveredBy, covers
+}
+
+// group renders o's recording rules and, unless another objective alerts
+// for it (coveredBy), its burn-rate alerts. Alert rules carry the slo
+// label themselves, so that those of different objectives are distinct
+// rules (promtool lints identical name and labels as duplicates).
+func group(o Objective, m Metrics, coveredBy string, covers []string) ruleGroup {
 	g := ruleGroup{Name: "maestro-slo-" + o.Name}
 	labels := map[string]string{"slo": o.Name, "slo_kind": string(o.Kind), "route": o.Route}
 	if o.Model != "" {
@@ -124,6 +165,13 @@ func group(o Objective, m Metrics) ruleGroup {
 	}
 	for _, r := range ranges() {
 		g.Rules = append(g.Rules, rule{Record: RecordName(r), Expr: errorRatio(o, m, r), Labels: labels})
+	}
+	if coveredBy != "" {
+		return g // its series stay recorded for the dashboard
+	}
+	also := ""
+	if len(covers) > 0 {
+		also = fmt.Sprintf(" It also stands for %s, which measure the same requests with a looser target.", strings.Join(covers, ", "))
 	}
 	budget := 1 - o.Target
 	for _, a := range workbookAlerts {
@@ -134,6 +182,7 @@ func group(o Objective, m Metrics) ruleGroup {
 			Expr: fmt.Sprintf("%s%s > %s\nand\n%s%s > %s",
 				RecordName(a.Long), sel, threshold, RecordName(a.Short), sel, threshold),
 			Labels: map[string]string{
+				"slo":          o.Name,
 				"severity":     a.Severity,
 				"long_window":  promDuration(a.Long),
 				"short_window": promDuration(a.Short),
@@ -142,9 +191,9 @@ func group(o Objective, m Metrics) ruleGroup {
 				"summary": fmt.Sprintf("SLO %s (%s on route %s) is burning its %s error budget %gx too fast",
 					o.Name, o.Kind, o.Route, promDuration(o.window()), a.Factor(o.window())),
 				"description": fmt.Sprintf("The error ratio over %s and over %s is above %s: at this rate "+
-					"%.0f%% of the budget is gone within %s. Runbook: docs/operations.md#slo-burn.",
+					"%.0f%% of the budget is gone within %s.%s Runbook: docs/operations.md#slo-burn.",
 					promDuration(a.Long), promDuration(a.Short), formatPercent(a.Factor(o.window())*budget),
-					a.BudgetShare*100, promDuration(a.Long)),
+					a.BudgetShare*100, promDuration(a.Long), also),
 			},
 		})
 	}

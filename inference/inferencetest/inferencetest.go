@@ -61,6 +61,9 @@ type Options struct {
 	// Tracing, if set, instruments the server with OpenTelemetry (e.g. an
 	// SDK provider with a span recorder, to assert on traces).
 	Tracing *telemetry.Tracing
+	// ModelControl, when true, runs the server with explicit model control
+	// and an admin listener (Server.AdminAddr) serving load and unload.
+	ModelControl bool
 }
 
 // Server is a running test server.
@@ -68,6 +71,9 @@ type Server struct {
 	Name     string
 	GRPCAddr string // host:port
 	HTTPAddr string // host:port
+	// AdminAddr is the admin listener (REST and gRPC, with load and
+	// unload) when Options.ModelControl is set.
+	AdminAddr string
 	// Metrics is the server's Prometheus registry, to assert on series.
 	Metrics *prometheus.Registry
 	// Server is the server itself, e.g. for its Repository.
@@ -90,11 +96,16 @@ func Start(t testing.TB, opts Options) *Server {
 		opts.Name = "inferencetest"
 	}
 	reg := telemetry.NewRegistry()
+	control := server.ModelControlNone
+	if opts.ModelControl {
+		control = server.ModelControlExplicit
+	}
 	srv, err := server.New(server.Config{
-		Name:    opts.Name,
-		Metrics: reg,
-		Logger:  opts.Logger,
-		Tracing: opts.Tracing,
+		ModelControl: control,
+		Name:         opts.Name,
+		Metrics:      reg,
+		Logger:       opts.Logger,
+		Tracing:      opts.Tracing,
 		Models: repository.Options{
 			Dir:          opts.ModelDir,
 			Registry:     opts.Registry,
@@ -115,9 +126,17 @@ func Start(t testing.TB, opts Options) *Server {
 		glis.Close()
 		t.Fatalf("inferencetest: listen: %v", err)
 	}
+	lis := server.Listeners{GRPC: glis, HTTP: hlis}
+	if opts.ModelControl {
+		if lis.Admin, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			glis.Close()
+			hlis.Close()
+			t.Fatalf("inferencetest: listen: %v", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, glis, hlis) }()
+	go func() { done <- srv.ServeListeners(ctx, lis) }()
 	s := &Server{
 		Name:     opts.Name,
 		GRPCAddr: glis.Addr().String(),
@@ -140,6 +159,9 @@ func Start(t testing.TB, opts Options) *Server {
 		case <-time.After(2 * startTimeout):
 			t.Errorf("inferencetest: server %s did not stop within %v", opts.Name, 2*startTimeout)
 		}
+	}
+	if lis.Admin != nil {
+		s.AdminAddr = lis.Admin.Addr().String()
 	}
 	t.Cleanup(s.Stop)
 	if err := s.waitReady(); err != nil {

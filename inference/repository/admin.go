@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 func joinDir(dir, ver string) string { return filepath.Join(dir, ver) }
@@ -19,7 +20,7 @@ func (r *Repository) Load(ctx context.Context, name string) error {
 		return fmt.Errorf("model name %q: want a directory name in the repository: %w", name, ErrNotFound)
 	}
 	if fi, err := os.Stat(filepath.Join(r.opts.Dir, name)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("model %q %w in %s", name, ErrNotFound, r.opts.Dir)
+		return fmt.Errorf("model %q %w in the repository", name, ErrNotFound)
 	}
 	fresh := r.scanModel(name)
 	r.mu.Lock()
@@ -40,7 +41,7 @@ func (r *Repository) Load(ctx context.Context, name string) error {
 		l.close()
 	}
 	if fresh.configErr != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, fresh.configErr)
+		return fmt.Errorf("%w: %w", ErrUnavailable, r.rel(fresh.configErr))
 	}
 	v, err := fresh.version("")
 	if err != nil {
@@ -87,6 +88,34 @@ func (r *Repository) Unload(ctx context.Context, name string) error {
 
 var errUnloaded = fmt.Errorf("unloaded by request; load it again with RepositoryModelLoad")
 
+// Index reasons of versions that are UNAVAILABLE without a failure:
+// Triton's reason for an unloaded version, and ours for one that loads on
+// first use (Maestro loads lazily; Triton lists such models without a
+// state).
+const (
+	ReasonUnloaded  = "unloaded"
+	ReasonNotLoaded = "not loaded yet; loads on first use"
+)
+
+// relError shows paths inside the repository relative to its root, so
+// that answers do not disclose the server's file system layout.
+type relError struct {
+	err  error
+	root string
+}
+
+func (e *relError) Error() string { return strings.ReplaceAll(e.err.Error(), e.root, "") }
+func (e *relError) Unwrap() error { return e.err }
+
+// rel wraps err so that its message names repository paths relative to
+// the repository root.
+func (r *Repository) rel(err error) error {
+	if err == nil || r.root == "" {
+		return err
+	}
+	return &relError{err: err, root: r.root}
+}
+
 // IndexEntry is one model version in the repository index.
 type IndexEntry struct {
 	Name    string
@@ -111,7 +140,7 @@ func (r *Repository) Index(readyOnly bool) []IndexEntry {
 		m := models[n]
 		if m.configErr != nil {
 			if !readyOnly {
-				out = append(out, IndexEntry{Name: n, State: Unavailable, Reason: m.configErr.Error()})
+				out = append(out, IndexEntry{Name: n, State: Unavailable, Reason: r.rel(m.configErr).Error()})
 			}
 			continue
 		}
@@ -122,8 +151,12 @@ func (r *Repository) Index(readyOnly bool) []IndexEntry {
 				e.State = Ready
 			case v.loading != nil:
 				e.State = Loading
+			case v.err == errUnloaded:
+				e.Reason = ReasonUnloaded
 			case v.err != nil:
-				e.Reason = v.err.Error()
+				e.Reason = r.rel(v.err).Error()
+			default:
+				e.Reason = ReasonNotLoaded
 			}
 			if readyOnly && e.State != Ready {
 				continue

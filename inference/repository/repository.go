@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,7 @@ type Options struct {
 // for concurrent use.
 type Repository struct {
 	opts   Options
+	root   string                            // the repository directory with a trailing separator, cut from messages
 	models atomic.Pointer[map[string]*model] // replaced whole on a reload
 	clock  atomic.Int64                      // LRU ticks
 	mu     sync.Mutex                        // guards loads, evictions and the fields below
@@ -131,6 +133,9 @@ func New(opts Options) (*Repository, error) {
 		opts.Observer = nopObserver{}
 	}
 	r := &Repository{opts: opts}
+	if abs, err := filepath.Abs(opts.Dir); err == nil {
+		r.root = abs + string(filepath.Separator)
+	}
 	models, err := r.scanDir()
 	if err != nil {
 		return nil, err
@@ -166,7 +171,7 @@ func (r *Repository) Info(name, ver string) (Info, error) {
 		info.Versions = append(info.Versions, v.str)
 	}
 	if m.configErr != nil {
-		info.Err = fmt.Errorf("%w: %w", ErrUnavailable, m.configErr)
+		info.Err = fmt.Errorf("%w: %w", ErrUnavailable, r.rel(m.configErr))
 		return info, nil
 	}
 	v, err := m.version(ver)
@@ -175,7 +180,7 @@ func (r *Repository) Info(name, ver string) (Info, error) {
 	}
 	r.mu.Lock()
 	if v.err != nil {
-		info.Err = fmt.Errorf("%w: %w", ErrUnavailable, v.err)
+		info.Err = fmt.Errorf("%w: %w", ErrUnavailable, r.rel(v.err))
 	}
 	r.mu.Unlock()
 	return info, nil
@@ -218,7 +223,7 @@ func (r *Repository) Get(ctx context.Context, name, ver string) (*Loaded, error)
 		return nil, err
 	}
 	if m.configErr != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, m.configErr)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, r.rel(m.configErr))
 	}
 	v, err := m.version(ver)
 	if err != nil {
@@ -259,7 +264,7 @@ func (r *Repository) load(ctx context.Context, v *version, retry bool) (*Loaded,
 	if v.err != nil && !retry {
 		err := v.err
 		r.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, r.rel(err))
 	}
 	done := make(chan struct{})
 	v.loading, v.err = done, nil
@@ -299,7 +304,7 @@ func (r *Repository) load(ctx context.Context, v *version, retry bool) (*Loaded,
 	}
 	if err != nil {
 		r.opts.Logger.Warn("model failed to load", "model", m.name, "version", v.str, "reason", err)
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, r.rel(err))
 	}
 	return l, nil
 }

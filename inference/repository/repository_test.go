@@ -387,3 +387,38 @@ func TestCacheHoldsLimitsUnderConcurrentUse(t *testing.T) {
 		t.Error("no evictions: the test did not exercise the limits")
 	}
 }
+
+func TestIndexReasonsAndRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	writeModel(t, dir, "a", "1")
+	writeModel(t, dir, "b", "1")
+	writeModel(t, dir, "bad", "fail")
+	must(t, os.MkdirAll(filepath.Join(dir, "noconfig", "1"), 0o755))
+	r := newRepo(t, dir, &fakeLoader{}, Options{})
+	ctx := context.Background()
+	if _, err := r.Get(ctx, "a", ""); err != nil {
+		t.Fatal(err)
+	}
+	must(t, r.Unload(ctx, "a"))
+	_, _ = r.Get(ctx, "bad", "")
+	_, noconfigErr := r.Get(ctx, "noconfig", "")
+	got := map[string]IndexEntry{}
+	for _, e := range r.Index(false) {
+		got[e.Name] = e
+		if strings.Contains(e.Reason, dir) {
+			t.Errorf("%s: reason %q shows the repository's absolute path", e.Name, e.Reason)
+		}
+	}
+	want := map[string]string{"a": ReasonUnloaded, "b": ReasonNotLoaded, "noconfig": "noconfig/config.yaml is missing"}
+	for name, reason := range want {
+		if e := got[name]; e.State != Unavailable || !strings.Contains(e.Reason, reason) {
+			t.Errorf("%s: %s %q, want UNAVAILABLE %q", name, e.State, e.Reason, reason)
+		}
+	}
+	if e := got["bad"]; e.State != Unavailable || e.Reason == "" {
+		t.Errorf("bad: %s %q, want UNAVAILABLE with its reason", e.State, e.Reason)
+	}
+	if strings.Contains(noconfigErr.Error(), dir) {
+		t.Errorf("error %q shows the repository's absolute path", noconfigErr)
+	}
+}

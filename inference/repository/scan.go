@@ -51,6 +51,10 @@ func looksLikeModel(dir string) bool {
 // scanModel reads DIR/name: its config.yaml and its version directories.
 func (r *Repository) scanModel(name string) *model {
 	m := &model{name: name, dir: filepath.Join(r.opts.Dir, name)}
+	if r.root != "" {
+		// Absolute, so that rel cuts the root from every message.
+		m.dir = filepath.Join(r.root, name)
+	}
 	file := filepath.Join(m.dir, ConfigFile)
 	data, err := os.ReadFile(file)
 	if err != nil {

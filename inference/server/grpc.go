@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/repository"
@@ -20,7 +21,8 @@ import (
 // grpcService implements GRPCInferenceService over the repository.
 type grpcService struct {
 	pb.UnimplementedGRPCInferenceServiceServer
-	s *Server
+	s     *Server
+	admin bool // on the admin listener, where model control is served
 }
 
 func (g *grpcService) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
@@ -98,6 +100,14 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 		model, ver := failedLabels(err, req.GetModelName())
 		return nil, model, ver, err
 	}
+	// The message is already received (bounded by MaxRequestBytes); what
+	// the budget bounds is how many such messages are decoded and
+	// evaluated at once.
+	res := g.s.budget.reserve("grpc")
+	defer res.release()
+	if err := res.take(int64(proto.Size(req))); err != nil {
+		return nil, l.Name, l.Version, err
+	}
 	inputs, err := tensor.DecodeInputs(req)
 	if err != nil {
 		return nil, l.Name, l.Version, err
@@ -146,7 +156,15 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, l.Name, l.Version, nil
 }
 
+// errRepositoryName answers a request naming a repository: a server has
+// one, and Triton answers UNSUPPORTED (UNIMPLEMENTED) when it is not
+// serving several, rather than ignoring the name.
+var errRepositoryName = status.Error(codes.Unimplemented, "repository_name is not supported: this server has one model repository; leave it empty")
+
 func (g *grpcService) RepositoryIndex(_ context.Context, req *pb.RepositoryIndexRequest) (*pb.RepositoryIndexResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
 	idx := g.s.repo.Index(req.GetReady())
 	resp := &pb.RepositoryIndexResponse{Models: make([]*pb.RepositoryIndexResponse_ModelIndex, len(idx))}
 	for i, e := range idx {
@@ -156,6 +174,12 @@ func (g *grpcService) RepositoryIndex(_ context.Context, req *pb.RepositoryIndex
 }
 
 func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.RepositoryModelLoadRequest) (*pb.RepositoryModelLoadResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
+	if err := g.s.controlAllowed(g.admin); err != nil {
+		return nil, err
+	}
 	if err := g.s.repo.Load(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)
 	}
@@ -163,6 +187,12 @@ func (g *grpcService) RepositoryModelLoad(ctx context.Context, req *pb.Repositor
 }
 
 func (g *grpcService) RepositoryModelUnload(ctx context.Context, req *pb.RepositoryModelUnloadRequest) (*pb.RepositoryModelUnloadResponse, error) {
+	if req.GetRepositoryName() != "" {
+		return nil, errRepositoryName
+	}
+	if err := g.s.controlAllowed(g.admin); err != nil {
+		return nil, err
+	}
 	if err := g.s.repo.Unload(ctx, req.GetModelName()); err != nil {
 		return nil, statusError(err)
 	}

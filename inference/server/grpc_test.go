@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -218,6 +219,7 @@ func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 		"over max batch size":   {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{9, 3}, nine...)}, codes.InvalidArgument, `input "x": batch of 9 rows is over model "m"'s max_batch_size of 8`},
 		"NaN not allowed":       {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, float32(math.NaN()), 3)}, codes.InvalidArgument, `input "x" row 0: NaN is not allowed`},
 		"unknown output":        {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, 2, 3), Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "proba"}}}, codes.InvalidArgument, `requested output "proba" is not an output of model "m" (outputs: y)`},
+		"output named twice":    {&pb.ModelInferRequest{ModelName: "m", Inputs: x([]int64{1, 3}, 1, 2, 3), Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "y"}, {Name: "y"}}}, codes.InvalidArgument, `requested output "y" is named twice`},
 		"model failed to load":  {&pb.ModelInferRequest{ModelName: "bad", Inputs: x([]int64{1, 4}, 1, 2, 3, 4)}, codes.Unavailable, `says fail`},
 		"oversized raw content": {&pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 3}}}, RawInputContents: [][]byte{make([]byte, 16)}}, codes.InvalidArgument, `input "x": shape [1 3] needs 12 bytes of FP32, raw contents hold 16`},
 	}
@@ -250,8 +252,14 @@ func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 }
 
 func TestRepositoryExtension(t *testing.T) {
-	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t)})
+	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), ModelControl: true})
 	c := srv.Client(t)
+	adminConn, err := grpc.NewClient(srv.AdminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adminConn.Close() })
+	admin := pb.NewGRPCInferenceServiceClient(adminConn)
 	ctx := ctxT(t)
 	infer := func() error {
 		_, err := c.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "m", Inputs: []*pb.ModelInferRequest_InferInputTensor{fp32Input("x", []int64{1, 3}, 1, 2, 3)}})
@@ -283,22 +291,37 @@ func TestRepositoryExtension(t *testing.T) {
 		t.Errorf("ready index = %v, %v", ready, err)
 	}
 
-	if _, err := c.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "m"}); err != nil {
+	if _, err := c.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "m"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("unload on the inference port = %v, want PERMISSION_DENIED", err)
+	}
+	if _, err := admin.RepositoryModelUnload(ctx, &pb.RepositoryModelUnloadRequest{ModelName: "m"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := infer(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "unloaded") {
 		t.Errorf("after unload: %v, want UNAVAILABLE", err)
 	}
-	if _, err := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "m"}); err != nil {
+	idx, err = c.RepositoryIndex(ctx, &pb.RepositoryIndexRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range idx.GetModels() {
+		if m.GetName() == "m" && (m.GetState() != "UNAVAILABLE" || m.GetReason() != "unloaded") {
+			t.Errorf("index after unload: %v, want UNAVAILABLE with Triton's reason \"unloaded\"", m)
+		}
+	}
+	if _, err := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "m"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("load on the inference port = %v, want PERMISSION_DENIED", err)
+	}
+	if _, err := admin.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "m"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := infer(); err != nil {
 		t.Errorf("after load: %v", err)
 	}
-	if _, err := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "bad"}); status.Code(err) != codes.Unavailable {
+	if _, err := admin.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "bad"}); status.Code(err) != codes.Unavailable {
 		t.Errorf("load of a broken model = %v, want UNAVAILABLE", err)
 	}
-	if _, err := c.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "../etc"}); status.Code(err) != codes.NotFound {
+	if _, err := admin.RepositoryModelLoad(ctx, &pb.RepositoryModelLoadRequest{ModelName: "../etc"}); status.Code(err) != codes.NotFound {
 		t.Errorf("load outside the repository = %v, want NOT_FOUND", err)
 	}
 }

@@ -18,8 +18,8 @@ import (
 )
 
 // routes is the protocol's REST API, Triton's repository extension and
-// /metrics.
-func (s *Server) routes() http.Handler {
+// /metrics; admin routes may load and unload models.
+func (s *Server) routes(admin bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /v2/health/ready", s.httpServerReady)
@@ -31,8 +31,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v2/models/{model}/infer", s.httpInfer)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", s.httpInfer)
 	mux.HandleFunc("POST /v2/repository/index", s.httpIndex)
-	mux.HandleFunc("POST /v2/repository/models/{model}/load", s.httpLoad)
-	mux.HandleFunc("POST /v2/repository/models/{model}/unload", s.httpUnload)
+	mux.HandleFunc("POST /v2/repository/models/{model}/load", func(w http.ResponseWriter, r *http.Request) { s.httpLoad(w, r, admin) })
+	mux.HandleFunc("POST /v2/repository/models/{model}/unload", func(w http.ResponseWriter, r *http.Request) { s.httpUnload(w, r, admin) })
 	mux.Handle("GET /metrics", telemetry.MetricsHandler(s.cfg.Metrics))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(ServerHeader, s.cfg.Name)
@@ -57,6 +57,10 @@ func httpStatus(c codes.Code) int {
 		return 499 // client closed request, as nginx and Envoy report it
 	case codes.ResourceExhausted:
 		return http.StatusRequestEntityTooLarge
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unimplemented:
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }
@@ -70,7 +74,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeError answers {"error": "..."}, as the protocol's REST API does.
 func writeError(w http.ResponseWriter, err error) {
 	st := status.Convert(statusError(err))
-	writeJSON(w, httpStatus(st.Code()), map[string]string{"error": st.Message()})
+	code := httpStatus(st.Code())
+	switch {
+	case errors.Is(err, errOverBudget):
+		// Memory held by requests in flight is released within a request's
+		// time: a prompt retry is likely to fit.
+		w.Header().Set("Retry-After", "1")
+		code = http.StatusTooManyRequests
+	case errors.Is(err, errBodyTimeout):
+		code = http.StatusRequestTimeout
+	}
+	writeJSON(w, code, map[string]string{"error": st.Message()})
 }
 
 func (s *Server) httpServerReady(w http.ResponseWriter, _ *http.Request) {
@@ -133,52 +147,73 @@ func (s *Server) httpModelReady(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) httpInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	resp, model, ver, err := s.inferJSON(w, r)
+	res := s.budget.reserve("http")
+	defer res.release()
+	resp, model, ver, err := s.inferJSON(w, r, res)
 	s.observe("http", model, ver, start, err)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeInferResponse(w, resp)
 }
 
-func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSONResponse, string, string, error) {
+// inferJSON decodes the body as a stream, bounded by the model's declared
+// inputs and by res, runs the model and encodes the outputs.
+func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request, res *reservation) (*tensor.JSONResponse, string, string, error) {
 	l, err := s.repo.Get(r.Context(), r.PathValue("model"), r.PathValue("version"))
 	if err != nil {
 		model, ver := failedLabels(err, r.PathValue("model"))
 		return nil, model, ver, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxRequestBytes)))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, l.Name, l.Version, invalidf("request body is over the limit of %d bytes", tooBig.Limit)
+	limit := int64(s.cfg.MaxRequestBytes)
+	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close") // rather than read the body
+		return nil, l.Name, l.Version, fmt.Errorf("request body of %d bytes is over the limit of %d: %w", r.ContentLength, limit, errTooLarge)
+	}
+	bodyBytes := limit
+	if r.ContentLength >= 0 {
+		bodyBytes = r.ContentLength
+	}
+	body := s.newBodyReader(w, r)
+	s.readers.add(body)
+	defer func() {
+		if body.unread() {
+			w.Header().Set("Connection", "close")
 		}
-		return nil, l.Name, l.Version, invalidf("read request body: %v", err)
+	}()
+	req, err := tensor.DecodeJSONRequest(body, tensor.DecodeOptions{
+		BodyBytes: bodyBytes,
+		Check: func(name string, dt runtime.Datatype, shape []int64) error {
+			return checkInput(l, name, dt, shape)
+		},
+		Reserve: res.take,
+	})
+	s.readers.remove(body)
+	if rerr := body.readErr(); rerr != nil {
+		return nil, l.Name, l.Version, rerr
 	}
-	var req tensor.JSONRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, l.Name, l.Version, invalidf("request body is not a valid inference request: %v", err)
-	}
-	inputs := make([]runtime.Tensor, len(req.Inputs))
-	for i, in := range req.Inputs {
-		if inputs[i], err = tensor.DecodeJSON(in); err != nil {
-			return nil, l.Name, l.Version, err
-		}
-	}
-	rows, err := validate(l, inputs)
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	var names []string
-	for _, o := range req.Outputs {
-		names = append(names, o.Name)
-	}
-	if err := checkRequested(l, names); err != nil {
+	rows, err := validate(l, req.Inputs)
+	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	outputs, err := s.predict(r.Context(), l, inputs, rows, names)
+	if err := checkRequested(l, req.Outputs); err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	outputs, err := s.predict(r.Context(), l, req.Inputs, rows, req.Outputs)
 	if err != nil {
+		return nil, l.Name, l.Version, err
+	}
+	req.Inputs = nil // no longer needed while the outputs are encoded
+	var n int64
+	for _, o := range outputs {
+		n += o.Elements()
+	}
+	// The longest number strconv writes is 24 bytes.
+	if err := res.take(n * 25); err != nil {
 		return nil, l.Name, l.Version, err
 	}
 	resp := &tensor.JSONResponse{
@@ -196,12 +231,51 @@ func (s *Server) inferJSON(w http.ResponseWriter, r *http.Request) (*tensor.JSON
 	return resp, l.Name, l.Version, nil
 }
 
+// writeInferResponse writes resp with each output's data copied straight
+// from its encoded form: json.Encoder would validate and copy every
+// RawMessage into one buffer holding the whole response again.
+func writeInferResponse(w http.ResponseWriter, resp *tensor.JSONResponse) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	head := *resp
+	head.Outputs = nil
+	b, _ := json.Marshal(head) // strings and a map of strings cannot fail
+	b = b[:len(b)-len(`null}`)]
+	b = append(b, '[')
+	for i, o := range resp.Outputs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		data := o.Data
+		o.Data = nil
+		meta, _ := json.Marshal(o)
+		b = append(b, meta[:len(meta)-len(`null}`)]...)
+		if _, err := w.Write(b); err != nil {
+			return
+		}
+		if _, err := w.Write(data); err != nil {
+			return
+		}
+		b = append(b[:0], '}')
+	}
+	b = append(b, "]}\n"...)
+	_, _ = w.Write(b)
+}
+
 func (s *Server) httpIndex(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Ready bool `json:"ready"`
 	}
 	if r.ContentLength != 0 {
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		body := s.newBodyReader(w, r)
+		s.readers.add(body)
+		err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&req)
+		s.readers.remove(body)
+		if rerr := body.readErr(); rerr != nil {
+			writeError(w, rerr)
+			return
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
 			writeError(w, invalidf("repository index request: %v", err))
 			return
 		}
@@ -220,7 +294,11 @@ func (s *Server) httpIndex(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request) {
+func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request, admin bool) {
+	if err := s.controlAllowed(admin); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.repo.Load(r.Context(), r.PathValue("model")); err != nil {
 		writeError(w, fmt.Errorf("load: %w", err))
 		return
@@ -228,7 +306,11 @@ func (s *Server) httpLoad(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) httpUnload(w http.ResponseWriter, r *http.Request) {
+func (s *Server) httpUnload(w http.ResponseWriter, r *http.Request, admin bool) {
+	if err := s.controlAllowed(admin); err != nil {
+		writeError(w, err)
+		return
+	}
 	if err := s.repo.Unload(r.Context(), r.PathValue("model")); err != nil {
 		writeError(w, fmt.Errorf("unload: %w", err))
 		return

@@ -21,7 +21,7 @@ func FuzzHTTPInfer(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(s.closeUnserved)
-	h := s.routes()
+	h := s.routes(false)
 	row := `[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2,1.3,1.4,1.5,1.6,1.7,1.8,1.9,2,2.1,2.2,2.3,2.4,2.5,2.6,2.7,2.8,2.9,3]`
 	f.Add("fraud", `{"inputs":[{"name":"features","shape":[1,30],"datatype":"FP32","data":`+row+`}]}`)
 	f.Add("fraud-logistic", `{"inputs":[{"name":"features","shape":[1,30],"datatype":"FP32","data":[`+row+`]}],"outputs":[{"name":"probability"}]}`)

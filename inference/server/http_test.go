@@ -29,7 +29,7 @@ func scrape(t *testing.T, srv *inferencetest.Server) string {
 }
 
 func TestHTTPAPI(t *testing.T) {
-	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), Name: "node-h"})
+	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t), Name: "node-h", ModelControl: true})
 	base := "http://" + srv.HTTPAddr
 
 	for _, path := range []string{"/v2/health/live", "/v2/health/ready", "/v2/models/m/ready", "/v2/models/m/versions/1/ready"} {
@@ -85,13 +85,17 @@ func TestHTTPAPI(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), `{"name":"m","version":"2","state":"READY"}`) {
 		t.Errorf("index = %d %s", code, body)
 	}
-	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/unload", ""); code != http.StatusOK {
+	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/unload", ""); code != http.StatusForbidden {
+		t.Errorf("unload on the inference port = %d %s, want 403", code, body)
+	}
+	admin := "http://" + srv.AdminAddr
+	if code, body, _ := do(t, "POST", admin+"/v2/repository/models/m/unload", ""); code != http.StatusOK {
 		t.Errorf("unload = %d %s", code, body)
 	}
 	if code, _, _ := do(t, "GET", base+"/v2/models/m/ready", nil); code != http.StatusBadRequest {
 		t.Errorf("ready after unload = %d, want 400", code)
 	}
-	if code, body, _ := do(t, "POST", base+"/v2/repository/models/m/load", ""); code != http.StatusOK {
+	if code, body, _ := do(t, "POST", admin+"/v2/repository/models/m/load", ""); code != http.StatusOK {
 		t.Errorf("load = %d %s", code, body)
 	}
 
@@ -128,10 +132,12 @@ func TestHTTPErrors(t *testing.T) {
 		"NaN (null)":       {"/v2/models/m/infer", `{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, null, 3]}]}`, 400, `NaN is not allowed`},
 		"over max batch":   {"/v2/models/m/infer", `{"inputs": [{"name": "x", "shape": [9, 1], "datatype": "FP32", "data": [1,2,3,4,5,6,7,8,9]}]}`, 400, `shape [9 1], model \"m\" wants [-1 3]`},
 		"broken model":     {"/v2/models/bad/infer", `{"inputs": []}`, 503, `says fail`},
-		"too large":        {"/v2/models/m/infer", `{"inputs": [], "id": "` + strings.Repeat("a", 2<<20) + `"}`, 400, `request body is over the limit of 1048576 bytes`},
+		"too large":        {"/v2/models/m/infer", `{"inputs": [], "id": "` + strings.Repeat("a", 2<<20) + `"}`, 413, `is over the limit of 1048576`},
+		"ragged rows":      {"/v2/models/m/infer", `{"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [[1, 2, 3], [4, 5], [6]]}]}`, 400, `input \"x\": data: ragged rows`},
+		"output twice":     {"/v2/models/m/infer", `{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}], "outputs": [{"name": "y"}, {"name": "y"}]}`, 400, `requested output \"y\" is named twice`},
 	}
 	// A second server with a small request limit, for the size case.
-	small := startWithLimit(t, 1<<20)
+	small := startWith(t, server.Config{MaxRequestBytes: 1 << 20})
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			b := base
@@ -150,7 +156,7 @@ func TestHTTPErrors(t *testing.T) {
 	metrics := scrape(t, srv)
 	for _, want := range []string{
 		`maestro_inference_request_failures_total{code="NotFound",model="_unknown",protocol="http",version=""} 2`,
-		`maestro_inference_request_failures_total{code="InvalidArgument",model="m",protocol="http",version="2"} 7`,
+		`maestro_inference_request_failures_total{code="InvalidArgument",model="m",protocol="http",version="2"} 9`,
 		`maestro_inference_request_failures_total{code="Unavailable",model="bad",protocol="http",version=""} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -159,11 +165,12 @@ func TestHTTPErrors(t *testing.T) {
 	}
 }
 
-// startWithLimit runs a server with a small request limit and returns its
+// startWith runs a server on repo(t) with cfg (for limits) and returns its
 // HTTP address.
-func startWithLimit(t *testing.T, limit int) string {
+func startWith(t *testing.T, cfg server.Config) string {
 	t.Helper()
-	s, err := server.New(server.Config{MaxRequestBytes: limit, Models: repository.Options{Dir: repo(t), Registry: inferencetest.Registry()}})
+	cfg.Models = repository.Options{Dir: repo(t), Registry: inferencetest.Registry()}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

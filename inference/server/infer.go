@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -34,6 +35,10 @@ func statusError(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, repository.ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, errOverBudget), errors.Is(err, errTooLarge):
+		code = codes.ResourceExhausted
+	case errors.Is(err, errBodyTimeout):
+		code = codes.DeadlineExceeded
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -72,26 +77,11 @@ func validate(l *repository.Loaded, inputs []runtime.Tensor) (int64, error) {
 			}
 			seen |= 1 << i
 		}
-		spec := sig[i]
-		if in.Datatype != spec.Datatype {
-			return 0, invalidf("input %q: datatype %s, model %q wants %s", in.Name, in.Datatype, l.Name, spec.Datatype)
-		}
-		if len(in.Shape) != len(spec.Shape) {
-			return 0, invalidf("input %q: shape %v, model %q wants %v", in.Name, in.Shape, l.Name, spec.Shape)
-		}
-		for d, want := range spec.Shape {
-			if want != -1 && in.Shape[d] != want {
-				return 0, invalidf("input %q: shape %v, model %q wants %v", in.Name, in.Shape, l.Name, spec.Shape)
-			}
+		if err := checkInput(l, in.Name, in.Datatype, in.Shape); err != nil {
+			return 0, err
 		}
 		if l.Config.MaxBatchSize > 0 {
 			rows := in.Shape[0]
-			if rows > l.Config.MaxBatchSize {
-				return 0, invalidf("input %q: batch of %d rows is over model %q's max_batch_size of %d", in.Name, rows, l.Name, l.Config.MaxBatchSize)
-			}
-			if rows == 0 {
-				return 0, invalidf("input %q: batch of 0 rows", in.Name)
-			}
 			if batch >= 0 && rows != batch {
 				return 0, invalidf("input %q: batch of %d rows, other inputs have %d", in.Name, rows, batch)
 			}
@@ -111,6 +101,40 @@ func validate(l *repository.Loaded, inputs []runtime.Tensor) (int64, error) {
 		batch = 1
 	}
 	return batch, nil
+}
+
+// checkInput checks one input's header against the model's signature: a
+// declared input, its datatype, a shape that fits the declared dimensions
+// and at most max_batch_size rows. The REST decoder calls it before it
+// reads the input's data.
+func checkInput(l *repository.Loaded, name string, dt runtime.Datatype, shape []int64) error {
+	sig := l.Signature.Inputs
+	i := specIndex(sig, name)
+	if i < 0 {
+		return invalidf("input %q is not an input of model %q (inputs: %s)", name, l.Name, specNames(sig))
+	}
+	spec := sig[i]
+	if dt != spec.Datatype {
+		return invalidf("input %q: datatype %s, model %q wants %s", name, dt, l.Name, spec.Datatype)
+	}
+	if len(shape) != len(spec.Shape) {
+		return invalidf("input %q: shape %v, model %q wants %v", name, shape, l.Name, spec.Shape)
+	}
+	for d, want := range spec.Shape {
+		if want != -1 && shape[d] != want {
+			return invalidf("input %q: shape %v, model %q wants %v", name, shape, l.Name, spec.Shape)
+		}
+	}
+	if l.Config.MaxBatchSize > 0 {
+		rows := shape[0]
+		if rows > l.Config.MaxBatchSize {
+			return invalidf("input %q: batch of %d rows is over model %q's max_batch_size of %d", name, rows, l.Name, l.Config.MaxBatchSize)
+		}
+		if rows == 0 {
+			return invalidf("input %q: batch of 0 rows", name)
+		}
+	}
+	return nil
 }
 
 func specIndex(specs []runtime.TensorSpec, name string) int {
@@ -139,11 +163,15 @@ func hasInput(ts []runtime.Tensor, name string) bool {
 	return false
 }
 
-// checkRequested rejects requested outputs the model does not declare.
+// checkRequested rejects requested outputs the model does not declare, and
+// one named twice, as Triton rejects an input given twice.
 func checkRequested(l *repository.Loaded, names []string) error {
-	for _, n := range names {
+	for i, n := range names {
 		if specIndex(l.Signature.Outputs, n) < 0 {
 			return invalidf("requested output %q is not an output of model %q (outputs: %s)", n, l.Name, specNames(l.Signature.Outputs))
+		}
+		if slices.Contains(names[:i], n) {
+			return invalidf("requested output %q is named twice", n)
 		}
 	}
 	return nil

@@ -52,6 +52,11 @@ const (
 	// 30 FP32 features is 120 KiB, so 64 MiB leaves ample room while keeping
 	// a runaway client from exhausting memory.
 	DefaultMaxRequestBytes = 64 << 20
+	// DefaultRequestMemoryBudget bounds the bytes requests in flight hold
+	// once decoded: a few maximum-size requests at once, so that a burst
+	// of them is refused (429, RESOURCE_EXHAUSTED) instead of exhausting
+	// the process's memory.
+	DefaultRequestMemoryBudget = 128 << 20
 	// DefaultDrainTimeout is how long shutdown waits for in-flight requests.
 	DefaultDrainTimeout = 30 * time.Second
 	// keepaliveMinTime lets clients ping every 10s on idle connections
@@ -62,6 +67,12 @@ const (
 	// before waiting for an update: a 1,024-row batch (120 KiB) then goes
 	// in one flight instead of waiting for window updates mid-request.
 	flowWindow = 1 << 20
+	// readHeaderTimeout cuts clients that open a connection and send no
+	// request; bodies have their own deadlines (BodyIdleTimeout).
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections idle this long, so that
+	// idle clients cannot hold connections without bound.
+	idleTimeout = 2 * time.Minute
 )
 
 // Config configures a Server.
@@ -81,8 +92,31 @@ type Config struct {
 	Logger  *slog.Logger
 	// MaxRequestBytes bounds one request; default DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// RequestMemoryBudget bounds the bytes requests in flight hold once
+	// decoded (REST: typed inputs and encoded outputs; gRPC: the message);
+	// a request that does not fit is refused at once. Default
+	// DefaultRequestMemoryBudget.
+	RequestMemoryBudget int64
+	// BodyIdleTimeout cuts a REST body that sends nothing for this long;
+	// BodyTimeout bounds reading a whole body. Defaults
+	// DefaultBodyIdleTimeout and DefaultBodyTimeout.
+	BodyIdleTimeout time.Duration
+	BodyTimeout     time.Duration
 	// DrainTimeout bounds the graceful shutdown; default DefaultDrainTimeout.
 	DrainTimeout time.Duration
+	// ModelControl allows load and unload (on the admin listener only)
+	// when ModelControlExplicit; default ModelControlNone.
+	ModelControl ModelControl
+}
+
+// Listeners are the sockets a server answers on; nil ones are not served.
+type Listeners struct {
+	GRPC net.Listener // GRPCInferenceService, health, reflection
+	HTTP net.Listener // REST and /metrics
+	// Admin serves the REST API and GRPCInferenceService (gRPC over
+	// cleartext HTTP/2) with model load and unload; keep it on loopback or
+	// a network only operators reach.
+	Admin net.Listener
 }
 
 // Server is an inference server. Create it with New and run it with Serve.
@@ -94,7 +128,11 @@ type Server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 	http       *http.Server
+	admin      *http.Server // the admin listener's REST and gRPC
+	adminGRPC  *grpc.Server
 	draining   atomic.Bool
+	budget     *budget
+	readers    readers                       // REST bodies being read, cut on drain
 	respParams map[string]*pb.InferParameter // shared, read-only
 	headerMD   metadata.MD                   // shared, read-only
 	tracer     trace.Tracer                  // nil when tracing is off
@@ -121,6 +159,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
+	if cfg.RequestMemoryBudget <= 0 {
+		cfg.RequestMemoryBudget = DefaultRequestMemoryBudget
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	if cfg.ModelControl == "" {
+		cfg.ModelControl = ModelControlNone
+	}
+	if _, err := ParseModelControl(string(cfg.ModelControl)); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
@@ -145,6 +198,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.repo = repo
 	registerCache(cfg.Metrics, repo)
+	s.budget = newBudget(cfg.RequestMemoryBudget, cfg.Metrics)
 
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
@@ -169,12 +223,13 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
 	reflection.Register(s.grpc)
 
-	var handler http.Handler = s.routes()
+	var handler http.Handler = s.routes(false)
 	if t := cfg.Tracing; t != nil {
 		handler = otelhttp.NewHandler(handler, "inference",
 			otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
+	s.newAdmin()
 	return s, nil
 }
 
@@ -182,6 +237,7 @@ func New(cfg Config) (*Server, error) {
 // gRPC server's stream workers and the repository. Serve does this itself.
 func (s *Server) closeUnserved() {
 	s.grpc.Stop()
+	s.adminGRPC.Stop()
 	s.repo.Close()
 }
 
@@ -194,7 +250,21 @@ func (s *Server) ready() bool { return !s.draining.Load() }
 // until ctx ends, then stops taking new requests, drains the ones in flight
 // for up to DrainTimeout, and unloads the models.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	return s.ServeListeners(ctx, Listeners{GRPC: grpcLis, HTTP: httpLis})
+}
+
+// ServeListeners is Serve with the admin listener too.
+func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
+	grpcLis, httpLis := l.GRPC, l.HTTP
 	g, gctx := errgroup.WithContext(ctx)
+	if l.Admin != nil {
+		g.Go(func() error {
+			if err := s.admin.Serve(l.Admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve admin: %w", err)
+			}
+			return nil
+		})
+	}
 	if grpcLis != nil {
 		g.Go(func() error {
 			if err := s.grpc.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -225,7 +295,10 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 func (s *Server) drain() error {
 	s.draining.Store(true)
 	s.health.Shutdown()
-	s.log.Info("draining", "timeout", s.cfg.DrainTimeout)
+	// Bodies still being read are cut now: a stalled upload would
+	// otherwise hold the drain for its whole timeout.
+	cut := s.readers.cutAll()
+	s.log.Info("draining", "timeout", s.cfg.DrainTimeout, "uploads_cut", cut)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 	defer cancel()
 	done := make(chan struct{})
@@ -234,6 +307,10 @@ func (s *Server) drain() error {
 		close(done)
 	}()
 	httpErr := s.http.Shutdown(ctx)
+	if err := s.admin.Shutdown(ctx); err != nil {
+		s.admin.Close()
+	}
+	s.adminGRPC.Stop()
 	select {
 	case <-done:
 	case <-ctx.Done():

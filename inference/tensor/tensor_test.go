@@ -199,17 +199,25 @@ func TestDecodeJSON(t *testing.T) {
 		t.Errorf("nested data with null as missing: got %v", d)
 	}
 	errs := map[string]JSONInput{
-		`needs 3 elements, data holds 2`:     {Name: "x", Datatype: "FP32", Shape: []int64{3}, Data: json.RawMessage(`[1,2]`)},
-		`element 1: "\"a\"" is not a valid`:  {Name: "x", Datatype: "FP32", Shape: []int64{2}, Data: json.RawMessage(`[1,"a"]`)},
-		`element 0: "NaN" is not a valid`:    {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[NaN]`)},
-		`element 0: "300" is not a valid`:    {Name: "x", Datatype: "UINT8", Shape: []int64{1}, Data: json.RawMessage(`[300]`)},
-		`trailing comma`:                     {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1,]`)},
-		`want a JSON array`:                  {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`1`)},
-		`data is missing`:                    {Name: "x", Datatype: "INT32", Shape: []int64{1}},
-		`unterminated array`:                 {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[[1]`)},
-		`FP16 cannot be sent as JSON`:        {Name: "x", Datatype: "FP16", Shape: []int64{1}, Data: json.RawMessage(`[1]`)},
-		`missing comma`:                      {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1 2]`)},
-		`shape [4] needs 4 elements, data h`: {Name: "x", Datatype: "INT32", Shape: []int64{4}, Data: json.RawMessage(`[1]`)},
+		`needs 3 elements, data holds 2`:              {Name: "x", Datatype: "FP32", Shape: []int64{3}, Data: json.RawMessage(`[1,2]`)},
+		`element 1: "\"a\"" is not a valid`:           {Name: "x", Datatype: "FP32", Shape: []int64{2}, Data: json.RawMessage(`[1,"a"]`)},
+		`"NaN" is not a JSON value`:                   {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[NaN]`)},
+		`element 0: "true" is not a valid`:            {Name: "x", Datatype: "FP64", Shape: []int64{1}, Data: json.RawMessage(`[true]`)},
+		`element 0: "1.5" is not a valid`:             {Name: "x", Datatype: "INT64", Shape: []int64{1}, Data: json.RawMessage(`[1.5]`)},
+		`element 0: "1" is not a valid`:               {Name: "x", Datatype: "BOOL", Shape: []int64{1}, Data: json.RawMessage(`[1]`)},
+		`ragged rows: arrays at depth 2 hold 2 and 1`: {Name: "x", Datatype: "INT32", Shape: []int64{3}, Data: json.RawMessage(`[[1,2],[3]]`)},
+		`ragged rows: values at depths 2 and 1`:       {Name: "x", Datatype: "INT32", Shape: []int64{3}, Data: json.RawMessage(`[[1,2],3]`)},
+		`ragged rows: an array at depth 2`:            {Name: "x", Datatype: "INT32", Shape: []int64{3}, Data: json.RawMessage(`[1,[2,3]]`)},
+		`data holds more`:                             {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1,2,3,4]`)},
+		`data after the array`:                        {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1] 2`)},
+		`element 0: "300" is not a valid`:             {Name: "x", Datatype: "UINT8", Shape: []int64{1}, Data: json.RawMessage(`[300]`)},
+		`trailing comma`:                              {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[1,]`)},
+		`want a JSON array`:                           {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`1`)},
+		`data is missing`:                             {Name: "x", Datatype: "INT32", Shape: []int64{1}},
+		`unexpected end of input`:                     {Name: "x", Datatype: "INT32", Shape: []int64{1}, Data: json.RawMessage(`[[1]`)},
+		`FP16 cannot be sent as JSON`:                 {Name: "x", Datatype: "FP16", Shape: []int64{1}, Data: json.RawMessage(`[1]`)},
+		`want ',' or ']', got '2'`:                    {Name: "x", Datatype: "INT32", Shape: []int64{2}, Data: json.RawMessage(`[1 2]`)},
+		`shape [4] needs 4 elements, data h`:          {Name: "x", Datatype: "INT32", Shape: []int64{4}, Data: json.RawMessage(`[1]    `)},
 	}
 	for want, in := range errs {
 		_, err := DecodeJSON(in)

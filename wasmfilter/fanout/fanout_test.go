@@ -114,19 +114,23 @@ func grpcOutput(t *testing.T, resp *pb.ModelInferResponse) oip.Tensor {
 }
 
 func TestEnsembleMatchesDirectCombination(t *testing.T) {
+	// The module is compiled (about a second, far more on a loaded
+	// machine) before any deadline starts, and each subtest gets its own
+	// deadline: twelve round trips must not share one budget.
+	wasmtest.Load(t, fanouttest.Pkg)
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(12)
 	restAnswers := make([]*oip.Response, len(fraudMembers))
 	grpcAnswers := make([]*oip.Response, len(fraudMembers))
 	for i, n := range fraudMembers {
 		restAnswers[i] = directREST(t, f.members[n], []oip.Tensor{in})
-		grpcAnswers[i] = directGRPC(t, ctx, f.members[n], []oip.Tensor{in})
+		grpcAnswers[i] = directGRPC(t, testCtx(t), f.members[n], []oip.Tensor{in})
 	}
 	for name, edit := range strategyRoutes() {
 		for _, grpc := range []bool{false, true} {
 			proto := map[bool]string{false: "rest", true: "grpc"}[grpc]
 			t.Run(proto+"/"+name, func(t *testing.T) {
+				ctx := testCtx(t)
 				r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...), TimeoutMs: 10000}
 				edit(&r)
 				if grpc {
