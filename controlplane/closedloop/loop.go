@@ -187,7 +187,7 @@ func (l *Loop) Tick(ctx context.Context, pm *policy.Mesh) {
 	if pm == nil {
 		return
 	}
-	if l.scraper != nil && len(l.cfg.Targets) > 0 && hasRollouts(pm) {
+	if l.scraper != nil && l.ctrl != nil && len(l.cfg.Targets) > 0 && hasRollouts(pm) {
 		if err := l.scraper.Scrape(ctx); err != nil {
 			// Recorded by the scraper: the rollouts it concerns hold.
 			l.cfg.Logger.Debug("scrape", "error", err)

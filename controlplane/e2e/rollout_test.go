@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,10 +95,21 @@ type loopPlane struct {
 // to auditPath.
 func startLoopPlane(t *testing.T, id, path, stateDir, auditPath string, servers ...*inferencetest.Server) *loopPlane {
 	t.Helper()
+	return startLoopPlaneTargets(t, id, path, stateDir, auditPath, targetsOf(servers...))
+}
+
+// targetsOf are the servers' /metrics endpoints.
+func targetsOf(servers ...*inferencetest.Server) []metricsource.Target {
 	var targets []metricsource.Target
 	for _, s := range servers {
 		targets = append(targets, metricsource.Target{Name: s.Name, URL: "http://" + s.HTTPAddr + "/metrics"})
 	}
+	return targets
+}
+
+// startLoopPlaneTargets is startLoopPlane scraping targets.
+func startLoopPlaneTargets(t *testing.T, id, path, stateDir, auditPath string, targets []metricsource.Target) *loopPlane {
+	t.Helper()
 	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -375,4 +387,31 @@ func TestOneReplicaDrivesTheRollout(t *testing.T) {
 	}
 	checkSplit(t, split(t, clientA, rpcs), map[string]float64{"fraud-v2": 100})
 	checkSplit(t, split(t, clientB, rpcs), map[string]float64{"fraud-v2": 100})
+}
+
+// TestMetricSourceDownHolds scrapes one target that does not answer: the
+// rollout holds at its first step, never promoted blind, and says why.
+func TestMetricSourceDownHolds(t *testing.T) {
+	v1, v2 := canaryServers(t, false)
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL + "/metrics"
+	dead.Close()
+	targets := append(targetsOf(v1, v2), metricsource.Target{Name: "gateway-down", URL: deadURL})
+	p := startLoopPlaneTargets(t, "cp-1", path, dir, auditPath, targets)
+	tr := sendTraffic(t, xdsClient(t, p.addrs.XDS.String(), "client-1"))
+	st := p.waitRollout(t, "a hold", func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "hold" })
+	tr.stop()
+	r := st.Rollouts[0]
+	if r.Step != 0 || r.Weight != 5 || r.Phase != "progressing" ||
+		!strings.Contains(r.LastReason, "metric source unavailable, not promoting blind") || !strings.Contains(r.LastReason, "gateway-down") {
+		t.Errorf("rollout %+v: want held at the first step, naming the target down", r)
+	}
+	for _, d := range decisions(auditEvents(t, auditPath)) {
+		if !strings.HasPrefix(d, "start@") && !strings.HasPrefix(d, "hold@") {
+			t.Errorf("decision %s with a metric source down", d)
+		}
+	}
 }
