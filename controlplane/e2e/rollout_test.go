@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -413,5 +414,27 @@ func TestMetricSourceDownHolds(t *testing.T) {
 		if !strings.HasPrefix(d, "start@") && !strings.HasPrefix(d, "hold@") {
 			t.Errorf("decision %s with a metric source down", d)
 		}
+	}
+}
+
+// TestRouteEditRestartsRollout edits the route in mid-rollout: the control
+// plane reloads, and the rollout starts again from its first step.
+func TestRouteEditRestartsRollout(t *testing.T) {
+	v1, v2 := canaryServers(t, false)
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	policy := canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr))
+	write(t, path, policy)
+	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
+	tr := sendTraffic(t, xdsClient(t, p.addrs.XDS.String(), "client-1"))
+	first := p.waitRollout(t, "the second step", func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
+	write(t, path, strings.Replace(policy, "minRequests: 20", "minRequests: 21", 1))
+	st := p.waitRollout(t, "a restart", func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "restart" })
+	tr.stop()
+	if r := st.Rollouts[0]; r.Step != 0 || r.Weight != 5 || !r.Started.After(first.Rollouts[0].Started) {
+		t.Errorf("after the edit %+v: want a new rollout at its first step", r)
+	}
+	if got := decisions(auditEvents(t, auditPath)); !slices.Contains(got, "restart@5") {
+		t.Errorf("decisions %v lack the restart", got)
 	}
 }
