@@ -24,6 +24,7 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/server"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
@@ -38,7 +39,10 @@ const rolloutLimit = 90 * time.Second
 
 // canaryPolicy rolls fraud v2 out over v1 for proxyless clients of
 // xds:///fraud, judged on the inference servers' own series.
-func canaryPolicy(v1, v2 uint32) string {
+func canaryPolicy(v1, v2 uint32) string { return canaryPolicyAnalysis(v1, v2, "{maxErrorRate: 5}") }
+
+// canaryPolicyAnalysis is canaryPolicy with the rollout's analysis block.
+func canaryPolicyAnalysis(v1, v2 uint32, analysis string) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
 metadata: {name: e2e}
@@ -64,25 +68,55 @@ spec:
     steps: [5, 25, 50, 100]
     stepInterval: 1s
     minRequests: 20
-    analysis: {maxErrorRate: 5}
-`, v1, v2)
+    analysis: %s
+`, v1, v2, analysis)
 }
 
+// Faults of the canary version.
+const (
+	healthy = ""
+	// broken expects five features where clients send four, so every
+	// request it gets fails.
+	broken = "broken"
+	// slow takes 100ms over every prediction.
+	slow = "slow"
+)
+
 // canaryServers starts fraud v1 (repository version 1) and v2 (repository
-// version 2, the one the mesh's v2 is judged on). A broken v2 expects five
-// features where clients send four, so every request it gets fails.
-func canaryServers(t *testing.T, broken bool) (v1, v2 *inferencetest.Server) {
+// version 2, the one the mesh's v2 is judged on), v2 with fault.
+func canaryServers(t *testing.T, fault string) (v1, v2 *inferencetest.Server) {
 	t.Helper()
 	d1, d2 := t.TempDir(), t.TempDir()
 	inferencetest.WriteModel(t, d1, inferencetest.TestModel{Name: "fraud", Biases: []float64{0}})
 	bad := inferencetest.TestModel{Name: "fraud", Biases: []float64{0, 1}}
-	if broken {
+	opts := inferencetest.Options{Name: "fraud-v2", ModelDir: d2}
+	switch fault {
+	case broken:
 		bad.Features = 5
+	case slow:
+		opts.Registry = inferencetest.Registry()
+		load := opts.Registry[inferencetest.RuntimeName]
+		opts.Registry[inferencetest.RuntimeName] = func(ctx context.Context, spec runtime.Spec) (runtime.Model, error) {
+			m, err := load(ctx, spec)
+			return slowModel{m}, err
+		}
 	}
 	inferencetest.WriteModel(t, d2, bad)
 	v1 = inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: d1})
-	v2 = inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: d2})
+	v2 = inferencetest.Start(t, opts)
 	return v1, v2
+}
+
+// slowModel answers as its model does, 100ms later.
+type slowModel struct{ runtime.Model }
+
+func (m slowModel) Predict(ctx context.Context, in []runtime.Tensor) ([]runtime.Tensor, error) {
+	select {
+	case <-time.After(100 * time.Millisecond):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return m.Model.Predict(ctx, in)
 }
 
 // loopPlane is a control plane with a closed loop.
@@ -180,6 +214,9 @@ func (p *loopPlane) waitRollout(t *testing.T, what string, ok func(closedloop.St
 		if len(st.Rollouts) == 1 && ok(st) {
 			return st
 		}
+		if len(st.Rollouts) == 1 && st.Rollouts[0].Phase != "progressing" {
+			t.Fatalf("%s: the rollout ended %s instead: %+v", what, st.Rollouts[0].Phase, st.Rollouts[0])
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %v; status %+v", what, rolloutLimit, st)
 		}
@@ -263,7 +300,7 @@ func decisions(evs []audit.Event) []string {
 }
 
 func TestCanaryPromotedThroughEveryStep(t *testing.T) {
-	v1, v2 := canaryServers(t, false)
+	v1, v2 := canaryServers(t, healthy)
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
@@ -288,7 +325,7 @@ func TestCanaryPromotedThroughEveryStep(t *testing.T) {
 }
 
 func TestFailingCanaryRolledBack(t *testing.T) {
-	v1, v2 := canaryServers(t, true)
+	v1, v2 := canaryServers(t, broken)
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
@@ -325,7 +362,7 @@ func TestFailingCanaryRolledBack(t *testing.T) {
 }
 
 func TestRolloutResumesAfterRestart(t *testing.T) {
-	v1, v2 := canaryServers(t, false)
+	v1, v2 := canaryServers(t, healthy)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
@@ -358,7 +395,7 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 // directory: one holds the lease and decides, the other follows the state
 // file, and both serve the same weights to their clients.
 func TestOneReplicaDrivesTheRollout(t *testing.T) {
-	v1, v2 := canaryServers(t, false)
+	v1, v2 := canaryServers(t, healthy)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
@@ -393,7 +430,7 @@ func TestOneReplicaDrivesTheRollout(t *testing.T) {
 // TestMetricSourceDownHolds scrapes one target that does not answer: the
 // rollout holds at its first step, never promoted blind, and says why.
 func TestMetricSourceDownHolds(t *testing.T) {
-	v1, v2 := canaryServers(t, false)
+	v1, v2 := canaryServers(t, healthy)
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
@@ -420,7 +457,7 @@ func TestMetricSourceDownHolds(t *testing.T) {
 // TestRouteEditRestartsRollout edits the route in mid-rollout: the control
 // plane reloads, and the rollout starts again from its first step.
 func TestRouteEditRestartsRollout(t *testing.T) {
-	v1, v2 := canaryServers(t, false)
+	v1, v2 := canaryServers(t, healthy)
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	policy := canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr))
@@ -437,4 +474,45 @@ func TestRouteEditRestartsRollout(t *testing.T) {
 	if got := decisions(auditEvents(t, auditPath)); !slices.Contains(got, "restart@5") {
 		t.Errorf("decisions %v lack the restart", got)
 	}
+}
+
+// TestSlowCanaryRolledBack rolls out a version whose every answer waits
+// 100ms against a 50ms p99 objective: it is rolled back on latency at the
+// first judgement with enough requests.
+func TestSlowCanaryRolledBack(t *testing.T) {
+	v1, v2 := canaryServers(t, slow)
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	write(t, path, canaryPolicyAnalysis(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr),
+		"{maxErrorRate: 5, latency: [{percentile: 99, threshold: 50ms}]}"))
+	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
+	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+	tr := sendTraffic(t, client)
+	p.waitRollout(t, "rollback", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "failed" })
+	tr.stop()
+	// A slow version gets few requests from one sender, so the step may
+	// hold for too few requests first; once it has enough, the first
+	// judgement rolls it back.
+	evs := auditEvents(t, auditPath)
+	var kept []string
+	for _, d := range decisions(evs) {
+		if d != "hold@5" {
+			kept = append(kept, d)
+		}
+	}
+	if got := strings.Join(kept, " "); got != "start@5 rollback@0" {
+		t.Fatalf("decisions %v, want a start, holds, and a rollback", decisions(evs))
+	}
+	last := evs[len(evs)-1]
+	for _, ev := range evs[1 : len(evs)-1] {
+		if !strings.Contains(ev.Reason, "too few requests") {
+			t.Errorf("hold for %q, want only holds for too few requests", ev.Reason)
+		}
+	}
+	t.Logf("rolled back %v after the step began, after %d holds: %s; %v", last.Time.Sub(evs[0].Time), len(evs)-2, last.Reason, last.Details)
+	if !strings.Contains(last.Reason, "p99") {
+		t.Errorf("rollback reason %q, want the latency objective", last.Reason)
+	}
+	waitShare(t, client, "fraud-v1", 99)
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 100})
 }
