@@ -115,6 +115,8 @@ type counts struct {
 	requests, timeouts, failures int
 	labelled, correct            int
 	compared, agreed             int
+	// counted are the requests known only by count (ObserveCounts).
+	counted int
 }
 
 // MemberStatus is one member as the view shows it.
@@ -353,7 +355,7 @@ func (t *Tuner) reweigh(route string, rs *routeState, a *policy.Adaptive, now ti
 				"quality_smoothed": f4(q), "quality_measured": f4(measured[i]), "basis": basis[i],
 				"requests": strconv.Itoa(c.requests), "timeouts": strconv.Itoa(c.timeouts), "failures": strconv.Itoa(c.failures),
 				"labelled": strconv.Itoa(c.labelled), "correct": strconv.Itoa(c.correct),
-				"compared": strconv.Itoa(c.compared), "agreed": strconv.Itoa(c.agreed),
+				"compared": strconv.Itoa(c.compared), "agreed": strconv.Itoa(c.agreed), "counted": strconv.Itoa(c.counted),
 				"min_weight": f4(a.MinWeight), "max_weight": f4(a.MaxWeight), "smoothing": f4(a.Smoothing),
 			},
 		})
@@ -377,6 +379,10 @@ func (t *Tuner) measure(c counts, prev float64) (float64, string) {
 		return float64(c.correct) / float64(c.labelled) * answered, "accuracy"
 	case c.compared >= t.cfg.MinEvidence:
 		return float64(c.agreed) / float64(c.compared) * answered, "agreement"
+	case c.counted > 0:
+		// The data plane's counters: the share answered is all they
+		// measure (see ObserveCounts).
+		return answered, "answered share"
 	case c.requests > 0 && answered < 1:
 		// Too few answers to judge them, but the failures are evidence:
 		// scale what was known (a member never measured counts as good).

@@ -77,6 +77,11 @@ type Loop struct {
 	policy  *policy.Mesh
 	served  string // the overlays last reported, as JSON
 	undrive string // why rollouts are not driven, if they are not
+	// source is what the rollouts and member counters are read from; nil
+	// when there is none.
+	source metricsource.Source
+	// fed is when each adaptive route's member counters were last read.
+	fed map[string]time.Time
 }
 
 // New returns a Loop of cfg.
@@ -103,6 +108,7 @@ func New(cfg Config) (*Loop, error) {
 			src = l.scraper
 		}
 	}
+	l.source = src
 	if cfg.StateDir == "" {
 		l.undrive = "no state directory (--state-dir): rollouts are not driven, the policy's splits are served"
 	} else {
@@ -187,7 +193,8 @@ func (l *Loop) Tick(ctx context.Context, pm *policy.Mesh) {
 	if pm == nil {
 		return
 	}
-	if l.scraper != nil && l.ctrl != nil && len(l.cfg.Targets) > 0 && hasRollouts(pm) {
+	adaptiveRoutes := hasAdaptive(pm)
+	if l.scraper != nil && len(l.cfg.Targets) > 0 && ((l.ctrl != nil && hasRollouts(pm)) || adaptiveRoutes) {
 		if err := l.scraper.Scrape(ctx); err != nil {
 			// Recorded by the scraper: the rollouts it concerns hold.
 			l.cfg.Logger.Debug("scrape", "error", err)
@@ -196,6 +203,9 @@ func (l *Loop) Tick(ctx context.Context, pm *policy.Mesh) {
 	var errs []error
 	if l.ctrl != nil {
 		errs = append(errs, l.ctrl.Tick(ctx, pm))
+	}
+	if l.source != nil && adaptiveRoutes {
+		l.feedCounts(ctx, pm, l.source, l.cfg.Now())
 	}
 	errs = append(errs, l.tuner.Evaluate(ctx, pm))
 	if err := errors.Join(errs...); err != nil {
@@ -258,6 +268,15 @@ func (l *Loop) period(pm *policy.Mesh) time.Duration {
 		return 0
 	}
 	return min(max(shortest/4, MinTick), MaxTick)
+}
+
+func hasAdaptive(pm *policy.Mesh) bool {
+	for _, r := range pm.Routes {
+		if e := r.Spec.Ensemble; e != nil && e.Weights == policy.WeightsAdaptive {
+			return true
+		}
+	}
+	return false
 }
 
 func hasRollouts(pm *policy.Mesh) bool {
