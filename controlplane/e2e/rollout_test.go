@@ -26,6 +26,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/promtest"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
@@ -145,14 +146,21 @@ func targetsOf(servers ...*inferencetest.Server) []metricsource.Target {
 // startLoopPlaneTargets is startLoopPlane scraping targets.
 func startLoopPlaneTargets(t *testing.T, id, path, stateDir, auditPath string, targets []metricsource.Target) *loopPlane {
 	t.Helper()
+	return startLoopPlaneConfig(t, path, auditPath, closedloop.Config{
+		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.InferenceSignals, LeaseTTL: 5 * time.Second,
+	})
+}
+
+// startLoopPlaneConfig runs a control plane serving path with the closed
+// loop cfg, auditing to auditPath.
+func startLoopPlaneConfig(t *testing.T, path, auditPath string, cfg closedloop.Config) *loopPlane {
+	t.Helper()
 	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	loop, err := closedloop.New(closedloop.Config{
-		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.InferenceSignals,
-		Audit: audit.New(f, nil), LeaseTTL: 5 * time.Second,
-	})
+	cfg.Audit = audit.New(f, nil)
+	loop, err := closedloop.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,4 +523,38 @@ func TestSlowCanaryRolledBack(t *testing.T) {
 	}
 	waitShare(t, client, "fraud-v1", 99)
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v1": 100})
+}
+
+// TestCanaryOnRealPrometheus judges the rollout on a real Prometheus
+// scraping the inference servers, through the client --prometheus uses: a
+// healthy canary is promoted through every step.
+func TestCanaryOnRealPrometheus(t *testing.T) {
+	v1, v2 := canaryServers(t, healthy)
+	prom := promtest.Start(t, promtest.Target{Job: "fraud-v1", Addr: v1.HTTPAddr}, promtest.Target{Job: "fraud-v2", Addr: v2.HTTPAddr})
+	src, err := metricsource.NewPrometheus(prom.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
+	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
+	p := startLoopPlaneConfig(t, path, auditPath, closedloop.Config{StateDir: dir, Identity: "cp-1", Source: src, Signals: closedloop.InferenceSignals})
+	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+	tr := sendTraffic(t, client)
+	p.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
+	tr.stop()
+	var steps []string
+	evs := auditEvents(t, auditPath)
+	for i, d := range decisions(evs) {
+		if !strings.HasPrefix(d, "hold@") {
+			steps = append(steps, d)
+		} else if !strings.Contains(evs[i].Reason, "too few requests") {
+			t.Errorf("hold for %q: want only holds while Prometheus has too few samples", evs[i].Reason)
+		}
+	}
+	if want := "start@5 advance@25 advance@50 advance@100 promote@100"; strings.Join(steps, " ") != want {
+		t.Errorf("decisions %v, want %s", decisions(evs), want)
+	}
+	t.Logf("decisions on Prometheus: %v, promoted %v after the start", decisions(evs), evs[len(evs)-1].Time.Sub(evs[0].Time))
+	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v2": 100})
 }
