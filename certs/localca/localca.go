@@ -9,6 +9,12 @@
 //	intermediate.pem, intermediate-key.pem  signing intermediate, if enabled
 //	previous-roots.pem                      roots kept in the bundle during a rotation
 //	*.pem.new                               a certificate whose key is being replaced
+//	ca.lock                                 held (flock) while state is created or changed
+//
+// Several processes may share one state directory (control-plane
+// replicas started together): creating, rotating and retiring roots hold
+// the directory's lock, and a process that finds a root already created
+// reads it instead of making its own, so all of them end with one root.
 package localca
 
 import (
@@ -125,6 +131,14 @@ func Open(cfg Config) (*CA, error) {
 		if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("local ca: state directory: %w", err)
 		}
+		// Held from reading to writing, so that of replicas starting
+		// together on a fresh directory one creates the root and the
+		// others read it.
+		unlock, err := lockDir(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 	}
 	loaded, err := ca.load()
 	if err != nil {
@@ -231,6 +245,11 @@ func (ca *CA) Issue(ctx context.Context, req certs.Request) (*certs.Certificate,
 func (ca *CA) RotateRoot(context.Context) error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
+	unlock, err := ca.lock()
+	if err != nil {
+		return fmt.Errorf("local ca: rotate root: %w", err)
+	}
+	defer unlock()
 	old := ca.root
 	previous := append(append([]*x509.Certificate{}, ca.previous...), old)
 	// Persist the old root as "previous" first: a crash after this point
@@ -258,7 +277,12 @@ func (ca *CA) RetirePreviousRoots(context.Context) error {
 		return nil
 	}
 	if ca.cfg.Dir != "" {
-		err := os.Remove(filepath.Join(ca.cfg.Dir, previousRootFile))
+		unlock, err := ca.lock()
+		if err != nil {
+			return fmt.Errorf("local ca: retire previous roots: %w", err)
+		}
+		defer unlock()
+		err = os.Remove(filepath.Join(ca.cfg.Dir, previousRootFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("local ca: retire previous roots: %w", err)
 		}
@@ -507,3 +531,17 @@ func (ca *CA) writeFile(name string, data []byte, mode os.FileMode) error {
 }
 
 func (ca *CA) path(name string) string { return filepath.Join(ca.cfg.Dir, name) }
+
+// lockFile is the state directory's lock (see lockDir).
+const lockFile = "ca.lock"
+
+func dirLockPath(dir string) string { return filepath.Join(dir, lockFile) }
+
+// lock takes the state directory's lock; a CA without one has nothing to
+// share.
+func (ca *CA) lock() (func(), error) {
+	if ca.cfg.Dir == "" {
+		return func() {}, nil
+	}
+	return lockDir(ca.cfg.Dir)
+}
