@@ -76,7 +76,8 @@ type Config struct {
 	SettleAfter time.Duration
 	Refresh     time.Duration
 	// Ready, if set, is called once both ports are bound and the first
-	// snapshot is served.
+	// snapshot is served, or the first load waits for certificates
+	// (ErrCertsPending: /readyz says so until they come).
 	Ready func(Addrs)
 	// OnReload, if set, is called after every reload the watcher
 	// triggers, with the version served afterwards and the reload's
@@ -124,7 +125,13 @@ func Run(ctx context.Context, cfg Config) error {
 		cp.srv.GuardSecrets(guard)
 	}
 	files, err := cp.reload(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrCertsPending) && cfg.Certs != nil:
+		// The issuer is down: serve the admin port (not ready) and xDS
+		// with nothing in it; followCerts loads once certificates come,
+		// rather than exiting into a crash loop.
+		cfg.Logger.Warn("starting without a configuration until certificates are issued", "error", err)
+	case err != nil:
 		return fmt.Errorf("initial load: %w", err)
 	}
 	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)

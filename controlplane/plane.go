@@ -157,8 +157,12 @@ func (cp *plane) rejected(err error) {
 	problems := leaves(err)
 	cp.m.policyErrors.Add(float64(len(problems)))
 	cp.m.reloads.WithLabelValues(resultInvalid).Inc()
+	msg := "policy problem; the last good configuration is still served"
+	if cp.srv.Current().Version == "" {
+		msg = "policy not applied; no configuration is served yet"
+	}
 	for _, p := range problems {
-		cp.log.Error("policy problem; the last good configuration is still served", "error", p.Error())
+		cp.log.Error(msg, "error", p.Error())
 	}
 }
 
@@ -207,6 +211,12 @@ func (cp *plane) adminHandler() http.Handler {
 	mux.Handle("GET /metrics", telemetry.MetricsHandler(cp.cfg.Registry))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if cp.cfg.Certs != nil {
+			if err := cp.cfg.Certs.Ready(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		if cp.srv.Current().Version == "" {
 			http.Error(w, "no snapshot yet", http.StatusServiceUnavailable)
 			return

@@ -6,12 +6,10 @@ import (
 	"io"
 	"os"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/maestro-ml/maestro/certs/audit"
-	"github.com/maestro-ml/maestro/controlplane/policy"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -58,43 +56,35 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	defer closeAudit()
 	// The issuer comes from the policy's spec.ca, read once at start.
-	pm, err := policy.Load(ctx, paths...)
-	if err != nil {
-		return fmt.Errorf("initial load: %w", err)
-	}
-	certs, err := controlplane.OpenCertificates(pm.Config.Spec, controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
-		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs)})
-	if err != nil {
-		return err
-	}
-	cfg := controlplane.Config{
-		Paths:     paths,
-		Load:      certs.Loader(),
-		Certs:     certs,
-		XDSAddr:   *xdsAddr,
-		AdminAddr: *adminAddr,
-		Insecure:  *insecure,
-		Logger:    log,
-		Registry:  reg,
-		Tracer:    tracing.Provider,
-		OnReload: func(version string, err error) {
-			ev := audit.Event{Kind: audit.PolicyChanged, Details: map[string]string{"version": version}}
-			if err != nil {
-				ev.Error = err.Error()
-			}
-			if aerr := auditLog.Record(ctx, ev); aerr != nil {
-				log.Warn("audit log", "error", aerr)
-			}
-		},
-	}
-	if !*insecure {
-		cfg.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(certs.ServerTLS()))}
-		log.Info("xDS served over mTLS", "identity", certs.Self().String())
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return certs.Run(gctx) })
-	g.Go(func() error { return controlplane.Run(gctx, cfg) })
-	err = g.Wait()
+	certCfg := controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
+		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs), Plaintext: *insecure}
+	err = controlplane.WithCertificates(ctx, paths, certCfg, func(ctx context.Context, certs *controlplane.Certificates) error {
+		cfg := controlplane.Config{
+			Paths:     paths,
+			Load:      certs.Loader(),
+			Certs:     certs,
+			XDSAddr:   *xdsAddr,
+			AdminAddr: *adminAddr,
+			Insecure:  *insecure,
+			Logger:    log,
+			Registry:  reg,
+			Tracer:    tracing.Provider,
+			OnReload: func(version string, err error) {
+				ev := audit.Event{Kind: audit.PolicyChanged, Details: map[string]string{"version": version}}
+				if err != nil {
+					ev.Error = err.Error()
+				}
+				if aerr := auditLog.Record(ctx, ev); aerr != nil {
+					log.Warn("audit log", "error", aerr)
+				}
+			},
+		}
+		if !*insecure {
+			cfg.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(certs.ServerTLS()))}
+			log.Info("xDS served over mTLS", "identity", certs.Self().String())
+		}
+		return controlplane.Run(ctx, cfg)
+	})
 	if err != nil {
 		// The first load's problems are already one a line in err.
 		return err
