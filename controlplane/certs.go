@@ -75,6 +75,12 @@ type CertConfig struct {
 	// MinBackoff and MaxBackoff bound the retry delay after a failed
 	// issuance; zero keeps rotation.DefaultMinBackoff/DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// BootstrapTokens map tokens to the identities whose secrets a node
+	// presenting one ("authorization: Bearer <token>") may fetch before
+	// it holds a certificate (secretauth.ParseTokens reads a file of
+	// them). With tokens, the mTLS xDS port also admits handshakes without
+	// a client certificate; the guard then refuses streams with neither.
+	BootstrapTokens map[string][]spiffe.ID
 }
 
 // XDSNames returns the names to put in the control plane's certificate for
@@ -293,14 +299,32 @@ func (c *Certificates) Self() spiffe.ID { return c.self }
 // the current bundle, any identity of the trust domain admitted (which
 // secrets it gets is the guard's decision).
 func (c *Certificates) ServerTLS() *tls.Config {
-	return mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
+	cfg := mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
+	if len(c.cfg.BootstrapTokens) > 0 {
+		// A node with only a bootstrap token has no certificate yet. The
+		// handshake lets it in; the guard admits its stream only with a
+		// known token. A certificate that is presented is still verified.
+		verify := cfg.VerifyPeerCertificate
+		cfg.ClientAuth = tls.RequestClientCert
+		cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			return verify(raw, chains)
+		}
+	}
+	return cfg
 }
 
 // Guard returns the per-stream secret guard: a node receives the trust
-// bundle and only the certificates of its client certificate's identity.
+// bundle and only the certificates of its client certificate's identity,
+// or of the identities its bootstrap token names. Over plaintext xDS a
+// stream with neither is admitted for configuration but gets no
+// certificate.
 func (c *Certificates) Guard() (*secretauth.Guard, error) {
 	return secretauth.New(secretauth.Config{
 		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
+		Tokens: c.cfg.BootstrapTokens, Anonymous: c.cfg.Plaintext,
 		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
 	})
 }

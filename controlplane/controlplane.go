@@ -66,6 +66,11 @@ type Config struct {
 	// credentials). Plaintext requires Insecure.
 	GRPCOptions []grpc.ServerOption
 	Insecure    bool
+	// InsecureSecrets, with Insecure, serves certificates and their
+	// private keys to any client, as plaintext gives no identity to check
+	// (loopback development only). Without it a plaintext client gets
+	// secrets only with a bootstrap token (CertConfig.BootstrapTokens).
+	InsecureSecrets bool
 	Logger      *slog.Logger
 	// Registry receives the metrics and is served on /metrics; required.
 	Registry *prometheus.Registry
@@ -86,8 +91,7 @@ type Config struct {
 	// Certs, if set, supplies the certificates Load uses (Certs.Loader):
 	// every change of its rotation manager re-runs the load so renewed
 	// certificates are pushed as a new version, and every secret request
-	// passes its guard (with mTLS only: plaintext streams have no
-	// identity). The caller runs Certs.Run.
+	// passes its guard (see InsecureSecrets). The caller runs Certs.Run.
 	Certs *Certificates
 }
 
@@ -117,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Certs != nil && !cfg.Insecure {
+	if cfg.Certs != nil && !(cfg.Insecure && cfg.InsecureSecrets) {
 		guard, err := cfg.Certs.Guard()
 		if err != nil {
 			return err

@@ -50,6 +50,11 @@ type Config struct {
 	// Shared are secret names every authenticated node may fetch (the
 	// trust bundle).
 	Shared []string
+	// Anonymous admits streams with neither a certificate nor a token
+	// (plaintext xDS, where nothing can be verified) instead of refusing
+	// them: they receive configuration and the shared secrets, never a
+	// certificate and its private key.
+	Anonymous bool
 	// Registerer receives maestro_certs_secret_refusals_total when not nil.
 	Registerer prometheus.Registerer
 	Audit      *audit.Log
@@ -71,7 +76,7 @@ func (p Principal) String() string {
 	switch p.Via {
 	case "mtls":
 		return p.Peer.String()
-	case "":
+	case "", viaAnonymous:
 		return "unauthenticated"
 	}
 	ids := make([]string, len(p.Identities))
@@ -157,13 +162,26 @@ func (g *Guard) Authenticate(ctx context.Context) (Principal, error) {
 	return Principal{}, ErrUnauthenticated
 }
 
+// viaAnonymous marks a stream admitted under Config.Anonymous.
+const viaAnonymous = "anonymous"
+
+// hasPeerCert reports whether the stream presented a certificate, which
+// then must be valid: a bad one is never downgraded to anonymous.
+func hasPeerCert(ctx context.Context) bool {
+	_, err := mtls.PeerIDFromContext(ctx)
+	return err == nil
+}
+
 // Open records the principal of a new stream.
 //
 // # Errors
 // ErrUnauthenticated (audited and counted) when the stream has no identity.
 func (g *Guard) Open(ctx context.Context, streamID int64) error {
 	p, err := g.Authenticate(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnauthenticated) && g.cfg.Anonymous && !hasPeerCert(ctx):
+		p = Principal{Via: viaAnonymous}
+	case err != nil:
 		g.refuse(ctx, "unauthenticated", Principal{}, "", "", err)
 		return err
 	}
@@ -238,4 +256,40 @@ func (g *Guard) refuse(ctx context.Context, reason string, p Principal, node, se
 	if aerr := g.cfg.Audit.Record(ctx, audit.Event{Kind: audit.Refused, Peer: peer, Identity: secret, Error: err.Error(), Details: details}); aerr != nil {
 		g.log.ErrorContext(ctx, "audit", "error", aerr)
 	}
+}
+
+// ParseTokens reads a bootstrap token file: one token a line followed by
+// the SPIFFE IDs whose secrets it may fetch, separated by spaces; blank
+// lines and lines starting with '#' are skipped. name is the file's name
+// for errors, which give its line but never the token.
+//
+// # Errors
+// A short token, a line without an ID, an invalid ID or a token given
+// twice, naming the file and line.
+func ParseTokens(name string, data []byte) (map[string][]spiffe.ID, error) {
+	out := map[string][]spiffe.ID{}
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		at := fmt.Sprintf("%s:%d", name, i+1)
+		if len(f[0]) < 16 {
+			return nil, fmt.Errorf("%s: token shorter than 16 characters", at)
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("%s: token without a SPIFFE ID", at)
+		}
+		if _, dup := out[f[0]]; dup {
+			return nil, fmt.Errorf("%s: token given twice", at)
+		}
+		for _, s := range f[1:] {
+			id, err := spiffe.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			out[f[0]] = append(out[f[0]], id)
+		}
+	}
+	return out, nil
 }

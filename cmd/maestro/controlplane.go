@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/maestro-ml/maestro/certs/audit"
+	"github.com/maestro-ml/maestro/certs/secretauth"
+	"github.com/maestro-ml/maestro/certs/spiffe"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -34,7 +36,9 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	var xdsSANs stringsFlag
 	fs.Var(&xdsSANs, "xds-san", "extra DNS `name` or IP clients dial the xDS port by, added to the control plane's certificate (repeatable)")
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
-	insecure := fs.Bool("insecure", false, "serve xDS in plaintext, secrets to any client (development only); default mTLS with the control plane's own certificate")
+	insecure := fs.Bool("insecure", false, "serve xDS in plaintext (development only): certificates go only to clients with a bootstrap token unless --insecure-serve-secrets; default mTLS with the control plane's own certificate")
+	insecureSecrets := fs.Bool("insecure-serve-secrets", false, "with --insecure, serve certificates and private keys to any client (loopback development only)")
+	tokensFile := fs.String("bootstrap-tokens", "", "`file` of bootstrap tokens, one a line: TOKEN SPIFFE_ID...; a node presenting one (authorization: Bearer TOKEN) gets those identities' certificates before it has its own (docs/certs.md)")
 	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
@@ -55,9 +59,17 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer closeAudit()
+	if *insecureSecrets && !*insecure {
+		fmt.Fprintln(stderr, "maestro controlplane: --insecure-serve-secrets needs --insecure")
+		return errUsage
+	}
+	tokens, err := readTokens(*tokensFile)
+	if err != nil {
+		return err
+	}
 	// The issuer comes from the policy's spec.ca, read once at start.
 	certCfg := controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
-		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs), Plaintext: *insecure}
+		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs), Plaintext: *insecure, BootstrapTokens: tokens}
 	err = controlplane.WithCertificates(ctx, paths, certCfg, func(ctx context.Context, certs *controlplane.Certificates) error {
 		cfg := controlplane.Config{
 			Paths:     paths,
@@ -67,8 +79,10 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 			AdminAddr: *adminAddr,
 			Insecure:  *insecure,
 			Logger:    log,
-			Registry:  reg,
-			Tracer:    tracing.Provider,
+
+			InsecureSecrets: *insecureSecrets,
+			Registry:        reg,
+			Tracer:          tracing.Provider,
 			OnReload: func(version string, err error) {
 				ev := audit.Event{Kind: audit.PolicyChanged, Details: map[string]string{"version": version}}
 				if err != nil {
@@ -90,6 +104,22 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	return nil
+}
+
+// readTokens reads the --bootstrap-tokens file; no path means none.
+func readTokens(path string) (map[string][]spiffe.ID, error) {
+	if path == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--bootstrap-tokens: %w", err)
+	}
+	tokens, err := secretauth.ParseTokens(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("--bootstrap-tokens: %w", err)
+	}
+	return tokens, nil
 }
 
 // openAudit opens the audit trail for appending (0600: it names

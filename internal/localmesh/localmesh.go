@@ -174,11 +174,12 @@ func Run(ctx context.Context, cfg Config) error {
 				AdminAddr: cfg.AdminAddr,
 				// Loopback only, for a local demo; the control plane logs
 				// that it serves plaintext.
-				Insecure: true,
-				Logger:   cfg.Logger,
-				Registry: reg,
-				Tracer:   tracerProvider(cfg.Tracing),
-				Ready:    func(a controlplane.Addrs) { ready <- a },
+				Insecure:        true,
+				InsecureSecrets: true,
+				Logger:          cfg.Logger,
+				Registry:        reg,
+				Tracer:          tracerProvider(cfg.Tracing),
+				Ready:           func(a controlplane.Addrs) { ready <- a },
 				OnReload: func(version string, err error) {
 					if err != nil {
 						fmt.Fprintf(cfg.Out, "policy change rejected, still serving the last good version:\n%v\n", err)

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/maestro-ml/maestro/certs/secretauth"
+	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+const churnToken = "churn-bootstrap-token-0123456789"
+
+// TestReliabilitySecretsNeedAnIdentity: with sidecars under STRICT mTLS,
+// a client that cannot prove an identity must not get any workload's
+// private key. Over plaintext (--insecure) it still gets configuration
+// but no certificate unless --insecure-serve-secrets; a bootstrap token
+// gets the certificates of the identities it names and no other, over
+// plaintext and over the mTLS port without a client certificate.
+func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
+	other := spiffe.Must("maestro.local", "ml", "fraud")
+	tests := []struct {
+		name          string
+		mtls          bool
+		serveSecrets  bool
+		token         string
+		secret        spiffe.ID
+		wantCode      codes.Code // codes.OK: the certificate is served
+		wantConfigErr bool
+	}{
+		{name: "plaintext anonymous", secret: churnID, wantCode: codes.PermissionDenied},
+		{name: "plaintext anonymous, secrets allowed", serveSecrets: true, secret: churnID},
+		{name: "plaintext token", token: churnToken, secret: churnID},
+		{name: "plaintext token, other identity", token: churnToken, secret: other, wantCode: codes.PermissionDenied},
+		{name: "plaintext unknown token", token: "not-a-known-token-at-all", secret: churnID, wantCode: codes.PermissionDenied},
+		{name: "mtls token without certificate", mtls: true, token: churnToken, secret: churnID},
+		{name: "mtls token, other identity", mtls: true, token: churnToken, secret: other, wantCode: codes.PermissionDenied},
+		{name: "mtls anonymous", mtls: true, secret: churnID, wantCode: codes.Unauthenticated, wantConfigErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := tokenPlane(t, strictPolicy(t, "1h"), tc.mtls, tc.serveSecrets)
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
+			if tc.token != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, secretauth.TokenHeader, "Bearer "+tc.token)
+			}
+			creds := insecure.NewCredentials()
+			if tc.mtls {
+				// The node has no certificate yet; it checks the control
+				// plane's against nothing it holds, so only the token
+				// authenticates it (in production it trusts a CA bundle).
+				creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+			}
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = conn.Close() })
+			ask := func(typ string, names []string) (*discovery.DiscoveryResponse, error) {
+				stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: typ, ResourceNames: names}); err != nil {
+					return nil, err
+				}
+				return stream.Recv()
+			}
+			// Configuration needs no secret.
+			if _, err := ask(resourcev3.ListenerType, nil); (err != nil) != tc.wantConfigErr {
+				t.Fatalf("listeners: err = %v, want error %v", err, tc.wantConfigErr)
+			}
+			resp, err := ask(resourcev3.SecretType, []string{tc.secret.String(), model.TrustBundleSecret})
+			if tc.wantCode != codes.OK {
+				if status.Code(err) != tc.wantCode {
+					t.Fatalf("secret %s: err = %v, want %s", tc.secret, err, tc.wantCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			chains, bundles := secrets(t, resp)
+			verifyLeaf(t, chains[tc.secret.String()], bundles[model.TrustBundleSecret], tc.secret)
+		})
+	}
+}
+
+// tokenPlane runs the control plane as `maestro controlplane
+// --bootstrap-tokens` does (plaintext with --insecure unless mtls) and
+// returns its xDS address.
+func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := telemetry.NewRegistry()
+	cfg := controlplane.CertConfig{Registerer: reg, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
+		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}}
+	ready := make(chan controlplane.Addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- controlplane.WithCertificates(ctx, []string{path}, cfg, func(ctx context.Context, c *controlplane.Certificates) error {
+			pc := controlplane.Config{
+				Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: !mtls, InsecureSecrets: serveSecrets,
+				XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: reg,
+				Ready: func(a controlplane.Addrs) { ready <- a },
+			}
+			if mtls {
+				pc.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.ServerTLS()))}
+			}
+			return controlplane.Run(ctx, pc)
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return a.XDS.String()
+	case err := <-done:
+		t.Fatalf("control plane ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("control plane did not start")
+	}
+	return ""
+}
