@@ -175,6 +175,17 @@ func TestKubernetesManifestsAreConsistent(t *testing.T) {
 	if cp == nil || cp.Spec.Replicas == nil || *cp.Spec.Replicas < 2 {
 		t.Errorf("the control plane must run several replicas")
 	}
+	// Secure by default: xDS over mTLS (no --insecure, which would hand
+	// configuration to any pod), first certificates by bootstrap token.
+	if cp != nil {
+		args := strings.Join(cp.Spec.Template.Spec.Containers[0].Args, " ")
+		if strings.Contains(args, "--insecure") {
+			t.Errorf("the control plane runs with --insecure: %s", args)
+		}
+		if !strings.Contains(args, "--bootstrap-tokens=") {
+			t.Errorf("the control plane has no bootstrap tokens for new nodes: %s", args)
+		}
+	}
 }
 
 // checkPods asserts what an operator relies on in every pod: named ports

@@ -128,17 +128,21 @@ func Open(cfg Config) (*CA, error) {
 			return nil, fmt.Errorf("local ca: state directory: %w", err)
 		}
 		// The directory holds private keys; tighten one that already existed.
-		if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		if err := os.Chmod(cfg.Dir, 0o700); err != nil && !isReadOnly(err) {
 			return nil, fmt.Errorf("local ca: state directory: %w", err)
 		}
 		// Held from reading to writing, so that of replicas starting
 		// together on a fresh directory one creates the root and the
-		// others read it.
+		// others read it. A read-only directory (a mounted Secret) can
+		// only be read, so there is nothing to race on.
 		unlock, err := lockDir(cfg.Dir)
-		if err != nil {
+		switch {
+		case err != nil && isReadOnly(err):
+		case err != nil:
 			return nil, err
+		default:
+			defer unlock()
 		}
-		defer unlock()
 	}
 	loaded, err := ca.load()
 	if err != nil {

@@ -33,3 +33,8 @@ func lockDir(dir string) (unlock func(), err error) {
 		_ = f.Close()
 	}, nil
 }
+
+// isReadOnly reports whether err comes from a read-only file system (a
+// state directory mounted from a Kubernetes Secret), where nothing can be
+// created and so nothing needs a lock.
+func isReadOnly(err error) bool { return errors.Is(err, syscall.EROFS) }
