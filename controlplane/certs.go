@@ -81,6 +81,12 @@ type CertConfig struct {
 	// them). With tokens, the mTLS xDS port also admits handshakes without
 	// a client certificate; the guard then refuses streams with neither.
 	BootstrapTokens map[string][]spiffe.ID
+	// TokenReviewer, when set, accepts Kubernetes service-account tokens
+	// as bearer tokens too (certs/tokenreview): the account is the
+	// node's identity, as Istio's CA names workloads. Like bootstrap
+	// tokens, it lets the mTLS port admit handshakes without a client
+	// certificate.
+	TokenReviewer secretauth.TokenReviewer
 }
 
 // XDSNames returns the names to put in the control plane's certificate for
@@ -300,8 +306,8 @@ func (c *Certificates) Self() spiffe.ID { return c.self }
 // secrets it gets is the guard's decision).
 func (c *Certificates) ServerTLS() *tls.Config {
 	cfg := mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
-	if len(c.cfg.BootstrapTokens) > 0 {
-		// A node with only a bootstrap token has no certificate yet. The
+	if len(c.cfg.BootstrapTokens) > 0 || c.cfg.TokenReviewer != nil {
+		// A node with only a token has no certificate yet. The
 		// handshake lets it in; the guard admits its stream only with a
 		// known token. A certificate that is presented is still verified.
 		verify := cfg.VerifyPeerCertificate
@@ -324,7 +330,7 @@ func (c *Certificates) ServerTLS() *tls.Config {
 func (c *Certificates) Guard() (*secretauth.Guard, error) {
 	return secretauth.New(secretauth.Config{
 		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
-		Tokens: c.cfg.BootstrapTokens, Anonymous: c.cfg.Plaintext,
+		Tokens: c.cfg.BootstrapTokens, Reviewer: c.cfg.TokenReviewer, Anonymous: c.cfg.Plaintext,
 		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
 	})
 }

@@ -71,7 +71,7 @@ type Config struct {
 	// (loopback development only). Without it a plaintext client gets
 	// secrets only with a bootstrap token (CertConfig.BootstrapTokens).
 	InsecureSecrets bool
-	Logger      *slog.Logger
+	Logger          *slog.Logger
 	// Registry receives the metrics and is served on /metrics; required.
 	Registry *prometheus.Registry
 	Tracer   trace.TracerProvider

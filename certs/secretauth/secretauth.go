@@ -50,6 +50,11 @@ type Config struct {
 	// Shared are secret names every authenticated node may fetch (the
 	// trust bundle).
 	Shared []string
+	// Reviewer, when set, checks bearer tokens that are not bootstrap
+	// tokens as Kubernetes service-account tokens (certs/tokenreview):
+	// the account's namespace and name, in TrustDomain, is the stream's
+	// identity, as Istio's CA names workloads.
+	Reviewer TokenReviewer
 	// Anonymous admits streams with neither a certificate nor a token
 	// (plaintext xDS, where nothing can be verified) instead of refusing
 	// them: they receive configuration and the shared secrets, never a
@@ -61,13 +66,20 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
+// TokenReviewer says which Kubernetes service account a token belongs to
+// (tokenreview.Reviewer).
+type TokenReviewer interface {
+	Review(ctx context.Context, token string) (namespace, serviceAccount string, err error)
+}
+
 // Principal is who a stream authenticated as.
 type Principal struct {
 	// Peer is the client certificate's ID, zero for token streams.
 	Peer spiffe.ID
 	// Identities are the identities whose secrets it may fetch.
 	Identities []spiffe.ID
-	// Via is "mtls" or "token".
+	// Via is "mtls", "token" (bootstrap), "k8s" (reviewed
+	// service-account token) or "anonymous".
 	Via string
 }
 
@@ -83,7 +95,7 @@ func (p Principal) String() string {
 	for i, id := range p.Identities {
 		ids[i] = id.String()
 	}
-	return "token(" + strings.Join(ids, ",") + ")"
+	return p.Via + "(" + strings.Join(ids, ",") + ")"
 }
 
 // Guard tracks the principal of every open stream.
@@ -148,16 +160,29 @@ func (g *Guard) Authenticate(ctx context.Context) (Principal, error) {
 		return Principal{Peer: id, Identities: []spiffe.ID{id}, Via: "mtls"}, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
+	var bearer []string
 	for _, v := range md.Get(TokenHeader) {
 		tok, ok := strings.CutPrefix(v, "Bearer ")
 		if !ok {
 			continue
 		}
+		bearer = append(bearer, tok)
 		for known, ids := range g.cfg.Tokens {
 			if subtle.ConstantTimeCompare([]byte(known), []byte(tok)) == 1 {
 				return Principal{Identities: ids, Via: "token"}, nil
 			}
 		}
+	}
+	if g.cfg.Reviewer != nil && len(bearer) > 0 {
+		ns, sa, err := g.cfg.Reviewer.Review(ctx, bearer[0])
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		}
+		id, err := spiffe.New(g.cfg.TrustDomain, ns, sa)
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: service account %s/%s: %w", ErrUnauthenticated, ns, sa, err)
+		}
+		return Principal{Identities: []spiffe.ID{id}, Via: "k8s"}, nil
 	}
 	return Principal{}, ErrUnauthenticated
 }
@@ -172,6 +197,18 @@ func hasPeerCert(ctx context.Context) bool {
 	return err == nil
 }
 
+// hasBearer reports whether the stream presented a bearer token, which
+// then must be good: a bad one is never downgraded to anonymous.
+func hasBearer(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(TokenHeader) {
+		if strings.HasPrefix(v, "Bearer ") {
+			return true
+		}
+	}
+	return false
+}
+
 // Open records the principal of a new stream.
 //
 // # Errors
@@ -179,7 +216,7 @@ func hasPeerCert(ctx context.Context) bool {
 func (g *Guard) Open(ctx context.Context, streamID int64) error {
 	p, err := g.Authenticate(ctx)
 	switch {
-	case errors.Is(err, ErrUnauthenticated) && g.cfg.Anonymous && !hasPeerCert(ctx):
+	case errors.Is(err, ErrUnauthenticated) && g.cfg.Anonymous && !hasPeerCert(ctx) && !hasBearer(ctx):
 		p = Principal{Via: viaAnonymous}
 	case err != nil:
 		g.refuse(ctx, "unauthenticated", Principal{}, "", "", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/certs/secretauth"
 	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/certs/tokenreview"
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -38,6 +39,9 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "admin HTTP listen `address` (/metrics, /healthz, /readyz, /debug/status)")
 	insecure := fs.Bool("insecure", false, "serve xDS in plaintext (development only): certificates go only to clients with a bootstrap token unless --insecure-serve-secrets; default mTLS with the control plane's own certificate")
 	insecureSecrets := fs.Bool("insecure-serve-secrets", false, "with --insecure, serve certificates and private keys to any client (loopback development only)")
+	tokenReview := fs.Bool("k8s-token-review", false, "accept Kubernetes service-account tokens (authorization: Bearer TOKEN) checked with the API server's TokenReview, in-cluster: the account is the node's identity (docs/certs.md)")
+	var audiences stringsFlag
+	fs.Var(&audiences, "k8s-token-audience", "with --k8s-token-review, an `audience` the token must be for (repeatable; default the API server's)")
 	tokensFile := fs.String("bootstrap-tokens", "", "`file` of bootstrap tokens, one a line: TOKEN SPIFFE_ID...; a node presenting one (authorization: Bearer TOKEN) gets those identities' certificates before it has its own (docs/certs.md)")
 	auditPath := fs.String("audit-log", "", "append the security audit trail (issuance, rotation, refusals, policy changes) as JSON lines to `file`")
 	logs := addLogFlags(fs, "info")
@@ -67,9 +71,20 @@ func runControlplane(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	var reviewer secretauth.TokenReviewer
+	if *tokenReview {
+		rc, err := tokenreview.InCluster(tokenreview.Config{Audiences: audiences})
+		if err != nil {
+			return fmt.Errorf("--k8s-token-review: %w", err)
+		}
+		if reviewer, err = tokenreview.New(rc); err != nil {
+			return fmt.Errorf("--k8s-token-review: %w", err)
+		}
+	}
 	// The issuer comes from the policy's spec.ca, read once at start.
 	certCfg := controlplane.CertConfig{Logger: log, Registerer: reg, Audit: auditLog,
-		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs), Plaintext: *insecure, BootstrapTokens: tokens}
+		XDSNames: controlplane.XDSNames(*xdsAddr, xdsSANs), Plaintext: *insecure, BootstrapTokens: tokens,
+		TokenReviewer: reviewer}
 	err = controlplane.WithCertificates(ctx, paths, certCfg, func(ctx context.Context, certs *controlplane.Certificates) error {
 		cfg := controlplane.Config{
 			Paths:     paths,

@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,19 +20,29 @@ import (
 
 	"github.com/maestro-ml/maestro/certs/secretauth"
 	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/certs/tokenreview"
+	"github.com/maestro-ml/maestro/certs/tokenreview/tokenreviewtest"
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
-const churnToken = "churn-bootstrap-token-0123456789"
+const (
+	churnToken = "churn-bootstrap-token-0123456789"
+	// Tokens the fake Kubernetes API server knows: a pod of the churn
+	// service account, and a person.
+	churnSAToken = "eyJhbGciOiJSUzI1NiJ9.churn-pod"
+	userToken    = "eyJhbGciOiJSUzI1NiJ9.alice"
+)
 
 // TestReliabilitySecretsNeedAnIdentity: with sidecars under STRICT mTLS,
 // a client that cannot prove an identity must not get any workload's
 // private key. Over plaintext (--insecure) it still gets configuration
 // but no certificate unless --insecure-serve-secrets; a bootstrap token
-// gets the certificates of the identities it names and no other, over
-// plaintext and over the mTLS port without a client certificate.
+// gets the certificates of the identities it names and no other, and a
+// Kubernetes service-account token (checked by TokenReview) those of its
+// account, over plaintext and over the mTLS port without a client
+// certificate; a bad token is refused, never downgraded to anonymous.
 func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 	other := spiffe.Must("maestro.local", "ml", "fraud")
 	tests := []struct {
@@ -45,7 +58,11 @@ func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 		{name: "plaintext anonymous, secrets allowed", serveSecrets: true, secret: churnID},
 		{name: "plaintext token", token: churnToken, secret: churnID},
 		{name: "plaintext token, other identity", token: churnToken, secret: other, wantCode: codes.PermissionDenied},
-		{name: "plaintext unknown token", token: "not-a-known-token-at-all", secret: churnID, wantCode: codes.PermissionDenied},
+		{name: "plaintext unknown token", token: "not-a-known-token-at-all", secret: churnID, wantCode: codes.Unauthenticated, wantConfigErr: true},
+		{name: "plaintext k8s service-account token", token: churnSAToken, secret: churnID},
+		{name: "mtls k8s service-account token", mtls: true, token: churnSAToken, secret: churnID},
+		{name: "mtls k8s token, other identity", mtls: true, token: churnSAToken, secret: other, wantCode: codes.PermissionDenied},
+		{name: "mtls k8s token of a user", mtls: true, token: userToken, secret: churnID, wantCode: codes.Unauthenticated, wantConfigErr: true},
 		{name: "mtls token without certificate", mtls: true, token: churnToken, secret: churnID},
 		{name: "mtls token, other identity", mtls: true, token: churnToken, secret: other, wantCode: codes.PermissionDenied},
 		{name: "mtls anonymous", mtls: true, secret: churnID, wantCode: codes.Unauthenticated, wantConfigErr: true},
@@ -75,7 +92,9 @@ func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: typ, ResourceNames: names}); err != nil {
+				// A stream the server already ended fails Send with EOF;
+				// its status comes from Recv.
+				if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: typ, ResourceNames: names}); err != nil && !errors.Is(err, io.EOF) {
 					return nil, err
 				}
 				return stream.Recv()
@@ -100,6 +119,26 @@ func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 	}
 }
 
+// fakeKubernetes is a TokenReview client of a fake API server that knows
+// churnSAToken (service account ml/churn) and userToken.
+func fakeKubernetes(t *testing.T) *tokenreview.Reviewer {
+	t.Helper()
+	const self = "controlplane-pod-token"
+	api := tokenreviewtest.New(tokenreviewtest.Config{Caller: self, Tokens: map[string]tokenreviewtest.Token{
+		churnSAToken: {User: "system:serviceaccount:ml:churn"},
+		userToken:    {User: "alice@example.com"},
+	}})
+	t.Cleanup(api.Close)
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "ca.crt"), string(api.CAPEM()))
+	write(t, filepath.Join(dir, "token"), self)
+	r, err := tokenreview.New(tokenreview.Config{Host: api.URL(), CAFile: filepath.Join(dir, "ca.crt"), TokenFile: filepath.Join(dir, "token")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // tokenPlane runs the control plane as `maestro controlplane
 // --bootstrap-tokens` does (plaintext with --insecure unless mtls) and
 // returns its xDS address.
@@ -108,7 +147,7 @@ func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := telemetry.NewRegistry()
 	cfg := controlplane.CertConfig{Registerer: reg, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
-		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}}
+		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}, TokenReviewer: fakeKubernetes(t)}
 	ready := make(chan controlplane.Addrs, 1)
 	done := make(chan error, 1)
 	go func() {
