@@ -138,6 +138,10 @@ type Certificates struct {
 	// pending holds the last load's certificate error, nil after a load
 	// with every certificate (see Ready).
 	pending atomic.Pointer[error]
+	// served maps the certificates the xDS cache serves to their expiry
+	// (see available); next is the same for the last good load, which
+	// becomes served once the control plane has applied it (Applied).
+	served, next atomic.Pointer[map[string]time.Time]
 
 	mu sync.Mutex
 	// retired are roots that left the issuer's bundle and when they were
@@ -331,8 +335,37 @@ func (c *Certificates) Guard() (*secretauth.Guard, error) {
 	return secretauth.New(secretauth.Config{
 		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
 		Tokens: c.cfg.BootstrapTokens, Reviewer: c.cfg.TokenReviewer, Anonymous: c.cfg.Plaintext,
+		Available:  c.available,
 		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
 	})
+}
+
+// Applied tells c that the control plane now serves the result of the
+// last successful load: from then on its certificates are the ones
+// available checks.
+func (c *Certificates) Applied() {
+	if n := c.next.Load(); n != nil {
+		c.served.Store(n)
+	}
+}
+
+// available refuses a certificate of the last good configuration that has
+// expired: the issuer was down when it was due, and the xDS cache would
+// otherwise hand it, expired, to a stream that asks for it anew (also in
+// the moment between a renewal and the load that serves it). A secret not
+// in the served configuration is nothing stale: the request waits for the
+// load that adds it.
+func (c *Certificates) available(name string) error {
+	served := c.served.Load()
+	if served == nil {
+		return nil
+	}
+	notAfter, ok := (*served)[name]
+	if !ok || time.Now().Before(notAfter) {
+		return nil
+	}
+	return fmt.Errorf("%w: the served certificate expired at %s before the issuer could renew it",
+		ErrCertsPending, notAfter.UTC().Format(time.RFC3339))
 }
 
 // Loader returns the Loader of a control plane using c: policy.Load, the
@@ -372,6 +405,7 @@ func (c *Certificates) Loader() Loader {
 			want = append(slices.Clone(ids), c.self)
 		}
 		var secrets []model.Secret
+		expiry := map[string]time.Time{}
 		if len(want) > 0 {
 			snap, err := c.await(ctx, want, !c.loaded.Load())
 			if err != nil {
@@ -382,6 +416,9 @@ func (c *Certificates) Loader() Loader {
 			if len(names) > 0 {
 				secrets = secretsOf(snap, c.bundle(snap.Bundle, time.Now()), names)
 			}
+			for _, id := range ids {
+				expiry[id.String()] = snap.Certs[id].NotAfter()
+			}
 		}
 		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
 		if err != nil {
@@ -390,6 +427,7 @@ func (c *Certificates) Loader() Loader {
 		var none error
 		c.pending.Store(&none)
 		c.loaded.Store(true)
+		c.next.Store(&expiry)
 		return m, pm.Files(), nil
 	}
 }

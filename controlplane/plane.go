@@ -140,6 +140,9 @@ func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err e
 		rejected(err)
 		return nil, err
 	}
+	if cp.cfg.Certs != nil {
+		cp.cfg.Certs.Applied()
+	}
 	cp.m.reloads.WithLabelValues(resultApplied).Inc()
 	cp.m.lastSuccess.SetToCurrentTime()
 	level := slog.LevelInfo

@@ -55,6 +55,12 @@ type Config struct {
 	// the account's namespace and name, in TrustDomain, is the stream's
 	// identity, as Istio's CA names workloads.
 	Reviewer TokenReviewer
+	// Available, when set, is asked about every entitled secret before it
+	// is served; an error refuses it (reason "unavailable"). The control
+	// plane refuses a certificate that expired while its issuer was down
+	// and is still in the last good configuration, rather than hand out an
+	// expired key to a stream that asks for it anew.
+	Available func(name string) error
 	// Anonymous admits streams with neither a certificate nor a token
 	// (plaintext xDS, where nothing can be verified) instead of refusing
 	// them: they receive configuration and the shared secrets, never a
@@ -262,6 +268,15 @@ func (g *Guard) Check(ctx context.Context, streamID int64, node string, names []
 			err := fmt.Errorf("%w: %s may not receive secret %q", ErrRefused, p, name)
 			g.refuse(ctx, "not_entitled", p, node, name, err)
 			return err
+		}
+	}
+	if g.cfg.Available != nil {
+		for _, name := range sorted {
+			if aerr := g.cfg.Available(name); aerr != nil {
+				err := fmt.Errorf("%w: secret %q: %w", ErrRefused, name, aerr)
+				g.refuse(ctx, "unavailable", p, node, name, err)
+				return err
+			}
 		}
 	}
 	return nil

@@ -3,9 +3,12 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +72,7 @@ func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := tokenPlane(t, strictPolicy(t, "1h"), tc.mtls, tc.serveSecrets)
+			_, addr := tokenPlane(t, strictPolicy(t, "1h"), tc.mtls, tc.serveSecrets)
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			if tc.token != "" {
@@ -142,20 +145,25 @@ func fakeKubernetes(t *testing.T) *tokenreview.Reviewer {
 // tokenPlane runs the control plane as `maestro controlplane
 // --bootstrap-tokens` does (plaintext with --insecure unless mtls) and
 // returns its xDS address.
-func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) string {
+func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) (*controlplane.Certificates, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := telemetry.NewRegistry()
 	cfg := controlplane.CertConfig{Registerer: reg, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
-		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}, TokenReviewer: fakeKubernetes(t)}
-	ready := make(chan controlplane.Addrs, 1)
+		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}, TokenReviewer: fakeKubernetes(t),
+		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second}
+	type started struct {
+		c *controlplane.Certificates
+		a controlplane.Addrs
+	}
+	ready := make(chan started, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- controlplane.WithCertificates(ctx, []string{path}, cfg, func(ctx context.Context, c *controlplane.Certificates) error {
 			pc := controlplane.Config{
 				Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: !mtls, InsecureSecrets: serveSecrets,
 				XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: reg,
-				Ready: func(a controlplane.Addrs) { ready <- a },
+				Ready: func(a controlplane.Addrs) { ready <- started{c, a} },
 			}
 			if mtls {
 				pc.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.ServerTLS()))}
@@ -170,12 +178,91 @@ func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) string {
 		}
 	})
 	select {
-	case a := <-ready:
-		return a.XDS.String()
+	case s := <-ready:
+		return s.c, s.a.XDS.String()
 	case err := <-done:
 		t.Fatalf("control plane ended: %v", err)
 	case <-time.After(waitLimit):
 		t.Fatal("control plane did not start")
 	}
-	return ""
+	return nil, ""
+}
+
+// TestReliabilityNoExpiredCertificateToNewStreams: while Vault is down past
+// a certificate's 3 s lifetime, the last good configuration still holds the
+// expired certificate; a stream asking for it anew (a node with a token)
+// must be refused rather than handed the expired key, and served a fresh
+// one once Vault is back.
+func TestReliabilityNoExpiredCertificateToNewStreams(t *testing.T) {
+	srv, path := faultyVault(t, false)
+	c, addr := tokenPlane(t, path, false, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, secretauth.TokenHeader, "Bearer "+churnToken)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	// ask opens a new stream, as a restarted node does, and returns the
+	// certificate it is served.
+	ask := func() (*x509.Certificate, error) {
+		stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType,
+			ResourceNames: []string{churnID.String(), model.TrustBundleSecret}}
+		if err := stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		chains, bundles := secrets(t, resp)
+		// Expiry first, so that an expired certificate is named as such.
+		b, _ := pem.Decode(chains[churnID.String()])
+		if b == nil {
+			t.Fatal("no certificate served")
+		}
+		leaf, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now := time.Now(); !now.Before(leaf.NotAfter) {
+			t.Fatalf("a new stream was served a certificate expired at %v (now %v)", leaf.NotAfter, now)
+		}
+		return verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID), nil
+	}
+	first, err := ask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetDown(true)
+	for snap := range c.Manager().Subscribe(ctx) {
+		if _, ok := snap.Certs[churnID]; !ok {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("certificate never expired during the outage")
+	}
+	if _, err := ask(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("new stream during the outage: err = %v, want PERMISSION_DENIED naming the expiry", err)
+	}
+	srv.SetDown(false)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		leaf, err := ask()
+		if err == nil && leaf.SerialNumber.Cmp(first.SerialNumber) != 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("no fresh certificate after Vault came back: %v", err)
+		}
+	}
 }
