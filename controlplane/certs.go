@@ -328,13 +328,13 @@ func (c *Certificates) ServerTLS() *tls.Config {
 
 // Guard returns the per-stream secret guard: a node receives the trust
 // bundle and only the certificates of its client certificate's identity,
-// or of the identities its bootstrap token names. Over plaintext xDS a
-// stream with neither is admitted for configuration but gets no
-// certificate.
-func (c *Certificates) Guard() (*secretauth.Guard, error) {
+// or of the identities its token names. Over plaintext xDS (plaintext
+// true) a stream with neither is admitted for configuration but gets no
+// certificate; under mTLS it is refused.
+func (c *Certificates) Guard(plaintext bool) (*secretauth.Guard, error) {
 	return secretauth.New(secretauth.Config{
 		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
-		Tokens: c.cfg.BootstrapTokens, Reviewer: c.cfg.TokenReviewer, Anonymous: c.cfg.Plaintext,
+		Tokens: c.cfg.BootstrapTokens, Reviewer: c.cfg.TokenReviewer, Anonymous: plaintext,
 		Available:  c.available,
 		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
 	})

@@ -122,7 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.Certs != nil && !(cfg.Insecure && cfg.InsecureSecrets) {
-		guard, err := cfg.Certs.Guard()
+		guard, err := cfg.Certs.Guard(cfg.Insecure)
 		if err != nil {
 			return err
 		}

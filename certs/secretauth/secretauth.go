@@ -112,7 +112,16 @@ type Guard struct {
 	refusals *prometheus.CounterVec
 
 	mu      sync.Mutex
-	streams map[int64]Principal
+	streams map[int64]*stream
+}
+
+// stream is an open stream's principal and the secrets it was granted.
+type stream struct {
+	p Principal
+	// granted are names that passed Available on this stream: a request
+	// naming them again (an ACK) makes the server send nothing old, so
+	// they are not checked again.
+	granted map[string]bool
 }
 
 // New returns a Guard.
@@ -137,7 +146,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "secretauth"),
 		shared:  map[string]bool{},
-		streams: map[int64]Principal{},
+		streams: map[int64]*stream{},
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "maestro", Subsystem: "certs", Name: "secret_refusals_total",
 			Help: "Secret requests and streams refused for lack of entitlement, by reason.",
@@ -229,7 +238,7 @@ func (g *Guard) Open(ctx context.Context, streamID int64) error {
 		return err
 	}
 	g.mu.Lock()
-	g.streams[streamID] = p
+	g.streams[streamID] = &stream{p: p, granted: map[string]bool{}}
 	g.mu.Unlock()
 	return nil
 }
@@ -249,7 +258,11 @@ func (g *Guard) Close(streamID int64) {
 // ErrRefused (audited and counted), naming the first secret refused.
 func (g *Guard) Check(ctx context.Context, streamID int64, node string, names []string) error {
 	g.mu.Lock()
-	p, ok := g.streams[streamID]
+	st, ok := g.streams[streamID]
+	var p Principal
+	if ok {
+		p = st.p
+	}
 	g.mu.Unlock()
 	if !ok {
 		err := fmt.Errorf("%w: stream %d was not opened through the guard", ErrRefused, streamID)
@@ -270,16 +283,27 @@ func (g *Guard) Check(ctx context.Context, streamID int64, node string, names []
 			return err
 		}
 	}
-	if g.cfg.Available != nil {
-		for _, name := range sorted {
-			if aerr := g.cfg.Available(name); aerr != nil {
-				err := fmt.Errorf("%w: secret %q: %w", ErrRefused, name, aerr)
-				g.refuse(ctx, "unavailable", p, node, name, err)
-				return err
-			}
-		}
+	if g.cfg.Available == nil {
+		return nil
 	}
-	return nil
+	var err error
+	name := ""
+	g.mu.Lock()
+	for _, name = range sorted {
+		if st.granted[name] {
+			continue
+		}
+		if aerr := g.cfg.Available(name); aerr != nil {
+			err = fmt.Errorf("%w: secret %q: %w", ErrRefused, name, aerr)
+			break
+		}
+		st.granted[name] = true
+	}
+	g.mu.Unlock()
+	if err != nil {
+		g.refuse(ctx, "unavailable", p, node, name, err)
+	}
+	return err
 }
 
 func (g *Guard) entitled(p Principal, name string) bool {
