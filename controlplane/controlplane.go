@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/watch"
 )
 
@@ -135,6 +136,11 @@ func Run(ctx context.Context, cfg Config) error {
 		// with nothing in it; followCerts loads once certificates come,
 		// rather than exiting into a crash loop.
 		cfg.Logger.Warn("starting without a configuration until certificates are issued", "error", err)
+		// The files the policy reads (endpoints files) are watched from
+		// the start, though the load that serves them comes later.
+		if pm, perr := policy.Load(ctx, cfg.Paths...); perr == nil {
+			files = pm.Files()
+		}
 	case err != nil:
 		return fmt.Errorf("initial load: %w", err)
 	}
