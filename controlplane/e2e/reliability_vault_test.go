@@ -39,6 +39,7 @@ var vaultFaults = []vaultFault{
 	{name: "down over TLS", tls: true, failing: true, set: func(s *vaulttest.Server, on bool) { s.SetDown(on) }},
 	{name: "sealed 503", failing: true, set: func(s *vaulttest.Server, on bool) { s.SetSealed(on) }},
 	{name: "standby without an active node", failing: true, set: func(s *vaulttest.Server, on bool) { s.SetStandby(on, false) }},
+	{name: "performance standby without an active node", failing: true, set: func(s *vaulttest.Server, on bool) { s.SetStandby(on, true) }},
 	{name: "rate limited 429", failing: true, set: func(s *vaulttest.Server, on bool) {
 		if on {
 			s.SetFailure(http.StatusTooManyRequests)
@@ -246,5 +247,43 @@ func waitReady(t *testing.T, admin string, want bool) {
 		case <-deadline:
 			t.Fatalf("/readyz never became ready=%v", want)
 		}
+	}
+}
+
+// TestReliabilityServesWhatNeedsNoCertificateWhileVaultIsDown: with Vault
+// unreachable from the start, a plaintext control plane whose policy
+// needs no workload certificate (PERMISSIVE) is ready and serves its
+// configuration at once; nothing waits for Vault.
+func TestReliabilityServesWhatNeedsNoCertificateWhileVaultIsDown(t *testing.T) {
+	srv, strict := faultyVault(t, false)
+	srv.SetDown(true)
+	src, err := os.ReadFile(strict)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	write(t, path, strings.Replace(string(src), "mode: STRICT", "mode: PERMISSIVE", 1))
+	c, addr := tokenPlane(t, path, false, false)
+	if len(c.Manager().Current().Certs) != 0 {
+		t.Fatal("certificates were issued by a Vault that is down")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	stream, err := adsConn(t, addr).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetResources()) == 0 {
+		t.Fatal("no listeners served while Vault is down")
+	}
+	if err := c.Ready(); err != nil {
+		t.Fatalf("not ready though nothing needs a certificate: %v", err)
 	}
 }
