@@ -11,6 +11,7 @@ import (
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/controlplane/xds"
 )
 
 // exitError carries a process exit code for a failure already reported.
@@ -60,23 +61,33 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stderr, "maestro validate: --output needs --node ID (and --role/--service unless the ID alone selects a group)")
 		return errUsage
 	}
-	// The same loader as the server, with a throw-away CA: validating
-	// must not create CA state on disk. Files the server would skip (a
-	// FIFO named like a policy) are named here too, and never opened.
-	load := controlplane.PolicyLoader(controlplane.CAEphemeral)
+	// Files the server would skip (a FIFO named like a policy) are named
+	// here too, and never opened.
 	ctx = policy.WithSkipReport(ctx, func(path, reason string) {
 		fmt.Fprintf(stderr, "warning: %s: skipped: %s\n", path, reason)
 	})
-	if *output == "" {
-		if _, _, err := load(ctx, paths); err != nil {
-			return report(stderr, err)
-		}
-		fmt.Fprintln(stdout, "policy is valid")
-		return nil
-	}
-	res, group, err := controlplane.Preview(ctx, load, paths, model.NodeInfo{ID: *node, Role: model.Role(*role), Service: *service})
+	// The same certificates and loader as the server, in dry run: the
+	// issuer's settings are checked, but validating contacts no CA and
+	// creates no CA state on disk.
+	var (
+		res   *xds.Resources
+		group string
+	)
+	err := controlplane.WithCertificates(ctx, paths, controlplane.CertConfig{DryRun: true, Plaintext: true},
+		func(ctx context.Context, c *controlplane.Certificates) (err error) {
+			if *output == "" {
+				_, _, err = c.Loader()(ctx, paths)
+				return err
+			}
+			res, group, err = controlplane.Preview(ctx, c.Loader(), paths, model.NodeInfo{ID: *node, Role: model.Role(*role), Service: *service})
+			return err
+		})
 	if err != nil {
 		return report(stderr, err)
+	}
+	if *output == "" {
+		fmt.Fprintln(stdout, "policy is valid")
+		return nil
 	}
 	out, err := res.JSON()
 	if err != nil {
