@@ -64,7 +64,7 @@ test-short: wasm
 bench: wasm
 	@mkdir -p $(BUILD)
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
-	@echo; $(GO) run ./internal/benchtable < $(BUILD)/bench.txt
+	@echo; $(GO) run ./tools/benchtable < $(BUILD)/bench.txt
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

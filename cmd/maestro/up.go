@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
 	"github.com/maestro-ml/maestro/controlplane"
-	"github.com/maestro-ml/maestro/internal/localmesh"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 

@@ -22,11 +22,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/xds"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/internal/localmesh"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/internal/promtest"
 )
 
@@ -102,7 +102,7 @@ func TestPrometheusSeesTheMeshAsDocumented(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh and a Prometheus server")
 	}
-	docBytes, err := os.ReadFile("../../docs/metrics.md")
+	docBytes, err := os.ReadFile("../../../../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,9 +27,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
 // spanStart is where the stdout exporter's JSON for a span begins.

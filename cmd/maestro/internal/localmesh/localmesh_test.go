@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/controlplane/server"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/internal/syncbuf"
 )
 
