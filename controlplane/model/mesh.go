@@ -129,12 +129,11 @@ func normalizeAction(a *RouteAction) {
 	if a.Retry != nil {
 		sort.Strings(a.Retry.On)
 	}
-	if f := a.Fanout; f != nil && !f.Sequence && f.Stacking == nil {
-		sortByName(f.Members, func(m *FanoutMember) string { return m.Cluster })
+	if a.Fanout != nil {
+		normalizeFanout(a.Fanout)
 	}
-	if s := a.SLO; s != nil {
-		slices.SortStableFunc(s.Latency, func(x, y LatencyTarget) int { return cmp.Compare(x.Percentile, y.Percentile) })
-		slices.SortStableFunc(s.Windows, func(x, y BurnWindow) int { return cmp.Compare(x.Duration, y.Duration) })
+	if a.SLO != nil {
+		normalizeSLO(a.SLO)
 	}
 }
 
