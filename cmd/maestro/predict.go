@@ -129,7 +129,7 @@ func readFile(name string) ([]byte, error) {
 func inputFromFlag(flag string, meta []runtime.TensorSpec) (tensor.JSONInput, error) {
 	name, values, ok := strings.Cut(flag, "=")
 	if !ok || name == "" {
-		return tensor.JSONInput{}, fmt.Errorf("--input %q: want name=v1,v2,...", flag)
+		return tensor.JSONInput{}, fmt.Errorf("--input %q: want name=value[,value]", flag)
 	}
 	var spec *runtime.TensorSpec
 	var names []string

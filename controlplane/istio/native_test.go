@@ -62,7 +62,8 @@ func TestFilterConfigsMatchTheNativeControlPlane(t *testing.T) {
 		// order carries meaning keep the policy's order and must match as
 		// they are; the others are sorted by each side's own cluster names,
 		// which may sort differently, and their order means nothing.
-		if !(want.Sequence || want.Stacking != nil || want.Strategy == filterconfig.StrategyMaxConfidence) {
+		keepsOrder := want.Sequence || want.Stacking != nil || want.Strategy == filterconfig.StrategyMaxConfidence
+		if !keepsOrder {
 			g.Members = byCluster(g.Members)
 			want.Members = byCluster(want.Members)
 		}
