@@ -27,16 +27,10 @@ func (f *inputFlags) Set(v string) error { *f = append(*f, v); return nil }
 // runPredict sends one inference request and prints the outputs, so users
 // need no grpcurl or curl.
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("predict", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro predict [flags] MODEL[:VERSION] (--input NAME=V1,V2,... ... | --json FILE)")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Sends one inference request and prints the outputs. --input values are row-major;")
-		fmt.Fprintln(stderr, "the datatype and the shape come from the model's metadata (rows = values / row width).")
-		fmt.Fprintln(stderr, "--json reads a REST inference request body ({\"inputs\": [...]}); - reads stdin.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("predict", stderr, `Sends one inference request and prints the outputs. --input values are row-major;
+the datatype and the shape come from the model's metadata (rows = values / row width).
+--json reads a REST inference request body ({"inputs": [...]}); - reads stdin.`,
+		"[flags] MODEL[:VERSION] (--input NAME=V1,V2,... ... | --json FILE)")
 	addr := fs.String("addr", "", "server `address` (default 127.0.0.1:9000, or 127.0.0.1:8080 with --http)")
 	useHTTP := fs.Bool("http", false, "use the REST API instead of gRPC")
 	var inputs inputFlags
