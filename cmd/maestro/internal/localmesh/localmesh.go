@@ -182,7 +182,10 @@ func Run(ctx context.Context, cfg Config) error {
 				Ready:           func(a controlplane.Addrs) { ready <- a },
 				OnReload: func(version string, err error) {
 					if err != nil {
-						fmt.Fprintf(cfg.Out, "policy change rejected, still serving the last good version:\n%v\n", err)
+						// The control plane has logged each problem once, with
+						// its file:line:col; repeating them here would print
+						// every one twice on the same terminal.
+						fmt.Fprintf(cfg.Out, "policy change rejected (problems logged above): still serving version %s\n", version)
 					} else {
 						fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
 					}
