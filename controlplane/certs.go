@@ -10,9 +10,11 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/certs"
 	"github.com/maestro-ml/maestro/certs/audit"
@@ -43,6 +45,13 @@ const (
 // xDS port's own certificate) is opened once, at start.
 var ErrCARestart = errors.New("spec.trustDomain, spec.ca and spec.certificates take effect only after a restart of the control plane")
 
+// ErrCertsPending is wrapped by a load that found a certificate it needs
+// not yet issued (the issuer is down, sealed or slow). Before any load has
+// succeeded the control plane serves nothing and is not ready; after, it
+// keeps the last good configuration. Either way the rotation manager keeps
+// retrying with backoff and the load re-runs when certificates arrive.
+var ErrCertsPending = errors.New("certificates not yet issued")
+
 // CertConfig configures OpenCertificates. All fields are optional.
 type CertConfig struct {
 	Logger     *slog.Logger
@@ -56,6 +65,28 @@ type CertConfig struct {
 	// that clients which check a host name (gRPC's "tls" channel
 	// credentials) accept it. See XDSNames.
 	XDSNames certs.Names
+	// DryRun checks the issuer settings but issues from a throw-away
+	// in-memory CA (setup.Options.DryRun): for `maestro validate`.
+	DryRun bool
+	// Plaintext says the xDS port is served without TLS (--insecure):
+	// the control plane's own certificate then gates neither the first
+	// load nor readiness.
+	Plaintext bool
+	// MinBackoff and MaxBackoff bound the retry delay after a failed
+	// issuance; zero keeps rotation.DefaultMinBackoff/DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// BootstrapTokens map tokens to the identities whose secrets a node
+	// presenting one ("authorization: Bearer <token>") may fetch before
+	// it holds a certificate (secretauth.ParseTokens reads a file of
+	// them). With tokens, the mTLS xDS port also admits handshakes without
+	// a client certificate; the guard then refuses streams with neither.
+	BootstrapTokens map[string][]spiffe.ID
+	// TokenReviewer, when set, accepts Kubernetes service-account tokens
+	// as bearer tokens too (certs/tokenreview): the account is the
+	// node's identity, as Istio's CA names workloads. Like bootstrap
+	// tokens, it lets the mTLS port admit handshakes without a client
+	// certificate.
+	TokenReviewer secretauth.TokenReviewer
 }
 
 // XDSNames returns the names to put in the control plane's certificate for
@@ -99,6 +130,18 @@ type Certificates struct {
 	spec    policy.MeshSpec
 	self    spiffe.ID
 	running *setup.Running
+
+	// loaded is set by the first load that had every certificate it
+	// needed; until then a missing certificate fails a load at the
+	// issuer's first error instead of after Wait.
+	loaded atomic.Bool
+	// pending holds the last load's certificate error, nil after a load
+	// with every certificate (see Ready).
+	pending atomic.Pointer[error]
+	// served maps the certificates the xDS cache serves to their expiry
+	// (see available); next is the same for the last good load, which
+	// becomes served once the control plane has applied it (Applied).
+	served, next atomic.Pointer[map[string]time.Time]
 
 	mu sync.Mutex
 	// retired are roots that left the issuer's bundle and when they were
@@ -196,11 +239,59 @@ func OpenCertificates(spec policy.MeshSpec, cfg CertConfig) (*Certificates, erro
 	}
 	opts.Always = []spiffe.ID{self}
 	opts.Names = map[spiffe.ID]certs.Names{self: cfg.XDSNames}
+	opts.DryRun, opts.MinBackoff, opts.MaxBackoff = cfg.DryRun, cfg.MinBackoff, cfg.MaxBackoff
 	running, err := opts.Start(setup.Deps{Logger: cfg.Logger, Registerer: cfg.Registerer, Audit: cfg.Audit})
 	if err != nil {
 		return nil, err
 	}
-	return &Certificates{cfg: cfg, spec: spec, self: self, running: running, retired: map[string]retiredRoot{}}, nil
+	c := &Certificates{cfg: cfg, spec: spec, self: self, running: running, retired: map[string]retiredRoot{}}
+	never := error(fmt.Errorf("%w: no load yet", ErrCertsPending))
+	c.pending.Store(&never)
+	return c, nil
+}
+
+// WithCertificates is how every command gets certificates, so that
+// `maestro controlplane`, `validate`, `validate --output` and `up` share
+// one path: it reads the CA settings of the policy at paths once,
+// opens them (OpenCertificates), keeps them issued while fn runs and
+// returns fn's error. fn's loader is c.Loader().
+//
+// # Errors
+// The policy's problems (a policy.ErrorList), the issuer's settings, or
+// fn's error.
+func WithCertificates(ctx context.Context, paths []string, cfg CertConfig, fn func(ctx context.Context, c *Certificates) error) error {
+	pm, err := policy.Load(ctx, paths...)
+	if err != nil {
+		return fmt.Errorf("initial load: %w", err)
+	}
+	c, err := OpenCertificates(pm.Config.Spec, cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.Run(gctx) })
+	g.Go(func() error {
+		defer cancel() // fn is done: stop issuing
+		return fn(gctx, c)
+	})
+	return g.Wait()
+}
+
+// Ready reports whether every certificate the control plane needs is
+// current: its own (unless xDS is plaintext) and every one the last load
+// needed. It is part of the admin port's /readyz.
+func (c *Certificates) Ready() error {
+	if !c.cfg.Plaintext {
+		if _, ok := c.running.Manager.Certificate(c.self); !ok {
+			return fmt.Errorf("%w: no current certificate for the control plane's own identity %s", ErrCertsPending, c.self)
+		}
+	}
+	if p := c.pending.Load(); p != nil && *p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Run issues and renews certificates until ctx ends.
@@ -218,16 +309,63 @@ func (c *Certificates) Self() spiffe.ID { return c.self }
 // the current bundle, any identity of the trust domain admitted (which
 // secrets it gets is the guard's decision).
 func (c *Certificates) ServerTLS() *tls.Config {
-	return mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
+	cfg := mtls.ServerConfig(c.running.Manager, c.self, spiffe.AllowTrustDomain(c.spec.TrustDomain))
+	if len(c.cfg.BootstrapTokens) > 0 || c.cfg.TokenReviewer != nil {
+		// A node with only a token has no certificate yet. The
+		// handshake lets it in; the guard admits its stream only with a
+		// known token. A certificate that is presented is still verified.
+		verify := cfg.VerifyPeerCertificate
+		cfg.ClientAuth = tls.RequestClientCert
+		cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			return verify(raw, chains)
+		}
+	}
+	return cfg
 }
 
 // Guard returns the per-stream secret guard: a node receives the trust
-// bundle and only the certificates of its client certificate's identity.
-func (c *Certificates) Guard() (*secretauth.Guard, error) {
+// bundle and only the certificates of its client certificate's identity,
+// or of the identities its token names. Over plaintext xDS (plaintext
+// true) a stream with neither is admitted for configuration but gets no
+// certificate; under mTLS it is refused.
+func (c *Certificates) Guard(plaintext bool) (*secretauth.Guard, error) {
 	return secretauth.New(secretauth.Config{
 		TrustDomain: c.spec.TrustDomain, Shared: []string{model.TrustBundleSecret},
+		Tokens: c.cfg.BootstrapTokens, Reviewer: c.cfg.TokenReviewer, Anonymous: plaintext,
+		Available:  c.available,
 		Registerer: c.cfg.Registerer, Audit: c.cfg.Audit, Logger: c.cfg.Logger,
 	})
+}
+
+// Applied tells c that the control plane now serves the result of the
+// last successful load: from then on its certificates are the ones
+// available checks.
+func (c *Certificates) Applied() {
+	if n := c.next.Load(); n != nil {
+		c.served.Store(n)
+	}
+}
+
+// available refuses a certificate of the last good configuration that has
+// expired: the issuer was down when it was due, and the xDS cache would
+// otherwise hand it, expired, to a stream that asks for it anew (also in
+// the moment between a renewal and the load that serves it). A secret not
+// in the served configuration is nothing stale: the request waits for the
+// load that adds it.
+func (c *Certificates) available(name string) error {
+	served := c.served.Load()
+	if served == nil {
+		return nil
+	}
+	notAfter, ok := (*served)[name]
+	if !ok || time.Now().Before(notAfter) {
+		return nil
+	}
+	return fmt.Errorf("%w: the served certificate expired at %s before the issuer could renew it",
+		ErrCertsPending, notAfter.UTC().Format(time.RFC3339))
 }
 
 // Loader returns the Loader of a control plane using c: policy.Load, the
@@ -261,43 +399,91 @@ func (c *Certificates) Loader() Loader {
 			ids = append(ids, id)
 		}
 		c.running.Manager.SetIdentities(ids)
+		// The xDS port's own certificate gates the first load too: under
+		// mTLS nothing can be served without it.
+		want := ids
+		if !c.cfg.Plaintext {
+			want = append(slices.Clone(ids), c.self)
+		}
 		var secrets []model.Secret
-		if len(names) > 0 {
-			snap, err := c.await(ctx, ids)
+		expiry := map[string]time.Time{}
+		if len(want) > 0 {
+			snap, err := c.await(ctx, want, !c.loaded.Load())
 			if err != nil {
-				return nil, nil, fmt.Errorf("certificates: %w", err)
+				err = fmt.Errorf("certificates: %w", err)
+				c.pending.Store(&err)
+				return nil, nil, err
 			}
-			secrets = secretsOf(snap, c.bundle(snap.Bundle, time.Now()), names)
+			if len(names) > 0 {
+				secrets = secretsOf(snap, c.bundle(snap.Bundle, time.Now()), names)
+			}
+			for _, id := range ids {
+				expiry[id.String()] = snap.Certs[id].NotAfter()
+			}
 		}
 		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
 		if err != nil {
 			return nil, nil, err
 		}
+		var none error
+		c.pending.Store(&none)
+		c.loaded.Store(true)
+		c.next.Store(&expiry)
 		return m, pm.Files(), nil
 	}
 }
 
 // await returns the first manager snapshot holding a certificate for every
-// id and a bundle.
-func (c *Certificates) await(ctx context.Context, ids []spiffe.ID) (rotation.Snapshot, error) {
+// id and a bundle. It waits up to Wait; with failFast (no load has
+// succeeded yet, so there is nothing to keep serving meanwhile) it gives
+// up at the issuer's first failure, and the load re-runs when the manager
+// has the certificates.
+//
+// # Errors
+// ErrCertsPending, naming the first identity without a certificate.
+func (c *Certificates) await(ctx context.Context, ids []spiffe.ID, failFast bool) (rotation.Snapshot, error) {
 	if s := c.running.Manager.Current(); complete(s, ids) {
 		return s, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Wait)
+	var failed <-chan struct{}
+	if failFast {
+		failed = c.running.Manager.NextFailure()
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.Wait)
 	defer cancel()
-	var last rotation.Snapshot
-	for s := range c.running.Manager.Subscribe(ctx) {
-		if complete(s, ids) {
-			return s, nil
+	snaps := c.running.Manager.Subscribe(wctx)
+	last := c.running.Manager.Current()
+	why := fmt.Sprintf("after %s (is the issuer reachable?)", c.cfg.Wait)
+wait:
+	for {
+		select {
+		case s, ok := <-snaps:
+			if !ok {
+				break wait
+			}
+			if complete(s, ids) {
+				return s, nil
+			}
+			last = s
+		case <-failed:
+			why = "the issuer is failing; retrying with backoff"
+			cancel()
+			last = c.running.Manager.Current()
+			if complete(last, ids) {
+				return last, nil
+			}
+			break wait
 		}
-		last = s
+	}
+	if err := ctx.Err(); err != nil {
+		return last, err
 	}
 	for _, id := range ids {
 		if _, ok := last.Certs[id]; !ok {
-			return last, fmt.Errorf("no current certificate for %s after %s (is the issuer reachable?): %w", id, c.cfg.Wait, ctx.Err())
+			return last, fmt.Errorf("%w: no current certificate for %s %s", ErrCertsPending, id, why)
 		}
 	}
-	return last, fmt.Errorf("no trust bundle after %s: %w", c.cfg.Wait, ctx.Err())
+	return last, fmt.Errorf("%w: no trust bundle %s", ErrCertsPending, why)
 }
 
 func complete(s rotation.Snapshot, ids []spiffe.ID) bool {

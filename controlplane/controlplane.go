@@ -25,6 +25,7 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/watch"
 )
 
@@ -68,7 +69,12 @@ type Config struct {
 	// credentials). Plaintext requires Insecure.
 	GRPCOptions []grpc.ServerOption
 	Insecure    bool
-	Logger      *slog.Logger
+	// InsecureSecrets, with Insecure, serves certificates and their
+	// private keys to any client, as plaintext gives no identity to check
+	// (loopback development only). Without it a plaintext client gets
+	// secrets only with a bootstrap token (CertConfig.BootstrapTokens).
+	InsecureSecrets bool
+	Logger          *slog.Logger
 	// Registry receives the metrics and is served on /metrics; required.
 	Registry *prometheus.Registry
 	Tracer   trace.TracerProvider
@@ -78,7 +84,8 @@ type Config struct {
 	SettleAfter time.Duration
 	Refresh     time.Duration
 	// Ready, if set, is called once both ports are bound and the first
-	// snapshot is served.
+	// snapshot is served, or the first load waits for certificates
+	// (ErrCertsPending: /readyz says so until they come).
 	Ready func(Addrs)
 	// OnReload, if set, is called after every reload the watcher
 	// triggers, with the version served afterwards and the reload's
@@ -87,8 +94,7 @@ type Config struct {
 	// Certs, if set, supplies the certificates Load uses (Certs.Loader):
 	// every change of its rotation manager re-runs the load so renewed
 	// certificates are pushed as a new version, and every secret request
-	// passes its guard (with mTLS only: plaintext streams have no
-	// identity). The caller runs Certs.Run.
+	// passes its guard (see InsecureSecrets). The caller runs Certs.Run.
 	Certs *Certificates
 	// Loop, if set, overlays the rollouts' and adaptive ensembles' weights
 	// on every load, is run beside the servers, and its overlay changes
@@ -123,15 +129,26 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Certs != nil && !cfg.Insecure {
-		guard, err := cfg.Certs.Guard()
+	if cfg.Certs != nil && !(cfg.Insecure && cfg.InsecureSecrets) {
+		guard, err := cfg.Certs.Guard(cfg.Insecure)
 		if err != nil {
 			return err
 		}
 		cp.srv.GuardSecrets(guard)
 	}
 	files, err := cp.reload(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrCertsPending) && cfg.Certs != nil:
+		// The issuer is down: serve the admin port (not ready) and xDS
+		// with nothing in it; followCerts loads once certificates come,
+		// rather than exiting into a crash loop.
+		cfg.Logger.Warn("starting without a configuration until certificates are issued", "error", err)
+		// The files the policy reads (endpoints files) are watched from
+		// the start, though the load that serves them comes later.
+		if pm, perr := policy.Load(ctx, cfg.Paths...); perr == nil {
+			files = pm.Files()
+		}
+	case err != nil:
 		return fmt.Errorf("initial load: %w", err)
 	}
 	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)

@@ -9,13 +9,35 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/maestro-ml/maestro/certs"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/controlplane/snapshot"
 )
+
+// dryLoader is the Loader `maestro validate` uses for the policy at path:
+// its certificates in dry run, kept issued until the test ends.
+func dryLoader(t *testing.T, path string) Loader {
+	t.Helper()
+	pm, err := policy.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCertificates(pm.Config.Spec, CertConfig{DryRun: true, Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return c.Loader()
+}
 
 func examplePath(t *testing.T) string {
 	t.Helper()
@@ -30,7 +52,7 @@ func examplePath(t *testing.T) string {
 // give the same versions (same certificates), so an unchanged policy
 // causes no push.
 func TestPolicyLoaderIsStable(t *testing.T) {
-	load := PolicyLoader(CAEphemeral)
+	load := dryLoader(t, examplePath(t))
 	tr := snapshot.NewTranslator()
 	var versions []string
 	for range 2 {
@@ -66,7 +88,7 @@ func TestPolicyLoaderStrictIssuesSecrets(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strict), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, _, err := PolicyLoader(CAEphemeral)(context.Background(), []string{path})
+	m, _, err := dryLoader(t, path)(context.Background(), []string{path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +110,10 @@ func TestPolicyLoaderReportsPolicyErrors(t *testing.T) {
 	if err := os.WriteFile(path, []byte("apiVersion: maestro.dev/v1alpha1\nkind: Route\nmetadata:\n  name: r\nspec:\n  bogus: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := PolicyLoader(CAEphemeral)(context.Background(), []string{path})
+	err := WithCertificates(context.Background(), []string{path}, CertConfig{DryRun: true}, func(context.Context, *Certificates) error {
+		t.Error("a policy with problems opened certificates")
+		return nil
+	})
 	var list policy.ErrorList
 	if !errors.As(err, &list) || len(list) == 0 {
 		t.Fatalf("err = %v, want a policy.ErrorList", err)
@@ -107,7 +132,7 @@ func TestPreviewRedactsPrivateKeys(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Replace(string(src), "mode: PERMISSIVE", "mode: STRICT", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, group, err := Preview(context.Background(), PolicyLoader(CAEphemeral), []string{path},
+	res, group, err := Preview(context.Background(), dryLoader(t, path), []string{path},
 		model.NodeInfo{ID: "churn-1", Role: model.RoleSidecar, Service: "churn"})
 	if err != nil {
 		t.Fatal(err)
@@ -128,56 +153,5 @@ func TestPreviewRedactsPrivateKeys(t *testing.T) {
 	}
 	if keys == 0 {
 		t.Fatal("a STRICT sidecar got no certificate")
-	}
-}
-
-// TestCertificatesRenewPastRotateAt keeps a certificate across loads until
-// the policy's rotateAt share of its lifetime has passed.
-func TestCertificatesRenewPastRotateAt(t *testing.T) {
-	src, err := os.ReadFile(examplePath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "mesh.yaml")
-	if err := os.WriteFile(path, []byte(strings.Replace(string(src), "mode: PERMISSIVE", "mode: STRICT", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pm, err := policy.Load(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := model.RequiredSecrets(pm)
-	now := time.Now()
-	s := &secretStore{mode: CAEphemeral, issued: map[string]*certs.Certificate{}, now: func() time.Time { return now }}
-	chain := func() string {
-		t.Helper()
-		secrets, err := s.secrets(context.Background(), pm, names)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, sec := range secrets {
-			if sec.Certificate != nil {
-				return string(sec.Certificate.ChainPEM)
-			}
-		}
-		t.Fatalf("no certificate among %v", names)
-		return ""
-	}
-	first := chain()
-	ttl := pm.Config.Spec.Certificates.TTL.D()
-	tests := []struct {
-		after time.Duration
-		renew bool
-	}{
-		{0, false},
-		{ttl / 2, false},     // before rotateAt (2/3 in the example)
-		{ttl * 7 / 10, true}, // past it
-	}
-	for _, tc := range tests {
-		now = time.Now().Add(tc.after)
-		got := chain()
-		if renewed := got != first; renewed != tc.renew {
-			t.Errorf("after %v: renewed = %v, want %v", tc.after, renewed, tc.renew)
-		}
 	}
 }

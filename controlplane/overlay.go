@@ -10,11 +10,11 @@ import (
 
 // Overlays change the policy between policy.Load and model.Build: the
 // rollouts' splits and the adaptive ensembles' weights (closedloop). The
-// loaders are made before any plane (PolicyLoader, Certificates.Loader) and
-// keep their signature, so the overlay of one load travels in its context:
-// each loader calls overlaid on the policy it read, which applies the
-// overlay and records the policy, and the plane hands that policy to the
-// loop once the load is served.
+// loader (Certificates.Loader) is made before any plane and keeps the
+// Loader signature, so the overlay of one load travels in its context, as
+// policy.WithSkipReport does: the loader calls overlaid on the policy it
+// read, which applies the overlay and records the policy, and the plane
+// hands that policy to the loop once the load is served.
 
 // loadHook is one load's overlay and the policy its loader read.
 type loadHook struct {

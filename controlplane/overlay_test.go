@@ -139,10 +139,12 @@ func TestOverlayChangesPushWithoutFileChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{
-			Paths: []string{path}, Load: PolicyLoader(CAEphemeral), Insecure: true, Loop: loop,
-			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-			Ready: func(a Addrs) { ready <- a },
+		done <- WithCertificates(ctx, []string{path}, CertConfig{DryRun: true, Plaintext: true}, func(ctx context.Context, c *Certificates) error {
+			return Run(ctx, Config{
+				Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true, Loop: loop,
+				XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+				Ready: func(a Addrs) { ready <- a },
+			})
 		})
 	}()
 	t.Cleanup(func() {

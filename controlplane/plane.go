@@ -206,6 +206,9 @@ func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err e
 		rejected(err)
 		return nil, err
 	}
+	if cp.cfg.Certs != nil {
+		cp.cfg.Certs.Applied()
+	}
 	cp.served(hook)
 	cp.m.reloads.WithLabelValues(resultApplied).Inc()
 	cp.m.lastSuccess.SetToCurrentTime()
@@ -288,8 +291,12 @@ func (cp *plane) rejected(err error) {
 	problems := leaves(err)
 	cp.m.policyErrors.Add(float64(len(problems)))
 	cp.m.reloads.WithLabelValues(resultInvalid).Inc()
+	msg := "policy problem; the last good configuration is still served"
+	if cp.srv.Current().Version == "" {
+		msg = "policy not applied; no configuration is served yet"
+	}
 	for _, p := range problems {
-		cp.log.Error("policy problem; the last good configuration is still served", "error", p.Error())
+		cp.log.Error(msg, "error", p.Error())
 	}
 }
 
@@ -369,6 +376,11 @@ func (cp *plane) status() status {
 // so turning them all unready for one bad edit would take the mesh's
 // whole control plane out of its Service.
 func (cp *plane) unready(now time.Time) string {
+	if cp.cfg.Certs != nil {
+		if err := cp.cfg.Certs.Ready(); err != nil {
+			return err.Error()
+		}
+	}
 	if cp.srv.Current().Version == "" {
 		return "no policy applied yet"
 	}

@@ -20,7 +20,7 @@ const Redacted = "[redacted]"
 
 // Preview returns the resources node would receive from a control plane
 // serving paths, and its group: the same loader, translation and grouping
-// the server uses (PolicyLoader, snapshot translation, Mesh.GroupFor),
+// the server uses (Certificates.Loader, snapshot translation, Mesh.GroupFor),
 // with private keys replaced by Redacted so the output can be shared.
 //
 // # Errors

@@ -172,7 +172,7 @@ func TestReliabilityPolicyWritePatterns(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			dir, path := policyDir(t)
-			r := runPlaneWith(t, dir, Config{Load: PolicyLoader(CAEphemeral), Debounce: reliabilityDebounce})
+			r := runPlaneWith(t, dir, Config{Load: dryLoader(t, dir), Debounce: reliabilityDebounce})
 			good := r.status(t).Version
 			if good == "" {
 				t.Fatal("no version served")
@@ -294,7 +294,7 @@ func TestReliabilitySlowWriterIsNeverAppliedHalfWay(t *testing.T) {
 	}
 
 	w := &slowWriter{path: path}
-	inner := PolicyLoader(CAEphemeral)
+	inner := dryLoader(t, path)
 	var (
 		mu          sync.Mutex
 		good        string
@@ -346,7 +346,7 @@ func TestReliabilitySlowWriterIsNeverAppliedHalfWay(t *testing.T) {
 // stuckAfter, while /debug/status keeps answering and says a load runs.
 func TestReliabilityStuckLoaderIsNotReady(t *testing.T) {
 	dir, _ := policyDir(t)
-	inner := PolicyLoader(CAEphemeral)
+	inner := dryLoader(t, dir)
 	release, entered := make(chan struct{}), make(chan struct{})
 	var calls int
 	var mu sync.Mutex

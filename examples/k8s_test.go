@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
@@ -45,6 +46,7 @@ type manifests struct {
 	pdbs        []*policyv1.PodDisruptionBudget
 	accounts    []*corev1.ServiceAccount
 	claims      []*corev1.PersistentVolumeClaim
+	bindings    []*rbacv1.ClusterRoleBinding
 }
 
 // splitDocs splits a multi-document YAML file on its "---" separators.
@@ -67,7 +69,7 @@ func strict(t *testing.T, where string, doc []byte, into any) {
 
 func loadK8s(t *testing.T) (kustomization, manifests) {
 	t.Helper()
-	dir := filepath.Join("k8s")
+	dir := "k8s"
 	var k kustomization
 	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
@@ -106,6 +108,10 @@ func loadK8s(t *testing.T) (kustomization, manifests) {
 				var o corev1.ServiceAccount
 				strict(t, where, doc, &o)
 				m.accounts = append(m.accounts, &o)
+			case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+				var o rbacv1.ClusterRoleBinding
+				strict(t, where, doc, &o)
+				m.bindings = append(m.bindings, &o)
 			case "v1/PersistentVolumeClaim":
 				var o corev1.PersistentVolumeClaim
 				strict(t, where, doc, &o)
@@ -174,6 +180,31 @@ func TestKubernetesManifestsAreConsistent(t *testing.T) {
 	}
 	if cp == nil || cp.Spec.Replicas == nil || *cp.Spec.Replicas < 2 {
 		t.Errorf("the control plane must run several replicas")
+	}
+	// Secure by default: xDS over mTLS (no --insecure, which would hand
+	// configuration to any pod), first certificates by bootstrap token.
+	if cp != nil {
+		args := strings.Join(cp.Spec.Template.Spec.Containers[0].Args, " ")
+		if strings.Contains(args, "--insecure") {
+			t.Errorf("the control plane runs with --insecure: %s", args)
+		}
+		if !strings.Contains(args, "--bootstrap-tokens=") {
+			t.Errorf("the control plane has no bootstrap tokens for new nodes: %s", args)
+		}
+		// TokenReview needs its service account bound to a role that may
+		// create tokenreviews.
+		if strings.Contains(args, "--k8s-token-review") {
+			bound := false
+			for _, b := range m.bindings {
+				for _, s := range b.Subjects {
+					bound = bound || (b.RoleRef.Name == "system:auth-delegator" && s.Kind == "ServiceAccount" &&
+						s.Name == cp.Spec.Template.Spec.ServiceAccountName)
+				}
+			}
+			if !bound {
+				t.Errorf("--k8s-token-review without a system:auth-delegator binding for %s", cp.Spec.Template.Spec.ServiceAccountName)
+			}
+		}
 	}
 }
 

@@ -9,6 +9,12 @@
 //	intermediate.pem, intermediate-key.pem  signing intermediate, if enabled
 //	previous-roots.pem                      roots kept in the bundle during a rotation
 //	*.pem.new                               a certificate whose key is being replaced
+//	ca.lock                                 held (flock) while state is created or changed
+//
+// Several processes may share one state directory (control-plane
+// replicas started together): creating, rotating and retiring roots hold
+// the directory's lock, and a process that finds a root already created
+// reads it instead of making its own, so all of them end with one root.
 package localca
 
 import (
@@ -122,8 +128,20 @@ func Open(cfg Config) (*CA, error) {
 			return nil, fmt.Errorf("local ca: state directory: %w", err)
 		}
 		// The directory holds private keys; tighten one that already existed.
-		if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		if err := os.Chmod(cfg.Dir, 0o700); err != nil && !isReadOnly(err) {
 			return nil, fmt.Errorf("local ca: state directory: %w", err)
+		}
+		// Held from reading to writing, so that of replicas starting
+		// together on a fresh directory one creates the root and the
+		// others read it. A read-only directory (a mounted Secret) can
+		// only be read, so there is nothing to race on.
+		unlock, err := lockDir(cfg.Dir)
+		switch {
+		case err != nil && isReadOnly(err):
+		case err != nil:
+			return nil, err
+		default:
+			defer unlock()
 		}
 	}
 	loaded, err := ca.load()
@@ -231,6 +249,11 @@ func (ca *CA) Issue(ctx context.Context, req certs.Request) (*certs.Certificate,
 func (ca *CA) RotateRoot(context.Context) error {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
+	unlock, err := ca.lock()
+	if err != nil {
+		return fmt.Errorf("local ca: rotate root: %w", err)
+	}
+	defer unlock()
 	old := ca.root
 	previous := append(append([]*x509.Certificate{}, ca.previous...), old)
 	// Persist the old root as "previous" first: a crash after this point
@@ -258,7 +281,12 @@ func (ca *CA) RetirePreviousRoots(context.Context) error {
 		return nil
 	}
 	if ca.cfg.Dir != "" {
-		err := os.Remove(filepath.Join(ca.cfg.Dir, previousRootFile))
+		unlock, err := ca.lock()
+		if err != nil {
+			return fmt.Errorf("local ca: retire previous roots: %w", err)
+		}
+		defer unlock()
+		err = os.Remove(filepath.Join(ca.cfg.Dir, previousRootFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("local ca: retire previous roots: %w", err)
 		}
@@ -507,3 +535,17 @@ func (ca *CA) writeFile(name string, data []byte, mode os.FileMode) error {
 }
 
 func (ca *CA) path(name string) string { return filepath.Join(ca.cfg.Dir, name) }
+
+// lockFile is the state directory's lock (see lockDir).
+const lockFile = "ca.lock"
+
+func dirLockPath(dir string) string { return filepath.Join(dir, lockFile) }
+
+// lock takes the state directory's lock; a CA without one has nothing to
+// share.
+func (ca *CA) lock() (func(), error) {
+	if ca.cfg.Dir == "" {
+		return func() {}, nil
+	}
+	return lockDir(ca.cfg.Dir)
+}

@@ -117,12 +117,14 @@ type Manager struct {
 	metrics *metrics
 	kick    chan struct{}
 
-	mu       sync.Mutex
-	entries  map[spiffe.ID]*entry
-	bundle   *certs.Bundle
-	version  uint64
-	snap     Snapshot
-	subs     map[chan Snapshot]struct{}
+	mu      sync.Mutex
+	entries map[spiffe.ID]*entry
+	bundle  *certs.Bundle
+	version uint64
+	snap    Snapshot
+	subs    map[chan Snapshot]struct{}
+	// failed is closed, and replaced, at every failed issuance attempt.
+	failed   chan struct{}
 	rotating bool // a root rotation waits for every leaf to be re-issued
 	// bundleGen counts bundle changes made outside the loop, so the loop
 	// never overwrites a newer bundle with one it fetched before.
@@ -185,6 +187,7 @@ func New(cfg Config) (*Manager, error) {
 		kick:    make(chan struct{}, 1),
 		entries: map[spiffe.ID]*entry{},
 		subs:    map[chan Snapshot]struct{}{},
+		failed:  make(chan struct{}),
 	}
 	for _, id := range cfg.Always {
 		if err := id.Validate(); err != nil {
@@ -303,6 +306,16 @@ func (m *Manager) Subscribe(ctx context.Context) <-chan Snapshot {
 		m.mu.Unlock()
 	}()
 	return ch
+}
+
+// NextFailure returns a channel closed at the next failed issuance attempt
+// (which the manager retries with backoff): a caller waiting for a
+// certificate learns that the issuer is failing without waiting out its
+// own timeout.
+func (m *Manager) NextFailure() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed
 }
 
 // Run issues and renews certificates until ctx ends. It returns nil on
@@ -489,6 +502,8 @@ func (m *Manager) failedLocked(ctx context.Context, now time.Time, r result, e *
 	// and a random rest, so identities that failed together spread out.
 	backoff = backoff/2 + time.Duration(m.cfg.Rand()*float64(backoff/2))
 	e.nextAttempt = now.Add(backoff)
+	close(m.failed)
+	m.failed = make(chan struct{})
 	m.metrics.failures.WithLabelValues(m.cfg.IssuerName).Inc()
 	m.log.WarnContext(ctx, "issue certificate", "identity", r.id.String(), "error", r.err,
 		"failures", e.failures, "retry_in", backoff, "serving_until", notAfterOrZero(e.cert))

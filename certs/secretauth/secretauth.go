@@ -50,10 +50,32 @@ type Config struct {
 	// Shared are secret names every authenticated node may fetch (the
 	// trust bundle).
 	Shared []string
+	// Reviewer, when set, checks bearer tokens that are not bootstrap
+	// tokens as Kubernetes service-account tokens (certs/tokenreview):
+	// the account's namespace and name, in TrustDomain, is the stream's
+	// identity, as Istio's CA names workloads.
+	Reviewer TokenReviewer
+	// Available, when set, is asked about every entitled secret before it
+	// is served; an error refuses it (reason "unavailable"). The control
+	// plane refuses a certificate that expired while its issuer was down
+	// and is still in the last good configuration, rather than hand out an
+	// expired key to a stream that asks for it anew.
+	Available func(name string) error
+	// Anonymous admits streams with neither a certificate nor a token
+	// (plaintext xDS, where nothing can be verified) instead of refusing
+	// them: they receive configuration and the shared secrets, never a
+	// certificate and its private key.
+	Anonymous bool
 	// Registerer receives maestro_certs_secret_refusals_total when not nil.
 	Registerer prometheus.Registerer
 	Audit      *audit.Log
 	Logger     *slog.Logger
+}
+
+// TokenReviewer says which Kubernetes service account a token belongs to
+// (tokenreview.Reviewer).
+type TokenReviewer interface {
+	Review(ctx context.Context, token string) (namespace, serviceAccount string, err error)
 }
 
 // Principal is who a stream authenticated as.
@@ -62,7 +84,8 @@ type Principal struct {
 	Peer spiffe.ID
 	// Identities are the identities whose secrets it may fetch.
 	Identities []spiffe.ID
-	// Via is "mtls" or "token".
+	// Via is "mtls", "token" (bootstrap), "k8s" (reviewed
+	// service-account token) or "anonymous".
 	Via string
 }
 
@@ -71,14 +94,14 @@ func (p Principal) String() string {
 	switch p.Via {
 	case "mtls":
 		return p.Peer.String()
-	case "":
+	case "", viaAnonymous:
 		return "unauthenticated"
 	}
 	ids := make([]string, len(p.Identities))
 	for i, id := range p.Identities {
 		ids[i] = id.String()
 	}
-	return "token(" + strings.Join(ids, ",") + ")"
+	return p.Via + "(" + strings.Join(ids, ",") + ")"
 }
 
 // Guard tracks the principal of every open stream.
@@ -89,7 +112,16 @@ type Guard struct {
 	refusals *prometheus.CounterVec
 
 	mu      sync.Mutex
-	streams map[int64]Principal
+	streams map[int64]*stream
+}
+
+// stream is an open stream's principal and the secrets it was granted.
+type stream struct {
+	p Principal
+	// granted are names that passed Available on this stream: a request
+	// naming them again (an ACK) makes the server send nothing old, so
+	// they are not checked again.
+	granted map[string]bool
 }
 
 // New returns a Guard.
@@ -114,7 +146,7 @@ func New(cfg Config) (*Guard, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "secretauth"),
 		shared:  map[string]bool{},
-		streams: map[int64]Principal{},
+		streams: map[int64]*stream{},
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "maestro", Subsystem: "certs", Name: "secret_refusals_total",
 			Help: "Secret requests and streams refused for lack of entitlement, by reason.",
@@ -143,18 +175,53 @@ func (g *Guard) Authenticate(ctx context.Context) (Principal, error) {
 		return Principal{Peer: id, Identities: []spiffe.ID{id}, Via: "mtls"}, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
+	var bearer []string
 	for _, v := range md.Get(TokenHeader) {
 		tok, ok := strings.CutPrefix(v, "Bearer ")
 		if !ok {
 			continue
 		}
+		bearer = append(bearer, tok)
 		for known, ids := range g.cfg.Tokens {
 			if subtle.ConstantTimeCompare([]byte(known), []byte(tok)) == 1 {
 				return Principal{Identities: ids, Via: "token"}, nil
 			}
 		}
 	}
+	if g.cfg.Reviewer != nil && len(bearer) > 0 {
+		ns, sa, err := g.cfg.Reviewer.Review(ctx, bearer[0])
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		}
+		id, err := spiffe.New(g.cfg.TrustDomain, ns, sa)
+		if err != nil {
+			return Principal{}, fmt.Errorf("%w: service account %s/%s: %w", ErrUnauthenticated, ns, sa, err)
+		}
+		return Principal{Identities: []spiffe.ID{id}, Via: "k8s"}, nil
+	}
 	return Principal{}, ErrUnauthenticated
+}
+
+// viaAnonymous marks a stream admitted under Config.Anonymous.
+const viaAnonymous = "anonymous"
+
+// hasPeerCert reports whether the stream presented a certificate, which
+// then must be valid: a bad one is never downgraded to anonymous.
+func hasPeerCert(ctx context.Context) bool {
+	_, err := mtls.PeerIDFromContext(ctx)
+	return err == nil
+}
+
+// hasBearer reports whether the stream presented a bearer token, which
+// then must be good: a bad one is never downgraded to anonymous.
+func hasBearer(ctx context.Context) bool {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(TokenHeader) {
+		if strings.HasPrefix(v, "Bearer ") {
+			return true
+		}
+	}
+	return false
 }
 
 // Open records the principal of a new stream.
@@ -163,12 +230,15 @@ func (g *Guard) Authenticate(ctx context.Context) (Principal, error) {
 // ErrUnauthenticated (audited and counted) when the stream has no identity.
 func (g *Guard) Open(ctx context.Context, streamID int64) error {
 	p, err := g.Authenticate(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrUnauthenticated) && g.cfg.Anonymous && !hasPeerCert(ctx) && !hasBearer(ctx):
+		p = Principal{Via: viaAnonymous}
+	case err != nil:
 		g.refuse(ctx, "unauthenticated", Principal{}, "", "", err)
 		return err
 	}
 	g.mu.Lock()
-	g.streams[streamID] = p
+	g.streams[streamID] = &stream{p: p, granted: map[string]bool{}}
 	g.mu.Unlock()
 	return nil
 }
@@ -188,7 +258,11 @@ func (g *Guard) Close(streamID int64) {
 // ErrRefused (audited and counted), naming the first secret refused.
 func (g *Guard) Check(ctx context.Context, streamID int64, node string, names []string) error {
 	g.mu.Lock()
-	p, ok := g.streams[streamID]
+	st, ok := g.streams[streamID]
+	var p Principal
+	if ok {
+		p = st.p
+	}
 	g.mu.Unlock()
 	if !ok {
 		err := fmt.Errorf("%w: stream %d was not opened through the guard", ErrRefused, streamID)
@@ -209,7 +283,27 @@ func (g *Guard) Check(ctx context.Context, streamID int64, node string, names []
 			return err
 		}
 	}
-	return nil
+	if g.cfg.Available == nil {
+		return nil
+	}
+	var err error
+	name := ""
+	g.mu.Lock()
+	for _, name = range sorted {
+		if st.granted[name] {
+			continue
+		}
+		if aerr := g.cfg.Available(name); aerr != nil {
+			err = fmt.Errorf("%w: secret %q: %w", ErrRefused, name, aerr)
+			break
+		}
+		st.granted[name] = true
+	}
+	g.mu.Unlock()
+	if err != nil {
+		g.refuse(ctx, "unavailable", p, node, name, err)
+	}
+	return err
 }
 
 func (g *Guard) entitled(p Principal, name string) bool {
@@ -238,4 +332,40 @@ func (g *Guard) refuse(ctx context.Context, reason string, p Principal, node, se
 	if aerr := g.cfg.Audit.Record(ctx, audit.Event{Kind: audit.Refused, Peer: peer, Identity: secret, Error: err.Error(), Details: details}); aerr != nil {
 		g.log.ErrorContext(ctx, "audit", "error", aerr)
 	}
+}
+
+// ParseTokens reads a bootstrap token file: one token a line followed by
+// the SPIFFE IDs whose secrets it may fetch, separated by spaces; blank
+// lines and lines starting with '#' are skipped. name is the file's name
+// for errors, which give its line but never the token.
+//
+// # Errors
+// A short token, a line without an ID, an invalid ID or a token given
+// twice, naming the file and line.
+func ParseTokens(name string, data []byte) (map[string][]spiffe.ID, error) {
+	out := map[string][]spiffe.ID{}
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		at := fmt.Sprintf("%s:%d", name, i+1)
+		if len(f[0]) < 16 {
+			return nil, fmt.Errorf("%s: token shorter than 16 characters", at)
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("%s: token without a SPIFFE ID", at)
+		}
+		if _, dup := out[f[0]]; dup {
+			return nil, fmt.Errorf("%s: token given twice", at)
+		}
+		for _, s := range f[1:] {
+			id, err := spiffe.Parse(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", at, err)
+			}
+			out[f[0]] = append(out[f[0]], id)
+		}
+	}
+	return out, nil
 }

@@ -57,6 +57,15 @@ type Options struct {
 	Always []spiffe.ID `json:"-"`
 	// Names are extra DNS and IP SANs per identity (see rotation.Config).
 	Names map[spiffe.ID]certs.Names `json:"-"`
+	// DryRun builds and checks the configured issuer (its settings, not
+	// its credentials) but issues from a throw-away in-memory built-in CA
+	// of the same trust domain: nothing is written and no CA contacted.
+	// For previews (`maestro validate`), which must not need a reachable
+	// Vault nor create CA state, yet go through the same code.
+	DryRun bool `json:"-"`
+	// MinBackoff and MaxBackoff bound the retry delay after a failed
+	// issuance (rotation.Config); zero keeps the rotation defaults.
+	MinBackoff, MaxBackoff time.Duration `json:"-"`
 }
 
 // LocalOptions configure the built-in CA.
@@ -152,6 +161,17 @@ func (o Options) NewIssuer(log *slog.Logger) (certs.Issuer, func(context.Context
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if o.DryRun {
+		// Checked exactly as for real, then set aside.
+		o.DryRun, o.Local.StateDir = false, ""
+		if o.Issuer == IssuerVault {
+			if _, _, err := o.NewIssuer(log); err != nil {
+				return nil, nil, err
+			}
+			o.Issuer = IssuerLocal
+		}
+		log = slog.New(slog.DiscardHandler) // no warning about the in-memory root
+	}
 	switch o.Issuer {
 	case "", IssuerLocal:
 		if o.TrustDomain == "" {
@@ -222,11 +242,12 @@ func (o Options) Start(deps Deps) (*Running, error) {
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	name := "localca"
-	if o.Issuer == IssuerVault {
+	if o.Issuer == IssuerVault && !o.DryRun {
 		name = "vault"
 	}
 	m, err := rotation.New(rotation.Config{
 		Issuer: iss, IssuerName: name, TTL: o.TTL, RenewFraction: o.RenewFraction,
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 		Registerer: deps.Registerer, Audit: deps.Audit, Logger: deps.Logger, Always: o.Always, Names: o.Names,
 	})
 	if err != nil {

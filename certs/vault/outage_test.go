@@ -11,19 +11,47 @@ import (
 	"github.com/maestro-ml/maestro/certs/rotation"
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/certs/vault"
+	"github.com/maestro-ml/maestro/certs/vault/vaulttest"
 )
 
-// TestVaultDownTenSecondsWithRotation runs the rotation manager against the
-// Vault issuer with a 3s TTL while Vault is unreachable for 10s of clock
-// time: no expired certificate may be handed out at any instant, and
-// issuance must recover by itself once Vault is back.
-func TestVaultDownTenSecondsWithRotation(t *testing.T) {
+// vaultFaults are the ways Vault fails that its documentation describes,
+// each with how to switch it on and off on the test server.
+var vaultFaults = []struct {
+	name string
+	tls  bool
+	set  func(s *vaulttest.Server, on bool)
+}{
+	{name: "down", set: func(s *vaulttest.Server, on bool) { s.SetDown(on) }},
+	{name: "down over TLS", tls: true, set: func(s *vaulttest.Server, on bool) { s.SetDown(on) }},
+	{name: "sealed", set: func(s *vaulttest.Server, on bool) { s.SetSealed(on) }},
+	{name: "standby during an election", set: func(s *vaulttest.Server, on bool) { s.SetStandby(on, false) }},
+	{name: "performance standby during an election", set: func(s *vaulttest.Server, on bool) { s.SetStandby(on, true) }},
+	{name: "rate limited 429", set: func(s *vaulttest.Server, on bool) { s.SetFailure(map[bool]int{true: 429}[on]) }},
+	{name: "internal error 500", set: func(s *vaulttest.Server, on bool) { s.SetFailure(map[bool]int{true: 500}[on]) }},
+}
+
+// TestReliabilityVaultFaultsThroughRotation runs the rotation manager
+// against the Vault issuer with a 3s TTL while Vault fails for 10s of
+// clock time in each documented way: no expired certificate may be handed
+// out at any instant, expired ones are withdrawn, and issuance recovers by
+// itself within the largest backoff once Vault is back.
+func TestReliabilityVaultFaultsThroughRotation(t *testing.T) {
+	for _, f := range vaultFaults {
+		t.Run(f.name, func(t *testing.T) {
+			outageThroughRotation(t, f.tls, f.set)
+		})
+	}
+}
+
+// outageThroughRotation is one fault of
+// TestReliabilityVaultFaultsThroughRotation, switched with set.
+func outageThroughRotation(t *testing.T, tls bool, set func(*vaulttest.Server, bool)) {
 	const (
 		ttl     = 3 * time.Second
 		outage  = 10 * time.Second
 		maxBack = 2 * time.Second
 	)
-	e := newEnv(t, nil, 0, 0)
+	e := newEnvTLS(t, nil, 0, 0, tls)
 	iss := e.issuer(t, vault.TokenAuth{Token: vault.Secret{Value: e.root}}, vault.ModeSign)
 	reg := prometheus.NewRegistry()
 	m, err := rotation.New(rotation.Config{
@@ -97,7 +125,7 @@ func TestVaultDownTenSecondsWithRotation(t *testing.T) {
 		}
 	}
 
-	e.srv.SetDown(true)
+	set(e.srv, true)
 	downAt := e.clock.Now()
 	withdrawn := false
 	for e.clock.Now().Sub(downAt) < outage {
@@ -115,7 +143,7 @@ func TestVaultDownTenSecondsWithRotation(t *testing.T) {
 		t.Fatalf("failure counter %v after a 10s outage", failures)
 	}
 
-	e.srv.SetDown(false)
+	set(e.srv, false)
 	upAt := e.clock.Now()
 	for len(m.Current().Certs) < 2 {
 		if step().Sub(upAt) > maxBack {
@@ -123,6 +151,7 @@ func TestVaultDownTenSecondsWithRotation(t *testing.T) {
 		}
 		check()
 	}
+	t.Logf("recovered %v (clock) after Vault came back, with %v largest backoff", e.clock.Now().Sub(upAt), maxBack)
 	// And rotation carries on as normal afterwards.
 	before := m.Current().Certs[id].Serial()
 	for m.Current().Certs[id].Serial() == before {

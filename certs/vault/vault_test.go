@@ -40,9 +40,17 @@ type env struct {
 	clock *fakeclock.Clock
 	logs  *syncbuf.Buffer
 	root  string // a token that never expires
+	// caFile verifies the server's TLS certificate, for a TLS server.
+	caFile string
 }
 
 func newEnv(t *testing.T, now func() time.Time, appRoleTTL, appRoleMax time.Duration) *env {
+	t.Helper()
+	return newEnvTLS(t, now, appRoleTTL, appRoleMax, false)
+}
+
+// newEnvTLS is newEnv with, if tls, Vault served over HTTPS.
+func newEnvTLS(t *testing.T, now func() time.Time, appRoleTTL, appRoleMax time.Duration, tls bool) *env {
 	t.Helper()
 	e := &env{logs: &syncbuf.Buffer{}}
 	if now == nil {
@@ -51,6 +59,7 @@ func newEnv(t *testing.T, now func() time.Time, appRoleTTL, appRoleMax time.Dura
 	}
 	srv, err := vaulttest.New(vaulttest.Config{
 		Now: now,
+		TLS: tls,
 		Roles: map[string]vaulttest.Role{
 			roleName: {AllowedURISANs: []string{"spiffe://" + td + "/*"}, MaxTTL: 24 * time.Hour},
 		},
@@ -69,6 +78,12 @@ func newEnv(t *testing.T, now func() time.Time, appRoleTTL, appRoleMax time.Dura
 	}
 	t.Cleanup(srv.Close)
 	e.srv = srv
+	if tls {
+		e.caFile = filepath.Join(t.TempDir(), "vault-ca.pem")
+		if err := os.WriteFile(e.caFile, srv.CACertPEM(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.root = srv.NewToken(vaulttest.TokenSpec{Policies: []string{policyPKI}})
 	t.Cleanup(func() {
 		logs := e.logs.String()
@@ -90,6 +105,7 @@ func (e *env) issuer(t *testing.T, auth vault.Auth, mode vault.Mode) *vault.Issu
 		Auth:    auth,
 		Timeout: 5 * time.Second,
 		Logger:  slogJSON(e.logs),
+		CACert:  e.caFile,
 	}
 	if e.clock != nil {
 		cfg.Now = e.clock.Now

@@ -33,16 +33,9 @@ type adminStatus struct {
 // runStatus prints a running control plane's routes, weights, rollouts
 // and ensemble member weights, read from its admin port.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro status [--admin ADDR] [--json]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Prints a running control plane's routes with the weights the policy writes and those served")
-		fmt.Fprintln(stderr, "(rollout and adaptive overlays), its rollouts, and its ensembles' member weights, from")
-		fmt.Fprintln(stderr, "http://ADMIN/debug/status.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("status", stderr, `Prints a running control plane's routes with the weights the policy writes and those served
+(rollout and adaptive overlays), its rollouts, and its ensembles' member weights, from
+http://ADMIN/debug/status.`, "[--admin ADDR] [--json]")
 	admin := fs.String("admin", controlplane.DefaultAdminAddr, "the control plane's admin `address` (host:port or URL)")
 	asJSON := fs.Bool("json", false, "print the status document as JSON instead of tables")
 	if err := parseFlags(fs, args); err != nil {

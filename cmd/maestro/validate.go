@@ -11,6 +11,7 @@ import (
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/controlplane/xds"
 )
 
 // exitError carries a process exit code for a failure already reported.
@@ -27,16 +28,10 @@ func (e *exitError) ExitCode() int { return e.code }
 // runValidate checks policies without serving them and, with --output,
 // prints what one node would receive.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro validate -f PATH [-f PATH...] [--output json|yaml --node ID [--role R] [--service S]]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Checks mesh policies: every problem is printed as file:line:col: kind \"name\": field: message,")
-		fmt.Fprintln(stderr, "and the exit code is 1 if there is any. With --output, prints the xDS resources the node")
-		fmt.Fprintln(stderr, "would receive from the control plane (private keys redacted).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("validate", stderr, `Checks mesh policies: every problem is printed as file:line:col: kind "name": field: message,
+and the exit code is 1 if there is any. With --output, prints the xDS resources the node
+would receive from the control plane (private keys redacted).`,
+		"-f PATH [-f PATH...] [--output json|yaml --node ID [--role R] [--service S]]")
 	var paths stringsFlag
 	fs.Var(&paths, "f", "policy `path` (file or directory); repeatable")
 	output := fs.String("output", "", "print the node's xDS resources as `format` json or yaml")
@@ -61,24 +56,34 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintln(stderr, "maestro validate: --output needs --node ID (and --role/--service unless the ID alone selects a group)")
 		return errUsage
 	}
-	// The same loader as the server, with a throw-away CA: validating
-	// must not create CA state on disk. Files the server would skip (a
-	// FIFO named like a policy) are named here too, and never opened.
-	load := controlplane.PolicyLoader(controlplane.CAEphemeral)
+	// Files the server would skip (a FIFO named like a policy) are named
+	// here too, and never opened.
 	ctx = policy.WithSkipReport(ctx, func(path, reason string) {
 		fmt.Fprintf(stderr, "warning: %s: skipped: %s\n", path, reason)
 	})
-	if *output == "" {
-		if _, _, err := load(ctx, paths); err != nil {
-			return report(stderr, err)
-		}
-		fmt.Fprintln(stdout, "policy is valid")
-		return nil
-	}
-	ctx = state.context(ctx)
-	res, group, err := controlplane.Preview(ctx, load, paths, model.NodeInfo{ID: *node, Role: model.Role(*role), Service: *service})
+	ctx = state.context(ctx) // --state-dir: the rollout weights recorded there
+	// The same certificates and loader as the server, in dry run: the
+	// issuer's settings are checked, but validating contacts no CA and
+	// creates no CA state on disk.
+	var (
+		res   *xds.Resources
+		group string
+	)
+	err := controlplane.WithCertificates(ctx, paths, controlplane.CertConfig{DryRun: true, Plaintext: true},
+		func(ctx context.Context, c *controlplane.Certificates) (err error) {
+			if *output == "" {
+				_, _, err = c.Loader()(ctx, paths)
+				return err
+			}
+			res, group, err = controlplane.Preview(ctx, c.Loader(), paths, model.NodeInfo{ID: *node, Role: model.Role(*role), Service: *service})
+			return err
+		})
 	if err != nil {
 		return report(stderr, err)
+	}
+	if *output == "" {
+		fmt.Fprintln(stdout, "policy is valid")
+		return nil
 	}
 	out, err := res.JSON()
 	if err != nil {

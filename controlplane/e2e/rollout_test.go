@@ -168,11 +168,14 @@ func startLoopPlaneConfig(t *testing.T, path, auditPath string, cfg closedloop.C
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- controlplane.Run(ctx, controlplane.Config{
-			Paths: []string{path}, Load: controlplane.PolicyLoader(controlplane.CAEphemeral), Insecure: true, Loop: loop,
-			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-			Ready: func(a controlplane.Addrs) { ready <- a },
-		})
+		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
+			func(ctx context.Context, c *controlplane.Certificates) error {
+				return controlplane.Run(ctx, controlplane.Config{
+					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true, Loop: loop,
+					XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+					Ready: func(a controlplane.Addrs) { ready <- a },
+				})
+			})
 	}()
 	p := &loopPlane{}
 	stopped := false

@@ -6,7 +6,14 @@
 // and status codes, role max_ttl capping, token TTLs and expiry, and 403 for
 // bad or expired tokens. Outages (down, sealed, 5xx) and latency can be
 // injected, and time comes from an injectable clock, so tests drive token
-// and certificate lifetimes without sleeping.
+// and certificate lifetimes without sleeping. With Config.TLS it serves
+// HTTPS, as a production Vault does.
+//
+// HA roles follow Vault's HA documentation: a standby node redirects API
+// requests to the active node with 307 Temporary Redirect (what Vault does
+// when it cannot forward them), or answers 503 "no active Vault instance
+// found" while no node is active; a performance standby serves reads
+// itself and redirects writes.
 //
 // It is meant to be driven through github.com/hashicorp/vault/api, the same
 // client production code uses.
@@ -16,6 +23,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +56,9 @@ type Config struct {
 	// a prefix ending in '*'. "root" grants everything; "default" grants
 	// the token self-service endpoints, as in Vault.
 	Policies map[string][]string
+	// TLS serves HTTPS with a certificate for 127.0.0.1 signed by
+	// CACertPEM, instead of plain HTTP.
+	TLS bool
 }
 
 // Server is a running test Vault. Its methods are safe for concurrent use.
@@ -65,6 +76,7 @@ type Server struct {
 	sealed   bool
 	standby  bool
 	perf     bool
+	active   string
 	failCode int
 	latency  time.Duration
 	counts   map[string]int
@@ -99,8 +111,22 @@ func New(cfg Config) (*Server, error) {
 	s.http = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.http.Listener.Close()
 	s.http.Listener = ln
-	s.http.Start()
+	if cfg.TLS {
+		s.http.StartTLS()
+	} else {
+		s.http.Start()
+	}
 	return s, nil
+}
+
+// CACertPEM is the PEM certificate that verifies the server's TLS
+// certificate (for api.TLSConfig.CACert), nil without Config.TLS.
+func (s *Server) CACertPEM() []byte {
+	c := s.http.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 // Addr is the server's URL, for api.Config.Address.
@@ -139,9 +165,16 @@ func (s *Server) SetSealed(v bool) { s.set(func() { s.sealed = v }) }
 // is also sealed).
 func (s *Server) SetUninitialized(v bool) { s.set(func() { s.uninit = v }) }
 
-// SetStandby makes sys/health report a standby (or, with perf, a
-// performance standby) node.
+// SetStandby makes the server a standby (or, with perf, a performance
+// standby) node: sys/health reports it (429 or 473), and API requests are
+// redirected to the active node SetActive names, or refused with 503
+// while none is.
 func (s *Server) SetStandby(standby, perf bool) { s.set(func() { s.standby, s.perf = standby, perf }) }
+
+// SetActive sets the address (a URL, as Vault's api_addr) of the active
+// node a standby redirects to; empty means no node is active (an election
+// is under way).
+func (s *Server) SetActive(addr string) { s.set(func() { s.active = strings.TrimRight(addr, "/") }) }
 
 // SetFailure makes every API but sys/health answer with code (a 5xx);
 // zero restores normal service.
@@ -269,6 +302,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch v := out.(type) {
+	case redirected:
+		http.Redirect(w, r, string(v), status)
 	case raw:
 		w.Header().Set("Content-Type", v.contentType)
 		w.WriteHeader(status)
@@ -292,6 +327,12 @@ func (s *Server) route(r *http.Request, path string) (any, int, error) {
 	s.mu.Unlock()
 	if sealed {
 		return nil, 0, errorf(http.StatusServiceUnavailable, "Vault is sealed")
+	}
+	if redirect, err := s.standbyAnswer(r); redirect != "" || err != nil {
+		if err != nil {
+			return nil, 0, err
+		}
+		return redirected(redirect), http.StatusTemporaryRedirect, nil
 	}
 	if fail != 0 {
 		return nil, 0, errorf(fail, "internal error")
@@ -334,6 +375,30 @@ func (s *Server) route(r *http.Request, path string) (any, int, error) {
 	default:
 		return nil, 0, errorf(http.StatusNotFound, "1 error occurred:\n\t* unsupported path\n\n")
 	}
+}
+
+// redirected is a 307 answer's Location.
+type redirected string
+
+// standbyAnswer is how a standby node answers an API request it does not
+// serve: the active node's URL for the same path, or 503 while there is
+// none. An active node, and a performance standby asked to read, serve
+// the request ("", nil).
+func (s *Server) standbyAnswer(r *http.Request) (string, error) {
+	s.mu.Lock()
+	standby, perf, active := s.standby, s.perf, s.active
+	s.mu.Unlock()
+	if !standby || (perf && r.Method == http.MethodGet) {
+		return "", nil
+	}
+	if active == "" {
+		return "", errorf(http.StatusServiceUnavailable, "no active Vault instance found")
+	}
+	u := active + r.URL.Path
+	if r.URL.RawQuery != "" {
+		u += "?" + r.URL.RawQuery
+	}
+	return u, nil
 }
 
 func isKnown(path, pkiPrefix string) bool {

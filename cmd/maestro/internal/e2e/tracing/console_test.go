@@ -27,9 +27,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
 // spanStart is where the stdout exporter's JSON for a span begins.
@@ -124,7 +124,7 @@ func startOTLPGRPC(t *testing.T, got *received) string {
 	}
 	srv := grpc.NewServer()
 	collectorpb.RegisterTraceServiceServer(srv, otlpGRPC{got: got})
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }() // returns when Stop closes lis
 	t.Cleanup(srv.Stop)
 	return lis.Addr().String()
 }
@@ -149,9 +149,9 @@ func startOTLPHTTP(t *testing.T, got *received) string {
 		got.addOTLP(&req)
 		w.Header().Set("content-type", "application/x-protobuf")
 		out, _ := proto.Marshal(&collectorpb.ExportTraceServiceResponse{})
-		w.Write(out)
+		_, _ = w.Write(out) // a failed write fails the exporter, which the test sees
 	})}
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }() // http.ErrServerClosed once Close runs
 	t.Cleanup(func() { srv.Close() })
 	return lis.Addr().String()
 }

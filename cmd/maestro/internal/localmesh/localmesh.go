@@ -161,28 +161,39 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	ready := make(chan controlplane.Addrs, 1)
 	g.Go(func() error {
-		err := controlplane.Run(gctx, controlplane.Config{
-			Paths:     []string{cfg.Policy},
-			Load:      controlplane.PolicyLoader(controlplane.CAFromPolicy),
-			XDSAddr:   cfg.XDSAddr,
-			AdminAddr: cfg.AdminAddr,
-			// Loopback only, for a local demo; the control plane logs
-			// that it serves plaintext.
-			Insecure: true,
-			Logger:   cfg.Logger,
-			Registry: telemetry.NewRegistry(),
-			Tracer:   tracerProvider(cfg.Tracing),
-			Ready:    func(a controlplane.Addrs) { ready <- a },
-			OnReload: func(version string, err error) {
-				if err != nil {
-					fmt.Fprintf(cfg.Out, "policy change rejected, still serving the last good version:\n%v\n", err)
-				} else {
-					fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
-				}
-				if cfg.OnReload != nil {
-					cfg.OnReload(version, err)
-				}
-			},
+		// The same certificates as `maestro controlplane` (the policy's
+		// spec.ca), served on loopback in plaintext.
+		reg := telemetry.NewRegistry()
+		certCfg := controlplane.CertConfig{Logger: cfg.Logger, Registerer: reg, Plaintext: true}
+		err := controlplane.WithCertificates(gctx, []string{cfg.Policy}, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
+			return controlplane.Run(ctx, controlplane.Config{
+				Paths:     []string{cfg.Policy},
+				Load:      c.Loader(),
+				Certs:     c,
+				XDSAddr:   cfg.XDSAddr,
+				AdminAddr: cfg.AdminAddr,
+				// Loopback only, for a local demo; the control plane logs
+				// that it serves plaintext.
+				Insecure:        true,
+				InsecureSecrets: true,
+				Logger:          cfg.Logger,
+				Registry:        reg,
+				Tracer:          tracerProvider(cfg.Tracing),
+				Ready:           func(a controlplane.Addrs) { ready <- a },
+				OnReload: func(version string, err error) {
+					if err != nil {
+						// The control plane has logged each problem once, with
+						// its file:line:col; repeating them here would print
+						// every one twice on the same terminal.
+						fmt.Fprintf(cfg.Out, "policy change rejected (problems logged above): still serving version %s\n", version)
+					} else {
+						fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
+					}
+					if cfg.OnReload != nil {
+						cfg.OnReload(version, err)
+					}
+				},
+			})
 		})
 		return busyPort(err, cfg.XDSAddr+" or "+cfg.AdminAddr, "the control plane")
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/controlplane/server"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/internal/syncbuf"
 )
 
@@ -132,7 +133,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 	counts := make(chan Counts, 1)
 	reloads := make(chan error, 8)
 	started := make(chan Started, 1)
-	var out syncbuf.Buffer
+	var out, logs syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -141,6 +142,7 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 			XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 			DemoTraffic: true, Rate: 1000,
 			Interval: 50 * time.Millisecond, Out: &out,
+			Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 			OnReady: func(s Started) { started <- s },
 			OnCounts: func(c Counts) {
 				select { // keep only the latest
@@ -195,6 +197,30 @@ func TestUpSplitsDemoTrafficAndFollowsPolicyEdits(t *testing.T) {
 	got, _ = share(t, counts, base, 4000) // 3 points is 3.8 standard deviations at 50%
 	if got < 0.47 || got > 0.53 {
 		t.Errorf("v2 share %.3f after the edit to 50/50, want within 3 points of 0.50", got)
+	}
+
+	// A broken edit is rejected: the control plane logs its problem once,
+	// and up's own output says so without repeating the problem.
+	writePolicy(t, policyPath, ports, 120, caDir)
+	var rejected error
+	select {
+	case rejected = <-reloads:
+		if rejected == nil {
+			t.Fatal("an edit with weights 120/-20 was accepted")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the broken edit was not reloaded within 10s")
+	}
+	problem := strings.SplitN(rejected.Error(), "\n", 2)[0]
+	if n := strings.Count(out.String(), "policy change rejected"); n != 1 {
+		t.Errorf("up's output says %d times that the change was rejected, want once:\n%s", n, out.String())
+	}
+	if strings.Contains(out.String(), problem) {
+		t.Errorf("up's output repeats the problem %q the log already has:\n%s", problem, out.String())
+	}
+	// The text handler quotes the message: compare unquoted.
+	if n := strings.Count(strings.ReplaceAll(logs.String(), `\"`, `"`), problem); n != 1 {
+		t.Errorf("the log has the problem %q %d times, want once:\n%s", problem, n, logs.String())
 	}
 }
 

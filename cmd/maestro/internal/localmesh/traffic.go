@@ -15,9 +15,10 @@ import (
 	"google.golang.org/grpc/xds"
 
 	"github.com/maestro-ml/maestro/controlplane/policy"
-	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/oipclient"
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/inference/tensor"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
@@ -44,7 +45,7 @@ func demoTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, bootstrap [
 		if err != nil {
 			return fmt.Errorf("demo traffic for route %s: dial xds:///%s: %w", r.Metadata.Name, sp.Target, err)
 		}
-		client := pb.NewGRPCInferenceServiceClient(conn)
+		client := oipclient.NewGRPC(conn)
 		name := r.Metadata.Name
 		g.Go(func() error {
 			defer conn.Close()
@@ -57,7 +58,7 @@ func demoTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, bootstrap [
 // send calls client at cfg.Rate until ctx is done. Failures are logged, not
 // fatal: a policy edit may point a route at a version that is still
 // starting, and the demo should ride through it.
-func send(ctx context.Context, cfg Config, route string, client pb.GRPCInferenceServiceClient, req *pb.ModelInferRequest) error {
+func send(ctx context.Context, cfg Config, route string, client oipclient.Client, req demo) error {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 	defer tick.Stop()
 	var failures int
@@ -68,7 +69,7 @@ func send(ctx context.Context, cfg Config, route string, client pb.GRPCInference
 		case <-tick.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := client.ModelInfer(callCtx, req)
+		_, err := client.Infer(callCtx, req.model, "", req.body)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			failures++
@@ -79,20 +80,26 @@ func send(ctx context.Context, cfg Config, route string, client pb.GRPCInference
 	}
 }
 
+// demo is one route's demo request.
+type demo struct {
+	model string
+	body  tensor.JSONRequest
+}
+
 // demoRequest builds a one-row request for model from its config.yaml,
 // with inputs of the declared types and shapes.
-func demoRequest(models, model string) (*pb.ModelInferRequest, error) {
+func demoRequest(models, model string) (demo, error) {
 	path := filepath.Join(models, model, repository.ConfigFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return demo{}, err
 	}
 	c, err := repository.ParseConfig(path, model, data)
 	if err != nil {
-		return nil, err
+		return demo{}, err
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	req := &pb.ModelInferRequest{ModelName: model}
+	req := demo{model: model}
 	for _, in := range c.Inputs {
 		shape := in.Shape
 		if c.MaxBatchSize > 0 {
@@ -102,34 +109,37 @@ func demoRequest(models, model string) (*pb.ModelInferRequest, error) {
 		for _, d := range shape {
 			n *= int(d)
 		}
-		contents := &pb.InferTensorContents{}
+		t := runtime.Tensor{Name: in.Name, Datatype: in.Datatype, Shape: shape}
 		switch in.Datatype {
 		case runtime.FP32:
-			for range n {
-				contents.Fp32Contents = append(contents.Fp32Contents, rng.Float32())
-			}
+			t.Data = fill(n, rng.Float32)
 		case runtime.FP64:
-			for range n {
-				contents.Fp64Contents = append(contents.Fp64Contents, rng.Float64())
-			}
+			t.Data = fill(n, rng.Float64)
 		case runtime.Int64:
 			// Id-keyed models may reject 1; their routes are ensembles,
 			// which demo traffic skips, and a rejection is only logged.
-			for range n {
-				contents.Int64Contents = append(contents.Int64Contents, 1)
-			}
+			t.Data = fill(n, func() int64 { return 1 })
 		case runtime.Int32:
-			for range n {
-				contents.IntContents = append(contents.IntContents, 1)
-			}
+			t.Data = fill(n, func() int32 { return 1 })
 		default:
-			return nil, fmt.Errorf("input %s: demo traffic does not generate %s tensors", in.Name, in.Datatype)
+			return demo{}, fmt.Errorf("input %s: demo traffic does not generate %s tensors", in.Name, in.Datatype)
 		}
-		req.Inputs = append(req.Inputs, &pb.ModelInferRequest_InferInputTensor{
-			Name: in.Name, Datatype: string(in.Datatype), Shape: shape, Contents: contents,
-		})
+		ji, err := tensor.EncodeJSONInput(t)
+		if err != nil {
+			return demo{}, fmt.Errorf("input %s: %w", in.Name, err)
+		}
+		req.body.Inputs = append(req.body.Inputs, ji)
 	}
 	return req, nil
+}
+
+// fill returns n values of next.
+func fill[T any](n int, next func() T) []T {
+	out := make([]T, n)
+	for i := range out {
+		out[i] = next()
+	}
+	return out
 }
 
 // dialXDS connects to xds:///target with an xDS client of its own, built

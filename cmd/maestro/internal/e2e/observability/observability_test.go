@@ -22,11 +22,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/xds"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/internal/localmesh"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/internal/promtest"
 )
 
@@ -78,7 +78,11 @@ func docSection(t *testing.T, doc, first string) string {
 		t.Fatalf("docs/metrics.md has no yaml block starting with %q", first)
 	}
 	block := doc[i+len("```yaml\n"):]
-	return block[:strings.Index(block, "```")]
+	end := strings.Index(block, "```")
+	if end < 0 {
+		t.Fatalf("docs/metrics.md: the yaml block starting with %q is not closed", first)
+	}
+	return block[:end]
 }
 
 // envoyStats serves what an older Envoy's /stats/prometheus shows of the
@@ -93,7 +97,7 @@ func envoyStats(t *testing.T) string {
 		fmt.Fprint(w, "# TYPE envoy_wasmcustom_maestro_slo_requests_total counter\n"+
 			"envoy_wasmcustom_maestro_slo_requests_total{route=\"fraud\",model=\"fraud\"} 7\n")
 	})}
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }() // http.ErrServerClosed once Close runs
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
@@ -102,7 +106,7 @@ func TestPrometheusSeesTheMeshAsDocumented(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh and a Prometheus server")
 	}
-	docBytes, err := os.ReadFile("../../docs/metrics.md")
+	docBytes, err := os.ReadFile("../../../../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}

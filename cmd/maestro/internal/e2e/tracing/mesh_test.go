@@ -18,12 +18,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/xds"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/internal/localmesh"
-	"github.com/maestro-ml/maestro/internal/localmesh/meshtest"
 )
 
 // tracedPolicy routes model fraud to one local inference server on port;
