@@ -168,9 +168,9 @@ func TestOverlayChangesPushWithoutFileChange(t *testing.T) {
 		if i > 0 {
 			clock.add(time.Second) // the step's interval passes: it is judged
 		}
-		st := waitStatus(t, admin, want, func(st debugStatus) bool { return effective(st, "fraud") == want })
+		waitStatus(t, admin, want, func(st debugStatus) bool { return effective(st, "fraud") == want })
 		// The overlay reaches the snapshots: every step is a new version.
-		st = waitStatus(t, admin, "a new version for "+want, func(st debugStatus) bool { return !seen[st.Version] })
+		st := waitStatus(t, admin, "a new version for "+want, func(st debugStatus) bool { return !seen[st.Version] })
 		seen[st.Version] = true
 		if len(st.Rollouts) != 1 || !st.Leader {
 			t.Fatalf("status rollouts %+v leader %v: want one, driven here", st.Rollouts, st.Leader)

@@ -14,8 +14,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
@@ -53,7 +53,7 @@ func adaptiveExample(t *testing.T) string {
 
 // fanoutWeights decodes the fanout filter's ECDS config and returns the
 // member weights of the first Envoy route of policy route, by cluster.
-func fanoutWeights(t *testing.T, res *discovery.Resource, route string) map[string]float64 {
+func fanoutWeights(t *testing.T, res *discoveryv3.Resource, route string) map[string]float64 {
 	t.Helper()
 	var tec corev3.TypedExtensionConfig
 	if err := res.GetResource().UnmarshalTo(&tec); err != nil {
@@ -98,11 +98,11 @@ func TestAdaptiveWeightsReachTheFanoutFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node(t, "gw-1", "gateway", ""),
-		TypeUrl: resourcev3.ExtensionConfigType, ResourceNamesSubscribe: []string{"edge.fanout"}}); err != nil {
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(t, "gw-1", "gateway", ""),
+		TypeUrl: resource.ExtensionConfigType, ResourceNamesSubscribe: []string{"edge.fanout"}}); err != nil {
 		t.Fatal(err)
 	}
-	pushes := make(chan *discovery.DeltaDiscoveryResponse, 16)
+	pushes := make(chan *discoveryv3.DeltaDiscoveryResponse, 16)
 	go func() {
 		defer close(pushes)
 		for {
@@ -111,7 +111,7 @@ func TestAdaptiveWeightsReachTheFanoutFilter(t *testing.T) {
 				return
 			}
 			pushes <- res
-			if stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resourcev3.ExtensionConfigType, ResponseNonce: res.GetNonce()}) != nil {
+			if stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ExtensionConfigType, ResponseNonce: res.GetNonce()}) != nil {
 				return
 			}
 		}
