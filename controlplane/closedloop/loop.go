@@ -70,16 +70,16 @@ type Loop struct {
 	ctrl    *rollout.Controller // nil without a state directory
 	tuner   *adaptive.Tuner
 	scraper *metricsource.Scraper // nil with an external Source
+	// source is what the rollouts and member counters are read from; nil
+	// when there is none.
+	source  metricsource.Source
+	undrive string // why rollouts are not driven, if they are not
 	changed chan struct{}
 	wake    chan struct{}
 
-	mu      sync.Mutex
-	policy  *policy.Mesh
-	served  string // the overlays last reported, as JSON
-	undrive string // why rollouts are not driven, if they are not
-	// source is what the rollouts and member counters are read from; nil
-	// when there is none.
-	source metricsource.Source
+	mu     sync.Mutex
+	policy *policy.Mesh
+	served string // the overlays last reported, as JSON
 	// fed is when each adaptive route's member counters were last read.
 	fed map[string]time.Time
 }
