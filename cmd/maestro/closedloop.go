@@ -28,7 +28,7 @@ func addLoopFlags(fs *flag.FlagSet) *loopFlags {
 		prometheus: fs.String("prometheus", "", "judge rollouts on this Prometheus server's query API (`URL`, e.g. http://prometheus:9090) "+
 			"instead of scraping the data plane"),
 		signals: fs.String("signals", closedloop.SignalsEnvoy, "`set` of series a canary is judged on: envoy (Envoy cluster stats) or "+
-			"inference (the inference servers' maestro_inference_* series; mesh version vN is model version N)"),
+			"inference (the inference servers' maestro_inference_* series of the version's modelVersion label, else mesh version vN is model version N)"),
 		replica: fs.String("replica-id", "", "this replica's `name` in the rollout lease; default host name and process id"),
 	}
 	fs.Var(&f.targets, "metrics-target", "Prometheus text endpoint `URL` of the data plane to scrape (Envoy or gateway /stats/prometheus, "+
@@ -43,11 +43,10 @@ func addLoopFlags(fs *flag.FlagSet) *loopFlags {
 // Conflicting or malformed flags, or a state directory that cannot be
 // created.
 func (f *loopFlags) open(log *slog.Logger, auditLog *audit.Log) (*closedloop.Loop, error) {
-	signals, err := closedloop.SignalsByName(*f.signals)
-	if err != nil {
+	if err := closedloop.ValidSignals(*f.signals); err != nil {
 		return nil, fmt.Errorf("--signals: %w", err)
 	}
-	cfg := closedloop.Config{StateDir: *f.stateDir, Identity: *f.replica, Signals: signals, Logger: log}
+	cfg := closedloop.Config{StateDir: *f.stateDir, Identity: *f.replica, Signals: *f.signals, Logger: log}
 	if auditLog != nil {
 		cfg.Audit = auditLog
 	}

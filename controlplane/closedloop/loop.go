@@ -49,9 +49,10 @@ type Config struct {
 	// Targets are the data plane's Prometheus endpoints scraped when
 	// Source is nil; none holds every rollout (never promotes blind).
 	Targets []metricsource.Target
-	// Signals picks the series a version is judged on; nil is
-	// rollout.DefaultSignals.
-	Signals rollout.SignalsFunc
+	// Signals names the series a version is judged on: SignalsEnvoy
+	// (default) or SignalsInference. SignalsFunc, if set, is used instead.
+	Signals     string
+	SignalsFunc rollout.SignalsFunc
 	// Audit records every decision and weight change; nil records none.
 	Audit rollout.Auditor
 	// Tuner settings (feedback store bounds, tolerance).
@@ -79,7 +80,9 @@ type Loop struct {
 
 	mu     sync.Mutex
 	policy *policy.Mesh
-	served string // the overlays last reported, as JSON
+	// current is the policy of the running tick (inferenceSignals).
+	current *policy.Mesh
+	served  string // the overlays last reported, as JSON
 	// fed is when each adaptive route's member counters were last read.
 	fed map[string]time.Time
 }
@@ -88,8 +91,11 @@ type Loop struct {
 //
 // # Errors
 //
-// The state directory is missing or not a directory.
+// An unknown signal set, or a state directory missing or not a directory.
 func New(cfg Config) (*Loop, error) {
+	if err := ValidSignals(cfg.Signals); err != nil {
+		return nil, err
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -113,7 +119,7 @@ func New(cfg Config) (*Loop, error) {
 		l.undrive = "no state directory (--state-dir): rollouts are not driven, the policy's splits are served"
 	} else {
 		ctrl, err := rollout.New(rollout.Config{
-			StateDir: cfg.StateDir, Source: src, Signals: cfg.Signals, Audit: cfg.Audit,
+			StateDir: cfg.StateDir, Source: src, Signals: l.signals(), Audit: cfg.Audit,
 			Identity: cfg.Identity, LeaseTTL: cfg.LeaseTTL, Now: cfg.Now, Logger: cfg.Logger,
 		})
 		if err != nil {
@@ -193,6 +199,9 @@ func (l *Loop) Tick(ctx context.Context, pm *policy.Mesh) {
 	if pm == nil {
 		return
 	}
+	l.mu.Lock()
+	l.current = pm
+	l.mu.Unlock()
 	adaptiveRoutes := hasAdaptive(pm)
 	if l.scraper != nil && len(l.cfg.Targets) > 0 && ((l.ctrl != nil && hasRollouts(pm)) || adaptiveRoutes) {
 		if err := l.scraper.Scrape(ctx); err != nil {

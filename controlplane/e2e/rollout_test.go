@@ -147,7 +147,7 @@ func targetsOf(servers ...*inferencetest.Server) []metricsource.Target {
 func startLoopPlaneTargets(t *testing.T, id, path, stateDir, auditPath string, targets []metricsource.Target) *loopPlane {
 	t.Helper()
 	return startLoopPlaneConfig(t, path, auditPath, closedloop.Config{
-		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.InferenceSignals, LeaseTTL: 5 * time.Second,
+		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.SignalsInference, LeaseTTL: 5 * time.Second,
 	})
 }
 
@@ -541,7 +541,7 @@ func TestCanaryOnRealPrometheus(t *testing.T) {
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlaneConfig(t, path, auditPath, closedloop.Config{StateDir: dir, Identity: "cp-1", Source: src, Signals: closedloop.InferenceSignals})
+	p := startLoopPlaneConfig(t, path, auditPath, closedloop.Config{StateDir: dir, Identity: "cp-1", Source: src, Signals: closedloop.SignalsInference})
 	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
 	tr := sendTraffic(t, client)
 	p.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
