@@ -159,6 +159,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fail(err)
 	}
+	loop, err := closedLoop(cfg, servers)
+	if err != nil {
+		return fail(err)
+	}
 	ready := make(chan controlplane.Addrs, 1)
 	g.Go(func() error {
 		// The same certificates as `maestro controlplane` (the policy's
@@ -170,6 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 				Paths:     []string{cfg.Policy},
 				Load:      c.Loader(),
 				Certs:     c,
+				Loop:      loop, // rollouts and adaptive weights (loop.go)
 				XDSAddr:   cfg.XDSAddr,
 				AdminAddr: cfg.AdminAddr,
 				// Loopback only, for a local demo; the control plane logs
