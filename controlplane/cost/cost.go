@@ -20,8 +20,12 @@ import (
 // Prices are what the user pays for compute.
 type Prices struct {
 	CPUCoreHour  float64 // dollars per core (vCPU) hour
-	MemoryGBHour float64 // dollars per GB (10^9 bytes) hour
+	MemoryGBHour float64 // dollars per GB hour (a GB is 2^30 bytes, as cloud price lists count it)
 }
+
+// bytesPerGB is the GB of cloud price lists: Compute Engine, EC2 and
+// Azure all bill memory in GiB.
+const bytesPerGB = 1 << 30
 
 // Default prices: Google Compute Engine's published on-demand rates for
 // N1 predefined machine types in us-central1 (per vCPU hour and per GB

@@ -159,8 +159,8 @@ func TestIntegrate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	mv := MV{"fraud", "2"}
 	samples := []Sample{
-		{At: t0, Cores: 2, Models: map[MV]Meters{mv: {CPUSeconds: 10, Predictions: 100, MemoryBytes: 1e9, Loaded: true}}},
-		{At: t0.Add(10 * time.Second), Models: map[MV]Meters{mv: {CPUSeconds: 12, Predictions: 150, MemoryBytes: 1e9, Loaded: true}}},
+		{At: t0, Cores: 2, Models: map[MV]Meters{mv: {CPUSeconds: 10, Predictions: 100, MemoryBytes: bytesPerGB, Loaded: true}}},
+		{At: t0.Add(10 * time.Second), Models: map[MV]Meters{mv: {CPUSeconds: 12, Predictions: 150, MemoryBytes: bytesPerGB, Loaded: true}}},
 		// The server restarted: counters start again from zero and the
 		// model is not loaded yet.
 		{At: t0.Add(20 * time.Second), Cores: 2, Models: map[MV]Meters{mv: {CPUSeconds: 1, Predictions: 5}}},

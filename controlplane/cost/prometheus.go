@@ -71,7 +71,7 @@ func QueryPrometheus(ctx context.Context, client *http.Client, base string, wind
 		row(s).Predictions = s.Value
 	}
 	for _, s := range mem {
-		row(s).GBSeconds = s.Value / 1e9
+		row(s).GBSeconds = s.Value / bytesPerGB
 	}
 	for _, s := range resident {
 		row(s).Resident = true

@@ -167,11 +167,11 @@ func Integrate(t Target, samples []Sample) []Row {
 			r := row(k)
 			r.CoreSeconds += increase(p.CPUSeconds, c.CPUSeconds)
 			r.Predictions += increase(p.Predictions, c.Predictions)
-			r.GBSeconds += (p.MemoryBytes + c.MemoryBytes) / 2 * dt / 1e9
+			r.GBSeconds += (p.MemoryBytes + c.MemoryBytes) / 2 * dt / bytesPerGB
 		}
 		for k, p := range prev.Models {
 			if _, ok := cur.Models[k]; !ok {
-				row(k).GBSeconds += p.MemoryBytes / 2 * dt / 1e9
+				row(k).GBSeconds += p.MemoryBytes / 2 * dt / bytesPerGB
 			}
 		}
 	}
