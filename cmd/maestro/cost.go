@@ -57,15 +57,16 @@ func runCost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	client := &http.Client{Timeout: 30 * time.Second}
 	var rows []cost.Row
 	var err error
+	span := *window
 	if *prom != "" {
 		rows, err = cost.QueryPrometheus(ctx, client, *prom, *window, time.Now())
 	} else {
-		rows, err = watch(ctx, client, targets, *window, *interval, stderr)
+		rows, span, err = watch(ctx, client, targets, *window, *interval, stderr)
 	}
 	if err != nil {
 		return err
 	}
-	rep, err := cost.Build(rows, *window, opts)
+	rep, err := cost.Build(rows, span, opts)
 	if err != nil {
 		return err
 	}
@@ -73,13 +74,14 @@ func runCost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // watch scrapes every target at the start of the window, every interval,
-// and at its end.
-func watch(ctx context.Context, client *http.Client, raw []string, window, interval time.Duration, stderr io.Writer) ([]cost.Row, error) {
+// and at its end. It returns the span the scrapes really covered, which
+// the rates and averages must use rather than the nominal window.
+func watch(ctx context.Context, client *http.Client, raw []string, window, interval time.Duration, stderr io.Writer) ([]cost.Row, time.Duration, error) {
 	targets := make([]cost.Target, len(raw))
 	for i, s := range raw {
 		t, err := cost.ParseTarget(s)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		targets[i] = t
 	}
@@ -102,7 +104,7 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 		return nil
 	}
 	if err := scrapeAll(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	fmt.Fprintf(stderr, "measuring %d server(s) for %v...\n", len(targets), window)
 	end := time.Now().Add(window)
@@ -113,7 +115,7 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
-			return nil, errors.New("interrupted before the window ended")
+			return nil, 0, errors.New("interrupted before the window ended")
 		case <-stop.C:
 			done = true
 		case <-tick.C:
@@ -122,12 +124,14 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 			}
 		}
 		if err := scrapeAll(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	var rows []cost.Row
+	var span time.Duration
 	for i, t := range targets {
 		rows = append(rows, cost.Integrate(t, samples[i])...)
+		span = max(span, samples[i][len(samples[i])-1].At.Sub(samples[i][0].At))
 	}
-	return rows, nil
+	return rows, span, nil
 }

@@ -292,7 +292,7 @@ func idle(rows []Row, window time.Duration, p Prices) []Recommendation {
 			Kind:    "idle",
 			Subject: m.subject(),
 			Message: fmt.Sprintf("loaded on %d replica(s) but served 0 predictions in %v: %.3f GB held on average (%.1f GB-s); unload it or lower its cache priority",
-				m.replicas, window, gb, m.GBSeconds),
+				m.replicas, window.Round(time.Millisecond), gb, m.GBSeconds),
 			MonthlyDollars: monthly,
 		})
 	}

@@ -6,12 +6,13 @@ import (
 	"math"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Write prints the report as aligned tables.
 func (r *Report) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "window %v; prices $%g per core-hour, $%g per GB-hour\n\n", r.Window, r.Prices.CPUCoreHour, r.Prices.MemoryGBHour)
+	fmt.Fprintf(tw, "window %v; prices $%g per core-hour, $%g per GB-hour\n\n", r.Window.Round(time.Millisecond), r.Prices.CPUCoreHour, r.Prices.MemoryGBHour)
 	fmt.Fprintln(tw, "MODEL\tVERSION\tSERVICE\tREPLICAS\tPREDICTIONS\tCORE-S\tGB-S\tDOLLARS\tCORE-S/1M\t$/1M")
 	for _, m := range r.Models {
 		svc := "-"
