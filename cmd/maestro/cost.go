@@ -59,9 +59,9 @@ func runCost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var err error
 	span := *window
 	if *prom != "" {
-		rows, err = cost.QueryPrometheus(ctx, client, *prom, *window, time.Now())
+		rows, opts.Servers, err = cost.QueryPrometheus(ctx, client, *prom, *window, time.Now())
 	} else {
-		rows, span, err = watch(ctx, client, targets, *window, *interval, stderr)
+		rows, opts.Servers, span, err = watch(ctx, client, targets, *window, *interval, stderr)
 	}
 	if err != nil {
 		return err
@@ -76,12 +76,12 @@ func runCost(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // watch scrapes every target at the start of the window, every interval,
 // and at its end. It returns the span the scrapes really covered, which
 // the rates and averages must use rather than the nominal window.
-func watch(ctx context.Context, client *http.Client, raw []string, window, interval time.Duration, stderr io.Writer) ([]cost.Row, time.Duration, error) {
+func watch(ctx context.Context, client *http.Client, raw []string, window, interval time.Duration, stderr io.Writer) ([]cost.Row, []cost.Server, time.Duration, error) {
 	targets := make([]cost.Target, len(raw))
 	for i, s := range raw {
 		t, err := cost.ParseTarget(s)
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		targets[i] = t
 	}
@@ -104,7 +104,7 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 		return nil
 	}
 	if err := scrapeAll(); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	fmt.Fprintf(stderr, "measuring %d server(s) for %v...\n", len(targets), window)
 	end := time.Now().Add(window)
@@ -115,7 +115,7 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
-			return nil, 0, errors.New("interrupted before the window ended")
+			return nil, nil, 0, errors.New("interrupted before the window ended")
 		case <-stop.C:
 			done = true
 		case <-tick.C:
@@ -124,14 +124,16 @@ func watch(ctx context.Context, client *http.Client, raw []string, window, inter
 			}
 		}
 		if err := scrapeAll(); err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 	}
 	var rows []cost.Row
+	var servers []cost.Server
 	var span time.Duration
 	for i, t := range targets {
 		rows = append(rows, cost.Integrate(t, samples[i])...)
+		servers = append(servers, cost.ServerCPU(t, samples[i]))
 		span = max(span, samples[i][len(samples[i])-1].At.Sub(samples[i][0].At))
 	}
-	return rows, span, nil
+	return rows, servers, span, nil
 }

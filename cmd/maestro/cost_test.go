@@ -81,6 +81,8 @@ spec:
 		"fraud  1        fraud/v1  1         0",
 		"fraud-route  0",
 		"split fraud@fraud/v1",
+		"SERVER  ",
+		"http://" + srv.HTTPAddr + "/metrics  fraud/v1",
 		// 0.25 GiB at $1 per GB-hour for 730 hours.
 		"[idle] fraud v1 on fraud/v1: loaded on 1 replica(s) but served 0 predictions in 3",
 		"0.250 GB held on average",

@@ -63,9 +63,23 @@ type Row struct {
 	Cores float64
 }
 
+// Server is one replica's whole-process CPU over the window.
+type Server struct {
+	Instance                string
+	Service, ServiceVersion string
+	ProcessCoreSeconds      float64
+	// ModelCoreSeconds is the part its models' meters account for; Build
+	// fills it in.
+	ModelCoreSeconds float64
+}
+
 // Options tune Build.
 type Options struct {
-	Prices Prices
+	// Servers, if given, are set against the models' CPU, to show how much
+	// of each server's CPU the per-model figures cover (the rest is
+	// protocol, batching and runtime overhead).
+	Servers []Server
+	Prices  Prices
 	// Mesh, if set, attributes usage to its routes.
 	Mesh *policy.Mesh
 	// TargetUtilization is the share of a replica's cores the measured load
@@ -148,6 +162,7 @@ type Report struct {
 	Prices          Prices
 	Models          []ModelCost
 	Routes          []RouteCost
+	Servers         []Server
 	Recommendations []Recommendation
 }
 
@@ -166,8 +181,23 @@ func Build(rows []Row, window time.Duration, opts Options) (*Report, error) {
 	if opts.TargetUtilization < 0 || opts.TargetUtilization > 1 {
 		return nil, fmt.Errorf("target utilization %v: want a share in (0, 1]", opts.TargetUtilization)
 	}
+	// Sources build rows from maps; sorted, the report is the same each run.
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b Row) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.ServiceVersion, b.ServiceVersion),
+			cmp.Compare(a.Model, b.Model), cmp.Compare(a.Version, b.Version), cmp.Compare(a.Instance, b.Instance))
+	})
 	rep := &Report{Window: window, Prices: opts.Prices}
 	rep.Models = models(rows, opts.Prices)
+	for _, srv := range opts.Servers {
+		for _, r := range rows {
+			if r.Instance == srv.Instance {
+				srv.ModelCoreSeconds += r.CoreSeconds
+			}
+		}
+		rep.Servers = append(rep.Servers, srv)
+	}
+	slices.SortFunc(rep.Servers, func(a, b Server) int { return cmp.Compare(a.Instance, b.Instance) })
 	if opts.Mesh != nil {
 		rep.Routes = routes(rows, opts.Mesh, opts.Prices)
 	}
@@ -178,24 +208,11 @@ func Build(rows []Row, window time.Duration, opts Options) (*Report, error) {
 type modelKey struct{ svc, sv, model, ver string }
 
 func models(rows []Row, p Prices) []ModelCost {
-	byKey := map[modelKey]*ModelCost{}
-	instances := map[modelKey]map[string]bool{}
-	for _, r := range rows {
-		k := modelKey{r.Service, r.ServiceVersion, r.Model, r.Version}
-		m := byKey[k]
-		if m == nil {
-			m = &ModelCost{Service: r.Service, ServiceVersion: r.ServiceVersion, Model: r.Model, Version: r.Version}
-			byKey[k] = m
-			instances[k] = map[string]bool{}
-		}
-		m.add(r)
-		instances[k][r.Instance] = true
-	}
-	out := make([]ModelCost, 0, len(byKey))
-	for k, m := range byKey {
-		m.Replicas = len(instances[k])
-		m.Dollars = p.dollars(m.CoreSeconds, m.GBSeconds)
-		out = append(out, *m)
+	aggs := aggregate(rows)
+	out := make([]ModelCost, len(aggs))
+	for i, a := range aggs {
+		out[i] = ModelCost{Service: a.svc, ServiceVersion: a.sv, Model: a.model, Version: a.ver, Replicas: a.replicas, Usage: a.Usage}
+		out[i].Dollars = p.dollars(a.CoreSeconds, a.GBSeconds)
 	}
 	slices.SortFunc(out, func(a, b ModelCost) int {
 		return cmp.Or(cmp.Compare(a.Model, b.Model), cmp.Compare(a.Version, b.Version),
@@ -327,7 +344,7 @@ func aggregate(rows []Row) []aggregated {
 		}
 		out[i].add(r)
 		out[i].resident = out[i].resident || r.Resident
-		out[i].replicas++
+		out[i].replicas++ // a source gives one row per replica and version
 	}
 	return out
 }

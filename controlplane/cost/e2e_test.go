@@ -146,7 +146,9 @@ func TestReportMatchesProcessCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := cost.Build(cost.Integrate(target, []cost.Sample{before, after}), after.At.Sub(before.At), cost.Options{Prices: cost.DefaultPrices()})
+	samples := []cost.Sample{before, after}
+	rep, err := cost.Build(cost.Integrate(target, samples), after.At.Sub(before.At), cost.Options{
+		Prices: cost.DefaultPrices(), Servers: []cost.Server{cost.ServerCPU(target, samples)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +167,12 @@ func TestReportMatchesProcessCPU(t *testing.T) {
 	if math.Abs(got-want)/want > 0.10 {
 		t.Errorf("report says %.1f core-s per 1M predictions, process CPU says %.1f: off by %.1f%% (> 10%%)",
 			got, want, 100*math.Abs(got-want)/want)
+	}
+	// The server's own process_cpu_seconds_total (whole process, like
+	// getrusage, but read by the report from /metrics in 10 ms ticks).
+	if srv := rep.Servers; len(srv) != 1 || srv[0].ModelCoreSeconds != m.CoreSeconds ||
+		math.Abs(srv[0].ProcessCoreSeconds-(cpu1-cpu0).Seconds())/(cpu1-cpu0).Seconds() > 0.10 {
+		t.Errorf("servers %+v: want one with the model's %.3f core-s and about %.3f process core-s", srv, m.CoreSeconds, (cpu1 - cpu0).Seconds())
 	}
 	if m.GBSeconds <= 0 || m.Dollars <= 0 {
 		t.Errorf("GB-seconds %v, dollars %v: want both positive for a loaded, busy model", m.GBSeconds, m.Dollars)

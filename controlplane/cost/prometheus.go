@@ -19,43 +19,48 @@ const (
 	LabelServiceVersion = "maestro_service_version"
 )
 
-const byLabels = "instance, model, version, " + LabelService + ", " + LabelServiceVersion
+const byLabels = "job, instance, model, version, " + LabelService + ", " + LabelServiceVersion
 
 // QueryPrometheus reads the window ending at end from a Prometheus HTTP
 // API at base: counter increases, and memory as the share of the window's
-// scrapes that saw each version loaded times its size.
-func QueryPrometheus(ctx context.Context, client *http.Client, base string, window time.Duration, end time.Time) ([]Row, error) {
+// scrapes that saw each version loaded times its size. It also returns the
+// whole-process CPU of every instance that has model rows.
+func QueryPrometheus(ctx context.Context, client *http.Client, base string, window time.Duration, end time.Time) ([]Row, []Server, error) {
 	if window < time.Second {
-		return nil, fmt.Errorf("window %v: want at least 1s", window)
+		return nil, nil, fmt.Errorf("window %v: want at least 1s", window)
 	}
 	w := strconv.FormatInt(int64(window.Seconds()), 10) + "s"
 	q := func(expr string) ([]promSample, error) { return promQuery(ctx, client, base, expr, end) }
 	cpu, err := q(fmt.Sprintf("sum by (%s) (increase(%s[%s]))", byLabels, metricCPU, w))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	preds, err := q(fmt.Sprintf("sum by (%s) (increase(%s[%s]))", byLabels, metricPredictions, w))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Byte-seconds: the mean over every scrape of the window, counting
 	// scrapes without the series (version unloaded) as zero.
-	mem, err := q(fmt.Sprintf("sum by (%s) (sum_over_time(%s[%s])) / on (instance) group_left () sum by (instance) (count_over_time(up[%s])) * %d",
+	mem, err := q(fmt.Sprintf("sum by (%s) (sum_over_time(%s[%s])) / on (job, instance) group_left () sum by (job, instance) (count_over_time(up[%s])) * %d",
 		byLabels, metricMemory, w, w, int64(window.Seconds())))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resident, err := q(fmt.Sprintf("sum by (%s) (%s)", byLabels, metricMemory))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cores, err := q(fmt.Sprintf("max by (instance) (%s)", metricGOMAXPROCS))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	procs, err := q(fmt.Sprintf("sum by (instance) (increase(%s[%s]))", metricProcessCPU, w))
+	if err != nil {
+		return nil, nil, err
 	}
 	rows := map[string]*Row{}
 	row := func(s promSample) *Row {
-		k := s.Metric["instance"] + "\x00" + s.Metric["model"] + "\x00" + s.Metric["version"] + "\x00" + s.Metric[LabelService] + "\x00" + s.Metric[LabelServiceVersion]
+		k := s.Metric["job"] + "\x00" + s.Metric["instance"] + "\x00" + s.Metric["model"] + "\x00" + s.Metric["version"] + "\x00" + s.Metric[LabelService] + "\x00" + s.Metric[LabelServiceVersion]
 		r := rows[k]
 		if r == nil {
 			r = &Row{Service: s.Metric[LabelService], ServiceVersion: s.Metric[LabelServiceVersion], Instance: s.Metric["instance"],
@@ -81,11 +86,19 @@ func QueryPrometheus(ctx context.Context, client *http.Client, base string, wind
 		coresOf[s.Metric["instance"]] = s.Value
 	}
 	out := make([]Row, 0, len(rows))
+	svcOf := map[string]*Row{}
 	for _, r := range rows {
 		r.Cores = coresOf[r.Instance]
 		out = append(out, *r)
+		svcOf[r.Instance] = r
 	}
-	return out, nil
+	var servers []Server
+	for _, s := range procs {
+		if r, ok := svcOf[s.Metric["instance"]]; ok {
+			servers = append(servers, Server{Instance: r.Instance, Service: r.Service, ServiceVersion: r.ServiceVersion, ProcessCoreSeconds: s.Value})
+		}
+	}
+	return out, servers, nil
 }
 
 type promSample struct {

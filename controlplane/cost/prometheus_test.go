@@ -99,7 +99,7 @@ func TestPrometheusSource(t *testing.T) {
 	last := prom.WaitFor(t, "timestamp("+counter+")", time.Minute, func(s []promtest.Sample) bool { return len(s) == 1 })
 	const window = 2 * time.Minute
 	end := time.UnixMilli(int64(last[0].Value * 1000))
-	got, err := cost.QueryPrometheus(ctx, hc, prom.URL, window, end)
+	got, servers, err := cost.QueryPrometheus(ctx, hc, prom.URL, window, end)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestPrometheusSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := cost.Build(got, window, cost.Options{Prices: cost.DefaultPrices(), Mesh: mesh})
+	rep, err := cost.Build(got, window, cost.Options{Prices: cost.DefaultPrices(), Mesh: mesh, Servers: servers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +133,11 @@ func TestPrometheusSource(t *testing.T) {
 	// Loaded at every scrape of the window: its size times the window.
 	if want := window.Seconds(); math.Abs(busy.GBSeconds-want)/want > 0.01 {
 		t.Errorf("busy GB-seconds %.2f, want %.0f (1 GiB held through the window)", busy.GBSeconds, want)
+	}
+	// The server shares this test's process, whose CPU is far more than the
+	// cheap test model's.
+	if len(rep.Servers) != 1 || rep.Servers[0].ModelCoreSeconds != busy.CoreSeconds || rep.Servers[0].ProcessCoreSeconds <= busy.CoreSeconds {
+		t.Errorf("servers %+v: want one whose process CPU exceeds the model's %.3g core-s", rep.Servers, busy.CoreSeconds)
 	}
 	if len(rep.Routes) != 1 || rep.Routes[0].Predictions != busy.Predictions || rep.Routes[0].CoreSeconds != busy.CoreSeconds {
 		t.Errorf("routes %+v: want route busy carrying busy's usage", rep.Routes)

@@ -34,6 +34,21 @@ func (r *Report) Write(w io.Writer) error {
 				rc.Dollars, num(rc.CoreSecondsPerMillion()), money(rc.PerMillion()), strings.Join(parts, ", "))
 		}
 	}
+	if len(r.Servers) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "SERVER\tSERVICE\tPROCESS CORE-S\tMODELS CORE-S\tMODELS' SHARE")
+		for _, s := range r.Servers {
+			share := "-"
+			if s.ProcessCoreSeconds > 0 {
+				share = fmt.Sprintf("%.1f%%", 100*s.ModelCoreSeconds/s.ProcessCoreSeconds)
+			}
+			svc := "-"
+			if s.Service != "" {
+				svc = s.Service + "/" + s.ServiceVersion
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.4g\t%.4g\t%s\n", s.Instance, svc, s.ProcessCoreSeconds, s.ModelCoreSeconds, share)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ const (
 	metricPredictions = "maestro_inference_model_predictions_total"
 	metricMemory      = "maestro_inference_model_memory_bytes"
 	metricGOMAXPROCS  = "go_sched_gomaxprocs_threads"
+	metricProcessCPU  = "process_cpu_seconds_total"
 )
 
 // maxMetricsBytes bounds one /metrics answer: a server with thousands of
@@ -72,6 +73,8 @@ type Sample struct {
 	At     time.Time
 	Models map[MV]Meters
 	Cores  float64 // GOMAXPROCS; 0 when not exported
+	// ProcessCPU is the whole server's CPU seconds; 0 when not exported.
+	ProcessCPU float64
 }
 
 // Scrape reads t's metrics once.
@@ -118,6 +121,9 @@ func ParseMetrics(r io.Reader) (Sample, error) {
 	each(metricMemory, func(m *Meters, v float64) { m.MemoryBytes, m.Loaded = v, true })
 	if f := fams[metricGOMAXPROCS]; f != nil && len(f.GetMetric()) > 0 {
 		s.Cores = value(f.GetMetric()[0])
+	}
+	if f := fams[metricProcessCPU]; f != nil && len(f.GetMetric()) > 0 {
+		s.ProcessCPU = value(f.GetMetric()[0])
 	}
 	return s, nil
 }
@@ -190,4 +196,14 @@ func increase(prev, cur float64) float64 {
 		return cur
 	}
 	return cur - prev
+}
+
+// ServerCPU is a target's whole-process CPU over its samples, to set
+// against the models' share of it.
+func ServerCPU(t Target, samples []Sample) Server {
+	srv := Server{Instance: t.URL, Service: t.Service, ServiceVersion: t.ServiceVersion}
+	for i := 1; i < len(samples); i++ {
+		srv.ProcessCoreSeconds += increase(samples[i-1].ProcessCPU, samples[i].ProcessCPU)
+	}
+	return srv
 }
