@@ -3,6 +3,8 @@ package metering
 import (
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	goruntime "runtime"
 	"testing"
 	"time"
@@ -139,20 +141,82 @@ func TestResidentFollowsTheCache(t *testing.T) {
 	}
 }
 
-// BenchmarkMeterOverhead measures what metering adds to one evaluation:
-// pinning the goroutine and two thread-clock reads.
+// fakeThread is a thread clock that only a fakeModel advances.
+type fakeThread struct{ now time.Duration }
+
+func (f *fakeThread) read() (time.Duration, bool) { return f.now, true }
+
+// fakeModel costs costs[i % len(costs)] of fake CPU on its i-th call.
+type fakeModel struct {
+	clock *fakeThread
+	costs []time.Duration
+	calls int
+}
+
+func (f *fakeModel) Predict(_ context.Context, in []runtime.Tensor) ([]runtime.Tensor, error) {
+	f.clock.now += f.costs[f.calls%len(f.costs)]
+	f.calls++
+	return in, nil
+}
+
+func (f *fakeModel) MemoryBytes() int64 { return 0 }
+
+// TestSampledEstimate checks that cheap models, measured on a sample of
+// their batches, are still charged their true CPU: the estimate is
+// unbiased, and a random sample cannot alias with a periodic pattern of
+// batch costs as measuring every n-th batch would.
+func TestSampledEstimate(t *testing.T) {
+	tests := []struct {
+		name      string
+		costs     []time.Duration
+		wantShare float64 // share of batches measured, in the end
+	}{
+		{"cheap model", []time.Duration{10 * time.Microsecond}, 0.05},
+		{"cheaper than the floor", []time.Duration{time.Microsecond}, minShare},
+		{"alternating costs", []time.Duration{2 * time.Microsecond, 38 * time.Microsecond}, 0.1},
+		{"expensive model: every batch", []time.Duration{exactAbove}, 1},
+	}
+	const batches = 200_000
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeThread{}
+			m := New(prometheus.NewRegistry())
+			rng := rand.New(rand.NewPCG(7, 11))
+			mod := &model{Model: &fakeModel{clock: clock, costs: tc.costs}, cpu: m.cpu.WithLabelValues("m", "1"),
+				predictions: m.predictions.WithLabelValues("m", "1"), clock: clock.read, random: rng.Float64}
+			for range batches {
+				if _, err := mod.Predict(context.Background(), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, want := value(t, m.cpu.WithLabelValues("m", "1")), clock.now.Seconds()
+			if math.Abs(got-want)/want > 0.03 {
+				t.Errorf("charged %.4fs, true CPU %.4fs: off by %.1f%% (> 3%%)", got, want, 100*math.Abs(got-want)/want)
+			}
+			if share := mod.share(); math.Abs(share-tc.wantShare) > tc.wantShare*0.5 {
+				t.Errorf("share measured %.4f, want about %.4f", share, tc.wantShare)
+			}
+		})
+	}
+}
+
+// BenchmarkMeterOverhead measures what metering adds to one evaluation of
+// a model that costs nothing: sampled (what a cheap model gets) and on
+// every batch (pinning the goroutine and two thread-clock reads).
 func BenchmarkMeterOverhead(b *testing.B) {
 	in := rowsOf(1)
 	ctx := context.Background()
-	for _, metered := range []bool{false, true} {
-		name := map[bool]string{false: "plain", true: "metered"}[metered]
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []string{"plain", "sampled", "every-batch"} {
+		b.Run(mode, func(b *testing.B) {
 			var mod runtime.Model = spinModel{}
-			if metered {
+			if mode != "plain" {
 				mod = load(b, New(prometheus.NewRegistry()), mod, batchedSig())
 			}
 			b.ReportAllocs()
 			for b.Loop() {
+				if mode == "every-batch" {
+					mod.(*model).mean.Store(math.Float64bits(1)) // as if batches took 1 s
+				}
 				if _, err := mod.Predict(ctx, in); err != nil {
 					b.Fatal(err)
 				}
