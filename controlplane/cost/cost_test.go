@@ -199,3 +199,24 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildRejectsBadOptions(t *testing.T) {
+	tests := []struct {
+		name   string
+		window time.Duration
+		util   float64
+		want   string
+	}{
+		{"no window", 0, 0, "window 0s: want a positive duration"},
+		{"utilization over 1", time.Minute, 1.5, "target utilization 1.5: want a share in (0, 1]"},
+		{"negative utilization", time.Minute, -0.1, "target utilization -0.1: want a share in (0, 1]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Build(nil, tc.window, Options{TargetUtilization: tc.util})
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("Build error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
