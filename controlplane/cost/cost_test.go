@@ -135,16 +135,21 @@ func TestReplicaRecommendation(t *testing.T) {
 		rows = append(rows, Row{Service: "fraud", ServiceVersion: "v1", Instance: inst, Model: "fraud", Version: "2", Predictions: 100, CoreSeconds: 7.5, Resident: true, Cores: 2})
 	}
 	tests := []struct {
-		name string
-		mesh *policy.Mesh
-		want string
+		name    string
+		mesh    *policy.Mesh
+		want    string
+		servers []Server
 	}{
-		{"no SLO: one replica suffices", nil, "4 replicas of 2 cores carry 0.500 cores of model load (6.2% of their cores); 1 keep utilization under 60%"},
-		{"SLO keeps two", mesh(t), "; 2 keep utilization under 60%; route fraud-ensemble has an SLO, so at least 2 stay"},
+		{"no SLO: one replica suffices", nil, "4 replicas of 2 cores carry 0.500 cores of load (6.2% of their cores); 1 keep utilization under 60%", nil},
+		{"SLO keeps two", mesh(t), "; 2 keep utilization under 60%; route fraud-ensemble has an SLO, so at least 2 stay", nil},
+		// The servers' whole processes use 30 core-s each in the minute:
+		// that, not the models' 7.5, is the load replicas must carry.
+		{"process CPU counts", nil, "4 replicas of 2 cores carry 2.000 cores of load (25.0% of their cores); 2 keep utilization under 60%",
+			[]Server{{Instance: "a", ProcessCoreSeconds: 30}, {Instance: "b", ProcessCoreSeconds: 30}, {Instance: "c", ProcessCoreSeconds: 30}, {Instance: "d", ProcessCoreSeconds: 30}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rep, err := Build(rows, time.Minute, Options{Prices: DefaultPrices(), Mesh: tc.mesh})
+			rep, err := Build(rows, time.Minute, Options{Prices: DefaultPrices(), Mesh: tc.mesh, Servers: tc.servers})
 			if err != nil {
 				t.Fatal(err)
 			}

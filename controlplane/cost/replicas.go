@@ -18,11 +18,20 @@ type pool struct {
 }
 
 // replicas compares each pool's replica count with what its measured CPU
-// load needs at the target utilization. A pool that a route with an SLO
-// reaches keeps at least two replicas, so one failure or roll-out does
-// not take the route down.
+// load needs at the target utilization. The load is each replica's whole
+// process CPU when opts.Servers has it (protocol work needs cores too),
+// else its models' CPU. A pool that a route with an SLO reaches keeps at
+// least two replicas, so one failure or roll-out does not take the route
+// down.
 func replicas(rows []Row, window time.Duration, opts Options) []Recommendation {
+	process := map[string]float64{}
+	for _, s := range opts.Servers {
+		if s.ProcessCoreSeconds > 0 {
+			process[s.Instance] = s.ProcessCoreSeconds
+		}
+	}
 	pools := map[[2]string]*pool{}
+	counted := map[string]bool{} // instances whose process CPU is in a pool
 	for _, r := range rows {
 		k := [2]string{r.Service, r.ServiceVersion}
 		p := pools[k]
@@ -31,8 +40,15 @@ func replicas(rows []Row, window time.Duration, opts Options) []Recommendation {
 			pools[k] = p
 		}
 		p.instances[r.Instance] = max(p.instances[r.Instance], r.Cores)
-		p.cores += r.CoreSeconds
 		p.gbSeconds += r.GBSeconds
+		if cpu, ok := process[r.Instance]; ok {
+			if !counted[r.Instance] {
+				p.cores += cpu
+				counted[r.Instance] = true
+			}
+			continue
+		}
+		p.cores += r.CoreSeconds
 	}
 	keys := make([][2]string, 0, len(pools))
 	for k := range pools {
@@ -73,7 +89,7 @@ func replicas(rows []Row, window time.Duration, opts Options) []Recommendation {
 		out = append(out, Recommendation{
 			Kind:    "replicas",
 			Subject: subject,
-			Message: fmt.Sprintf("%d replicas of %.3g cores carry %.3f cores of model load (%.1f%% of their cores); %d keep utilization under %.0f%%%s",
+			Message: fmt.Sprintf("%d replicas of %.3g cores carry %.3f cores of load (%.1f%% of their cores); %d keep utilization under %.0f%%%s",
 				n, perReplica, load, 100*load/(perReplica*float64(n)), need, 100*opts.TargetUtilization, why),
 			MonthlyDollars: monthly,
 		})
