@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,11 +35,32 @@ func TestCostBadFlags(t *testing.T) {
 	}
 }
 
-func TestCostBadTarget(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"cost", "--target", "fraud=http://127.0.0.1:1"}, &stdout, &stderr)
-	if want := `target "fraud=http://127.0.0.1:1": want SERVICE/VERSION=URL or URL`; code != 1 || !strings.Contains(stderr.String(), want) {
-		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
+// TestCostSourceErrors: a bad target or an unreachable source is an
+// error naming it, not an empty report.
+func TestCostSourceErrors(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String()
+	l.Close()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad target", []string{"--target", "fraud=http://127.0.0.1:1"}, `target "fraud=http://127.0.0.1:1": want SERVICE/VERSION=URL or URL`},
+		{"target down", []string{"--target", down}, "scrape " + down + "/metrics: Get"},
+		{"prometheus down", []string{"--prometheus", down}, "prometheus " + down + ": Get"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"cost"}, tc.args...), &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), tc.want)
+			}
+		})
 	}
 }
 
