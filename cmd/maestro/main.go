@@ -33,6 +33,7 @@ func commands() []command {
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
 		{"certs", "issue a workload certificate to files, or print the trust bundle (built-in CA or Vault)", runCerts},
+		{"cost", "report predictions, core-seconds, GB-seconds and dollars per 1M predictions per model and route", runCost},
 		{"istio", "render a policy as Istio resources (VirtualService, DestinationRule, security, WasmPlugin)", runIstio},
 		{"version", "print the version, the commit and the Go toolchain of this binary", runVersion},
 	}
