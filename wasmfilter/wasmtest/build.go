@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/maestro-ml/maestro/wasmfilter/wasmhost"
 )
 
 // EnvWasmDir names the variable pointing at prebuilt modules
@@ -97,7 +99,7 @@ func Load(tb testing.TB, pkg string) *Module {
 	if m, ok := memo.modules[pkg]; ok {
 		return m
 	}
-	m, err := Compile(context.Background(), b)
+	m, err := wasmhost.Compile(context.Background(), b)
 	if err != nil {
 		tb.Fatalf("wasmtest: compile %s: %v", pkg, err)
 	}

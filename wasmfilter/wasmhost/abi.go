@@ -1,4 +1,4 @@
-package wasmtest
+package wasmhost
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package wasmtest
+package wasmhost
 
 import (
 	"bytes"
@@ -90,7 +90,7 @@ func hostHTTPCall(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status
 	}
 	c, ok := vm.cfg.Clusters[cluster]
 	if !ok {
-		vm.logf(pw.LogLevelWarn, vm.effective, fmt.Sprintf("wasmtest: http call to unknown cluster %q", cluster))
+		vm.logf(pw.LogLevelWarn, vm.effective, fmt.Sprintf("wasmhost: http call to unknown cluster %q", cluster))
 		return pw.StatusBadArgument
 	}
 	req := Request{Headers: headers, Body: body, Trailers: trailers}
@@ -160,7 +160,7 @@ func hostGRPCCall(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status
 	}
 	c, ok := vm.cfg.Clusters[cluster]
 	if !ok {
-		vm.logf(pw.LogLevelWarn, vm.effective, fmt.Sprintf("wasmtest: grpc call to unknown cluster %q", cluster))
+		vm.logf(pw.LogLevelWarn, vm.effective, fmt.Sprintf("wasmhost: grpc call to unknown cluster %q", cluster))
 		return pw.StatusBadArgument
 	}
 	conn, err := vm.grpcConn(cluster, c)

@@ -1,4 +1,4 @@
-package wasmtest_test
+package wasmhost_test
 
 import (
 	"context"
@@ -17,10 +17,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
+	"github.com/maestro-ml/maestro/wasmfilter/wasmhost"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
 )
 
-const probe = "github.com/maestro-ml/maestro/wasmfilter/wasmtest/testdata/probe"
+const probe = "github.com/maestro-ml/maestro/wasmfilter/wasmhost/testdata/probe"
 
 // upstream is a real HTTP server that echoes what reached it in headers.
 func upstream(t *testing.T) *httptest.Server {
@@ -64,7 +65,7 @@ func grpcServer(t *testing.T) string {
 	return lis.Addr().String()
 }
 
-func newVM(t *testing.T, cfg wasmtest.Config) *wasmtest.VM {
+func newVM(t *testing.T, cfg wasmhost.Config) *wasmhost.VM {
 	t.Helper()
 	vm, err := wasmtest.Load(t, probe).NewVM(context.Background(), cfg)
 	if err != nil {
@@ -81,7 +82,7 @@ func testCtx(t *testing.T) context.Context {
 }
 
 func TestStartUpRunsConfigureWithConfigAndProperties(t *testing.T) {
-	vm := newVM(t, wasmtest.Config{PluginConfig: []byte("cfg-1"),
+	vm := newVM(t, wasmhost.Config{PluginConfig: []byte("cfg-1"),
 		Properties: map[string][]byte{"plugin_name": []byte("probe-plugin")}})
 	logs := vm.Logs()
 	if len(logs) == 0 || logs[0].Message != "configured cfg-1 as probe-plugin" {
@@ -93,7 +94,7 @@ func TestStartUpRunsConfigureWithConfigAndProperties(t *testing.T) {
 }
 
 func TestRejectedVMConfigurationFails(t *testing.T) {
-	_, err := wasmtest.Load(t, probe).NewVM(context.Background(), wasmtest.Config{VMConfig: []byte("reject")})
+	_, err := wasmtest.Load(t, probe).NewVM(context.Background(), wasmhost.Config{VMConfig: []byte("reject")})
 	if err == nil || !strings.Contains(err.Error(), "proxy_on_vm_start rejected") {
 		t.Fatalf("err = %v", err)
 	}
@@ -102,12 +103,12 @@ func TestRejectedVMConfigurationFails(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	up := upstream(t)
 	gaddr := grpcServer(t)
-	clusters := map[string]wasmtest.Cluster{
+	clusters := map[string]wasmhost.Cluster{
 		"backend": {Address: strings.TrimPrefix(up.URL, "http://")},
 		"grpc":    {Address: gaddr},
 	}
 	tests := map[string]struct {
-		req        wasmtest.Request
+		req        wasmhost.Request
 		status     int
 		header     [2]string
 		body       string
@@ -115,39 +116,39 @@ func TestRoundTrip(t *testing.T) {
 		respHeader string
 	}{
 		"plain request is modified on the way": {
-			req: wasmtest.Request{Path: "/plain"}, status: 200, header: [2]string{"x-saw-probe", "seen"}, body: "got ",
+			req: wasmhost.Request{Path: "/plain"}, status: 200, header: [2]string{"x-saw-probe", "seen"}, body: "got ",
 		},
 		"local response skips the upstream": {
-			req: wasmtest.Request{Path: "/local"}, status: 418, header: [2]string{"x-probe", "local"},
+			req: wasmhost.Request{Path: "/local"}, status: 418, header: [2]string{"x-probe", "local"},
 			body: "short and stout", wantLocal: true,
 		},
 		"http callout result reaches the upstream": {
-			req: wasmtest.Request{Path: "/callout"}, status: 200,
+			req: wasmhost.Request{Path: "/callout"}, status: 200,
 			header: [2]string{"x-saw-callout", "200 side:/side/callout"}, body: "got ",
 		},
 		"timed-out callout is reported as failed": {
-			req: wasmtest.Request{Path: "/callout-slow"}, status: 200,
+			req: wasmhost.Request{Path: "/callout-slow"}, status: 200,
 			header: [2]string{"x-saw-callout", "failed"}, body: "got ",
 		},
 		"grpc callout success": {
-			req: wasmtest.Request{Path: "/grpc/ready"}, status: 200,
+			req: wasmhost.Request{Path: "/grpc/ready"}, status: 200,
 			header: [2]string{"x-saw-grpc", `0  "\b\x01"`}, body: "got ",
 		},
 		"grpc callout failure carries status and message": {
-			req: wasmtest.Request{Path: "/grpc/missing"}, status: 200,
+			req: wasmhost.Request{Path: "/grpc/missing"}, status: 200,
 			header: [2]string{"x-saw-grpc", `5 unknown service ""`}, body: "got ",
 		},
 		"unknown cluster is a bad argument": {
-			req: wasmtest.Request{Path: "/unknown-cluster"}, status: 200,
+			req: wasmhost.Request{Path: "/unknown-cluster"}, status: 200,
 			header: [2]string{"x-saw-dispatch-error", "true"}, body: "got ",
 		},
 		"buffered body is rewritten": {
-			req: wasmtest.Request{Method: "POST", Path: "/upper", Body: []byte("hello")}, status: 200, body: "got HELLO",
+			req: wasmhost.Request{Method: "POST", Path: "/upper", Body: []byte("hello")}, status: 200, body: "got HELLO",
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			vm := newVM(t, wasmtest.Config{Clusters: clusters})
+			vm := newVM(t, wasmhost.Config{Clusters: clusters})
 			resp, err := vm.RoundTrip(testCtx(t), "backend", tc.req)
 			if err != nil {
 				t.Fatal(err)
@@ -179,7 +180,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestChunkedBodyIsBufferedWhilePaused(t *testing.T) {
-	vm := newVM(t, wasmtest.Config{})
+	vm := newVM(t, wasmhost.Config{})
 	s, err := vm.NewStream()
 	if err != nil {
 		t.Fatal(err)
@@ -218,7 +219,7 @@ func TestChunkedBodyIsBufferedWhilePaused(t *testing.T) {
 }
 
 func TestPausedStreamWithoutCalloutStalls(t *testing.T) {
-	vm := newVM(t, wasmtest.Config{})
+	vm := newVM(t, wasmhost.Config{})
 	s, err := vm.NewStream()
 	if err != nil {
 		t.Fatal(err)
@@ -229,17 +230,17 @@ func TestPausedStreamWithoutCalloutStalls(t *testing.T) {
 	if _, err := s.RequestBody([]byte("x"), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AwaitResume(testCtx(t), false); !errors.Is(err, wasmtest.ErrStalled) {
+	if err := s.AwaitResume(testCtx(t), false); !errors.Is(err, wasmhost.ErrStalled) {
 		t.Fatalf("err = %v, want ErrStalled", err)
 	}
 }
 
 func TestSharedDataAndStatsAcrossVMs(t *testing.T) {
-	shared, stats := wasmtest.NewSharedData(), wasmtest.NewStats()
-	a := newVM(t, wasmtest.Config{Shared: shared, Stats: stats})
-	b := newVM(t, wasmtest.Config{Shared: shared, Stats: stats})
+	shared, stats := wasmhost.NewSharedData(), wasmhost.NewStats()
+	a := newVM(t, wasmhost.Config{Shared: shared, Stats: stats})
+	b := newVM(t, wasmhost.Config{Shared: shared, Stats: stats})
 	for i := 0; i < 3; i++ {
-		for _, vm := range []*wasmtest.VM{a, b} {
+		for _, vm := range []*wasmhost.VM{a, b} {
 			if err := vm.Tick(); err != nil {
 				t.Fatal(err)
 			}
@@ -252,8 +253,8 @@ func TestSharedDataAndStatsAcrossVMs(t *testing.T) {
 	if last := b.Logs()[len(b.Logs())-1].Message; last != "tick 6" {
 		t.Fatalf("b's last log = %q", last)
 	}
-	for _, vm := range []*wasmtest.VM{a, b} {
-		if _, err := vm.RoundTrip(testCtx(t), "backend", wasmtest.Request{Path: "/local"}); err != nil {
+	for _, vm := range []*wasmhost.VM{a, b} {
+		if _, err := vm.RoundTrip(testCtx(t), "backend", wasmhost.Request{Path: "/local"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -263,7 +264,7 @@ func TestSharedDataAndStatsAcrossVMs(t *testing.T) {
 }
 
 func TestSharedDataCAS(t *testing.T) {
-	d := wasmtest.NewSharedData()
+	d := wasmhost.NewSharedData()
 	if err := d.Set("k", []byte("1"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -279,25 +280,13 @@ func TestSharedDataCAS(t *testing.T) {
 	}
 }
 
-func TestFilterName(t *testing.T) {
-	for in, want := range map[string]string{
-		"github.com/maestro-ml/maestro/wasmfilter/slo/cmd": "slo",
-		"./wasmfilter/fanout/cmd/":                         "fanout",
-		probe:                                              "probe",
-	} {
-		if got := wasmtest.FilterName(in); got != want {
-			t.Errorf("FilterName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestGuestPanicClosesTheVM(t *testing.T) {
-	vm := newVM(t, wasmtest.Config{})
-	_, err := vm.RoundTrip(testCtx(t), "backend", wasmtest.Request{Path: "/panic"})
+	vm := newVM(t, wasmhost.Config{})
+	_, err := vm.RoundTrip(testCtx(t), "backend", wasmhost.Request{Path: "/panic"})
 	if err == nil || !strings.Contains(err.Error(), "probe asked to panic") {
 		t.Fatalf("err = %v, want the guest's panic message", err)
 	}
-	if _, err := vm.NewStream(); !errors.Is(err, wasmtest.ErrClosed) {
+	if _, err := vm.NewStream(); !errors.Is(err, wasmhost.ErrClosed) {
 		t.Fatalf("after a trap: err = %v, want ErrClosed", err)
 	}
 	if err := vm.Close(); err != nil {

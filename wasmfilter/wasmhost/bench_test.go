@@ -1,12 +1,13 @@
 //go:build !wasip1
 
-package wasmtest_test
+package wasmhost_test
 
 import (
 	"context"
 	"syscall"
 	"testing"
 
+	"github.com/maestro-ml/maestro/wasmfilter/wasmhost"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
 )
 
@@ -24,7 +25,7 @@ func cpuTime() int64 {
 // call, three host calls, one of which allocates in the guest). Filters'
 // per-request figures are best read against it.
 func BenchmarkHostCallFloor(b *testing.B) {
-	vm, err := wasmtest.Load(b, probe).NewVM(context.Background(), wasmtest.Config{})
+	vm, err := wasmtest.Load(b, probe).NewVM(context.Background(), wasmhost.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}

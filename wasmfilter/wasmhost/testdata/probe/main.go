@@ -1,5 +1,5 @@
 // Command probe is a proxy-wasm filter that exercises every part of the
-// binding, so wasmtest's own tests can check the host against a real
+// binding, so wasmhost's own tests can check the host against a real
 // module. Behaviour is chosen by the request path.
 package main
 
