@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
+)
+
+// adminMux serves Envoy's admin endpoints the gateway has.
+func (g *Gateway) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats/prometheus", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("content-type", "text/plain; version=0.0.4; charset=utf-8")
+		_ = g.stats.WritePrometheus(w)
+		_ = g.wasm.writeStats(w)
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if state := g.readiness(); state != "LIVE" {
+			http.Error(w, state, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("LIVE\n"))
+	})
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
+		g.configDump(w)
+	})
+	return mux
+}
+
+// readiness is LIVE once listeners and clusters arrived and every listener
+// has its route table and filter configs, INITIALIZING before.
+func (g *Gateway) readiness() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == nil || len(g.listeners) == 0 {
+		return "INITIALIZING"
+	}
+	for _, l := range g.listeners {
+		snap := l.snap.Load()
+		if snap == nil || snap.Routes == nil || len(snap.Filters) < wasmFilters(snap.Listener.Filters) {
+			return "INITIALIZING"
+		}
+	}
+	return "LIVE"
+}
+
+// configDump writes the accepted resources as JSON, by type, with the
+// accepted version of each type.
+func (g *Gateway) configDump(w http.ResponseWriter) {
+	if g.client == nil {
+		http.Error(w, "not started", http.StatusServiceUnavailable)
+		return
+	}
+	res, versions := g.client.Accepted()
+	type typeDump struct {
+		TypeURL   string            `json:"type_url"`
+		Version   string            `json:"version_info"`
+		Resources []json.RawMessage `json:"resources"`
+	}
+	var out struct {
+		Configs []typeDump `json:"configs"`
+	}
+	for _, t := range xdsclient.Types {
+		d := typeDump{TypeURL: t, Version: versions[t], Resources: []json.RawMessage{}}
+		for _, a := range res[t] {
+			b, err := protojson.Marshal(a)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			d.Resources = append(d.Resources, b)
+		}
+		out.Configs = append(out.Configs, d)
+	}
+	slices.SortStableFunc(out.Configs, func(a, b typeDump) int { return order(a.TypeURL) - order(b.TypeURL) })
+	w.Header().Set("content-type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+}
+
+func order(t string) int {
+	switch t {
+	case resourcev3.ClusterType:
+		return 0
+	case resourcev3.EndpointType:
+		return 1
+	case resourcev3.ListenerType:
+		return 2
+	case resourcev3.RouteType:
+		return 3
+	}
+	return 4
+}
+
+func wasmFilters(fs []xdsconfig.HTTPFilter) int {
+	n := 0
+	for _, f := range fs {
+		if f.Kind == xdsconfig.FilterWasm {
+			n++
+		}
+	}
+	return n
+}
