@@ -151,7 +151,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
 	}
 	var rest io.Reader
 	if len(body) > h.cfg.BufferLimit {
-		if len(snap.Listener.Filters) > 0 {
+		if buffering(snap.Listener.Filters) {
 			h.st.tooLarge.Inc()
 			return local(&LocalReply{Status: http.StatusRequestEntityTooLarge, Body: bodyTooLarge, GRPCStatus: -1})
 		}
@@ -297,6 +297,17 @@ func (r *recorder) message(code int) *Message {
 		}
 	}
 	return m
+}
+
+// buffering says whether a filter of the chain may buffer the body: the
+// wasm filters may (a pause buffers it in Envoy); the fault filter never.
+func buffering(fs []xdsconfig.HTTPFilter) bool {
+	for _, f := range fs {
+		if f.Kind == xdsconfig.FilterWasm {
+			return true
+		}
+	}
+	return false
 }
 
 // fault applies the fault filter: the route's override for this filter
