@@ -224,7 +224,7 @@ func TestRouterBehaviour(t *testing.T) {
 type passFilter struct{}
 
 func (passFilter) NewStream(context.Context) (router.FilterStream, error) { return passStream{}, nil }
-func (passFilter) Close() error                                          { return nil }
+func (passFilter) Close() error                                           { return nil }
 
 type passStream struct{}
 
