@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,11 +16,16 @@ import (
 	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/internal/gateway"
 	"github.com/maestro-ml/maestro/internal/gateway/router"
 	"github.com/maestro-ml/maestro/internal/gateway/upstream"
@@ -265,6 +271,50 @@ func TestBufferLimitAnswers413WithABufferingFilter(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.want {
 			t.Errorf("body of %d bytes: got %d, want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+// TestRESTAndGRPCOnOnePort sends OIP REST (HTTP/1.1) and OIP gRPC (h2c)
+// to one AUTO-codec listener, each routed to the inference server's port
+// for its protocol.
+func TestRESTAndGRPCOnOnePort(t *testing.T) {
+	repo := testRepo(t)
+	srv := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
+	cp := startFakeCP(t)
+	grpcRoute := &routev3.Route{Name: "fraud", Match: &routev3.RouteMatch{
+		PathSpecifier: &routev3.RouteMatch_Path{Path: "/inference.GRPCInferenceService/ModelInfer"},
+		Grpc:          &routev3.RouteMatch_GrpcRouteMatchOptions{},
+		Headers: []*routev3.HeaderMatcher{{Name: "x-maestro-model", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
+			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "fraud"}}}}}},
+		Action: &routev3.Route_Route{Route: toCluster("fraud.grpc")}}
+	cp.set(t, "gw", resources(edgeListener(t), routeTable(grpcRoute, prefixRoute("fraud.rest", "/v2/models/fraud/", toCluster("fraud.rest"))),
+		[]*clusterv3.Cluster{edsCluster(t, "fraud.grpc", true), edsCluster(t, "fraud.rest", false)},
+		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "fraud.grpc", srv.GRPCAddr), endpoints(t, "fraud.rest", srv.HTTPAddr)}))
+	gw := startGateway(t, "gw", cp.addr, nil)
+	addr := gw.waitLive(t)
+
+	body := `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`
+	res, err := http.Post("http://"+addr+"/v2/models/fraud/infer", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || !strings.Contains(string(b), `"outputs"`) {
+		t.Fatalf("REST infer got %d over HTTP/%d: %s", res.StatusCode, res.ProtoMajor, b)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := counts(t, pb.NewGRPCInferenceServiceClient(conn), "fraud", 5); got["fraud-v1"] != 5 {
+		t.Fatalf("gRPC infer answered by %v", got)
+	}
+	for _, c := range []string{"fraud.grpc", "fraud.rest"} {
+		if v := gw.metric(t, `envoy_cluster_upstream_rq{envoy_response_code="200",envoy_cluster_name="`+c+`"}`); v == 0 {
+			t.Errorf("cluster %s counted no 200", c)
 		}
 	}
 }
