@@ -102,7 +102,7 @@ func port(addr string) string {
 
 // replaceFile writes content atomically so the control plane never reloads
 // a half-written policy.
-func replaceFile(t *testing.T, path, content string) {
+func replaceFile(t testing.TB, path, content string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
@@ -120,7 +120,7 @@ type plane struct {
 	stop    func()
 }
 
-func startPlane(t *testing.T, path, xdsAddr string) *plane {
+func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	t.Helper()
 	p := &plane{reloads: make(chan error, 10)}
 	ready := make(chan controlplane.Addrs, 1)
@@ -157,7 +157,7 @@ func startPlane(t *testing.T, path, xdsAddr string) *plane {
 	return p
 }
 
-func (p *plane) edit(t *testing.T, path, content string) {
+func (p *plane) edit(t testing.TB, path, content string) {
 	t.Helper()
 	replaceFile(t, path, content)
 	select {
@@ -171,7 +171,7 @@ func (p *plane) edit(t *testing.T, path, content string) {
 }
 
 // testRepo writes models fraud and churn for inferencetest servers.
-func testRepo(t *testing.T) string {
+func testRepo(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	inferencetest.WriteModel(t, dir, inferencetest.TestModel{Name: "fraud"})
@@ -187,7 +187,7 @@ func inferRequest(model string) *pb.ModelInferRequest {
 
 // counts makes n ModelInfer calls for model through c and counts answers
 // per server.
-func counts(t *testing.T, c pb.GRPCInferenceServiceClient, model string, n int) map[string]int {
+func counts(t testing.TB, c pb.GRPCInferenceServiceClient, model string, n int) map[string]int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -256,7 +256,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 }
 
 // waitAll probes until every answer for model comes from backend.
-func waitAll(t *testing.T, c pb.GRPCInferenceServiceClient, model, backend string) {
+func waitAll(t testing.TB, c pb.GRPCInferenceServiceClient, model, backend string) {
 	t.Helper()
 	for range 200 {
 		if counts(t, c, model, 10)[backend] == 10 {
@@ -266,7 +266,7 @@ func waitAll(t *testing.T, c pb.GRPCInferenceServiceClient, model, backend strin
 	t.Fatalf("%s never took all of %s's traffic", backend, model)
 }
 
-func waitMetric(t *testing.T, gw *runningGateway, series string, want float64) {
+func waitMetric(t testing.TB, gw *runningGateway, series string, want float64) {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for gw.metric(t, series) != want {

@@ -47,7 +47,7 @@ type fakeCP struct {
 	ver   int
 }
 
-func startFakeCP(t *testing.T) *fakeCP {
+func startFakeCP(t testing.TB) *fakeCP {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeCP{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan string, 16)}
@@ -74,7 +74,7 @@ func startFakeCP(t *testing.T) *fakeCP {
 }
 
 // set pushes a snapshot to node.
-func (f *fakeCP) set(t *testing.T, node string, res map[resourcev3.Type][]types.Resource) {
+func (f *fakeCP) set(t testing.TB, node string, res map[resourcev3.Type][]types.Resource) {
 	t.Helper()
 	f.ver++
 	snap, err := cachev3.NewSnapshot(strconv.Itoa(f.ver), res)
@@ -95,7 +95,7 @@ type runningGateway struct {
 
 // startGateway runs a gateway for node against xdsAddr, its listener
 // "edge" on a free loopback port.
-func startGateway(t *testing.T, node, xdsAddr string, mod func(*gateway.Config)) *runningGateway {
+func startGateway(t testing.TB, node, xdsAddr string, mod func(*gateway.Config)) *runningGateway {
 	t.Helper()
 	ready := make(chan net.Addr, 1)
 	rg := &runningGateway{events: make(chan xdsclient.Event, 256)}
@@ -139,7 +139,7 @@ func startGateway(t *testing.T, node, xdsAddr string, mod func(*gateway.Config))
 }
 
 // waitLive polls /ready until LIVE and returns the edge listener's address.
-func (rg *runningGateway) waitLive(t *testing.T) string {
+func (rg *runningGateway) waitLive(t testing.TB) string {
 	t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for backoff := 5 * time.Millisecond; ; backoff = min(backoff*2, 200*time.Millisecond) {
@@ -160,7 +160,7 @@ func (rg *runningGateway) waitLive(t *testing.T) string {
 }
 
 // waitEvent waits for the next ACK or NACK of typeURL.
-func (rg *runningGateway) waitEvent(t *testing.T, typeURL string) xdsclient.Event {
+func (rg *runningGateway) waitEvent(t testing.TB, typeURL string) xdsclient.Event {
 	t.Helper()
 	timeout := time.After(waitLimit)
 	for {
@@ -177,7 +177,7 @@ func (rg *runningGateway) waitEvent(t *testing.T, typeURL string) xdsclient.Even
 
 // metric returns the value of one series of /stats/prometheus, the line
 // starting with prefix (name and labels as printed).
-func (rg *runningGateway) metric(t *testing.T, prefix string) float64 {
+func (rg *runningGateway) metric(t testing.TB, prefix string) float64 {
 	t.Helper()
 	body := rg.scrape(t)
 	for _, line := range strings.Split(body, "\n") {
@@ -192,7 +192,7 @@ func (rg *runningGateway) metric(t *testing.T, prefix string) float64 {
 	return 0
 }
 
-func (rg *runningGateway) scrape(t *testing.T) string {
+func (rg *runningGateway) scrape(t testing.TB) string {
 	t.Helper()
 	res, err := http.Get("http://" + rg.admin + "/stats/prometheus")
 	if err != nil {
@@ -215,7 +215,7 @@ type backend struct {
 	hits int
 }
 
-func startBackend(t *testing.T, name string, h func(n int, w http.ResponseWriter, r *http.Request)) *backend {
+func startBackend(t testing.TB, name string, h func(n int, w http.ResponseWriter, r *http.Request)) *backend {
 	t.Helper()
 	b := &backend{name: name}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -248,7 +248,7 @@ func (b *backend) count() int {
 
 // Hand-made resources.
 
-func mustAny(t *testing.T, m proto.Message) *anypb.Any {
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	t.Helper()
 	a, err := anypb.New(m)
 	if err != nil {
@@ -261,7 +261,7 @@ func ads() *core.ConfigSource {
 	return &core.ConfigSource{ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}}, ResourceApiVersion: core.ApiVersion_V3}
 }
 
-func edgeListener(t *testing.T, filters ...*hcm.HttpFilter) *listenerv3.Listener {
+func edgeListener(t testing.TB, filters ...*hcm.HttpFilter) *listenerv3.Listener {
 	t.Helper()
 	filters = append(filters, &hcm.HttpFilter{Name: "envoy.filters.http.router",
 		ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
@@ -291,7 +291,7 @@ func toCluster(name string) *routev3.RouteAction {
 	return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}
 }
 
-func edsCluster(t *testing.T, name string, http2 bool) *clusterv3.Cluster {
+func edsCluster(t testing.TB, name string, http2 bool) *clusterv3.Cluster {
 	t.Helper()
 	c := &clusterv3.Cluster{
 		Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -306,7 +306,7 @@ func edsCluster(t *testing.T, name string, http2 bool) *clusterv3.Cluster {
 	return c
 }
 
-func endpoints(t *testing.T, cluster string, addrs ...string) *endpointv3.ClusterLoadAssignment {
+func endpoints(t testing.TB, cluster string, addrs ...string) *endpointv3.ClusterLoadAssignment {
 	t.Helper()
 	var lbs []*endpointv3.LbEndpoint
 	for _, a := range addrs {
@@ -335,7 +335,7 @@ func resources(l *listenerv3.Listener, rc *routev3.RouteConfiguration, cs []*clu
 	return out
 }
 
-func get(t *testing.T, client *http.Client, url string, header ...string) (*http.Response, string) {
+func get(t testing.TB, client *http.Client, url string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {

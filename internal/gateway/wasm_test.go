@@ -19,7 +19,7 @@ import (
 
 // wasmDir builds (or reuses, with MAESTRO_WASM_DIR) the fanout and slo
 // filters into a directory, outside any test deadline.
-func wasmDir(t *testing.T) string {
+func wasmDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for _, f := range []string{"fanout", "slo"} {
