@@ -120,6 +120,14 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 				snap.Filters[f.Name] = lf.filter
 			}
 		}
+		if lc.Tracing != nil {
+			tr, err := g.tracers.tracer(ctx, *lc.Tracing)
+			if err != nil {
+				g.log.Error("tracing off for listener", "listener", name, "err", err)
+			} else {
+				snap.Tracer = tr
+			}
+		}
 		listeners[name].snap.Store(snap)
 	}
 	for _, l := range bound {

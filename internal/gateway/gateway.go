@@ -97,6 +97,7 @@ type Gateway struct {
 	clusters *upstream.Manager
 	client   *xdsclient.Client
 	wasm     *wasmState
+	tracers  *tracers
 
 	mu        sync.Mutex
 	listeners map[string]*listener
@@ -145,6 +146,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		listeners: map[string]*listener{}, filters: map[string]loadedFilter{},
 	}
 	g.wasm = newWasmState(log, cfg.WasmDir)
+	g.tracers = newTracers(g.clusters)
 	if cfg.LoadFilter == nil {
 		g.cfg.LoadFilter = g.wasm.load
 	}
@@ -215,6 +217,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.mu.Unlock()
 	g.wasm.close(shut)
+	g.tracers.shutdown(shut)
 	return err
 }
 

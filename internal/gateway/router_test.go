@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,13 +14,17 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -316,5 +322,75 @@ func TestRESTAndGRPCOnOnePort(t *testing.T) {
 		if v := gw.metric(t, `envoy_cluster_upstream_rq{envoy_response_code="200",envoy_cluster_name="`+c+`"}`); v == 0 {
 			t.Errorf("cluster %s counted no 200", c)
 		}
+	}
+}
+
+// collector is a fake OTLP trace collector.
+type collector struct {
+	coltrace.UnimplementedTraceServiceServer
+	spans chan *tracev1.Span
+}
+
+func (c *collector) Export(_ context.Context, req *coltrace.ExportTraceServiceRequest) (*coltrace.ExportTraceServiceResponse, error) {
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				c.spans <- s
+			}
+		}
+	}
+	return &coltrace.ExportTraceServiceResponse{}, nil
+}
+
+// TestTracingExportsSpansAndPropagates checks the HCM's tracing: the
+// upstream gets a traceparent of the gateway's span, and the span reaches
+// the collector cluster over OTLP.
+func TestTracingExportsSpansAndPropagates(t *testing.T) {
+	col := &collector{spans: make(chan *tracev1.Span, 16)}
+	gs := grpc.NewServer()
+	coltrace.RegisterTraceServiceServer(gs, col)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	seen := make(chan string, 1)
+	b := startBackend(t, "a", func(_ int, w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("traceparent")
+	})
+
+	cp := startFakeCP(t)
+	l := edgeListener(t)
+	m := &hcm.HttpConnectionManager{}
+	if err := l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(m); err != nil {
+		t.Fatal(err)
+	}
+	m.Tracing = &hcm.HttpConnectionManager_Tracing{RandomSampling: &typev3.Percent{Value: 100}, Provider: &tracev3.Tracing_Http{
+		Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(t, &tracev3.OpenTelemetryConfig{
+			GrpcService: &core.GrpcService{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: "otel"}}},
+			ServiceName: "edge-test"})}}}
+	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, m)}
+	cp.set(t, "gw", resources(l, routeTable(prefixRoute("api", "/", toCluster("a"))),
+		[]*clusterv3.Cluster{edsCluster(t, "a", false), edsCluster(t, "otel", true)},
+		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "a", b.addr), endpoints(t, "otel", ln.Addr().String())}))
+	gw := startGateway(t, "gw", cp.addr, nil)
+	addr := gw.waitLive(t)
+
+	if res, _ := get(t, http.DefaultClient, "http://"+addr+"/traced"); res.StatusCode != http.StatusOK {
+		t.Fatalf("got %d", res.StatusCode)
+	}
+	tp := <-seen
+	parts := strings.Split(tp, "-")
+	if len(parts) != 4 || parts[3] != "01" {
+		t.Fatalf("upstream traceparent %q, want a sampled W3C traceparent", tp)
+	}
+	select {
+	case s := <-col.spans:
+		if got := hex.EncodeToString(s.GetTraceId()); got != parts[1] || hex.EncodeToString(s.GetSpanId()) != parts[2] {
+			t.Fatalf("exported span %s/%x, want the upstream's parent %s/%s", got, s.GetSpanId(), parts[1], parts[2])
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no span reached the collector")
 	}
 }

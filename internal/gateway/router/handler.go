@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/maestro-ml/maestro/internal/gateway/stats"
 	"github.com/maestro-ml/maestro/internal/gateway/upstream"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
@@ -50,6 +52,8 @@ type Snapshot struct {
 	// Filters are the ECDS filters by name; a missing one answers 500 as
 	// Envoy's missing-config filter does.
 	Filters map[string]FilterFactory
+	// Tracer, if set, traces each request (the HCM's tracing).
+	Tracer trace.Tracer
 }
 
 // Config configures a Handler.
@@ -135,10 +139,15 @@ func requestMessage(r *http.Request) *Message {
 	return m
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) int {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
 	ctx := r.Context()
 	snap := h.cfg.Snapshot()
 	req := requestMessage(r)
+	if snap.Tracer != nil {
+		var end func(int)
+		ctx, end = startSpan(ctx, snap.Tracer, req)
+		defer func() { end(code) }()
+	}
 	grpcReq := isGRPC(req)
 	local := func(lr *LocalReply) int { return writeLocal(w, grpcReq, lr) }
 
