@@ -3,9 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
-	"slices"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
@@ -78,25 +76,10 @@ func (g *Gateway) configDump(w http.ResponseWriter) {
 		}
 		out.Configs = append(out.Configs, d)
 	}
-	slices.SortStableFunc(out.Configs, func(a, b typeDump) int { return order(a.TypeURL) - order(b.TypeURL) })
 	w.Header().Set("content-type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
-}
-
-func order(t string) int {
-	switch t {
-	case resourcev3.ClusterType:
-		return 0
-	case resourcev3.EndpointType:
-		return 1
-	case resourcev3.ListenerType:
-		return 2
-	case resourcev3.RouteType:
-		return 3
-	}
-	return 4
 }
 
 func wasmFilters(fs []xdsconfig.HTTPFilter) int {

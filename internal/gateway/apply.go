@@ -50,7 +50,11 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	for name, r := range state[resourcev3.EndpointType] {
 		eps[name] = r.Value.(*xdsconfig.Endpoints)
 	}
-	g.clusters.Update(clusters, eps)
+	secrets := make(map[string]*xdsconfig.Secret)
+	for name, r := range state[resourcev3.SecretType] {
+		secrets[name] = r.Value.(*xdsconfig.Secret)
+	}
+	g.clusters.Update(clusters, eps, secrets)
 
 	// Filters: keep those whose config is unchanged, load the others.
 	filters := make(map[string]loadedFilter)

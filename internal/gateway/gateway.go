@@ -18,6 +18,7 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -236,13 +237,15 @@ func (g *Gateway) onEvent(ev xdsclient.Event) {
 // typeStat is the stat prefix Envoy counts a type's updates under.
 func typeStat(typeURL string) string {
 	switch typeURL {
-	case xdsclient.Types[0]:
+	case resourcev3.ClusterType:
 		return "cluster_manager_cds"
-	case xdsclient.Types[1]:
+	case resourcev3.EndpointType:
 		return "cluster_eds"
-	case xdsclient.Types[2]:
+	case resourcev3.SecretType:
+		return "sds"
+	case resourcev3.ListenerType:
 		return "listener_manager_lds"
-	case xdsclient.Types[3]:
+	case resourcev3.RouteType:
 		return "http_rds"
 	default:
 		return "extension_config_discovery"

@@ -114,7 +114,7 @@ func fetchRemote(ctx context.Context, r *xdsconfig.RemoteCode, clusters *upstrea
 	if err != nil {
 		return nil, fmt.Errorf("remote code: %w", err)
 	}
-	req.URL.Host = host.Addr
+	req.URL.Scheme, req.URL.Host = c.Scheme(), host.Addr
 	resp, err := c.Transport().RoundTrip(req)
 	if err != nil {
 		return nil, fmt.Errorf("remote code %s: %w", r.URI, err)
@@ -437,7 +437,7 @@ func forwardCallout(w http.ResponseWriter, r *http.Request, name string, cluster
 	}
 	up := r.Clone(r.Context())
 	up.RequestURI = ""
-	up.URL.Scheme, up.URL.Host = "http", host.Addr
+	up.URL.Scheme, up.URL.Host = c.Scheme(), host.Addr
 	start := time.Now()
 	c.Stats.RqTotal.Inc()
 	resp, err := c.Transport().RoundTrip(up)

@@ -206,7 +206,7 @@ func (h *Handler) attempt(ctx context.Context, c *upstream.Cluster, host *upstre
 		tryCtx, cancel = context.WithTimeout(ctx, perTry)
 	}
 	defer cancel()
-	up, err := upstreamRequest(tryCtx, host.Addr, req, rest, reqID, timeout)
+	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, req, rest, reqID, timeout)
 	if err != nil {
 		return false, nil, 0, failReset, err
 	}
@@ -358,7 +358,7 @@ func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Clus
 	return resp.StatusCode
 }
 
-func upstreamRequest(ctx context.Context, addr string, req *Message, rest io.Reader, reqID string, timeout time.Duration) (*http.Request, error) {
+func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, rest io.Reader, reqID string, timeout time.Duration) (*http.Request, error) {
 	method, _ := req.Get(":method")
 	path, _ := req.Get(":path")
 	authority, _ := req.Get(":authority")
@@ -366,7 +366,7 @@ func upstreamRequest(ctx context.Context, addr string, req *Message, rest io.Rea
 	if rest != nil {
 		body = io.MultiReader(bytes.NewReader(req.Body), rest)
 	}
-	up, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
+	up, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +443,7 @@ func (h *Handler) mirror(ctx context.Context, c *upstream.Cluster, req *Message,
 	go func() {
 		defer cancel()
 		defer release()
-		up, err := upstreamRequest(ctx, host.Addr, cp, nil, requestID(cp), timeout)
+		up, err := upstreamRequest(ctx, c.Scheme(), host.Addr, cp, nil, requestID(cp), timeout)
 		if err != nil {
 			return
 		}

@@ -110,6 +110,8 @@ type Cluster struct {
 	active    atomic.Int64
 	retries   atomic.Int64
 	transport *http.Transport
+	scheme    string
+	secrets   [2]*xdsconfig.Secret // the TLS secrets the transport was built with
 
 	mu      sync.Mutex
 	stopHC  context.CancelFunc
@@ -122,17 +124,30 @@ var ErrNoHealthyUpstream = errors.New("no healthy upstream")
 // ErrOverflow is a circuit breaker's refusal.
 var ErrOverflow = errors.New("overflow")
 
-func newCluster(cfg *xdsconfig.Cluster, s *stats.Store) *Cluster {
+func newCluster(cfg *xdsconfig.Cluster, s *stats.Store, secrets map[string]*xdsconfig.Secret) *Cluster {
 	c := &Cluster{Name: cfg.Name, Stats: newClusterStats(s, cfg.Name)}
 	c.cfg.Store(cfg)
 	empty := []*Host{}
 	c.hosts.Store(&empty)
 	c.ring.Store(&empty)
-	c.transport = newTransport(cfg)
+	c.transport = newTransport(cfg, secrets)
+	c.scheme = "http"
+	if cfg.TLS != nil {
+		c.scheme = "https"
+		c.secrets = secretsOf(cfg.TLS, secrets)
+	}
 	return c
 }
 
-func newTransport(cfg *xdsconfig.Cluster) *http.Transport {
+// secretsOf picks the secrets a cluster's TLS uses, to notice changes.
+func secretsOf(t *xdsconfig.UpstreamTLS, all map[string]*xdsconfig.Secret) [2]*xdsconfig.Secret {
+	return [2]*xdsconfig.Secret{all[t.CertSecret], all[t.CASecret]}
+}
+
+// Scheme is "https" for a TLS cluster, else "http".
+func (c *Cluster) Scheme() string { return c.scheme }
+
+func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		DialContext:         d.DialContext,
@@ -141,8 +156,17 @@ func newTransport(cfg *xdsconfig.Cluster) *http.Transport {
 		MaxConnsPerHost:     cfg.Limits.MaxConnections,
 		DisableCompression:  true,
 	}
-	if cfg.HTTP2 {
-		var p http.Protocols
+	var p http.Protocols
+	switch {
+	case cfg.TLS != nil:
+		t.TLSClientConfig = tlsConfig(cfg.TLS, secrets)
+		if cfg.HTTP2 {
+			p.SetHTTP2(true)
+		} else {
+			p.SetHTTP1(true)
+		}
+		t.Protocols = &p
+	case cfg.HTTP2:
 		p.SetUnencryptedHTTP2(true)
 		t.Protocols = &p
 	}

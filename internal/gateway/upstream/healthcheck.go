@@ -75,14 +75,14 @@ func (c *Cluster) check(ctx context.Context, h *Host) bool {
 		frame := make([]byte, 5+len(msg))
 		binary.BigEndian.PutUint32(frame[1:], uint32(len(msg)))
 		copy(frame[5:], msg)
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, "http://"+h.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(frame))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.scheme+"://"+h.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(frame))
 		if err != nil {
 			return false
 		}
 		req.Header.Set("content-type", "application/grpc")
 		req.Header.Set("te", "trailers")
 	} else {
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.Addr+hc.HTTPPath, nil)
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, c.scheme+"://"+h.Addr+hc.HTTPPath, nil)
 		if err != nil {
 			return false
 		}

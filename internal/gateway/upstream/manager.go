@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -57,18 +58,18 @@ func (m *Manager) Names() []string {
 // Update makes the clusters those of cfgs with the EDS endpoints eps
 // (by EDS name): new clusters are created, changed ones keep their hosts'
 // outlier state when only endpoints change, removed ones are stopped.
-func (m *Manager) Update(cfgs map[string]*xdsconfig.Cluster, eps map[string]*xdsconfig.Endpoints) {
+func (m *Manager) Update(cfgs map[string]*xdsconfig.Cluster, eps map[string]*xdsconfig.Endpoints, secrets map[string]*xdsconfig.Secret) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	old := *m.clusters.Load()
 	next := make(map[string]*Cluster, len(cfgs))
 	for name, cfg := range cfgs {
 		c := old[name]
-		if c == nil || !sameTransport(c.Config(), cfg) {
+		if c == nil || !sameTransport(c, cfg, secrets) {
 			if c != nil {
 				defer c.stop()
 			}
-			c = newCluster(cfg, m.stats)
+			c = newCluster(cfg, m.stats, secrets)
 		} else {
 			prev := c.Config()
 			c.cfg.Store(cfg)
@@ -99,8 +100,16 @@ func (m *Manager) Update(cfgs map[string]*xdsconfig.Cluster, eps map[string]*xds
 	m.clusters.Store(&next)
 }
 
-func sameTransport(a, b *xdsconfig.Cluster) bool {
-	return a.HTTP2 == b.HTTP2 && a.ConnectTimeout == b.ConnectTimeout && a.Limits.MaxConnections == b.Limits.MaxConnections
+func sameTransport(c *Cluster, b *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) bool {
+	a := c.Config()
+	if a.HTTP2 != b.HTTP2 || a.ConnectTimeout != b.ConnectTimeout || a.Limits.MaxConnections != b.Limits.MaxConnections {
+		return false
+	}
+	if a.TLS == nil || b.TLS == nil {
+		return a.TLS == b.TLS
+	}
+	return a.TLS.CertSecret == b.TLS.CertSecret && a.TLS.CASecret == b.TLS.CASecret &&
+		slices.Equal(a.TLS.URISANs, b.TLS.URISANs) && c.secrets == secretsOf(b.TLS, secrets)
 }
 
 func sameHealth(a, b *xdsconfig.Cluster) bool {

@@ -1,6 +1,7 @@
 // Package xdsclient subscribes a gateway node to the control plane over ADS
 // (state of the world), in Envoy's order: clusters and listeners by
-// wildcard, then the endpoints, route tables and filter configs they name.
+// wildcard, then the endpoints, secrets, route tables and filter configs
+// they name.
 // Each response is decoded and applied whole: a good one is ACKed, a bad
 // one NACKed with the error (naming the resource and field) while the last
 // good configuration stays in force. When the stream breaks the client
@@ -30,7 +31,7 @@ import (
 
 // Types are the xDS types a gateway subscribes to, in the order it asks.
 var Types = []string{
-	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
+	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.ListenerType,
 	resourcev3.RouteType, resourcev3.ExtensionConfigType,
 }
 
@@ -308,11 +309,19 @@ func (c *Client) wanted() map[string][]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sets := map[string]map[string]bool{
-		resourcev3.EndpointType: {}, resourcev3.RouteType: {}, resourcev3.ExtensionConfigType: {},
+		resourcev3.EndpointType: {}, resourcev3.SecretType: {}, resourcev3.RouteType: {}, resourcev3.ExtensionConfigType: {},
 	}
 	for _, r := range c.state[resourcev3.ClusterType] {
-		if cl := r.Value.(*xdsconfig.Cluster); cl.Kind == xdsconfig.ClusterEDS {
+		cl := r.Value.(*xdsconfig.Cluster)
+		if cl.Kind == xdsconfig.ClusterEDS {
 			sets[resourcev3.EndpointType][cl.EDSName] = true
+		}
+		if t := cl.TLS; t != nil {
+			for _, n := range []string{t.CertSecret, t.CASecret} {
+				if n != "" {
+					sets[resourcev3.SecretType][n] = true
+				}
+			}
 		}
 	}
 	for _, r := range c.state[resourcev3.ListenerType] {

@@ -19,6 +19,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3" // Router, unpacked by the field walk
 	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -71,6 +72,8 @@ func Decode(typeURL string, a *anypb.Any) (Resource, error) {
 		msg = &endpointv3.ClusterLoadAssignment{}
 	case resourcev3.ExtensionConfigType:
 		msg = &core.TypedExtensionConfig{}
+	case resourcev3.SecretType:
+		msg = &tlsv3.Secret{}
 	default:
 		return Resource{}, fmt.Errorf("type %s unsupported", typeURL)
 	}
@@ -112,6 +115,11 @@ func DecodeMessage(msg proto.Message) (Resource, error) {
 			var hosts []Endpoint
 			hosts, err = convertEndpoints(m)
 			r.Value = &Endpoints{Cluster: m.GetClusterName(), Hosts: hosts}
+		}
+	case *tlsv3.Secret:
+		kind, r.Name = "secret", m.GetName()
+		if err = checkFields(m.ProtoReflect()); err == nil {
+			r.Value, err = convertSecret(m)
 		}
 	case *core.TypedExtensionConfig:
 		kind, r.Name = "filter config", m.GetName()
@@ -562,6 +570,13 @@ func convertCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		}
 		out.HTTP2 = o.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
 	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		t, err := convertUpstreamTLS(ts)
+		if err != nil {
+			return nil, err
+		}
+		out.TLS = t
+	}
 	switch hcs := c.GetHealthChecks(); len(hcs) {
 	case 0:
 	case 1:
@@ -662,6 +677,9 @@ func convertWasm(tc *core.TypedExtensionConfig) (*WasmFilter, error) {
 	out.VMID, out.Runtime = vm.GetVmId(), vm.GetRuntime()
 	switch code := vm.GetCode(); {
 	case code.GetLocal() != nil:
+		if code.GetLocal().GetInlineBytes() != nil {
+			return nil, fieldErr("typed_config.config.vm_config.code.local.inline_bytes", "unsupported: name a file")
+		}
 		if out.LocalFile = code.GetLocal().GetFilename(); out.LocalFile == "" {
 			return nil, fieldErr("typed_config.config.vm_config.code.local.filename", "is required")
 		}
@@ -697,3 +715,74 @@ var ErrUnsupported = errors.New("unsupported")
 
 // Is makes errors.Is(err, ErrUnsupported) hold for field errors.
 func (e *FieldError) Is(target error) bool { return target == ErrUnsupported }
+
+func convertUpstreamTLS(ts *core.TransportSocket) (*UpstreamTLS, error) {
+	u := &tlsv3.UpstreamTlsContext{}
+	if err := ts.GetTypedConfig().UnmarshalTo(u); err != nil {
+		return nil, fieldErr("transport_socket.typed_config", "%v", err)
+	}
+	const p = "transport_socket.typed_config.common_tls_context"
+	ctx := u.GetCommonTlsContext()
+	out := &UpstreamTLS{}
+	switch certs := ctx.GetTlsCertificateSdsSecretConfigs(); len(certs) {
+	case 0:
+	case 1:
+		if err := checkADS(certs[0].GetSdsConfig(), p+".tls_certificate_sds_secret_configs[0].sds_config"); err != nil {
+			return nil, err
+		}
+		out.CertSecret = certs[0].GetName()
+	default:
+		return nil, fieldErr(p+".tls_certificate_sds_secret_configs", "more than one unsupported")
+	}
+	cv := ctx.GetCombinedValidationContext()
+	if cv == nil {
+		return nil, fieldErr(p+".combined_validation_context", "is required: the gateway verifies every upstream")
+	}
+	if cv.GetDefaultValidationContext().GetTrustedCa() != nil {
+		return nil, fieldErr(p+".combined_validation_context.default_validation_context.trusted_ca", "unsupported: the bundle comes from SDS")
+	}
+	if err := checkADS(cv.GetValidationContextSdsSecretConfig().GetSdsConfig(), p+".combined_validation_context.validation_context_sds_secret_config.sds_config"); err != nil {
+		return nil, err
+	}
+	out.CASecret = cv.GetValidationContextSdsSecretConfig().GetName()
+	for i, m := range cv.GetDefaultValidationContext().GetMatchTypedSubjectAltNames() {
+		mp := fmt.Sprintf("%s.combined_validation_context.default_validation_context.match_typed_subject_alt_names[%d]", p, i)
+		if m.GetSanType() != tlsv3.SubjectAltNameMatcher_URI {
+			return nil, fieldErr(mp+".san_type", "%v unsupported: only URI", m.GetSanType())
+		}
+		if m.GetMatcher().GetExact() == "" || m.GetMatcher().GetIgnoreCase() {
+			return nil, fieldErr(mp+".matcher", "only a case-sensitive exact match is supported")
+		}
+		out.URISANs = append(out.URISANs, m.GetMatcher().GetExact())
+	}
+	return out, nil
+}
+
+func convertSecret(s *tlsv3.Secret) (*Secret, error) {
+	out := &Secret{Name: s.GetName()}
+	switch {
+	case s.GetTlsCertificate() != nil:
+		c := s.GetTlsCertificate()
+		if c.GetCertificateChain().GetFilename() != "" || c.GetPrivateKey().GetFilename() != "" {
+			return nil, fieldErr("tls_certificate", "filename unsupported: SDS secrets are inline")
+		}
+		out.CertChain, out.Key = c.GetCertificateChain().GetInlineBytes(), c.GetPrivateKey().GetInlineBytes()
+		if len(out.CertChain) == 0 || len(out.Key) == 0 {
+			return nil, fieldErr("tls_certificate", "needs inline_bytes certificate_chain and private_key")
+		}
+	case s.GetValidationContext() != nil:
+		v := s.GetValidationContext()
+		if len(v.GetMatchTypedSubjectAltNames()) > 0 {
+			return nil, fieldErr("validation_context.match_typed_subject_alt_names", "unsupported in a secret")
+		}
+		if v.GetTrustedCa().GetFilename() != "" {
+			return nil, fieldErr("validation_context.trusted_ca.filename", "unsupported: SDS secrets are inline")
+		}
+		if out.TrustedCA = v.GetTrustedCa().GetInlineBytes(); len(out.TrustedCA) == 0 {
+			return nil, fieldErr("validation_context.trusted_ca", "needs inline_bytes")
+		}
+	default:
+		return nil, fieldErr("(resource)", "needs tls_certificate or validation_context")
+	}
+	return out, nil
+}

@@ -67,7 +67,19 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "eds_cluster_config", "connect_timeout", "typed_extension_protocol_options",
 		"health_checks", "circuit_breakers", "outlier_detection", "load_assignment", "dns_lookup_family",
+		"transport_socket",
 	},
+	"envoy.config.core.v3.TransportSocket":                         {"name", "typed_config"},
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext": {"common_tls_context"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":   {"tls_certificate_sds_secret_configs", "combined_validation_context"},
+	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig":    {"name", "sds_config"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext": {
+		"default_validation_context", "validation_context_sds_secret_config",
+	},
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext":    {"trusted_ca", "match_typed_subject_alt_names"},
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher":           {"san_type", "matcher"},
+	"envoy.extensions.transport_sockets.tls.v3.Secret":                          {"name", "tls_certificate", "validation_context"},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate":                  {"certificate_chain", "private_key"},
 	"envoy.config.cluster.v3.Cluster.EdsClusterConfig":                          {"eds_config", "service_name"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                    {"explicit_http_config"},
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
@@ -93,7 +105,7 @@ var implemented = map[protoreflect.FullName][]string{
 	},
 	"envoy.extensions.wasm.v3.VmConfig":     {"vm_id", "runtime", "code"},
 	"envoy.config.core.v3.AsyncDataSource":  {"local", "remote"},
-	"envoy.config.core.v3.DataSource":       {"filename"},
+	"envoy.config.core.v3.DataSource":       {"filename", "inline_bytes"},
 	"envoy.config.core.v3.RemoteDataSource": {"http_uri", "sha256"},
 	"envoy.config.core.v3.HttpUri":          {"uri", "cluster", "timeout"},
 }
@@ -111,6 +123,7 @@ var anyTypes = map[protoreflect.FullName][]protoreflect.FullName{
 	"envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions"},
 	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                   {"envoy.extensions.filters.http.wasm.v3.Wasm"},
 	"envoy.extensions.wasm.v3.PluginConfig.configuration":                      {"google.protobuf.StringValue"},
+	"envoy.config.core.v3.TransportSocket.typed_config":                        {"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"},
 }
 
 var implementedSet = func() map[protoreflect.FullName]bool {

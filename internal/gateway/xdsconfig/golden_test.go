@@ -12,20 +12,19 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// goldenKinds maps a golden file's kind to a new resource message; secrets
-// are absent: a gateway subscribes to no SDS (see ErrUnsupported on
-// transport_socket).
+// goldenKinds maps a golden file's kind to a new resource message.
 var goldenKinds = map[string]func() proto.Message{
 	"listener":         func() proto.Message { return &listenerv3.Listener{} },
 	"route":            func() proto.Message { return &routev3.RouteConfiguration{} },
 	"cluster":          func() proto.Message { return &clusterv3.Cluster{} },
 	"endpoint":         func() proto.Message { return &endpointv3.ClusterLoadAssignment{} },
 	"extension_config": func() proto.Message { return &core.TypedExtensionConfig{} },
+	"secret":           func() proto.Message { return &tlsv3.Secret{} },
 }
 
 // TestGoldenGatewayOutputsAccepted feeds every resource the translator's

@@ -175,6 +175,25 @@ type Cluster struct {
 	Endpoints []Endpoint
 	// IPv4First is dns_lookup_family V4_PREFERRED or V4_ONLY.
 	IPv4First, IPv4Only bool
+	// TLS, if set, makes connections to the hosts mTLS.
+	TLS *UpstreamTLS
+}
+
+// UpstreamTLS is an UpstreamTlsContext whose certificate and trust bundle
+// come from SDS secrets.
+type UpstreamTLS struct {
+	CertSecret string // SDS name of the client certificate
+	CASecret   string // SDS name of the trust bundle
+	// URISANs are exact URI SANs the server must present one of; empty
+	// accepts any certificate the bundle verifies.
+	URISANs []string
+}
+
+// Secret is one SDS secret: a certificate with its key, or a trust bundle.
+type Secret struct {
+	Name           string
+	CertChain, Key []byte
+	TrustedCA      []byte
 }
 
 // HealthCheck is an active health check.
