@@ -46,6 +46,14 @@ spec:
       endpoints: [{address: 127.0.0.1, port: %s}]
     - name: v2
       endpoints: [{address: 127.0.0.1, port: %s}]
+  healthCheck:
+    interval: 1s
+    timeout: 500ms
+  outlierDetection:
+    consecutive5xx: 5
+    interval: 10s
+    baseEjectionTime: 30s
+    maxEjectionPercent: 50
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Service

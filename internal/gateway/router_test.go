@@ -394,3 +394,33 @@ func TestTracingExportsSpansAndPropagates(t *testing.T) {
 		t.Fatal("no span reached the collector")
 	}
 }
+
+// TestHTTPHealthCheckTakesAFailingHostOut runs an active HTTP health check
+// on a two-host cluster: the host whose check fails gets no traffic once
+// unhealthy_threshold checks failed.
+func TestHTTPHealthCheckTakesAFailingHostOut(t *testing.T) {
+	healthy := func(ok bool) func(int, http.ResponseWriter, *http.Request) {
+		return func(_ int, w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" && !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+		}
+	}
+	up := startBackend(t, "up", healthy(true))
+	down := startBackend(t, "down", healthy(false))
+	c := edsCluster(t, "pair", false)
+	c.HealthChecks = []*core.HealthCheck{{Timeout: durationpb.New(time.Second), Interval: durationpb.New(50 * time.Millisecond),
+		UnhealthyThreshold: wrapperspb.UInt32(2), HealthyThreshold: wrapperspb.UInt32(1),
+		HealthChecker: &core.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &core.HealthCheck_HttpHealthCheck{Path: "/healthz"}}}}
+	cp := startFakeCP(t)
+	cp.set(t, "gw", resources(edgeListener(t), routeTable(prefixRoute("api", "/", toCluster("pair"))), []*clusterv3.Cluster{c},
+		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "pair", up.addr, down.addr)}))
+	gw := startGateway(t, "gw", cp.addr, nil)
+	base := "http://" + gw.waitLive(t)
+	waitMetric(t, gw, `envoy_cluster_membership_healthy{envoy_cluster_name="pair"}`, 1)
+	for range 10 {
+		if res, _ := get(t, http.DefaultClient, base+"/work"); res.Header.Get("x-maestro-server") != "up" {
+			t.Fatalf("request answered by %q, want the healthy host only", res.Header.Get("x-maestro-server"))
+		}
+	}
+}

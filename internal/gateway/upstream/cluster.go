@@ -211,6 +211,19 @@ func (c *Cluster) setHosts(eps []xdsconfig.Endpoint) {
 	c.ring.Store(&ring)
 	c.hosts.Store(&hosts)
 	c.Stats.MembershipTotal.Set(int64(len(hosts)))
+	c.countHealthy()
+}
+
+// countHealthy refreshes membership_healthy.
+func (c *Cluster) countHealthy() {
+	now := time.Now().UnixNano()
+	n := 0
+	for _, h := range c.Hosts() {
+		if h.healthy(now) {
+			n++
+		}
+	}
+	c.Stats.MembershipHealthy.Set(int64(n))
 }
 
 // Acquire reserves a request slot under max_requests; release it with the
@@ -301,6 +314,7 @@ func (c *Cluster) Report(h *Host, code int) {
 	h.ejectedUntil.Store(now + int64(d))
 	c.Stats.EjectionsEnforced.Inc()
 	c.Stats.EjectionsActive.Set(int64(ejected + 1))
+	c.countHealthy()
 }
 
 func (c *Cluster) stop() {

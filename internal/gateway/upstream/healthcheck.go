@@ -54,6 +54,7 @@ func (m *Manager) startHealthChecks(c *Cluster) {
 				seen[h] = s
 			}
 			streaks = seen
+			c.countHealthy()
 			select {
 			case <-ctx.Done():
 				return
