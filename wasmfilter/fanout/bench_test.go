@@ -132,7 +132,7 @@ func BenchmarkFanoutVM(b *testing.B) {
 	cfg := []byte(`{"routes":[{"route":"fraud","members":[{"cluster":"a","model":"fraud"},{"cluster":"b","model":"fraud"}]}]}`)
 	var mem uint32
 	for b.Loop() {
-		vm, err := mod.NewVM(context.Background(), wasmtest.Config{PluginConfig: cfg})
+		vm, err := mod.NewVM(context.Background(), wasmtest.Config{PluginConfig: cfg, AllowOnHeadersStopIteration: true})
 		if err != nil {
 			b.Fatal(err)
 		}

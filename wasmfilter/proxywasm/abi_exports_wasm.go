@@ -68,3 +68,6 @@ func proxyOnDone(id uint32) uint32 { return vm.onDone(id) }
 
 //go:wasmexport proxy_on_delete
 func proxyOnDelete(id uint32) { vm.onDelete(id) }
+
+//go:wasmexport proxy_on_queue_ready
+func proxyOnQueueReady(rootID, token uint32) { vm.onQueueReady(rootID, token) }

@@ -91,3 +91,19 @@ func proxyGetSharedData(key *byte, keySize uint32, retPtr, retSize, retCas *uint
 func proxySetSharedData(key *byte, keySize uint32, value *byte, valueSize uint32, cas uint32) uint32 {
 	return uint32(StatusUnimplemented)
 }
+
+func proxyRegisterSharedQueue(name *byte, nameSize uint32, retToken *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxyResolveSharedQueue(vmID *byte, vmIDSize uint32, name *byte, nameSize uint32, retToken *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxyEnqueueSharedQueue(token uint32, data *byte, dataSize uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}
+
+func proxyDequeueSharedQueue(token uint32, retPtr, retSize *uint32) uint32 {
+	return uint32(StatusUnimplemented)
+}

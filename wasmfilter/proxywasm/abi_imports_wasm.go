@@ -87,3 +87,15 @@ func proxyGetSharedData(key *byte, keySize uint32, retPtr, retSize, retCas *uint
 
 //go:wasmimport env proxy_set_shared_data
 func proxySetSharedData(key *byte, keySize uint32, value *byte, valueSize uint32, cas uint32) uint32
+
+//go:wasmimport env proxy_register_shared_queue
+func proxyRegisterSharedQueue(name *byte, nameSize uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_resolve_shared_queue
+func proxyResolveSharedQueue(vmID *byte, vmIDSize uint32, name *byte, nameSize uint32, retToken *uint32) uint32
+
+//go:wasmimport env proxy_enqueue_shared_queue
+func proxyEnqueueSharedQueue(token uint32, data *byte, dataSize uint32) uint32
+
+//go:wasmimport env proxy_dequeue_shared_queue
+func proxyDequeueSharedQueue(token uint32, retPtr, retSize *uint32) uint32

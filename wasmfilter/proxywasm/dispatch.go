@@ -254,3 +254,14 @@ func boolToU32(b bool) uint32 {
 	}
 	return 0
 }
+
+// onQueueReady tells a plugin that implements QueueReadyHandler that a
+// shared queue it registered has data.
+func (d *dispatcher) onQueueReady(rootID, token uint32) {
+	if p, ok := d.plugins[rootID]; ok {
+		if h, ok := p.(QueueReadyHandler); ok {
+			d.active = rootID
+			h.OnQueueReady(token)
+		}
+	}
+}

@@ -29,18 +29,20 @@ func i32s(n int) []api.ValueType {
 	return t
 }
 
-// instantiateEnv registers the host calls of ABI 0.2.1 that the binding
-// imports. They run with the VM's lock already held by the guest call that
-// led to them.
+// instantiateEnv registers the env host calls cpp-host exports to an ABI
+// 0.2.1 module. They run with the VM's lock already held by the guest call
+// that led to them.
 func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 	b := r.NewHostModuleBuilder("env")
 	def := func(name string, params []api.ValueType, f hostFn) {
+		qualifiedName := "env." + name
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
 			vm, ok := ctx.Value(vmKey{}).(*VM)
 			if !ok {
 				stack[0] = uint64(pw.StatusInternalFailure)
 				return
 			}
+			vm.checkAllowed(qualifiedName)
 			stack[0] = uint64(f(ctx, vm, m, stack))
 		}), params, []api.ValueType{i32}).Export(name)
 	}
@@ -49,11 +51,7 @@ func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 		return okIf(m.Memory().WriteUint32Le(u32(p[0]), uint32(pw.LogLevelTrace)))
 	})
 	def("proxy_get_current_time_nanoseconds", i32s(1), func(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-		now := time.Now()
-		if vm.cfg.Clock != nil {
-			now = vm.cfg.Clock()
-		}
-		return okIf(m.Memory().WriteUint64Le(u32(p[0]), uint64(now.UnixNano())))
+		return okIf(m.Memory().WriteUint64Le(u32(p[0]), uint64(vm.now().UnixNano())))
 	})
 	def("proxy_set_tick_period_milliseconds", i32s(1), func(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.Status {
 		vm.tick = time.Duration(u32(p[0])) * time.Millisecond
@@ -98,18 +96,21 @@ func instantiateEnv(ctx context.Context, r wazero.Runtime) error {
 		if !ok {
 			return pw.StatusNotFound
 		}
-		vm.cfg.Stats.record(m, p[1])
-		return pw.StatusOK
+		return pw.StatusOf(vm.cfg.Stats.record(m, p[1]))
 	})
 	def("proxy_get_metric", i32s(2), func(_ context.Context, vm *VM, mod api.Module, p []uint64) pw.Status {
 		m, ok := vm.metric(u32(p[0]))
 		if !ok {
 			return pw.StatusNotFound
 		}
+		if m.Type == pw.MetricTypeHistogram {
+			return pw.StatusBadArgument // Envoy's getMetric reads counters and gauges only
+		}
 		return okIf(mod.Memory().WriteUint64Le(u32(p[1]), vm.cfg.Stats.value(m)))
 	})
 	def("proxy_get_shared_data", i32s(5), hostGetSharedData)
 	def("proxy_set_shared_data", i32s(5), hostSetSharedData)
+	defineMore(b, def)
 	_, err := b.Instantiate(ctx)
 	return err
 }
@@ -151,9 +152,16 @@ func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr
 			f = m.ExportedFunction("proxy_on_memory_allocate")
 			vm.fns["proxy_on_memory_allocate"] = f
 		}
+		// cpp-host restricts the guest's allocator to a few host calls.
+		saved := vm.allowed
+		vm.allowed = mallocAllowed
 		res, err := f.Call(ctx, uint64(len(data)))
-		if err != nil || len(res) == 0 {
-			return pw.StatusInternalFailure
+		vm.allowed = saved
+		if err != nil {
+			panic(err) // the trap propagates to the guest call that led here
+		}
+		if len(res) == 0 || res[0] == 0 {
+			return pw.StatusInvalidMemoryAccess
 		}
 		addr = uint32(res[0])
 		if !m.Memory().Write(addr, data) {
@@ -170,6 +178,9 @@ func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr
 }
 
 func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	if u32(p[0]) > uint32(pw.LogLevelCritical) {
+		return pw.StatusBadArgument // cpp-host: a level above LogLevel::Max
+	}
 	msg, ok := readString(m, u32(p[1]), u32(p[2]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
@@ -180,31 +191,47 @@ func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 
 // buffer returns the buffer a buffer call addresses in the current
 // callback, or false when it does not exist here.
-func (vm *VM) buffer(bt pw.BufferType) (*[]byte, bool) {
+func (vm *VM) buffer(bt pw.BufferType) (buf *[]byte, mutable, ok bool) {
 	s := vm.streams[vm.effective]
+	var none []byte
 	switch bt {
 	case pw.BufferTypeHTTPRequestBody:
+		// Envoy shows the body in its callback and while buffering after
+		// it; elsewhere the buffer is empty and cannot be written.
+		if s != nil && s.reqBodyLive {
+			return &s.reqBody, true, true
+		}
 		if s != nil {
-			return &s.reqBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPResponseBody:
+		if s != nil && s.respBodyLive {
+			return &s.respBody, true, true
+		}
 		if s != nil {
-			return &s.respBody, true
+			return &none, false, true
 		}
 	case pw.BufferTypeHTTPCallResponseBody, pw.BufferTypeGRPCReceiveBuffer:
 		if vm.callResp != nil {
-			return &vm.callResp.body, true
+			return &vm.callResp.body, false, true
 		}
 	case pw.BufferTypeVMConfiguration:
-		return &vm.cfg.VMConfig, true
+		return &vm.cfg.VMConfig, false, true
 	case pw.BufferTypePluginConfiguration:
-		return &vm.cfg.PluginConfig, true
+		// Envoy hands the plugin configuration out during
+		// proxy_on_configure only.
+		if vm.configuring {
+			return &vm.cfg.PluginConfig, false, true
+		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	buf, ok := vm.buffer(pw.BufferType(u32(p[0])))
+	if u32(p[0]) > maxBufferType {
+		return pw.StatusBadArgument
+	}
+	buf, _, ok := vm.buffer(pw.BufferType(u32(p[0])))
 	if !ok {
 		return pw.StatusNotFound
 	}
@@ -215,17 +242,21 @@ func hostGetBufferBytes(ctx context.Context, vm *VM, m api.Module, p []uint64) p
 	return vm.returnBytes(ctx, m, (*buf)[start:end], u32(p[3]), u32(p[4]))
 }
 
-// hostSetBufferBytes follows Envoy: start 0 and length 0 prepends, start 0
-// and a length covering the buffer replaces it, a start at or past the end
-// appends; anything else is a bad argument.
+// hostSetBufferBytes follows Envoy's Buffer::copyFrom: start 0 drops the
+// first length bytes and prepends the data (length 0 prepends, a length
+// covering the buffer replaces it), a start at or past the end appends;
+// anything else is a bad argument.
 func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 	bt := pw.BufferType(u32(p[0]))
-	if bt != pw.BufferTypeHTTPRequestBody && bt != pw.BufferTypeHTTPResponseBody {
+	if u32(p[0]) > maxBufferType {
 		return pw.StatusBadArgument
 	}
-	buf, ok := vm.buffer(bt)
+	buf, mutable, ok := vm.buffer(bt)
 	if !ok {
 		return pw.StatusNotFound
+	}
+	if !mutable {
+		return pw.StatusBadArgument // Envoy's other buffers are immutable
 	}
 	data, ok := read(m, u32(p[3]), u32(p[4]))
 	if !ok {
@@ -234,10 +265,8 @@ func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.
 	start, length := uint64(u32(p[1])), uint64(u32(p[2]))
 	n := uint64(len(*buf))
 	switch {
-	case start == 0 && length == 0:
-		*buf = append(data, *buf...)
-	case start == 0 && length >= n:
-		*buf = data
+	case start == 0:
+		*buf = append(data, (*buf)[min(length, n):]...)
 	case start >= n:
 		*buf = append(*buf, data...)
 	default:
@@ -247,50 +276,72 @@ func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.
 }
 
 // headerMap returns the map a header call addresses in the current
-// callback.
-func (vm *VM) headerMap(mt pw.MapType) (*[][2]string, bool) {
+// callback, as Envoy's Context::getMap and getConstMap do: request and
+// response headers exist only while their callback runs or while the
+// stream stays stopped in it (Envoy forgets them on Continue), and read
+// only in the log callback; a map that does not exist is BadArgument.
+func (vm *VM) headerMap(mt pw.MapType, mutable bool) (*[][2]string, bool) {
 	s := vm.streams[vm.effective]
 	switch mt {
 	case pw.MapTypeHTTPRequestHeaders:
-		if s != nil {
+		if s != nil && (s.reqHeadersLive || (s.inLog && !mutable)) {
 			return &s.reqHeaders, true
 		}
 	case pw.MapTypeHTTPRequestTrailers:
-		if s != nil {
+		// Trailers exist in their callback; a filter may add them from
+		// the end-of-stream body callback (Envoy's addDecodedTrailers).
+		if s != nil && (s.reqTrailersLive || (s.reqLastBody && mutable)) {
 			return &s.reqTrailers, true
 		}
 	case pw.MapTypeHTTPResponseHeaders:
-		if s != nil && s.respHeaders != nil {
+		if s != nil && s.respHeaders != nil && (s.respHeadersLive || (s.inLog && !mutable)) {
 			return &s.respHeaders, true
 		}
 	case pw.MapTypeHTTPResponseTrailers:
-		if s != nil {
+		if s != nil && (s.respTrailersLive || (s.respLastBody && mutable) || (s.inLog && !mutable)) {
 			return &s.respTrailers, true
 		}
 	case pw.MapTypeHTTPCallResponseHeaders:
-		if vm.callResp != nil {
+		if vm.callResp != nil && !mutable {
 			return &vm.callResp.headers, true
 		}
 	case pw.MapTypeHTTPCallResponseTrailers:
-		if vm.callResp != nil {
+		if vm.callResp != nil && !mutable {
 			return &vm.callResp.trailers, true
 		}
 	}
 	return nil, false
 }
 
-func hostGetHeaderMapPairs(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
-	if !ok {
-		return pw.StatusNotFound
+// headersModified is Envoy's onHeadersModified: a change to the request
+// headers clears the route cache, so the route is chosen again.
+func (vm *VM) headersModified(mt pw.MapType) {
+	if mt != pw.MapTypeHTTPRequestHeaders {
+		return
 	}
-	return vm.returnBytes(ctx, m, pw.SerializeMap(*hm), u32(p[1]), u32(p[2]))
+	if s := vm.streams[vm.effective]; s != nil {
+		s.routeCacheCleared = true
+		if s.opts.OnRouteCacheCleared != nil {
+			s.opts.OnRouteCacheCleared()
+		}
+	}
+}
+
+// hostGetHeaderMapPairs returns an empty map when the map does not exist,
+// as Envoy's getHeaderMapPairs does.
+func hostGetHeaderMapPairs(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
+	var pairs [][2]string
+	if hm, ok := vm.headerMap(pw.MapType(u32(p[0])), false); ok {
+		pairs = *hm
+	}
+	return vm.returnBytes(ctx, m, pw.SerializeMap(pairs), u32(p[1]), u32(p[2]))
 }
 
 func hostSetHeaderMapPairs(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	mt := pw.MapType(u32(p[0]))
+	hm, ok := vm.headerMap(mt, true)
 	if !ok {
-		return pw.StatusNotFound
+		return pw.StatusBadArgument
 	}
 	b, ok := read(m, u32(p[1]), u32(p[2]))
 	if !ok {
@@ -304,13 +355,14 @@ func hostSetHeaderMapPairs(_ context.Context, vm *VM, m api.Module, p []uint64) 
 		pairs[i][0] = strings.ToLower(pairs[i][0])
 	}
 	*hm = pairs
+	vm.headersModified(mt)
 	return pw.StatusOK
 }
 
 func hostGetHeaderMapValue(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	hm, ok := vm.headerMap(pw.MapType(u32(p[0])), false)
 	if !ok {
-		return pw.StatusNotFound
+		return pw.StatusBadArgument
 	}
 	key, ok := readString(m, u32(p[1]), u32(p[2]))
 	if !ok {
@@ -336,9 +388,10 @@ func hostReplaceHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint
 // editHeaderMap applies edit to the map p[0] names with the key and value
 // the guest passed as (p[1], p[2]) and (p[3], p[4]).
 func editHeaderMap(vm *VM, m api.Module, p []uint64, edit func(hm [][2]string, key, val string) [][2]string) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	mt := pw.MapType(u32(p[0]))
+	hm, ok := vm.headerMap(mt, true)
 	if !ok {
-		return pw.StatusNotFound
+		return pw.StatusBadArgument
 	}
 	key, ok1 := readString(m, u32(p[1]), u32(p[2]))
 	val, ok2 := readString(m, u32(p[3]), u32(p[4]))
@@ -346,19 +399,22 @@ func editHeaderMap(vm *VM, m api.Module, p []uint64, edit func(hm [][2]string, k
 		return pw.StatusInvalidMemoryAccess
 	}
 	*hm = edit(*hm, key, val)
+	vm.headersModified(mt)
 	return pw.StatusOK
 }
 
 func hostRemoveHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	hm, ok := vm.headerMap(pw.MapType(u32(p[0])))
+	mt := pw.MapType(u32(p[0]))
+	hm, ok := vm.headerMap(mt, true)
 	if !ok {
-		return pw.StatusNotFound
+		return pw.StatusBadArgument
 	}
 	key, ok := readString(m, u32(p[1]), u32(p[2]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
 	}
 	*hm = removeHeader(*hm, key)
+	vm.headersModified(mt)
 	return pw.StatusOK
 }
 
@@ -371,6 +427,11 @@ func hostGetProperty(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.S
 	if s := vm.streams[vm.effective]; s != nil {
 		if v, ok := s.props[key]; ok {
 			return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
+		}
+		if s.opts.Properties != nil {
+			if v, ok := s.opts.Properties(key); ok {
+				return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
+			}
 		}
 	}
 	if v, ok := vm.cfg.Properties[key]; ok {
@@ -419,6 +480,7 @@ func hostSendLocalResponse(_ context.Context, vm *VM, m api.Module, p []uint64) 
 		Headers:    headers,
 		GRPCStatus: int32(u32(p[7])),
 	}
+	vm.stopNext = true // cpp-host: the callback's answer becomes a stop
 	return pw.StatusOK
 }
 
@@ -427,11 +489,22 @@ func hostContinueStream(_ context.Context, vm *VM, _ api.Module, p []uint64) pw.
 	if s == nil {
 		return pw.StatusNotFound
 	}
+	// Envoy defers the continue until the guest call returns (afterCall)
+	// and forgets the request headers, body and trailers it held.
 	switch pw.StreamType(u32(p[0])) {
 	case pw.StreamTypeRequest:
 		s.reqPaused = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
+		if s.reqStopAll {
+			vm.resumed = append(vm.resumed, s)
+		}
 	case pw.StreamTypeResponse:
 		s.respPaused = false
+		s.reqHeadersLive, s.reqTrailersLive = false, false
+		s.respTrailersLive = false
+		if s.respStopAll {
+			vm.resumed = append(vm.resumed, s)
+		}
 	default:
 		return pw.StatusBadArgument
 	}

@@ -1,38 +1,53 @@
 // Package wasmhost runs proxy-wasm modules (ABI 0.2.1) under wazero the way
 // Envoy's host, proxy-wasm-cpp-host, runs them. It is the host of the
 // gateway data plane and of every filter test (through package wasmtest).
+// Every rule that differs from a plain WASI runtime comes from cpp-host or
+// Envoy (docs/filters.md lists them with their tests).
 //
 // # API
 //
 //   - Compile(ctx, wasm) -> *Module: one compiled module, shared by every
-//     VM; safe for concurrent use. Module.Close releases it.
+//     VM, safe for concurrent use; it fails, naming the import, when the
+//     module imports what cpp-host does not export. Module.Close, Size.
 //   - Module.NewVM(ctx, Config) -> *VM: one instance per worker, started
-//     as Envoy starts a plugin: _initialize, proxy_on_vm_start (root
-//     context, VM configuration), proxy_on_context_create (root),
-//     proxy_on_configure (plugin configuration). Calls into one VM are
-//     serialised like a worker thread.
-//   - Config: VMConfig, PluginConfig, Clusters (callout targets by Envoy
-//     cluster name), Stats and Shared (give several VMs the same values to
-//     share metrics and shared data as Envoy's workers do), Properties,
-//     Clock, Logger.
-//   - VM.NewStream -> *Stream: one HTTP stream context. Stream methods
-//     deliver one callback each: RequestHeaders, RequestBody,
-//     RequestTrailers, ResponseHeaders, ResponseBody, ResponseTrailers, and
-//     Done (proxy_on_done, proxy_on_log, proxy_on_delete). Paused,
-//     LocalResponse, RequestHeaderMap, RequestBodyBytes,
-//     ResponseHeaderMap, ResponseBodyBytes read the stream's state;
-//     AwaitResume delivers callout answers until a paused direction
-//     resumes.
+//     as cpp-host starts a plugin: _initialize (restricted host calls),
+//     proxy_on_context_create (root), proxy_on_vm_start,
+//     proxy_on_configure. Calls into one VM are serialised like a worker
+//     thread.
+//   - Config: VMConfig, PluginConfig; Upstreams (or Clusters for a
+//     StaticUpstreams); AllowOnHeadersStopIteration and FailOpen (Envoy's
+//     PluginConfig fields); Stats, Shared, Queues (give several VMs the
+//     same values to share them as Envoy's workers do) and VMID;
+//     Properties, Clock, Logger, Trace.
+//   - Upstreams (HasCluster, HTTP, GRPC) is how callouts and RoundTrip
+//     reach clusters; GRPCCall is one unary call; StaticUpstreams /
+//     NewStaticUpstreams / Close map names to fixed addresses (Cluster).
+//   - VM.NewStream, VM.OpenStream(StreamOptions{Properties,
+//     OnRouteCacheCleared}) -> *Stream. Stream methods deliver one callback
+//     each and return the guest's answer: RequestHeaders, RequestBody,
+//     RequestTrailers, ResponseHeaders, ResponseBody, ResponseTrailers,
+//     Done (proxy_on_log, proxy_on_done, proxy_on_delete). State: Paused,
+//     Holding (data held under stop-all-iteration), LocalResponse,
+//     RouteCacheCleared, RequestHeaderMap, RequestBodyBytes,
+//     ResponseHeaderMap, ResponseBodyBytes, SetProperty, ID. AwaitResume
+//     delivers callout answers until a paused direction resumes.
 //   - VM.RoundTrip(ctx, cluster, Request) -> *Response: one request through
-//     the filter with a real upstream, as Envoy would run it.
-//   - VM.Tick, TickPeriod, AwaitCallouts, Logs, Stats, Shared,
-//     MemoryBytes, Close.
-//   - Stats / Metric: the stat store (proxy_define_metric and friends);
-//     SharedData: proxy_get/set_shared_data with compare-and-swap.
-//   - ErrStalled (a paused stream with no callout left to resume it),
-//     ErrClosed (the VM was closed or trapped).
+//     the filter and a real upstream, as Envoy would run it (LocalResponse
+//     for the filter's own answers).
+//   - VM.Failed, VM.FailOpen and FailClosedResponse: after a trap the VM
+//     runs no guest code; streams pass through (fail-open) or get Envoy's
+//     503 "wasm_fail_stream" reply. A stream callback that traps returns
+//     an error wrapping ErrClosed; NewStream on a failed VM returns
+//     ErrClosed.
+//   - VM.Tick, TickPeriod, AwaitCallouts, DeliverQueueReady, Logs, Stats,
+//     Shared, MemoryBytes, Close.
+//   - Stats / Metric, SharedData, SharedQueues, LogEntry: the stores.
+//   - Errors: ErrStalled (a paused stream with nothing left to resume it),
+//     ErrClosed (closed or failed VM), ErrRestrictedCallback (a host call
+//     where cpp-host forbids it).
 //
-// Callouts (proxy_http_call, proxy_grpc_call) run on goroutines bound to
-// the VM and are answered in later callbacks on the root context, as in
-// Envoy; a trap fails the VM and it refuses every later call.
+// Callouts run on goroutines bound to the VM and are answered in later
+// callbacks on the root context, as in Envoy. The embedder's callbacks
+// (Upstreams methods, OnRouteCacheCleared, Properties) must not call back
+// into the VM that called them.
 package wasmhost

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/api"
 )
 
 // Module is a compiled proxy-wasm module with its own wazero runtime, WASI
@@ -25,16 +25,18 @@ type Module struct {
 // temp directory makes later test binaries skip most of the work.
 //
 // # Errors
-// The module fails to compile, or does not export what the ABI requires.
+// The module fails to compile, imports a function the host (cpp-host's set,
+// with cpp-host's signatures) does not export, or does not export what the
+// ABI requires.
 func Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	cfg := wazero.NewRuntimeConfig()
 	if cache, err := wazero.NewCompilationCacheWithDir(filepath.Join(os.TempDir(), "maestro-wazero-cache")); err == nil {
 		cfg = cfg.WithCompilationCache(cache)
 	}
 	r := wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+	if err := instantiateWASI(ctx, r); err != nil {
 		r.Close(ctx)
-		return nil, fmt.Errorf("instantiate wasi: %w", err)
+		return nil, err
 	}
 	if err := instantiateEnv(ctx, r); err != nil {
 		r.Close(ctx)
@@ -44,6 +46,10 @@ func Compile(ctx context.Context, wasm []byte) (*Module, error) {
 	if err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("compile module: %w", err)
+	}
+	if err := checkImports(r, c); err != nil {
+		r.Close(ctx)
+		return nil, err
 	}
 	exports := c.ExportedFunctions()
 	for _, name := range []string{"_initialize", "proxy_abi_version_0_2_1", "proxy_on_memory_allocate",
@@ -61,3 +67,42 @@ func (m *Module) Size() int { return m.size }
 
 // Close releases the runtime and every VM still open on it.
 func (m *Module) Close(ctx context.Context) error { return m.runtime.Close(ctx) }
+
+// checkImports fails, naming the function, when the module imports what
+// the host does not export or with another signature, as linking fails in
+// Envoy.
+func checkImports(r wazero.Runtime, c wazero.CompiledModule) error {
+	hosts := map[string]api.Module{}
+	for _, f := range c.ImportedFunctions() {
+		module, name, _ := f.Import()
+		h, ok := hosts[module]
+		if !ok {
+			h = r.Module(module)
+			hosts[module] = h
+		}
+		if h == nil {
+			return fmt.Errorf("module imports %s.%s: the host has no module %q", module, name, module)
+		}
+		exp, ok := h.ExportedFunctionDefinitions()[name]
+		if !ok {
+			return fmt.Errorf("module imports %s.%s, which the host does not export", module, name)
+		}
+		if !sameTypes(exp.ParamTypes(), f.ParamTypes()) || !sameTypes(exp.ResultTypes(), f.ResultTypes()) {
+			return fmt.Errorf("module imports %s.%s with signature %v -> %v, the host exports %v -> %v",
+				module, name, f.ParamTypes(), f.ResultTypes(), exp.ParamTypes(), exp.ResultTypes())
+		}
+	}
+	return nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -46,7 +46,9 @@ func (s *Stats) increment(m *Metric, delta int64) error {
 	defer s.mu.Unlock()
 	switch m.Type {
 	case proxywasm.MetricTypeCounter:
-		if delta < 0 {
+		// Envoy's incrementMetric refuses a counter increment that is not
+		// positive, zero included.
+		if delta <= 0 {
 			return proxywasm.ErrBadArgument
 		}
 		m.Value += uint64(delta)
@@ -58,14 +60,20 @@ func (s *Stats) increment(m *Metric, delta int64) error {
 	return nil
 }
 
-func (s *Stats) record(m *Metric, v uint64) {
+// record follows Envoy's recordMetric: a counter adds v, a gauge is set to
+// v, a histogram records the sample.
+func (s *Stats) record(m *Metric, v uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m.Type == proxywasm.MetricTypeHistogram {
+	switch m.Type {
+	case proxywasm.MetricTypeHistogram:
 		m.Samples = append(m.Samples, v)
-		return
+	case proxywasm.MetricTypeCounter:
+		m.Value += v
+	default:
+		m.Value = v
 	}
-	m.Value = v
+	return nil
 }
 
 func (s *Stats) value(m *Metric) uint64 {

@@ -9,74 +9,97 @@ import (
 	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
 )
 
-// Request is a downstream request for RoundTrip. Method, Path and
-// Authority become the ":method", ":path" and ":authority" pseudo-headers.
-type Request struct {
-	Method, Path, Authority string
-	Headers                 [][2]string
-	Body                    []byte
-	Trailers                [][2]string
-	// ChunkSize, if positive, delivers Body in chunks of at most this many
-	// bytes, one body callback each, as Envoy does with a body that spans
-	// several data frames; zero delivers it in one.
-	ChunkSize int
-}
-
-// Response is what the downstream client receives.
-type Response struct {
-	Status   int
-	Headers  [][2]string // including ":status"
-	Body     []byte
-	Trailers [][2]string
-	// Local is the filter's local response, when it sent one.
-	Local *LocalResponse
-}
-
-// Header returns the first value of a response header.
-func (r *Response) Header(key string) string {
-	v, _ := headerValue(r.Headers, key)
-	return v
-}
-
-// Trailer returns the first value of a response trailer.
-func (r *Response) Trailer(key string) string {
-	v, _ := headerValue(r.Trailers, key)
-	return v
-}
-
-// LocalResponse is a proxy_send_local_response call.
-type LocalResponse struct {
-	Status     int
-	Details    string
-	Headers    [][2]string
-	Body       []byte
-	GRPCStatus int32 // -1: not a gRPC reply
+// StreamOptions is what the embedder supplies for one stream.
+type StreamOptions struct {
+	// Properties answers proxy_get_property for this stream (after values
+	// the filter set with proxy_set_property, before Config.Properties),
+	// keyed by the path joined with "." ("route_name", "cluster_name",
+	// "request.path"). Values are encoded as Envoy encodes them: strings
+	// as their bytes, integers as 8-byte little-endian.
+	Properties func(path string) ([]byte, bool)
+	// OnRouteCacheCleared is called when the filter changes the request
+	// headers (add, replace, remove, set pairs), where Envoy clears the
+	// route cache so that the route is selected again. It runs inside the
+	// guest call, with the VM busy: it must not call into the VM.
+	OnRouteCacheCleared func()
 }
 
 // Stream is one HTTP stream's context in a VM. Its methods deliver one
-// callback each, with the VM's lock held, like Envoy's worker thread.
+// callback each, with the VM's lock held, like Envoy's worker thread, and
+// return the guest's answer. How the host treats the answer follows
+// cpp-host and Envoy: a pause from headers stops all iteration (unless
+// Config.AllowOnHeadersStopIteration), so later body and trailers are held
+// by the host and given to the filter only when it continues the stream.
 type Stream struct {
 	vm                        *VM
 	id                        uint32
+	opts                      StreamOptions
 	reqHeaders, reqTrailers   [][2]string
 	respHeaders, respTrailers [][2]string
 	reqBody, respBody         []byte
 	reqBuffering, respBuffer  bool // the previous body callback paused: keep buffering
 	reqPaused, respPaused     bool
+	reqStopAll, respStopAll   bool // stopped in headers with stop-all: data is held
+	reqHeld, respHeld         held
+	reqHeadersLive            bool // Envoy still holds the request headers
+	respHeadersLive           bool
+	reqTrailersLive           bool // in (or stopped in) the trailers callback
+	respTrailersLive          bool
+	reqLastBody, respLastBody bool // in the end-of-stream body callback
+	reqBodyLive, respBodyLive bool // in the body callback or buffering after it
+	inLog                     bool
+	routeCacheCleared         bool
 	local                     *LocalResponse
 	reset                     bool
 	done                      bool
 	props                     map[string][]byte
 }
 
-// NewStream creates a stream context (proxy_on_context_create).
-//
-// # Errors
-// The guest traps.
-func (vm *VM) NewStream() (*Stream, error) {
+// held is data that arrived while a direction was stopped with
+// stop-all-iteration.
+type held struct {
+	body         []byte
+	hasBody, end bool
+	trailers     [][2]string
+	hasTrailers  bool
+}
+
+// FailClosedResponse is what Envoy answers on a stream whose plugin VM has
+// failed and is not fail-open (Context::failStream): 503 with an empty
+// body, gRPC status UNAVAILABLE (14) for a gRPC request, response details
+// "wasm_fail_stream".
+func FailClosedResponse() *LocalResponse {
+	return &LocalResponse{Status: 503, Details: "wasm_fail_stream", GRPCStatus: 14}
+}
+
+// Failed is the trap that failed the VM, nil while it is healthy. A failed
+// VM runs no more guest code; streams are then answered per
+// Config.FailOpen (pass through) or with FailClosedResponse.
+func (vm *VM) Failed() error {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
-	s := &Stream{vm: vm, id: vm.nextID, props: map[string][]byte{}}
+	return vm.trapped
+}
+
+// FailOpen reports the VM's failure policy (Config.FailOpen).
+func (vm *VM) FailOpen() bool { return vm.cfg.FailOpen }
+
+// NewStream creates a stream context (proxy_on_context_create) with no
+// options.
+//
+// # Errors
+// The VM has failed (ErrClosed) or the guest traps.
+func (vm *VM) NewStream() (*Stream, error) { return vm.OpenStream(StreamOptions{}) }
+
+// OpenStream creates a stream context (proxy_on_context_create).
+//
+// # Errors
+// The VM has failed (ErrClosed; see Failed and FailOpen) or the guest
+// traps.
+func (vm *VM) OpenStream(opts StreamOptions) (*Stream, error) {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	s := &Stream{vm: vm, id: vm.nextID, opts: opts, props: map[string][]byte{}}
 	vm.nextID++
 	vm.streams[s.id] = s
 	if _, err := vm.call("proxy_on_context_create", uint64(s.id), uint64(vm.rootID)); err != nil {
@@ -97,12 +120,53 @@ func (s *Stream) SetProperty(path string, value []byte) {
 	s.props[path] = value
 }
 
+// RouteCacheCleared reports whether the filter changed the request headers
+// since the last call, and resets the report: the embedder then selects
+// the route again, as Envoy does after clearRouteCache.
+func (s *Stream) RouteCacheCleared() bool {
+	s.vm.mu.Lock()
+	defer s.vm.mu.Unlock()
+	c := s.routeCacheCleared
+	s.routeCacheCleared = false
+	return c
+}
+
+// callback runs one stream callback. On a VM that failed earlier it runs
+// nothing: fail-open lets the stream continue, fail-closed answers it with
+// FailClosedResponse and stops it, as cpp-host's CHECK_FAIL does. A trap
+// in this callback fails the VM, answers the stream the same way and
+// returns the error.
 func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
 	vm := s.vm
+	if vm.trapped != nil {
+		if vm.cfg.FailOpen {
+			return pw.ActionContinue, nil
+		}
+		s.failClosed()
+		return pw.ActionPause, nil
+	}
 	vm.effective = s.id
+	vm.stopNext = false
 	r, err := vm.call(name, append([]uint64{uint64(s.id)}, args...)...)
-	return pw.Action(r), err
+	if err != nil {
+		if !vm.cfg.FailOpen {
+			s.failClosed()
+		}
+		return pw.ActionPause, err
+	}
+	return pw.Action(r), nil
 }
+
+func (s *Stream) failClosed() {
+	if s.local == nil {
+		s.local = FailClosedResponse()
+	}
+}
+
+// stops reports whether a callback's answer stops the stream: the guest
+// paused, or sent a local response in the callback (cpp-host then turns
+// any answer into a stop).
+func (s *Stream) stops(a pw.Action) bool { return a != pw.ActionContinue || s.vm.stopNext }
 
 func flag(b bool) uint64 {
 	if b {
@@ -116,38 +180,85 @@ func (s *Stream) RequestHeaders(headers [][2]string, endOfStream bool) (pw.Actio
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
 	s.reqHeaders = lower(headers)
+	s.reqHeadersLive = true
 	a, err := s.callback("proxy_on_request_headers", uint64(len(s.reqHeaders)), flag(endOfStream))
-	s.reqPaused = s.reqPaused || a == pw.ActionPause
-	return a, err
+	if err != nil {
+		return a, err
+	}
+	if s.stops(a) {
+		s.reqPaused = true
+		s.reqStopAll = !s.vm.cfg.AllowOnHeadersStopIteration || s.vm.stopNext
+	} else {
+		s.reqHeadersLive = false
+	}
+	return a, s.vm.afterCall()
 }
 
 // RequestBody delivers one chunk with proxy_on_request_body. As in Envoy,
 // while the previous body callback paused the chunk is appended to the
-// buffered body and the callback sees the whole buffer's size.
+// buffered body and the callback sees the whole buffer's size; while the
+// headers stopped all iteration the chunk is held, not delivered.
 func (s *Stream) RequestBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	if s.reqPaused && s.reqStopAll {
+		s.reqHeld.body = append(s.reqHeld.body, chunk...)
+		s.reqHeld.hasBody, s.reqHeld.end = true, endOfStream
+		return pw.ActionPause, nil
+	}
+	a, err := s.requestBody(chunk, endOfStream)
+	if err != nil {
+		return a, err
+	}
+	return a, s.vm.afterCall()
+}
+
+func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	if s.reqBuffering {
 		s.reqBody = append(s.reqBody, chunk...)
 	} else {
 		s.reqBody = append([]byte(nil), chunk...)
 	}
+	s.reqLastBody, s.reqBodyLive = endOfStream, true
 	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
+	s.reqLastBody = false
+	if err != nil {
+		return a, err
+	}
+	s.reqBodyLive = a == pw.ActionPause
 	s.reqBuffering = a == pw.ActionPause
 	// As in Envoy, a data callback's answer decides: Continue resumes a
 	// stream that an earlier callback stopped.
-	s.reqPaused = a == pw.ActionPause
-	return a, err
+	s.reqPaused = s.stops(a)
+	return a, nil
 }
 
-// RequestTrailers delivers proxy_on_request_trailers.
+// RequestTrailers delivers proxy_on_request_trailers (held, like the body,
+// while the headers stopped all iteration).
 func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
-	s.reqTrailers = lower(trailers)
+	if s.reqPaused && s.reqStopAll {
+		s.reqHeld.trailers, s.reqHeld.hasTrailers = lower(trailers), true
+		return pw.ActionPause, nil
+	}
+	a, err := s.requestTrailers(lower(trailers))
+	if err != nil {
+		return a, err
+	}
+	return a, s.vm.afterCall()
+}
+
+func (s *Stream) requestTrailers(trailers [][2]string) (pw.Action, error) {
+	s.reqTrailers = trailers
+	s.reqTrailersLive = true
 	a, err := s.callback("proxy_on_request_trailers", uint64(len(s.reqTrailers)))
-	s.reqPaused = a == pw.ActionPause
-	return a, err
+	if err != nil {
+		return a, err
+	}
+	s.reqPaused = s.stops(a)
+	s.reqTrailersLive = s.reqPaused
+	return a, nil
 }
 
 // ResponseHeaders delivers proxy_on_response_headers; headers should
@@ -156,39 +267,137 @@ func (s *Stream) ResponseHeaders(headers [][2]string, endOfStream bool) (pw.Acti
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
 	s.respHeaders = lower(headers)
+	s.respHeadersLive = true
 	a, err := s.callback("proxy_on_response_headers", uint64(len(s.respHeaders)), flag(endOfStream))
-	s.respPaused = s.respPaused || a == pw.ActionPause
-	return a, err
+	if err != nil {
+		return a, err
+	}
+	if s.stops(a) {
+		s.respPaused = true
+		s.respStopAll = !s.vm.cfg.AllowOnHeadersStopIteration || s.vm.stopNext
+	} else {
+		s.respHeadersLive = false
+	}
+	return a, s.vm.afterCall()
 }
 
 // ResponseBody delivers one chunk with proxy_on_response_body, buffering
-// like RequestBody.
+// and holding like RequestBody.
 func (s *Stream) ResponseBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	if s.respPaused && s.respStopAll {
+		s.respHeld.body = append(s.respHeld.body, chunk...)
+		s.respHeld.hasBody, s.respHeld.end = true, endOfStream
+		return pw.ActionPause, nil
+	}
+	a, err := s.responseBody(chunk, endOfStream)
+	if err != nil {
+		return a, err
+	}
+	return a, s.vm.afterCall()
+}
+
+func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	if s.respBuffer {
 		s.respBody = append(s.respBody, chunk...)
 	} else {
 		s.respBody = append([]byte(nil), chunk...)
 	}
+	s.respLastBody, s.respBodyLive = endOfStream, true
 	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
+	s.respLastBody = false
+	if err != nil {
+		return a, err
+	}
+	s.respBodyLive = a == pw.ActionPause
 	s.respBuffer = a == pw.ActionPause
-	s.respPaused = a == pw.ActionPause // as for the request
-	return a, err
+	s.respPaused = s.stops(a) // as for the request
+	return a, nil
 }
 
 // ResponseTrailers delivers proxy_on_response_trailers.
 func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
-	s.respTrailers = lower(trailers)
-	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
-	s.respPaused = a == pw.ActionPause
-	return a, err
+	if s.respPaused && s.respStopAll {
+		s.respHeld.trailers, s.respHeld.hasTrailers = lower(trailers), true
+		return pw.ActionPause, nil
+	}
+	a, err := s.responseTrailers(lower(trailers))
+	if err != nil {
+		return a, err
+	}
+	return a, s.vm.afterCall()
 }
 
-// Done ends the stream as Envoy does: proxy_on_done, proxy_on_log,
-// proxy_on_delete. Calling it twice is a no-op.
+func (s *Stream) responseTrailers(trailers [][2]string) (pw.Action, error) {
+	s.respTrailers = trailers
+	s.respTrailersLive = true
+	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
+	if err != nil {
+		return a, err
+	}
+	s.respPaused = s.stops(a)
+	s.respTrailersLive = s.respPaused
+	return a, nil
+}
+
+// afterCall runs what Envoy defers until a guest call returns: a stream
+// the guest continued (proxy_continue_stream) after stopping all iteration
+// gets the body and trailers held meanwhile, in one body callback.
+func (vm *VM) afterCall() error {
+	for len(vm.resumed) > 0 {
+		s := vm.resumed[0]
+		vm.resumed = vm.resumed[1:]
+		if err := s.releaseHeld(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Stream) releaseHeld() error {
+	if s.done || s.local != nil || s.reset {
+		return nil
+	}
+	if s.reqStopAll && !s.reqPaused {
+		s.reqStopAll = false
+		h := s.reqHeld
+		s.reqHeld = held{}
+		if h.hasBody {
+			if _, err := s.requestBody(h.body, h.end && !h.hasTrailers); err != nil {
+				return err
+			}
+		}
+		if h.hasTrailers && s.local == nil {
+			if _, err := s.requestTrailers(h.trailers); err != nil {
+				return err
+			}
+		}
+	}
+	if s.respStopAll && !s.respPaused {
+		s.respStopAll = false
+		h := s.respHeld
+		s.respHeld = held{}
+		if h.hasBody {
+			if _, err := s.responseBody(h.body, h.end && !h.hasTrailers); err != nil {
+				return err
+			}
+		}
+		if h.hasTrailers && s.local == nil {
+			if _, err := s.responseTrailers(h.trailers); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Done ends the stream as Envoy does: proxy_on_log (the access-log
+// handler runs before the filters are destroyed), then proxy_on_done and
+// proxy_on_delete. On a failed VM nothing runs. Calling it twice is a
+// no-op.
 func (s *Stream) Done() error {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
@@ -197,7 +406,16 @@ func (s *Stream) Done() error {
 	}
 	s.done = true
 	defer delete(s.vm.streams, s.id)
-	for _, name := range []string{"proxy_on_done", "proxy_on_log", "proxy_on_delete"} {
+	if s.vm.trapped != nil {
+		return nil
+	}
+	s.inLog = true
+	_, err := s.callback("proxy_on_log")
+	s.inLog = false
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"proxy_on_done", "proxy_on_delete"} {
 		if _, err := s.callback(name); err != nil {
 			return err
 		}
@@ -216,7 +434,20 @@ func (s *Stream) Paused(response bool) bool {
 	return s.reqPaused
 }
 
-// LocalResponse is the local response the filter sent, or nil.
+// Holding reports whether the host holds body or trailers of a direction
+// stopped with stop-all-iteration, not yet given to the filter.
+func (s *Stream) Holding(response bool) bool {
+	s.vm.mu.Lock()
+	defer s.vm.mu.Unlock()
+	h := s.reqHeld
+	if response {
+		h = s.respHeld
+	}
+	return h.hasBody || h.hasTrailers
+}
+
+// LocalResponse is the local response the filter sent (or the host's
+// FailClosedResponse), or nil.
 func (s *Stream) LocalResponse() *LocalResponse {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
@@ -255,7 +486,9 @@ func (s *Stream) ResponseBodyBytes() []byte {
 // the filter answered locally.
 //
 // # Errors
-// ErrStalled when it stays paused with no callout in flight; ctx ends.
+// ErrStalled when it stays paused with no callout in flight (a filter
+// waiting for a body that stop-all-iteration holds back stalls here); ctx
+// ends.
 func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 	vm := s.vm
 	for {
@@ -279,122 +512,6 @@ func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 	}
 }
 
-// RoundTrip runs one request through the filter the way Envoy would, with
-// the real server of cluster as the upstream: request callbacks, waiting
-// while paused (callouts are delivered meanwhile), then the upstream
-// exchange unless the filter answered locally, then the response callbacks
-// (a local response passes through them too, as in Envoy), then the
-// end-of-stream callbacks. It returns what the client would receive.
-//
-// # Errors
-// The upstream is unreachable, a callback traps, the stream stalls, or ctx
-// ends.
-func (vm *VM) RoundTrip(ctx context.Context, cluster string, req Request) (resp *Response, err error) {
-	s, err := vm.NewStream()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		// The end-of-stream callbacks run whatever happened; a trap in them
-		// fails the round trip.
-		if derr := s.Done(); derr != nil && err == nil {
-			resp, err = nil, derr
-		}
-	}()
-	headers := append([][2]string{{":method", or(req.Method, "GET")}, {":path", or(req.Path, "/")},
-		{":authority", or(req.Authority, cluster)}}, req.Headers...)
-	hasBody, hasTrailers := len(req.Body) > 0, len(req.Trailers) > 0
-	if _, err := s.RequestHeaders(headers, !hasBody && !hasTrailers); err != nil {
-		return nil, err
-	}
-	for rest := req.Body; len(rest) > 0 && s.LocalResponse() == nil; {
-		n := len(rest)
-		if req.ChunkSize > 0 {
-			n = min(n, req.ChunkSize)
-		}
-		if _, err := s.RequestBody(rest[:n], n == len(rest) && !hasTrailers); err != nil {
-			return nil, err
-		}
-		rest = rest[n:]
-	}
-	if hasTrailers && s.LocalResponse() == nil {
-		if _, err := s.RequestTrailers(req.Trailers); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.AwaitResume(ctx, false); err != nil {
-		return nil, err
-	}
-	upstream, err := s.upstream(ctx, cluster)
-	if err != nil {
-		return nil, err
-	}
-	return s.respond(ctx, upstream)
-}
-
-// upstream is the response before the filter's response callbacks: the
-// local one, or the real server's.
-func (s *Stream) upstream(ctx context.Context, cluster string) (*Response, error) {
-	vm := s.vm
-	vm.mu.Lock()
-	local := s.local
-	c, ok := vm.cfg.Clusters[cluster]
-	out := Request{Headers: append([][2]string(nil), s.reqHeaders...), Body: append([]byte(nil), s.reqBody...),
-		Trailers: append([][2]string(nil), s.reqTrailers...)}
-	vm.mu.Unlock()
-	if local != nil {
-		return localToResponse(local), nil
-	}
-	if !ok {
-		return nil, fmt.Errorf("round trip: unknown cluster %q", cluster)
-	}
-	resp, err := forward(ctx, vm.client(c), c.Address, out)
-	if err != nil {
-		return nil, fmt.Errorf("round trip to cluster %q: %w", cluster, err)
-	}
-	return resp, nil
-}
-
-func (s *Stream) respond(ctx context.Context, up *Response) (*Response, error) {
-	hasBody, hasTrailers := len(up.Body) > 0, len(up.Trailers) > 0
-	if _, err := s.ResponseHeaders(up.Headers, !hasBody && !hasTrailers); err != nil {
-		return nil, err
-	}
-	if hasBody {
-		if _, err := s.ResponseBody(up.Body, !hasTrailers); err != nil {
-			return nil, err
-		}
-	}
-	if hasTrailers {
-		if _, err := s.ResponseTrailers(up.Trailers); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.AwaitResume(ctx, true); err != nil {
-		return nil, err
-	}
-	s.vm.mu.Lock()
-	defer s.vm.mu.Unlock()
-	if s.local != nil && up.Local == nil {
-		// A local reply sent while handling the upstream response replaces it.
-		return localToResponse(s.local), nil
-	}
-	resp := &Response{Headers: append([][2]string(nil), s.respHeaders...), Body: append([]byte(nil), s.respBody...),
-		Trailers: append([][2]string(nil), s.respTrailers...), Local: up.Local}
-	code, _ := headerValue(resp.Headers, ":status")
-	resp.Status, _ = strconv.Atoi(code)
-	return resp, nil
-}
-
-func localToResponse(l *LocalResponse) *Response {
-	h := [][2]string{{":status", strconv.Itoa(l.Status)}}
-	h = append(h, lower(l.Headers)...)
-	if l.GRPCStatus >= 0 {
-		h = replaceHeader(h, "grpc-status", strconv.Itoa(int(l.GRPCStatus)))
-	}
-	return &Response{Status: l.Status, Headers: h, Body: append([]byte(nil), l.Body...), Local: l}
-}
-
 func lower(h [][2]string) [][2]string {
 	out := make([][2]string, len(h))
 	for i, kv := range h {
@@ -409,3 +526,5 @@ func or(v, def string) string {
 	}
 	return v
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,25 +1,22 @@
 package wasmhost
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/sys"
-	"google.golang.org/grpc"
 
 	"github.com/maestro-ml/maestro/wasmfilter/proxywasm"
 )
 
-// Cluster is where callouts (and RoundTrip) to one Envoy cluster name go.
+// Cluster is where callouts (and RoundTrip) to one Envoy cluster name go,
+// for StaticUpstreams.
 type Cluster struct {
 	// Address is host:port of a real server, normally 127.0.0.1:<port>.
 	Address string
@@ -33,41 +30,79 @@ type Config struct {
 	// VMConfig and PluginConfig are what GetVMConfiguration and
 	// GetPluginConfiguration return.
 	VMConfig, PluginConfig []byte
-	// Clusters maps Envoy cluster names to real servers.
+	// Upstreams routes callouts and RoundTrip to clusters. When nil, the VM
+	// uses StaticUpstreams over Clusters.
+	Upstreams Upstreams
+	// Clusters maps Envoy cluster names to real servers, used when
+	// Upstreams is nil.
 	Clusters map[string]Cluster
+	// AllowOnHeadersStopIteration is Envoy's PluginConfig field of that
+	// name (Envoy >= 1.35, default false). Without it a pause returned from
+	// request or response headers becomes stop-all-iteration: the body is
+	// held by the host and not given to the filter until it continues the
+	// stream. With it the pause stops only the headers and body callbacks
+	// still run.
+	AllowOnHeadersStopIteration bool
+	// FailOpen is Envoy's PluginConfig failure policy: once the VM has
+	// failed, streams pass through without the filter. When false they are
+	// answered with FailClosedResponse. Envoy's failure_policy maps as:
+	// FAIL_OPEN (or the deprecated fail_open) to true; FAIL_CLOSED and
+	// UNSPECIFIED (default FAIL_CLOSED) to false; FAIL_RELOAD to false,
+	// the embedder starting a new VM from the Module for new requests
+	// once VM.Failed reports a trap. A VM whose proxy_on_vm_start or
+	// proxy_on_configure returns false is never made (NewVM fails): Envoy
+	// rejects that configuration.
+	FailOpen bool
 	// Stats and Shared are shared between VMs when the same value is given
 	// to several; nil gives the VM its own.
 	Stats  *Stats
 	Shared *SharedData
+	Queues *SharedQueues
+	// VMID is Envoy's vm_config.vm_id, the namespace of shared queues.
+	VMID string
 	// Properties answers proxy_get_property, keyed by the path joined with
-	// "." ("plugin_name", "node.id").
+	// "." ("plugin_name", "node.id"), after the stream's own properties.
 	Properties map[string][]byte
 	// Clock, when set, is the guest's wall and monotonic clock (WASI
 	// clock_time_get), so tests can move time; it must never go backwards.
 	Clock func() time.Time
 	// Logger, when set, also receives the guest's proxy_log lines.
 	Logger *slog.Logger
+	// Trace, when set, is called with the name of each guest export the
+	// host is about to call (proxy_on_memory_allocate excepted), like
+	// cpp-host's "[host->vm]" trace log; for debugging and tests.
+	Trace func(export string)
 }
 
 // Errors from driving a VM.
 var (
 	// ErrStalled: a stream is paused and no callout is left to resume it.
 	ErrStalled = errors.New("stream paused with no callout in flight")
-	// ErrClosed: the VM was closed or trapped.
+	// ErrClosed: the VM was closed or has failed (trapped).
 	ErrClosed = errors.New("vm closed")
 )
 
 // VM is one instance of a Module: one Envoy worker thread's copy of the
 // plugin, with its root context created and configured.
 type VM struct {
-	mu     sync.Mutex // serialises calls into the guest, like a worker thread
-	cfg    Config
-	mod    api.Module
-	ctx    context.Context // carries the VM for host functions
-	cancel context.CancelFunc
-	stderr bytes.Buffer
-	fns    map[string]api.Function
-	stack  [8]uint64 // argument and result slots for call
+	mu      sync.Mutex // serialises calls into the guest, like a worker thread
+	cfg     Config
+	mod     api.Module
+	ctx     context.Context // carries the VM for host functions
+	cancel  context.CancelFunc
+	fns     map[string]api.Function
+	stack   [8]uint64 // argument and result slots for call
+	started time.Time
+	allowed map[string]bool // nil: every host call allowed
+	// stopNext is cpp-host's stopNextIteration: a local response sent in
+	// a callback makes its answer a stop.
+	stopNext bool
+	// configuring is true during proxy_on_configure, the only time Envoy
+	// gives out the plugin configuration.
+	configuring bool
+	// resumed are streams continued after stop-all-iteration whose held
+	// data afterCall delivers.
+	resumed []*Stream
 
 	trapped   error // the first trap; the VM refuses calls after it
 	rootID    uint32
@@ -79,29 +114,36 @@ type VM struct {
 	tick      time.Duration
 
 	// callouts
+	upstreams  Upstreams
+	own        *StaticUpstreams // closed with the VM when it built one
 	nextToken  uint32
 	inflight   int
 	results    chan calloutResult
 	wg         sync.WaitGroup
-	httpClient *http.Client
-	h2Client   *http.Client
-	grpcConns  map[string]*grpc.ClientConn
 	callResp   *calloutResult // the answer visible during its callback
 	cancelled  map[uint32]bool
 	grpcStatus struct {
 		code uint32
 		msg  string
 	}
+
+	// shared-queue notifications, posted by any VM's goroutine
+	qmu   sync.Mutex
+	ready []queueReady
+	wake  chan struct{}
 }
 
 type vmKey struct{}
 
-// NewVM instantiates the module and runs Envoy's start-up sequence:
-// _initialize, proxy_on_vm_start, proxy_on_context_create(root),
+// NewVM instantiates the module and starts the plugin as cpp-host does:
+// _initialize (only cpp-host's allow-list of host calls works), then
+// proxy_on_context_create for the root context, proxy_on_vm_start and
 // proxy_on_configure.
 //
 // # Errors
-// The instance traps, or the filter rejects its VM or plugin configuration.
+// The module imports what the host lacks, a call traps (a restricted host
+// call during _initialize traps with ErrRestrictedCallback), or the filter
+// rejects its VM or plugin configuration.
 func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Stats == nil {
 		cfg.Stats = NewStats()
@@ -109,49 +151,54 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if cfg.Shared == nil {
 		cfg.Shared = NewSharedData()
 	}
+	if cfg.Queues == nil {
+		cfg.Queues = NewSharedQueues()
+	}
 	vmCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	vm := &VM{
 		cfg:       cfg,
 		cancel:    cancel,
 		streams:   map[uint32]*Stream{},
 		results:   make(chan calloutResult, 64),
-		grpcConns: map[string]*grpc.ClientConn{},
+		wake:      make(chan struct{}, 1),
 		fns:       map[string]api.Function{},
 		rootID:    1,
 		nextID:    2,
+		started:   time.Now(),
+		upstreams: cfg.Upstreams,
+	}
+	if vm.upstreams == nil {
+		vm.own = NewStaticUpstreams(cfg.Clusters)
+		vm.upstreams = vm.own
 	}
 	vm.ctx = context.WithValue(vmCtx, vmKey{}, vm)
-	vm.httpClient, vm.h2Client = newHTTPClients()
 
-	mc := wazero.NewModuleConfig().
-		WithName(fmt.Sprintf("vm-%d", m.seq.Add(1))).
-		WithStartFunctions("_initialize").
-		WithStderr(&vm.stderr).WithStdout(&vm.stderr)
-	if cfg.Clock != nil {
-		clock := cfg.Clock
-		mc = mc.WithWalltime(func() (int64, int32) {
-			t := clock()
-			return t.Unix(), int32(t.Nanosecond())
-		}, sys.ClockResolution(1)).WithNanotime(func() int64 { return clock().UnixNano() }, sys.ClockResolution(1))
-	} else {
-		mc = mc.WithSysWalltime().WithSysNanotime()
-	}
+	// cpp-host gives the guest no stdin, arguments or environment, and
+	// serves stdout and stderr itself (to the log): the module config sets
+	// none of them and the WASI module here is cpp-host's, not wazero's.
+	mc := wazero.NewModuleConfig().WithName(fmt.Sprintf("vm-%d", m.seq.Add(1))).WithStartFunctions()
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	mod, err := m.runtime.InstantiateModule(vm.ctx, m.compiled, mc)
 	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("instantiate: %w%s", err, vm.stderrNote())
+		vm.closeLocked()
+		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	vm.mod = mod
 	fail := func(err error) (*VM, error) {
 		vm.closeLocked()
 		return nil, err
 	}
-	if _, err := vm.call("proxy_abi_version_0_2_1"); err != nil {
+	vm.allowed = startAllowed
+	_, err = vm.call("_initialize")
+	vm.allowed = nil
+	if err != nil {
 		return fail(err)
 	}
 	vm.effective = vm.rootID
+	if _, err := vm.call("proxy_on_context_create", uint64(vm.rootID), 0); err != nil {
+		return fail(err)
+	}
 	ok, err := vm.call("proxy_on_vm_start", uint64(vm.rootID), uint64(len(cfg.VMConfig)))
 	if err != nil {
 		return fail(err)
@@ -159,10 +206,9 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 	if ok == 0 {
 		return fail(fmt.Errorf("proxy_on_vm_start rejected the vm configuration%s", vm.logNote()))
 	}
-	if _, err := vm.call("proxy_on_context_create", uint64(vm.rootID), 0); err != nil {
-		return fail(err)
-	}
+	vm.configuring = true
 	ok, err = vm.call("proxy_on_configure", uint64(vm.rootID), uint64(len(cfg.PluginConfig)))
+	vm.configuring = false
 	if err != nil {
 		return fail(err)
 	}
@@ -179,7 +225,7 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 		return 0, ErrClosed
 	}
 	if vm.trapped != nil {
-		return 0, fmt.Errorf("%w: trapped earlier: %w", ErrClosed, vm.trapped)
+		return 0, fmt.Errorf("trapped earlier: %w", vm.trapped)
 	}
 	f, ok := vm.fns[name]
 	if !ok {
@@ -189,6 +235,9 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	if f == nil {
 		return 0, nil
 	}
+	if vm.cfg.Trace != nil {
+		vm.cfg.Trace(name)
+	}
 	// CallWithStack on a VM-owned array spares an allocation per call;
 	// calls are serialised by vm.mu and host functions never re-enter call.
 	stack := vm.stack[:max(len(args), 1)]
@@ -197,7 +246,7 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	if err != nil {
 		// A trap leaves the guest's runtime in an unknown state, as in
 		// Envoy, which then fails the VM: nothing else runs in it.
-		vm.trapped = fmt.Errorf("module function[%s] failed: %w%s", name, err, vm.stderrNote())
+		vm.trapped = fmt.Errorf("%w: module function[%s] failed: %w%s", ErrClosed, name, err, vm.errorLogNote())
 		return 0, vm.trapped
 	}
 	if len(f.Definition().ResultTypes()) == 0 {
@@ -206,11 +255,30 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	return stack[0], nil
 }
 
-func (vm *VM) stderrNote() string {
-	if s := strings.TrimSpace(vm.stderr.String()); s != "" {
-		return ": guest stderr: " + s
+// errorLogNote is what the guest wrote at error level (stderr, where Go
+// prints a panic, arrives one write per line of the log; an empty line is
+// a newline it wrote) before a trap, bounded.
+func (vm *VM) errorLogNote() string {
+	const limit = 2048
+	var b strings.Builder
+	for _, e := range vm.logs {
+		if e.Level != proxywasm.LogLevelError {
+			continue
+		}
+		if e.Message == "" {
+			b.WriteByte('\n')
+		} else {
+			b.WriteString(e.Message)
+		}
 	}
-	return ""
+	note := strings.TrimSpace(b.String())
+	if note == "" {
+		return ""
+	}
+	if len(note) > limit {
+		note = note[:limit] + "..."
+	}
+	return "\nguest stderr:\n" + note
 }
 
 func (vm *VM) logNote() string {
@@ -225,8 +293,10 @@ func (vm *VM) Tick() error {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	vm.effective = vm.rootID
-	_, err := vm.call("proxy_on_tick", uint64(vm.rootID))
-	return err
+	if _, err := vm.call("proxy_on_tick", uint64(vm.rootID)); err != nil {
+		return err
+	}
+	return vm.afterCall()
 }
 
 // TickPeriod is the period the guest last set (0: no ticks).
@@ -283,12 +353,9 @@ func (vm *VM) closeLocked() {
 	if vm.mod != nil {
 		vm.mod.Close(context.Background())
 	}
-	for _, c := range vm.grpcConns {
-		c.Close()
+	if vm.own != nil {
+		vm.own.Close()
 	}
-	vm.grpcConns = map[string]*grpc.ClientConn{}
-	vm.httpClient.CloseIdleConnections()
-	vm.h2Client.CloseIdleConnections()
 }
 
 // AwaitCallouts delivers callout answers until none is in flight.
@@ -297,6 +364,9 @@ func (vm *VM) closeLocked() {
 // ctx ends first, or a callback traps.
 func (vm *VM) AwaitCallouts(ctx context.Context) error {
 	for {
+		if err := vm.DeliverQueueReady(); err != nil {
+			return err
+		}
 		vm.mu.Lock()
 		n := vm.inflight
 		vm.mu.Unlock()
@@ -319,6 +389,8 @@ func (vm *VM) deliverNext(ctx context.Context) error {
 		defer vm.mu.Unlock()
 		vm.inflight--
 		return vm.deliver(r)
+	case <-vm.wake:
+		return vm.DeliverQueueReady()
 	}
 }
 

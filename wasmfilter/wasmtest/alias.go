@@ -16,6 +16,10 @@ type (
 	Metric        = wasmhost.Metric
 	SharedData    = wasmhost.SharedData
 	LogEntry      = wasmhost.LogEntry
+	SharedQueues  = wasmhost.SharedQueues
+	StreamOptions = wasmhost.StreamOptions
+	Upstreams     = wasmhost.Upstreams
+	GRPCCall      = wasmhost.GRPCCall
 )
 
 // Errors of the host, re-exported for errors.Is in filter tests.
@@ -26,6 +30,9 @@ var (
 
 // NewStats returns an empty stat store (wasmhost.NewStats).
 func NewStats() *Stats { return wasmhost.NewStats() }
+
+// NewSharedQueues returns an empty shared-queue store (wasmhost.NewSharedQueues).
+func NewSharedQueues() *SharedQueues { return wasmhost.NewSharedQueues() }
 
 // NewSharedData returns an empty shared-data store (wasmhost.NewSharedData).
 func NewSharedData() *SharedData { return wasmhost.NewSharedData() }

@@ -26,6 +26,9 @@ func NewVM(tb testing.TB, clusters map[string]wasmtest.Cluster, route filterconf
 		PluginConfig: cfg,
 		Clusters:     clusters,
 		Properties:   map[string][]byte{"xds.route_name": []byte(route.Route)},
+		// REST fan-out pauses in request headers and answers from the body:
+		// the translator sets allow_on_headers_stop_iteration for fanout.
+		AllowOnHeadersStopIteration: true,
 	})
 	if err != nil {
 		tb.Fatalf("new vm: %v", err)
