@@ -39,9 +39,8 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
-	// Clusters first: adding them is harmless if the rest fails, and
-	// filters loaded below may call out to them. (A cluster set changes
-	// only with CDS, whose apply loads no new filter code.)
+	// Clusters first: adding them is harmless if the rest fails, and a
+	// filter's remote code loaded below is fetched through one.
 	clusters := make(map[string]*xdsconfig.Cluster)
 	for name, r := range state[resourcev3.ClusterType] {
 		clusters[name] = r.Value.(*xdsconfig.Cluster)
@@ -64,12 +63,9 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 			_ = f.Close()
 		}
 	}
-	// A filter's VMs know the clusters callouts may reach; a new cluster
-	// set restarts them.
-	sameClusters := sameKeys(g.state[resourcev3.ClusterType], state[resourcev3.ClusterType])
 	for name, r := range state[resourcev3.ExtensionConfigType] {
 		cfg := r.Value.(*xdsconfig.WasmFilter)
-		if old, ok := g.filters[name]; ok && sameClusters && sameWasm(old.cfg, cfg) {
+		if old, ok := g.filters[name]; ok && sameWasm(old.cfg, cfg) {
 			filters[name] = old
 			continue
 		}
@@ -154,18 +150,6 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	}
 	g.listeners, g.filters, g.state = listeners, filters, state
 	return nil
-}
-
-func sameKeys(a, b map[string]xdsconfig.Resource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func closeAll(ls []*listener) {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,8 +27,7 @@ import (
 
 // wasmState is what every wasm filter of the gateway shares, as Envoy's
 // workers share them: compiled modules (one per file or digest), the stat
-// store behind proxy_define_metric, shared data, and the loopback ports
-// through which callouts reach the node's clusters.
+// store behind proxy_define_metric, shared data and queues.
 type wasmState struct {
 	log     *slog.Logger
 	baseDir string
@@ -37,14 +36,14 @@ type wasmState struct {
 	modules  map[string]*wasmhost.Module
 	stats    *wasmhost.Stats
 	shared   *wasmhost.SharedData
-	callouts map[string]*calloutProxy
+	queues   *wasmhost.SharedQueues
 	hist     map[string]int // histogram samples already exported
 	exported *stats.Store
 }
 
 func newWasmState(log *slog.Logger, baseDir string) *wasmState {
 	return &wasmState{log: log, baseDir: baseDir, modules: map[string]*wasmhost.Module{}, stats: wasmhost.NewStats(),
-		shared: wasmhost.NewSharedData(), callouts: map[string]*calloutProxy{}, hist: map[string]int{}, exported: stats.New()}
+		shared: wasmhost.NewSharedData(), queues: wasmhost.NewSharedQueues(), hist: map[string]int{}, exported: stats.New()}
 }
 
 // module compiles the filter's code once per file (or remote digest).
@@ -146,15 +145,12 @@ func (w *wasmState) load(ctx context.Context, f *xdsconfig.WasmFilter, clusters 
 	if err != nil {
 		return nil, err
 	}
-	cl, err := w.calloutClusters(clusters)
-	if err != nil {
-		return nil, err
-	}
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	wf := &wasmFilter{cfg: f, cancel: cancel, ctx: fctx}
 	for range runtime.GOMAXPROCS(0) {
 		vm, err := mod.NewVM(fctx, wasmhost.Config{
-			PluginConfig: f.Configuration, Clusters: cl, Stats: w.stats, Shared: w.shared,
+			PluginConfig: f.Configuration, Upstreams: upstreams{clusters}, Stats: w.stats, Shared: w.shared, Queues: w.queues,
+			VMID: f.VMID, AllowOnHeadersStopIteration: f.AllowOnHeadersStopIteration, FailOpen: f.FailOpen,
 			Properties: map[string][]byte{"plugin_name": []byte(f.PluginName), "plugin_root_id": []byte(f.RootID)},
 			Logger:     w.log.With("filter", f.Name),
 		})
@@ -169,27 +165,6 @@ func (w *wasmState) load(ctx context.Context, f *xdsconfig.WasmFilter, clusters 
 		}
 	}
 	return wf, nil
-}
-
-// calloutClusters gives each cluster of the node a loopback port that
-// forwards to it through the gateway's pools, so callouts are balanced,
-// counted and ejected like routed requests.
-func (w *wasmState) calloutClusters(clusters *upstream.Manager) (map[string]wasmhost.Cluster, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]wasmhost.Cluster)
-	for _, name := range clusters.Names() {
-		p := w.callouts[name]
-		if p == nil {
-			var err error
-			if p, err = newCalloutProxy(name, clusters); err != nil {
-				return nil, err
-			}
-			w.callouts[name] = p
-		}
-		out[name] = wasmhost.Cluster{Address: p.ln.Addr().String(), HTTP2: clusters.Get(name).Config().HTTP2}
-	}
-	return out, nil
 }
 
 // writeStats writes the filters' stats as Prometheus families named as
@@ -225,9 +200,6 @@ func (w *wasmState) writeStats(out io.Writer) error {
 func (w *wasmState) close(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, p := range w.callouts {
-		_ = p.srv.Close()
-	}
 	for _, m := range w.modules {
 		_ = m.Close(ctx)
 	}
@@ -287,17 +259,20 @@ func (f *wasmFilter) Close() error {
 	return nil
 }
 
-// NewStream starts a stream on the next worker.
+// NewStream starts a stream on the next worker. The route name property
+// is the route selected for the headers each filter callback sees.
 func (f *wasmFilter) NewStream(context.Context) (router.FilterStream, error) {
 	wv := f.workers[int(f.next.Add(1)-1)%len(f.workers)]
-	s, err := wv.vm.NewStream()
+	ws := &wasmStream{f: f, w: wv}
+	s, err := wv.vm.OpenStream(wasmhost.StreamOptions{Properties: ws.property})
 	if err != nil {
-		if f.cfg.FailOpen {
+		if wv.vm.FailOpen() {
 			return passThrough{}, nil
 		}
-		return nil, err
+		return failedStream{}, nil
 	}
-	return &wasmStream{f: f, w: wv, s: s}, nil
+	ws.s = s
+	return ws, nil
 }
 
 // passThrough is a failed fail-open filter: the stream continues as if
@@ -312,24 +287,51 @@ func (passThrough) OnResponse(context.Context, *router.Message) (*router.LocalRe
 }
 func (passThrough) Done() {}
 
+// failedStream is a failed fail-closed filter: Envoy's 503
+// wasm_fail_stream answer.
+type failedStream struct{}
+
+func (failedStream) OnRequest(context.Context, *router.Message, string) (*router.LocalReply, error) {
+	return localReply(wasmhost.FailClosedResponse()), nil
+}
+func (failedStream) OnResponse(context.Context, *router.Message) (*router.LocalReply, error) {
+	return localReply(wasmhost.FailClosedResponse()), nil
+}
+func (failedStream) Done() {}
+
 type wasmStream struct {
-	f *wasmFilter
-	w *worker
-	s *wasmhost.Stream
+	f     *wasmFilter
+	w     *worker
+	s     *wasmhost.Stream
+	route atomic.Pointer[string]
 }
 
-// failed is the answer to a trapped VM: fail open continues without the
-// filter, fail closed answers 503 as Envoy does.
+// property answers the stream's proxy_get_property calls the host does
+// not answer itself.
+func (ws *wasmStream) property(path string) ([]byte, bool) {
+	if path == "xds.route_name" || path == "route_name" {
+		if r := ws.route.Load(); r != nil && *r != "" {
+			return []byte(*r), true
+		}
+	}
+	return nil, false
+}
+
+// failed is the answer after a trap: the host has failed the VM; fail open
+// continues without the filter, fail closed answers as Envoy does.
 func (ws *wasmStream) failed(err error) (*router.LocalReply, error) {
-	if ws.f.cfg.FailOpen {
+	if !errors.Is(err, wasmhost.ErrClosed) {
+		return nil, err
+	}
+	if ws.w.vm.FailOpen() {
 		return nil, nil
 	}
-	return &router.LocalReply{Status: http.StatusServiceUnavailable, GRPCStatus: -1}, nil
+	return localReply(wasmhost.FailClosedResponse()), nil
 }
 
 func (ws *wasmStream) OnRequest(ctx context.Context, req *router.Message, route string) (*router.LocalReply, error) {
 	s := ws.s
-	s.SetProperty("xds.route_name", []byte(route))
+	ws.route.Store(&route)
 	hasBody, hasTrailers := len(req.Body) > 0, len(req.Trailers) > 0
 	if _, err := s.RequestHeaders(req.Headers, !hasBody && !hasTrailers); err != nil {
 		return ws.failed(err)
@@ -396,71 +398,4 @@ func (ws *wasmStream) Done() {
 
 func localReply(lr *wasmhost.LocalResponse) *router.LocalReply {
 	return &router.LocalReply{Status: lr.Status, Body: string(lr.Body), Headers: lr.Headers, GRPCStatus: int(lr.GRPCStatus)}
-}
-
-// calloutProxy is a loopback h2c/HTTP/1.1 port forwarding to one cluster.
-type calloutProxy struct {
-	ln  net.Listener
-	srv *http.Server
-}
-
-func newCalloutProxy(cluster string, clusters *upstream.Manager) (*calloutProxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("callout port for cluster %q: %w", cluster, err)
-	}
-	var p http.Protocols
-	p.SetHTTP1(true)
-	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &p, ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { forwardCallout(w, r, cluster, clusters) })}
-	go func() { _ = srv.Serve(ln) }()
-	return &calloutProxy{ln: ln, srv: srv}, nil
-}
-
-func forwardCallout(w http.ResponseWriter, r *http.Request, name string, clusters *upstream.Manager) {
-	c := clusters.Get(name)
-	if c == nil {
-		http.Error(w, "cluster not found", http.StatusServiceUnavailable)
-		return
-	}
-	release, err := c.Acquire()
-	if err != nil {
-		http.Error(w, "overflow", http.StatusServiceUnavailable)
-		return
-	}
-	defer release()
-	host, err := c.Pick()
-	if err != nil {
-		http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
-		return
-	}
-	up := r.Clone(r.Context())
-	up.RequestURI = ""
-	up.URL.Scheme, up.URL.Host = c.Scheme(), host.Addr
-	start := time.Now()
-	c.Stats.RqTotal.Inc()
-	resp, err := c.Transport().RoundTrip(up)
-	if err != nil {
-		c.Report(host, http.StatusServiceUnavailable)
-		http.Error(w, "upstream connect error or disconnect/reset before headers", http.StatusServiceUnavailable)
-		return
-	}
-	defer resp.Body.Close()
-	for k, vs := range resp.Header {
-		w.Header()[k] = vs
-	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
-	for k, vs := range resp.Trailer {
-		for _, v := range vs {
-			w.Header().Add(http.TrailerPrefix+k, v)
-		}
-	}
-	code := resp.StatusCode
-	if gs := resp.Trailer.Get("grpc-status"); gs != "" && gs != "0" {
-		code = http.StatusServiceUnavailable
-	}
-	c.Stats.Response(resp.StatusCode, time.Since(start))
-	c.Report(host, code)
 }
