@@ -320,7 +320,7 @@ func (ws *wasmStream) property(path string) ([]byte, bool) {
 // failed is the answer after a trap: the host has failed the VM; fail open
 // continues without the filter, fail closed answers as Envoy does.
 func (ws *wasmStream) failed(err error) (*router.LocalReply, error) {
-	if !errors.Is(err, wasmhost.ErrClosed) {
+	if !errors.Is(err, wasmhost.ErrClosed) && ws.w.vm.Failed() == nil {
 		return nil, err
 	}
 	if ws.w.vm.FailOpen() {
