@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
@@ -31,13 +32,24 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	return mux
 }
 
-// readiness is LIVE once listeners and clusters arrived and every listener
-// has its route table and filter configs, INITIALIZING before.
+// readiness is LIVE once listeners and clusters arrived, every listener
+// has its route table and filter configs and every TLS cluster its
+// secrets (what Envoy waits for before it leaves warming), INITIALIZING
+// before.
 func (g *Gateway) readiness() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state == nil || len(g.listeners) == 0 {
 		return "INITIALIZING"
+	}
+	for _, r := range g.state[resourcev3.ClusterType] {
+		if t := r.Value.(*xdsconfig.Cluster).TLS; t != nil {
+			for _, n := range []string{t.CertSecret, t.CASecret} {
+				if _, ok := g.state[resourcev3.SecretType][n]; n != "" && !ok {
+					return "INITIALIZING"
+				}
+			}
+		}
 	}
 	for _, l := range g.listeners {
 		snap := l.snap.Load()
