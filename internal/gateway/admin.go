@@ -32,18 +32,28 @@ func (g *Gateway) adminMux() *http.ServeMux {
 	return mux
 }
 
-// readiness is LIVE once listeners and clusters arrived, every listener
-// has its route table and filter configs and every TLS cluster its
-// secrets (what Envoy waits for before it leaves warming), INITIALIZING
-// before.
+// readiness is LIVE once listeners and clusters arrived, every EDS
+// cluster has its endpoints and every TLS cluster its secrets (Envoy's
+// cluster warming), and every listener its route table and filter
+// configs; INITIALIZING before.
+//
+// Like Envoy's server state it stays LIVE once reached: later warming
+// clusters do not take the node out of service.
 func (g *Gateway) readiness() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.live {
+		return "LIVE"
+	}
 	if g.state == nil || len(g.listeners) == 0 {
 		return "INITIALIZING"
 	}
 	for _, r := range g.state[resourcev3.ClusterType] {
-		if t := r.Value.(*xdsconfig.Cluster).TLS; t != nil {
+		c := r.Value.(*xdsconfig.Cluster)
+		if _, ok := g.state[resourcev3.EndpointType][c.EDSName]; c.Kind == xdsconfig.ClusterEDS && !ok {
+			return "INITIALIZING" // warming: no endpoints yet
+		}
+		if t := c.TLS; t != nil {
 			for _, n := range []string{t.CertSecret, t.CASecret} {
 				if _, ok := g.state[resourcev3.SecretType][n]; n != "" && !ok {
 					return "INITIALIZING"
@@ -57,6 +67,7 @@ func (g *Gateway) readiness() string {
 			return "INITIALIZING"
 		}
 	}
+	g.live = true
 	return "LIVE"
 }
 

@@ -104,7 +104,7 @@ type Gateway struct {
 	listeners map[string]*listener
 	filters   map[string]loadedFilter
 	state     xdsclient.State
-	connected bool
+	live      bool // readiness reached LIVE once
 }
 
 type loadedFilter struct {
