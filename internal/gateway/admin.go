@@ -45,7 +45,11 @@ func (g *Gateway) readiness() string {
 	if g.live {
 		return "LIVE"
 	}
-	if g.state == nil || len(g.listeners) == 0 {
+	if g.state == nil || len(g.listeners) == 0 || g.client == nil {
+		return "INITIALIZING"
+	}
+	// Envoy initialises clusters (CDS, then their EDS) before listeners.
+	if _, versions := g.client.Accepted(); versions[resourcev3.ClusterType] == "" {
 		return "INITIALIZING"
 	}
 	for _, r := range g.state[resourcev3.ClusterType] {
