@@ -160,6 +160,9 @@ func (m *Manager) resolve(ctx context.Context, c *Cluster) {
 	var eps []xdsconfig.Endpoint
 	for _, e := range cfg.Endpoints {
 		ips, err := net.DefaultResolver.LookupIPAddr(ctx, e.Host)
+		if err != nil && ctx.Err() != nil {
+			return // shutting down
+		}
 		if err != nil {
 			m.log.Warn("dns resolution failed; keeping hosts", "cluster", c.Name, "name", e.Host, "err", err)
 			return
