@@ -127,7 +127,8 @@ func (h *Handler) forward(ctx context.Context, route *xdsconfig.Route, req *Mess
 		}
 		canRetry := attempt < retries
 		takeRetry := func() bool { return canRetry && h.retryBudget(c) }
-		retry, msg, code, fail, err := h.attempt(ctx, c, host, req, rest, reqID, perTry, act.Timeout, buffered, w, on, takeRetry)
+		retry, msg, code, fail, err := h.attempt(ctx, w, try{c: c, host: host, req: req, rest: rest, reqID: reqID,
+			perTry: perTry, timeout: act.Timeout, buffered: buffered, on: on, takeRetry: takeRetry})
 		release()
 		switch {
 		case err == nil && retry:
@@ -191,6 +192,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// try is one upstream attempt's inputs.
+type try struct {
+	c               *upstream.Cluster
+	host            *upstream.Host
+	req             *Message
+	rest            io.Reader // the body past the buffer limit, or nil
+	reqID           string
+	perTry, timeout time.Duration
+	buffered        bool // return the whole response instead of streaming it
+	on              xdsconfig.RetryOn
+	takeRetry       func() bool // whether a retriable answer is retried
+}
+
 // attempt makes one upstream try. Results, exclusively:
 //   - err != nil: no response (fail says why), reported to outlier
 //     detection;
@@ -198,15 +212,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 //     drained and counted;
 //   - msg != nil: the whole response (buffered);
 //   - all nil: the response was streamed to w with status code.
-func (h *Handler) attempt(ctx context.Context, c *upstream.Cluster, host *upstream.Host, req *Message, rest io.Reader,
-	reqID string, perTry, timeout time.Duration, buffered bool, w http.ResponseWriter, on xdsconfig.RetryOn, takeRetry func() bool,
-) (retry bool, msg *Message, code int, fail failure, err error) {
+func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (retry bool, msg *Message, code int, fail failure, err error) {
+	c, host := t.c, t.host
 	tryCtx, cancel := ctx, context.CancelFunc(func() {})
+	perTry := t.perTry
 	if perTry > 0 {
 		tryCtx, cancel = context.WithTimeout(ctx, perTry)
 	}
 	defer cancel()
-	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, req, rest, reqID, timeout)
+	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, t.req, t.rest, t.reqID, t.timeout)
 	if err != nil {
 		return false, nil, 0, failReset, err
 	}
@@ -239,14 +253,14 @@ func (h *Handler) attempt(ctx context.Context, c *upstream.Cluster, host *upstre
 	if gs >= 0 {
 		effective = grpcToHTTP(gs)
 	}
-	if retriableResponse(on, effective, gs) && takeRetry() {
+	if retriableResponse(t.on, effective, gs) && t.takeRetry() {
 		c.Stats.Response(resp.StatusCode, time.Since(start))
 		c.Report(host, effective)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 		resp.Body.Close()
 		return true, nil, 0, 0, nil
 	}
-	if buffered {
+	if t.buffered {
 		m, err := readResponse(resp, c, host, start)
 		if err != nil {
 			if ctx.Err() == nil && tryCtx.Err() != nil {
