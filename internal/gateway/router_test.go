@@ -424,3 +424,66 @@ func TestHTTPHealthCheckTakesAFailingHostOut(t *testing.T) {
 		}
 	}
 }
+
+// TestCircuitBreakerAndMissingFilterConfig checks two local replies: a
+// cluster at max_requests answers 503 overflow, and a listener whose ECDS
+// config has not arrived answers 500, as Envoy's missing-config filter.
+func TestCircuitBreakerAndMissingFilterConfig(t *testing.T) {
+	release := make(chan struct{})
+	hang := startBackend(t, "hang", func(_ int, _ http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/first" {
+			return
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	c := edsCluster(t, "hang", false)
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{MaxRequests: wrapperspb.UInt32(1)}}}
+	cp := startFakeCP(t)
+	cp.set(t, "gw", resources(edgeListener(t), routeTable(prefixRoute("api", "/", toCluster("hang"))), []*clusterv3.Cluster{c},
+		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "hang", hang.addr)}))
+	gw := startGateway(t, "gw", cp.addr, nil)
+	base := "http://" + gw.waitLive(t)
+	first := make(chan int, 1)
+	go func() {
+		res, err := http.Get(base + "/first")
+		if err != nil {
+			first <- 0
+			return
+		}
+		res.Body.Close()
+		first <- res.StatusCode
+	}()
+	waitMetric(t, gw, `envoy_cluster_upstream_rq_active{envoy_cluster_name="hang"}`, 1)
+	res, body := get(t, http.DefaultClient, base+"/second")
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.HasSuffix(body, "reset reason: overflow") {
+		t.Fatalf("over max_requests got %d %q, want 503 overflow", res.StatusCode, body)
+	}
+	if v := gw.metric(t, `envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="hang"}`); v != 1 {
+		t.Errorf("upstream_rq_pending_overflow = %v, want 1", v)
+	}
+	release <- struct{}{}
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("the first request got %d", code)
+	}
+
+	// A listener whose filter config never comes: LDS is ACKed, requests
+	// get 500.
+	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.absent", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
+	cp.set(t, "gw", resources(l, routeTable(prefixRoute("api", "/", toCluster("hang"))), []*clusterv3.Cluster{c},
+		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "hang", hang.addr)}))
+	deadline := time.Now().Add(waitLimit)
+	for {
+		res, _ := get(t, http.DefaultClient, base+"/x")
+		if res.StatusCode == http.StatusInternalServerError {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("without its filter config the listener answers %d, want 500", res.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond) // the new listener config is applied asynchronously; bounded poll
+	}
+}
