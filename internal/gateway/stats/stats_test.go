@@ -1,6 +1,9 @@
 package stats
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -54,6 +57,21 @@ func TestWritePrometheus(t *testing.T) {
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestWasmTagsAreTheDocumentedOnes: the gateway extracts tags with exactly
+// the stats_tags docs/filters.md gives Envoy's bootstrap.
+func TestWasmTagsAreTheDocumentedOnes(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "filters.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range wasmTags {
+		want := fmt.Sprintf("- tag_name: %s\n      regex: '%s'", tag.name, tag.re.String())
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/filters.md lacks\n%s", want)
 		}
 	}
 }
