@@ -25,6 +25,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.PrintDefaults()
 	}
 	node := fs.String("node", "", "node `ID`, unique per gateway")
+	service := fs.String("service", "", "announce this `service` in the node metadata (a Gateway's spec.nodes.service selects it)")
 	xds := fs.String("xds-addr", "127.0.0.1:18000", "control plane `address` (plaintext: a control plane run with --insecure)")
 	admin := fs.String("admin-addr", gateway.DefaultAdminAddr, "admin listen `address`")
 	bindHost := fs.String("bind-host", "", "listen on this `host` instead of each listener's configured address")
@@ -47,7 +48,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer flush()
 	return gateway.Run(ctx, gateway.Config{
-		NodeID: *node, XDSAddr: *xds, AdminAddr: *admin, BindHost: *bindHost, WasmDir: *wasmDir, Logger: log,
+		NodeID: *node, Service: *service, XDSAddr: *xds, AdminAddr: *admin, BindHost: *bindHost, WasmDir: *wasmDir, Logger: log,
 		Ready: func(a net.Addr) { fmt.Fprintf(stdout, "gateway %s: admin on http://%s\n", *node, a) },
 	})
 }

@@ -58,6 +58,9 @@ type Filter interface {
 type Config struct {
 	// NodeID is the node's unique ID; required.
 	NodeID string
+	// Service, if set, is announced as the node's maestro.service
+	// metadata, which a Gateway's spec.nodes.service selects.
+	Service string
 	// XDSAddr is the control plane's host:port; required.
 	XDSAddr string
 	// DialOptions replace the default plaintext credentials to the control
@@ -157,7 +160,11 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 // node is the gateway's xDS node: role gateway in the metadata the control
 // plane groups nodes by, as `maestro bootstrap --role gateway` writes it.
 func (g *Gateway) node() (*core.Node, error) {
-	md, err := structpb.NewStruct(map[string]any{model.MetadataRole: string(model.RoleGateway)})
+	fields := map[string]any{model.MetadataRole: string(model.RoleGateway)}
+	if g.cfg.Service != "" {
+		fields[model.MetadataService] = g.cfg.Service
+	}
+	md, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil, err
 	}
