@@ -29,6 +29,7 @@ func commands() []command {
 		{"controlplane", "serve mesh policies to Envoy and proxyless gRPC over xDS, reloading on change", runControlplane},
 		{"validate", "check mesh policies; --output prints the xDS a node would receive", runValidate},
 		{"bootstrap", "print an Envoy bootstrap, or with --grpc a gRPC xDS bootstrap, for a node", runBootstrap},
+		{"gateway", "run the built-in gateway data plane: xDS from the control plane, wasm filters, Envoy stats", runGateway},
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
