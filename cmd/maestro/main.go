@@ -30,10 +30,12 @@ func commands() []command {
 		{"status", "print a running control plane's routes, served weights, rollouts and ensemble member weights", runStatus},
 		{"validate", "check mesh policies; --output prints the xDS a node would receive", runValidate},
 		{"bootstrap", "print an Envoy bootstrap, or with --grpc a gRPC xDS bootstrap, for a node", runBootstrap},
+		{"gateway", "run the built-in gateway data plane: xDS from the control plane, wasm filters, Envoy stats", runGateway},
 		{"inference", "serve a model repository over the Open Inference Protocol (gRPC + REST)", runInference},
 		{"predict", "send one inference request to a server and print the outputs", runPredict},
 		{"slo", "write Prometheus SLO alert rules or a Grafana dashboard for a policy", runSLO},
 		{"certs", "issue a workload certificate to files, or print the trust bundle (built-in CA or Vault)", runCerts},
+		{"cost", "report predictions, core-seconds, GB-seconds and dollars per 1M predictions per model and route", runCost},
 		{"istio", "render a policy as Istio resources (VirtualService, DestinationRule, security, WasmPlugin)", runIstio},
 		{"version", "print the version, the commit and the Go toolchain of this binary", runVersion},
 	}
