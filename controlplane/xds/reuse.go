@@ -65,22 +65,14 @@ func sameListener(prev, l *model.Listener, prevFault bool) bool {
 	return a.Equal(&b) && hasFault(&l.Routes) == prevFault
 }
 
-// routeConfiguration builds the RDS resource of listener i's routes from
-// cached routes (last is the listener's position in the previous
-// translation, or -1). Each route is validated when built; the
-// configuration and its virtual hosts are validated without their routes,
-// and the version combines the routes' hashes, so an unchanged route costs
-// neither validation nor encoding.
+// routeConfiguration builds the RDS resource of listener i's routes with
+// composeRoutes, each route reused when unchanged since the previous
+// translation (last is the listener's position there, or -1). Each route
+// is validated when built; the configuration and its virtual hosts are
+// validated without their routes, and the version combines the routes'
+// hashes, so an unchanged route costs neither validation nor encoding.
 func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfiguration, string, error) {
 	rc := &b.group.Listeners[i].Routes
-	out := &routev3.RouteConfiguration{Name: rc.Name}
-	if err := out.ValidateAll(); err != nil {
-		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
-	}
-	h := xxhash.New()
-	if err := hashShell(h, out); err != nil {
-		return nil, "", err
-	}
 	var built [][]*builtRoute
 	if b.gs != nil {
 		if b.gs.routes == nil {
@@ -92,81 +84,107 @@ func (b *groupBuilder) routeConfiguration(i, last int) (*routev3.RouteConfigurat
 		built = b.gs.routes[i]
 	}
 	marked := b.marked != nil
-	out.VirtualHosts = make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))
-	var num []byte
-	for k := range rc.VirtualHosts {
-		mvh := &rc.VirtualHosts[k]
-		vh := &routev3.VirtualHost{Name: mvh.Name, Domains: mvh.Domains}
-		if err := vh.ValidateAll(); err != nil {
-			return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
-		}
-		if err := hashShell(h, vh); err != nil {
-			return nil, "", err
-		}
-		var prev []*builtRoute
-		lastK := -1
-		if last >= 0 {
-			if lastK = b.lastGS.vhostPos(last, mvh.Name, k); lastK >= 0 {
-				if rs := b.lastGS.routes; last < len(rs) && rs[last] != nil {
-					prev = rs[last][lastK]
-				}
-			}
-		}
-		if built != nil && built[k] == nil {
-			built[k] = make([]*builtRoute, len(mvh.Routes))
-		}
-		vh.Routes = make([]*routev3.Route, 0, len(mvh.Routes))
-		shift := 0
-		for j := range mvh.Routes {
-			r := &mvh.Routes[j]
-			var e *builtRoute
-			if built != nil {
-				e = built[k][j]
-			}
-			if e == nil && prev != nil {
-				if lastJ := b.lastGS.routePos(last, lastK, r.Name, j+shift); lastJ >= 0 {
-					shift = lastJ - j
-					pr := &b.lastGS.group.Listeners[last].Routes.VirtualHosts[lastK].Routes[lastJ]
-					if p := prev[lastJ]; p != nil && (pr == r || pr.Equal(r)) {
-						e = p
-						if !b.st.layout {
-							moved := *p
-							moved.refs, moved.refsOK = b.refsOf(&r.Action, nil)
-							e = &moved
-						}
+	versions := make([]uint64, 0, routeCount(rc))
+	var prev []*builtRoute
+	k, j, lastK, shift := -1, 0, -1, 0
+	out, err := composeRoutes(rc, func(mvh *model.VirtualHost, r *model.Route) (*routev3.Route, error) {
+		if k < 0 || mvh != &rc.VirtualHosts[k] {
+			// The first route of the next virtual host.
+			k, j, prev, lastK, shift = k+1, 0, nil, -1, 0
+			if last >= 0 {
+				if lastK = b.lastGS.vhostPos(last, mvh.Name, k); lastK >= 0 {
+					if rs := b.lastGS.routes; last < len(rs) && rs[last] != nil {
+						prev = rs[last][lastK]
 					}
 				}
 			}
-			if e == nil {
-				rt, v, err := b.work.buildRoute(r)
-				if err != nil {
-					return nil, "", fmt.Errorf("route %q: virtual host %q: %w", rc.Name, mvh.Name, err)
-				}
-				e = &builtRoute{route: rt, v: v}
-				if built != nil {
-					e.refs, e.refsOK = b.refsOf(&r.Action, nil)
-				}
+			if built != nil && built[k] == nil {
+				built[k] = make([]*builtRoute, len(mvh.Routes))
 			}
-			if built != nil {
-				built[k][j] = e
-			}
-			if marked {
-				if e.refsOK {
-					b.mark(e.refs)
-				} else {
-					marked = false
-				}
-			}
-			vh.Routes = append(vh.Routes, e.route)
-			num = strconv.AppendUint(num[:0], e.v, 16)
-			_, _ = h.Write(num)
 		}
-		out.VirtualHosts = append(out.VirtualHosts, vh)
+		defer func() { j++ }()
+		var e *builtRoute
+		if built != nil {
+			e = built[k][j]
+		}
+		if e == nil && prev != nil {
+			if lastJ := b.lastGS.routePos(last, lastK, r.Name, j+shift); lastJ >= 0 {
+				shift = lastJ - j
+				pr := &b.lastGS.group.Listeners[last].Routes.VirtualHosts[lastK].Routes[lastJ]
+				if p := prev[lastJ]; p != nil && (pr == r || pr.Equal(r)) {
+					e = p
+					if !b.st.layout {
+						moved := *p
+						moved.refs, moved.refsOK = b.refsOf(&r.Action, nil)
+						e = &moved
+					}
+				}
+			}
+		}
+		if e == nil {
+			rt, v, err := b.work.buildRoute(r)
+			if err != nil {
+				return nil, err
+			}
+			e = &builtRoute{route: rt, v: v}
+			if built != nil {
+				e.refs, e.refsOK = b.refsOf(&r.Action, nil)
+			}
+		}
+		if built != nil {
+			built[k][j] = e
+		}
+		if marked {
+			if e.refsOK {
+				b.mark(e.refs)
+			} else {
+				marked = false
+			}
+		}
+		versions = append(versions, e.v)
+		return e.route, nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
+	}
+	v, err := rdsVersion(out, versions)
+	if err != nil {
+		return nil, "", fmt.Errorf("route %q: %w", rc.Name, err)
 	}
 	if marked {
 		b.marked[i] = true
 	}
-	return out, strconv.FormatUint(h.Sum64(), 16), nil
+	return out, v, nil
+}
+
+// rdsVersion validates rc and its virtual hosts without their routes (each
+// route was validated when built) and returns its version: a hash of their
+// encodings and of the routes' hashes, in rc's order.
+func rdsVersion(rc *routev3.RouteConfiguration, routes []uint64) (string, error) {
+	shell := &routev3.RouteConfiguration{Name: rc.Name}
+	if err := shell.ValidateAll(); err != nil {
+		return "", err
+	}
+	h := xxhash.New()
+	if err := hashShell(h, shell); err != nil {
+		return "", err
+	}
+	var num []byte
+	for _, vh := range rc.VirtualHosts {
+		vhShell := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains}
+		if err := vhShell.ValidateAll(); err != nil {
+			return "", fmt.Errorf("virtual host %q: %w", vh.Name, err)
+		}
+		if err := hashShell(h, vhShell); err != nil {
+			return "", err
+		}
+		for range vh.Routes {
+			num = strconv.AppendUint(num[:0], routes[0], 16)
+			_, _ = h.Write(num)
+			routes = routes[1:]
+		}
+	}
+	return strconv.FormatUint(h.Sum64(), 16), nil
 }
 
 // inlineRefs returns the positions of the clusters l's routes send to, and
@@ -206,4 +224,13 @@ func (b *groupBuilder) mark(refs []int32) {
 	for _, i := range refs {
 		b.used[i] = true
 	}
+}
+
+// routeCount is the number of routes in rc.
+func routeCount(rc *model.RouteConfig) int {
+	n := 0
+	for i := range rc.VirtualHosts {
+		n += len(rc.VirtualHosts[i].Routes)
+	}
+	return n
 }
