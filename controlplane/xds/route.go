@@ -50,19 +50,19 @@ func ServerRouteConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguratio
 }
 
 func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteConfiguration, error) {
-	return composeRoutes(rc, func(_ *model.VirtualHost, r *model.Route) (*routev3.Route, error) { return route(r, mode) })
+	return composeRoutes(rc, func(r *model.Route) (*routev3.Route, error) { return route(r, mode) })
 }
 
 // composeRoutes creates rc's configuration with each route made by build:
 // the pure builder, or a translation's reuse of routes it built before.
-func composeRoutes(rc *model.RouteConfig, build func(*model.VirtualHost, *model.Route) (*routev3.Route, error)) (*routev3.RouteConfiguration, error) {
+func composeRoutes(rc *model.RouteConfig, build func(*model.Route) (*routev3.Route, error)) (*routev3.RouteConfiguration, error) {
 	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
 	for i := range rc.VirtualHosts {
 		vh := &rc.VirtualHosts[i]
 		rvh := VirtualHost(vh)
 		rvh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
 		for j := range vh.Routes {
-			r, err := build(vh, &vh.Routes[j])
+			r, err := build(&vh.Routes[j])
 			if err != nil {
 				return nil, fmt.Errorf("virtual host %q: %w", vh.Name, err)
 			}
