@@ -160,8 +160,9 @@ type groupBuilder struct {
 	proxyless bool
 	out       *Resources
 	memo      *memo
-	// index finds clusters by name in a mesh whose clusters are not
-	// sorted (one not validated); built on first need.
+	// next is where find looks first; index finds clusters by name in a
+	// mesh whose clusters are not sorted, built on first need.
+	next  int
 	index map[string]int
 }
 
@@ -305,14 +306,21 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 	return clusters, slices.Sorted(maps.Keys(ss)), err
 }
 
-// find returns the position of the cluster named name in the mesh, or -1:
-// by binary search, as a validated mesh's clusters are sorted, else in an
-// index.
+// find returns the position of the cluster named name in the mesh, or -1.
+// Routes mostly name clusters in the order of the mesh's sorted list (a
+// route's versions, then the next route's), so the one after the last found
+// is tried first; then a binary search, and an index for a mesh that is
+// not sorted (one not validated).
 func (b *groupBuilder) find(name string) int {
 	cs := b.mesh.Clusters
+	if i := b.next; i < len(cs) && cs[i].Name == name {
+		b.next++
+		return i
+	}
 	if i, ok := slices.BinarySearchFunc(cs, name, func(c model.Cluster, n string) int {
 		return strings.Compare(c.Name, n)
 	}); ok {
+		b.next = i + 1
 		return i
 	}
 	if b.index == nil {
