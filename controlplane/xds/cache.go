@@ -14,7 +14,7 @@ import (
 // the model's Equal methods) instead of building, validating and hashing
 // them again. The output is identical with or without a cache.
 //
-// Translation reaches the cache through one seam, table.reuse: what was
+// Translation reaches the cache through one seam, slots.reuse: what was
 // built is kept by resource type and name, with the model object it was
 // built from, and handed back when the new object is equal to that one.
 //

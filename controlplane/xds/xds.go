@@ -3,7 +3,10 @@
 // deterministic output (inputs are sorted by the model; outputs follow that
 // order). ForGroup gathers everything one node group receives and checks
 // every resource with ValidateAll; ForNode is the same for a node, and is
-// what both the server and `maestro validate --output` call.
+// what both the server and `maestro validate --output` call. Translation
+// is the plain composition of the builders (groupBuilder); a Cache puts
+// one layer between them (reuse.go), which hands back what an earlier
+// translation built from an equal model object.
 package xds
 
 import (
