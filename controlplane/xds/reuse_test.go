@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
@@ -81,5 +82,57 @@ func TestSweepKeepsOnlyLastMesh(t *testing.T) {
 		if n == 0 {
 			t.Errorf("flavour %d keeps nothing", f)
 		}
+	}
+}
+
+// TestSlotsReuse checks the seam between translation and the cache: over
+// successive translations of one list, an object is rebuilt exactly when
+// it differs from the one its entry was built from, wherever it moved in
+// the list, and an object dropped from a translation is forgotten.
+func TestSlotsReuse(t *testing.T) {
+	type obj struct{ name, value string }
+	same := func(prev, in *obj) bool { return *prev == *in }
+	steps := []struct {
+		name  string
+		objs  []obj
+		built []string // the objects build is called for, in order
+	}{
+		{"first", []obj{{"a", "1"}, {"b", "1"}, {"c", "1"}}, []string{"a", "b", "c"}},
+		{"unchanged", []obj{{"a", "1"}, {"b", "1"}, {"c", "1"}}, nil},
+		{"one changed", []obj{{"a", "1"}, {"b", "2"}, {"c", "1"}}, []string{"b"}},
+		{"one prepended, all moved", []obj{{"0", "1"}, {"a", "1"}, {"b", "2"}, {"c", "1"}}, []string{"0"}},
+		{"reversed", []obj{{"c", "1"}, {"b", "2"}, {"a", "1"}, {"0", "1"}}, nil},
+		{"b dropped", []obj{{"c", "1"}, {"a", "1"}, {"0", "1"}}, nil},
+		{"b back, as it was", []obj{{"c", "1"}, {"a", "1"}, {"b", "2"}, {"0", "1"}}, []string{"b"}},
+	}
+	tab := table[*obj, string]{}
+	for gen, step := range steps {
+		var built []string
+		s := tab.slots(uint64(gen+1), list{group: "g"}, len(step.objs))
+		for i := range step.objs {
+			o := &step.objs[i]
+			// Twice: a second ask in one translation finds the first's entry.
+			for range 2 {
+				got, err := s.reuse(i, o.name, o, same, func(in *obj, _ *entry[*obj, string]) (string, error) {
+					built = append(built, in.name)
+					return in.name + "=" + in.value, nil
+				})
+				if want := o.name + "=" + o.value; err != nil || got != want {
+					t.Fatalf("%s: reuse(%s) = %q, %v; want %q", step.name, o.name, got, err, want)
+				}
+			}
+		}
+		if !slices.Equal(built, step.built) {
+			t.Errorf("%s: built %q, want %q", step.name, built, step.built)
+		}
+		tab.sweep(uint64(gen + 1))
+	}
+	var none *slots[*obj, string]
+	calls := 0
+	for range 2 {
+		_, _ = none.reuse(0, "a", &obj{"a", "1"}, same, func(*obj, *entry[*obj, string]) (string, error) { calls++; return "", nil })
+	}
+	if calls != 2 {
+		t.Errorf("nil slots built %d times for two asks, want 2 (no reuse without a cache)", calls)
 	}
 }
