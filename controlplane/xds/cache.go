@@ -31,6 +31,9 @@ type Cache struct {
 	// the groups of proxyless gRPC clients, which ForGroups translates
 	// concurrently.
 	flavours [2]memo
+	// shared is what the flavours share about the mesh's clusters (see
+	// memo.shared).
+	shared []sharedCluster
 }
 
 // NewCache returns an empty cache.
@@ -100,8 +103,9 @@ func (c *Cache) begin(m *model.Mesh) {
 	}
 	c.mesh = m
 	c.gen++
+	c.shared = zeroed(c.shared, len(m.Clusters))
 	for f := range c.flavours {
-		c.flavours[f].gen = c.gen
+		c.flavours[f].gen, c.flavours[f].shared = c.gen, c.shared
 	}
 }
 
@@ -111,6 +115,8 @@ func (c *Cache) Sweep() {
 	for f := range c.flavours {
 		c.flavours[f].sweep()
 	}
+	// Nothing may keep the last meshes alive.
+	clear(c.shared)
 	c.mesh = nil
 }
 

@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -28,7 +29,22 @@ type memo struct {
 	// outs is what each group was last given: a type whose resources
 	// are all the same hands back its slices (see column).
 	outs map[string]groupOut
-	work scratch
+	// shared[i] is what the two flavours share about cluster i of the
+	// mesh in translation; they use it concurrently, hence atomic slots.
+	shared []sharedCluster
+	work   scratch
+}
+
+// sharedCluster is what one flavour learnt about a cluster of the mesh in
+// translation that spares the other flavour work.
+type sharedCluster struct {
+	// equalTo is an earlier object the cluster was found Equal to:
+	// comparing every cluster of a large mesh takes milliseconds.
+	equalTo atomic.Pointer[model.Cluster]
+	// built holds the resources of a cluster whose resources are the
+	// same for both flavours (see flavourFree): a large plaintext mesh
+	// then keeps one copy of each cluster and endpoint resource, not two.
+	built atomic.Pointer[builtCluster]
 }
 
 // newMemo returns a memo with empty tables.
@@ -345,7 +361,29 @@ func hashShell(h *xxhash.Digest, m proto.Message) error {
 // cluster's does not.
 func (m *memo) cluster(cs []model.Cluster, i int, proxyless bool) (builtCluster, error) {
 	s := m.cds.slots(m.gen, list{}, len(cs))
-	return s.reuse(i, cs[i].Name, &cs[i], sameCluster, func(c *model.Cluster, prev *entry[*model.Cluster, builtCluster]) (builtCluster, error) {
+	var sh *sharedCluster
+	if i < len(m.shared) {
+		sh = &m.shared[i]
+	}
+	same := func(prev, c *model.Cluster) bool {
+		if prev == c || (sh != nil && sh.equalTo.Load() == prev) {
+			return true
+		}
+		if !prev.Equal(c) {
+			return false
+		}
+		if sh != nil {
+			sh.equalTo.Store(prev)
+		}
+		return true
+	}
+	return s.reuse(i, cs[i].Name, &cs[i], same, func(c *model.Cluster, prev *entry[*model.Cluster, builtCluster]) (builtCluster, error) {
+		free := sh != nil && flavourFree(c)
+		if free {
+			if b := sh.built.Load(); b != nil {
+				return *b, nil
+			}
+		}
 		var out builtCluster
 		eds := IsEDS(c)
 		if prev != nil && eds && prev.in.EqualSettings(c) && IsEDS(prev.in) {
@@ -366,11 +404,23 @@ func (m *memo) cluster(cs []model.Cluster, i int, proxyless bool) (builtCluster,
 			}
 			out.eds = &b
 		}
+		// The other flavour may have built the same resources in the
+		// meantime: either copy will do (they are equal), keep one.
+		if free && !sh.built.CompareAndSwap(nil, &out) {
+			return *sh.built.Load(), nil
+		}
 		return out, nil
 	})
 }
 
-func sameCluster(prev, c *model.Cluster) bool { return prev == c || prev.Equal(c) }
+// flavourFree reports whether c's cluster and endpoint resources are the
+// same for Envoy and for proxyless gRPC clients: an EDS cluster (a DNS
+// cluster's kind depends on the flavour) with neither TLS (SDS secrets or
+// gRPC certificate providers) nor an active health check (left out for
+// gRPC). See clusterParts.cluster.
+func flavourFree(c *model.Cluster) bool {
+	return IsEDS(c) && c.TLS == nil && c.HealthCheck == nil
+}
 
 // scratch is what building resources reuses from one resource to the next:
 // one per memo, so per goroutine. A nil *scratch allocates afresh.

@@ -136,3 +136,39 @@ func TestSlotsReuse(t *testing.T) {
 		t.Errorf("nil slots built %d times for two asks, want 2 (no reuse without a cache)", calls)
 	}
 }
+
+// TestFlavourFreeClustersShared checks that a cluster whose resources do
+// not depend on the flavour is kept once for the Envoy and the proxyless
+// groups, and that one with TLS or a health check is not.
+func TestFlavourFreeClustersShared(t *testing.T) {
+	m := modeltest.Sample(9000)
+	c := NewCache()
+	_, errs := c.ForGroups(context.Background(), m)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	envoy, grpc := c.flavours[0].cds[list{}].cur, c.flavours[1].cds[list{}].cur
+	var free, bound int
+	for i := range m.Clusters {
+		if envoy[i] == nil || grpc[i] == nil {
+			continue // not used by groups of both flavours
+		}
+		shared := envoy[i].out.cds.res == grpc[i].out.cds.res
+		if want := flavourFree(&m.Clusters[i]); shared != want {
+			t.Errorf("cluster %q: shared %v, want %v", m.Clusters[i].Name, shared, want)
+		}
+		if e, g := envoy[i].out.eds, grpc[i].out.eds; shared && (e == nil || g == nil || e.res != g.res) {
+			t.Errorf("cluster %q: endpoints not shared with the cluster", m.Clusters[i].Name)
+		}
+		if shared {
+			free++
+		} else {
+			bound++
+		}
+	}
+	if free == 0 || bound == 0 {
+		t.Fatalf("sample mesh has %d shared and %d flavour-bound clusters used by both flavours; want some of each", free, bound)
+	}
+}
