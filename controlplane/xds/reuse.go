@@ -135,24 +135,38 @@ func (s *slots[In, Out]) reuse(at int, name string, in In, same func(prev, in In
 	if s == nil {
 		return build(in, nil)
 	}
-	// Another group of this translation may have asked already.
-	e := s.cur[at]
-	if e == nil || e.name != name || !same(e.in, in) {
-		prev := s.previous(at, name)
-		e = prev
-		if e == nil || !same(e.in, in) {
-			out, err := build(in, prev)
-			if err != nil {
-				return out, err
-			}
-			e = &entry[In, Out]{out: out}
-		}
+	// Another group of this translation may have asked already; else the
+	// object is most likely where it was (plus the shift). Only same
+	// decides: the name is only how an object that moved is found, so an
+	// object found where it was costs no name comparison of its own.
+	if e := s.cur[at]; e != nil && same(e.in, in) {
+		return e.out, nil
 	}
-	// Keep the newest object: the old mesh is then not kept alive, and
-	// the next group asking finds it by pointer.
+	var hinted *entry[In, Out]
+	if j := at + s.shift; j >= 0 && j < len(s.prev) {
+		hinted = s.prev[j]
+	}
+	if hinted != nil && same(hinted.in, in) {
+		return s.keep(at, hinted, name, in), nil
+	}
+	prev := s.previous(at, name)
+	if prev != nil && prev != hinted && same(prev.in, in) {
+		return s.keep(at, prev, name, in), nil
+	}
+	out, err := build(in, prev)
+	if err != nil {
+		return out, err
+	}
+	return s.keep(at, &entry[In, Out]{out: out}, name, in), nil
+}
+
+// keep makes e the entry of the object in, named name, at position at,
+// and returns what was built. It keeps the newest object: the old mesh is
+// then not kept alive, and the next group asking finds it by pointer.
+func (s *slots[In, Out]) keep(at int, e *entry[In, Out], name string, in In) Out {
 	e.name, e.in = name, in
 	s.cur[at] = e
-	return e.out, nil
+	return e.out
 }
 
 // previous returns the entry of the last translation named name, or nil.
