@@ -125,7 +125,7 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 		return b.predict(ctx, inputs)
 	}
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
-	if b.cfg.Tracer != nil {
+	if b.cfg.Tracer != nil && trace.SpanFromContext(ctx).IsRecording() {
 		_, req.queued = b.cfg.Tracer.Start(ctx, "inference.queue", trace.WithAttributes(attribute.Int64("inference.rows", n)))
 		defer req.queued.End() // a no-op when evaluate ended it
 	}
