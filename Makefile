@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run deps test test-short vet fmt bench wasm proto fuzz help clean
+.PHONY: all build run deps test test-short vet fmt bench bench-compare wasm proto fuzz help clean
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "deps       install the tools the tests need (Debian's prometheus)"
 	@echo "test       build the wasm filters, vet, and run every test"
 	@echo "bench      run the benchmarks and print a table"
+	@echo "bench-compare  1-row ModelInfer against an empty gRPC call: throughput, server CPU, p99 ratios"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
 	@echo "proto      regenerate the committed protobuf code"
 	@echo "fuzz       run each fuzz target for a short while"
@@ -65,6 +66,17 @@ bench: wasm
 	@mkdir -p $(BUILD)
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
 	@echo; $(GO) run ./internal/benchtable < $(BUILD)/bench.txt
+
+# bench-compare runs the inference server in its own process and compares a
+# 1-row fraud ModelInfer with an empty unary call on it, in alternating
+# rounds; BENCH_COMPARE_N sets the calls per figure.
+BENCH_COMPARE_N ?= 20000
+bench-compare:
+	@mkdir -p $(BUILD)
+	$(GO) test -run '^$$' -bench 'CompareEmptyRPC' -benchtime $(BENCH_COMPARE_N)x ./inference/server | tee $(BUILD)/bench-compare.txt
+	@echo; echo "machine: $$(nproc) cores, $$(uptime | sed 's/.*load average/load average/')"
+	@awk '/^BenchmarkCompareEmptyRPC/ { name=$$1; sub(/^BenchmarkCompareEmptyRPC\//, "", name); sub(/-[0-9]+$$/, "", name); \
+	  for (i = 5; i < NF; i += 2) printf "%-12s %-20s %s\n", name, $$(i+1), $$i }' $(BUILD)/bench-compare.txt
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
