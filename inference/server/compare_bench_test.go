@@ -76,8 +76,12 @@ func serveForBenchmark() error {
 			}
 		}()
 	}
-	srv, err := server.New(server.Config{Models: repository.Options{
-		Dir: filepath.Join("..", "..", "examples", "models"), Registry: builtin.Registry()}})
+	dir, err := benchModels()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := server.New(server.Config{Models: repository.Options{Dir: dir, Registry: builtin.Registry()}})
 	if err != nil {
 		return err
 	}
@@ -92,6 +96,62 @@ func serveForBenchmark() error {
 	}()
 	fmt.Println(lis.Addr().String())
 	return srv.Serve(ctx, lis, nil)
+}
+
+// benchModels makes a model repository of the demo fraud model, as it is
+// (with dynamic batching) and as "fraud_unbatched" without batching, so
+// that one server compares the two.
+func benchModels() (string, error) {
+	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "models", "fraud"))
+	if err != nil {
+		return "", err
+	}
+	cfg, err := os.ReadFile(filepath.Join(src, "config.yaml"))
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "maestro-bench-models-")
+	if err != nil {
+		return "", err
+	}
+	// Directories are made, files linked: the repository scans real
+	// directories only.
+	link := func(model string, config []byte) error {
+		for _, v := range []string{"1", "2"} {
+			if err := os.MkdirAll(filepath.Join(dir, model, v), 0o755); err != nil {
+				return err
+			}
+			files, err := os.ReadDir(filepath.Join(src, v))
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				if err := os.Symlink(filepath.Join(src, v, f.Name()), filepath.Join(dir, model, v, f.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		return os.WriteFile(filepath.Join(dir, model, "config.yaml"), config, 0o644)
+	}
+	if err := link("fraud", cfg); err != nil {
+		return dir, err
+	}
+	var lines []string
+	skip := false
+	for _, l := range strings.Split(string(cfg), "\n") {
+		switch {
+		case strings.HasPrefix(l, "name:"):
+			l = "name: fraud_unbatched"
+		case strings.HasPrefix(l, "dynamic_batching:"):
+			skip = true
+			continue
+		case skip && strings.HasPrefix(l, " "):
+			continue
+		}
+		skip = false
+		lines = append(lines, l)
+	}
+	return dir, link("fraud_unbatched", []byte(strings.Join(lines, "\n")))
 }
 
 // childServer is the benchmark's server process.
@@ -193,13 +253,10 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for ctx.Err() == nil { // the child may still be loading the model
-		if err = infer(ctx); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		b.Fatalf("server never answered: %v", err)
+	// The child has listened before it writes its address, and loads the
+	// model on the first call.
+	if err := infer(ctx); err != nil {
+		b.Fatalf("server: %v", err)
 	}
 	for _, conc := range []int{1, 64} {
 		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) {
@@ -218,6 +275,33 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 			b.ReportMetric(float64(e.cpu.Nanoseconds())/n/1000, "empty-srv-cpu-µs")
 			b.ReportMetric(float64(i.cpu.Nanoseconds())/n/1000, "infer-srv-cpu-µs")
 			b.ReportMetric(float64(i.cpu)/float64(e.cpu), "srv-cpu-ratio")
+		})
+	}
+	unbatchedReq := fraudRequest(1, false)
+	unbatchedReq.ModelName = "fraud_unbatched"
+	unbatched := func(ctx context.Context) error {
+		_, err := c.ModelInfer(ctx, unbatchedReq)
+		return err
+	}
+	if err := unbatched(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, conc := range []int{1, 64} {
+		b.Run("batching-c"+strconv.Itoa(conc), func(b *testing.B) {
+			const rounds = 10
+			per := max(b.N/rounds, conc)
+			var on, off cost
+			for range rounds {
+				off.add(runServer(b, child, per, conc, unbatched))
+				on.add(runServer(b, child, per, conc, infer))
+			}
+			n := float64(per * rounds)
+			b.ReportMetric(n/on.wall.Seconds(), "batched-req/s")
+			b.ReportMetric(n/off.wall.Seconds(), "unbatched-req/s")
+			b.ReportMetric(off.wall.Seconds()/on.wall.Seconds(), "batched/unbatched")
+			b.ReportMetric(float64(on.cpu.Nanoseconds())/n/1000, "batched-srv-cpu-µs")
+			b.ReportMetric(float64(off.cpu.Nanoseconds())/n/1000, "unbatched-srv-cpu-µs")
+			b.ReportMetric(float64(on.cpu)/float64(off.cpu), "srv-cpu-batched/unbatched")
 		})
 	}
 	b.Run("p99-at-2000", func(b *testing.B) {
