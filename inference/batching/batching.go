@@ -194,10 +194,11 @@ func (b *Batcher) merging() bool {
 }
 
 // predictAlone evaluates one request's inputs and folds the time taken
-// (of one evaluation in costSampleEvery) into the cost average (weight 1/8, each sample capped at 4 times the
-// average: a few evaluations follow a real change, while a caller
-// descheduled mid-evaluation on a loaded machine does not flip the
-// decision).
+// (of one evaluation in costSampleEvery) into the cost average. The
+// average falls fast (weight 1/4) and rises slowly (weight 1/32, each
+// sample capped at twice the average): a thread descheduled mid-evaluation
+// on a loaded machine measures a wall time far above the evaluation's
+// cost, and a run of those must not flip a cheap model into queueing.
 func (b *Batcher) predictAlone(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor, error) {
 	if b.evaluations.Add(1)%costSampleEvery != 0 && b.cost.Load() != 0 {
 		return b.predict(ctx, inputs)
@@ -206,13 +207,21 @@ func (b *Batcher) predictAlone(ctx context.Context, inputs []rt.Tensor) ([]rt.Te
 	out, err := b.predict(ctx, inputs)
 	if err == nil {
 		took := int64(time.Since(start))
-		if old := b.cost.Load(); old == 0 {
-			b.cost.Store(took)
-		} else {
-			b.cost.Store(old + (min(took, 4*old)-old)/8)
-		}
+		b.cost.Store(nextCost(b.cost.Load(), took))
 	}
 	return out, err
+}
+
+// nextCost folds one measured evaluation (ns) into the average old.
+func nextCost(old, took int64) int64 {
+	switch {
+	case old == 0:
+		return took
+	case took < old:
+		return old - (old-took)/4
+	default:
+		return old + (min(took, 2*old)-old)/32
+	}
 }
 
 // Cost is the measured time one request's evaluation takes alone (a moving

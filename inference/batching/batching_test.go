@@ -476,3 +476,35 @@ func TestMergesOnlyWhenEvaluationCostPays(t *testing.T) {
 		})
 	}
 }
+
+// TestCostAverageResistsDescheduledOutliers: evaluations that measure far
+// above a cheap model's cost (its thread descheduled on a busy machine)
+// raise the average slowly, while a cheaper measure lowers it fast.
+func TestCostAverageResistsDescheduledOutliers(t *testing.T) {
+	const us = int64(time.Microsecond)
+	tests := map[string]struct {
+		start   int64
+		samples []int64
+		atMost  int64
+		atLeast int64
+	}{
+		"first measure is taken as is": {start: 0, samples: []int64{3 * us}, atLeast: 3 * us, atMost: 3 * us},
+		"ten 10 ms outliers keep a 3 us model under 10 us": {start: 3 * us,
+			samples: slices.Repeat([]int64{10_000 * us}, 10), atLeast: 3 * us, atMost: 10 * us},
+		"a cheaper measure pulls the average down": {start: 40 * us,
+			samples: []int64{2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us}, atLeast: 2 * us, atMost: 10 * us},
+		"a lasting rise is followed": {start: 3 * us,
+			samples: slices.Repeat([]int64{100 * us}, 200), atLeast: 50 * us, atMost: 100 * us},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := tc.start
+			for _, s := range tc.samples {
+				c = nextCost(c, s)
+			}
+			if c < tc.atLeast || c > tc.atMost {
+				t.Errorf("average %v, want within [%v, %v]", time.Duration(c), time.Duration(tc.atLeast), time.Duration(tc.atMost))
+			}
+		})
+	}
+}
