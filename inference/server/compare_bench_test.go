@@ -263,9 +263,16 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 			const rounds = 10
 			per := max(b.N/rounds, conc)
 			var e, i cost // wall and server CPU
-			for range rounds {
-				e.add(runServer(b, child, per, conc, empty))
+			for r := range rounds {
+				// A-B, then B-A: whichever goes second pays for the
+				// garbage the first left, so the order alternates.
+				if r%2 == 0 {
+					e.add(runServer(b, child, per, conc, empty))
+				}
 				i.add(runServer(b, child, per, conc, infer))
+				if r%2 == 1 {
+					e.add(runServer(b, child, per, conc, empty))
+				}
 			}
 			n := float64(per * rounds)
 			er, ir := n/e.wall.Seconds(), n/i.wall.Seconds()
@@ -291,9 +298,14 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 			const rounds = 10
 			per := max(b.N/rounds, conc)
 			var on, off cost
-			for range rounds {
-				off.add(runServer(b, child, per, conc, unbatched))
+			for r := range rounds {
+				if r%2 == 0 {
+					off.add(runServer(b, child, per, conc, unbatched))
+				}
 				on.add(runServer(b, child, per, conc, infer))
+				if r%2 == 1 {
+					off.add(runServer(b, child, per, conc, unbatched))
+				}
 			}
 			n := float64(per * rounds)
 			b.ReportMetric(n/on.wall.Seconds(), "batched-req/s")
@@ -308,11 +320,17 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 		const rate, rounds = 2000, 4
 		per := max(b.N/rounds, rate/2) // at least half a second a window
 		var el, il, lag []time.Duration
-		for range rounds {
-			l, g := pace(b, rate, per, empty)
-			el, lag = append(el, l...), append(lag, g...)
-			l, g = pace(b, rate, per, infer)
-			il, lag = append(il, l...), append(lag, g...)
+		for r := range rounds {
+			first, second := empty, infer
+			if r%2 == 1 {
+				first, second = infer, empty
+			}
+			l1, g1 := pace(b, rate, per, first)
+			l2, g2 := pace(b, rate, per, second)
+			if r%2 == 1 {
+				l1, l2 = l2, l1
+			}
+			el, il, lag = append(el, l1...), append(il, l2...), append(append(lag, g1...), g2...)
 		}
 		ep, ip := percentile(el, 0.99), percentile(il, 0.99)
 		b.ReportMetric(ms(ep), "empty-p99-ms")
