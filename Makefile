@@ -9,16 +9,30 @@ FILTERS   := $(notdir $(wildcard wasmfilter/fanout wasmfilter/slo))
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN     := $(shell $(GO) env GOPATH)/bin
+# VERSION is what `maestro version` prints (linked into main.version).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+# The packages that run goroutines side by side (the pipeline forks on
+# every core, the server, watcher, rotation, batching and model cache):
+# `make race` runs their tests under the race detector.
+RACE_PKGS := ./controlplane/... ./internal/... ./certs/rotation/... \
+             ./inference/batching/... ./inference/repository/... ./inference/server/...
+# Every package with golden files; each takes the same -update flag.
+GOLDEN_PKGS := ./controlplane/xds ./controlplane/istio ./controlplane/bootstrap \
+               ./controlplane/policy ./examples
 
-.PHONY: all build run deps test test-short vet fmt bench bench-compare wasm proto fuzz help clean
+.PHONY: all build run deps test test-short vet lint race golden fmt bench bench-compare wasm proto fuzz help clean
 
 all: build
 
 help:
-	@echo "build      build bin: $(BUILD)/maestro"
+	@echo "build      build the binary ./maestro (the README's tour runs it)"
 	@echo "run        start the inference server on the demo models"
 	@echo "deps       install the tools the tests need (Debian's prometheus)"
 	@echo "test       build the wasm filters, vet, and run every test"
+	@echo "test-short the unit tests, without the end-to-end suites and the long cases (-short)"
+	@echo "lint       golangci-lint (pinned in go.mod, configured in .golangci.yml)"
+	@echo "race       the tests of the concurrent packages under the race detector"
+	@echo "golden     rewrite every golden file (go test -update) after an intended change"
 	@echo "bench      run the benchmarks and print a table"
 	@echo "bench-compare  1-row ModelInfer against an empty gRPC call: throughput, server CPU, p99 ratios"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
@@ -26,7 +40,7 @@ help:
 	@echo "fuzz       run each fuzz target for a short while"
 
 build:
-	$(GO) build -o $(BUILD)/maestro ./cmd/maestro
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o maestro ./cmd/maestro
 
 run:
 	$(GO) run ./cmd/maestro inference
@@ -60,12 +74,26 @@ test: deps wasm vet
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -timeout 20m ./...
 
 test-short: wasm
-	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short ./...
+	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short \
+	  $$($(GO) list ./... | grep -v -e /controlplane/e2e -e /cmd/maestro/internal/e2e)
+
+# lint runs the golangci-lint version go.mod pins (`go tool`), so every
+# machine runs the same linters; the first run builds it (a few minutes).
+lint:
+	$(GO) tool golangci-lint run ./...
+
+race: wasm
+	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -race -short -count=1 -timeout 20m \
+	  $$($(GO) list $(RACE_PKGS) | grep -v -e /controlplane/e2e)
+
+# golden rewrites the golden files from the current code; review the diff.
+golden:
+	$(GO) test -count=1 $(GOLDEN_PKGS) -update
 
 bench: wasm
 	@mkdir -p $(BUILD)
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
-	@echo; $(GO) run ./internal/benchtable < $(BUILD)/bench.txt
+	@echo; $(GO) run ./tools/benchtable < $(BUILD)/bench.txt
 
 # bench-compare runs the inference server in its own process and compares a
 # 1-row fraud ModelInfer with an empty unary call on it, in alternating
@@ -94,4 +122,4 @@ proto:
 	  inference/proto/grpc_predict_v2.proto
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) maestro

@@ -205,7 +205,12 @@ func (cp *plane) load(ctx context.Context, periodic bool) (files []string, err e
 	if cp.cfg.Certs != nil {
 		cp.cfg.Certs.Applied()
 	}
-	cp.m.reloads.WithLabelValues(resultApplied).Inc()
+	// A refresh that changed nothing (certificates re-checked, none
+	// renewed) is not a policy load: counting it would make the applied
+	// count move with the certificate loop instead of with edits.
+	if !periodic || !unchanged {
+		cp.m.reloads.WithLabelValues(resultApplied).Inc()
+	}
 	cp.m.lastSuccess.SetToCurrentTime()
 	level := slog.LevelInfo
 	if unchanged {

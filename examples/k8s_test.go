@@ -69,7 +69,7 @@ func strict(t *testing.T, where string, doc []byte, into any) {
 
 func loadK8s(t *testing.T) (kustomization, manifests) {
 	t.Helper()
-	dir := filepath.Join("k8s")
+	dir := "k8s"
 	var k kustomization
 	data, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {

@@ -16,18 +16,11 @@ import (
 // runBootstrap prints the bootstrap a node needs to reach the control
 // plane: Envoy's, or with --grpc a proxyless gRPC client's.
 func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bootstrap", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro bootstrap --node ID --role gateway|sidecar [--service S] [flags]")
-		fmt.Fprintln(stderr, "       maestro bootstrap --grpc --node ID [--service S] [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Prints an Envoy bootstrap (node, ADS cluster, admin, stats) for `envoy -c`, or with --grpc")
-		fmt.Fprintln(stderr, "a gRPC xDS bootstrap for GRPC_XDS_BOOTSTRAP (role proxyless). With --tls-cert, --tls-key and")
-		fmt.Fprintln(stderr, "--tls-ca (the files of `maestro certs issue`) the node reaches the control plane over mTLS;")
-		fmt.Fprintln(stderr, "without them the channel is plaintext, for a control plane run with --insecure.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("bootstrap", stderr, "Prints an Envoy bootstrap (node, ADS cluster, admin, stats) for `envoy -c`, or with --grpc\n"+
+		"a gRPC xDS bootstrap for GRPC_XDS_BOOTSTRAP (role proxyless). With --tls-cert, --tls-key and\n"+
+		"--tls-ca (the files of `maestro certs issue`) the node reaches the control plane over mTLS;\n"+
+		"without them the channel is plaintext, for a control plane run with --insecure.",
+		"--node ID --role gateway|sidecar [--service S] [flags]", "--grpc --node ID [--service S] [flags]")
 	node := fs.String("node", "", "node `ID`, unique per proxy or client")
 	role := fs.String("role", "", "node `role`: gateway or sidecar (proxyless with --grpc)")
 	service := fs.String("service", "", "the `service` a sidecar fronts")

@@ -19,25 +19,29 @@ import (
 // bundle, from the built-in CA's state directory or from Vault: how a
 // proxyless gRPC client or a test node gets its identity.
 func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: maestro certs issue --id SPIFFE_ID --out DIR [flags] | maestro certs bundle [flags]"
-	if len(args) == 0 || (args[0] != "issue" && args[0] != "bundle") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, usage)
-			fmt.Fprintln(stderr, "  issue   write cert.pem, key.pem (0600) and ca.pem for one identity")
-			fmt.Fprintln(stderr, "  bundle  print the trust bundle (PEM)")
-			fmt.Fprintln(stderr, "Both take the issuer flags (--ca, --ca-dir, --trust-domain, --vault-*); see docs/certs.md.")
-			return flag.ErrHelp
-		}
-		fmt.Fprintln(stderr, usage)
-		return errUsage
+	what, err := chooseSubcommand("certs", args, []subcommand{
+		{"issue", "write cert.pem, key.pem (0600) and ca.pem for one identity"},
+		{"bundle", "print the trust bundle (PEM)"},
+	}, stderr)
+	if err != nil {
+		return err
 	}
-	what := args[0]
-	fs := newFlagSet("certs "+what, stderr)
+	var fs *flag.FlagSet
+	var id, out *string
+	var ttl *time.Duration
 	var opts setup.Options
-	opts.RegisterFlags(fs)
-	id := fs.String("id", "", "SPIFFE `ID` to issue for, spiffe://<trust-domain>/ns/<ns>/sa/<sa> (issue)")
-	out := fs.String("out", "", "`directory` for cert.pem, key.pem and ca.pem (issue)")
-	ttl := fs.Duration("ttl", 24*time.Hour, "certificate lifetime to ask for (issue)")
+	if what == "issue" {
+		fs = newFlagSet("certs issue", stderr, `Issues a certificate for one SPIFFE identity from the built-in CA or Vault and writes
+cert.pem, key.pem (0600) and ca.pem to --out. The issuer flags are those of
+maestro controlplane; see docs/certs.md.`, "--id SPIFFE_ID --out DIR [flags]")
+		id = fs.String("id", "", "SPIFFE `ID` to issue for, spiffe://<trust-domain>/ns/<ns>/sa/<sa>")
+		out = fs.String("out", "", "`directory` for cert.pem, key.pem and ca.pem")
+		ttl = fs.Duration("ttl", 24*time.Hour, "certificate lifetime to ask for")
+	} else {
+		fs = newFlagSet("certs bundle", stderr, `Prints the trust bundle (PEM) of the built-in CA or of Vault: the roots a
+workload trusts. The issuer flags are those of maestro controlplane; see docs/certs.md.`, "[flags]")
+	}
+	issuerFlags(fs, &opts)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -81,4 +85,17 @@ func runCerts(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "%s: serial %s, valid until %s, written to %s\n", sid, c.Serial(), c.NotAfter().UTC().Format(time.RFC3339), *out)
 	return nil
+}
+
+// issuerFlags registers on fs the issuer flags of setup.Options that a
+// one-shot command uses: not the rotation's (--cert-ttl, --cert-renew-at),
+// which would duplicate --ttl or mean nothing here.
+func issuerFlags(fs *flag.FlagSet, opts *setup.Options) {
+	all := flag.NewFlagSet("", flag.ContinueOnError)
+	opts.RegisterFlags(all)
+	all.VisitAll(func(f *flag.Flag) {
+		if f.Name != "cert-ttl" && f.Name != "cert-renew-at" {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 }

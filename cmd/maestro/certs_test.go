@@ -52,7 +52,7 @@ func TestCertsErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		"no subcommand": {[]string{"certs"}, 2, "usage: maestro certs"},
+		"no subcommand": {[]string{"certs"}, 2, "Usage: maestro certs <issue|bundle>"},
 		"help":          {[]string{"certs", "--help"}, 0, "write cert.pem"},
 		"missing out":   {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://cluster.local/ns/a/sa/b"}, 2, "--id and --out are required"},
 		"bad id":        {[]string{"certs", "issue", "--ca-dir", "", "--id", "spiffe://x/y", "--out", "o"}, 1, "--id: invalid spiffe id"},

@@ -21,16 +21,10 @@ import (
 // runControlplane serves the policy at -f over xDS until ctx ends,
 // reloading it on every change.
 func runControlplane(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("controlplane", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro controlplane -f PATH [-f PATH...] [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Serves the mesh policy (files or directories) to Envoy and proxyless gRPC clients")
-		fmt.Fprintln(stderr, "over xDS v3 (ADS SotW and delta, and the per-type services), reloading it on change.")
-		fmt.Fprintln(stderr, "Metrics are on http://ADMIN/metrics, node status on http://ADMIN/debug/status.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("controlplane", stderr, `Serves the mesh policy (files or directories) to Envoy and proxyless gRPC clients
+over xDS v3 (ADS SotW and delta, and the per-type services), reloading it on change.
+Metrics are on http://ADMIN/metrics, node status on http://ADMIN/debug/status.`,
+		"-f PATH [-f PATH...] [flags]")
 	var paths stringsFlag
 	fs.Var(&paths, "f", "policy `path` (file or directory); repeatable")
 	xdsAddr := fs.String("xds-addr", controlplane.DefaultXDSAddr, "xDS gRPC listen `address`")

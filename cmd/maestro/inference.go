@@ -17,15 +17,9 @@ import (
 // runInference serves a model repository over the Open Inference Protocol
 // until ctx ends (SIGINT/SIGTERM), then drains in-flight requests.
 func runInference(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("inference", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro inference [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Serves the models of a repository (DIR/<model>/config.yaml, DIR/<model>/<version>/...)")
-		fmt.Fprintln(stderr, "over the Open Inference Protocol (KServe v2): gRPC and REST, plus /metrics.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("inference", stderr, `Serves the models of a repository (DIR/<model>/config.yaml, DIR/<model>/<version>/...)
+over the Open Inference Protocol (KServe v2): gRPC and REST, plus /metrics.`,
+		"[flags]")
 	models := fs.String("models", "examples/models", "model repository `dir`, relative to the working directory")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9000", "gRPC listen `address`")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "REST and /metrics listen `address`")

@@ -157,6 +157,7 @@ func TestInferenceAndPredictUsage(t *testing.T) {
 }
 
 func TestParseBytes(t *testing.T) {
+	//nolint:gocritic // mapKey: the spaces around 10 MB are the case, parseBytes trims them
 	tests := map[string]int64{"0": 0, "1024": 1024, "512MiB": 512 << 20, "2GB": 2e9, "1.5GiB": 3 << 29, "64k": 64 << 10, " 10 MB ": 10e6}
 	for in, want := range tests {
 		got, err := parseBytes(in)

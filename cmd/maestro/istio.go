@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,16 +15,13 @@ import (
 // runIstio renders a policy as Istio resources for clusters that already
 // run Istio.
 func runIstio(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: maestro istio render -f POLICY [-o DIR|-] [flags]"
-	if len(args) == 0 || args[0] != "render" {
-		fmt.Fprintln(stderr, usage)
-		fmt.Fprintln(stderr, "  render  write PeerAuthentication, DestinationRules, VirtualServices, AuthorizationPolicies and WasmPlugins as multi-document YAML")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return errUsage
+	if _, err := chooseSubcommand("istio", args, []subcommand{
+		{"render", "write the policy as Istio resources (multi-document YAML)"},
+	}, stderr); err != nil {
+		return err
 	}
-	fs := newFlagSet("istio render", stderr)
+	fs := newFlagSet("istio render", stderr, `Writes PeerAuthentication, DestinationRules, VirtualServices, AuthorizationPolicies
+and WasmPlugins for the policy, for a cluster that already runs Istio (docs/istio.md).`, "-f POLICY [-o DIR|-] [flags]")
 	var files stringsFlag
 	fs.Var(&files, "f", "policy file or directory (repeatable)")
 	out := fs.String("o", "-", "output directory (the file is named after the first policy file), a .yaml file, or - for standard output")

@@ -63,8 +63,8 @@ func TestIstioUsageErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"istio"}, 2, "usage: maestro istio render"},
-		{[]string{"istio", "apply"}, 2, "usage: maestro istio render"},
+		{[]string{"istio"}, 2, "Usage: maestro istio <render>"},
+		{[]string{"istio", "apply"}, 2, "Usage: maestro istio <render>"},
 		{[]string{"istio", "render"}, 2, "-f POLICY is required"},
 		{[]string{"istio", "render", "--help"}, 0, "-cluster-domain"},
 		{[]string{"istio", "render", "-f", "../../examples/mesh.yaml", "--http-port", "70000"}, 1, "--http-port 70000"},

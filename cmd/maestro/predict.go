@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
-	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/oipclient"
 	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/tensor"
 )
@@ -30,16 +27,10 @@ func (f *inputFlags) Set(v string) error { *f = append(*f, v); return nil }
 // runPredict sends one inference request and prints the outputs, so users
 // need no grpcurl or curl.
 func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("predict", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro predict [flags] MODEL[:VERSION] (--input NAME=V1,V2,... ... | --json FILE)")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Sends one inference request and prints the outputs. --input values are row-major;")
-		fmt.Fprintln(stderr, "the datatype and the shape come from the model's metadata (rows = values / row width).")
-		fmt.Fprintln(stderr, "--json reads a REST inference request body ({\"inputs\": [...]}); - reads stdin.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("predict", stderr, `Sends one inference request and prints the outputs. --input values are row-major;
+the datatype and the shape come from the model's metadata (rows = values / row width).
+--json reads a REST inference request body ({"inputs": [...]}); - reads stdin.`,
+		"[flags] MODEL[:VERSION] (--input NAME=V1,V2,... ... | --json FILE)")
 	addr := fs.String("addr", "", "server `address` (default 127.0.0.1:9000, or 127.0.0.1:8080 with --http)")
 	useHTTP := fs.Bool("http", false, "use the REST API instead of gRPC")
 	var inputs inputFlags
@@ -73,16 +64,16 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
-	var c client
+	var c oipclient.Client
 	if *useHTTP {
-		c = &httpClient{base: "http://" + *addr}
+		c = oipclient.NewHTTP("http://"+*addr, nil)
 	} else {
 		conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return fmt.Errorf("dial %s: %w", *addr, err)
 		}
 		defer conn.Close()
-		c = &grpcClient{c: pb.NewGRPCInferenceServiceClient(conn)}
+		c = oipclient.NewGRPC(conn)
 	}
 
 	var req tensor.JSONRequest
@@ -97,7 +88,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("--json %s: %w", *jsonFile, err)
 		}
 	} else {
-		meta, err := c.metadata(ctx, model, version)
+		meta, err := c.Metadata(ctx, model, version)
 		if err != nil {
 			return err
 		}
@@ -109,7 +100,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			req.Inputs = append(req.Inputs, ji)
 		}
 	}
-	resp, err := c.infer(ctx, model, version, req)
+	resp, err := c.Infer(ctx, model, version, req)
 	if err != nil {
 		return err
 	}
@@ -132,7 +123,7 @@ func readFile(name string) ([]byte, error) {
 func inputFromFlag(flag string, meta []runtime.TensorSpec) (tensor.JSONInput, error) {
 	name, values, ok := strings.Cut(flag, "=")
 	if !ok || name == "" {
-		return tensor.JSONInput{}, fmt.Errorf("--input %q: want name=v1,v2,...", flag)
+		return tensor.JSONInput{}, fmt.Errorf("--input %q: want name=value[,value]", flag)
 	}
 	var spec *runtime.TensorSpec
 	var names []string
@@ -209,138 +200,4 @@ func printOutputs(w io.Writer, resp *tensor.JSONResponse) error {
 		}
 	}
 	return nil
-}
-
-// client is the protocol seen from predict, over gRPC or REST.
-type client interface {
-	metadata(ctx context.Context, model, version string) ([]runtime.TensorSpec, error)
-	infer(ctx context.Context, model, version string, req tensor.JSONRequest) (*tensor.JSONResponse, error)
-}
-
-type grpcClient struct{ c pb.GRPCInferenceServiceClient }
-
-func (g *grpcClient) metadata(ctx context.Context, model, version string) ([]runtime.TensorSpec, error) {
-	md, err := g.c.ModelMetadata(ctx, &pb.ModelMetadataRequest{Name: model, Version: version})
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	var out []runtime.TensorSpec
-	for _, in := range md.GetInputs() {
-		out = append(out, runtime.TensorSpec{Name: in.GetName(), Datatype: runtime.Datatype(in.GetDatatype()), Shape: in.GetShape()})
-	}
-	return out, nil
-}
-
-func (g *grpcClient) infer(ctx context.Context, model, version string, jr tensor.JSONRequest) (*tensor.JSONResponse, error) {
-	req := &pb.ModelInferRequest{ModelName: model, ModelVersion: version, Id: jr.ID}
-	for _, in := range jr.Inputs {
-		t, err := tensor.DecodeJSON(in)
-		if err != nil {
-			return nil, err
-		}
-		out, err := tensor.EncodeContents(t)
-		if err != nil {
-			return nil, fmt.Errorf("input %s: %w", in.Name, err)
-		}
-		req.Inputs = append(req.Inputs, &pb.ModelInferRequest_InferInputTensor{Name: out.Name, Datatype: out.Datatype, Shape: out.Shape, Contents: out.Contents})
-	}
-	for _, o := range jr.Outputs {
-		req.Outputs = append(req.Outputs, &pb.ModelInferRequest_InferRequestedOutputTensor{Name: o.Name})
-	}
-	resp, err := g.c.ModelInfer(ctx, req)
-	if err != nil {
-		return nil, grpcErr(err)
-	}
-	out := &tensor.JSONResponse{ModelName: resp.GetModelName(), ModelVersion: resp.GetModelVersion(), ID: resp.GetId(), Parameters: map[string]any{}}
-	for k, p := range resp.GetParameters() {
-		out.Parameters[k] = p.GetStringParam()
-	}
-	for _, o := range resp.GetOutputs() {
-		t, err := tensor.DecodeContents(&pb.ModelInferRequest_InferInputTensor{Name: o.GetName(), Datatype: o.GetDatatype(), Shape: o.GetShape(), Contents: o.GetContents()})
-		if err != nil {
-			return nil, fmt.Errorf("output %s: %w", o.GetName(), err)
-		}
-		jo, err := tensor.EncodeJSON(t)
-		if err != nil {
-			return nil, err
-		}
-		out.Outputs = append(out.Outputs, jo)
-	}
-	return out, nil
-}
-
-func grpcErr(err error) error {
-	st := status.Convert(err)
-	return fmt.Errorf("%s: %s", st.Code(), st.Message())
-}
-
-type httpClient struct{ base string }
-
-func (h *httpClient) path(model, version string) string {
-	p := h.base + "/v2/models/" + model
-	if version != "" {
-		p += "/versions/" + version
-	}
-	return p
-}
-
-func (h *httpClient) do(ctx context.Context, method, url string, body []byte, into any) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(res.Body)
-	if err != nil {
-		return err
-	}
-	if res.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("HTTP %d: %s", res.StatusCode, e.Error)
-		}
-		return fmt.Errorf("HTTP %d: %s", res.StatusCode, bytes.TrimSpace(data))
-	}
-	if err := json.Unmarshal(data, into); err != nil {
-		return fmt.Errorf("decode response: %w", err)
-	}
-	return nil
-}
-
-func (h *httpClient) metadata(ctx context.Context, model, version string) ([]runtime.TensorSpec, error) {
-	var md struct {
-		Inputs []struct {
-			Name     string  `json:"name"`
-			Datatype string  `json:"datatype"`
-			Shape    []int64 `json:"shape"`
-		} `json:"inputs"`
-	}
-	if err := h.do(ctx, http.MethodGet, h.path(model, version), nil, &md); err != nil {
-		return nil, err
-	}
-	var out []runtime.TensorSpec
-	for _, in := range md.Inputs {
-		out = append(out, runtime.TensorSpec{Name: in.Name, Datatype: runtime.Datatype(in.Datatype), Shape: in.Shape})
-	}
-	if len(out) == 0 {
-		return nil, errors.New("the model's metadata lists no inputs")
-	}
-	return out, nil
-}
-
-func (h *httpClient) infer(ctx context.Context, model, version string, req tensor.JSONRequest) (*tensor.JSONResponse, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	var resp tensor.JSONResponse
-	if err := h.do(ctx, http.MethodPost, h.path(model, version)+"/infer", body, &resp); err != nil {
-		return nil, err
-	}
-	return &resp, nil
 }

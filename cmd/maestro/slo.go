@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,19 +14,18 @@ import (
 // runSLO writes what operators load to watch the policy's objectives:
 // Prometheus rules or a Grafana dashboard.
 func runSLO(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const usage = "usage: maestro slo rules|dashboard -f POLICY [-o FILE]"
-	if len(args) == 0 || (args[0] != "rules" && args[0] != "dashboard") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, usage)
-			fmt.Fprintln(stderr, "  rules      Prometheus recording and multi-window burn-rate alerting rules")
-			fmt.Fprintln(stderr, "  dashboard  a Grafana dashboard: SLI, budget remaining and burn rates per objective")
-			return flag.ErrHelp
-		}
-		fmt.Fprintln(stderr, usage)
-		return errUsage
+	what, err := chooseSubcommand("slo", args, []subcommand{
+		{"rules", "Prometheus recording and multi-window burn-rate alerting rules"},
+		{"dashboard", "a Grafana dashboard: SLI, budget remaining and burn rates per objective"},
+	}, stderr)
+	if err != nil {
+		return err
 	}
-	what := args[0]
-	fs := newFlagSet("slo "+what, stderr)
+	about := map[string]string{
+		"rules":     "Writes Prometheus recording rules and multi-window burn-rate alerts for every\nobjective of the policy's routes (docs/slo.md).",
+		"dashboard": "Writes a Grafana dashboard with the SLI, the budget remaining and the burn rates\nof every objective of the policy's routes (docs/slo.md).",
+	}[what]
+	fs := newFlagSet("slo "+what, stderr, about, "-f POLICY [-o FILE]")
 	var files stringsFlag
 	fs.Var(&files, "f", "policy file or directory (repeatable)")
 	out := fs.String("o", "-", "output file, - for standard output")

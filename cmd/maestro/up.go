@@ -5,22 +5,17 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
 	"github.com/maestro-ml/maestro/controlplane"
-	"github.com/maestro-ml/maestro/internal/localmesh"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
 // runUp starts the whole mesh on the embedded demo (or a given policy).
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("up", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro up [flags]")
-		fmt.Fprintln(stderr, "\nStarts, in one process, the control plane and an inference server for every local")
-		fmt.Fprintln(stderr, "endpoint of the policy (by default the embedded demo mesh, written to --dir), writes")
-		fmt.Fprintln(stderr, "Envoy and gRPC bootstraps to --dir, and prints live request counts per version.")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("up", stderr, `Starts, in one process, the control plane and an inference server for every local
+endpoint of the policy (by default the embedded demo mesh, written to --dir), writes
+Envoy and gRPC bootstraps to --dir, and prints live request counts per version.`,
+		"[flags]")
 	dir := fs.String("dir", localmesh.DefaultDir, "working directory for the demo policy, models and bootstrap files")
 	policyPath := fs.String("f", "", "policy file to run (default: <dir>/mesh.yaml, the embedded demo)")
 	models := fs.String("models", "", "model repository (default: <dir>/models, the embedded demo models)")

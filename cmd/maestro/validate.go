@@ -28,16 +28,10 @@ func (e *exitError) ExitCode() int { return e.code }
 // runValidate checks policies without serving them and, with --output,
 // prints what one node would receive.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro validate -f PATH [-f PATH...] [--output json|yaml --node ID [--role R] [--service S]]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Checks mesh policies: every problem is printed as file:line:col: kind \"name\": field: message,")
-		fmt.Fprintln(stderr, "and the exit code is 1 if there is any. With --output, prints the xDS resources the node")
-		fmt.Fprintln(stderr, "would receive from the control plane (private keys redacted).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("validate", stderr, `Checks mesh policies: every problem is printed as file:line:col: kind "name": field: message,
+and the exit code is 1 if there is any. With --output, prints the xDS resources the node
+would receive from the control plane (private keys redacted).`,
+		"-f PATH [-f PATH...] [--output json|yaml --node ID [--role R] [--service S]]")
 	var paths stringsFlag
 	fs.Var(&paths, "f", "policy `path` (file or directory); repeatable")
 	output := fs.String("output", "", "print the node's xDS resources as `format` json or yaml")

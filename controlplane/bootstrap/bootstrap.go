@@ -18,13 +18,13 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	metrics "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -192,10 +192,10 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node metadata: %w", err)
 	}
-	http2, err := anypb.New(&upstreamhttp.HttpProtocolOptions{
-		UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-			ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{
-				ConnectionKeepalive: &core.KeepaliveSettings{
+	http2, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+				ConnectionKeepalive: &corev3.KeepaliveSettings{
 					Interval: durationpb.New(keepaliveInterval),
 					Timeout:  durationpb.New(keepaliveTimeout),
 				},
@@ -205,44 +205,44 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xds cluster protocol options: %w", err)
 	}
-	discovery := cluster.Cluster_STRICT_DNS
+	discovery := clusterv3.Cluster_STRICT_DNS
 	if _, err := netip.ParseAddr(host); err == nil {
-		discovery = cluster.Cluster_STATIC
+		discovery = clusterv3.Cluster_STATIC
 	}
-	ads := &core.ConfigSource{
-		ResourceApiVersion:    core.ApiVersion_V3,
-		ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+	ads := &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node: &core.Node{Id: c.NodeID, Cluster: c.envoyCluster(), Metadata: md},
+		Node: &corev3.Node{Id: c.NodeID, Cluster: c.envoyCluster(), Metadata: md},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
-			AdsConfig: &core.ApiConfigSource{
-				ApiType:                   core.ApiConfigSource_GRPC,
-				TransportApiVersion:       core.ApiVersion_V3,
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:                   corev3.ApiConfigSource_GRPC,
+				TransportApiVersion:       corev3.ApiVersion_V3,
 				SetNodeOnFirstMessageOnly: true,
-				GrpcServices: []*core.GrpcService{{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
 				}}},
 			},
 			LdsConfig: ads,
 			CdsConfig: ads,
 		},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*cluster.Cluster{{
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{{
 			Name:                          XDSCluster,
-			ClusterDiscoveryType:          &cluster.Cluster_Type{Type: discovery},
+			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: discovery},
 			ConnectTimeout:                durationpb.New(connectTimeout),
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2},
-			LoadAssignment: &endpoint.ClusterLoadAssignment{
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{
 				ClusterName: XDSCluster,
-				Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: []*endpoint.LbEndpoint{{
-					HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socket(host, port)}},
+				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socket(host, port)}},
 				}}}},
 			},
 		}}},
 		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
 		// Every default tag (cluster, route, listener names...) becomes a
 		// label on /stats/prometheus, so dashboards can split by them.
-		StatsConfig: &metrics.StatsConfig{UseAllDefaultTags: wrapperspb.Bool(true)},
+		StatsConfig: &metricsv3.StatsConfig{UseAllDefaultTags: wrapperspb.Bool(true)},
 		// An admin layer lets operators change runtime keys (e.g. a
 		// shadow's fraction) through Envoy's /runtime_modify.
 		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{
@@ -266,9 +266,9 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 // upstreamTLS is the xDS cluster's mTLS: the node's certificate, the
 // bundle, and only the control plane's SPIFFE ID accepted, since any
 // workload of the mesh holds a certificate from the same CA.
-func upstreamTLS(t *TLS) (*core.TransportSocket, error) {
-	file := func(name string) *core.DataSource {
-		return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: name}}
+func upstreamTLS(t *TLS) (*corev3.TransportSocket, error) {
+	file := func(name string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: name}}
 	}
 	ctx, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(t.CertFile), PrivateKey: file(t.KeyFile)}},
@@ -276,7 +276,7 @@ func upstreamTLS(t *TLS) (*core.TransportSocket, error) {
 			TrustedCa: file(t.CAFile),
 			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
 				SanType: tlsv3.SubjectAltNameMatcher_URI,
-				Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: t.ServerID.String()}},
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: t.ServerID.String()}},
 			}},
 		}},
 		// gRPC needs HTTP/2; a server that negotiates nothing else must
@@ -286,12 +286,12 @@ func upstreamTLS(t *TLS) (*core.TransportSocket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xds cluster tls: %w", err)
 	}
-	return &core.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: ctx}}, nil
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ctx}}, nil
 }
 
-func socket(host string, port uint32) *core.Address {
-	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-		Address: host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
+func socket(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
 }
 

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -37,23 +37,23 @@ func examplePolicy(t testing.TB) string {
 	return path
 }
 
-func adsConn(t testing.TB, addr string) discovery.AggregatedDiscoveryServiceClient {
+func adsConn(t testing.TB, addr string) discoveryv3.AggregatedDiscoveryServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return discovery.NewAggregatedDiscoveryServiceClient(conn)
+	return discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 }
 
-func node(t testing.TB, id, role, service string) *core.Node {
+func node(t testing.TB, id, role, service string) *corev3.Node {
 	t.Helper()
 	md, err := structpb.NewStruct(map[string]any{"maestro.role": role, "maestro.service": service})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &core.Node{Id: id, Metadata: md}
+	return &corev3.Node{Id: id, Metadata: md}
 }
 
 func nodeStatus(t *testing.T, admin, id, typ string) server.TypeStatus {
@@ -97,8 +97,8 @@ func TestDeltaECDSNackStaysReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{"edge.fanout", "edge.slo"}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: node(t, "gw-1", "gateway", ""),
-		TypeUrl: resourcev3.ExtensionConfigType, ResourceNamesSubscribe: names}); err != nil {
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node(t, "gw-1", "gateway", ""),
+		TypeUrl: resource.ExtensionConfigType, ResourceNamesSubscribe: names}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := stream.Recv()
@@ -116,7 +116,7 @@ func TestDeltaECDSNackStaysReported(t *testing.T) {
 	if !slices.Equal(got, names) {
 		t.Fatalf("got filter configs %v, want %v", got, names)
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resourcev3.ExtensionConfigType, ResponseNonce: first.GetNonce(),
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ExtensionConfigType, ResponseNonce: first.GetNonce(),
 		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "wasm: failed to load module"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestDeltaECDSNackStaysReported(t *testing.T) {
 	if st.Nacked != first.GetSystemVersionInfo() || st.NackError != "wasm: failed to load module" || !slices.Equal(st.NackedResources, names) {
 		t.Fatalf("NACK not reported: %+v", st)
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: resourcev3.ExtensionConfigType, ResponseNonce: second.GetNonce()}); err != nil {
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.ExtensionConfigType, ResponseNonce: second.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
 	// The ACK is processed before the stream's next response; make one.
@@ -166,8 +166,8 @@ func TestSotWSecretsForStrictSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{"spiffe://maestro.local/ns/ml/sa/churn", "trust-bundle"}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"),
-		TypeUrl: resourcev3.SecretType, ResourceNames: names}); err != nil {
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"),
+		TypeUrl: resource.SecretType, ResourceNames: names}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()
@@ -199,7 +199,7 @@ func TestSotWSecretsForStrictSidecar(t *testing.T) {
 			t.Errorf("secret %s not served (got %v)", n, found)
 		}
 	}
-	if err := stream.Send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
 		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}

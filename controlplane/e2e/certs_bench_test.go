@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane/model"
@@ -74,8 +74,8 @@ func BenchmarkIssueAndPush1000(b *testing.B) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		t0 := time.Now()
 		stream := mtlsADS(b, ctx, c, addrs.XDS.String(), id)
-		if err := stream.Send(&discovery.DiscoveryRequest{Node: node(b, "svc7-1", "sidecar", "svc7"),
-			TypeUrl: resourcev3.SecretType, ResourceNames: []string{id.String(), model.TrustBundleSecret}}); err != nil {
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(b, "svc7-1", "sidecar", "svc7"),
+			TypeUrl: resource.SecretType, ResourceNames: []string{id.String(), model.TrustBundleSecret}}); err != nil {
 			b.Fatal(err)
 		}
 		resp, err := stream.Recv()

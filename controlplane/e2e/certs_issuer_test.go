@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/maestro-ml/maestro/certs/vault/vaulttest"
 	"github.com/maestro-ml/maestro/controlplane"
@@ -58,7 +57,7 @@ func TestVaultOutageNeverPushesExpired(t *testing.T) {
 	defer cancel()
 	stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 	names := []string{churnID.String(), model.TrustBundleSecret}
-	req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType, ResourceNames: names}
+	req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType, ResourceNames: names}
 	recv := func() *x509.Certificate {
 		t.Helper()
 		if err := stream.Send(req); err != nil {
@@ -74,7 +73,7 @@ func TestVaultOutageNeverPushesExpired(t *testing.T) {
 		if !now.Before(leaf.NotAfter) {
 			t.Fatalf("pushed an expired certificate (expired %v, received %v)", leaf.NotAfter, now)
 		}
-		req = &discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+		req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
 			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		return leaf
 	}
@@ -139,7 +138,7 @@ func TestBuiltinCARestartKeepsRoot(t *testing.T) {
 	if string(roots[0]) != string(roots[1]) {
 		t.Fatal("restart made a new root")
 	}
-	if _, err := os.Stat(filepath.Join(pm.Config.Spec.CA.Builtin.StateDir)); err != nil {
+	if _, err := os.Stat(pm.Config.Spec.CA.Builtin.StateDir); err != nil {
 		t.Fatalf("CA state directory: %v", err)
 	}
 }
@@ -153,7 +152,7 @@ func TestRootRotationKeepsBothRootsInBundle(t *testing.T) {
 	defer cancel()
 	stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 	names := []string{churnID.String(), model.TrustBundleSecret}
-	req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType, ResourceNames: names}
+	req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType, ResourceNames: names}
 	roots := func() int {
 		t.Helper()
 		if err := stream.Send(req); err != nil {
@@ -165,7 +164,7 @@ func TestRootRotationKeepsBothRootsInBundle(t *testing.T) {
 		}
 		chains, bundles := secrets(t, resp)
 		verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID)
-		req = &discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+		req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
 			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		return strings.Count(string(bundles[model.TrustBundleSecret]), "BEGIN CERTIFICATE")
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -110,7 +110,7 @@ func auditedPlane(t testing.TB, path string, log *audit.Log) (*controlplane.Cert
 
 // mtlsADS opens an ADS stream presenting id's certificate (from the same
 // issuer) and accepting only the control plane's identity.
-func mtlsADS(t testing.TB, ctx context.Context, c *controlplane.Certificates, addr string, id spiffe.ID) discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
+func mtlsADS(t testing.TB, ctx context.Context, c *controlplane.Certificates, addr string, id spiffe.ID) discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
 	t.Helper()
 	creds := credentials.NewTLS(mtls.ClientConfig(c.Manager(), id, spiffe.AllowIDs(c.Self())))
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
@@ -118,7 +118,7 @@ func mtlsADS(t testing.TB, ctx context.Context, c *controlplane.Certificates, ad
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func mtlsADS(t testing.TB, ctx context.Context, c *controlplane.Certificates, ad
 }
 
 // secrets decodes a SDS response: PEM chains and bundles by name.
-func secrets(t testing.TB, resp *discovery.DiscoveryResponse) (chains, bundles map[string][]byte) {
+func secrets(t testing.TB, resp *discoveryv3.DiscoveryResponse) (chains, bundles map[string][]byte) {
 	t.Helper()
 	chains, bundles = map[string][]byte{}, map[string][]byte{}
 	for _, a := range resp.GetResources() {
@@ -198,8 +198,8 @@ func TestMTLSNodeGetsOnlyItsOwnSecret(t *testing.T) {
 
 	stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 	names := []string{churnID.String(), model.TrustBundleSecret}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"),
-		TypeUrl: resourcev3.SecretType, ResourceNames: names}); err != nil {
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"),
+		TypeUrl: resource.SecretType, ResourceNames: names}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()
@@ -233,8 +233,8 @@ func TestMTLSNodeGetsOnlyItsOwnSecret(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
-			if err := s.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-2", "sidecar", "churn"),
-				TypeUrl: resourcev3.SecretType, ResourceNames: tc.names}); err != nil {
+			if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-2", "sidecar", "churn"),
+				TypeUrl: resource.SecretType, ResourceNames: tc.names}); err != nil {
 				t.Fatal(err)
 			}
 			resp, err := s.Recv()
@@ -264,7 +264,7 @@ func TestPlaintextClientIsRejected(t *testing.T) {
 	defer cancel()
 	stream, err := adsConn(t, addrs.XDS.String()).StreamAggregatedResources(ctx)
 	if err == nil {
-		err = stream.Send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: []string{model.TrustBundleSecret}})
+		err = stream.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: []string{model.TrustBundleSecret}})
 		if err == nil {
 			_, err = stream.Recv()
 		}
@@ -283,7 +283,7 @@ func TestRotatedSecretsArePushedBeforeExpiry(t *testing.T) {
 	defer cancel()
 	stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 	names := []string{churnID.String(), model.TrustBundleSecret}
-	req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType, ResourceNames: names}
+	req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType, ResourceNames: names}
 	var prev *x509.Certificate
 	const want = 3 // distinct certificates observed
 	seen := 0
@@ -308,7 +308,7 @@ func TestRotatedSecretsArePushedBeforeExpiry(t *testing.T) {
 			prev = leaf
 			seen++
 		}
-		req = &discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+		req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
 			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 	}
 }

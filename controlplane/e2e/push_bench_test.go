@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -61,12 +61,12 @@ func adsNode(ctx context.Context, b *testing.B, addr, id string, eds, rds []stri
 		return
 	}
 	defer conn.Close()
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		b.Error(err)
 		return
 	}
-	send := func(req *discovery.DiscoveryRequest) bool {
+	send := func(req *discoveryv3.DiscoveryRequest) bool {
 		if err := stream.Send(req); err != nil {
 			if ctx.Err() == nil {
 				b.Error(err)
@@ -76,8 +76,8 @@ func adsNode(ctx context.Context, b *testing.B, addr, id string, eds, rds []stri
 		return true
 	}
 	md := node(b, id, "gateway", "")
-	if !send(&discovery.DiscoveryRequest{Node: md, TypeUrl: resourcev3.ClusterType}) ||
-		!send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.ListenerType}) {
+	if !send(&discoveryv3.DiscoveryRequest{Node: md, TypeUrl: resource.ClusterType}) ||
+		!send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ListenerType}) {
 		return
 	}
 	subscribed := map[string]bool{}
@@ -87,20 +87,20 @@ func adsNode(ctx context.Context, b *testing.B, addr, id string, eds, rds []stri
 			return // the benchmark ended
 		}
 		typ := resp.GetTypeUrl()
-		names := map[string][]string{resourcev3.EndpointType: eds, resourcev3.RouteType: rds}[typ]
-		if !send(&discovery.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names}) {
+		names := map[string][]string{resource.EndpointType: eds, resource.RouteType: rds}[typ]
+		if !send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names}) {
 			return
 		}
-		if typ == resourcev3.RouteType {
+		if typ == resource.RouteType {
 			acks <- ack{version: resp.GetVersionInfo(), at: time.Now()}
 		}
 		// Like Envoy, ask for endpoints once clusters arrive and for
 		// route configurations once listeners do.
-		next := map[string]string{resourcev3.ClusterType: resourcev3.EndpointType, resourcev3.ListenerType: resourcev3.RouteType}[typ]
+		next := map[string]string{resource.ClusterType: resource.EndpointType, resource.ListenerType: resource.RouteType}[typ]
 		if next != "" && !subscribed[next] {
 			subscribed[next] = true
-			n := map[string][]string{resourcev3.EndpointType: eds, resourcev3.RouteType: rds}[next]
-			if !send(&discovery.DiscoveryRequest{TypeUrl: next, ResourceNames: n}) {
+			n := map[string][]string{resource.EndpointType: eds, resource.RouteType: rds}[next]
+			if !send(&discoveryv3.DiscoveryRequest{TypeUrl: next, ResourceNames: n}) {
 				return
 			}
 		}
@@ -153,7 +153,7 @@ func BenchmarkPushTo1000Streams(b *testing.B) {
 	go func() { served <- srv.Serve(ctx, lis) }()
 	defer func() {
 		cancel()
-		<-served
+		<-served //nolint:errcheck // after cancel, Serve returns the cancellation
 	}()
 
 	tr := snapshot.NewTranslator()
@@ -166,12 +166,12 @@ func BenchmarkPushTo1000Streams(b *testing.B) {
 		if err := srv.Update(ctx, server.Set{Version: set.Version, Snapshots: set.Snapshots, Resolve: m.GroupFor}); err != nil {
 			b.Fatal(err)
 		}
-		return set.Snapshots[modeltest.GatewayGroup].GetVersion(resourcev3.RouteType)
+		return set.Snapshots[modeltest.GatewayGroup].GetVersion(resource.RouteType)
 	}
 	version := apply(90)
 	gw := srv.Current().Snapshots[modeltest.GatewayGroup]
-	eds := slices.Sorted(maps.Keys(gw.GetResources(resourcev3.EndpointType)))
-	rds := slices.Sorted(maps.Keys(gw.GetResources(resourcev3.RouteType)))
+	eds := slices.Sorted(maps.Keys(gw.GetResources(resource.EndpointType)))
+	rds := slices.Sorted(maps.Keys(gw.GetResources(resource.RouteType)))
 
 	before := heapInUse()
 	acks := make(chan ack, 4*pushNodes)

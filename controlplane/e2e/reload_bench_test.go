@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // BenchmarkPolicyEditToClient measures, for one edit of the example
@@ -34,16 +34,16 @@ func BenchmarkPolicyEditToClient(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rds := &discovery.DiscoveryRequest{Node: node(b, "gw-1", "gateway", ""), TypeUrl: resourcev3.RouteType, ResourceNames: []string{"edge"}}
+	rds := &discoveryv3.DiscoveryRequest{Node: node(b, "gw-1", "gateway", ""), TypeUrl: resource.RouteType, ResourceNames: []string{"edge"}}
 	if err := stream.Send(rds); err != nil {
 		b.Fatal(err)
 	}
-	recv := func() *discovery.DiscoveryResponse {
+	recv := func() *discoveryv3.DiscoveryResponse {
 		resp, err := stream.Recv()
 		if err != nil {
 			b.Fatal(err)
 		}
-		ack := &discovery.DiscoveryRequest{TypeUrl: resourcev3.RouteType, ResourceNames: []string{"edge"},
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resource.RouteType, ResourceNames: []string{"edge"},
 			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		if err := stream.Send(ack); err != nil {
 			b.Fatal(err)

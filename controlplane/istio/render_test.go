@@ -388,6 +388,46 @@ spec:
 			},
 		},
 		{
+			name: "max_confidence keeps the policy's member order, mean sorts",
+			policy: `kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: confident, namespace: ml}
+spec:
+  service: fraud
+  match: {model: confident}
+  ensemble:
+    strategy: max_confidence
+    members: [{version: v2, model: fraud}, {version: v1, model: fraud}]
+---
+kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: averaged, namespace: ml}
+spec:
+  service: fraud
+  match: {model: averaged}
+  ensemble:
+    members: [{version: v2, model: fraud}, {version: v1, model: fraud}]
+`,
+			check: func(t *testing.T, r *rendered) {
+				// max_confidence breaks ties by member order: the order the
+				// user wrote is the order the filter gets, as natively.
+				v1, v2 := "outbound|9000|v1|"+fraudHost, "outbound|9000|v2|"+fraudHost
+				for route, want := range map[string][]string{"confident": {v2, v1}, "averaged": {v1, v2}} {
+					fr := fanoutConfig(t, r).Route(route)
+					if fr == nil {
+						t.Fatalf("no fanout route %s", route)
+					}
+					var got []string
+					for _, m := range fr.Members {
+						got = append(got, m.Cluster)
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("route %s: members %v, want %v", route, got, want)
+					}
+				}
+			},
+		},
+		{
 			name: "deny by route, remote and absolute filter modules",
 			mesh: `  filters:
     fanout:

@@ -4,7 +4,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -271,47 +270,12 @@ func (r *renderer) modelRoute(name string, sp *policy.RouteSpec, split []policy.
 	for _, d := range destinations(sp, split) {
 		a.Clusters = append(a.Clusters, model.WeightedCluster{Name: r.cluster(d.Service, d.Version), Weight: d.Weight})
 	}
-	if sh := sp.Shadow; sh != nil {
-		a.Mirrors = []model.Mirror{{Cluster: r.cluster(sh.Service, sh.Version), Percent: sh.Percentage, Compare: sh.Compare, Model: sh.Model}}
-	}
-	if e := sp.Ensemble; e != nil {
-		f := &model.Fanout{Strategy: e.Strategy, Quorum: e.Quorum, Timeout: e.Timeout.D(), Sequence: e.Mode == policy.ModeSequence}
-		for _, m := range e.Members {
-			f.Members = append(f.Members, model.FanoutMember{Cluster: r.cluster(m.Service, m.Version), Model: m.Model, Weight: m.Weight})
-		}
-		if s := e.Stacking; s != nil {
-			f.Stacking = &model.Stacking{Weights: slices.Clone(s.Weights), Bias: s.Bias}
-		}
-		a.Fanout = f
-	}
-	if s := sp.SLO; s != nil {
-		o := &model.SLO{ErrorRate: fraction(s.ErrorRate), Availability: fraction(s.Availability), BudgetHeader: s.BudgetHeader}
-		for _, l := range s.Latency {
-			o.Latency = append(o.Latency, model.LatencyTarget{Percentile: l.Percentile, Threshold: l.Threshold.D()})
-		}
-		for _, w := range s.BurnWindows {
-			o.Windows = append(o.Windows, model.BurnWindow{Duration: w.Window.D(), BurnRate: w.BurnRate})
-		}
-		slices.SortStableFunc(o.Windows, func(a, b model.BurnWindow) int { return cmpDuration(a.Duration, b.Duration) })
-		a.SLO = o
-	}
+	// One conversion per concept, the native translation's, with Istio's
+	// cluster names.
+	a.Mirrors = model.MirrorsOf(sp.Shadow, r.cluster)
+	a.Fanout = model.FanoutOf(sp.Ensemble, r.cluster)
+	a.SLO = model.SLOOf(sp.SLO)
 	return model.Route{Name: name, Action: a}
-}
-
-func cmpDuration(a, b time.Duration) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// fraction turns a percentage into a [0, 1] share, rounded as the model
-// does so 99.9 gives 0.999.
-func fraction(percent float64) float64 {
-	return math.Round(percent/100*1e12) / 1e12
 }
 
 func cloneMatch(m *networking.HTTPMatchRequest) *networking.HTTPMatchRequest {

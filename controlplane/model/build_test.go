@@ -410,13 +410,11 @@ func TestBuildIgnoresDocumentOrder(t *testing.T) {
 	docs := strings.Split(string(data), "\n---\n")
 	slices.Reverse(docs)
 	dir := t.TempDir()
-	var paths []string
 	for i, d := range docs {
 		p := filepath.Join(dir, fmt.Sprintf("%02d.yaml", i))
 		if err := os.WriteFile(p, []byte(d), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		paths = append(paths, p)
 	}
 	a := build(t, load(t, "../../examples/mesh.yaml"))
 	b := build(t, load(t, dir))

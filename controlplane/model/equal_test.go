@@ -6,16 +6,17 @@ import (
 	"testing"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
-	"github.com/maestro-ml/maestro/controlplane/model/modeltest"
 )
 
 // accessor finds one value inside a mesh.
 type accessor func(m *model.Mesh) reflect.Value
 
-// TestEqualSeesEveryField changes, one at a time, every field reachable
-// from the sample mesh (and sets every nil pointer, and grows every slice)
-// and checks that Equal and Hash both notice. A field added to a type but
-// not to its Equal method fails here.
+// TestEqualSeesEveryField changes, one at a time, every field of a mesh in
+// which every field is set (filled by reflection from the types, not from a
+// sample, so a field no sample fills is checked too; pointers are allocated
+// and slices hold one element), and checks that Equal and Hash both notice.
+// It also clears every pointer and slice and grows every slice. A field
+// added to a type but not to its Equal method fails here.
 func TestEqualSeesEveryField(t *testing.T) {
 	type mutation struct {
 		path   string
@@ -41,10 +42,14 @@ func TestEqualSeesEveryField(t *testing.T) {
 				add("=new", func(x reflect.Value) { x.Set(reflect.New(elem)) })
 				return
 			}
+			add("=nil", func(x reflect.Value) { x.SetZero() })
 			walk(v.Elem(), func(m *model.Mesh) reflect.Value { return get(m).Elem() }, path)
 		case reflect.Slice:
 			elem := v.Type().Elem()
 			add("+append", func(x reflect.Value) { x.Set(reflect.Append(x, reflect.Zero(elem))) })
+			if v.Len() > 0 {
+				add("=nil", func(x reflect.Value) { x.SetZero() })
+			}
 			for i := 0; i < v.Len(); i++ {
 				walk(v.Index(i), func(m *model.Mesh) reflect.Value { return get(m).Index(i) }, path+"["+v.Index(i).Type().Name()+"#"+itoa(i)+"]")
 			}
@@ -62,14 +67,22 @@ func TestEqualSeesEveryField(t *testing.T) {
 			t.Fatalf("%s: kind %s not handled by this test", path, v.Kind())
 		}
 	}
-	sample := modeltest.Sample(9000)
+	full := func() *model.Mesh {
+		m := &model.Mesh{}
+		fill(t, reflect.ValueOf(m).Elem(), map[reflect.Type]bool{})
+		return m
+	}
+	sample := full()
 	walk(reflect.ValueOf(sample).Elem(), func(m *model.Mesh) reflect.Value { return reflect.ValueOf(m).Elem() }, "mesh")
-	if len(muts) < 200 {
+	if len(muts) < 150 {
 		t.Fatalf("only %d mutations found; the walk is broken", len(muts))
 	}
 	hash := sample.Hash()
+	if other := full(); !sample.Equal(other) || other.Hash() != hash {
+		t.Fatal("two meshes filled alike differ: the fill is not deterministic")
+	}
 	for _, mu := range muts {
-		m := modeltest.Sample(9000)
+		m := full()
 		mu.mutate(m)
 		if sample.Equal(m) || m.Equal(sample) {
 			t.Errorf("%s: change not seen by Equal", mu.path)
@@ -77,6 +90,49 @@ func TestEqualSeesEveryField(t *testing.T) {
 		if m.Hash() == hash {
 			t.Errorf("%s: change not seen by Hash", mu.path)
 		}
+	}
+}
+
+// fill sets every exported field reachable from v to a non-zero value:
+// pointers are allocated, slices get one element. A type already being
+// filled higher up (a recursive type) is left zero below, so the fill ends.
+func fill(t *testing.T, v reflect.Value, open map[reflect.Type]bool) {
+	switch v.Kind() {
+	case reflect.Struct:
+		if open[v.Type()] {
+			return
+		}
+		open[v.Type()] = true
+		defer delete(open, v.Type())
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				fill(t, v.Field(i), open)
+			}
+		}
+	case reflect.Pointer:
+		if open[v.Type().Elem()] {
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(t, v.Elem(), open)
+	case reflect.Slice:
+		if open[v.Type().Elem()] {
+			return
+		}
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+		fill(t, v.Index(0), open)
+	case reflect.String:
+		v.SetString("s")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		v.SetInt(2)
+	case reflect.Uint, reflect.Uint32, reflect.Uint64, reflect.Uint8:
+		v.SetUint(2)
+	case reflect.Float64:
+		v.SetFloat(1.5)
+	default:
+		t.Fatalf("%s: kind %s not handled by fill", v.Type(), v.Kind())
 	}
 }
 

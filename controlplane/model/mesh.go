@@ -2,8 +2,11 @@ package model
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sort"
+
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // GroupFor returns the name of the group node belongs to: the group listing
@@ -78,13 +81,13 @@ func (m *Mesh) normalize(workers int) {
 	sortByName(m.Groups, func(g *NodeGroup) string { return g.Name })
 	sortByName(m.Secrets, func(s *Secret) string { return s.Name })
 	// Index len(m.Groups) stands for the clusters.
-	eachIndex(workers, len(m.Groups)+1, func(i int) {
+	_ = parallel.Each(context.Background(), len(m.Groups)+1, workers, func(_ context.Context, i int) error {
 		if i == len(m.Groups) {
 			sortByName(m.Clusters, func(c *Cluster) string { return c.Name })
 			for ci := range m.Clusters {
 				normalizeCluster(&m.Clusters[ci])
 			}
-			return
+			return nil
 		}
 		g := &m.Groups[i]
 		sort.Strings(g.Nodes.IDs)
@@ -93,6 +96,7 @@ func (m *Mesh) normalize(workers int) {
 		for li := range g.Listeners {
 			normalizeListener(&g.Listeners[li])
 		}
+		return nil
 	})
 }
 
@@ -125,12 +129,11 @@ func normalizeAction(a *RouteAction) {
 	if a.Retry != nil {
 		sort.Strings(a.Retry.On)
 	}
-	if f := a.Fanout; f != nil && !f.Sequence && f.Stacking == nil {
-		sortByName(f.Members, func(m *FanoutMember) string { return m.Cluster })
+	if a.Fanout != nil {
+		normalizeFanout(a.Fanout)
 	}
-	if s := a.SLO; s != nil {
-		slices.SortStableFunc(s.Latency, func(x, y LatencyTarget) int { return cmp.Compare(x.Percentile, y.Percentile) })
-		slices.SortStableFunc(s.Windows, func(x, y BurnWindow) int { return cmp.Compare(x.Duration, y.Duration) })
+	if a.SLO != nil {
+		normalizeSLO(a.SLO)
 	}
 }
 

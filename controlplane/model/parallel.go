@@ -1,9 +1,10 @@
 package model
 
 import (
+	"context"
 	"runtime"
 
-	"golang.org/x/sync/errgroup"
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // Build of a large mesh runs on every core: the plaintext clusters, the
@@ -60,40 +61,16 @@ func (b *builder) inSpans(n int, weight func(i int) int, do func(f *builder, lo,
 	}
 	sp := spans(n, weight, b.workers)
 	forks := make([]*builder, len(sp))
-	// No context: a span neither fails nor waits on anything, and Wait
-	// returns only once every span is done, so none outlives the call.
-	var g errgroup.Group
-	for i, s := range sp {
+	for i := range sp {
 		forks[i] = b.fork()
-		g.Go(func() error {
-			do(forks[i], s[0], s[1])
-			return nil
-		})
 	}
-	_ = g.Wait() // the spans return no errors
+	// A span neither fails nor waits on anything, and Run returns only
+	// once every span is done, so none outlives the call.
+	_ = parallel.Run(context.Background(), sp, func(part, lo, hi int) error {
+		do(forks[part], lo, hi)
+		return nil
+	})
 	return forks
-}
-
-// eachIndex calls do(i) for every i in [0, n), on up to workers goroutines
-// at a time (in order on the caller's when workers is 1). The calls must
-// touch disjoint data.
-func eachIndex(workers, n int, do func(i int)) {
-	if workers <= 1 || n <= 1 {
-		for i := range n {
-			do(i)
-		}
-		return
-	}
-	// No context, as in inSpans: the calls neither fail nor block.
-	var g errgroup.Group
-	g.SetLimit(workers)
-	for i := range n {
-		g.Go(func() error {
-			do(i)
-			return nil
-		})
-	}
-	_ = g.Wait() // the calls return no errors
 }
 
 // spans cuts n items of the given weights into at most k contiguous,

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"math"
 	"slices"
 	"strings"
 
@@ -204,34 +203,9 @@ func (b *builder) action(c caller, sp *policy.RouteSpec, ri *routeInfo, envoy bo
 	if !envoy {
 		return a
 	}
-	if sh := sp.Shadow; sh != nil {
-		a.Mirrors = []Mirror{{Cluster: b.clusterFor(c, sh.Service, sh.Version), Percent: sh.Percentage, Compare: sh.Compare, Model: sh.Model}}
-	}
-	if e := sp.Ensemble; e != nil {
-		f := &Fanout{Strategy: e.Strategy, Quorum: e.Quorum, Timeout: e.Timeout.D(), Sequence: e.Mode == policy.ModeSequence}
-		for _, mem := range e.Members {
-			f.Members = append(f.Members, FanoutMember{Cluster: b.clusterFor(c, mem.Service, mem.Version), Model: mem.Model, Weight: mem.Weight})
-		}
-		if s := e.Stacking; s != nil {
-			f.Stacking = &Stacking{Weights: slices.Clone(s.Weights), Bias: s.Bias}
-		}
-		a.Fanout = f
-	}
-	if s := sp.SLO; s != nil {
-		o := &SLO{ErrorRate: fraction(s.ErrorRate), Availability: fraction(s.Availability), BudgetHeader: s.BudgetHeader}
-		for _, l := range s.Latency {
-			o.Latency = append(o.Latency, LatencyTarget{Percentile: l.Percentile, Threshold: l.Threshold.D()})
-		}
-		for _, w := range s.BurnWindows {
-			o.Windows = append(o.Windows, BurnWindow{Duration: w.Window.D(), BurnRate: w.BurnRate})
-		}
-		a.SLO = o
-	}
+	cluster := func(service, version string) string { return b.clusterFor(c, service, version) }
+	a.Mirrors = MirrorsOf(sp.Shadow, cluster)
+	a.Fanout = FanoutOf(sp.Ensemble, cluster)
+	a.SLO = SLOOf(sp.SLO)
 	return a
-}
-
-// fraction turns a policy percentage into the IR's [0, 1] share, rounded
-// to 12 decimals so that 99.9 becomes 0.999 rather than 0.9990000000000001.
-func fraction(percent float64) float64 {
-	return math.Round(percent/100*1e12) / 1e12
 }

@@ -304,8 +304,8 @@ type Fault struct {
 type Fanout struct {
 	// Members are called for every request, sorted by Cluster.
 	Members []FanoutMember `json:"members,omitempty"`
-	// Strategy combines outputs: "mean", "weighted_mean", "majority_vote",
-	// "weighted_vote", "max_confidence", "stacking".
+	// Strategy combines outputs: one of filterconfig.Strategies(), passed
+	// through as the policy gave it (internal/archtest ties the lists).
 	Strategy string `json:"strategy,omitempty"`
 	// Quorum is the minimum number of answers; 0 means all members.
 	Quorum uint32 `json:"quorum,omitempty"`

@@ -2,11 +2,14 @@ package model
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // ErrInvalid is wrapped by every error Validate reports.
@@ -46,11 +49,12 @@ func (m *Mesh) validate(workers int) error {
 	v.names(sub(nil, "secret", ""), len(m.Secrets), func(i int) string { return m.Secrets[i].Name })
 	if workers > 1 && len(m.Groups) > 1 {
 		errs := make([][]error, len(m.Groups))
-		eachIndex(workers, len(m.Groups), func(i int) {
+		_ = parallel.Each(context.Background(), len(m.Groups), workers, func(_ context.Context, i int) error {
 			// A copy of the index: find moves its last-hit position.
 			gv := &validator{m: m, clusters: v.clusters, manyDNS: v.manyDNS}
 			gv.group(&m.Groups[i])
 			errs[i] = gv.errs
+			return nil
 		})
 		for _, e := range errs {
 			v.errs = append(v.errs, e...)

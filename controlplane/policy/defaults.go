@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/maestro-ml/maestro/internal/halves"
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // Defaults, in one place; docs/policy.md and the `doc` tags repeat them.
@@ -68,8 +68,8 @@ func DefaultRolloutSteps() []uint32 { return []uint32{5, 25, 50, 100} }
 // protocol), and the mesh settings when no Mesh document was given. It runs
 // before validation and tolerates invalid input (unknown references are
 // left for validate to report). Each document's own defaults are already
-// applied (defaultDocument). Routes are defaulted in two halves side by
-// side (halves.Run): each reads services and writes only itself.
+// applied (defaultDocument). Routes are defaulted in spans side by side
+// (parallel.Spans): each reads services and writes only itself.
 func applyDefaults(ctx context.Context, m *Mesh) error {
 	if m.Config == nil {
 		m.Config = &MeshConfig{doc: doc{Metadata: Metadata{Name: "default"}, Source: Source{File: "(defaults)"}, pos: map[string]Source{}}}
@@ -95,8 +95,8 @@ func applyDefaults(ctx context.Context, m *Mesh) error {
 			}
 		}
 	}
-	return halves.Run(ctx, len(m.Routes), splitAbove, func(_, lo, hi int) error {
-		// A cursor per half: it remembers where its half looked last.
+	return parallel.Spans(ctx, len(m.Routes), parallel.Parts(len(m.Routes), splitAbove), func(_, lo, hi int) error {
+		// A cursor per span: it remembers where its span looked last.
 		ss := &serviceCursor{m: m}
 		for _, r := range m.Routes[lo:hi] {
 			defaultRouteRefs(ss, r)

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
-	"golang.org/x/sync/errgroup"
 	"gopkg.in/yaml.v3"
+
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // Loader loads policies like the package-level Load and Parse, but keeps
@@ -228,28 +228,15 @@ func (b *builder) parse(ctx context.Context, file string, data []byte) error {
 
 // parseMisses decodes the documents of chunks[misses] into their entries.
 func parseMisses(ctx context.Context, chunks []fileChunk, misses []int) error {
-	if len(misses) < parallelAbove {
-		for _, i := range misses {
+	return parallel.Spans(ctx, len(misses), parallel.Parts(len(misses), parallelAbove), func(_, lo, hi int) error {
+		for _, i := range misses[lo:hi] {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			chunks[i].entry.docs = parseChunk(chunks[i].text)
 		}
 		return nil
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	workers := runtime.GOMAXPROCS(0)
-	per := (len(misses) + workers - 1) / workers
-	for start := 0; start < len(misses); start += per {
-		batch := misses[start:min(start+per, len(misses))]
-		g.Go(func() error {
-			for _, i := range batch {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				chunks[i].entry.docs = parseChunk(chunks[i].text)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
+	})
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)

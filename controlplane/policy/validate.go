@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/maestro-ml/maestro/internal/halves"
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // validator checks a defaulted Mesh and records every problem.
@@ -108,11 +108,12 @@ func validate(ctx context.Context, m *Mesh, e *errs) error {
 	}
 	// Targets default to the route names, which are sorted: then none
 	// repeats and no map of them is needed, and each route is checked on
-	// its own, so the routes are checked in two halves side by side, each
+	// its own, so the routes are checked in spans side by side, each
 	// with its own list of problems, joined in route order.
 	if targetsIncrease(m.Routes) {
-		var lists [2]errs
-		err := halves.Run(ctx, len(m.Routes), splitAbove, func(part, lo, hi int) error {
+		parts := parallel.Parts(len(m.Routes), splitAbove)
+		lists := make([]errs, parts)
+		err := parallel.Spans(ctx, len(m.Routes), parts, func(part, lo, hi int) error {
 			hv := &validator{m: m, e: &lists[part], services: &serviceCursor{m: m}}
 			for _, r := range m.Routes[lo:hi] {
 				hv.on(KindRoute, &r.doc).route(r)
@@ -122,7 +123,9 @@ func validate(ctx context.Context, m *Mesh, e *errs) error {
 		if err != nil {
 			return err
 		}
-		e.list = append(append(e.list, lists[0].list...), lists[1].list...)
+		for _, l := range lists {
+			e.list = append(e.list, l.list...)
+		}
 	} else {
 		targets := make(map[string]*Route, len(m.Routes))
 		for _, r := range m.Routes {
@@ -323,7 +326,7 @@ func validateEndpoints(e *errs, d *doc, kind string, field fieldPath, eps []Endp
 }
 
 // splitAbove is the number of routes from which a pass over them
-// (cross-document defaults, validation) runs in two halves side by side
-// (internal/halves): below it, starting a goroutine costs more than it
+// (cross-document defaults, validation) runs in spans side by side
+// (internal/parallel): below it, starting a goroutine costs more than it
 // saves.
 const splitAbove = 512

@@ -28,7 +28,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,10 +37,10 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/xds"
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // Set is the snapshots of every node group of one mesh.
@@ -135,22 +134,18 @@ func (t *Translator) Translate(m *model.Mesh) (*Set, error) {
 	ctx := context.Background()
 	res, errs := t.cache.ForGroups(ctx, m)
 	outs := make([]groupResult, len(m.Groups))
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i := range m.Groups {
+	// The calls report through errs and outs, never by failing.
+	_ = parallel.Each(ctx, len(m.Groups), parallel.Parts(len(m.Groups), 2), func(ctx context.Context, i int) error {
 		if errs[i] != nil {
-			continue
-		}
-		g.Go(func() error {
-			if err := ctx.Err(); err != nil {
-				errs[i] = err
-				return nil
-			}
-			outs[i] = t.group(m.Groups[i].Name, res[i])
 			return nil
-		})
-	}
-	_ = g.Wait() // the goroutines report through errs and outs
+		}
+		if err := ctx.Err(); err != nil {
+			errs[i] = err
+			return nil
+		}
+		outs[i] = t.group(m.Groups[i].Name, res[i])
+		return nil
+	})
 	for i := range m.Groups {
 		name, out := m.Groups[i].Name, &outs[i]
 		if errs[i] != nil {

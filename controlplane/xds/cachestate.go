@@ -10,7 +10,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
-	"github.com/maestro-ml/maestro/internal/halves"
+	"github.com/maestro-ml/maestro/internal/parallel"
 )
 
 // meshState is what one translation built, by position in its mesh.
@@ -132,7 +132,7 @@ func table[T any](s []T, n int) []T {
 // groups: what the groups share is created or computed here, so that they
 // only read it and each writes only its own group state and its flavour's
 // cluster table. The one costly part, comparing every cluster with the
-// previous mesh's, is split between two goroutines.
+// previous mesh's, is split between the cores.
 func (c *Cache) prepare(ctx context.Context, m *model.Mesh) (*meshState, error) {
 	st := c.state(m)
 	for i := range m.Groups {
@@ -141,7 +141,7 @@ func (c *Cache) prepare(ctx context.Context, m *model.Mesh) (*meshState, error) 
 	if c.last == nil {
 		return st, nil
 	}
-	err := halves.Run(ctx, len(m.Clusters), 0, func(_, lo, hi int) error {
+	err := parallel.Spans(ctx, len(m.Clusters), parallel.Parts(len(m.Clusters), 0), func(_, lo, hi int) error {
 		for i := lo; i < hi; i++ {
 			if i%1024 == 0 && ctx.Err() != nil {
 				return ctx.Err()

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/maestro-ml/maestro/inference/metering"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -186,6 +187,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	opts := cfg.Models
 	opts.Observer = s.metrics
+	opts.Registry = metering.New(cfg.Metrics).Wrap(opts.Registry)
 	if opts.Tracer == nil {
 		opts.Tracer = s.tracer
 	}
@@ -199,6 +201,7 @@ func New(cfg Config) (*Server, error) {
 	s.repo = repo
 	registerCache(cfg.Metrics, repo)
 	s.budget = newBudget(cfg.RequestMemoryBudget, cfg.Metrics)
+	metering.RegisterResident(cfg.Metrics, repo)
 
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),

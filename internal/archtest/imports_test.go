@@ -50,6 +50,39 @@ var rules = []rule{
 		"filter configs are shared by the control plane and the guests, so they depend on nothing"},
 	{"internal/telemetry", []string{"controlplane", "inference", "certs", "wasmfilter", "cmd"},
 		"shared set-up must not pull in any component"},
+	{"internal/parallel", []string{"controlplane", "inference", "certs", "wasmfilter", "cmd", "internal/telemetry"},
+		"the fan-out helper is used by every pipeline step, so it depends on none"},
+	{"controlplane/istio", []string{"controlplane/snapshot", "controlplane/server", "controlplane/watch", "certs", "inference", "cmd"},
+		"the Istio renderer is a pure function of the policy and the model, like the xDS builders"},
+	{"controlplane/policy", []string{"controlplane/istio"}, "the pipeline does not depend on the Istio renderer"},
+	{"controlplane/model", []string{"controlplane/istio"}, "the pipeline does not depend on the Istio renderer"},
+	{"controlplane/xds", []string{"controlplane/istio"}, "the pipeline does not depend on the Istio renderer"},
+	{"controlplane/snapshot", []string{"controlplane/istio"}, "the pipeline does not depend on the Istio renderer"},
+	{"controlplane/server", []string{"controlplane/istio"}, "the pipeline does not depend on the Istio renderer"},
+	{"controlplane", []string{"cmd", "inference", "wasmfilter/fanout", "wasmfilter/slo", "wasmfilter/proxywasm", "wasmfilter/wasmtest"},
+		"the control plane configures the data plane; it never runs it"},
+	{"tools", []string{"cmd"}, "developer tools stay apart from the product"},
+}
+
+// allowRules list everything packages under from (but not under an
+// exception) may import from this module; anything else is an error.
+var allowRules = []struct {
+	from, except []string
+	allow        []string
+	why          string
+}{
+	{
+		from:   []string{"wasmfilter/fanout", "wasmfilter/slo"},
+		except: []string{"wasmfilter/fanout/fanouttest"},
+		allow:  []string{"wasmfilter/filterconfig", "wasmfilter/proxywasm", "wasmfilter/fanout", "wasmfilter/slo"},
+		why:    "a filter is compiled to .wasm with only the ABI binding and its config; anything more grows every module and may not build for wasip1",
+	},
+}
+
+// rootOnly rules concern exactly one package, not its subtree: no step of
+// the pipeline imports the wiring that assembles it.
+var rootOnly = []struct{ pkg, why string }{
+	{"controlplane", "the controlplane root wires the steps together; none of them may import it"},
 }
 
 // imports maps each package directory (relative to the module root) to the
@@ -136,6 +169,64 @@ func TestImportGraphFlowsOneWay(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestFiltersImportOnlyTheirBindingAndConfig(t *testing.T) {
+	graph := moduleGraph(t)
+	for pkg, imps := range graph {
+		for _, r := range allowRules {
+			if !underAny(pkg, r.from) || underAny(pkg, r.except) {
+				continue
+			}
+			for _, imp := range imps {
+				if !underAny(imp, r.allow) {
+					t.Errorf("%s imports %s: %s", pkg, imp, r.why)
+				}
+			}
+		}
+	}
+}
+
+func TestNoStepImportsTheControlPlaneRoot(t *testing.T) {
+	graph := moduleGraph(t)
+	for pkg, imps := range graph {
+		for _, r := range rootOnly {
+			if !under(pkg, r.pkg) || pkg == r.pkg {
+				continue
+			}
+			for _, imp := range imps {
+				if imp == r.pkg {
+					t.Errorf("%s imports %s: %s", pkg, imp, r.why)
+				}
+			}
+		}
+	}
+}
+
+// moduleGraph is imports over the module root, checked to have found the
+// packages the rules are about.
+func moduleGraph(t *testing.T) map[string][]string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	graph := imports(t, root)
+	for _, want := range []string{"cmd/maestro", "controlplane", "controlplane/istio", "wasmfilter/fanout", "wasmfilter/slo"} {
+		if _, ok := graph[want]; !ok {
+			t.Fatalf("%s not found: the walk is broken", want)
+		}
+	}
+	return graph
+}
+
+func underAny(pkg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if under(pkg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestRulesSeeViolations(t *testing.T) {

@@ -91,7 +91,7 @@ func Start(t testing.TB, targets ...Target) *Server {
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		cancel()
-		<-exited
+		<-exited //nolint:errcheck // killed by cancel: the exit status says nothing
 		logFile.Close()
 	})
 	s := &Server{URL: "http://" + addr}

@@ -21,7 +21,7 @@ func TestScrapesAndQueriesARealTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: telemetry.MetricsHandler(reg)}
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }() // http.ErrServerClosed once Close runs
 	t.Cleanup(func() { srv.Close() })
 
 	p := Start(t, Target{Job: "unit", Addr: l.Addr().String()})

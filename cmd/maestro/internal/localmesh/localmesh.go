@@ -1,0 +1,282 @@
+// Package localmesh runs a whole Maestro mesh in one process, for `maestro
+// up`: an inference server for every local endpoint of the policy's
+// services, the control plane serving them over xDS, Envoy and gRPC
+// bootstrap files, a table of what runs where, a live count of requests per
+// service version, and optional demo traffic through proxyless gRPC clients
+// that follow the policy's splits.
+package localmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/examples"
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/inference/runtime/builtin"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// Defaults of Config.
+const (
+	DefaultDir      = "maestro-up"
+	DefaultInterval = time.Second
+	DefaultRate     = 200 // demo requests per second per route
+)
+
+// Config configures Run.
+type Config struct {
+	// Dir is the working directory: bootstrap files are written there and,
+	// when Policy is empty, the embedded demo mesh and models too.
+	Dir string
+	// Policy is the policy file to run; empty runs Dir/mesh.yaml,
+	// extracted from the embedded demo unless the file already exists.
+	Policy string
+	// Models is the model repository; empty uses Dir/models.
+	Models string
+	// XDSAddr and AdminAddr are the control plane's addresses.
+	XDSAddr, AdminAddr string
+	// DemoTraffic sends Rate requests a second to every proxyless route.
+	DemoTraffic bool
+	Rate        float64
+	// Interval is how often the live line is refreshed.
+	Interval time.Duration
+	Out      io.Writer
+	Logger   *slog.Logger
+	// OnCounts, if set, receives every refresh of the request counts
+	// (service -> version -> requests served).
+	OnCounts func(Counts)
+	// OnReload, if set, is called after each policy reload the control
+	// plane applies or rejects.
+	OnReload func(version string, err error)
+	// OnReady, if set, is called once everything serves.
+	OnReady func(Started)
+	// Tracing, if set, traces the inference servers and the control
+	// plane; nil leaves them untraced. The caller shuts it down.
+	Tracing *telemetry.Tracing
+}
+
+// Started says where the running mesh listens.
+type Started struct {
+	XDS, Admin string
+	Servers    []StartedServer
+}
+
+// StartedServer is one running inference server.
+type StartedServer struct {
+	Name, Service, Version string
+	GRPC, HTTP             string
+}
+
+// Counts are requests served, by service and version.
+type Counts map[string]map[string]uint64
+
+func (c *Config) defaults() error {
+	if c.Dir == "" {
+		c.Dir = DefaultDir
+	}
+	if c.XDSAddr == "" {
+		c.XDSAddr = controlplane.DefaultXDSAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = controlplane.DefaultAdminAddr
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Rate <= 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// running is one started inference server.
+type running struct {
+	backend
+	grpcAddr, httpAddr string
+	metrics            *prometheus.Registry
+}
+
+// Run starts the mesh and blocks until ctx is done, then stops everything
+// and returns nil; it returns an error if anything fails to start (a busy
+// port names the port and what wanted it) or stops unexpectedly.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	if cfg.Policy == "" || cfg.Models == "" {
+		if err := extract(examples.Demo(), cfg.Dir); err != nil {
+			return fmt.Errorf("extract the demo mesh into %s: %w", cfg.Dir, err)
+		}
+	}
+	if cfg.Policy == "" {
+		cfg.Policy = filepath.Join(cfg.Dir, "mesh.yaml")
+	}
+	if cfg.Models == "" {
+		cfg.Models = filepath.Join(cfg.Dir, "models")
+	}
+	mesh, err := policy.Load(ctx, cfg.Policy)
+	if err != nil {
+		return err
+	}
+	backends, err := plan(mesh)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Policy, err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	// fail stops whatever already started before returning err.
+	fail := func(err error) error {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
+	servers, err := startServers(gctx, g, cfg, backends)
+	if err != nil {
+		return fail(err)
+	}
+	ready := make(chan controlplane.Addrs, 1)
+	g.Go(func() error {
+		// The same certificates as `maestro controlplane` (the policy's
+		// spec.ca), served on loopback in plaintext.
+		reg := telemetry.NewRegistry()
+		certCfg := controlplane.CertConfig{Logger: cfg.Logger, Registerer: reg, Plaintext: true}
+		err := controlplane.WithCertificates(gctx, []string{cfg.Policy}, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
+			return controlplane.Run(ctx, controlplane.Config{
+				Paths:     []string{cfg.Policy},
+				Load:      c.Loader(),
+				Certs:     c,
+				XDSAddr:   cfg.XDSAddr,
+				AdminAddr: cfg.AdminAddr,
+				// Loopback only, for a local demo; the control plane logs
+				// that it serves plaintext.
+				Insecure:        true,
+				InsecureSecrets: true,
+				Logger:          cfg.Logger,
+				Registry:        reg,
+				Tracer:          tracerProvider(cfg.Tracing),
+				Ready:           func(a controlplane.Addrs) { ready <- a },
+				OnReload: func(version string, err error) {
+					if err != nil {
+						// The control plane has logged each problem once, with
+						// its file:line:col; repeating them here would print
+						// every one twice on the same terminal.
+						fmt.Fprintf(cfg.Out, "policy change rejected (problems logged above): still serving version %s\n", version)
+					} else {
+						fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
+					}
+					if cfg.OnReload != nil {
+						cfg.OnReload(version, err)
+					}
+				},
+			})
+		})
+		return busyPort(err, cfg.XDSAddr+" or "+cfg.AdminAddr, "the control plane")
+	})
+	var addrs controlplane.Addrs
+	select {
+	case addrs = <-ready:
+	case <-gctx.Done():
+		// A server or the control plane failed to start (or the caller
+		// gave up): the group holds the reason.
+		return g.Wait()
+	}
+	boot, err := writeBootstraps(cfg.Dir, mesh, addrs.XDS.String())
+	if err != nil {
+		return fail(err)
+	}
+	printTable(cfg.Out, mesh, servers, addrs, boot)
+	if cfg.OnReady != nil {
+		st := Started{XDS: addrs.XDS.String(), Admin: addrs.Admin.String()}
+		for _, s := range servers {
+			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr})
+		}
+		cfg.OnReady(st)
+	}
+	g.Go(func() error { return live(gctx, cfg, servers) })
+	if cfg.DemoTraffic {
+		g.Go(func() error { return demoTraffic(gctx, cfg, mesh, boot.grpc) })
+	}
+	return g.Wait()
+}
+
+func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends []backend) ([]*running, error) {
+	var out []*running
+	for _, b := range backends {
+		dir := filepath.Join(cfg.Dir, "servers", b.Name())
+		if err := b.repository(cfg.Models, dir); err != nil {
+			return nil, err
+		}
+		reg := telemetry.NewRegistry()
+		srv, err := server.New(server.Config{
+			Name:    b.Name(),
+			Models:  repository.Options{Dir: dir, Registry: builtin.Registry(), Logger: cfg.Logger},
+			Metrics: reg,
+			Logger:  cfg.Logger.With("server", b.Name()),
+			Tracing: cfg.Tracing,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("inference server %s: %w", b.Name(), err)
+		}
+		grpcLis, err := net.Listen("tcp", b.Addr)
+		if err != nil {
+			return nil, busyPort(err, b.Addr, fmt.Sprintf("service %s version %s", b.Service, b.Version))
+		}
+		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			grpcLis.Close()
+			return nil, fmt.Errorf("inference server %s: http port: %w", b.Name(), err)
+		}
+		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg}
+		g.Go(func() error {
+			if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
+				return fmt.Errorf("inference server %s: %w", r.Name(), err)
+			}
+			return nil
+		})
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// tracerProvider is t's provider, or nil (the control plane's no-op
+// default) when tracing is off.
+func tracerProvider(t *telemetry.Tracing) trace.TracerProvider {
+	if t == nil {
+		return nil
+	}
+	return t.Provider
+}
+
+// busyPort rewords "address already in use" so the user learns which port
+// and what wanted it.
+func busyPort(err error, addr, who string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("port %s, wanted by %s, is already in use: stop what holds it or change the address: %w", addr, who, err)
+	}
+	return err
+}

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/maestro-ml/maestro/internal/gateway/router"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
+)
+
+// listener is one bound listener with its current snapshot.
+type listener struct {
+	bind  string
+	codec xdsconfig.Codec
+	ln    net.Listener
+	srv   *http.Server
+	snap  atomic.Pointer[router.Snapshot]
+}
+
+func (l *listener) stop(ctx context.Context) {
+	if err := l.srv.Shutdown(ctx); err != nil {
+		_ = l.srv.Close()
+	}
+}
+
+// apply makes state the running configuration, or fails with nothing
+// changed: filters are loaded and listeners bound first, and only when all
+// succeeded are clusters, filters and listeners switched.
+func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+
+	// Clusters first: adding them is harmless if the rest fails, and a
+	// filter's remote code loaded below is fetched through one.
+	clusters := make(map[string]*xdsconfig.Cluster)
+	for name, r := range state[resourcev3.ClusterType] {
+		clusters[name] = r.Value.(*xdsconfig.Cluster)
+	}
+	eps := make(map[string]*xdsconfig.Endpoints)
+	for name, r := range state[resourcev3.EndpointType] {
+		eps[name] = r.Value.(*xdsconfig.Endpoints)
+	}
+	secrets := make(map[string]*xdsconfig.Secret)
+	for name, r := range state[resourcev3.SecretType] {
+		secrets[name] = r.Value.(*xdsconfig.Secret)
+	}
+	g.clusters.Update(clusters, eps, secrets)
+
+	// Filters: keep those whose config is unchanged, load the others.
+	filters := make(map[string]loadedFilter)
+	var fresh []Filter
+	undo := func() {
+		for _, f := range fresh {
+			_ = f.Close()
+		}
+	}
+	for name, r := range state[resourcev3.ExtensionConfigType] {
+		cfg := r.Value.(*xdsconfig.WasmFilter)
+		if old, ok := g.filters[name]; ok && sameWasm(old.cfg, cfg) {
+			filters[name] = old
+			continue
+		}
+		f, err := g.cfg.LoadFilter(ctx, cfg, g.clusters)
+		if err != nil {
+			undo()
+			return fmt.Errorf("filter config %q: %w", name, err)
+		}
+		fresh = append(fresh, f)
+		filters[name] = loadedFilter{cfg: cfg, filter: f}
+	}
+
+	// Listeners: reuse those on the same address, bind the others.
+	listeners := make(map[string]*listener)
+	var bound []*listener
+	for name, r := range state[resourcev3.ListenerType] {
+		lc := r.Value.(*xdsconfig.Listener)
+		bind, err := g.bindAddr(lc)
+		if err != nil {
+			undo()
+			closeAll(bound)
+			return err
+		}
+		if old, ok := g.listeners[name]; ok && old.bind == bind {
+			if old.codec == lc.Codec {
+				listeners[name] = old
+				continue
+			}
+			// Another codec on the same port: the old server must let
+			// go of the port before the new one binds it.
+			_ = old.srv.Close()
+		}
+		l, err := g.listen(lc, bind)
+		if err != nil {
+			undo()
+			closeAll(bound)
+			return fmt.Errorf("listener %q: %w", name, err)
+		}
+		bound = append(bound, l)
+		listeners[name] = l
+	}
+
+	// Commit.
+	for name, r := range state[resourcev3.ListenerType] {
+		lc := r.Value.(*xdsconfig.Listener)
+		snap := &router.Snapshot{Listener: lc, Filters: map[string]router.FilterFactory{}}
+		if rc, ok := state[resourcev3.RouteType][lc.RouteConfig]; ok {
+			snap.Routes = rc.Value.(*xdsconfig.RouteConfig)
+		}
+		for _, f := range lc.Filters {
+			if lf, ok := filters[f.Name]; ok {
+				snap.Filters[f.Name] = lf.filter
+			}
+		}
+		if lc.Tracing != nil {
+			tr, err := g.tracers.tracer(ctx, *lc.Tracing)
+			if err != nil {
+				g.log.Error("tracing off for listener", "listener", name, "err", err)
+			} else {
+				snap.Tracer = tr
+			}
+		}
+		listeners[name].snap.Store(snap)
+	}
+	for _, l := range bound {
+		go func() { _ = l.srv.Serve(l.ln) }()
+	}
+	for name, l := range g.listeners {
+		if listeners[name] != l {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+				defer cancel()
+				l.stop(ctx)
+			}()
+		}
+	}
+	for name, lf := range g.filters {
+		if filters[name].filter != lf.filter {
+			// In-flight streams may still use the old filter.
+			time.AfterFunc(drainTimeout, func() { _ = lf.filter.Close() })
+		}
+	}
+	g.listeners, g.filters, g.state = listeners, filters, state
+	return nil
+}
+
+func closeAll(ls []*listener) {
+	for _, l := range ls {
+		_ = l.ln.Close()
+	}
+}
+
+func sameWasm(a, b *xdsconfig.WasmFilter) bool {
+	if a.Name != b.Name || a.PluginName != b.PluginName || a.RootID != b.RootID || a.VMID != b.VMID ||
+		a.Runtime != b.Runtime || a.FailOpen != b.FailOpen || a.AllowOnHeadersStopIteration != b.AllowOnHeadersStopIteration ||
+		a.LocalFile != b.LocalFile || !bytes.Equal(a.Configuration, b.Configuration) {
+		return false
+	}
+	if a.Remote == nil || b.Remote == nil {
+		return a.Remote == b.Remote
+	}
+	return *a.Remote == *b.Remote
+}
+
+func (g *Gateway) bindAddr(lc *xdsconfig.Listener) (string, error) {
+	host, port, err := net.SplitHostPort(lc.Address)
+	if err != nil {
+		return "", fmt.Errorf("listener %q: address: %w", lc.Name, err)
+	}
+	if g.cfg.BindHost != "" {
+		host = g.cfg.BindHost
+	}
+	if p, ok := g.cfg.BindPort[lc.Name]; ok {
+		port = strconv.Itoa(p)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{bind: bind, codec: lc.Codec, ln: ln}
+	h := router.New(lc.StatPrefix, router.Config{
+		Snapshot: l.snap.Load, Clusters: g.clusters, Stats: g.stats, Logger: g.log, BufferLimit: g.cfg.BufferLimit,
+	})
+	var p http.Protocols
+	switch lc.Codec {
+	case xdsconfig.CodecHTTP1:
+		p.SetHTTP1(true)
+	case xdsconfig.CodecHTTP2:
+		p.SetUnencryptedHTTP2(true)
+	default:
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+	}
+	l.srv = &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+	return l, nil
+}

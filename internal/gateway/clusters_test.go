@@ -1,0 +1,100 @@
+package gateway_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
+	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
+)
+
+// TestStrictDNSAndRemoteWasm resolves a STRICT_DNS cluster's name and
+// loads a filter's remote code through a STATIC cluster, checking its
+// digest: the cluster kinds and code source the k8s and remote-wasm
+// examples emit.
+func TestStrictDNSAndRemoteWasm(t *testing.T) {
+	wasm := wasmtest.Build(t, "github.com/maestro-ml/maestro/wasmfilter/wasmhost/testdata/probe")
+	sum := sha256.Sum256(wasm)
+	store := startBackend(t, "store", func(_ int, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/maestro/probe.wasm" {
+			_, _ = w.Write(wasm)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+	})
+	app := startBackend(t, "app", func(_ int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-probe", r.Header.Get("x-probe"))
+	})
+	_, appPort, _ := net.SplitHostPort(app.addr)
+	p, _ := strconv.Atoi(appPort)
+	dns := &clusterv3.Cluster{Name: "app", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+		ConnectTimeout: durationpb.New(time.Second), DnsLookupFamily: clusterv3.Cluster_V4_PREFERRED,
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "app", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: "localhost",
+					PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}}}}}}}
+	static := &clusterv3.Cluster{Name: "wasm-store", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout: durationpb.New(time.Second), LoadAssignment: endpoints(t, "wasm-store", store.addr)}
+	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.probe", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
+	res := resources(l, routeTable(prefixRoute("app", "/", toCluster("app"))), []*clusterv3.Cluster{dns, static}, nil)
+	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType], &core.TypedExtensionConfig{Name: "edge.probe",
+		TypedConfig: mustAny(t, &wasmhttp.Wasm{Config: &wasmv3.PluginConfig{Name: "probe",
+			Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "probe", Runtime: "envoy.wasm.runtime.v8",
+				Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
+					HttpUri: &core.HttpUri{Uri: "http://wasm-store.internal/maestro/probe.wasm", Timeout: durationpb.New(10 * time.Second),
+						HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "wasm-store"}},
+					Sha256: hex.EncodeToString(sum[:])}}}}}}})})
+	cp := startFakeCP(t)
+	cp.set(t, "gw", res)
+	gw := startGateway(t, "gw", cp.addr, nil)
+	base := "http://" + gw.waitLive(t)
+
+	deadline := time.Now().Add(waitLimit)
+	for {
+		res, _ := get(t, http.DefaultClient, base+"/hello")
+		if res.StatusCode == http.StatusOK {
+			if res.Header.Get("x-probe") != "seen" {
+				t.Fatalf("the remote filter did not run: x-probe %q", res.Header.Get("x-probe"))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the STRICT_DNS cluster never answered: %d", res.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond) // the first resolution is asynchronous; bounded poll
+	}
+
+	// A digest mismatch NACKs the filter config.
+	bad := res[resourcev3.ExtensionConfigType][0].(*core.TypedExtensionConfig)
+	w := &wasmhttp.Wasm{}
+	if err := bad.GetTypedConfig().UnmarshalTo(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Config.GetVmConfig().GetCode().GetRemote().Sha256 = "00" + w.Config.GetVmConfig().GetCode().GetRemote().Sha256[2:]
+	w.Config.Name = "probe-2"
+	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType][:0], &core.TypedExtensionConfig{Name: "edge.probe", TypedConfig: mustAny(t, w)})
+	cp.set(t, "gw", res)
+	select {
+	case msg := <-cp.nacks:
+		if want := `filter config "edge.probe": remote code http://wasm-store.internal/maestro/probe.wasm: sha256 ` + hex.EncodeToString(sum[:]); len(msg) < len(want) || msg[:len(want)] != want {
+			t.Fatalf("NACK %q, want it to start with %q", msg, want)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no NACK for a digest mismatch")
+	}
+}

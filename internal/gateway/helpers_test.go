@@ -1,0 +1,359 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/maestro-ml/maestro/internal/gateway"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
+)
+
+// waitLimit bounds every wait on a condition; generous for a loaded machine.
+const waitLimit = 20 * time.Second
+
+// fakeCP is a go-control-plane ADS server fed hand-made snapshots, for
+// configs the translator does not emit (NACKs, failure injection).
+type fakeCP struct {
+	addr  string
+	cache cachev3.SnapshotCache
+	nacks chan string
+	ver   int
+}
+
+func startFakeCP(t testing.TB) *fakeCP {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeCP{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan string, 16)}
+	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
+		if d := req.GetErrorDetail(); d != nil {
+			select {
+			case f.nacks <- d.GetMessage():
+			default:
+			}
+		}
+		return nil
+	}}
+	srv := serverv3.NewServer(ctx, f.cache, cb)
+	gs := grpc.NewServer()
+	discovery.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(func() { gs.Stop(); cancel() })
+	f.addr = ln.Addr().String()
+	return f
+}
+
+// set pushes a snapshot to node.
+func (f *fakeCP) set(t testing.TB, node string, res map[resourcev3.Type][]types.Resource) {
+	t.Helper()
+	f.ver++
+	snap, err := cachev3.NewSnapshot(strconv.Itoa(f.ver), res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cache.SetSnapshot(context.Background(), node, snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runningGateway is a gateway started for a test.
+type runningGateway struct {
+	gw     *gateway.Gateway
+	admin  string
+	events chan xdsclient.Event
+}
+
+// startGateway runs a gateway for node against xdsAddr, its listener
+// "edge" on a free loopback port.
+func startGateway(t testing.TB, node, xdsAddr string, mod func(*gateway.Config)) *runningGateway {
+	t.Helper()
+	ready := make(chan net.Addr, 1)
+	rg := &runningGateway{events: make(chan xdsclient.Event, 256)}
+	cfg := gateway.Config{
+		NodeID: node, XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", BindHost: "127.0.0.1",
+		BindPort: map[string]int{"edge": 0},
+		Ready:    func(a net.Addr) { ready <- a },
+		OnXDS: func(ev xdsclient.Event) {
+			select {
+			case rg.events <- ev:
+			default:
+			}
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	gw, err := gateway.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg.gw = gw
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		rg.admin = a.String()
+	case err := <-done:
+		t.Fatalf("gateway ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("gateway admin not ready")
+	}
+	return rg
+}
+
+// waitLive polls /ready until LIVE and returns the edge listener's address.
+func (rg *runningGateway) waitLive(t testing.TB) string {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for backoff := 5 * time.Millisecond; ; backoff = min(backoff*2, 200*time.Millisecond) {
+		res, err := http.Get("http://" + rg.admin + "/ready")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				if a, ok := rg.gw.ListenerAddr("edge"); ok {
+					return a.String()
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not LIVE within %v", waitLimit)
+		}
+		time.Sleep(backoff) // polling a condition, bounded by deadline
+	}
+}
+
+// waitEvent waits for the next ACK or NACK of typeURL.
+func (rg *runningGateway) waitEvent(t testing.TB, typeURL string) xdsclient.Event {
+	t.Helper()
+	timeout := time.After(waitLimit)
+	for {
+		select {
+		case ev := <-rg.events:
+			if ev.TypeURL == typeURL {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within %v", typeURL, waitLimit)
+		}
+	}
+}
+
+// metric returns the value of one series of /stats/prometheus, the line
+// starting with prefix (name and labels as printed).
+func (rg *runningGateway) metric(t testing.TB, prefix string) float64 {
+	t.Helper()
+	body := rg.scrape(t)
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(prefix):]), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+func (rg *runningGateway) scrape(t testing.TB) string {
+	t.Helper()
+	res, err := http.Get("http://" + rg.admin + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// backend is an HTTP/1.1 + h2c test server that names itself in the
+// x-maestro-server header.
+type backend struct {
+	name string
+	addr string
+	mu   sync.Mutex
+	hits int
+}
+
+func startBackend(t testing.TB, name string, h func(n int, w http.ResponseWriter, r *http.Request)) *backend {
+	t.Helper()
+	b := &backend{name: name}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		b.mu.Lock()
+		b.hits++
+		n := b.hits
+		b.mu.Unlock()
+		w.Header().Set("x-maestro-server", name)
+		h(n, w, r)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	b.addr = ln.Addr().String()
+	return b
+}
+
+func (b *backend) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hits
+}
+
+// Hand-made resources.
+
+func mustAny(t testing.TB, m proto.Message) *anypb.Any {
+	t.Helper()
+	a, err := anypb.New(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func ads() *core.ConfigSource {
+	return &core.ConfigSource{ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}}, ResourceApiVersion: core.ApiVersion_V3}
+}
+
+func edgeListener(t testing.TB, filters ...*hcm.HttpFilter) *listenerv3.Listener {
+	t.Helper()
+	filters = append(filters, &hcm.HttpFilter{Name: "envoy.filters.http.router",
+		ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
+	m := &hcm.HttpConnectionManager{
+		StatPrefix: "edge", CodecType: hcm.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{ConfigSource: ads(), RouteConfigName: "edge"}},
+		HttpFilters:    filters,
+	}
+	return &listenerv3.Listener{
+		Name:    "edge",
+		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: "0.0.0.0", PortSpecifier: &core.SocketAddress_PortValue{PortValue: 8080}}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, m)}}}}},
+	}
+}
+
+func routeTable(routes ...*routev3.Route) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{Name: "edge", VirtualHosts: []*routev3.VirtualHost{{Name: "edge", Domains: []string{"*"}, Routes: routes}}}
+}
+
+func prefixRoute(name, prefix string, action *routev3.RouteAction) *routev3.Route {
+	return &routev3.Route{Name: name, Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}},
+		Action: &routev3.Route_Route{Route: action}}
+}
+
+func toCluster(name string) *routev3.RouteAction {
+	return &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name}}
+}
+
+func edsCluster(t testing.TB, name string, http2 bool) *clusterv3.Cluster {
+	t.Helper()
+	c := &clusterv3.Cluster{
+		Name: name, ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: ads()},
+		ConnectTimeout:   durationpb.New(time.Second),
+	}
+	if http2 {
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &upstreamhttp.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}}}}})}
+	}
+	return c
+}
+
+func endpoints(t testing.TB, cluster string, addrs ...string) *endpointv3.ClusterLoadAssignment {
+	t.Helper()
+	var lbs []*endpointv3.LbEndpoint
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(p)}}}}}},
+			LoadBalancingWeight: wrapperspb.UInt32(1)})
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		Locality: &core.Locality{Region: "local"}, LbEndpoints: lbs, LoadBalancingWeight: wrapperspb.UInt32(1)}}}
+}
+
+// resources assembles a snapshot's resources.
+func resources(l *listenerv3.Listener, rc *routev3.RouteConfiguration, cs []*clusterv3.Cluster, eps []*endpointv3.ClusterLoadAssignment) map[resourcev3.Type][]types.Resource {
+	out := map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {rc}}
+	for _, c := range cs {
+		out[resourcev3.ClusterType] = append(out[resourcev3.ClusterType], c)
+	}
+	for _, e := range eps {
+		out[resourcev3.EndpointType] = append(out[resourcev3.EndpointType], e)
+	}
+	return out
+}
+
+func get(t testing.TB, client *http.Client, url string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+var _ = fmt.Sprintf

@@ -1,0 +1,473 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/maestro-ml/maestro/internal/gateway/upstream"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
+)
+
+// Envoy's default retry back-off: 25 ms base, capped at ten times that,
+// fully jittered.
+const (
+	retryBase = 25 * time.Millisecond
+	retryMax  = 250 * time.Millisecond
+	// mirrorTimeout bounds a mirrored request when its route has none.
+	mirrorTimeout = 15 * time.Second
+	// maxResponse bounds a response the router buffers for filters.
+	maxResponse = 64 << 20
+)
+
+// pickCluster draws a weighted cluster as Envoy does: a random value
+// modulo the total weight.
+func pickCluster(cs []xdsconfig.WeightedCluster) string {
+	if len(cs) == 1 {
+		return cs[0].Name
+	}
+	var total uint32
+	for _, c := range cs {
+		total += c.Weight
+	}
+	v := rand.Uint32N(total)
+	for _, c := range cs {
+		if v < c.Weight {
+			return c.Name
+		}
+		v -= c.Weight
+	}
+	return cs[len(cs)-1].Name
+}
+
+// failure is how an attempt failed before a response.
+type failure int
+
+const (
+	failConnect failure = iota
+	failReset
+	failPerTryTimeout
+)
+
+func retriableFailure(on xdsconfig.RetryOn, f failure) bool {
+	switch f {
+	case failConnect:
+		return on.ConnectFailure || on.FiveXX || on.GatewayError
+	case failReset:
+		return on.Reset || on.FiveXX
+	default:
+		return on.Reset || on.FiveXX || on.GatewayError
+	}
+}
+
+// retriableResponse says whether a response with HTTP status code (and,
+// for a trailers-only gRPC answer, grpcStatus >= 0) is retried.
+func retriableResponse(on xdsconfig.RetryOn, code, grpcStatus int) bool {
+	switch {
+	case on.FiveXX && code >= 500:
+		return true
+	case on.GatewayError && code >= 502 && code <= 504:
+		return true
+	case on.Retriable4xx && code == 409:
+		return true
+	}
+	return grpcStatus > 0 && on.GRPC[grpcStatus]
+}
+
+// forward sends req to the route's cluster with retries. It returns the
+// whole response when buffered (filters will see it), or streams it to w
+// and returns its status, or returns the local reply to send.
+func (h *Handler) forward(ctx context.Context, route *xdsconfig.Route, req *Message, rest io.Reader, buffered bool, w http.ResponseWriter) (*Message, int, *LocalReply) {
+	act := &route.Action
+	c := h.cfg.Clusters.Get(pickCluster(act.Clusters))
+	if c == nil {
+		return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, GRPCStatus: -1}
+	}
+	for _, m := range act.Mirrors {
+		if mc := h.cfg.Clusters.Get(m.Cluster); mc != nil && rest == nil && hit(m.PerMillion) {
+			h.mirror(ctx, mc, req, act.Timeout)
+		}
+	}
+	if act.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, act.Timeout)
+		defer cancel()
+	}
+	retries := 0
+	var on xdsconfig.RetryOn
+	var perTry time.Duration
+	if r := act.Retry; r != nil && rest == nil {
+		retries, on, perTry = r.NumRetries, r.On, r.PerTryTimeout
+	}
+	reqID := requestID(req)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			c.Stats.RqRetry.Inc()
+			if !sleep(ctx, backoff(attempt)) {
+				break
+			}
+		}
+		release, err := c.Acquire()
+		if err != nil {
+			return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, Body: bodyOverflow, GRPCStatus: -1}
+		}
+		host, err := c.Pick()
+		if err != nil {
+			release()
+			return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, Body: bodyNoHealthy, GRPCStatus: -1}
+		}
+		canRetry := attempt < retries
+		takeRetry := func() bool { return canRetry && h.retryBudget(c) }
+		retry, msg, code, fail, err := h.attempt(ctx, w, try{c: c, host: host, req: req, rest: rest, reqID: reqID,
+			perTry: perTry, timeout: act.Timeout, buffered: buffered, on: on, takeRetry: takeRetry})
+		release()
+		switch {
+		case err == nil && retry:
+			continue // a retriable response, drained
+		case err == nil && msg == nil:
+			return nil, code, nil // streamed
+		case err == nil:
+			if attempt > 0 {
+				c.Stats.RqRetrySuccess.Inc()
+			}
+			return msg, 0, nil
+		}
+		if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				c.Stats.RqTimeout.Inc()
+				return nil, 0, &LocalReply{Status: http.StatusGatewayTimeout, Body: bodyTimeout, GRPCStatus: -1}
+			}
+			return nil, 499, nil // the client went away
+		}
+		if retriableFailure(on, fail) && takeRetry() {
+			continue
+		}
+		switch fail {
+		case failConnect:
+			return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, Body: bodyConnectFail, GRPCStatus: -1}
+		case failPerTryTimeout:
+			return nil, 0, &LocalReply{Status: http.StatusGatewayTimeout, Body: bodyTimeout, GRPCStatus: -1}
+		default:
+			return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, Body: bodyReset, GRPCStatus: -1}
+		}
+	}
+	c.Stats.RqTimeout.Inc()
+	return nil, 0, &LocalReply{Status: http.StatusGatewayTimeout, Body: bodyTimeout, GRPCStatus: -1}
+}
+
+// retryBudget takes a retry from the cluster's max_retries; the slot is
+// held for the back-off and released after it, which is how long Envoy
+// counts a retry as outstanding for a short request.
+func (h *Handler) retryBudget(c *upstream.Cluster) bool {
+	release, ok := c.AcquireRetry()
+	if !ok {
+		return false
+	}
+	time.AfterFunc(retryMax, release)
+	return true
+}
+
+func backoff(attempt int) time.Duration {
+	bound := min(retryBase<<(attempt-1), retryMax)
+	return time.Duration(rand.Int64N(int64(bound)))
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// try is one upstream attempt's inputs.
+type try struct {
+	c               *upstream.Cluster
+	host            *upstream.Host
+	req             *Message
+	rest            io.Reader // the body past the buffer limit, or nil
+	reqID           string
+	perTry, timeout time.Duration
+	buffered        bool // return the whole response instead of streaming it
+	on              xdsconfig.RetryOn
+	takeRetry       func() bool // whether a retriable answer is retried
+}
+
+// attempt makes one upstream try. Results, exclusively:
+//   - err != nil: no response (fail says why), reported to outlier
+//     detection;
+//   - retry: a response the retry policy retries (takeRetry agreed),
+//     drained and counted;
+//   - msg != nil: the whole response (buffered);
+//   - all nil: the response was streamed to w with status code.
+func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (retry bool, msg *Message, code int, fail failure, err error) {
+	c, host := t.c, t.host
+	tryCtx, cancel := ctx, context.CancelFunc(func() {})
+	perTry := t.perTry
+	if perTry > 0 {
+		tryCtx, cancel = context.WithTimeout(ctx, perTry)
+	}
+	defer cancel()
+	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, t.req, t.rest, t.reqID, t.timeout)
+	if err != nil {
+		return false, nil, 0, failReset, err
+	}
+	start := time.Now()
+	c.Stats.RqTotal.Inc()
+	resp, err := c.Transport().RoundTrip(up)
+	if err != nil {
+		fail = failReset
+		var op *net.OpError
+		switch {
+		case errors.As(err, &op) && op.Op == "dial":
+			fail = failConnect
+			c.Stats.CxConnectFail.Inc()
+		case ctx.Err() == nil && tryCtx.Err() != nil:
+			fail = failPerTryTimeout
+			c.Stats.RqPerTryTimeout.Inc()
+		}
+		if ctx.Err() == nil {
+			c.Report(host, http.StatusServiceUnavailable)
+		}
+		return false, nil, 0, fail, err
+	}
+	gs := -1
+	if resp.StatusCode == http.StatusOK {
+		if v := resp.Header.Get("grpc-status"); v != "" {
+			gs, _ = strconv.Atoi(v)
+		}
+	}
+	effective := resp.StatusCode
+	if gs >= 0 {
+		effective = grpcToHTTP(gs)
+	}
+	if retriableResponse(t.on, effective, gs) && t.takeRetry() {
+		c.Stats.Response(resp.StatusCode, time.Since(start))
+		c.Report(host, effective)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+		resp.Body.Close()
+		return true, nil, 0, 0, nil
+	}
+	if t.buffered {
+		m, err := readResponse(resp, c, host, start)
+		if err != nil {
+			if ctx.Err() == nil && tryCtx.Err() != nil {
+				return false, nil, 0, failPerTryTimeout, err
+			}
+			return false, nil, 0, failReset, err
+		}
+		m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
+		return false, m, 0, 0, nil
+	}
+	return false, nil, streamResponse(w, resp, c, host, start), 0, nil
+}
+
+// readResponse reads a whole response and reports it to the cluster's
+// stats and outlier detection (a gRPC status in trailers counts as its
+// HTTP equivalent, as Envoy's router reports it).
+func readResponse(resp *http.Response, c *upstream.Cluster, host *upstream.Host, start time.Time) (*Message, error) {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		c.Report(host, http.StatusServiceUnavailable)
+		return nil, err
+	}
+	m := &Message{Headers: responseHeaders(resp), Body: body}
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			m.Trailers = append(m.Trailers, [2]string{strings.ToLower(k), v})
+		}
+	}
+	c.Stats.Response(resp.StatusCode, time.Since(start))
+	c.Report(host, effectiveCode(resp))
+	return m, nil
+}
+
+func effectiveCode(resp *http.Response) int {
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode
+	}
+	v := resp.Trailer.Get("grpc-status")
+	if v == "" {
+		v = resp.Header.Get("grpc-status")
+	}
+	if v == "" {
+		return resp.StatusCode
+	}
+	gs, _ := strconv.Atoi(v)
+	return grpcToHTTP(gs)
+}
+
+func responseHeaders(resp *http.Response) [][2]string {
+	out := make([][2]string, 0, len(resp.Header)+1)
+	out = append(out, [2]string{":status", strconv.Itoa(resp.StatusCode)})
+	for k, vs := range resp.Header {
+		lk := strings.ToLower(k)
+		if hopByHop[lk] {
+			continue
+		}
+		for _, v := range vs {
+			out = append(out, [2]string{lk, v})
+		}
+	}
+	return out
+}
+
+// streamResponse copies a response to the client as it arrives.
+func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Cluster, host *upstream.Host, start time.Time) int {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vs := range resp.Header {
+		if hopByHop[strings.ToLower(k)] {
+			continue
+		}
+		h[k] = vs
+	}
+	h.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	var readErr error
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				readErr = werr
+				break
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			if err != io.EOF {
+				readErr = err
+			}
+			break
+		}
+	}
+	if readErr != nil {
+		c.Report(host, http.StatusServiceUnavailable)
+		// A broken upstream stream resets the downstream one, as Envoy
+		// resets it once the response has started.
+		panic(http.ErrAbortHandler)
+	}
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			h.Add(http.TrailerPrefix+k, v)
+		}
+	}
+	c.Stats.Response(resp.StatusCode, time.Since(start))
+	c.Report(host, effectiveCode(resp))
+	return resp.StatusCode
+}
+
+func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, rest io.Reader, reqID string, timeout time.Duration) (*http.Request, error) {
+	method, _ := req.Get(":method")
+	path, _ := req.Get(":path")
+	authority, _ := req.Get(":authority")
+	var body io.Reader = bytes.NewReader(req.Body)
+	if rest != nil {
+		body = io.MultiReader(bytes.NewReader(req.Body), rest)
+	}
+	up, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, body)
+	if err != nil {
+		return nil, err
+	}
+	up.Host = authority
+	if rest == nil {
+		up.ContentLength = int64(len(req.Body))
+		if len(req.Body) == 0 {
+			up.Body = http.NoBody
+		}
+	} else {
+		up.ContentLength = -1
+	}
+	for _, kv := range req.Headers {
+		if strings.HasPrefix(kv[0], ":") || kv[0] == "content-length" {
+			continue
+		}
+		up.Header.Add(kv[0], kv[1])
+	}
+	if len(req.Trailers) > 0 {
+		up.Trailer = http.Header{}
+		for _, kv := range req.Trailers {
+			up.Trailer.Add(kv[0], kv[1])
+		}
+	}
+	up.Header.Set("x-request-id", reqID)
+	up.Header.Set("x-forwarded-proto", "http")
+	if timeout > 0 {
+		up.Header.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+	}
+	return up, nil
+}
+
+// requestID keeps the client's x-request-id or makes a UUID v4, as Envoy
+// does.
+func requestID(req *Message) string {
+	if v, ok := req.Get("x-request-id"); ok && v != "" {
+		return v
+	}
+	var b [16]byte
+	_, _ = cryptorand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b[:])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+// mirror sends a copy of req to c and drops the answer; the authority gets
+// Envoy's "-shadow" suffix. It is bounded by the route's timeout.
+func (h *Handler) mirror(ctx context.Context, c *upstream.Cluster, req *Message, timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = mirrorTimeout
+	}
+	cp := &Message{Headers: append([][2]string(nil), req.Headers...), Body: req.Body}
+	for i, kv := range cp.Headers {
+		if kv[0] == ":authority" {
+			host, port, err := net.SplitHostPort(kv[1])
+			if err != nil {
+				cp.Headers[i][1] = kv[1] + "-shadow"
+			} else {
+				cp.Headers[i][1] = net.JoinHostPort(host+"-shadow", port)
+			}
+		}
+	}
+	release, err := c.Acquire()
+	if err != nil {
+		return
+	}
+	host, err := c.Pick()
+	if err != nil {
+		release()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	go func() {
+		defer cancel()
+		defer release()
+		up, err := upstreamRequest(ctx, c.Scheme(), host.Addr, cp, nil, requestID(cp), timeout)
+		if err != nil {
+			return
+		}
+		start := time.Now()
+		c.Stats.RqTotal.Inc()
+		resp, err := c.Transport().RoundTrip(up)
+		if err != nil {
+			c.Report(host, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = readResponse(resp, c, host, start)
+	}()
+}

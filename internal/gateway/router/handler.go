@@ -1,0 +1,353 @@
+// Package router serves one listener's HTTP connection manager: it turns a
+// downstream request (HTTP/1.1 or h2c) into a filter-chain pass, a route
+// selection and upstream attempts with Envoy's timeout, retry, mirroring
+// and local-reply behaviour, and counts Envoy's HTTP stats.
+package router
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/maestro-ml/maestro/internal/gateway/stats"
+	"github.com/maestro-ml/maestro/internal/gateway/upstream"
+	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
+)
+
+// DefaultBufferLimit is Envoy's per_connection_buffer_limit_bytes default,
+// the most a buffering filter may hold of one stream's body.
+const DefaultBufferLimit = 1 << 20
+
+// FilterFactory makes one instance of an HTTP filter per stream.
+type FilterFactory interface {
+	NewStream(ctx context.Context) (FilterStream, error)
+}
+
+// FilterStream is one stream's instance of a filter. The router buffers
+// the request (and, with filters, the response) so a filter sees each whole.
+type FilterStream interface {
+	// OnRequest runs the request callbacks on req, which it may change;
+	// route is the route selected for the headers as they are now. A
+	// non-nil reply ends the request there.
+	OnRequest(ctx context.Context, req *Message, route string) (*LocalReply, error)
+	// OnResponse runs the response callbacks on resp, which it may change.
+	OnResponse(ctx context.Context, resp *Message) (*LocalReply, error)
+	// Done ends the stream (log, done, delete callbacks).
+	Done()
+}
+
+// Snapshot is a listener's configuration at one moment.
+type Snapshot struct {
+	Listener *xdsconfig.Listener
+	Routes   *xdsconfig.RouteConfig // nil until RDS arrives
+	// Filters are the ECDS filters by name; a missing one answers 500 as
+	// Envoy's missing-config filter does.
+	Filters map[string]FilterFactory
+	// Tracer, if set, traces each request (the HCM's tracing).
+	Tracer trace.Tracer
+}
+
+// Config configures a Handler.
+type Config struct {
+	Snapshot    func() *Snapshot
+	Clusters    *upstream.Manager
+	Stats       *stats.Store
+	Logger      *slog.Logger
+	BufferLimit int // DefaultBufferLimit when 0
+}
+
+// Handler serves one listener.
+type Handler struct {
+	cfg Config
+	st  *httpStats
+}
+
+type httpStats struct {
+	rqTotal, noRoute, tooLarge, aborts, delays *stats.Counter
+	class                                      [6]*stats.Counter
+	rqTime                                     *stats.Histogram
+}
+
+// New returns a handler for the listener whose HCM stat prefix is prefix.
+func New(prefix string, cfg Config) *Handler {
+	if cfg.BufferLimit == 0 {
+		cfg.BufferLimit = DefaultBufferLimit
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := cfg.Stats
+	l := stats.L("envoy_http_conn_manager_prefix", prefix)
+	st := &httpStats{
+		rqTotal:  s.Counter("envoy_http_downstream_rq_total", l...),
+		noRoute:  s.Counter("envoy_http_no_route", l...),
+		tooLarge: s.Counter("envoy_http_downstream_rq_too_large", l...),
+		aborts:   s.Counter("envoy_http_fault_aborts_injected", l...),
+		delays:   s.Counter("envoy_http_fault_delays_injected", l...),
+		rqTime:   s.Histogram("envoy_http_downstream_rq_time", l...),
+	}
+	for c := 1; c <= 5; c++ {
+		st.class[c] = s.Counter("envoy_http_downstream_rq_xx", stats.L("envoy_response_code_class", strconv.Itoa(c), "envoy_http_conn_manager_prefix", prefix)...)
+	}
+	return &Handler{cfg: cfg, st: st}
+}
+
+// hop-by-hop headers never forwarded.
+var hopByHop = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
+	"upgrade": true, "http2-settings": true, "host": true,
+}
+
+func isGRPC(m *Message) bool {
+	ct, _ := m.Get("content-type")
+	return strings.HasPrefix(ct, "application/grpc")
+}
+
+// ServeHTTP runs one downstream stream.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.st.rqTotal.Inc()
+	code := h.serve(w, r)
+	if c := code / 100; c >= 1 && c <= 5 {
+		h.st.class[c].Inc()
+	}
+	h.st.rqTime.Record(float64(time.Since(start).Microseconds()) / 1000)
+}
+
+func requestMessage(r *http.Request) *Message {
+	m := &Message{Headers: make([][2]string, 0, len(r.Header)+4)}
+	m.Headers = append(m.Headers, [2]string{":method", r.Method}, [2]string{":path", r.URL.RequestURI()},
+		[2]string{":authority", r.Host}, [2]string{":scheme", "http"})
+	for k, vs := range r.Header {
+		lk := strings.ToLower(k)
+		if hopByHop[lk] && lk != "te" {
+			continue
+		}
+		for _, v := range vs {
+			m.Headers = append(m.Headers, [2]string{lk, v})
+		}
+	}
+	return m
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
+	ctx := r.Context()
+	snap := h.cfg.Snapshot()
+	req := requestMessage(r)
+	if snap.Tracer != nil {
+		var end func(int)
+		ctx, end = startSpan(ctx, snap.Tracer, req)
+		defer func() { end(code) }()
+	}
+	grpcReq := isGRPC(req)
+	local := func(lr *LocalReply) int { return writeLocal(w, grpcReq, lr) }
+
+	// Buffer the body up to the limit. Past it, a chain with a buffering
+	// filter answers 413 as Envoy does; without one the rest streams
+	// through, and the request can no longer be retried.
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(h.cfg.BufferLimit)+1))
+	if err != nil {
+		return 499 // the client went away
+	}
+	var rest io.Reader
+	if len(body) > h.cfg.BufferLimit {
+		if buffering(snap.Listener.Filters) {
+			h.st.tooLarge.Inc()
+			return local(&LocalReply{Status: http.StatusRequestEntityTooLarge, Body: bodyTooLarge, GRPCStatus: -1})
+		}
+		rest = r.Body
+	}
+	req.Body = body
+	if rest == nil {
+		for k, vs := range r.Trailer {
+			for _, v := range vs {
+				req.Trailers = append(req.Trailers, [2]string{strings.ToLower(k), v})
+			}
+		}
+	}
+
+	// Decoder filters in order; each sees the route for the headers as
+	// they are then (a header change clears Envoy's route cache).
+	var streams []FilterStream
+	defer func() {
+		for _, fs := range slices.Backward(streams) {
+			fs.Done()
+		}
+	}()
+	for _, f := range snap.Listener.Filters {
+		route := Select(snap.Routes, req)
+		switch f.Kind {
+		case xdsconfig.FilterFault:
+			if lr := h.fault(ctx, f, route); lr != nil {
+				return local(lr)
+			}
+			if ctx.Err() != nil {
+				return 499
+			}
+		case xdsconfig.FilterWasm:
+			fac := snap.Filters[f.Name]
+			if fac == nil {
+				return local(&LocalReply{Status: http.StatusInternalServerError, GRPCStatus: -1})
+			}
+			fs, err := fac.NewStream(ctx)
+			if err != nil {
+				h.cfg.Logger.Error("filter stream", "filter", f.Name, "err", err)
+				return local(&LocalReply{Status: http.StatusServiceUnavailable, GRPCStatus: -1})
+			}
+			streams = append(streams, fs)
+			name := ""
+			if route != nil {
+				name = route.Name
+			}
+			lr, err := fs.OnRequest(ctx, req, name)
+			if err != nil {
+				h.cfg.Logger.Error("filter request", "filter", f.Name, "err", err)
+				return local(&LocalReply{Status: http.StatusServiceUnavailable, GRPCStatus: -1})
+			}
+			if lr != nil {
+				return h.respondLocal(ctx, w, grpcReq, lr, streams[:len(streams)-1])
+			}
+		}
+	}
+	route := Select(snap.Routes, req)
+	if route == nil {
+		h.st.noRoute.Inc()
+		return h.respondLocal(ctx, w, grpcReq, &LocalReply{Status: http.StatusNotFound, GRPCStatus: -1}, streams)
+	}
+	resp, streamed, lr := h.forward(ctx, route, req, rest, len(streams) > 0, w)
+	if lr != nil {
+		return h.respondLocal(ctx, w, grpcReq, lr, streams)
+	}
+	if resp == nil {
+		return streamed
+	}
+	// Encoder filters run in reverse order.
+	for i := len(streams) - 1; i >= 0; i-- {
+		lr, err := streams[i].OnResponse(ctx, resp)
+		if err != nil {
+			h.cfg.Logger.Error("filter response", "err", err)
+			return local(&LocalReply{Status: http.StatusServiceUnavailable, GRPCStatus: -1})
+		}
+		if lr != nil {
+			return local(lr)
+		}
+	}
+	return writeMessage(w, resp)
+}
+
+// respondLocal sends a local reply through the encoder filters before it,
+// as Envoy passes local replies through them.
+func (h *Handler) respondLocal(ctx context.Context, w http.ResponseWriter, grpcReq bool, lr *LocalReply, streams []FilterStream) int {
+	if len(streams) == 0 {
+		return writeLocal(w, grpcReq, lr)
+	}
+	rec := &recorder{header: http.Header{}}
+	code := writeLocal(rec, grpcReq, lr)
+	resp := rec.message(code)
+	for i := len(streams) - 1; i >= 0; i-- {
+		if r2, err := streams[i].OnResponse(ctx, resp); err != nil || r2 != nil {
+			break
+		}
+	}
+	return writeMessage(w, resp)
+}
+
+// writeMessage writes a buffered response: status, headers, body and
+// trailers (a gRPC status with no body stays trailers-only).
+func writeMessage(w http.ResponseWriter, m *Message) int {
+	code := http.StatusOK
+	h := w.Header()
+	for _, kv := range m.Headers {
+		if kv[0] == ":status" {
+			code, _ = strconv.Atoi(kv[1])
+			continue
+		}
+		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
+			continue
+		}
+		h.Add(kv[0], kv[1])
+	}
+	for _, kv := range m.Trailers {
+		h.Add(http.TrailerPrefix+kv[0], kv[1])
+	}
+	if len(m.Trailers) == 0 {
+		h.Set("content-length", strconv.Itoa(len(m.Body)))
+	}
+	w.WriteHeader(code)
+	_, _ = w.Write(m.Body)
+	return code
+}
+
+// recorder captures a local reply as a Message.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(code int)        { r.code = code }
+
+func (r *recorder) message(code int) *Message {
+	m := &Message{Headers: [][2]string{{":status", strconv.Itoa(code)}}, Body: r.body.Bytes()}
+	for k, vs := range r.header {
+		for _, v := range vs {
+			m.Headers = append(m.Headers, [2]string{strings.ToLower(k), v})
+		}
+	}
+	return m
+}
+
+// buffering says whether a filter of the chain may buffer the body: the
+// wasm filters may (a pause buffers it in Envoy); the fault filter never.
+func buffering(fs []xdsconfig.HTTPFilter) bool {
+	for _, f := range fs {
+		if f.Kind == xdsconfig.FilterWasm {
+			return true
+		}
+	}
+	return false
+}
+
+// fault applies the fault filter: the route's override for this filter
+// name, else the listener's config.
+func (h *Handler) fault(ctx context.Context, f xdsconfig.HTTPFilter, route *xdsconfig.Route) *LocalReply {
+	cfg := f.Fault
+	if route != nil && route.Faults[f.Name] != nil {
+		cfg = route.Faults[f.Name]
+	}
+	if cfg == nil {
+		return nil
+	}
+	if cfg.HasDelay && hit(cfg.DelayPerMil) {
+		h.st.delays.Inc()
+		t := time.NewTimer(cfg.Delay)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if cfg.HasAbort && hit(cfg.AbortPerMil) {
+		h.st.aborts.Inc()
+		if cfg.AbortHTTP != 0 {
+			return &LocalReply{Status: cfg.AbortHTTP, Body: bodyFaultAbort, GRPCStatus: -1}
+		}
+		return &LocalReply{Status: grpcToHTTP(cfg.AbortGRPC), Body: bodyFaultAbort, GRPCStatus: cfg.AbortGRPC}
+	}
+	return nil
+}
+
+func hit(perMillion uint32) bool {
+	return perMillion > 0 && rand.Uint32N(1_000_000) < perMillion
+}
