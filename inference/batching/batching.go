@@ -195,10 +195,12 @@ func (b *Batcher) merging() bool {
 
 // predictAlone evaluates one request's inputs and folds the time taken
 // (of one evaluation in costSampleEvery) into the cost average. The
-// average falls fast (weight 1/4) and rises slowly (weight 1/32, each
-// sample capped at twice the average): a thread descheduled mid-evaluation
-// on a loaded machine measures a wall time far above the evaluation's
-// cost, and a run of those must not flip a cheap model into queueing.
+// average falls fast (weight 1/4) and rises by at most an eighth a sample
+// (weight 1/8, each sample capped at twice the average): a thread
+// descheduled mid-evaluation on a loaded machine measures a wall time far
+// above the evaluation's cost, and a few of those must not flip a cheap
+// model into queueing, while requests that really grow (1 row, then 500)
+// reach the threshold within some ten timed evaluations.
 func (b *Batcher) predictAlone(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor, error) {
 	if b.evaluations.Add(1)%costSampleEvery != 0 && b.cost.Load() != 0 {
 		return b.predict(ctx, inputs)
@@ -220,7 +222,7 @@ func nextCost(old, took int64) int64 {
 	case took < old:
 		return old - (old-took)/4
 	default:
-		return old + (min(took, 2*old)-old)/32
+		return old + (min(took, 2*old)-old)/8
 	}
 }
 
