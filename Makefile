@@ -20,7 +20,7 @@ RACE_PKGS := ./controlplane/... ./internal/... ./certs/rotation/... \
 GOLDEN_PKGS := ./controlplane/xds ./controlplane/istio ./controlplane/bootstrap \
                ./controlplane/policy ./examples
 
-.PHONY: all build run deps test test-short vet lint race golden fmt bench wasm proto fuzz help clean
+.PHONY: all build run deps test test-short vet lint race golden fmt bench bench-compare wasm proto fuzz help clean
 
 all: build
 
@@ -34,6 +34,7 @@ help:
 	@echo "race       the tests of the concurrent packages under the race detector"
 	@echo "golden     rewrite every golden file (go test -update) after an intended change"
 	@echo "bench      run the benchmarks and print a table"
+	@echo "bench-compare  1-row ModelInfer against an empty gRPC call: throughput, server CPU, p99 ratios"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
 	@echo "proto      regenerate the committed protobuf code"
 	@echo "fuzz       run each fuzz target for a short while"
@@ -93,6 +94,17 @@ bench: wasm
 	@mkdir -p $(BUILD)
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... | tee $(BUILD)/bench.txt
 	@echo; $(GO) run ./tools/benchtable < $(BUILD)/bench.txt
+
+# bench-compare runs the inference server in its own process and compares a
+# 1-row fraud ModelInfer with an empty unary call on it, in alternating
+# rounds; BENCH_COMPARE_N sets the calls per figure.
+BENCH_COMPARE_N ?= 20000
+bench-compare:
+	@mkdir -p $(BUILD)
+	$(GO) test -run '^$$' -bench 'CompareEmptyRPC' -benchtime $(BENCH_COMPARE_N)x ./inference/server | tee $(BUILD)/bench-compare.txt
+	@echo; echo "machine: $$(nproc) cores, $$(uptime | sed 's/.*load average/load average/')"
+	@awk '/^BenchmarkCompareEmptyRPC/ { name=$$1; sub(/^BenchmarkCompareEmptyRPC\//, "", name); sub(/-[0-9]+$$/, "", name); \
+	  for (i = 5; i < NF; i += 2) printf "%-12s %-20s %s\n", name, $$(i+1), $$i }' $(BUILD)/bench-compare.txt
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -35,18 +36,35 @@ func modeOf(k model.ListenerKind) routeMode {
 	return forEnvoy
 }
 
-// routeConfiguration builds rc's routes inline, for the listeners that
-// carry them (API and gRPC-server listeners); RDS route configurations go
-// through the Cache, which reuses unchanged routes.
+// RouteConfiguration creates an Envoy RouteConfiguration from rc; for
+// proxyless gRPC clients, timeouts are also set as max stream durations
+// (which is what gRPC reads) and mirrors, which gRPC ignores, are left out.
+func RouteConfiguration(rc *model.RouteConfig, proxyless bool) (*routev3.RouteConfiguration, error) {
+	return routeConfiguration(rc, clientMode(proxyless))
+}
+
+// ServerRouteConfiguration creates the route configuration of an xDS gRPC
+// server: the same matches, each served locally.
+func ServerRouteConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguration, error) {
+	return routeConfiguration(rc, forGRPCServer)
+}
+
 func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteConfiguration, error) {
+	return composeRoutes(rc, func(r *model.Route) (*routev3.Route, error) { return route(r, mode) })
+}
+
+// composeRoutes creates rc's configuration with each route made by build:
+// the pure builder, or a translation's reuse of routes it built before.
+func composeRoutes(rc *model.RouteConfig, build func(*model.Route) (*routev3.Route, error)) (*routev3.RouteConfiguration, error) {
 	out := &routev3.RouteConfiguration{Name: rc.Name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(rc.VirtualHosts))}
 	for i := range rc.VirtualHosts {
 		vh := &rc.VirtualHosts[i]
-		rvh := &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains, Routes: make([]*routev3.Route, 0, len(vh.Routes))}
+		rvh := VirtualHost(vh)
+		rvh.Routes = make([]*routev3.Route, 0, len(vh.Routes))
 		for j := range vh.Routes {
-			r, err := route(&vh.Routes[j], mode)
+			r, err := build(&vh.Routes[j])
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("virtual host %q: %w", vh.Name, err)
 			}
 			rvh.Routes = append(rvh.Routes, r)
 		}
@@ -55,13 +73,22 @@ func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteCo
 	return out, nil
 }
 
+// VirtualHost creates an Envoy VirtualHost from vh, without its routes.
+func VirtualHost(vh *model.VirtualHost) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: vh.Name, Domains: vh.Domains}
+}
+
+// clientMode is the route mode of Envoy or of proxyless gRPC clients.
+func clientMode(proxyless bool) routeMode {
+	if proxyless {
+		return forGRPCClient
+	}
+	return forEnvoy
+}
+
 // Route creates an Envoy Route from r.
 func Route(r *model.Route, proxyless bool) (*routev3.Route, error) {
-	mode := forEnvoy
-	if proxyless {
-		mode = forGRPCClient
-	}
-	return route(r, mode)
+	return route(r, clientMode(proxyless))
 }
 
 func route(r *model.Route, mode routeMode) (*routev3.Route, error) {

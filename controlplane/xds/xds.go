@@ -3,7 +3,10 @@
 // deterministic output (inputs are sorted by the model; outputs follow that
 // order). ForGroup gathers everything one node group receives and checks
 // every resource with ValidateAll; ForNode is the same for a node, and is
-// what both the server and `maestro validate --output` call.
+// what both the server and `maestro validate --output` call. Translation
+// is the plain composition of the builders (groupBuilder); a Cache puts
+// one layer between them (reuse.go), which hands back what an earlier
+// translation built from an equal model object.
 package xds
 
 import (
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -76,35 +80,20 @@ func ForNode(m *model.Mesh, node model.NodeInfo) (*Resources, error) {
 // An unknown group, a reference to a missing object, or a resource failing
 // ValidateAll (the error names the resource's type and name).
 func ForGroup(m *model.Mesh, name string) (*Resources, error) {
-	return forGroup(m, name, nil, nil)
+	return forGroup(m, name, &memo{})
 }
 
-// forGroup is ForGroup with an optional cache and scratch buffers (w is
-// used by one goroutine at a time).
-func forGroup(m *model.Mesh, name string, c *Cache, w *scratch) (*Resources, error) {
+// forGroup is ForGroup reusing what mem holds.
+func forGroup(m *model.Mesh, name string, mem *memo) (*Resources, error) {
 	g := m.Group(name)
 	if g == nil {
 		return nil, fmt.Errorf("group %q: %w", name, ErrUnknownNode)
 	}
-	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), cache: c, work: w}
-	if c != nil {
-		b.st = c.state(m)
-		b.gs = b.st.group(g)
-		if c.last != nil {
-			b.lastGS = c.last.groups[name]
-		}
-		w.used, w.marked = table(w.used, len(m.Clusters)), table(w.marked, len(g.Listeners))
-		b.used, b.marked = w.used, w.marked
-		b.names = b.st
-	} else {
-		b.names = &meshState{mesh: m}
-	}
+	b := &groupBuilder{mesh: m, group: g, proxyless: isProxyless(g), out: newResources(), memo: mem}
 	if err := b.build(); err != nil {
 		return nil, fmt.Errorf("group %q: %w", name, err)
 	}
-	if b.gs != nil {
-		b.gs.out = b.out
-	}
+	mem.keep(name, b.out)
 	return b.out, nil
 }
 
@@ -131,8 +120,14 @@ func (r *Resources) add(t resource.Type, name string, res types.Resource) error 
 	if err != nil {
 		return err
 	}
-	r.addBuilt(t, name, v, res)
+	r.addBuilt(t, built{res, v})
 	return nil
+}
+
+// addBuilt appends a resource already validated and versioned.
+func (r *Resources) addBuilt(t resource.Type, b built) {
+	r.Items[t] = append(r.Items[t], b.res)
+	r.Versions[t] = append(r.Versions[t], b.v)
 }
 
 // typeName is the short name of an xDS type used in errors and file names.
@@ -158,24 +153,20 @@ func typeName(t resource.Type) string {
 // "cluster", "endpoint", "secret", "extension_config").
 func TypeName(t resource.Type) string { return typeName(t) }
 
-// groupBuilder holds the state of one ForGroup call.
+// groupBuilder holds the state of one ForGroup call: the translation of
+// a group is the composition of the pure builders, each resource going
+// through the memo, which hands back what an earlier translation built
+// from an equal model object.
 type groupBuilder struct {
 	mesh      *model.Mesh
 	group     *model.NodeGroup
 	proxyless bool
 	out       *Resources
-	cache     *Cache // may be nil
-	work      *scratch
-	// With a cache: the states of this translation and of the previous
-	// one for the group (lastGS may be nil), the clusters marked as used
-	// so far, and which listeners had every route's clusters marked from
-	// cached positions (references walks the names of the others).
-	st         *meshState
-	gs, lastGS *groupState
-	used       []bool
-	marked     []bool
-	// names finds clusters by name.
-	names *meshState
+	memo      *memo
+	// next is where find looks first; index finds clusters by name in a
+	// mesh whose clusters are not sorted, built on first need.
+	next  int
+	index map[string]int
 }
 
 func (b *groupBuilder) build() error {
@@ -192,24 +183,20 @@ func (b *groupBuilder) build() error {
 		errs = append(errs, err)
 	}
 	// Clusters and endpoints are the bulk of a large mesh: gather them in
-	// columns (which hand back the previous translation's slices when
-	// nothing in them changed) and store them in the maps once.
-	var cds, eds column
-	if b.lastGS != nil && b.lastGS.out != nil {
-		last := b.lastGS.out
-		cds.prev, cds.prevV = last.Items[resource.ClusterType], last.Versions[resource.ClusterType]
-		eds.prev, eds.prevV = last.Items[resource.EndpointType], last.Versions[resource.EndpointType]
-	}
-	cds.size, eds.size = len(clusters), len(clusters)
+	// columns, which hand back the group's previous slices when nothing
+	// in them changed.
+	last := b.memo.last(b.group.Name)
+	cds := column{prev: last.Items[resource.ClusterType], prevV: last.Versions[resource.ClusterType], size: len(clusters)}
+	eds := column{prev: last.Items[resource.EndpointType], prevV: last.Versions[resource.EndpointType], size: len(clusters)}
 	for _, i := range clusters {
-		built, err := b.cache.cluster(b.work, b.mesh, i, b.proxyless)
+		cl, err := b.memo.cluster(b.mesh.Clusters, i, b.proxyless)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		cds.add(built.cluster, built.clusterV)
-		if built.endpoints != nil {
-			eds.add(built.endpoints, built.edsV)
+		cds.add(cl.cds)
+		if cl.eds != nil {
+			eds.add(*cl.eds)
 		}
 	}
 	b.out.Items[resource.ClusterType], b.out.Versions[resource.ClusterType] = cds.result()
@@ -222,32 +209,25 @@ func (b *groupBuilder) build() error {
 	return errors.Join(errs...)
 }
 
+// listener adds l's listener, its route configuration when served over RDS,
+// and its filters' configurations.
 func (b *groupBuilder) listener(i int) error {
 	l := &b.group.Listeners[i]
 	var tracing *model.Tracing
 	if !b.proxyless {
 		tracing = b.mesh.Tracing
 	}
-	last := -1
-	if b.lastGS != nil {
-		last = b.lastGS.listenerPos(l.Name, i)
-	}
-	e, err := b.builtListener(i, last, tracing)
+	ln, err := b.memo.listener(b.group, i, tracing)
 	if err != nil {
 		return err
 	}
-	b.out.addBuilt(resource.ListenerType, l.Name, e.v, e.res)
-	if l.InlineRoutes() {
-		if b.marked != nil && e.refsOK {
-			b.mark(e.refs)
-			b.marked[i] = true
-		}
-	} else {
-		rc, v, err := b.routeConfiguration(i, last)
+	b.out.addBuilt(resource.ListenerType, ln)
+	if !l.InlineRoutes() {
+		rc, err := b.memo.routeConfiguration(b.group.Name, &l.Routes)
 		if err != nil {
 			return err
 		}
-		b.out.addBuilt(resource.RouteType, rc.Name, v, rc)
+		b.out.addBuilt(resource.RouteType, rc)
 	}
 	for _, f := range l.Filters {
 		ec, err := FilterConfig(f, &l.Routes)
@@ -273,16 +253,14 @@ func (b *groupBuilder) secret(name string) error {
 // Clusters, so in name order) and the sorted secret names that the group's
 // listeners use, directly or through the clusters.
 func (b *groupBuilder) references() (clusters []int, secrets []string, err error) {
-	used := b.used
-	if used == nil {
-		used = make([]bool, len(b.mesh.Clusters))
-	}
+	w := &b.memo.work
+	used := zeroed(w.used, len(b.mesh.Clusters))
 	var unknown []string
 	mark := func(name string) {
 		if name == "" {
 			return
 		}
-		if i := b.names.find(name); i >= 0 {
+		if i := b.find(name); i >= 0 {
 			used[i] = true
 		} else {
 			unknown = append(unknown, name)
@@ -304,26 +282,13 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 		for _, f := range l.Filters {
 			mark(f.Code.Cluster)
 		}
-		if b.marked != nil && b.marked[i] {
-			continue
-		}
 		for _, vh := range l.Routes.VirtualHosts {
 			for j := range vh.Routes {
 				vh.Routes[j].Action.EachCluster(mark)
 			}
 		}
 	}
-	n := 0
-	for _, u := range used {
-		if u {
-			n++
-		}
-	}
-	var buf []int
-	if b.work != nil {
-		buf = b.work.clusters[:0]
-	}
-	clusters = slices.Grow(buf, n)
+	clusters = w.clusters[:0]
 	for i, u := range used {
 		if !u {
 			continue
@@ -334,13 +299,51 @@ func (b *groupBuilder) references() (clusters []int, secrets []string, err error
 			ss[c.TLS.TrustSecret] = true
 		}
 	}
-	if b.work != nil {
-		b.work.clusters = clusters // for the next group: build is done with it by then
-	}
+	// The next group reuses the buffers: build is done with them by then.
+	w.used, w.clusters = used, clusters
 	delete(ss, "")
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
 		err = fmt.Errorf("unknown clusters %q", slices.Compact(unknown))
 	}
 	return clusters, slices.Sorted(maps.Keys(ss)), err
+}
+
+// find returns the position of the cluster named name in the mesh, or -1.
+// Routes mostly name clusters in the order of the mesh's sorted list (a
+// route's versions, then the next route's), so the one after the last found
+// is tried first; then a binary search, and an index for a mesh that is
+// not sorted (one not validated).
+func (b *groupBuilder) find(name string) int {
+	cs := b.mesh.Clusters
+	if i := b.next; i < len(cs) && cs[i].Name == name {
+		b.next++
+		return i
+	}
+	if i, ok := slices.BinarySearchFunc(cs, name, func(c model.Cluster, n string) int {
+		return strings.Compare(c.Name, n)
+	}); ok {
+		b.next = i + 1
+		return i
+	}
+	if b.index == nil {
+		b.index = make(map[string]int, len(cs))
+		for i := range cs {
+			b.index[cs[i].Name] = i
+		}
+	}
+	if i, ok := b.index[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// zeroed returns a zeroed slice of n elements, in s's array if large enough.
+func zeroed[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }

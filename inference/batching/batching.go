@@ -2,6 +2,13 @@
 // that arrive close together for the same model are merged into one batch
 // along the first (batch) dimension, evaluated in one call, and the outputs
 // are split back per request.
+//
+// Merging is adaptive. A request that finds the batcher idle is evaluated
+// at once on its caller's goroutine, and so is every request while the
+// model's measured evaluation cost is below Config.MergeAbove: handing a
+// request to the collector and evaluator goroutines costs a few
+// microseconds of CPU and wake-up latency, which a merge only repays when
+// it saves evaluations that cost more than that.
 package batching
 
 import (
@@ -39,7 +46,18 @@ type Config struct {
 	// Tracer, if set, records a span per request for its time in the
 	// queue, and a span per merged batch linked to its requests' spans.
 	Tracer trace.Tracer
+	// MergeAbove is the measured cost of evaluating one request at and
+	// above which concurrent requests queue to be merged; below it each
+	// caller evaluates on its own goroutine, as without batching. Zero
+	// means DefaultMergeAbove; a negative value always queues.
+	MergeAbove time.Duration
 }
+
+// DefaultMergeAbove is where merging starts to pay on the machine measured
+// (BenchmarkMergeCrossover, 64 callers): a hand-off through the queue costs
+// a few microseconds of CPU and wake-ups, so always queueing lost 27-40% of
+// throughput on models costing 2-5 us a call, and gained 2-3x from 10 us.
+const DefaultMergeAbove = 10 * time.Microsecond
 
 // Batcher merges concurrent Predict calls to one model. Create it with New;
 // Close stops it.
@@ -55,7 +73,16 @@ type Batcher struct {
 	// callers counts Predict calls waiting for the batcher, queued or
 	// being evaluated.
 	callers atomic.Int64
+	// cost is a moving average of the nanoseconds one request's evaluation
+	// takes when it is evaluated alone; zero until measured.
+	cost atomic.Int64
+	// evaluations counts evaluations of one request, so that only one in
+	// costSampleEvery is timed once the cost is known: on a model of a
+	// few microseconds the two clock reads are a few percent of the work.
+	evaluations atomic.Uint32
 }
+
+const costSampleEvery = 16
 
 type request struct {
 	ctx      context.Context
@@ -75,6 +102,9 @@ type result struct {
 func New(model rt.Model, cfg Config) *Batcher {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MergeAbove == 0 {
+		cfg.MergeAbove = DefaultMergeAbove
 	}
 	target := cfg.MaxBatchSize
 	if len(cfg.PreferredSizes) > 0 {
@@ -111,21 +141,21 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 	if n <= 0 || n >= b.cfg.MaxBatchSize {
 		return b.predict(ctx, inputs)
 	}
+	if !b.merging() {
+		// Too cheap for merging to pay: every caller evaluates directly.
+		// Not counted as a caller, so that the collector does not wait for
+		// it.
+		return b.direct(ctx, inputs, n)
+	}
 	defer b.callers.Add(-1)
 	if b.callers.Add(1) == 1 && b.ctx.Err() == nil {
 		// Alone in the batcher: nobody to merge with, so skip the hand-offs
 		// to the collector and evaluator goroutines. Callers arriving
 		// meanwhile see this one and queue for merging.
-		if b.cfg.ObserveQueue != nil {
-			b.cfg.ObserveQueue(0)
-		}
-		if b.cfg.ObserveBatch != nil {
-			b.cfg.ObserveBatch(n)
-		}
-		return b.predict(ctx, inputs)
+		return b.direct(ctx, inputs, n)
 	}
 	req := &request{ctx: ctx, inputs: inputs, rows: n, enqueued: time.Now(), done: make(chan result, 1)}
-	if b.cfg.Tracer != nil {
+	if b.cfg.Tracer != nil && trace.SpanFromContext(ctx).IsRecording() {
 		_, req.queued = b.cfg.Tracer.Start(ctx, "inference.queue", trace.WithAttributes(attribute.Int64("inference.rows", n)))
 		defer req.queued.End() // a no-op when evaluate ended it
 	}
@@ -143,6 +173,62 @@ func (b *Batcher) Predict(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor,
 		return nil, ctx.Err()
 	}
 }
+
+// direct evaluates a request on its caller's goroutine, observed as a
+// batch of its own that did not wait.
+func (b *Batcher) direct(ctx context.Context, inputs []rt.Tensor, rows int64) ([]rt.Tensor, error) {
+	if b.cfg.ObserveQueue != nil {
+		b.cfg.ObserveQueue(0)
+	}
+	if b.cfg.ObserveBatch != nil {
+		b.cfg.ObserveBatch(rows)
+	}
+	return b.predictAlone(ctx, inputs)
+}
+
+// merging reports whether concurrent requests should queue to be merged:
+// always when so configured, otherwise when one request's measured
+// evaluation cost is at least MergeAbove.
+func (b *Batcher) merging() bool {
+	return b.cfg.MergeAbove < 0 || time.Duration(b.cost.Load()) >= b.cfg.MergeAbove
+}
+
+// predictAlone evaluates one request's inputs and folds the time taken
+// (of one evaluation in costSampleEvery) into the cost average. The
+// average falls fast (weight 1/4) and rises by at most an eighth a sample
+// (weight 1/8, each sample capped at twice the average): a thread
+// descheduled mid-evaluation on a loaded machine measures a wall time far
+// above the evaluation's cost, and a few of those must not flip a cheap
+// model into queueing, while requests that really grow (1 row, then 500)
+// reach the threshold within some ten timed evaluations.
+func (b *Batcher) predictAlone(ctx context.Context, inputs []rt.Tensor) ([]rt.Tensor, error) {
+	if b.evaluations.Add(1)%costSampleEvery != 0 && b.cost.Load() != 0 {
+		return b.predict(ctx, inputs)
+	}
+	start := time.Now()
+	out, err := b.predict(ctx, inputs)
+	if err == nil {
+		took := int64(time.Since(start))
+		b.cost.Store(nextCost(b.cost.Load(), took))
+	}
+	return out, err
+}
+
+// nextCost folds one measured evaluation (ns) into the average old.
+func nextCost(old, took int64) int64 {
+	switch {
+	case old == 0:
+		return took
+	case took < old:
+		return old - (old-took)/4
+	default:
+		return old + (min(took, 2*old)-old)/8
+	}
+}
+
+// Cost is the measured time one request's evaluation takes alone (a moving
+// average), zero before the first.
+func (b *Batcher) Cost() time.Duration { return time.Duration(b.cost.Load()) }
 
 // predict runs the model, turning a panic into an error: evaluations run
 // on the batcher's goroutines, where a caller's recover cannot reach.
@@ -271,7 +357,7 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 		b.cfg.ObserveBatch(total)
 	}
 	if len(live) == 1 {
-		out, err := b.predict(live[0].ctx, live[0].inputs)
+		out, err := b.predictAlone(live[0].ctx, live[0].inputs)
 		live[0].done <- result{outputs: out, err: err}
 		return
 	}

@@ -69,8 +69,13 @@ func input(rows, width int, base float32) []rt.Tensor {
 	return []rt.Tensor{{Name: "x", Datatype: rt.FP32, Shape: []int64{int64(rows), int64(width)}, Data: x}}
 }
 
+// newBatcher starts a batcher that always merges unless cfg says
+// otherwise: the test models are cheap, and these tests are about merging.
 func newBatcher(t *testing.T, m rt.Model, cfg Config) *Batcher {
 	t.Helper()
+	if cfg.MergeAbove == 0 {
+		cfg.MergeAbove = -1
+	}
 	b := New(m, cfg)
 	t.Cleanup(b.Close)
 	return b
@@ -411,5 +416,97 @@ func TestModelPanicBecomesAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "model panicked: runtime bug") {
 			t.Errorf("request %d: %v, want the panic as an error", i, err)
 		}
+	}
+}
+
+// TestMergesOnlyWhenEvaluationCostPays: concurrent requests queue for
+// merging only once the model's measured evaluation cost reaches
+// MergeAbove; below it, each is evaluated at once on its caller's
+// goroutine even while another evaluation is in progress.
+func TestMergesOnlyWhenEvaluationCostPays(t *testing.T) {
+	tests := map[string]struct {
+		mergeAbove time.Duration
+		warm       bool // one lone request first, so that the cost is measured
+		want       []int64
+	}{
+		// Any evaluation takes less than an hour: no merging.
+		"cheap model":         {mergeAbove: time.Hour, warm: true, want: []int64{1, 1, 1, 1, 1, 1, 1, 1}},
+		"costly enough model": {mergeAbove: time.Nanosecond, warm: true, want: []int64{8}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := newDoubler()
+			// An hour's delay: only reaching the preferred size of 8, or
+			// not queueing at all, answers in time.
+			b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{8},
+				MaxInFlight: 2, MergeAbove: tc.mergeAbove})
+			if tc.warm {
+				if _, err := b.Predict(context.Background(), input(1, 3, 1)); err != nil {
+					t.Fatal(err)
+				}
+				if b.Cost() <= 0 {
+					t.Fatalf("cost %v after a lone evaluation, want it measured", b.Cost())
+				}
+			}
+			release := occupy(t, b, m)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			g, ctx := errgroup.WithContext(ctx)
+			for i := range 8 {
+				g.Go(func() error {
+					in := input(1, 3, float32(10*i))
+					out, err := b.Predict(ctx, in)
+					if err != nil {
+						return err
+					}
+					return checkDoubled(in, out)
+				})
+			}
+			if err := g.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			calls := m.rows()
+			release()
+			if tc.warm {
+				calls = calls[1:] // the warm-up request
+			}
+			if !slices.Equal(calls, tc.want) {
+				t.Errorf("model calls %v, want %v", calls, tc.want)
+			}
+		})
+	}
+}
+
+// TestCostAverageResistsDescheduledOutliers: evaluations that measure far
+// above a cheap model's cost (its thread descheduled on a busy machine)
+// raise the average slowly, while a cheaper measure lowers it fast.
+func TestCostAverageResistsDescheduledOutliers(t *testing.T) {
+	const us = int64(time.Microsecond)
+	tests := map[string]struct {
+		start   int64
+		samples []int64
+		atMost  int64
+		atLeast int64
+	}{
+		"first measure is taken as is": {start: 0, samples: []int64{3 * us}, atLeast: 3 * us, atMost: 3 * us},
+		"five 10 ms outliers keep a 3 us model under 10 us": {start: 3 * us,
+			samples: slices.Repeat([]int64{10_000 * us}, 5), atLeast: 3 * us, atMost: 10 * us},
+		"a 1-row model sent 500-row requests crosses 10 us within 12 samples": {start: 3 * us,
+			samples: slices.Repeat([]int64{650 * us}, 12), atLeast: 10 * us, atMost: 650 * us},
+		"a cheaper measure pulls the average down": {start: 40 * us,
+			samples: []int64{2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us, 2 * us}, atLeast: 2 * us, atMost: 10 * us},
+		"a lasting rise is followed": {start: 3 * us,
+			samples: slices.Repeat([]int64{100 * us}, 40), atLeast: 50 * us, atMost: 100 * us},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := tc.start
+			for _, s := range tc.samples {
+				c = nextCost(c, s)
+			}
+			if c < tc.atLeast || c > tc.atMost {
+				t.Errorf("average %v, want within [%v, %v]", time.Duration(c), time.Duration(tc.atLeast), time.Duration(tc.atMost))
+			}
+		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/repository"
@@ -105,7 +104,7 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	// evaluated at once.
 	res := g.s.budget.reserve("grpc")
 	defer res.release()
-	if err := res.take(int64(proto.Size(req))); err != nil {
+	if err := res.take(payloadBytes(req)); err != nil {
 		return nil, l.Name, l.Version, err
 	}
 	inputs, err := tensor.DecodeInputs(req)
@@ -130,18 +129,25 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	resp := &pb.ModelInferResponse{
-		ModelName:    l.Name,
-		ModelVersion: l.Version,
-		Id:           req.GetId(),
-		Parameters:   g.s.respParams,
-		Outputs:      make([]*pb.ModelInferResponse_InferOutputTensor, len(outputs)),
+	// One allocation for the response and its slices, sized for the
+	// usual few outputs.
+	a := &inferResponse{}
+	resp := &a.resp
+	resp.ModelName, resp.ModelVersion, resp.Id, resp.Parameters = l.Name, l.Version, req.GetId(), g.s.respParams
+	resp.Outputs = a.outputs[:0]
+	if len(outputs) > len(a.outputs) {
+		resp.Outputs = make([]*pb.ModelInferResponse_InferOutputTensor, 0, len(outputs))
 	}
+	resp.Outputs = resp.Outputs[:len(outputs)]
 	// Clients that send raw contents read raw contents (Triton's clients
 	// do); the others get typed contents.
 	raw := len(req.GetRawInputContents()) > 0
 	if raw {
-		resp.RawOutputContents = make([][]byte, len(outputs))
+		resp.RawOutputContents = a.raw[:0]
+		if len(outputs) > len(a.raw) {
+			resp.RawOutputContents = make([][]byte, 0, len(outputs))
+		}
+		resp.RawOutputContents = resp.RawOutputContents[:len(outputs)]
 	}
 	for i, o := range outputs {
 		if raw {
@@ -154,6 +160,38 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 		}
 	}
 	return resp, l.Name, l.Version, nil
+}
+
+// inferResponse holds a response with room for a few outputs, allocated
+// together.
+type inferResponse struct {
+	resp    pb.ModelInferResponse
+	outputs [2]*pb.ModelInferResponse_InferOutputTensor
+	raw     [2][]byte
+}
+
+// payloadBytes is what a request's tensors hold: its raw contents and typed
+// contents. It bounds the message's size the way the budget needs, without
+// walking the whole message as proto.Size does.
+func payloadBytes(req *pb.ModelInferRequest) int64 {
+	var n int64
+	for _, r := range req.GetRawInputContents() {
+		n += int64(len(r))
+	}
+	for _, in := range req.GetInputs() {
+		n += int64(len(in.GetName()) + len(in.GetDatatype()) + 8*len(in.GetShape()))
+		c := in.GetContents()
+		if c == nil {
+			continue
+		}
+		n += 4*int64(len(c.GetFp32Contents())+len(c.GetIntContents())+len(c.GetUintContents())) +
+			8*int64(len(c.GetFp64Contents())+len(c.GetInt64Contents())+len(c.GetUint64Contents())) +
+			int64(len(c.GetBoolContents()))
+		for _, b := range c.GetBytesContents() {
+			n += int64(len(b)) + 2
+		}
+	}
+	return n
 }
 
 // errRepositoryName answers a request naming a repository: a server has

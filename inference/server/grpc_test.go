@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -327,7 +328,8 @@ func TestRepositoryExtension(t *testing.T) {
 }
 
 // blockingModel echoes its 1-feature input; a row holding -1 reports on
-// entered and waits for release, keeping the model busy.
+// entered and waits for release, keeping the model busy. Other calls cost
+// about 100 us, enough for the batcher to find merging worth it.
 type blockingModel struct {
 	entered chan struct{}
 	release chan struct{}
@@ -338,6 +340,8 @@ func (b *blockingModel) Predict(_ context.Context, in []runtime.Tensor) ([]runti
 	if slices.Contains(x, -1) {
 		b.entered <- struct{}{}
 		<-b.release
+	} else {
+		time.Sleep(100 * time.Microsecond) // the evaluation's cost
 	}
 	return []runtime.Tensor{{Name: "y", Datatype: runtime.FP32, Shape: []int64{int64(len(x)), 1}, Data: slices.Clone(x)}}, nil
 }
@@ -367,6 +371,10 @@ func TestDynamicBatchingMergesConcurrentGRPCRequests(t *testing.T) {
 		}
 		return nil
 	}
+	// A first lone request lets the batcher measure the model's cost.
+	if err := call(10); err != nil {
+		t.Fatal(err)
+	}
 	// Keep the model busy, as under load; the batcher then holds new
 	// requests for company. Its delay is an hour: only merging the four
 	// into the preferred batch size of 4 can answer them.
@@ -390,9 +398,9 @@ func TestDynamicBatchingMergesConcurrentGRPCRequests(t *testing.T) {
 	}
 	body := scrape(t, srv)
 	for _, want := range []string{
-		`maestro_inference_batch_rows_count{model="batched",version="1"} 2`,
-		`maestro_inference_batch_rows_sum{model="batched",version="1"} 5`,
-		`maestro_inference_queue_duration_seconds_count{model="batched",version="1"} 5`,
+		`maestro_inference_batch_rows_count{model="batched",version="1"} 3`,
+		`maestro_inference_batch_rows_sum{model="batched",version="1"} 6`,
+		`maestro_inference_queue_duration_seconds_count{model="batched",version="1"} 6`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

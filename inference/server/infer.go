@@ -184,7 +184,9 @@ func (s *Server) predict(ctx context.Context, l *repository.Loaded, inputs []run
 	if !l.Batched() {
 		s.metrics.Batch(l.Name, l.Version, rows)
 	}
-	if s.tracer != nil {
+	// A span under a parent that records nothing (tracing off, or the
+	// request not sampled) would be dropped anyway: skip building it.
+	if s.tracer != nil && trace.SpanFromContext(ctx).IsRecording() {
 		var span trace.Span
 		ctx, span = s.tracer.Start(ctx, "inference.predict", trace.WithAttributes(
 			attribute.String("inference.model", l.Name), attribute.String("inference.version", l.Version),

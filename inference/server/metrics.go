@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,58 @@ type metrics struct {
 	evictions  *prometheus.CounterVec
 	loadTime   *prometheus.HistogramVec
 	loadErrors *prometheus.CounterVec
+	// series holds each model version's children of the vectors above,
+	// resolved once: resolving labels hashes them and takes a lock on every
+	// call, several times per request. Keys are bounded as the label sets
+	// are (unknown models share one).
+	series sync.Map // seriesKey -> *modelSeries
+}
+
+type seriesKey struct{ model, version string }
+
+// modelSeries are one model version's per-request series.
+type modelSeries struct {
+	hits      prometheus.Counter
+	batchRows prometheus.Observer
+	queueTime prometheus.Observer
+	grpc      protocolSeries
+	http      protocolSeries
+}
+
+type protocolSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// of returns the series of model version; the first call resolves them.
+func (m *metrics) of(model, version string) *modelSeries {
+	k := seriesKey{model, version}
+	if s, ok := m.series.Load(k); ok {
+		return s.(*modelSeries)
+	}
+	proto := func(p string) protocolSeries {
+		return protocolSeries{
+			requests: m.requests.WithLabelValues(model, version, p),
+			latency:  m.latency.WithLabelValues(model, version, p),
+		}
+	}
+	s := &modelSeries{
+		hits:      m.hits.WithLabelValues(model, version),
+		batchRows: m.batchRows.WithLabelValues(model, version),
+		queueTime: m.queueTime.WithLabelValues(model, version),
+		grpc:      proto("grpc"),
+		http:      proto("http"),
+	}
+	got, _ := m.series.LoadOrStore(k, s)
+	return got.(*modelSeries)
+}
+
+// protocol returns the series of one protocol, "grpc" or "http".
+func (s *modelSeries) protocol(p string) *protocolSeries {
+	if p == "grpc" {
+		return &s.grpc
+	}
+	return &s.http
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -93,7 +146,7 @@ func registerCache(reg prometheus.Registerer, repo *repository.Repository) {
 
 var _ repository.Observer = (*metrics)(nil)
 
-func (m *metrics) CacheHit(model, version string)  { m.hits.WithLabelValues(model, version).Inc() }
+func (m *metrics) CacheHit(model, version string)  { m.of(model, version).hits.Inc() }
 func (m *metrics) CacheMiss(model, version string) { m.misses.WithLabelValues(model, version).Inc() }
 func (m *metrics) Evicted(model, version string)   { m.evictions.WithLabelValues(model, version).Inc() }
 
@@ -105,9 +158,9 @@ func (m *metrics) Loaded(model, version string, took time.Duration, _ int64, err
 }
 
 func (m *metrics) Batch(model, version string, rows int64) {
-	m.batchRows.WithLabelValues(model, version).Observe(float64(rows))
+	m.of(model, version).batchRows.Observe(float64(rows))
 }
 
 func (m *metrics) Queued(model, version string, waited time.Duration) {
-	m.queueTime.WithLabelValues(model, version).Observe(waited.Seconds())
+	m.of(model, version).queueTime.Observe(waited.Seconds())
 }

@@ -329,12 +329,13 @@ func (s *Server) drain() error {
 
 // observe records one inference request's outcome.
 func (s *Server) observe(protocol, model, ver string, start time.Time, err error) {
-	s.metrics.requests.WithLabelValues(model, ver, protocol).Inc()
+	ps := s.metrics.of(model, ver).protocol(protocol)
+	ps.requests.Inc()
 	if err != nil {
 		s.metrics.failures.WithLabelValues(model, ver, protocol, status.Code(statusError(err)).String()).Inc()
 		return
 	}
-	s.metrics.latency.WithLabelValues(model, ver, protocol).Observe(time.Since(start).Seconds())
+	ps.latency.Observe(time.Since(start).Seconds())
 }
 
 // recoverUnary turns a handler panic into an Internal error, so that no

@@ -12,8 +12,14 @@ import (
 
 // EncodeContents puts t into a response output with typed contents.
 func EncodeContents(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor, error) {
-	out := &pb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: string(t.Datatype), Shape: t.Shape}
-	c := &pb.InferTensorContents{}
+	// The output and its contents in one allocation: this runs per output
+	// of every typed response.
+	pair := &struct {
+		out pb.ModelInferResponse_InferOutputTensor
+		c   pb.InferTensorContents
+	}{}
+	out, c := &pair.out, &pair.c
+	out.Name, out.Datatype, out.Shape = t.Name, string(t.Datatype), t.Shape
 	switch d := t.Data.(type) {
 	case []float32:
 		c.Fp32Contents = d

@@ -24,8 +24,10 @@ import (
 )
 
 // meshPolicy routes model fraud to v1/v2 by weight and model churn to
-// churn's only version, through gateway edge.
-func meshPolicy(fraudV1, fraudV2, churn string, w1, w2 int) string {
+// churn's only version, through gateway edge. The gateway's model routes
+// bring the fanout filter (it routes clients that name the model only in
+// the message), loaded from wasm.
+func meshPolicy(wasm, fraudV1, fraudV2, churn string, w1, w2 int) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
 metadata:
@@ -33,6 +35,9 @@ metadata:
 spec:
   mtls:
     mode: DISABLE
+  filters:
+    fanout:
+      path: %s
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Service
@@ -100,7 +105,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud, churn]
-`, port(fraudV1), port(fraudV2), port(churn), w1, w2)
+`, filepath.Join(wasm, "fanout.wasm"), port(fraudV1), port(fraudV2), port(churn), w1, w2)
 }
 
 func port(addr string) string {
@@ -135,12 +140,16 @@ func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- controlplane.Run(ctx, controlplane.Config{
-			Paths: []string{path}, Load: controlplane.PolicyLoader(controlplane.CAEphemeral), Insecure: true,
-			XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-			Ready:    func(a controlplane.Addrs) { ready <- a },
-			OnReload: func(_ string, err error) { p.reloads <- err },
-		})
+		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
+			func(ctx context.Context, c *controlplane.Certificates) error {
+				// Plaintext serving every secret, as `maestro up` does.
+				return controlplane.Run(ctx, controlplane.Config{
+					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true,
+					XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+					Ready:    func(a controlplane.Addrs) { ready <- a },
+					OnReload: func(_ string, err error) { p.reloads <- err },
+				})
+			})
 	}()
 	stopped := false
 	p.stop = func() {
@@ -212,12 +221,13 @@ func counts(t testing.TB, c pb.GRPCInferenceServiceClient, model string, n int) 
 }
 
 func TestGatewayWithControlPlane(t *testing.T) {
+	wasm := wasmDir(t)
 	repo := testRepo(t)
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
 	churn := inferencetest.Start(t, inferencetest.Options{Name: "churn-v1", ModelDir: repo})
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
-	replaceFile(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 80, 20))
+	replaceFile(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 80, 20))
 	cp := startPlane(t, path, "127.0.0.1:0")
 	gw := startGateway(t, "gw-1", cp.xds, nil)
 	addr := gw.waitLive(t)
@@ -243,7 +253,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		}
 	})
 	t.Run("a policy edit moves the traffic", func(t *testing.T) {
-		cp.edit(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 0, 100))
+		cp.edit(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 0, 100))
 		waitAll(t, client, "fraud", "fraud-v2")
 	})
 	t.Run("last good config survives the control plane and the client reconnects", func(t *testing.T) {
@@ -253,7 +263,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		if got := counts(t, client, "fraud", 20); got["fraud-v2"] != 20 {
 			t.Fatalf("without a control plane fraud answered by %v, want fraud-v2 only", got)
 		}
-		replaceFile(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 100, 0))
+		replaceFile(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 100, 0))
 		startPlane(t, path, xds)
 		waitMetric(t, gw, "envoy_control_plane_connected_state", 1)
 		waitAll(t, client, "fraud", "fraud-v1")

@@ -103,12 +103,12 @@ type stream struct {
 	grpcStatus int
 }
 
+// The route is read when the response starts (or the stream ends without
+// one), not here: by then it is the router's final choice, and each host
+// call costs a guest-to-host crossing per request.
 func (s *stream) OnHTTPRequestHeaders(int, bool) pw.Action {
 	s.start = time.Now()
 	s.grpcStatus = NoGRPCStatus
-	if r, err := pw.GetProperty("xds", "route_name"); err == nil {
-		s.route = string(r)
-	}
 	path, _ := pw.GetHTTPRequestHeader(":path")
 	if IsGRPCInference(path) {
 		s.grpc = true
@@ -152,14 +152,14 @@ func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {
 		_ = pw.ReplaceHTTPResponseHeader(name, value)
 	}
 	if endOfStream {
-		s.end = time.Now()
+		s.end = s.now()
 	}
 	return pw.ActionContinue
 }
 
 func (s *stream) OnHTTPResponseBody(_ int, endOfStream bool) pw.Action {
 	if endOfStream {
-		s.end = time.Now()
+		s.end = s.now()
 	}
 	return pw.ActionContinue
 }
@@ -170,13 +170,23 @@ func (s *stream) OnHTTPResponseTrailers(int) pw.Action {
 	} else if !errors.Is(err, pw.ErrNotFound) {
 		pw.LogDebug("slo: read trailers: " + err.Error())
 	}
-	s.end = time.Now()
+	s.end = s.now()
 	return pw.ActionContinue
 }
 
+// now is the time, read from the monotonic clock alone: time.Now in a
+// wasip1 module reads the wall and the monotonic clock, two host calls,
+// while the start time already holds the wall clock.
+func (s *stream) now() time.Time { return s.start.Add(time.Since(s.start)) }
+
 func (s *stream) OnHTTPStreamDone() {
 	if s.end.IsZero() {
-		s.end = time.Now()
+		s.end = s.now()
+	}
+	if s.route == "" { // no response headers: a reset or a local failure
+		if r, err := pw.GetProperty("xds", "route_name"); err == nil {
+			s.route = string(r)
+		}
 	}
 	err := s.meter.Observe(Observation{Route: s.route, Model: s.model, Status: s.status,
 		GRPCStatus: s.grpcStatus, Latency: s.end.Sub(s.start), End: s.end})

@@ -80,6 +80,7 @@ type series struct {
 	burn         [2]Metric // short, long (errors SLI), x1000
 	pending      Record    // counts since the last flush
 	budget       string    // 1 - long-window error burn, as of the last flush
+	slowScratch  []uint64  // one per latency target, reused by Observe
 }
 
 // NewMeter returns a Meter for cfg (already validated).
@@ -103,7 +104,7 @@ func (m *Meter) seriesFor(obj *filterconfig.SLOObjective, route, model string) (
 			return s, nil
 		}
 	}
-	s := &series{obj: obj, route: k.route, model: k.model,
+	s := &series{obj: obj, route: k.route, model: k.model, slowScratch: make([]uint64, len(obj.Latency)),
 		key:   "maestro_slo\x00" + k.route + "\x00" + k.model,
 		width: int64(obj.BucketSeconds())}
 	var errs []error
@@ -155,7 +156,10 @@ func (m *Meter) Observe(o Observation) error {
 	ms := uint64(max(o.Latency, 0) / time.Millisecond)
 	s.latency(ms)
 	if len(obj.Latency) > 0 {
-		b.Slow = make([]uint64, len(obj.Latency))
+		// Add copies the counts: one scratch slice per series serves
+		// every request.
+		b.Slow = s.slowScratch[:len(obj.Latency)]
+		clear(b.Slow)
 		for i, t := range obj.Latency {
 			if ms > uint64(t.ThresholdMs) {
 				b.Slow[i] = 1
@@ -178,7 +182,7 @@ func (m *Meter) BudgetHeader(route, model string) (name, value string, ok bool) 
 	if s, found := m.series[seriesKey{obj, route, model}]; found && s.budget != "" {
 		return obj.BudgetHeader, s.budget, true
 	}
-	return obj.BudgetHeader, formatBudget(1), true
+	return obj.BudgetHeader, fullBudget, true
 }
 
 // Flush merges every series' pending counts into the shared record with
@@ -308,6 +312,9 @@ func (m *Meter) logCrossings(s *series, ev evaluation, prev uint64) {
 		}
 	}
 }
+
+// fullBudget is formatBudget(1), the answer before the first flush.
+const fullBudget = "1.0000"
 
 func formatBudget(left float64) string {
 	left = math.Round(left*1e4) / 1e4

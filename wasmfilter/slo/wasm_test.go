@@ -345,3 +345,27 @@ func TestSLORouteChosenAfterRequestHeaders(t *testing.T) {
 		t.Errorf("requests under no route = %d, want 0", got)
 	}
 }
+
+// TestSLOStreamWithoutResponseKeepsItsRoute: a stream that ends with no
+// response headers (a reset, a local failure) reads its route when it is
+// done, and counts as an error of that route.
+func TestSLOStreamWithoutResponseKeepsItsRoute(t *testing.T) {
+	vm := newVM(t, wasmtest.Config{PluginConfig: []byte(sloConfig), Properties: routeProps})
+	s, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := [][2]string{{":method", "POST"}, {":path", "/v2/models/fraud/infer"}, {":authority", "edge"}}
+	if _, err := s.RequestHeaders(headers, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done(); err != nil {
+		t.Fatal(err)
+	}
+	stats := vm.Stats()
+	for _, metric := range []string{"requests_total", "errors_total"} {
+		if got := stats.Value(slo.StatName(metric, "fraud-route", "fraud")); got != 1 {
+			t.Errorf("%s under the route = %d, want 1; stats %v", metric, got, stats.Names())
+		}
+	}
+}

@@ -147,7 +147,12 @@ func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
 	}
 	vm.effective = s.id
 	vm.stopNext = false
-	r, err := vm.call(name, append([]uint64{uint64(s.id)}, args...)...)
+	// The context id before the arguments, in a stack array: callbacks
+	// take at most three arguments, and this runs several times a request.
+	var buf [4]uint64
+	all := append(buf[:0], uint64(s.id))
+	all = append(all, args...)
+	r, err := vm.call(name, all...)
 	if err != nil {
 		if !vm.cfg.FailOpen {
 			s.failClosed()

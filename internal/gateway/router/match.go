@@ -98,6 +98,11 @@ func matches(m *xdsconfig.Match, path string, req *Message) bool {
 		if p != m.Path {
 			return false
 		}
+	case m.SeparatedPrefix != "":
+		rest, ok := strings.CutPrefix(p, m.SeparatedPrefix)
+		if !ok || (rest != "" && rest[0] != '/') {
+			return false
+		}
 	case m.Regex != nil:
 		if !m.Regex.MatchString(p) {
 			return false

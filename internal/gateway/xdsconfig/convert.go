@@ -351,6 +351,8 @@ func convertRoute(r *routev3.Route, path string) (Route, error) {
 			return out, fieldErr(path+".match.safe_regex.regex", "%v", err)
 		}
 		out.Match.Regex = re
+	case m.GetPathSeparatedPrefix() != "":
+		out.Match.SeparatedPrefix = m.GetPathSeparatedPrefix()
 	case m.GetPathSpecifier() != nil:
 		out.Match.Prefix = m.GetPrefix()
 	default:

@@ -1,0 +1,391 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/repository"
+	"github.com/maestro-ml/maestro/inference/runtime/builtin"
+	"github.com/maestro-ml/maestro/inference/server"
+)
+
+// serveEnv makes the test binary serve instead of testing: the comparison
+// benchmark runs the server in a child process of its own, so that the
+// server's CPU time is measured apart from the client's.
+const serveEnv = "MAESTRO_BENCH_SERVE"
+
+// Settings of the child server: its GOMAXPROCS, and files for its CPU and
+// allocation profiles.
+const (
+	serverProcsEnv = "MAESTRO_BENCH_SERVER_GOMAXPROCS"
+	serverCPUEnv   = "MAESTRO_BENCH_SERVER_CPUPROFILE"
+	serverMemEnv   = "MAESTRO_BENCH_SERVER_MEMPROFILE"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(serveEnv) != "" {
+		if err := serveForBenchmark(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// serveForBenchmark serves the demo models on a loopback port, writes the
+// address on stdout, and stops when stdin closes (the benchmark ended or
+// died).
+func serveForBenchmark() error {
+	if f := os.Getenv(serverCPUEnv); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if f := os.Getenv(serverMemEnv); f != "" {
+		goruntime.MemProfileRate = 4096
+		defer func() {
+			if out, err := os.Create(f); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(out, 0)
+				out.Close()
+			}
+		}()
+	}
+	dir, err := benchModels()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := server.New(server.Config{Models: repository.Options{Dir: dir, Registry: builtin.Registry()}})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		cancel()
+	}()
+	fmt.Println(lis.Addr().String())
+	return srv.Serve(ctx, lis, nil)
+}
+
+// benchModels makes a model repository of the demo fraud model, as it is
+// (with dynamic batching) and as "fraud_unbatched" without batching, so
+// that one server compares the two.
+func benchModels() (string, error) {
+	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "models", "fraud"))
+	if err != nil {
+		return "", err
+	}
+	cfg, err := os.ReadFile(filepath.Join(src, "config.yaml"))
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "maestro-bench-models-")
+	if err != nil {
+		return "", err
+	}
+	// Directories are made, files linked: the repository scans real
+	// directories only.
+	link := func(model string, config []byte) error {
+		for _, v := range []string{"1", "2"} {
+			if err := os.MkdirAll(filepath.Join(dir, model, v), 0o755); err != nil {
+				return err
+			}
+			files, err := os.ReadDir(filepath.Join(src, v))
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				if err := os.Symlink(filepath.Join(src, v, f.Name()), filepath.Join(dir, model, v, f.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		return os.WriteFile(filepath.Join(dir, model, "config.yaml"), config, 0o644)
+	}
+	if err := link("fraud", cfg); err != nil {
+		return dir, err
+	}
+	var lines []string
+	skip := false
+	for _, l := range strings.Split(string(cfg), "\n") {
+		switch {
+		case strings.HasPrefix(l, "name:"):
+			l = "name: fraud_unbatched"
+		case strings.HasPrefix(l, "dynamic_batching:"):
+			skip = true
+			continue
+		case skip && strings.HasPrefix(l, " "):
+			continue
+		}
+		skip = false
+		lines = append(lines, l)
+	}
+	return dir, link("fraud_unbatched", []byte(strings.Join(lines, "\n")))
+}
+
+// childServer is the benchmark's server process.
+type childServer struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startChild(b *testing.B) *childServer {
+	b.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	if p := os.Getenv(serverProcsEnv); p != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("server process: %v", err)
+	}
+	return &childServer{cmd: cmd, addr: strings.TrimSpace(line)}
+}
+
+// cpu is the child's CPU time so far: the sum over its threads of
+// /proc/<pid>/task/*/schedstat's first field (nanoseconds on a CPU), which
+// is finer than the 10 ms ticks of getrusage and /proc/<pid>/stat.
+func (c *childServer) cpu(b *testing.B) time.Duration {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", c.cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("server CPU needs /proc/<pid>/task/*/schedstat: %v", err)
+	}
+	var total int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue // a thread that just exited
+		}
+		ns, err := strconv.ParseInt(strings.Fields(string(data))[0], 10, 64)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += ns
+	}
+	return time.Duration(total)
+}
+
+// BenchmarkCompareEmptyRPC compares a 1-row fraud ModelInfer with an empty
+// unary call (ServerLive: same server, same options, same connection) on a
+// server in its own process, in alternating rounds of one run: client
+// throughput at 1 and 64 callers, the server process's CPU per request,
+// and the p99 latency at 2,000 req/s from an open-loop pacer, measured from
+// each request's scheduled send time (the pacer's own lateness is reported
+// as pacer-lag). `make bench-compare` runs it.
+//
+// Profiles of the server process alone (the client's work is not in them):
+//
+//	go test -c -o server.test ./inference/server
+//	MAESTRO_BENCH_SERVER_CPUPROFILE=$PWD/cpu.out MAESTRO_BENCH_SERVER_MEMPROFILE=$PWD/mem.out \
+//	  ./server.test -test.run '^$' -test.bench 'CompareEmptyRPC/c64' -test.benchtime 20000x
+//	go tool pprof -top -cum server.test cpu.out
+//	go tool pprof -sample_index=alloc_objects -top server.test mem.out
+//
+// Both loads are in one profile; -focus ModelInfer or ServerLive parts them.
+func BenchmarkCompareEmptyRPC(b *testing.B) {
+	child := startChild(b)
+	conn, err := grpc.NewClient(child.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	c := pb.NewGRPCInferenceServiceClient(conn)
+	req := fraudRequest(1, false)
+	empty := func(ctx context.Context) error {
+		_, err := c.ServerLive(ctx, &pb.ServerLiveRequest{})
+		return err
+	}
+	infer := func(ctx context.Context) error {
+		_, err := c.ModelInfer(ctx, req)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// The child has listened before it writes its address, and loads the
+	// model on the first call.
+	if err := infer(ctx); err != nil {
+		b.Fatalf("server: %v", err)
+	}
+	for _, conc := range []int{1, 64} {
+		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) {
+			const rounds = 10
+			per := max(b.N/rounds, conc)
+			var e, i cost // wall and server CPU
+			for r := range rounds {
+				// A-B, then B-A: whichever goes second pays for the
+				// garbage the first left, so the order alternates.
+				if r%2 == 0 {
+					e.add(runServer(b, child, per, conc, empty))
+				}
+				i.add(runServer(b, child, per, conc, infer))
+				if r%2 == 1 {
+					e.add(runServer(b, child, per, conc, empty))
+				}
+			}
+			n := float64(per * rounds)
+			er, ir := n/e.wall.Seconds(), n/i.wall.Seconds()
+			b.ReportMetric(er, "empty-req/s")
+			b.ReportMetric(ir, "infer-req/s")
+			b.ReportMetric(ir/er, "throughput-ratio")
+			b.ReportMetric(float64(e.cpu.Nanoseconds())/n/1000, "empty-srv-cpu-µs")
+			b.ReportMetric(float64(i.cpu.Nanoseconds())/n/1000, "infer-srv-cpu-µs")
+			b.ReportMetric(float64(i.cpu)/float64(e.cpu), "srv-cpu-ratio")
+		})
+	}
+	unbatchedReq := fraudRequest(1, false)
+	unbatchedReq.ModelName = "fraud_unbatched"
+	unbatched := func(ctx context.Context) error {
+		_, err := c.ModelInfer(ctx, unbatchedReq)
+		return err
+	}
+	if err := unbatched(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, conc := range []int{1, 64} {
+		b.Run("batching-c"+strconv.Itoa(conc), func(b *testing.B) {
+			const rounds = 10
+			per := max(b.N/rounds, conc)
+			var on, off cost
+			for r := range rounds {
+				if r%2 == 0 {
+					off.add(runServer(b, child, per, conc, unbatched))
+				}
+				on.add(runServer(b, child, per, conc, infer))
+				if r%2 == 1 {
+					off.add(runServer(b, child, per, conc, unbatched))
+				}
+			}
+			n := float64(per * rounds)
+			b.ReportMetric(n/on.wall.Seconds(), "batched-req/s")
+			b.ReportMetric(n/off.wall.Seconds(), "unbatched-req/s")
+			b.ReportMetric(off.wall.Seconds()/on.wall.Seconds(), "batched/unbatched")
+			b.ReportMetric(float64(on.cpu.Nanoseconds())/n/1000, "batched-srv-cpu-µs")
+			b.ReportMetric(float64(off.cpu.Nanoseconds())/n/1000, "unbatched-srv-cpu-µs")
+			b.ReportMetric(float64(on.cpu)/float64(off.cpu), "srv-cpu-batched/unbatched")
+		})
+	}
+	b.Run("p99-at-2000", func(b *testing.B) {
+		const rate, rounds = 2000, 4
+		per := max(b.N/rounds, rate/2) // at least half a second a window
+		var el, il, lag []time.Duration
+		for r := range rounds {
+			first, second := empty, infer
+			if r%2 == 1 {
+				first, second = infer, empty
+			}
+			l1, g1 := pace(b, rate, per, first)
+			l2, g2 := pace(b, rate, per, second)
+			if r%2 == 1 {
+				l1, l2 = l2, l1
+			}
+			el, il, lag = append(el, l1...), append(il, l2...), append(append(lag, g1...), g2...)
+		}
+		ep, ip := percentile(el, 0.99), percentile(il, 0.99)
+		b.ReportMetric(ms(ep), "empty-p99-ms")
+		b.ReportMetric(ms(ip), "infer-p99-ms")
+		b.ReportMetric(float64(ip)/float64(ep), "p99-ratio")
+		b.ReportMetric(ms(percentile(el, 0.5)), "empty-p50-ms")
+		b.ReportMetric(ms(percentile(il, 0.5)), "infer-p50-ms")
+		b.ReportMetric(ms(percentile(lag, 0.99)), "pacer-lag-p99-ms")
+	})
+}
+
+// runServer is run with the server process's CPU time instead of this
+// process's.
+func runServer(b *testing.B, child *childServer, n, c int, f func(ctx context.Context) error) cost {
+	cpu0 := child.cpu(b)
+	r := run(b, n, c, f)
+	return cost{wall: r.wall, cpu: child.cpu(b) - cpu0}
+}
+
+// pace sends n calls open-loop at rate per second, each on its own
+// goroutine at its scheduled time, and returns each call's latency from
+// its scheduled time (so that a late pacer counts against the figure, as
+// it would for a real client) and how late the pacer sent each.
+func pace(b *testing.B, rate, n int, f func(ctx context.Context) error) (latency, lag []time.Duration) {
+	latency, lag = make([]time.Duration, n), make([]time.Duration, n)
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	for i := range n {
+		due := start.Add(time.Duration(i) * interval)
+		// Pacing, not synchronisation: the schedule is the load pattern.
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		lag[i] = time.Since(due)
+		wg.Go(func() {
+			if err := f(context.Background()); err != nil && failed.Add(1) == 1 {
+				firstErr.Store(err)
+			}
+			latency[i] = time.Since(due)
+		})
+	}
+	wg.Wait()
+	if failed.Load() > 0 {
+		b.Fatalf("%d calls failed, first: %v", failed.Load(), errors.Unwrap(firstErr.Load().(error)))
+	}
+	return latency, lag
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[int(p*float64(len(s)-1))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
