@@ -10,7 +10,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build run deps test test-short vet fmt bench wasm proto fuzz help clean
+.PHONY: all build run deps test test-short reliability vet fmt bench wasm proto fuzz help clean
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo "run        start the inference server on the demo models"
 	@echo "deps       install the tools the tests need (Debian's prometheus)"
 	@echo "test       build the wasm filters, vet, and run every test"
+	@echo "reliability run only the TestReliability* suite, verbose, with its figures (docs/reliability.md)"
 	@echo "bench      run the benchmarks and print a table"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
 	@echo "proto      regenerate the committed protobuf code"
@@ -57,6 +58,13 @@ deps:
 
 test: deps wasm vet
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -timeout 20m ./...
+
+# reliability runs the TestReliability* tests alone, verbose so their
+# measured figures are printed. They are ordinary tests, already run by
+# `make test` (and so by CI); this target is a convenience for reading or
+# refreshing the figures in docs/reliability.md.
+reliability:
+	$(GO) test -count=1 -timeout 20m -run '^TestReliability' -v ./...
 
 test-short: wasm
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short ./...
