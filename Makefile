@@ -20,7 +20,7 @@ RACE_PKGS := ./controlplane/... ./internal/... ./certs/rotation/... \
 GOLDEN_PKGS := ./controlplane/xds ./controlplane/istio ./controlplane/bootstrap \
                ./controlplane/policy ./examples
 
-.PHONY: all build run deps test test-short vet lint race golden fmt bench bench-compare wasm proto fuzz help clean
+.PHONY: all build run deps test test-short reliability vet lint race golden fmt bench bench-compare wasm proto fuzz help clean
 
 all: build
 
@@ -33,6 +33,7 @@ help:
 	@echo "lint       golangci-lint (pinned in go.mod, configured in .golangci.yml)"
 	@echo "race       the tests of the concurrent packages under the race detector"
 	@echo "golden     rewrite every golden file (go test -update) after an intended change"
+	@echo "reliability run only the TestReliability* suite, verbose, with its figures (docs/reliability.md)"
 	@echo "bench      run the benchmarks and print a table"
 	@echo "bench-compare  1-row ModelInfer against an empty gRPC call: throughput, server CPU, p99 ratios"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
@@ -72,6 +73,13 @@ deps:
 
 test: deps wasm vet
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -timeout 20m ./...
+
+# reliability runs the TestReliability* tests alone, verbose so their
+# measured figures are printed. They are ordinary tests, already run by
+# `make test` (and so by CI); this target is a convenience for reading or
+# refreshing the figures in docs/reliability.md.
+reliability:
+	$(GO) test -count=1 -timeout 20m -run '^TestReliability' -v ./...
 
 test-short: wasm
 	MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -short \

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane"
@@ -19,7 +20,10 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	fs := newFlagSet("bootstrap", stderr, "Prints an Envoy bootstrap (node, ADS cluster, admin, stats) for `envoy -c`, or with --grpc\n"+
 		"a gRPC xDS bootstrap for GRPC_XDS_BOOTSTRAP (role proxyless). With --tls-cert, --tls-key and\n"+
 		"--tls-ca (the files of `maestro certs issue`) the node reaches the control plane over mTLS;\n"+
-		"without them the channel is plaintext, for a control plane run with --insecure.",
+		"without them the channel is plaintext, for a control plane run with --insecure.\n"+
+		"With --token-file (a bootstrap token or a Kubernetes service-account token) the node presents\n"+
+		"the token for its first certificate; --tls-ca alone then suffices. Envoy bootstraps carry the\n"+
+		"token itself (regenerate them when it rotates); gRPC bootstraps name the file (see docs/certs.md).",
 		"--node ID --role gateway|sidecar [--service S] [flags]", "--grpc --node ID [--service S] [flags]")
 	node := fs.String("node", "", "node `ID`, unique per proxy or client")
 	role := fs.String("role", "", "node `role`: gateway or sidecar (proxyless with --grpc)")
@@ -32,6 +36,7 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	tlsKey := fs.String("tls-key", "", "node private key `file` (key.pem)")
 	tlsCA := fs.String("tls-ca", "", "trust bundle `file` (ca.pem) the control plane's certificate must verify against")
 	bundleMap := fs.String("tls-spiffe-bundle-map", "", "with --grpc: write the --tls-ca roots to this `file` as a SPIFFE bundle map and point the bootstrap at it (needs GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE=true in the client; see docs/controlplane.md)")
+	tokenFile := fs.String("token-file", "", "`file` holding the token the node presents as authorization: Bearer (inlined into Envoy bootstraps; named in gRPC ones, which need --tls-ca)")
 	trustDomain := fs.String("trust-domain", policy.DefaultTrustDomain, "mesh trust `domain`: the control plane must present spiffe://DOMAIN/ns/"+controlplane.SelfNamespace+"/sa/"+controlplane.SelfAccount)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -41,6 +46,17 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 		return errUsage
 	}
 	cfg := bootstrap.Config{NodeID: *node, Role: model.Role(*role), Service: *service, XDSAddr: *xdsAddr, AdminAddr: *adminAddr}
+	if *tokenFile != "" {
+		if *grpcOut {
+			cfg.TokenFile = *tokenFile
+		} else {
+			tok, err := readToken(*tokenFile)
+			if err != nil {
+				return err
+			}
+			cfg.Token = tok
+		}
+	}
 	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
 		self, err := spiffe.New(*trustDomain, controlplane.SelfNamespace, controlplane.SelfAccount)
 		if err != nil {
@@ -80,6 +96,19 @@ func runBootstrap(_ context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	_, err = stdout.Write(out)
 	return err
+}
+
+// readToken reads the one token in path for an Envoy bootstrap.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s: empty", path)
+	}
+	return tok, nil
 }
 
 // writeBundleMap derives the SPIFFE bundle map gRPC verifies the control

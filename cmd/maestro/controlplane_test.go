@@ -18,6 +18,10 @@ func TestControlPlaneCommands(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("apiVersion: maestro.dev/v1alpha1\nkind: Route\nmetadata:\n  name: r\nspec:\n  bogus: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("3f9c1e0d7a5b4c2e8f6a1b0c9d8e7f6a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := map[string]struct {
 		args       []string
 		code       int
@@ -38,7 +42,15 @@ func TestControlPlaneCommands(t *testing.T) {
 		"bootstrap envoy json": {args: []string{"bootstrap", "--node", "s", "--role", "sidecar", "--service", "fraud", "--output", "json"}, stdout: []string{`"maestro.service": "fraud"`}, jsonStdout: true},
 		"bootstrap grpc":       {args: []string{"bootstrap", "--grpc", "--node", "c", "--xds-addr", "10.0.0.1:18000"}, stdout: []string{`"server_uri": "10.0.0.1:18000"`, `"maestro.role": "proxyless"`}, jsonStdout: true},
 		"bootstrap bad":        {args: []string{"bootstrap", "--node", "x", "--role", "sidecar"}, code: 1, stderr: []string{"a sidecar needs the service"}},
-		"bootstrap help":       {args: []string{"bootstrap", "--help"}, stderr: []string{"Usage: maestro bootstrap"}},
+		"bootstrap envoy token": {args: []string{"bootstrap", "--node", "gw-1", "--role", "gateway", "--token-file", token},
+			stdout: []string{"key: authorization", "value: Bearer 3f9c1e0d7a5b4c2e8f6a1b0c9d8e7f6a\n"}},
+		"bootstrap grpc token": {args: []string{"bootstrap", "--grpc", "--node", "c", "--token-file", token, "--tls-ca", token},
+			stdout: []string{`"jwt_token_file": "` + token + `"`, `"type": "tls"`}, jsonStdout: true},
+		"bootstrap grpc token plaintext": {args: []string{"bootstrap", "--grpc", "--node", "c", "--token-file", token}, code: 1,
+			stderr: []string{"only over TLS"}},
+		"bootstrap missing token": {args: []string{"bootstrap", "--node", "gw-1", "--role", "gateway", "--token-file", token + ".missing"}, code: 1,
+			stderr: []string{"--token-file"}},
+		"bootstrap help": {args: []string{"bootstrap", "--help"}, stderr: []string{"Usage: maestro bootstrap"}},
 		"controlplane bad audit log": {args: []string{"controlplane", "-f", example, "--audit-log", filepath.Join(t.TempDir(), "missing", "audit.jsonl")}, code: 1,
 			stderr: []string{"--audit-log"}},
 		"controlplane bad policy": {args: []string{"controlplane", "--insecure", "-f", bad, "--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, code: 1,

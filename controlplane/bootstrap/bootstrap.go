@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -71,14 +72,33 @@ type Config struct {
 	// TLS, when set, makes the channel to the control plane mTLS; nil
 	// keeps it plaintext (for a control plane run with --insecure).
 	TLS *TLS
+	// Token is the credential an Envoy node presents on its ADS stream
+	// before it holds a certificate (a bootstrap token of the control
+	// plane's --bootstrap-tokens, or a Kubernetes service-account token
+	// for --k8s-token-review). Envoy's GrpcService sends only literal
+	// initial_metadata, so the token is inlined and a rotated token needs
+	// a new bootstrap. gRPC bootstraps take TokenFile instead.
+	Token string
+	// TokenFile is the token's path for gRPC bootstraps: gRPC-Go's
+	// jwt_token_file call credentials (gRFC A97) read it again as the
+	// token nears its "exp", so a projected service-account token
+	// rotates by itself. gRPC sends it only over TLS.
+	TokenFile string
 }
+
+// TokenHeader is the metadata key the control plane reads a token from
+// (certs/secretauth.TokenHeader), as "Bearer <token>".
+const TokenHeader = "authorization"
 
 // TLS is the node's identity as files (what `maestro certs issue` writes)
 // and the identity the control plane must present.
 type TLS struct {
-	// CertFile is the PEM certificate chain (leaf first); required.
+	// CertFile is the PEM certificate chain (leaf first); required
+	// unless the node authenticates with a token (Config.Token,
+	// Config.TokenFile), when CertFile and KeyFile may both be empty: the
+	// channel is then TLS that checks the control plane only.
 	CertFile string
-	// KeyFile is the PEM private key; required.
+	// KeyFile is the PEM private key; required with CertFile.
 	KeyFile string
 	// CAFile is the PEM trust bundle the control plane's certificate
 	// must verify against; required.
@@ -100,9 +120,16 @@ type TLS struct {
 // carry, the instance name xDS-provided (proxyless) TLS contexts point at.
 const GRPCCertProvider = "maestro"
 
-func (t *TLS) check() error {
+// hasIdentity reports whether the node presents a client certificate.
+func (t *TLS) hasIdentity() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+func (t *TLS) check(token bool) error {
 	var errs []error
-	for _, f := range []struct{ name, v string }{{"cert", t.CertFile}, {"key", t.KeyFile}, {"ca", t.CAFile}} {
+	files := []struct{ name, v string }{{"ca", t.CAFile}}
+	if !token || t.hasIdentity() {
+		files = append(files, struct{ name, v string }{"cert", t.CertFile}, struct{ name, v string }{"key", t.KeyFile})
+	}
+	for _, f := range files {
 		if f.v == "" {
 			errs = append(errs, fmt.Errorf("tls %s: a file is required", f.name))
 		}
@@ -132,7 +159,11 @@ func (c Config) check(roles ...model.Role) error {
 		errs = append(errs, fmt.Errorf("xds address: %w", err))
 	}
 	if c.TLS != nil {
-		errs = append(errs, c.TLS.check())
+		errs = append(errs, c.TLS.check(c.Token != "" || c.TokenFile != ""))
+	}
+	if c.Token != "" && strings.ContainsAny(c.Token, " \t\r\n") {
+		// The value becomes a header: a line break would forge another.
+		errs = append(errs, errors.New("token: contains white space"))
 	}
 	return errors.Join(errs...)
 }
@@ -180,6 +211,9 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 	if err := c.check(model.RoleGateway, model.RoleSidecar); err != nil {
 		return nil, err
 	}
+	if c.TokenFile != "" && c.Token == "" {
+		return nil, errors.New("token: Envoy cannot read its xDS token from a file; pass the token itself")
+	}
 	if c.AdminAddr == "" {
 		c.AdminAddr = DefaultAdminAddr
 	}
@@ -220,9 +254,10 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 				ApiType:                   corev3.ApiConfigSource_GRPC,
 				TransportApiVersion:       corev3.ApiVersion_V3,
 				SetNodeOnFirstMessageOnly: true,
-				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
-				}}},
+				GrpcServices: []*corev3.GrpcService{{
+					TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster}},
+					InitialMetadata: tokenMetadata(c.Token),
+				}},
 			},
 			LdsConfig: ads,
 			CdsConfig: ads,
@@ -270,8 +305,12 @@ func upstreamTLS(t *TLS) (*corev3.TransportSocket, error) {
 	file := func(name string) *corev3.DataSource {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: name}}
 	}
+	var own []*tlsv3.TlsCertificate
+	if t.hasIdentity() {
+		own = []*tlsv3.TlsCertificate{{CertificateChain: file(t.CertFile), PrivateKey: file(t.KeyFile)}}
+	}
 	ctx, err := anypb.New(&tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
-		TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(t.CertFile), PrivateKey: file(t.KeyFile)}},
+		TlsCertificates: own,
 		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa: file(t.CAFile),
 			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
@@ -287,6 +326,15 @@ func upstreamTLS(t *TLS) (*corev3.TransportSocket, error) {
 		return nil, fmt.Errorf("xds cluster tls: %w", err)
 	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: ctx}}, nil
+}
+
+// tokenMetadata is the ADS stream's initial metadata carrying token, or
+// none without one.
+func tokenMetadata(token string) []*corev3.HeaderValue {
+	if token == "" {
+		return nil
+	}
+	return []*corev3.HeaderValue{{Key: TokenHeader, Value: "Bearer " + token}}
 }
 
 func socket(host string, port uint32) *corev3.Address {
@@ -346,8 +394,8 @@ type grpcCertProvider struct {
 // grpcFiles is the file_watcher plugin's config, which gRFC A65 reuses
 // for the "tls" channel credentials.
 type grpcFiles struct {
-	CertificateFile   string `json:"certificate_file"`
-	PrivateKeyFile    string `json:"private_key_file"`
+	CertificateFile   string `json:"certificate_file,omitempty"`
+	PrivateKeyFile    string `json:"private_key_file,omitempty"`
 	CACertificateFile string `json:"ca_certificate_file"`
 	SPIFFEBundleMap   string `json:"spiffe_trust_bundle_map_file,omitempty"`
 }
@@ -394,9 +442,18 @@ func SPIFFEBundleMap(id spiffe.ID, caPEM []byte) ([]byte, error) {
 }
 
 type grpcServer struct {
-	ServerURI      string            `json:"server_uri"`
-	ChannelCreds   []grpcChannelCred `json:"channel_creds"`
-	ServerFeatures []string          `json:"server_features"`
+	ServerURI    string            `json:"server_uri"`
+	ChannelCreds []grpcChannelCred `json:"channel_creds"`
+	// CallCreds (gRFC A97) are read by gRPC-Go only with
+	// GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS=true; a client without it
+	// skips them and its stream is refused as anonymous.
+	CallCreds      []grpcCallCred `json:"call_creds,omitempty"`
+	ServerFeatures []string       `json:"server_features"`
+}
+
+type grpcCallCred struct {
+	Type   string            `json:"type"`
+	Config map[string]string `json:"config"`
 }
 
 type grpcChannelCred struct {
@@ -421,10 +478,17 @@ type grpcNode struct {
 // # Errors
 //
 // A missing node ID, a role other than proxyless, or an address that is
-// not host:port.
+// not host:port; a token without TLS (gRPC sends call credentials only
+// over TLS) or inlined rather than in a file.
 func GRPC(c Config) ([]byte, error) {
 	if err := c.check(model.RoleProxyless); err != nil {
 		return nil, err
+	}
+	if c.Token != "" && c.TokenFile == "" {
+		return nil, errors.New("token: gRPC reads its xDS token from a file; pass the file")
+	}
+	if c.TokenFile != "" && c.TLS == nil {
+		return nil, errors.New("token file: gRPC sends call credentials only over TLS; give the control plane's CA file")
 	}
 	b := grpcBootstrap{
 		XDSServers: []grpcServer{{
@@ -439,6 +503,11 @@ func GRPC(c Config) ([]byte, error) {
 		files := grpcFiles{CertificateFile: t.CertFile, PrivateKeyFile: t.KeyFile, CACertificateFile: t.CAFile, SPIFFEBundleMap: t.SPIFFEBundleMapFile}
 		b.XDSServers[0].ChannelCreds = []grpcChannelCred{{Type: "tls", Config: &files}}
 		b.CertificateProviders = map[string]grpcCertProvider{GRPCCertProvider: {PluginName: "file_watcher", Config: files}}
+	}
+	if c.TokenFile != "" {
+		// gRPC-Go parses the file as a JWT and needs its "exp" claim
+		// (projected service-account tokens have one).
+		b.XDSServers[0].CallCreds = []grpcCallCred{{Type: "jwt_token_file", Config: map[string]string{"jwt_token_file": c.TokenFile}}}
 	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {

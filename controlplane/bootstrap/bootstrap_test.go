@@ -53,6 +53,10 @@ var testTLS = TLS{
 	ServerID: spiffe.Must("maestro.local", "maestro-system", "controlplane"),
 }
 
+// testTokenTLS is a node without a certificate yet: it checks the control
+// plane's certificate and authenticates with a token.
+var testTokenTLS = TLS{CAFile: testTLS.CAFile, ServerID: testTLS.ServerID}
+
 func TestGolden(t *testing.T) {
 	tests := map[string]struct {
 		cfg    Config
@@ -67,6 +71,15 @@ func TestGolden(t *testing.T) {
 			XDSAddr: "maestro.mesh.svc:18000", TLS: &testTLS}, GRPC},
 		"proxyless-tls-spiffe.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend",
 			XDSAddr: "maestro.mesh.svc:18000", TLS: &TLS{CertFile: testTLS.CertFile, KeyFile: testTLS.KeyFile, CAFile: testTLS.CAFile,
+				ServerID: testTLS.ServerID, SPIFFEBundleMapFile: "/etc/maestro/identity/bundle-map.json"}}, GRPC},
+		// A node's first certificate, fetched with a token over TLS that
+		// checks only the control plane.
+		"gateway-token.envoy.yaml": {Config{NodeID: "gw-1", Role: model.RoleGateway, XDSAddr: "127.0.0.1:18000",
+			Token: "3f9c1e0d7a5b4c2e8f6a1b0c9d8e7f6a"}, EnvoyYAML},
+		"sidecar-token-tls.envoy.yaml": {Config{NodeID: "fraud-7f9c", Role: model.RoleSidecar, Service: "fraud",
+			XDSAddr: "maestro.mesh.svc:18000", Token: "3f9c1e0d7a5b4c2e8f6a1b0c9d8e7f6a", TLS: &testTokenTLS}, EnvoyYAML},
+		"proxyless-token.grpc.json": {Config{NodeID: "client-1", Role: model.RoleProxyless, Service: "frontend",
+			XDSAddr: "maestro.mesh.svc:18000", TokenFile: "/var/run/secrets/tokens/maestro-token", TLS: &TLS{CAFile: testTLS.CAFile,
 				ServerID: testTLS.ServerID, SPIFFEBundleMapFile: "/etc/maestro/identity/bundle-map.json"}}, GRPC},
 	}
 	for name, tc := range tests {
@@ -210,6 +223,18 @@ func TestErrors(t *testing.T) {
 			TLS: &TLS{CertFile: "c", CAFile: "a", ServerID: testTLS.ServerID}}, EnvoyYAML, []string{"tls key: a file is required"}},
 		"grpc tls without files": {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "h:1", TLS: &TLS{}}, GRPC,
 			[]string{"tls cert:", "tls key:", "tls ca:", "tls server id:"}},
+		"grpc token without tls": {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "h:1", TokenFile: "/t"}, GRPC,
+			[]string{"gRPC sends call credentials only over TLS"}},
+		"grpc token inlined": {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "h:1", Token: "tok", TLS: &testTokenTLS}, GRPC,
+			[]string{"gRPC reads its xDS token from a file"}},
+		"envoy token file only": {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1", TokenFile: "/t"}, EnvoyYAML,
+			[]string{"Envoy cannot read its xDS token from a file"}},
+		"token with a line break": {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1", Token: "tok\nx-forged: 1"}, EnvoyYAML,
+			[]string{"token: contains white space"}},
+		"token, tls cert without key": {Config{NodeID: "n", Role: model.RoleGateway, XDSAddr: "h:1", Token: "tok",
+			TLS: &TLS{CertFile: "c", CAFile: "a", ServerID: testTLS.ServerID}}, EnvoyYAML, []string{"tls key: a file is required"}},
+		"token, tls without ca": {Config{NodeID: "n", Role: model.RoleProxyless, XDSAddr: "h:1", TokenFile: "/t",
+			TLS: &TLS{ServerID: testTLS.ServerID}}, GRPC, []string{"tls ca: a file is required"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

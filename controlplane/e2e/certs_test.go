@@ -232,6 +232,8 @@ func TestMTLSNodeGetsOnlyItsOwnSecret(t *testing.T) {
 		{"own and other", []string{churnID.String(), other}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			defer cancel()
 			s := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 			if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-2", "sidecar", "churn"),
 				TypeUrl: resource.SecretType, ResourceNames: tc.names}); err != nil {

@@ -147,10 +147,16 @@ func fakeKubernetes(t *testing.T) *tokenreview.Reviewer {
 // returns its xDS address.
 func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) (*controlplane.Certificates, string) {
 	t.Helper()
+	return tokenPlaneWith(t, path, mtls, serveSecrets, map[string][]spiffe.ID{churnToken: {churnID}})
+}
+
+// tokenPlaneWith is tokenPlane accepting the bootstrap tokens given.
+func tokenPlaneWith(t *testing.T, path string, mtls, serveSecrets bool, tokens map[string][]spiffe.ID) (*controlplane.Certificates, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := telemetry.NewRegistry()
 	cfg := controlplane.CertConfig{Registerer: reg, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
-		BootstrapTokens: map[string][]spiffe.ID{churnToken: {churnID}}, TokenReviewer: fakeKubernetes(t),
+		BootstrapTokens: tokens, TokenReviewer: fakeKubernetes(t),
 		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second}
 	type started struct {
 		c *controlplane.Certificates

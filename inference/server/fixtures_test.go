@@ -24,7 +24,6 @@ func TestDemoFixturesThroughBothAPIs(t *testing.T) {
 	}
 	srv := inferencetest.Start(t, inferencetest.Options{})
 	c := srv.Client(t)
-	ctx := ctxT(t)
 
 	for _, p := range paths {
 		fx, err := fixture.Load(p)
@@ -32,6 +31,7 @@ func TestDemoFixturesThroughBothAPIs(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(filepath.Base(p), func(t *testing.T) {
+			ctx := ctxT(t)
 			check := func(api string, got []runtime.Tensor) {
 				t.Helper()
 				if len(got) != len(fx.Outputs) {

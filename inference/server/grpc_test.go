@@ -131,7 +131,6 @@ func TestGRPCMetadataAndHealth(t *testing.T) {
 func TestGRPCInfer(t *testing.T) {
 	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t)})
 	c := srv.Client(t)
-	ctx := ctxT(t)
 
 	tests := map[string]struct {
 		req  *pb.ModelInferRequest
@@ -158,6 +157,7 @@ func TestGRPCInfer(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			ctx := ctxT(t)
 			resp, err := c.ModelInfer(ctx, tc.req)
 			if err != nil {
 				t.Fatal(err)
@@ -172,6 +172,7 @@ func TestGRPCInfer(t *testing.T) {
 	}
 
 	t.Run("raw in, raw out", func(t *testing.T) {
+		ctx := ctxT(t)
 		raw := make([]byte, 0, 12)
 		for _, v := range []float32{1, 2, 3} {
 			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
@@ -198,7 +199,6 @@ func TestGRPCInfer(t *testing.T) {
 func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 	srv := inferencetest.Start(t, inferencetest.Options{ModelDir: repo(t)})
 	c := srv.Client(t)
-	ctx := ctxT(t)
 	x := func(shape []int64, v ...float32) []*pb.ModelInferRequest_InferInputTensor {
 		return []*pb.ModelInferRequest_InferInputTensor{fp32Input("x", shape, v...)}
 	}
@@ -226,6 +226,7 @@ func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			ctx := ctxT(t)
 			_, err := c.ModelInfer(ctx, tc.req)
 			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {
 				t.Errorf("got %v\nwant %v containing %q", err, tc.code, tc.msg)
@@ -237,6 +238,7 @@ func TestBadInputIsRejectedAndServerKeepsServing(t *testing.T) {
 	}
 
 	t.Run("message over the size limit", func(t *testing.T) {
+		ctx := ctxT(t)
 		big := make([]float32, 8*3)
 		in := fp32Input("x", []int64{8, 3}, big...)
 		// Pad with an unused string so the message exceeds 64 MiB.

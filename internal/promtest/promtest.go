@@ -196,7 +196,11 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration, ok func(
 		if err == nil && ok(res) {
 			return res
 		}
-		last, lastErr = res, err
+		// A query cut short by the deadline must not hide the last answer.
+		if err == nil {
+			last = res
+		}
+		lastErr = err
 		select {
 		case <-ctx.Done():
 			t.Fatalf("%q did not reach the expected value within %v: last %v (err %v)", q, timeout, last, lastErr)

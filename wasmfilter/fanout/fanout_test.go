@@ -191,7 +191,6 @@ func TestEnsembleMatchesDirectCombination(t *testing.T) {
 
 func TestSlowMemberExcludedAndReported(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(6)
 	slow := f.members["fraud-logistic.v1"]
 	clusters := map[string]wasmtest.Cluster{}
@@ -206,6 +205,7 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 	clusters[grpcCluster("fraud-logistic.v1")] = wasmtest.Cluster{Address: grpcAddr, HTTP2: true}
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...),
 				Strategy: filterconfig.StrategyMean, Quorum: 2, TimeoutMs: 400}
 			if grpc {
@@ -252,7 +252,6 @@ func TestSlowMemberExcludedAndReported(t *testing.T) {
 
 func TestUnderQuorumFails(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(2)
 	clusters := map[string]wasmtest.Cluster{}
 	for k, v := range f.clusters {
@@ -264,6 +263,7 @@ func TestUnderQuorumFails(t *testing.T) {
 	const wantMsg = "fanout: quorum not met: 2 of 3 members answered, 3 needed; missing: fraud-logistic.v1 ("
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...), TimeoutMs: 5000}
 			if grpc {
 				r.Primary = grpcCluster("fraud.v1")
@@ -304,7 +304,6 @@ func TestUnderQuorumFails(t *testing.T) {
 
 func TestBadRequestsAreRejected(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	tests := map[string]struct {
 		grpc bool
 		req  wasmtest.Request
@@ -321,6 +320,7 @@ func TestBadRequestsAreRejected(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(tc.grpc, fraudMembers...)}
 			vm := fanouttest.NewVM(t, f.clusters, r)
 			cluster := "fraud.v1"
@@ -372,9 +372,9 @@ func TestOtherTrafficPassesThrough(t *testing.T) {
 // client gets UNAVAILABLE naming the primary, in the headers.
 func TestGRPCPrimaryFailure(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	for name, quorum := range map[string]uint32{"quorum met by the others": 2, "below quorum": 3} {
 		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(true, fraudMembers...), Quorum: quorum,
 				TimeoutMs: 5000, Primary: grpcCluster("fraud.v1")}
 			r.Members[0].Model = "no-such-model"
@@ -432,10 +432,10 @@ func TestMemberErrorIsReported(t *testing.T) {
 // one sent at once, over REST and gRPC.
 func TestChunkedRequestBody(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(12)
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(grpc, fraudMembers...),
 				Strategy: filterconfig.StrategyMean, TimeoutMs: 10000}
 			answers := make([]*oip.Response, len(fraudMembers))

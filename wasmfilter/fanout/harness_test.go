@@ -16,6 +16,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime/builtin"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -70,7 +71,11 @@ func (f *fixture) routeMembers(grpc bool, names ...string) []filterconfig.Fanout
 	return out
 }
 
+// testCtx is one round trip's deadline. It compiles fanout.wasm first (once
+// per test binary; seconds on a loaded machine) so that the compile never
+// eats into the budget of the requests the deadline is for.
 func testCtx(t *testing.T) context.Context {
+	wasmtest.Load(t, fanouttest.Pkg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -238,7 +238,6 @@ func TestStandardClientEnsemble(t *testing.T) {
 // member answers for its own model. With or without the model header.
 func TestStandardClientModelQueries(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	ensemble := filterconfig.FanoutRoute{Route: "fraud-ensemble", Members: f.routeMembers(true, fraudMembers...),
 		Primary: grpcCluster("fraud.v2")}
 	cfg := filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{ensemble}, ModelRouting: gatewayRouting()}
@@ -257,6 +256,7 @@ func TestStandardClientModelQueries(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
 			var m proto.Message = &pb.ModelReadyRequest{Name: tc.model}
 			if tc.method == "ModelMetadata" {
 				m = &pb.ModelMetadataRequest{Name: tc.model}

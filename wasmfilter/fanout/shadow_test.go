@@ -34,7 +34,6 @@ func versionedGRPCRequest(t *testing.T, in oip.Tensor) wasmtest.Request {
 // directly from both models' own answers.
 func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(12)
 	v1, v2 := f.members["fraud.v1"], f.members["fraud.v2"]
 	direct, err := combine.Compare(answer(t, directREST(t, v1, []oip.Tensor{in})), answer(t, directREST(t, v2, []oip.Tensor{in})), 0.15)
@@ -46,6 +45,7 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 	}
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			ctx := testCtx(t)
 			// The shadow answers only once the user's response has been
 			// checked, so that response cannot have waited for the
 			// comparison.
@@ -125,7 +125,6 @@ func TestShadowComparisonMatchesDirectComparison(t *testing.T) {
 
 func TestShadowSamplingAndFailures(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	in := features(2)
 	clusters := map[string]wasmtest.Cluster{"fraud.v1": f.clusters["fraud.v1"], "dead": {Address: deadAddress(t)}}
 	tests := map[string]struct {
@@ -141,6 +140,7 @@ func TestShadowSamplingAndFailures(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			ctx := testCtx(t)
 			// The unversioned requests reach fraud's latest version, 2,
 			// which is also what the shadow is asked.
 			r := shadowRoute(tc.cluster, tc.percent)
@@ -202,7 +202,6 @@ func TestEnsembleWithShadowComparesTheCombinedAnswer(t *testing.T) {
 // answer to fraud v1's own answer.
 func TestSequenceFeedsOutputsForward(t *testing.T) {
 	f := startFraud(t)
-	ctx := testCtx(t)
 	dir := t.TempDir()
 	inferencetest.WriteModel(t, dir, inferencetest.TestModel{Name: "calib", Features: 1, Scale: 2, Biases: []float64{0.5}})
 	calib := member{srv: inferencetest.Start(t, inferencetest.Options{Name: "calib", ModelDir: dir}), model: "calib"}
@@ -214,6 +213,7 @@ func TestSequenceFeedsOutputsForward(t *testing.T) {
 	want := directREST(t, calib, []oip.Tensor{fed}).Outputs[0]
 	for _, grpc := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rest", true: "grpc"}[grpc], func(t *testing.T) {
+			ctx := testCtx(t)
 			r := filterconfig.FanoutRoute{Route: "fraud", Sequence: true, TimeoutMs: 10000, Members: f.routeMembers(grpc, "fraud.v1", "calib")}
 			r.Members[1].Inputs = map[string]string{"probability": "x"}
 			vm := fanouttest.NewVM(t, f.clusters, r)
@@ -246,6 +246,7 @@ func TestSequenceFeedsOutputsForward(t *testing.T) {
 		})
 	}
 	t.Run("broken step", func(t *testing.T) {
+		ctx := testCtx(t)
 		clusters := map[string]wasmtest.Cluster{}
 		for k, v := range f.clusters {
 			clusters[k] = v

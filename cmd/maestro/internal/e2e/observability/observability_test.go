@@ -181,7 +181,11 @@ func TestPrometheusSeesTheMeshAsDocumented(t *testing.T) {
 	prom.WaitFor(t, `maestro_controlplane_connected_nodes{job="controlplane"}`, wait, equals(1))
 	prom.WaitFor(t, `sum(maestro_controlplane_acks_total{job="controlplane",type="listener"})`, wait,
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
-	prom.WaitFor(t, `sum(maestro_controlplane_reloads_total{job="controlplane",result="applied"})`, wait, equals(1))
+	// At least the first load; every certificate snapshot re-runs the load
+	// (docs/certs.md), and `up` gets its first certificates right after
+	// starting, so how many loads are counted by now depends on timing.
+	prom.WaitFor(t, `sum(maestro_controlplane_reloads_total{job="controlplane",result="applied"})`, wait,
+		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
 	// The documented relabelling maps an older Envoy's names onto the scheme.
 	prom.WaitFor(t, `maestro_slo_requests_total{job="envoy",route="fraud",model="fraud"}`, wait, equals(7))
 

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/jwt"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/xds"
+
+	"github.com/maestro-ml/maestro/certs/spiffe"
+	"github.com/maestro-ml/maestro/controlplane/bootstrap"
+	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+)
+
+// callCredsEnv turns on gRPC-Go's bootstrap call credentials (gRFC A97).
+// gRPC reads it once at start, so the test runs itself again in a process
+// that has it set.
+const callCredsEnv = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
+
+// jwtShapedToken is a bootstrap token gRPC-Go's jwt_token_file call
+// credentials accept: they parse the file as a JWT for its "exp" claim
+// (the control plane compares the token as an opaque string).
+func jwtShapedToken(t *testing.T, dir string) (token, file string) {
+	t.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	token = enc([]byte(`{"alg":"none"}`)) + "." + enc(fmt.Appendf(nil, `{"exp":%d,"sub":%q}`, time.Now().Add(time.Hour).Unix(), dir)) + ".c2ln"
+	file = filepath.Join(dir, "token")
+	write(t, file, token+"\n")
+	return token, file
+}
+
+// TestGRPCBootstrapTokenGetsConfigurationAndSecrets: a proxyless gRPC-Go
+// client holding no certificate, only the control plane's CA and a token
+// file, reaches a control plane run with bootstrap tokens over TLS using
+// the bootstrap `maestro bootstrap --grpc --token-file` prints: it gets its
+// configuration and calls the inference server, while a client with a
+// token the control plane does not know is refused; and gRPC-Go's own jwt_token_file
+// credentials on that file fetch the token identity's certificate.
+func TestGRPCBootstrapTokenGetsConfigurationAndSecrets(t *testing.T) {
+	if os.Getenv(callCredsEnv) != "true" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGRPCBootstrapTokenGetsConfigurationAndSecrets$", "-test.v")
+		cmd.Env = append(os.Environ(), callCredsEnv+"=true")
+		out, err := cmd.CombinedOutput()
+		t.Logf("in a process with %s=true:\n%s", callCredsEnv, out)
+		if err != nil {
+			t.Fatalf("re-run: %v", err)
+		}
+		if !strings.Contains(string(out), "--- PASS: TestGRPCBootstrapTokenGetsConfigurationAndSecrets") {
+			t.Fatal("re-run did not pass the test")
+		}
+		return
+	}
+	t.Run("configuration", func(t *testing.T) {
+		dir := t.TempDir()
+		backend := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
+		_, portStr, err := net.SplitHostPort(backend.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "mesh.yaml")
+		write(t, path, tlsBootstrapPolicy(dir, port))
+		caFile, self := caOf(t, path, dir)
+		token, tokenFile := jwtShapedToken(t, dir)
+		_, addr := tokenPlaneWith(t, path, true, false, map[string][]spiffe.ID{token: {spiffe.Must(self.TrustDomain, "apps", "scorer")}})
+		_, unknownFile := jwtShapedToken(t, t.TempDir())
+		for _, tc := range []struct {
+			name      string
+			tokenFile string
+			ok        bool
+		}{{"with token", tokenFile, true}, {"unknown token", unknownFile, false}} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg, err := bootstrap.GRPC(bootstrap.Config{NodeID: "scorer-1", Role: model.RoleProxyless, XDSAddr: addr,
+					TokenFile: tc.tokenFile, TLS: &bootstrap.TLS{CAFile: caFile, ServerID: self}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = conn.Close() })
+				// A refused client never gets a listener; a short bound
+				// keeps that case fast.
+				limit := waitLimit
+				if !tc.ok {
+					limit = 3 * time.Second
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), limit)
+				defer cancel()
+				var hdr metadata.MD
+				err = liveThroughXDS(ctx, pb.NewGRPCInferenceServiceClient(conn), &hdr)
+				if tc.ok {
+					if err != nil {
+						t.Fatalf("call through the token-authenticated control plane: %v", err)
+					}
+					if got := hdr.Get(server.ServerHeader); len(got) != 1 || got[0] != backend.Name {
+						t.Fatalf("answered by %v, want %s", got, backend.Name)
+					}
+				} else if err == nil {
+					t.Fatal("a client with an unknown token got its configuration")
+				}
+			})
+		}
+	})
+	t.Run("secrets", func(t *testing.T) {
+		dir := t.TempDir()
+		path := strictPolicy(t, "1h")
+		caFile, _ := caOf(t, path, dir)
+		token, tokenFile := jwtShapedToken(t, dir)
+		_, addr := tokenPlaneWith(t, path, true, false, map[string][]spiffe.ID{token: {churnID}})
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(caFile)
+		if err != nil || !pool.AppendCertsFromPEM(ca) {
+			t.Fatalf("read %s: %v", caFile, err)
+		}
+		creds, err := jwt.NewTokenFileCallCredentials(tokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})),
+			grpc.WithPerRPCCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType,
+			ResourceNames: []string{churnID.String(), model.TrustBundleSecret}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("secrets with the token file's call credentials: %v", err)
+		}
+		chains, bundles := secrets(t, resp)
+		verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID)
+	})
+}
+
+// caOf writes the policy's CA roots to dir/ca.pem, as a node is given
+// them, and returns the file and the control plane's identity.
+func caOf(t *testing.T, path, dir string) (string, spiffe.ID) {
+	t.Helper()
+	pm, err := policy.Load(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := pm.Config.Spec
+	idDir := filepath.Join(dir, "ca-only")
+	issueFiles(t, spec, spiffe.Must(spec.TrustDomain, "apps", "ca-reader"), idDir)
+	for _, f := range []string{"cert.pem", "key.pem"} {
+		if err := os.Remove(filepath.Join(idDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(idDir, "ca.pem"), spiffe.Must(spec.TrustDomain, "maestro-system", "controlplane")
+}
