@@ -14,9 +14,9 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	dto "github.com/prometheus/client_model/go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -142,12 +142,12 @@ func TestRunReloadsAndKeepsLastGood(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	md, _ := structpb.NewStruct(map[string]any{"maestro.role": "proxyless"})
-	if err := ads.Send(&discovery.DiscoveryRequest{Node: &core.Node{Id: "client-1", Metadata: md}, TypeUrl: resourcev3.ListenerType}); err != nil {
+	if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "client-1", Metadata: md}, TypeUrl: resource.ListenerType}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := ads.Recv()
@@ -157,9 +157,9 @@ func TestRunReloadsAndKeepsLastGood(t *testing.T) {
 	if len(first.GetResources()) != 1 {
 		t.Fatalf("got %d listeners, want the API listener", len(first.GetResources()))
 	}
-	ack := func(resp *discovery.DiscoveryResponse) {
+	ack := func(resp *discoveryv3.DiscoveryResponse) {
 		t.Helper()
-		if err := ads.Send(&discovery.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+		if err := ads.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ListenerType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,15 +255,15 @@ func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	md, _ := structpb.NewStruct(map[string]any{"maestro.role": "proxyless"})
-	for i, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
-		req := &discovery.DiscoveryRequest{TypeUrl: typ}
+	for i, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
 		if i == 0 {
-			req.Node = &core.Node{Id: "client-1", Metadata: md}
+			req.Node = &corev3.Node{Id: "client-1", Metadata: md}
 		}
 		if err := ads.Send(req); err != nil {
 			t.Fatal(err)
@@ -277,12 +277,12 @@ func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ack := &discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+		ack := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 		if err := ads.Send(ack); err != nil {
 			t.Fatal(err)
 		}
 		var names []string
-		if resp.GetTypeUrl() == resourcev3.ClusterType {
+		if resp.GetTypeUrl() == resource.ClusterType {
 			for _, a := range resp.GetResources() {
 				var c clusterv3.Cluster
 				if err := a.UnmarshalTo(&c); err != nil {
@@ -295,7 +295,7 @@ func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
 		return resp.GetTypeUrl(), names
 	}
 	for range 2 { // initial clusters and listener, in either order
-		if typ, names := next(); typ == resourcev3.ClusterType && !slices.Equal(names, []string{"fraud.v1", "fraud.v2"}) {
+		if typ, names := next(); typ == resource.ClusterType && !slices.Equal(names, []string{"fraud.v1", "fraud.v2"}) {
 			t.Fatalf("initial clusters %v", names)
 		}
 	}
@@ -305,10 +305,10 @@ func TestRemovedClusterIsSettledAfterMakeBeforeBreak(t *testing.T) {
 	if ev := r.waitReload(t); ev.err != nil {
 		t.Fatal(ev.err)
 	}
-	if typ, names := next(); typ != resourcev3.ListenerType {
+	if typ, names := next(); typ != resource.ListenerType {
 		t.Fatalf("first push after removing v2 is %s %v; want the listener whose routes no longer use v2", typ, names)
 	}
-	if typ, names := next(); typ != resourcev3.ClusterType || !slices.Equal(names, []string{"fraud.v1"}) {
+	if typ, names := next(); typ != resource.ClusterType || !slices.Equal(names, []string{"fraud.v1"}) {
 		t.Fatalf("settle push is %s %v, want clusters [fraud.v1]", typ, names)
 	}
 }

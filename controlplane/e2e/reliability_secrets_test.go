@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -90,23 +90,23 @@ func TestReliabilitySecretsNeedAnIdentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = conn.Close() })
-			ask := func(typ string, names []string) (*discovery.DiscoveryResponse, error) {
-				stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+			ask := func(typ string, names []string) (*discoveryv3.DiscoveryResponse, error) {
+				stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 				if err != nil {
 					return nil, err
 				}
 				// A stream the server already ended fails Send with EOF;
 				// its status comes from Recv.
-				if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: typ, ResourceNames: names}); err != nil && !errors.Is(err, io.EOF) {
+				if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: typ, ResourceNames: names}); err != nil && !errors.Is(err, io.EOF) {
 					return nil, err
 				}
 				return stream.Recv()
 			}
 			// Configuration needs no secret.
-			if _, err := ask(resourcev3.ListenerType, nil); (err != nil) != tc.wantConfigErr {
+			if _, err := ask(resource.ListenerType, nil); (err != nil) != tc.wantConfigErr {
 				t.Fatalf("listeners: err = %v, want error %v", err, tc.wantConfigErr)
 			}
-			resp, err := ask(resourcev3.SecretType, []string{tc.secret.String(), model.TrustBundleSecret})
+			resp, err := ask(resource.SecretType, []string{tc.secret.String(), model.TrustBundleSecret})
 			if tc.wantCode != codes.OK {
 				if status.Code(err) != tc.wantCode {
 					t.Fatalf("secret %s: err = %v, want %s", tc.secret, err, tc.wantCode)
@@ -213,11 +213,11 @@ func TestReliabilityNoExpiredCertificateToNewStreams(t *testing.T) {
 	// ask opens a new stream, as a restarted node does, and returns the
 	// certificate it is served.
 	ask := func() (*x509.Certificate, error) {
-		stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 		if err != nil {
 			return nil, err
 		}
-		req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType,
+		req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType,
 			ResourceNames: []string{churnID.String(), model.TrustBundleSecret}}
 		if err := stream.Send(req); err != nil && !errors.Is(err, io.EOF) {
 			return nil, err

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -101,7 +101,7 @@ func TestReliabilityVaultFaultsThroughControlPlane(t *testing.T) {
 			defer cancel()
 			stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
 			names := []string{churnID.String(), model.TrustBundleSecret}
-			req := &discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType, ResourceNames: names}
+			req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType, ResourceNames: names}
 			recv := func() *x509.Certificate {
 				t.Helper()
 				if err := stream.Send(req); err != nil {
@@ -117,7 +117,7 @@ func TestReliabilityVaultFaultsThroughControlPlane(t *testing.T) {
 				if !now.Before(leaf.NotAfter) {
 					t.Fatalf("pushed an expired certificate (expired %v, received %v)", leaf.NotAfter, now)
 				}
-				req = &discovery.DiscoveryRequest{TypeUrl: resourcev3.SecretType, ResourceNames: names,
+				req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
 					VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 				return leaf
 			}
@@ -273,7 +273,7 @@ func TestReliabilityServesWhatNeedsNoCertificateWhileVaultIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.ListenerType}); err != nil {
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.ListenerType}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"sync"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -170,7 +170,7 @@ func (t *tracker) closed(id int64) {
 }
 
 // info is the stream's node: the one its first request named.
-func (st *streamState) info(n *core.Node) model.NodeInfo {
+func (st *streamState) info(n *corev3.Node) model.NodeInfo {
 	if st.node != nil {
 		return *st.node
 	}
@@ -178,7 +178,7 @@ func (st *streamState) info(n *core.Node) model.NodeInfo {
 }
 
 // attach records the stream's node on its first request.
-func (t *tracker) attach(st *streamState, n *core.Node) *nodeState {
+func (t *tracker) attach(st *streamState, n *corev3.Node) *nodeState {
 	if st.node != nil {
 		return t.nodes[st.node.ID]
 	}
@@ -324,13 +324,13 @@ func (t *tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
 }
 
 // OnStreamClosed implements sotw.Callbacks.
-func (t *tracker) OnStreamClosed(id int64, _ *core.Node) { t.guardClose(id); t.closed(id) }
+func (t *tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.guardClose(id); t.closed(id) }
 
 // OnStreamRequest implements sotw.Callbacks. After a NACK the request
 // names the node's previous version; it is rewritten to the rejected one
 // so the cache waits for a new snapshot instead of sending the rejected
 // one again (which the node would reject again, in a tight loop).
-func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+func (t *tracker) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	url := req.GetTypeUrl()
 	if err := t.guardRequest(id, req.GetNode().GetId(), url, req.GetResourceNames(), true); err != nil {
 		return err
@@ -353,7 +353,7 @@ func (t *tracker) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) err
 }
 
 // OnStreamResponse implements sotw.Callbacks.
-func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+func (t *tracker) OnStreamResponse(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	t.pushed(id, resp.GetTypeUrl(), sent{nonce: resp.GetNonce(), version: resp.GetVersionInfo(), requested: req.GetResourceNames()})
 }
 
@@ -392,10 +392,10 @@ func (t *tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) err
 }
 
 // OnDeltaStreamClosed implements delta.Callbacks.
-func (t *tracker) OnDeltaStreamClosed(id int64, _ *core.Node) { t.guardClose(id); t.closed(id) }
+func (t *tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.guardClose(id); t.closed(id) }
 
 // OnStreamDeltaRequest implements delta.Callbacks.
-func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+func (t *tracker) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	url := req.GetTypeUrl()
 	if err := t.guardRequest(id, req.GetNode().GetId(), url, req.GetResourceNamesSubscribe(), req.GetResponseNonce() == ""); err != nil {
 		return err
@@ -416,7 +416,7 @@ func (t *tracker) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRe
 }
 
 // OnStreamDeltaResponse implements delta.Callbacks.
-func (t *tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+func (t *tracker) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	names := make([]string, 0, len(resp.GetResources())+len(resp.GetRemovedResources()))
 	for _, r := range resp.GetResources() {
 		names = append(names, r.GetName())
@@ -427,13 +427,13 @@ func (t *tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryReq
 }
 
 // OnFetchRequest implements rest.Callbacks.
-func (t *tracker) OnFetchRequest(_ context.Context, req *discovery.DiscoveryRequest) error {
+func (t *tracker) OnFetchRequest(_ context.Context, req *discoveryv3.DiscoveryRequest) error {
 	t.m.requests.WithLabelValues(TypeName(req.GetTypeUrl())).Inc()
 	return t.guardFetch(req)
 }
 
 // OnFetchResponse implements rest.Callbacks.
-func (t *tracker) OnFetchResponse(_ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+func (t *tracker) OnFetchResponse(_ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	t.m.pushes.WithLabelValues(TypeName(resp.GetTypeUrl())).Inc()
 }
 

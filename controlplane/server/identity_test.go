@@ -12,10 +12,10 @@ import (
 	"time"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -112,7 +112,7 @@ func secretSnapshot(t *testing.T, version string, ids ...string) *cache.Snapshot
 	for _, id := range ids {
 		res = append(res, &tlsv3.Secret{Name: id})
 	}
-	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{resourcev3.SecretType: res, resourcev3.ClusterType: nil})
+	snap, err := cache.NewSnapshot(version, map[resource.Type][]types.Resource{resource.SecretType: res, resource.ClusterType: nil})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +176,12 @@ func TestReliabilityNodeGroupIsBoundToTheCertificate(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			conn := dial(t, h.addr, mtls.ClientConfig(mtls.Static{Cert: tc.cert}, tc.cert.ID, spiffe.AllowIDs(h.self)))
-			ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(streamCtx(t))
+			ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(streamCtx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			node := testNode("n-"+strings.ReplaceAll(name, " ", "-"), tc.role, tc.service)
-			if err := ads.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: []string{tc.cert.ID.String()}}); err != nil {
+			if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resource.SecretType, ResourceNames: []string{tc.cert.ID.String()}}); err != nil {
 				t.Fatal(err)
 			}
 			resp, err := ads.Recv()
@@ -249,9 +249,9 @@ func TestReliabilityRefusedHandshakesAreReported(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			conn := dial(t, h.addr, tc.tls)
-			ads, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(streamCtx(t))
+			ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(streamCtx(t))
 			if err == nil {
-				err = ads.Send(&discovery.DiscoveryRequest{Node: testNode("x", "gateway", ""), TypeUrl: resourcev3.ClusterType})
+				err = ads.Send(&discoveryv3.DiscoveryRequest{Node: testNode("x", "gateway", ""), TypeUrl: resource.ClusterType})
 				if err == nil {
 					_, err = ads.Recv()
 				}

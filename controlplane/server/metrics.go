@@ -3,7 +3,7 @@ package server
 import (
 	"fmt"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -76,23 +76,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // unknown types collapse to "other" to keep label values bounded.
 func TypeName(typeURL string) string {
 	switch typeURL {
-	case resourcev3.ListenerType:
+	case resource.ListenerType:
 		return "listener"
-	case resourcev3.RouteType:
+	case resource.RouteType:
 		return "route"
-	case resourcev3.ClusterType:
+	case resource.ClusterType:
 		return "cluster"
-	case resourcev3.EndpointType:
+	case resource.EndpointType:
 		return "endpoint"
-	case resourcev3.SecretType:
+	case resource.SecretType:
 		return "secret"
-	case resourcev3.ExtensionConfigType:
+	case resource.ExtensionConfigType:
 		return "extension_config"
-	case resourcev3.RuntimeType:
+	case resource.RuntimeType:
 		return "runtime"
-	case resourcev3.ScopedRouteType:
+	case resource.ScopedRouteType:
 		return "scoped_route"
-	case resourcev3.VirtualHostType:
+	case resource.VirtualHostType:
 		return "virtual_host"
 	case "":
 		return "none"

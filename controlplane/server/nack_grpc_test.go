@@ -7,16 +7,16 @@ import (
 	"testing"
 	"time"
 
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/xds"
@@ -31,60 +31,60 @@ import (
 func proxylessSnapshot(t *testing.T, version string) *cache.Snapshot {
 	t.Helper()
 	var cs, eps []types.Resource
-	var weighted []*route.WeightedCluster_ClusterWeight
+	var weighted []*routev3.WeightedCluster_ClusterWeight
 	for i, name := range []string{"bad", "good"} {
-		c := &cluster.Cluster{
+		c := &clusterv3.Cluster{
 			Name:                 name,
-			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-			EdsClusterConfig: &cluster.Cluster_EdsClusterConfig{EdsConfig: &core.ConfigSource{
-				ResourceApiVersion:    core.ApiVersion_V3,
-				ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 			}},
 		}
 		if name == "bad" {
-			c.LbPolicy = cluster.Cluster_MAGLEV
+			c.LbPolicy = clusterv3.Cluster_MAGLEV
 		}
 		cs = append(cs, c)
-		eps = append(eps, &endpoint.ClusterLoadAssignment{
+		eps = append(eps, &endpointv3.ClusterLoadAssignment{
 			ClusterName: name,
-			Endpoints: []*endpoint.LocalityLbEndpoints{{
-				Locality:            &core.Locality{Region: "local", Zone: "a"},
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				Locality:            &corev3.Locality{Region: "local", Zone: "a"},
 				LoadBalancingWeight: wrapperspb.UInt32(1),
-				LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
-					Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-						Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(9100 + i)},
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(9100 + i)},
 					}}},
 				}}}},
 			}},
 		})
-		weighted = append(weighted, &route.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(50)})
+		weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(50)})
 	}
-	routerAny, err := anypb.New(&router.Router{})
+	routerAny, err := anypb.New(&routerv3.Router{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	manager, err := anypb.New(&hcm.HttpConnectionManager{
-		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: &route.RouteConfiguration{
+	manager, err := anypb.New(&hcmv3.HttpConnectionManager{
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 			Name: "fraud",
-			VirtualHosts: []*route.VirtualHost{{
+			VirtualHosts: []*routev3.VirtualHost{{
 				Name: "fraud", Domains: []string{"fraud"},
-				Routes: []*route.Route{{
-					Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_WeightedClusters{
-						WeightedClusters: &route.WeightedCluster{Clusters: weighted},
+				Routes: []*routev3.Route{{
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+						WeightedClusters: &routev3.WeightedCluster{Clusters: weighted},
 					}}},
 				}},
 			}},
 		}},
-		HttpFilters: []*hcm.HttpFilter{{Name: "router", ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: routerAny}}},
+		HttpFilters: []*hcmv3.HttpFilter{{Name: "router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: routerAny}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{
-		resourcev3.ClusterType:  cs,
-		resourcev3.EndpointType: eps,
-		resourcev3.ListenerType: {&listener.Listener{Name: "fraud", ApiListener: &listener.ApiListener{ApiListener: manager}}},
+	snap, err := cache.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  cs,
+		resource.EndpointType: eps,
+		resource.ListenerType: {&listenerv3.Listener{Name: "fraud", ApiListener: &listenerv3.ApiListener{ApiListener: manager}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +115,7 @@ func TestReliabilityGRPCClientNACKIsReportedPerResource(t *testing.T) {
 	conn.Connect() // leaves idle: the resolver starts its watches
 	deadline := time.After(testTimeout)
 	for {
-		if st, ok := findStatus(h.srv, "px-1", resourcev3.ClusterType); ok && st.Nacked != "" {
+		if st, ok := findStatus(h.srv, "px-1", resource.ClusterType); ok && st.Nacked != "" {
 			if !slices.Equal(st.NackedResources, []string{"bad"}) || !slices.Equal(st.AppliedResources, []string{"good"}) || st.NackUnattributed {
 				t.Fatalf("gRPC NACK reported as rejected %v, applied %v (unattributed %v); want bad rejected, good applied\nerror: %s",
 					st.NackedResources, st.AppliedResources, st.NackUnattributed, st.NackError)
@@ -127,7 +127,7 @@ func TestReliabilityGRPCClientNACKIsReportedPerResource(t *testing.T) {
 		}
 		select {
 		case <-deadline:
-			st, _ := findStatus(h.srv, "px-1", resourcev3.ClusterType)
+			st, _ := findStatus(h.srv, "px-1", resource.ClusterType)
 			t.Fatalf("no cluster NACK from the gRPC client; status %+v", st)
 		case <-time.After(10 * time.Millisecond):
 		}

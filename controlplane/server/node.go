@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/maestro-ml/maestro/controlplane/model"
 )
@@ -18,7 +18,7 @@ const unmatchedPrefix = "unmatched/"
 
 // NodeInfo extracts what grouping needs from an xDS node: its ID and the
 // role and service the bootstrap wrote into its metadata.
-func NodeInfo(n *core.Node) model.NodeInfo {
+func NodeInfo(n *corev3.Node) model.NodeInfo {
 	info := model.NodeInfo{ID: n.GetId()}
 	fields := n.GetMetadata().GetFields()
 	if v, ok := fields[model.MetadataRole]; ok {
@@ -34,7 +34,7 @@ func NodeInfo(n *core.Node) model.NodeInfo {
 type nodeHash struct{ s *Server }
 
 // ID returns the node's group, or an unmatched key unique to the node.
-func (h nodeHash) ID(n *core.Node) string {
+func (h nodeHash) ID(n *corev3.Node) string {
 	info := NodeInfo(n)
 	if g, ok := h.s.groupOf(info); ok {
 		return g

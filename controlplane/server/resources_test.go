@@ -3,15 +3,15 @@ package server
 import (
 	"testing"
 
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -23,50 +23,50 @@ import (
 func testSnapshot(t testing.TB, version string, port uint32, clusters ...string) *cache.Snapshot {
 	t.Helper()
 	var cs, eps []types.Resource
-	var weighted []*route.WeightedCluster_ClusterWeight
+	var weighted []*routev3.WeightedCluster_ClusterWeight
 	for _, name := range clusters {
-		cs = append(cs, &cluster.Cluster{
+		cs = append(cs, &clusterv3.Cluster{
 			Name:                 name,
-			ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
-			EdsClusterConfig: &cluster.Cluster_EdsClusterConfig{EdsConfig: &core.ConfigSource{
-				ResourceApiVersion:    core.ApiVersion_V3,
-				ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 			}},
 		})
-		eps = append(eps, &endpoint.ClusterLoadAssignment{
+		eps = append(eps, &endpointv3.ClusterLoadAssignment{
 			ClusterName: name,
-			Endpoints: []*endpoint.LocalityLbEndpoints{{
-				Locality:            &core.Locality{Region: "local"},
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				Locality:            &corev3.Locality{Region: "local"},
 				LoadBalancingWeight: wrapperspb.UInt32(1),
-				LbEndpoints: []*endpoint.LbEndpoint{{HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
-					Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-						Address: "127.0.0.1", PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+						Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 					}}},
 				}}}},
 			}},
 		})
-		weighted = append(weighted, &route.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(1)})
+		weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(1)})
 	}
-	rc := &route.RouteConfiguration{
+	rc := &routev3.RouteConfiguration{
 		Name: "routes",
-		VirtualHosts: []*route.VirtualHost{{
+		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    "all",
 			Domains: []string{"*"},
-			Routes: []*route.Route{{
-				Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
-				Action: &route.Route_Route{Route: &route.RouteAction{ClusterSpecifier: &route.RouteAction_WeightedClusters{
-					WeightedClusters: &route.WeightedCluster{Clusters: weighted},
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
+					WeightedClusters: &routev3.WeightedCluster{Clusters: weighted},
 				}}},
 			}},
 		}},
 	}
-	manager := &hcm.HttpConnectionManager{
+	manager := &hcmv3.HttpConnectionManager{
 		StatPrefix: "ingress",
-		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			RouteConfigName: "routes",
-			ConfigSource: &core.ConfigSource{
-				ResourceApiVersion:    core.ApiVersion_V3,
-				ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+			ConfigSource: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 			},
 		}},
 	}
@@ -74,21 +74,21 @@ func testSnapshot(t testing.TB, version string, port uint32, clusters ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &listener.Listener{
+	l := &listenerv3.Listener{
 		Name: "gateway",
-		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
-			Address: "0.0.0.0", PortSpecifier: &core.SocketAddress_PortValue{PortValue: 8080},
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080},
 		}}},
-		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{{
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name:       "envoy.filters.network.http_connection_manager",
-			ConfigType: &listener.Filter_TypedConfig{TypedConfig: anyHCM},
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyHCM},
 		}}}},
 	}
-	snap, err := cache.NewSnapshot(version, map[resourcev3.Type][]types.Resource{
-		resourcev3.ClusterType:  cs,
-		resourcev3.EndpointType: eps,
-		resourcev3.RouteType:    {rc},
-		resourcev3.ListenerType: {l},
+	snap, err := cache.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ClusterType:  cs,
+		resource.EndpointType: eps,
+		resource.RouteType:    {rc},
+		resource.ListenerType: {l},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func testSnapshot(t testing.TB, version string, port uint32, clusters ...string)
 }
 
 // testNode is an xDS node announcing role and service in its metadata.
-func testNode(id, role, service string) *core.Node {
+func testNode(id, role, service string) *corev3.Node {
 	md, _ := structpb.NewStruct(map[string]any{"maestro.role": role, "maestro.service": service})
-	return &core.Node{Id: id, Metadata: md}
+	return &corev3.Node{Id: id, Metadata: md}
 }

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -58,7 +58,7 @@ func (t *tracker) guardRequest(id int64, node, url string, names []string, first
 
 // guardFetch refuses secrets over the unary Fetch API when guarded: it
 // has no stream to authenticate once, so SDS must use a stream.
-func (t *tracker) guardFetch(req *discovery.DiscoveryRequest) error {
+func (t *tracker) guardFetch(req *discoveryv3.DiscoveryRequest) error {
 	if t.guard != nil && req.GetTypeUrl() == resource.SecretType {
 		return status.Error(codes.PermissionDenied, "secrets are served on streams only")
 	}

@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	otelcodes "go.opentelemetry.io/otel/codes"
@@ -108,12 +108,12 @@ func nodeStatus(t *testing.T, s *Server, id, typeURL string) TypeStatus {
 func TestADSSotWAckNack(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	node := testNode("gw-1", "gateway", "")
-	recv := func(want string) *discovery.DiscoveryResponse {
+	recv := func(want string) *discoveryv3.DiscoveryResponse {
 		t.Helper()
 		resp, err := ads.Recv()
 		if err != nil {
@@ -124,34 +124,34 @@ func TestADSSotWAckNack(t *testing.T) {
 		}
 		return resp
 	}
-	send := func(req *discovery.DiscoveryRequest) {
+	send := func(req *discoveryv3.DiscoveryRequest) {
 		t.Helper()
-		req.TypeUrl = resourcev3.ClusterType
+		req.TypeUrl = resource.ClusterType
 		if err := ads.Send(req); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	send(&discovery.DiscoveryRequest{Node: node})
+	send(&discoveryv3.DiscoveryRequest{Node: node})
 	r1 := recv("v1")
 	if len(r1.GetResources()) != 1 {
 		t.Fatalf("got %d clusters, want 1", len(r1.GetResources()))
 	}
-	send(&discovery.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r1.GetNonce()}) // ACK
+	send(&discoveryv3.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r1.GetNonce()}) // ACK
 
 	h.set(t, "v2", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v2", 9000, "a", "b")})
 	r2 := recv("v2")
 	// The ACK of v1 was handled before v2 could be sent on this stream.
-	if st := nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType); st.Acked != "v1" || st.Sent != "v2" || st.Nacked != "" {
+	if st := nodeStatus(t, h.srv, "gw-1", resource.ClusterType); st.Acked != "v1" || st.Sent != "v2" || st.Nacked != "" {
 		t.Fatalf("after ACK: %+v", st)
 	}
-	send(&discovery.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r2.GetNonce(),
+	send(&discoveryv3.DiscoveryRequest{VersionInfo: "v1", ResponseNonce: r2.GetNonce(),
 		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "cluster b: bad config"}}) // NACK
 
 	// The rejected v2 must not be sent again: the next response is v3.
 	h.set(t, "v3", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v3", 9001, "a", "b")})
 	r3 := recv("v3")
-	st := nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType)
+	st := nodeStatus(t, h.srv, "gw-1", resource.ClusterType)
 	// The error names b only: a was applied.
 	if st.Nacked != "v2" || st.NackError != "cluster b: bad config" || !slices.Equal(st.NackedResources, []string{"b"}) ||
 		!slices.Equal(st.AppliedResources, []string{"a"}) || st.NackUnattributed || st.Acked != "v1" {
@@ -165,11 +165,11 @@ func TestADSSotWAckNack(t *testing.T) {
 			t.Errorf("rejected_resources{cluster,%s} = %v, want %v", name, got, want)
 		}
 	}
-	send(&discovery.DiscoveryRequest{VersionInfo: "v3", ResponseNonce: r3.GetNonce()}) // ACK
+	send(&discoveryv3.DiscoveryRequest{VersionInfo: "v3", ResponseNonce: r3.GetNonce()}) // ACK
 
 	h.set(t, "v4", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v4", 9002, "a")})
 	recv("v4")
-	st = nodeStatus(t, h.srv, "gw-1", resourcev3.ClusterType)
+	st = nodeStatus(t, h.srv, "gw-1", resource.ClusterType)
 	if st.Nacked != "" || st.Acked != "v3" || st.ACKs != 2 || st.NACKs != 1 || st.Pushes != 4 {
 		t.Fatalf("after recovery: %+v", st)
 	}
@@ -193,18 +193,18 @@ func TestADSSotWAckNack(t *testing.T) {
 func TestADSDeltaAckNack(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v1", 9000, "a", "b")})
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(streamCtx(t))
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).DeltaAggregatedResources(streamCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	send := func(req *discovery.DeltaDiscoveryRequest) {
+	send := func(req *discoveryv3.DeltaDiscoveryRequest) {
 		t.Helper()
-		req.TypeUrl = resourcev3.ClusterType
+		req.TypeUrl = resource.ClusterType
 		if err := ads.Send(req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	recv := func(wantNames, wantRemoved []string) *discovery.DeltaDiscoveryResponse {
+	recv := func(wantNames, wantRemoved []string) *discoveryv3.DeltaDiscoveryResponse {
 		t.Helper()
 		resp, err := ads.Recv()
 		if err != nil {
@@ -225,19 +225,19 @@ func TestADSDeltaAckNack(t *testing.T) {
 		return resp
 	}
 
-	send(&discovery.DeltaDiscoveryRequest{Node: testNode("sc-1", "sidecar", "fraud")})
+	send(&discoveryv3.DeltaDiscoveryRequest{Node: testNode("sc-1", "sidecar", "fraud")})
 	r1 := recv([]string{"a", "b"}, nil)
-	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r1.GetNonce()}) // ACK
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r1.GetNonce()}) // ACK
 
 	// Only the changed cluster is sent: "a" keeps its content, "b" goes,
 	// "c" is new. Delta clusters carry per-resource versions.
 	v2 := testSnapshot(t, "v2", 9000, "a", "c")
 	h.set(t, "v2", map[string]*cache.Snapshot{"sc": v2})
 	r2 := recv([]string{"c"}, []string{"b"})
-	if st := nodeStatus(t, h.srv, "sc-1", resourcev3.ClusterType); st.Acked != "v1" || st.Sent != "v2" {
+	if st := nodeStatus(t, h.srv, "sc-1", resource.ClusterType); st.Acked != "v1" || st.Sent != "v2" {
 		t.Fatalf("after ACK: %+v", st)
 	}
-	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r2.GetNonce(),
+	send(&discoveryv3.DeltaDiscoveryRequest{ResponseNonce: r2.GetNonce(),
 		ErrorDetail: &rpcstatus.Status{Code: 3, Message: "cluster c: unknown field"}}) // NACK
 
 	// Setting the same content again pushes nothing.
@@ -248,7 +248,7 @@ func TestADSDeltaAckNack(t *testing.T) {
 
 	h.set(t, "v3", map[string]*cache.Snapshot{"sc": testSnapshot(t, "v3", 9000, "a", "c", "d")})
 	recv([]string{"d"}, nil)
-	st := nodeStatus(t, h.srv, "sc-1", resourcev3.ClusterType)
+	st := nodeStatus(t, h.srv, "sc-1", resource.ClusterType)
 	if st.Nacked != "v2" || st.NackError != "cluster c: unknown field" || !slices.Equal(st.NackedResources, []string{"c"}) ||
 		!slices.Equal(st.AppliedResources, []string{"b"}) {
 		t.Fatalf("delta NACK not kept reported: %+v", st)
@@ -276,7 +276,7 @@ func TestUpdateRejectsInconsistentSets(t *testing.T) {
 				t.Fatalf("serving %q after a rejected update, want v1", v)
 			}
 			snap, err := h.srv.cache.GetSnapshot("gw")
-			if err != nil || snap.GetVersion(resourcev3.ClusterType) != "v1" {
+			if err != nil || snap.GetVersion(resource.ClusterType) != "v1" {
 				t.Fatalf("cache holds %v (%v), want v1", snap, err)
 			}
 		})
@@ -301,11 +301,11 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 func TestUnmatchedNodeIsAnsweredOnceAGroupMatches(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
-	ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ads.Send(&discovery.DiscoveryRequest{Node: testNode("late", "proxyless", ""), TypeUrl: resourcev3.ClusterType}); err != nil {
+	if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: testNode("late", "proxyless", ""), TypeUrl: resource.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
 	// Wait (bounded) until the node's watch is open under its unmatched
@@ -340,8 +340,8 @@ func TestPerTypeServices(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a", "b")})
 	type stream interface {
-		Send(*discovery.DiscoveryRequest) error
-		Recv() (*discovery.DiscoveryResponse, error)
+		Send(*discoveryv3.DiscoveryRequest) error
+		Recv() (*discoveryv3.DiscoveryResponse, error)
 	}
 	tests := map[string]struct {
 		open  func(ctx context.Context) (stream, error)
@@ -351,16 +351,16 @@ func TestPerTypeServices(t *testing.T) {
 	}{
 		"LDS": {func(ctx context.Context) (stream, error) {
 			return listenerservice.NewListenerDiscoveryServiceClient(h.conn).StreamListeners(ctx)
-		}, resourcev3.ListenerType, nil, 1},
+		}, resource.ListenerType, nil, 1},
 		"RDS": {func(ctx context.Context) (stream, error) {
 			return routeservice.NewRouteDiscoveryServiceClient(h.conn).StreamRoutes(ctx)
-		}, resourcev3.RouteType, []string{"routes"}, 1},
+		}, resource.RouteType, []string{"routes"}, 1},
 		"CDS": {func(ctx context.Context) (stream, error) {
 			return clusterservice.NewClusterDiscoveryServiceClient(h.conn).StreamClusters(ctx)
-		}, resourcev3.ClusterType, nil, 2},
+		}, resource.ClusterType, nil, 2},
 		"EDS": {func(ctx context.Context) (stream, error) {
 			return endpointservice.NewEndpointDiscoveryServiceClient(h.conn).StreamEndpoints(ctx)
-		}, resourcev3.EndpointType, []string{"a", "b"}, 2},
+		}, resource.EndpointType, []string{"a", "b"}, 2},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -368,7 +368,7 @@ func TestPerTypeServices(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Send(&discovery.DiscoveryRequest{Node: testNode("gw-"+name, "gateway", ""), TypeUrl: tc.typ, ResourceNames: tc.names}); err != nil {
+			if err := s.Send(&discoveryv3.DiscoveryRequest{Node: testNode("gw-"+name, "gateway", ""), TypeUrl: tc.typ, ResourceNames: tc.names}); err != nil {
 				t.Fatal(err)
 			}
 			resp, err := s.Recv()
@@ -387,20 +387,20 @@ func TestPerTypeServices(t *testing.T) {
 func TestOddRequestsDoNotHurtTheServer(t *testing.T) {
 	h := start(t)
 	h.set(t, "v1", map[string]*cache.Snapshot{"gw": testSnapshot(t, "v1", 9000, "a")})
-	tests := map[string]*discovery.DiscoveryRequest{
-		"no node":                {TypeUrl: resourcev3.ClusterType},
+	tests := map[string]*discoveryv3.DiscoveryRequest{
+		"no node":                {TypeUrl: resource.ClusterType},
 		"no type url":            {Node: testNode("x1", "gateway", "")},
 		"unknown type url":       {Node: testNode("x2", "gateway", ""), TypeUrl: "type.googleapis.com/not.a.Type"},
-		"nack for nothing sent":  {Node: testNode("x3", "gateway", ""), TypeUrl: resourcev3.ClusterType, ResponseNonce: "99", ErrorDetail: &rpcstatus.Status{Message: "x"}},
-		"error detail, no nonce": {Node: testNode("x4", "gateway", ""), TypeUrl: resourcev3.ClusterType, ErrorDetail: &rpcstatus.Status{Message: "x"}},
-		"metadata of wrong type": {Node: &core.Node{Id: "x5", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"maestro.role": structpb.NewNumberValue(3)}}}, TypeUrl: resourcev3.ClusterType},
+		"nack for nothing sent":  {Node: testNode("x3", "gateway", ""), TypeUrl: resource.ClusterType, ResponseNonce: "99", ErrorDetail: &rpcstatus.Status{Message: "x"}},
+		"error detail, no nonce": {Node: testNode("x4", "gateway", ""), TypeUrl: resource.ClusterType, ErrorDetail: &rpcstatus.Status{Message: "x"}},
+		"metadata of wrong type": {Node: &corev3.Node{Id: "x5", Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"maestro.role": structpb.NewNumberValue(3)}}}, TypeUrl: resource.ClusterType},
 	}
 	for name, req := range tests {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			ads, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+			ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -409,11 +409,11 @@ func TestOddRequestsDoNotHurtTheServer(t *testing.T) {
 			}
 			// Whatever the server makes of it, a well-formed client on a
 			// fresh stream is still served.
-			good, err := discovery.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
+			good, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(streamCtx(t))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := good.Send(&discovery.DiscoveryRequest{Node: testNode("good-"+name, "gateway", ""), TypeUrl: resourcev3.ClusterType}); err != nil {
+			if err := good.Send(&discoveryv3.DiscoveryRequest{Node: testNode("good-"+name, "gateway", ""), TypeUrl: resource.ClusterType}); err != nil {
 				t.Fatal(err)
 			}
 			if resp, err := good.Recv(); err != nil || resp.GetVersionInfo() != "v1" {

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
@@ -49,17 +49,17 @@ func (g *Gateway) readiness() string {
 		return "INITIALIZING"
 	}
 	// Envoy initialises clusters (CDS, then their EDS) before listeners.
-	if _, versions := g.client.Accepted(); versions[resourcev3.ClusterType] == "" {
+	if _, versions := g.client.Accepted(); versions[resource.ClusterType] == "" {
 		return "INITIALIZING"
 	}
-	for _, r := range g.state[resourcev3.ClusterType] {
+	for _, r := range g.state[resource.ClusterType] {
 		c := r.Value.(*xdsconfig.Cluster)
-		if _, ok := g.state[resourcev3.EndpointType][c.EDSName]; c.Kind == xdsconfig.ClusterEDS && !ok {
+		if _, ok := g.state[resource.EndpointType][c.EDSName]; c.Kind == xdsconfig.ClusterEDS && !ok {
 			return "INITIALIZING" // warming: no endpoints yet
 		}
 		if t := c.TLS; t != nil {
 			for _, n := range []string{t.CertSecret, t.CASecret} {
-				if _, ok := g.state[resourcev3.SecretType][n]; n != "" && !ok {
+				if _, ok := g.state[resource.SecretType][n]; n != "" && !ok {
 					return "INITIALIZING"
 				}
 			}

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/maestro-ml/maestro/internal/gateway/router"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
@@ -42,15 +42,15 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	// Clusters first: adding them is harmless if the rest fails, and a
 	// filter's remote code loaded below is fetched through one.
 	clusters := make(map[string]*xdsconfig.Cluster)
-	for name, r := range state[resourcev3.ClusterType] {
+	for name, r := range state[resource.ClusterType] {
 		clusters[name] = r.Value.(*xdsconfig.Cluster)
 	}
 	eps := make(map[string]*xdsconfig.Endpoints)
-	for name, r := range state[resourcev3.EndpointType] {
+	for name, r := range state[resource.EndpointType] {
 		eps[name] = r.Value.(*xdsconfig.Endpoints)
 	}
 	secrets := make(map[string]*xdsconfig.Secret)
-	for name, r := range state[resourcev3.SecretType] {
+	for name, r := range state[resource.SecretType] {
 		secrets[name] = r.Value.(*xdsconfig.Secret)
 	}
 	g.clusters.Update(clusters, eps, secrets)
@@ -63,7 +63,7 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 			_ = f.Close()
 		}
 	}
-	for name, r := range state[resourcev3.ExtensionConfigType] {
+	for name, r := range state[resource.ExtensionConfigType] {
 		cfg := r.Value.(*xdsconfig.WasmFilter)
 		if old, ok := g.filters[name]; ok && sameWasm(old.cfg, cfg) {
 			filters[name] = old
@@ -81,7 +81,7 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	// Listeners: reuse those on the same address, bind the others.
 	listeners := make(map[string]*listener)
 	var bound []*listener
-	for name, r := range state[resourcev3.ListenerType] {
+	for name, r := range state[resource.ListenerType] {
 		lc := r.Value.(*xdsconfig.Listener)
 		bind, err := g.bindAddr(lc)
 		if err != nil {
@@ -109,10 +109,10 @@ func (g *Gateway) apply(ctx context.Context, state xdsclient.State) error {
 	}
 
 	// Commit.
-	for name, r := range state[resourcev3.ListenerType] {
+	for name, r := range state[resource.ListenerType] {
 		lc := r.Value.(*xdsconfig.Listener)
 		snap := &router.Snapshot{Listener: lc, Filters: map[string]router.FilterFactory{}}
-		if rc, ok := state[resourcev3.RouteType][lc.RouteConfig]; ok {
+		if rc, ok := state[resource.RouteType][lc.RouteConfig]; ok {
 			snap.Routes = rc.Value.(*xdsconfig.RouteConfig)
 		}
 		for _, f := range lc.Filters {

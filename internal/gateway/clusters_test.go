@@ -10,12 +10,12 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
@@ -45,19 +45,19 @@ func TestStrictDNSAndRemoteWasm(t *testing.T) {
 		ConnectTimeout: durationpb.New(time.Second), DnsLookupFamily: clusterv3.Cluster_V4_PREFERRED,
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: "app", Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: "localhost",
-					PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}}}}}}}
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "localhost",
+					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}}}}}}}}}
 	static := &clusterv3.Cluster{Name: "wasm-store", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout: durationpb.New(time.Second), LoadAssignment: endpoints(t, "wasm-store", store.addr)}
-	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.probe", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+	l := edgeListener(t, &hcmv3.HttpFilter{Name: "edge.probe", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
 		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
 	res := resources(l, routeTable(prefixRoute("app", "/", toCluster("app"))), []*clusterv3.Cluster{dns, static}, nil)
-	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType], &core.TypedExtensionConfig{Name: "edge.probe",
-		TypedConfig: mustAny(t, &wasmhttp.Wasm{Config: &wasmv3.PluginConfig{Name: "probe",
+	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], &corev3.TypedExtensionConfig{Name: "edge.probe",
+		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "probe",
 			Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "probe", Runtime: "envoy.wasm.runtime.v8",
-				Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Remote{Remote: &core.RemoteDataSource{
-					HttpUri: &core.HttpUri{Uri: "http://wasm-store.internal/maestro/probe.wasm", Timeout: durationpb.New(10 * time.Second),
-						HttpUpstreamType: &core.HttpUri_Cluster{Cluster: "wasm-store"}},
+				Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Remote{Remote: &corev3.RemoteDataSource{
+					HttpUri: &corev3.HttpUri{Uri: "http://wasm-store.internal/maestro/probe.wasm", Timeout: durationpb.New(10 * time.Second),
+						HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "wasm-store"}},
 					Sha256: hex.EncodeToString(sum[:])}}}}}}})})
 	cp := startFakeCP(t)
 	cp.set(t, "gw", res)
@@ -80,14 +80,14 @@ func TestStrictDNSAndRemoteWasm(t *testing.T) {
 	}
 
 	// A digest mismatch NACKs the filter config.
-	bad := res[resourcev3.ExtensionConfigType][0].(*core.TypedExtensionConfig)
-	w := &wasmhttp.Wasm{}
+	bad := res[resource.ExtensionConfigType][0].(*corev3.TypedExtensionConfig)
+	w := &wasmfilterv3.Wasm{}
 	if err := bad.GetTypedConfig().UnmarshalTo(w); err != nil {
 		t.Fatal(err)
 	}
 	w.Config.GetVmConfig().GetCode().GetRemote().Sha256 = "00" + w.Config.GetVmConfig().GetCode().GetRemote().Sha256[2:]
 	w.Config.Name = "probe-2"
-	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType][:0], &core.TypedExtensionConfig{Name: "edge.probe", TypedConfig: mustAny(t, w)})
+	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType][:0], &corev3.TypedExtensionConfig{Name: "edge.probe", TypedConfig: mustAny(t, w)})
 	cp.set(t, "gw", res)
 	select {
 	case msg := <-cp.nacks:

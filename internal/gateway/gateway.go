@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 
 // node is the gateway's xDS node: role gateway in the metadata the control
 // plane groups nodes by, as `maestro bootstrap --role gateway` writes it.
-func (g *Gateway) node() (*core.Node, error) {
+func (g *Gateway) node() (*corev3.Node, error) {
 	fields := map[string]any{model.MetadataRole: string(model.RoleGateway)}
 	if g.cfg.Service != "" {
 		fields[model.MetadataService] = g.cfg.Service
@@ -168,7 +168,7 @@ func (g *Gateway) node() (*core.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &core.Node{Id: g.cfg.NodeID, Cluster: string(model.RoleGateway), Metadata: md, UserAgentName: "maestro-gateway"}, nil
+	return &corev3.Node{Id: g.cfg.NodeID, Cluster: string(model.RoleGateway), Metadata: md, UserAgentName: "maestro-gateway"}, nil
 }
 
 // Run serves the admin port and the listeners the control plane sends
@@ -244,15 +244,15 @@ func (g *Gateway) onEvent(ev xdsclient.Event) {
 // typeStat is the stat prefix Envoy counts a type's updates under.
 func typeStat(typeURL string) string {
 	switch typeURL {
-	case resourcev3.ClusterType:
+	case resource.ClusterType:
 		return "cluster_manager_cds"
-	case resourcev3.EndpointType:
+	case resource.EndpointType:
 		return "cluster_eds"
-	case resourcev3.SecretType:
+	case resource.SecretType:
 		return "sds"
-	case resourcev3.ListenerType:
+	case resource.ListenerType:
 		return "listener_manager_lds"
-	case resourcev3.RouteType:
+	case resource.RouteType:
 		return "http_rds"
 	default:
 		return "extension_config_discovery"

@@ -13,18 +13,18 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -42,7 +42,7 @@ const waitLimit = 20 * time.Second
 // configs the translator does not emit (NACKs, failure injection).
 type fakeCP struct {
 	addr  string
-	cache cachev3.SnapshotCache
+	cache cache.SnapshotCache
 	nacks chan string
 	ver   int
 }
@@ -50,8 +50,8 @@ type fakeCP struct {
 func startFakeCP(t testing.TB) *fakeCP {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fakeCP{cache: cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil), nacks: make(chan string, 16)}
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
+	f := &fakeCP{cache: cache.NewSnapshotCache(true, cache.IDHash{}, nil), nacks: make(chan string, 16)}
+	cb := xdsserver.CallbackFuncs{StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
 		if d := req.GetErrorDetail(); d != nil {
 			select {
 			case f.nacks <- d.GetMessage():
@@ -60,9 +60,9 @@ func startFakeCP(t testing.TB) *fakeCP {
 		}
 		return nil
 	}}
-	srv := serverv3.NewServer(ctx, f.cache, cb)
+	srv := xdsserver.NewServer(ctx, f.cache, cb)
 	gs := grpc.NewServer()
-	discovery.RegisterAggregatedDiscoveryServiceServer(gs, srv)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +74,10 @@ func startFakeCP(t testing.TB) *fakeCP {
 }
 
 // set pushes a snapshot to node.
-func (f *fakeCP) set(t testing.TB, node string, res map[resourcev3.Type][]types.Resource) {
+func (f *fakeCP) set(t testing.TB, node string, res map[resource.Type][]types.Resource) {
 	t.Helper()
 	f.ver++
-	snap, err := cachev3.NewSnapshot(strconv.Itoa(f.ver), res)
+	snap, err := cache.NewSnapshot(strconv.Itoa(f.ver), res)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,22 +257,22 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 	return a
 }
 
-func ads() *core.ConfigSource {
-	return &core.ConfigSource{ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}}, ResourceApiVersion: core.ApiVersion_V3}
+func ads() *corev3.ConfigSource {
+	return &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}, ResourceApiVersion: corev3.ApiVersion_V3}
 }
 
-func edgeListener(t testing.TB, filters ...*hcm.HttpFilter) *listenerv3.Listener {
+func edgeListener(t testing.TB, filters ...*hcmv3.HttpFilter) *listenerv3.Listener {
 	t.Helper()
-	filters = append(filters, &hcm.HttpFilter{Name: "envoy.filters.http.router",
-		ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
-	m := &hcm.HttpConnectionManager{
-		StatPrefix: "edge", CodecType: hcm.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{ConfigSource: ads(), RouteConfigName: "edge"}},
+	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router",
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
+	m := &hcmv3.HttpConnectionManager{
+		StatPrefix: "edge", CodecType: hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: ads(), RouteConfigName: "edge"}},
 		HttpFilters:    filters,
 	}
 	return &listenerv3.Listener{
 		Name:    "edge",
-		Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: "0.0.0.0", PortSpecifier: &core.SocketAddress_PortValue{PortValue: 8080}}}},
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8080}}}},
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager",
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, m)}}}}},
 	}
@@ -299,9 +299,9 @@ func edsCluster(t testing.TB, name string, http2 bool) *clusterv3.Cluster {
 		ConnectTimeout:   durationpb.New(time.Second),
 	}
 	if http2 {
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &upstreamhttp.HttpProtocolOptions{
-			UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &core.Http2ProtocolOptions{}}}}})}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(t, &upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})}
 	}
 	return c
 }
@@ -316,21 +316,21 @@ func endpoints(t testing.TB, cluster string, addrs ...string) *endpointv3.Cluste
 		}
 		p, _ := strconv.Atoi(port)
 		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{Address: host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: uint32(p)}}}}}},
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)}}}}}},
 			LoadBalancingWeight: wrapperspb.UInt32(1)})
 	}
 	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-		Locality: &core.Locality{Region: "local"}, LbEndpoints: lbs, LoadBalancingWeight: wrapperspb.UInt32(1)}}}
+		Locality: &corev3.Locality{Region: "local"}, LbEndpoints: lbs, LoadBalancingWeight: wrapperspb.UInt32(1)}}}
 }
 
 // resources assembles a snapshot's resources.
-func resources(l *listenerv3.Listener, rc *routev3.RouteConfiguration, cs []*clusterv3.Cluster, eps []*endpointv3.ClusterLoadAssignment) map[resourcev3.Type][]types.Resource {
-	out := map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: {l}, resourcev3.RouteType: {rc}}
+func resources(l *listenerv3.Listener, rc *routev3.RouteConfiguration, cs []*clusterv3.Cluster, eps []*endpointv3.ClusterLoadAssignment) map[resource.Type][]types.Resource {
+	out := map[resource.Type][]types.Resource{resource.ListenerType: {l}, resource.RouteType: {rc}}
 	for _, c := range cs {
-		out[resourcev3.ClusterType] = append(out[resourcev3.ClusterType], c)
+		out[resource.ClusterType] = append(out[resource.ClusterType], c)
 	}
 	for _, e := range eps {
-		out[resourcev3.EndpointType] = append(out[resourcev3.EndpointType], e)
+		out[resource.EndpointType] = append(out[resource.EndpointType], e)
 	}
 	return out
 }

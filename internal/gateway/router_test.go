@@ -12,17 +12,17 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
-	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
@@ -120,7 +120,7 @@ func TestRouterBehaviour(t *testing.T) {
 	}
 	mirrored := action("good", 5*time.Second, nil)
 	mirrored.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{{Cluster: "shadow",
-		RuntimeFraction: &core.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}, RuntimeKey: "mirror"}}}
+		RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}, RuntimeKey: "mirror"}}}
 	routes := routeTable(
 		prefixRoute("flaky", "/flaky", action("flaky", 5*time.Second, retry("5xx", 2, 0))),
 		prefixRoute("down", "/down", action("down", 5*time.Second, retry("5xx", 1, 0))),
@@ -251,14 +251,14 @@ func (passStream) Done() {}
 func TestBufferLimitAnswers413WithABufferingFilter(t *testing.T) {
 	cp := startFakeCP(t)
 	b := startBackend(t, "a", ok200)
-	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.pass", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+	l := edgeListener(t, &hcmv3.HttpFilter{Name: "edge.pass", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
 		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
 	res := resources(l, routeTable(prefixRoute("api", "/", toCluster("a"))), []*clusterv3.Cluster{edsCluster(t, "a", false)},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "a", b.addr)})
-	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType], &core.TypedExtensionConfig{Name: "edge.pass",
-		TypedConfig: mustAny(t, &wasmhttp.Wasm{Config: &wasmv3.PluginConfig{Name: "pass", Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
-			Runtime: "envoy.wasm.runtime.v8", Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Local{Local: &core.DataSource{
-				Specifier: &core.DataSource_Filename{Filename: "pass.wasm"}}}}}}}})})
+	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], &corev3.TypedExtensionConfig{Name: "edge.pass",
+		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "pass", Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+			Runtime: "envoy.wasm.runtime.v8", Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+				Specifier: &corev3.DataSource_Filename{Filename: "pass.wasm"}}}}}}}})})
 	cp.set(t, "gw", res)
 	gw := startGateway(t, "gw", cp.addr, func(c *gateway.Config) {
 		c.LoadFilter = func(context.Context, *xdsconfig.WasmFilter, *upstream.Manager) (gateway.Filter, error) {
@@ -362,13 +362,13 @@ func TestTracingExportsSpansAndPropagates(t *testing.T) {
 
 	cp := startFakeCP(t)
 	l := edgeListener(t)
-	m := &hcm.HttpConnectionManager{}
+	m := &hcmv3.HttpConnectionManager{}
 	if err := l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(m); err != nil {
 		t.Fatal(err)
 	}
-	m.Tracing = &hcm.HttpConnectionManager_Tracing{RandomSampling: &typev3.Percent{Value: 100}, Provider: &tracev3.Tracing_Http{
+	m.Tracing = &hcmv3.HttpConnectionManager_Tracing{RandomSampling: &typev3.Percent{Value: 100}, Provider: &tracev3.Tracing_Http{
 		Name: "envoy.tracers.opentelemetry", ConfigType: &tracev3.Tracing_Http_TypedConfig{TypedConfig: mustAny(t, &tracev3.OpenTelemetryConfig{
-			GrpcService: &core.GrpcService{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: "otel"}}},
+			GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "otel"}}},
 			ServiceName: "edge-test"})}}}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, m)}
 	cp.set(t, "gw", resources(l, routeTable(prefixRoute("api", "/", toCluster("a"))),
@@ -409,9 +409,9 @@ func TestHTTPHealthCheckTakesAFailingHostOut(t *testing.T) {
 	up := startBackend(t, "up", healthy(true))
 	down := startBackend(t, "down", healthy(false))
 	c := edsCluster(t, "pair", false)
-	c.HealthChecks = []*core.HealthCheck{{Timeout: durationpb.New(time.Second), Interval: durationpb.New(50 * time.Millisecond),
+	c.HealthChecks = []*corev3.HealthCheck{{Timeout: durationpb.New(time.Second), Interval: durationpb.New(50 * time.Millisecond),
 		UnhealthyThreshold: wrapperspb.UInt32(2), HealthyThreshold: wrapperspb.UInt32(1),
-		HealthChecker: &core.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &core.HealthCheck_HttpHealthCheck{Path: "/healthz"}}}}
+		HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{Path: "/healthz"}}}}
 	cp := startFakeCP(t)
 	cp.set(t, "gw", resources(edgeListener(t), routeTable(prefixRoute("api", "/", toCluster("pair"))), []*clusterv3.Cluster{c},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "pair", up.addr, down.addr)}))
@@ -471,7 +471,7 @@ func TestCircuitBreakerAndMissingFilterConfig(t *testing.T) {
 
 	// A listener whose filter config never comes: LDS is ACKed, requests
 	// get 500.
-	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.absent", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+	l := edgeListener(t, &hcmv3.HttpFilter{Name: "edge.absent", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
 		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
 	cp.set(t, "gw", resources(l, routeTable(prefixRoute("api", "/", toCluster("hang"))), []*clusterv3.Cluster{c},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "hang", hang.addr)}))

@@ -16,11 +16,11 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
 
 // testCA issues SPIFFE certificates for the TLS test.
@@ -103,7 +103,7 @@ func TestUpstreamMTLSFromSDS(t *testing.T) {
 
 	tlsCluster := func(name string) *clusterv3.Cluster {
 		c := edsCluster(t, name, true)
-		c.TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.UpstreamTlsContext{
+		c.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.UpstreamTlsContext{
 			CommonTlsContext: &tlsv3.CommonTlsContext{
 				TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: edgeID, SdsConfig: ads()}},
 				ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
@@ -116,12 +116,12 @@ func TestUpstreamMTLSFromSDS(t *testing.T) {
 	res := resources(edgeListener(t), routeTable(prefixRoute("good", "/good", toCluster("good")), prefixRoute("impostor", "/impostor", toCluster("impostor"))),
 		[]*clusterv3.Cluster{tlsCluster("good"), tlsCluster("impostor")},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "good", good), endpoints(t, "impostor", impostor)})
-	res[resourcev3.SecretType] = append(res[resourcev3.SecretType],
+	res[resource.SecretType] = append(res[resource.SecretType],
 		&tlsv3.Secret{Name: edgeID, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: certPEM}},
-			PrivateKey:       &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: keyPEM}}}}},
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: certPEM}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: keyPEM}}}}},
 		&tlsv3.Secret{Name: "trust-bundle", Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &core.DataSource{Specifier: &core.DataSource_InlineBytes{InlineBytes: ca.pem}}}}})
+			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: ca.pem}}}}})
 	cp := startFakeCP(t)
 	cp.set(t, "gw", res)
 	gw := startGateway(t, "gw", cp.addr, nil)

@@ -7,14 +7,14 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
@@ -38,16 +38,16 @@ func probeGateway(t *testing.T, failOpen bool) (base string, marked, plain, side
 		Headers: []*routev3.HeaderMatcher{{Name: "x-probe", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 			StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "seen"}}}}}},
 		Action: &routev3.Route_Route{Route: toCluster("marked")}}
-	l := edgeListener(t, &hcm.HttpFilter{Name: "edge.probe", ConfigType: &hcm.HttpFilter_ConfigDiscovery{ConfigDiscovery: &core.ExtensionConfigSource{
+	l := edgeListener(t, &hcmv3.HttpFilter{Name: "edge.probe", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
 		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
 	res := resources(l, routeTable(seen, prefixRoute("plain", "/", toCluster("plain"))),
 		[]*clusterv3.Cluster{edsCluster(t, "marked", false), edsCluster(t, "plain", false), edsCluster(t, "backend", false)},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "marked", marked.addr), endpoints(t, "plain", plain.addr), endpoints(t, "backend", side.addr)})
-	res[resourcev3.ExtensionConfigType] = append(res[resourcev3.ExtensionConfigType], &core.TypedExtensionConfig{Name: "edge.probe",
-		TypedConfig: mustAny(t, &wasmhttp.Wasm{Config: &wasmv3.PluginConfig{Name: "probe", FailOpen: failOpen,
+	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], &corev3.TypedExtensionConfig{Name: "edge.probe",
+		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "probe", FailOpen: failOpen,
 			Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "probe", Runtime: "envoy.wasm.runtime.v8",
-				Code: &core.AsyncDataSource{Specifier: &core.AsyncDataSource_Local{Local: &core.DataSource{
-					Specifier: &core.DataSource_Filename{Filename: file}}}}}}}})})
+				Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+					Specifier: &corev3.DataSource_Filename{Filename: file}}}}}}}})})
 	cp := startFakeCP(t)
 	cp.set(t, "gw", res)
 	gw := startGateway(t, "gw", cp.addr, nil)

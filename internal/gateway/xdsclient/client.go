@@ -18,9 +18,9 @@ import (
 	"sync"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -31,8 +31,8 @@ import (
 
 // Types are the xDS types a gateway subscribes to, in the order it asks.
 var Types = []string{
-	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType, resourcev3.ListenerType,
-	resourcev3.RouteType, resourcev3.ExtensionConfigType,
+	resource.ClusterType, resource.EndpointType, resource.SecretType, resource.ListenerType,
+	resource.RouteType, resource.ExtensionConfigType,
 }
 
 // State is the accepted configuration, by type URL then resource name.
@@ -65,7 +65,7 @@ const (
 // Config configures a client.
 type Config struct {
 	Conn  grpc.ClientConnInterface // to the control plane
-	Node  *core.Node
+	Node  *corev3.Node
 	Apply Applier
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
@@ -171,13 +171,13 @@ type typeState struct {
 }
 
 func wildcard(t string) bool {
-	return t == resourcev3.ClusterType || t == resourcev3.ListenerType
+	return t == resource.ClusterType || t == resource.ListenerType
 }
 
 func (c *Client) stream(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ads := discovery.NewAggregatedDiscoveryServiceClient(c.cfg.Conn)
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(c.cfg.Conn)
 	s, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
 		return fmt.Errorf("open ads stream: %w", err)
@@ -191,7 +191,7 @@ func (c *Client) stream(ctx context.Context) error {
 	send := func(t string, errDetail error) error {
 		ts := types[t]
 		c.mu.Lock()
-		req := &discovery.DiscoveryRequest{TypeUrl: t, VersionInfo: c.versions[t], ResponseNonce: ts.nonce, ResourceNames: ts.names}
+		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: c.versions[t], ResponseNonce: ts.nonce, ResourceNames: ts.names}
 		c.mu.Unlock()
 		if first {
 			req.Node, first = c.cfg.Node, false
@@ -227,7 +227,7 @@ func (c *Client) stream(ctx context.Context) error {
 	for _, t := range Types {
 		types[t] = &typeState{}
 	}
-	for _, t := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+	for _, t := range []string{resource.ClusterType, resource.ListenerType} {
 		if err := send(t, nil); err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
@@ -268,7 +268,7 @@ func (c *Client) stream(ctx context.Context) error {
 
 // apply decodes a response and, if every resource is good and the applier
 // takes the new state, records it.
-func (c *Client) apply(ctx context.Context, t string, resp *discovery.DiscoveryResponse) error {
+func (c *Client) apply(ctx context.Context, t string, resp *discoveryv3.DiscoveryResponse) error {
 	decoded := make(map[string]xdsconfig.Resource, len(resp.GetResources()))
 	raw := make(map[string]*anypb.Any, len(resp.GetResources()))
 	var errs []error
@@ -309,27 +309,27 @@ func (c *Client) wanted() map[string][]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sets := map[string]map[string]bool{
-		resourcev3.EndpointType: {}, resourcev3.SecretType: {}, resourcev3.RouteType: {}, resourcev3.ExtensionConfigType: {},
+		resource.EndpointType: {}, resource.SecretType: {}, resource.RouteType: {}, resource.ExtensionConfigType: {},
 	}
-	for _, r := range c.state[resourcev3.ClusterType] {
+	for _, r := range c.state[resource.ClusterType] {
 		cl := r.Value.(*xdsconfig.Cluster)
 		if cl.Kind == xdsconfig.ClusterEDS {
-			sets[resourcev3.EndpointType][cl.EDSName] = true
+			sets[resource.EndpointType][cl.EDSName] = true
 		}
 		if t := cl.TLS; t != nil {
 			for _, n := range []string{t.CertSecret, t.CASecret} {
 				if n != "" {
-					sets[resourcev3.SecretType][n] = true
+					sets[resource.SecretType][n] = true
 				}
 			}
 		}
 	}
-	for _, r := range c.state[resourcev3.ListenerType] {
+	for _, r := range c.state[resource.ListenerType] {
 		l := r.Value.(*xdsconfig.Listener)
-		sets[resourcev3.RouteType][l.RouteConfig] = true
+		sets[resource.RouteType][l.RouteConfig] = true
 		for _, f := range l.Filters {
 			if f.Kind == xdsconfig.FilterWasm {
-				sets[resourcev3.ExtensionConfigType][f.Name] = true
+				sets[resource.ExtensionConfigType][f.Name] = true
 			}
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -23,7 +23,7 @@ var goldenKinds = map[string]func() proto.Message{
 	"route":            func() proto.Message { return &routev3.RouteConfiguration{} },
 	"cluster":          func() proto.Message { return &clusterv3.Cluster{} },
 	"endpoint":         func() proto.Message { return &endpointv3.ClusterLoadAssignment{} },
-	"extension_config": func() proto.Message { return &core.TypedExtensionConfig{} },
+	"extension_config": func() proto.Message { return &corev3.TypedExtensionConfig{} },
 	"secret":           func() proto.Message { return &tlsv3.Secret{} },
 }
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
@@ -67,7 +67,7 @@ func TestRejectsNameTheField(t *testing.T) {
 		}, `cluster "x": field type ORIGINAL_DST unsupported`},
 		"health check event log": {func() proto.Message {
 			return &clusterv3.Cluster{Name: "x", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-				HealthChecks: []*core.HealthCheck{{EventLogPath: "/tmp/hc"}}}
+				HealthChecks: []*corev3.HealthCheck{{EventLogPath: "/tmp/hc"}}}
 		}, `cluster "x": field health_checks[0].event_log_path unsupported`},
 	}
 	for name, tc := range tests {

@@ -3,11 +3,11 @@ package xdsconfig
 import (
 	"fmt"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
-func convertUpstreamTLS(ts *core.TransportSocket) (*UpstreamTLS, error) {
+func convertUpstreamTLS(ts *corev3.TransportSocket) (*UpstreamTLS, error) {
 	u := &tlsv3.UpstreamTlsContext{}
 	if err := ts.GetTypedConfig().UnmarshalTo(u); err != nil {
 		return nil, fieldErr("transport_socket.typed_config", "%v", err)
