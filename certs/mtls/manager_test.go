@@ -32,7 +32,12 @@ func TestServerFollowsManagerRotation(t *testing.T) {
 	done := make(chan error, 1)
 	snaps := m.Subscribe(ctx)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	waitVersion := func(after uint64) rotation.Snapshot {
 		t.Helper()
 		timeout := time.After(10 * time.Second)

@@ -91,8 +91,10 @@ func serve(t *testing.T, cfg *tls.Config) (string, <-chan error) {
 				return
 			}
 			tc := conn.(*tls.Conn)
-			tc.SetDeadline(time.Now().Add(5 * time.Second))
-			err = tc.Handshake()
+			err = tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err == nil {
+				err = tc.Handshake()
+			}
 			if err == nil {
 				var id spiffe.ID
 				id, err = PeerID(tc.ConnectionState())
@@ -116,7 +118,9 @@ func dial(addr string, cfg *tls.Config) (string, string, error) {
 		return "", "", err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return "", "", err
+	}
 	buf := make([]byte, 256)
 	n, err := conn.Read(buf)
 	if err != nil {
@@ -227,8 +231,14 @@ func TestPeerIDFromGRPCContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
+	served := make(chan error, 1)
+	go func() { served <- gs.Serve(ln) }()
+	t.Cleanup(func() {
+		gs.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 
 	call := func(id spiffe.ID) error {
 		creds := credentials.NewTLS(ClientConfig(Static{Cert: issue(t, ca, id), Trust: bundle}, id, spiffe.AllowIDs(serverID)))

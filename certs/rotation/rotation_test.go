@@ -474,7 +474,12 @@ func TestAlreadyExpiredCertificateIsAFailureNotASpin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	for range 3 {
@@ -611,7 +616,9 @@ func BenchmarkFullIssue1000(b *testing.B) {
 		total += time.Since(begin)
 		cpu += cpuTime(b) - cpuBegin
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatalf("Run: %v", err)
+		}
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/full-issue")
 	b.ReportMetric(float64(len(ids)*b.N)/total.Seconds(), "certs/s")

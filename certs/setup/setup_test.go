@@ -39,7 +39,10 @@ func runUntilIssued(t *testing.T, r *Running, id spiffe.ID) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("Run did not stop")
 		}

@@ -69,7 +69,10 @@ func outageThroughRotation(t *testing.T, tls bool, set func(*vaulttest.Server, b
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("manager did not stop")
 		}

@@ -45,7 +45,12 @@ func TestVaultRootChangeKeepsBothRootsUntilEveryLeafMoved(t *testing.T) {
 	ids := []spiffe.ID{id, spiffe.Must(td, "default", "backend")}
 	m.SetIdentities(ids)
 	go func() { done <- m.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 
 	step := func() {
 		t.Helper()

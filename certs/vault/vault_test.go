@@ -297,7 +297,10 @@ func TestRunRenewsTokenAndLogsInAgainAtMaxTTL(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			t.Error("Run did not stop")
 		}

@@ -13,7 +13,9 @@ import (
 func TestQueryPrometheusErrors(t *testing.T) {
 	answer := func(body string) string {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			w.Write([]byte(body))
+			if _, err := w.Write([]byte(body)); err != nil {
+				t.Errorf("answer: %v", err)
+			}
 		}))
 		t.Cleanup(srv.Close)
 		return srv.URL

@@ -13,7 +13,9 @@ func TestScrapeErrors(t *testing.T) {
 	serve := func(status int, body string) string {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.WriteHeader(status)
-			w.Write([]byte(body))
+			if _, err := w.Write([]byte(body)); err != nil {
+				t.Errorf("answer: %v", err)
+			}
 		}))
 		t.Cleanup(srv.Close)
 		return srv.URL + "/metrics"

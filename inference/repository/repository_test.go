@@ -64,7 +64,9 @@ func (f *fakeLoader) load(ctx context.Context, spec runtime.Spec) (runtime.Model
 		panic("loader bug")
 	default:
 		var n int64
-		fmt.Sscan(s, &n)
+		if _, err := fmt.Sscan(s, &n); err != nil {
+			return nil, fmt.Errorf("artifact %q: want fail, panic or a size: %w", s, err)
+		}
 		return &fakeModel{dir: filepath.Base(spec.Dir), bytes: n}, nil
 	}
 }

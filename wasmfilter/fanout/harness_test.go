@@ -233,7 +233,7 @@ func heldProxy(t *testing.T, target string) (addr string, release func()) {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				io.Copy(up, c)
+				relay(t, up, c)
 			}()
 			go func() {
 				defer wg.Done()
@@ -242,11 +242,20 @@ func heldProxy(t *testing.T, target string) (addr string, release func()) {
 					return
 				case <-released:
 				}
-				io.Copy(c, up)
+				relay(t, c, up)
 			}()
 		}
 	}()
 	return lis.Addr().String(), release
+}
+
+// relay copies src to dst until either side ends. A connection the
+// filter or the test closes is its normal end, so the error is only
+// logged, for the story of a failing test.
+func relay(t *testing.T, dst io.Writer, src io.Reader) {
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Logf("held proxy: %v", err)
+	}
 }
 
 // deadAddress is a loopback address nothing listens on.

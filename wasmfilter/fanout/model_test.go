@@ -79,7 +79,7 @@ func TestStandardClientGetsModelHeader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Done()
+			defer endStream(t, s)
 			if a, err := s.RequestHeaders(headers, false); err != nil || a != pw.ActionPause {
 				t.Fatalf("request headers: %v %v, want the headers held", a, err)
 			}
@@ -152,7 +152,7 @@ func TestModelHeaderKeptOrNotNeeded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer s.Done()
+			defer endStream(t, s)
 			if a, err := s.RequestHeaders(tc.headers, false); err != nil || a != pw.ActionContinue {
 				t.Fatalf("request headers: %v %v, want continue", a, err)
 			}
@@ -188,7 +188,7 @@ func TestModelRoutingNeedsStopIteration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Done()
+	defer endStream(t, s)
 	headers, body := grpcCall(t, "ModelInfer", &pb.ModelInferRequest{ModelName: "fraud"})
 	if _, err := s.RequestHeaders(headers, false); err != nil {
 		t.Fatal(err)
@@ -340,5 +340,14 @@ func TestStandardClientRuleRoute(t *testing.T) {
 	}
 	if got := vm.Stats().Value(fanout.ShadowMetric("compared_total", "fraud.beta", "fraud.v2")); got != 2 {
 		t.Errorf("comparisons on fraud.beta = %d, want 2", got)
+	}
+}
+
+// endStream ends s as Envoy does at the end of a stream; a filter that
+// fails in proxy_on_log or proxy_on_done fails the test.
+func endStream(t testing.TB, s *wasmtest.Stream) {
+	t.Helper()
+	if err := s.Done(); err != nil {
+		t.Errorf("end of stream: %v", err)
 	}
 }

@@ -45,7 +45,7 @@ func TestPauseFromHeadersStopsAllIterationUnlessAllowed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { s.Done() })
+		t.Cleanup(func() { endStream(t, s) })
 		if a, err := s.RequestHeaders([][2]string{{":path", "/wait-body"}}, false); err != nil || a != pw.ActionPause {
 			t.Fatalf("headers: %v, %v", a, err)
 		}
@@ -101,7 +101,7 @@ func TestCounterIncrementByZeroIsBadArgument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Done() })
+	t.Cleanup(func() { endStream(t, s) })
 	if _, err := s.RequestHeaders([][2]string{{":path", "/count-zero"}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestWASIIsCppHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Done() })
+	t.Cleanup(func() { endStream(t, s) })
 	if _, err := s.RequestHeaders([][2]string{{":path", "/wasi"}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestRequestHeaderChangeClearsTheRouteCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Done() })
+	t.Cleanup(func() { endStream(t, s) })
 	if _, err := s.RequestHeaders([][2]string{{":path", "/"}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestGRPCCallToUnknownClusterIsParseFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Done() })
+	t.Cleanup(func() { endStream(t, s) })
 	if _, err := s.RequestHeaders([][2]string{{":path", "/grpc-unknown-cluster"}}, true); err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +384,7 @@ func TestSharedQueueAcrossVMs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.Done()
+		defer endStream(t, s)
 		if _, err := s.RequestHeaders([][2]string{{":path", path}}, true); err != nil {
 			t.Fatal(err)
 		}
@@ -424,7 +424,7 @@ func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Done() })
+	t.Cleanup(func() { endStream(t, s) })
 	a, err := s.RequestHeaders([][2]string{{":path", "/local-continue"}}, true)
 	if err != nil || a != pw.ActionContinue {
 		t.Fatalf("guest answer %v, %v", a, err)
@@ -438,5 +438,14 @@ func TestLocalResponseStopsEvenOnContinue(t *testing.T) {
 	}
 	if resp.Status != 403 || len(f.seen) != 0 {
 		t.Fatalf("status %d, upstream saw %q", resp.Status, f.seen)
+	}
+}
+
+// endStream ends s as Envoy does at the end of a stream; a filter that
+// fails in proxy_on_log or proxy_on_done fails the test.
+func endStream(t testing.TB, s *wasmhost.Stream) {
+	t.Helper()
+	if err := s.Done(); err != nil {
+		t.Errorf("end of stream: %v", err)
 	}
 }

@@ -60,8 +60,14 @@ func grpcServer(t *testing.T) string {
 	h := health.NewServer()
 	h.SetServingStatus("ready", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s, h)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(lis) }()
+	t.Cleanup(func() {
+		s.Stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 	return lis.Addr().String()
 }
 
