@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -151,7 +152,7 @@ func (r *Repository) Index(readyOnly bool) []IndexEntry {
 				e.State = Ready
 			case v.loading != nil:
 				e.State = Loading
-			case v.err == errUnloaded:
+			case errors.Is(v.err, errUnloaded):
 				e.Reason = ReasonUnloaded
 			case v.err != nil:
 				e.Reason = r.rel(v.err).Error()

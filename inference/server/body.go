@@ -67,7 +67,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	b.mu.Unlock()
 	n, err := b.r.Read(p)
 	switch {
-	case err == io.EOF:
+	case errors.Is(err, io.EOF):
 		// The server now watches the connection for the client going
 		// away, under the deadline last set: clear it, or a model
 		// evaluating longer than the idle timeout would see its request

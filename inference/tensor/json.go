@@ -3,6 +3,7 @@ package tensor
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -67,7 +68,7 @@ func DecodeJSON(in JSONInput) (runtime.Tensor, error) {
 	if err := d.data(&t, s); err != nil {
 		return runtime.Tensor{}, err
 	}
-	if _, err := s.peek(); err != io.EOF {
+	if _, err := s.peek(); !errors.Is(err, io.EOF) {
 		return runtime.Tensor{}, invalid(in.Name, "data after the array")
 	}
 	return t, nil

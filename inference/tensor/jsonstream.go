@@ -144,7 +144,7 @@ func (d *requestDecoder) request() (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := d.s.peek(); err != io.EOF {
+	if _, err := d.s.peek(); !errors.Is(err, io.EOF) {
 		if err != nil {
 			return nil, err
 		}
@@ -422,7 +422,7 @@ func decodeTyped[T any](s *scanner, name string, shape []int64, n int, conv func
 // ragged rows are refused even when their total happens to fit.
 func walk(s *scanner, name string, visit func(i int, k scalarKind, raw []byte) error) (int, error) {
 	if c, err := s.peek(); err != nil || c != '[' {
-		if err != nil && err != io.EOF {
+		if err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
 		}
 		return 0, invalid(name, "data: want a JSON array")

@@ -3,6 +3,7 @@ package tensor
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"unsafe"
@@ -31,7 +32,7 @@ func (s *scanner) syntaxf(format string, args ...any) error {
 // readErr turns a read error into a syntax error at end of input, and
 // passes the others (limits, deadlines) through.
 func (s *scanner) readErr(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return s.syntaxf("unexpected end of input")
 	}
 	return err
