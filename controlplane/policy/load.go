@@ -136,12 +136,13 @@ func (b *builder) header(file string, n *yaml.Node) (header, bool) {
 		seen[k.Value] = true
 		switch k.Value {
 		case "apiVersion", "kind":
-			if v.Kind != yaml.ScalarNode {
+			switch {
+			case v.Kind != yaml.ScalarNode:
 				b.errs.at(at, k.Value, "want a string")
 				ok = false
-			} else if k.Value == "kind" {
+			case k.Value == "kind":
 				h.kind = v.Value
-			} else {
+			default:
 				h.apiVersion = v.Value
 			}
 		case "metadata":

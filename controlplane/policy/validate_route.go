@@ -39,11 +39,12 @@ func (v *validator) route(r *Route) {
 	for i, rule := range sp.Rules {
 		f := elem("spec.rules", i)
 		if v.local {
-			if !validName(rule.Name) {
+			switch {
+			case !validName(rule.Name):
 				v.badAt(f.dot("name"), "rule name %q must be a DNS label", rule.Name)
-			} else if rule.Name == "rest" {
+			case rule.Name == "rest":
 				v.badAt(f.dot("name"), "rule name \"rest\" is reserved: the route's REST form is named <route>.rest")
-			} else if rules[rule.Name] {
+			case rules[rule.Name]:
 				v.badAt(f.dot("name"), "rule %q given twice", rule.Name)
 			}
 			rules[rule.Name] = true

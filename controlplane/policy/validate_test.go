@@ -255,7 +255,7 @@ func loadCase(t *testing.T, c errCase) error {
 	if c.bare {
 		text = c.extra
 	}
-	_, err := Parse(filepath.Join("policy.yaml"), []byte(text))
+	_, err := Parse("policy.yaml", []byte(text))
 	return err
 }
 

@@ -266,7 +266,8 @@ func hostSetBufferBytes(_ context.Context, vm *VM, m api.Module, p []uint64) pw.
 	n := uint64(len(*buf))
 	switch {
 	case start == 0:
-		*buf = append(data, (*buf)[min(length, n):]...)
+		data = append(data, (*buf)[min(length, n):]...) // data is read's copy
+		*buf = data
 	case start >= n:
 		*buf = append(*buf, data...)
 	default:

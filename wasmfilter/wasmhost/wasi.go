@@ -102,7 +102,7 @@ func constErrno(e uint32) wasiFn { return func(*VM, api.Module, []uint64) uint32
 // wasiDefs is cpp-host's FOR_ALL_WASI_FUNCTIONS with the semantics of its
 // exports.cc: no files, no preopens, stdout and stderr go to the log.
 func wasiDefs() []wasiDef {
-	w := func(n int) []api.ValueType { return i32s(n) }
+	w := i32s
 	return []wasiDef{
 		{"fd_write", w(4), wasiFdWrite, false},
 		{"fd_read", w(4), constErrno(errnoNosys), false},

@@ -269,7 +269,8 @@ func (b *builder) add(path string, t *treeJSON, group int) error {
 	e.nodes = append(e.nodes, node{})
 	seen[0] = true
 	depth := 0
-	q := append(b.queue[:0], pending{src: 0, dst: root})
+	q := b.queue[:0] // the scratch queue of the last tree, handed back below
+	q = append(q, pending{src: 0, dst: root})
 	for len(q) > 0 {
 		p := q[0]
 		q = q[1:]
