@@ -197,12 +197,11 @@ func (s *scanner) strSlow(start int) (string, error) {
 				return "", s.errorf("bad \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
-				r2 := rune(-1)
 				if s.pos+1 < len(s.data) && s.data[s.pos] == '\\' && s.data[s.pos+1] == 'u' {
 					save := s.pos
 					s.pos += 2
-					var ok2 bool
-					if r2, ok2 = s.hex4(); !ok2 {
+					r2, ok2 := s.hex4()
+					if !ok2 {
 						return "", s.errorf("bad \\u escape")
 					}
 					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
