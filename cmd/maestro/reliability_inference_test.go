@@ -120,8 +120,8 @@ func (p *maestroProcess) peakRSS(t *testing.T) int64 {
 	return 0
 }
 
-// stop sends SIGTERM and returns the exit error and how long the exit took.
-func (p *maestroProcess) stop(t *testing.T, within time.Duration) (error, time.Duration) {
+// stop sends SIGTERM and returns how long the exit took and the exit error.
+func (p *maestroProcess) stop(t *testing.T, within time.Duration) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -129,10 +129,10 @@ func (p *maestroProcess) stop(t *testing.T, within time.Duration) (error, time.D
 	}
 	select {
 	case <-p.exited:
-		return p.exitErr, time.Since(start)
+		return time.Since(start), p.exitErr
 	case <-time.After(within):
 		t.Fatalf("maestro did not exit within %v of SIGTERM\n%s", within, p.stderr)
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -239,7 +239,7 @@ func TestReliabilityRESTMemory(t *testing.T) {
 	if peak > limit {
 		t.Errorf("peak RSS %d MiB, want under %d MiB", peak>>20, limit>>20)
 	}
-	if err, _ := p.stop(t, 30*time.Second); err != nil {
+	if _, err := p.stop(t, 30*time.Second); err != nil {
 		t.Errorf("exit: %v\n%s", err, p.stderr)
 	}
 }
@@ -293,7 +293,7 @@ func TestReliabilityShutdownWithStalledUploads(t *testing.T) {
 		"--body-idle-timeout", "10m", "--body-timeout", "10m")
 	openStalled(t, p.httpAddr, 50)
 	waitReserved(t, p.httpAddr, 50*32)
-	err, took := p.stop(t, 30*time.Second)
+	took, err := p.stop(t, 30*time.Second)
 	t.Logf("SIGTERM with 50 stalled uploads: exit after %v (%v)", took.Round(time.Millisecond), err)
 	if err != nil {
 		t.Errorf("exit: %v, want 0\n%s", err, p.stderr)
@@ -366,7 +366,7 @@ func TestInferenceModelControlExplicit(t *testing.T) {
 	if code := post("http://" + p.admin + "/v2/repository/models/big/load"); code != http.StatusOK {
 		t.Errorf("load on the admin port: %d, want 200", code)
 	}
-	if err, _ := p.stop(t, 30*time.Second); err != nil {
+	if _, err := p.stop(t, 30*time.Second); err != nil {
 		t.Errorf("exit: %v\n%s", err, p.stderr)
 	}
 
@@ -377,7 +377,7 @@ func TestInferenceModelControlExplicit(t *testing.T) {
 	if code := post("http://" + q.httpAddr + "/v2/repository/models/big/unload"); code != http.StatusServiceUnavailable {
 		t.Errorf("unload by default: %d, want 503 as Triton answers outside explicit mode", code)
 	}
-	if err, _ := q.stop(t, 30*time.Second); err != nil {
+	if _, err := q.stop(t, 30*time.Second); err != nil {
 		t.Errorf("exit: %v\n%s", err, q.stderr)
 	}
 }

@@ -446,7 +446,7 @@ func TestUpdateRecordsPushSpans(t *testing.T) {
 	attrs := func(i int) map[string]string {
 		out := map[string]string{}
 		for _, kv := range spans[i].Attributes() {
-			out[string(kv.Key)] = kv.Value.Emit()
+			out[string(kv.Key)] = kv.Value.String()
 		}
 		return out
 	}

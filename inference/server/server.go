@@ -226,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
 	reflection.Register(s.grpc)
 
-	var handler http.Handler = s.routes(false)
+	handler := s.routes(false)
 	if t := cfg.Tracing; t != nil {
 		handler = otelhttp.NewHandler(handler, "inference",
 			otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))

@@ -42,7 +42,7 @@ func TestTraceContextFlowsIntoModelSpans(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range predict.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["inference.model"] != "m" || attrs["inference.version"] != "2" || attrs["inference.rows"] != "1" {
 		t.Errorf("predict attributes %v", attrs)

@@ -159,22 +159,6 @@ func (rg *runningGateway) waitLive(t testing.TB) string {
 	}
 }
 
-// waitEvent waits for the next ACK or NACK of typeURL.
-func (rg *runningGateway) waitEvent(t testing.TB, typeURL string) xdsclient.Event {
-	t.Helper()
-	timeout := time.After(waitLimit)
-	for {
-		select {
-		case ev := <-rg.events:
-			if ev.TypeURL == typeURL {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s event within %v", typeURL, waitLimit)
-		}
-	}
-}
-
 // metric returns the value of one series of /stats/prometheus, the line
 // starting with prefix (name and labels as printed).
 func (rg *runningGateway) metric(t testing.TB, prefix string) float64 {

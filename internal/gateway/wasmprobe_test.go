@@ -44,7 +44,7 @@ func probeGateway(t *testing.T, failOpen bool) (base string, marked, plain, side
 		[]*clusterv3.Cluster{edsCluster(t, "marked", false), edsCluster(t, "plain", false), edsCluster(t, "backend", false)},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "marked", marked.addr), endpoints(t, "plain", plain.addr), endpoints(t, "backend", side.addr)})
 	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], &corev3.TypedExtensionConfig{Name: "edge.probe",
-		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "probe", FailOpen: failOpen,
+		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "probe", FailOpen: failOpen, //nolint:staticcheck // the fail_open the gateway supports (see xdsconfig's PluginConfig fields)
 			Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{VmId: "probe", Runtime: "envoy.wasm.runtime.v8",
 				Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
 					Specifier: &corev3.DataSource_Filename{Filename: file}}}}}}}})})

@@ -107,9 +107,7 @@ func grpcOutput(t *testing.T, resp *pb.ModelInferResponse) oip.Tensor {
 	for _, v := range o.GetContents().GetInt64Contents() {
 		out.Values = append(out.Values, float64(v))
 	}
-	for _, v := range o.GetContents().GetFp64Contents() {
-		out.Values = append(out.Values, v)
-	}
+	out.Values = append(out.Values, o.GetContents().GetFp64Contents()...)
 	return out
 }
 

@@ -669,7 +669,7 @@ func convertWasm(tc *corev3.TypedExtensionConfig) (*WasmFilter, error) {
 	}
 	pc := w.GetConfig()
 	out := &WasmFilter{
-		Name: tc.GetName(), PluginName: pc.GetName(), RootID: pc.GetRootId(), FailOpen: pc.GetFailOpen(),
+		Name: tc.GetName(), PluginName: pc.GetName(), RootID: pc.GetRootId(), FailOpen: pc.GetFailOpen(), //nolint:staticcheck // Envoy still honours the deprecated fail_open, so the gateway reads it too
 		AllowOnHeadersStopIteration: pc.GetAllowOnHeadersStopIteration().GetValue(),
 	}
 	vm := pc.GetVmConfig()
