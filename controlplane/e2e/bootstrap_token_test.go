@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -156,11 +156,11 @@ func TestGRPCBootstrapTokenGetsConfigurationAndSecrets(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 		defer cancel()
-		stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := stream.Send(&discovery.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resourcev3.SecretType,
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType,
 			ResourceNames: []string{churnID.String(), model.TrustBundleSecret}}); err != nil {
 			t.Fatal(err)
 		}
