@@ -158,3 +158,47 @@ func stringMatches(s *xdsconfig.StringMatch, v string) bool {
 	}
 	return false
 }
+
+// lowerKey lower-cases a header name as Go's servers and clients
+// canonicalize it ("Content-Type"). The names of every gRPC and OIP call
+// are looked up rather than lower-cased, which would allocate per header
+// per request.
+func lowerKey(k string) string {
+	switch k {
+	case "Content-Type":
+		return "content-type"
+	case "Te":
+		return "te"
+	case "User-Agent":
+		return "user-agent"
+	case "Grpc-Timeout":
+		return "grpc-timeout"
+	case "Grpc-Accept-Encoding":
+		return "grpc-accept-encoding"
+	case "Grpc-Encoding":
+		return "grpc-encoding"
+	case "Grpc-Status":
+		return "grpc-status"
+	case "Grpc-Message":
+		return "grpc-message"
+	case "Content-Length":
+		return "content-length"
+	case "Accept":
+		return "accept"
+	case "Accept-Encoding":
+		return "accept-encoding"
+	case "Date":
+		return "date"
+	case "Traceparent":
+		return "traceparent"
+	case "X-Request-Id":
+		return "x-request-id"
+	case "X-Maestro-Model":
+		return "x-maestro-model"
+	case "X-Forwarded-Proto":
+		return "x-forwarded-proto"
+	case "X-Envoy-Expected-Rq-Timeout-Ms":
+		return "x-envoy-expected-rq-timeout-ms"
+	}
+	return strings.ToLower(k)
+}
