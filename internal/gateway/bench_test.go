@@ -208,3 +208,72 @@ func benchGatewayVsDirect(b *testing.B, callers int) {
 	b.ReportMetric(float64(d.mallocs)/float64(len(d.lat)), "direct-allocs/req")
 	b.ReportMetric(float64(g.mallocs)/float64(len(g.lat)), "gateway-allocs/req")
 }
+
+// ensemblePolicy is filterPolicy's mesh: fraud-ensemble fans out to v1 and
+// v2 (quorum 2, weighted mean) through the gateway.
+func ensemblePolicy(dir, v1, v2 string) string { return filterPolicy(dir, v1, v2, v1) }
+
+// runModel makes n calls for model with one caller and appends the
+// latencies to lat.
+func runModel(b *testing.B, c pb.GRPCInferenceServiceClient, model string, n int, lat *[]time.Duration) {
+	b.Helper()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", model)
+	req := inferRequest(model)
+	for range n {
+		t0 := time.Now()
+		if _, err := c.ModelInfer(ctx, req); err != nil {
+			b.Fatalf("ModelInfer %s: %v", model, err)
+		}
+		*lat = append(*lat, time.Since(t0))
+	}
+}
+
+func pct(lat []time.Duration, q int) float64 {
+	s := slices.Sorted(slices.Values(lat))
+	return float64(s[(len(s)-1)*q/100].Microseconds())
+}
+
+// BenchmarkEnsembleAddedLatency measures what an ensemble costs over its
+// slowest member: fraud-ensemble through the gateway (both members called,
+// quorum 2) against each member called directly, one caller, rounds
+// alternated. ensemble-added-p99-µs is the ensemble's p99 less the larger
+// member p99; the target is at most 1 ms.
+func BenchmarkEnsembleAddedLatency(b *testing.B) {
+	dir := wasmDir(b)
+	repo := testRepo(b)
+	v1 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
+	v2 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
+	path := filepath.Join(b.TempDir(), "mesh.yaml")
+	replaceFile(b, path, ensemblePolicy(dir, v1.GRPCAddr, v2.GRPCAddr))
+	cp := startPlane(b, path, "127.0.0.1:0")
+	addr := startGateway(b, "gw-ens", cp.xds, nil).waitLive(b)
+	dial := func(addr string) pb.GRPCInferenceServiceClient {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close() })
+		return pb.NewGRPCInferenceServiceClient(conn)
+	}
+	m1, m2, gw := dial(v1.GRPCAddr), dial(v2.GRPCAddr), dial(addr)
+	var warm []time.Duration
+	runModel(b, m1, "fraud", 50, &warm)
+	runModel(b, m2, "fraud", 50, &warm)
+	runModel(b, gw, "fraud-ensemble", 50, &warm)
+
+	b.ResetTimer()
+	per := max(b.N/benchRounds, 10)
+	var l1, l2, le []time.Duration
+	for range benchRounds {
+		runModel(b, m1, "fraud", per, &l1)
+		runModel(b, m2, "fraud", per, &l2)
+		runModel(b, gw, "fraud-ensemble", per, &le)
+	}
+	b.StopTimer()
+	slowest := max(pct(l1, 99), pct(l2, 99))
+	b.ReportMetric(pct(l1, 99), "member1-p99-µs")
+	b.ReportMetric(pct(l2, 99), "member2-p99-µs")
+	b.ReportMetric(pct(le, 50), "ensemble-p50-µs")
+	b.ReportMetric(pct(le, 99), "ensemble-p99-µs")
+	b.ReportMetric(pct(le, 99)-slowest, "ensemble-added-p99-µs")
+}
