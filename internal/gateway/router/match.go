@@ -102,6 +102,11 @@ func matches(m *xdsconfig.Match, path string, req *Message) bool {
 		if !m.Regex.MatchString(p) {
 			return false
 		}
+	case m.SeparatedPrefix != "":
+		rest, ok := strings.CutPrefix(p, m.SeparatedPrefix)
+		if !ok || rest != "" && rest[0] != '/' {
+			return false
+		}
 	default:
 		if !strings.HasPrefix(p, m.Prefix) {
 			return false

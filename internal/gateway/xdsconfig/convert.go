@@ -351,6 +351,13 @@ func convertRoute(r *routev3.Route, path string) (Route, error) {
 			return out, fieldErr(path+".match.safe_regex.regex", "%v", err)
 		}
 		out.Match.Regex = re
+	case m.GetPathSeparatedPrefix() != "":
+		sp := m.GetPathSeparatedPrefix()
+		if strings.HasSuffix(sp, "/") || strings.ContainsAny(sp, "?#") {
+			// Envoy's validation refuses them too.
+			return out, fieldErr(path+".match.path_separated_prefix", "%q must not end with / nor hold ? or #", sp)
+		}
+		out.Match.SeparatedPrefix = sp
 	case m.GetPathSpecifier() != nil:
 		out.Match.Prefix = m.GetPrefix()
 	default:

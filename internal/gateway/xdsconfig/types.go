@@ -94,6 +94,9 @@ type Route struct {
 type Match struct {
 	Path    string
 	Prefix  string
+	// SeparatedPrefix is path_separated_prefix: the path equals it or
+	// continues with "/" after it.
+	SeparatedPrefix string
 	Regex   *regexp.Regexp // safe_regex on the path
 	Headers []HeaderMatch
 	GRPC    bool // content-type application/grpc*
