@@ -274,10 +274,12 @@ func writeMessage(w http.ResponseWriter, m *Message) int {
 		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
 			continue
 		}
-		h.Add(kv[0], kv[1])
+		k := canonicalKey(kv[0])
+		h[k] = append(h[k], kv[1])
 	}
 	for _, kv := range m.Trailers {
-		h.Add(http.TrailerPrefix+kv[0], kv[1])
+		k := trailerKey(kv[0])
+		h[k] = append(h[k], kv[1])
 	}
 	if len(m.Trailers) == 0 {
 		h.Set("content-length", strconv.Itoa(len(m.Body)))

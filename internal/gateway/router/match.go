@@ -1,6 +1,7 @@
 package router
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
@@ -162,6 +163,42 @@ func stringMatches(s *xdsconfig.StringMatch, v string) bool {
 		return s.Regex.MatchString(v)
 	}
 	return false
+}
+
+// canonicalKey is http.CanonicalHeaderKey with the names of gRPC and OIP
+// answers looked up rather than built per response.
+func canonicalKey(k string) string {
+	switch k {
+	case "content-type":
+		return "Content-Type"
+	case "grpc-status":
+		return "Grpc-Status"
+	case "grpc-message":
+		return "Grpc-Message"
+	case "grpc-encoding":
+		return "Grpc-Encoding"
+	case "grpc-accept-encoding":
+		return "Grpc-Accept-Encoding"
+	case "date":
+		return "Date"
+	case "x-envoy-upstream-service-time":
+		return "X-Envoy-Upstream-Service-Time"
+	case "x-request-id":
+		return "X-Request-Id"
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+// trailerKey is the response header key that declares trailer k
+// (http.TrailerPrefix and its canonical name).
+func trailerKey(k string) string {
+	switch k {
+	case "grpc-status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "grpc-message":
+		return http.TrailerPrefix + "Grpc-Message"
+	}
+	return http.TrailerPrefix + http.CanonicalHeaderKey(k)
 }
 
 // lowerKey lower-cases a header name as Go's servers and clients
