@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -104,18 +103,15 @@ type Cluster struct {
 	Name  string
 	Stats *ClusterStats
 
-	cfg     atomic.Pointer[xdsconfig.Cluster]
-	hosts   atomic.Pointer[[]*Host]
-	ring    atomic.Pointer[[]*Host] // hosts repeated by weight
-	rr      atomic.Uint64
-	active  atomic.Int64
-	retries atomic.Int64
-	// transports are the connection pools: one for HTTP/1.1, one per
-	// worker for HTTP/2 (see newTransports); rr spreads requests over them.
-	transports []*http.Transport
-	trr        atomic.Uint64
-	scheme     string
-	secrets    [2]*xdsconfig.Secret // the TLS secrets the transport was built with
+	cfg       atomic.Pointer[xdsconfig.Cluster]
+	hosts     atomic.Pointer[[]*Host]
+	ring      atomic.Pointer[[]*Host] // hosts repeated by weight
+	rr        atomic.Uint64
+	active    atomic.Int64
+	retries   atomic.Int64
+	transport *http.Transport
+	scheme    string
+	secrets   [2]*xdsconfig.Secret // the TLS secrets the transport was built with
 
 	mu      sync.Mutex
 	stopHC  context.CancelFunc
@@ -134,7 +130,7 @@ func newCluster(cfg *xdsconfig.Cluster, s *stats.Store, secrets map[string]*xdsc
 	empty := []*Host{}
 	c.hosts.Store(&empty)
 	c.ring.Store(&empty)
-	c.transports = newTransports(cfg, secrets)
+	c.transport = newTransport(cfg, secrets)
 	c.scheme = "http"
 	if cfg.TLS != nil {
 		c.scheme = "https"
@@ -151,41 +147,13 @@ func secretsOf(t *xdsconfig.UpstreamTLS, all map[string]*xdsconfig.Secret) [2]*x
 // Scheme is "https" for a TLS cluster, else "http".
 func (c *Cluster) Scheme() string { return c.scheme }
 
-// newTransports builds a cluster's connection pools. Go's HTTP/2 transport
-// puts every stream to a host on one connection until the server's stream
-// limit is reached (gRPC servers allow 2^32), and that connection's locks
-// and single writer serialize the gateway's callers. Envoy has one pool
-// per worker thread, so a host gets a connection per worker; an HTTP/2
-// cluster here likewise gets one transport per worker (GOMAXPROCS, at
-// least 2), within max_connections. HTTP/1.1 pools many connections in one
-// transport already.
-func newTransports(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) []*http.Transport {
-	n := 1
-	if cfg.HTTP2 {
-		n = max(runtime.GOMAXPROCS(0), 2)
-		if m := cfg.Limits.MaxConnections; m > 0 {
-			n = min(n, m)
-		}
-	}
-	out := make([]*http.Transport, n)
-	for i := range out {
-		out[i] = newTransport(cfg, secrets, n)
-	}
-	return out
-}
-
-// newTransport builds one of n pools; they share max_connections.
-func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret, n int) *http.Transport {
+func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) *http.Transport {
 	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	maxConns := cfg.Limits.MaxConnections
-	if maxConns > 0 {
-		maxConns = max(maxConns/n, 1)
-	}
 	t := &http.Transport{
 		DialContext:         d.DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     time.Hour, // Envoy keeps upstream connections until the upstream closes them
-		MaxConnsPerHost:     maxConns,
+		MaxConnsPerHost:     cfg.Limits.MaxConnections,
 		DisableCompression:  true,
 	}
 	var p http.Protocols
@@ -208,13 +176,8 @@ func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret, 
 // Config returns the cluster's current config.
 func (c *Cluster) Config() *xdsconfig.Cluster { return c.cfg.Load() }
 
-// Transport is one of the cluster's connection pools, taken in turn.
-func (c *Cluster) Transport() http.RoundTripper {
-	if len(c.transports) == 1 {
-		return c.transports[0]
-	}
-	return c.transports[c.trr.Add(1)%uint64(len(c.transports))]
-}
+// Transport is the cluster's connection pool.
+func (c *Cluster) Transport() http.RoundTripper { return c.transport }
 
 // Hosts returns the current hosts.
 func (c *Cluster) Hosts() []*Host { return *c.hosts.Load() }
@@ -365,7 +328,5 @@ func (c *Cluster) stop() {
 		c.stopDNS()
 		c.stopDNS = nil
 	}
-	for _, t := range c.transports {
-		t.CloseIdleConnections()
-	}
+	c.transport.CloseIdleConnections()
 }

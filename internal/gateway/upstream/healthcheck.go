@@ -89,7 +89,7 @@ func (c *Cluster) check(ctx context.Context, h *Host) bool {
 		}
 	}
 	req.Host = c.Name
-	resp, err := c.Transport().RoundTrip(req)
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		return false
 	}
