@@ -20,7 +20,7 @@ RACE_PKGS := ./controlplane/... ./internal/... ./certs/rotation/... \
 GOLDEN_PKGS := ./controlplane/xds ./controlplane/istio ./controlplane/bootstrap \
                ./controlplane/policy ./examples
 
-.PHONY: all build run deps test test-short reliability vet lint race golden fmt bench bench-compare wasm proto fuzz help clean
+.PHONY: all build run deps test test-short reliability vet lint race golden fmt bench bench-compare soak wasm proto fuzz help clean
 
 all: build
 
@@ -36,6 +36,7 @@ help:
 	@echo "reliability run only the TestReliability* suite, verbose, with its figures (docs/reliability.md)"
 	@echo "bench      run the benchmarks and print a table"
 	@echo "bench-compare  1-row ModelInfer against an empty gRPC call: throughput, server CPU, p99 ratios"
+	@echo "soak       hold 2,000 req/s through the gateway for 60 s: no errors, flat memory (not in test)"
 	@echo "wasm       build the proxy-wasm filters into $(WASM_DIR)"
 	@echo "proto      regenerate the committed protobuf code"
 	@echo "fuzz       run each fuzz target for a short while"
@@ -113,6 +114,10 @@ bench-compare:
 	@echo; echo "machine: $$(nproc) cores, $$(uptime | sed 's/.*load average/load average/')"
 	@awk '/^BenchmarkCompareEmptyRPC/ { name=$$1; sub(/^BenchmarkCompareEmptyRPC\//, "", name); sub(/-[0-9]+$$/, "", name); \
 	  for (i = 5; i < NF; i += 2) printf "%-12s %-20s %s\n", name, $$(i+1), $$i }' $(BUILD)/bench-compare.txt
+# soak is the gateway's sustained-load check (issue 10): a minute at full
+# load, so not part of `make test`.
+soak: wasm
+	MAESTRO_SOAK=1 MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -v -run '^TestGatewaySoak$$' -timeout 10m ./internal/gateway
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,18 +77,18 @@ spec:
 `, dir, port(v1))
 }
 
-// run makes n unary ModelInfer calls with benchCallers concurrent callers
-// on one client and returns the sorted latencies and the elapsed time.
-func run(b *testing.B, c pb.GRPCInferenceServiceClient, n int) ([]time.Duration, time.Duration) {
+// run makes n unary ModelInfer calls with callers concurrent callers on
+// one client and appends the latencies to lat; it returns the elapsed time.
+func run(b *testing.B, c pb.GRPCInferenceServiceClient, callers, n int, lat *[]time.Duration) time.Duration {
 	b.Helper()
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", "fraud")
 	req := inferRequest("fraud")
-	lat := make([][]time.Duration, benchCallers)
+	per := make([][]time.Duration, callers)
 	var next atomic.Int64
 	var failed atomic.Value
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range benchCallers {
+	for w := range callers {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
@@ -94,7 +96,7 @@ func run(b *testing.B, c pb.GRPCInferenceServiceClient, n int) ([]time.Duration,
 					failed.Store(err)
 					return
 				}
-				lat[w] = append(lat[w], time.Since(t0))
+				per[w] = append(per[w], time.Since(t0))
 			}
 		})
 	}
@@ -103,15 +105,65 @@ func run(b *testing.B, c pb.GRPCInferenceServiceClient, n int) ([]time.Duration,
 	if err, ok := failed.Load().(error); ok {
 		b.Fatalf("ModelInfer: %v", err)
 	}
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	return all, elapsed
+	*lat = slices.Concat(append([][]time.Duration{*lat}, per...)...)
+	return elapsed
 }
+
+// side accumulates one path's figures over the alternated rounds.
+type side struct {
+	lat     []time.Duration
+	elapsed time.Duration
+	cpu     time.Duration // process CPU (user+system): client, gateway and server
+	mallocs uint64
+}
+
+func (s *side) round(b *testing.B, c pb.GRPCInferenceServiceClient, callers, n int) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m0, cpu0 := ms.Mallocs, processCPU(b)
+	s.elapsed += run(b, c, callers, n, &s.lat)
+	s.cpu += processCPU(b) - cpu0
+	runtime.ReadMemStats(&ms)
+	s.mallocs += ms.Mallocs - m0
+}
+
+func (s *side) p(q int) float64 {
+	slices.Sort(s.lat)
+	return float64(s.lat[(len(s.lat)-1)*q/100].Microseconds())
+}
+
+func (s *side) rps() float64 { return float64(len(s.lat)) / s.elapsed.Seconds() }
+
+func (s *side) cpuPerReq() float64 { return float64(s.cpu.Microseconds()) / float64(len(s.lat)) }
+
+// processCPU is the process's user+system CPU time so far. On a shared
+// machine wall-clock figures move with the load; CPU per request does not.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchRounds is how many rounds each path gets, alternated, so that a
+// change of machine load touches both paths alike.
+const benchRounds = 4
 
 // BenchmarkUnaryGRPCGatewayVsDirect measures unary OIP gRPC through the
 // gateway (with the slo filter from ECDS) against the same inference
-// server called directly, same client code, 64 callers, in one run.
+// server called directly, same client code, in one run with the two paths
+// alternated round by round. callers=64 is the issue's figure. Besides the
+// wall-clock ratios it reports process CPU and allocations per request for
+// each path (client and server included in both; the difference is the
+// gateway's cost), which hold still on a loaded machine.
 func BenchmarkUnaryGRPCGatewayVsDirect(b *testing.B) {
+	for _, callers := range []int{benchCallers, 1} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) { benchGatewayVsDirect(b, callers) })
+	}
+}
+
+func benchGatewayVsDirect(b *testing.B, callers int) {
 	dir := wasmDir(b)
 	repo := b.TempDir()
 	inferencetest.WriteModel(b, repo, inferencetest.TestModel{Name: "fraud"})
@@ -131,23 +183,106 @@ func BenchmarkUnaryGRPCGatewayVsDirect(b *testing.B) {
 	}
 	direct, through := dial(srv.GRPCAddr), dial(addr)
 	// Warm both paths (connections, VMs) outside the measurement.
-	run(b, direct, 2*benchCallers)
-	run(b, through, 2*benchCallers)
+	var warm []time.Duration
+	run(b, direct, callers, 2*benchCallers, &warm)
+	run(b, through, callers, 2*benchCallers, &warm)
 
 	b.ResetTimer()
-	n := max(b.N, benchCallers)
-	dl, de := run(b, direct, n)
-	gl, ge := run(b, through, n)
+	per := max(b.N/benchRounds, callers)
+	var d, g side
+	for range benchRounds {
+		d.round(b, direct, callers, per)
+		g.round(b, through, callers, per)
+	}
 	b.StopTimer()
-	p50 := func(l []time.Duration) float64 { return float64(l[len(l)/2].Microseconds()) }
-	rps := func(l []time.Duration, e time.Duration) float64 { return float64(len(l)) / e.Seconds() }
-	b.ReportMetric(p50(dl), "direct-p50-µs")
-	b.ReportMetric(p50(gl), "gateway-p50-µs")
-	b.ReportMetric(p50(gl)/p50(dl), "p50-ratio")
-	p99 := func(l []time.Duration) float64 { return float64(l[len(l)*99/100].Microseconds()) }
-	b.ReportMetric(p99(dl), "direct-p99-µs")
-	b.ReportMetric(p99(gl), "gateway-p99-µs")
-	b.ReportMetric(rps(dl, de), "direct-req/s")
-	b.ReportMetric(rps(gl, ge), "gateway-req/s")
-	b.ReportMetric(rps(gl, ge)/rps(dl, de), "throughput-ratio")
+	b.ReportMetric(d.p(50), "direct-p50-µs")
+	b.ReportMetric(g.p(50), "gateway-p50-µs")
+	b.ReportMetric(g.p(50)/d.p(50), "p50-ratio")
+	b.ReportMetric(d.p(99), "direct-p99-µs")
+	b.ReportMetric(g.p(99), "gateway-p99-µs")
+	b.ReportMetric(d.rps(), "direct-req/s")
+	b.ReportMetric(g.rps(), "gateway-req/s")
+	b.ReportMetric(g.rps()/d.rps(), "throughput-ratio")
+	b.ReportMetric(d.cpuPerReq(), "direct-cpu-µs/req")
+	b.ReportMetric(g.cpuPerReq(), "gateway-cpu-µs/req")
+	b.ReportMetric(float64(d.mallocs)/float64(len(d.lat)), "direct-allocs/req")
+	b.ReportMetric(float64(g.mallocs)/float64(len(g.lat)), "gateway-allocs/req")
+}
+
+// ensemblePolicy is filterPolicy's mesh: fraud-ensemble fans out to v1 and
+// v2 (quorum 2, weighted mean) through the gateway.
+func ensemblePolicy(dir, v1, v2 string) string { return filterPolicy(dir, v1, v2, v1) }
+
+// runModel makes n calls for model with one caller and appends the
+// latencies to lat.
+func runModel(b *testing.B, c pb.GRPCInferenceServiceClient, model string, n int, lat *[]time.Duration) {
+	b.Helper()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", model)
+	req := inferRequest(model)
+	for range n {
+		t0 := time.Now()
+		if _, err := c.ModelInfer(ctx, req); err != nil {
+			b.Fatalf("ModelInfer %s: %v", model, err)
+		}
+		*lat = append(*lat, time.Since(t0))
+	}
+}
+
+func pct(lat []time.Duration, q int) float64 {
+	s := slices.Sorted(slices.Values(lat))
+	return float64(s[(len(s)-1)*q/100].Microseconds())
+}
+
+// BenchmarkEnsembleAddedLatency measures what an ensemble costs over its
+// slowest member: fraud-ensemble through the gateway (both members called,
+// quorum 2) against each member called directly, one caller, rounds
+// alternated. ensemble-added-p99-µs is the ensemble's p99 less the larger
+// member p99 (the issue's target is at most 1 ms); the p50 figure and CPU
+// per call are steadier on a loaded machine.
+func BenchmarkEnsembleAddedLatency(b *testing.B) {
+	dir := wasmDir(b)
+	repo := testRepo(b)
+	v1 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
+	v2 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
+	path := filepath.Join(b.TempDir(), "mesh.yaml")
+	replaceFile(b, path, ensemblePolicy(dir, v1.GRPCAddr, v2.GRPCAddr))
+	cp := startPlane(b, path, "127.0.0.1:0")
+	addr := startGateway(b, "gw-ens", cp.xds, nil).waitLive(b)
+	dial := func(addr string) pb.GRPCInferenceServiceClient {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close() })
+		return pb.NewGRPCInferenceServiceClient(conn)
+	}
+	m1, m2, gw := dial(v1.GRPCAddr), dial(v2.GRPCAddr), dial(addr)
+	var warm []time.Duration
+	runModel(b, m1, "fraud", 50, &warm)
+	runModel(b, m2, "fraud", 50, &warm)
+	runModel(b, gw, "fraud-ensemble", 50, &warm)
+
+	b.ResetTimer()
+	per := max(b.N/benchRounds, 10)
+	var l1, l2, le []time.Duration
+	var memberCPU, ensembleCPU time.Duration
+	for range benchRounds {
+		c0 := processCPU(b)
+		runModel(b, m1, "fraud", per, &l1)
+		runModel(b, m2, "fraud", per, &l2)
+		c1 := processCPU(b)
+		runModel(b, gw, "fraud-ensemble", per, &le)
+		memberCPU, ensembleCPU = memberCPU+c1-c0, ensembleCPU+processCPU(b)-c1
+	}
+	b.StopTimer()
+	b.ReportMetric(pct(l1, 99), "member1-p99-µs")
+	b.ReportMetric(pct(l2, 99), "member2-p99-µs")
+	b.ReportMetric(pct(le, 50), "ensemble-p50-µs")
+	b.ReportMetric(pct(le, 99), "ensemble-p99-µs")
+	b.ReportMetric(pct(le, 50)-max(pct(l1, 50), pct(l2, 50)), "ensemble-added-p50-µs")
+	b.ReportMetric(pct(le, 99)-max(pct(l1, 99), pct(l2, 99)), "ensemble-added-p99-µs")
+	// CPU of one ensemble call (gateway, both members, client) against
+	// that of calling both members directly.
+	b.ReportMetric(float64(ensembleCPU.Microseconds())/float64(len(le)), "ensemble-cpu-µs/req")
+	b.ReportMetric(float64(memberCPU.Microseconds())/float64(len(le)), "members-direct-cpu-µs/req")
 }

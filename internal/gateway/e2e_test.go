@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -24,9 +24,9 @@ import (
 )
 
 // meshPolicy routes model fraud to v1/v2 by weight and model churn to
-// churn's only version, through gateway edge. The gateway's model routes
-// bring the fanout filter (it routes clients that name the model only in
-// the message), loaded from wasm.
+// churn's only version, through gateway edge. Routes that select a model
+// over gRPC get the fanout filter (it names the model for standard OIP
+// clients), so the policy says where the filters are built (wasmDir).
 func meshPolicy(wasm, fraudV1, fraudV2, churn string, w1, w2 int) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
@@ -37,7 +37,9 @@ spec:
     mode: DISABLE
   filters:
     fanout:
-      path: %s
+      path: %[1]s/fanout.wasm
+    slo:
+      path: %[1]s/slo.wasm
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Service
@@ -105,7 +107,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud, churn]
-`, filepath.Join(wasm, "fanout.wasm"), port(fraudV1), port(fraudV2), port(churn), w1, w2)
+`, wasm, port(fraudV1), port(fraudV2), port(churn), w1, w2)
 }
 
 func port(addr string) string {
@@ -142,7 +144,6 @@ func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	go func() {
 		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
 			func(ctx context.Context, c *controlplane.Certificates) error {
-				// Plaintext serving every secret, as `maestro up` does.
 				return controlplane.Run(ctx, controlplane.Config{
 					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true,
 					XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
@@ -268,7 +269,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		waitMetric(t, gw, "envoy_control_plane_connected_state", 1)
 		waitAll(t, client, "fraud", "fraud-v1")
 	})
-	if ev := gw.waitEventOrNone(resource.RouteType); ev != nil && ev.Err != nil {
+	if ev := gw.waitEventOrNone(resourcev3.RouteType); ev != nil && ev.Err != nil {
 		t.Errorf("route config NACKed: %v", ev.Err)
 	}
 }

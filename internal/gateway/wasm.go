@@ -240,6 +240,11 @@ func (f *wasmFilter) tick(wv *worker, period time.Duration) {
 // deliver runs callout answers nobody waits for (shadows, answers that
 // arrive after their stream ended) as Envoy's event loop would.
 func (f *wasmFilter) deliver(wv *worker) {
+	// Most streams make no callout: starting a dispatcher after each
+	// would cost a goroutine and two VM locks per request for nothing.
+	if wv.delivering.Load() || wv.vm.Idle() {
+		return
+	}
 	if !wv.delivering.CompareAndSwap(false, true) {
 		return
 	}

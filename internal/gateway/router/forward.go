@@ -3,7 +3,7 @@ package router
 import (
 	"bytes"
 	"context"
-	cryptorand "crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -287,7 +287,7 @@ func readResponse(resp *http.Response, c *upstream.Cluster, host *upstream.Host,
 	m := &Message{Headers: responseHeaders(resp), Body: body}
 	for k, vs := range resp.Trailer {
 		for _, v := range vs {
-			m.Trailers = append(m.Trailers, [2]string{strings.ToLower(k), v})
+			m.Trailers = append(m.Trailers, [2]string{lowerKey(k), v})
 		}
 	}
 	c.Stats.Response(resp.StatusCode, time.Since(start))
@@ -314,7 +314,7 @@ func responseHeaders(resp *http.Response) [][2]string {
 	out := make([][2]string, 0, len(resp.Header)+1)
 	out = append(out, [2]string{":status", strconv.Itoa(resp.StatusCode)})
 	for k, vs := range resp.Header {
-		lk := strings.ToLower(k)
+		lk := lowerKey(k)
 		if hopByHop[lk] {
 			continue
 		}
@@ -330,7 +330,7 @@ func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Clus
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {
-		if hopByHop[strings.ToLower(k)] {
+		if hopByHop[lowerKey(k)] {
 			continue
 		}
 		h[k] = vs
@@ -393,11 +393,28 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 	} else {
 		up.ContentLength = -1
 	}
+	// The header map is keyed by the lower-case names the Message holds
+	// (both of Go's transports write them as they are; HTTP/2 requires
+	// lower case anyway), which skips canonicalizing every name.
+	// The values share one backing array, a one-element window each
+	// (capacity-capped, so a repeated name's append copies out of it).
+	up.Header = make(http.Header, len(req.Headers)+3)
+	vals := make([]string, 0, len(req.Headers)+3)
+	add := func(k, v string) {
+		if old, ok := up.Header[k]; ok {
+			up.Header[k] = append(old, v)
+			return
+		}
+		vals = append(vals, v)
+		up.Header[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	for _, kv := range req.Headers {
-		if strings.HasPrefix(kv[0], ":") || kv[0] == "content-length" {
+		switch {
+		case strings.HasPrefix(kv[0], ":"), kv[0] == "content-length",
+			kv[0] == "x-request-id", kv[0] == "x-forwarded-proto", kv[0] == "x-envoy-expected-rq-timeout-ms":
 			continue
 		}
-		up.Header.Add(kv[0], kv[1])
+		add(kv[0], kv[1])
 	}
 	if len(req.Trailers) > 0 {
 		up.Trailer = http.Header{}
@@ -405,22 +422,25 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 			up.Trailer.Add(kv[0], kv[1])
 		}
 	}
-	up.Header.Set("x-request-id", reqID)
-	up.Header.Set("x-forwarded-proto", "http")
+	add("x-request-id", reqID)
+	add("x-forwarded-proto", "http")
 	if timeout > 0 {
-		up.Header.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(timeout.Milliseconds(), 10))
+		add("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(timeout.Milliseconds(), 10))
 	}
 	return up, nil
 }
 
 // requestID keeps the client's x-request-id or makes a UUID v4, as Envoy
-// does.
+// does. The bits come from math/rand/v2's per-thread ChaCha8 (seeded by
+// the OS) rather than crypto/rand, which costs a getrandom system call per
+// request: the id names a request for logs and traces, it guards nothing.
 func requestID(req *Message) string {
 	if v, ok := req.Get("x-request-id"); ok && v != "" {
 		return v
 	}
 	var b [16]byte
-	_, _ = cryptorand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	x := hex.EncodeToString(b[:])

@@ -128,7 +128,7 @@ func requestMessage(r *http.Request) *Message {
 	m.Headers = append(m.Headers, [2]string{":method", r.Method}, [2]string{":path", r.URL.RequestURI()},
 		[2]string{":authority", r.Host}, [2]string{":scheme", "http"})
 	for k, vs := range r.Header {
-		lk := strings.ToLower(k)
+		lk := lowerKey(k)
 		if hopByHop[lk] && lk != "te" {
 			continue
 		}
@@ -170,7 +170,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
 	if rest == nil {
 		for k, vs := range r.Trailer {
 			for _, v := range vs {
-				req.Trailers = append(req.Trailers, [2]string{strings.ToLower(k), v})
+				req.Trailers = append(req.Trailers, [2]string{lowerKey(k), v})
 			}
 		}
 	}
@@ -274,10 +274,12 @@ func writeMessage(w http.ResponseWriter, m *Message) int {
 		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
 			continue
 		}
-		h.Add(kv[0], kv[1])
+		k := canonicalKey(kv[0])
+		h[k] = append(h[k], kv[1])
 	}
 	for _, kv := range m.Trailers {
-		h.Add(http.TrailerPrefix+kv[0], kv[1])
+		k := trailerKey(kv[0])
+		h[k] = append(h[k], kv[1])
 	}
 	if len(m.Trailers) == 0 {
 		h.Set("content-length", strconv.Itoa(len(m.Body)))
@@ -302,7 +304,7 @@ func (r *recorder) message(code int) *Message {
 	m := &Message{Headers: [][2]string{{":status", strconv.Itoa(code)}}, Body: r.body.Bytes()}
 	for k, vs := range r.header {
 		for _, v := range vs {
-			m.Headers = append(m.Headers, [2]string{strings.ToLower(k), v})
+			m.Headers = append(m.Headers, [2]string{lowerKey(k), v})
 		}
 	}
 	return m

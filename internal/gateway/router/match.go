@@ -1,6 +1,7 @@
 package router
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
@@ -162,4 +163,84 @@ func stringMatches(s *xdsconfig.StringMatch, v string) bool {
 		return s.Regex.MatchString(v)
 	}
 	return false
+}
+
+// canonicalKey is http.CanonicalHeaderKey with the names of gRPC and OIP
+// answers looked up rather than built per response.
+func canonicalKey(k string) string {
+	switch k {
+	case "content-type":
+		return "Content-Type"
+	case "grpc-status":
+		return "Grpc-Status"
+	case "grpc-message":
+		return "Grpc-Message"
+	case "grpc-encoding":
+		return "Grpc-Encoding"
+	case "grpc-accept-encoding":
+		return "Grpc-Accept-Encoding"
+	case "date":
+		return "Date"
+	case "x-envoy-upstream-service-time":
+		return "X-Envoy-Upstream-Service-Time"
+	case "x-request-id":
+		return "X-Request-Id"
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+// trailerKey is the response header key that declares trailer k
+// (http.TrailerPrefix and its canonical name).
+func trailerKey(k string) string {
+	switch k {
+	case "grpc-status":
+		return http.TrailerPrefix + "Grpc-Status"
+	case "grpc-message":
+		return http.TrailerPrefix + "Grpc-Message"
+	}
+	return http.TrailerPrefix + http.CanonicalHeaderKey(k)
+}
+
+// lowerKey lower-cases a header name as Go's servers and clients
+// canonicalize it ("Content-Type"). The names of every gRPC and OIP call
+// are looked up rather than lower-cased, which would allocate per header
+// per request.
+func lowerKey(k string) string {
+	switch k {
+	case "Content-Type":
+		return "content-type"
+	case "Te":
+		return "te"
+	case "User-Agent":
+		return "user-agent"
+	case "Grpc-Timeout":
+		return "grpc-timeout"
+	case "Grpc-Accept-Encoding":
+		return "grpc-accept-encoding"
+	case "Grpc-Encoding":
+		return "grpc-encoding"
+	case "Grpc-Status":
+		return "grpc-status"
+	case "Grpc-Message":
+		return "grpc-message"
+	case "Content-Length":
+		return "content-length"
+	case "Accept":
+		return "accept"
+	case "Accept-Encoding":
+		return "accept-encoding"
+	case "Date":
+		return "date"
+	case "Traceparent":
+		return "traceparent"
+	case "X-Request-Id":
+		return "x-request-id"
+	case "X-Maestro-Model":
+		return "x-maestro-model"
+	case "X-Forwarded-Proto":
+		return "x-forwarded-proto"
+	case "X-Envoy-Expected-Rq-Timeout-Ms":
+		return "x-envoy-expected-rq-timeout-ms"
+	}
+	return strings.ToLower(k)
 }

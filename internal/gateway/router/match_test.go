@@ -34,17 +34,17 @@ func TestSelect(t *testing.T) {
 		req  *Message
 		want string
 	}{
-		"exact host wins":          {&Message{Headers: [][2]string{{":path", "/x"}, {":authority", "api.example.com:443"}}}, "api-only"},
-		"grpc by model":            {grpcReq([2]string{"x-maestro-model", "churn"}), "churn"},
-		"regex cookie":             {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "a=b; canary=1"}), "churn.beta"},
-		"inverted presence":        {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "canary=1"}, [2]string{"x-no-canary", "1"}), "churn"},
-		"not grpc content type":    {&Message{Headers: [][2]string{{":path", infer}, {":authority", "gw"}, {"x-maestro-model", "churn"}}}, ""},
-		"rest path regex":          {&Message{Headers: [][2]string{{":path", "/v2/models/churn/infer?x=1"}, {":authority", "gw"}}}, "rest"},
-		"no route":                 {grpcReq([2]string{"x-maestro-model", "fraud"}), ""},
-		"separated prefix, whole":  {&Message{Headers: [][2]string{{":path", "/v2/models/fraud?x=1"}, {":authority", "gw"}}}, "fraud-rest"},
-		"separated prefix, more":   {&Message{Headers: [][2]string{{":path", "/v2/models/fraud/versions/2/infer"}, {":authority", "gw"}}}, "fraud-rest"},
-		"separated prefix, longer": {&Message{Headers: [][2]string{{":path", "/v2/models/fraud-ensemble/infer"}, {":authority", "gw"}}}, ""},
-		"regex is anchored whole":  {&Message{Headers: [][2]string{{":path", "/v2/models/churner"}, {":authority", "gw"}}}, ""},
+		"exact host wins":                      {&Message{Headers: [][2]string{{":path", "/x"}, {":authority", "api.example.com:443"}}}, "api-only"},
+		"grpc by model":                        {grpcReq([2]string{"x-maestro-model", "churn"}), "churn"},
+		"regex cookie":                         {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "a=b; canary=1"}), "churn.beta"},
+		"inverted presence":                    {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "canary=1"}, [2]string{"x-no-canary", "1"}), "churn"},
+		"not grpc content type":                {&Message{Headers: [][2]string{{":path", infer}, {":authority", "gw"}, {"x-maestro-model", "churn"}}}, ""},
+		"rest path regex":                      {&Message{Headers: [][2]string{{":path", "/v2/models/churn/infer?x=1"}, {":authority", "gw"}}}, "rest"},
+		"no route":                             {grpcReq([2]string{"x-maestro-model", "fraud"}), ""},
+		"regex is anchored whole":              {&Message{Headers: [][2]string{{":path", "/v2/models/churner"}, {":authority", "gw"}}}, ""},
+		"separated prefix whole":               {&Message{Headers: [][2]string{{":path", "/v2/models/fraud?x=1"}, {":authority", "gw"}}}, "fraud-rest"},
+		"separated prefix slash":               {&Message{Headers: [][2]string{{":path", "/v2/models/fraud/infer"}, {":authority", "gw"}}}, "fraud-rest"},
+		"separated prefix only at a separator": {&Message{Headers: [][2]string{{":path", "/v2/models/fraudster/infer"}, {":authority", "gw"}}}, ""},
 	}
 	for name, tc := range tests {
 		got := ""

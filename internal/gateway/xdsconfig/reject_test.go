@@ -52,6 +52,11 @@ func TestRejectsNameTheField(t *testing.T) {
 			action(rc).RetryPolicy = &routev3.RetryPolicy{RetryOn: "5xx,envoy-ratelimited"}
 			return rc
 		}, `route config "edge": field virtual_hosts[edge].routes[fraud].route.retry_policy.retry_on condition "envoy-ratelimited" unsupported`},
+		"separated prefix with a trailing slash": {func() proto.Message {
+			rc := baseRoute()
+			rc.VirtualHosts[0].Routes[0].Match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: "/v2/models/"}
+			return rc
+		}, `route config "edge": field virtual_hosts[edge].routes[fraud].match.path_separated_prefix "/v2/models/" must not end with / nor hold ? or #`},
 		"per-filter config of another type": {func() proto.Message {
 			rc := baseRoute()
 			a, _ := anypb.New(&typev3.Percent{Value: 1})

@@ -95,7 +95,7 @@ type Match struct {
 	Path   string
 	Prefix string
 	// SeparatedPrefix is path_separated_prefix: the path equals it or
-	// continues with "/" (Envoy ignores the query string for both).
+	// continues with "/" after it.
 	SeparatedPrefix string
 	Regex           *regexp.Regexp // safe_regex on the path
 	Headers         []HeaderMatch
