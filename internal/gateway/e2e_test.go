@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -269,7 +269,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		waitMetric(t, gw, "envoy_control_plane_connected_state", 1)
 		waitAll(t, client, "fraud", "fraud-v1")
 	})
-	if ev := gw.waitEventOrNone(resourcev3.RouteType); ev != nil && ev.Err != nil {
+	if ev := gw.waitEventOrNone(resource.RouteType); ev != nil && ev.Err != nil {
 		t.Errorf("route config NACKed: %v", ev.Err)
 	}
 }

@@ -10,20 +10,20 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3" // Router, unpacked by the field walk
-	wasmhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -62,17 +62,17 @@ type Resource struct {
 func Decode(typeURL string, a *anypb.Any) (Resource, error) {
 	var msg proto.Message
 	switch typeURL {
-	case resourcev3.ListenerType:
+	case resource.ListenerType:
 		msg = &listenerv3.Listener{}
-	case resourcev3.RouteType:
+	case resource.RouteType:
 		msg = &routev3.RouteConfiguration{}
-	case resourcev3.ClusterType:
+	case resource.ClusterType:
 		msg = &clusterv3.Cluster{}
-	case resourcev3.EndpointType:
+	case resource.EndpointType:
 		msg = &endpointv3.ClusterLoadAssignment{}
-	case resourcev3.ExtensionConfigType:
-		msg = &core.TypedExtensionConfig{}
-	case resourcev3.SecretType:
+	case resource.ExtensionConfigType:
+		msg = &corev3.TypedExtensionConfig{}
+	case resource.SecretType:
 		msg = &tlsv3.Secret{}
 	default:
 		return Resource{}, fmt.Errorf("type %s unsupported", typeURL)
@@ -121,7 +121,7 @@ func DecodeMessage(msg proto.Message) (Resource, error) {
 		if err = checkFields(m.ProtoReflect()); err == nil {
 			r.Value, err = convertSecret(m)
 		}
-	case *core.TypedExtensionConfig:
+	case *corev3.TypedExtensionConfig:
 		kind, r.Name = "filter config", m.GetName()
 		if err = checkFields(m.ProtoReflect()); err == nil {
 			r.Value, err = convertWasm(m)
@@ -156,17 +156,17 @@ func convertListener(l *listenerv3.Listener) (*Listener, error) {
 	if f.GetName() != HCMFilter {
 		return nil, fieldErr(path+".name", "%q unsupported: want %s", f.GetName(), HCMFilter)
 	}
-	m := &hcm.HttpConnectionManager{}
+	m := &hcmv3.HttpConnectionManager{}
 	if err := f.GetTypedConfig().UnmarshalTo(m); err != nil {
 		return nil, fieldErr(path+".typed_config", "%v", err)
 	}
 	path += ".typed_config"
 	switch m.GetCodecType() {
-	case hcm.HttpConnectionManager_AUTO:
+	case hcmv3.HttpConnectionManager_AUTO:
 		out.Codec = CodecAuto
-	case hcm.HttpConnectionManager_HTTP1:
+	case hcmv3.HttpConnectionManager_HTTP1:
 		out.Codec = CodecHTTP1
-	case hcm.HttpConnectionManager_HTTP2:
+	case hcmv3.HttpConnectionManager_HTTP2:
 		out.Codec = CodecHTTP2
 	default:
 		return nil, fieldErr(path+".codec_type", "%v unsupported", m.GetCodecType())
@@ -206,7 +206,7 @@ func convertListener(l *listenerv3.Listener) (*Listener, error) {
 	return out, nil
 }
 
-func convertHTTPFilter(hf *hcm.HttpFilter, path string) (HTTPFilter, error) {
+func convertHTTPFilter(hf *hcmv3.HttpFilter, path string) (HTTPFilter, error) {
 	if cd := hf.GetConfigDiscovery(); cd != nil {
 		if err := checkADS(cd.GetConfigSource(), path+".config_discovery.config_source"); err != nil {
 			return HTTPFilter{}, err
@@ -288,7 +288,7 @@ func perMillion(p *typev3.FractionalPercent, path string) (uint32, error) {
 	return uint32(min(n, 1_000_000)), nil
 }
 
-func convertTracing(t *hcm.HttpConnectionManager_Tracing, path string) (*Tracing, error) {
+func convertTracing(t *hcmv3.HttpConnectionManager_Tracing, path string) (*Tracing, error) {
 	out := &Tracing{SamplePercent: 100}
 	if rs := t.GetRandomSampling(); rs != nil {
 		out.SamplePercent = rs.GetValue()
@@ -308,11 +308,11 @@ func convertTracing(t *hcm.HttpConnectionManager_Tracing, path string) (*Tracing
 	return out, nil
 }
 
-func checkADS(cs *core.ConfigSource, path string) error {
+func checkADS(cs *corev3.ConfigSource, path string) error {
 	if cs.GetAds() == nil {
 		return fieldErr(path, "must be ads")
 	}
-	if cs.GetResourceApiVersion() != core.ApiVersion_V3 {
+	if cs.GetResourceApiVersion() != corev3.ApiVersion_V3 {
 		return fieldErr(path+".resource_api_version", "%v unsupported", cs.GetResourceApiVersion())
 	}
 	return nil
@@ -571,7 +571,7 @@ func convertCluster(c *clusterv3.Cluster) (*Cluster, error) {
 		if k != httpOptionsKey {
 			return nil, fieldErr("typed_extension_protocol_options["+k+"]", "unsupported")
 		}
-		o := &upstreamhttp.HttpProtocolOptions{}
+		o := &upstreamhttpv3.HttpProtocolOptions{}
 		if err := v.UnmarshalTo(o); err != nil {
 			return nil, fieldErr("typed_extension_protocol_options["+k+"]", "%v", err)
 		}
@@ -625,7 +625,7 @@ func convertCluster(c *clusterv3.Cluster) (*Cluster, error) {
 	return out, nil
 }
 
-func convertHealthCheck(hc *core.HealthCheck) (*HealthCheck, error) {
+func convertHealthCheck(hc *corev3.HealthCheck) (*HealthCheck, error) {
 	out := &HealthCheck{
 		Timeout: durOr(hc.GetTimeout(), 0), Interval: durOr(hc.GetInterval(), 0),
 		UnhealthyThreshold: int(hc.GetUnhealthyThreshold().GetValue()), HealthyThreshold: int(hc.GetHealthyThreshold().GetValue()),
@@ -667,14 +667,14 @@ func convertEndpoints(cla *endpointv3.ClusterLoadAssignment) ([]Endpoint, error)
 	return out, nil
 }
 
-func convertWasm(tc *core.TypedExtensionConfig) (*WasmFilter, error) {
-	w := &wasmhttp.Wasm{}
+func convertWasm(tc *corev3.TypedExtensionConfig) (*WasmFilter, error) {
+	w := &wasmfilterv3.Wasm{}
 	if err := tc.GetTypedConfig().UnmarshalTo(w); err != nil {
 		return nil, fieldErr("typed_config", "%v", err)
 	}
 	pc := w.GetConfig()
 	out := &WasmFilter{
-		Name: tc.GetName(), PluginName: pc.GetName(), RootID: pc.GetRootId(), FailOpen: pc.GetFailOpen(),
+		Name: tc.GetName(), PluginName: pc.GetName(), RootID: pc.GetRootId(), FailOpen: pc.GetFailOpen(), //nolint:staticcheck // Envoy still honours the deprecated fail_open, so the gateway reads it too
 		AllowOnHeadersStopIteration: pc.GetAllowOnHeadersStopIteration().GetValue(),
 	}
 	vm := pc.GetVmConfig()
