@@ -13,17 +13,10 @@ import (
 // that takes its listeners, routes, clusters and wasm filters from the
 // control plane, until ctx ends.
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("gateway", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: maestro gateway --node ID [flags]")
-		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Runs a gateway node: it subscribes over ADS to what the control plane sends an Envoy")
-		fmt.Fprintln(stderr, "gateway (LDS, RDS, CDS, EDS, ECDS), serves the listeners with HTTP/1.1 and h2c, runs the")
-		fmt.Fprintln(stderr, "wasm filters, and serves /stats/prometheus, /ready and /config_dump on the admin port.")
-		fmt.Fprintln(stderr, "A development data plane: production runs Envoy or Istio (docs/gateway.md).")
-		fmt.Fprintln(stderr)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("gateway", stderr, `Runs a gateway node: it subscribes over ADS to what the control plane sends an Envoy
+gateway (LDS, RDS, CDS, EDS, ECDS), serves the listeners with HTTP/1.1 and h2c, runs the
+wasm filters, and serves /stats/prometheus, /ready and /config_dump on the admin port.
+A development data plane: production runs Envoy or Istio (docs/gateway.md).`, "--node ID [flags]")
 	node := fs.String("node", "", "node `ID`, unique per gateway")
 	service := fs.String("service", "", "announce this `service` in the node metadata (a Gateway's spec.nodes.service selects it)")
 	xds := fs.String("xds-addr", "127.0.0.1:18000", "control plane `address` (plaintext: a control plane run with --insecure)")
