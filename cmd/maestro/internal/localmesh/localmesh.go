@@ -68,12 +68,28 @@ type Config struct {
 	// Tracing, if set, traces the inference servers and the control
 	// plane; nil leaves them untraced. The caller shuts it down.
 	Tracing *telemetry.Tracing
+	// WasmDir is where the policy's relative wasm file names resolve for
+	// the built-in gateways ("" is the working directory, as for Envoy).
+	WasmDir string
+	// GatewayPorts, if set, maps a Gateway's name to the loopback port its
+	// built-in gateway listens on instead of the policy's (0: a free port).
+	GatewayPorts map[string]int
+	// OnRoutes, if set, receives every refresh of the gateways' per-route
+	// stats.
+	OnRoutes func(RouteStats)
 }
 
 // Started says where the running mesh listens.
 type Started struct {
 	XDS, Admin string
 	Servers    []StartedServer
+	Gateways   []StartedGateway
+}
+
+// StartedGateway is one running built-in gateway.
+type StartedGateway struct {
+	Name            string // the policy's Gateway
+	Listener, Admin string // host:port
 }
 
 // StartedServer is one running inference server.
@@ -209,17 +225,31 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fail(err)
 	}
-	printTable(cfg.Out, mesh, servers, addrs, boot)
+	var gateways []*startedGateway
+	if missing := missingFilters(mesh, cfg.WasmDir); len(mesh.Gateways) > 0 && len(missing) > 0 {
+		fmt.Fprintf(cfg.Out, "gateways not started: the filters' code %v is missing (run `make wasm` in the repository, or pass --wasm-dir)\n\n", missing)
+	} else {
+		gateways, err = startGateways(gctx, g, cfg, mesh, addrs.XDS.String())
+		if err != nil {
+			return fail(err)
+		}
+	}
+	printTable(cfg.Out, mesh, servers, gateways, addrs, boot)
 	if cfg.OnReady != nil {
 		st := Started{XDS: addrs.XDS.String(), Admin: addrs.Admin.String()}
 		for _, s := range servers {
 			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr})
 		}
+		for _, gw := range gateways {
+			st.Gateways = append(st.Gateways, StartedGateway{Name: gw.name, Listener: gw.listener, Admin: gw.admin})
+		}
 		cfg.OnReady(st)
 	}
-	g.Go(func() error { return live(gctx, cfg, servers) })
+	seen := newAnswers()
+	g.Go(func() error { return live(gctx, cfg, servers, gateways, seen) })
 	if cfg.DemoTraffic {
 		g.Go(func() error { return demoTraffic(gctx, cfg, mesh, boot.grpc) })
+		g.Go(func() error { return gatewayTraffic(gctx, cfg, mesh, gateways, seen) })
 	}
 	return g.Wait()
 }

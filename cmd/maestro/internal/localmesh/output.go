@@ -68,7 +68,7 @@ func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, 
 }
 
 // printTable tells the user what runs where and how to use it.
-func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs controlplane.Addrs, boot bootFiles) {
+func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, gateways []*startedGateway, addrs controlplane.Addrs, boot bootFiles) {
 	fmt.Fprintf(w, "Maestro mesh %q is up.\n\n", mesh.Config.Metadata.Name)
 	fmt.Fprintf(w, "control plane   xDS %s   admin http://%s (/metrics)\n\n", addrs.XDS, addrs.Admin)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -88,8 +88,22 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs contro
 	for _, r := range mesh.Routes {
 		fmt.Fprintf(tw, "%s\t%s\txds:///%s\t%s\n", r.Metadata.Name, r.Spec.Match.Model, r.Spec.Target, routeSummary(r))
 	}
+	if len(gateways) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "GATEWAY\tLISTENER (gRPC + REST)\tADMIN\tROUTES")
+		for _, gw := range gateways {
+			var routes []string
+			if pg := mesh.Gateway(gw.name); pg != nil {
+				routes = pg.Spec.Routes
+			}
+			fmt.Fprintf(tw, "%s\t%s\thttp://%s/stats/prometheus\t%s\n", gw.name, gw.listener, gw.admin, strings.Join(routes, ", "))
+		}
+	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	for _, gw := range gateways {
+		fmt.Fprintf(w, "Predict:        ./maestro predict --addr %s fraud-ensemble --input <name>=<v1,v2,...>   (through gateway %s)\n", gw.listener, gw.name)
+	}
 	for _, p := range boot.envoy {
 		fmt.Fprintf(w, "Envoy:          envoy -c %s\n", p)
 	}
@@ -104,9 +118,10 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs contro
 	fmt.Fprintln(w)
 }
 
-// live prints the requests each service version has served, every
+// live prints the requests each service version has served and, with
+// gateways, one line per route of what the gateways' filters did, every
 // interval, whenever they change.
-func live(ctx context.Context, cfg Config, servers []*running) error {
+func live(ctx context.Context, cfg Config, servers []*running, gateways []*startedGateway, seen *answers) error {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var last string
@@ -131,7 +146,25 @@ func live(ctx context.Context, cfg Config, servers []*running) error {
 		if cfg.OnCounts != nil {
 			cfg.OnCounts(counts)
 		}
-		if line := countsLine(counts, prev); line != last {
+		line := countsLine(counts, prev)
+		if len(gateways) > 0 {
+			st := RouteStats{}
+			seen.fill(st)
+			for _, gw := range gateways {
+				if err := scrapeGateway(ctx, gw.admin, st); err != nil {
+					// A slow scrape on a loaded machine is no reason to stop
+					// the mesh; the next tick tries again.
+					cfg.Logger.Warn("read gateway stats", "gateway", gw.name, "error", err)
+				}
+			}
+			if cfg.OnRoutes != nil {
+				cfg.OnRoutes(st)
+			}
+			if rl := routeLines(st); len(rl) > 0 {
+				line += "\nroutes\n" + strings.Join(rl, "\n")
+			}
+		}
+		if line != last {
 			fmt.Fprintln(cfg.Out, line)
 			last = line
 		}
