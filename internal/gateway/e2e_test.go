@@ -135,12 +135,17 @@ func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- controlplane.Run(ctx, controlplane.Config{
-			Paths: []string{path}, Load: controlplane.PolicyLoader(controlplane.CAEphemeral), Insecure: true,
-			XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-			Ready:    func(a controlplane.Addrs) { ready <- a },
-			OnReload: func(_ string, err error) { p.reloads <- err },
-		})
+		// An in-memory CA (DryRun), as the control plane's own e2e tests
+		// use: these tests are about the data plane.
+		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
+			func(ctx context.Context, c *controlplane.Certificates) error {
+				return controlplane.Run(ctx, controlplane.Config{
+					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true,
+					XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+					Ready:    func(a controlplane.Addrs) { ready <- a },
+					OnReload: func(_ string, err error) { p.reloads <- err },
+				})
+			})
 	}()
 	stopped := false
 	p.stop = func() {
