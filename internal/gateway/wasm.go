@@ -392,6 +392,11 @@ func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*ro
 	}
 	resp.Headers = s.ResponseHeaderMap()
 	resp.Body = s.ResponseBodyBytes()
+	if hasTrailers {
+		// The fanout filter writes a gRPC answer's status and report
+		// into the trailers.
+		resp.Trailers = s.ResponseTrailerMap()
+	}
 	return nil, nil
 }
 

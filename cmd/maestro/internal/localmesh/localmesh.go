@@ -96,6 +96,9 @@ type StartedGateway struct {
 type StartedServer struct {
 	Name, Service, Version string
 	GRPC, HTTP             string
+	// Stop stops this server alone, as a crashed replica would stop; the
+	// rest of the mesh keeps running.
+	Stop func()
 }
 
 // Counts are requests served, by service and version.
@@ -131,6 +134,7 @@ type running struct {
 	backend
 	grpcAddr, httpAddr string
 	metrics            *prometheus.Registry
+	stop               context.CancelFunc
 }
 
 // Run starts the mesh and blocks until ctx is done, then stops everything
@@ -238,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.OnReady != nil {
 		st := Started{XDS: addrs.XDS.String(), Admin: addrs.Admin.String()}
 		for _, s := range servers {
-			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr})
+			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr, Stop: s.stop})
 		}
 		for _, gw := range gateways {
 			st.Gateways = append(st.Gateways, StartedGateway{Name: gw.name, Listener: gw.listener, Admin: gw.admin})
@@ -281,9 +285,11 @@ func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends [
 			grpcLis.Close()
 			return nil, fmt.Errorf("inference server %s: http port: %w", b.Name(), err)
 		}
-		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg}
+		sctx, stop := context.WithCancel(ctx)
+		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg, stop: stop}
 		g.Go(func() error {
-			if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
+			defer stop()
+			if err := srv.Serve(sctx, grpcLis, httpLis); err != nil {
 				return fmt.Errorf("inference server %s: %w", r.Name(), err)
 			}
 			return nil

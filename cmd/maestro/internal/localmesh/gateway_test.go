@@ -1,0 +1,366 @@
+package localmesh
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh/meshtest"
+	"github.com/maestro-ml/maestro/examples"
+	"github.com/maestro-ml/maestro/inference/oipclient"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/syncbuf"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout"
+	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
+)
+
+// waitLimit bounds every wait of the gateway tests: generous, for a loaded
+// machine; each wait ends as soon as its condition holds.
+const waitLimit = 60 * time.Second
+
+// demoMesh is a running `maestro up` of the embedded demo, through its
+// built-in gateway.
+type demoMesh struct {
+	dir, policy string
+	started     Started
+	client      pb.GRPCInferenceServiceClient
+	models      string
+
+	mu     sync.Mutex
+	counts Counts
+	routes RouteStats
+
+	reloads chan error
+	out     *syncbuf.Buffer
+}
+
+// startDemo extracts the embedded demo into a temporary directory, moves
+// its servers to free loopback ports (and its CA into the directory), puts
+// the filters' .wasm where the policy names them, and runs it.
+func startDemo(t *testing.T) *demoMesh {
+	t.Helper()
+	// Expensive set-up first, outside every wait: building the filters.
+	fanoutWasm := wasmtest.Build(t, "github.com/maestro-ml/maestro/wasmfilter/fanout/cmd")
+	sloWasm := wasmtest.Build(t, "github.com/maestro-ml/maestro/wasmfilter/slo/cmd")
+	dir := t.TempDir()
+	if err := extract(examples.Demo(), dir); err != nil {
+		t.Fatal(err)
+	}
+	wasmDir := filepath.Join(dir, "build", "wasm")
+	if err := os.MkdirAll(wasmDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"fanout.wasm": fanoutWasm, "slo.wasm": sloWasm} {
+		if err := os.WriteFile(filepath.Join(wasmDir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policyPath := filepath.Join(dir, "mesh.yaml")
+	data, err := os.ReadFile(policyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	ports := meshtest.FreePorts(t, 7)
+	for i := range 7 {
+		old := fmt.Sprintf("port: %d}", 9001+i)
+		if !strings.Contains(text, old) {
+			t.Fatalf("the demo policy no longer has %q", old)
+		}
+		text = strings.Replace(text, old, fmt.Sprintf("port: %d}", ports[i]), 1)
+	}
+	text = strings.Replace(text, "stateDir: .maestro/ca", "stateDir: "+filepath.Join(dir, "ca"), 1)
+	replaceFile(t, policyPath, text)
+
+	m := &demoMesh{dir: dir, policy: policyPath, models: filepath.Join(dir, "models"), reloads: make(chan error, 8), out: &syncbuf.Buffer{}}
+	started := make(chan Started, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			WasmDir: dir, GatewayPorts: map[string]int{"edge": 0},
+			Interval: 50 * time.Millisecond, Out: m.out, Logger: slog.New(slog.DiscardHandler),
+			OnReady:  func(s Started) { started <- s },
+			OnCounts: func(c Counts) { m.mu.Lock(); m.counts = c; m.mu.Unlock() },
+			OnRoutes: func(r RouteStats) { m.mu.Lock(); m.routes = r; m.mu.Unlock() },
+			OnReload: func(_ string, err error) { m.reloads <- err },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	})
+	select {
+	case m.started = <-started:
+	case err := <-done:
+		t.Fatalf("up ended before it was ready: %v", err)
+	case <-time.After(3 * waitLimit):
+		t.Fatal("up not ready")
+	}
+	if len(m.started.Gateways) != 1 || m.started.Gateways[0].Name != "edge" {
+		t.Fatalf("gateways = %+v, want edge", m.started.Gateways)
+	}
+	conn, err := grpc.NewClient(m.started.Gateways[0].Listener, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	m.client = pb.NewGRPCInferenceServiceClient(conn)
+	return m
+}
+
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// request is a standard OIP client's request for route: model_name in the
+// body and nothing else to route by.
+func (m *demoMesh) request(t *testing.T, route string) *pb.ModelInferRequest {
+	t.Helper()
+	inputs := route
+	if route == "fraud-ensemble" {
+		inputs = "fraud"
+	}
+	d, err := demoRequest(m.models, inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := oipclient.GRPCRequest(route, "", d.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// infer calls ModelInfer through the gateway and returns the response and
+// its trailers.
+func (m *demoMesh) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, metadata.MD, error) {
+	var header, trailer metadata.MD
+	resp, err := m.client.ModelInfer(ctx, req, grpc.Header(&header), grpc.Trailer(&trailer))
+	return resp, metadata.Join(header, trailer), err
+}
+
+// server returns the started server of service version.
+func (m *demoMesh) server(t *testing.T, service, version string) StartedServer {
+	t.Helper()
+	for _, s := range m.started.Servers {
+		if s.Service == service && s.Version == version {
+			return s
+		}
+	}
+	t.Fatalf("no server for %s %s", service, version)
+	return StartedServer{}
+}
+
+// await polls cond (under the mesh's lock, with the latest counts and
+// route stats) until it holds or limit passes.
+func (m *demoMesh) await(t *testing.T, limit time.Duration, what string, cond func(Counts, RouteStats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		m.mu.Lock()
+		ok := m.counts != nil && m.routes != nil && cond(m.counts, m.routes)
+		m.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			t.Fatalf("%s: not within %s (counts %v)", what, limit, m.counts)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval of a bounded wait
+	}
+}
+
+func TestUpDemoThroughTheGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole demo mesh")
+	}
+	m := startDemo(t)
+	if out := m.out.String(); !strings.Contains(out, "GATEWAY") || !strings.Contains(out, m.started.Gateways[0].Listener) {
+		t.Errorf("the start-up table does not name the gateway's listener %s:\n%s", m.started.Gateways[0].Listener, out)
+	}
+
+	t.Run("standard clients reach every route", func(t *testing.T) {
+		for _, route := range []string{"fraud", "fraud-ensemble", "churn", "recommendations"} {
+			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+			resp, md, err := m.infer(ctx, m.request(t, route))
+			cancel()
+			if err != nil {
+				t.Errorf("%s: %v", route, err)
+				continue
+			}
+			if resp.GetModelName() != route && !strings.HasPrefix(resp.GetModelName(), route) {
+				t.Errorf("%s: answered by model %q", route, resp.GetModelName())
+			}
+			if len(resp.GetOutputs()) == 0 {
+				t.Errorf("%s: no outputs", route)
+			}
+			if strings.Contains(route, "ensemble") || route == "recommendations" {
+				if got := md.Get(fanout.HeaderAnswered); len(got) == 0 || got[0] != answered(resp) || answered(resp) == "" {
+					t.Errorf("%s: %s trailer %q, parameter %q: want the same members in both", route, fanout.HeaderAnswered, got, answered(resp))
+				}
+			}
+		}
+	})
+
+	t.Run("shadow gets its percentage and is compared", func(t *testing.T) {
+		const calls = 2000
+		var base0, sent0 uint64
+		var compared0 uint64
+		m.await(t, waitLimit, "first counts", func(c Counts, r RouteStats) bool {
+			base0 = c["fraud"]["logistic"]
+			if f := r["fraud"]; f != nil {
+				sent0, compared0 = f.ShadowSent, f.ShadowCompared
+			}
+			return true
+		})
+		req := m.request(t, "fraud")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*waitLimit)
+		defer cancel()
+		for i := range calls {
+			if _, _, err := m.infer(ctx, req); err != nil {
+				t.Fatalf("fraud call %d: %v", i, err)
+			}
+		}
+		// Shadow copies are sent as the primary answers and may land
+		// after the client's response: wait until the shadow server has
+		// served every copy the filter sent.
+		var served, sent uint64
+		m.await(t, waitLimit, "shadow copies served", func(c Counts, r RouteStats) bool {
+			f := r["fraud"]
+			if f == nil {
+				return false
+			}
+			served, sent = c["fraud"]["logistic"]-base0, f.ShadowSent-sent0
+			return sent > 0 && served >= sent && f.ShadowCompared > compared0
+		})
+		share := float64(served) / calls
+		t.Logf("shadow server got %d of %d fraud calls (%.1f%%), filter sent %d", served, calls, 100*share, sent)
+		if math.Abs(share-0.20) > 0.03 {
+			t.Errorf("shadow share %.3f, want within 3 points of 0.20", share)
+		}
+		m.mu.Lock()
+		f := *m.routes["fraud"]
+		m.mu.Unlock()
+		if f.ShadowRows == 0 || f.ShadowAgree > f.ShadowRows {
+			t.Errorf("agreement not metered: %d of %d rows agree", f.ShadowAgree, f.ShadowRows)
+		}
+	})
+
+	t.Run("a split edit moves the gateway's traffic", func(t *testing.T) {
+		data, err := os.ReadFile(m.policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`\{version: v1, weight: 90\}\n(\s*)- \{version: v2, weight: 10\}`)
+		if !re.Match(data) {
+			t.Fatal("the demo's fraud split is no longer 90/10")
+		}
+		edited := re.ReplaceAllString(string(data), "{version: v1, weight: 0}\n$1- {version: v2, weight: 100}")
+		replaceFile(t, m.policy, edited)
+		select {
+		case err := <-m.reloads:
+			if err != nil {
+				t.Fatalf("reload: %v", err)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("the edit was not reloaded")
+		}
+		// From the reload on, the gateway must follow within a second:
+		// the first of 20 answers in a row from v2.
+		reloaded := time.Now()
+		req := m.request(t, "fraud")
+		inRow := 0
+		for inRow < 20 {
+			if time.Since(reloaded) > time.Second {
+				t.Fatalf("the gateway's traffic had not moved to v2 a second after the reload")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			resp, _, err := m.infer(ctx, req)
+			cancel()
+			if err != nil {
+				t.Fatalf("fraud during the edit: %v", err)
+			}
+			if resp.GetParameters()[server.ServerParameter].GetStringParam() == "fraud-v2" {
+				inRow++
+			} else {
+				inRow = 0
+			}
+		}
+		t.Logf("the gateway's traffic moved %s after the reload", time.Since(reloaded))
+	})
+
+	t.Run("ensemble members stopped: the rest answer, then quorum fails", func(t *testing.T) {
+		req := m.request(t, "fraud-ensemble")
+		m.server(t, "fraud", "logistic").Stop()
+		// Until the gateway sees the member gone, it may still be asked;
+		// every call must be answered (quorum 2 of 3 holds), and soon
+		// without the stopped member.
+		deadline := time.Now().Add(waitLimit)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			start := time.Now()
+			resp, _, err := m.infer(ctx, req)
+			cancel()
+			if err != nil {
+				t.Fatalf("with one member of three stopped (quorum 2), after %s: %v", time.Since(start), err)
+			}
+			got := answered(resp)
+			if !strings.Contains(got, "logistic") && strings.Contains(got, "v1") && strings.Contains(got, "v2") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the stopped member still answers: %q", got)
+			}
+		}
+		m.server(t, "fraud", "v2").Stop()
+		deadline = time.Now().Add(waitLimit)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _, err := m.infer(ctx, req)
+			cancel()
+			if status.Code(err) == codes.Unavailable && strings.Contains(status.Convert(err).Message(), "quorum not met") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with two members of three stopped, got %v, want UNAVAILABLE quorum not met", err)
+			}
+		}
+		m.await(t, waitLimit, "quorum failures counted", func(_ Counts, r RouteStats) bool {
+			e := r["fraud-ensemble"]
+			return e != nil && e.QuorumFailures > 0
+		})
+	})
+}
+
+// answered is the fanout_answered response parameter: the members whose
+// answers were combined.
+func answered(resp *pb.ModelInferResponse) string {
+	return resp.GetParameters()["fanout_answered"].GetStringParam()
+}
