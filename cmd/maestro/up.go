@@ -26,6 +26,7 @@ prints live request counts per version and, per gateway route, what the filters 
 	demo := fs.Bool("demo-traffic", false, "send requests through proxyless gRPC xDS clients and through the gateways, so splits, ensembles and shadows show")
 	rate := fs.Float64("rate", localmesh.DefaultRate, "demo requests per second per route")
 	wasmDir := fs.String("wasm-dir", "", "`dir` the policy's relative .wasm paths resolve against for the built-in gateways (default: the working directory)")
+	envoy := fs.String("envoy", "", "run Envoy for the gateways instead of the built-in gateway: `auto` (an envoy on PATH, if any) or the envoy binary's path")
 	logs := addLogFlags(fs, "warn")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,7 +39,7 @@ prints live request counts per version and, per gateway route, what the filters 
 	cfg := localmesh.Config{
 		Dir: *dir, Policy: *policyPath, Models: *models,
 		XDSAddr: *xdsAddr, AdminAddr: *adminAddr,
-		DemoTraffic: *demo, Rate: *rate, WasmDir: *wasmDir,
+		DemoTraffic: *demo, Rate: *rate, WasmDir: *wasmDir, Envoy: *envoy,
 		Out: stdout, Logger: logger,
 	}
 	if telemetry.Enabled() {

@@ -77,6 +77,14 @@ type Config struct {
 	// OnRoutes, if set, receives every refresh of the gateways' per-route
 	// stats.
 	OnRoutes func(RouteStats)
+	// Envoy selects the data plane of the policy's Gateways: "" runs the
+	// built-in gateway, "auto" an envoy binary on PATH if there is one
+	// (else the built-in gateway), anything else is the envoy binary to
+	// run, with the bootstraps written to Dir.
+	Envoy string
+	// EnvoyAdminPort is the first admin port of the written Envoy
+	// bootstraps (one per gateway and sidecar, counting up); 9901 if 0.
+	EnvoyAdminPort int
 }
 
 // Started says where the running mesh listens.
@@ -119,6 +127,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Rate <= 0 {
 		c.Rate = DefaultRate
+	}
+	if c.EnvoyAdminPort == 0 {
+		c.EnvoyAdminPort = 9901
 	}
 	if c.Out == nil {
 		c.Out = io.Discard
@@ -225,12 +236,27 @@ func Run(ctx context.Context, cfg Config) error {
 		// gave up): the group holds the reason.
 		return g.Wait()
 	}
-	boot, err := writeBootstraps(cfg.Dir, mesh, addrs.XDS.String())
+	boot, err := writeBootstraps(cfg.Dir, mesh, addrs.XDS.String(), cfg.EnvoyAdminPort)
+	if err != nil {
+		return fail(err)
+	}
+	envoy, err := findEnvoy(cfg.Envoy)
 	if err != nil {
 		return fail(err)
 	}
 	var gateways []*startedGateway
-	if missing := missingFilters(mesh, cfg.WasmDir); len(mesh.Gateways) > 0 && len(missing) > 0 {
+	switch {
+	case envoy != "":
+		fmt.Fprintf(cfg.Out, "gateways run by %s\n", envoy)
+	case cfg.Envoy == EnvoyAuto:
+		fmt.Fprintln(cfg.Out, "no envoy on PATH: the built-in gateway runs the gateways")
+	}
+	if envoy != "" {
+		gateways, err = startEnvoys(gctx, g, cfg, envoy, boot.gateways)
+		if err != nil {
+			return fail(err)
+		}
+	} else if missing := missingFilters(mesh, cfg.WasmDir); len(mesh.Gateways) > 0 && len(missing) > 0 {
 		fmt.Fprintf(cfg.Out, "gateways not started: the filters' code %v is missing (run `make wasm` in the repository, or pass --wasm-dir)\n\n", missing)
 	} else {
 		gateways, err = startGateways(gctx, g, cfg, mesh, addrs.XDS.String())

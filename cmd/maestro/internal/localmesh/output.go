@@ -22,16 +22,23 @@ const ProxylessNodeID = "maestro-up-client"
 // bootFiles are the bootstrap files written for the mesh.
 type bootFiles struct {
 	envoy    []string // paths, one per gateway and sidecar
+	gateways []envoyBoot
 	grpcPath string
 	grpc     []byte
+}
+
+// envoyBoot is the bootstrap written for one Gateway.
+type envoyBoot struct {
+	gateway, path, admin string
+	port                 uint32 // the Gateway's listener port
 }
 
 // writeBootstraps writes an Envoy bootstrap per gateway and sidecar of mesh
 // and one gRPC xDS bootstrap for proxyless clients, all pointing at xdsAddr.
 // Each Envoy gets its own admin port so that all of them can run at once.
-func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, error) {
+func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string, firstAdmin int) (bootFiles, error) {
 	var out bootFiles
-	admin := 9901
+	admin := firstAdmin
 	write := func(name string, c bootstrap.Config) error {
 		c.XDSAddr = xdsAddr
 		c.AdminAddr = fmt.Sprintf("127.0.0.1:%d", admin)
@@ -49,9 +56,11 @@ func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, 
 	}
 	for _, g := range mesh.Gateways {
 		id := model.GatewayGroupName(g.Metadata.Name)
+		adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
 		if err := write(id, bootstrap.Config{NodeID: id, Role: model.RoleGateway}); err != nil {
 			return out, err
 		}
+		out.gateways = append(out.gateways, envoyBoot{gateway: g.Metadata.Name, path: out.envoy[len(out.envoy)-1], admin: adminAddr, port: g.Spec.Port})
 	}
 	for _, s := range mesh.Sidecars {
 		id := model.SidecarGroupName(s.Spec.Service)
