@@ -225,6 +225,11 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 				if got := md.Get(fanout.HeaderAnswered); len(got) == 0 || got[0] != answered(resp) || answered(resp) == "" {
 					t.Errorf("%s: %s trailer %q, parameter %q: want the same members in both", route, fanout.HeaderAnswered, got, answered(resp))
 				}
+				// Each member's contribution, for maestro predict.
+				scores := resp.GetParameters()[fanout.ParamMembers].GetStringParam()
+				if n := len(strings.Split(answered(resp), ",")); strings.Count(scores, ";")+1 != n || strings.Count(scores, "=") != n {
+					t.Errorf("%s: %s = %q for members %q", route, fanout.ParamMembers, scores, answered(resp))
+				}
 			}
 		}
 	})
