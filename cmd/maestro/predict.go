@@ -176,7 +176,11 @@ func inputFromFlag(flag string, meta []runtime.TensorSpec) (tensor.JSONInput, er
 // printOutputs writes each output's name, datatype and shape, then one line
 // per row.
 func printOutputs(w io.Writer, resp *tensor.JSONResponse) error {
-	fmt.Fprintf(w, "model %s version %s", resp.ModelName, resp.ModelVersion)
+	fmt.Fprintf(w, "model %s", resp.ModelName)
+	if resp.ModelVersion != "" {
+		// A combined answer is of no one version.
+		fmt.Fprintf(w, " version %s", resp.ModelVersion)
+	}
 	if s, ok := resp.Parameters["maestro_server"].(string); ok {
 		fmt.Fprintf(w, " (server %s)", s)
 	}

@@ -22,7 +22,7 @@ func TestPredictPrintsEachMembersContribution(t *testing.T) {
 	if err := printOutputs(&b, resp); err != nil {
 		t.Fatal(err)
 	}
-	want := `model fraud-ensemble version 
+	want := `model fraud-ensemble
 ensemble weighted_mean of fraud.v1,fraud.v2
   member fraud.v1: 0.25 (1.250 ms)
   member fraud.v2: 0.75 (2.500 ms)
