@@ -24,6 +24,7 @@ func TestSelect(t *testing.T) {
 			}}},
 			{Name: "churn", Match: xdsconfig.Match{Path: infer, GRPC: true, Headers: []xdsconfig.HeaderMatch{model("churn")}}},
 			{Name: "rest", Match: xdsconfig.Match{Regex: regexp.MustCompile(`^(?:/v2/models/churn(/.*)?)$`)}},
+			{Name: "fraud-rest", Match: xdsconfig.Match{SeparatedPrefix: "/v2/models/fraud"}},
 		}},
 	}}
 	grpcReq := func(h ...[2]string) *Message {
@@ -33,14 +34,17 @@ func TestSelect(t *testing.T) {
 		req  *Message
 		want string
 	}{
-		"exact host wins":         {&Message{Headers: [][2]string{{":path", "/x"}, {":authority", "api.example.com:443"}}}, "api-only"},
-		"grpc by model":           {grpcReq([2]string{"x-maestro-model", "churn"}), "churn"},
-		"regex cookie":            {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "a=b; canary=1"}), "churn.beta"},
-		"inverted presence":       {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "canary=1"}, [2]string{"x-no-canary", "1"}), "churn"},
-		"not grpc content type":   {&Message{Headers: [][2]string{{":path", infer}, {":authority", "gw"}, {"x-maestro-model", "churn"}}}, ""},
-		"rest path regex":         {&Message{Headers: [][2]string{{":path", "/v2/models/churn/infer?x=1"}, {":authority", "gw"}}}, "rest"},
-		"no route":                {grpcReq([2]string{"x-maestro-model", "fraud"}), ""},
-		"regex is anchored whole": {&Message{Headers: [][2]string{{":path", "/v2/models/churner"}, {":authority", "gw"}}}, ""},
+		"exact host wins":                         {&Message{Headers: [][2]string{{":path", "/x"}, {":authority", "api.example.com:443"}}}, "api-only"},
+		"grpc by model":                           {grpcReq([2]string{"x-maestro-model", "churn"}), "churn"},
+		"regex cookie":                            {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "a=b; canary=1"}), "churn.beta"},
+		"inverted presence":                       {grpcReq([2]string{"x-maestro-model", "churn"}, [2]string{"cookie", "canary=1"}, [2]string{"x-no-canary", "1"}), "churn"},
+		"not grpc content type":                   {&Message{Headers: [][2]string{{":path", infer}, {":authority", "gw"}, {"x-maestro-model", "churn"}}}, ""},
+		"rest path regex":                         {&Message{Headers: [][2]string{{":path", "/v2/models/churn/infer?x=1"}, {":authority", "gw"}}}, "rest"},
+		"no route":                                {grpcReq([2]string{"x-maestro-model", "fraud"}), ""},
+		"regex is anchored whole":                 {&Message{Headers: [][2]string{{":path", "/v2/models/churner"}, {":authority", "gw"}}}, ""},
+		"separated prefix itself":                 {&Message{Headers: [][2]string{{":path", "/v2/models/fraud?q=1"}, {":authority", "gw"}}}, "fraud-rest"},
+		"separated prefix then slash":             {&Message{Headers: [][2]string{{":path", "/v2/models/fraud/infer"}, {":authority", "gw"}}}, "fraud-rest"},
+		"separated prefix is not a string prefix": {&Message{Headers: [][2]string{{":path", "/v2/models/fraud-ensemble/infer"}, {":authority", "gw"}}}, ""},
 	}
 	for name, tc := range tests {
 		got := ""

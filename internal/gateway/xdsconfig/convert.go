@@ -351,10 +351,17 @@ func convertRoute(r *routev3.Route, path string) (Route, error) {
 			return out, fieldErr(path+".match.safe_regex.regex", "%v", err)
 		}
 		out.Match.Regex = re
+	case m.GetPathSeparatedPrefix() != "":
+		sp := m.GetPathSeparatedPrefix()
+		if strings.HasSuffix(sp, "/") {
+			// Envoy's validation refuses a trailing slash here.
+			return out, fieldErr(path+".match.path_separated_prefix", "must not end with /: %q", sp)
+		}
+		out.Match.SeparatedPrefix = sp
 	case m.GetPathSpecifier() != nil:
 		out.Match.Prefix = m.GetPrefix()
 	default:
-		return out, fieldErr(path+".match", "needs path, prefix or safe_regex")
+		return out, fieldErr(path+".match", "needs path, prefix, path_separated_prefix or safe_regex")
 	}
 	out.Match.GRPC = m.GetGrpc() != nil
 	for i, h := range m.GetHeaders() {

@@ -50,7 +50,7 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.RouteConfiguration":               {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":                      {"name", "domains", "routes"},
 	"envoy.config.route.v3.Route":                            {"name", "match", "route", "typed_per_filter_config"},
-	"envoy.config.route.v3.RouteMatch":                       {"path", "prefix", "safe_regex", "headers", "grpc"},
+	"envoy.config.route.v3.RouteMatch":                       {"path", "prefix", "path_separated_prefix", "safe_regex", "headers", "grpc"},
 	"envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions": {},
 	"envoy.config.route.v3.HeaderMatcher":                    {"name", "string_match", "present_match", "invert_match"},
 	"envoy.type.matcher.v3.StringMatcher":                    {"exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"},

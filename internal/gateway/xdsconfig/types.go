@@ -92,11 +92,14 @@ type Route struct {
 
 // Match selects requests by path and headers.
 type Match struct {
-	Path    string
-	Prefix  string
-	Regex   *regexp.Regexp // safe_regex on the path
-	Headers []HeaderMatch
-	GRPC    bool // content-type application/grpc*
+	Path   string
+	Prefix string
+	// SeparatedPrefix is path_separated_prefix: the path is it, or it
+	// followed by "/".
+	SeparatedPrefix string
+	Regex           *regexp.Regexp // safe_regex on the path
+	Headers         []HeaderMatch
+	GRPC            bool // content-type application/grpc*
 }
 
 // HeaderMatch is a HeaderMatcher.
