@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/maestro-ml/maestro/cmd/maestro/internal/localmesh"
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/internal/telemetry"
@@ -19,7 +21,7 @@ shadows and SLO metering work without Envoy), writes Envoy and gRPC bootstraps t
 prints live request counts per version and, per gateway route, what the filters did.`,
 		"[flags]")
 	dir := fs.String("dir", localmesh.DefaultDir, "working directory for the demo policy, models and bootstrap files")
-	policyPath := fs.String("f", "", "policy file to run (default: <dir>/mesh.yaml, the embedded demo)")
+	policyPath := fs.String("f", "", "policy file to run (default: <dir>/mesh.yaml and <dir>/mesh-rest.yaml, the embedded demo)")
 	models := fs.String("models", "", "model repository (default: <dir>/models, the embedded demo models)")
 	xdsAddr := fs.String("xds-addr", controlplane.DefaultXDSAddr, "control plane xDS address")
 	adminAddr := fs.String("admin-addr", controlplane.DefaultAdminAddr, "control plane admin address (/metrics)")
@@ -36,6 +38,10 @@ prints live request counts per version and, per gateway route, what the filters 
 		return err
 	}
 	defer flush()
+	// The demo policy names a trace collector that is not running: the
+	// gateways' failed exports would otherwise print to stderr every few
+	// seconds through OpenTelemetry's default error handler.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Debug("telemetry", "error", err) }))
 	cfg := localmesh.Config{
 		Dir: *dir, Policy: *policyPath, Models: *models,
 		XDSAddr: *xdsAddr, AdminAddr: *adminAddr,

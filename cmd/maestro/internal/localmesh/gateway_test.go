@@ -1,13 +1,16 @@
 package localmesh
 
 import (
+	"bytes"
 	"context"
-	"fmt"
+	"encoding/json"
 	"log/slog"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +42,7 @@ type demoMesh struct {
 	dir, policy string
 	started     Started
 	client      pb.GRPCInferenceServiceClient
+	rest        string // base URL of the REST gateway
 	models      string
 
 	mu     sync.Mutex
@@ -70,22 +74,30 @@ func startDemo(t *testing.T) *demoMesh {
 			t.Fatal(err)
 		}
 	}
-	policyPath := filepath.Join(dir, "mesh.yaml")
-	data, err := os.ReadFile(policyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(data)
-	ports := meshtest.FreePorts(t, 7)
-	for i := range 7 {
-		old := fmt.Sprintf("port: %d}", 9001+i)
-		if !strings.Contains(text, old) {
-			t.Fatalf("the demo policy no longer has %q", old)
+	// Every server port of the demo (9001..., 91xx for REST) moves to a
+	// free one, the same in both files.
+	endpoint := regexp.MustCompile(`port: (9[01]\d\d)\}`)
+	moved := map[string]string{}
+	for _, name := range []string{"mesh.yaml", "mesh-rest.yaml"} {
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		text = strings.Replace(text, old, fmt.Sprintf("port: %d}", ports[i]), 1)
+		text := endpoint.ReplaceAllStringFunc(string(data), func(m string) string {
+			old := endpoint.FindStringSubmatch(m)[1]
+			if moved[old] == "" {
+				moved[old] = strconv.Itoa(meshtest.FreePorts(t, 1)[0])
+			}
+			return "port: " + moved[old] + "}"
+		})
+		text = strings.Replace(text, "stateDir: .maestro/ca", "stateDir: "+filepath.Join(dir, "ca"), 1)
+		replaceFile(t, path, text)
 	}
-	text = strings.Replace(text, "stateDir: .maestro/ca", "stateDir: "+filepath.Join(dir, "ca"), 1)
-	replaceFile(t, policyPath, text)
+	if len(moved) < 13 {
+		t.Fatalf("moved %d server ports of the demo, want its 7 gRPC and 6 REST ones: %v", len(moved), moved)
+	}
+	policyPath := filepath.Join(dir, "mesh.yaml")
 
 	m := &demoMesh{dir: dir, policy: policyPath, models: filepath.Join(dir, "models"), reloads: make(chan error, 8), out: &syncbuf.Buffer{}}
 	started := make(chan Started, 1)
@@ -94,7 +106,7 @@ func startDemo(t *testing.T) *demoMesh {
 	go func() {
 		done <- Run(ctx, Config{
 			Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			WasmDir: dir, GatewayPorts: map[string]int{"edge": 0},
+			WasmDir: dir, GatewayPorts: map[string]int{"edge": 0, "edge-rest": 0},
 			Interval: 50 * time.Millisecond, Out: m.out, Logger: slog.New(slog.DiscardHandler),
 			OnReady:  func(s Started) { started <- s },
 			OnCounts: func(c Counts) { m.mu.Lock(); m.counts = c; m.mu.Unlock() },
@@ -115,9 +127,10 @@ func startDemo(t *testing.T) *demoMesh {
 	case <-time.After(3 * waitLimit):
 		t.Fatal("up not ready")
 	}
-	if len(m.started.Gateways) != 1 || m.started.Gateways[0].Name != "edge" {
-		t.Fatalf("gateways = %+v, want edge", m.started.Gateways)
+	if len(m.started.Gateways) != 2 || m.started.Gateways[0].Name != "edge" || m.started.Gateways[1].Name != "edge-rest" {
+		t.Fatalf("gateways = %+v, want edge and edge-rest", m.started.Gateways)
 	}
+	m.rest = "http://" + m.started.Gateways[1].Listener
 	conn, err := grpc.NewClient(m.started.Gateways[0].Listener, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +247,24 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 		}
 	})
 
+	t.Run("standard REST clients reach every route", func(t *testing.T) {
+		for _, route := range []string{"fraud", "fraud-ensemble", "churn", "recommendations"} {
+			code, body := m.restInfer(t, route)
+			if code != http.StatusOK {
+				t.Errorf("REST %s: status %d: %v", route, code, body)
+				continue
+			}
+			if outs, _ := body["outputs"].([]any); len(outs) == 0 {
+				t.Errorf("REST %s: no outputs: %v", route, body)
+			}
+			if route == "fraud-ensemble" || route == "recommendations" {
+				if restParam(body, fanout.ParamAnswered) == "" || restParam(body, fanout.ParamMembers) == "" {
+					t.Errorf("REST %s: the ensemble did not run: %v", route, body["parameters"])
+				}
+			}
+		}
+	})
+
 	t.Run("shadow gets its percentage and is compared", func(t *testing.T) {
 		const calls = 2000
 		var base0, sent0 uint64
@@ -344,6 +375,21 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 				t.Fatalf("the stopped member still answers: %q", got)
 			}
 		}
+		// The same servers answer REST: the ensemble holds there too.
+		deadline = time.Now().Add(waitLimit)
+		for {
+			code, body := m.restInfer(t, "fraud-ensemble")
+			if code != http.StatusOK {
+				t.Fatalf("REST with one member of three stopped: status %d: %v", code, body)
+			}
+			got := restParam(body, fanout.ParamAnswered)
+			if !strings.Contains(got, "logistic") && strings.Contains(got, "v1") && strings.Contains(got, "v2") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("REST: the stopped member still answers: %q", got)
+			}
+		}
 		m.server(t, "fraud", "v2").Stop()
 		deadline = time.Now().Add(waitLimit)
 		for {
@@ -357,6 +403,17 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 				t.Fatalf("with two members of three stopped, got %v, want UNAVAILABLE quorum not met", err)
 			}
 		}
+		deadline = time.Now().Add(waitLimit)
+		for {
+			code, body := m.restInfer(t, "fraud-ensemble")
+			msg, _ := body["error"].(string)
+			if code == http.StatusServiceUnavailable && strings.Contains(msg, "quorum not met") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("REST with two members of three stopped: status %d %v, want 503 quorum not met", code, body)
+			}
+		}
 		m.await(t, waitLimit, "quorum failures counted", func(_ Counts, r RouteStats) bool {
 			e := r["fraud-ensemble"]
 			return e != nil && e.QuorumFailures > 0
@@ -368,4 +425,46 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 // answers were combined.
 func answered(resp *pb.ModelInferResponse) string {
 	return resp.GetParameters()["fanout_answered"].GetStringParam()
+}
+
+// restInfer posts a standard REST inference request for route's model to
+// the REST gateway and returns the status and decoded body.
+func (m *demoMesh) restInfer(t *testing.T, route string) (int, map[string]any) {
+	t.Helper()
+	inputs := route
+	if route == "fraud-ensemble" {
+		inputs = "fraud"
+	}
+	d, err := demoRequest(m.models, inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(d.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.rest+"/v2/models/"+route+"/infer", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("content-type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("REST %s: %v", route, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("REST %s: status %s, body: %v", route, resp.Status, err)
+	}
+	return resp.StatusCode, out
+}
+
+// restParam is a response parameter of a decoded REST answer.
+func restParam(body map[string]any, key string) string {
+	ps, _ := body["parameters"].(map[string]any)
+	v, _ := ps[key].(string)
+	return v
 }

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,8 +44,9 @@ type Config struct {
 	// Dir is the working directory: bootstrap files are written there and,
 	// when Policy is empty, the embedded demo mesh and models too.
 	Dir string
-	// Policy is the policy file to run; empty runs Dir/mesh.yaml,
-	// extracted from the embedded demo unless the file already exists.
+	// Policy is the policy file to run; empty runs Dir/mesh.yaml and
+	// Dir/mesh-rest.yaml, extracted from the embedded demo unless the
+	// files already exist.
 	Policy string
 	// Models is the model repository; empty uses Dir/models.
 	Models string
@@ -163,19 +165,21 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("extract the demo mesh into %s: %w", cfg.Dir, err)
 		}
 	}
+	paths := []string{cfg.Policy}
 	if cfg.Policy == "" {
-		cfg.Policy = filepath.Join(cfg.Dir, "mesh.yaml")
+		// The demo's gRPC side and its REST side.
+		paths = []string{filepath.Join(cfg.Dir, "mesh.yaml"), filepath.Join(cfg.Dir, "mesh-rest.yaml")}
 	}
 	if cfg.Models == "" {
 		cfg.Models = filepath.Join(cfg.Dir, "models")
 	}
-	mesh, err := policy.Load(ctx, cfg.Policy)
+	mesh, err := policy.Load(ctx, paths...)
 	if err != nil {
 		return err
 	}
 	backends, err := plan(mesh)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Policy, err)
+		return fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -196,9 +200,9 @@ func Run(ctx context.Context, cfg Config) error {
 		// spec.ca), served on loopback in plaintext.
 		reg := telemetry.NewRegistry()
 		certCfg := controlplane.CertConfig{Logger: cfg.Logger, Registerer: reg, Plaintext: true}
-		err := controlplane.WithCertificates(gctx, []string{cfg.Policy}, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
+		err := controlplane.WithCertificates(gctx, paths, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
 			return controlplane.Run(ctx, controlplane.Config{
-				Paths:     []string{cfg.Policy},
+				Paths:     paths,
 				Load:      c.Loader(),
 				Certs:     c,
 				XDSAddr:   cfg.XDSAddr,
@@ -302,14 +306,14 @@ func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends [
 		if err != nil {
 			return nil, fmt.Errorf("inference server %s: %w", b.Name(), err)
 		}
-		grpcLis, err := net.Listen("tcp", b.Addr)
+		grpcLis, err := listen(b.Addr)
 		if err != nil {
 			return nil, busyPort(err, b.Addr, fmt.Sprintf("service %s version %s", b.Service, b.Version))
 		}
-		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+		httpLis, err := listen(b.HTTPAddr)
 		if err != nil {
 			grpcLis.Close()
-			return nil, fmt.Errorf("inference server %s: http port: %w", b.Name(), err)
+			return nil, busyPort(fmt.Errorf("inference server %s: http port: %w", b.Name(), err), b.HTTPAddr, fmt.Sprintf("the REST port of service %s version %s", b.Service, b.Version))
 		}
 		sctx, stop := context.WithCancel(ctx)
 		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg, stop: stop}
@@ -341,4 +345,12 @@ func busyPort(err error, addr, who string) error {
 		return fmt.Errorf("port %s, wanted by %s, is already in use: stop what holds it or change the address: %w", addr, who, err)
 	}
 	return err
+}
+
+// listen listens on addr, or on a free loopback port when addr is empty.
+func listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	return net.Listen("tcp", addr)
 }

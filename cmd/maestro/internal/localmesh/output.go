@@ -99,7 +99,7 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, gateways []*
 	}
 	if len(gateways) > 0 {
 		fmt.Fprintln(tw)
-		fmt.Fprintln(tw, "GATEWAY\tLISTENER (gRPC + REST)\tADMIN\tROUTES")
+		fmt.Fprintln(tw, "GATEWAY\tLISTENER\tADMIN\tROUTES")
 		for _, gw := range gateways {
 			var routes []string
 			if pg := mesh.Gateway(gw.name); pg != nil {
@@ -111,7 +111,13 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, gateways []*
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, gw := range gateways {
-		fmt.Fprintf(w, "Predict:        ./maestro predict --addr %s fraud-ensemble --input <name>=<v1,v2,...>   (through gateway %s)\n", gw.listener, gw.name)
+		if model, rest := predictExample(mesh, gw.name); model != "" {
+			flag := ""
+			if rest {
+				flag = " --http"
+			}
+			fmt.Fprintf(w, "Predict:        ./maestro predict%s --addr %s %s --input <name>=<v1,v2,...>   (through gateway %s)\n", flag, gw.listener, model, gw.name)
+		}
 	}
 	for _, p := range boot.envoy {
 		fmt.Fprintf(w, "Envoy:          envoy -c %s\n", p)
@@ -224,4 +230,27 @@ func countsLine(c, prev Counts) string {
 		parts = append(parts, svc+": "+strings.Join(vs, " "))
 	}
 	return "requests  " + strings.Join(parts, " | ")
+}
+
+// predictExample picks the model of a gateway's routes to show in the
+// predict hint, an ensemble's when there is one, and whether the route is
+// a REST one.
+func predictExample(mesh *policy.Mesh, gateway string) (model string, rest bool) {
+	g := mesh.Gateway(gateway)
+	if g == nil {
+		return "", false
+	}
+	for _, name := range g.Spec.Routes {
+		r := mesh.Route(name)
+		if r == nil || r.Spec.Match.Model == "" {
+			continue
+		}
+		if model == "" || r.Spec.Ensemble != nil {
+			model, rest = r.Spec.Match.Model, r.Spec.Match.Protocol == policy.MatchHTTP
+		}
+		if r.Spec.Ensemble != nil {
+			break
+		}
+	}
+	return model, rest
 }
