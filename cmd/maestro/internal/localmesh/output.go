@@ -57,7 +57,9 @@ func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string, firstAdmin i
 	for _, g := range mesh.Gateways {
 		id := model.GatewayGroupName(g.Metadata.Name)
 		adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
-		if err := write(id, bootstrap.Config{NodeID: id, Role: model.RoleGateway}); err != nil {
+		// The service a Gateway's spec.nodes selects, as the built-in
+		// gateway announces it.
+		if err := write(id, bootstrap.Config{NodeID: id, Role: model.RoleGateway, Service: g.Spec.Nodes.Service}); err != nil {
 			return out, err
 		}
 		out.gateways = append(out.gateways, envoyBoot{gateway: g.Metadata.Name, path: out.envoy[len(out.envoy)-1], admin: adminAddr, port: g.Spec.Port})
