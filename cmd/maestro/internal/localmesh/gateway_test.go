@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -48,6 +50,7 @@ type demoMesh struct {
 	mu     sync.Mutex
 	counts Counts
 	routes RouteStats
+	gen    int // refreshes of counts and routes
 
 	reloads chan error
 	out     *syncbuf.Buffer
@@ -110,7 +113,7 @@ func startDemo(t *testing.T) *demoMesh {
 			Interval: 50 * time.Millisecond, Out: m.out, Logger: slog.New(slog.DiscardHandler),
 			OnReady:  func(s Started) { started <- s },
 			OnCounts: func(c Counts) { m.mu.Lock(); m.counts = c; m.mu.Unlock() },
-			OnRoutes: func(r RouteStats) { m.mu.Lock(); m.routes = r; m.mu.Unlock() },
+			OnRoutes: func(r RouteStats) { m.mu.Lock(); m.routes = r; m.gen++; m.mu.Unlock() },
 			OnReload: func(_ string, err error) { m.reloads <- err },
 		})
 	}()
@@ -269,7 +272,16 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 		const calls = 2000
 		var base0, sent0 uint64
 		var compared0 uint64
-		m.await(t, waitLimit, "first counts", func(c Counts, r RouteStats) bool {
+		// Two refreshes from now, the counts include every call made so
+		// far and the shadow copies they sent: earlier subtests' calls
+		// must not count as this one's.
+		m.mu.Lock()
+		gen := m.gen
+		m.mu.Unlock()
+		m.await(t, waitLimit, "fresh counts", func(c Counts, r RouteStats) bool {
+			if m.gen < gen+2 {
+				return false
+			}
 			base0 = c["fraud"]["logistic"]
 			if f := r["fraud"]; f != nil {
 				sent0, compared0 = f.ShadowSent, f.ShadowCompared
@@ -350,6 +362,78 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 			}
 		}
 		t.Logf("the gateway's traffic moved %s after the reload", time.Since(reloaded))
+	})
+
+	t.Run("a control-plane restart drops no request", func(t *testing.T) {
+		// Callers through both gateways run before, during and after the
+		// restart; every call must succeed.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		calls, failed := 0, 0
+		var failures []string
+		record := func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if err != nil {
+				failed++
+				if len(failures) < 5 {
+					failures = append(failures, err.Error())
+				}
+			}
+		}
+		grpcReq, restRoute := m.request(t, "churn"), "fraud-ensemble"
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, _, err := m.infer(ctx, grpcReq)
+				cancel()
+				record(err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, body := m.restInfer(t, restRoute)
+				var err error
+				if code != http.StatusOK {
+					err = fmt.Errorf("REST %s: status %d: %v", restRoute, code, body)
+				}
+				record(err)
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		err := m.started.RestartControlPlane(ctx)
+		// The gateways reconnect with backoff; keep calling until both
+		// have their ADS stream back (envoy_control_plane_connected_state).
+		for _, gw := range m.started.Gateways {
+			awaitConnected(t, gw.Admin)
+		}
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("restart: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failed > 0 || calls == 0 {
+			t.Fatalf("%d of %d calls failed across the restart: %q", failed, calls, failures)
+		}
+		t.Logf("%d calls through the gateways across a control-plane restart, none failed", calls)
 	})
 
 	t.Run("ensemble members stopped: the rest answer, then quorum fails", func(t *testing.T) {
@@ -467,4 +551,26 @@ func restParam(body map[string]any, key string) string {
 	ps, _ := body["parameters"].(map[string]any)
 	v, _ := ps[key].(string)
 	return v
+}
+
+// awaitConnected waits until the gateway whose admin port is admin reports
+// an ADS stream to the control plane.
+func awaitConnected(t *testing.T, admin string) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		resp, err := http.Get("http://" + admin + "/stats/prometheus")
+		if err == nil {
+			var b strings.Builder
+			_, _ = io.Copy(&b, resp.Body)
+			resp.Body.Close()
+			if strings.Contains(b.String(), "envoy_control_plane_connected_state 1") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway admin %s: not connected to the control plane within %s", admin, waitLimit)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
+	}
 }

@@ -94,6 +94,11 @@ type Started struct {
 	XDS, Admin string
 	Servers    []StartedServer
 	Gateways   []StartedGateway
+	// RestartControlPlane stops the control plane and starts it again on
+	// the same addresses, as an upgrade or a crash and restart would, and
+	// returns once it serves again: nodes keep their last configuration
+	// meanwhile and reconnect.
+	RestartControlPlane func(ctx context.Context) error
 }
 
 // StartedGateway is one running built-in gateway.
@@ -195,43 +200,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fail(err)
 	}
 	ready := make(chan controlplane.Addrs, 1)
-	g.Go(func() error {
-		// The same certificates as `maestro controlplane` (the policy's
-		// spec.ca), served on loopback in plaintext.
-		reg := telemetry.NewRegistry()
-		certCfg := controlplane.CertConfig{Logger: cfg.Logger, Registerer: reg, Plaintext: true}
-		err := controlplane.WithCertificates(gctx, paths, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
-			return controlplane.Run(ctx, controlplane.Config{
-				Paths:     paths,
-				Load:      c.Loader(),
-				Certs:     c,
-				XDSAddr:   cfg.XDSAddr,
-				AdminAddr: cfg.AdminAddr,
-				// Loopback only, for a local demo; the control plane logs
-				// that it serves plaintext.
-				Insecure:        true,
-				InsecureSecrets: true,
-				Logger:          cfg.Logger,
-				Registry:        reg,
-				Tracer:          tracerProvider(cfg.Tracing),
-				Ready:           func(a controlplane.Addrs) { ready <- a },
-				OnReload: func(version string, err error) {
-					if err != nil {
-						// The control plane has logged each problem once, with
-						// its file:line:col; repeating them here would print
-						// every one twice on the same terminal.
-						fmt.Fprintf(cfg.Out, "policy change rejected (problems logged above): still serving version %s\n", version)
-					} else {
-						fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
-					}
-					if cfg.OnReload != nil {
-						cfg.OnReload(version, err)
-					}
-				},
-			})
-		})
-		return busyPort(err, cfg.XDSAddr+" or "+cfg.AdminAddr, "the control plane")
-	})
+	cp := &plane{cfg: cfg, paths: paths, ready: ready, restart: make(chan chan<- error)}
+	g.Go(func() error { return cp.run(gctx) })
 	var addrs controlplane.Addrs
 	select {
 	case addrs = <-ready:
@@ -277,6 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 		for _, gw := range gateways {
 			st.Gateways = append(st.Gateways, StartedGateway{Name: gw.name, Listener: gw.listener, Admin: gw.admin})
 		}
+		st.RestartControlPlane = cp.restartAndWait
 		cfg.OnReady(st)
 	}
 	seen := newAnswers()
