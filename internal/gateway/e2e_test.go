@@ -24,8 +24,9 @@ import (
 )
 
 // meshPolicy routes model fraud to v1/v2 by weight and model churn to
-// churn's only version, through gateway edge.
-func meshPolicy(fraudV1, fraudV2, churn string, w1, w2 int) string {
+// churn's only version, through gateway edge, whose filters (the fanout
+// filter routes standard clients by model) are in wasm.
+func meshPolicy(wasm, fraudV1, fraudV2, churn string, w1, w2 int) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
 metadata:
@@ -33,6 +34,11 @@ metadata:
 spec:
   mtls:
     mode: DISABLE
+  filters:
+    fanout:
+      path: `+wasm+`/fanout.wasm
+    slo:
+      path: `+wasm+`/slo.wasm
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Service
@@ -217,12 +223,13 @@ func counts(t testing.TB, c pb.GRPCInferenceServiceClient, model string, n int) 
 }
 
 func TestGatewayWithControlPlane(t *testing.T) {
+	wasm := wasmDir(t)
 	repo := testRepo(t)
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
 	churn := inferencetest.Start(t, inferencetest.Options{Name: "churn-v1", ModelDir: repo})
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
-	replaceFile(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 80, 20))
+	replaceFile(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 80, 20))
 	cp := startPlane(t, path, "127.0.0.1:0")
 	gw := startGateway(t, "gw-1", cp.xds, nil)
 	addr := gw.waitLive(t)
@@ -248,7 +255,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		}
 	})
 	t.Run("a policy edit moves the traffic", func(t *testing.T) {
-		cp.edit(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 0, 100))
+		cp.edit(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 0, 100))
 		waitAll(t, client, "fraud", "fraud-v2")
 	})
 	t.Run("last good config survives the control plane and the client reconnects", func(t *testing.T) {
@@ -258,7 +265,7 @@ func TestGatewayWithControlPlane(t *testing.T) {
 		if got := counts(t, client, "fraud", 20); got["fraud-v2"] != 20 {
 			t.Fatalf("without a control plane fraud answered by %v, want fraud-v2 only", got)
 		}
-		replaceFile(t, path, meshPolicy(v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 100, 0))
+		replaceFile(t, path, meshPolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, churn.GRPCAddr, 100, 0))
 		startPlane(t, path, xds)
 		waitMetric(t, gw, "envoy_control_plane_connected_state", 1)
 		waitAll(t, client, "fraud", "fraud-v1")
