@@ -181,7 +181,11 @@ func TestPrometheusSeesTheMeshAsDocumented(t *testing.T) {
 	prom.WaitFor(t, `maestro_controlplane_connected_nodes{job="controlplane"}`, wait, equals(1))
 	prom.WaitFor(t, `sum(maestro_controlplane_acks_total{job="controlplane",type="listener"})`, wait,
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 })
-	prom.WaitFor(t, `sum(maestro_controlplane_reloads_total{job="controlplane",result="applied"})`, wait, equals(1))
+	// At least the initial load: the certificate follower's first refresh,
+	// right after it, counts as an applied (unchanged) load when it runs
+	// after the initial one, which depends on scheduling.
+	prom.WaitFor(t, `sum(maestro_controlplane_reloads_total{job="controlplane",result="applied"})`, wait,
+		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 1 && s[0].Value <= 2 })
 	// The documented relabelling maps an older Envoy's names onto the scheme.
 	prom.WaitFor(t, `maestro_slo_requests_total{job="envoy",route="fraud",model="fraud"}`, wait, equals(7))
 
