@@ -184,3 +184,36 @@ func TestUpRunsEnvoyForGateways(t *testing.T) {
 		})
 	}
 }
+
+// TestUpSaysWhyGatewaysDidNotStart: without the filters' .wasm files the
+// mesh still runs, and up says the gateways did not start and what to do.
+func TestUpSaysWhyGatewaysDidNotStart(t *testing.T) {
+	dir := t.TempDir()
+	ports := meshtest.FreePorts(t, 1)
+	policyPath := gatewayPolicy(t, dir, ports[0])
+	var out syncbuf.Buffer
+	started := make(chan Started, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Dir: dir, Policy: policyPath, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			WasmDir: t.TempDir(), Out: &out, OnReady: func(s Started) { started <- s }})
+	}()
+	select {
+	case st := <-started:
+		if len(st.Gateways) != 0 {
+			t.Errorf("gateways %+v started without their filters", st.Gateways)
+		}
+	case err := <-done:
+		t.Fatalf("up ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("up not ready")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel: %v", err)
+	}
+	if !strings.Contains(out.String(), "gateways not started: the filters' code") || !strings.Contains(out.String(), "make wasm") {
+		t.Errorf("the output does not say why the gateways did not start:\n%s", out.String())
+	}
+}
