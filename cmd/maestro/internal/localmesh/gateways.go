@@ -49,8 +49,8 @@ func missingFilters(mesh *policy.Mesh, dir string) []string {
 	return missing
 }
 
-// startGateways starts a built-in gateway for every Gateway of mesh, as
-// node gateway-<name> announcing service <name>, listening on loopback,
+// startGateways starts a built-in gateway for every Gateway of mesh, as a
+// node its spec.nodes selects, listening on loopback,
 // and waits until each has its listener: the table printed next names its
 // address.
 func startGateways(ctx context.Context, g *errgroup.Group, cfg Config, mesh *policy.Mesh, xdsAddr string) ([]*startedGateway, error) {
@@ -61,10 +61,19 @@ func startGateways(ctx context.Context, g *errgroup.Group, cfg Config, mesh *pol
 		if p, ok := cfg.GatewayPorts[name]; ok {
 			port = p
 		}
+		// The node the Gateway's spec.nodes selects: its first listed id,
+		// else gateway-<name> announcing its service (by default the
+		// Gateway's name).
+		node, service := model.GatewayGroupName(name), name
+		if sel := pg.Spec.Nodes; len(sel.IDs) > 0 {
+			node, service = sel.IDs[0], ""
+		} else if sel.Service != "" {
+			service = sel.Service
+		}
 		admin := make(chan net.Addr, 1)
 		nacks := make(chan error, 1)
 		gw, err := gateway.New(ctx, gateway.Config{
-			NodeID: model.GatewayGroupName(name), Service: name,
+			NodeID: node, Service: service,
 			XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0",
 			BindHost: "127.0.0.1", BindPort: map[string]int{name: port},
 			WasmDir: cfg.WasmDir,
