@@ -383,7 +383,7 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 				}
 			}
 		}
-		grpcReq, restRoute := m.request(t, "churn"), "fraud-ensemble"
+		grpcReq, restRoute := m.request(t, "churn"), "fraud"
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -407,9 +407,8 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 					return
 				default:
 				}
-				code, body := m.restInfer(t, restRoute)
-				var err error
-				if code != http.StatusOK {
+				code, body, err := m.restCall(restRoute)
+				if err == nil && code != http.StatusOK {
 					err = fmt.Errorf("REST %s: status %d: %v", restRoute, code, body)
 				}
 				record(err)
@@ -515,35 +514,45 @@ func answered(resp *pb.ModelInferResponse) string {
 // the REST gateway and returns the status and decoded body.
 func (m *demoMesh) restInfer(t *testing.T, route string) (int, map[string]any) {
 	t.Helper()
+	code, body, err := m.restCall(route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, body
+}
+
+// restCall is restInfer for goroutines other than the test's: it returns
+// its error.
+func (m *demoMesh) restCall(route string) (int, map[string]any, error) {
 	inputs := route
 	if route == "fraud-ensemble" {
 		inputs = "fraud"
 	}
 	d, err := demoRequest(m.models, inputs)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	body, err := json.Marshal(d.body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.rest+"/v2/models/"+route+"/infer", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	req.Header.Set("content-type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("REST %s: %v", route, err)
+		return 0, nil, fmt.Errorf("REST %s: %w", route, err)
 	}
 	defer resp.Body.Close()
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("REST %s: status %s, body: %v", route, resp.Status, err)
+		return resp.StatusCode, nil, fmt.Errorf("REST %s: status %s, body: %w", route, resp.Status, err)
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, out, nil
 }
 
 // restParam is a response parameter of a decoded REST answer.
