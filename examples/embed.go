@@ -9,9 +9,10 @@ import (
 	"io/fs"
 )
 
-//go:embed mesh.yaml models/*/config.yaml models/*/[0-9]*
+//go:embed mesh.yaml mesh-rest.yaml models/*/config.yaml models/*/[0-9]*
 var demo embed.FS
 
-// Demo returns the demo mesh policy (mesh.yaml) and its model repository
+// Demo returns the demo mesh policy (mesh.yaml and its REST side,
+// mesh-rest.yaml) and its model repository
 // (models/<model>/config.yaml and models/<model>/<version>/...).
 func Demo() fs.FS { return demo }

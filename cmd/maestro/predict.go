@@ -16,6 +16,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/oipclient"
 	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/tensor"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout"
 )
 
 // inputFlags collects repeated --input name=v1,v2,... flags.
@@ -175,11 +176,16 @@ func inputFromFlag(flag string, meta []runtime.TensorSpec) (tensor.JSONInput, er
 // printOutputs writes each output's name, datatype and shape, then one line
 // per row.
 func printOutputs(w io.Writer, resp *tensor.JSONResponse) error {
-	fmt.Fprintf(w, "model %s version %s", resp.ModelName, resp.ModelVersion)
+	fmt.Fprintf(w, "model %s", resp.ModelName)
+	if resp.ModelVersion != "" {
+		// A combined answer is of no one version.
+		fmt.Fprintf(w, " version %s", resp.ModelVersion)
+	}
 	if s, ok := resp.Parameters["maestro_server"].(string); ok {
 		fmt.Fprintf(w, " (server %s)", s)
 	}
 	fmt.Fprintln(w)
+	printEnsemble(w, resp.Parameters)
 	for _, o := range resp.Outputs {
 		fmt.Fprintf(w, "%s %s %v\n", o.Name, o.Datatype, o.Shape)
 		var vals []json.RawMessage
@@ -200,4 +206,38 @@ func printOutputs(w io.Writer, resp *tensor.JSONResponse) error {
 		}
 	}
 	return nil
+}
+
+// printEnsemble writes, for an answer the fanout filter combined, the
+// strategy and each member's contribution (its scores, its latency) and
+// the members left out, from the response parameters docs/filters.md
+// lists.
+func printEnsemble(w io.Writer, params map[string]any) {
+	str := func(k string) string { s, _ := params[k].(string); return s }
+	strategy := str(fanout.ParamStrategy)
+	if strategy == "" {
+		return
+	}
+	latency := map[string]string{}
+	for _, kv := range strings.Split(str(fanout.ParamLatency), ",") {
+		if label, ms, ok := strings.Cut(kv, "="); ok {
+			latency[label] = ms
+		}
+	}
+	fmt.Fprintf(w, "ensemble %s of %s\n", strategy, str(fanout.ParamAnswered))
+	for _, m := range strings.Split(str(fanout.ParamMembers), ";") {
+		label, scores, ok := strings.Cut(m, "=")
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "  member %s: %s", label, scores)
+		if ms := latency[label]; ms != "" {
+			fmt.Fprintf(w, " (%s ms)", ms)
+		}
+		fmt.Fprintln(w)
+	}
+	if missing := str(fanout.ParamMissing); missing != "" {
+		fmt.Fprintf(w, "  missing: %s\n", missing)
+	}
+	fmt.Fprintln(w, "combined:")
 }

@@ -37,13 +37,19 @@ type wasmState struct {
 	stats    *wasmhost.Stats
 	shared   *wasmhost.SharedData
 	queues   *wasmhost.SharedQueues
-	hist     map[string]int // histogram samples already exported
 	exported *stats.Store
 }
 
 func newWasmState(log *slog.Logger, baseDir string) *wasmState {
-	return &wasmState{log: log, baseDir: baseDir, modules: map[string]*wasmhost.Module{}, stats: wasmhost.NewStats(),
-		shared: wasmhost.NewSharedData(), queues: wasmhost.NewSharedQueues(), hist: map[string]int{}, exported: stats.New()}
+	exported := stats.New()
+	// Every histogram sample goes to the exported histogram as it is
+	// recorded: the host keeps only the recent ones.
+	record := func(name string, v uint64) {
+		fam, labels := stats.WasmMetric(name)
+		exported.Histogram(fam, labels...).Record(float64(v))
+	}
+	return &wasmState{log: log, baseDir: baseDir, modules: map[string]*wasmhost.Module{}, stats: wasmhost.NewStatsFunc(record),
+		shared: wasmhost.NewSharedData(), queues: wasmhost.NewSharedQueues(), exported: exported}
 }
 
 // module compiles the filter's code once per file (or remote digest).
@@ -187,11 +193,9 @@ func (w *wasmState) writeStats(out io.Writer) error {
 		case pw.MetricTypeGauge:
 			w.exported.Gauge(fam, labels...).Set(int64(m.Value))
 		case pw.MetricTypeHistogram:
-			h := w.exported.Histogram(fam, labels...)
-			for _, v := range m.Samples[min(w.hist[name], len(m.Samples)):] {
-				h.Record(float64(v))
-			}
-			w.hist[name] = len(m.Samples)
+			// Recorded as they came (newWasmState); a histogram with no
+			// sample yet is still written, as Envoy writes it.
+			w.exported.Histogram(fam, labels...)
 		}
 	}
 	return w.exported.WritePrometheus(out)
@@ -393,6 +397,11 @@ func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*ro
 	}
 	resp.Headers = s.ResponseHeaderMap()
 	resp.Body = s.ResponseBodyBytes()
+	if hasTrailers {
+		// The fanout filter writes a gRPC answer's status and report
+		// into the trailers.
+		resp.Trailers = s.ResponseTrailerMap()
+	}
 	return nil, nil
 }
 

@@ -112,6 +112,7 @@ type report struct {
 	answered string // labels, comma-separated
 	missing  string // "label (reason)", "; "-separated
 	latency  string // "label=ms", comma-separated
+	members  string // "label=s1 s2", ";"-separated (ParamMembers)
 }
 
 func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
@@ -140,6 +141,22 @@ func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
 			l = append(l, r.Members[i].Label()+"="+millis(ms[i].latency))
 		}
 	}
+	var sc []byte
+	for k, i := range answered {
+		if k > 0 {
+			sc = append(sc, ';')
+		}
+		sc = append(sc, r.Members[i].Label()...)
+		sc = append(sc, '=')
+		scores := ms[i].answer.Scores
+		for j, v := range scores[:min(len(scores), MaxMemberScores)] {
+			if j > 0 {
+				sc = append(sc, ' ')
+			}
+			sc = strconv.AppendFloat(sc, v, 'g', 6, 64)
+		}
+	}
+	rep.members = string(sc)
 	rep.answered = strings.Join(a, ",")
 	rep.missing = strings.Join(m, "; ")
 	rep.latency = strings.Join(l, ",")
@@ -165,6 +182,9 @@ func (rep report) headers() [][2]string {
 func (rep report) params() []oip.Param {
 	ps := []oip.Param{{Key: ParamStrategy, Value: rep.strategy}, {Key: ParamAnswered, Value: rep.answered},
 		{Key: ParamLatency, Value: rep.latency}}
+	if rep.members != "" {
+		ps = append(ps, oip.Param{Key: ParamMembers, Value: rep.members})
+	}
 	if rep.missing != "" {
 		ps = append(ps, oip.Param{Key: ParamMissing, Value: rep.missing})
 	}

@@ -38,7 +38,14 @@ const (
 	ParamMissing  = "fanout_missing"
 	ParamLatency  = "fanout_latency_ms"
 	ParamStrategy = "fanout_strategy"
+	// ParamMembers carries each answering member's scores, so a client can
+	// see what each contributed: "label=s1 s2 ...;label=...", the first
+	// MaxMemberScores scores of each, row-major.
+	ParamMembers = "fanout_member_scores"
 )
+
+// MaxMemberScores bounds the scores ParamMembers carries per member.
+const MaxMemberScores = 16
 
 // Metric names follow the mesh's scheme, maestro_fanout_<what>[_<unit>],
 // with tags encoded in the name after it, dotted:

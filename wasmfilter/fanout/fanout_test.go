@@ -1,6 +1,7 @@
 package fanout_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -153,6 +154,9 @@ func TestEnsembleMatchesDirectCombination(t *testing.T) {
 					}
 					if pbResp.ModelName != "fraud" || pbResp.Id != "req-1" {
 						t.Errorf("response names model %q id %q", pbResp.ModelName, pbResp.Id)
+					}
+					if !r.Sequence {
+						memberScores(t, pbResp.Parameters[fanout.ParamMembers].GetStringParam(), &r, grpcAnswers)
 					}
 					sameTensor(t, got, expected(t, &r, grpcAnswers))
 				} else {
@@ -478,4 +482,22 @@ func okJSON(t *testing.T, resp *wasmtest.Response) *oip.Response {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// memberScores checks the members' scores parameter against each member's
+// own answer: every member's label and its first scores, in member order.
+func memberScores(t *testing.T, got string, r *filterconfig.FanoutRoute, direct []*oip.Response) {
+	t.Helper()
+	var want []string
+	for i, m := range r.Members {
+		vals := direct[i].Outputs[0].Values
+		parts := make([]string, 0, fanout.MaxMemberScores)
+		for _, v := range vals[:min(len(vals), fanout.MaxMemberScores)] {
+			parts = append(parts, strconv.FormatFloat(v, 'g', 6, 64))
+		}
+		want = append(want, m.Label()+"="+strings.Join(parts, " "))
+	}
+	if w := strings.Join(want, ";"); got != w {
+		t.Errorf("parameter %s = %q, want %q", fanout.ParamMembers, got, w)
+	}
 }

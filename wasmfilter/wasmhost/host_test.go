@@ -299,3 +299,22 @@ func TestGuestPanicClosesTheVM(t *testing.T) {
 		t.Fatalf("close after trap: %v", err)
 	}
 }
+
+// TestLogsAreBounded: a VM logging on every tick keeps only its recent
+// lines, the newest last, so a long-running gateway's memory stays flat.
+func TestLogsAreBounded(t *testing.T) {
+	vm := newVM(t, wasmhost.Config{})
+	const ticks = wasmhost.MaxLogs + wasmhost.MaxLogs/2 + 3
+	for i := range ticks {
+		if err := vm.Tick(); err != nil {
+			t.Fatalf("tick %d: %v", i+1, err)
+		}
+	}
+	logs := vm.Logs()
+	if len(logs) > wasmhost.MaxLogs || len(logs) < wasmhost.MaxLogs/2 {
+		t.Fatalf("%d log lines kept, want between %d and %d", len(logs), wasmhost.MaxLogs/2, wasmhost.MaxLogs)
+	}
+	if last := logs[len(logs)-1].Message; last != fmt.Sprintf("tick %d", ticks) {
+		t.Fatalf("last line %q, want the newest tick %d", last, ticks)
+	}
+}

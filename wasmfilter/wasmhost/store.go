@@ -9,23 +9,40 @@ import (
 	"github.com/maestro-ml/maestro/wasmfilter/proxywasm"
 )
 
+// MaxSamples bounds the histogram samples a Metric keeps: a long-running
+// host records a sample per request, and Envoy keeps aggregated buckets,
+// not samples. Beyond it the oldest half is dropped.
+const MaxSamples = 1 << 14
+
 // Metric is one host stat as a VM defined and updated it.
 type Metric struct {
-	Name    string
-	Type    proxywasm.MetricType
-	Value   uint64   // counter or gauge value
-	Samples []uint64 // histogram samples, in recording order
+	Name  string
+	Type  proxywasm.MetricType
+	Value uint64 // counter or gauge value
+	// Samples are the most recent histogram samples, in recording order:
+	// at most MaxSamples of them. Recorded counts every sample ever.
+	Samples  []uint64
+	Recorded uint64
 }
 
 // Stats is the host's stat store. Several VMs given the same Stats share
 // their metrics by name, as Envoy's worker threads do.
 type Stats struct {
-	mu      sync.Mutex
-	metrics map[string]*Metric
+	mu       sync.Mutex
+	metrics  map[string]*Metric
+	onSample func(name string, v uint64)
 }
 
 // NewStats returns an empty store.
 func NewStats() *Stats { return &Stats{metrics: map[string]*Metric{}} }
+
+// NewStatsFunc returns an empty store that also hands every histogram
+// sample to onSample as it is recorded, so that an exporter aggregates all
+// of them while the store keeps only the last MaxSamples. onSample runs
+// with the store locked: it must not call the store.
+func NewStatsFunc(onSample func(name string, v uint64)) *Stats {
+	return &Stats{metrics: map[string]*Metric{}, onSample: onSample}
+}
 
 func (s *Stats) define(t proxywasm.MetricType, name string) (*Metric, error) {
 	s.mu.Lock()
@@ -67,7 +84,15 @@ func (s *Stats) record(m *Metric, v uint64) error {
 	defer s.mu.Unlock()
 	switch m.Type {
 	case proxywasm.MetricTypeHistogram:
+		if len(m.Samples) >= MaxSamples {
+			// Dropping half at once keeps recording amortised O(1).
+			m.Samples = append(m.Samples[:0], m.Samples[len(m.Samples)-MaxSamples/2:]...)
+		}
 		m.Samples = append(m.Samples, v)
+		m.Recorded++
+		if s.onSample != nil {
+			s.onSample(m.Name, v)
+		}
 	case proxywasm.MetricTypeCounter:
 		m.Value += v
 	default:
@@ -101,7 +126,8 @@ func (s *Stats) Value(name string) uint64 {
 	return m.Value
 }
 
-// Samples is a histogram's recorded samples, nil when undefined.
+// Samples is a histogram's most recent samples (at most MaxSamples), nil
+// when undefined.
 func (s *Stats) Samples(name string) []uint64 {
 	m, _ := s.Get(name)
 	return m.Samples

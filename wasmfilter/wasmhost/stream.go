@@ -480,6 +480,14 @@ func (s *Stream) ResponseHeaderMap() [][2]string {
 	return append([][2]string(nil), s.respHeaders...)
 }
 
+// ResponseTrailerMap is the response trailers as the filter left them (a
+// gRPC filter sets grpc-status and its report there).
+func (s *Stream) ResponseTrailerMap() [][2]string {
+	s.vm.mu.Lock()
+	defer s.vm.mu.Unlock()
+	return append([][2]string(nil), s.respTrailers...)
+}
+
 // ResponseBodyBytes is the (buffered) response body as the filter left it.
 func (s *Stream) ResponseBodyBytes() []byte {
 	s.vm.mu.Lock()

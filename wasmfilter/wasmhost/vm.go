@@ -306,7 +306,11 @@ func (vm *VM) TickPeriod() time.Duration {
 	return vm.tick
 }
 
-// Logs returns the proxy_log lines so far.
+// MaxLogs bounds the proxy_log lines a VM keeps; beyond it the oldest half
+// is dropped.
+const MaxLogs = 4096
+
+// Logs returns the most recent proxy_log lines (at most MaxLogs).
 func (vm *VM) Logs() []LogEntry {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
@@ -395,6 +399,11 @@ func (vm *VM) deliverNext(ctx context.Context) error {
 }
 
 func (vm *VM) logf(level proxywasm.LogLevel, id uint32, msg string) {
+	if len(vm.logs) >= MaxLogs {
+		// The lines also went to the Logger; only the recent ones are kept
+		// here, for Logs and for the note a trap's error carries.
+		vm.logs = append(vm.logs[:0], vm.logs[len(vm.logs)-MaxLogs/2:]...)
+	}
 	vm.logs = append(vm.logs, LogEntry{Level: level, Message: msg, ContextID: id})
 	if vm.cfg.Logger != nil {
 		vm.cfg.Logger.Log(vm.ctx, slogLevel(level), msg, "context_id", id)

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,8 +44,9 @@ type Config struct {
 	// Dir is the working directory: bootstrap files are written there and,
 	// when Policy is empty, the embedded demo mesh and models too.
 	Dir string
-	// Policy is the policy file to run; empty runs Dir/mesh.yaml,
-	// extracted from the embedded demo unless the file already exists.
+	// Policy is the policy file to run; empty runs Dir/mesh.yaml and
+	// Dir/mesh-rest.yaml, extracted from the embedded demo unless the
+	// files already exist.
 	Policy string
 	// Models is the model repository; empty uses Dir/models.
 	Models string
@@ -68,18 +70,50 @@ type Config struct {
 	// Tracing, if set, traces the inference servers and the control
 	// plane; nil leaves them untraced. The caller shuts it down.
 	Tracing *telemetry.Tracing
+	// WasmDir is where the policy's relative wasm file names resolve for
+	// the built-in gateways ("" is the working directory, as for Envoy).
+	WasmDir string
+	// GatewayPorts, if set, maps a Gateway's name to the loopback port its
+	// built-in gateway listens on instead of the policy's (0: a free port).
+	GatewayPorts map[string]int
+	// OnRoutes, if set, receives every refresh of the gateways' per-route
+	// stats.
+	OnRoutes func(RouteStats)
+	// Envoy selects the data plane of the policy's Gateways: "" runs the
+	// built-in gateway, "auto" an envoy binary on PATH if there is one
+	// (else the built-in gateway), anything else is the envoy binary to
+	// run, with the bootstraps written to Dir.
+	Envoy string
+	// EnvoyAdminPort is the first admin port of the written Envoy
+	// bootstraps (one per gateway and sidecar, counting up); 9901 if 0.
+	EnvoyAdminPort int
 }
 
 // Started says where the running mesh listens.
 type Started struct {
 	XDS, Admin string
 	Servers    []StartedServer
+	Gateways   []StartedGateway
+	// RestartControlPlane stops the control plane and starts it again on
+	// the same addresses, as an upgrade or a crash and restart would, and
+	// returns once it serves again: nodes keep their last configuration
+	// meanwhile and reconnect.
+	RestartControlPlane func(ctx context.Context) error
+}
+
+// StartedGateway is one running built-in gateway.
+type StartedGateway struct {
+	Name            string // the policy's Gateway
+	Listener, Admin string // host:port
 }
 
 // StartedServer is one running inference server.
 type StartedServer struct {
 	Name, Service, Version string
 	GRPC, HTTP             string
+	// Stop stops this server alone, as a crashed replica would stop; the
+	// rest of the mesh keeps running.
+	Stop func()
 }
 
 // Counts are requests served, by service and version.
@@ -101,6 +135,9 @@ func (c *Config) defaults() error {
 	if c.Rate <= 0 {
 		c.Rate = DefaultRate
 	}
+	if c.EnvoyAdminPort == 0 {
+		c.EnvoyAdminPort = 9901
+	}
 	if c.Out == nil {
 		c.Out = io.Discard
 	}
@@ -115,6 +152,7 @@ type running struct {
 	backend
 	grpcAddr, httpAddr string
 	metrics            *prometheus.Registry
+	stop               context.CancelFunc
 }
 
 // Run starts the mesh and blocks until ctx is done, then stops everything
@@ -132,19 +170,21 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("extract the demo mesh into %s: %w", cfg.Dir, err)
 		}
 	}
+	paths := []string{cfg.Policy}
 	if cfg.Policy == "" {
-		cfg.Policy = filepath.Join(cfg.Dir, "mesh.yaml")
+		// The demo's gRPC side and its REST side.
+		paths = []string{filepath.Join(cfg.Dir, "mesh.yaml"), filepath.Join(cfg.Dir, "mesh-rest.yaml")}
 	}
 	if cfg.Models == "" {
 		cfg.Models = filepath.Join(cfg.Dir, "models")
 	}
-	mesh, err := policy.Load(ctx, cfg.Policy)
+	mesh, err := policy.Load(ctx, paths...)
 	if err != nil {
 		return err
 	}
 	backends, err := plan(mesh)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Policy, err)
+		return fmt.Errorf("%s: %w", strings.Join(paths, ", "), err)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -164,44 +204,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return fail(err)
 	}
 	ready := make(chan controlplane.Addrs, 1)
-	g.Go(func() error {
-		// The same certificates as `maestro controlplane` (the policy's
-		// spec.ca), served on loopback in plaintext.
-		reg := telemetry.NewRegistry()
-		certCfg := controlplane.CertConfig{Logger: cfg.Logger, Registerer: reg, Plaintext: true}
-		err := controlplane.WithCertificates(gctx, []string{cfg.Policy}, certCfg, func(ctx context.Context, c *controlplane.Certificates) error {
-			return controlplane.Run(ctx, controlplane.Config{
-				Paths:     []string{cfg.Policy},
-				Load:      c.Loader(),
-				Certs:     c,
-				Loop:      loop, // rollouts and adaptive weights (loop.go)
-				XDSAddr:   cfg.XDSAddr,
-				AdminAddr: cfg.AdminAddr,
-				// Loopback only, for a local demo; the control plane logs
-				// that it serves plaintext.
-				Insecure:        true,
-				InsecureSecrets: true,
-				Logger:          cfg.Logger,
-				Registry:        reg,
-				Tracer:          tracerProvider(cfg.Tracing),
-				Ready:           func(a controlplane.Addrs) { ready <- a },
-				OnReload: func(version string, err error) {
-					if err != nil {
-						// The control plane has logged each problem once, with
-						// its file:line:col; repeating them here would print
-						// every one twice on the same terminal.
-						fmt.Fprintf(cfg.Out, "policy change rejected (problems logged above): still serving version %s\n", version)
-					} else {
-						fmt.Fprintf(cfg.Out, "policy reloaded: version %s\n", version)
-					}
-					if cfg.OnReload != nil {
-						cfg.OnReload(version, err)
-					}
-				},
-			})
-		})
-		return busyPort(err, cfg.XDSAddr+" or "+cfg.AdminAddr, "the control plane")
-	})
+	cp := &plane{cfg: cfg, paths: paths, loop: loop, ready: ready, restart: make(chan chan<- error)}
+	g.Go(func() error { return cp.run(gctx) })
 	var addrs controlplane.Addrs
 	select {
 	case addrs = <-ready:
@@ -210,21 +214,51 @@ func Run(ctx context.Context, cfg Config) error {
 		// gave up): the group holds the reason.
 		return g.Wait()
 	}
-	boot, err := writeBootstraps(cfg.Dir, mesh, addrs.XDS.String())
+	boot, err := writeBootstraps(cfg.Dir, mesh, addrs.XDS.String(), cfg.EnvoyAdminPort)
 	if err != nil {
 		return fail(err)
 	}
-	printTable(cfg.Out, mesh, servers, addrs, boot)
+	envoy, err := findEnvoy(cfg.Envoy)
+	if err != nil {
+		return fail(err)
+	}
+	var gateways []*startedGateway
+	switch {
+	case envoy != "":
+		fmt.Fprintf(cfg.Out, "gateways run by %s\n", envoy)
+	case cfg.Envoy == EnvoyAuto:
+		fmt.Fprintln(cfg.Out, "no envoy on PATH: the built-in gateway runs the gateways")
+	}
+	if envoy != "" {
+		gateways, err = startEnvoys(gctx, g, cfg, envoy, boot.gateways)
+		if err != nil {
+			return fail(err)
+		}
+	} else if missing := missingFilters(mesh, cfg.WasmDir); len(mesh.Gateways) > 0 && len(missing) > 0 {
+		fmt.Fprintf(cfg.Out, "gateways not started: the filters' code %v is missing (run `make wasm` in the repository, or pass --wasm-dir)\n\n", missing)
+	} else {
+		gateways, err = startGateways(gctx, g, cfg, mesh, addrs.XDS.String())
+		if err != nil {
+			return fail(err)
+		}
+	}
+	printTable(cfg.Out, mesh, servers, gateways, addrs, boot)
 	if cfg.OnReady != nil {
 		st := Started{XDS: addrs.XDS.String(), Admin: addrs.Admin.String()}
 		for _, s := range servers {
-			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr})
+			st.Servers = append(st.Servers, StartedServer{Name: s.Name(), Service: s.Service, Version: s.Version, GRPC: s.grpcAddr, HTTP: s.httpAddr, Stop: s.stop})
 		}
+		for _, gw := range gateways {
+			st.Gateways = append(st.Gateways, StartedGateway{Name: gw.name, Listener: gw.listener, Admin: gw.admin})
+		}
+		st.RestartControlPlane = cp.restartAndWait
 		cfg.OnReady(st)
 	}
-	g.Go(func() error { return live(gctx, cfg, servers) })
+	seen := newAnswers()
+	g.Go(func() error { return live(gctx, cfg, servers, gateways, seen) })
 	if cfg.DemoTraffic {
 		g.Go(func() error { return demoTraffic(gctx, cfg, mesh, boot.grpc) })
+		g.Go(func() error { return gatewayTraffic(gctx, cfg, mesh, gateways, seen) })
 	}
 	return g.Wait()
 }
@@ -247,18 +281,20 @@ func startServers(ctx context.Context, g *errgroup.Group, cfg Config, backends [
 		if err != nil {
 			return nil, fmt.Errorf("inference server %s: %w", b.Name(), err)
 		}
-		grpcLis, err := net.Listen("tcp", b.Addr)
+		grpcLis, err := listen(b.Addr)
 		if err != nil {
 			return nil, busyPort(err, b.Addr, fmt.Sprintf("service %s version %s", b.Service, b.Version))
 		}
-		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+		httpLis, err := listen(b.HTTPAddr)
 		if err != nil {
 			grpcLis.Close()
-			return nil, fmt.Errorf("inference server %s: http port: %w", b.Name(), err)
+			return nil, busyPort(fmt.Errorf("inference server %s: http port: %w", b.Name(), err), b.HTTPAddr, fmt.Sprintf("the REST port of service %s version %s", b.Service, b.Version))
 		}
-		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg}
+		sctx, stop := context.WithCancel(ctx)
+		r := &running{backend: b, grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), metrics: reg, stop: stop}
 		g.Go(func() error {
-			if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
+			defer stop()
+			if err := srv.Serve(sctx, grpcLis, httpLis); err != nil {
 				return fmt.Errorf("inference server %s: %w", r.Name(), err)
 			}
 			return nil
@@ -284,4 +320,12 @@ func busyPort(err error, addr, who string) error {
 		return fmt.Errorf("port %s, wanted by %s, is already in use: stop what holds it or change the address: %w", addr, who, err)
 	}
 	return err
+}
+
+// listen listens on addr, or on a free loopback port when addr is empty.
+func listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	return net.Listen("tcp", addr)
 }

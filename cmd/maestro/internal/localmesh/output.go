@@ -22,16 +22,23 @@ const ProxylessNodeID = "maestro-up-client"
 // bootFiles are the bootstrap files written for the mesh.
 type bootFiles struct {
 	envoy    []string // paths, one per gateway and sidecar
+	gateways []envoyBoot
 	grpcPath string
 	grpc     []byte
+}
+
+// envoyBoot is the bootstrap written for one Gateway.
+type envoyBoot struct {
+	gateway, path, admin string
+	port                 uint32 // the Gateway's listener port
 }
 
 // writeBootstraps writes an Envoy bootstrap per gateway and sidecar of mesh
 // and one gRPC xDS bootstrap for proxyless clients, all pointing at xdsAddr.
 // Each Envoy gets its own admin port so that all of them can run at once.
-func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, error) {
+func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string, firstAdmin int) (bootFiles, error) {
 	var out bootFiles
-	admin := 9901
+	admin := firstAdmin
 	write := func(name string, c bootstrap.Config) error {
 		c.XDSAddr = xdsAddr
 		c.AdminAddr = fmt.Sprintf("127.0.0.1:%d", admin)
@@ -49,9 +56,13 @@ func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, 
 	}
 	for _, g := range mesh.Gateways {
 		id := model.GatewayGroupName(g.Metadata.Name)
-		if err := write(id, bootstrap.Config{NodeID: id, Role: model.RoleGateway}); err != nil {
+		adminAddr := fmt.Sprintf("127.0.0.1:%d", admin)
+		// The service a Gateway's spec.nodes selects, as the built-in
+		// gateway announces it.
+		if err := write(id, bootstrap.Config{NodeID: id, Role: model.RoleGateway, Service: g.Spec.Nodes.Service}); err != nil {
 			return out, err
 		}
+		out.gateways = append(out.gateways, envoyBoot{gateway: g.Metadata.Name, path: out.envoy[len(out.envoy)-1], admin: adminAddr, port: g.Spec.Port})
 	}
 	for _, s := range mesh.Sidecars {
 		id := model.SidecarGroupName(s.Spec.Service)
@@ -68,7 +79,7 @@ func writeBootstraps(dir string, mesh *policy.Mesh, xdsAddr string) (bootFiles, 
 }
 
 // printTable tells the user what runs where and how to use it.
-func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs controlplane.Addrs, boot bootFiles) {
+func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, gateways []*startedGateway, addrs controlplane.Addrs, boot bootFiles) {
 	fmt.Fprintf(w, "Maestro mesh %q is up.\n\n", mesh.Config.Metadata.Name)
 	fmt.Fprintf(w, "control plane   xDS %s   admin http://%s (/metrics)\n\n", addrs.XDS, addrs.Admin)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -88,8 +99,28 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs contro
 	for _, r := range mesh.Routes {
 		fmt.Fprintf(tw, "%s\t%s\txds:///%s\t%s\n", r.Metadata.Name, r.Spec.Match.Model, r.Spec.Target, routeSummary(r))
 	}
+	if len(gateways) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "GATEWAY\tLISTENER\tADMIN\tROUTES")
+		for _, gw := range gateways {
+			var routes []string
+			if pg := mesh.Gateway(gw.name); pg != nil {
+				routes = pg.Spec.Routes
+			}
+			fmt.Fprintf(tw, "%s\t%s\thttp://%s/stats/prometheus\t%s\n", gw.name, gw.listener, gw.admin, strings.Join(routes, ", "))
+		}
+	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	for _, gw := range gateways {
+		if model, rest := predictExample(mesh, gw.name); model != "" {
+			flag := ""
+			if rest {
+				flag = " --http"
+			}
+			fmt.Fprintf(w, "Predict:        ./maestro predict%s --addr %s %s --input <name>=<v1,v2,...>   (through gateway %s)\n", flag, gw.listener, model, gw.name)
+		}
+	}
 	for _, p := range boot.envoy {
 		fmt.Fprintf(w, "Envoy:          envoy -c %s\n", p)
 	}
@@ -104,9 +135,10 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, addrs contro
 	fmt.Fprintln(w)
 }
 
-// live prints the requests each service version has served, every
+// live prints the requests each service version has served and, with
+// gateways, one line per route of what the gateways' filters did, every
 // interval, whenever they change.
-func live(ctx context.Context, cfg Config, servers []*running) error {
+func live(ctx context.Context, cfg Config, servers []*running, gateways []*startedGateway, seen *answers) error {
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var last string
@@ -131,7 +163,25 @@ func live(ctx context.Context, cfg Config, servers []*running) error {
 		if cfg.OnCounts != nil {
 			cfg.OnCounts(counts)
 		}
-		if line := countsLine(counts, prev); line != last {
+		line := countsLine(counts, prev)
+		if len(gateways) > 0 {
+			st := RouteStats{}
+			seen.fill(st)
+			for _, gw := range gateways {
+				if err := scrapeGateway(ctx, gw.admin, st); err != nil {
+					// A slow scrape on a loaded machine is no reason to stop
+					// the mesh; the next tick tries again.
+					cfg.Logger.Warn("read gateway stats", "gateway", gw.name, "error", err)
+				}
+			}
+			if cfg.OnRoutes != nil {
+				cfg.OnRoutes(st)
+			}
+			if rl := routeLines(st); len(rl) > 0 {
+				line += "\nroutes\n" + strings.Join(rl, "\n")
+			}
+		}
+		if line != last {
 			fmt.Fprintln(cfg.Out, line)
 			last = line
 		}
@@ -182,4 +232,27 @@ func countsLine(c, prev Counts) string {
 		parts = append(parts, svc+": "+strings.Join(vs, " "))
 	}
 	return "requests  " + strings.Join(parts, " | ")
+}
+
+// predictExample picks the model of a gateway's routes to show in the
+// predict hint, an ensemble's when there is one, and whether the route is
+// a REST one.
+func predictExample(mesh *policy.Mesh, gateway string) (model string, rest bool) {
+	g := mesh.Gateway(gateway)
+	if g == nil {
+		return "", false
+	}
+	for _, name := range g.Spec.Routes {
+		r := mesh.Route(name)
+		if r == nil || r.Spec.Match.Model == "" {
+			continue
+		}
+		if model == "" || r.Spec.Ensemble != nil {
+			model, rest = r.Spec.Match.Model, r.Spec.Match.Protocol == policy.MatchHTTP
+		}
+		if r.Spec.Ensemble != nil {
+			break
+		}
+	}
+	return model, rest
 }

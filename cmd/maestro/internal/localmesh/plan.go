@@ -17,15 +17,22 @@ import (
 const (
 	LabelModel        = "model"
 	LabelModelVersion = "modelVersion"
+	// LabelServer, on a version of an http service, names the server of
+	// a gRPC service's version (<service>-<version>) whose REST port the
+	// endpoint is: an inference server serves gRPC and REST on two ports,
+	// so its REST side is a version of a service of its own.
+	LabelServer = "server"
 )
 
 // backend is one inference server to start: a service version's local
 // endpoint and the models it serves.
 type backend struct {
 	Service, Version string
-	Addr             string // the endpoint's host:port from the policy
+	Addr             string // the gRPC endpoint's host:port from the policy; "" picks one
+	HTTPAddr         string // the REST endpoint's host:port; "" picks one
 	Model            string // "" serves every model
 	ModelVersion     string // "" serves every version of Model
+	server           string // the LabelServer label of an http version
 }
 
 // Name identifies the backend's server in responses (x-maestro-server).
@@ -40,6 +47,7 @@ func plan(mesh *policy.Mesh) ([]backend, error) {
 		routed[r.Spec.Service] = true
 	}
 	var out []backend
+	var rest []backend // http versions that share a gRPC version's server
 	for _, s := range mesh.Services {
 		if !routed[s.Metadata.Name] {
 			continue
@@ -50,14 +58,41 @@ func plan(mesh *policy.Mesh) ([]backend, error) {
 					return nil, fmt.Errorf("service %s version %s: endpoint %s is not on this machine: maestro up starts local servers only",
 						s.Metadata.Name, v.Name, ep.Address)
 				}
-				out = append(out, backend{
+				b := backend{
 					Service: s.Metadata.Name, Version: v.Name,
-					Addr:         net.JoinHostPort(ep.Address, fmt.Sprint(ep.Port)),
 					Model:        v.Labels[LabelModel],
 					ModelVersion: v.Labels[LabelModelVersion],
-				})
+					server:       v.Labels[LabelServer],
+				}
+				addr := net.JoinHostPort(ep.Address, fmt.Sprint(ep.Port))
+				if s.Spec.Protocol == policy.ProtocolHTTP {
+					b.HTTPAddr = addr
+					if b.server != "" {
+						rest = append(rest, b)
+						continue
+					}
+				} else {
+					b.Addr = addr
+				}
+				out = append(out, b)
 			}
 		}
+	}
+	for _, r := range rest {
+		i := slices.IndexFunc(out, func(b backend) bool { return b.Addr != "" && b.Name() == r.server })
+		if i < 0 {
+			return nil, fmt.Errorf("service %s version %s: label %s: %q names no gRPC version's server (<service>-<version>)",
+				r.Service, r.Version, LabelServer, r.server)
+		}
+		if out[i].HTTPAddr != "" {
+			return nil, fmt.Errorf("service %s version %s: label %s: server %s already has its REST port %s",
+				r.Service, r.Version, LabelServer, r.server, out[i].HTTPAddr)
+		}
+		if out[i].Model != r.Model || out[i].ModelVersion != r.ModelVersion {
+			return nil, fmt.Errorf("service %s version %s: label %s: %s serves model %q version %q, not %q version %q",
+				r.Service, r.Version, LabelServer, r.server, out[i].Model, out[i].ModelVersion, r.Model, r.ModelVersion)
+		}
+		out[i].HTTPAddr = r.HTTPAddr
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("the policy routes traffic to no service with endpoints")

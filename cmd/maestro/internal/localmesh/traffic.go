@@ -2,8 +2,10 @@ package localmesh
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -49,7 +51,7 @@ func demoTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, bootstrap [
 		name := r.Metadata.Name
 		g.Go(func() error {
 			defer conn.Close()
-			return send(ctx, cfg, name, client, req)
+			return send(ctx, cfg, name, client, req, nil)
 		})
 	}
 	return g.Wait()
@@ -58,7 +60,8 @@ func demoTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, bootstrap [
 // send calls client at cfg.Rate until ctx is done. Failures are logged, not
 // fatal: a policy edit may point a route at a version that is still
 // starting, and the demo should ride through it.
-func send(ctx context.Context, cfg Config, route string, client oipclient.Client, req demo) error {
+// Answers are recorded in rec when it is not nil.
+func send(ctx context.Context, cfg Config, route string, client oipclient.Client, req demo, rec *routeAnswers) error {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
 	defer tick.Stop()
 	var failures int
@@ -69,8 +72,9 @@ func send(ctx context.Context, cfg Config, route string, client oipclient.Client
 		case <-tick.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := client.Infer(callCtx, req.model, "", req.body)
+		resp, err := client.Infer(callCtx, req.model, "", req.body)
 		cancel()
+		rec.record(resp, err)
 		if err != nil && ctx.Err() == nil {
 			failures++
 			if failures == 1 || failures%1000 == 0 {
@@ -100,6 +104,13 @@ func demoRequest(models, model string) (demo, error) {
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	req := demo{model: model}
+	id := int64(1)
+	if c.Runtime == "embedding" {
+		// An embedding model answers only the users it knows.
+		if id, err = knownUser(filepath.Join(models, model)); err != nil {
+			return demo{}, err
+		}
+	}
 	for _, in := range c.Inputs {
 		shape := in.Shape
 		if c.MaxBatchSize > 0 {
@@ -116,9 +127,7 @@ func demoRequest(models, model string) (demo, error) {
 		case runtime.FP64:
 			t.Data = fill(n, rng.Float64)
 		case runtime.Int64:
-			// Id-keyed models may reject 1; their routes are ensembles,
-			// which demo traffic skips, and a rejection is only logged.
-			t.Data = fill(n, func() int64 { return 1 })
+			t.Data = fill(n, func() int64 { return id })
 		case runtime.Int32:
 			t.Data = fill(n, func() int32 { return 1 })
 		default:
@@ -131,6 +140,26 @@ func demoRequest(models, model string) (demo, error) {
 		req.body.Inputs = append(req.body.Inputs, ji)
 	}
 	return req, nil
+}
+
+// knownUser is the first user id of the first version of the embedding
+// model in dir.
+func knownUser(dir string) (int64, error) {
+	versions, err := filepath.Glob(filepath.Join(dir, "[0-9]*", "embeddings.json"))
+	if err != nil || len(versions) == 0 {
+		return 0, fmt.Errorf("no embeddings.json under %s", dir)
+	}
+	data, err := os.ReadFile(versions[0])
+	if err != nil {
+		return 0, err
+	}
+	var e struct {
+		UserIDs []int64 `json:"user_ids"`
+	}
+	if err := json.Unmarshal(data, &e); err != nil || len(e.UserIDs) == 0 {
+		return 0, fmt.Errorf("%s: no user_ids: %v", versions[0], err)
+	}
+	return e.UserIDs[0], nil
 }
 
 // fill returns n values of next.
@@ -160,4 +189,57 @@ func dialXDS(target string, bootstrap []byte, tracing *telemetry.Tracing) (*grpc
 			otelgrpc.WithTracerProvider(tracing.Provider), otelgrpc.WithPropagators(tracing.Propagator))))
 	}
 	return grpc.NewClient("xds:///"+target, opts...)
+}
+
+// gatewayTraffic sends cfg.Rate requests a second to every model route of
+// every gateway, as a standard OIP client would: model_name in the body
+// (or the REST path) and no Maestro header, over gRPC and REST as the
+// route's match protocol allows. Answers are counted by the server that
+// gave them (its maestro_server response parameter) for the live view.
+func gatewayTraffic(ctx context.Context, cfg Config, mesh *policy.Mesh, gateways []*startedGateway, seen *answers) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, gw := range gateways {
+		pg := mesh.Gateway(gw.name)
+		if pg == nil {
+			continue
+		}
+		conn, err := grpc.NewClient(gw.listener, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("demo traffic through gateway %s: %w", gw.name, err)
+		}
+		g.Go(func() error {
+			<-ctx.Done()
+			return conn.Close()
+		})
+		grpcClient := oipclient.NewGRPC(conn)
+		restClient := oipclient.NewHTTP("http://"+gw.listener, &http.Client{Timeout: 5 * time.Second})
+		for _, name := range pg.Spec.Routes {
+			r := mesh.Route(name)
+			if r == nil || r.Spec.Match.Model == "" {
+				continue
+			}
+			req, err := demoRequest(cfg.Models, requestModel(r))
+			if err != nil {
+				return fmt.Errorf("demo traffic for route %s: %w", name, err)
+			}
+			req.model = r.Spec.Match.Model
+			p := r.Spec.Match.Protocol
+			if p == policy.MatchAny || p == policy.MatchGRPC || p == "" {
+				g.Go(func() error { return send(ctx, cfg, name+" (gRPC)", grpcClient, req, seen.of(name)) })
+			}
+			if p == policy.MatchAny || p == policy.MatchHTTP {
+				g.Go(func() error { return send(ctx, cfg, name+" (REST)", restClient, req, seen.of(name)) })
+			}
+		}
+	}
+	return g.Wait()
+}
+
+// requestModel is the model whose inputs a route's demo request carries:
+// an ensemble's first member's model when it names one, else the route's.
+func requestModel(r *policy.Route) string {
+	if e := r.Spec.Ensemble; e != nil && len(e.Members) > 0 && e.Members[0].Model != "" {
+		return e.Members[0].Model
+	}
+	return r.Spec.Match.Model
 }
