@@ -79,7 +79,20 @@ func part(j int) string {
 // SerializePropertyPath joins a property path with NUL separators, the form
 // proxy_get_property expects (["request", "path"] -> "request\x00path").
 func SerializePropertyPath(path []string) []byte {
-	return []byte(strings.Join(path, "\x00"))
+	// One allocation, not Join's string and then its copy: properties are
+	// read on every request.
+	n := max(len(path)-1, 0)
+	for _, p := range path {
+		n += len(p)
+	}
+	b := make([]byte, 0, n)
+	for i, p := range path {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
 }
 
 // DeserializePropertyPath splits a NUL-separated property path.

@@ -19,7 +19,7 @@ func Register() { pw.SetVMContext(vmContext{}) }
 
 type vmContext struct{ pw.DefaultVMContext }
 
-func (vmContext) NewPluginContext(uint32) pw.PluginContext { return &plugin{} }
+func (vmContext) NewPluginContext(uint32) pw.PluginContext { return &plugin{clock: new(time.Time)} }
 
 // hostMetrics defines stats through proxy_define_metric.
 type hostMetrics struct{}
@@ -50,6 +50,11 @@ func (hostStore) Set(key string, value []byte, cas uint32) error {
 type plugin struct {
 	pw.DefaultPluginContext
 	meter *Meter
+	// clock is a wall and monotonic reading taken at start and on every
+	// tick; streams read the time as clock plus the monotonic time since,
+	// one host call where time.Now makes two (wall and monotonic). The
+	// wall clock can only drift from it by what it slews in one tick.
+	clock *time.Time
 }
 
 func (p *plugin) OnPluginStart(int) bool {
@@ -64,6 +69,7 @@ func (p *plugin) OnPluginStart(int) bool {
 		return false
 	}
 	p.meter = NewMeter(cfg, Env{Metrics: hostMetrics{}, Store: hostStore{}, Log: pw.Log})
+	*p.clock = time.Now()
 	if err := pw.SetTickPeriod(time.Duration(cfg.EffectiveEvaluateMs()) * time.Millisecond); err != nil {
 		pw.LogError("slo: set tick period: " + err.Error())
 		return false
@@ -73,7 +79,9 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (p *plugin) OnTick() {
-	if err := p.meter.Flush(time.Now()); err != nil {
+	now := time.Now()
+	*p.clock = now
+	if err := p.meter.Flush(now); err != nil {
 		pw.LogWarn("slo: " + err.Error())
 	}
 }
@@ -87,13 +95,16 @@ func (p *plugin) OnPluginDone() bool {
 	return true
 }
 
-func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{meter: p.meter} }
+func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
+	return &stream{meter: p.meter, clock: p.clock}
+}
 
 // stream follows one request: where it goes (route, model), how it ends
 // (status, grpc-status) and when.
 type stream struct {
 	pw.DefaultHTTPContext
 	meter      *Meter
+	clock      *time.Time // the plugin's, see plugin.clock
 	route      string
 	model      string
 	grpc       bool
@@ -107,7 +118,7 @@ type stream struct {
 // one), not here: by then it is the router's final choice, and each host
 // call costs a guest-to-host crossing per request.
 func (s *stream) OnHTTPRequestHeaders(int, bool) pw.Action {
-	s.start = time.Now()
+	s.start = s.clock.Add(time.Since(*s.clock))
 	s.grpcStatus = NoGRPCStatus
 	path, _ := pw.GetHTTPRequestHeader(":path")
 	if IsGRPCInference(path) {

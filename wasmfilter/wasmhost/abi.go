@@ -2,7 +2,6 @@ package wasmhost
 
 import (
 	"context"
-	"encoding/binary"
 	"strings"
 	"time"
 
@@ -124,6 +123,15 @@ func okIf(ok bool) pw.Status {
 	return pw.StatusInvalidMemoryAccess
 }
 
+// view returns guest memory [ptr, ptr+size) in place: valid only until
+// the guest runs again or its memory grows.
+func view(m api.Module, ptr, size uint32) ([]byte, bool) {
+	if size == 0 {
+		return nil, true
+	}
+	return m.Memory().Read(ptr, size)
+}
+
 // read returns a copy of guest memory [ptr, ptr+size).
 func read(m api.Module, ptr, size uint32) ([]byte, bool) {
 	if size == 0 {
@@ -145,33 +153,60 @@ func readString(m api.Module, ptr, size uint32) (string, bool) {
 // guest's proxy_on_memory_allocate, its address and size written to the
 // two return slots.
 func (vm *VM) returnBytes(ctx context.Context, m api.Module, data []byte, retPtr, retSize uint32) pw.Status {
-	var addr uint32
-	if len(data) > 0 {
-		f, ok := vm.fns["proxy_on_memory_allocate"]
-		if !ok {
-			f = m.ExportedFunction("proxy_on_memory_allocate")
-			vm.fns["proxy_on_memory_allocate"] = f
-		}
-		// cpp-host restricts the guest's allocator to a few host calls.
-		saved := vm.allowed
-		vm.allowed = mallocAllowed
-		res, err := f.Call(ctx, uint64(len(data)))
-		vm.allowed = saved
-		if err != nil {
-			panic(err) // the trap propagates to the guest call that led here
-		}
-		if len(res) == 0 || res[0] == 0 {
-			return pw.StatusInvalidMemoryAccess
-		}
-		addr = uint32(res[0])
-		if !m.Memory().Write(addr, data) {
-			return pw.StatusInvalidMemoryAccess
-		}
+	addr, st := vm.guestAlloc(ctx, m, len(data))
+	if st != pw.StatusOK {
+		return st
 	}
-	var slot [8]byte
-	binary.LittleEndian.PutUint32(slot[:4], addr)
-	binary.LittleEndian.PutUint32(slot[4:], uint32(len(data)))
-	if !m.Memory().Write(retPtr, slot[:4]) || !m.Memory().Write(retSize, slot[4:]) {
+	if len(data) > 0 && !m.Memory().Write(addr, data) {
+		return pw.StatusInvalidMemoryAccess
+	}
+	return writeSlots(m, addr, len(data), retPtr, retSize)
+}
+
+// returnString is returnBytes for a string, without converting it to a
+// byte slice first: header values are strings, read on every request.
+func (vm *VM) returnString(ctx context.Context, m api.Module, data string, retPtr, retSize uint32) pw.Status {
+	addr, st := vm.guestAlloc(ctx, m, len(data))
+	if st != pw.StatusOK {
+		return st
+	}
+	if len(data) > 0 && !m.Memory().WriteString(addr, data) {
+		return pw.StatusInvalidMemoryAccess
+	}
+	return writeSlots(m, addr, len(data), retPtr, retSize)
+}
+
+// guestAlloc asks the guest for n bytes (none for n == 0, address 0).
+func (vm *VM) guestAlloc(ctx context.Context, m api.Module, n int) (uint32, pw.Status) {
+	if n == 0 {
+		return 0, pw.StatusOK
+	}
+	f, ok := vm.fns["proxy_on_memory_allocate"]
+	if !ok {
+		f = m.ExportedFunction("proxy_on_memory_allocate")
+		vm.fns["proxy_on_memory_allocate"] = f
+	}
+	// cpp-host restricts the guest's allocator to a few host calls.
+	saved := vm.allowed
+	vm.allowed = mallocAllowed
+	// A VM-owned slot instead of Call's fresh result slice: the allocator
+	// runs once per value handed out, several times a request. The
+	// allocator may not reach returnBytes again (mallocAllowed), so the
+	// slot is never in use twice.
+	vm.allocStack[0] = uint64(n)
+	err := f.CallWithStack(ctx, vm.allocStack[:])
+	vm.allowed = saved
+	if err != nil {
+		panic(err) // the trap propagates to the guest call that led here
+	}
+	if vm.allocStack[0] == 0 {
+		return 0, pw.StatusInvalidMemoryAccess
+	}
+	return uint32(vm.allocStack[0]), pw.StatusOK
+}
+
+func writeSlots(m api.Module, addr uint32, n int, retPtr, retSize uint32) pw.Status {
+	if !m.Memory().WriteUint32Le(retPtr, addr) || !m.Memory().WriteUint32Le(retSize, uint32(n)) {
 		return pw.StatusInvalidMemoryAccess
 	}
 	return pw.StatusOK
@@ -365,15 +400,18 @@ func hostGetHeaderMapValue(ctx context.Context, vm *VM, m api.Module, p []uint64
 	if !ok {
 		return pw.StatusBadArgument
 	}
-	key, ok := readString(m, u32(p[1]), u32(p[2]))
+	// The key is looked up in place, not copied: guest memory cannot
+	// change before the lookup ends, and the guest runs again only in
+	// returnString.
+	key, ok := view(m, u32(p[1]), u32(p[2]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
 	}
-	v, found := headerValue(*hm, key)
+	v, found := headerValueBytes(*hm, key)
 	if !found {
 		return pw.StatusNotFound
 	}
-	return vm.returnBytes(ctx, m, []byte(v), u32(p[3]), u32(p[4]))
+	return vm.returnString(ctx, m, v, u32(p[3]), u32(p[4]))
 }
 
 func hostAddHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
@@ -420,22 +458,31 @@ func hostRemoveHeaderMapValue(_ context.Context, vm *VM, m api.Module, p []uint6
 }
 
 func hostGetProperty(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
-	path, ok := read(m, u32(p[0]), u32(p[1]))
+	path, ok := view(m, u32(p[0]), u32(p[1]))
 	if !ok {
 		return pw.StatusInvalidMemoryAccess
 	}
-	key := strings.Join(pw.DeserializePropertyPath(path), ".")
+	// The dotted key is built in a VM-owned buffer and the maps are indexed
+	// with string(buf), which Go does without allocating: slo reads a
+	// property on every request.
+	vm.propKey = append(vm.propKey[:0], path...)
+	for i, c := range vm.propKey {
+		if c == 0 {
+			vm.propKey[i] = '.'
+		}
+	}
+	key := vm.propKey
 	if s := vm.streams[vm.effective]; s != nil {
-		if v, ok := s.props[key]; ok {
+		if v, ok := s.props[string(key)]; ok {
 			return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 		}
 		if s.opts.Properties != nil {
-			if v, ok := s.opts.Properties(key); ok {
+			if v, ok := s.opts.Properties(string(key)); ok {
 				return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 			}
 		}
 	}
-	if v, ok := vm.cfg.Properties[key]; ok {
+	if v, ok := vm.cfg.Properties[string(key)]; ok {
 		return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 	}
 	return pw.StatusNotFound
@@ -576,6 +623,45 @@ func hostSetSharedData(_ context.Context, vm *VM, m api.Module, p []uint64) pw.S
 
 // headerValue is the first value of key, compared case-insensitively as
 // HTTP header names are.
+// headerValueBytes is headerValue for a key still in guest memory.
+func headerValueBytes(h [][2]string, key []byte) (string, bool) {
+	for _, kv := range h {
+		if equalFoldASCII(kv[0], key) {
+			return kv[1], true
+		}
+	}
+	return "", false
+}
+
+// equalFoldASCII reports whether s and b are equal under ASCII case
+// folding, as header names compare; strings.EqualFold would need b as a
+// string, an allocation per lookup. Names with non-ASCII bytes, which
+// Envoy refuses anyway, go to strings.EqualFold so nothing changes.
+func equalFoldASCII(s string, b []byte) bool {
+	if len(s) != len(b) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c, d := s[i], b[i]
+		if c == d {
+			continue
+		}
+		if c >= 0x80 || d >= 0x80 {
+			return strings.EqualFold(s, string(b))
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
 func headerValue(h [][2]string, key string) (string, bool) {
 	for _, kv := range h {
 		if strings.EqualFold(kv[0], key) {

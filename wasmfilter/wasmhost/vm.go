@@ -85,15 +85,19 @@ var (
 // VM is one instance of a Module: one Envoy worker thread's copy of the
 // plugin, with its root context created and configured.
 type VM struct {
-	mu      sync.Mutex // serialises calls into the guest, like a worker thread
-	cfg     Config
-	mod     api.Module
-	ctx     context.Context // carries the VM for host functions
-	cancel  context.CancelFunc
-	fns     map[string]api.Function
-	stack   [8]uint64 // argument and result slots for call
-	started time.Time
-	allowed map[string]bool // nil: every host call allowed
+	mu     sync.Mutex // serialises calls into the guest, like a worker thread
+	cfg    Config
+	mod    api.Module
+	ctx    context.Context // carries the VM for host functions
+	cancel context.CancelFunc
+	fns    map[string]api.Function
+	stack  [8]uint64 // argument and result slots for call
+	// allocStack and propKey are reused by host calls made on every
+	// request (guestAlloc, hostGetProperty).
+	allocStack [1]uint64
+	propKey    []byte
+	started    time.Time
+	allowed    map[string]bool // nil: every host call allowed
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
