@@ -40,13 +40,13 @@ var defaultTags = []string{
 
 // WasmTags are the tag extractors of the slo and fanout filters' stats
 // (docs/filters.md), by tag name and regex, in order; the built-in
-// gateway applies the same.
+// gateway applies the same. One rule serves both filters' route tag: Envoy
+// releases before duplicate tag names were allowed refuse a name twice.
 var WasmTags = [][2]string{
-	{"route", `^wasmcustom\.maestro_slo_\w+(\.route\.([^.]+))`},
+	{"route", `^wasmcustom\.maestro_(?:slo|fanout)_\w+(\.route\.([^.]+))`},
 	{"model", `^wasmcustom\.maestro_slo_\w+(?:\.route\.[^.]+)?(\.model\.([^.]+))`},
 	{"target", `^wasmcustom\.maestro_slo_\w+.*(\.target\.([^.]+))$`},
 	{"window", `^wasmcustom\.maestro_slo_\w+.*(\.window\.([^.]+))$`},
-	{"route", `^wasmcustom\.maestro_fanout_\w+(\.route\.([^.]+))`},
 	{"member", `^wasmcustom\.maestro_fanout_\w+\.route\.[^.]+(\.member\.([^.]+))$`},
 	{"shadow", `^wasmcustom\.maestro_fanout_\w+\.route\.[^.]+(\.shadow\.([^.]+))$`},
 }
