@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -307,9 +308,20 @@ func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
 	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2.GRPCAddr)
 	tr := sendThroughGateway(t, r.client)
 
-	r.cp.waitRollout(t, "promoted")
+	shares := r.followSteps(t)
 	tr.stop()
 	got, failed := tr.counts()
+	// While each step lasted, the gateway gave v2 the step's share.
+	const tolerance = 10.0 // points; the step's first requests may still follow the previous weights
+	for _, s := range shares {
+		t.Logf("step %d%%: v2 took %.1f%% of %d requests through the gateway", s.weight, s.share, s.requests)
+		if s.requests < 100 || math.Abs(s.share-float64(s.weight)) > tolerance {
+			t.Errorf("at step %d%% v2 took %.1f%% of %d requests, want %d%% ± %.0f of at least 100", s.weight, s.share, s.requests, s.weight, tolerance)
+		}
+	}
+	if len(shares) != 3 {
+		t.Errorf("measured steps %+v, want 5, 25 and 50", shares)
+	}
 	names, evs := rolloutDecisions(t, r.auditPath)
 	var steps []string
 	for _, d := range names {
@@ -343,6 +355,53 @@ func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
 	}
 	if after := counts(t, r.client, "fraud", 100); after["fraud-v2"] != 100 {
 		t.Errorf("after the promotion the gateway sent %v, want fraud-v2 only", after)
+	}
+}
+
+// stepShare is v2's share of the gateway's fraud requests while the
+// rollout's weight was weight.
+type stepShare struct {
+	weight   uint32
+	share    float64
+	requests int
+}
+
+// followSteps polls the rollout until it is promoted and measures, from
+// the gateway's own counters, v2's share of the requests of each step
+// below 100.
+func (r *gatewayRollout) followSteps(t *testing.T) []stepShare {
+	t.Helper()
+	read := func() (float64, float64) {
+		return r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v1"}`),
+			r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v2"}`)
+	}
+	var out []stepShare
+	var weight uint32
+	var v1, v2 float64
+	deadline := time.Now().Add(loopLimit)
+	for {
+		st := r.cp.status(t)
+		if len(st.Rollouts) == 1 && st.Rollouts[0].Weight != weight {
+			n1, n2 := read()
+			if weight > 0 && weight < 100 {
+				d1, d2 := n1-v1, n2-v2
+				out = append(out, stepShare{weight: weight, share: 100 * d2 / max(d1+d2, 1), requests: int(d1 + d2)})
+			}
+			weight, v1, v2 = st.Rollouts[0].Weight, n1, n2
+		}
+		if len(st.Rollouts) == 1 {
+			switch st.Rollouts[0].Phase {
+			case "promoted":
+				return out
+			case "progressing":
+			default:
+				t.Fatalf("the rollout ended %s: %+v", st.Rollouts[0].Phase, st.Rollouts[0])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout not promoted within %v; status %+v", loopLimit, st)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
 	}
 }
 
