@@ -13,7 +13,11 @@ import (
 // names are DNS labels (no '.', no '_'), so a mesh cluster is exactly two
 // such words; anything else (the xDS cluster, service|local) keeps Envoy's
 // one-word rule. The first group is cut from the name, the second is the
-// value, as for every stats_tags regex.
+// value, as for every stats_tags regex. Without lookahead (Envoy's regexes
+// are ECMAScript, the tests' RE2) a one-word cluster followed by a stat
+// group without '_' (ssl., internal., zone., canary.) is read as two
+// words: only the xDS cluster's ssl.* stats meet this, and are labelled
+// maestro-xds.ssl.
 const ClusterNameTagRegex = `^cluster\.(([a-z0-9-]+\.[a-z0-9-]+|[^.]+)\.)`
 
 // defaultTags are Envoy's built-in tag extractors kept by name. Replacing
