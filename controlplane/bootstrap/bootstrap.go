@@ -22,7 +22,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -32,7 +31,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	"sigs.k8s.io/yaml"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
@@ -274,10 +272,8 @@ func Envoy(c Config) (*bootstrapv3.Bootstrap, error) {
 				}}}},
 			},
 		}}},
-		Admin: &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
-		// Every default tag (cluster, route, listener names...) becomes a
-		// label on /stats/prometheus, so dashboards can split by them.
-		StatsConfig: &metricsv3.StatsConfig{UseAllDefaultTags: wrapperspb.Bool(true)},
+		Admin:       &bootstrapv3.Admin{Address: socket(adminHost, adminPort)},
+		StatsConfig: statsConfig(),
 		// An admin layer lets operators change runtime keys (e.g. a
 		// shadow's fraction) through Envoy's /runtime_modify.
 		LayeredRuntime: &bootstrapv3.LayeredRuntime{Layers: []*bootstrapv3.RuntimeLayer{

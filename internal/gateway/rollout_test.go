@@ -1,0 +1,470 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/maestro-ml/maestro/certs/audit"
+	"github.com/maestro-ml/maestro/controlplane"
+	"github.com/maestro-ml/maestro/controlplane/closedloop"
+	"github.com/maestro-ml/maestro/controlplane/metricsource"
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
+)
+
+// loopStep is the rollouts' step interval, the shortest the policy
+// allows; the loop ticks every quarter of it.
+const loopStep = time.Second
+
+// loopLimit bounds a whole rollout: four one-second steps plus holds
+// while a 5% step gathers its requests on a loaded machine.
+const loopLimit = 90 * time.Second
+
+// gatewayCanaryPolicy rolls fraud v2 out over v1 behind gateway edge,
+// judged on Envoy's upstream series of the versions' clusters.
+func gatewayCanaryPolicy(wasm, v1, v2 string) string {
+	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata: {name: gw}
+spec:
+  mtls: {mode: DISABLE}
+  filters:
+    fanout: {path: %[1]s/fanout.wasm}
+    slo: {path: %[1]s/slo.wasm}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Service
+metadata: {name: fraud, namespace: ml}
+spec:
+  protocol: grpc
+  versions:
+    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
+    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Route
+metadata: {name: fraud, namespace: ml}
+spec:
+  service: fraud
+  match: {model: fraud}
+  split: [{version: v1, weight: 100}]
+  timeout: 2s
+  rollout:
+    version: v2
+    steps: [5, 25, 50, 100]
+    stepInterval: 1s
+    minRequests: 20
+    analysis: {maxErrorRate: 5}
+---
+apiVersion: maestro.dev/v1alpha1
+kind: Gateway
+metadata: {name: edge, namespace: ml}
+spec:
+  port: 18080
+  protocol: grpc
+  hosts: ["*"]
+  routes: [fraud]
+`, wasm, port(v1), port(v2))
+}
+
+// loopCP is a control plane whose closed loop reads src.
+type loopCP struct {
+	xds, admin string
+}
+
+// startLoopCP runs a control plane serving path with rollouts driven
+// from stateDir on src's numbers, auditing to auditPath.
+func startLoopCP(t *testing.T, path, stateDir, auditPath string, src metricsource.Source) *loopCP {
+	t.Helper()
+	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	loop, err := closedloop.New(closedloop.Config{
+		StateDir: stateDir, Identity: "cp-1", Source: src, Signals: closedloop.SignalsEnvoy,
+		LeaseTTL: 5 * time.Second, Audit: audit.New(f, nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan controlplane.Addrs, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
+			func(ctx context.Context, c *controlplane.Certificates) error {
+				return controlplane.Run(ctx, controlplane.Config{
+					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true, Loop: loop,
+					XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
+					Ready: func(a controlplane.Addrs) { ready <- a },
+				})
+			})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("control plane: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		return &loopCP{xds: a.XDS.String(), admin: a.Admin.String()}
+	case err := <-done:
+		t.Fatalf("control plane ended: %v", err)
+	case <-time.After(waitLimit):
+		t.Fatal("control plane not ready")
+	}
+	return nil
+}
+
+// status reads the control plane's /debug/status.
+func (p *loopCP) status(t *testing.T) closedloop.Status {
+	t.Helper()
+	res, err := http.Get("http://" + p.admin + "/debug/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var st closedloop.Status
+	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// waitRollout polls the status until the only rollout reaches phase.
+func (p *loopCP) waitRollout(t *testing.T, phase string) closedloop.Status {
+	t.Helper()
+	deadline := time.Now().Add(loopLimit)
+	for {
+		st := p.status(t)
+		if len(st.Rollouts) == 1 {
+			r := st.Rollouts[0]
+			if r.Phase == phase {
+				return st
+			}
+			if r.Phase != "progressing" {
+				t.Fatalf("the rollout ended %s, want %s: %+v", r.Phase, phase, r)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout not %s within %v; status %+v", phase, loopLimit, st)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval of a bounded wait
+	}
+}
+
+// gatewayScraper scrapes the gateway's /stats/prometheus every tick of
+// the loop, as `maestro controlplane --metrics-target` does; its target is
+// set once the gateway's admin port is known.
+func gatewayScraper(t *testing.T) *metricsource.Scraper {
+	t.Helper()
+	s := metricsource.NewScraper(metricsource.ScraperConfig{Timeout: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.Run(ctx, loopStep/4)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+// gatewayTraffic calls ModelInfer for fraud through the gateway until
+// stopped, counting answers per server and failures.
+type gatewayTraffic struct {
+	mu     sync.Mutex
+	ok     map[string]int
+	failed int
+	stop   func()
+}
+
+func sendThroughGateway(t *testing.T, c pb.GRPCInferenceServiceClient) *gatewayTraffic {
+	t.Helper()
+	tr := &gatewayTraffic{ok: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
+		for ctx.Err() == nil {
+			var hdr metadata.MD
+			_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
+			tr.mu.Lock()
+			switch n := hdr.Get(server.ServerHeader); {
+			case err != nil && ctx.Err() == nil:
+				tr.failed++
+			case err == nil && len(n) == 1:
+				tr.ok[n[0]]++
+			}
+			tr.mu.Unlock()
+		}
+	}()
+	stopped := false
+	tr.stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(tr.stop)
+	return tr
+}
+
+func (tr *gatewayTraffic) counts() (map[string]int, int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range tr.ok {
+		out[k] = v
+	}
+	return out, tr.failed
+}
+
+// rolloutDecisions reads the audit log's rollout decisions as
+// "advance@25" (the decision and the weight after it), with their events.
+func rolloutDecisions(t *testing.T, path string) ([]string, []audit.Event) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	var evs []audit.Event
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var ev audit.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		if k := string(ev.Kind); strings.HasPrefix(k, "rollout_") {
+			names = append(names, strings.TrimPrefix(k, "rollout_")+"@"+ev.Details["weight_now"])
+			evs = append(evs, ev)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names, evs
+}
+
+// gatewayRollout is a control plane driving the canary policy of v1 and
+// v2, judged on a gateway's own /stats/prometheus, with a gRPC client
+// through that gateway.
+type gatewayRollout struct {
+	cp        *loopCP
+	gw        *runningGateway
+	client    pb.GRPCInferenceServiceClient
+	auditPath string
+}
+
+func startGatewayRollout(t *testing.T, wasm, v1, v2 string) *gatewayRollout {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mesh.yaml")
+	replaceFile(t, path, gatewayCanaryPolicy(wasm, v1, v2))
+	scraper := gatewayScraper(t)
+	r := &gatewayRollout{auditPath: filepath.Join(dir, "audit.jsonl")}
+	r.cp = startLoopCP(t, path, dir, r.auditPath, scraper)
+	r.gw = startGateway(t, "gw-1", r.cp.xds, nil)
+	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + r.gw.admin + "/stats/prometheus"}})
+	conn, err := grpc.NewClient(r.gw.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	r.client = pb.NewGRPCInferenceServiceClient(conn)
+	return r
+}
+
+// TestGatewayCanaryPromotedOnEnvoySignals rolls out a healthy v2 judged on
+// the gateway's envoy_cluster_* series: it is promoted through every step,
+// the gateway's own counters agree with what its client saw per version,
+// and the gateway then sends every request to v2.
+func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
+	wasm := wasmDir(t)
+	repo := testRepo(t)
+	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
+	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
+	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2.GRPCAddr)
+	tr := sendThroughGateway(t, r.client)
+
+	shares := r.followSteps(t)
+	tr.stop()
+	got, failed := tr.counts()
+	// While each step lasted, the gateway gave v2 the step's share.
+	const tolerance = 10.0 // points; the step's first requests may still follow the previous weights
+	for _, s := range shares {
+		t.Logf("step %d%%: v2 took %.1f%% of %d requests through the gateway", s.weight, s.share, s.requests)
+		if s.requests < 100 || math.Abs(s.share-float64(s.weight)) > tolerance {
+			t.Errorf("at step %d%% v2 took %.1f%% of %d requests, want %d%% ± %.0f of at least 100", s.weight, s.share, s.requests, s.weight, tolerance)
+		}
+	}
+	if len(shares) != 3 {
+		t.Errorf("measured steps %+v, want 5, 25 and 50", shares)
+	}
+	names, evs := rolloutDecisions(t, r.auditPath)
+	var steps []string
+	for _, d := range names {
+		if !strings.HasPrefix(d, "hold@") {
+			steps = append(steps, d)
+		}
+	}
+	if want := "start@5 advance@25 advance@50 advance@100 promote@100"; strings.Join(steps, " ") != want {
+		t.Errorf("decisions %v, want %s", names, want)
+	}
+	t.Logf("through the gateway: %v, %d failed; decisions %v; promoted %v after the start",
+		got, failed, names, evs[len(evs)-1].Time.Sub(evs[0].Time))
+	if failed != 0 || got["fraud-v2"] == 0 {
+		t.Errorf("through the gateway %v with %d failures: want v2 to take a share of the traffic and nothing to fail", got, failed)
+	}
+	// The numbers the rollout was judged on are the gateway's own counts:
+	// the client's answers per version, give or take the one call in
+	// flight when the sender stopped (the gateway counts it, the client
+	// sees it cancelled).
+	var total float64
+	for _, v := range []string{"v1", "v2"} {
+		series := fmt.Sprintf(`envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.%s"}`, v)
+		n := r.gw.metric(t, series)
+		if d := n - float64(got["fraud-"+v]); d < 0 || d > 1 {
+			t.Errorf("%s = %v, the client counted %d answers of fraud-%s", series, n, got["fraud-"+v], v)
+		}
+		total += n
+	}
+	if d := total - float64(got["fraud-v1"]+got["fraud-v2"]); d < 0 || d > 1 {
+		t.Errorf("the gateway counted %v requests, the client %d answers", total, got["fraud-v1"]+got["fraud-v2"])
+	}
+	if after := counts(t, r.client, "fraud", 100); after["fraud-v2"] != 100 {
+		t.Errorf("after the promotion the gateway sent %v, want fraud-v2 only", after)
+	}
+}
+
+// stepShare is v2's share of the gateway's fraud requests while the
+// rollout's weight was weight.
+type stepShare struct {
+	weight   uint32
+	share    float64
+	requests int
+}
+
+// followSteps polls the rollout until it is promoted and measures, from
+// the gateway's own counters, v2's share of the requests of each step
+// below 100.
+func (r *gatewayRollout) followSteps(t *testing.T) []stepShare {
+	t.Helper()
+	read := func() (float64, float64) {
+		return r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v1"}`),
+			r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v2"}`)
+	}
+	var out []stepShare
+	var weight uint32
+	var v1, v2 float64
+	deadline := time.Now().Add(loopLimit)
+	for {
+		st := r.cp.status(t)
+		if len(st.Rollouts) == 1 && st.Rollouts[0].Weight != weight {
+			n1, n2 := read()
+			if weight > 0 && weight < 100 {
+				d1, d2 := n1-v1, n2-v2
+				out = append(out, stepShare{weight: weight, share: 100 * d2 / max(d1+d2, 1), requests: int(d1 + d2)})
+			}
+			weight, v1, v2 = st.Rollouts[0].Weight, n1, n2
+		}
+		if len(st.Rollouts) == 1 {
+			switch st.Rollouts[0].Phase {
+			case "promoted":
+				return out
+			case "progressing":
+			default:
+				t.Fatalf("the rollout ended %s: %+v", st.Rollouts[0].Phase, st.Rollouts[0])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout not promoted within %v; status %+v", loopLimit, st)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
+	}
+}
+
+// TestGatewayFailingCanaryRolledBackOnEnvoySignals rolls out a v2 whose
+// every answer is HTTP 503: the gateway counts them in
+// envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}, the first
+// judgement rolls the canary back, and the gateway's traffic returns to v1.
+func TestGatewayFailingCanaryRolledBackOnEnvoySignals(t *testing.T) {
+	wasm := wasmDir(t)
+	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: testRepo(t)})
+	v2 := startBackend(t, "fraud-v2", func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2.addr)
+	tr := sendThroughGateway(t, r.client)
+
+	st := r.cp.waitRollout(t, "failed")
+	tr.stop()
+	got, failed := tr.counts()
+	names, evs := rolloutDecisions(t, r.auditPath)
+	if strings.Join(names, " ") != "start@5 rollback@0" {
+		t.Fatalf("decisions %v, want the first judgement to roll back", names)
+	}
+	// v2 fails from its first request, at the step's start: the rollback
+	// is the first judgement, one step interval later (plus a tick).
+	took := evs[1].Time.Sub(evs[0].Time)
+	t.Logf("rolled back %v after the step began (interval %v): %s; %v; through the gateway %v, %d failed (v2 got %d)",
+		took, loopStep, evs[1].Reason, evs[1].Details, got, failed, v2.count())
+	if took > 2*loopStep {
+		t.Errorf("rolled back %v after the breach, want within one interval of the judgement being due", took)
+	}
+	if failed == 0 || v2.count() == 0 {
+		t.Error("the failing version failed no request through the gateway: the test does not test a failing canary")
+	}
+	if n := r.gw.metric(t, `envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="fraud.v2"}`); n == 0 {
+		t.Error("the gateway counted no 5xx of fraud.v2")
+	}
+	if w := st.Routes[0].Split; len(w) != 2 || w[0].Effective != 100 || w[1].Effective != 0 {
+		t.Errorf("effective split after rollback %+v, want v1 100, v2 0", w)
+	}
+	waitOnly(t, r.client, "fraud-v1")
+	if after := counts(t, r.client, "fraud", 100); after["fraud-v1"] != 100 {
+		t.Errorf("after the rollback the gateway sent %v, want fraud-v1 only", after)
+	}
+}
+
+// waitOnly calls fraud through c until 20 calls in a row are answered by
+// backend (calls that fail, as the canary's do, break the run), bounded.
+func waitOnly(t *testing.T, c pb.GRPCInferenceServiceClient, backend string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
+	for run := 0; run < 20; {
+		var hdr metadata.MD
+		_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
+		if ctx.Err() != nil {
+			t.Fatalf("%s never took all of fraud's traffic within %v", backend, waitLimit)
+		}
+		if n := hdr.Get(server.ServerHeader); err == nil && len(n) == 1 && n[0] == backend {
+			run++
+		} else {
+			run = 0
+		}
+	}
+}
