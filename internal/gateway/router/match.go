@@ -108,10 +108,6 @@ func matches(m *xdsconfig.Match, path string, req *Message) bool {
 		if !m.Regex.MatchString(p) {
 			return false
 		}
-	case m.SeparatedPrefix != "":
-		if p != m.SeparatedPrefix && !strings.HasPrefix(p, m.SeparatedPrefix+"/") {
-			return false
-		}
 	default:
 		if !strings.HasPrefix(p, m.Prefix) {
 			return false
