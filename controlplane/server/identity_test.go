@@ -259,16 +259,21 @@ func TestReliabilityRefusedHandshakesAreReported(t *testing.T) {
 			if err == nil {
 				t.Fatal("a client with a bad certificate was served")
 			}
+			// The server counts, logs and audits after the handshake has
+			// failed, in its own goroutine: wait for both to show.
 			deadline := time.After(testTimeout)
-			for value(t, h.srv.metrics.handshakes.WithLabelValues(tc.reason)) < 1 {
+			for {
+				counted := value(t, h.srv.metrics.handshakes.WithLabelValues(tc.reason)) >= 1
+				audited := strings.Contains(h.audit.String(), `"reason":"tls_handshake_`+tc.reason+`"`)
+				if counted && audited {
+					break
+				}
 				select {
 				case <-deadline:
-					t.Fatalf("handshake_failures_total{reason=%q} never counted; client error %v", tc.reason, err)
+					t.Fatalf("handshake_failures_total{reason=%q} counted %v, audited %v; client error %v; audit:\n%s",
+						tc.reason, counted, audited, err, h.audit.String())
 				case <-time.After(10 * time.Millisecond):
 				}
-			}
-			if !strings.Contains(h.audit.String(), `"reason":"tls_handshake_`+tc.reason+`"`) {
-				t.Errorf("no audit event for %s:\n%s", tc.reason, h.audit.String())
 			}
 		})
 	}
