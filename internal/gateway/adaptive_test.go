@@ -37,24 +37,15 @@ const adaptiveInterval = time.Second
 // edge, its weights adaptive within [0.05, 1], re-evaluated every second
 // with no smoothing; members time out after 300ms, two answers suffice.
 func adaptivePolicy(wasm, v1, v2, v3 string) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata: {name: gw}
-spec:
-  mtls: {mode: DISABLE}
-  filters:
-    fanout: {path: %[1]s/fanout.wasm}
-    slo: {path: %[1]s/slo.wasm}
----
-apiVersion: maestro.dev/v1alpha1
+	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata: {name: fraud, namespace: ml}
 spec:
   protocol: grpc
   versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
-    - {name: v3, endpoints: [{address: 127.0.0.1, port: %[4]s}]}
+    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
+    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
+    - {name: v3, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
@@ -82,7 +73,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud-ensemble]
-`, wasm, port(v1), port(v2), port(v3))
+`, port(v1), port(v2), port(v3))
 }
 
 // stallable is a model that, while stalled, answers only after its

@@ -25,20 +25,7 @@ import (
 const benchCallers = 64
 
 func sloPolicy(dir, v1 string) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata:
-  name: bench
-spec:
-  mtls:
-    mode: DISABLE
-  filters:
-    fanout:
-      path: %[1]s/fanout.wasm
-    slo:
-      path: %[1]s/slo.wasm
----
-apiVersion: maestro.dev/v1alpha1
+	return wasmMesh("bench", dir) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata:
   name: fraud
@@ -47,7 +34,7 @@ spec:
   protocol: grpc
   versions:
     - name: v1
-      endpoints: [{address: 127.0.0.1, port: %[2]s}]
+      endpoints: [{address: 127.0.0.1, port: %[1]s}]
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
@@ -74,7 +61,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud]
-`, dir, port(v1))
+`, port(v1))
 }
 
 // run makes n unary ModelInfer calls with callers concurrent callers on

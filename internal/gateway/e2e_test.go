@@ -28,20 +28,7 @@ import (
 // over gRPC get the fanout filter (it names the model for standard OIP
 // clients), so the policy says where the filters are built (wasmDir).
 func meshPolicy(wasm, fraudV1, fraudV2, churn string, w1, w2 int) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata:
-  name: gw
-spec:
-  mtls:
-    mode: DISABLE
-  filters:
-    fanout:
-      path: %[1]s/fanout.wasm
-    slo:
-      path: %[1]s/slo.wasm
----
-apiVersion: maestro.dev/v1alpha1
+	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata:
   name: fraud
@@ -107,7 +94,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud, churn]
-`, wasm, port(fraudV1), port(fraudV2), port(churn), w1, w2)
+`, port(fraudV1), port(fraudV2), port(churn), w1, w2)
 }
 
 func port(addr string) string {

@@ -341,3 +341,23 @@ func get(t testing.TB, client *http.Client, url string, header ...string) (*http
 }
 
 var _ = fmt.Sprintf
+
+// wasmMesh is the Mesh document of the tests' policies: plaintext, with
+// the fanout and slo filters built into wasm (wasmDir), followed by the
+// document separator.
+func wasmMesh(name, wasm string) string {
+	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: %s
+spec:
+  mtls:
+    mode: DISABLE
+  filters:
+    fanout:
+      path: %[2]s/fanout.wasm
+    slo:
+      path: %[2]s/slo.wasm
+---
+`, name, wasm)
+}

@@ -39,23 +39,14 @@ const loopLimit = 90 * time.Second
 // gatewayCanaryPolicy rolls fraud v2 out over v1 behind gateway edge,
 // judged on Envoy's upstream series of the versions' clusters.
 func gatewayCanaryPolicy(wasm, v1, v2 string) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata: {name: gw}
-spec:
-  mtls: {mode: DISABLE}
-  filters:
-    fanout: {path: %[1]s/fanout.wasm}
-    slo: {path: %[1]s/slo.wasm}
----
-apiVersion: maestro.dev/v1alpha1
+	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata: {name: fraud, namespace: ml}
 spec:
   protocol: grpc
   versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
+    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
+    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
@@ -80,7 +71,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud]
-`, wasm, port(v1), port(v2))
+`, port(v1), port(v2))
 }
 
 // loopCP is a control plane whose closed loop reads src.

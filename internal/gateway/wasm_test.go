@@ -32,20 +32,7 @@ func wasmDir(t testing.TB) string {
 }
 
 func filterPolicy(dir, v1, v2, logistic string) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata:
-  name: gw
-spec:
-  mtls:
-    mode: DISABLE
-  filters:
-    fanout:
-      path: %[1]s/fanout.wasm
-    slo:
-      path: %[1]s/slo.wasm
----
-apiVersion: maestro.dev/v1alpha1
+	return wasmMesh("gw", dir) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata:
   name: fraud
@@ -54,11 +41,11 @@ spec:
   protocol: grpc
   versions:
     - name: v1
-      endpoints: [{address: 127.0.0.1, port: %[2]s}]
+      endpoints: [{address: 127.0.0.1, port: %[1]s}]
     - name: v2
-      endpoints: [{address: 127.0.0.1, port: %[3]s}]
+      endpoints: [{address: 127.0.0.1, port: %[2]s}]
     - name: logistic
-      endpoints: [{address: 127.0.0.1, port: %[4]s}]
+      endpoints: [{address: 127.0.0.1, port: %[3]s}]
 ---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
@@ -110,7 +97,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud, fraud-ensemble]
-`, dir, port(v1), port(v2), port(logistic))
+`, port(v1), port(v2), port(logistic))
 }
 
 // TestWasmFiltersThroughGateway runs the real fanout and slo modules from
