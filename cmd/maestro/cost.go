@@ -29,8 +29,8 @@ recommendations for idle models and surplus replicas.`,
 	fs.Var(&files, "f", "policy file or directory (repeatable): attributes costs to its routes")
 	window := fs.Duration("window", time.Minute, "measurement window: watched live with --target, looked back on with --prometheus")
 	interval := fs.Duration("interval", 10*time.Second, "with --target, how often to scrape during the window (memory is integrated between scrapes)")
-	cpuPrice := fs.Float64("cpu-price", cost.DefaultCPUCoreHour, "dollars per core-hour (default: GCE N1 on-demand vCPU, us-central1; see docs/cost.md)")
-	memPrice := fs.Float64("memory-price", cost.DefaultMemoryGBHour, "dollars per GB-hour (default: GCE N1 on-demand memory, us-central1; see docs/cost.md)")
+	cpuPrice := fs.Float64("cpu-price", cost.DefaultCPUCoreHour, "dollars per core-hour (default: GCE on-demand vCPU, us-central1; see docs/cost.md)")
+	memPrice := fs.Float64("memory-price", cost.DefaultMemoryGBHour, "dollars per GB-hour (default: GCE on-demand memory, us-central1; see docs/cost.md)")
 	util := fs.Float64("target-utilization", 0.6, "share of a replica's cores the load may fill before a replica is needed")
 	replicaCores := fs.Float64("replica-cores", 0, "cores per replica (default: each server's GOMAXPROCS)")
 	if err := parseFlags(fs, args); err != nil {

@@ -27,10 +27,10 @@ type Prices struct {
 // Azure all bill memory in GiB.
 const bytesPerGB = 1 << 30
 
-// Default prices: Google Compute Engine's published on-demand rates for
-// N1 predefined machine types in us-central1 (per vCPU hour and per GB
-// hour of memory), the split Kubecost also ships as its defaults. See
-// docs/cost.md for the source and its date.
+// Default prices: Google Compute Engine's on-demand rates in us-central1
+// per vCPU hour and per GB hour of memory (the general-purpose N2 SKUs),
+// the price set OpenCost and Kubecost ship as their defaults. See
+// docs/cost.md for the sources and what was checked.
 const (
 	DefaultCPUCoreHour  = 0.031611
 	DefaultMemoryGBHour = 0.004237
