@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maestro-ml/maestro/cmd/maestro/internal/adminstatus"
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
@@ -85,6 +86,7 @@ func TestUpDemoShowsTheRolloutAndAdaptiveWeights(t *testing.T) {
 		t.Skip("starts the whole demo mesh")
 	}
 	m := startDemo(t, func(c *Config) { c.DemoTraffic, c.Rate = true, 100 })
+	ready := time.Now()
 
 	// Three steps of 5s, each judged; a hold on a slow machine adds 5s.
 	// The REST route has the same rollout.
@@ -102,6 +104,7 @@ func TestUpDemoShowsTheRolloutAndAdaptiveWeights(t *testing.T) {
 			t.Fatalf("%s's rollout %s at weight %d: %s", name, s.Phase, s.Weight, s.LastReason)
 		}
 	}
+	t.Logf("both churn rollouts promoted %s after the mesh was ready", time.Since(ready).Round(100*time.Millisecond))
 	// Every step showed, in order, before the promotion.
 	seen := liveLines(m.out.String(), "churn", "rollout ")
 	t.Logf("churn's rollout in the live view: %q", seen)
