@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
+	"github.com/maestro-ml/maestro/controlplane/policy"
 )
 
 // memberSource answers the fanout filter's member counters: member b
@@ -37,6 +38,17 @@ func (memberSource) Quantile(context.Context, float64, metricsource.Selector, ti
 	return 0, metricsource.ErrNoData
 }
 
+// tickInterval runs l over one 10s interval of pm: four feeds of a
+// quarter interval each, then the evaluation.
+func tickInterval(l *Loop, c *clock, pm *policy.Mesh) {
+	ctx := context.Background()
+	for range 5 {
+		l.Tick(ctx, pm)
+		c.add(2500 * time.Millisecond)
+	}
+	l.Tick(ctx, pm)
+}
+
 // TestMemberCountersMoveWeights reads the fanout filter's member counters
 // from the metric source: with no application help, a member that times
 // out falls to the minimum weight at the next evaluation.
@@ -47,12 +59,7 @@ func TestMemberCountersMoveWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	pm := parse(t, fmt.Sprintf(adaptiveSpec, "10s"))
-	ctx := context.Background()
-	for range 5 { // four feeds of a quarter interval each, then the evaluation
-		l.Tick(ctx, pm)
-		c.add(2500 * time.Millisecond)
-	}
-	l.Tick(ctx, pm)
+	tickInterval(l, c, pm)
 	ms := l.Status(pm).Routes[0].Members
 	if len(ms) != 2 || ms[0].Effective != 1 || ms[1].Effective != 0.1 {
 		t.Fatalf("members %+v: want a at the maximum and b, timing out, at the minimum", ms)
@@ -128,12 +135,7 @@ func TestSetTargetsAddsAGatewayLater(t *testing.T) {
 		t.Errorf("String() = %q after SetTargets", got)
 	}
 	pm := parse(t, fmt.Sprintf(adaptiveSpec, "10s"))
-	ctx := context.Background()
-	for range 5 { // four feeds of a quarter interval each, then the evaluation
-		l.Tick(ctx, pm)
-		c.add(2500 * time.Millisecond)
-	}
-	l.Tick(ctx, pm)
+	tickInterval(l, c, pm)
 	st := l.Status(pm).Routes[0]
 	ms := st.Members
 	if !st.Adaptive || len(ms) != 2 || ms[0].Effective != 1 || ms[1].Effective != 0.1 {
