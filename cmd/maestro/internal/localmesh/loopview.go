@@ -53,15 +53,19 @@ func (v *loopView) fill(ctx context.Context, st RouteStats) {
 // step and the version's weight, and the reason of its last decision.
 func rolloutPart(s *rollout.State) string {
 	step := fmt.Sprintf("step %d/%d, weight %d", s.Step+1, len(s.Steps), s.Weight)
+	why, aside := "", ""
+	if s.LastReason != "" {
+		why, aside = ": "+s.LastReason, " ("+s.LastReason+")"
+	}
 	switch {
 	case s.Phase == rollout.PhasePromoted:
 		return fmt.Sprintf("rollout %s promoted, weight %d", s.Version, s.Weight)
 	case s.Phase == rollout.PhaseFailed:
-		return fmt.Sprintf("rollout %s rolled back at %s: %s", s.Version, step, s.LastReason)
+		return fmt.Sprintf("rollout %s rolled back at %s%s", s.Version, step, why)
 	case s.LastDecision == rollout.DecisionHold:
-		return fmt.Sprintf("rollout %s held at %s: %s", s.Version, step, s.LastReason)
+		return fmt.Sprintf("rollout %s held at %s%s", s.Version, step, why)
 	}
-	return fmt.Sprintf("rollout %s progressing, %s (%s)", s.Version, step, s.LastReason)
+	return fmt.Sprintf("rollout %s progressing, %s%s", s.Version, step, aside)
 }
 
 // weightsPart describes an adaptive ensemble's members for a route's live

@@ -2,11 +2,15 @@ package localmesh
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,4 +210,45 @@ func TestUpDemoShowsTheRolloutAndAdaptiveWeights(t *testing.T) {
 		t.Error("the static REST ensemble shows adaptive weights")
 	}
 	t.Logf("fraud-ensemble in the live view: %q", shown[len(shown)-1])
+}
+
+// TestLoopViewReadsTheStatusAndKeepsItAcrossAnOutage: the live view shows
+// the rollouts and adaptive members of /debug/status, and keeps showing
+// them while the control plane does not answer (a restart).
+func TestLoopViewReadsTheStatusAndKeepsItAcrossAnOutage(t *testing.T) {
+	q := 0.5
+	doc := adminstatus.Document{Version: "v", Status: closedloop.Status{
+		Routes: []closedloop.RouteStatus{
+			{Name: "fraud-ensemble", Adaptive: true, Members: []closedloop.MemberWeight{{Member: "fraud.v1/fraud", Policy: 1, Effective: 0.1, Quality: &q}}},
+			{Name: "static", Members: []closedloop.MemberWeight{{Member: "static.a/m", Policy: 1, Effective: 1}}},
+		},
+		Rollouts: []rollout.State{{Route: "churn", Version: "v2", Steps: []uint32{10, 50, 100}, Phase: rollout.PhaseProgressing, Weight: 10}},
+	}}
+	var mu sync.Mutex
+	down := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	defer srv.Close()
+	lv := &loopView{admin: srv.URL, logger: slog.New(slog.DiscardHandler)}
+	want := []string{
+		"  churn           rollout v2 progressing, step 1/3, weight 10",
+		"  fraud-ensemble  adaptive weights fraud.v1/fraud 0.1 (policy 1, quality 0.50)",
+	}
+	for _, outage := range []bool{false, true} {
+		mu.Lock()
+		down = outage
+		mu.Unlock()
+		st := RouteStats{}
+		lv.fill(context.Background(), st)
+		if got := routeLines(st); !slices.Equal(got, want) {
+			t.Errorf("control plane down %v: got\n%s\nwant\n%s", outage, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
 }
