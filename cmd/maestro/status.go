@@ -11,24 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/adminstatus"
 	"github.com/maestro-ml/maestro/controlplane"
-	"github.com/maestro-ml/maestro/controlplane/closedloop"
 )
 
 // statusTimeout bounds the request to the admin port.
 const statusTimeout = 10 * time.Second
-
-// maxStatusBody bounds the status document read (a large mesh's nodes and
-// routes).
-const maxStatusBody = 64 << 20
-
-// adminStatus is the part of the control plane's /debug/status this
-// command prints.
-type adminStatus struct {
-	Version   string `json:"version"`
-	LastError string `json:"lastError"`
-	closedloop.Status
-}
 
 // runStatus prints a running control plane's routes, weights, rollouts
 // and ensemble member weights, read from its admin port.
@@ -45,31 +33,11 @@ http://ADMIN/debug/status.`, "[--admin ADDR] [--json]")
 		fmt.Fprintln(stderr, "maestro status: unexpected arguments:", strings.Join(fs.Args(), " "))
 		return errUsage
 	}
-	base := *admin
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/debug/status", nil)
+	st, err := adminstatus.Fetch(ctx, http.DefaultClient, *admin)
 	if err != nil {
-		return fmt.Errorf("--admin %q: %w", *admin, err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("read status: %w", err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxStatusBody))
-	if err != nil {
-		return fmt.Errorf("read status: %w", err)
-	}
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("read status: %s: HTTP %d: %s", req.URL, res.StatusCode, strings.TrimSpace(string(body)))
-	}
-	var st adminStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("read status: %s: %w", req.URL, err)
+		return err
 	}
 	if *asJSON {
 		out, err := json.MarshalIndent(st, "", "  ")
@@ -83,7 +51,7 @@ http://ADMIN/debug/status.`, "[--admin ADDR] [--json]")
 }
 
 // printStatus writes st as tables: routes, rollouts, members.
-func printStatus(w io.Writer, st adminStatus) error {
+func printStatus(w io.Writer, st adminstatus.Document) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "version %s\n", st.Version)
 	if st.LastError != "" {

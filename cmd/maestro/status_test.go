@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-ml/maestro/cmd/maestro/internal/adminstatus"
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/rollout"
 )
 
 func TestStatusPrintsTables(t *testing.T) {
 	q := 0.91
-	st := adminStatus{Version: "abc", Status: closedloop.Status{
+	st := adminstatus.Document{Version: "abc", Status: closedloop.Status{
 		Leader: true, Holder: "cp-1",
 		Routes: []closedloop.RouteStatus{
 			{Name: "fraud", Rollout: "progressing step 2/4", Split: []closedloop.SplitWeight{

@@ -18,7 +18,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 endpoint of the policy (by default the embedded demo mesh, written to --dir), a built-in
 gateway for every Gateway of the policy (running the fanout and slo filters, so ensembles,
 shadows and SLO metering work without Envoy), writes Envoy and gRPC bootstraps to --dir, and
-prints live request counts per version and, per gateway route, what the filters did.`,
+prints live request counts per version and, per route, what the gateways' filters did and
+the control plane's rollouts and adaptive ensemble weights.`,
 		"[flags]")
 	dir := fs.String("dir", localmesh.DefaultDir, "working directory for the demo policy, models and bootstrap files")
 	policyPath := fs.String("f", "", "policy file to run (default: <dir>/mesh.yaml and <dir>/mesh-rest.yaml, the embedded demo)")

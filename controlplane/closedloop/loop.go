@@ -80,6 +80,8 @@ type Loop struct {
 
 	mu     sync.Mutex
 	policy *policy.Mesh
+	// targets counts the scrape targets (SetTargets changes them).
+	targets int
 	// current is the policy of the running tick (inferenceSignals).
 	current *policy.Mesh
 	served  string // the overlays last reported, as JSON
@@ -106,7 +108,7 @@ func New(cfg Config) (*Loop, error) {
 		host, _ := os.Hostname()
 		cfg.Identity = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	l := &Loop{cfg: cfg, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+	l := &Loop{cfg: cfg, changed: make(chan struct{}, 1), wake: make(chan struct{}, 1), targets: len(cfg.Targets)}
 	src := cfg.Source
 	if src == nil {
 		l.scraper = metricsource.NewScraper(metricsource.ScraperConfig{Targets: cfg.Targets, Now: cfg.Now})
@@ -134,6 +136,27 @@ func New(cfg Config) (*Loop, error) {
 	}
 	l.tuner = adaptive.New(tc)
 	return l, nil
+}
+
+// SetTargets replaces the scrape targets of a Loop made with Targets and
+// no Source: for data-plane nodes whose metrics ports are known only once
+// they run, after the control plane (`maestro up`'s gateways). Scrapes
+// already taken are kept; a target new to them has no rate until its
+// second scrape.
+//
+// # Errors
+//
+// A Loop with an external Source, or made without targets: it has no
+// scraper of its own to give them to.
+func (l *Loop) SetTargets(ts []metricsource.Target) error {
+	if l.cfg.Source != nil || len(l.cfg.Targets) == 0 {
+		return errors.New("set scrape targets: the loop does not scrape (it has an external metric source, or was made without targets)")
+	}
+	l.scraper.SetTargets(ts)
+	l.mu.Lock()
+	l.targets = len(ts)
+	l.mu.Unlock()
+	return nil
 }
 
 // Tuner is the adaptive tuner, for Observe and Label.
@@ -306,7 +329,9 @@ func (l *Loop) String() string {
 	case l.cfg.Source != nil:
 		return "an external metric source"
 	case len(l.cfg.Targets) > 0:
-		return fmt.Sprintf("%d scrape targets", len(l.cfg.Targets))
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return fmt.Sprintf("%d scrape targets", l.targets)
 	default:
 		return "no metric source (rollouts hold)"
 	}

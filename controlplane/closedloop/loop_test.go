@@ -92,7 +92,7 @@ func TestUndrivenRolloutIsExplained(t *testing.T) {
 	l.Loaded(pm)
 	l.Tick(context.Background(), pm)
 	st := l.Status(pm)
-	if len(st.Notes) != 1 || st.Routes[0].Split[0].Effective != 100 {
+	if len(st.Notes) != 1 || st.Routes[0].Split[0].Effective != 100 || st.Routes[0].Adaptive {
 		t.Errorf("status %+v: want the policy's split and a note saying why", st)
 	}
 	if l.Apply(pm) != pm {

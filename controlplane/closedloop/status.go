@@ -28,6 +28,9 @@ type RouteStatus struct {
 	Name    string         `json:"name"`
 	Split   []SplitWeight  `json:"split,omitempty"`
 	Members []MemberWeight `json:"members,omitempty"`
+	// Adaptive says the members' weights are the tuner's
+	// (ensemble.weights: adaptive), not the policy's.
+	Adaptive bool `json:"adaptive,omitempty"`
 	// Rollout is the rollout's phase and step, e.g. "progressing step
 	// 2/4", or empty.
 	Rollout string `json:"rollout,omitempty"`
@@ -114,6 +117,7 @@ func Describe(pm *policy.Mesh, rv *rollout.View, av *adaptive.View) Status {
 			}
 		}
 		if r.Spec.Ensemble != nil && e.Spec.Ensemble != nil {
+			rs.Adaptive = r.Spec.Ensemble.Weights == policy.WeightsAdaptive
 			for j, m := range r.Spec.Ensemble.Members {
 				mw := MemberWeight{Member: adaptive.MemberName(m), Policy: m.Weight, Effective: e.Spec.Ensemble.Members[j].Weight}
 				if q, ok := quality[r.Metadata.Name+"\x00"+mw.Member]; ok && q >= 0 && !math.IsNaN(q) {

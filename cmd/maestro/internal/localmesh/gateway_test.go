@@ -58,8 +58,9 @@ type demoMesh struct {
 
 // startDemo extracts the embedded demo into a temporary directory, moves
 // its servers to free loopback ports (and its CA into the directory), puts
-// the filters' .wasm where the policy names them, and runs it.
-func startDemo(t *testing.T) *demoMesh {
+// the filters' .wasm where the policy names them, and runs it, with edit
+// (if not nil) changing the configuration first.
+func startDemo(t *testing.T, edit func(*Config)) *demoMesh {
 	t.Helper()
 	// Expensive set-up first, outside every wait: building the filters.
 	fanoutWasm := wasmtest.Build(t, "github.com/maestro-ml/maestro/wasmfilter/fanout/cmd")
@@ -97,8 +98,8 @@ func startDemo(t *testing.T) *demoMesh {
 		text = strings.Replace(text, "stateDir: .maestro/ca", "stateDir: "+filepath.Join(dir, "ca"), 1)
 		replaceFile(t, path, text)
 	}
-	if len(moved) < 13 {
-		t.Fatalf("moved %d server ports of the demo, want its 7 gRPC and 6 REST ones: %v", len(moved), moved)
+	if len(moved) < 14 {
+		t.Fatalf("moved %d server ports of the demo, want its 7 gRPC and 7 REST ones: %v", len(moved), moved)
 	}
 	policyPath := filepath.Join(dir, "mesh.yaml")
 
@@ -106,17 +107,19 @@ func startDemo(t *testing.T) *demoMesh {
 	started := make(chan Started, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{
-			Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-			WasmDir: dir, GatewayPorts: map[string]int{"edge": 0, "edge-rest": 0},
-			Interval: 50 * time.Millisecond, Out: m.out, Logger: slog.New(slog.DiscardHandler),
-			OnReady:  func(s Started) { started <- s },
-			OnCounts: func(c Counts) { m.mu.Lock(); m.counts = c; m.mu.Unlock() },
-			OnRoutes: func(r RouteStats) { m.mu.Lock(); m.routes = r; m.gen++; m.mu.Unlock() },
-			OnReload: func(_ string, err error) { m.reloads <- err },
-		})
-	}()
+	cfg := Config{
+		Dir: dir, XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+		WasmDir: dir, GatewayPorts: map[string]int{"edge": 0, "edge-rest": 0},
+		Interval: 50 * time.Millisecond, Out: m.out, Logger: slog.New(slog.DiscardHandler),
+		OnReady:  func(s Started) { started <- s },
+		OnCounts: func(c Counts) { m.mu.Lock(); m.counts = c; m.mu.Unlock() },
+		OnRoutes: func(r RouteStats) { m.mu.Lock(); m.routes = r; m.gen++; m.mu.Unlock() },
+		OnReload: func(_ string, err error) { m.reloads <- err },
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	go func() { done <- Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -217,7 +220,7 @@ func TestUpDemoThroughTheGateway(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole demo mesh")
 	}
-	m := startDemo(t)
+	m := startDemo(t, nil)
 	if out := m.out.String(); !strings.Contains(out, "GATEWAY") || !strings.Contains(out, m.started.Gateways[0].Listener) {
 		t.Errorf("the start-up table does not name the gateway's listener %s:\n%s", m.started.Gateways[0].Listener, out)
 	}

@@ -76,8 +76,8 @@ type Config struct {
 	// GatewayPorts, if set, maps a Gateway's name to the loopback port its
 	// built-in gateway listens on instead of the policy's (0: a free port).
 	GatewayPorts map[string]int
-	// OnRoutes, if set, receives every refresh of the gateways' per-route
-	// stats.
+	// OnRoutes, if set, receives every refresh of the per-route stats:
+	// the gateways' and the control plane's rollouts and adaptive weights.
 	OnRoutes func(RouteStats)
 	// Envoy selects the data plane of the policy's Gateways: "" runs the
 	// built-in gateway, "auto" an envoy binary on PATH if there is one
@@ -255,7 +255,10 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.OnReady(st)
 	}
 	seen := newAnswers()
-	g.Go(func() error { return live(gctx, cfg, servers, gateways, seen) })
+	if err := scrapeGateways(loop, servers, gateways); err != nil {
+		return fail(err)
+	}
+	g.Go(func() error { return live(gctx, cfg, servers, gateways, seen, addrs.Admin.String()) })
 	if cfg.DemoTraffic {
 		g.Go(func() error { return demoTraffic(gctx, cfg, mesh, boot.grpc) })
 		g.Go(func() error { return gatewayTraffic(gctx, cfg, mesh, gateways, seen) })

@@ -135,10 +135,12 @@ func printTable(w io.Writer, mesh *policy.Mesh, servers []*running, gateways []*
 	fmt.Fprintln(w)
 }
 
-// live prints the requests each service version has served and, with
-// gateways, one line per route of what the gateways' filters did, every
-// interval, whenever they change.
-func live(ctx context.Context, cfg Config, servers []*running, gateways []*startedGateway, seen *answers) error {
+// live prints the requests each service version has served and one line
+// per route of what the gateways' filters did and of the control plane's
+// rollouts and adaptive weights (read from its admin address, admin),
+// every interval, whenever they change.
+func live(ctx context.Context, cfg Config, servers []*running, gateways []*startedGateway, seen *answers, admin string) error {
+	lv := &loopView{admin: admin, logger: cfg.Logger}
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
 	var last string
@@ -164,22 +166,21 @@ func live(ctx context.Context, cfg Config, servers []*running, gateways []*start
 			cfg.OnCounts(counts)
 		}
 		line := countsLine(counts, prev)
-		if len(gateways) > 0 {
-			st := RouteStats{}
-			seen.fill(st)
-			for _, gw := range gateways {
-				if err := scrapeGateway(ctx, gw.admin, st); err != nil {
-					// A slow scrape on a loaded machine is no reason to stop
-					// the mesh; the next tick tries again.
-					cfg.Logger.Warn("read gateway stats", "gateway", gw.name, "error", err)
-				}
+		st := RouteStats{}
+		seen.fill(st)
+		for _, gw := range gateways {
+			if err := scrapeGateway(ctx, gw.admin, st); err != nil {
+				// A slow scrape on a loaded machine is no reason to stop
+				// the mesh; the next tick tries again.
+				cfg.Logger.Warn("read gateway stats", "gateway", gw.name, "error", err)
 			}
-			if cfg.OnRoutes != nil {
-				cfg.OnRoutes(st)
-			}
-			if rl := routeLines(st); len(rl) > 0 {
-				line += "\nroutes\n" + strings.Join(rl, "\n")
-			}
+		}
+		lv.fill(ctx, st)
+		if cfg.OnRoutes != nil {
+			cfg.OnRoutes(st)
+		}
+		if rl := routeLines(st); len(rl) > 0 {
+			line += "\nroutes\n" + strings.Join(rl, "\n")
 		}
 		if line != last {
 			fmt.Fprintln(cfg.Out, line)

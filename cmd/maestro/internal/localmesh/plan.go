@@ -213,7 +213,18 @@ func routeSummary(r *policy.Route) string {
 		for _, m := range e.Members {
 			ms = append(ms, m.Version)
 		}
-		desc = fmt.Sprintf("ensemble %s of %s (quorum %d)", e.Strategy, strings.Join(ms, ", "), e.Quorum)
+		adaptive := ""
+		if e.Weights == policy.WeightsAdaptive {
+			adaptive = ", adaptive weights"
+		}
+		desc = fmt.Sprintf("ensemble %s of %s (quorum %d%s)", e.Strategy, strings.Join(ms, ", "), e.Quorum, adaptive)
+	}
+	if ro := sp.Rollout; ro != nil {
+		steps := make([]string, len(ro.Steps))
+		for i, w := range ro.Steps {
+			steps[i] = fmt.Sprint(w)
+		}
+		desc += fmt.Sprintf(", rollout of %s at %s%% every %s", ro.Version, strings.Join(steps, "/"), ro.StepInterval.D())
 	}
 	if sh := sp.Shadow; sh != nil {
 		desc += fmt.Sprintf(", shadow %g%% to %s", sh.Percentage, sh.Version)

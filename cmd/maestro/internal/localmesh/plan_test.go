@@ -103,3 +103,19 @@ func TestPlanJoinsRESTVersionsToTheirServers(t *testing.T) {
 		})
 	}
 }
+
+func TestRouteSummaryOfTheDemo(t *testing.T) {
+	mesh, err := policy.Load(context.Background(), "../../../../examples/mesh.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for route, want := range map[string]string{
+		"fraud":          "v1 90% / v2 10%, shadow 20% to logistic",
+		"fraud-ensemble": "ensemble weighted_mean of v1, v2, logistic (quorum 2, adaptive weights)",
+		"churn":          "v1 100%, rollout of v2 at 10/50/100% every 5s, rule try-v2",
+	} {
+		if got := routeSummary(mesh.Route(route)); got != want {
+			t.Errorf("%s: %q, want %q", route, got, want)
+		}
+	}
+}

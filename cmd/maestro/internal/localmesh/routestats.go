@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	pmodel "github.com/prometheus/common/model"
 
+	"github.com/maestro-ml/maestro/controlplane/closedloop"
+	"github.com/maestro-ml/maestro/controlplane/rollout"
 	"github.com/maestro-ml/maestro/inference/server"
 	"github.com/maestro-ml/maestro/inference/tensor"
 )
@@ -44,6 +46,11 @@ type RouteStat struct {
 	// route has one.
 	Burn    float64
 	HasBurn bool
+	// Rollout is the route's rollout as the control plane drives it, nil
+	// without one; Weights are its ensemble's members when their weights
+	// are adaptive. Both are read from the control plane's /debug/status.
+	Rollout *rollout.State
+	Weights []closedloop.MemberWeight
 }
 
 // Agreement is the share of compared shadow rows whose class agrees.
@@ -200,8 +207,9 @@ func addMetric(st RouteStats, family string, m *dto.Metric) {
 
 // routeLines formats st as one line per route, routes sorted:
 //
+//	churn           answers churn-v1 80 churn-v2 20 | rollout v2 progressing, step 1/3, weight 10 (new rollout)
 //	fraud           answers fraud-v1 900 fraud-v2 100 | shadow 200 sent, 180 compared, 93.0% agree | burn 0.00
-//	fraud-ensemble  12 requests | members fraud.v1 12, fraud.v2 11 (1 timeout) | 0 quorum failures | burn 0.00
+//	fraud-ensemble  ensemble 12 requests, members fraud_v1 12 fraud_v2 11 (1 timeouts), 0 quorum failures | adaptive weights fraud.v1/fraud 2 (policy 1, quality 1.00), ... | burn 0.00
 func routeLines(st RouteStats) []string {
 	var out []string
 	width := 0
@@ -222,6 +230,9 @@ func routeLines(st RouteStats) []string {
 			}
 			parts = append(parts, p)
 		}
+		if r.Rollout != nil {
+			parts = append(parts, rolloutPart(r.Rollout))
+		}
 		members := unionKeys(r.MemberAnswers, r.MemberTimeouts, r.MemberFailures)
 		if len(members) > 0 {
 			var ms []string
@@ -240,6 +251,9 @@ func routeLines(st RouteStats) []string {
 				ms = append(ms, s)
 			}
 			parts = append(parts, fmt.Sprintf("ensemble %d requests, members %s, %d quorum failures", r.Requests, strings.Join(ms, " "), r.QuorumFailures))
+		}
+		if len(r.Weights) > 0 {
+			parts = append(parts, weightsPart(r.Weights))
 		}
 		if r.ShadowSent > 0 {
 			parts = append(parts, fmt.Sprintf("shadow %d sent, %d compared, %.1f%% agree", r.ShadowSent, r.ShadowCompared, 100*r.Agreement()))
