@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -35,7 +35,7 @@ var (
 // state in a temporary directory and the given certificate lifetime.
 func strictPolicy(t testing.TB, ttl string) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 // weights adaptive, evaluated every second.
 func adaptiveExample(t *testing.T) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
