@@ -33,9 +33,13 @@ const stepInterval = time.Second
 // holds while a 5% step gathers its requests on a loaded machine.
 const rolloutLimit = 90 * time.Second
 
+// canaryAnalysis is the rollouts' analysis block unless a test needs
+// another.
+const canaryAnalysis = "{maxErrorRate: 5}"
+
 // canaryPolicy rolls fraud v2 out over v1 for proxyless clients of
 // xds:///fraud, judged on the inference servers' own series.
-func canaryPolicy(v1, v2 uint32) string { return canaryPolicyAnalysis(v1, v2, "{maxErrorRate: 5}") }
+func canaryPolicy(v1, v2 uint32) string { return canaryPolicyAnalysis(v1, v2, canaryAnalysis) }
 
 // canaryPolicyAnalysis is canaryPolicy with the rollout's analysis block.
 func canaryPolicyAnalysis(v1, v2 uint32, analysis string) string {
@@ -157,6 +161,31 @@ func startLoopPlaneConfig(t *testing.T, path, auditPath string, cfg closedloop.C
 	})
 }
 
+// canary is a rollout of fraud v2 over v1 under way: the policy written at
+// path, one control plane driving it and auditing to auditPath, a
+// proxyless client and traffic through it.
+type canary struct {
+	path, policy, auditPath string
+	plane                   *e2etest.Plane
+	client                  pb.GRPCInferenceServiceClient
+	traffic                 *e2etest.Traffic
+}
+
+// startCanary starts the servers (v2 with fault), the policy with the
+// analysis block given, the control plane, the client and the traffic.
+func startCanary(t *testing.T, fault, analysis string) *canary {
+	t.Helper()
+	v1, v2 := canaryServers(t, fault)
+	dir := t.TempDir()
+	c := &canary{path: filepath.Join(dir, "mesh.yaml"), auditPath: filepath.Join(dir, "audit.jsonl"),
+		policy: canaryPolicyAnalysis(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr), analysis)}
+	write(t, c.path, c.policy)
+	c.plane = startLoopPlane(t, "cp-1", c.path, dir, c.auditPath, v1, v2)
+	c.client = xdsClient(t, c.plane.Addrs.XDS.String(), "client-1")
+	c.traffic = sendTraffic(t, c.client)
+	return c
+}
+
 // sendTraffic keeps calling ModelInfer through c until stopped, so every
 // step has requests to be judged on.
 func sendTraffic(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.Traffic {
@@ -184,13 +213,8 @@ func decisions(t *testing.T, path string) []string {
 }
 
 func TestCanaryPromotedThroughEveryStep(t *testing.T) {
-	v1, v2 := canaryServers(t, healthy)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.Addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
+	c := startCanary(t, healthy, canaryAnalysis)
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
 
 	p.WaitRollout(t, "promotion", rolloutLimit, e2etest.Phase("promoted"))
 	tr.Stop()
@@ -209,13 +233,8 @@ func TestCanaryPromotedThroughEveryStep(t *testing.T) {
 }
 
 func TestFailingCanaryRolledBack(t *testing.T) {
-	v1, v2 := canaryServers(t, broken)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.Addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
+	c := startCanary(t, broken, canaryAnalysis)
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
 
 	st := p.WaitRollout(t, "rollback", rolloutLimit, e2etest.Phase("failed"))
 	tr.Stop()
@@ -339,15 +358,10 @@ func TestMetricSourceDownHolds(t *testing.T) {
 // TestRouteEditRestartsRollout edits the route in mid-rollout: the control
 // plane reloads, and the rollout starts again from its first step.
 func TestRouteEditRestartsRollout(t *testing.T) {
-	v1, v2 := canaryServers(t, healthy)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	policy := canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr))
-	write(t, path, policy)
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	tr := sendTraffic(t, xdsClient(t, p.Addrs.XDS.String(), "client-1"))
+	c := startCanary(t, healthy, canaryAnalysis)
+	p, tr, auditPath := c.plane, c.traffic, c.auditPath
 	first := p.WaitRollout(t, "the second step", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
-	write(t, path, strings.Replace(policy, "minRequests: 20", "minRequests: 21", 1))
+	write(t, c.path, strings.Replace(c.policy, "minRequests: 20", "minRequests: 21", 1))
 	st := p.WaitRollout(t, "a restart", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "restart" })
 	tr.Stop()
 	if r := st.Rollouts[0]; r.Step != 0 || r.Weight != 5 || !r.Started.After(first.Rollouts[0].Started) {
@@ -362,14 +376,8 @@ func TestRouteEditRestartsRollout(t *testing.T) {
 // 100ms against a 50ms p99 objective: it is rolled back on latency at the
 // first judgement with enough requests.
 func TestSlowCanaryRolledBack(t *testing.T) {
-	v1, v2 := canaryServers(t, slow)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicyAnalysis(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr),
-		"{maxErrorRate: 5, latency: [{percentile: 99, threshold: 50ms}]}"))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.Addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
+	c := startCanary(t, slow, "{maxErrorRate: 5, latency: [{percentile: 99, threshold: 50ms}]}")
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
 	p.WaitRollout(t, "rollback", rolloutLimit, e2etest.Phase("failed"))
 	tr.Stop()
 	// A slow version gets few requests from one sender, so the step may
