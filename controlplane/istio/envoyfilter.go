@@ -20,6 +20,12 @@ import (
 // NetworkingAlphaAPIVersion is the API version of EnvoyFilter.
 const NetworkingAlphaAPIVersion = "networking.istio.io/v1alpha3"
 
+// agentFetch names the cluster of a remote module's http_uri, which
+// Envoy requires but never uses here: Istio's agent downloads every ECDS
+// Wasm module with remote code itself and hands Envoy a local file
+// (istio pkg/wasm, as for WasmPlugins).
+const agentFetch = "maestro-wasm-fetched-by-istio-agent"
+
 // hcmFilter is the network filter whose HTTP filter chain the fanout
 // filter joins.
 const hcmFilter = "envoy.filters.network.http_connection_manager"
@@ -36,7 +42,7 @@ const hcmFilter = "envoy.filters.network.http_connection_manager"
 func (r *renderer) fanoutEnvoyFilter(conf []byte, mod *policy.WasmModule) (Resource, error) {
 	name := WasmPluginName(model.FilterFanout)
 	url, sha := r.wasmURL(mod, string(model.FilterFanout))
-	code := model.WasmCode{URL: url, SHA256: sha}
+	code := model.WasmCode{URL: url, SHA256: sha, Cluster: agentFetch}
 	if mod.Remote == nil {
 		// A local module is a path in the proxy, not a file:// URL.
 		code = model.WasmCode{Path: strings.TrimPrefix(url, "file://")}

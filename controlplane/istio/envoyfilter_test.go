@@ -6,6 +6,7 @@ import (
 	"path"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -149,5 +150,42 @@ func envoyValue(t *testing.T, v *structpb.Struct, m proto.Message) {
 	}
 	if err := protojson.Unmarshal(js, m); err != nil {
 		t.Fatalf("patch value as %T: %v", m, err)
+	}
+}
+
+// TestFanoutEnvoyFilterRemoteModule: a remote module keeps its URL and
+// digest, in a Wasm config Envoy's validation accepts, for Istio's agent
+// to download.
+func TestFanoutEnvoyFilterRemoteModule(t *testing.T) {
+	const url = "https://wasm.example/fanout.wasm"
+	sha := strings.Repeat("ab", 32)
+	pm := load(t, strings.Replace(header, meshSpecEnd, meshSpecEnd+"  filters:\n    fanout:\n      remote: {url: \""+url+"\", sha256: "+sha+", service: web}\n", 1)+`kind: Route
+apiVersion: maestro.dev/v1alpha1
+metadata: {name: ens, namespace: ml}
+spec:
+  service: fraud
+  match: {model: ens}
+  ensemble: {members: [{version: v1}, {version: v2}]}
+`)
+	rs, err := istio.Render(pm, istio.Options{FanoutStopIteration: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rs, func(r istio.Resource) bool { return r.Kind == "EnvoyFilter" })
+	if i < 0 {
+		t.Fatal("no EnvoyFilter rendered")
+	}
+	var tec corev3.TypedExtensionConfig
+	envoyValue(t, rs[i].Spec.(*networking.EnvoyFilter).ConfigPatches[0].Patch.Value, &tec)
+	var w wasmfilterv3.Wasm
+	if err := tec.TypedConfig.UnmarshalTo(&w); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.ValidateAll(); err != nil {
+		t.Errorf("Envoy's validation rejects the Wasm config: %v", err)
+	}
+	remote := w.GetConfig().GetVmConfig().GetCode().GetRemote()
+	if remote.GetHttpUri().GetUri() != url || remote.GetSha256() != sha {
+		t.Errorf("remote code %v, want %s with its digest", remote, url)
 	}
 }
