@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
+	"github.com/maestro-ml/maestro/internal/cptest"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 

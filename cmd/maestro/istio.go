@@ -21,7 +21,7 @@ func runIstio(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	fs := newFlagSet("istio render", stderr, `Writes PeerAuthentication, DestinationRules, VirtualServices, AuthorizationPolicies
-and WasmPlugins for the policy, for a cluster that already runs Istio (docs/istio.md).`, "-f POLICY [-o DIR|-] [flags]")
+and WasmPlugins (or an EnvoyFilter for the fanout filter) for the policy, for a cluster that already runs Istio (docs/istio.md).`, "-f POLICY [-o DIR|-] [flags]")
 	var files stringsFlag
 	fs.Var(&files, "f", "policy file or directory (repeatable)")
 	out := fs.String("o", "-", "output directory (the file is named after the first policy file), a .yaml file, or - for standard output")
@@ -32,6 +32,8 @@ and WasmPlugins for the policy, for a cluster that already runs Istio (docs/isti
 	httpPort := fs.Uint("http-port", istio.DefaultHTTPPort, "Service port of http services")
 	fs.StringVar(&opts.AppLabel, "app-label", istio.DefaultAppLabel, "pod label whose value is the service name (AuthorizationPolicy selectors)")
 	fs.StringVar(&opts.WasmDir, "wasm-dir", policy.DefaultWasmDir, "directory the proxies find relative local filter modules in")
+	fs.BoolVar(&opts.FanoutStopIteration, "fanout-stop-iteration", false,
+		"render the fanout filter as an EnvoyFilter that sets allow_on_headers_stop_iteration (REST ensembles and shadows need it; proxies on Envoy 1.35+)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}

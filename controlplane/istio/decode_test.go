@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	extensionsv1alpha1 "istio.io/client-go/pkg/apis/extensions/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -24,6 +25,7 @@ type rendered struct {
 	dr      map[string]*networkingv1.DestinationRule
 	vs      map[string]*networkingv1.VirtualService
 	plugins map[string]*extensionsv1alpha1.WasmPlugin
+	filters map[string]*networkingv1alpha3.EnvoyFilter
 	order   []string
 }
 
@@ -45,7 +47,7 @@ func decodeAll(t testing.TB, data []byte) *rendered {
 	out := &rendered{
 		peer: map[string]*securityv1.PeerAuthentication{}, authz: map[string]*securityv1.AuthorizationPolicy{},
 		dr: map[string]*networkingv1.DestinationRule{}, vs: map[string]*networkingv1.VirtualService{},
-		plugins: map[string]*extensionsv1alpha1.WasmPlugin{},
+		plugins: map[string]*extensionsv1alpha1.WasmPlugin{}, filters: map[string]*networkingv1alpha3.EnvoyFilter{},
 	}
 	for i, doc := range strings.Split(string(data), "\n---\n") {
 		js, err := yaml.YAMLToJSON([]byte(doc))
@@ -84,6 +86,9 @@ func decodeAll(t testing.TB, data []byte) *rendered {
 		case "WasmPlugin":
 			o := &extensionsv1alpha1.WasmPlugin{ObjectMeta: env.Metadata}
 			spec, wantAPI, out.plugins[key] = &o.Spec, istio.ExtensionsAPIVersion, o
+		case "EnvoyFilter":
+			o := &networkingv1alpha3.EnvoyFilter{ObjectMeta: env.Metadata}
+			spec, wantAPI, out.filters[key] = &o.Spec, istio.NetworkingAlphaAPIVersion, o
 		default:
 			t.Fatalf("document %d: unexpected kind %q", i, env.Kind)
 		}

@@ -4,7 +4,8 @@
 // Routes to it: matches, rules, weighted subsets, mirrors, retries,
 // timeouts, faults), AuthorizationPolicy and PeerAuthentication for
 // security, and WasmPlugin resources that load the fanout and slo filters
-// with the same plugin configuration the native control plane serves.
+// with the same plugin configuration the native control plane serves (or,
+// for the fanout filter with Options.FanoutStopIteration, an EnvoyFilter).
 //
 // Rendering is pure and deterministic: the same policy and Options give the
 // same bytes. The policy is taken as validated by policy.Load; nothing here
@@ -61,6 +62,14 @@ type Options struct {
 	// WasmDir is where local filter modules are mounted in the proxies:
 	// a relative policy path becomes file://<WasmDir>/<base name>.
 	WasmDir string
+	// FanoutStopIteration renders the fanout filter as an EnvoyFilter
+	// instead of a WasmPlugin, with the Wasm config's
+	// allow_on_headers_stop_iteration set, which WasmPlugin cannot set and
+	// REST ensembles and shadows need: the filter holds a REST request in
+	// its request-headers callback to answer it from the body, and without
+	// the flag Envoy never calls its body callback. It needs proxies on
+	// Envoy 1.35 or later and an istiod whose Envoy API knows the field.
+	FanoutStopIteration bool
 }
 
 func (o Options) withDefaults() Options {

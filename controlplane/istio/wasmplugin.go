@@ -50,6 +50,14 @@ func (r *renderer) wasmPlugins(routes []model.Route) ([]Resource, error) {
 		if err != nil {
 			return nil, err
 		}
+		if f.kind == model.FilterFanout && r.opts.FanoutStopIteration {
+			ef, err := r.fanoutEnvoyFilter(conf, f.mod)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ef)
+			continue
+		}
 		st, err := jsonStruct(conf)
 		if err != nil {
 			return nil, fmt.Errorf("%s plugin configuration: %w", f.kind, err)

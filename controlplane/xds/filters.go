@@ -74,7 +74,12 @@ func typedFilter(name string, config proto.Message) (*hcmv3.HttpFilter, error) {
 }
 
 // discoveredFilter creates an HTTP filter whose config comes over ECDS.
-func discoveredFilter(name string) *hcmv3.HttpFilter {
+func discoveredFilter(name string) *hcmv3.HttpFilter { return DiscoveredWasmFilter(name) }
+
+// DiscoveredWasmFilter is the HTTP filter entry of the wasm filter whose
+// config is the ECDS resource name, over ADS; the Istio renderer inserts
+// the same entry with an EnvoyFilter.
+func DiscoveredWasmFilter(name string) *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
 		ConfigDiscovery: &corev3.ExtensionConfigSource{ConfigSource: adsSource(), TypeUrls: []string{wasmTypeURL}},
 	}}
@@ -180,11 +185,27 @@ func FilterConfig(f model.WasmFilter, rc *model.RouteConfig) (*corev3.TypedExten
 	if err != nil {
 		return nil, err
 	}
+	w, err := WasmConfig(f, conf)
+	if err != nil {
+		return nil, err
+	}
+	wasm, err := anyOf(w)
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TypedExtensionConfig{Name: f.Name, TypedConfig: wasm}, nil
+}
+
+// WasmConfig is the Wasm filter config of f with the plugin configuration
+// conf (JSON): f's module in the V8 runtime, and for the fanout filter
+// allow_on_headers_stop_iteration (see stopIterationOnHeaders). The Istio
+// renderer serves the same config through an EnvoyFilter.
+func WasmConfig(f model.WasmFilter, conf []byte) (*wasmfilterv3.Wasm, error) {
 	confAny, err := anyOf(wrapperspb.String(string(conf)))
 	if err != nil {
 		return nil, err
 	}
-	wasm, err := anyOf(&wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
+	return &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
 		Name:          f.Name,
 		RootId:        string(f.Kind),
 		Configuration: confAny,
@@ -194,11 +215,7 @@ func FilterConfig(f model.WasmFilter, rc *model.RouteConfig) (*corev3.TypedExten
 			Code:    wasmCode(f.Code),
 		}},
 		AllowOnHeadersStopIteration: stopIterationOnHeaders(f.Kind),
-	}})
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.TypedExtensionConfig{Name: f.Name, TypedConfig: wasm}, nil
+	}}, nil
 }
 
 // stopIterationOnHeaders is the Wasm config's allow_on_headers_stop_iteration

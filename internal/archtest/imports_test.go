@@ -238,3 +238,27 @@ func TestRulesSeeViolations(t *testing.T) {
 		t.Fatal("under() matches the wrong packages")
 	}
 }
+
+// testHelpers are packages written for tests: product code never imports
+// them, so a test's shortcuts (plaintext control planes, fixed meshes) stay
+// out of the binary.
+var testHelpers = []string{"internal/cptest", "internal/e2etest", "internal/promtest", "internal/syncbuf"}
+
+func TestTestHelpersStayInTests(t *testing.T) {
+	graph := moduleGraph(t)
+	for _, h := range testHelpers {
+		if _, ok := graph[h]; !ok {
+			t.Fatalf("test helper %s not found: the list is stale", h)
+		}
+	}
+	for pkg, imps := range graph {
+		if underAny(pkg, testHelpers) {
+			continue
+		}
+		for _, imp := range imps {
+			if underAny(imp, testHelpers) {
+				t.Errorf("%s imports the test helper %s outside its tests", pkg, imp)
+			}
+		}
+	}
+}

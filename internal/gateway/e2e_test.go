@@ -20,7 +20,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/server"
-	"github.com/maestro-ml/maestro/internal/telemetry"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 )
 
 // meshPolicy routes model fraud to v1/v2 by weight and model churn to
@@ -125,40 +125,14 @@ type plane struct {
 func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	t.Helper()
 	p := &plane{reloads: make(chan error, 10)}
-	ready := make(chan controlplane.Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
-			func(ctx context.Context, c *controlplane.Certificates) error {
-				return controlplane.Run(ctx, controlplane.Config{
-					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true,
-					XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-					Ready:    func(a controlplane.Addrs) { ready <- a },
-					OnReload: func(_ string, err error) { p.reloads <- err },
-				})
-			})
-	}()
-	stopped := false
-	p.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	}
-	t.Cleanup(p.stop)
-	select {
-	case a := <-ready:
-		p.xds = a.XDS.String()
-	case err := <-done:
-		t.Fatalf("control plane ended: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("control plane not ready")
-	}
+	cp := e2etest.Start(t, e2etest.Config{Path: path, Limit: waitLimit,
+		Certs: controlplane.CertConfig{DryRun: true, Plaintext: true},
+		Server: func(pc *controlplane.Config, _ *controlplane.Certificates) {
+			pc.Insecure, pc.InsecureSecrets, pc.XDSAddr = true, true, xdsAddr
+			pc.OnReload = func(_ string, err error) { p.reloads <- err }
+		},
+	})
+	p.xds, p.stop = cp.Addrs.XDS.String(), cp.Stop
 	return p
 }
 

@@ -1,16 +1,12 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +21,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/server"
-	"github.com/maestro-ml/maestro/internal/telemetry"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 )
 
 // loopStep is the rollouts' step interval, the shortest the policy
@@ -77,89 +73,36 @@ spec:
 // loopCP is a control plane whose closed loop reads src.
 type loopCP struct {
 	xds, admin string
+	plane      *e2etest.Plane
 }
 
 // startLoopCP runs a control plane serving path with rollouts driven
 // from stateDir on src's numbers, auditing to auditPath.
 func startLoopCP(t *testing.T, path, stateDir, auditPath string, src metricsource.Source) *loopCP {
 	t.Helper()
-	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = f.Close() })
 	loop, err := closedloop.New(closedloop.Config{
 		StateDir: stateDir, Identity: "cp-1", Source: src, Signals: closedloop.SignalsEnvoy,
-		LeaseTTL: 5 * time.Second, Audit: audit.New(f, nil),
+		LeaseTTL: 5 * time.Second, Audit: e2etest.AuditFile(t, auditPath),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan controlplane.Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
-			func(ctx context.Context, c *controlplane.Certificates) error {
-				return controlplane.Run(ctx, controlplane.Config{
-					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true, Loop: loop,
-					XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-					Ready: func(a controlplane.Addrs) { ready <- a },
-				})
-			})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
+	p := e2etest.Start(t, e2etest.Config{Path: path, Limit: waitLimit,
+		Certs: controlplane.CertConfig{DryRun: true, Plaintext: true},
+		Server: func(pc *controlplane.Config, _ *controlplane.Certificates) {
+			pc.Insecure, pc.InsecureSecrets, pc.Loop = true, true, loop
+		},
 	})
-	select {
-	case a := <-ready:
-		return &loopCP{xds: a.XDS.String(), admin: a.Admin.String()}
-	case err := <-done:
-		t.Fatalf("control plane ended: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("control plane not ready")
-	}
-	return nil
+	return &loopCP{xds: p.Addrs.XDS.String(), admin: p.Addrs.Admin.String(), plane: p}
 }
 
 // status reads the control plane's /debug/status.
-func (p *loopCP) status(t *testing.T) closedloop.Status {
-	t.Helper()
-	res, err := http.Get("http://" + p.admin + "/debug/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var st closedloop.Status
-	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
+func (p *loopCP) status(t *testing.T) closedloop.Status { return p.plane.Status(t) }
 
 // waitRollout polls the status until the only rollout reaches phase.
 func (p *loopCP) waitRollout(t *testing.T, phase string) closedloop.Status {
 	t.Helper()
-	deadline := time.Now().Add(loopLimit)
-	for {
-		st := p.status(t)
-		if len(st.Rollouts) == 1 {
-			r := st.Rollouts[0]
-			if r.Phase == phase {
-				return st
-			}
-			if r.Phase != "progressing" {
-				t.Fatalf("the rollout ended %s, want %s: %+v", r.Phase, phase, r)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rollout not %s within %v; status %+v", phase, loopLimit, st)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval of a bounded wait
-	}
+	return p.plane.WaitRollout(t, "rollout "+phase, loopLimit, e2etest.Phase(phase))
 }
 
 // gatewayScraper scrapes the gateway's /stats/prometheus every tick of
@@ -178,84 +121,26 @@ func gatewayScraper(t *testing.T) *metricsource.Scraper {
 	return s
 }
 
-// gatewayTraffic calls ModelInfer for fraud through the gateway until
+// sendThroughGateway calls ModelInfer for fraud through the gateway until
 // stopped, counting answers per server and failures.
-type gatewayTraffic struct {
-	mu     sync.Mutex
-	ok     map[string]int
-	failed int
-	stop   func()
-}
-
-func sendThroughGateway(t *testing.T, c pb.GRPCInferenceServiceClient) *gatewayTraffic {
+func sendThroughGateway(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.Traffic {
 	t.Helper()
-	tr := &gatewayTraffic{ok: map[string]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
-		for ctx.Err() == nil {
-			var hdr metadata.MD
-			_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
-			tr.mu.Lock()
-			switch n := hdr.Get(server.ServerHeader); {
-			case err != nil && ctx.Err() == nil:
-				tr.failed++
-			case err == nil && len(n) == 1:
-				tr.ok[n[0]]++
-			}
-			tr.mu.Unlock()
+	return e2etest.SendTraffic(t, func(ctx context.Context) (string, error) {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
+		var hdr metadata.MD
+		_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
+		if n := hdr.Get(server.ServerHeader); err == nil && len(n) == 1 {
+			return n[0], nil
 		}
-	}()
-	stopped := false
-	tr.stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(tr.stop)
-	return tr
-}
-
-func (tr *gatewayTraffic) counts() (map[string]int, int) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range tr.ok {
-		out[k] = v
-	}
-	return out, tr.failed
+		return "", err
+	})
 }
 
 // rolloutDecisions reads the audit log's rollout decisions as
 // "advance@25" (the decision and the weight after it), with their events.
 func rolloutDecisions(t *testing.T, path string) ([]string, []audit.Event) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var names []string
-	var evs []audit.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var ev audit.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		if k := string(ev.Kind); strings.HasPrefix(k, "rollout_") {
-			names = append(names, strings.TrimPrefix(k, "rollout_")+"@"+ev.Details["weight_now"])
-			evs = append(evs, ev)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return names, evs
+	return e2etest.RolloutDecisions(t, path)
 }
 
 // gatewayRollout is a control plane driving the canary policy of v1 and
@@ -300,8 +185,8 @@ func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
 	tr := sendThroughGateway(t, r.client)
 
 	shares := r.followSteps(t)
-	tr.stop()
-	got, failed := tr.counts()
+	tr.Stop()
+	got, failed := tr.Counts()
 	// While each step lasted, the gateway gave v2 the step's share.
 	const tolerance = 10.0 // points; the step's first requests may still follow the previous weights
 	for _, s := range shares {
@@ -411,8 +296,8 @@ func TestGatewayFailingCanaryRolledBackOnEnvoySignals(t *testing.T) {
 	tr := sendThroughGateway(t, r.client)
 
 	st := r.cp.waitRollout(t, "failed")
-	tr.stop()
-	got, failed := tr.counts()
+	tr.Stop()
+	got, failed := tr.Counts()
 	names, evs := rolloutDecisions(t, r.auditPath)
 	// A judgement may hold while the canary has had too few requests to be
 	// judged (a slow machine, or the race detector, sends fewer); the first

@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func TestProxylessRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "policies", "proxyless-mtls.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "policies", "proxyless-mtls.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -35,7 +35,7 @@ var (
 // state in a temporary directory and the given certificate lifetime.
 func strictPolicy(t testing.TB, ttl string) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +123,71 @@ func mtlsADS(t testing.TB, ctx context.Context, c *controlplane.Certificates, ad
 		t.Fatal(err)
 	}
 	return stream
+}
+
+// secretWatch is a sidecar's SDS subscription to churn's certificate and
+// the trust bundle, over mTLS as churn.
+type secretWatch struct {
+	t      testing.TB
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	req    *discoveryv3.DiscoveryRequest
+}
+
+func watchChurnSecrets(t testing.TB, ctx context.Context, c *controlplane.Certificates, addr string) *secretWatch {
+	t.Helper()
+	return &secretWatch{t: t, stream: mtlsADS(t, ctx, c, addr, churnID), req: &discoveryv3.DiscoveryRequest{
+		Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType,
+		ResourceNames: []string{churnID.String(), model.TrustBundleSecret}}}
+}
+
+// next sends the pending request (the first, then the ACK of the last
+// push) and returns the next push's certificate, verified against the
+// pushed bundle, and the bundle. An expired certificate fails the test.
+func (w *secretWatch) next() (*x509.Certificate, []byte) {
+	t := w.t
+	t.Helper()
+	if err := w.stream.Send(w.req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	chains, bundles := secrets(t, resp)
+	leaf := verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID)
+	if !now.Before(leaf.NotAfter) {
+		t.Fatalf("pushed an expired certificate (expired %v, received %v)", leaf.NotAfter, now)
+	}
+	w.req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: w.req.ResourceNames,
+		VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+	return leaf, bundles[model.TrustBundleSecret]
+}
+
+// waitRenewed reads pushes until one carries a certificate other than
+// first issued after healed. Certificates live ttl; NotAfter is whole
+// seconds and Vault backdates NotBefore, so the issue time is NotAfter
+// less the lifetime.
+func (w *secretWatch) waitRenewed(first *x509.Certificate, healed time.Time, ttl time.Duration) {
+	w.t.Helper()
+	for {
+		leaf, _ := w.next()
+		if leaf.SerialNumber.Cmp(first.SerialNumber) != 0 && leaf.NotAfter.Add(-ttl).After(healed.Add(-time.Second)) {
+			return
+		}
+	}
+}
+
+// waitExpired waits until c's manager drops churn's certificate, which it
+// does when the certificate expires unrenewed; ctx bounds the wait.
+func waitExpired(t testing.TB, ctx context.Context, c *controlplane.Certificates) {
+	t.Helper()
+	for snap := range c.Manager().Subscribe(ctx) {
+		if _, ok := snap.Certs[churnID]; !ok {
+			return
+		}
+	}
+	t.Fatal("certificate never expired during the outage")
 }
 
 // secrets decodes a SDS response: PEM chains and bundles by name.

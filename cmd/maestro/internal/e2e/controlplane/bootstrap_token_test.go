@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -6,12 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,23 +15,16 @@ import (
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/credentials/jwt"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/xds"
 
 	"github.com/maestro-ml/maestro/certs/spiffe"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
-	"github.com/maestro-ml/maestro/inference/pb"
-	"github.com/maestro-ml/maestro/inference/server"
 )
 
 // callCredsEnv turns on gRPC-Go's bootstrap call credentials (gRFC A97).
-// gRPC reads it once at start, so the test runs itself again in a process
-// that has it set.
 const callCredsEnv = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
 
 // jwtShapedToken is a bootstrap token gRPC-Go's jwt_token_file call
@@ -58,34 +47,14 @@ func jwtShapedToken(t *testing.T, dir string) (token, file string) {
 // token the control plane does not know is refused; and gRPC-Go's own jwt_token_file
 // credentials on that file fetch the token identity's certificate.
 func TestGRPCBootstrapTokenGetsConfigurationAndSecrets(t *testing.T) {
-	if os.Getenv(callCredsEnv) != "true" {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGRPCBootstrapTokenGetsConfigurationAndSecrets$", "-test.v")
-		cmd.Env = append(os.Environ(), callCredsEnv+"=true")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in a process with %s=true:\n%s", callCredsEnv, out)
-		if err != nil {
-			t.Fatalf("re-run: %v", err)
-		}
-		if !strings.Contains(string(out), "--- PASS: TestGRPCBootstrapTokenGetsConfigurationAndSecrets") {
-			t.Fatal("re-run did not pass the test")
-		}
+	if rerunWith(t, callCredsEnv) {
 		return
 	}
 	t.Run("configuration", func(t *testing.T) {
 		dir := t.TempDir()
 		backend := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
-		_, portStr, err := net.SplitHostPort(backend.GRPCAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port, err := strconv.Atoi(portStr)
-		if err != nil {
-			t.Fatal(err)
-		}
 		path := filepath.Join(dir, "mesh.yaml")
-		write(t, path, tlsBootstrapPolicy(dir, port))
+		write(t, path, tlsBootstrapPolicy(dir, port(t, backend.GRPCAddr)))
 		caFile, self := caOf(t, path, dir)
 		token, tokenFile := jwtShapedToken(t, dir)
 		_, addr := tokenPlaneWith(t, path, true, false, map[string][]spiffe.ID{token: {spiffe.Must(self.TrustDomain, "apps", "scorer")}})
@@ -101,35 +70,7 @@ func TestGRPCBootstrapTokenGetsConfigurationAndSecrets(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = conn.Close() })
-				// A refused client never gets a listener; a short bound
-				// keeps that case fast.
-				limit := waitLimit
-				if !tc.ok {
-					limit = 3 * time.Second
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), limit)
-				defer cancel()
-				var hdr metadata.MD
-				err = liveThroughXDS(ctx, pb.NewGRPCInferenceServiceClient(conn), &hdr)
-				if tc.ok {
-					if err != nil {
-						t.Fatalf("call through the token-authenticated control plane: %v", err)
-					}
-					if got := hdr.Get(server.ServerHeader); len(got) != 1 || got[0] != backend.Name {
-						t.Fatalf("answered by %v, want %s", got, backend.Name)
-					}
-				} else if err == nil {
-					t.Fatal("a client with an unknown token got its configuration")
-				}
+				callThroughBootstrap(t, cfg, tc.ok, backend.Name)
 			})
 		}
 	})

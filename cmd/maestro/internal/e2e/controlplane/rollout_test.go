@@ -1,24 +1,19 @@
-package e2e
+package controlplane
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
@@ -26,8 +21,8 @@ import (
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime"
 	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/promtest"
-	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
 // stepInterval is the rollouts' step: the shortest the policy allows, so
@@ -38,9 +33,13 @@ const stepInterval = time.Second
 // holds while a 5% step gathers its requests on a loaded machine.
 const rolloutLimit = 90 * time.Second
 
+// canaryAnalysis is the rollouts' analysis block unless a test needs
+// another.
+const canaryAnalysis = "{maxErrorRate: 5}"
+
 // canaryPolicy rolls fraud v2 out over v1 for proxyless clients of
 // xds:///fraud, judged on the inference servers' own series.
-func canaryPolicy(v1, v2 uint32) string { return canaryPolicyAnalysis(v1, v2, "{maxErrorRate: 5}") }
+func canaryPolicy(v1, v2 uint32) string { return canaryPolicyAnalysis(v1, v2, canaryAnalysis) }
 
 // canaryPolicyAnalysis is canaryPolicy with the rollout's analysis block.
 func canaryPolicyAnalysis(v1, v2 uint32, analysis string) string {
@@ -120,16 +119,10 @@ func (m slowModel) Predict(ctx context.Context, in []runtime.Tensor) ([]runtime.
 	return m.Model.Predict(ctx, in)
 }
 
-// loopPlane is a control plane with a closed loop.
-type loopPlane struct {
-	addrs controlplane.Addrs
-	stop  func()
-}
-
 // startLoopPlane runs a control plane (replica id) serving path with its
 // rollouts driven from stateDir, scraping the servers' /metrics, auditing
 // to auditPath.
-func startLoopPlane(t *testing.T, id, path, stateDir, auditPath string, servers ...*inferencetest.Server) *loopPlane {
+func startLoopPlane(t *testing.T, id, path, stateDir, auditPath string, servers ...*inferencetest.Server) *e2etest.Plane {
 	t.Helper()
 	return startLoopPlaneTargets(t, id, path, stateDir, auditPath, targetsOf(servers...))
 }
@@ -144,187 +137,91 @@ func targetsOf(servers ...*inferencetest.Server) []metricsource.Target {
 }
 
 // startLoopPlaneTargets is startLoopPlane scraping targets.
-func startLoopPlaneTargets(t *testing.T, id, path, stateDir, auditPath string, targets []metricsource.Target) *loopPlane {
+func startLoopPlaneTargets(t *testing.T, id, path, stateDir, auditPath string, targets []metricsource.Target) *e2etest.Plane {
 	t.Helper()
 	return startLoopPlaneConfig(t, path, auditPath, closedloop.Config{
 		StateDir: stateDir, Identity: id, Targets: targets, Signals: closedloop.SignalsInference, LeaseTTL: 5 * time.Second,
 	})
 }
 
-// startLoopPlaneConfig runs a control plane serving path with the closed
-// loop cfg, auditing to auditPath.
-func startLoopPlaneConfig(t *testing.T, path, auditPath string, cfg closedloop.Config) *loopPlane {
+// startLoopPlaneConfig runs a plaintext control plane serving path with
+// the closed loop cfg, auditing to auditPath.
+func startLoopPlaneConfig(t *testing.T, path, auditPath string, cfg closedloop.Config) *e2etest.Plane {
 	t.Helper()
-	f, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Audit = audit.New(f, nil)
+	cfg.Audit = e2etest.AuditFile(t, auditPath)
 	loop, err := closedloop.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan controlplane.Addrs, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- controlplane.WithCertificates(ctx, []string{path}, controlplane.CertConfig{DryRun: true, Plaintext: true},
-			func(ctx context.Context, c *controlplane.Certificates) error {
-				return controlplane.Run(ctx, controlplane.Config{
-					Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: true, InsecureSecrets: true, Loop: loop,
-					XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: telemetry.NewRegistry(),
-					Ready: func(a controlplane.Addrs) { ready <- a },
-				})
-			})
-	}()
-	p := &loopPlane{}
-	stopped := false
-	p.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-		_ = f.Close()
-	}
-	t.Cleanup(p.stop)
-	select {
-	case p.addrs = <-ready:
-	case err := <-done:
-		t.Fatalf("control plane ended: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("control plane not ready")
-	}
-	return p
+	return e2etest.Start(t, e2etest.Config{Path: path, Limit: waitLimit,
+		Certs: controlplane.CertConfig{DryRun: true, Plaintext: true},
+		Server: func(pc *controlplane.Config, _ *controlplane.Certificates) {
+			pc.Insecure, pc.InsecureSecrets, pc.Loop = true, true, loop
+		},
+	})
 }
 
-// status reads the control plane's /debug/status.
-func (p *loopPlane) status(t *testing.T) closedloop.Status {
+// canary is a rollout of fraud v2 over v1 under way: the policy written at
+// path, one control plane driving it and auditing to auditPath, a
+// proxyless client and traffic through it.
+type canary struct {
+	path, policy, auditPath string
+	plane                   *e2etest.Plane
+	client                  pb.GRPCInferenceServiceClient
+	traffic                 *e2etest.Traffic
+}
+
+// startCanary starts the servers (v2 with fault), the policy with the
+// analysis block given, the control plane, the client and the traffic.
+func startCanary(t *testing.T, fault, analysis string) *canary {
 	t.Helper()
-	res, err := http.Get("http://" + p.addrs.Admin.String() + "/debug/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var st closedloop.Status
-	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	v1, v2 := canaryServers(t, fault)
+	dir := t.TempDir()
+	c := &canary{path: filepath.Join(dir, "mesh.yaml"), auditPath: filepath.Join(dir, "audit.jsonl"),
+		policy: canaryPolicyAnalysis(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr), analysis)}
+	write(t, c.path, c.policy)
+	c.plane = startLoopPlane(t, "cp-1", c.path, dir, c.auditPath, v1, v2)
+	c.client = xdsClient(t, c.plane.Addrs.XDS.String(), "client-1")
+	c.traffic = sendTraffic(t, c.client)
+	return c
 }
 
-// waitRollout polls the status until ok holds for the rollout of fraud.
-func (p *loopPlane) waitRollout(t *testing.T, what string, ok func(closedloop.Status) bool) closedloop.Status {
+// sendTraffic keeps calling ModelInfer through c until stopped, so every
+// step has requests to be judged on.
+func sendTraffic(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.Traffic {
 	t.Helper()
-	deadline := time.Now().Add(rolloutLimit)
-	for {
-		st := p.status(t)
-		if len(st.Rollouts) == 1 && ok(st) {
-			return st
+	req := &pb.ModelInferRequest{ModelName: "fraud", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
+		Name: "x", Datatype: "FP32", Shape: []int64{1, 4},
+		Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}},
+	}}}
+	return e2etest.SendTraffic(t, func(ctx context.Context) (string, error) {
+		var hdr metadata.MD
+		_, err := c.ModelInfer(ctx, req, grpc.WaitForReady(true), grpc.Header(&hdr))
+		if n := hdr.Get(server.ServerHeader); err == nil && len(n) == 1 {
+			return n[0], nil
 		}
-		if len(st.Rollouts) == 1 && st.Rollouts[0].Phase != "progressing" {
-			t.Fatalf("%s: the rollout ended %s instead: %+v", what, st.Rollouts[0].Phase, st.Rollouts[0])
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v; status %+v", what, rolloutLimit, st)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval of a bounded wait
-	}
+		return "", err
+	})
 }
 
-// traffic keeps calling ModelInfer through c until stopped, so every step
-// has requests to be judged on.
-type traffic struct {
-	mu     sync.Mutex
-	ok     map[string]int
-	failed int
-	stop   func()
-}
-
-func sendTraffic(t *testing.T, c pb.GRPCInferenceServiceClient) *traffic {
+// decisions are the rollout decisions of the audit trail at path, as
+// "advance@25".
+func decisions(t *testing.T, path string) []string {
 	t.Helper()
-	tr := &traffic{ok: map[string]int{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		req := &pb.ModelInferRequest{ModelName: "fraud", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
-			Name: "x", Datatype: "FP32", Shape: []int64{1, 4},
-			Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2, 3, 4}},
-		}}}
-		for ctx.Err() == nil {
-			var hdr metadata.MD
-			_, err := c.ModelInfer(ctx, req, grpc.WaitForReady(true), grpc.Header(&hdr))
-			tr.mu.Lock()
-			if err != nil {
-				tr.failed++
-			} else if n := hdr.Get(server.ServerHeader); len(n) == 1 {
-				tr.ok[n[0]]++
-			}
-			tr.mu.Unlock()
-		}
-	}()
-	tr.stop = func() {
-		cancel()
-		<-done
-	}
-	t.Cleanup(tr.stop)
-	return tr
-}
-
-// auditEvents reads the rollout events of an audit log.
-func auditEvents(t *testing.T, path string) []audit.Event {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []audit.Event
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var ev audit.Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		if strings.HasPrefix(string(ev.Kind), "rollout_") {
-			out = append(out, ev)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// decisions lists events as "advance@25" (the decision and the weight
-// after it).
-func decisions(evs []audit.Event) []string {
-	var out []string
-	for _, ev := range evs {
-		out = append(out, strings.TrimPrefix(string(ev.Kind), "rollout_")+"@"+ev.Details["weight_now"])
-	}
-	return out
+	names, _ := e2etest.RolloutDecisions(t, path)
+	return names
 }
 
 func TestCanaryPromotedThroughEveryStep(t *testing.T) {
-	v1, v2 := canaryServers(t, healthy)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
+	c := startCanary(t, healthy, canaryAnalysis)
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
 
-	p.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
-	tr.stop()
+	p.WaitRollout(t, "promotion", rolloutLimit, e2etest.Phase("promoted"))
+	tr.Stop()
 	// Holds (a 5% step short of requests on a slow machine) may come
 	// between; the advances are every step in order.
 	var steps []string
-	for _, d := range decisions(auditEvents(t, auditPath)) {
+	for _, d := range decisions(t, auditPath) {
 		if !strings.HasPrefix(d, "hold@") {
 			steps = append(steps, d)
 		}
@@ -336,21 +233,16 @@ func TestCanaryPromotedThroughEveryStep(t *testing.T) {
 }
 
 func TestFailingCanaryRolledBack(t *testing.T) {
-	v1, v2 := canaryServers(t, broken)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
+	c := startCanary(t, broken, canaryAnalysis)
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
 
-	st := p.waitRollout(t, "rollback", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "failed" })
-	tr.stop()
+	st := p.WaitRollout(t, "rollback", rolloutLimit, e2etest.Phase("failed"))
+	tr.Stop()
 	if w := st.Routes[0].Split; len(w) != 2 || w[0].Effective != 100 || w[1].Effective != 0 {
 		t.Errorf("effective split after rollback %+v, want v1 100, v2 0", w)
 	}
-	evs := auditEvents(t, auditPath)
-	if got := strings.Join(decisions(evs), " "); got != "start@5 rollback@0" {
+	names, evs := e2etest.RolloutDecisions(t, auditPath)
+	if got := strings.Join(names, " "); got != "start@5 rollback@0" {
 		t.Fatalf("decisions %q, want the first judgement to roll back", got)
 	}
 	// v2 fails from its first request, at the step's start: the rollback
@@ -361,9 +253,7 @@ func TestFailingCanaryRolledBack(t *testing.T) {
 	if took > 2*stepInterval {
 		t.Errorf("rolled back %v after the breach, want within one interval of the judgement being due", took)
 	}
-	tr.mu.Lock()
-	failed := tr.failed
-	tr.mu.Unlock()
+	_, failed := tr.Counts()
 	if failed == 0 {
 		t.Error("the broken version failed no request: the test does not test a failing canary")
 	}
@@ -378,23 +268,23 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 	path := filepath.Join(dir, "mesh.yaml")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
 	first := startLoopPlane(t, "cp-1", path, dir, filepath.Join(dir, "audit-1.jsonl"), v1, v2)
-	tr := sendTraffic(t, xdsClient(t, first.addrs.XDS.String(), "client-1"))
-	mid := first.waitRollout(t, "the second step", func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
-	first.stop()
-	tr.stop()
+	tr := sendTraffic(t, xdsClient(t, first.Addrs.XDS.String(), "client-1"))
+	mid := first.WaitRollout(t, "the second step", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
+	first.Stop()
+	tr.Stop()
 
 	auditPath := filepath.Join(dir, "audit-2.jsonl")
 	second := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, second.addrs.XDS.String(), "client-2")
+	client := xdsClient(t, second.Addrs.XDS.String(), "client-2")
 	tr = sendTraffic(t, client)
-	resumed := second.waitRollout(t, "resumption", func(closedloop.Status) bool { return true })
+	resumed := second.WaitRollout(t, "resumption", rolloutLimit, func(closedloop.Status) bool { return true })
 	if r := resumed.Rollouts[0]; r.Step < mid.Rollouts[0].Step || !r.Started.Equal(mid.Rollouts[0].Started) {
 		t.Fatalf("after the restart the rollout is at step %d started %v, want step >= %d of the rollout started %v",
 			r.Step, r.Started, mid.Rollouts[0].Step, mid.Rollouts[0].Started)
 	}
-	second.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
-	tr.stop()
-	for _, d := range decisions(auditEvents(t, auditPath)) {
+	second.WaitRollout(t, "promotion", rolloutLimit, e2etest.Phase("promoted"))
+	tr.Stop()
+	for _, d := range decisions(t, auditPath) {
 		if strings.HasPrefix(d, "start@") || strings.HasPrefix(d, "restart@") {
 			t.Errorf("the restarted control plane started the rollout again: %s", d)
 		}
@@ -413,14 +303,14 @@ func TestOneReplicaDrivesTheRollout(t *testing.T) {
 	auditA, auditB := filepath.Join(dir, "audit-a.jsonl"), filepath.Join(dir, "audit-b.jsonl")
 	a := startLoopPlane(t, "cp-a", path, dir, auditA, v1, v2)
 	b := startLoopPlane(t, "cp-b", path, dir, auditB, v1, v2)
-	clientA := xdsClient(t, a.addrs.XDS.String(), "client-a")
-	clientB := xdsClient(t, b.addrs.XDS.String(), "client-b")
+	clientA := xdsClient(t, a.Addrs.XDS.String(), "client-a")
+	clientB := xdsClient(t, b.Addrs.XDS.String(), "client-b")
 	trA, trB := sendTraffic(t, clientA), sendTraffic(t, clientB)
-	promoted := func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" }
-	stA := a.waitRollout(t, "promotion on a", promoted)
-	stB := b.waitRollout(t, "promotion on b", promoted)
-	trA.stop()
-	trB.stop()
+	promoted := e2etest.Phase("promoted")
+	stA := a.WaitRollout(t, "promotion on a", rolloutLimit, promoted)
+	stB := b.WaitRollout(t, "promotion on b", rolloutLimit, promoted)
+	trA.Stop()
+	trB.Stop()
 	if stA.Leader == stB.Leader || stA.Holder != stB.Holder {
 		t.Fatalf("leaders a=%v b=%v, holders %q %q: want exactly one, seen by both", stA.Leader, stB.Leader, stA.Holder, stB.Holder)
 	}
@@ -428,10 +318,10 @@ func TestOneReplicaDrivesTheRollout(t *testing.T) {
 	if stB.Leader {
 		leader, follower = auditB, auditA
 	}
-	if n := len(auditEvents(t, follower)); n != 0 {
+	if n := len(decisions(t, follower)); n != 0 {
 		t.Errorf("the follower recorded %d decisions", n)
 	}
-	if n := len(auditEvents(t, leader)); n < 5 {
+	if n := len(decisions(t, leader)); n < 5 {
 		t.Errorf("the leader recorded %d decisions, want start, three advances and the promotion", n)
 	}
 	checkSplit(t, split(t, clientA, rpcs), map[string]float64{"fraud-v2": 100})
@@ -450,15 +340,15 @@ func TestMetricSourceDownHolds(t *testing.T) {
 	dead.Close()
 	targets := append(targetsOf(v1, v2), metricsource.Target{Name: "gateway-down", URL: deadURL})
 	p := startLoopPlaneTargets(t, "cp-1", path, dir, auditPath, targets)
-	tr := sendTraffic(t, xdsClient(t, p.addrs.XDS.String(), "client-1"))
-	st := p.waitRollout(t, "a hold", func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "hold" })
-	tr.stop()
+	tr := sendTraffic(t, xdsClient(t, p.Addrs.XDS.String(), "client-1"))
+	st := p.WaitRollout(t, "a hold", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "hold" })
+	tr.Stop()
 	r := st.Rollouts[0]
 	if r.Step != 0 || r.Weight != 5 || r.Phase != "progressing" ||
 		!strings.Contains(r.LastReason, "metric source unavailable, not promoting blind") || !strings.Contains(r.LastReason, "gateway-down") {
 		t.Errorf("rollout %+v: want held at the first step, naming the target down", r)
 	}
-	for _, d := range decisions(auditEvents(t, auditPath)) {
+	for _, d := range decisions(t, auditPath) {
 		if !strings.HasPrefix(d, "start@") && !strings.HasPrefix(d, "hold@") {
 			t.Errorf("decision %s with a metric source down", d)
 		}
@@ -468,21 +358,16 @@ func TestMetricSourceDownHolds(t *testing.T) {
 // TestRouteEditRestartsRollout edits the route in mid-rollout: the control
 // plane reloads, and the rollout starts again from its first step.
 func TestRouteEditRestartsRollout(t *testing.T) {
-	v1, v2 := canaryServers(t, healthy)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	policy := canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr))
-	write(t, path, policy)
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	tr := sendTraffic(t, xdsClient(t, p.addrs.XDS.String(), "client-1"))
-	first := p.waitRollout(t, "the second step", func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
-	write(t, path, strings.Replace(policy, "minRequests: 20", "minRequests: 21", 1))
-	st := p.waitRollout(t, "a restart", func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "restart" })
-	tr.stop()
+	c := startCanary(t, healthy, canaryAnalysis)
+	p, tr, auditPath := c.plane, c.traffic, c.auditPath
+	first := p.WaitRollout(t, "the second step", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].Step >= 1 })
+	write(t, c.path, strings.Replace(c.policy, "minRequests: 20", "minRequests: 21", 1))
+	st := p.WaitRollout(t, "a restart", rolloutLimit, func(st closedloop.Status) bool { return st.Rollouts[0].LastDecision == "restart" })
+	tr.Stop()
 	if r := st.Rollouts[0]; r.Step != 0 || r.Weight != 5 || !r.Started.After(first.Rollouts[0].Started) {
 		t.Errorf("after the edit %+v: want a new rollout at its first step", r)
 	}
-	if got := decisions(auditEvents(t, auditPath)); !slices.Contains(got, "restart@5") {
+	if got := decisions(t, auditPath); !slices.Contains(got, "restart@5") {
 		t.Errorf("decisions %v lack the restart", got)
 	}
 }
@@ -491,28 +376,22 @@ func TestRouteEditRestartsRollout(t *testing.T) {
 // 100ms against a 50ms p99 objective: it is rolled back on latency at the
 // first judgement with enough requests.
 func TestSlowCanaryRolledBack(t *testing.T) {
-	v1, v2 := canaryServers(t, slow)
-	dir := t.TempDir()
-	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
-	write(t, path, canaryPolicyAnalysis(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr),
-		"{maxErrorRate: 5, latency: [{percentile: 99, threshold: 50ms}]}"))
-	p := startLoopPlane(t, "cp-1", path, dir, auditPath, v1, v2)
-	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
-	tr := sendTraffic(t, client)
-	p.waitRollout(t, "rollback", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "failed" })
-	tr.stop()
+	c := startCanary(t, slow, "{maxErrorRate: 5, latency: [{percentile: 99, threshold: 50ms}]}")
+	p, client, tr, auditPath := c.plane, c.client, c.traffic, c.auditPath
+	p.WaitRollout(t, "rollback", rolloutLimit, e2etest.Phase("failed"))
+	tr.Stop()
 	// A slow version gets few requests from one sender, so the step may
 	// hold for too few requests first; once it has enough, the first
 	// judgement rolls it back.
-	evs := auditEvents(t, auditPath)
+	names, evs := e2etest.RolloutDecisions(t, auditPath)
 	var kept []string
-	for _, d := range decisions(evs) {
+	for _, d := range names {
 		if d != "hold@5" {
 			kept = append(kept, d)
 		}
 	}
 	if got := strings.Join(kept, " "); got != "start@5 rollback@0" {
-		t.Fatalf("decisions %v, want a start, holds, and a rollback", decisions(evs))
+		t.Fatalf("decisions %v, want a start, holds, and a rollback", names)
 	}
 	last := evs[len(evs)-1]
 	for _, ev := range evs[1 : len(evs)-1] {
@@ -542,13 +421,13 @@ func TestCanaryOnRealPrometheus(t *testing.T) {
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	write(t, path, canaryPolicy(port(t, v1.GRPCAddr), port(t, v2.GRPCAddr)))
 	p := startLoopPlaneConfig(t, path, auditPath, closedloop.Config{StateDir: dir, Identity: "cp-1", Source: src, Signals: closedloop.SignalsInference})
-	client := xdsClient(t, p.addrs.XDS.String(), "client-1")
+	client := xdsClient(t, p.Addrs.XDS.String(), "client-1")
 	tr := sendTraffic(t, client)
-	p.waitRollout(t, "promotion", func(st closedloop.Status) bool { return st.Rollouts[0].Phase == "promoted" })
-	tr.stop()
+	p.WaitRollout(t, "promotion", rolloutLimit, e2etest.Phase("promoted"))
+	tr.Stop()
 	var steps []string
-	evs := auditEvents(t, auditPath)
-	for i, d := range decisions(evs) {
+	names, evs := e2etest.RolloutDecisions(t, auditPath)
+	for i, d := range names {
 		if !strings.HasPrefix(d, "hold@") {
 			steps = append(steps, d)
 		} else if !strings.Contains(evs[i].Reason, "too few requests") {
@@ -556,8 +435,8 @@ func TestCanaryOnRealPrometheus(t *testing.T) {
 		}
 	}
 	if want := "start@5 advance@25 advance@50 advance@100 promote@100"; strings.Join(steps, " ") != want {
-		t.Errorf("decisions %v, want %s", decisions(evs), want)
+		t.Errorf("decisions %v, want %s", names, want)
 	}
-	t.Logf("decisions on Prometheus: %v, promoted %v after the start", decisions(evs), evs[len(evs)-1].Time.Sub(evs[0].Time))
+	t.Logf("decisions on Prometheus: %v, promoted %v after the start", names, evs[len(evs)-1].Time.Sub(evs[0].Time))
 	checkSplit(t, split(t, client, rpcs), map[string]float64{"fraud-v2": 100})
 }

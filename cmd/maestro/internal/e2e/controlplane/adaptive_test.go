@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 // weights adaptive, evaluated every second.
 func adaptiveExample(t *testing.T) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestAdaptiveWeightsReachTheFanoutFilter(t *testing.T) {
 	p := startLoopPlane(t, "cp-1", adaptiveExample(t), dir, filepath.Join(dir, "audit.jsonl"))
 	ctx, cancel := context.WithTimeout(context.Background(), rolloutLimit)
 	defer cancel()
-	stream, err := adsConn(t, p.addrs.XDS.String()).DeltaAggregatedResources(ctx)
+	stream, err := adsConn(t, p.Addrs.XDS.String()).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestAdaptiveWeightsReachTheFanoutFilter(t *testing.T) {
 		t.Fatalf("starting weights %v, want the policy's 1", w)
 	}
 
-	admin := "http://" + p.addrs.Admin.String()
+	admin := "http://" + p.Addrs.Admin.String()
 	want := map[string]float64{"fraud.v1": 1, "fraud.v2": 0.05, "fraud.logistic": 1}
 	var got map[string]float64
 	for i := 0; ; i++ {

@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -18,11 +18,11 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/bootstrap"
-	"github.com/maestro-ml/maestro/controlplane/internal/cptest"
 	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/cptest"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 

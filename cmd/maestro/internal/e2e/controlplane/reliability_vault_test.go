@@ -1,8 +1,7 @@
-package e2e
+package controlplane
 
 import (
 	"context"
-	"crypto/x509"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,9 +18,8 @@ import (
 
 	"github.com/maestro-ml/maestro/certs/vault/vaulttest"
 	"github.com/maestro-ml/maestro/controlplane"
-	"github.com/maestro-ml/maestro/controlplane/model"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/syncbuf"
-	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
 // vaultFault is one way Vault fails, as its documentation describes, and
@@ -99,51 +97,17 @@ func TestReliabilityVaultFaultsThroughControlPlane(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 			defer cancel()
-			stream := mtlsADS(t, ctx, c, addrs.XDS.String(), churnID)
-			names := []string{churnID.String(), model.TrustBundleSecret}
-			req := &discoveryv3.DiscoveryRequest{Node: node(t, "churn-1", "sidecar", "churn"), TypeUrl: resource.SecretType, ResourceNames: names}
-			recv := func() *x509.Certificate {
-				t.Helper()
-				if err := stream.Send(req); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := stream.Recv()
-				if err != nil {
-					t.Fatal(err)
-				}
-				now := time.Now()
-				chains, bundles := secrets(t, resp)
-				leaf := verifyLeaf(t, chains[churnID.String()], bundles[model.TrustBundleSecret], churnID)
-				if !now.Before(leaf.NotAfter) {
-					t.Fatalf("pushed an expired certificate (expired %v, received %v)", leaf.NotAfter, now)
-				}
-				req = &discoveryv3.DiscoveryRequest{TypeUrl: resource.SecretType, ResourceNames: names,
-					VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
-				return leaf
-			}
-			first := recv()
+			w := watchChurnSecrets(t, ctx, c, addrs.XDS.String())
+			first, _ := w.next()
 			if !f.failing {
 				return
 			}
 			f.set(srv, true)
-			for snap := range c.Manager().Subscribe(ctx) {
-				if _, ok := snap.Certs[churnID]; !ok {
-					break
-				}
-			}
-			if ctx.Err() != nil {
-				t.Fatal("certificate never expired during the outage")
-			}
+			waitExpired(t, ctx, c)
 			waitReady(t, admin, false)
 			healed := time.Now()
 			f.set(srv, false)
-			const ttl = 3 * time.Second
-			for {
-				leaf := recv()
-				if leaf.SerialNumber.Cmp(first.SerialNumber) != 0 && leaf.NotAfter.Add(-ttl).After(healed.Add(-time.Second)) {
-					break
-				}
-			}
+			w.waitRenewed(first, healed, 3*time.Second)
 			pushed := time.Since(healed)
 			waitReady(t, admin, true)
 			t.Logf("%s past expiry: new certificate pushed %v and ready %v after Vault healed", f.name,
@@ -184,41 +148,15 @@ func faultyVault(t *testing.T, tls bool) (*vaulttest.Server, string) {
 // that recovery is measured in test time.
 func vaultPlane(t *testing.T, path string, log *slog.Logger) (*controlplane.Certificates, controlplane.Addrs) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	reg := telemetry.NewRegistry()
-	cfg := controlplane.CertConfig{Registerer: reg, Logger: log, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil),
-		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second}
-	type started struct {
-		c *controlplane.Certificates
-		a controlplane.Addrs
-	}
-	ready := make(chan started, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- controlplane.WithCertificates(ctx, []string{path}, cfg, func(ctx context.Context, c *controlplane.Certificates) error {
-			return controlplane.Run(ctx, controlplane.Config{
-				Paths: []string{path}, Load: c.Loader(), Certs: c,
-				GRPCOptions: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.ServerTLS()))},
-				XDSAddr:     "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: reg, Logger: log,
-				Ready: func(a controlplane.Addrs) { ready <- started{c, a} },
-			})
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
+	p := e2etest.Start(t, e2etest.Config{Path: path, Limit: waitLimit,
+		Certs: controlplane.CertConfig{Logger: log, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil),
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second},
+		Server: func(pc *controlplane.Config, c *controlplane.Certificates) {
+			pc.Logger = log
+			pc.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.ServerTLS()))}
+		},
 	})
-	select {
-	case s := <-ready:
-		return s.c, s.a
-	case err := <-done:
-		t.Fatalf("control plane ended instead of waiting for Vault: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("control plane did not start")
-	}
-	return nil, controlplane.Addrs{}
+	return p.Certs, p.Addrs
 }
 
 func httpCode(t *testing.T, url string) int {

@@ -1,13 +1,11 @@
-package e2e
+package controlplane
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +32,7 @@ import (
 // tlsBootstrapPolicy routes xds:///fraud to one inference server; the
 // built-in CA keeps its state in dir so a second issuer (what `maestro
 // certs issue` opens) signs with the same root.
-func tlsBootstrapPolicy(dir string, port int) string {
+func tlsBootstrapPolicy(dir string, port uint32) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
 metadata:
@@ -90,29 +88,38 @@ func issueFiles(t *testing.T, spec policy.MeshSpec, id spiffe.ID, dir string) {
 	}
 }
 
-// spiffeEnv turns on gRPC-Go's SPIFFE bundle map verification. gRPC reads
-// it once at start, so the test runs itself again in a process that has
-// it set.
+// spiffeEnv turns on gRPC-Go's SPIFFE bundle map verification.
 const spiffeEnv = "GRPC_EXPERIMENTAL_XDS_MTLS_SPIFFE"
+
+// rerunWith runs the test again in a process with env=true, since gRPC
+// reads such variables once at start, and reports whether this process
+// was the parent, whose part is then done.
+func rerunWith(t *testing.T, env string) bool {
+	t.Helper()
+	if os.Getenv(env) == "true" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=true")
+	out, err := cmd.CombinedOutput()
+	t.Logf("in a process with %s=true:\n%s", env, out)
+	if err != nil {
+		t.Fatalf("re-run: %v", err)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatal("re-run did not pass the test")
+	}
+	return true
+}
 
 // TestGRPCBootstrapReachesMTLSControlPlane: a proxyless client whose
 // bootstrap comes from the bootstrap package with its identity's files
 // gets its listener over the mTLS xDS channel and calls the inference
 // server; the same client with a plaintext bootstrap is refused.
 func TestGRPCBootstrapReachesMTLSControlPlane(t *testing.T) {
-	if os.Getenv(spiffeEnv) != "true" {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*waitLimit)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestGRPCBootstrapReachesMTLSControlPlane$", "-test.v")
-		cmd.Env = append(os.Environ(), spiffeEnv+"=true")
-		out, err := cmd.CombinedOutput()
-		t.Logf("in a process with %s=true:\n%s", spiffeEnv, out)
-		if err != nil {
-			t.Fatalf("re-run: %v", err)
-		}
-		if !strings.Contains(string(out), "--- PASS: TestGRPCBootstrapReachesMTLSControlPlane") {
-			t.Fatal("re-run did not pass the test")
-		}
+	if rerunWith(t, spiffeEnv) {
 		return
 	}
 	reachMTLSPlane(t, true)
@@ -134,16 +141,8 @@ func TestGRPCBootstrapTLSVerifiesTheXDSAddress(t *testing.T) {
 func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 	dir := t.TempDir()
 	backend := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1"})
-	_, portStr, err := net.SplitHostPort(backend.GRPCAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(dir, "mesh.yaml")
-	write(t, path, tlsBootstrapPolicy(dir, port))
+	write(t, path, tlsBootstrapPolicy(dir, port(t, backend.GRPCAddr)))
 	c, addrs := mtlsPlane(t, path)
 
 	pm, err := policy.Load(context.Background(), path)
@@ -184,38 +183,44 @@ func reachMTLSPlane(t *testing.T, withBundleMap bool) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = conn.Close() })
-			// Without TLS the client never gets a listener; a short
-			// bound on that case keeps the test fast, while the TLS case
-			// gets the full limit.
-			limit := waitLimit
-			if !tc.ok {
-				limit = 3 * time.Second
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), limit)
-			defer cancel()
-			var hdr metadata.MD
-			err = liveThroughXDS(ctx, pb.NewGRPCInferenceServiceClient(conn), &hdr)
-			if tc.ok && err != nil {
-				t.Fatalf("call through the mTLS control plane: %v", err)
-			}
-			if got := hdr.Get(server.ServerHeader); tc.ok && (len(got) != 1 || got[0] != backend.Name) {
-				t.Fatalf("answered by %v, want %s", got, backend.Name)
-			}
-			if !tc.ok && err == nil {
-				t.Fatal("a plaintext client got its configuration from the mTLS control plane")
-			}
-			t.Logf("result: %v", err)
+			callThroughBootstrap(t, cfg, tc.ok, backend.Name)
 		})
 	}
+}
+
+// callThroughBootstrap calls ServerLive through a proxyless client whose
+// xDS bootstrap is cfg and fails the test unless ok says rightly whether
+// the control plane configures it, and backend answers it. A refused
+// client never gets a listener; a short bound on that case keeps the
+// test fast, while an accepted one gets the full limit.
+func callThroughBootstrap(t *testing.T, cfg []byte, ok bool, backend string) {
+	t.Helper()
+	resolver, err := xds.NewXDSResolverWithConfigForTesting(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient("xds:///fraud", grpc.WithResolvers(resolver), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	limit := waitLimit
+	if !ok {
+		limit = 3 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	var hdr metadata.MD
+	err = liveThroughXDS(ctx, pb.NewGRPCInferenceServiceClient(conn), &hdr)
+	switch got := hdr.Get(server.ServerHeader); {
+	case ok && err != nil:
+		t.Fatalf("call through the control plane: %v", err)
+	case ok && (len(got) != 1 || got[0] != backend):
+		t.Fatalf("answered by %v, want %s", got, backend)
+	case !ok && err == nil:
+		t.Fatal("a client the control plane should refuse got its configuration")
+	}
+	t.Logf("result: %v", err)
 }
 
 // liveThroughXDS calls ServerLive through an xds:/// channel. A pick can

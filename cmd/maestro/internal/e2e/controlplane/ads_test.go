@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -23,11 +23,14 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/server"
 )
 
+// repoRoot is the module root, relative to this package's directory.
+const repoRoot = "../../../../.."
+
 // examplePolicy copies examples/mesh.yaml with mTLS STRICT (so sidecars
 // get SDS secrets) into a temporary file and returns its path.
 func examplePolicy(t testing.TB) string {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "mesh.yaml"))
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "mesh.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

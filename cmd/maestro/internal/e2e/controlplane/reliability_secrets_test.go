@@ -1,4 +1,4 @@
-package e2e
+package controlplane
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"github.com/maestro-ml/maestro/certs/tokenreview/tokenreviewtest"
 	"github.com/maestro-ml/maestro/controlplane"
 	"github.com/maestro-ml/maestro/controlplane/model"
-	"github.com/maestro-ml/maestro/internal/telemetry"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 )
 
 const (
@@ -153,45 +153,18 @@ func tokenPlane(t *testing.T, path string, mtls, serveSecrets bool) (*controlpla
 // tokenPlaneWith is tokenPlane accepting the bootstrap tokens given.
 func tokenPlaneWith(t *testing.T, path string, mtls, serveSecrets bool, tokens map[string][]spiffe.ID) (*controlplane.Certificates, string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	reg := telemetry.NewRegistry()
-	cfg := controlplane.CertConfig{Registerer: reg, XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
-		BootstrapTokens: tokens, TokenReviewer: fakeKubernetes(t),
-		MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second}
-	type started struct {
-		c *controlplane.Certificates
-		a controlplane.Addrs
-	}
-	ready := make(chan started, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- controlplane.WithCertificates(ctx, []string{path}, cfg, func(ctx context.Context, c *controlplane.Certificates) error {
-			pc := controlplane.Config{
-				Paths: []string{path}, Load: c.Loader(), Certs: c, Insecure: !mtls, InsecureSecrets: serveSecrets,
-				XDSAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Registry: reg,
-				Ready: func(a controlplane.Addrs) { ready <- started{c, a} },
-			}
+	p := e2etest.Start(t, e2etest.Config{Path: path, Limit: waitLimit,
+		Certs: controlplane.CertConfig{XDSNames: controlplane.XDSNames("127.0.0.1:0", nil), Plaintext: !mtls,
+			BootstrapTokens: tokens, TokenReviewer: fakeKubernetes(t),
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second, Wait: 2 * time.Second},
+		Server: func(pc *controlplane.Config, c *controlplane.Certificates) {
+			pc.Insecure, pc.InsecureSecrets = !mtls, serveSecrets
 			if mtls {
 				pc.GRPCOptions = []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c.ServerTLS()))}
 			}
-			return controlplane.Run(ctx, pc)
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
+		},
 	})
-	select {
-	case s := <-ready:
-		return s.c, s.a.XDS.String()
-	case err := <-done:
-		t.Fatalf("control plane ended: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("control plane did not start")
-	}
-	return nil, ""
+	return p.Certs, p.Addrs.XDS.String()
 }
 
 // TestReliabilityNoExpiredCertificateToNewStreams: while Vault is down past
