@@ -131,14 +131,10 @@ func startLabelled(t *testing.T, c pb.GRPCInferenceServiceClient, admin string) 
 			ls.mu.Unlock()
 		}
 	}()
-	stopped := false
-	ls.stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
+	ls.stop = sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
 	t.Cleanup(ls.stop)
 	return ls
 }
