@@ -37,7 +37,7 @@ type observer struct {
 	status int
 }
 
-func startObserver(t *testing.T, status int) *observer {
+func startObserver(t testing.TB, status int) *observer {
 	t.Helper()
 	o := &observer{status: status}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
