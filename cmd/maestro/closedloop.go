@@ -4,8 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 
 	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane"
@@ -57,6 +59,15 @@ func (f *loopFlags) open(log *slog.Logger, auditLog *audit.Log) (*closedloop.Loo
 	}
 	if p := *f.observePercent; !(p > 0 && p <= 100) {
 		return nil, fmt.Errorf("--observe-percent %v: want a percent in (0, 100]", p)
+	}
+	if a := *f.observeAddr; a != "" {
+		// Checked again by the control plane; here it fails before any
+		// certificate is issued.
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("--observe-addr %q: %w", a, err)
+		} else if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+			return nil, fmt.Errorf("--observe-addr %q: want a port in 1..65535", a)
+		}
 	}
 	cfg := closedloop.Config{StateDir: *f.stateDir, Identity: *f.replica, Signals: *f.signals, Logger: log}
 	if auditLog != nil {
