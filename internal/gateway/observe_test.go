@@ -139,6 +139,10 @@ func startLabelled(t *testing.T, c pb.GRPCInferenceServiceClient, admin string) 
 	return ls
 }
 
+// requestLimit bounds one request of the labelled stream: far above the
+// route's 2s timeout.
+const requestLimit = 10 * time.Second
+
 // errUnlabelled is a label the control plane refused after every retry.
 var errUnlabelled = errors.New("label never accepted")
 
@@ -156,7 +160,10 @@ func (ls *labelledStream) one(ctx context.Context, c pb.GRPCInferenceServiceClie
 	req := &pb.ModelInferRequest{ModelName: "fraud-ensemble", Id: id, Inputs: []*pb.ModelInferRequest_InferInputTensor{{
 		Name: "x", Datatype: "FP32", Shape: []int64{1, 4},
 		Contents: &pb.InferTensorContents{Fp32Contents: []float32{sign, 2 * sign, 3 * sign, 4 * sign}}}}}
-	resp, err := c.ModelInfer(ctx, req)
+	// A request that hangs is a failure, not the end of the stream.
+	rctx, cancel := context.WithTimeout(ctx, requestLimit)
+	defer cancel()
+	resp, err := c.ModelInfer(rctx, req)
 	if err != nil {
 		return o, fmt.Errorf("request %s: %w", id, err)
 	}
