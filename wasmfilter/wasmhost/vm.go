@@ -118,18 +118,18 @@ type VM struct {
 	tick      time.Duration
 
 	// callouts
-	upstreams  Upstreams
-	own        *StaticUpstreams // closed with the VM when it built one
-	nextToken  uint32
-	inflight   int
-	results    chan calloutResult
+	upstreams Upstreams
+	own       *StaticUpstreams // closed with the VM when it built one
+	nextToken uint32
+	inflight  int
+	results   chan calloutResult
 	// progress is closed, and replaced, whenever an answer is delivered:
 	// several goroutines may wait for answers at once (a stream's
 	// AwaitResume, a dispatcher's AwaitCallouts), and the answer one of
 	// them takes may be the one another's stream is paused on, which
 	// must then look again rather than wait for an answer that will not
 	// come.
-	progress chan struct{}
+	progress   chan struct{}
 	wg         sync.WaitGroup
 	callResp   *calloutResult // the answer visible during its callback
 	cancelled  map[uint32]bool
