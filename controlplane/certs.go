@@ -421,7 +421,7 @@ func (c *Certificates) Loader() Loader {
 				expiry[id.String()] = snap.Certs[id].NotAfter()
 			}
 		}
-		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
+		m, err := model.Build(pm, model.BuildOptions{Secrets: secrets, Observer: observerOf(ctx)})
 		if err != nil {
 			return nil, nil, err
 		}

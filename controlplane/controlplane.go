@@ -101,7 +101,20 @@ type Config struct {
 	// rebuild and push (overlay.go). Its feedback endpoints are served on
 	// the admin port.
 	Loop *closedloop.Loop
+	// ObserveAddr is the address (host:port) proxies post adaptive
+	// ensembles' observations to, which must reach this admin port; empty
+	// is the admin listener's own address, with loopback for an
+	// unspecified host (0.0.0.0 reaches nothing). Used with Loop only.
+	ObserveAddr string
+	// ObservePercent is the share of an adaptive route's requests the
+	// fanout filter observes, in (0, 100]; 0 is DefaultObservePercent.
+	ObservePercent float64
 }
+
+// DefaultObservePercent observes every request of an adaptive ensemble:
+// one small local callout per request, and the labels an application
+// sends all find their request.
+const DefaultObservePercent = 100
 
 // Addrs are the addresses Run bound (useful with port 0).
 type Addrs struct {
@@ -136,6 +149,25 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cp.srv.GuardSecrets(guard)
 	}
+	// The ports are bound before the first load: the observer address
+	// it builds into the proxies' configuration may be the admin port's.
+	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("listen xds: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		_ = xdsLis.Close()
+		return fmt.Errorf("listen admin: %w", err)
+	}
+	closeListeners := func() {
+		_ = xdsLis.Close()
+		_ = adminLis.Close()
+	}
+	if err := cp.setObserver(adminLis.Addr()); err != nil {
+		closeListeners()
+		return err
+	}
 	files, err := cp.reload(ctx)
 	switch {
 	case errors.Is(err, ErrCertsPending) && cfg.Certs != nil:
@@ -149,16 +181,8 @@ func Run(ctx context.Context, cfg Config) error {
 			files = pm.Files()
 		}
 	case err != nil:
+		closeListeners()
 		return fmt.Errorf("initial load: %w", err)
-	}
-	xdsLis, err := net.Listen("tcp", cfg.XDSAddr)
-	if err != nil {
-		return fmt.Errorf("listen xds: %w", err)
-	}
-	adminLis, err := net.Listen("tcp", cfg.AdminAddr)
-	if err != nil {
-		_ = xdsLis.Close()
-		return fmt.Errorf("listen admin: %w", err)
 	}
 	cfg.Logger.Info("control plane serving", "xds", xdsLis.Addr().String(), "admin", adminLis.Addr().String(),
 		"version", cp.srv.Current().Version)
@@ -169,8 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Ready is missed.
 	w, err := watch.New(watch.Config{Paths: watched(cfg.Paths, files), Debounce: cfg.Debounce, Logger: cfg.Logger})
 	if err != nil {
-		_ = xdsLis.Close()
-		_ = adminLis.Close()
+		closeListeners()
 		return err
 	}
 	opts := cfg.GRPCOptions
@@ -229,6 +252,12 @@ func (c *Config) defaults() error {
 	}
 	if c.Refresh <= 0 {
 		c.Refresh = Refresh
+	}
+	if c.ObservePercent == 0 {
+		c.ObservePercent = DefaultObservePercent
+	}
+	if c.ObservePercent < 0 || c.ObservePercent > 100 {
+		return fmt.Errorf("control plane config: observe percent %v is outside (0, 100]", c.ObservePercent)
 	}
 	return nil
 }

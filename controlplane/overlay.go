@@ -2,9 +2,14 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
+	"github.com/maestro-ml/maestro/controlplane/model"
 	"github.com/maestro-ml/maestro/controlplane/policy"
 )
 
@@ -16,10 +21,13 @@ import (
 // read, which applies the overlay and records the policy, and the plane
 // hands that policy to the loop once the load is served.
 
-// loadHook is one load's overlay and the policy its loader read.
+// loadHook is one load's overlay and the policy its loader read, and
+// where the load's adaptive ensembles post their observations (nil: they
+// post none).
 type loadHook struct {
-	apply  func(*policy.Mesh) *policy.Mesh
-	policy *policy.Mesh
+	apply    func(*policy.Mesh) *policy.Mesh
+	policy   *policy.Mesh
+	observer *model.Observer
 }
 
 type hookKey struct{}
@@ -46,6 +54,42 @@ func overlaid(ctx context.Context, pm *policy.Mesh) *policy.Mesh {
 	return h.apply(pm)
 }
 
+// observerOf is the observer of the load ctx is for, nil without one.
+func observerOf(ctx context.Context) *model.Observer {
+	if h, _ := ctx.Value(hookKey{}).(*loadHook); h != nil {
+		return h.observer
+	}
+	return nil
+}
+
+// setObserver decides, before the first load, where proxies post
+// observations: Config.ObserveAddr, else the admin listener's address
+// admin (loopback for an unspecified host). Without a loop nothing takes
+// observations, so none are configured.
+func (cp *plane) setObserver(admin net.Addr) error {
+	if cp.cfg.Loop == nil {
+		return nil
+	}
+	addr, flag := cp.cfg.ObserveAddr, "observe address"
+	if addr == "" {
+		addr, flag = admin.String(), "admin address"
+	}
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	port, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil || port == 0 {
+		return fmt.Errorf("%s %q: want a port in 1..65535", flag, addr)
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	cp.observer = &model.Observer{Endpoint: model.Endpoint{Address: host, Port: uint32(port)}, Percent: cp.cfg.ObservePercent}
+	cp.log.Info("adaptive ensembles post observations", "to", net.JoinHostPort(host, portText), "percent", cp.cfg.ObservePercent)
+	return nil
+}
+
 // closedState is the plane's side of the closed loop: the policy last
 // served, without overlays.
 type closedState struct {
@@ -55,7 +99,7 @@ type closedState struct {
 
 // hook returns ctx carrying the plane's overlay for one load.
 func (cp *plane) hook(ctx context.Context) (context.Context, *loadHook) {
-	h := &loadHook{}
+	h := &loadHook{observer: cp.observer}
 	if cp.cfg.Loop != nil {
 		h.apply = cp.cfg.Loop.Apply
 	}

@@ -52,6 +52,9 @@ type plane struct {
 	stuckAfter time.Duration
 	// closed is the policy last served, for the closed loop (overlay.go).
 	closed closedState
+	// observer is where adaptive ensembles post observations, set before
+	// the first load (setObserver); nil without a loop.
+	observer *model.Observer
 }
 
 // health is the loader's state as the admin endpoints show it.

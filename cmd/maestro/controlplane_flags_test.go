@@ -28,6 +28,9 @@ func TestControlPlaneIdentityFlags(t *testing.T) {
 		"missing token file":           {args: []string{"--bootstrap-tokens", filepath.Join(dir, "nope")}, code: 1, stderr: "--bootstrap-tokens"},
 		"bad token file":               {args: []string{"--bootstrap-tokens", short}, code: 1, stderr: short + ":2: token shorter than 16 characters"},
 		"token review outside a pod":   {args: []string{"--k8s-token-review"}, code: 1, stderr: "--k8s-token-review: tokenreview: not in a Kubernetes pod"},
+		"observe percent":              {args: []string{"--observe-percent", "0"}, code: 1, stderr: "--observe-percent 0: want a percent in (0, 100]"},
+		"observe address":              {args: []string{"--observe-addr", "nope"}, code: 1, stderr: `--observe-addr "nope": address nope: missing port in address`},
+		"observe port":                 {args: []string{"--observe-addr", "cp:0"}, code: 1, stderr: `--observe-addr "cp:0": want a port in 1..65535`},
 	}
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	for name, tc := range tests {

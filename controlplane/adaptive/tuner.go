@@ -61,9 +61,10 @@ type Answer struct {
 }
 
 // MemberName names an ensemble member in Answers, the view and audit
-// events: its cluster and model, e.g. "fraud.v1/fraud".
+// events: its cluster and model, e.g. "fraud.v1/fraud", as the fanout
+// filter names it in the observations it posts (model.MemberName).
 func MemberName(m policy.Member) string {
-	return model.ClusterName(m.Service, m.Version) + "/" + m.Model
+	return model.MemberName(m.Service, m.Version, m.Model)
 }
 
 // Config configures a Tuner.

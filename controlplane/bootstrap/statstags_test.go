@@ -139,6 +139,7 @@ func TestEnvoyWasmStatsMatchTheGateway(t *testing.T) {
 		"maestro_fanout_member_timeouts_total.route.fraud-ensemble.member.fraud_v2",
 		"maestro_fanout_member_answers_total.route.fraud-ensemble_rest.member.fraud_v1",
 		"maestro_fanout_shadow_class_agree_rows_total.route.fraud.shadow.fraud_logistic",
+		"maestro_fanout_observe_failures_total.route.fraud-ensemble",
 		"maestro_slo_requests_total.route.fraud.model.fraud",
 		"maestro_slo_burn_rate_x1000.route.fraud.model.fraud.window.short",
 	} {

@@ -28,6 +28,10 @@ type BuildOptions struct {
 	// bundle (named TrustBundleSecret) that STRICT mTLS needs; Build
 	// includes those it references. RequiredSecrets lists them.
 	Secrets []Secret
+	// Observer, when set, makes the fanout filter of every adaptive
+	// ensemble post its members' answers to the control plane, through
+	// ObserverCluster, which the groups that serve one receive.
+	Observer *Observer
 }
 
 // Names of generated objects, in one place so that docs/policy.md, the xds
@@ -155,6 +159,9 @@ func (b *builder) build() *Mesh {
 		}
 	}
 	m.Clusters = append(m.Clusters, b.extra...)
+	if o := b.opts.Observer; o != nil && hasAdaptive(b.pm) {
+		m.Clusters = append(m.Clusters, observerCluster(o))
+	}
 	if t := b.pm.Config.Spec.Tracing; t != nil {
 		m.Tracing = &Tracing{Cluster: b.clusterName(t.Collector.Service, t.Collector.Version),
 			ServiceName: t.ServiceName, SamplePercent: t.SamplingPercentage}

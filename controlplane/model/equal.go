@@ -71,7 +71,7 @@ func (a *RouteAction) Equal(o *RouteAction) bool {
 		}) &&
 		ptrEqualFunc(a.Fanout, o.Fanout, func(x, y *Fanout) bool {
 			return x.Strategy == y.Strategy && x.Quorum == y.Quorum && x.Timeout == y.Timeout && x.Sequence == y.Sequence &&
-				slices.Equal(x.Members, y.Members) &&
+				slices.Equal(x.Members, y.Members) && ptrEqual(x.Observe, y.Observe) &&
 				ptrEqualFunc(x.Stacking, y.Stacking, func(s, t *Stacking) bool { return s.Bias == t.Bias && slices.Equal(s.Weights, t.Weights) })
 		}) &&
 		ptrEqualFunc(a.SLO, o.SLO, func(x, y *SLO) bool {

@@ -100,6 +100,9 @@ func (b *builder) headerMatches(first []HeaderMatch, hs []policy.HeaderMatch) []
 func (b *builder) expand(out []Route, c caller, r *policy.Route, ri *routeInfo, envoy bool) []Route {
 	sp := &r.Spec
 	base := b.action(c, sp, ri, envoy)
+	if base.Fanout != nil && b.opts.Observer != nil && isAdaptive(sp.Ensemble) {
+		b.observe(base.Fanout, r, c)
+	}
 	fs, n := b.forms(sp.Match, envoy)
 	for fi, f := range fs[:n] {
 		for _, rule := range sp.Rules {

@@ -252,6 +252,9 @@ func (a *RouteAction) EachCluster(f func(name string)) {
 		for _, m := range a.Fanout.Members {
 			f(m.Cluster)
 		}
+		if o := a.Fanout.Observe; o != nil {
+			f(o.Cluster)
+		}
 	}
 }
 
@@ -316,6 +319,21 @@ type Fanout struct {
 	// Sequence feeds each member's outputs into the next, in Members order
 	// as given (then Members is not sorted).
 	Sequence bool `json:"sequence,omitempty"`
+	// Observe, when set, makes the filter post the members' answers to
+	// the control plane (adaptive ensembles; BuildOptions.Observer).
+	Observe *FanoutObserve `json:"observe,omitempty"`
+}
+
+// FanoutObserve is where and how often the fanout filter posts what an
+// adaptive ensemble's members answered.
+type FanoutObserve struct {
+	// Cluster is a Cluster's name in the Mesh: ObserverCluster.
+	Cluster string `json:"cluster"`
+	// Route is the policy route the control plane's tuner knows the
+	// ensemble by.
+	Route string `json:"route"`
+	// Percent of the route's requests observed, in (0, 100].
+	Percent float64 `json:"percent"`
 }
 
 // FanoutMember is one model called by the fanout filter.
@@ -325,6 +343,9 @@ type FanoutMember struct {
 	// Model is the model name to ask the member for.
 	Model  string  `json:"model"`
 	Weight float64 `json:"weight,omitempty"`
+	// Name is the member's name in observations (MemberName); set on
+	// observed fanouts only.
+	Name string `json:"name,omitempty"`
 }
 
 // Stacking is a logistic meta-model over the members' scores: one weight

@@ -377,6 +377,17 @@ func (v *validator) route(where *place, r *Route, served bool) {
 		if f.Stacking != nil && len(f.Stacking.Weights) != len(f.Members) {
 			v.failf(where, "%s fanout: %d stacking weights for %d members", len(f.Stacking.Weights), len(f.Members))
 		}
+		if o := f.Observe; o != nil {
+			v.clusterRef(sub(where, "fanout observe", ""), o.Cluster)
+			if o.Route == "" || o.Percent <= 0 || o.Percent > 100 || f.Sequence {
+				v.failf(where, "%s fanout observe: needs a route, a percent in (0, 100] and an ensemble, not a sequence")
+			}
+			for _, mem := range f.Members {
+				if mem.Name == "" {
+					v.failf(where, "%s fanout observe: member %q has no name", mem.Cluster)
+				}
+			}
+		}
 	}
 }
 

@@ -70,7 +70,10 @@ func fromPolicy(t *testing.T, path string) *model.Mesh {
 		secrets = append(secrets, model.Secret{Name: name, Certificate: &model.Certificate{
 			ChainPEM: []byte("test chain of " + name + "\n"), KeyPEM: []byte("test key of " + name + "\n")}})
 	}
-	m, err := model.Build(pm, model.BuildOptions{Secrets: secrets})
+	// Observations go where the control plane's admin port listens by
+	// default; only adaptive ensembles (testdata/in/adaptive.yaml) use it.
+	observer := &model.Observer{Endpoint: model.Endpoint{Address: "127.0.0.1", Port: 18001}, Percent: 100}
+	m, err := model.Build(pm, model.BuildOptions{Secrets: secrets, Observer: observer})
 	if err != nil {
 		t.Fatalf("build %s: %v", path, err)
 	}

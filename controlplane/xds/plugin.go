@@ -121,6 +121,7 @@ func fanoutRoute(r *model.Route) (filterconfig.FanoutRoute, bool) {
 			fr.Stacking = &filterconfig.Stacking{Weights: slices.Clone(f.Stacking.Weights), Bias: f.Stacking.Bias}
 		}
 		fr.Primary = primary(a)
+		fr.Observe = observe(f)
 	}
 	for _, m := range a.Mirrors {
 		if m.Compare {
@@ -144,6 +145,20 @@ func primary(a *model.RouteAction) string {
 		return a.Clusters[0].Name
 	}
 	return ""
+}
+
+// observe is the filter's observe block of an observed fanout, nil for
+// others.
+func observe(f *model.Fanout) *filterconfig.Observe {
+	o := f.Observe
+	if o == nil {
+		return nil
+	}
+	out := &filterconfig.Observe{Cluster: o.Cluster, Route: o.Route, Percent: o.Percent, Members: make([]string, len(f.Members))}
+	for i, m := range f.Members {
+		out.Members[i] = m.Name
+	}
+	return out
 }
 
 // labelDuplicates names members that share a cluster (cluster/model), since

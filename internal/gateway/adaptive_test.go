@@ -37,6 +37,11 @@ const adaptiveInterval = time.Second
 // edge, its weights adaptive within [0.05, 1], re-evaluated every second
 // with no smoothing; members time out after 300ms, two answers suffice.
 func adaptivePolicy(wasm, v1, v2, v3 string) string {
+	return adaptivePolicySmoothed(wasm, 1, v1, v2, v3)
+}
+
+// adaptivePolicySmoothed is adaptivePolicy with the given smoothing.
+func adaptivePolicySmoothed(wasm string, smoothing float64, v1, v2, v3 string) string {
 	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata: {name: fraud, namespace: ml}
@@ -56,7 +61,7 @@ spec:
   ensemble:
     strategy: weighted_mean
     weights: adaptive
-    adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: 1}
+    adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: %[4]v}
     members:
       - {version: v1, model: fraud, weight: 1}
       - {version: v2, model: fraud, weight: 1}
@@ -73,7 +78,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud-ensemble]
-`, port(v1), port(v2), port(v3))
+`, port(v1), port(v2), port(v3), smoothing)
 }
 
 // stallable is a model that, while stalled, answers only after its

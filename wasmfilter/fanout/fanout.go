@@ -105,7 +105,7 @@ type plugin struct {
 	histograms    map[metricKey]pw.Histogram
 	shadows       map[uint64]*shadowCmp
 	nextShadow    uint64
-	// sampling accumulates each shadow's percentage; a copy is sent each
+	// sampling accumulates each shadow's (and observation's) percentage; a copy is sent each
 	// time it reaches 100, which gives the exact share deterministically.
 	sampling map[string]float64
 }
@@ -235,8 +235,13 @@ func (p *plugin) record(k metricKey, v uint64) {
 
 // sample decides whether this request gets a copy for the shadow.
 func (p *plugin) sample(route string, s *filterconfig.Shadow) bool {
-	key := route + "\x00" + s.Label()
-	acc := p.sampling[key] + s.Percent
+	return p.every(route+"\x00"+s.Label(), s.Percent)
+}
+
+// every decides whether this event of the sampling key gets percent's
+// share: the exact share, deterministically.
+func (p *plugin) every(key string, percent float64) bool {
+	acc := p.sampling[key] + percent
 	hit := acc >= 100
 	if hit {
 		acc -= 100

@@ -132,7 +132,7 @@ func (s *stream) finishGRPC() {
 		_ = pw.ReplaceHTTPResponseBody(nil)
 		s.setGRPCStatus(grpcUnavailable, msg)
 		s.addReport(rep)
-		s.tellPrimary(nil)
+		s.settle(nil)
 	}
 	if len(answered) < s.route.EffectiveQuorum() {
 		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
@@ -160,7 +160,7 @@ func (s *stream) finishGRPC() {
 		return
 	}
 	s.addReport(rep)
-	s.tellPrimary(answer)
+	s.settle(answer)
 }
 
 // readPrimary decodes the primary's buffered response, or says why the

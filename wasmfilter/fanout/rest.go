@@ -106,25 +106,25 @@ func (s *stream) finishREST() {
 	if len(answered) < s.route.EffectiveQuorum() {
 		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		s.send(503, headers, oip.EncodeJSONError(quorumMessage(s.route, s.members, rep)))
-		s.tellPrimary(nil)
+		s.settle(nil)
 		return
 	}
 	resp, answer, err := s.result(rep)
 	if err != nil {
 		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		s.send(502, headers, oip.EncodeJSONError("fanout: "+err.Error()))
-		s.tellPrimary(nil)
+		s.settle(nil)
 		return
 	}
 	body, err := oip.EncodeJSONResponse(resp)
 	if err != nil {
 		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		s.send(502, headers, oip.EncodeJSONError("fanout: encode answer: "+err.Error()))
-		s.tellPrimary(nil)
+		s.settle(nil)
 		return
 	}
 	s.send(200, headers, body)
-	s.tellPrimary(answer)
+	s.settle(answer)
 }
 
 func (s *stream) send(status uint32, headers [][2]string, body []byte) {

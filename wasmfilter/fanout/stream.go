@@ -58,6 +58,8 @@ type stream struct {
 	respBody     []byte // REST/gRPC pass-through copy, for shadows
 	shadowIDs    []uint64
 	primaryTold  bool
+	// observed: the observation of this request is settled (observe.go).
+	observed bool
 }
 
 func (s *stream) ensemble() bool { return s.route != nil && len(s.route.Members) > 0 }

@@ -102,6 +102,9 @@ type FanoutRoute struct {
 	// the route's response and counted in metrics. They never delay or
 	// change the response.
 	Shadows []Shadow `json:"shadows,omitempty"`
+	// Observe, when set, posts the members' answers to the control plane
+	// for adaptive weights (observe.go).
+	Observe *Observe `json:"observe,omitempty"`
 }
 
 // FanoutMember is one model the filter calls.
@@ -315,6 +318,9 @@ func (r *FanoutRoute) validate(where string) []error {
 	}
 	if !finite(r.Threshold) || r.Threshold < 0 || r.Threshold > 1 {
 		add("threshold", "must be in [0, 1], got %v", r.Threshold)
+	}
+	if r.Observe != nil {
+		errs = append(errs, r.Observe.validate(where+".observe", r)...)
 	}
 	shadowLabels := map[string]bool{}
 	for i, s := range r.Shadows {

@@ -22,8 +22,17 @@ func validRoute() FanoutRoute {
 	}
 }
 
+// observed is validRoute posting observations.
+func observed() FanoutRoute {
+	r := validRoute()
+	r.Route = "observed"
+	r.Observe = &Observe{Cluster: "maestro|observer", Route: "fraud", Percent: 25,
+		Members: []string{"fraud.v1/fraud", "fraud.v2/fraud", "fraud-logistic.v1/fraud-logistic"}}
+	return r
+}
+
 func TestParseFanoutRoundTrip(t *testing.T) {
-	in := Fanout{Routes: []FanoutRoute{validRoute(), {
+	in := Fanout{Routes: []FanoutRoute{validRoute(), observed(), {
 		Route:    "stack",
 		Members:  []FanoutMember{{Cluster: "a", Model: "m"}, {Cluster: "b", Model: "m"}},
 		Strategy: StrategyStacking,
@@ -106,8 +115,18 @@ func TestParseFanoutErrors(t *testing.T) {
 			"routes[0].strategy: a sequence combines nothing", "routes[0].quorum: every step of a sequence must answer",
 			`routes[0].primary: "fraud.v2" must be the last member of a sequence ("fraud-logistic.v1")`,
 		}},
-		"duplicate label":         {edit: func(r *FanoutRoute) { r.Members[1].Name = "fraud.v1" }, want: []string{`routes[0].members[1].name: duplicate member label "fraud.v1"`}},
-		"duplicate shadow":        {edit: func(r *FanoutRoute) { r.Shadows = append(r.Shadows, r.Shadows[0]) }, want: []string{`routes[0].shadows[1].name: duplicate shadow label "fraud.v3"`}},
+		"duplicate label":  {edit: func(r *FanoutRoute) { r.Members[1].Name = "fraud.v1" }, want: []string{`routes[0].members[1].name: duplicate member label "fraud.v1"`}},
+		"duplicate shadow": {edit: func(r *FanoutRoute) { r.Shadows = append(r.Shadows, r.Shadows[0]) }, want: []string{`routes[0].shadows[1].name: duplicate shadow label "fraud.v3"`}},
+		"observe": {edit: func(r *FanoutRoute) {
+			o := observed().Observe
+			o.Cluster, o.Route, o.Path, o.Percent, o.Members = "", "", "v1", 0, o.Members[:2]
+			r.Observe = o
+		}, want: []string{"routes[0].observe.cluster: must not be empty", "routes[0].observe.route: must not be empty",
+			`routes[0].observe.path: must start with '/', got "v1"`, "routes[0].observe.percent: must be in (0, 100], got 0",
+			"routes[0].observe.members: 2 names for 3 members"}},
+		"observe a sequence": {edit: func(r *FanoutRoute) {
+			r.Strategy, r.Quorum, r.Primary, r.Sequence, r.Observe = "", 0, "", true, observed().Observe
+		}, want: []string{"routes[0].observe.cluster: only an ensemble's members are observed"}},
 		"inputs outside sequence": {edit: func(r *FanoutRoute) { r.Members[1].Inputs = map[string]string{"a": "b"} }, want: []string{"routes[0].members[1].inputs: only members after the first of a sequence"}},
 	}
 	for name, tc := range tests {

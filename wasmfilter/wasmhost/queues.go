@@ -129,6 +129,10 @@ func (vm *VM) deliverQueuedLocked() error {
 	ready := vm.ready
 	vm.ready = nil
 	vm.qmu.Unlock()
+	if len(ready) > 0 {
+		// A queue callback may settle a stream another goroutine waits on.
+		defer vm.advance()
+	}
 	for _, r := range ready {
 		vm.effective = r.contextID
 		if _, err := vm.call("proxy_on_queue_ready", uint64(r.contextID), uint64(r.token)); err != nil {

@@ -511,7 +511,7 @@ func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 			paused = s.respPaused
 		}
 		settled := !paused || s.local != nil || s.reset
-		inflight := vm.inflight
+		inflight, progress := vm.inflight, vm.progress
 		vm.mu.Unlock()
 		if settled {
 			return nil
@@ -519,7 +519,7 @@ func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 		if inflight == 0 {
 			return fmt.Errorf("stream %d: %w", s.id, ErrStalled)
 		}
-		if err := vm.deliverNext(ctx); err != nil {
+		if err := vm.deliverNext(ctx, progress); err != nil {
 			return err
 		}
 	}

@@ -118,11 +118,18 @@ type VM struct {
 	tick      time.Duration
 
 	// callouts
-	upstreams  Upstreams
-	own        *StaticUpstreams // closed with the VM when it built one
-	nextToken  uint32
-	inflight   int
-	results    chan calloutResult
+	upstreams Upstreams
+	own       *StaticUpstreams // closed with the VM when it built one
+	nextToken uint32
+	inflight  int
+	results   chan calloutResult
+	// progress is closed, and replaced, whenever an answer is delivered:
+	// several goroutines may wait for answers at once (a stream's
+	// AwaitResume, a dispatcher's AwaitCallouts), and the answer one of
+	// them takes may be the one another's stream is paused on, which
+	// must then look again rather than wait for an answer that will not
+	// come.
+	progress   chan struct{}
 	wg         sync.WaitGroup
 	callResp   *calloutResult // the answer visible during its callback
 	cancelled  map[uint32]bool
@@ -164,6 +171,7 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		cancel:    cancel,
 		streams:   map[uint32]*Stream{},
 		results:   make(chan calloutResult, 64),
+		progress:  make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		fns:       map[string]api.Function{},
 		rootID:    1,
@@ -376,19 +384,21 @@ func (vm *VM) AwaitCallouts(ctx context.Context) error {
 			return err
 		}
 		vm.mu.Lock()
-		n := vm.inflight
+		n, progress := vm.inflight, vm.progress
 		vm.mu.Unlock()
 		if n == 0 {
 			return nil
 		}
-		if err := vm.deliverNext(ctx); err != nil {
+		if err := vm.deliverNext(ctx, progress); err != nil {
 			return err
 		}
 	}
 }
 
-// deliverNext waits for one callout answer and runs its callback.
-func (vm *VM) deliverNext(ctx context.Context) error {
+// deliverNext waits for one callout answer and runs its callback, or
+// returns when another goroutine delivered one since progress was read
+// (with the state the caller checked, under vm.mu).
+func (vm *VM) deliverNext(ctx context.Context, progress <-chan struct{}) error {
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("await callouts: %w", ctx.Err())
@@ -396,10 +406,19 @@ func (vm *VM) deliverNext(ctx context.Context) error {
 		vm.mu.Lock()
 		defer vm.mu.Unlock()
 		vm.inflight--
+		defer vm.advance()
 		return vm.deliver(r)
 	case <-vm.wake:
 		return vm.DeliverQueueReady()
+	case <-progress:
+		return nil
 	}
+}
+
+// advance wakes every goroutine waiting in deliverNext; vm.mu is held.
+func (vm *VM) advance() {
+	close(vm.progress)
+	vm.progress = make(chan struct{})
 }
 
 func (vm *VM) logf(level proxywasm.LogLevel, id uint32, msg string) {
