@@ -127,7 +127,7 @@ func TestAllocationsStayReachableUntilClaimed(t *testing.T) {
 	if p == 0 || len(d.allocations) != 1 {
 		t.Fatalf("allocate: ptr %d, %d held", p, len(d.allocations))
 	}
-	copy(d.allocations[p], "abcdefgh")
+	copy(d.allocations[0].buf, "abcdefgh")
 	if got := string(d.claim(p, 3)); got != "abc" {
 		t.Fatalf("claim = %q", got)
 	}
