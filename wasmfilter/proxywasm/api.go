@@ -107,7 +107,9 @@ func GetHeaderMap(mt MapType) ([][2]string, error) {
 	if err := Status(proxyGetHeaderMapPairs(uint32(mt), p, n)).Err(); err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}
-	pairs, err := DeserializeMap(vm.claim(*p, *n))
+	// The claimed buffer is this call's alone and never written again:
+	// the pairs share it rather than copying every name and value.
+	pairs, err := deserializeMap(vm.claim(*p, *n), true)
 	if err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}
