@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -78,9 +79,32 @@ type field struct {
 	b []byte
 }
 
+// where names the part of a message an error is about. It is formatted
+// only when an error is reported: a name built with fmt.Sprintf for every
+// tensor cost more in wasm than decoding the tensor.
+type where struct {
+	name  string
+	index int  // shown as name[index] when not negative
+	quote bool // name is a tensor's: shown as tensor "name" contents
+}
+
+func at(name string) where { return where{name: name, index: -1} }
+
+func (w where) String() string {
+	switch {
+	case w.quote:
+		return "tensor " + strconv.Quote(w.name) + " contents"
+	case w.index >= 0:
+		return w.name + "[" + strconv.Itoa(w.index) + "]"
+	}
+	return w.name
+}
+
 // fields splits a message into its fields, checking the wire format.
-func fields(b []byte, what string) ([]field, error) {
-	var fs []field
+func fields(b []byte, what where) ([]field, error) {
+	// Messages here have a handful of fields: room for them up front
+	// spares the slice's first regrowths.
+	fs := make([]field, 0, 8)
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -111,7 +135,7 @@ func fields(b []byte, what string) ([]field, error) {
 	return fs, nil
 }
 
-func wantBytes(f field, what string) ([]byte, error) {
+func wantBytes(f field, what where) ([]byte, error) {
 	if f.typ != protowire.BytesType {
 		return nil, invalidf("%s: field %d has wire type %d, want length-delimited", what, f.num, f.typ)
 	}
@@ -125,7 +149,7 @@ func wantBytes(f field, what string) ([]byte, error) {
 //
 // ErrInvalid, naming the field or input that is wrong.
 func ParseGRPCRequest(msg []byte) (*Request, error) {
-	fs, err := fields(msg, "ModelInferRequest")
+	fs, err := fields(msg, at("ModelInferRequest"))
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +158,7 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
@@ -147,17 +171,17 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 				r.ID = string(b)
 			}
 		case fieldInputs:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
-			t, err := decodeTensorHeader(b, fmt.Sprintf("inputs[%d]", len(r.Inputs)))
+			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)})
 			if err != nil {
 				return nil, err
 			}
 			r.Inputs = append(r.Inputs, t)
 		case fieldRawInputs:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
@@ -178,7 +202,7 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
 func DecodeGRPCResponse(msg []byte) (*Response, error) {
-	fs, err := fields(msg, "ModelInferResponse")
+	fs, err := fields(msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +211,7 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID, fieldParameters, fieldInputs, fieldRawOutputs:
-			b, err := wantBytes(f, "ModelInferResponse")
+			b, err := wantBytes(f, at("ModelInferResponse"))
 			if err != nil {
 				return nil, err
 			}
@@ -205,7 +229,7 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 				}
 				r.Parameters = append(r.Parameters, p)
 			case fieldInputs:
-				t, err := decodeTensorHeader(b, fmt.Sprintf("outputs[%d]", len(r.Outputs)))
+				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)})
 				if err != nil {
 					return nil, err
 				}
@@ -229,8 +253,8 @@ type tensorContents struct {
 
 // decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
 // contents are decoded at once (raw contents come later, by position).
-func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
-	fs, err := fields(msg, where)
+func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
+	fs, err := fields(msg, w)
 	if err != nil {
 		return Tensor{}, err
 	}
@@ -239,7 +263,7 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 	for _, f := range fs {
 		switch f.num {
 		case fieldTensorName, fieldTensorDatatype, fieldTensorContents:
-			b, err := wantBytes(f, where)
+			b, err := wantBytes(f, w)
 			if err != nil {
 				return t, err
 			}
@@ -260,18 +284,18 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 				for len(b) > 0 {
 					v, n := protowire.ConsumeVarint(b)
 					if n < 0 {
-						return t, invalidf("%s: shape: %v", where, protowire.ParseError(n))
+						return t, invalidf("%s: shape: %v", w, protowire.ParseError(n))
 					}
 					t.Shape = append(t.Shape, int64(v))
 					b = b[n:]
 				}
 			default:
-				return t, invalidf("%s: shape has wire type %d", where, f.typ)
+				return t, invalidf("%s: shape has wire type %d", w, f.typ)
 			}
 		}
 	}
 	if t.Name == "" {
-		return t, invalidf("%s: name is missing", where)
+		return t, invalidf("%s: name is missing", w)
 	}
 	if !KnownDatatype(t.Datatype) {
 		return t, invalidf("tensor %q: unknown datatype %q", t.Name, t.Datatype)
@@ -321,7 +345,7 @@ func fillContents(ts []Tensor, raw [][]byte, what string) error {
 // decodeContents decodes an InferTensorContents whose field must match the
 // tensor's datatype.
 func decodeContents(t *Tensor, msg []byte) error {
-	fs, err := fields(msg, fmt.Sprintf("tensor %q contents", t.Name))
+	fs, err := fields(msg, where{name: t.Name, quote: true})
 	if err != nil {
 		return err
 	}
@@ -416,7 +440,7 @@ func appendScalars(t *Tensor, f field, n int) error {
 }
 
 func decodeParamEntry(b []byte) (Param, error) {
-	fs, err := fields(b, "parameters entry")
+	fs, err := fields(b, at("parameters entry"))
 	if err != nil {
 		return Param{}, err
 	}
@@ -432,7 +456,7 @@ func decodeParamEntry(b []byte) (Param, error) {
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: value has wire type %d", f.typ)
 			}
-			vs, err := fields(f.b, "InferParameter")
+			vs, err := fields(f.b, at("InferParameter"))
 			if err != nil {
 				return p, err
 			}
