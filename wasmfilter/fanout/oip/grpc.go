@@ -414,6 +414,18 @@ func appendScalars(t *Tensor, f field, n int) error {
 		return invalidf("tensor %q: contents field %d has wire type %d", t.Name, f.num, f.typ)
 	}
 	b := f.b
+	if t.Values == nil {
+		// Room for the run, bounded by the shape (a message cannot make us
+		// allocate more than its shape allows) and by the bytes present.
+		each := 1
+		switch f.num {
+		case contentsFP32:
+			each = 4
+		case contentsFP64:
+			each = 8
+		}
+		t.Values = make([]float64, 0, min(n, len(b)/each))
+	}
 	for len(b) > 0 {
 		if len(t.Values) >= n {
 			return invalidf("tensor %q: more than the %d elements of shape %v", t.Name, n, t.Shape)
@@ -527,12 +539,26 @@ func EncodeGRPCRequest(r *Request) ([]byte, error) {
 
 // EncodeGRPCResponse writes a ModelInferResponse with typed contents.
 func EncodeGRPCResponse(r *Response) ([]byte, error) {
-	var b []byte
+	// Sized for the usual answer up front, and one scratch pair for every
+	// parameter: growing these slices step by step was most of the
+	// encoder's allocations.
+	size := 16 + len(r.ModelName) + len(r.ModelVersion) + len(r.ID)
+	for _, p := range r.Parameters {
+		size += 32 + len(p.Key)
+		if s, ok := p.Value.(string); ok {
+			size += len(s)
+		}
+	}
+	for i := range r.Outputs {
+		size += tensorSizeHint(&r.Outputs[i])
+	}
+	b := make([]byte, 0, size)
+	var v, e []byte
 	b = appendString(b, fieldModelName, r.ModelName)
 	b = appendString(b, fieldModelVersion, r.ModelVersion)
 	b = appendString(b, fieldID, r.ID)
 	for _, p := range r.Parameters {
-		var v []byte
+		v = v[:0]
 		switch x := p.Value.(type) {
 		case bool:
 			v = protowire.AppendTag(v, fieldParamBool, protowire.VarintType)
@@ -552,8 +578,7 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
 		}
-		var e []byte
-		e = appendString(e, 1, p.Key)
+		e = appendString(e[:0], 1, p.Key)
 		e = protowire.AppendTag(e, 2, protowire.BytesType)
 		e = protowire.AppendBytes(e, v)
 		b = protowire.AppendTag(b, fieldParameters, protowire.BytesType)
@@ -589,11 +614,11 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 	if num == 0 {
 		return nil, fmt.Errorf("tensor %q: cannot encode datatype %q", t.Name, t.Datatype)
 	}
-	var b []byte
+	b := make([]byte, 0, tensorSizeHint(t))
 	b = appendString(b, fieldTensorName, t.Name)
 	b = appendString(b, fieldTensorDatatype, dt)
 	if len(t.Shape) > 0 {
-		var packed []byte
+		packed := make([]byte, 0, 2*len(t.Shape))
 		for _, d := range t.Shape {
 			packed = protowire.AppendVarint(packed, uint64(d))
 		}
@@ -607,7 +632,7 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 			c = protowire.AppendBytes(c, e)
 		}
 	} else if len(t.Values) > 0 {
-		var packed []byte
+		packed := make([]byte, 0, 8*len(t.Values))
 		for _, v := range t.Values {
 			switch num {
 			case contentsFP32:
@@ -622,11 +647,22 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 				packed = protowire.AppendVarint(packed, uint64(v))
 			}
 		}
+		c = make([]byte, 0, len(packed)+16)
 		c = protowire.AppendTag(c, num, protowire.BytesType)
 		c = protowire.AppendBytes(c, packed)
 	}
 	b = protowire.AppendTag(b, fieldTensorContents, protowire.BytesType)
 	return protowire.AppendBytes(b, c), nil
+}
+
+// tensorSizeHint is about the encoded size of a tensor with typed
+// contents: its names, shape, and at most 8 bytes an element.
+func tensorSizeHint(t *Tensor) int {
+	n := 32 + len(t.Name) + len(t.Datatype) + 10*len(t.Shape) + 8*len(t.Values)
+	for _, e := range t.Bytes {
+		n += 8 + len(e)
+	}
+	return n
 }
 
 // Frame wraps a message in gRPC's length-prefixed framing (uncompressed).
