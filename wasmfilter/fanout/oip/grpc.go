@@ -70,6 +70,26 @@ func contentsField(dt string) protowire.Number {
 	return 0
 }
 
+// sized returns a slice with room for the fields numbered num in fs, nil
+// when there is none (a repeated field never seen stays nil, as when it
+// is appended to from nothing).
+func sized[T any](fs []field, num protowire.Number) []T {
+	n := 0
+	for _, f := range fs {
+		if f.num == num {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return make([]T, 0, n)
+}
+
+// fieldBuf is how many fields a decoder keeps on its stack; the messages
+// here have a handful.
+const fieldBuf = 16
+
 // field is one decoded protobuf field.
 type field struct {
 	num protowire.Number
@@ -100,11 +120,12 @@ func (w where) String() string {
 	return w.name
 }
 
-// fields splits a message into its fields, checking the wire format.
-func fields(b []byte, what where) ([]field, error) {
-	// Messages here have a handful of fields: room for them up front
-	// spares the slice's first regrowths.
-	fs := make([]field, 0, 8)
+// fields splits a message into its fields, checking the wire format, and
+// appends them to dst. Callers pass a small array of their own as dst:
+// the list only lives while the caller walks it, so it stays on the stack
+// unless a message has more fields than the array holds.
+func fields(dst []field, b []byte, what where) ([]field, error) {
+	fs := dst
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -149,12 +170,13 @@ func wantBytes(f field, what where) ([]byte, error) {
 //
 // ErrInvalid, naming the field or input that is wrong.
 func ParseGRPCRequest(msg []byte) (*Request, error) {
-	fs, err := fields(msg, at("ModelInferRequest"))
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, at("ModelInferRequest"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Request{}
-	var raw [][]byte
+	r := &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	raw := sized[[]byte](fs, fieldRawInputs)
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID:
@@ -202,12 +224,13 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
 func DecodeGRPCResponse(msg []byte) (*Response, error) {
-	fs, err := fields(msg, at("ModelInferResponse"))
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{}
-	var raw [][]byte
+	r := &Response{Parameters: sized[Param](fs, fieldParameters), Outputs: sized[Tensor](fs, fieldInputs)}
+	raw := sized[[]byte](fs, fieldRawOutputs)
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID, fieldParameters, fieldInputs, fieldRawOutputs:
@@ -254,7 +277,8 @@ type tensorContents struct {
 // decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
 // contents are decoded at once (raw contents come later, by position).
 func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
-	fs, err := fields(msg, w)
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, w)
 	if err != nil {
 		return Tensor{}, err
 	}
@@ -273,7 +297,12 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			case fieldTensorDatatype:
 				t.Datatype = string(b)
 			default:
-				contents = tensorContents{present: true, b: append(contents.b, b...)}
+				// Usually one field: its bytes are used in place. A second
+				// is appended to a copy, never into the message.
+				if contents.present {
+					b = append(contents.b[:len(contents.b):len(contents.b)], b...)
+				}
+				contents = tensorContents{present: true, b: b}
 			}
 		case fieldTensorShape:
 			switch f.typ {
@@ -281,6 +310,9 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 				t.Shape = append(t.Shape, int64(f.v))
 			case protowire.BytesType:
 				b := f.b
+				if n := packedVarints(b); t.Shape == nil && n > 0 {
+					t.Shape = make([]int64, 0, n)
+				}
 				for len(b) > 0 {
 					v, n := protowire.ConsumeVarint(b)
 					if n < 0 {
@@ -315,6 +347,17 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 	return t, nil
 }
 
+// packedVarints counts the varints in a packed run (the bytes ending one).
+func packedVarints(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < 0x80 {
+			n++
+		}
+	}
+	return n
+}
+
 // fillContents decodes raw contents (by position) for tensors without
 // typed contents and checks every element count against its shape.
 func fillContents(ts []Tensor, raw [][]byte, what string) error {
@@ -345,7 +388,8 @@ func fillContents(ts []Tensor, raw [][]byte, what string) error {
 // decodeContents decodes an InferTensorContents whose field must match the
 // tensor's datatype.
 func decodeContents(t *Tensor, msg []byte) error {
-	fs, err := fields(msg, where{name: t.Name, quote: true})
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, where{name: t.Name, quote: true})
 	if err != nil {
 		return err
 	}
@@ -452,7 +496,8 @@ func appendScalars(t *Tensor, f field, n int) error {
 }
 
 func decodeParamEntry(b []byte) (Param, error) {
-	fs, err := fields(b, at("parameters entry"))
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], b, at("parameters entry"))
 	if err != nil {
 		return Param{}, err
 	}
@@ -468,7 +513,8 @@ func decodeParamEntry(b []byte) (Param, error) {
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: value has wire type %d", f.typ)
 			}
-			vs, err := fields(f.b, at("InferParameter"))
+			var vbuf [fieldBuf]field
+			vs, err := fields(vbuf[:0], f.b, at("InferParameter"))
 			if err != nil {
 				return p, err
 			}
