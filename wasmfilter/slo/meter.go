@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
@@ -108,6 +109,9 @@ func (m *Meter) seriesFor(obj *filterconfig.SLOObjective, route, model string) (
 			return s, nil
 		}
 	}
+	// A series lives as long as the plugin: its names are copied, since
+	// a request's may point into a buffer shared with other host values.
+	k.route, k.model = strings.Clone(k.route), strings.Clone(k.model)
 	s := &series{obj: obj, route: k.route, model: k.model, slowScratch: make([]uint64, len(obj.Latency)),
 		key:   "maestro_slo\x00" + k.route + "\x00" + k.model,
 		width: int64(obj.BucketSeconds())}
