@@ -43,10 +43,17 @@ type wasmState struct {
 func newWasmState(log *slog.Logger, baseDir string) *wasmState {
 	exported := stats.New()
 	// Every histogram sample goes to the exported histogram as it is
-	// recorded: the host keeps only the recent ones.
+	// recorded: the host keeps only the recent ones. A stat name is split
+	// into family and tags (four regular expressions) once: filters record
+	// several samples a request, and the names they define are bounded.
+	var byName sync.Map // stat name -> *stats.Histogram
 	record := func(name string, v uint64) {
-		fam, labels := stats.WasmMetric(name)
-		exported.Histogram(fam, labels...).Record(float64(v))
+		h, ok := byName.Load(name)
+		if !ok {
+			fam, labels := stats.WasmMetric(name)
+			h, _ = byName.LoadOrStore(name, exported.Histogram(fam, labels...))
+		}
+		h.(*stats.Histogram).Record(float64(v))
 	}
 	return &wasmState{log: log, baseDir: baseDir, modules: map[string]*wasmhost.Module{}, stats: wasmhost.NewStatsFunc(record),
 		shared: wasmhost.NewSharedData(), queues: wasmhost.NewSharedQueues(), exported: exported}

@@ -43,11 +43,11 @@ func GetBuffer(bt BufferType, start, maxSize int) ([]byte, error) {
 }
 
 func getBuffer(bt BufferType, start, maxSize uint32) ([]byte, error) {
-	var p, n uint32
-	if err := Status(proxyGetBufferBytes(uint32(bt), start, maxSize, &p, &n)).Err(); err != nil {
+	p, n := vm.retSlots()
+	if err := Status(proxyGetBufferBytes(uint32(bt), start, maxSize, p, n)).Err(); err != nil {
 		return nil, hostError("get buffer", bufferName(bt), err)
 	}
-	return vm.claim(p, n), nil
+	return vm.claim(*p, *n), nil
 }
 
 func setBuffer(bt BufferType, start, length uint32, data []byte) error {
@@ -103,11 +103,13 @@ func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
 
 // GetHeaderMap returns every pair of a header map, in order.
 func GetHeaderMap(mt MapType) ([][2]string, error) {
-	var p, n uint32
-	if err := Status(proxyGetHeaderMapPairs(uint32(mt), &p, &n)).Err(); err != nil {
+	p, n := vm.retSlots()
+	if err := Status(proxyGetHeaderMapPairs(uint32(mt), p, n)).Err(); err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}
-	pairs, err := DeserializeMap(vm.claim(p, n))
+	// The claimed buffer is this call's alone and never written again:
+	// the pairs share it rather than copying every name and value.
+	pairs, err := deserializeMap(vm.claim(*p, *n), true)
 	if err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}
@@ -128,18 +130,33 @@ func SetHeaderMap(mt MapType, pairs [][2]string) error {
 // # Errors
 // ErrNotFound when the header is absent.
 func GetHeader(mt MapType, key string) (string, error) {
-	var p, n uint32
-	if err := Status(proxyGetHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), &p, &n)).Err(); err != nil {
-		return "", hostError("get header", key, err)
+	v, found, err := LookupHeader(mt, key)
+	if err == nil && !found {
+		return "", hostError("get header", key, ErrNotFound)
+	}
+	return v, err
+}
+
+// LookupHeader returns one header's value, found false (and no error)
+// when it is absent. Filters read headers that are often absent on every
+// request; unlike GetHeader it builds no error value for them.
+func LookupHeader(mt MapType, key string) (value string, found bool, err error) {
+	p, n := vm.retSlots()
+	switch st := Status(proxyGetHeaderMapValue(uint32(mt), strPtr(key), uint32(len(key)), p, n)); st {
+	case StatusOK:
+	case StatusNotFound:
+		return "", false, nil
+	default:
+		return "", false, hostError("get header", key, st.Err())
 	}
 	// The claimed buffer is this call's alone and never written again, so
 	// the string shares it instead of copying: one allocation fewer per
 	// header read, and filters read headers on every request.
-	b := vm.claim(p, n)
+	b := vm.claim(*p, *n)
 	if len(b) == 0 {
-		return "", nil
+		return "", true, nil
 	}
-	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+	return unsafe.String(unsafe.SliceData(b), len(b)), true, nil
 }
 
 // AddHeader adds a value to a header, keeping existing values.
@@ -218,12 +235,26 @@ func GetHTTPCallResponseTrailers() ([][2]string, error) {
 // # Errors
 // ErrNotFound when the host has no such property.
 func GetProperty(path ...string) ([]byte, error) {
-	b := SerializePropertyPath(path)
-	var p, n uint32
-	if err := Status(proxyGetProperty(ptr(b), uint32(len(b)), &p, &n)).Err(); err != nil {
-		return nil, hostError("get property", strings.Join(path, "."), err)
+	return GetPropertyAt(NewPropertyPath(path...))
+}
+
+// PropertyPath is a property path in the form the host reads, built once
+// with NewPropertyPath for a property read on every request.
+type PropertyPath []byte
+
+// NewPropertyPath serializes a property path (["xds", "route_name"]).
+func NewPropertyPath(path ...string) PropertyPath { return SerializePropertyPath(path) }
+
+// GetPropertyAt is GetProperty for a path serialized beforehand.
+//
+// # Errors
+// ErrNotFound when the host has no such property.
+func GetPropertyAt(path PropertyPath) ([]byte, error) {
+	p, n := vm.retSlots()
+	if err := Status(proxyGetProperty(ptr(path), uint32(len(path)), p, n)).Err(); err != nil {
+		return nil, hostError("get property", strings.Join(DeserializePropertyPath(path), "."), err)
 	}
-	return vm.claim(p, n), nil
+	return vm.claim(*p, *n), nil
 }
 
 // SetProperty writes a host property.
@@ -268,12 +299,13 @@ func ResumeHTTPResponse() error {
 func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
 	timeout time.Duration, cb HTTPCallCallback) (uint32, error) {
 	h, t := SerializeMap(headers), SerializeMap(trailers)
-	var id uint32
+	idp, _ := vm.retSlots()
 	st := proxyHTTPCall(strPtr(cluster), uint32(len(cluster)), ptr(h), uint32(len(h)), ptr(body), uint32(len(body)),
-		ptr(t), uint32(len(t)), millis(timeout), &id)
+		ptr(t), uint32(len(t)), millis(timeout), idp)
 	if err := Status(st).Err(); err != nil {
 		return 0, hostError("http call to cluster", cluster, err)
 	}
+	id := *idp
 	vm.callouts[id] = callout{caller: vm.active, http: cb}
 	return id, nil
 }
@@ -283,13 +315,14 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers
 func DispatchGRPCCall(cluster, service, method string, metadata [][2]string, message []byte,
 	timeout time.Duration, cb GRPCCallCallback) (uint32, error) {
 	md := SerializeMap(metadata)
-	var id uint32
+	idp, _ := vm.retSlots()
 	st := proxyGRPCCall(strPtr(cluster), uint32(len(cluster)), strPtr(service), uint32(len(service)),
 		strPtr(method), uint32(len(method)), ptr(md), uint32(len(md)), ptr(message), uint32(len(message)),
-		millis(timeout), &id)
+		millis(timeout), idp)
 	if err := Status(st).Err(); err != nil {
 		return 0, hostError("grpc call to cluster", cluster+" "+service+"/"+method, err)
 	}
+	id := *idp
 	vm.callouts[id] = callout{caller: vm.active, grpc: cb}
 	return id, nil
 }
@@ -323,11 +356,11 @@ func PluginDone() error { return Status(proxyDone()).Err() }
 // # Errors
 // ErrNotFound when the key has never been set.
 func GetSharedData(key string) (value []byte, cas uint32, err error) {
-	var p, n uint32
-	if err := Status(proxyGetSharedData(strPtr(key), uint32(len(key)), &p, &n, &cas)).Err(); err != nil {
+	p, n := vm.retSlots()
+	if err := Status(proxyGetSharedData(strPtr(key), uint32(len(key)), p, n, &cas)).Err(); err != nil {
 		return nil, 0, hostError("get shared data", key, err)
 	}
-	return vm.claim(p, n), cas, nil
+	return vm.claim(*p, *n), cas, nil
 }
 
 // SetSharedData writes a VM-wide shared value. A cas of 0 writes

@@ -25,24 +25,67 @@ type callout struct {
 type dispatcher struct {
 	vmContext VMContext
 	plugins   map[uint32]PluginContext
-	streams   map[uint32]HTTPContext
-	rootOf    map[uint32]uint32 // context id -> plugin context id
+	streams   streamTable
 	callouts  map[uint32]callout
 	active    uint32 // the context whose callback is running
 	// allocations keeps buffers handed to the host reachable until the
 	// guest claims them (a pointer in wasm memory is just an integer to
-	// the garbage collector).
-	allocations map[uint32][]byte
+	// the garbage collector). The host allocates only inside a host call,
+	// whose results the guest claims as soon as it returns, so this holds
+	// one or two buffers: a short slice searched from the end beats a map.
+	allocations []allocation
+	// ret receives a host call's results (address and size, or an id).
+	// Locals whose address goes to a host import escape to the heap: two
+	// allocations a call, where these slots are reused (the VM runs one
+	// callback at a time, and a host call's results are read before the
+	// next call).
+	ret [2]uint32
+	// arena is where small allocations are carved from: header values and
+	// properties are read on every request, and one chunk serves hundreds
+	// of them for one allocation. A value the filter keeps holds on to its
+	// chunk, so only small ones come from here.
+	arena []byte
 }
+
+const (
+	arenaChunk    = 4096
+	maxArenaAlloc = 256
+)
+
+// retSlots returns the result slots for one host call, zeroed.
+func (d *dispatcher) retSlots() (*uint32, *uint32) {
+	d.ret = [2]uint32{}
+	return &d.ret[0], &d.ret[1]
+}
+
+// allocation is a buffer proxy_on_memory_allocate handed out.
+type allocation struct {
+	ptr uint32
+	buf []byte
+}
+
+// maxAllocations bounds the unclaimed buffers kept: one the guest never
+// claimed (its host call failed after allocating) is garbage once a few
+// host calls have passed.
+const maxAllocations = 16
 
 func newDispatcher() *dispatcher {
 	return &dispatcher{
-		plugins:     map[uint32]PluginContext{},
-		streams:     map[uint32]HTTPContext{},
-		rootOf:      map[uint32]uint32{},
-		callouts:    map[uint32]callout{},
-		allocations: map[uint32][]byte{},
+		plugins:  map[uint32]PluginContext{},
+		callouts: map[uint32]callout{},
 	}
+}
+
+// rootOf is the plugin context a live context belongs to (itself for a
+// plugin).
+func (d *dispatcher) rootOf(id uint32) (uint32, bool) {
+	if s := d.streams.get(id); s != nil {
+		return s.root, true
+	}
+	if _, ok := d.plugins[id]; ok {
+		return id, true
+	}
+	return 0, false
 }
 
 // SetVMContext registers the filter. Call it from an init function of the
@@ -71,7 +114,6 @@ func (d *dispatcher) onContextCreate(id, parent uint32) {
 			return
 		}
 		d.plugins[id] = d.vmContext.NewPluginContext(id)
-		d.rootOf[id] = id
 		return
 	}
 	p, ok := d.plugins[parent]
@@ -79,19 +121,19 @@ func (d *dispatcher) onContextCreate(id, parent uint32) {
 		return
 	}
 	if h := p.NewHTTPContext(id); h != nil {
-		d.streams[id] = h
-		d.rootOf[id] = parent
+		d.streams.put(id, parent, h)
 	}
 }
 
 // stream returns the context for a stream callback; a callback for an
 // unknown stream continues rather than trapping the whole VM.
 func (d *dispatcher) stream(id uint32) (HTTPContext, bool) {
-	h, ok := d.streams[id]
-	if ok {
-		d.active = id
+	s := d.streams.get(id)
+	if s == nil {
+		return nil, false
 	}
-	return h, ok
+	d.active = id
+	return s.http, true
 }
 
 func (d *dispatcher) onRequestHeaders(id, n, eos uint32) uint32 {
@@ -143,6 +185,9 @@ func (d *dispatcher) onLog(id uint32) {
 }
 
 func (d *dispatcher) onDone(id uint32) uint32 {
+	if d.streams.get(id) != nil {
+		return 1 // a stream has nothing to finish
+	}
 	if p, ok := d.plugins[id]; ok {
 		d.active = id
 		return boolToU32(p.OnPluginDone())
@@ -151,9 +196,9 @@ func (d *dispatcher) onDone(id uint32) uint32 {
 }
 
 func (d *dispatcher) onDelete(id uint32) {
-	delete(d.streams, id)
-	delete(d.plugins, id)
-	delete(d.rootOf, id)
+	if !d.streams.del(id) {
+		delete(d.plugins, id)
+	}
 }
 
 func (d *dispatcher) onTick(rootID uint32) {
@@ -173,7 +218,7 @@ func (d *dispatcher) takeCallout(token uint32) (callout, bool) {
 		return c, false
 	}
 	delete(d.callouts, token)
-	if _, alive := d.rootOf[c.caller]; !alive {
+	if _, alive := d.rootOf(c.caller); !alive {
 		return c, false
 	}
 	d.active = c.caller
@@ -224,9 +269,22 @@ func (d *dispatcher) allocate(size uint32) uint32 {
 	if size == 0 {
 		size = 1
 	}
-	b := make([]byte, size)
+	var b []byte
+	if size <= maxArenaAlloc {
+		if len(d.arena) < int(size) {
+			d.arena = make([]byte, arenaChunk)
+		}
+		// Full slice expressions: an append to a claimed value must never
+		// run into its neighbour.
+		b, d.arena = d.arena[:size:size], d.arena[size:]
+	} else {
+		b = make([]byte, size)
+	}
 	p := addressOf(b)
-	d.allocations[p] = b
+	if len(d.allocations) == maxAllocations {
+		d.allocations = append(d.allocations[:0], d.allocations[1:]...)
+	}
+	d.allocations = append(d.allocations, allocation{ptr: p, buf: b})
 	return p
 }
 
@@ -237,11 +295,20 @@ func (d *dispatcher) claim(ptr, size uint32) []byte {
 	if ptr == 0 {
 		return nil
 	}
-	b, ok := d.allocations[ptr]
-	if !ok {
+	var b []byte
+	for i := len(d.allocations) - 1; i >= 0; i-- {
+		if d.allocations[i].ptr == ptr {
+			b = d.allocations[i].buf
+			last := len(d.allocations) - 1
+			d.allocations[i] = d.allocations[last]
+			d.allocations[last] = allocation{}
+			d.allocations = d.allocations[:last]
+			break
+		}
+	}
+	if b == nil {
 		return nil
 	}
-	delete(d.allocations, ptr)
 	if int(size) > len(b) {
 		return b
 	}

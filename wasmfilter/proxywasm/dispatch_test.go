@@ -127,7 +127,7 @@ func TestAllocationsStayReachableUntilClaimed(t *testing.T) {
 	if p == 0 || len(d.allocations) != 1 {
 		t.Fatalf("allocate: ptr %d, %d held", p, len(d.allocations))
 	}
-	copy(d.allocations[p], "abcdefgh")
+	copy(d.allocations[0].buf, "abcdefgh")
 	if got := string(d.claim(p, 3)); got != "abc" {
 		t.Fatalf("claim = %q", got)
 	}
@@ -139,5 +139,56 @@ func TestAllocationsStayReachableUntilClaimed(t *testing.T) {
 	}
 	if d.allocate(0) == 0 {
 		t.Fatal("zero-size allocation returned null")
+	}
+}
+
+// TestArenaValuesAreIndependent checks that small buffers carved from the
+// shared chunk never overlap: growing a claimed value must not run into
+// the next one, and many values outlast the chunk they started in.
+func TestArenaValuesAreIndependent(t *testing.T) {
+	d := newDispatcher()
+	var vals [][]byte
+	for i := range 600 { // more than one chunk's worth
+		size := uint32(1 + i%40)
+		p := d.allocate(size)
+		b := d.claim(p, size)
+		if len(b) != int(size) {
+			t.Fatalf("claim %d: %d bytes, want %d", i, len(b), size)
+		}
+		for j := range b {
+			b[j] = byte(i)
+		}
+		vals = append(vals, b)
+	}
+	vals[0] = append(vals[0], 0xff, 0xff, 0xff) // grows past its own room
+	for i, b := range vals {
+		for j := range b[:1+i%40] {
+			if b[j] != byte(i) {
+				t.Fatalf("value %d byte %d = %d, want %d: buffers overlap", i, j, b[j], byte(i))
+			}
+		}
+	}
+	if len(d.allocations) != 0 {
+		t.Fatalf("%d claimed buffers still held", len(d.allocations))
+	}
+}
+
+// TestUnclaimedAllocationsAreBounded: buffers the guest never claims (a
+// host call failing after it allocated) are dropped oldest first.
+func TestUnclaimedAllocationsAreBounded(t *testing.T) {
+	d := newDispatcher()
+	first := d.allocate(8)
+	for range 3 * maxAllocations {
+		d.allocate(8)
+	}
+	if len(d.allocations) != maxAllocations {
+		t.Fatalf("%d unclaimed buffers held, want %d", len(d.allocations), maxAllocations)
+	}
+	if d.claim(first, 8) != nil {
+		t.Fatal("the oldest unclaimed buffer is still claimable")
+	}
+	last := d.allocate(8)
+	if got := d.claim(last, 8); len(got) != 8 {
+		t.Fatalf("newest buffer: claim returned %d bytes", len(got))
 	}
 }

@@ -16,6 +16,14 @@
 // host status codes map to the sentinel errors in this package, and
 // callout responses arrive in later callbacks, never by blocking.
 //
+// The binding is built for the per-request path, where Go's wasm backend
+// makes every map operation and allocation expensive: strings from
+// GetHeader, LookupHeader and GetHeaderMap point into the buffer the host
+// filled rather than copying it (small buffers are carved from a shared
+// chunk, which a kept value holds on to), LookupHeader reports an absent
+// header without an error value, and GetPropertyAt reads a path
+// serialized once with NewPropertyPath.
+//
 // Outside wasip1 the host calls return ErrUnimplemented, so code that
 // imports this package still builds and its pure logic can be unit tested
 // natively.

@@ -27,7 +27,7 @@ func DispatchGRPCCallForPlugin(cluster, service, method string, metadata [][2]st
 // and returns the function that switches back.
 func (d *dispatcher) actAsPlugin() func() {
 	prev := d.active
-	root, ok := d.rootOf[prev]
+	root, ok := d.rootOf(prev)
 	if !ok || root == prev {
 		return func() {}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // SerializeMap encodes header pairs in the proxy-wasm map format: a
@@ -32,7 +33,11 @@ func SerializeMap(pairs [][2]string) []byte {
 // empty map. Anything malformed (short header, sizes past the end, missing
 // NUL terminators, trailing bytes) is an error naming the offending pair,
 // never a panic: the bytes come from another program.
-func DeserializeMap(b []byte) ([][2]string, error) {
+func DeserializeMap(b []byte) ([][2]string, error) { return deserializeMap(b, false) }
+
+// deserializeMap is DeserializeMap; with share the strings point into b
+// instead of copying it, for a buffer that is never written again.
+func deserializeMap(b []byte, share bool) ([][2]string, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
@@ -59,7 +64,11 @@ func DeserializeMap(b []byte) ([][2]string, error) {
 			if b[end] != 0 {
 				return nil, fmt.Errorf("header map: pair %d: %s is not NUL-terminated", i, part(j))
 			}
-			pairs[i][j] = string(b[data:end])
+			if share {
+				pairs[i][j] = unsafe.String(unsafe.SliceData(b[data:]), end-data)
+			} else {
+				pairs[i][j] = string(b[data:end])
+			}
 			data = end + 1
 		}
 	}

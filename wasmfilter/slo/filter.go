@@ -1,7 +1,6 @@
 package slo
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
@@ -19,7 +18,9 @@ func Register() { pw.SetVMContext(vmContext{}) }
 
 type vmContext struct{ pw.DefaultVMContext }
 
-func (vmContext) NewPluginContext(uint32) pw.PluginContext { return &plugin{clock: new(time.Time)} }
+func (vmContext) NewPluginContext(uint32) pw.PluginContext {
+	return &plugin{clock: new(time.Time), routePath: pw.NewPropertyPath("xds", "route_name")}
+}
 
 // hostMetrics defines stats through proxy_define_metric.
 type hostMetrics struct{}
@@ -55,6 +56,23 @@ type plugin struct {
 	// one host call where time.Now makes two (wall and monotonic). The
 	// wall clock can only drift from it by what it slews in one tick.
 	clock *time.Time
+	// routePath is xds.route_name serialized once; lastRoute is the route
+	// name last read, whose string a stream on the same route reuses
+	// rather than allocating its own.
+	routePath pw.PropertyPath
+	lastRoute string
+}
+
+// routeName reads the stream's route (Envoy's xds.route_name).
+func (p *plugin) routeName() (string, bool) {
+	r, err := pw.GetPropertyAt(p.routePath)
+	if err != nil {
+		return "", false
+	}
+	if string(r) != p.lastRoute {
+		p.lastRoute = string(r)
+	}
+	return p.lastRoute, true
 }
 
 func (p *plugin) OnPluginStart(int) bool {
@@ -96,13 +114,14 @@ func (p *plugin) OnPluginDone() bool {
 }
 
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
-	return &stream{meter: p.meter, clock: p.clock}
+	return &stream{p: p, meter: p.meter, clock: p.clock}
 }
 
 // stream follows one request: where it goes (route, model), how it ends
 // (status, grpc-status) and when.
 type stream struct {
 	pw.DefaultHTTPContext
+	p          *plugin
 	meter      *Meter
 	clock      *time.Time // the plugin's, see plugin.clock
 	route      string
@@ -150,13 +169,15 @@ func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {
 	// in the message) set the model header, which clears Envoy's route
 	// cache, and the router then picked the route anew. Envoy's stream
 	// info, which xds.route_name reads, holds the router's route by now.
-	if r, err := pw.GetProperty("xds", "route_name"); err == nil && len(r) > 0 {
-		s.route = string(r)
+	if r, ok := s.p.routeName(); ok && r != "" {
+		s.route = r
 	}
-	if v, err := pw.GetHTTPResponseHeader(":status"); err == nil {
+	if v, found, err := pw.LookupHeader(pw.MapTypeHTTPResponseHeaders, ":status"); found && err == nil {
 		s.status, _ = strconv.Atoi(v)
 	}
-	if v, err := pw.GetHTTPResponseHeader("grpc-status"); err == nil {
+	// Absent from every response but a trailers-only gRPC one: looked up
+	// without building a not-found error.
+	if v, found, err := pw.LookupHeader(pw.MapTypeHTTPResponseHeaders, "grpc-status"); found && err == nil {
 		s.grpcStatus = ParseGRPCStatus(v)
 	}
 	if name, value, ok := s.meter.BudgetHeader(s.route, s.model); ok {
@@ -176,10 +197,10 @@ func (s *stream) OnHTTPResponseBody(_ int, endOfStream bool) pw.Action {
 }
 
 func (s *stream) OnHTTPResponseTrailers(int) pw.Action {
-	if v, err := pw.GetHeader(pw.MapTypeHTTPResponseTrailers, "grpc-status"); err == nil {
-		s.grpcStatus = ParseGRPCStatus(v)
-	} else if !errors.Is(err, pw.ErrNotFound) {
+	if v, found, err := pw.LookupHeader(pw.MapTypeHTTPResponseTrailers, "grpc-status"); err != nil {
 		pw.LogDebug("slo: read trailers: " + err.Error())
+	} else if found {
+		s.grpcStatus = ParseGRPCStatus(v)
 	}
 	s.end = s.now()
 	return pw.ActionContinue
@@ -195,8 +216,8 @@ func (s *stream) OnHTTPStreamDone() {
 		s.end = s.now()
 	}
 	if s.route == "" { // no response headers: a reset or a local failure
-		if r, err := pw.GetProperty("xds", "route_name"); err == nil {
-			s.route = string(r)
+		if r, ok := s.p.routeName(); ok {
+			s.route = r
 		}
 	}
 	err := s.meter.Observe(Observation{Route: s.route, Model: s.model, Status: s.status,

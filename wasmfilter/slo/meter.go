@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
@@ -61,6 +62,10 @@ type Meter struct {
 	env    Env
 	series map[seriesKey]*series
 	order  []*series // creation order, for deterministic flushes
+	// last is the series found last: requests mostly repeat their
+	// predecessor's route and model, and comparing two strings costs far
+	// less in wasm than hashing them for the map.
+	last *series
 }
 
 type seriesKey struct {
@@ -94,16 +99,19 @@ func NewMeter(cfg *filterconfig.SLO, env Env) *Meter {
 // seriesFor returns (creating and defining its stats on first use) the
 // series of an objective for a route and model.
 func (m *Meter) seriesFor(obj *filterconfig.SLOObjective, route, model string) (*series, error) {
-	k := seriesKey{obj, route, model}
-	if s, ok := m.series[k]; ok {
+	if s := m.lookup(obj, route, model); s != nil {
 		return s, nil
 	}
+	k := seriesKey{obj, route, model}
 	if len(m.series) >= maxSeries {
 		k.model = "other"
 		if s, ok := m.series[k]; ok {
 			return s, nil
 		}
 	}
+	// A series lives as long as the plugin: its names are copied, since
+	// a request's may point into a buffer shared with other host values.
+	k.route, k.model = strings.Clone(k.route), strings.Clone(k.model)
 	s := &series{obj: obj, route: k.route, model: k.model, slowScratch: make([]uint64, len(obj.Latency)),
 		key:   "maestro_slo\x00" + k.route + "\x00" + k.model,
 		width: int64(obj.BucketSeconds())}
@@ -131,6 +139,19 @@ func (m *Meter) seriesFor(obj *filterconfig.SLOObjective, route, model string) (
 	m.series[k] = s
 	m.order = append(m.order, s)
 	return s, nil
+}
+
+// lookup returns the existing series of an objective for a route and
+// model, or nil.
+func (m *Meter) lookup(obj *filterconfig.SLOObjective, route, model string) *series {
+	if s := m.last; s != nil && s.obj == obj && s.route == route && s.model == model {
+		return s
+	}
+	s := m.series[seriesKey{obj, route, model}]
+	if s != nil {
+		m.last = s
+	}
+	return s
 }
 
 // Observe meters one finished request. Requests no objective matches are
@@ -179,7 +200,7 @@ func (m *Meter) BudgetHeader(route, model string) (name, value string, ok bool) 
 	if obj == nil || obj.BudgetHeader == "" {
 		return "", "", false
 	}
-	if s, found := m.series[seriesKey{obj, route, model}]; found && s.budget != "" {
+	if s := m.lookup(obj, route, model); s != nil && s.budget != "" {
 		return obj.BudgetHeader, s.budget, true
 	}
 	return obj.BudgetHeader, fullBudget, true

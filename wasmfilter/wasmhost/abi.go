@@ -181,11 +181,7 @@ func (vm *VM) guestAlloc(ctx context.Context, m api.Module, n int) (uint32, pw.S
 	if n == 0 {
 		return 0, pw.StatusOK
 	}
-	f, ok := vm.fns["proxy_on_memory_allocate"]
-	if !ok {
-		f = m.ExportedFunction("proxy_on_memory_allocate")
-		vm.fns["proxy_on_memory_allocate"] = f
-	}
+	f := vm.export("proxy_on_memory_allocate").f
 	// cpp-host restricts the guest's allocator to a few host calls.
 	saved := vm.allowed
 	vm.allowed = mallocAllowed
@@ -473,7 +469,7 @@ func hostGetProperty(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.S
 	}
 	key := vm.propKey
 	if s := vm.streams[vm.effective]; s != nil {
-		if v, ok := s.props[string(key)]; ok {
+		if v, ok := s.props[string(key)]; ok { // nil map: not found
 			return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 		}
 		if s.opts.Properties != nil {
@@ -496,6 +492,9 @@ func hostSetProperty(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Sta
 	}
 	key := strings.Join(pw.DeserializePropertyPath(path), ".")
 	if s := vm.streams[vm.effective]; s != nil {
+		if s.props == nil {
+			s.props = map[string][]byte{}
+		}
 		s.props[key] = val
 		return pw.StatusOK
 	}

@@ -99,7 +99,7 @@ func (vm *VM) NewStream() (*Stream, error) { return vm.OpenStream(StreamOptions{
 func (vm *VM) OpenStream(opts StreamOptions) (*Stream, error) {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
-	s := &Stream{vm: vm, id: vm.nextID, opts: opts, props: map[string][]byte{}}
+	s := &Stream{vm: vm, id: vm.nextID, opts: opts}
 	vm.nextID++
 	vm.streams[s.id] = s
 	if _, err := vm.call("proxy_on_context_create", uint64(s.id), uint64(vm.rootID)); err != nil {
@@ -117,6 +117,9 @@ func (s *Stream) ID() uint32 { return s.id }
 func (s *Stream) SetProperty(path string, value []byte) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	if s.props == nil {
+		s.props = map[string][]byte{}
+	}
 	s.props[path] = value
 }
 
@@ -525,13 +528,18 @@ func (s *Stream) AwaitResume(ctx context.Context, response bool) error {
 	}
 }
 
+// lower copies a header map with lower-case names, with room for the
+// few headers a filter adds (a budget header, a model header) without
+// growing the copy.
 func lower(h [][2]string) [][2]string {
-	out := make([][2]string, len(h))
+	out := make([][2]string, len(h), len(h)+headroom)
 	for i, kv := range h {
 		out[i] = [2]string{strings.ToLower(kv[0]), kv[1]}
 	}
 	return out
 }
+
+const headroom = 2
 
 func or(v, def string) string {
 	if v == "" {

@@ -90,7 +90,7 @@ type VM struct {
 	mod    api.Module
 	ctx    context.Context // carries the VM for host functions
 	cancel context.CancelFunc
-	fns    map[string]api.Function
+	fns    map[string]export
 	stack  [8]uint64 // argument and result slots for call
 	// allocStack and propKey are reused by host calls made on every
 	// request (guestAlloc, hostGetProperty).
@@ -173,7 +173,7 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		results:   make(chan calloutResult, 64),
 		progress:  make(chan struct{}),
 		wake:      make(chan struct{}, 1),
-		fns:       map[string]api.Function{},
+		fns:       map[string]export{},
 		rootID:    1,
 		nextID:    2,
 		started:   time.Now(),
@@ -239,11 +239,8 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	if vm.trapped != nil {
 		return 0, fmt.Errorf("trapped earlier: %w", vm.trapped)
 	}
-	f, ok := vm.fns[name]
-	if !ok {
-		f = vm.mod.ExportedFunction(name)
-		vm.fns[name] = f
-	}
+	e := vm.export(name)
+	f := e.f
 	if f == nil {
 		return 0, nil
 	}
@@ -261,10 +258,28 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 		vm.trapped = fmt.Errorf("%w: module function[%s] failed: %w%s", ErrClosed, name, err, vm.errorLogNote())
 		return 0, vm.trapped
 	}
-	if len(f.Definition().ResultTypes()) == 0 {
+	if !e.result {
 		return 0, nil
 	}
 	return stack[0], nil
+}
+
+// export is a guest export looked up once: f is nil when the module lacks
+// it.
+type export struct {
+	f      api.Function
+	result bool // it returns a value
+}
+
+func (vm *VM) export(name string) export {
+	e, ok := vm.fns[name]
+	if !ok {
+		if e.f = vm.mod.ExportedFunction(name); e.f != nil {
+			e.result = len(e.f.Definition().ResultTypes()) > 0
+		}
+		vm.fns[name] = e
+	}
+	return e
 }
 
 // errorLogNote is what the guest wrote at error level (stderr, where Go

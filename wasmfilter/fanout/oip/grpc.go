@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strconv"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -69,6 +70,26 @@ func contentsField(dt string) protowire.Number {
 	return 0
 }
 
+// sized returns a slice with room for the fields numbered num in fs, nil
+// when there is none (a repeated field never seen stays nil, as when it
+// is appended to from nothing).
+func sized[T any](fs []field, num protowire.Number) []T {
+	n := 0
+	for _, f := range fs {
+		if f.num == num {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return make([]T, 0, n)
+}
+
+// fieldBuf is how many fields a decoder keeps on its stack; the messages
+// here have a handful.
+const fieldBuf = 16
+
 // field is one decoded protobuf field.
 type field struct {
 	num protowire.Number
@@ -78,9 +99,33 @@ type field struct {
 	b []byte
 }
 
-// fields splits a message into its fields, checking the wire format.
-func fields(b []byte, what string) ([]field, error) {
-	var fs []field
+// where names the part of a message an error is about. It is formatted
+// only when an error is reported: a name built with fmt.Sprintf for every
+// tensor cost more in wasm than decoding the tensor.
+type where struct {
+	name  string
+	index int  // shown as name[index] when not negative
+	quote bool // name is a tensor's: shown as tensor "name" contents
+}
+
+func at(name string) where { return where{name: name, index: -1} }
+
+func (w where) String() string {
+	switch {
+	case w.quote:
+		return "tensor " + strconv.Quote(w.name) + " contents"
+	case w.index >= 0:
+		return w.name + "[" + strconv.Itoa(w.index) + "]"
+	}
+	return w.name
+}
+
+// fields splits a message into its fields, checking the wire format, and
+// appends them to dst. Callers pass a small array of their own as dst:
+// the list only lives while the caller walks it, so it stays on the stack
+// unless a message has more fields than the array holds.
+func fields(dst []field, b []byte, what where) ([]field, error) {
+	fs := dst
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -111,7 +156,7 @@ func fields(b []byte, what string) ([]field, error) {
 	return fs, nil
 }
 
-func wantBytes(f field, what string) ([]byte, error) {
+func wantBytes(f field, what where) ([]byte, error) {
 	if f.typ != protowire.BytesType {
 		return nil, invalidf("%s: field %d has wire type %d, want length-delimited", what, f.num, f.typ)
 	}
@@ -125,16 +170,17 @@ func wantBytes(f field, what string) ([]byte, error) {
 //
 // ErrInvalid, naming the field or input that is wrong.
 func ParseGRPCRequest(msg []byte) (*Request, error) {
-	fs, err := fields(msg, "ModelInferRequest")
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, at("ModelInferRequest"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Request{}
-	var raw [][]byte
+	r := &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	raw := sized[[]byte](fs, fieldRawInputs)
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
@@ -147,17 +193,17 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 				r.ID = string(b)
 			}
 		case fieldInputs:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
-			t, err := decodeTensorHeader(b, fmt.Sprintf("inputs[%d]", len(r.Inputs)))
+			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)})
 			if err != nil {
 				return nil, err
 			}
 			r.Inputs = append(r.Inputs, t)
 		case fieldRawInputs:
-			b, err := wantBytes(f, "ModelInferRequest")
+			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
@@ -178,16 +224,17 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
 func DecodeGRPCResponse(msg []byte) (*Response, error) {
-	fs, err := fields(msg, "ModelInferResponse")
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{}
-	var raw [][]byte
+	r := &Response{Parameters: sized[Param](fs, fieldParameters), Outputs: sized[Tensor](fs, fieldInputs)}
+	raw := sized[[]byte](fs, fieldRawOutputs)
 	for _, f := range fs {
 		switch f.num {
 		case fieldModelName, fieldModelVersion, fieldID, fieldParameters, fieldInputs, fieldRawOutputs:
-			b, err := wantBytes(f, "ModelInferResponse")
+			b, err := wantBytes(f, at("ModelInferResponse"))
 			if err != nil {
 				return nil, err
 			}
@@ -205,7 +252,7 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 				}
 				r.Parameters = append(r.Parameters, p)
 			case fieldInputs:
-				t, err := decodeTensorHeader(b, fmt.Sprintf("outputs[%d]", len(r.Outputs)))
+				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)})
 				if err != nil {
 					return nil, err
 				}
@@ -229,8 +276,9 @@ type tensorContents struct {
 
 // decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
 // contents are decoded at once (raw contents come later, by position).
-func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
-	fs, err := fields(msg, where)
+func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, w)
 	if err != nil {
 		return Tensor{}, err
 	}
@@ -239,7 +287,7 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 	for _, f := range fs {
 		switch f.num {
 		case fieldTensorName, fieldTensorDatatype, fieldTensorContents:
-			b, err := wantBytes(f, where)
+			b, err := wantBytes(f, w)
 			if err != nil {
 				return t, err
 			}
@@ -249,7 +297,12 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 			case fieldTensorDatatype:
 				t.Datatype = string(b)
 			default:
-				contents = tensorContents{present: true, b: append(contents.b, b...)}
+				// Usually one field: its bytes are used in place. A second
+				// is appended to a copy, never into the message.
+				if contents.present {
+					b = append(contents.b[:len(contents.b):len(contents.b)], b...)
+				}
+				contents = tensorContents{present: true, b: b}
 			}
 		case fieldTensorShape:
 			switch f.typ {
@@ -257,21 +310,24 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 				t.Shape = append(t.Shape, int64(f.v))
 			case protowire.BytesType:
 				b := f.b
+				if n := packedVarints(b); t.Shape == nil && n > 0 {
+					t.Shape = make([]int64, 0, n)
+				}
 				for len(b) > 0 {
 					v, n := protowire.ConsumeVarint(b)
 					if n < 0 {
-						return t, invalidf("%s: shape: %v", where, protowire.ParseError(n))
+						return t, invalidf("%s: shape: %v", w, protowire.ParseError(n))
 					}
 					t.Shape = append(t.Shape, int64(v))
 					b = b[n:]
 				}
 			default:
-				return t, invalidf("%s: shape has wire type %d", where, f.typ)
+				return t, invalidf("%s: shape has wire type %d", w, f.typ)
 			}
 		}
 	}
 	if t.Name == "" {
-		return t, invalidf("%s: name is missing", where)
+		return t, invalidf("%s: name is missing", w)
 	}
 	if !KnownDatatype(t.Datatype) {
 		return t, invalidf("tensor %q: unknown datatype %q", t.Name, t.Datatype)
@@ -289,6 +345,17 @@ func decodeTensorHeader(msg []byte, where string) (Tensor, error) {
 		}
 	}
 	return t, nil
+}
+
+// packedVarints counts the varints in a packed run (the bytes ending one).
+func packedVarints(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c < 0x80 {
+			n++
+		}
+	}
+	return n
 }
 
 // fillContents decodes raw contents (by position) for tensors without
@@ -321,7 +388,8 @@ func fillContents(ts []Tensor, raw [][]byte, what string) error {
 // decodeContents decodes an InferTensorContents whose field must match the
 // tensor's datatype.
 func decodeContents(t *Tensor, msg []byte) error {
-	fs, err := fields(msg, fmt.Sprintf("tensor %q contents", t.Name))
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], msg, where{name: t.Name, quote: true})
 	if err != nil {
 		return err
 	}
@@ -390,6 +458,18 @@ func appendScalars(t *Tensor, f field, n int) error {
 		return invalidf("tensor %q: contents field %d has wire type %d", t.Name, f.num, f.typ)
 	}
 	b := f.b
+	if t.Values == nil {
+		// Room for the run, bounded by the shape (a message cannot make us
+		// allocate more than its shape allows) and by the bytes present.
+		each := 1
+		switch f.num {
+		case contentsFP32:
+			each = 4
+		case contentsFP64:
+			each = 8
+		}
+		t.Values = make([]float64, 0, min(n, len(b)/each))
+	}
 	for len(b) > 0 {
 		if len(t.Values) >= n {
 			return invalidf("tensor %q: more than the %d elements of shape %v", t.Name, n, t.Shape)
@@ -416,7 +496,8 @@ func appendScalars(t *Tensor, f field, n int) error {
 }
 
 func decodeParamEntry(b []byte) (Param, error) {
-	fs, err := fields(b, "parameters entry")
+	var buf [fieldBuf]field
+	fs, err := fields(buf[:0], b, at("parameters entry"))
 	if err != nil {
 		return Param{}, err
 	}
@@ -432,7 +513,8 @@ func decodeParamEntry(b []byte) (Param, error) {
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: value has wire type %d", f.typ)
 			}
-			vs, err := fields(f.b, "InferParameter")
+			var vbuf [fieldBuf]field
+			vs, err := fields(vbuf[:0], f.b, at("InferParameter"))
 			if err != nil {
 				return p, err
 			}
@@ -503,12 +585,26 @@ func EncodeGRPCRequest(r *Request) ([]byte, error) {
 
 // EncodeGRPCResponse writes a ModelInferResponse with typed contents.
 func EncodeGRPCResponse(r *Response) ([]byte, error) {
-	var b []byte
+	// Sized for the usual answer up front, and one scratch pair for every
+	// parameter: growing these slices step by step was most of the
+	// encoder's allocations.
+	size := 16 + len(r.ModelName) + len(r.ModelVersion) + len(r.ID)
+	for _, p := range r.Parameters {
+		size += 32 + len(p.Key)
+		if s, ok := p.Value.(string); ok {
+			size += len(s)
+		}
+	}
+	for i := range r.Outputs {
+		size += tensorSizeHint(&r.Outputs[i])
+	}
+	b := make([]byte, 0, size)
+	var v, e []byte
 	b = appendString(b, fieldModelName, r.ModelName)
 	b = appendString(b, fieldModelVersion, r.ModelVersion)
 	b = appendString(b, fieldID, r.ID)
 	for _, p := range r.Parameters {
-		var v []byte
+		v = v[:0]
 		switch x := p.Value.(type) {
 		case bool:
 			v = protowire.AppendTag(v, fieldParamBool, protowire.VarintType)
@@ -528,8 +624,7 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
 		}
-		var e []byte
-		e = appendString(e, 1, p.Key)
+		e = appendString(e[:0], 1, p.Key)
 		e = protowire.AppendTag(e, 2, protowire.BytesType)
 		e = protowire.AppendBytes(e, v)
 		b = protowire.AppendTag(b, fieldParameters, protowire.BytesType)
@@ -565,11 +660,11 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 	if num == 0 {
 		return nil, fmt.Errorf("tensor %q: cannot encode datatype %q", t.Name, t.Datatype)
 	}
-	var b []byte
+	b := make([]byte, 0, tensorSizeHint(t))
 	b = appendString(b, fieldTensorName, t.Name)
 	b = appendString(b, fieldTensorDatatype, dt)
 	if len(t.Shape) > 0 {
-		var packed []byte
+		packed := make([]byte, 0, 2*len(t.Shape))
 		for _, d := range t.Shape {
 			packed = protowire.AppendVarint(packed, uint64(d))
 		}
@@ -583,7 +678,7 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 			c = protowire.AppendBytes(c, e)
 		}
 	} else if len(t.Values) > 0 {
-		var packed []byte
+		packed := make([]byte, 0, 8*len(t.Values))
 		for _, v := range t.Values {
 			switch num {
 			case contentsFP32:
@@ -598,11 +693,22 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 				packed = protowire.AppendVarint(packed, uint64(v))
 			}
 		}
+		c = make([]byte, 0, len(packed)+16)
 		c = protowire.AppendTag(c, num, protowire.BytesType)
 		c = protowire.AppendBytes(c, packed)
 	}
 	b = protowire.AppendTag(b, fieldTensorContents, protowire.BytesType)
 	return protowire.AppendBytes(b, c), nil
+}
+
+// tensorSizeHint is about the encoded size of a tensor with typed
+// contents: its names, shape, and at most 8 bytes an element.
+func tensorSizeHint(t *Tensor) int {
+	n := 32 + len(t.Name) + len(t.Datatype) + 10*len(t.Shape) + 8*len(t.Values)
+	for _, e := range t.Bytes {
+		n += 8 + len(e)
+	}
+	return n
 }
 
 // Frame wraps a message in gRPC's length-prefixed framing (uncompressed).

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Request is an inference request: the model asked for and its inputs.
@@ -213,8 +214,11 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, '\\', 't')
 		case r < 0x20 || r == '<' || r == '>' || r == '&' || r == 0x2028 || r == 0x2029:
 			b = append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+		case r < utf8.RuneSelf:
+			b = append(b, byte(r))
 		default:
-			b = append(b, string(r)...)
+			// An invalid byte arrives as utf8.RuneError, written as U+FFFD.
+			b = utf8.AppendRune(b, r)
 		}
 	}
 	return append(b, '"')

@@ -141,6 +141,9 @@ func (s *scanner) str() (string, error) {
 		case c == '"':
 			v := s.data[start:s.pos]
 			s.pos++
+			if k, ok := known(v); ok {
+				return k, nil
+			}
 			if utf8.Valid(v) {
 				return string(v), nil
 			}
@@ -153,6 +156,47 @@ func (s *scanner) str() (string, error) {
 		s.pos++
 	}
 	return "", s.errorf("unterminated string")
+}
+
+// known returns the constant for the object keys and datatypes of the
+// protocol, which every request and answer repeats: the switch compares
+// without converting v, so they cost no allocation each.
+func known(v []byte) (string, bool) {
+	switch string(v) {
+	case "name":
+		return "name", true
+	case "datatype":
+		return "datatype", true
+	case "shape":
+		return "shape", true
+	case "data":
+		return "data", true
+	case "parameters":
+		return "parameters", true
+	case "model_name":
+		return "model_name", true
+	case "model_version":
+		return "model_version", true
+	case "id":
+		return "id", true
+	case "inputs":
+		return "inputs", true
+	case "outputs":
+		return "outputs", true
+	case "FP32":
+		return "FP32", true
+	case "FP64":
+		return "FP64", true
+	case "INT64":
+		return "INT64", true
+	case "INT32":
+		return "INT32", true
+	case "BOOL":
+		return "BOOL", true
+	case "BYTES":
+		return "BYTES", true
+	}
+	return "", false
 }
 
 func (s *scanner) strSlow(start int) (string, error) {
