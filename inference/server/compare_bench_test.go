@@ -3,7 +3,6 @@ package server_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,20 +314,21 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 		})
 	}
 	b.Run("p99-at-2000", func(b *testing.B) {
-		const rate, rounds = 2000, 4
-		per := max(b.N/rounds, rate/2) // at least half a second a window
-		var el, il, lag []time.Duration
+		const rate, rounds = 2000, 8
+		per := max(b.N/rounds, rate/4) // at least a quarter second a window
+		var el, il, elag, ilag []time.Duration
 		for r := range rounds {
-			first, second := empty, infer
-			if r%2 == 1 {
-				first, second = infer, empty
+			// Each side goes first in half the rounds.
+			if r%2 == 0 {
+				l, g := pace(b, rate, per, empty)
+				el, elag = append(el, l...), append(elag, g...)
 			}
-			l1, g1 := pace(b, rate, per, first)
-			l2, g2 := pace(b, rate, per, second)
+			l, g := pace(b, rate, per, infer)
+			il, ilag = append(il, l...), append(ilag, g...)
 			if r%2 == 1 {
-				l1, l2 = l2, l1
+				l, g := pace(b, rate, per, empty)
+				el, elag = append(el, l...), append(elag, g...)
 			}
-			el, il, lag = append(el, l1...), append(il, l2...), append(append(lag, g1...), g2...)
 		}
 		ep, ip := percentile(el, 0.99), percentile(il, 0.99)
 		b.ReportMetric(ms(ep), "empty-p99-ms")
@@ -338,7 +336,11 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 		b.ReportMetric(float64(ip)/float64(ep), "p99-ratio")
 		b.ReportMetric(ms(percentile(el, 0.5)), "empty-p50-ms")
 		b.ReportMetric(ms(percentile(il, 0.5)), "infer-p50-ms")
+		lag := append(slices.Clone(elag), ilag...)
+		b.ReportMetric(ms(percentile(lag, 0.5)), "pacer-lag-p50-ms")
 		b.ReportMetric(ms(percentile(lag, 0.99)), "pacer-lag-p99-ms")
+		b.ReportMetric(ms(percentile(elag, 0.99)), "pacer-lag-p99-empty-ms")
+		b.ReportMetric(ms(percentile(ilag, 0.99)), "pacer-lag-p99-infer-ms")
 	})
 }
 
@@ -348,38 +350,6 @@ func runServer(b *testing.B, child *childServer, n, c int, f func(ctx context.Co
 	cpu0 := child.cpu(b)
 	r := run(b, n, c, f)
 	return cost{wall: r.wall, cpu: child.cpu(b) - cpu0}
-}
-
-// pace sends n calls open-loop at rate per second, each on its own
-// goroutine at its scheduled time, and returns each call's latency from
-// its scheduled time (so that a late pacer counts against the figure, as
-// it would for a real client) and how late the pacer sent each.
-func pace(b *testing.B, rate, n int, f func(ctx context.Context) error) (latency, lag []time.Duration) {
-	latency, lag = make([]time.Duration, n), make([]time.Duration, n)
-	interval := time.Second / time.Duration(rate)
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	var firstErr atomic.Value
-	start := time.Now()
-	for i := range n {
-		due := start.Add(time.Duration(i) * interval)
-		// Pacing, not synchronisation: the schedule is the load pattern.
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		lag[i] = time.Since(due)
-		wg.Go(func() {
-			if err := f(context.Background()); err != nil && failed.Add(1) == 1 {
-				firstErr.Store(err)
-			}
-			latency[i] = time.Since(due)
-		})
-	}
-	wg.Wait()
-	if failed.Load() > 0 {
-		b.Fatalf("%d calls failed, first: %v", failed.Load(), errors.Unwrap(firstErr.Load().(error)))
-	}
-	return latency, lag
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
