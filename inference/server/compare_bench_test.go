@@ -217,10 +217,12 @@ func (c *childServer) cpu(b *testing.B) time.Duration {
 // BenchmarkCompareEmptyRPC compares a 1-row fraud ModelInfer with an empty
 // unary call (ServerLive: same server, same options, same connection) on a
 // server in its own process, in alternating rounds of one run: client
-// throughput at 1 and 64 callers, the server process's CPU per request,
-// and the p99 latency at 2,000 req/s from an open-loop pacer, measured from
-// each request's scheduled send time (the pacer's own lateness is reported
-// as pacer-lag). `make bench-compare` runs it.
+// throughput at 1 and 64 callers and the server process's CPU per request;
+// then dynamic batching against none on the same server; then the p99
+// latency at 2,000 req/s, from an open-loop pacer (pace), measured from each
+// call's scheduled send time, on two such server processes at once, one
+// answering ModelInfer and the other the empty call, with the pacer's own
+// lateness reported as pacer-lag. `make bench-compare` runs it.
 //
 // Profiles of the server process alone (the client's work is not in them):
 //
@@ -313,21 +315,47 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 			b.ReportMetric(float64(on.cpu)/float64(off.cpu), "srv-cpu-batched/unbatched")
 		})
 	}
+	// The latency comparison runs on two server processes at once, one
+	// answering ModelInfer and the other the empty call, each at the full
+	// rate, with their calls interleaved by one pacer; the two swap roles
+	// and order every round. A stall of the machine (this one is shared)
+	// then lands on both sides instead of on whichever ran at the time.
+	other := startChild(b)
+	conn2, err := grpc.NewClient(other.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn2.Close() })
+	c2 := pb.NewGRPCInferenceServiceClient(conn2)
+	sides := [2]struct{ empty, infer func(context.Context) error }{
+		{empty, infer},
+		{func(ctx context.Context) error {
+			_, err := c2.ServerLive(ctx, &pb.ServerLiveRequest{})
+			return err
+		}, func(ctx context.Context) error {
+			_, err := c2.ModelInfer(ctx, req)
+			return err
+		}},
+	}
+	if err := sides[1].infer(ctx); err != nil {
+		b.Fatalf("second server: %v", err)
+	}
 	b.Run("p99-at-2000", func(b *testing.B) {
 		const rate, rounds = 2000, 8
-		per := max(b.N/rounds, rate/4) // at least a quarter second a window
+		per := max(b.N/rounds, rate/4) // at least a quarter second a round
 		var el, il, elag, ilag []time.Duration
 		for r := range rounds {
-			// Each side goes first in half the rounds.
-			if r%2 == 0 {
-				l, g := pace(b, rate, per, empty)
-				el, elag = append(el, l...), append(elag, g...)
-			}
-			l, g := pace(b, rate, per, infer)
-			il, ilag = append(il, l...), append(ilag, g...)
-			if r%2 == 1 {
-				l, g := pace(b, rate, per, empty)
-				el, elag = append(el, l...), append(elag, g...)
+			// Round r: ModelInfer on server r%2, the empty call on the
+			// other; ModelInfer's calls go first in rounds 0, 1, 4, 5.
+			e, i := sides[1-r%2].empty, sides[r%2].infer
+			if r%4 < 2 {
+				l, g := pace(b, rate, per, i, e)
+				il, el = append(il, l[0]...), append(el, l[1]...)
+				ilag, elag = append(ilag, g[0]...), append(elag, g[1]...)
+			} else {
+				l, g := pace(b, rate, per, e, i)
+				el, il = append(el, l[0]...), append(il, l[1]...)
+				elag, ilag = append(elag, g[0]...), append(ilag, g[1]...)
 			}
 		}
 		ep, ip := percentile(el, 0.99), percentile(il, 0.99)

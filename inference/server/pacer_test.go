@@ -16,16 +16,21 @@ import (
 // default) late.
 const spinWindow = 100 * time.Microsecond
 
-// pace sends n calls open loop at rate per second from a goroutine that
-// does nothing else, each call on a goroutine of its own at its scheduled
-// time. It returns each call's latency from its scheduled time (so that a
-// late send counts against the figure, as it would for a real client) and
-// how late the pacer sent each, so that a run shows whether its schedule
-// held.
-func pace(b *testing.B, rate, n int, f func(ctx context.Context) error) (latency, lag []time.Duration) {
+// pace sends n calls of each of fs open loop, each at rate per second,
+// from a goroutine that does nothing else: the calls take turns, evenly
+// spaced (with two, f[1]'s are half an interval after f[0]'s), so that
+// whatever the machine does to one happens to the other too. Each call runs
+// on a goroutine of its own from its scheduled time. pace returns, per
+// function, each call's latency from its scheduled time (so that a late
+// send counts against the figure, as it would for a real client) and how
+// late the pacer sent each, so that a run shows whether its schedule held.
+func pace(b *testing.B, rate, n int, fs ...func(ctx context.Context) error) (latency, lag [][]time.Duration) {
 	b.Helper()
-	latency, lag = make([]time.Duration, n), make([]time.Duration, n)
-	interval := time.Second / time.Duration(rate)
+	latency, lag = make([][]time.Duration, len(fs)), make([][]time.Duration, len(fs))
+	for k := range fs {
+		latency[k], lag[k] = make([]time.Duration, n), make([]time.Duration, n)
+	}
+	interval := time.Second / time.Duration(rate*len(fs))
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -33,15 +38,16 @@ func pace(b *testing.B, rate, n int, f func(ctx context.Context) error) (latency
 	go func() {
 		defer close(sent)
 		start := time.Now().Add(interval)
-		for i := range n {
+		for i := range n * len(fs) {
+			k, j := i%len(fs), i/len(fs)
 			due := start.Add(time.Duration(i) * interval)
 			waitUntil(due)
-			lag[i] = time.Since(due)
+			lag[k][j] = time.Since(due)
 			wg.Go(func() {
-				if err := f(context.Background()); err != nil && failed.Add(1) == 1 {
+				if err := fs[k](context.Background()); err != nil && failed.Add(1) == 1 {
 					firstErr.Store(err)
 				}
-				latency[i] = time.Since(due)
+				latency[k][j] = time.Since(due)
 			})
 		}
 	}()

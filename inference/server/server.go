@@ -32,6 +32,7 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/metering"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/pbcodec"
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
@@ -221,13 +222,16 @@ func New(cfg Config) (*Server, error) {
 		grpc.NumStreamWorkers(uint32(max(minStreamWorkers, 4*goruntime.GOMAXPROCS(0)))),
 		grpc.InitialWindowSize(flowWindow),
 		grpc.InitialConnWindowSize(flowWindow),
+		// This server's messages only: ModelInfer decoded into reused
+		// messages and encoded by hand, the rest by protobuf.
+		grpc.ForceServerCodecV2(pbcodec.New()),
 	}
 	if t := cfg.Tracing; t != nil {
 		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))))
 	}
 	s.grpc = grpc.NewServer(gopts...)
-	pb.RegisterGRPCInferenceServiceServer(s.grpc, &grpcService{s: s})
+	(&grpcService{s: s}).register(s.grpc)
 	s.health = health.NewServer()
 	s.health.SetServingStatus(pb.GRPCInferenceService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, s: s})
