@@ -155,18 +155,17 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *i
 		resp.RawOutputContents = resp.RawOutputContents[:len(outputs)]
 	}
 	for i, o := range outputs {
-		if i < len(a.tensors) {
-			t := &a.tensors[i]
-			resp.Outputs[i] = &t.out
-			if raw {
-				resp.RawOutputContents[i], err = tensor.EncodeRawTo(o, &t.out)
-			} else {
-				err = tensor.EncodeContentsTo(o, &t.out, &t.contents)
-			}
-		} else if raw {
+		switch {
+		case i >= len(a.tensors) && raw:
 			resp.Outputs[i], resp.RawOutputContents[i], err = tensor.EncodeRaw(o)
-		} else {
+		case i >= len(a.tensors):
 			resp.Outputs[i], err = tensor.EncodeContents(o)
+		case raw:
+			resp.Outputs[i] = &a.tensors[i].out
+			resp.RawOutputContents[i], err = tensor.EncodeRawTo(o, &a.tensors[i].out)
+		default:
+			resp.Outputs[i] = &a.tensors[i].out
+			err = tensor.EncodeContentsTo(o, &a.tensors[i].out, &a.tensors[i].contents)
 		}
 		if err != nil {
 			return nil, l.Name, l.Version, status.Errorf(codes.Internal, "model %q v%s: %v", l.Name, l.Version, err)

@@ -68,8 +68,6 @@ func (g *grpcService) newCallPool() {
 
 // modelInferHandler stands for the generated ModelInfer handler: the same
 // steps, on a pooled call instead of a new request and response.
-//
-//nolint:revive // grpc.MethodHandler's signature puts the server first
 func (g *grpcService) modelInferHandler(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	c := g.calls.Get().(*inferCall)
 	if err := dec(&c.req); err != nil {
