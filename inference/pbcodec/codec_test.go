@@ -175,7 +175,7 @@ func requests() map[string]struct {
 			},
 			Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "p"}, {}}}, true},
 		"request parameters": {&pb.ModelInferRequest{ModelName: "m", Parameters: map[string]*pb.InferParameter{"k": param(true)}}, false},
-		"input parameters": {&pb.ModelInferRequest{Inputs: []*inT{{Name: "a", Parameters: map[string]*pb.InferParameter{"k": param("v")}}}}, false},
+		"input parameters":   {&pb.ModelInferRequest{Inputs: []*inT{{Name: "a", Parameters: map[string]*pb.InferParameter{"k": param("v")}}}}, false},
 		"output parameters": {&pb.ModelInferRequest{Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{
 			{Name: "p", Parameters: map[string]*pb.InferParameter{"k": param(int64(1))}}}}, false},
 	}
