@@ -78,10 +78,33 @@ func (c *Codec) marshalResponse(m *pb.ModelInferResponse) (mem.BufferSlice, erro
 		// Invalid UTF-8 in a string: protobuf's codec reports it.
 		return c.fallback.Marshal(m)
 	}
+	if len(b) <= smallResponse {
+		return small(b), nil
+	}
 	if mem.IsBelowBufferPoolingThreshold(len(b)) {
 		return mem.BufferSlice{mem.SliceBuffer(append([]byte(nil), b...))}, nil
 	}
 	return mem.BufferSlice{mem.Copy(b, c.pool)}, nil
+}
+
+// smallResponse is the largest response encoded into one allocation; a
+// 1-row response with one output is about 60 bytes.
+const smallResponse = 256
+
+// smallBuffer is a small response's bytes and the slice gRPC takes them
+// in, allocated together: the usual three allocations (bytes, buffer
+// header, slice) become one.
+type smallBuffer struct {
+	list  [1]mem.Buffer
+	buf   mem.SliceBuffer
+	bytes [smallResponse]byte
+}
+
+func small(b []byte) mem.BufferSlice {
+	s := new(smallBuffer)
+	s.buf = s.bytes[:copy(s.bytes[:], b)]
+	s.list[0] = &s.buf // a SliceBuffer's methods are on the value; its Free does nothing
+	return s.list[:]
 }
 
 // Unmarshal decodes data into v. A ModelInferRequest is decoded in place:

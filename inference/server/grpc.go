@@ -86,11 +86,11 @@ func tensorMetadata(specs []runtime.TensorSpec) []*pb.ModelMetadataResponse_Tens
 }
 
 func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	return g.modelInfer(ctx, req, &inferResponse{})
+	return g.modelInfer(ctx, req, &inferStorage{})
 }
 
 // modelInfer answers req in the storage a holds.
-func (g *grpcService) modelInfer(ctx context.Context, req *pb.ModelInferRequest, a *inferResponse) (*pb.ModelInferResponse, error) {
+func (g *grpcService) modelInfer(ctx context.Context, req *pb.ModelInferRequest, a *inferStorage) (*pb.ModelInferResponse, error) {
 	start := time.Now()
 	resp, model, ver, err := g.infer(ctx, req, a)
 	g.s.observe("grpc", model, ver, start, err)
@@ -100,7 +100,7 @@ func (g *grpcService) modelInfer(ctx context.Context, req *pb.ModelInferRequest,
 	return resp, nil
 }
 
-func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *inferResponse) (*pb.ModelInferResponse, string, string, error) {
+func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *inferStorage) (*pb.ModelInferResponse, string, string, error) {
 	l, err := g.s.repo.Get(ctx, req.GetModelName(), req.GetModelVersion())
 	if err != nil {
 		model, ver := failedLabels(err, req.GetModelName())
@@ -114,7 +114,7 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *i
 	if err := res.take(payloadBytes(req)); err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	inputs, err := tensor.DecodeInputs(req)
+	inputs, err := tensor.DecodeInputsTo(a.inputs[:0], req)
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
@@ -174,9 +174,11 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *i
 	return resp, l.Name, l.Version, nil
 }
 
-// inferResponse holds a response with room for a few outputs, allocated
+// inferStorage is what answering one request needs beside the request:
+// room for a few inputs, the response and a few outputs, allocated
 // together, or pooled with the request in an inferCall.
-type inferResponse struct {
+type inferStorage struct {
+	inputs  [2]runtime.Tensor
 	resp    pb.ModelInferResponse
 	outputs [2]*pb.ModelInferResponse_InferOutputTensor
 	raw     [2][]byte
@@ -186,9 +188,11 @@ type inferResponse struct {
 	}
 }
 
-// clear drops what the response refers to (the model's outputs, the
-// request's id), so that a pooled response holds no memory alive.
-func (a *inferResponse) clear() {
+// clear drops what the storage refers to (the request's tensors, the
+// model's outputs), so that a pooled call holds no memory alive but its
+// own.
+func (a *inferStorage) clear() {
+	clear(a.inputs[:])
 	a.resp.Reset()
 	clear(a.outputs[:])
 	clear(a.raw[:])

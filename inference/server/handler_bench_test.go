@@ -50,7 +50,7 @@ func BenchmarkModelInferHandler(b *testing.B) {
 			}
 			// The response storage is reused, as the server's pooled
 			// calls reuse it.
-			var a inferResponse
+			var a inferStorage
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := g.modelInfer(ctx, req, &a); err != nil {

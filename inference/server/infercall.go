@@ -20,7 +20,7 @@ import (
 // request's tensors (a cancelled caller's rows are evaluated later).
 type inferCall struct {
 	req    pb.ModelInferRequest
-	out    inferResponse
+	out    inferStorage
 	reply  inferReply
 	info   grpc.UnaryServerInfo
 	handle grpc.UnaryHandler
