@@ -221,8 +221,11 @@ func (c *childServer) cpu(b *testing.B) time.Duration {
 // then dynamic batching against none on the same server; then the p99
 // latency at 2,000 req/s, from an open-loop pacer (pace), measured from each
 // call's scheduled send time, on two such server processes at once, one
-// answering ModelInfer and the other the empty call, with the pacer's own
-// lateness reported as pacer-lag. `make bench-compare` runs it.
+// answering ModelInfer and the other the empty call, in 16 rounds that
+// swap the roles, with the pacer's own lateness reported as pacer-lag and
+// the median and quartiles of the rounds' p99 ratios beside the pooled
+// ratio. The client sends ModelInfer as bytes encoded once
+// (encodedRequest). `make bench-compare` runs it.
 //
 // Profiles of the server process alone (the client's work is not in them):
 //
