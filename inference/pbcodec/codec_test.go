@@ -55,6 +55,10 @@ func responses() map[string]*pb.ModelInferResponse {
 			{Name: "none", Datatype: "FP32", Shape: []int64{0}, Contents: &pb.InferTensorContents{}},
 			{Name: "nil contents", Datatype: "FP32"},
 		}},
+		// Sizes on either side of the one-allocation and the pooling
+		// thresholds.
+		"medium output": {Outputs: []*outT{{Name: "p", Datatype: "FP32", Shape: []int64{100},
+			Contents: &pb.InferTensorContents{Fp32Contents: floats(100)}}}},
 		"long output and negative shape": {Outputs: []*outT{{Name: "p", Datatype: "FP32", Shape: []int64{-1, 1024},
 			Contents: &pb.InferTensorContents{Fp32Contents: floats(1024)}}}},
 		"raw": {ModelName: "m", Outputs: []*outT{{Name: "p", Datatype: "FP32", Shape: []int64{2}}, {Name: "q", Datatype: "BYTES", Shape: []int64{1}}},
@@ -284,4 +288,24 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("decoded %v, want %v", into, want)
 		}
 	})
+}
+
+// TestMarshalSizes checks that the test responses reach each way of
+// handing bytes to gRPC: one allocation, a plain slice, a pooled buffer.
+func TestMarshalSizes(t *testing.T) {
+	var small, plain, pooled bool
+	for _, m := range responses() {
+		b, _ := AppendResponse(nil, m)
+		switch n := len(b); {
+		case n <= smallResponse:
+			small = true
+		case mem.IsBelowBufferPoolingThreshold(n):
+			plain = true
+		default:
+			pooled = true
+		}
+	}
+	if !small || !plain || !pooled {
+		t.Fatalf("sizes covered: one allocation %v, plain %v, pooled %v", small, plain, pooled)
+	}
 }
