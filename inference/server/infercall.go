@@ -18,6 +18,11 @@ import (
 // left, and hands the call back once it has encoded the response. A call
 // that fails is not reused: the model or the batcher may still hold its
 // request's tensors (a cancelled caller's rows are evaluated later).
+//
+// gRPC hands the response to stats handlers as an OutPayload after the
+// codec has encoded (and so released) it: a stats handler on this server
+// must not read payloads. The only one it installs, otelgrpc's, ignores
+// them.
 type inferCall struct {
 	req    pb.ModelInferRequest
 	out    inferStorage
