@@ -372,7 +372,8 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 	// The merged batch belongs to no single caller: one caller giving up
 	// must not cancel the others' work.
 	ctx := context.WithoutCancel(live[0].ctx)
-	if b.cfg.Tracer != nil {
+	// Nothing is built for a batch of requests that no one traces.
+	if b.cfg.Tracer != nil && anyRecording(live) {
 		links := make([]trace.Link, 0, len(live))
 		for _, r := range live {
 			links = append(links, trace.Link{SpanContext: trace.SpanContextFromContext(r.ctx)})
@@ -404,4 +405,15 @@ func (b *Batcher) evaluate(batch []*request, total int64) {
 		}
 		r.done <- result{outputs: parts[i]}
 	}
+}
+
+// anyRecording reports whether a span records in any of the requests'
+// contexts.
+func anyRecording(live []*request) bool {
+	for _, r := range live {
+		if trace.SpanFromContext(r.ctx).IsRecording() {
+			return true
+		}
+	}
+	return false
 }

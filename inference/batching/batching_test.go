@@ -8,11 +8,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	rt "github.com/maestro-ml/maestro/inference/runtime"
@@ -384,6 +387,41 @@ func TestTracesQueueAndMergedBatch(t *testing.T) {
 	}
 	if links := batches[0].Links(); len(links) != 2 || !callers[links[0].SpanContext.SpanID().String()] || !callers[links[1].SpanContext.SpanID().String()] {
 		t.Errorf("batch span links %v, want both callers", links)
+	}
+}
+
+// countingTracer counts the spans it is asked to start.
+type countingTracer struct {
+	trace.Tracer
+	starts atomic.Int64
+}
+
+func (c *countingTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	c.starts.Add(1)
+	return c.Tracer.Start(ctx, name, opts...)
+}
+
+// TestUntracedBatchBuildsNoSpan merges requests that no one traces: with
+// a tracer configured, the batcher asks it for nothing.
+func TestUntracedBatchBuildsNoSpan(t *testing.T) {
+	tracer := &countingTracer{Tracer: noop.NewTracerProvider().Tracer("test")}
+	m := newDoubler()
+	b := newBatcher(t, m, Config{MaxBatchSize: 64, MaxQueueDelay: time.Hour, PreferredSizes: []int64{2}, MaxInFlight: 2,
+		Tracer: tracer})
+	release := occupy(t, b, m)
+	g, ctx := errgroup.WithContext(context.Background())
+	for i := range 2 {
+		g.Go(func() error {
+			_, err := b.Predict(ctx, input(1, 2, float32(i)))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if n := tracer.starts.Load(); n != 0 {
+		t.Errorf("%d spans started for requests no one traces, want none", n)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/pbcodec"
 )
 
 // ModelControl is how models may be loaded and unloaded while the server
@@ -54,8 +54,9 @@ func (s *Server) controlAllowed(admin bool) error {
 // GRPCInferenceService on one port (gRPC over cleartext HTTP/2), with
 // load and unload allowed.
 func (s *Server) newAdmin() {
-	s.adminGRPC = grpc.NewServer(grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes), grpc.ChainUnaryInterceptor(s.serverHeader, recoverUnary))
-	pb.RegisterGRPCInferenceServiceServer(s.adminGRPC, &grpcService{s: s, admin: true})
+	s.adminGRPC = grpc.NewServer(grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes), grpc.ChainUnaryInterceptor(s.serverHeader, recoverUnary),
+		grpc.ForceServerCodecV2(pbcodec.New()))
+	(&grpcService{s: s, admin: true}).register(s.adminGRPC)
 	rest := s.routes(true)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)

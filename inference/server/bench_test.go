@@ -50,9 +50,11 @@ func fraudRequest(rows int, raw bool) *pb.ModelInferRequest {
 // (client and server both run in it). CPU per request is the steadier
 // figure on a machine shared with other work, and bounds throughput: at
 // saturation, requests/s = cores / CPU per request.
-type cost struct{ wall, cpu time.Duration }
+// In the comparison with a server in its own process, cpu is the server's
+// and client the benchmark process's.
+type cost struct{ wall, cpu, client time.Duration }
 
-func (c *cost) add(o cost) { c.wall += o.wall; c.cpu += o.cpu }
+func (c *cost) add(o cost) { c.wall += o.wall; c.cpu += o.cpu; c.client += o.client }
 
 func cpuTime(b *testing.B) time.Duration {
 	var ru syscall.Rusage

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,7 +22,8 @@ import (
 type grpcService struct {
 	pb.UnimplementedGRPCInferenceServiceServer
 	s     *Server
-	admin bool // on the admin listener, where model control is served
+	admin bool      // on the admin listener, where model control is served
+	calls sync.Pool // *inferCall
 }
 
 func (g *grpcService) ServerLive(context.Context, *pb.ServerLiveRequest) (*pb.ServerLiveResponse, error) {
@@ -84,8 +86,13 @@ func tensorMetadata(specs []runtime.TensorSpec) []*pb.ModelMetadataResponse_Tens
 }
 
 func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
+	return g.modelInfer(ctx, req, &inferStorage{})
+}
+
+// modelInfer answers req in the storage a holds.
+func (g *grpcService) modelInfer(ctx context.Context, req *pb.ModelInferRequest, a *inferStorage) (*pb.ModelInferResponse, error) {
 	start := time.Now()
-	resp, model, ver, err := g.infer(ctx, req)
+	resp, model, ver, err := g.infer(ctx, req, a)
 	g.s.observe("grpc", model, ver, start, err)
 	if err != nil {
 		return nil, statusError(err)
@@ -93,7 +100,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest)
 	return resp, nil
 }
 
-func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, string, string, error) {
+func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest, a *inferStorage) (*pb.ModelInferResponse, string, string, error) {
 	l, err := g.s.repo.Get(ctx, req.GetModelName(), req.GetModelVersion())
 	if err != nil {
 		model, ver := failedLabels(err, req.GetModelName())
@@ -107,7 +114,7 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	if err := res.take(payloadBytes(req)); err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	inputs, err := tensor.DecodeInputs(req)
+	inputs, err := tensor.DecodeInputsTo(a.inputs[:0], req)
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
@@ -129,10 +136,8 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	if err != nil {
 		return nil, l.Name, l.Version, err
 	}
-	// One allocation for the response and its slices, sized for the
-	// usual few outputs.
-	a := &inferResponse{}
 	resp := &a.resp
+	resp.Reset()
 	resp.ModelName, resp.ModelVersion, resp.Id, resp.Parameters = l.Name, l.Version, req.GetId(), g.s.respParams
 	resp.Outputs = a.outputs[:0]
 	if len(outputs) > len(a.outputs) {
@@ -150,10 +155,17 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 		resp.RawOutputContents = resp.RawOutputContents[:len(outputs)]
 	}
 	for i, o := range outputs {
-		if raw {
+		switch {
+		case i >= len(a.tensors) && raw:
 			resp.Outputs[i], resp.RawOutputContents[i], err = tensor.EncodeRaw(o)
-		} else {
+		case i >= len(a.tensors):
 			resp.Outputs[i], err = tensor.EncodeContents(o)
+		case raw:
+			resp.Outputs[i] = &a.tensors[i].out
+			resp.RawOutputContents[i], err = tensor.EncodeRawTo(o, &a.tensors[i].out)
+		default:
+			resp.Outputs[i] = &a.tensors[i].out
+			err = tensor.EncodeContentsTo(o, &a.tensors[i].out, &a.tensors[i].contents)
 		}
 		if err != nil {
 			return nil, l.Name, l.Version, status.Errorf(codes.Internal, "model %q v%s: %v", l.Name, l.Version, err)
@@ -162,12 +174,32 @@ func (g *grpcService) infer(ctx context.Context, req *pb.ModelInferRequest) (*pb
 	return resp, l.Name, l.Version, nil
 }
 
-// inferResponse holds a response with room for a few outputs, allocated
-// together.
-type inferResponse struct {
+// inferStorage is what answering one request needs beside the request:
+// room for a few inputs, the response and a few outputs, allocated
+// together, or pooled with the request in an inferCall.
+type inferStorage struct {
+	inputs  [2]runtime.Tensor
 	resp    pb.ModelInferResponse
 	outputs [2]*pb.ModelInferResponse_InferOutputTensor
 	raw     [2][]byte
+	tensors [2]struct {
+		out      pb.ModelInferResponse_InferOutputTensor
+		contents pb.InferTensorContents
+	}
+}
+
+// clear drops what the storage refers to (the request's tensors, the
+// model's outputs), so that a pooled call holds no memory alive but its
+// own.
+func (a *inferStorage) clear() {
+	clear(a.inputs[:])
+	a.resp.Reset()
+	clear(a.outputs[:])
+	clear(a.raw[:])
+	for i := range a.tensors {
+		a.tensors[i].out.Reset()
+		a.tensors[i].contents.Reset()
+	}
 }
 
 // payloadBytes is what a request's tensors hold: its raw contents and typed

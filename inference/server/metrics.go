@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,12 +46,17 @@ type metrics struct {
 	// call, several times per request. Keys are bounded as the label sets
 	// are (unknown models share one).
 	series sync.Map // seriesKey -> *modelSeries
+	// last is the series looked up last: a server busy with one model
+	// finds them with two string comparisons (the names are usually the
+	// very same strings) instead of hashing both.
+	last atomic.Pointer[modelSeries]
 }
 
 type seriesKey struct{ model, version string }
 
 // modelSeries are one model version's per-request series.
 type modelSeries struct {
+	key       seriesKey
 	hits      prometheus.Counter
 	batchRows prometheus.Observer
 	queueTime prometheus.Observer
@@ -65,8 +71,12 @@ type protocolSeries struct {
 
 // of returns the series of model version; the first call resolves them.
 func (m *metrics) of(model, version string) *modelSeries {
+	if s := m.last.Load(); s != nil && s.key.model == model && s.key.version == version {
+		return s
+	}
 	k := seriesKey{model, version}
 	if s, ok := m.series.Load(k); ok {
+		m.last.Store(s.(*modelSeries))
 		return s.(*modelSeries)
 	}
 	proto := func(p string) protocolSeries {
@@ -76,6 +86,7 @@ func (m *metrics) of(model, version string) *modelSeries {
 		}
 	}
 	s := &modelSeries{
+		key:       k,
 		hits:      m.hits.WithLabelValues(model, version),
 		batchRows: m.batchRows.WithLabelValues(model, version),
 		queueTime: m.queueTime.WithLabelValues(model, version),
@@ -83,6 +94,7 @@ func (m *metrics) of(model, version string) *modelSeries {
 		http:      proto("http"),
 	}
 	got, _ := m.series.LoadOrStore(k, s)
+	m.last.Store(got.(*modelSeries))
 	return got.(*modelSeries)
 }
 

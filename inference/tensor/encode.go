@@ -18,7 +18,18 @@ func EncodeContents(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor,
 		out pb.ModelInferResponse_InferOutputTensor
 		c   pb.InferTensorContents
 	}{}
-	out, c := &pair.out, &pair.c
+	if err := EncodeContentsTo(t, &pair.out, &pair.c); err != nil {
+		return nil, err
+	}
+	return &pair.out, nil
+}
+
+// EncodeContentsTo is EncodeContents into storage the caller provides
+// (and may reuse once the response is sent): out and its contents c, both
+// overwritten.
+func EncodeContentsTo(t runtime.Tensor, out *pb.ModelInferResponse_InferOutputTensor, c *pb.InferTensorContents) error {
+	out.Reset()
+	c.Reset()
 	out.Name, out.Datatype, out.Shape = t.Name, string(t.Datatype), t.Shape
 	switch d := t.Data.(type) {
 	case []float32:
@@ -39,7 +50,7 @@ func EncodeContents(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor,
 		c.UintContents = d
 	case []uint16:
 		if t.Datatype == runtime.FP16 {
-			return nil, fmt.Errorf("output %q: FP16 travels only as raw contents: %w", t.Name, errOutput)
+			return fmt.Errorf("output %q: FP16 travels only as raw contents: %w", t.Name, errOutput)
 		}
 		c.UintContents = widen[uint32](d)
 	case []uint8:
@@ -49,10 +60,10 @@ func EncodeContents(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor,
 	case [][]byte:
 		c.BytesContents = d
 	default:
-		return nil, fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
+		return fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
 	}
 	out.Contents = c
-	return out, nil
+	return nil
 }
 
 func widen[T int32 | uint32, S int8 | int16 | uint8 | uint16](in []S) []T {
@@ -66,7 +77,19 @@ func widen[T int32 | uint32, S int8 | int16 | uint8 | uint16](in []S) []T {
 // EncodeRaw puts t into a response output whose data goes in raw form. The
 // returned bytes may alias t's data.
 func EncodeRaw(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor, []byte, error) {
-	out := &pb.ModelInferResponse_InferOutputTensor{Name: t.Name, Datatype: string(t.Datatype), Shape: t.Shape}
+	out := new(pb.ModelInferResponse_InferOutputTensor)
+	raw, err := EncodeRawTo(t, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, raw, nil
+}
+
+// EncodeRawTo is EncodeRaw into an output the caller provides, which is
+// overwritten.
+func EncodeRawTo(t runtime.Tensor, out *pb.ModelInferResponse_InferOutputTensor) ([]byte, error) {
+	out.Reset()
+	out.Name, out.Datatype, out.Shape = t.Name, string(t.Datatype), t.Shape
 	var raw []byte
 	switch d := t.Data.(type) {
 	case []float32:
@@ -107,9 +130,9 @@ func EncodeRaw(t runtime.Tensor) (*pb.ModelInferResponse_InferOutputTensor, []by
 			raw = append(raw, e...)
 		}
 	default:
-		return nil, nil, fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
+		return nil, fmt.Errorf("output %q: data of type %T: %w", t.Name, t.Data, errOutput)
 	}
-	return out, raw, nil
+	return raw, nil
 }
 
 // rawBytes views s as little-endian bytes without copying on little-endian

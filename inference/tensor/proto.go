@@ -50,11 +50,21 @@ func Elements(name string, shape []int64) (int, error) {
 // DecodeInputs decodes every input of req, from raw_input_contents when the
 // request carries them and from typed contents otherwise.
 func DecodeInputs(req *pb.ModelInferRequest) ([]runtime.Tensor, error) {
+	return DecodeInputsTo(nil, req)
+}
+
+// DecodeInputsTo is DecodeInputs into dst's storage when it has room.
+func DecodeInputsTo(dst []runtime.Tensor, req *pb.ModelInferRequest) ([]runtime.Tensor, error) {
 	raw := req.GetRawInputContents()
 	if len(raw) > 0 && len(raw) != len(req.GetInputs()) {
 		return nil, fmt.Errorf("raw_input_contents has %d entries for %d inputs: %w", len(raw), len(req.GetInputs()), ErrInvalid)
 	}
-	out := make([]runtime.Tensor, len(req.GetInputs()))
+	out := dst[:0]
+	if n := len(req.GetInputs()); cap(out) >= n {
+		out = out[:n]
+	} else {
+		out = make([]runtime.Tensor, n)
+	}
 	for i, in := range req.GetInputs() {
 		var err error
 		if len(raw) > 0 {

@@ -113,9 +113,13 @@ func (m *Model) Predict(ctx context.Context, inputs []runtime.Tensor) ([]runtime
 		return nil, fmt.Errorf("%w: input %q: %d rows for a model without a batch dimension", runtime.ErrInvalidInput, t.Name, rows)
 	}
 	e := m.e
-	margin := make([]float32, rows*e.numGroup)
-	pred := make([]float32, rows*e.outWidth())
-	e.predict(x, rows, margin, pred, make([]float32, e.scratchLen(rows)))
+	// One allocation for the predictions, the margins and the scratch
+	// space: for a row or a few, the allocations cost more than the trees.
+	// The predictions come first and are capped, since they are returned.
+	np, nm := rows*e.outWidth(), rows*e.numGroup
+	buf := make([]float32, np+nm+e.scratchLen(rows))
+	pred, margin := buf[:np:np], buf[np:np+nm:np+nm]
+	e.predict(x, rows, margin, pred, buf[np+nm:])
 
 	out := make([]runtime.Tensor, len(m.outputs))
 	usedPred := false
