@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,11 +326,13 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 			cc.sendTrailersLocked(cs, req.Trailer)
 		}
 	}
-	err = cc.w.flushLocked()
-	cc.mu.Unlock()
-	if err != nil {
+	if err = cc.w.flushLocked(); err != nil {
+		// A dead connection: no stream may use it again.
+		cc.closeLocked(fmt.Errorf("h2: write to %s: %w", cc.addr, err))
+		cc.mu.Unlock()
 		return nil, err
 	}
+	cc.mu.Unlock()
 	if !whole || len(body) > 0 {
 		// The rest of the body waits for window or comes from a stream.
 		go cc.writeBody(cs, req, body, whole)
@@ -462,12 +465,23 @@ func (cc *clientConn) encodeRequest(req *http.Request, body []byte, whole bool) 
 		if !isLower(k) {
 			name = strings.ToLower(k)
 		}
-		if connectionSpecific(name) || name == "host" || name == "content-length" || (name == "te" && !teTrailers(vs)) {
+		if connectionSpecific(name) || name == "host" || name == "content-length" || (name == "te" && !teTrailers(vs)) ||
+			(name == "trailer" && len(req.Trailer) > 0) {
 			continue
 		}
 		for _, v := range vs {
 			write(name, v)
 		}
+	}
+	if len(req.Trailer) > 0 {
+		// Declared as Go's transport declares them: Go's server keeps
+		// only the trailers a request announces.
+		names := make([]string, 0, len(req.Trailer))
+		for k := range req.Trailer {
+			names = append(names, strings.ToLower(k))
+		}
+		sort.Strings(names)
+		write("trailer", strings.Join(names, ","))
 	}
 	if whole && (len(body) > 0 || (method != http.MethodGet && method != http.MethodHead)) {
 		write("content-length", strconv.Itoa(len(body)))

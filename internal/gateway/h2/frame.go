@@ -125,12 +125,24 @@ type writer struct {
 	buf     []byte
 	spare   []byte
 	writing bool
+	idle    sync.Cond // signalled when a write ends
 	err     error
 	kick    chan struct{} // wakes the flusher goroutine for the reader
 }
 
 func newWriter(nc net.Conn, mu *sync.Mutex) *writer {
-	return &writer{nc: nc, mu: mu, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096), kick: make(chan struct{}, 1)}
+	w := &writer{nc: nc, mu: mu, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096), kick: make(chan struct{}, 1)}
+	w.idle.L = mu
+	return w
+}
+
+// drainLocked waits for the write under way and writes what is queued,
+// before the connection closes.
+func (w *writer) drainLocked() error {
+	for w.writing {
+		w.idle.Wait()
+	}
+	return w.flushLocked()
 }
 
 // flushLocked writes what is queued, or leaves it to the write under way.
@@ -159,6 +171,7 @@ func (w *writer) flushLocked() error {
 		w.buf = w.buf[:0]
 	}
 	w.writing = false
+	w.idle.Broadcast()
 	return w.err
 }
 

@@ -337,7 +337,7 @@ func (c *serverConn) fail(err error) {
 	if send && !c.closed {
 		c.w.buf = appendGoAway(c.w.buf, c.lastID, code)
 		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = c.w.flushLocked()
+		_ = c.w.drainLocked()
 	}
 	c.closeLocked()
 	c.mu.Unlock()
@@ -381,7 +381,7 @@ func (c *serverConn) closeIfIdleLocked() {
 	if (c.goneAway || c.peerGoneAway) && len(c.streams) == 0 && len(c.pending) == 0 && !c.closed {
 		// Let the queued frames (the last response, the GOAWAY) out first.
 		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = c.w.flushLocked()
+		_ = c.w.drainLocked()
 		c.closeLocked()
 	}
 }
