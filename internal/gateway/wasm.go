@@ -44,9 +44,16 @@ func newWasmState(log *slog.Logger, baseDir string) *wasmState {
 	exported := stats.New()
 	// Every histogram sample goes to the exported histogram as it is
 	// recorded: the host keeps only the recent ones.
+	// The histogram of each name is looked up once: WasmMetric runs
+	// Envoy's tag regexes, which cost more than the sample itself.
+	var hists sync.Map // name -> *stats.Histogram
 	record := func(name string, v uint64) {
-		fam, labels := stats.WasmMetric(name)
-		exported.Histogram(fam, labels...).Record(float64(v))
+		h, ok := hists.Load(name)
+		if !ok {
+			fam, labels := stats.WasmMetric(name)
+			h, _ = hists.LoadOrStore(name, exported.Histogram(fam, labels...))
+		}
+		h.(*stats.Histogram).Record(float64(v))
 	}
 	return &wasmState{log: log, baseDir: baseDir, modules: map[string]*wasmhost.Module{}, stats: wasmhost.NewStatsFunc(record),
 		shared: wasmhost.NewSharedData(), queues: wasmhost.NewSharedQueues(), exported: exported}
