@@ -174,6 +174,7 @@ type clientConn struct {
 	closed      bool
 	err         error
 	maxStreams  uint32
+	sawSettings bool
 	sendWindow  int64
 	peerWindow  int32
 	peerFrame   int

@@ -74,6 +74,14 @@ func (cc *clientConn) process(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
+		if !cc.sawSettings {
+			// A server that names no limit gets Go's transport's
+			// assumption rather than the 100 used until its SETTINGS.
+			cc.sawSettings = true
+			if _, ok := f.Value(http2.SettingMaxConcurrentStreams); !ok {
+				cc.maxStreams = 1000
+			}
+		}
 		if err := f.ForeachSetting(cc.applySetting); err != nil {
 			return err
 		}

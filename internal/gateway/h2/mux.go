@@ -17,10 +17,9 @@ type Mux struct {
 	// H2 serves h2c; nil hands preface connections to HTTP1 too.
 	H2 *Server
 
-	once  sync.Once
-	ln    net.Listener
-	h1    *connListener
-	conns sync.WaitGroup
+	once sync.Once
+	ln   net.Listener
+	h1   *connListener
 }
 
 // Serve accepts connections on ln until it is closed.
@@ -38,7 +37,7 @@ func (m *Mux) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		m.conns.Go(func() { m.route(nc) })
+		go m.route(nc)
 	}
 }
 
