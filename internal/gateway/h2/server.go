@@ -68,7 +68,7 @@ type Server struct {
 }
 
 // workerIdle is how long a handler goroutine waits for another stream.
-const workerIdle = 10 * time.Second
+const workerIdle = 2 * time.Second
 
 func (s *Server) run(st *serverStream) {
 	select {

@@ -109,13 +109,6 @@ func post(path string) []string {
 	return []string{":method", "POST", ":scheme", "http", ":authority", "x", ":path", path, "content-type", "application/grpc", "te", "trailers"}
 }
 
-func isGoAway(code http2.ErrCode) func(http2.Frame) bool {
-	return func(f http2.Frame) bool {
-		g, ok := f.(*http2.GoAwayFrame)
-		return ok && g.ErrCode == code
-	}
-}
-
 func echo(w http.ResponseWriter, r *http.Request) {
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
