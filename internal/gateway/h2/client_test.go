@@ -179,3 +179,65 @@ func TestClientRedialsAfterServerGoesAway(t *testing.T) {
 	}
 	t.Fatalf("no request succeeded after the connection dropped: %v", last)
 }
+
+// TestProxyStreamsPastTheWindows chains Go's h2c client, this package's
+// server, a proxying handler using this package's client, and Go's h2c
+// server: a 3 MiB body of unknown length and its 3 MiB answer stream both
+// ways through 1 MiB stream windows, the answer flushed as it comes.
+func TestProxyStreamsPastTheWindows(t *testing.T) {
+	backend := goServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("x-backend", "yes")
+		_, _ = io.Copy(w, r.Body)
+	})
+	tr := newTransport()
+	defer tr.CloseIdleConnections()
+	proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+backend+r.URL.Path, r.Body)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		up.ContentLength = -1
+		resp, err := tr.RoundTrip(up)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("x-backend", resp.Header.Get("X-Backend"))
+		rc := http.NewResponseController(w)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n])
+				_ = rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	addr, _ := serve(t, proxy, ServerConfig{StreamWindow: 1 << 20})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	body := bytes.Repeat([]byte("abcdefgh"), 3<<17) // 3 MiB
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/stream", io.MultiReader(bytes.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	got, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ProtoMajor != 2 || res.Header.Get("X-Backend") != "yes" || !bytes.Equal(got, body) {
+		t.Fatalf("proto %d, x-backend %q, %d bytes back of %d", res.ProtoMajor, res.Header.Get("X-Backend"), len(got), len(body))
+	}
+}
