@@ -180,14 +180,14 @@ type clientConn struct {
 	peerFrame   int
 	recvWindow  int64
 	recvUnacked int64
-	canon       map[string]string
+	canon       nameCache
 	done        chan struct{}
 }
 
 func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) {
 	cc := &clientConn{t: t, addr: addr, nc: nc, streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: 100,
 		sendWindow: defaultWindow, peerWindow: defaultWindow, peerFrame: defaultFrameSize,
-		recvWindow: clientConnWindow, canon: map[string]string{}, done: make(chan struct{})}
+		recvWindow: clientConnWindow, canon: nameCache{}, done: make(chan struct{})}
 	cc.flow.L = &cc.mu
 	cc.w = newWriter(nc, &cc.mu)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
@@ -409,8 +409,12 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 				}
 				return cc.w.flushLocked()
 			}
+			// flushLocked lets go of the lock while it writes: the
+			// window may have opened meanwhile, so look before waiting.
 			_ = cc.w.flushLocked()
-			cc.flow.Wait()
+			for (cs.sendWindow <= 0 || cc.sendWindow <= 0) && !cs.localDone && !cc.closed {
+				cc.flow.Wait()
+			}
 		}
 	}
 	if whole {

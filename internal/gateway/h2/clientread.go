@@ -162,12 +162,11 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 			cc.resetLocked(cs, http2.ErrCodeProtocol, errors.New("h2: malformed trailers"))
 			return
 		}
-		tr := make(http.Header, len(f.Fields))
+		tb := newHeaderBuilder(len(f.Fields))
 		for _, hf := range f.RegularFields() {
-			k := cc.canonical(hf.Name)
-			tr[k] = append(tr[k], hf.Value)
+			tb.add(cc.canon.get(hf.Name, http.CanonicalHeaderKey), hf.Value)
 		}
-		cs.resp.Trailer = tr
+		cs.resp.Trailer = tb.h
 		cc.endRemoteLocked(cs)
 		return
 	}
@@ -180,11 +179,10 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		return // informational
 	}
 	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
+	hb := newHeaderBuilder(len(regular))
 	length := int64(-1)
 	for _, hf := range regular {
-		k := cc.canonical(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		hb.add(cc.canon.get(hf.Name, http.CanonicalHeaderKey), hf.Value)
 		if hf.Name == "content-length" {
 			if n, err := strconv.ParseInt(hf.Value, 10, 64); err == nil {
 				length = n
@@ -192,7 +190,7 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		}
 	}
 	resp := &http.Response{StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
-		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, ContentLength: length, Body: &responseBody{cs: cs}}
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hb.h, ContentLength: length, Body: &responseBody{cs: cs}}
 	cs.resp = resp
 	if f.StreamEnded() {
 		resp.Body = http.NoBody
@@ -200,17 +198,6 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		cc.endRemoteLocked(cs)
 	}
 	close(cs.headersDone)
-}
-
-func (cc *clientConn) canonical(lower string) string {
-	if v, ok := cc.canon[lower]; ok {
-		return v
-	}
-	v := http.CanonicalHeaderKey(lower)
-	if len(cc.canon) < 256 {
-		cc.canon[lower] = v
-	}
-	return v
 }
 
 // endRemoteLocked marks the response complete.

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/http"
 	"runtime"
 	"sync"
 
@@ -214,4 +215,41 @@ func (w *writer) flusher(done <-chan struct{}) {
 			w.mu.Unlock()
 		}
 	}
+}
+
+// headerBuilder fills an http.Header whose values share one backing
+// array: one allocation for the values rather than one per name. Each
+// name's slice is capacity-capped, so a later append copies out of it.
+type headerBuilder struct {
+	h    http.Header
+	vals []string
+}
+
+func newHeaderBuilder(n int) headerBuilder {
+	return headerBuilder{h: make(http.Header, n), vals: make([]string, 0, n)}
+}
+
+func (b *headerBuilder) add(k, v string) {
+	if old, ok := b.h[k]; ok {
+		b.h[k] = append(old, v)
+		return
+	}
+	b.vals = append(b.vals, v)
+	n := len(b.vals)
+	b.h[k] = b.vals[n-1 : n : n]
+}
+
+// nameCache maps lower-case header names to canonical ones (or back),
+// bounded so that a peer sending new names cannot grow it.
+type nameCache map[string]string
+
+func (c nameCache) get(name string, convert func(string) string) string {
+	if v, ok := c[name]; ok {
+		return v
+	}
+	v := convert(name)
+	if len(c) < 256 {
+		c[name] = v
+	}
+	return v
 }

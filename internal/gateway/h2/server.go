@@ -239,15 +239,15 @@ type serverConn struct {
 	recvUnacked  int64 // consumed bytes not yet returned by WINDOW_UPDATE
 	pending      []*serverStream
 	handlers     sync.WaitGroup
-	lower        map[string]string // canonical -> lower-case response names
-	canon        map[string]string // lower-case -> canonical request names (reader only)
+	lower        nameCache // canonical -> lower-case response names
+	canon        nameCache // lower-case -> canonical request names
 }
 
 func newServerConn(s *Server, nc net.Conn) *serverConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &serverConn{srv: s, nc: nc, ctx: ctx, cancel: cancel, done: make(chan struct{}), remote: nc.RemoteAddr().String(),
 		streams: map[uint32]*serverStream{}, sendWindow: defaultWindow, peerWindow: defaultWindow,
-		peerFrame: defaultFrameSize, recvWindow: connWindow, lower: map[string]string{}, canon: map[string]string{}}
+		peerFrame: defaultFrameSize, recvWindow: connWindow, lower: nameCache{}, canon: nameCache{}}
 	c.flow.L = &c.mu
 	c.w = newWriter(nc, &c.mu)
 	c.henc = hpack.NewEncoder(&c.hbuf)

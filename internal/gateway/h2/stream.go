@@ -55,26 +55,10 @@ func connectionSpecific(name string) bool {
 }
 
 func (c *serverConn) canonical(lower string) string {
-	if v, ok := c.canon[lower]; ok {
-		return v
-	}
-	v := http.CanonicalHeaderKey(lower)
-	if len(c.canon) < 256 {
-		c.canon[lower] = v
-	}
-	return v
+	return c.canon.get(lower, http.CanonicalHeaderKey)
 }
 
-func (c *serverConn) lowerName(canon string) string {
-	if v, ok := c.lower[canon]; ok {
-		return v
-	}
-	v := strings.ToLower(canon)
-	if len(c.lower) < 256 {
-		c.lower[canon] = v
-	}
-	return v
-}
+func (c *serverConn) lowerName(canon string) string { return c.lower.get(canon, strings.ToLower) }
 
 func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	id := f.StreamID
@@ -112,7 +96,7 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	regular := f.RegularFields()
-	h := make(http.Header, len(regular))
+	hb := newHeaderBuilder(len(regular))
 	declared := int64(-1)
 	for _, hf := range regular {
 		if connectionSpecific(hf.Name) || (hf.Name == "te" && hf.Value != "trailers") {
@@ -132,9 +116,9 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 			}
 			declared = n
 		}
-		k := c.canonical(hf.Name)
-		h[k] = append(h[k], hf.Value)
+		hb.add(c.canonical(hf.Name), hf.Value)
 	}
+	h := hb.h
 	ctx, cancel := context.WithCancel(c.ctx)
 	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared, readWake: make(chan struct{}, 1),
 		recvWindow: int64(c.srv.cfg.StreamWindow), sendWindow: int64(c.peerWindow)}
@@ -164,12 +148,11 @@ func (c *serverConn) onTrailers(st *serverStream, f *http2.MetaHeadersFrame) err
 		c.resetLocked(st.id, http2.ErrCodeProtocol)
 		return nil
 	}
-	tr := make(http.Header, len(f.Fields))
+	tb := newHeaderBuilder(len(f.Fields))
 	for _, hf := range f.RegularFields() {
-		k := c.canonical(hf.Name)
-		tr[k] = append(tr[k], hf.Value)
+		tb.add(c.canonical(hf.Name), hf.Value)
 	}
-	st.req.Trailer = tr
+	st.req.Trailer = tb.h
 	st.remoteDone = true
 	st.wake()
 	return nil
