@@ -274,13 +274,18 @@ func (cs *clientStream) failLocked(err error) {
 		cs.err = err
 	}
 	if cs.resp == nil {
-		select {
-		case <-cs.headersDone:
-		default:
-			close(cs.headersDone)
-		}
+		cs.headersReady()
 	}
 	cs.wake()
+}
+
+// headersReady releases RoundTrip's wait, once.
+func (cs *clientStream) headersReady() {
+	select {
+	case <-cs.headersDone:
+	default:
+		close(cs.headersDone)
+	}
 }
 
 // wholeBody returns the whole body when the caller set its length (the

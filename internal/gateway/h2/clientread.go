@@ -48,6 +48,11 @@ func (cc *clientConn) readLoop() {
 }
 
 func (cc *clientConn) process(f http2.Frame) error {
+	if cc.closed {
+		// A failed write closed the connection under the reader: its
+		// streams have their error already.
+		return cc.err
+	}
 	switch f := f.(type) {
 	case *http2.MetaHeadersFrame:
 		if cs := cc.streams[f.StreamID]; cs != nil {
@@ -156,6 +161,9 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
+	if cs.err != nil && cs.resp == nil {
+		return // the stream failed before its answer came
+	}
 	if cs.resp != nil {
 		// Trailers.
 		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
@@ -197,7 +205,7 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		resp.ContentLength = 0
 		cc.endRemoteLocked(cs)
 	}
-	close(cs.headersDone)
+	cs.headersReady()
 }
 
 // endRemoteLocked marks the response complete.

@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -81,6 +82,71 @@ func FuzzServerFrames(f *testing.F) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("connection not torn down 10 s after the peer closed")
+		}
+	})
+}
+
+// FuzzClientFrames answers a request with arbitrary bytes after the
+// server's SETTINGS, then closes: the client must neither panic nor hang;
+// the request ends with a response or an error.
+func FuzzClientFrames(f *testing.F) {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	block := append([]byte(nil), hb.Bytes()...)
+	hb.Reset()
+	_ = enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: "0"})
+	trailers := append([]byte(nil), hb.Bytes()...)
+	build := func(write func(fr *http2.Framer)) []byte {
+		var b bytes.Buffer
+		fr := http2.NewFramer(&b, nil)
+		fr.AllowIllegalWrites = true
+		write(fr)
+		return b.Bytes()
+	}
+	f.Add(build(func(fr *http2.Framer) {
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndHeaders: true})
+		_ = fr.WriteData(1, false, []byte("answer"))
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: trailers, EndHeaders: true, EndStream: true})
+	}))
+	f.Add(build(func(fr *http2.Framer) {
+		_ = fr.WriteWindowUpdate(0, 1<<20)
+		_ = fr.WritePing(false, [8]byte{9})
+		_ = fr.WriteRSTStream(1, http2.ErrCodeRefusedStream)
+	}))
+	f.Add(build(func(fr *http2.Framer) {
+		_ = fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		_ = fr.WriteData(1, true, []byte("late"))
+	}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		client, server := net.Pipe()
+		tr := &Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return client, nil }}
+		defer tr.CloseIdleConnections()
+		go func() { _, _ = io.Copy(io.Discard, server) }()
+		go func() {
+			// The fake server says its piece and hangs up: whatever it
+			// said, the request must end.
+			defer server.Close()
+			var hello bytes.Buffer
+			_ = http2.NewFramer(&hello, nil).WriteSettings()
+			_ = server.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = server.Write(append(hello.Bytes(), data...))
+		}()
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://fuzz/svc/Method", bytes.NewReader([]byte("ask")))
+		req.ContentLength = 3
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("request not ended 10 s after the server hung up")
 		}
 	})
 }
