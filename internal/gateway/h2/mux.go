@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Mux serves one listener: connections that open with the HTTP/2 client
@@ -93,15 +95,18 @@ func (m *Mux) Shutdown(ctx context.Context) error {
 	if m.ln != nil {
 		_ = m.ln.Close()
 	}
-	var errs []error
+	// Both drain at once: the h2c clients get their GOAWAY while the
+	// HTTP/1.1 requests finish.
+	var g errgroup.Group
 	if m.HTTP1 != nil {
-		errs = append(errs, m.HTTP1.Shutdown(ctx))
+		g.Go(func() error { return m.HTTP1.Shutdown(ctx) })
 	}
-	m.h1.close()
 	if m.H2 != nil {
-		errs = append(errs, m.H2.Shutdown(ctx))
+		g.Go(func() error { return m.H2.Shutdown(ctx) })
 	}
-	return errors.Join(errs...)
+	err := g.Wait()
+	m.h1.close()
+	return err
 }
 
 // Close closes the listener and every connection.

@@ -35,6 +35,9 @@ const (
 	// flushAt is how much response body is held before it is sent
 	// without an explicit flush.
 	flushAt = 16 << 10
+	// startAfter bounds how much a peer that never lets the read buffer
+	// empty can send before the handlers of its new streams start.
+	startAfter = 64 << 10
 )
 
 // ServerConfig configures a Server.
@@ -288,8 +291,10 @@ func (c *serverConn) serve() {
 		return
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
+	read := 0 // bytes read since the pending handlers last started
 	for {
 		if err == nil && f != nil {
+			read += int(f.Header().Length)
 			c.mu.Lock()
 			err = c.process(f)
 			c.w.flushLater()
@@ -299,10 +304,12 @@ func (c *serverConn) serve() {
 			c.fail(err)
 			return
 		}
-		if c.br.Buffered() == 0 {
-			// Nothing more has come: start the handlers of the streams
-			// opened so far, each with all of its body that is here.
+		if c.br.Buffered() == 0 || read >= startAfter {
+			// Nothing more has come (or a busy peer has sent a lot):
+			// start the handlers of the streams opened so far, each
+			// with all of its body that is here.
 			c.startPending()
+			read = 0
 		}
 		f, err = c.fr.ReadFrame()
 		var se http2.StreamError
