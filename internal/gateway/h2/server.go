@@ -527,10 +527,13 @@ func (c *serverConn) onData(f *http2.DataFrame) error {
 	c.recvWindow -= n
 	st := c.streams[f.StreamID]
 	if st == nil || st.remoteDone {
-		// A closed stream: its data still counts against the
-		// connection's window, returned at once.
+		// Its data still counts against the connection's window,
+		// returned at once. A closed stream's is ignored (the rest of a
+		// body this side stopped wanting); one past END_STREAM is an error.
 		c.refundLocked(n)
-		c.resetLocked(f.StreamID, http2.ErrCodeStreamClosed)
+		if st != nil {
+			c.resetLocked(f.StreamID, http2.ErrCodeStreamClosed)
+		}
 		return nil
 	}
 	if n > st.recvWindow {

@@ -424,3 +424,34 @@ func TestServerHandlerPanicResetsStream(t *testing.T) {
 		t.Fatalf("stream %d status %q", h.StreamID, h.PseudoValue("status"))
 	}
 }
+
+// TestServerIgnoresFramesOnAClosedStream answers before the request ends
+// (as a 413 does): the rest of the body and the trailers that were on
+// their way are ignored, and the connection serves on.
+func TestServerIgnoresFramesOnAClosedStream(t *testing.T) {
+	addr, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	}), ServerConfig{})
+	p := dialPeer(t, addr)
+	p.headers(1, false, post("/")...)
+	rst := p.until(func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+	if rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeNo {
+		t.Fatalf("RST_STREAM %v on %d, want NO_ERROR on 1", rst.ErrCode, rst.StreamID)
+	}
+	if err := p.fr.WriteData(1, false, []byte("late body")); err != nil {
+		t.Fatal(err)
+	}
+	p.headers(1, true, "grpc-status", "0")
+	p.headers(3, true, get("/")...)
+	f := p.until(func(f http2.Frame) bool {
+		switch f.(type) {
+		case *http2.MetaHeadersFrame, *http2.GoAwayFrame, *http2.RSTStreamFrame:
+			return true
+		}
+		return false
+	})
+	h, ok := f.(*http2.MetaHeadersFrame)
+	if !ok || h.StreamID != 3 || h.PseudoValue("status") != "413" {
+		t.Fatalf("got %v, want stream 3's 413 answer", f)
+	}
+}

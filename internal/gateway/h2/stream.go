@@ -69,7 +69,9 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return c.onTrailers(st, f)
 	}
 	if id <= c.lastID {
-		return connError{http2.ErrCodeStreamClosed, "HEADERS on a closed stream"}
+		// A stream already closed, perhaps reset by this side while the
+		// client's trailers were on their way: ignored (RFC 9113 §5.4.2).
+		return nil
 	}
 	c.lastID = id
 	if c.goneAway || uint32(len(c.streams)) >= c.srv.cfg.MaxConcurrentStreams {
