@@ -241,3 +241,43 @@ func TestProxyStreamsPastTheWindows(t *testing.T) {
 		t.Fatalf("proto %d, x-backend %q, %d bytes back of %d", res.ProtoMajor, res.Header.Get("X-Backend"), len(got), len(body))
 	}
 }
+
+// TestClientUnaryOneWrite checks a unary request's HEADERS and DATA leave
+// in one write once the connection is up.
+func TestClientUnaryOneWrite(t *testing.T) {
+	addr := goServer(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.Copy(w, r.Body) })
+	conns := make(chan *countingConn, 1)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cc := &countingConn{Conn: nc}
+		conns <- cc
+		return cc, nil
+	}}
+	defer tr.CloseIdleConnections()
+	call := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", strings.NewReader("ping"))
+		req.ContentLength = 4
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if b, _ := io.ReadAll(resp.Body); string(b) != "ping" {
+			t.Fatalf("got %q", b)
+		}
+	}
+	call() // the connection, its SETTINGS and their acknowledgements
+	cc := <-conns
+	before := cc.writes.Load()
+	call()
+	if n := cc.writes.Load() - before; n != 1 {
+		t.Fatalf("the request took %d writes, want 1", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,12 +123,43 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
+// countingConn counts the writes made to a connection.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
 // TestServerUnaryOneWrite checks a unary answer (headers, data, trailers)
-// arrives in one TCP segment's worth of reads and is well formed, and that
-// the server acknowledges SETTINGS and answers PING.
+// is well formed and leaves in one write, and that the server
+// acknowledges SETTINGS and answers PING.
 func TestServerUnaryOneWrite(t *testing.T) {
-	addr, _ := serve(t, http.HandlerFunc(echo), ServerConfig{})
-	p := dialPeer(t, addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := NewServer(ServerConfig{Handler: http.HandlerFunc(echo)})
+	defer srv.Close()
+	conns := make(chan *countingConn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if _, err := io.ReadFull(nc, make([]byte, len(ClientPreface))); err != nil {
+			return
+		}
+		cc := &countingConn{Conn: nc}
+		conns <- cc
+		srv.ServeConn(cc)
+	}()
+	p := dialPeer(t, ln.Addr().String())
+	cc := <-conns
 	if err := p.fr.WritePing(false, [8]byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +168,7 @@ func TestServerUnaryOneWrite(t *testing.T) {
 	if !ping.IsAck() || ping.Data != [8]byte{1, 2, 3} {
 		t.Fatalf("ping answer %+v", ping)
 	}
+	before := cc.writes.Load()
 	p.headers(1, false, post("/echo")...)
 	if err := p.fr.WriteData(1, true, []byte("hello")); err != nil {
 		t.Fatal(err)
@@ -151,6 +184,9 @@ func TestServerUnaryOneWrite(t *testing.T) {
 	tr := p.next().(*http2.MetaHeadersFrame)
 	if !tr.StreamEnded() || len(tr.Fields) != 1 || tr.Fields[0].Name != "grpc-status" {
 		t.Fatalf("trailers %v end=%v", tr.Fields, tr.StreamEnded())
+	}
+	if n := cc.writes.Load() - before; n != 1 {
+		t.Fatalf("the answer took %d writes, want 1", n)
 	}
 }
 
