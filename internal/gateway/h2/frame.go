@@ -13,7 +13,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 
 	"golang.org/x/net/http2"
@@ -36,9 +35,6 @@ const (
 	// settings floods of CVE-2019-9512/9515).
 	maxPending = 4 << 20
 )
-
-// minBatch is the queue below which a writer yields once before writing.
-const minBatch = 1000
 
 var errClosed = errors.New("h2: connection closed")
 
@@ -157,13 +153,6 @@ func (w *writer) flushLocked() error {
 		return w.err
 	}
 	w.writing = true
-	if len(w.buf) < minBatch {
-		// As gRPC-Go's loopy writer does: let the other runnable
-		// streams queue their frames first, so that they share the write.
-		w.mu.Unlock()
-		runtime.Gosched()
-		w.mu.Lock()
-	}
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
 		w.buf, w.spare = w.spare[:0], nil
