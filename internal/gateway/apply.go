@@ -12,6 +12,7 @@ import (
 
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/maestro-ml/maestro/internal/gateway/h2"
 	"github.com/maestro-ml/maestro/internal/gateway/router"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
@@ -22,7 +23,7 @@ type listener struct {
 	bind  string
 	codec xdsconfig.Codec
 	ln    net.Listener
-	srv   *http.Server
+	srv   *h2.Mux
 	snap  atomic.Pointer[router.Snapshot]
 }
 
@@ -184,6 +185,16 @@ func (g *Gateway) bindAddr(lc *xdsconfig.Listener) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// bufferLimit is the per-stream body buffer limit, also each h2c
+// stream's receive window: a peer cannot make the gateway hold more of a
+// body than a filter may buffer.
+func (g *Gateway) bufferLimit() int {
+	if g.cfg.BufferLimit > 0 {
+		return g.cfg.BufferLimit
+	}
+	return router.DefaultBufferLimit
+}
+
 func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
@@ -193,16 +204,16 @@ func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error)
 	h := router.New(lc.StatPrefix, router.Config{
 		Snapshot: l.snap.Load, Clusters: g.clusters, Stats: g.stats, Logger: g.log, BufferLimit: g.cfg.BufferLimit,
 	})
-	var p http.Protocols
-	switch lc.Codec {
-	case xdsconfig.CodecHTTP1:
+	// HTTP/1.1 stays with net/http; h2c is served by package h2, which
+	// batches each response's frames into one write.
+	l.srv = &h2.Mux{}
+	if lc.Codec != xdsconfig.CodecHTTP2 {
+		var p http.Protocols
 		p.SetHTTP1(true)
-	case xdsconfig.CodecHTTP2:
-		p.SetUnencryptedHTTP2(true)
-	default:
-		p.SetHTTP1(true)
-		p.SetUnencryptedHTTP2(true)
+		l.srv.HTTP1 = &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
 	}
-	l.srv = &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+	if lc.Codec != xdsconfig.CodecHTTP1 {
+		l.srv.H2 = h2.NewServer(h2.ServerConfig{Handler: h, StreamWindow: int32(g.bufferLimit()), Logger: g.log})
+	}
 	return l, nil
 }

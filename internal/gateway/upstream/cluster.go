@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/maestro-ml/maestro/internal/gateway/h2"
 	"github.com/maestro-ml/maestro/internal/gateway/stats"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
 )
@@ -109,7 +110,7 @@ type Cluster struct {
 	rr        atomic.Uint64
 	active    atomic.Int64
 	retries   atomic.Int64
-	transport *http.Transport
+	transport roundTripper
 	scheme    string
 	secrets   [2]*xdsconfig.Secret // the TLS secrets the transport was built with
 
@@ -147,8 +148,19 @@ func secretsOf(t *xdsconfig.UpstreamTLS, all map[string]*xdsconfig.Secret) [2]*x
 // Scheme is "https" for a TLS cluster, else "http".
 func (c *Cluster) Scheme() string { return c.scheme }
 
-func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) *http.Transport {
+// roundTripper is a cluster's connection pool.
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
+func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) roundTripper {
 	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if cfg.HTTP2 && cfg.TLS == nil {
+		// h2c: the gateway's own client, which writes a request's
+		// frames, and those of concurrent requests, in one system call.
+		return &h2.Transport{DialContext: d.DialContext}
+	}
 	t := &http.Transport{
 		DialContext:         d.DialContext,
 		MaxIdleConnsPerHost: 64,
@@ -165,9 +177,6 @@ func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) 
 		} else {
 			p.SetHTTP1(true)
 		}
-		t.Protocols = &p
-	case cfg.HTTP2:
-		p.SetUnencryptedHTTP2(true)
 		t.Protocols = &p
 	}
 	return t
