@@ -85,7 +85,11 @@ func TestStrictDNSAndRemoteWasm(t *testing.T) {
 	if err := bad.GetTypedConfig().UnmarshalTo(w); err != nil {
 		t.Fatal(err)
 	}
-	w.Config.GetVmConfig().GetCode().GetRemote().Sha256 = "00" + w.Config.GetVmConfig().GetCode().GetRemote().Sha256[2:]
+	// Flip the first byte: a fixed prefix would leave a digest that already
+	// starts with it unchanged (1 build in 256).
+	wrong := sum
+	wrong[0] ^= 0xff
+	w.Config.GetVmConfig().GetCode().GetRemote().Sha256 = hex.EncodeToString(wrong[:])
 	w.Config.Name = "probe-2"
 	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType][:0], &corev3.TypedExtensionConfig{Name: "edge.probe", TypedConfig: mustAny(t, w)})
 	cp.set(t, "gw", res)
