@@ -26,6 +26,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 )
 
@@ -42,7 +43,7 @@ func adaptivePolicy(wasm, v1, v2, v3 string) string {
 
 // adaptivePolicySmoothed is adaptivePolicy with the given smoothing.
 func adaptivePolicySmoothed(wasm string, smoothing float64, v1, v2, v3 string) string {
-	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
+	return e2etest.WasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata: {name: fraud, namespace: ml}
 spec:
@@ -78,7 +79,7 @@ spec:
   protocol: grpc
   hosts: ["*"]
   routes: [fraud-ensemble]
-`, port(v1), port(v2), port(v3), smoothing)
+`, e2etest.Port(v1), e2etest.Port(v2), e2etest.Port(v3), smoothing)
 }
 
 // stallable is a model that, while stalled, answers only after its
@@ -102,9 +103,9 @@ func (m stallable) Predict(ctx context.Context, in []runtime.Tensor) ([]runtime.
 // gatewayFanoutWeights reads the fanout filter config the gateway accepted
 // over ECDS (its /config_dump) and returns the member weights of route by
 // cluster.
-func gatewayFanoutWeights(t *testing.T, gw *runningGateway, route string) map[string]float64 {
+func gatewayFanoutWeights(t *testing.T, gw *e2etest.Gateway, route string) map[string]float64 {
 	t.Helper()
-	res, err := http.Get("http://" + gw.admin + "/config_dump")
+	res, err := http.Get("http://" + gw.Admin + "/config_dump")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func gatewayFanoutWeights(t *testing.T, gw *runningGateway, route string) map[st
 
 // waitWeight polls the gateway's fanout config until member's weight
 // satisfies ok, and returns when it did.
-func waitWeight(t *testing.T, gw *runningGateway, member string, ok func(float64) bool) (map[string]float64, time.Time) {
+func waitWeight(t *testing.T, gw *e2etest.Gateway, member string, ok func(float64) bool) (map[string]float64, time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(loopLimit)
 	for {
@@ -183,8 +184,8 @@ func waitWeight(t *testing.T, gw *runningGateway, member string, ok func(float64
 // the gateway's fanout filter over ECDS while a client keeps calling, with
 // no request failing; the weight comes back when the member recovers.
 func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
-	wasm := wasmDir(t)
-	repo := testRepo(t)
+	wasm := e2etest.WasmDir(t)
+	repo := e2etest.ModelRepo(t)
 	var stalled atomic.Bool
 	reg := inferencetest.Registry()
 	load := reg[inferencetest.RuntimeName]
@@ -198,12 +199,12 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
-	replaceFile(t, path, adaptivePolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
+	e2etest.ReplaceFile(t, path, adaptivePolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
 	scraper := gatewayScraper(t)
 	cp := startLoopCP(t, path, dir, filepath.Join(dir, "audit.jsonl"), scraper)
-	gw := startGateway(t, "gw-1", cp.xds, nil)
-	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + gw.admin + "/stats/prometheus"}})
-	conn, err := grpc.NewClient(gw.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := e2etest.StartGateway(t, "gw-1", cp.xds, nil)
+	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + gw.Admin + "/stats/prometheus"}})
+	conn, err := grpc.NewClient(gw.WaitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 	since := time.Now()
 	low, at := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v <= 0.05 })
 	fell := at.Sub(since)
-	timeouts := gw.metric(t, `maestro_fanout_member_timeouts_total{route="fraud-ensemble",member="fraud_v2"}`)
+	timeouts := gw.Metric(t, `maestro_fanout_member_timeouts_total{route="fraud-ensemble",member="fraud_v2"}`)
 	t.Logf("v2 stalled: its weight reached %v in the gateway's filter %v later (interval %v); weights %v; %v member timeouts counted",
 		low["fraud.v2"], fell, adaptiveInterval, low, timeouts)
 	if fell > 3*adaptiveInterval {
@@ -265,7 +266,7 @@ func sendEnsemble(t *testing.T, c pb.GRPCInferenceServiceClient) *ensembleTraffi
 		defer close(done)
 		ctx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud-ensemble")
 		for ctx.Err() == nil {
-			_, err := c.ModelInfer(ctx, inferRequest("fraud-ensemble"))
+			_, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud-ensemble"))
 			tr.mu.Lock()
 			switch {
 			case err == nil:
