@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,7 +213,7 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 	if w, _ := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v == 1 }); w["fraud.v1"] != 1 || w["fraud.v3"] != 1 {
 		t.Fatalf("starting weights %v, want the policy's 1 each", w)
 	}
-	tr.waitAnswers(t, 20)
+	tr.WaitAnswers(t, 20)
 
 	stalled.Store(true)
 	since := time.Now()
@@ -233,81 +232,32 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 		t.Error("the gateway counted no member timeout of fraud.v2: the weight fell for another reason")
 	}
 	// Requests keep being answered across the ECDS change.
-	tr.waitAnswers(t, 20)
+	tr.WaitAnswers(t, 20)
 
 	stalled.Store(false)
 	since = time.Now()
 	back, at := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v == 1 })
 	t.Logf("v2 recovered: its weight came back to %v %v later; weights %v", back["fraud.v2"], at.Sub(since), back)
-	tr.waitAnswers(t, 20)
-	tr.stop()
-	answered, failures := tr.result()
-	t.Logf("through the gateway: %d ensemble answers, %d failures", answered, len(failures))
-	if len(failures) != 0 {
+	tr.WaitAnswers(t, 20)
+	tr.Stop()
+	got, failed := tr.Counts()
+	answered := got["fraud-ensemble"]
+	t.Logf("through the gateway: %d ensemble answers, %d failures", answered, failed)
+	if failed != 0 {
 		t.Errorf("%d of %d ensemble requests failed while the weights changed, want none; first: %v",
-			len(failures), answered+len(failures), failures[0])
+			failed, answered+failed, tr.FirstError())
 	}
 }
 
-// ensembleTraffic calls the ensemble through the gateway until stopped.
-type ensembleTraffic struct {
-	mu       sync.Mutex
-	answered int
-	failures []error
-	stop     func()
-}
-
-func sendEnsemble(t *testing.T, c pb.GRPCInferenceServiceClient) *ensembleTraffic {
+// sendEnsemble calls the ensemble through the gateway until stopped,
+// counting its answers (as those of "fraud-ensemble") and failures.
+func sendEnsemble(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.Traffic {
 	t.Helper()
-	tr := &ensembleTraffic{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud-ensemble")
-		for ctx.Err() == nil {
-			_, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud-ensemble"))
-			tr.mu.Lock()
-			switch {
-			case err == nil:
-				tr.answered++
-			case ctx.Err() == nil:
-				tr.failures = append(tr.failures, err)
-			}
-			tr.mu.Unlock()
+	return e2etest.SendTraffic(t, func(ctx context.Context) (string, error) {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud-ensemble")
+		if _, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud-ensemble")); err != nil {
+			return "", err
 		}
-	}()
-	stopped := false
-	tr.stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(tr.stop)
-	return tr
-}
-
-func (tr *ensembleTraffic) result() (int, []error) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.answered, append([]error(nil), tr.failures...)
-}
-
-// waitAnswers waits until n more requests were answered, bounded.
-func (tr *ensembleTraffic) waitAnswers(t *testing.T, n int) {
-	t.Helper()
-	start, _ := tr.result()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		got, failures := tr.result()
-		if got-start >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d answers in %v (want %d); failures %d", got-start, waitLimit, n, len(failures))
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
-	}
+		return "fraud-ensemble", nil
+	})
 }
