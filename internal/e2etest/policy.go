@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,104 +107,66 @@ spec:
 `, name, wasm)
 }
 
+// FraudVersion is a version of service fraud and its server's address.
+type FraudVersion struct{ Name, Addr string }
+
+// FraudRoute is a route of service fraud: its name, which is also the
+// model it matches, and the rest of its spec in YAML.
+type FraudRoute struct{ Name, Spec string }
+
+// FraudPolicy is a plaintext policy with the filters built into wasm
+// (WasmMesh): service fraud (gRPC, namespace ml) with versions on loopback
+// and routes, all behind gateway edge (gRPC, every host).
+func FraudPolicy(wasm string, versions []FraudVersion, routes ...FraudRoute) string {
+	var b strings.Builder
+	b.WriteString(WasmMesh("gw", wasm))
+	b.WriteString("apiVersion: maestro.dev/v1alpha1\nkind: Service\nmetadata: {name: fraud, namespace: ml}\nspec:\n  protocol: grpc\n  versions:\n")
+	for _, v := range versions {
+		fmt.Fprintf(&b, "    - {name: %s, endpoints: [{address: 127.0.0.1, port: %s}]}\n", v.Name, Port(v.Addr))
+	}
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.Name
+		fmt.Fprintf(&b, "---\napiVersion: maestro.dev/v1alpha1\nkind: Route\nmetadata: {name: %s, namespace: ml}\nspec:\n  service: fraud\n  match: {model: %[1]s}\n", r.Name)
+		for _, line := range strings.Split(strings.TrimSuffix(r.Spec, "\n"), "\n") {
+			b.WriteString("  " + line + "\n")
+		}
+	}
+	fmt.Fprintf(&b, "---\napiVersion: maestro.dev/v1alpha1\nkind: Gateway\nmetadata: {name: edge, namespace: ml}\n"+
+		"spec: {port: 18080, protocol: grpc, hosts: [\"*\"], routes: [%s]}\n", strings.Join(names, ", "))
+	return b.String()
+}
+
 // FilterPolicy routes model fraud to v1 with a compared shadow to
 // logistic (model fraud-logistic) and SLO metering, and model
 // fraud-ensemble to an ensemble of v1 and v2 (quorum 2, weighted mean),
 // behind gateway edge with the filters built into dir.
 func FilterPolicy(dir, v1, v2, logistic string) string {
-	return WasmMesh("gw", dir) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      endpoints: [{address: 127.0.0.1, port: %[1]s}]
-    - name: v2
-      endpoints: [{address: 127.0.0.1, port: %[2]s}]
-    - name: logistic
-      endpoints: [{address: 127.0.0.1, port: %[3]s}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  service: fraud
-  match:
-    model: fraud
-  split:
-    - {version: v1, weight: 100}
-  shadow:
-    version: logistic
-    percentage: 100
-    compare: true
-    model: fraud-logistic
-  timeout: 2s
-  slo:
-    availability: 99.9
-    latency:
-      - {percentile: 99, threshold: 250ms}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata:
-  name: fraud-ensemble
-  namespace: ml
-spec:
-  service: fraud
-  match:
-    model: fraud-ensemble
-  ensemble:
-    strategy: weighted_mean
-    members:
-      - {version: v1, model: fraud, weight: 1}
-      - {version: v2, model: fraud, weight: 1}
-    quorum: 2
-    timeout: 1s
-  timeout: 2s
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata:
-  name: edge
-  namespace: ml
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud, fraud-ensemble]
-`, Port(v1), Port(v2), Port(logistic))
+	return FraudPolicy(dir, []FraudVersion{{"v1", v1}, {"v2", v2}, {"logistic", logistic}},
+		FraudRoute{"fraud", `split: [{version: v1, weight: 100}]
+shadow: {version: logistic, percentage: 100, compare: true, model: fraud-logistic}
+timeout: 2s
+` + sloSpec},
+		FraudRoute{"fraud-ensemble", `ensemble:
+  strategy: weighted_mean
+  members:
+    - {version: v1, model: fraud, weight: 1}
+    - {version: v2, model: fraud, weight: 1}
+  quorum: 2
+  timeout: 1s
+timeout: 2s
+`})
 }
+
+// sloSpec is the SLO of the policies' metered routes.
+const sloSpec = `slo:
+  availability: 99.9
+  latency: [{percentile: 99, threshold: 250ms}]
+`
 
 // SLOPolicy routes model fraud to v1's only version behind gateway edge,
 // metered by the slo filter (built into dir) against 99.9% availability
 // and a 250ms p99.
 func SLOPolicy(dir, v1 string) string {
-	return WasmMesh("gw", dir) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud, namespace: ml}
-spec:
-  protocol: grpc
-  versions: [{name: v1, endpoints: [{address: 127.0.0.1, port: %s}]}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud, namespace: ml}
-spec:
-  service: fraud
-  match: {model: fraud}
-  timeout: 2s
-  slo:
-    availability: 99.9
-    latency: [{percentile: 99, threshold: 250ms}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata: {name: edge, namespace: ml}
-spec: {port: 18080, protocol: grpc, hosts: ["*"], routes: [fraud]}
-`, Port(v1))
+	return FraudPolicy(dir, []FraudVersion{{"v1", v1}}, FraudRoute{"fraud", "timeout: 2s\n" + sloSpec})
 }

@@ -42,43 +42,19 @@ func adaptivePolicy(wasm, v1, v2, v3 string) string {
 
 // adaptivePolicySmoothed is adaptivePolicy with the given smoothing.
 func adaptivePolicySmoothed(wasm string, smoothing float64, v1, v2, v3 string) string {
-	return e2etest.WasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud, namespace: ml}
-spec:
-  protocol: grpc
-  versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
-    - {name: v3, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud-ensemble, namespace: ml}
-spec:
-  service: fraud
-  match: {model: fraud-ensemble}
-  ensemble:
-    strategy: weighted_mean
-    weights: adaptive
-    adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: %[4]v}
-    members:
-      - {version: v1, model: fraud, weight: 1}
-      - {version: v2, model: fraud, weight: 1}
-      - {version: v3, model: fraud, weight: 1}
-    quorum: 2
-    timeout: 300ms
-  timeout: 2s
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata: {name: edge, namespace: ml}
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud-ensemble]
-`, e2etest.Port(v1), e2etest.Port(v2), e2etest.Port(v3), smoothing)
+	return e2etest.FraudPolicy(wasm, []e2etest.FraudVersion{{Name: "v1", Addr: v1}, {Name: "v2", Addr: v2}, {Name: "v3", Addr: v3}},
+		e2etest.FraudRoute{Name: "fraud-ensemble", Spec: fmt.Sprintf(`ensemble:
+  strategy: weighted_mean
+  weights: adaptive
+  adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: %v}
+  members:
+    - {version: v1, model: fraud, weight: 1}
+    - {version: v2, model: fraud, weight: 1}
+    - {version: v3, model: fraud, weight: 1}
+  quorum: 2
+  timeout: 300ms
+timeout: 2s
+`, smoothing)})
 }
 
 // stallable is a model that, while stalled, answers only after its

@@ -37,39 +37,16 @@ const loopLimit = 90 * time.Second
 // gatewayCanaryPolicy rolls fraud v2 out over v1 behind gateway edge,
 // judged on Envoy's upstream series of the versions' clusters.
 func gatewayCanaryPolicy(wasm, v1, v2 string) string {
-	return e2etest.WasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud, namespace: ml}
-spec:
-  protocol: grpc
-  versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud, namespace: ml}
-spec:
-  service: fraud
-  match: {model: fraud}
-  split: [{version: v1, weight: 100}]
-  timeout: 2s
-  rollout:
-    version: v2
-    steps: [5, 25, 50, 100]
-    stepInterval: 1s
-    minRequests: 20
-    analysis: {maxErrorRate: 5}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata: {name: edge, namespace: ml}
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud]
-`, e2etest.Port(v1), e2etest.Port(v2))
+	return e2etest.FraudPolicy(wasm, []e2etest.FraudVersion{{Name: "v1", Addr: v1}, {Name: "v2", Addr: v2}},
+		e2etest.FraudRoute{Name: "fraud", Spec: `split: [{version: v1, weight: 100}]
+timeout: 2s
+rollout:
+  version: v2
+  steps: [5, 25, 50, 100]
+  stepInterval: 1s
+  minRequests: 20
+  analysis: {maxErrorRate: 5}
+`})
 }
 
 // loopCP is a control plane whose closed loop reads src.
