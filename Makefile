@@ -12,10 +12,12 @@ GOBIN     := $(shell $(GO) env GOPATH)/bin
 # VERSION is what `maestro version` prints (linked into main.version).
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # The packages that run goroutines side by side (the pipeline forks on
-# every core, the server, watcher, rotation, batching and model cache):
-# `make race` runs their tests under the race detector.
+# every core, the server, watcher, rotation, batching and model cache, the
+# gateway and its end-to-end suite): `make race` runs their tests under the
+# race detector.
 RACE_PKGS := ./controlplane/... ./internal/... ./certs/rotation/... \
-             ./inference/batching/... ./inference/repository/... ./inference/server/...
+             ./inference/batching/... ./inference/repository/... ./inference/server/... \
+             ./cmd/maestro/internal/e2e/gateway
 # Every package with golden files; each takes the same -update flag.
 GOLDEN_PKGS := ./controlplane/xds ./controlplane/istio ./controlplane/bootstrap \
                ./controlplane/policy ./examples
@@ -117,7 +119,7 @@ bench-compare:
 # soak is the gateway's sustained-load check (issue 10): a minute at full
 # load, so not part of `make test`.
 soak: wasm
-	MAESTRO_SOAK=1 MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -v -run '^TestGatewaySoak$$' -timeout 10m ./internal/gateway
+	MAESTRO_SOAK=1 MAESTRO_WASM_DIR=$(CURDIR)/$(WASM_DIR) $(GO) test -count=1 -v -run '^TestGatewaySoak$$' -timeout 10m ./cmd/maestro/internal/e2e/gateway
 
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \

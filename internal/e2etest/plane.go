@@ -2,9 +2,11 @@
 // plane started as `maestro controlplane` starts it (certificates, then
 // the server, on loopback with random ports) and stopped at the test's
 // end, what a running one says about its rollouts (its /debug/status and
-// its audit trail), and client traffic counted per answering server. The
-// suites under cmd/maestro/internal/e2e and the gateway's tests use it;
-// product code never does (internal/archtest).
+// its audit trail), a built-in gateway started against it with the filters
+// built to wasm and the policies that use them, and client traffic
+// counted per answering server. The suites under cmd/maestro/internal/e2e
+// and the gateway's own tests use it; product code never does
+// (internal/archtest).
 package e2etest
 
 import (

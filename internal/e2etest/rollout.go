@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/maestro-ml/maestro/certs/audit"
 )
@@ -73,6 +74,7 @@ type Traffic struct {
 	mu     sync.Mutex
 	ok     map[string]int
 	failed int
+	first  error
 	stop   func()
 }
 
@@ -92,6 +94,9 @@ func SendTraffic(t testing.TB, call func(context.Context) (string, error)) *Traf
 			switch {
 			case err != nil && ctx.Err() == nil:
 				tr.failed++
+				if tr.first == nil {
+					tr.first = err
+				}
 			case err == nil && server != "":
 				tr.ok[server]++
 			}
@@ -122,4 +127,36 @@ func (tr *Traffic) Counts() (map[string]int, int) {
 		out[k] = v
 	}
 	return out, tr.failed
+}
+
+// FirstError is the first failure counted, or nil.
+func (tr *Traffic) FirstError() error {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.first
+}
+
+// answered is the number of answers so far, of every server.
+func (tr *Traffic) answered() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	n := 0
+	for _, v := range tr.ok {
+		n += v
+	}
+	return n
+}
+
+// WaitAnswers waits until n more calls are answered, bounded by WaitLimit.
+func (tr *Traffic) WaitAnswers(t testing.TB, n int) {
+	t.Helper()
+	start := tr.answered()
+	deadline := time.Now().Add(WaitLimit)
+	for tr.answered()-start < n {
+		if time.Now().After(deadline) {
+			_, failed := tr.Counts()
+			t.Fatalf("%d answers in %v (want %d); %d failures", tr.answered()-start, WaitLimit, n, failed)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
+	}
 }

@@ -2,12 +2,10 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +29,13 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/gateway"
-	"github.com/maestro-ml/maestro/internal/gateway/xdsclient"
 )
 
-// waitLimit bounds every wait on a condition; generous for a loaded machine.
-const waitLimit = 20 * time.Second
+// waitLimit bounds every wait on a condition.
+const waitLimit = e2etest.WaitLimit
 
 // fakeCP is a go-control-plane ADS server fed hand-made snapshots, for
 // configs the translator does not emit (NACKs, failure injection).
@@ -86,108 +85,31 @@ func (f *fakeCP) set(t testing.TB, node string, res map[resource.Type][]types.Re
 	}
 }
 
-// runningGateway is a gateway started for a test.
-type runningGateway struct {
-	gw     *gateway.Gateway
-	admin  string
-	events chan xdsclient.Event
-}
+// runningGateway is a gateway started for a test (e2etest.StartGateway).
+type runningGateway struct{ *e2etest.Gateway }
 
 // startGateway runs a gateway for node against xdsAddr, its listener
 // "edge" on a free loopback port.
 func startGateway(t testing.TB, node, xdsAddr string, mod func(*gateway.Config)) *runningGateway {
 	t.Helper()
-	ready := make(chan net.Addr, 1)
-	rg := &runningGateway{events: make(chan xdsclient.Event, 256)}
-	cfg := gateway.Config{
-		NodeID: node, XDSAddr: xdsAddr, AdminAddr: "127.0.0.1:0", BindHost: "127.0.0.1",
-		BindPort: map[string]int{"edge": 0},
-		Ready:    func(a net.Addr) { ready <- a },
-		OnXDS: func(ev xdsclient.Event) {
-			select {
-			case rg.events <- ev:
-			default:
-			}
-		},
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	gw, err := gateway.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rg.gw = gw
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
-	select {
-	case a := <-ready:
-		rg.admin = a.String()
-	case err := <-done:
-		t.Fatalf("gateway ended: %v", err)
-	case <-time.After(waitLimit):
-		t.Fatal("gateway admin not ready")
-	}
-	return rg
+	return &runningGateway{e2etest.StartGateway(t, node, xdsAddr, mod)}
 }
 
 // waitLive polls /ready until LIVE and returns the edge listener's address.
 func (rg *runningGateway) waitLive(t testing.TB) string {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for backoff := 5 * time.Millisecond; ; backoff = min(backoff*2, 200*time.Millisecond) {
-		res, err := http.Get("http://" + rg.admin + "/ready")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				if a, ok := rg.gw.ListenerAddr("edge"); ok {
-					return a.String()
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway not LIVE within %v", waitLimit)
-		}
-		time.Sleep(backoff) // polling a condition, bounded by deadline
-	}
+	return rg.WaitLive(t)
 }
 
-// metric returns the value of one series of /stats/prometheus, the line
-// starting with prefix (name and labels as printed).
+// metric returns the value of one series of /stats/prometheus.
 func (rg *runningGateway) metric(t testing.TB, prefix string) float64 {
 	t.Helper()
-	body := rg.scrape(t)
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, prefix+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(prefix):]), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", line, err)
-			}
-			return v
-		}
-	}
-	return 0
+	return rg.Metric(t, prefix)
 }
 
-func (rg *runningGateway) scrape(t testing.TB) string {
+func waitMetric(t testing.TB, gw *runningGateway, series string, want float64) {
 	t.Helper()
-	res, err := http.Get("http://" + rg.admin + "/stats/prometheus")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	gw.WaitMetric(t, series, want)
 }
 
 // backend is an HTTP/1.1 + h2c test server that names itself in the
@@ -340,24 +262,43 @@ func get(t testing.TB, client *http.Client, url string, header ...string) (*http
 	return res, string(b)
 }
 
-var _ = fmt.Sprintf
+// The real control plane and inference servers of the tests that use
+// them, shared with the end-to-end suites through e2etest.
 
-// wasmMesh is the Mesh document of the tests' policies: plaintext, with
-// the fanout and slo filters built into wasm (wasmDir), followed by the
-// document separator.
-func wasmMesh(name, wasm string) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata:
-  name: %s
-spec:
-  mtls:
-    mode: DISABLE
-  filters:
-    fanout:
-      path: %[2]s/fanout.wasm
-    slo:
-      path: %[2]s/slo.wasm
----
-`, name, wasm)
+// plane is a plaintext control plane serving a policy file.
+type plane struct{ xds string }
+
+func startPlane(t testing.TB, path, xdsAddr string) *plane {
+	t.Helper()
+	return &plane{xds: e2etest.StartPlaintext(t, path, xdsAddr).XDS}
+}
+
+func replaceFile(t testing.TB, path, content string) {
+	t.Helper()
+	e2etest.ReplaceFile(t, path, content)
+}
+
+func port(addr string) string { return e2etest.Port(addr) }
+
+func wasmDir(t testing.TB) string {
+	t.Helper()
+	return e2etest.WasmDir(t)
+}
+
+func wasmMesh(name, wasm string) string { return e2etest.WasmMesh(name, wasm) }
+
+func filterPolicy(dir, v1, v2, logistic string) string {
+	return e2etest.FilterPolicy(dir, v1, v2, logistic)
+}
+
+func testRepo(t testing.TB) string {
+	t.Helper()
+	return e2etest.ModelRepo(t)
+}
+
+func inferRequest(model string) *pb.ModelInferRequest { return e2etest.InferRequest(model) }
+
+func counts(t testing.TB, c pb.GRPCInferenceServiceClient, model string, n int) map[string]int {
+	t.Helper()
+	return e2etest.Counts(t, c, model, n)
 }

@@ -33,36 +33,8 @@ import (
 // built-in CA keeps its state in dir so a second issuer (what `maestro
 // certs issue` opens) signs with the same root.
 func tlsBootstrapPolicy(dir string, port uint32) string {
-	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Mesh
-metadata:
-  name: e2e
-spec:
-  mtls:
-    mode: DISABLE
-  ca: {issuer: builtin, builtin: {stateDir: %s}}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      endpoints: [{address: 127.0.0.1, port: %d}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  service: fraud
-  split:
-    - {version: v1, weight: 100}
-`, filepath.Join(dir, "ca"), port)
+	return fraudPolicy(fmt.Sprintf("  ca: {issuer: builtin, builtin: {stateDir: %s}}\n", filepath.Join(dir, "ca")), port, "",
+		"    - {version: v1, weight: 100}\n")
 }
 
 // issueFiles issues id from the policy's CA into dir as `maestro certs

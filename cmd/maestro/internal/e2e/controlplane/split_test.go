@@ -108,6 +108,15 @@ func write(t testing.TB, path, content string) {
 // (inline endpoint) and v2 (endpoints file), for proxyless clients of
 // xds:///fraud.
 func meshPolicy(v1Port, w1, w2 uint32) string {
+	return fraudPolicy("", v1Port, "    - name: v2\n      endpointsFile: v2-endpoints.yaml\n",
+		fmt.Sprintf("    - {version: v1, weight: %d}\n    - {version: v2, weight: %d}\n", w1, w2))
+}
+
+// fraudPolicy is a plaintext policy (mesh e2e, its spec ending with
+// meshSpec) of the gRPC service fraud, version v1 at v1Port on loopback
+// then the versions in more, and route fraud split as split says; more
+// and split are YAML list items, indented as their lists.
+func fraudPolicy(meshSpec string, v1Port uint32, more, split string) string {
 	return fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
 kind: Mesh
 metadata:
@@ -115,7 +124,7 @@ metadata:
 spec:
   mtls:
     mode: DISABLE
----
+%s---
 apiVersion: maestro.dev/v1alpha1
 kind: Service
 metadata:
@@ -126,9 +135,7 @@ spec:
   versions:
     - name: v1
       endpoints: [{address: 127.0.0.1, port: %d}]
-    - name: v2
-      endpointsFile: v2-endpoints.yaml
----
+%s---
 apiVersion: maestro.dev/v1alpha1
 kind: Route
 metadata:
@@ -137,9 +144,7 @@ metadata:
 spec:
   service: fraud
   split:
-    - {version: v1, weight: %d}
-    - {version: v2, weight: %d}
-`, v1Port, w1, w2)
+%s`, meshSpec, v1Port, more, split)
 }
 
 func endpointsFile(port uint32) string {

@@ -27,6 +27,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout"
 )
 
@@ -360,8 +361,8 @@ func detail(t *testing.T, ev audit.Event, key string) float64 {
 // members', and the weight returns when the member recovers; the audit
 // trail shows the bounds, the smoothing and the labels behind each change.
 func TestAdaptiveWeightsFromLabelsThroughGateway(t *testing.T) {
-	wasm := wasmDir(t)
-	repo := testRepo(t)
+	wasm := e2etest.WasmDir(t)
+	repo := e2etest.ModelRepo(t)
 	var never, wrong atomic.Bool
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo, Registry: judgedRegistry(&never)})
 	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: repo, Registry: judgedRegistry(&wrong)})
@@ -370,12 +371,12 @@ func TestAdaptiveWeightsFromLabelsThroughGateway(t *testing.T) {
 	dir := t.TempDir()
 	path, auditPath := filepath.Join(dir, "mesh.yaml"), filepath.Join(dir, "audit.jsonl")
 	const smoothing = 0.6
-	replaceFile(t, path, adaptivePolicySmoothed(wasm, smoothing, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
+	e2etest.ReplaceFile(t, path, adaptivePolicySmoothed(wasm, smoothing, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
 	// No metric source: the weights move on the observations and labels
 	// alone, not on the filter's counters.
 	cp := startLoopCP(t, path, dir, auditPath, nil)
-	gw := startGateway(t, "gw-1", cp.xds, nil)
-	conn, err := grpc.NewClient(gw.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := e2etest.StartGateway(t, "gw-1", cp.xds, nil)
+	conn, err := grpc.NewClient(gw.WaitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,10 +431,10 @@ func TestAdaptiveWeightsFromLabelsThroughGateway(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("%d requests or labels failed, want none; first: %s", len(failures), failures[0])
 	}
-	if n := gw.metric(t, `maestro_fanout_observations_total{route="fraud-ensemble"}`); n < float64(total) {
+	if n := gw.Metric(t, `maestro_fanout_observations_total{route="fraud-ensemble"}`); n < float64(total) {
 		t.Errorf("the gateway posted %v observations for %d labelled requests", n, total)
 	}
-	if n := gw.metric(t, `maestro_fanout_observe_failures_total{route="fraud-ensemble"}`); n != 0 {
+	if n := gw.Metric(t, `maestro_fanout_observe_failures_total{route="fraud-ensemble"}`); n != 0 {
 		t.Errorf("%v observations failed, want none", n)
 	}
 	checkWeightAudit(t, auditPath, smoothing)

@@ -15,6 +15,7 @@ import (
 	"github.com/maestro-ml/maestro/controlplane/slo"
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/promtest"
 )
 
@@ -23,15 +24,15 @@ import (
 // evaluates the recording rule `maestro slo rules` writes for the route:
 // the error ratio must be the share of calls that failed.
 func TestSLORulesOnGatewayStats(t *testing.T) {
-	dir := wasmDir(t)
-	repo := testRepo(t)
+	dir := e2etest.WasmDir(t)
+	repo := e2etest.ModelRepo(t)
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
-	replaceFile(t, path, sloPolicy(dir, v1.GRPCAddr))
-	cp := startPlane(t, path, "127.0.0.1:0")
-	gw := startGateway(t, "gw-1", cp.xds, nil)
-	addr := gw.waitLive(t)
-	prom := promtest.Start(t, promtest.Target{Job: "gateway", Addr: gw.admin, Path: "/stats/prometheus"})
+	e2etest.ReplaceFile(t, path, e2etest.SLOPolicy(dir, v1.GRPCAddr))
+	cp := e2etest.StartPlaintext(t, path, "127.0.0.1:0")
+	gw := e2etest.StartGateway(t, "gw-1", cp.XDS, nil)
+	addr := gw.WaitLive(t)
+	prom := promtest.Start(t, promtest.Target{Job: "gateway", Addr: gw.Admin, Path: "/stats/prometheus"})
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -44,14 +45,14 @@ func TestSLORulesOnGatewayStats(t *testing.T) {
 	requests := `maestro_slo_requests_total{route="fraud",model="fraud"}`
 	// One call creates the series; Prometheus must scrape them before the
 	// rest so that rate() sees the whole increase.
-	counts(t, client, "fraud", 1)
+	e2etest.Counts(t, client, "fraud", 1)
 	waitProm(ctx, t, prom, requests, 1)
 	const good, bad = 29, 10
-	counts(t, client, "fraud", good)
+	e2etest.Counts(t, client, "fraud", good)
 	v1.Stop()
 	callCtx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
 	for range bad {
-		if _, err := client.ModelInfer(callCtx, inferRequest("fraud")); err == nil {
+		if _, err := client.ModelInfer(callCtx, e2etest.InferRequest("fraud")); err == nil {
 			t.Fatal("a call to a stopped server succeeded")
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
 	"github.com/maestro-ml/maestro/inference/runtime"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 )
 
@@ -42,43 +42,19 @@ func adaptivePolicy(wasm, v1, v2, v3 string) string {
 
 // adaptivePolicySmoothed is adaptivePolicy with the given smoothing.
 func adaptivePolicySmoothed(wasm string, smoothing float64, v1, v2, v3 string) string {
-	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud, namespace: ml}
-spec:
-  protocol: grpc
-  versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
-    - {name: v3, endpoints: [{address: 127.0.0.1, port: %[3]s}]}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud-ensemble, namespace: ml}
-spec:
-  service: fraud
-  match: {model: fraud-ensemble}
-  ensemble:
-    strategy: weighted_mean
-    weights: adaptive
-    adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: %[4]v}
-    members:
-      - {version: v1, model: fraud, weight: 1}
-      - {version: v2, model: fraud, weight: 1}
-      - {version: v3, model: fraud, weight: 1}
-    quorum: 2
-    timeout: 300ms
-  timeout: 2s
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata: {name: edge, namespace: ml}
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud-ensemble]
-`, port(v1), port(v2), port(v3), smoothing)
+	return e2etest.FraudPolicy(wasm, []e2etest.FraudVersion{{Name: "v1", Addr: v1}, {Name: "v2", Addr: v2}, {Name: "v3", Addr: v3}},
+		e2etest.FraudRoute{Name: "fraud-ensemble", Spec: fmt.Sprintf(`ensemble:
+  strategy: weighted_mean
+  weights: adaptive
+  adaptive: {minWeight: 0.05, maxWeight: 1, interval: 1s, smoothing: %v}
+  members:
+    - {version: v1, model: fraud, weight: 1}
+    - {version: v2, model: fraud, weight: 1}
+    - {version: v3, model: fraud, weight: 1}
+  quorum: 2
+  timeout: 300ms
+timeout: 2s
+`, smoothing)})
 }
 
 // stallable is a model that, while stalled, answers only after its
@@ -102,9 +78,9 @@ func (m stallable) Predict(ctx context.Context, in []runtime.Tensor) ([]runtime.
 // gatewayFanoutWeights reads the fanout filter config the gateway accepted
 // over ECDS (its /config_dump) and returns the member weights of route by
 // cluster.
-func gatewayFanoutWeights(t *testing.T, gw *runningGateway, route string) map[string]float64 {
+func gatewayFanoutWeights(t *testing.T, gw *e2etest.Gateway, route string) map[string]float64 {
 	t.Helper()
-	res, err := http.Get("http://" + gw.admin + "/config_dump")
+	res, err := http.Get("http://" + gw.Admin + "/config_dump")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +137,7 @@ func gatewayFanoutWeights(t *testing.T, gw *runningGateway, route string) map[st
 
 // waitWeight polls the gateway's fanout config until member's weight
 // satisfies ok, and returns when it did.
-func waitWeight(t *testing.T, gw *runningGateway, member string, ok func(float64) bool) (map[string]float64, time.Time) {
+func waitWeight(t *testing.T, gw *e2etest.Gateway, member string, ok func(float64) bool) (map[string]float64, time.Time) {
 	t.Helper()
 	deadline := time.Now().Add(loopLimit)
 	for {
@@ -183,8 +159,8 @@ func waitWeight(t *testing.T, gw *runningGateway, member string, ok func(float64
 // the gateway's fanout filter over ECDS while a client keeps calling, with
 // no request failing; the weight comes back when the member recovers.
 func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
-	wasm := wasmDir(t)
-	repo := testRepo(t)
+	wasm := e2etest.WasmDir(t)
+	repo := e2etest.ModelRepo(t)
 	var stalled atomic.Bool
 	reg := inferencetest.Registry()
 	load := reg[inferencetest.RuntimeName]
@@ -198,12 +174,12 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
-	replaceFile(t, path, adaptivePolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
+	e2etest.ReplaceFile(t, path, adaptivePolicy(wasm, v1.GRPCAddr, v2.GRPCAddr, v3.GRPCAddr))
 	scraper := gatewayScraper(t)
 	cp := startLoopCP(t, path, dir, filepath.Join(dir, "audit.jsonl"), scraper)
-	gw := startGateway(t, "gw-1", cp.xds, nil)
-	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + gw.admin + "/stats/prometheus"}})
-	conn, err := grpc.NewClient(gw.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := e2etest.StartGateway(t, "gw-1", cp.xds, nil)
+	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + gw.Admin + "/stats/prometheus"}})
+	conn, err := grpc.NewClient(gw.WaitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +189,13 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 	if w, _ := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v == 1 }); w["fraud.v1"] != 1 || w["fraud.v3"] != 1 {
 		t.Fatalf("starting weights %v, want the policy's 1 each", w)
 	}
-	tr.waitAnswers(t, 20)
+	tr.WaitAnswers(t, 20)
 
 	stalled.Store(true)
 	since := time.Now()
 	low, at := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v <= 0.05 })
 	fell := at.Sub(since)
-	timeouts := gw.metric(t, `maestro_fanout_member_timeouts_total{route="fraud-ensemble",member="fraud_v2"}`)
+	timeouts := gw.Metric(t, `maestro_fanout_member_timeouts_total{route="fraud-ensemble",member="fraud_v2"}`)
 	t.Logf("v2 stalled: its weight reached %v in the gateway's filter %v later (interval %v); weights %v; %v member timeouts counted",
 		low["fraud.v2"], fell, adaptiveInterval, low, timeouts)
 	if fell > 3*adaptiveInterval {
@@ -232,81 +208,32 @@ func TestAdaptiveWeightsFromGatewayFanoutCounters(t *testing.T) {
 		t.Error("the gateway counted no member timeout of fraud.v2: the weight fell for another reason")
 	}
 	// Requests keep being answered across the ECDS change.
-	tr.waitAnswers(t, 20)
+	tr.WaitAnswers(t, 20)
 
 	stalled.Store(false)
 	since = time.Now()
 	back, at := waitWeight(t, gw, "fraud.v2", func(v float64) bool { return v == 1 })
 	t.Logf("v2 recovered: its weight came back to %v %v later; weights %v", back["fraud.v2"], at.Sub(since), back)
-	tr.waitAnswers(t, 20)
-	tr.stop()
-	answered, failures := tr.result()
-	t.Logf("through the gateway: %d ensemble answers, %d failures", answered, len(failures))
-	if len(failures) != 0 {
+	tr.WaitAnswers(t, 20)
+	tr.Stop()
+	got, failed := tr.Counts()
+	answered := got["fraud-ensemble"]
+	t.Logf("through the gateway: %d ensemble answers, %d failures", answered, failed)
+	if failed != 0 {
 		t.Errorf("%d of %d ensemble requests failed while the weights changed, want none; first: %v",
-			len(failures), answered+len(failures), failures[0])
+			failed, answered+failed, tr.FirstError())
 	}
 }
 
-// ensembleTraffic calls the ensemble through the gateway until stopped.
-type ensembleTraffic struct {
-	mu       sync.Mutex
-	answered int
-	failures []error
-	stop     func()
-}
-
-func sendEnsemble(t *testing.T, c pb.GRPCInferenceServiceClient) *ensembleTraffic {
+// sendEnsemble calls the ensemble through the gateway until stopped,
+// counting its answers (as those of "fraud-ensemble") and failures.
+func sendEnsemble(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.Traffic {
 	t.Helper()
-	tr := &ensembleTraffic{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx := metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud-ensemble")
-		for ctx.Err() == nil {
-			_, err := c.ModelInfer(ctx, inferRequest("fraud-ensemble"))
-			tr.mu.Lock()
-			switch {
-			case err == nil:
-				tr.answered++
-			case ctx.Err() == nil:
-				tr.failures = append(tr.failures, err)
-			}
-			tr.mu.Unlock()
+	return e2etest.SendTraffic(t, func(ctx context.Context) (string, error) {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud-ensemble")
+		if _, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud-ensemble")); err != nil {
+			return "", err
 		}
-	}()
-	stopped := false
-	tr.stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	t.Cleanup(tr.stop)
-	return tr
-}
-
-func (tr *ensembleTraffic) result() (int, []error) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.answered, append([]error(nil), tr.failures...)
-}
-
-// waitAnswers waits until n more requests were answered, bounded.
-func (tr *ensembleTraffic) waitAnswers(t *testing.T, n int) {
-	t.Helper()
-	start, _ := tr.result()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		got, failures := tr.result()
-		if got-start >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d answers in %v (want %d); failures %d", got-start, waitLimit, n, len(failures))
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval of a bounded wait
-	}
+		return "fraud-ensemble", nil
+	})
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,39 +37,16 @@ const loopLimit = 90 * time.Second
 // gatewayCanaryPolicy rolls fraud v2 out over v1 behind gateway edge,
 // judged on Envoy's upstream series of the versions' clusters.
 func gatewayCanaryPolicy(wasm, v1, v2 string) string {
-	return wasmMesh("gw", wasm) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata: {name: fraud, namespace: ml}
-spec:
-  protocol: grpc
-  versions:
-    - {name: v1, endpoints: [{address: 127.0.0.1, port: %[1]s}]}
-    - {name: v2, endpoints: [{address: 127.0.0.1, port: %[2]s}]}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata: {name: fraud, namespace: ml}
-spec:
-  service: fraud
-  match: {model: fraud}
-  split: [{version: v1, weight: 100}]
-  timeout: 2s
-  rollout:
-    version: v2
-    steps: [5, 25, 50, 100]
-    stepInterval: 1s
-    minRequests: 20
-    analysis: {maxErrorRate: 5}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata: {name: edge, namespace: ml}
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud]
-`, port(v1), port(v2))
+	return e2etest.FraudPolicy(wasm, []e2etest.FraudVersion{{Name: "v1", Addr: v1}, {Name: "v2", Addr: v2}},
+		e2etest.FraudRoute{Name: "fraud", Spec: `split: [{version: v1, weight: 100}]
+timeout: 2s
+rollout:
+  version: v2
+  steps: [5, 25, 50, 100]
+  stepInterval: 1s
+  minRequests: 20
+  analysis: {maxErrorRate: 5}
+`})
 }
 
 // loopCP is a control plane whose closed loop reads src.
@@ -128,7 +107,7 @@ func sendThroughGateway(t *testing.T, c pb.GRPCInferenceServiceClient) *e2etest.
 	return e2etest.SendTraffic(t, func(ctx context.Context) (string, error) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
 		var hdr metadata.MD
-		_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
+		_, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud"), grpc.Header(&hdr))
 		if n := hdr.Get(server.ServerHeader); err == nil && len(n) == 1 {
 			return n[0], nil
 		}
@@ -148,7 +127,7 @@ func rolloutDecisions(t *testing.T, path string) ([]string, []audit.Event) {
 // through that gateway.
 type gatewayRollout struct {
 	cp        *loopCP
-	gw        *runningGateway
+	gw        *e2etest.Gateway
 	client    pb.GRPCInferenceServiceClient
 	auditPath string
 }
@@ -157,13 +136,13 @@ func startGatewayRollout(t *testing.T, wasm, v1, v2 string) *gatewayRollout {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "mesh.yaml")
-	replaceFile(t, path, gatewayCanaryPolicy(wasm, v1, v2))
+	e2etest.ReplaceFile(t, path, gatewayCanaryPolicy(wasm, v1, v2))
 	scraper := gatewayScraper(t)
 	r := &gatewayRollout{auditPath: filepath.Join(dir, "audit.jsonl")}
 	r.cp = startLoopCP(t, path, dir, r.auditPath, scraper)
-	r.gw = startGateway(t, "gw-1", r.cp.xds, nil)
-	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + r.gw.admin + "/stats/prometheus"}})
-	conn, err := grpc.NewClient(r.gw.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	r.gw = e2etest.StartGateway(t, "gw-1", r.cp.xds, nil)
+	scraper.SetTargets([]metricsource.Target{{Name: "gateway-edge", URL: "http://" + r.gw.Admin + "/stats/prometheus"}})
+	conn, err := grpc.NewClient(r.gw.WaitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +156,8 @@ func startGatewayRollout(t *testing.T, wasm, v1, v2 string) *gatewayRollout {
 // the gateway's own counters agree with what its client saw per version,
 // and the gateway then sends every request to v2.
 func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
-	wasm := wasmDir(t)
-	repo := testRepo(t)
+	wasm := e2etest.WasmDir(t)
+	repo := e2etest.ModelRepo(t)
 	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	v2 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
 	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2.GRPCAddr)
@@ -220,7 +199,7 @@ func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
 	var total float64
 	for _, v := range []string{"v1", "v2"} {
 		series := fmt.Sprintf(`envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.%s"}`, v)
-		n := r.gw.metric(t, series)
+		n := r.gw.Metric(t, series)
 		if d := n - float64(got["fraud-"+v]); d < 0 || d > 1 {
 			t.Errorf("%s = %v, the client counted %d answers of fraud-%s", series, n, got["fraud-"+v], v)
 		}
@@ -229,7 +208,7 @@ func TestGatewayCanaryPromotedOnEnvoySignals(t *testing.T) {
 	if d := total - float64(got["fraud-v1"]+got["fraud-v2"]); d < 0 || d > 1 {
 		t.Errorf("the gateway counted %v requests, the client %d answers", total, got["fraud-v1"]+got["fraud-v2"])
 	}
-	if after := counts(t, r.client, "fraud", 100); after["fraud-v2"] != 100 {
+	if after := e2etest.Counts(t, r.client, "fraud", 100); after["fraud-v2"] != 100 {
 		t.Errorf("after the promotion the gateway sent %v, want fraud-v2 only", after)
 	}
 }
@@ -248,8 +227,8 @@ type stepShare struct {
 func (r *gatewayRollout) followSteps(t *testing.T) []stepShare {
 	t.Helper()
 	read := func() (float64, float64) {
-		return r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v1"}`),
-			r.gw.metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v2"}`)
+		return r.gw.Metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v1"}`),
+			r.gw.Metric(t, `envoy_cluster_upstream_rq_total{envoy_cluster_name="fraud.v2"}`)
 	}
 	var out []stepShare
 	var weight uint32
@@ -287,12 +266,10 @@ func (r *gatewayRollout) followSteps(t *testing.T) []stepShare {
 // judgement with enough requests rolls the canary back, and the gateway's
 // traffic returns to v1.
 func TestGatewayFailingCanaryRolledBackOnEnvoySignals(t *testing.T) {
-	wasm := wasmDir(t)
-	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: testRepo(t)})
-	v2 := startBackend(t, "fraud-v2", func(_ int, w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2.addr)
+	wasm := e2etest.WasmDir(t)
+	v1 := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: e2etest.ModelRepo(t)})
+	v2Addr, v2Hits := unavailable(t)
+	r := startGatewayRollout(t, wasm, v1.GRPCAddr, v2Addr)
 	tr := sendThroughGateway(t, r.client)
 
 	st := r.cp.waitRollout(t, "failed")
@@ -316,21 +293,21 @@ func TestGatewayFailingCanaryRolledBackOnEnvoySignals(t *testing.T) {
 	// (plus a tick).
 	took := evs[last].Time.Sub(evs[last-1].Time)
 	t.Logf("rolled back %v after the step began (interval %v): %s; %v; through the gateway %v, %d failed (v2 got %d)",
-		took, loopStep, evs[last].Reason, evs[last].Details, got, failed, v2.count())
+		took, loopStep, evs[last].Reason, evs[last].Details, got, failed, v2Hits.Load())
 	if took > 2*loopStep {
 		t.Errorf("rolled back %v after the breach, want within one interval of the judgement being due", took)
 	}
-	if failed == 0 || v2.count() == 0 {
+	if failed == 0 || v2Hits.Load() == 0 {
 		t.Error("the failing version failed no request through the gateway: the test does not test a failing canary")
 	}
-	if n := r.gw.metric(t, `envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="fraud.v2"}`); n == 0 {
+	if n := r.gw.Metric(t, `envoy_cluster_upstream_rq_xx{envoy_response_code_class="5",envoy_cluster_name="fraud.v2"}`); n == 0 {
 		t.Error("the gateway counted no 5xx of fraud.v2")
 	}
 	if w := st.Routes[0].Split; len(w) != 2 || w[0].Effective != 100 || w[1].Effective != 0 {
 		t.Errorf("effective split after rollback %+v, want v1 100, v2 0", w)
 	}
 	waitOnly(t, r.client, "fraud-v1")
-	if after := counts(t, r.client, "fraud", 100); after["fraud-v1"] != 100 {
+	if after := e2etest.Counts(t, r.client, "fraud", 100); after["fraud-v1"] != 100 {
 		t.Errorf("after the rollback the gateway sent %v, want fraud-v1 only", after)
 	}
 }
@@ -344,7 +321,7 @@ func waitOnly(t *testing.T, c pb.GRPCInferenceServiceClient, backend string) {
 	ctx = metadata.AppendToOutgoingContext(ctx, "x-maestro-model", "fraud")
 	for run := 0; run < 20; {
 		var hdr metadata.MD
-		_, err := c.ModelInfer(ctx, inferRequest("fraud"), grpc.Header(&hdr))
+		_, err := c.ModelInfer(ctx, e2etest.InferRequest("fraud"), grpc.Header(&hdr))
 		if ctx.Err() != nil {
 			t.Fatalf("%s never took all of fraud's traffic within %v", backend, waitLimit)
 		}
@@ -354,4 +331,21 @@ func waitOnly(t *testing.T, c pb.GRPCInferenceServiceClient, backend string) {
 			run = 0
 		}
 	}
+}
+
+// unavailable starts an h2c server answering every request with HTTP 503,
+// and returns its address and the count of requests it answered.
+func unavailable(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	var hits atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), &hits
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 )
 
 // Sustained load (`make soak`): the issue's figure is 2,000 req/s for 60 s
@@ -42,14 +43,14 @@ func TestGatewaySoak(t *testing.T) {
 	if os.Getenv("MAESTRO_SOAK") != "1" {
 		t.Skip("sustained-load check: run with MAESTRO_SOAK=1 (make soak)")
 	}
-	dir := wasmDir(t)
+	dir := e2etest.WasmDir(t)
 	repo := t.TempDir()
 	inferencetest.WriteModel(t, repo, inferencetest.TestModel{Name: "fraud"})
 	srv := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	path := filepath.Join(t.TempDir(), "mesh.yaml")
-	replaceFile(t, path, sloPolicy(dir, srv.GRPCAddr))
-	cp := startPlane(t, path, "127.0.0.1:0")
-	addr := startGateway(t, "gw-soak", cp.xds, nil).waitLive(t)
+	e2etest.ReplaceFile(t, path, e2etest.SLOPolicy(dir, srv.GRPCAddr))
+	cp := e2etest.StartPlaintext(t, path, "127.0.0.1:0")
+	addr := e2etest.StartGateway(t, "gw-soak", cp.XDS, nil).WaitLive(t)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestGatewaySoak(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	client := pb.NewGRPCInferenceServiceClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", "fraud")
-	req := inferRequest("fraud")
+	req := e2etest.InferRequest("fraud")
 	for range 2 * soakWorkers {
 		if _, err := client.ModelInfer(ctx, req); err != nil {
 			t.Fatalf("warm-up: %v", err)
