@@ -18,51 +18,12 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 )
 
 // benchCallers is the number of concurrent callers the issue's figure is
 // taken at.
 const benchCallers = 64
-
-func sloPolicy(dir, v1 string) string {
-	return wasmMesh("bench", dir) + fmt.Sprintf(`apiVersion: maestro.dev/v1alpha1
-kind: Service
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  protocol: grpc
-  versions:
-    - name: v1
-      endpoints: [{address: 127.0.0.1, port: %[1]s}]
----
-apiVersion: maestro.dev/v1alpha1
-kind: Route
-metadata:
-  name: fraud
-  namespace: ml
-spec:
-  service: fraud
-  match:
-    model: fraud
-  timeout: 2s
-  slo:
-    availability: 99.9
-    latency:
-      - {percentile: 99, threshold: 250ms}
----
-apiVersion: maestro.dev/v1alpha1
-kind: Gateway
-metadata:
-  name: edge
-  namespace: ml
-spec:
-  port: 18080
-  protocol: grpc
-  hosts: ["*"]
-  routes: [fraud]
-`, port(v1))
-}
 
 // run makes n unary ModelInfer calls with callers concurrent callers on
 // one client and appends the latencies to lat; it returns the elapsed time.
@@ -156,7 +117,7 @@ func benchGatewayVsDirect(b *testing.B, callers int) {
 	inferencetest.WriteModel(b, repo, inferencetest.TestModel{Name: "fraud"})
 	srv := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	path := filepath.Join(b.TempDir(), "mesh.yaml")
-	replaceFile(b, path, sloPolicy(dir, srv.GRPCAddr))
+	replaceFile(b, path, e2etest.SLOPolicy(dir, srv.GRPCAddr))
 	cp := startPlane(b, path, "127.0.0.1:0")
 	addr := startGateway(b, "gw-bench", cp.xds, nil).waitLive(b)
 
@@ -198,7 +159,7 @@ func benchGatewayVsDirect(b *testing.B, callers int) {
 
 // ensemblePolicy is filterPolicy's mesh: fraud-ensemble fans out to v1 and
 // v2 (quorum 2, weighted mean) through the gateway.
-func ensemblePolicy(dir, v1, v2 string) string { return filterPolicy(dir, v1, v2, v1) }
+func ensemblePolicy(dir, v1, v2 string) string { return e2etest.FilterPolicy(dir, v1, v2, v1) }
 
 // runModel makes n calls for model with one caller and appends the
 // latencies to lat.
