@@ -30,7 +30,7 @@ const benchCallers = 64
 func run(b *testing.B, c pb.GRPCInferenceServiceClient, callers, n int, lat *[]time.Duration) time.Duration {
 	b.Helper()
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", "fraud")
-	req := inferRequest("fraud")
+	req := e2etest.InferRequest("fraud")
 	per := make([][]time.Duration, callers)
 	var next atomic.Int64
 	var failed atomic.Value
@@ -112,12 +112,12 @@ func BenchmarkUnaryGRPCGatewayVsDirect(b *testing.B) {
 }
 
 func benchGatewayVsDirect(b *testing.B, callers int) {
-	dir := wasmDir(b)
+	dir := e2etest.WasmDir(b)
 	repo := b.TempDir()
 	inferencetest.WriteModel(b, repo, inferencetest.TestModel{Name: "fraud"})
 	srv := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	path := filepath.Join(b.TempDir(), "mesh.yaml")
-	replaceFile(b, path, e2etest.SLOPolicy(dir, srv.GRPCAddr))
+	e2etest.ReplaceFile(b, path, e2etest.SLOPolicy(dir, srv.GRPCAddr))
 	cp := startPlane(b, path, "127.0.0.1:0")
 	addr := startGateway(b, "gw-bench", cp.xds, nil).waitLive(b)
 
@@ -166,7 +166,7 @@ func ensemblePolicy(dir, v1, v2 string) string { return e2etest.FilterPolicy(dir
 func runModel(b *testing.B, c pb.GRPCInferenceServiceClient, model string, n int, lat *[]time.Duration) {
 	b.Helper()
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-maestro-model", model)
-	req := inferRequest(model)
+	req := e2etest.InferRequest(model)
 	for range n {
 		t0 := time.Now()
 		if _, err := c.ModelInfer(ctx, req); err != nil {
@@ -188,12 +188,12 @@ func pct(lat []time.Duration, q int) float64 {
 // member p99 (the target is at most 1 ms); the p50 figure and CPU
 // per call are steadier on a loaded machine.
 func BenchmarkEnsembleAddedLatency(b *testing.B) {
-	dir := wasmDir(b)
-	repo := testRepo(b)
+	dir := e2etest.WasmDir(b)
+	repo := e2etest.ModelRepo(b)
 	v1 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	v2 := inferencetest.Start(b, inferencetest.Options{Name: "fraud-v2", ModelDir: repo})
 	path := filepath.Join(b.TempDir(), "mesh.yaml")
-	replaceFile(b, path, ensemblePolicy(dir, v1.GRPCAddr, v2.GRPCAddr))
+	e2etest.ReplaceFile(b, path, ensemblePolicy(dir, v1.GRPCAddr, v2.GRPCAddr))
 	cp := startPlane(b, path, "127.0.0.1:0")
 	addr := startGateway(b, "gw-ens", cp.xds, nil).waitLive(b)
 	dial := func(addr string) pb.GRPCInferenceServiceClient {

@@ -273,31 +273,6 @@ func startPlane(t testing.TB, path, xdsAddr string) *plane {
 	return &plane{xds: e2etest.StartPlaintext(t, path, xdsAddr).XDS}
 }
 
-func replaceFile(t testing.TB, path, content string) {
-	t.Helper()
-	e2etest.ReplaceFile(t, path, content)
-}
-
-func port(addr string) string { return e2etest.Port(addr) }
-
-func wasmDir(t testing.TB) string {
-	t.Helper()
-	return e2etest.WasmDir(t)
-}
-
-func wasmMesh(name, wasm string) string { return e2etest.WasmMesh(name, wasm) }
-
-func filterPolicy(dir, v1, v2, logistic string) string {
-	return e2etest.FilterPolicy(dir, v1, v2, logistic)
-}
-
-func testRepo(t testing.TB) string {
-	t.Helper()
-	return e2etest.ModelRepo(t)
-}
-
-func inferRequest(model string) *pb.ModelInferRequest { return e2etest.InferRequest(model) }
-
 func counts(t testing.TB, c pb.GRPCInferenceServiceClient, model string, n int) map[string]int {
 	t.Helper()
 	return e2etest.Counts(t, c, model, n)

@@ -32,6 +32,7 @@ import (
 
 	"github.com/maestro-ml/maestro/inference/inferencetest"
 	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/gateway"
 	"github.com/maestro-ml/maestro/internal/gateway/router"
 	"github.com/maestro-ml/maestro/internal/gateway/upstream"
@@ -286,7 +287,7 @@ func TestBufferLimitAnswers413WithABufferingFilter(t *testing.T) {
 // to one AUTO-codec listener, each routed to the inference server's port
 // for its protocol.
 func TestRESTAndGRPCOnOnePort(t *testing.T) {
-	repo := testRepo(t)
+	repo := e2etest.ModelRepo(t)
 	srv := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
 	cp := startFakeCP(t)
 	grpcRoute := &routev3.Route{Name: "fraud", Match: &routev3.RouteMatch{
