@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -39,6 +40,13 @@ var ErrStreamRefused = errors.New("h2: stream refused")
 type Transport struct {
 	// DialContext opens a connection; required.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnBufferLimit bounds the bytes a connection holds unsent: a
+	// request body waits while the connection is past it.
+	// DefaultConnBufferLimit when 0.
+	ConnBufferLimit int
+	// WriteTimeout closes a connection whose server has not accepted a
+	// write for this long. DefaultWriteTimeout when 0.
+	WriteTimeout time.Duration
 
 	mu      sync.Mutex
 	conns   map[string][]*clientConn
@@ -189,7 +197,14 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 		sendWindow: defaultWindow, peerWindow: defaultWindow, peerFrame: defaultFrameSize,
 		recvWindow: clientConnWindow, canon: nameCache{}, done: make(chan struct{})}
 	cc.flow.L = &cc.mu
-	cc.w = newWriter(nc, &cc.mu)
+	lim := writeLimits{buffer: t.ConnBufferLimit, timeout: t.WriteTimeout}
+	if lim.buffer <= 0 {
+		lim.buffer = DefaultConnBufferLimit
+	}
+	if lim.timeout <= 0 {
+		lim.timeout = DefaultWriteTimeout
+	}
+	cc.w = newWriter(nc, &cc.mu, &cc.flow, lim)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -368,6 +383,9 @@ func (cc *clientConn) sendDataLocked(cs *clientStream, p []byte, end bool) []byt
 		if n <= 0 {
 			return p
 		}
+		if n = int64(cc.w.roomLocked(int(n))); n == 0 {
+			return p // the connection holds its limit unsent
+		}
 		last := end && int(n) == len(p)
 		cc.w.buf = appendData(cc.w.buf, cs.id, p[:n], last)
 		cs.sendWindow -= n
@@ -400,10 +418,22 @@ func (cc *clientConn) sendTrailersLocked(cs *clientStream, tr http.Header) {
 // streams, frame by frame as window opens.
 func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte, whole bool) {
 	hasTrailers := len(req.Trailer) > 0
+	// The waits below end with the request's context too.
+	stopWake := context.AfterFunc(cs.ctx, func() {
+		cc.mu.Lock()
+		cc.flow.Broadcast()
+		cc.mu.Unlock()
+	})
+	defer stopWake()
+	stop := func() bool { return cs.localDone || cc.closed || cs.ctx.Err() != nil }
 	send := func(p []byte, end bool) error {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
 		for {
+			if err := cs.ctx.Err(); err != nil && !cs.localDone {
+				cc.resetLocked(cs, http2.ErrCodeCancel, err)
+				_ = cc.w.flushLocked()
+			}
 			if cs.localDone || cc.closed {
 				return errClosed
 			}
@@ -417,8 +447,11 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 			// flushLocked lets go of the lock while it writes: the
 			// window may have opened meanwhile, so look before waiting.
 			_ = cc.w.flushLocked()
-			for (cs.sendWindow <= 0 || cc.sendWindow <= 0) && !cs.localDone && !cc.closed {
+			for (cs.sendWindow <= 0 || cc.sendWindow <= 0) && !stop() {
 				cc.flow.Wait()
+			}
+			if err := cc.w.waitRoomLocked(min(len(p), cc.peerFrame), stop); err != nil {
+				return err
 			}
 		}
 	}
