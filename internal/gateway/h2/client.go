@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -47,10 +48,26 @@ type Transport struct {
 	// WriteTimeout closes a connection whose server has not accepted a
 	// write for this long. DefaultWriteTimeout when 0.
 	WriteTimeout time.Duration
+	// MaxConns bounds the connections open or being dialled to all hosts
+	// together, as a cluster's circuit-breaker max_connections does in
+	// Envoy; 0 is no limit. As in Envoy, a host with no connection may
+	// always open one, so that its requests are not left with none. A
+	// request that finds its host's connections full and the limit
+	// reached waits, as long as its context allows, for a stream or a
+	// connection to end.
+	MaxConns int
+	// OnConnOverflow, if set, is called each time a request has to wait
+	// for MaxConns (Envoy's upstream_cx_overflow).
+	OnConnOverflow func()
 
 	mu      sync.Mutex
 	conns   map[string][]*clientConn
 	dialing map[string]*dialCall
+	total   int // connections open or being dialled
+
+	waiting atomic.Int32 // requests waiting for MaxConns
+	freeMu  sync.Mutex
+	freed   chan struct{} // closed when a stream or connection ends while some wait
 }
 
 type dialCall struct {
@@ -88,28 +105,82 @@ func closeBody(req *http.Request) {
 // conn returns a connection to addr with room for a stream, dialling one
 // (once, for every caller waiting) when there is none.
 func (t *Transport) conn(ctx context.Context, addr string) (*clientConn, error) {
-	t.mu.Lock()
-	for _, cc := range t.conns[addr] {
-		if cc.available() {
+	var freed <-chan struct{} // set once this request counts as waiting
+	defer func() {
+		if freed != nil {
+			t.waiting.Add(-1)
+		}
+	}()
+	for {
+		t.mu.Lock()
+		for _, cc := range t.conns[addr] {
+			if cc.available() {
+				t.mu.Unlock()
+				return cc, nil
+			}
+		}
+		call := t.dialing[addr]
+		if call == nil && t.MaxConns > 0 && t.total >= t.MaxConns && len(t.conns[addr]) > 0 {
 			t.mu.Unlock()
-			return cc, nil
+			if freed == nil {
+				// Take the signal before looking again, so that a
+				// stream ending in between is not missed.
+				t.waiting.Add(1)
+				freed = t.freedSignal()
+				if t.OnConnOverflow != nil {
+					t.OnConnOverflow()
+				}
+				continue
+			}
+			select {
+			case <-freed:
+				freed = t.freedSignal()
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if call == nil {
+			call = &dialCall{done: make(chan struct{})}
+			if t.dialing == nil {
+				t.dialing, t.conns = map[string]*dialCall{}, map[string][]*clientConn{}
+			}
+			t.dialing[addr] = call
+			t.total++
+			go t.dial(context.WithoutCancel(ctx), addr, call)
+		}
+		t.mu.Unlock()
+		select {
+		case <-call.done:
+			return call.cc, call.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	call := t.dialing[addr]
-	if call == nil {
-		call = &dialCall{done: make(chan struct{})}
-		if t.dialing == nil {
-			t.dialing, t.conns = map[string]*dialCall{}, map[string][]*clientConn{}
-		}
-		t.dialing[addr] = call
-		go t.dial(context.WithoutCancel(ctx), addr, call)
+}
+
+// freedSignal returns the channel closed when a stream or connection
+// next ends.
+func (t *Transport) freedSignal() <-chan struct{} {
+	t.freeMu.Lock()
+	defer t.freeMu.Unlock()
+	if t.freed == nil {
+		t.freed = make(chan struct{})
 	}
-	t.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.cc, call.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return t.freed
+}
+
+// released wakes the requests waiting for MaxConns, if any: a stream or
+// a connection has ended. It costs an atomic load otherwise.
+func (t *Transport) released() {
+	if t.waiting.Load() == 0 {
+		return
+	}
+	t.freeMu.Lock()
+	defer t.freeMu.Unlock()
+	if t.freed != nil {
+		close(t.freed)
+		t.freed = nil
 	}
 }
 
@@ -123,24 +194,31 @@ func (t *Transport) dial(ctx context.Context, addr string, call *dialCall) {
 	delete(t.dialing, addr)
 	if err == nil {
 		t.conns[addr] = append(t.conns[addr], call.cc)
+	} else {
+		t.total--
 	}
 	t.mu.Unlock()
 	close(call.done)
+	if err != nil {
+		t.released()
+	}
 }
 
 func (t *Transport) forget(cc *clientConn) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	cs := t.conns[cc.addr]
 	for i, c := range cs {
 		if c == cc {
 			t.conns[cc.addr] = append(cs[:i:i], cs[i+1:]...)
+			t.total--
 			break
 		}
 	}
 	if len(t.conns[cc.addr]) == 0 {
 		delete(t.conns, cc.addr)
 	}
+	t.mu.Unlock()
+	t.released()
 }
 
 // CloseIdleConnections closes the connections with no stream and lets
@@ -563,6 +641,7 @@ func (cc *clientConn) removeLocked(cs *clientStream, keep bool) {
 		return
 	}
 	delete(cc.streams, cs.id)
+	cc.t.released()
 	cc.refundLocked(int64(len(cs.body) - cs.off))
 	if !keep {
 		cs.body, cs.off = nil, 0
