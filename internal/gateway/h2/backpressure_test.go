@@ -269,3 +269,30 @@ func TestClientUpstreamThatStopsReading(t *testing.T) {
 	tr.CloseIdleConnections()
 	waitGoroutines(t, base)
 }
+
+// TestWriterRoom checks what DATA the buffer limit lets through.
+func TestWriterRoom(t *testing.T) {
+	cases := []struct {
+		name          string
+		limit, queued int
+		want, got     int
+	}{
+		{"empty, a frame", 1 << 20, 0, 16384, 16384},
+		{"near the limit, what is left", 1 << 20, 1<<20 - 8192, 16384, 8192},
+		{"too little left for a useful frame", 1 << 20, 1<<20 - 100, 16384, 0},
+		{"a small last piece still fits", 1 << 20, 1<<20 - 100, 50, 50},
+		{"full", 1 << 20, 1 << 20, 16384, 0},
+		{"a limit under a frame still passes a frame", 1, 0, 16384, 16384},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			room := sync.NewCond(&mu)
+			w := newWriter(nil, &mu, room, writeLimits{buffer: tc.limit, timeout: time.Second})
+			w.buf = make([]byte, tc.queued)
+			if got := w.roomLocked(tc.want); got != tc.got {
+				t.Fatalf("room for %d with %d of %d queued: %d, want %d", tc.want, tc.queued, tc.limit, got, tc.got)
+			}
+		})
+	}
+}

@@ -42,8 +42,8 @@ type Transport struct {
 	// DialContext opens a connection; required.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ConnBufferLimit bounds the bytes a connection holds unsent: a
-	// request body waits while the connection is past it.
-	// DefaultConnBufferLimit when 0.
+	// request body waits while the connection is past it. At least a
+	// 16 KiB frame; DefaultConnBufferLimit when 0.
 	ConnBufferLimit int
 	// WriteTimeout closes a connection whose server has not accepted a
 	// write for this long. DefaultWriteTimeout when 0.

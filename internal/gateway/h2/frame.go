@@ -156,8 +156,9 @@ type writeLimits struct {
 }
 
 func newWriter(nc net.Conn, mu *sync.Mutex, room *sync.Cond, lim writeLimits) *writer {
+	// A limit under a frame would let no full frame through.
 	w := &writer{nc: nc, mu: mu, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096), kick: make(chan struct{}, 1),
-		room: room, limit: lim.buffer, timeout: lim.timeout}
+		room: room, limit: max(lim.buffer, defaultFrameSize), timeout: lim.timeout}
 	w.idle.L = mu
 	return w
 }

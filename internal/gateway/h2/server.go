@@ -60,8 +60,8 @@ type ServerConfig struct {
 	// StreamWindow; DefaultStreamWindow when 0.
 	StreamWindow int32
 	// ConnBufferLimit bounds the bytes a connection holds unsent: a
-	// handler's DATA waits while the connection is past it.
-	// DefaultConnBufferLimit when 0.
+	// handler's DATA waits while the connection is past it. At least a
+	// 16 KiB frame; DefaultConnBufferLimit when 0.
 	ConnBufferLimit int
 	// WriteTimeout closes a connection whose peer has not accepted a
 	// write for this long. DefaultWriteTimeout when 0.
