@@ -192,14 +192,17 @@ func (t *Transport) dial(ctx context.Context, addr string, call *dialCall) {
 	call.err = err
 	t.mu.Lock()
 	delete(t.dialing, addr)
-	if err == nil {
+	// A connection that failed at once may have been forgotten before
+	// it was listed: listing it now would hold a MaxConns slot for good.
+	listed := err == nil && !call.cc.isClosed()
+	if listed {
 		t.conns[addr] = append(t.conns[addr], call.cc)
 	} else {
 		t.total--
 	}
 	t.mu.Unlock()
 	close(call.done)
-	if err != nil {
+	if !listed {
 		t.released()
 	}
 }
@@ -303,6 +306,12 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 	go cc.w.flusher(cc.done)
 	go cc.readLoop()
 	return cc, nil
+}
+
+func (cc *clientConn) isClosed() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.closed
 }
 
 func (cc *clientConn) available() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -136,4 +137,45 @@ func TestTransportMaxConns(t *testing.T) {
 	if serverConns(mB) != 1 || overflows.Load() < 2 {
 		t.Fatalf("%d connections to B, %d overflows", serverConns(mB), overflows.Load())
 	}
+}
+
+// TestTransportMaxConnsSlotFreedByADeadConnection checks that a
+// connection the server closes at once gives its MaxConns slot back, even
+// when it fails before the dial has listed it: requests keep failing fast
+// instead of waiting for a slot nobody holds.
+func TestTransportMaxConnsSlotFreedByADeadConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = nc.Close()
+		}
+	}()
+	tr := newTransport()
+	tr.MaxConns = 1
+	for i := range 200 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		cancel()
+		if err == nil {
+			_ = resp.Body.Close()
+			t.Fatal("a server that closes every connection answered")
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("request %d waited for a connection slot until its deadline", i)
+		}
+	}
+	waitFor(t, "every slot back", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.total == 0
+	})
 }
