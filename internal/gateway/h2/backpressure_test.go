@@ -296,3 +296,76 @@ func TestWriterRoom(t *testing.T) {
 		})
 	}
 }
+
+// smallBufListener shrinks each accepted connection's send buffer, so
+// that a slow reader is felt at once rather than after megabytes of
+// loopback buffering.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(16 << 10)
+	}
+	return nc, err
+}
+
+// TestServerSlowReaderIsNotCut reads answers far larger than the socket
+// buffers slowly but steadily: the batches of the concurrent streams take
+// the peer longer than the write timeout each, but it keeps taking
+// pieces, so the connection stays and every answer arrives whole.
+func TestServerSlowReaderIsNotCut(t *testing.T) {
+	const (
+		timeout = 300 * time.Millisecond
+		streams = 8
+		answer  = 256 << 10 // 2 MiB in all
+	)
+	chunk := bytes.Repeat([]byte("z"), 64<<10)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for sent := 0; sent < answer; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Mux{H2: NewServer(ServerConfig{Handler: h, WriteTimeout: timeout})}
+	go func() { _ = m.Serve(smallBufListener{ln}) }()
+	t.Cleanup(func() { _ = m.Close() })
+
+	p := dialPeer(t, ln.Addr().String(), http2.Setting{ID: http2.SettingInitialWindowSize, Val: maxWindow})
+	if err := p.nc.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fr.WriteWindowUpdate(0, maxWindow-defaultWindow); err != nil {
+		t.Fatal(err)
+	}
+	for i := range streams {
+		p.headers(uint32(2*i+1), true, get("/slow")...)
+	}
+	// About 16 KiB every 10 ms (1.6 MB/s): a batch near the 1 MiB limit
+	// takes the peer over 600 ms, twice the write timeout.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	got, ended := 0, 0
+	start := time.Now()
+	for ended < streams {
+		switch f := p.next().(type) {
+		case *http2.DataFrame:
+			got += len(f.Data())
+			if f.StreamEnded() {
+				ended++
+			}
+			<-tick.C
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY after %d bytes", got)
+		}
+	}
+	if got != streams*answer {
+		t.Fatalf("%d bytes, want %d", got, streams*answer)
+	}
+	t.Logf("%d bytes read in %v", got, time.Since(start))
+}

@@ -38,6 +38,9 @@ const (
 	// minData is the smallest DATA frame queued when the connection is
 	// near its buffer limit: rather wait than send slivers.
 	minData = 4 << 10
+	// writeChunk is the most written in one call: the write timeout
+	// bounds the time the peer takes to accept each piece.
+	writeChunk = 64 << 10
 )
 
 var errClosed = errors.New("h2: connection closed")
@@ -244,22 +247,28 @@ func (w *writer) flushLocked() error {
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
 		w.buf, w.spare = w.spare[:0], nil
-		w.inflight = len(out)
-		w.armLocked()
-		w.mu.Unlock()
-		_, err := w.nc.Write(out)
-		w.mu.Lock()
-		w.inflight = 0
-		if err != nil && w.err == nil {
-			w.err = err
-			_ = w.nc.Close()
+		// A large batch goes in pieces, each with the whole timeout:
+		// a slow peer that keeps reading is not cut, one that stops is.
+		for off := 0; off < len(out) && w.err == nil; {
+			n := min(len(out)-off, writeChunk)
+			w.inflight = len(out) - off
+			w.armLocked()
+			w.mu.Unlock()
+			_, err := w.nc.Write(out[off : off+n])
+			w.mu.Lock()
+			off += n
+			if err != nil && w.err == nil {
+				w.err = err
+				_ = w.nc.Close()
+			}
+			w.inflight = 0
+			w.room.Broadcast()
 		}
 		if cap(out) <= 1<<20 {
 			w.spare = out[:0]
 		} else {
 			w.spare = make([]byte, 0, 4096)
 		}
-		w.room.Broadcast()
 	}
 	if w.err != nil {
 		w.buf = w.buf[:0]
