@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -39,10 +41,33 @@ var ErrStreamRefused = errors.New("h2: stream refused")
 type Transport struct {
 	// DialContext opens a connection; required.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ConnBufferLimit bounds the bytes a connection holds unsent: a
+	// request body waits while the connection is past it. At least a
+	// 16 KiB frame; DefaultConnBufferLimit when 0.
+	ConnBufferLimit int
+	// WriteTimeout closes a connection whose server has not accepted a
+	// write for this long. DefaultWriteTimeout when 0.
+	WriteTimeout time.Duration
+	// MaxConns bounds the connections open or being dialled to all hosts
+	// together, as a cluster's circuit-breaker max_connections does in
+	// Envoy; 0 is no limit. As in Envoy, a host with no connection may
+	// always open one, so that its requests are not left with none. A
+	// request that finds its host's connections full and the limit
+	// reached waits, as long as its context allows, for a stream or a
+	// connection to end.
+	MaxConns int
+	// OnConnOverflow, if set, is called each time a request has to wait
+	// for MaxConns (Envoy's upstream_cx_overflow).
+	OnConnOverflow func()
 
 	mu      sync.Mutex
 	conns   map[string][]*clientConn
 	dialing map[string]*dialCall
+	total   int // connections open or being dialled
+
+	waiting atomic.Int32 // requests waiting for MaxConns
+	freeMu  sync.Mutex
+	freed   chan struct{} // closed when a stream or connection ends while some wait
 }
 
 type dialCall struct {
@@ -80,28 +105,82 @@ func closeBody(req *http.Request) {
 // conn returns a connection to addr with room for a stream, dialling one
 // (once, for every caller waiting) when there is none.
 func (t *Transport) conn(ctx context.Context, addr string) (*clientConn, error) {
-	t.mu.Lock()
-	for _, cc := range t.conns[addr] {
-		if cc.available() {
+	var freed <-chan struct{} // set once this request counts as waiting
+	defer func() {
+		if freed != nil {
+			t.waiting.Add(-1)
+		}
+	}()
+	for {
+		t.mu.Lock()
+		for _, cc := range t.conns[addr] {
+			if cc.available() {
+				t.mu.Unlock()
+				return cc, nil
+			}
+		}
+		call := t.dialing[addr]
+		if call == nil && t.MaxConns > 0 && t.total >= t.MaxConns && len(t.conns[addr]) > 0 {
 			t.mu.Unlock()
-			return cc, nil
+			if freed == nil {
+				// Take the signal before looking again, so that a
+				// stream ending in between is not missed.
+				t.waiting.Add(1)
+				freed = t.freedSignal()
+				if t.OnConnOverflow != nil {
+					t.OnConnOverflow()
+				}
+				continue
+			}
+			select {
+			case <-freed:
+				freed = t.freedSignal()
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if call == nil {
+			call = &dialCall{done: make(chan struct{})}
+			if t.dialing == nil {
+				t.dialing, t.conns = map[string]*dialCall{}, map[string][]*clientConn{}
+			}
+			t.dialing[addr] = call
+			t.total++
+			go t.dial(context.WithoutCancel(ctx), addr, call)
+		}
+		t.mu.Unlock()
+		select {
+		case <-call.done:
+			return call.cc, call.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	call := t.dialing[addr]
-	if call == nil {
-		call = &dialCall{done: make(chan struct{})}
-		if t.dialing == nil {
-			t.dialing, t.conns = map[string]*dialCall{}, map[string][]*clientConn{}
-		}
-		t.dialing[addr] = call
-		go t.dial(context.WithoutCancel(ctx), addr, call)
+}
+
+// freedSignal returns the channel closed when a stream or connection
+// next ends.
+func (t *Transport) freedSignal() <-chan struct{} {
+	t.freeMu.Lock()
+	defer t.freeMu.Unlock()
+	if t.freed == nil {
+		t.freed = make(chan struct{})
 	}
-	t.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.cc, call.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	return t.freed
+}
+
+// released wakes the requests waiting for MaxConns, if any: a stream or
+// a connection has ended. It costs an atomic load otherwise.
+func (t *Transport) released() {
+	if t.waiting.Load() == 0 {
+		return
+	}
+	t.freeMu.Lock()
+	defer t.freeMu.Unlock()
+	if t.freed != nil {
+		close(t.freed)
+		t.freed = nil
 	}
 }
 
@@ -113,26 +192,36 @@ func (t *Transport) dial(ctx context.Context, addr string, call *dialCall) {
 	call.err = err
 	t.mu.Lock()
 	delete(t.dialing, addr)
-	if err == nil {
+	// A connection that failed at once may have been forgotten before
+	// it was listed: listing it now would hold a MaxConns slot for good.
+	listed := err == nil && !call.cc.isClosed()
+	if listed {
 		t.conns[addr] = append(t.conns[addr], call.cc)
+	} else {
+		t.total--
 	}
 	t.mu.Unlock()
 	close(call.done)
+	if !listed {
+		t.released()
+	}
 }
 
 func (t *Transport) forget(cc *clientConn) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	cs := t.conns[cc.addr]
 	for i, c := range cs {
 		if c == cc {
 			t.conns[cc.addr] = append(cs[:i:i], cs[i+1:]...)
+			t.total--
 			break
 		}
 	}
 	if len(t.conns[cc.addr]) == 0 {
 		delete(t.conns, cc.addr)
 	}
+	t.mu.Unlock()
+	t.released()
 }
 
 // CloseIdleConnections closes the connections with no stream and lets
@@ -189,7 +278,14 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 		sendWindow: defaultWindow, peerWindow: defaultWindow, peerFrame: defaultFrameSize,
 		recvWindow: clientConnWindow, canon: nameCache{}, done: make(chan struct{})}
 	cc.flow.L = &cc.mu
-	cc.w = newWriter(nc, &cc.mu)
+	lim := writeLimits{buffer: t.ConnBufferLimit, timeout: t.WriteTimeout}
+	if lim.buffer <= 0 {
+		lim.buffer = DefaultConnBufferLimit
+	}
+	if lim.timeout <= 0 {
+		lim.timeout = DefaultWriteTimeout
+	}
+	cc.w = newWriter(nc, &cc.mu, &cc.flow, lim)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -210,6 +306,12 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 	go cc.w.flusher(cc.done)
 	go cc.readLoop()
 	return cc, nil
+}
+
+func (cc *clientConn) isClosed() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.closed
 }
 
 func (cc *clientConn) available() bool {
@@ -368,6 +470,9 @@ func (cc *clientConn) sendDataLocked(cs *clientStream, p []byte, end bool) []byt
 		if n <= 0 {
 			return p
 		}
+		if n = int64(cc.w.roomLocked(int(n))); n == 0 {
+			return p // the connection holds its limit unsent
+		}
 		last := end && int(n) == len(p)
 		cc.w.buf = appendData(cc.w.buf, cs.id, p[:n], last)
 		cs.sendWindow -= n
@@ -400,10 +505,22 @@ func (cc *clientConn) sendTrailersLocked(cs *clientStream, tr http.Header) {
 // streams, frame by frame as window opens.
 func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte, whole bool) {
 	hasTrailers := len(req.Trailer) > 0
+	// The waits below end with the request's context too.
+	stopWake := context.AfterFunc(cs.ctx, func() {
+		cc.mu.Lock()
+		cc.flow.Broadcast()
+		cc.mu.Unlock()
+	})
+	defer stopWake()
+	stop := func() bool { return cs.localDone || cc.closed || cs.ctx.Err() != nil }
 	send := func(p []byte, end bool) error {
 		cc.mu.Lock()
 		defer cc.mu.Unlock()
 		for {
+			if err := cs.ctx.Err(); err != nil && !cs.localDone {
+				cc.resetLocked(cs, http2.ErrCodeCancel, err)
+				_ = cc.w.flushLocked()
+			}
 			if cs.localDone || cc.closed {
 				return errClosed
 			}
@@ -417,8 +534,11 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 			// flushLocked lets go of the lock while it writes: the
 			// window may have opened meanwhile, so look before waiting.
 			_ = cc.w.flushLocked()
-			for (cs.sendWindow <= 0 || cc.sendWindow <= 0) && !cs.localDone && !cc.closed {
+			for (cs.sendWindow <= 0 || cc.sendWindow <= 0) && !stop() {
 				cc.flow.Wait()
+			}
+			if err := cc.w.waitRoomLocked(min(len(p), cc.peerFrame), stop); err != nil {
+				return err
 			}
 		}
 	}
@@ -530,6 +650,7 @@ func (cc *clientConn) removeLocked(cs *clientStream, keep bool) {
 		return
 	}
 	delete(cc.streams, cs.id)
+	cc.t.released()
 	cc.refundLocked(int64(len(cs.body) - cs.off))
 	if !keep {
 		cs.body, cs.off = nil, 0

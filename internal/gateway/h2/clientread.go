@@ -136,6 +136,9 @@ func (cc *clientConn) applySetting(s http2.Setting) error {
 	case http2.SettingHeaderTableSize:
 		cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
 	case http2.SettingMaxConcurrentStreams:
+		if s.Val > cc.maxStreams {
+			cc.t.released() // room for requests waiting for MaxConns
+		}
 		cc.maxStreams = s.Val
 	}
 	return nil

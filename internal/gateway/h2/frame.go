@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -34,6 +35,12 @@ const (
 	// SETTINGS and never reads the answers is disconnected (the ping and
 	// settings floods of CVE-2019-9512/9515).
 	maxPending = 4 << 20
+	// minData is the smallest DATA frame queued when the connection is
+	// near its buffer limit: rather wait than send slivers.
+	minData = 4 << 10
+	// writeChunk is the most written in one call: the write timeout
+	// bounds the time the peer takes to accept each piece.
+	writeChunk = 64 << 10
 )
 
 var errClosed = errors.New("h2: connection closed")
@@ -120,21 +127,85 @@ func appendSettings(b []byte, s ...http2.Setting) []byte {
 // system calls and a lone stream pays one per flush, with no hand-off to
 // a writer goroutine. The frame reader never writes itself (a peer that
 // stops reading would block it): it hands the write to kick.
+//
+// A peer that stops reading is bounded twice: DATA is queued only while
+// the unsent bytes are under limit (waitRoom), as Envoy's watermark
+// buffers hold a connection's streams past per_connection_buffer_limit_bytes,
+// and a write the peer has not accepted within timeout fails, which
+// closes the connection.
 type writer struct {
-	nc      net.Conn
-	mu      *sync.Mutex // the connection's lock, guarding buf
-	buf     []byte
-	spare   []byte
-	writing bool
-	idle    sync.Cond // signalled when a write ends
-	err     error
-	kick    chan struct{} // wakes the flusher goroutine for the reader
+	nc       net.Conn
+	mu       *sync.Mutex // the connection's lock, guarding buf
+	buf      []byte
+	spare    []byte
+	writing  bool
+	inflight int        // bytes of the write under way
+	peak     int        // the most held unsent, for tests
+	idle     sync.Cond  // signalled when a write ends
+	room     *sync.Cond // the owner's, broadcast when a write has gone out
+	err      error
+	kick     chan struct{} // wakes the flusher goroutine for the reader
+
+	limit    int
+	timeout  time.Duration
+	deadline time.Time // the write deadline set on nc
+	final    bool      // a closing deadline is set; keep it
 }
 
-func newWriter(nc net.Conn, mu *sync.Mutex) *writer {
-	w := &writer{nc: nc, mu: mu, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096), kick: make(chan struct{}, 1)}
+// writeLimits bound what a peer that stops reading costs.
+type writeLimits struct {
+	buffer  int           // the most DATA queued unsent
+	timeout time.Duration // the longest a write may wait for the peer
+}
+
+func newWriter(nc net.Conn, mu *sync.Mutex, room *sync.Cond, lim writeLimits) *writer {
+	// A limit under a frame would let no full frame through.
+	w := &writer{nc: nc, mu: mu, buf: make([]byte, 0, 4096), spare: make([]byte, 0, 4096), kick: make(chan struct{}, 1),
+		room: room, limit: max(lim.buffer, defaultFrameSize), timeout: lim.timeout}
 	w.idle.L = mu
 	return w
+}
+
+// unsent is what the peer has not yet taken: the queue and the write
+// under way.
+func (w *writer) unsent() int { return len(w.buf) + w.inflight }
+
+// roomLocked is how much DATA may be queued now, at most want; 0 rather
+// than a frame smaller than minData.
+func (w *writer) roomLocked(want int) int {
+	u := w.unsent()
+	r := w.limit - u
+	if r < min(want, minData) {
+		return 0
+	}
+	n := min(want, r)
+	if u+n > w.peak {
+		w.peak = u + n
+	}
+	return n
+}
+
+// waitRoomLocked waits until want bytes of DATA (or minData) may be
+// queued or stop says the stream
+// or connection has ended (stop is checked whenever room is broadcast).
+// With nothing being written it writes the queue itself. Returns the
+// write error, if any.
+func (w *writer) waitRoomLocked(want int, stop func() bool) error {
+	for w.roomLocked(want) == 0 && w.err == nil && !stop() {
+		if !w.writing {
+			_ = w.flushLocked()
+			continue
+		}
+		w.room.Wait()
+	}
+	return w.err
+}
+
+// closingDeadline bounds the last writes before the connection closes.
+func (w *writer) closingDeadline(d time.Duration) {
+	w.final = true
+	w.deadline = time.Now().Add(d)
+	_ = w.nc.SetWriteDeadline(w.deadline)
 }
 
 // drainLocked waits for the write under way and writes what is queued,
@@ -146,9 +217,29 @@ func (w *writer) drainLocked() error {
 	return w.flushLocked()
 }
 
+// armLocked makes sure the coming write fails if the peer has not taken
+// it within timeout (to 1.5 x timeout): the deadline is moved only when
+// less than timeout is left, so that a busy connection does not pay a
+// timer update per write.
+func (w *writer) armLocked() {
+	if w.final {
+		return
+	}
+	now := time.Now()
+	if w.deadline.Sub(now) >= w.timeout {
+		return
+	}
+	w.deadline = now.Add(w.timeout + w.timeout/2)
+	_ = w.nc.SetWriteDeadline(w.deadline)
+}
+
 // flushLocked writes what is queued, or leaves it to the write under way.
-// Called with w.mu held; returns with it held.
+// Called with w.mu held; returns with it held. A failed write closes the
+// connection: the reader then fails and ends every stream.
 func (w *writer) flushLocked() error {
+	if n := w.unsent(); n > w.peak {
+		w.peak = n
+	}
 	if w.writing || len(w.buf) == 0 {
 		return w.err
 	}
@@ -156,11 +247,22 @@ func (w *writer) flushLocked() error {
 	for len(w.buf) > 0 && w.err == nil {
 		out := w.buf
 		w.buf, w.spare = w.spare[:0], nil
-		w.mu.Unlock()
-		_, err := w.nc.Write(out)
-		w.mu.Lock()
-		if err != nil && w.err == nil {
-			w.err = err
+		// A large batch goes in pieces, each with the whole timeout:
+		// a slow peer that keeps reading is not cut, one that stops is.
+		for off := 0; off < len(out) && w.err == nil; {
+			n := min(len(out)-off, writeChunk)
+			w.inflight = len(out) - off
+			w.armLocked()
+			w.mu.Unlock()
+			_, err := w.nc.Write(out[off : off+n])
+			w.mu.Lock()
+			off += n
+			if err != nil && w.err == nil {
+				w.err = err
+				_ = w.nc.Close()
+			}
+			w.inflight = 0
+			w.room.Broadcast()
 		}
 		if cap(out) <= 1<<20 {
 			w.spare = out[:0]
@@ -179,6 +281,9 @@ func (w *writer) flushLocked() error {
 // flushLater asks the flusher goroutine to write what is queued. Called
 // with w.mu held.
 func (w *writer) flushLater() {
+	if n := w.unsent(); n > w.peak {
+		w.peak = n
+	}
 	if w.writing || len(w.buf) == 0 {
 		return
 	}

@@ -38,6 +38,16 @@ const (
 	// startAfter bounds how much a peer that never lets the read buffer
 	// empty can send before the handlers of its new streams start.
 	startAfter = 64 << 10
+	// DefaultConnBufferLimit is the most response DATA a connection holds
+	// unsent: Envoy's per_connection_buffer_limit_bytes default (1 MiB).
+	DefaultConnBufferLimit = 1 << 20
+	// DefaultWriteTimeout is how long a peer may leave a write unaccepted
+	// before its connection is closed. It is far above what a healthy
+	// reader stalls for (a GC pause, a loaded scheduler, TCP's
+	// retransmission back-off after a loss: 1+2+4+8 s) and far below
+	// Envoy's stream_idle_timeout (5 min), which is what would otherwise
+	// free a stuck peer's streams.
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // ServerConfig configures a Server.
@@ -49,6 +59,13 @@ type ServerConfig struct {
 	MaxHeaderListSize uint32
 	// StreamWindow; DefaultStreamWindow when 0.
 	StreamWindow int32
+	// ConnBufferLimit bounds the bytes a connection holds unsent: a
+	// handler's DATA waits while the connection is past it. At least a
+	// 16 KiB frame; DefaultConnBufferLimit when 0.
+	ConnBufferLimit int
+	// WriteTimeout closes a connection whose peer has not accepted a
+	// write for this long. DefaultWriteTimeout when 0.
+	WriteTimeout time.Duration
 	// Logger for handler panics; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -114,6 +131,12 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.StreamWindow <= 0 {
 		cfg.StreamWindow = DefaultStreamWindow
+	}
+	if cfg.ConnBufferLimit <= 0 {
+		cfg.ConnBufferLimit = DefaultConnBufferLimit
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -252,7 +275,7 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 		streams: map[uint32]*serverStream{}, sendWindow: defaultWindow, peerWindow: defaultWindow,
 		peerFrame: defaultFrameSize, recvWindow: connWindow, lower: nameCache{}, canon: nameCache{}}
 	c.flow.L = &c.mu
-	c.w = newWriter(nc, &c.mu)
+	c.w = newWriter(nc, &c.mu, &c.flow, writeLimits{buffer: s.cfg.ConnBufferLimit, timeout: s.cfg.WriteTimeout})
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.fr = http2.NewFramer(nil, c.br)
@@ -343,7 +366,7 @@ func (c *serverConn) fail(err error) {
 	c.mu.Lock()
 	if send && !c.closed {
 		c.w.buf = appendGoAway(c.w.buf, c.lastID, code)
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.w.closingDeadline(time.Second)
 		_ = c.w.drainLocked()
 	}
 	c.closeLocked()
@@ -387,7 +410,7 @@ func (c *serverConn) goAway(code http2.ErrCode) {
 func (c *serverConn) closeIfIdleLocked() {
 	if (c.goneAway || c.peerGoneAway) && len(c.streams) == 0 && len(c.pending) == 0 && !c.closed {
 		// Let the queued frames (the last response, the GOAWAY) out first.
-		_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.w.closingDeadline(time.Second)
 		_ = c.w.drainLocked()
 		c.closeLocked()
 	}

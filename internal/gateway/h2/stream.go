@@ -401,6 +401,19 @@ func (rw *responseWriter) sendLocked(end bool) error {
 			}
 			continue
 		}
+		if room := c.w.roomLocked(int(n)); room == 0 {
+			// The connection holds its limit unsent: wait, as long as
+			// the stream lives, for the peer to take some.
+			if err := c.w.waitRoomLocked(int(n), func() bool { return st.localDone || c.closed }); err != nil {
+				return err
+			}
+			if st.localDone || c.closed {
+				return errClosed
+			}
+			continue
+		} else {
+			n = int64(room)
+		}
 		last := end && !trailers && int(n) == len(p)
 		c.w.buf = appendData(c.w.buf, st.id, p[:n], last)
 		st.sendWindow -= n

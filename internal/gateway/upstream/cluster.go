@@ -49,6 +49,7 @@ func (h *Host) ejected(now int64) bool {
 type ClusterStats struct {
 	RqTotal, RqTimeout, RqPerTryTimeout, RqRetry, RqRetrySuccess, RqRetryOverflow *stats.Counter
 	RqPendingOverflow, CxConnectFail, CxNoneHealthy, EjectionsEnforced            *stats.Counter
+	CxOverflow                                                                    *stats.Counter
 	RqActive, EjectionsActive, MembershipHealthy, MembershipTotal                 *stats.Gauge
 	RqTime                                                                        *stats.Histogram
 
@@ -70,6 +71,7 @@ func newClusterStats(s *stats.Store, name string) *ClusterStats {
 		RqPendingOverflow: s.Counter("envoy_cluster_upstream_rq_pending_overflow", l...),
 		CxConnectFail:     s.Counter("envoy_cluster_upstream_cx_connect_fail", l...),
 		CxNoneHealthy:     s.Counter("envoy_cluster_upstream_cx_none_healthy", l...),
+		CxOverflow:        s.Counter("envoy_cluster_upstream_cx_overflow", l...),
 		EjectionsEnforced: s.Counter("envoy_cluster_outlier_detection_ejections_enforced_total", l...),
 		RqActive:          s.Gauge("envoy_cluster_upstream_rq_active", l...),
 		EjectionsActive:   s.Gauge("envoy_cluster_outlier_detection_ejections_active", l...),
@@ -131,7 +133,7 @@ func newCluster(cfg *xdsconfig.Cluster, s *stats.Store, secrets map[string]*xdsc
 	empty := []*Host{}
 	c.hosts.Store(&empty)
 	c.ring.Store(&empty)
-	c.transport = newTransport(cfg, secrets)
+	c.transport = newTransport(cfg, secrets, c.Stats)
 	c.scheme = "http"
 	if cfg.TLS != nil {
 		c.scheme = "https"
@@ -154,12 +156,13 @@ type roundTripper interface {
 	CloseIdleConnections()
 }
 
-func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret) roundTripper {
+func newTransport(cfg *xdsconfig.Cluster, secrets map[string]*xdsconfig.Secret, st *ClusterStats) roundTripper {
 	d := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	if cfg.HTTP2 && cfg.TLS == nil {
 		// h2c: the gateway's own client, which writes a request's
 		// frames, and those of concurrent requests, in one system call.
-		return &h2.Transport{DialContext: d.DialContext}
+		// max_connections spans the cluster, as in Envoy.
+		return &h2.Transport{DialContext: d.DialContext, MaxConns: cfg.Limits.MaxConnections, OnConnOverflow: st.CxOverflow.Inc}
 	}
 	t := &http.Transport{
 		DialContext:         d.DialContext,
