@@ -400,12 +400,26 @@ func wholeBody(req *http.Request) ([]byte, bool, error) {
 	if req.ContentLength < 0 {
 		return nil, false, nil
 	}
+	if hb, ok := req.Body.(heldBody); ok {
+		if b := hb.Held(); int64(len(b)) == req.ContentLength {
+			_ = req.Body.Close()
+			return b, true, nil
+		}
+	}
 	b := make([]byte, req.ContentLength)
 	if _, err := io.ReadFull(req.Body, b); err != nil {
 		return nil, false, fmt.Errorf("h2: request body: %w", err)
 	}
 	_ = req.Body.Close()
 	return b, true, nil
+}
+
+// heldBody is a request body already in memory (the router's buffered
+// bodies): Held returns its unread bytes, and the transport sends those
+// bytes rather than a copy. They must not change until the response ends.
+type heldBody interface {
+	io.ReadCloser
+	Held() []byte
 }
 
 func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {

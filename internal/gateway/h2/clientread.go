@@ -13,11 +13,13 @@ import (
 // readLoop reads the server's frames until the connection fails.
 func (cc *clientConn) readLoop() {
 	var err error
+	// Declared once: errors.As makes it escape, and a declaration in the
+	// loop would cost an allocation per frame.
+	var se http2.StreamError
 	for {
 		var f http2.Frame
 		f, err = cc.fr.ReadFrame()
-		var se http2.StreamError
-		if errors.As(err, &se) {
+		if err != nil && errors.As(err, &se) {
 			cc.mu.Lock()
 			if cs := cc.streams[se.StreamID]; cs != nil {
 				cc.resetLocked(cs, se.Code, se)
@@ -200,7 +202,7 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 			}
 		}
 	}
-	resp := &http.Response{StatusCode: code, Status: strconv.Itoa(code) + " " + http.StatusText(code),
+	resp := &http.Response{StatusCode: code, Status: statusLine(code),
 		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hb.h, ContentLength: length, Body: &responseBody{cs: cs}}
 	cs.resp = resp
 	if f.StreamEnded() {
@@ -209,6 +211,14 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		cc.endRemoteLocked(cs)
 	}
 	cs.headersReady()
+}
+
+// statusLine is http.Response's Status for code, a constant for 200.
+func statusLine(code int) string {
+	if code == http.StatusOK {
+		return "200 OK"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
 }
 
 // endRemoteLocked marks the response complete.

@@ -36,6 +36,11 @@ type serverStream struct {
 	sendWindow int64
 	localDone  bool  // END_STREAM or RST_STREAM sent
 	resetErr   error // why the stream ended early
+
+	// The request body and response writer live in the stream: one
+	// allocation per request rather than three.
+	rb requestBody
+	rw responseWriter
 }
 
 func (st *serverStream) wake() {
@@ -124,8 +129,9 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	ctx, cancel := context.WithCancel(c.ctx)
 	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared, readWake: make(chan struct{}, 1),
 		recvWindow: int64(c.srv.cfg.StreamWindow), sendWindow: int64(c.peerWindow)}
+	st.rb.st, st.rw.st = st, st
 	req := &http.Request{Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h,
-		Body: &requestBody{st: st}, ContentLength: declared, Host: authority, RemoteAddr: c.remote, RequestURI: path}
+		Body: &st.rb, ContentLength: declared, Host: authority, RemoteAddr: c.remote, RequestURI: path}
 	if f.StreamEnded() {
 		if declared > 0 {
 			cancel()
@@ -162,7 +168,7 @@ func (c *serverConn) onTrailers(st *serverStream, f *http2.MetaHeadersFrame) err
 
 func (c *serverConn) runStream(st *serverStream) {
 	defer c.handlers.Done()
-	rw := &responseWriter{st: st, hdr: make(http.Header, 4)}
+	rw := &st.rw
 	defer func() {
 		if r := recover(); r != nil {
 			if r != http.ErrAbortHandler { //nolint:errorlint // the sentinel is panicked, not wrapped
@@ -258,9 +264,47 @@ type responseWriter struct {
 	sentHeader  bool
 	done        bool
 	buf         []byte
+	// The header and trailer lists of WriteBuffered, lower-case, sent
+	// after those of hdr.
+	flat, flatTrailers [][2]string
+	borrowed           bool // buf is WriteBuffered's body, not to be reused
 }
 
-func (rw *responseWriter) Header() http.Header { return rw.hdr }
+// WriteBuffered answers with a whole response held as header lists:
+// status code, the headers (lower-case names, no pseudo-headers), the body
+// and the trailers. It is WriteHeader and Write with the headers set in
+// Header() (trailers as http.TrailerPrefix keys), without building the map:
+// a buffering proxy holds its responses as such lists. The response goes
+// out when the handler returns; the lists and body must stay unchanged
+// until then.
+func (rw *responseWriter) WriteBuffered(code int, headers [][2]string, body []byte, trailers [][2]string) {
+	if rw.done || rw.wroteHeader {
+		return
+	}
+	rw.WriteHeader(code)
+	if !rw.wroteHeader {
+		rw.WriteHeader(http.StatusOK) // an informational code, as Write would
+	}
+	rw.flat, rw.flatTrailers = headers, trailers
+	if rw.bodyAllowed() && len(body) > 0 {
+		if len(rw.buf) > 0 {
+			rw.buf = append(rw.buf, body...)
+		} else {
+			// Sent from the caller's array rather than copied; capped,
+			// so that a Write before the send copies out of it.
+			rw.buf, rw.borrowed = body[:len(body):len(body)], true
+		}
+	}
+}
+
+// Header makes the map on first use: a handler that answers with
+// WriteBuffered never needs one.
+func (rw *responseWriter) Header() http.Header {
+	if rw.hdr == nil {
+		rw.hdr = make(http.Header, 4)
+	}
+	return rw.hdr
+}
 
 func (rw *responseWriter) WriteHeader(code int) {
 	if rw.wroteHeader || rw.done {
@@ -354,6 +398,9 @@ func (rw *responseWriter) declared(k string) bool {
 }
 
 func (rw *responseWriter) hasTrailers() bool {
+	if len(rw.flatTrailers) > 0 {
+		return true
+	}
 	for k := range rw.hdr {
 		if strings.HasPrefix(k, http.TrailerPrefix) || (k != "Trailer" && rw.declared(k)) {
 			return true
@@ -421,7 +468,11 @@ func (rw *responseWriter) sendLocked(end bool) error {
 		p = p[n:]
 		ended = last
 	}
-	rw.buf = rw.buf[:0]
+	if rw.borrowed {
+		rw.buf, rw.borrowed = nil, false
+	} else {
+		rw.buf = rw.buf[:0]
+	}
 	if trailers {
 		c.hbuf.Reset()
 		for k, vs := range rw.hdr {
@@ -431,21 +482,25 @@ func (rw *responseWriter) sendLocked(end bool) error {
 			}
 			rw.writeFields(c.lowerName(name), vs)
 		}
+		for _, kv := range rw.flatTrailers {
+			rw.writeField(kv[0], kv[1])
+		}
 		c.w.buf = appendHeaders(c.w.buf, st.id, c.hbuf.Bytes(), true, c.peerFrame)
 	}
 	return nil
 }
 
 func (rw *responseWriter) writeFields(name string, vs []string) {
-	c := rw.st.c
-	if connectionSpecific(name) || !httpguts.ValidHeaderFieldName(name) {
+	for _, v := range vs {
+		rw.writeField(name, v)
+	}
+}
+
+func (rw *responseWriter) writeField(name, v string) {
+	if connectionSpecific(name) || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(v) {
 		return
 	}
-	for _, v := range vs {
-		if httpguts.ValidHeaderFieldValue(v) {
-			_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
-		}
-	}
+	_ = rw.st.c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
 }
 
 // encodeHeaders encodes the response headers as Go's server writes them:
@@ -473,6 +528,17 @@ func (rw *responseWriter) encodeHeaders(whole bool) []byte {
 			hasDate = true
 		}
 		rw.writeFields(name, vs)
+	}
+	for _, kv := range rw.flat {
+		switch kv[0] {
+		case "content-type":
+			hasType = true
+		case "content-length":
+			hasLength = true
+		case "date":
+			hasDate = true
+		}
+		rw.writeField(kv[0], kv[1])
 	}
 	if !hasType && rw.bodyAllowed() && len(rw.buf) > 0 {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-type", Value: http.DetectContentType(rw.buf)})

@@ -125,10 +125,9 @@ func (h *Handler) forward(ctx context.Context, route *xdsconfig.Route, req *Mess
 			release()
 			return nil, 0, &LocalReply{Status: http.StatusServiceUnavailable, Body: bodyNoHealthy, GRPCStatus: -1}
 		}
-		canRetry := attempt < retries
-		takeRetry := func() bool { return canRetry && h.retryBudget(c) }
-		retry, msg, code, fail, err := h.attempt(ctx, w, try{c: c, host: host, req: req, rest: rest, reqID: reqID,
-			perTry: perTry, timeout: act.Timeout, buffered: buffered, on: on, takeRetry: takeRetry})
+		t := try{c: c, host: host, req: req, rest: rest, reqID: reqID, perTry: perTry, timeout: act.Timeout,
+			buffered: buffered, on: on, canRetry: attempt < retries}
+		retry, msg, code, fail, err := h.attempt(ctx, w, t)
 		release()
 		switch {
 		case err == nil && retry:
@@ -148,7 +147,7 @@ func (h *Handler) forward(ctx context.Context, route *xdsconfig.Route, req *Mess
 			}
 			return nil, 499, nil // the client went away
 		}
-		if retriableFailure(on, fail) && takeRetry() {
+		if retriableFailure(on, fail) && h.takeRetry(t) {
 			continue
 		}
 		switch fail {
@@ -202,8 +201,11 @@ type try struct {
 	perTry, timeout time.Duration
 	buffered        bool // return the whole response instead of streaming it
 	on              xdsconfig.RetryOn
-	takeRetry       func() bool // whether a retriable answer is retried
+	canRetry        bool // the route's retries are not used up
 }
+
+// takeRetry says whether a retriable answer or failure of t is retried.
+func (h *Handler) takeRetry(t try) bool { return t.canRetry && h.retryBudget(t.c) }
 
 // attempt makes one upstream try. Results, exclusively:
 //   - err != nil: no response (fail says why), reported to outlier
@@ -253,7 +255,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 	if gs >= 0 {
 		effective = grpcToHTTP(gs)
 	}
-	if retriableResponse(t.on, effective, gs) && t.takeRetry() {
+	if retriableResponse(t.on, effective, gs) && h.takeRetry(t) {
 		c.Stats.Response(resp.StatusCode, time.Since(start))
 		c.Report(host, effective)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
@@ -311,7 +313,9 @@ func effectiveCode(resp *http.Response) int {
 }
 
 func responseHeaders(resp *http.Response) [][2]string {
-	out := make([][2]string, 0, len(resp.Header)+1)
+	// Room for :status and the x-envoy-upstream-service-time the
+	// router adds.
+	out := make([][2]string, 0, len(resp.Header)+2)
 	out = append(out, [2]string{":status", strconv.Itoa(resp.StatusCode)})
 	for k, vs := range resp.Header {
 		lk := lowerKey(k)
@@ -376,7 +380,7 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 	method, _ := req.Get(":method")
 	path, _ := req.Get(":path")
 	authority, _ := req.Get(":authority")
-	var body io.Reader = bytes.NewReader(req.Body)
+	var body io.Reader = newHeldBody(req.Body)
 	if rest != nil {
 		body = io.MultiReader(bytes.NewReader(req.Body), rest)
 	}
@@ -389,6 +393,10 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 		up.ContentLength = int64(len(req.Body))
 		if len(req.Body) == 0 {
 			up.Body = http.NoBody
+		} else {
+			// What NewRequest sets for a bytes.Reader: net/http's
+			// transport rewinds a body on a reused connection's failure.
+			up.GetBody = func() (io.ReadCloser, error) { return newHeldBody(req.Body), nil }
 		}
 	} else {
 		up.ContentLength = -1
@@ -429,6 +437,24 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 	}
 	return up, nil
 }
+
+// heldBody is a buffered request body; the h2 transport sends its bytes
+// (Held) as they are instead of reading them into a copy.
+type heldBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func newHeldBody(b []byte) *heldBody {
+	h := &heldBody{b: b}
+	h.Reset(b)
+	return h
+}
+
+// Held returns the unread bytes.
+func (h *heldBody) Held() []byte { return h.b[len(h.b)-h.Len():] }
+
+func (h *heldBody) Close() error { return nil }
 
 // requestID keeps the client's x-request-id or makes a UUID v4, as Envoy
 // does. The bits come from math/rand/v2's per-thread ChaCha8 (seeded by

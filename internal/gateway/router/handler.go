@@ -264,6 +264,9 @@ func (h *Handler) respondLocal(ctx context.Context, w http.ResponseWriter, grpcR
 // writeMessage writes a buffered response: status, headers, body and
 // trailers (a gRPC status with no body stays trailers-only).
 func writeMessage(w http.ResponseWriter, m *Message) int {
+	if bw, ok := w.(bufferedWriter); ok && flatOK(m) {
+		return writeBuffered(bw, m)
+	}
 	code := http.StatusOK
 	h := w.Header()
 	for _, kv := range m.Headers {
@@ -286,6 +289,60 @@ func writeMessage(w http.ResponseWriter, m *Message) int {
 	}
 	w.WriteHeader(code)
 	_, _ = w.Write(m.Body)
+	return code
+}
+
+// bufferedWriter is implemented by the h2 server's response writer: it
+// takes a whole response as header lists, which spares building (and there
+// walking) a header map per response.
+type bufferedWriter interface {
+	WriteBuffered(code int, headers [][2]string, body []byte, trailers [][2]string)
+}
+
+// flatOK says whether m's lists can go to a bufferedWriter as they are:
+// every name lower-case (the map path lower-cases them on the way out) and
+// no "trailer" header (which the map path turns into a declaration).
+func flatOK(m *Message) bool {
+	for _, kv := range m.Headers {
+		if !isLower(kv[0]) || kv[0] == "trailer" {
+			return false
+		}
+	}
+	for _, kv := range m.Trailers {
+		if !isLower(kv[0]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// writeBuffered is writeMessage for a bufferedWriter.
+func writeBuffered(w bufferedWriter, m *Message) int {
+	code := http.StatusOK
+	hs := make([][2]string, 0, len(m.Headers)+1)
+	for _, kv := range m.Headers {
+		if kv[0] == ":status" {
+			code, _ = strconv.Atoi(kv[1])
+			continue
+		}
+		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
+			continue
+		}
+		hs = append(hs, kv)
+	}
+	if len(m.Trailers) == 0 {
+		hs = append(hs, [2]string{"content-length", strconv.Itoa(len(m.Body))})
+	}
+	w.WriteBuffered(code, hs, m.Body, m.Trailers)
 	return code
 }
 
