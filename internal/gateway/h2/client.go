@@ -288,6 +288,9 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 	cc.w = newWriter(nc, &cc.mu, &cc.flow, lim)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
+	// A DATA frame is copied out before the next read, so its struct may
+	// be reused rather than allocated per frame.
+	cc.fr.SetReuseFrames()
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = 1 << 20
 	cc.fr.SetMaxReadFrameSize(defaultFrameSize)

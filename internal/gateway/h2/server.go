@@ -279,6 +279,9 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.fr = http2.NewFramer(nil, c.br)
+	// A DATA frame is copied out before the next read, so its struct may
+	// be reused rather than allocated per frame.
+	c.fr.SetReuseFrames()
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = s.cfg.MaxHeaderListSize
 	c.fr.SetMaxReadFrameSize(defaultFrameSize)

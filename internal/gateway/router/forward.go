@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-ml/maestro/internal/gateway/h2"
 	"github.com/maestro-ml/maestro/internal/gateway/upstream"
 	"github.com/maestro-ml/maestro/internal/gateway/xdsconfig"
 )
@@ -222,13 +223,25 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 		tryCtx, cancel = context.WithTimeout(ctx, perTry)
 	}
 	defer cancel()
-	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, t.req, t.rest, t.reqID, t.timeout)
+	rt := c.Transport()
+	// The h2 transport has encoded the headers when RoundTrip returns, so
+	// their map goes back to the pool for the next request; net/http's
+	// may still be writing them.
+	var hb *headerBuf
+	if _, ok := rt.(*h2.Transport); ok {
+		hb = h.headers.Get().(*headerBuf)
+	}
+	up, err := upstreamRequest(tryCtx, c.Scheme(), host.Addr, t, hb)
 	if err != nil {
 		return false, nil, 0, failReset, err
 	}
 	start := time.Now()
 	c.Stats.RqTotal.Inc()
-	resp, err := c.Transport().RoundTrip(up)
+	resp, err := rt.RoundTrip(up)
+	if hb != nil {
+		hb.reset()
+		h.headers.Put(hb)
+	}
 	if err != nil {
 		fail = failReset
 		var op *net.OpError
@@ -287,6 +300,9 @@ func readResponse(resp *http.Response, c *upstream.Cluster, host *upstream.Host,
 		return nil, err
 	}
 	m := &Message{Headers: responseHeaders(resp), Body: body}
+	if len(resp.Trailer) > 0 {
+		m.Trailers = make([][2]string, 0, len(resp.Trailer))
+	}
 	for k, vs := range resp.Trailer {
 		for _, v := range vs {
 			m.Trailers = append(m.Trailers, [2]string{lowerKey(k), v})
@@ -376,7 +392,23 @@ func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Clus
 	return resp.StatusCode
 }
 
-func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, rest io.Reader, reqID string, timeout time.Duration) (*http.Request, error) {
+// headerBuf is an upstream request's header map and the array its values
+// are windows of, pooled for the h2 transport.
+type headerBuf struct {
+	h    http.Header
+	vals []string
+}
+
+func (b *headerBuf) reset() {
+	clear(b.h)
+	clear(b.vals)
+	b.vals = b.vals[:0]
+}
+
+// upstreamRequest builds t's request to addr; its headers go in hb's map
+// when hb is not nil.
+func upstreamRequest(ctx context.Context, scheme, addr string, t try, hb *headerBuf) (*http.Request, error) {
+	req, rest, reqID, timeout := t.req, t.rest, t.reqID, t.timeout
 	method, _ := req.Get(":method")
 	path, _ := req.Get(":path")
 	authority, _ := req.Get(":authority")
@@ -406,15 +438,18 @@ func upstreamRequest(ctx context.Context, scheme, addr string, req *Message, res
 	// lower case anyway), which skips canonicalizing every name.
 	// The values share one backing array, a one-element window each
 	// (capacity-capped, so a repeated name's append copies out of it).
-	up.Header = make(http.Header, len(req.Headers)+3)
-	vals := make([]string, 0, len(req.Headers)+3)
+	if hb == nil {
+		hb = &headerBuf{h: make(http.Header, len(req.Headers)+3), vals: make([]string, 0, len(req.Headers)+3)}
+	}
+	up.Header = hb.h
 	add := func(k, v string) {
 		if old, ok := up.Header[k]; ok {
 			up.Header[k] = append(old, v)
 			return
 		}
-		vals = append(vals, v)
-		up.Header[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		hb.vals = append(hb.vals, v)
+		n := len(hb.vals)
+		up.Header[k] = hb.vals[n-1 : n : n]
 	}
 	for _, kv := range req.Headers {
 		switch {
@@ -503,7 +538,7 @@ func (h *Handler) mirror(ctx context.Context, c *upstream.Cluster, req *Message,
 	go func() {
 		defer cancel()
 		defer release()
-		up, err := upstreamRequest(ctx, c.Scheme(), host.Addr, cp, nil, requestID(cp), timeout)
+		up, err := upstreamRequest(ctx, c.Scheme(), host.Addr, try{req: cp, reqID: requestID(cp), timeout: timeout}, nil)
 		if err != nil {
 			return
 		}

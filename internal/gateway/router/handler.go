@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -67,8 +68,9 @@ type Config struct {
 
 // Handler serves one listener.
 type Handler struct {
-	cfg Config
-	st  *httpStats
+	cfg     Config
+	st      *httpStats
+	headers sync.Pool // *headerBuf
 }
 
 type httpStats struct {
@@ -98,7 +100,9 @@ func New(prefix string, cfg Config) *Handler {
 	for c := 1; c <= 5; c++ {
 		st.class[c] = s.Counter("envoy_http_downstream_rq_xx", stats.L("envoy_response_code_class", strconv.Itoa(c), "envoy_http_conn_manager_prefix", prefix)...)
 	}
-	return &Handler{cfg: cfg, st: st}
+	h := &Handler{cfg: cfg, st: st}
+	h.headers.New = func() any { return &headerBuf{h: make(http.Header, 16), vals: make([]string, 0, 16)} }
+	return h
 }
 
 // hop-by-hop headers never forwarded.
