@@ -246,10 +246,11 @@ var errConnUnusable = errors.New("h2: connection unusable")
 // clientConn is one upstream connection; mu guards everything but the
 // frame reader's own state.
 type clientConn struct {
-	t    *Transport
-	addr string
-	nc   net.Conn
-	fr   *http2.Framer
+	t      *Transport
+	addr   string
+	nc     net.Conn
+	fr     *http2.Framer
+	frames *frameReader // reads fr, header blocks whole
 
 	mu          sync.Mutex
 	flow        sync.Cond
@@ -291,7 +292,7 @@ func newClientConn(t *Transport, addr string, nc net.Conn) (*clientConn, error) 
 	// A DATA frame is copied out before the next read, so its struct may
 	// be reused rather than allocated per frame.
 	cc.fr.SetReuseFrames()
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	cc.frames = newFrameReader(cc.fr)
 	cc.fr.MaxHeaderListSize = 1 << 20
 	cc.fr.SetMaxReadFrameSize(defaultFrameSize)
 	cc.mu.Lock()

@@ -18,7 +18,7 @@ func (cc *clientConn) readLoop() {
 	var se http2.StreamError
 	for {
 		var f http2.Frame
-		f, err = cc.fr.ReadFrame()
+		f, err = cc.frames.readFrame()
 		if err != nil && errors.As(err, &se) {
 			cc.mu.Lock()
 			if cs := cc.streams[se.StreamID]; cs != nil {

@@ -243,6 +243,7 @@ type serverConn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	fr     *http2.Framer
+	frames *frameReader // reads fr, header blocks whole
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -282,7 +283,7 @@ func newServerConn(s *Server, nc net.Conn) *serverConn {
 	// A DATA frame is copied out before the next read, so its struct may
 	// be reused rather than allocated per frame.
 	c.fr.SetReuseFrames()
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.frames = newFrameReader(c.fr)
 	c.fr.MaxHeaderListSize = s.cfg.MaxHeaderListSize
 	c.fr.SetMaxReadFrameSize(defaultFrameSize)
 	return c
@@ -307,7 +308,7 @@ func (c *serverConn) serve() {
 	c.mu.Unlock()
 
 	_ = c.nc.SetReadDeadline(time.Now().Add(prefaceTimeout))
-	f, err := c.fr.ReadFrame()
+	f, err := c.frames.readFrame()
 	if err != nil {
 		return
 	}
@@ -340,7 +341,7 @@ func (c *serverConn) serve() {
 			c.startPending()
 			read = 0
 		}
-		f, err = c.fr.ReadFrame()
+		f, err = c.frames.readFrame()
 		if err != nil && errors.As(err, &se) {
 			c.mu.Lock()
 			if se.StreamID > c.lastID && se.StreamID%2 == 1 {
