@@ -365,6 +365,7 @@ type clientStream struct {
 	bodyClosed  bool
 	sendWindow  int64
 	wakeCh      chan struct{}
+	rb          responseBody // resp.Body, allocated with the stream
 }
 
 func (cs *clientStream) wake() {

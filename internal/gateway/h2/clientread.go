@@ -203,7 +203,8 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		}
 	}
 	resp := &http.Response{StatusCode: code, Status: statusLine(code),
-		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hb.h, ContentLength: length, Body: &responseBody{cs: cs}}
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hb.h, ContentLength: length, Body: &cs.rb}
+	cs.rb.cs = cs
 	cs.resp = resp
 	if f.StreamEnded() {
 		resp.Body = http.NoBody

@@ -294,7 +294,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 // HTTP equivalent, as Envoy's router reports it).
 func readResponse(resp *http.Response, c *upstream.Cluster, host *upstream.Host, start time.Time) (*Message, error) {
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	body, err := readAtMost(resp.Body, maxResponse)
 	if err != nil {
 		c.Report(host, http.StatusServiceUnavailable)
 		return nil, err
@@ -425,9 +425,10 @@ func upstreamRequest(ctx context.Context, scheme, addr string, t try, hb *header
 		up.ContentLength = int64(len(req.Body))
 		if len(req.Body) == 0 {
 			up.Body = http.NoBody
-		} else {
+		} else if hb == nil {
 			// What NewRequest sets for a bytes.Reader: net/http's
-			// transport rewinds a body on a reused connection's failure.
+			// transport rewinds a body on a reused connection's failure
+			// (the h2 transport never does).
 			up.GetBody = func() (io.ReadCloser, error) { return newHeldBody(req.Body), nil }
 		}
 	} else {

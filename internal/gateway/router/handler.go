@@ -158,7 +158,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
 	// Buffer the body up to the limit. Past it, a chain with a buffering
 	// filter answers 413 as Envoy does; without one the rest streams
 	// through, and the request can no longer be retried.
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(h.cfg.BufferLimit)+1))
+	body, err := readAtMost(r.Body, int64(h.cfg.BufferLimit)+1)
 	if err != nil {
 		return 499 // the client went away
 	}
@@ -181,7 +181,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
 
 	// Decoder filters in order; each sees the route for the headers as
 	// they are then (a header change clears Envoy's route cache).
-	var streams []FilterStream
+	var held [2]FilterStream // room for the usual chain without an allocation
+	streams := held[:0]
 	defer func() {
 		for _, fs := range slices.Backward(streams) {
 			fs.Done()
@@ -246,6 +247,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
 		}
 	}
 	return writeMessage(w, resp)
+}
+
+// readAtMost is io.ReadAll(io.LimitReader(r, n)) without the
+// LimitedReader's allocation.
+func readAtMost(r io.Reader, n int64) ([]byte, error) {
+	b := make([]byte, 0, min(512, n))
+	for int64(len(b)) < n {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := r.Read(b[len(b):min(int64(cap(b)), n)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // respondLocal sends a local reply through the encoder filters before it,
