@@ -70,9 +70,20 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
+// HeaderListHandler is an http.Handler that takes a request's header
+// fields as the list they came in: lower-case names, in order, without
+// pseudo-headers. The server then leaves r.Header nil, which spares it
+// building a map the handler would only turn back into a list (the
+// router's requests are such lists).
+type HeaderListHandler interface {
+	http.Handler
+	ServeHeaderList(w http.ResponseWriter, r *http.Request, fields [][2]string)
+}
+
 // Server serves h2c connections with an http.Handler.
 type Server struct {
 	cfg  ServerConfig
+	list HeaderListHandler // cfg.Handler, if it is one
 	date atomic.Pointer[dateCache]
 
 	mu       sync.Mutex
@@ -141,8 +152,10 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, conns: map[*serverConn]struct{}{}, idle: make(chan struct{}),
+	s := &Server{cfg: cfg, conns: map[*serverConn]struct{}{}, idle: make(chan struct{}),
 		work: make(chan *serverStream), quit: make(chan struct{})}
+	s.list, _ = cfg.Handler.(HeaderListHandler)
+	return s
 }
 
 // httpDate is the Date header value, formatted once a second.

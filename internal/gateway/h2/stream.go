@@ -41,6 +41,8 @@ type serverStream struct {
 	// allocation per request rather than three.
 	rb requestBody
 	rw responseWriter
+	// fields are the request's header fields for a HeaderListHandler.
+	fields [][2]string
 }
 
 func (st *serverStream) wake() {
@@ -103,7 +105,13 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	regular := f.RegularFields()
-	hb := newHeaderBuilder(len(regular))
+	var hb headerBuilder
+	var list [][2]string
+	if c.srv.list != nil {
+		list = make([][2]string, 0, len(regular))
+	} else {
+		hb = newHeaderBuilder(len(regular))
+	}
 	declared := int64(-1)
 	for _, hf := range regular {
 		if connectionSpecific(hf.Name) || (hf.Name == "te" && hf.Value != "trailers") {
@@ -123,13 +131,17 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 			}
 			declared = n
 		}
-		hb.add(c.canonical(hf.Name), hf.Value)
+		if list != nil {
+			list = append(list, [2]string{hf.Name, hf.Value})
+		} else {
+			hb.add(c.canonical(hf.Name), hf.Value)
+		}
 	}
 	h := hb.h
 	ctx, cancel := context.WithCancel(c.ctx)
 	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared, readWake: make(chan struct{}, 1),
 		recvWindow: int64(c.srv.cfg.StreamWindow), sendWindow: int64(c.peerWindow)}
-	st.rb.st, st.rw.st = st, st
+	st.rb.st, st.rw.st, st.fields = st, st, list
 	req := &http.Request{Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h,
 		Body: &st.rb, ContentLength: declared, Host: authority, RemoteAddr: c.remote, RequestURI: path}
 	if f.StreamEnded() {
@@ -180,7 +192,11 @@ func (c *serverConn) runStream(st *serverStream) {
 			c.mu.Unlock()
 		}
 	}()
-	c.srv.cfg.Handler.ServeHTTP(rw, st.req)
+	if c.srv.list != nil {
+		c.srv.list.ServeHeaderList(rw, st.req, st.fields)
+	} else {
+		c.srv.cfg.Handler.ServeHTTP(rw, st.req)
+	}
 	rw.finish()
 }
 

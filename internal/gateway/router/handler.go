@@ -118,19 +118,31 @@ func isGRPC(m *Message) bool {
 
 // ServeHTTP runs one downstream stream.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.ServeHeaderList(w, r, nil)
+}
+
+// ServeHeaderList runs one downstream stream whose header fields the h2
+// server gives as a list (h2.HeaderListHandler); with fields nil they are
+// r.Header.
+func (h *Handler) ServeHeaderList(w http.ResponseWriter, r *http.Request, fields [][2]string) {
 	start := time.Now()
 	h.st.rqTotal.Inc()
-	code := h.serve(w, r)
+	code := h.serve(w, r, fields)
 	if c := code / 100; c >= 1 && c <= 5 {
 		h.st.class[c].Inc()
 	}
 	h.st.rqTime.Record(float64(time.Since(start).Microseconds()) / 1000)
 }
 
-func requestMessage(r *http.Request) *Message {
-	m := &Message{Headers: make([][2]string, 0, len(r.Header)+4)}
+func requestMessage(r *http.Request, fields [][2]string) *Message {
+	m := &Message{Headers: make([][2]string, 0, len(r.Header)+len(fields)+4)}
 	m.Headers = append(m.Headers, [2]string{":method", r.Method}, [2]string{":path", r.URL.RequestURI()},
 		[2]string{":authority", r.Host}, [2]string{":scheme", "http"})
+	for _, kv := range fields {
+		if !hopByHop[kv[0]] {
+			m.Headers = append(m.Headers, kv)
+		}
+	}
 	for k, vs := range r.Header {
 		lk := lowerKey(k)
 		if hopByHop[lk] && lk != "te" {
@@ -143,10 +155,10 @@ func requestMessage(r *http.Request) *Message {
 	return m
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request) (code int) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fields [][2]string) (code int) {
 	ctx := r.Context()
 	snap := h.cfg.Snapshot()
-	req := requestMessage(r)
+	req := requestMessage(r, fields)
 	if snap.Tracer != nil {
 		var end func(int)
 		ctx, end = startSpan(ctx, snap.Tracer, req)
