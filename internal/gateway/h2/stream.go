@@ -530,11 +530,7 @@ func (rw *responseWriter) encodeHeaders(whole bool) []byte {
 	}
 	_ = c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: status})
 	var hasType, hasLength, hasDate bool
-	for k, vs := range rw.hdr {
-		if k == "Trailer" || strings.HasPrefix(k, http.TrailerPrefix) || rw.declared(k) {
-			continue
-		}
-		name := c.lowerName(k)
+	note := func(name string) {
 		switch name {
 		case "content-type":
 			hasType = true
@@ -543,17 +539,17 @@ func (rw *responseWriter) encodeHeaders(whole bool) []byte {
 		case "date":
 			hasDate = true
 		}
+	}
+	for k, vs := range rw.hdr {
+		if k == "Trailer" || strings.HasPrefix(k, http.TrailerPrefix) || rw.declared(k) {
+			continue
+		}
+		name := c.lowerName(k)
+		note(name)
 		rw.writeFields(name, vs)
 	}
 	for _, kv := range rw.flat {
-		switch kv[0] {
-		case "content-type":
-			hasType = true
-		case "content-length":
-			hasLength = true
-		case "date":
-			hasDate = true
-		}
+		note(kv[0])
 		rw.writeField(kv[0], kv[1])
 	}
 	if !hasType && rw.bodyAllowed() && len(rw.buf) > 0 {

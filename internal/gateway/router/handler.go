@@ -304,19 +304,11 @@ func writeMessage(w http.ResponseWriter, m *Message) int {
 	if bw, ok := w.(bufferedWriter); ok && flatOK(m) {
 		return writeBuffered(bw, m)
 	}
-	code := http.StatusOK
 	h := w.Header()
-	for _, kv := range m.Headers {
-		if kv[0] == ":status" {
-			code, _ = strconv.Atoi(kv[1])
-			continue
-		}
-		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
-			continue
-		}
+	code := downstreamHeaders(m, func(kv [2]string) {
 		k := canonicalKey(kv[0])
 		h[k] = append(h[k], kv[1])
-	}
+	})
 	for _, kv := range m.Trailers {
 		k := trailerKey(kv[0])
 		h[k] = append(h[k], kv[1])
@@ -362,10 +354,10 @@ func isLower(s string) bool {
 	return true
 }
 
-// writeBuffered is writeMessage for a bufferedWriter.
-func writeBuffered(w bufferedWriter, m *Message) int {
+// downstreamHeaders passes each of m's headers that is sent downstream to
+// add and returns the status code.
+func downstreamHeaders(m *Message, add func(kv [2]string)) int {
 	code := http.StatusOK
-	hs := make([][2]string, 0, len(m.Headers)+1)
 	for _, kv := range m.Headers {
 		if kv[0] == ":status" {
 			code, _ = strconv.Atoi(kv[1])
@@ -374,8 +366,15 @@ func writeBuffered(w bufferedWriter, m *Message) int {
 		if strings.HasPrefix(kv[0], ":") || hopByHop[kv[0]] || kv[0] == "content-length" {
 			continue
 		}
-		hs = append(hs, kv)
+		add(kv)
 	}
+	return code
+}
+
+// writeBuffered is writeMessage for a bufferedWriter.
+func writeBuffered(w bufferedWriter, m *Message) int {
+	hs := make([][2]string, 0, len(m.Headers)+1)
+	code := downstreamHeaders(m, func(kv [2]string) { hs = append(hs, kv) })
 	if len(m.Trailers) == 0 {
 		hs = append(hs, [2]string{"content-length", strconv.Itoa(len(m.Body))})
 	}
