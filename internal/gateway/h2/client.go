@@ -604,7 +604,11 @@ func (cc *clientConn) encodeRequest(req *http.Request, body []byte, whole bool) 
 	if method == "" {
 		method = http.MethodGet
 	}
-	write := func(k, v string) { _ = cc.henc.WriteField(hpack.HeaderField{Name: k, Value: v}) }
+	write := func(k, v string) {
+		// A request id is new on every request: indexed, it would only
+		// push the fields that do repeat out of the peer's table.
+		_ = cc.henc.WriteField(hpack.HeaderField{Name: k, Value: v, Sensitive: k == "x-request-id"})
+	}
 	write(":method", method)
 	write(":scheme", scheme)
 	write(":authority", host)
