@@ -294,10 +294,12 @@ type responseWriter struct {
 // out when the handler returns; the lists and body must stay unchanged
 // until then.
 func (rw *responseWriter) WriteBuffered(code int, headers [][2]string, body []byte, trailers [][2]string) {
-	if rw.done || rw.wroteHeader {
+	if rw.done {
 		return
 	}
-	rw.WriteHeader(code)
+	if !rw.wroteHeader {
+		rw.WriteHeader(code)
+	}
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK) // an informational code, as Write would
 	}
