@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -208,7 +210,7 @@ func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error)
 	// batches each response's frames into one write.
 	l.srv = &h2.Mux{}
 	if lc.Codec != xdsconfig.CodecHTTP2 {
-		l.srv.HTTP1 = http1Server(h, g.cfg.WriteTimeout)
+		l.srv.HTTP1 = http1Server(h, g.cfg.WriteTimeout, g.cfg.StreamIdleTimeout)
 	}
 	if lc.Codec != xdsconfig.CodecHTTP1 {
 		l.srv.H2 = h2.NewServer(h2.ServerConfig{Handler: h, StreamWindow: int32(g.bufferLimit()),
@@ -233,6 +235,10 @@ const (
 	// read, so a whole-header deadline stands in for it, far above what a
 	// healthy client needs.
 	readHeaderTimeout = 10 * time.Second
+	// DefaultStreamIdleTimeout is stream_idle_timeout's default: an
+	// HTTP/1.1 request body that stops arriving for this long answers
+	// 408.
+	DefaultStreamIdleTimeout = 5 * time.Minute
 	// writeChunk is the most handed to the connection in one write: the
 	// write timeout bounds the time the client takes to accept each
 	// piece, as on the h2c side.
@@ -240,16 +246,20 @@ const (
 )
 
 // http1Server serves a listener's HTTP/1.1 connections. It has no
-// WriteTimeout (that would cut a long but healthy answer): each write
-// instead gets a deadline of its own (writeDeadlines).
-func http1Server(h http.Handler, writeTimeout time.Duration) *http.Server {
+// WriteTimeout nor ReadTimeout (they would cut a long but healthy
+// exchange): each write and each body read instead gets a deadline of its
+// own (streamDeadlines).
+func http1Server(h http.Handler, writeTimeout, idleBody time.Duration) *http.Server {
 	if writeTimeout <= 0 {
 		writeTimeout = h2.DefaultWriteTimeout
+	}
+	if idleBody <= 0 {
+		idleBody = DefaultStreamIdleTimeout
 	}
 	var p http.Protocols
 	p.SetHTTP1(true)
 	return &http.Server{
-		Handler: writeDeadlines(h, writeTimeout), Protocols: &p,
+		Handler: streamDeadlines(h, writeTimeout, idleBody), Protocols: &p,
 		ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout,
 		// net/http reads up to 4 KiB past MaxHeaderBytes before it
 		// gives up; take that off so that the limit is Envoy's.
@@ -257,19 +267,55 @@ func http1Server(h http.Handler, writeTimeout time.Duration) *http.Server {
 	}
 }
 
-// writeDeadlines gives every write of an HTTP/1.1 answer a deadline, so
-// that a client that stops reading cannot hold the handler, its upstream
-// stream and their buffers: a write the client has not accepted within
-// timeout fails, net/http closes the connection and the handler returns.
-// A client that keeps reading, however slowly, is never cut.
-func writeDeadlines(h http.Handler, timeout time.Duration) http.Handler {
+// streamDeadlines gives every write of an HTTP/1.1 answer and every read
+// of its request body a deadline, so that a client that stops reading or
+// sending cannot hold the handler, its upstream stream and their buffers.
+// A write the client has not accepted within writeTimeout fails, net/http
+// closes the connection and the handler returns; a body read that waits
+// idleBody fails and the client gets 408, as Envoy's stream idle timeout
+// answers before the response started. A client that keeps reading or
+// sending, however slowly, is never cut.
+func streamDeadlines(h http.Handler, writeTimeout, idleBody time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
+		rc := http.NewResponseController(w)
+		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}
+		var body *idleReader
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &idleReader{ReadCloser: r.Body, rc: rc, timeout: idleBody}
+			r.Body = body
+		}
 		dw.extend()
 		h.ServeHTTP(dw, r)
+		if body != nil && body.timedOut.Load() && !dw.wrote {
+			dw.Header().Set("Connection", "close")
+			http.Error(dw, "stream timeout", http.StatusRequestTimeout)
+		}
 		// net/http flushes what is left after the handler returns.
 		dw.extend()
 	})
+}
+
+// idleReader moves the connection's read deadline before each read of a
+// request body. net/http clears it when the body ends, before it watches
+// the connection for the client going away.
+type idleReader struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time
+	timedOut atomic.Bool // the body may be read by the upstream request's goroutine
+}
+
+func (b *idleReader) Read(p []byte) (int, error) {
+	if now := time.Now(); b.deadline.Sub(now) < b.timeout {
+		b.deadline = now.Add(b.timeout + b.timeout/2)
+		_ = b.rc.SetReadDeadline(b.deadline)
+	}
+	n, err := b.ReadCloser.Read(p)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		b.timedOut.Store(true)
+	}
+	return n, err
 }
 
 // deadlineWriter moves the connection's write deadline before each write.
@@ -278,6 +324,7 @@ type deadlineWriter struct {
 	rc       *http.ResponseController
 	timeout  time.Duration
 	deadline time.Time
+	wrote    bool // the answer has started
 }
 
 // extend makes sure a write starting now has at least timeout (to 1.5 x
@@ -294,10 +341,12 @@ func (w *deadlineWriter) extend() {
 
 func (w *deadlineWriter) WriteHeader(code int) {
 	w.extend()
+	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.wrote = true
 	n := 0
 	for len(p) > 0 {
 		piece := p[:min(len(p), writeChunk)]

@@ -51,13 +51,16 @@ func bytesBackend(t *testing.T, cut chan<- int) *backend {
 }
 
 // http1Gateway runs a gateway whose edge listener routes everything to b
-// over h2c, with the given write timeout, and returns the listener.
-func http1Gateway(t *testing.T, b *backend, writeTimeout time.Duration) string {
+// over h2c, with the given write and stream idle timeouts, and returns
+// the listener.
+func http1Gateway(t *testing.T, b *backend, writeTimeout, idle time.Duration) string {
 	t.Helper()
 	cp := startFakeCP(t)
 	cp.set(t, "gw", resources(edgeListener(t), routeTable(prefixRoute("app", "/", toCluster("app"))),
 		[]*clusterv3.Cluster{edsCluster(t, "app", true)}, []*endpointv3.ClusterLoadAssignment{endpoints(t, "app", b.addr)}))
-	gw := startGateway(t, "gw", cp.addr, func(c *gateway.Config) { c.WriteTimeout = writeTimeout })
+	gw := startGateway(t, "gw", cp.addr, func(c *gateway.Config) {
+		c.WriteTimeout, c.StreamIdleTimeout = writeTimeout, idle
+	})
 	return gw.waitLive(t)
 }
 
@@ -126,7 +129,7 @@ func TestHTTP1ClientThatStopsReadingIsCut(t *testing.T) {
 		answer  = 64 << 20
 	)
 	cut := make(chan int, 1)
-	addr := http1Gateway(t, bytesBackend(t, cut), timeout)
+	addr := http1Gateway(t, bytesBackend(t, cut), timeout, 0)
 	if err := smallGet(addr); err != nil { // warms the upstream pool
 		t.Fatal(err)
 	}
@@ -185,7 +188,7 @@ func TestHTTP1SlowReaderIsNotCut(t *testing.T) {
 		piece   = 32 << 10
 		every   = 10 * time.Millisecond // ~3.2 MB/s
 	)
-	addr := http1Gateway(t, bytesBackend(t, make(chan int, 1)), timeout)
+	addr := http1Gateway(t, bytesBackend(t, make(chan int, 1)), timeout, 0)
 	c := rawRequest(t, addr, "/bytes?n="+strconv.Itoa(answer))
 	if err := c.(*net.TCPConn).SetReadBuffer(piece); err != nil {
 		t.Fatal(err)
@@ -225,7 +228,7 @@ func TestHTTP1SlowReaderIsNotCut(t *testing.T) {
 // TestHTTP1HeaderBlockLimit holds the request line and headers to Envoy's
 // max_request_headers_kb default, 60 KiB: past it the answer is 431.
 func TestHTTP1HeaderBlockLimit(t *testing.T) {
-	addr := http1Gateway(t, bytesBackend(t, make(chan int, 1)), 0)
+	addr := http1Gateway(t, bytesBackend(t, make(chan int, 1)), 0, 0)
 	for _, tc := range []struct {
 		name  string
 		block int // request line and header block, final CRLF included
@@ -260,4 +263,74 @@ func TestHTTP1HeaderBlockLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTP1StalledBodyGets408 sends part of a request body and stops: the
+// gateway answers 408 once a read has waited the stream idle timeout, as
+// Envoy's stream_idle_timeout does, closes the connection and leaves no
+// goroutine behind. A body that trickles in but keeps coming is not cut.
+func TestHTTP1StalledBodyGets408(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	addr := http1Gateway(t, bytesBackend(t, make(chan int, 1)), 0, idle)
+	if err := smallGet(addr); err != nil { // warms the upstream pool
+		t.Fatal(err)
+	}
+
+	t.Run("stalled", func(t *testing.T) {
+		base := runtime.NumGoroutine()
+		c := rawRequest(t, addr, "/small", "Content-Length: 1000\r\n")
+		start := time.Now()
+		if _, err := io.WriteString(c, strings.Repeat("b", 10)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(start.Add(waitLimit))
+		br := bufio.NewReader(c)
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		took := time.Since(start)
+		if res.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stream timeout") {
+			t.Fatalf("got %d %q, want 408 stream timeout", res.StatusCode, body)
+		}
+		if took < idle {
+			t.Fatalf("answered after %v, before the %v idle timeout", took, idle)
+		}
+		if _, err := br.ReadByte(); err == nil {
+			t.Fatal("connection still open after the 408")
+		}
+		waitGoroutineCount(t, base)
+		t.Logf("%v stream idle timeout: 408 after %v", idle, took.Round(time.Millisecond))
+	})
+
+	t.Run("trickling", func(t *testing.T) {
+		const (
+			parts = 10
+			every = idle / 4
+		)
+		c := rawRequest(t, addr, "/small", "Content-Length: "+strconv.Itoa(parts)+"\r\n")
+		start := time.Now()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for range parts {
+			<-tick.C // the client's pace
+			if _, err := io.WriteString(c, "b"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(waitLimit))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		took := time.Since(start)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("a body sent a byte every %v got %d, want 200", every, res.StatusCode)
+		}
+		if took < 2*idle {
+			t.Fatalf("body sent in %v: not longer than the %v idle timeout, the test proves nothing", took, idle)
+		}
+	})
 }
