@@ -127,14 +127,14 @@ func (s *stream) finishGRPC() {
 	resp, why := s.readPrimary()
 	s.memberDone(s.primary, resp, why)
 	rep := newReport(s.route, s.members)
-	answered, _ := tally(s.members)
+	answered := countAnswered(s.members)
 	fail := func(msg string) {
 		_ = pw.ReplaceHTTPResponseBody(nil)
 		s.setGRPCStatus(grpcUnavailable, msg)
 		s.addReport(rep)
 		s.settle(nil)
 	}
-	if len(answered) < s.route.EffectiveQuorum() {
+	if answered < s.route.EffectiveQuorum() {
 		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		fail(quorumMessage(s.route, s.members, rep))
 		return
