@@ -146,16 +146,16 @@ func (s *stream) finishGRPC() {
 		return
 	}
 	resp, answer, err := s.result(rep)
-	var body []byte
+	var framed []byte
 	if err == nil {
-		body, err = oip.EncodeGRPCResponse(resp)
+		framed, err = oip.EncodeFramedGRPCResponse(resp)
 	}
 	if err != nil {
 		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		fail("fanout: " + err.Error())
 		return
 	}
-	if err := pw.ReplaceHTTPResponseBody(oip.Frame(body)); err != nil {
+	if err := pw.ReplaceHTTPResponseBody(framed); err != nil {
 		fail("fanout: rewrite response: " + err.Error())
 		return
 	}

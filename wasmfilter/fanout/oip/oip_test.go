@@ -330,3 +330,60 @@ func TestHalfToFloat(t *testing.T) {
 		t.Error("NaN half not NaN")
 	}
 }
+
+// TestEncodedTensorsAgainstGeneratedCode checks the in-place encoder on
+// every contents field, with lengths that take multi-byte varints, and
+// that the framed encoding is the frame of the plain one.
+func TestEncodedTensorsAgainstGeneratedCode(t *testing.T) {
+	long := make([]float64, 200) // packed FP64 contents over 127 bytes
+	for i := range long {
+		long[i] = float64(i) / 7
+	}
+	in := &Response{ModelName: "m", Parameters: []Param{{"members", strings.Repeat("a=0.5 ", 40)}, {"", "no key"}},
+		Outputs: []Tensor{
+			{Name: "b", Datatype: "BOOL", Shape: []int64{3}, Values: []float64{1, 0, 1}},
+			{Name: "i", Datatype: "INT32", Shape: []int64{2}, Values: []float64{-3, 300}},
+			{Name: "u", Datatype: "UINT64", Shape: []int64{1}, Values: []float64{1 << 40}},
+			{Name: "s", Datatype: "BYTES", Shape: []int64{2}, Bytes: [][]byte{[]byte("x"), []byte(strings.Repeat("y", 130))}},
+			{Name: "d", Datatype: "FP64", Shape: []int64{200, 1}, Values: long},
+			{Name: "e", Datatype: "FP32", Shape: []int64{0}},
+		}}
+	msg, err := EncodeGRPCResponse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pb.ModelInferResponse
+	if err := proto.Unmarshal(msg, &got); err != nil {
+		t.Fatal(err)
+	}
+	o := got.Outputs
+	if len(o) != 6 || !reflect.DeepEqual(o[0].Contents.BoolContents, []bool{true, false, true}) ||
+		!reflect.DeepEqual(o[1].Contents.IntContents, []int32{-3, 300}) ||
+		!reflect.DeepEqual(o[2].Contents.Uint64Contents, []uint64{1 << 40}) ||
+		!reflect.DeepEqual(o[3].Contents.BytesContents, [][]byte{[]byte("x"), []byte(strings.Repeat("y", 130))}) ||
+		!reflect.DeepEqual(o[4].Contents.Fp64Contents, long) || !reflect.DeepEqual(o[4].Shape, []int64{200, 1}) ||
+		o[5].Contents == nil || o[5].Datatype != "FP32" {
+		t.Errorf("generated code reads %v", o)
+	}
+	if got.Parameters["members"].GetStringParam() != strings.Repeat("a=0.5 ", 40) || got.Parameters[""].GetStringParam() != "no key" {
+		t.Errorf("parameters = %v", got.Parameters)
+	}
+	framed, err := EncodeFramedGRPCResponse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Frame(msg); !reflect.DeepEqual(framed, want) {
+		t.Errorf("EncodeFramedGRPCResponse differs from Frame(EncodeGRPCResponse)")
+	}
+	req, err := EncodeGRPCRequest(&Request{ModelName: "m", Inputs: in.Outputs[:2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var greq pb.ModelInferRequest
+	if err := proto.Unmarshal(req, &greq); err != nil || len(greq.Inputs) != 2 || !reflect.DeepEqual(greq.Inputs[1].Contents.IntContents, []int32{-3, 300}) {
+		t.Errorf("request: %v %v", &greq, err)
+	}
+	if _, err := EncodeGRPCResponse(&Response{Outputs: []Tensor{{Name: "x", Datatype: "STR"}}}); err == nil || !strings.Contains(err.Error(), `cannot encode datatype "STR"`) {
+		t.Errorf("unknown datatype: %v", err)
+	}
+}
