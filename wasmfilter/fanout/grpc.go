@@ -36,12 +36,12 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 	}
 	s.primary = s.route.PrimaryIndex()
 	pm := &s.route.Members[s.primary]
-	fwd, err := oip.RewriteGRPCRequest(msg, pm.Model, pm.Version)
+	fwd, err := oip.RewriteFramedGRPCRequest(msg, pm.Model, pm.Version)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	if err := pw.ReplaceHTTPRequestBody(oip.Frame(fwd)); err != nil {
+	if err := pw.ReplaceHTTPRequestBody(fwd); err != nil {
 		s.answered = true
 		s.localError(500, grpcInternal, "fanout: rewrite request: "+err.Error())
 		return pw.ActionPause
@@ -259,9 +259,9 @@ func (s *stream) nextGRPCStep(i int) {
 func (s *stream) forwardLastStep(msg []byte) pw.Action {
 	last := len(s.route.Members) - 1
 	m := &s.route.Members[last]
-	out, err := oip.RewriteGRPCRequest(msg, m.Model, m.Version)
+	framed, err := oip.RewriteFramedGRPCRequest(msg, m.Model, m.Version)
 	if err == nil {
-		err = pw.ReplaceHTTPRequestBody(oip.Frame(out))
+		err = pw.ReplaceHTTPRequestBody(framed)
 	}
 	if err != nil {
 		s.answered = true

@@ -268,6 +268,15 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 	return r, nil
 }
 
+// knownOrString is b as a string; the protocol's datatypes (known) are
+// constants, so each decoded tensor does not allocate its datatype.
+func knownOrString(b []byte) string {
+	if s, ok := known(b); ok {
+		return s
+	}
+	return string(b)
+}
+
 // tensorContents gathers a tensor's typed contents field(s).
 type tensorContents struct {
 	present bool
@@ -295,7 +304,7 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			case fieldTensorName:
 				t.Name = string(b)
 			case fieldTensorDatatype:
-				t.Datatype = string(b)
+				t.Datatype = knownOrString(b)
 			default:
 				// Usually one field: its bytes are used in place. A second
 				// is appended to a copy, never into the message.
@@ -541,7 +550,21 @@ func decodeParamEntry(b []byte) (Param, error) {
 // version; empty asks for the latest) instead, every other field copied
 // byte for byte.
 func RewriteGRPCRequest(msg []byte, model, version string) ([]byte, error) {
-	out := make([]byte, 0, len(msg)+len(model)+len(version)+4)
+	return appendRewrite(make([]byte, 0, len(msg)+len(model)+len(version)+4), msg, model, version)
+}
+
+// RewriteFramedGRPCRequest is Frame(RewriteGRPCRequest(msg, model,
+// version)) in one buffer, without copying the message into a frame.
+func RewriteFramedGRPCRequest(msg []byte, model, version string) ([]byte, error) {
+	out, err := appendRewrite(make([]byte, 5, 5+len(msg)+len(model)+len(version)+4), msg, model, version)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-5))
+	return out, nil
+}
+
+func appendRewrite(out, msg []byte, model, version string) ([]byte, error) {
 	out = protowire.AppendTag(out, fieldModelName, protowire.BytesType)
 	out = protowire.AppendString(out, model)
 	if version != "" {

@@ -333,7 +333,7 @@ func TestHalfToFloat(t *testing.T) {
 
 // TestEncodedTensorsAgainstGeneratedCode checks the in-place encoder on
 // every contents field, with lengths that take multi-byte varints, and
-// that the framed encoding is the frame of the plain one.
+// that the framed encodings are the frames of the plain ones.
 func TestEncodedTensorsAgainstGeneratedCode(t *testing.T) {
 	long := make([]float64, 200) // packed FP64 contents over 127 bytes
 	for i := range long {
@@ -378,6 +378,11 @@ func TestEncodedTensorsAgainstGeneratedCode(t *testing.T) {
 	req, err := EncodeGRPCRequest(&Request{ModelName: "m", Inputs: in.Outputs[:2]})
 	if err != nil {
 		t.Fatal(err)
+	}
+	plain, err1 := RewriteGRPCRequest(req, "other", "3")
+	framed, err2 := RewriteFramedGRPCRequest(req, "other", "3")
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(framed, Frame(plain)) {
+		t.Errorf("RewriteFramedGRPCRequest differs from Frame(RewriteGRPCRequest): %v %v", err1, err2)
 	}
 	var greq pb.ModelInferRequest
 	if err := proto.Unmarshal(req, &greq); err != nil || len(greq.Inputs) != 2 || !reflect.DeepEqual(greq.Inputs[1].Contents.IntContents, []int32{-3, 300}) {
