@@ -87,7 +87,7 @@ func (s *stream) onGRPC(i int, status uint32, message string, resp []byte) {
 	case status != 0:
 		s.memberDone(i, nil, "grpc status "+strconv.FormatUint(uint64(status), 10)+": "+message)
 	default:
-		r, err := oip.DecodeGRPCResponse(resp)
+		r, err := s.decodeAnswer(resp)
 		if err != nil {
 			s.memberDone(i, nil, "bad answer: "+err.Error())
 		} else {
@@ -192,11 +192,22 @@ func (s *stream) readPrimary() (*oip.Response, string) {
 	if err != nil {
 		return nil, "bad answer: " + err.Error()
 	}
-	resp, err := oip.DecodeGRPCResponse(msg)
+	resp, err := s.decodeAnswer(msg)
 	if err != nil {
 		return nil, "bad answer: " + err.Error()
 	}
 	return resp, ""
+}
+
+// decodeAnswer decodes a member's gRPC answer. An ensemble reads only
+// its outputs (the combined answer carries the request's model, version
+// and id, and the fan-out's own parameters); a sequence keeps the rest,
+// since its last step's answer goes to the client.
+func (s *stream) decodeAnswer(msg []byte) (*oip.Response, error) {
+	if s.route.Sequence {
+		return oip.DecodeGRPCResponse(msg)
+	}
+	return oip.DecodeGRPCOutputs(msg)
 }
 
 // setGRPCStatus sets the response's grpc-status and grpc-message, in the

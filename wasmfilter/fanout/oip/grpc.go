@@ -223,13 +223,24 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 }
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
-func DecodeGRPCResponse(msg []byte) (*Response, error) {
+func DecodeGRPCResponse(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, false) }
+
+// DecodeGRPCOutputs is DecodeGRPCResponse for a caller that reads only the
+// outputs: the message is checked as DecodeGRPCResponse checks it, but the
+// model name, version, id and parameters are left out of the Response,
+// which spares a string (and a boxed value) for each.
+func DecodeGRPCOutputs(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, true) }
+
+func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{Parameters: sized[Param](fs, fieldParameters), Outputs: sized[Tensor](fs, fieldInputs)}
+	r := &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	if !outputsOnly {
+		r.Parameters = sized[Param](fs, fieldParameters)
+	}
 	raw := sized[[]byte](fs, fieldRawOutputs)
 	for _, f := range fs {
 		switch f.num {
@@ -237,6 +248,14 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 			b, err := wantBytes(f, at("ModelInferResponse"))
 			if err != nil {
 				return nil, err
+			}
+			if outputsOnly && f.num != fieldInputs && f.num != fieldRawOutputs {
+				if f.num == fieldParameters {
+					if _, err := decodeParamEntry(b, false); err != nil {
+						return nil, err
+					}
+				}
+				continue
 			}
 			switch f.num {
 			case fieldModelName:
@@ -246,7 +265,7 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 			case fieldID:
 				r.ID = string(b)
 			case fieldParameters:
-				p, err := decodeParamEntry(b)
+				p, err := decodeParamEntry(b, true)
 				if err != nil {
 					return nil, err
 				}
@@ -504,7 +523,9 @@ func appendScalars(t *Tensor, f field, n int) error {
 	return nil
 }
 
-func decodeParamEntry(b []byte) (Param, error) {
+// decodeParamEntry decodes a parameters map entry; with keep false it
+// only checks it and returns no Param.
+func decodeParamEntry(b []byte, keep bool) (Param, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], b, at("parameters entry"))
 	if err != nil {
@@ -517,7 +538,9 @@ func decodeParamEntry(b []byte) (Param, error) {
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: key has wire type %d", f.typ)
 			}
-			p.Key = string(f.b)
+			if keep {
+				p.Key = string(f.b)
+			}
 		case 2:
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: value has wire type %d", f.typ)
@@ -526,6 +549,9 @@ func decodeParamEntry(b []byte) (Param, error) {
 			vs, err := fields(vbuf[:0], f.b, at("InferParameter"))
 			if err != nil {
 				return p, err
+			}
+			if !keep {
+				continue
 			}
 			for _, v := range vs {
 				switch v.num {

@@ -392,3 +392,33 @@ func TestEncodedTensorsAgainstGeneratedCode(t *testing.T) {
 		t.Errorf("unknown datatype: %v", err)
 	}
 }
+
+// TestDecodeGRPCOutputs checks that the outputs-only decoder reads the
+// outputs as DecodeGRPCResponse does and refuses what it refuses,
+// malformed parameters included, though it keeps no parameters.
+func TestDecodeGRPCOutputs(t *testing.T) {
+	full := &Response{ModelName: "fraud", ModelVersion: "2", ID: "r1", Parameters: []Param{{"k", "v"}, {"n", int64(3)}},
+		Outputs: []Tensor{{Name: "probability", Datatype: "FP32", Shape: []int64{1, 2}, Values: []float64{0.25, 0.75}}}}
+	msg, err := EncodeGRPCResponse(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeGRPCOutputs(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&Response{Outputs: full.Outputs}); !reflect.DeepEqual(got, want) {
+		t.Errorf("DecodeGRPCOutputs = %+v, want %+v", got, want)
+	}
+	// A parameters entry whose value is not a message, and one whose key
+	// has the wrong wire type.
+	badValue := append(append([]byte{}, msg...), 0x22, 0x05, 0x0a, 0x01, 'k', 0x12, 0xff)
+	badKey := append(append([]byte{}, msg...), 0x22, 0x02, 0x08, 0x01)
+	for name, m := range map[string][]byte{"bad value": badValue, "bad key": badKey, "truncated": msg[:len(msg)-3]} {
+		_, errFull := DecodeGRPCResponse(m)
+		_, errOut := DecodeGRPCOutputs(m)
+		if errFull == nil || errOut == nil || errFull.Error() != errOut.Error() {
+			t.Errorf("%s: DecodeGRPCResponse: %v; DecodeGRPCOutputs: %v", name, errFull, errOut)
+		}
+	}
+}
