@@ -24,12 +24,18 @@ on the admin port. A development data plane: production runs Envoy or Istio
 	admin := fs.String("admin-addr", gateway.DefaultAdminAddr, "admin listen `address`")
 	bindHost := fs.String("bind-host", "", "listen on this `host` instead of each listener's configured address")
 	wasmDir := fs.String("wasm-dir", "", "`dir` relative wasm file names are resolved against (default: the working directory)")
+	writeTimeout := fs.Duration("write-timeout", 0, "close a downstream connection whose peer has not taken a write for this long (default 30s)")
+	streamIdle := fs.Duration("stream-idle-timeout", 0, "answer 408 to an HTTP/1.1 request whose body stops arriving for this long (default 5m, Envoy's stream_idle_timeout)")
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "maestro gateway: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	if *writeTimeout < 0 || *streamIdle < 0 {
+		fmt.Fprintln(stderr, "maestro gateway: --write-timeout and --stream-idle-timeout must not be negative")
 		return errUsage
 	}
 	if *node == "" {
@@ -43,6 +49,7 @@ on the admin port. A development data plane: production runs Envoy or Istio
 	defer flush()
 	return gateway.Run(ctx, gateway.Config{
 		NodeID: *node, Service: *service, XDSAddr: *xds, AdminAddr: *admin, BindHost: *bindHost, WasmDir: *wasmDir, Logger: log,
+		WriteTimeout: *writeTimeout, StreamIdleTimeout: *streamIdle,
 		Ready: func(a net.Addr) { fmt.Fprintf(stdout, "gateway %s: admin on http://%s\n", *node, a) },
 	})
 }

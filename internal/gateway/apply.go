@@ -3,7 +3,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -208,12 +210,165 @@ func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error)
 	// batches each response's frames into one write.
 	l.srv = &h2.Mux{}
 	if lc.Codec != xdsconfig.CodecHTTP2 {
-		var p http.Protocols
-		p.SetHTTP1(true)
-		l.srv.HTTP1 = &http.Server{Handler: h, Protocols: &p, ReadHeaderTimeout: 10 * time.Second}
+		l.srv.HTTP1 = http1Server(h, g.cfg.WriteTimeout, g.cfg.StreamIdleTimeout)
 	}
 	if lc.Codec != xdsconfig.CodecHTTP1 {
-		l.srv.H2 = h2.NewServer(h2.ServerConfig{Handler: h, StreamWindow: int32(g.bufferLimit()), Logger: g.log})
+		l.srv.H2 = h2.NewServer(h2.ServerConfig{Handler: h, StreamWindow: int32(g.bufferLimit()),
+			WriteTimeout: g.cfg.WriteTimeout, Logger: g.log})
 	}
 	return l, nil
 }
+
+// Limits of the HTTP/1.1 side, as Envoy's connection manager sets them by
+// default (the h2c side's are in package h2).
+const (
+	// maxHeaderBlock is max_request_headers_kb's default (60 KiB): a
+	// longer request line and header block answers 431.
+	maxHeaderBlock = 60 << 10
+	// idleTimeout closes a connection with no request in flight, as
+	// common_http_protocol_options.idle_timeout's default (1 h) does.
+	idleTimeout = time.Hour
+	// readHeaderTimeout bounds the wait for a request's header block
+	// once its first bytes arrived. Envoy leaves request_headers_timeout
+	// off and relies on stream_idle_timeout (5 min) to free a peer that
+	// stops sending; Go's server has no idle timer for a request being
+	// read, so a whole-header deadline stands in for it, far above what a
+	// healthy client needs.
+	readHeaderTimeout = 10 * time.Second
+	// DefaultStreamIdleTimeout is stream_idle_timeout's default: an
+	// HTTP/1.1 request body that stops arriving for this long answers
+	// 408.
+	DefaultStreamIdleTimeout = 5 * time.Minute
+	// writeChunk is the most handed to the connection in one write: the
+	// write timeout bounds the time the client takes to accept each
+	// piece, as on the h2c side.
+	writeChunk = 64 << 10
+)
+
+// http1Server serves a listener's HTTP/1.1 connections. It has no
+// WriteTimeout nor ReadTimeout (they would cut a long but healthy
+// exchange): each write and each body read instead gets a deadline of its
+// own (streamDeadlines).
+func http1Server(h http.Handler, writeTimeout, idleBody time.Duration) *http.Server {
+	if writeTimeout <= 0 {
+		writeTimeout = h2.DefaultWriteTimeout
+	}
+	if idleBody <= 0 {
+		idleBody = DefaultStreamIdleTimeout
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	return &http.Server{
+		Handler: streamDeadlines(h, writeTimeout, idleBody), Protocols: &p,
+		ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout,
+		// net/http reads up to 4 KiB past MaxHeaderBytes before it
+		// gives up; take that off so that the limit is Envoy's.
+		MaxHeaderBytes: maxHeaderBlock - 4<<10,
+	}
+}
+
+// streamDeadlines gives every write of an HTTP/1.1 answer and every read
+// of its request body a deadline, so that a client that stops reading or
+// sending cannot hold the handler, its upstream stream and their buffers.
+// A write the client has not accepted within writeTimeout fails, net/http
+// closes the connection and the handler returns; a body read that waits
+// idleBody fails and the client gets 408, as Envoy's stream idle timeout
+// answers before the response started. A client that keeps reading or
+// sending, however slowly, is never cut.
+func streamDeadlines(h http.Handler, writeTimeout, idleBody time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: writeTimeout}
+		var body *idleReader
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &idleReader{ReadCloser: r.Body, rc: rc, timeout: idleBody}
+			r.Body = body
+		}
+		dw.extend()
+		h.ServeHTTP(dw, r)
+		if body != nil && body.timedOut.Load() && !dw.wrote {
+			dw.Header().Set("Connection", "close")
+			http.Error(dw, "stream timeout", http.StatusRequestTimeout)
+		}
+		// net/http flushes what is left after the handler returns.
+		dw.extend()
+	})
+}
+
+// idleReader moves the connection's read deadline before each read of a
+// request body. net/http clears it when the body ends, before it watches
+// the connection for the client going away.
+type idleReader struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time
+	timedOut atomic.Bool // the body may be read by the upstream request's goroutine
+}
+
+func (b *idleReader) Read(p []byte) (int, error) {
+	if now := time.Now(); b.deadline.Sub(now) < b.timeout {
+		b.deadline = now.Add(b.timeout + b.timeout/2)
+		_ = b.rc.SetReadDeadline(b.deadline)
+	}
+	n, err := b.ReadCloser.Read(p)
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		b.timedOut.Store(true)
+	}
+	return n, err
+}
+
+// deadlineWriter moves the connection's write deadline before each write.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time
+	wrote    bool // the answer has started
+}
+
+// extend makes sure a write starting now has at least timeout (to 1.5 x
+// timeout) to be accepted: the deadline moves only when less than timeout
+// is left, so that a busy connection does not reset its timer per write.
+func (w *deadlineWriter) extend() {
+	now := time.Now()
+	if w.deadline.Sub(now) >= w.timeout {
+		return
+	}
+	w.deadline = now.Add(w.timeout + w.timeout/2)
+	_ = w.rc.SetWriteDeadline(w.deadline)
+}
+
+func (w *deadlineWriter) WriteHeader(code int) {
+	w.extend()
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	n := 0
+	for len(p) > 0 {
+		piece := p[:min(len(p), writeChunk)]
+		w.extend()
+		k, err := w.ResponseWriter.Write(piece)
+		n += k
+		if err != nil {
+			return n, err
+		}
+		p = p[len(piece):]
+	}
+	return n, nil
+}
+
+// FlushError is what http.ResponseController.Flush calls.
+func (w *deadlineWriter) FlushError() error {
+	w.extend()
+	return w.rc.Flush()
+}
+
+func (w *deadlineWriter) Flush() { _ = w.FlushError() }
+
+// Unwrap lets http.ResponseController reach the connection's other
+// controls.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -85,6 +85,15 @@ type Config struct {
 	// BufferLimit is the per-stream body buffer limit,
 	// router.DefaultBufferLimit when 0.
 	BufferLimit int
+	// WriteTimeout closes a downstream connection, HTTP/1.1 or h2c, whose
+	// client has not accepted a write of its answer for this long;
+	// h2.DefaultWriteTimeout (30 s) when 0. Each write has its own
+	// deadline, so a long answer read slowly is not cut.
+	WriteTimeout time.Duration
+	// StreamIdleTimeout answers 408 to an HTTP/1.1 request whose body
+	// stops arriving for this long; DefaultStreamIdleTimeout (5 min,
+	// Envoy's stream_idle_timeout) when 0.
+	StreamIdleTimeout time.Duration
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
 	// Ready, if set, is called with the admin address once it listens.

@@ -94,16 +94,18 @@ func Combine(r *filterconfig.FanoutRoute, answers []combine.Answer) (combine.Res
 	})
 }
 
-// tally splits the members into those that answered and those missing.
-func tally(ms []memberState) (answered, missing []int) {
+// answeredOK says whether member state m is an answer.
+func answeredOK(m *memberState) bool { return m.done && m.err == "" }
+
+// countAnswered is how many members answered.
+func countAnswered(ms []memberState) int {
+	n := 0
 	for i := range ms {
-		if ms[i].done && ms[i].err == "" {
-			answered = append(answered, i)
-		} else {
-			missing = append(missing, i)
+		if answeredOK(&ms[i]) {
+			n++
 		}
 	}
-	return answered, missing
+	return n
 }
 
 // report is the account of a fan-out given to the client.
@@ -115,6 +117,9 @@ type report struct {
 	members  string // "label=s1 s2", ";"-separated (ParamMembers)
 }
 
+// newReport writes the report's four lists into one buffer and cuts them
+// out of one string: every fan-out builds a report, and each allocation
+// (and the collection it feeds) is slow inside wasm.
 func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
 	var rep report
 	if r.Sequence {
@@ -122,53 +127,84 @@ func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
 	} else {
 		rep.strategy = string(r.EffectiveStrategy())
 	}
-	answered, missing := tally(ms)
-	var a, m, l []string
-	for _, i := range answered {
-		a = append(a, r.Members[i].Label())
+	b := make([]byte, 0, 64+96*len(ms))
+	sep := func(first bool, s string) {
+		if !first {
+			b = append(b, s...)
+		}
 	}
-	for _, i := range missing {
+	first := true
+	for i := range ms {
+		if answeredOK(&ms[i]) {
+			sep(first, ",")
+			b, first = append(b, r.Members[i].Label()...), false
+		}
+	}
+	endAnswered := len(b)
+	first = true
+	for i := range ms {
+		if answeredOK(&ms[i]) {
+			continue
+		}
 		why := ms[i].err
 		if !ms[i].called {
 			why = "not called"
 		} else if !ms[i].done {
 			why = "no answer"
 		}
-		m = append(m, r.Members[i].Label()+" ("+why+")")
+		sep(first, "; ")
+		b = append(b, r.Members[i].Label()...)
+		b = append(append(append(b, " ("...), why...), ')')
+		first = false
 	}
+	endMissing := len(b)
+	first = true
 	for i := range ms {
 		if ms[i].done {
-			l = append(l, r.Members[i].Label()+"="+millis(ms[i].latency))
+			sep(first, ",")
+			b = append(append(b, r.Members[i].Label()...), '=')
+			b, first = appendMillis(b, ms[i].latency), false
 		}
 	}
-	var sc []byte
-	for k, i := range answered {
-		if k > 0 {
-			sc = append(sc, ';')
+	endLatency := len(b)
+	first = true
+	for i := range ms {
+		if !answeredOK(&ms[i]) {
+			continue
 		}
-		sc = append(sc, r.Members[i].Label()...)
-		sc = append(sc, '=')
+		sep(first, ";")
+		b = append(append(b, r.Members[i].Label()...), '=')
 		scores := ms[i].answer.Scores
 		for j, v := range scores[:min(len(scores), MaxMemberScores)] {
 			if j > 0 {
-				sc = append(sc, ' ')
+				b = append(b, ' ')
 			}
-			sc = strconv.AppendFloat(sc, v, 'g', 6, 64)
+			b = strconv.AppendFloat(b, v, 'g', 6, 64)
 		}
+		first = false
 	}
-	rep.members = string(sc)
-	rep.answered = strings.Join(a, ",")
-	rep.missing = strings.Join(m, "; ")
-	rep.latency = strings.Join(l, ",")
+	all := string(b)
+	rep.answered, rep.missing = all[:endAnswered], all[endAnswered:endMissing]
+	rep.latency, rep.members = all[endMissing:endLatency], all[endLatency:]
 	return rep
 }
 
-// millis formats d in milliseconds with three decimals, in integer
+// millis formats d in milliseconds with three decimals.
+func millis(d time.Duration) string { return string(appendMillis(nil, d)) }
+
+// appendMillis appends d in milliseconds with three decimals, in integer
 // arithmetic (float formatting is slow inside wasm).
-func millis(d time.Duration) string {
+func appendMillis(b []byte, d time.Duration) []byte {
 	us := max(d.Microseconds(), 0)
-	frac := strconv.FormatInt(us%1000, 10)
-	return strconv.FormatInt(us/1000, 10) + "." + "000"[len(frac):] + frac
+	b = strconv.AppendInt(b, us/1000, 10)
+	b = append(b, '.')
+	switch frac := us % 1000; {
+	case frac < 10:
+		b = append(b, "00"...)
+	case frac < 100:
+		b = append(b, '0')
+	}
+	return strconv.AppendInt(b, us%1000, 10)
 }
 
 func (rep report) headers() [][2]string {
@@ -180,8 +216,9 @@ func (rep report) headers() [][2]string {
 }
 
 func (rep report) params() []oip.Param {
-	ps := []oip.Param{{Key: ParamStrategy, Value: rep.strategy}, {Key: ParamAnswered, Value: rep.answered},
-		{Key: ParamLatency, Value: rep.latency}}
+	ps := make([]oip.Param, 3, 5)
+	ps[0], ps[1], ps[2] = oip.Param{Key: ParamStrategy, Value: rep.strategy}, oip.Param{Key: ParamAnswered, Value: rep.answered},
+		oip.Param{Key: ParamLatency, Value: rep.latency}
 	if rep.members != "" {
 		ps = append(ps, oip.Param{Key: ParamMembers, Value: rep.members})
 	}
@@ -193,9 +230,8 @@ func (rep report) params() []oip.Param {
 
 // quorumMessage explains a failed quorum, naming the missing members.
 func quorumMessage(r *filterconfig.FanoutRoute, ms []memberState, rep report) string {
-	answered, _ := tally(ms)
 	return fmt.Sprintf("fanout: quorum not met: %d of %d members answered, %d needed; missing: %s",
-		len(answered), len(ms), r.EffectiveQuorum(), rep.missing)
+		countAnswered(ms), len(ms), r.EffectiveQuorum(), rep.missing)
 }
 
 // failureReason describes a failed HTTP callout: Envoy reports a timeout

@@ -88,6 +88,7 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 		defineCounter: func(name string) (counter, error) { return pw.DefineCounter(name) },
 		counters:      map[metricKey]counter{},
 		histograms:    map[metricKey]pw.Histogram{},
+		routeMetrics:  map[*filterconfig.FanoutRoute]*routeMetrics{},
 		shadows:       map[uint64]*shadowCmp{},
 		sampling:      map[string]float64{},
 	}
@@ -103,8 +104,10 @@ type plugin struct {
 	defineCounter func(name string) (counter, error)
 	counters      map[metricKey]counter
 	histograms    map[metricKey]pw.Histogram
-	shadows       map[uint64]*shadowCmp
-	nextShadow    uint64
+	// routeMetrics are the configured routes' metric slots.
+	routeMetrics map[*filterconfig.FanoutRoute]*routeMetrics
+	shadows      map[uint64]*shadowCmp
+	nextShadow   uint64
 	// sampling accumulates each shadow's (and observation's) percentage; a copy is sent each
 	// time it reaches 100, which gives the exact share deterministically.
 	sampling map[string]float64
@@ -122,6 +125,7 @@ func (p *plugin) OnPluginStart(int) bool {
 		return false
 	}
 	p.cfg = cfg
+	clear(p.routeMetrics) // keyed by the replaced configuration's routes
 	pw.LogInfo("fanout: configured " + strconv.Itoa(len(cfg.Routes)) + " routes")
 	return true
 }
@@ -200,15 +204,26 @@ func (k metricKey) String() string {
 // counter increment that is not > 0, which a shadow comparison with no
 // agreeing rows would otherwise hit on every request.
 func (p *plugin) count(k metricKey, n uint64) {
+	if c, ok := p.counter(k); ok {
+		p.add(k, c, n)
+	}
+}
+
+// counter is the handle of counter k, defined on first use.
+func (p *plugin) counter(k metricKey) (counter, bool) {
 	c, ok := p.counters[k]
 	if !ok {
 		var err error
 		if c, err = p.defineCounter(k.String()); err != nil {
 			pw.LogWarn("fanout: " + err.Error())
-			return
+			return nil, false
 		}
 		p.counters[k] = c
 	}
+	return c, true
+}
+
+func (p *plugin) add(k metricKey, c counter, n uint64) {
 	if n == 0 {
 		return
 	}
@@ -219,18 +234,94 @@ func (p *plugin) count(k metricKey, n uint64) {
 
 // record adds a sample to the histogram k.
 func (p *plugin) record(k metricKey, v uint64) {
+	if h, ok := p.histogram(k); ok {
+		p.observe(k, h, v)
+	}
+}
+
+// histogram is the handle of histogram k, defined on first use.
+func (p *plugin) histogram(k metricKey) (pw.Histogram, bool) {
 	h, ok := p.histograms[k]
 	if !ok {
 		var err error
 		if h, err = pw.DefineHistogram(k.String()); err != nil {
 			pw.LogWarn("fanout: " + err.Error())
-			return
+			return h, false
 		}
 		p.histograms[k] = h
 	}
+	return h, true
+}
+
+func (p *plugin) observe(k metricKey, h pw.Histogram, v uint64) {
 	if err := h.Record(v); err != nil {
 		pw.LogWarn("fanout: record " + k.String() + ": " + err.Error())
 	}
+}
+
+// counterSlot and histogramSlot hold one metric's key and, once it is
+// defined, its handle: the metrics every fan-out touches are kept per
+// route and member (routeMetrics), so the per-request path does not hash
+// keys of three strings into the plugin's maps (slow inside wasm). A
+// metric is still defined on first use, as count defines it.
+type counterSlot struct {
+	key metricKey
+	c   counter
+}
+
+type histogramSlot struct {
+	key     metricKey
+	h       pw.Histogram
+	defined bool
+}
+
+func (p *plugin) countSlot(sl *counterSlot, n uint64) {
+	if sl.c == nil {
+		c, ok := p.counter(sl.key)
+		if !ok {
+			return
+		}
+		sl.c = c
+	}
+	p.add(sl.key, sl.c, n)
+}
+
+func (p *plugin) recordSlot(sl *histogramSlot, v uint64) {
+	if !sl.defined {
+		h, ok := p.histogram(sl.key)
+		if !ok {
+			return
+		}
+		sl.h, sl.defined = h, true
+	}
+	p.observe(sl.key, sl.h, v)
+}
+
+// routeMetrics are the slots of the metrics every request of a route
+// counts.
+type routeMetrics struct {
+	requests counterSlot
+	members  []memberMetrics
+}
+
+type memberMetrics struct {
+	answers counterSlot
+	latency histogramSlot
+}
+
+// metricsOf is route r's slots, made on the route's first request.
+func (p *plugin) metricsOf(r *filterconfig.FanoutRoute) *routeMetrics {
+	if m, ok := p.routeMetrics[r]; ok {
+		return m
+	}
+	m := &routeMetrics{requests: counterSlot{key: routeKey("requests_total", r.Route)}, members: make([]memberMetrics, len(r.Members))}
+	for i := range r.Members {
+		label := r.Members[i].Label()
+		m.members[i] = memberMetrics{answers: counterSlot{key: memberKey("answers_total", r.Route, label)},
+			latency: histogramSlot{key: memberKey("latency_ms", r.Route, label)}}
+	}
+	p.routeMetrics[r] = m
+	return m
 }
 
 // sample decides whether this request gets a copy for the shadow.

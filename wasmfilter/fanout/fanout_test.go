@@ -501,3 +501,41 @@ func memberScores(t *testing.T, got string, r *filterconfig.FanoutRoute, direct 
 		t.Errorf("parameter %s = %q, want %q", fanout.ParamMembers, got, w)
 	}
 }
+
+// TestMetricsCountedOnEveryRequest checks the per-route metric slots: the
+// request, answer and latency metrics of a route count every fan-out on
+// one VM, and a member's timeout and failure counters are still defined
+// only when one happens.
+func TestMetricsCountedOnEveryRequest(t *testing.T) {
+	f := startFraud(t)
+	ctx := testCtx(t)
+	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(true, fraudMembers[:2]...),
+		Primary: grpcCluster("fraud.v1"), TimeoutMs: 10000}
+	vm := fanouttest.NewVM(t, f.clusters, r)
+	const n = 3
+	for range n {
+		resp, err := vm.RoundTrip(ctx, grpcCluster("fraud.v1"), grpcRequest(t, "fraud", features(1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := resp.Trailer("grpc-status"); st != "0" {
+			t.Fatalf("grpc-status %q", st)
+		}
+	}
+	if got := vm.Stats().Value(fanout.RouteMetric("requests_total", "fraud")); got != n {
+		t.Errorf("requests_total = %d, want %d", got, n)
+	}
+	for _, m := range r.Members {
+		if got := vm.Stats().Value(fanout.MemberMetric("answers_total", "fraud", m.Name)); got != n {
+			t.Errorf("%s answers_total = %d, want %d", m.Name, got, n)
+		}
+		if h, ok := vm.Stats().Get(fanout.MemberMetric("latency_ms", "fraud", m.Name)); !ok || len(h.Samples) != n {
+			t.Errorf("%s latency_ms: defined %v, %d samples, want %d", m.Name, ok, len(h.Samples), n)
+		}
+		for _, name := range []string{"timeouts_total", "failures_total"} {
+			if _, ok := vm.Stats().Get(fanout.MemberMetric(name, "fraud", m.Name)); ok {
+				t.Errorf("%s %s defined with no timeout or failure", m.Name, name)
+			}
+		}
+	}
+}

@@ -36,12 +36,12 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 	}
 	s.primary = s.route.PrimaryIndex()
 	pm := &s.route.Members[s.primary]
-	fwd, err := oip.RewriteGRPCRequest(msg, pm.Model, pm.Version)
+	fwd, err := oip.RewriteFramedGRPCRequest(msg, pm.Model, pm.Version)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	if err := pw.ReplaceHTTPRequestBody(oip.Frame(fwd)); err != nil {
+	if err := pw.ReplaceHTTPRequestBody(fwd); err != nil {
 		s.answered = true
 		s.localError(500, grpcInternal, "fanout: rewrite request: "+err.Error())
 		return pw.ActionPause
@@ -87,7 +87,7 @@ func (s *stream) onGRPC(i int, status uint32, message string, resp []byte) {
 	case status != 0:
 		s.memberDone(i, nil, "grpc status "+strconv.FormatUint(uint64(status), 10)+": "+message)
 	default:
-		r, err := oip.DecodeGRPCResponse(resp)
+		r, err := s.decodeAnswer(resp)
 		if err != nil {
 			s.memberDone(i, nil, "bad answer: "+err.Error())
 		} else {
@@ -127,14 +127,14 @@ func (s *stream) finishGRPC() {
 	resp, why := s.readPrimary()
 	s.memberDone(s.primary, resp, why)
 	rep := newReport(s.route, s.members)
-	answered, _ := tally(s.members)
+	answered := countAnswered(s.members)
 	fail := func(msg string) {
 		_ = pw.ReplaceHTTPResponseBody(nil)
 		s.setGRPCStatus(grpcUnavailable, msg)
 		s.addReport(rep)
 		s.settle(nil)
 	}
-	if len(answered) < s.route.EffectiveQuorum() {
+	if answered < s.route.EffectiveQuorum() {
 		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		fail(quorumMessage(s.route, s.members, rep))
 		return
@@ -146,16 +146,16 @@ func (s *stream) finishGRPC() {
 		return
 	}
 	resp, answer, err := s.result(rep)
-	var body []byte
+	var framed []byte
 	if err == nil {
-		body, err = oip.EncodeGRPCResponse(resp)
+		framed, err = oip.EncodeFramedGRPCResponse(resp)
 	}
 	if err != nil {
 		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		fail("fanout: " + err.Error())
 		return
 	}
-	if err := pw.ReplaceHTTPResponseBody(oip.Frame(body)); err != nil {
+	if err := pw.ReplaceHTTPResponseBody(framed); err != nil {
 		fail("fanout: rewrite response: " + err.Error())
 		return
 	}
@@ -192,11 +192,22 @@ func (s *stream) readPrimary() (*oip.Response, string) {
 	if err != nil {
 		return nil, "bad answer: " + err.Error()
 	}
-	resp, err := oip.DecodeGRPCResponse(msg)
+	resp, err := s.decodeAnswer(msg)
 	if err != nil {
 		return nil, "bad answer: " + err.Error()
 	}
 	return resp, ""
+}
+
+// decodeAnswer decodes a member's gRPC answer. An ensemble reads only
+// its outputs (the combined answer carries the request's model, version
+// and id, and the fan-out's own parameters); a sequence keeps the rest,
+// since its last step's answer goes to the client.
+func (s *stream) decodeAnswer(msg []byte) (*oip.Response, error) {
+	if s.route.Sequence {
+		return oip.DecodeGRPCResponse(msg)
+	}
+	return oip.DecodeGRPCOutputs(msg)
 }
 
 // setGRPCStatus sets the response's grpc-status and grpc-message, in the
@@ -259,9 +270,9 @@ func (s *stream) nextGRPCStep(i int) {
 func (s *stream) forwardLastStep(msg []byte) pw.Action {
 	last := len(s.route.Members) - 1
 	m := &s.route.Members[last]
-	out, err := oip.RewriteGRPCRequest(msg, m.Model, m.Version)
+	framed, err := oip.RewriteFramedGRPCRequest(msg, m.Model, m.Version)
 	if err == nil {
-		err = pw.ReplaceHTTPRequestBody(oip.Frame(out))
+		err = pw.ReplaceHTTPRequestBody(framed)
 	}
 	if err != nil {
 		s.answered = true

@@ -102,8 +102,7 @@ func (s *stream) finishREST() {
 	s.answered = true
 	rep := newReport(s.route, s.members)
 	headers := append([][2]string{{"content-type", "application/json"}}, rep.headers()...)
-	answered, _ := tally(s.members)
-	if len(answered) < s.route.EffectiveQuorum() {
+	if countAnswered(s.members) < s.route.EffectiveQuorum() {
 		s.p.count(routeKey("quorum_failures_total", s.routeLabel), 1)
 		s.send(503, headers, oip.EncodeJSONError(quorumMessage(s.route, s.members, rep)))
 		s.settle(nil)
@@ -137,25 +136,41 @@ func (s *stream) send(status uint32, headers [][2]string, body []byte) {
 // their outputs, or for a sequence the last member's answer. It returns
 // the answer shadows are compared with.
 func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
-	out := &oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID, Parameters: rep.params()}
+	// One allocation holds the response, its output and the answer.
+	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID, Parameters: rep.params()}}
+	out := &c.resp
 	if s.route.Sequence {
 		last := &s.members[len(s.members)-1]
 		out.Outputs = last.resp.Outputs
 		out.Parameters = append(append([]oip.Param(nil), last.resp.Parameters...), out.Parameters...)
-		a := last.answer
-		return out, &a, nil
+		c.answer = last.answer
+		return out, &c.answer, nil
 	}
-	answered, _ := tally(s.members)
-	answers := make([]combine.Answer, len(answered))
-	for k, i := range answered {
-		answers[k] = s.members[i].answer
+	answers := make([]combine.Answer, 0, len(s.members))
+	first := -1
+	for i := range s.members {
+		if answeredOK(&s.members[i]) {
+			if first < 0 {
+				first = i
+			}
+			answers = append(answers, s.members[i].answer)
+		}
 	}
 	res, err := Combine(s.route, answers)
 	if err != nil {
 		return nil, nil, err
 	}
-	t := CombinedTensor(s.members[answered[0]].output, res)
-	out.Outputs = []oip.Tensor{t}
+	c.output[0] = CombinedTensor(s.members[first].output, res)
+	out.Outputs = c.output[:]
+	t := &c.output[0]
 	rows, width := t.RowsWidth()
-	return out, &combine.Answer{Label: "ensemble", Rows: rows, Width: width, Scores: t.Values}, nil
+	c.answer = combine.Answer{Label: "ensemble", Rows: rows, Width: width, Scores: t.Values}
+	return out, &c.answer, nil
+}
+
+// combined is what result builds, in one piece.
+type combined struct {
+	resp   oip.Response
+	output [1]oip.Tensor
+	answer combine.Answer
 }

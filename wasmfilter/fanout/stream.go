@@ -30,6 +30,7 @@ type stream struct {
 	p          *plugin
 	route      *filterconfig.FanoutRoute
 	routeLabel string
+	metrics    *routeMetrics // route's
 	proto      protocol
 	path       string
 	grpc       bool // content-type application/grpc
@@ -161,7 +162,8 @@ func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
 	}
 	s.members = make([]memberState, len(s.route.Members))
 	s.primary = -1
-	s.p.count(routeKey("requests_total", s.routeLabel), 1)
+	s.metrics = s.p.metricsOf(s.route)
+	s.p.countSlot(&s.metrics.requests, 1)
 	if endOfStream {
 		s.reject("inference request has no body")
 		return pw.ActionPause
@@ -300,8 +302,9 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	ms.err = err
 	switch {
 	case err == "":
-		s.p.count(memberKey("answers_total", s.routeLabel, label), 1)
-		s.p.record(memberKey("latency_ms", s.routeLabel, label), uint64(ms.latency.Milliseconds()))
+		mm := &s.metrics.members[i]
+		s.p.countSlot(&mm.answers, 1)
+		s.p.recordSlot(&mm.latency, uint64(ms.latency.Milliseconds()))
 	case strings.HasPrefix(err, "timeout"):
 		s.p.count(memberKey("timeouts_total", s.routeLabel, label), 1)
 	default:

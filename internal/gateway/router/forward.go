@@ -128,8 +128,7 @@ func (h *Handler) forward(ctx context.Context, route *xdsconfig.Route, req *Mess
 		}
 		t := try{c: c, host: host, req: req, rest: rest, reqID: reqID, perTry: perTry, timeout: act.Timeout,
 			buffered: buffered, on: on, canRetry: attempt < retries}
-		retry, msg, code, fail, err := h.attempt(ctx, w, t)
-		release()
+		retry, msg, code, fail, err := h.attemptHeld(ctx, w, release, t)
 		switch {
 		case err == nil && retry:
 			continue // a retriable response, drained
@@ -207,6 +206,14 @@ type try struct {
 
 // takeRetry says whether a retriable answer or failure of t is retried.
 func (h *Handler) takeRetry(t try) bool { return t.canRetry && h.retryBudget(t.c) }
+
+// attemptHeld makes one upstream try and then frees its request slot, also
+// when the try ends the handler (a stream broken mid-answer aborts it with
+// http.ErrAbortHandler).
+func (h *Handler) attemptHeld(ctx context.Context, w http.ResponseWriter, release func(), t try) (bool, *Message, int, failure, error) {
+	defer release()
+	return h.attempt(ctx, w, t)
+}
 
 // attempt makes one upstream try. Results, exclusively:
 //   - err != nil: no response (fail says why), reported to outlier
@@ -286,7 +293,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 		m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
 		return false, m, 0, 0, nil
 	}
-	return false, nil, streamResponse(w, resp, c, host, start), 0, nil
+	return false, nil, streamResponse(ctx, w, resp, c, host, start), 0, nil
 }
 
 // readResponse reads a whole response and reports it to the cluster's
@@ -345,8 +352,9 @@ func responseHeaders(resp *http.Response) [][2]string {
 	return out
 }
 
-// streamResponse copies a response to the client as it arrives.
-func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Cluster, host *upstream.Host, start time.Time) int {
+// streamResponse copies a response to the client as it arrives; ctx is
+// the downstream request's (with the route timeout).
+func streamResponse(ctx context.Context, w http.ResponseWriter, resp *http.Response, c *upstream.Cluster, host *upstream.Host, start time.Time) int {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {
@@ -359,12 +367,12 @@ func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Clus
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
-	var readErr error
+	var readErr, writeErr error
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				readErr = werr
+				writeErr = werr
 				break
 			}
 			_ = rc.Flush()
@@ -375,6 +383,13 @@ func streamResponse(w http.ResponseWriter, resp *http.Response, c *upstream.Clus
 			}
 			break
 		}
+	}
+	if writeErr != nil || readErr != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The client went away, reset its stream or stopped reading: Envoy
+		// resets the upstream stream locally, which outlier detection does
+		// not count against the host. (A route or per-try timeout ends the
+		// context with DeadlineExceeded and is counted below.)
+		panic(http.ErrAbortHandler)
 	}
 	if readErr != nil {
 		c.Report(host, http.StatusServiceUnavailable)

@@ -223,13 +223,24 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 }
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
-func DecodeGRPCResponse(msg []byte) (*Response, error) {
+func DecodeGRPCResponse(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, false) }
+
+// DecodeGRPCOutputs is DecodeGRPCResponse for a caller that reads only the
+// outputs: the message is checked as DecodeGRPCResponse checks it, but the
+// model name, version, id and parameters are left out of the Response,
+// which spares a string (and a boxed value) for each.
+func DecodeGRPCOutputs(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, true) }
+
+func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{Parameters: sized[Param](fs, fieldParameters), Outputs: sized[Tensor](fs, fieldInputs)}
+	r := &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	if !outputsOnly {
+		r.Parameters = sized[Param](fs, fieldParameters)
+	}
 	raw := sized[[]byte](fs, fieldRawOutputs)
 	for _, f := range fs {
 		switch f.num {
@@ -237,6 +248,14 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 			b, err := wantBytes(f, at("ModelInferResponse"))
 			if err != nil {
 				return nil, err
+			}
+			if outputsOnly && f.num != fieldInputs && f.num != fieldRawOutputs {
+				if f.num == fieldParameters {
+					if _, err := decodeParamEntry(b, false); err != nil {
+						return nil, err
+					}
+				}
+				continue
 			}
 			switch f.num {
 			case fieldModelName:
@@ -246,7 +265,7 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 			case fieldID:
 				r.ID = string(b)
 			case fieldParameters:
-				p, err := decodeParamEntry(b)
+				p, err := decodeParamEntry(b, true)
 				if err != nil {
 					return nil, err
 				}
@@ -266,6 +285,15 @@ func DecodeGRPCResponse(msg []byte) (*Response, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// knownOrString is b as a string; the protocol's datatypes (known) are
+// constants, so each decoded tensor does not allocate its datatype.
+func knownOrString(b []byte) string {
+	if s, ok := known(b); ok {
+		return s
+	}
+	return string(b)
 }
 
 // tensorContents gathers a tensor's typed contents field(s).
@@ -295,7 +323,7 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			case fieldTensorName:
 				t.Name = string(b)
 			case fieldTensorDatatype:
-				t.Datatype = string(b)
+				t.Datatype = knownOrString(b)
 			default:
 				// Usually one field: its bytes are used in place. A second
 				// is appended to a copy, never into the message.
@@ -495,7 +523,9 @@ func appendScalars(t *Tensor, f field, n int) error {
 	return nil
 }
 
-func decodeParamEntry(b []byte) (Param, error) {
+// decodeParamEntry decodes a parameters map entry; with keep false it
+// only checks it and returns no Param.
+func decodeParamEntry(b []byte, keep bool) (Param, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], b, at("parameters entry"))
 	if err != nil {
@@ -508,7 +538,9 @@ func decodeParamEntry(b []byte) (Param, error) {
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: key has wire type %d", f.typ)
 			}
-			p.Key = string(f.b)
+			if keep {
+				p.Key = string(f.b)
+			}
 		case 2:
 			if f.typ != protowire.BytesType {
 				return p, invalidf("parameters entry: value has wire type %d", f.typ)
@@ -517,6 +549,9 @@ func decodeParamEntry(b []byte) (Param, error) {
 			vs, err := fields(vbuf[:0], f.b, at("InferParameter"))
 			if err != nil {
 				return p, err
+			}
+			if !keep {
+				continue
 			}
 			for _, v := range vs {
 				switch v.num {
@@ -541,7 +576,21 @@ func decodeParamEntry(b []byte) (Param, error) {
 // version; empty asks for the latest) instead, every other field copied
 // byte for byte.
 func RewriteGRPCRequest(msg []byte, model, version string) ([]byte, error) {
-	out := make([]byte, 0, len(msg)+len(model)+len(version)+4)
+	return appendRewrite(make([]byte, 0, len(msg)+len(model)+len(version)+4), msg, model, version)
+}
+
+// RewriteFramedGRPCRequest is Frame(RewriteGRPCRequest(msg, model,
+// version)) in one buffer, without copying the message into a frame.
+func RewriteFramedGRPCRequest(msg []byte, model, version string) ([]byte, error) {
+	out, err := appendRewrite(make([]byte, 5, 5+len(msg)+len(model)+len(version)+4), msg, model, version)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-5))
+	return out, nil
+}
+
+func appendRewrite(out, msg []byte, model, version string) ([]byte, error) {
 	out = protowire.AppendTag(out, fieldModelName, protowire.BytesType)
 	out = protowire.AppendString(out, model)
 	if version != "" {
@@ -572,22 +621,29 @@ func EncodeGRPCRequest(r *Request) ([]byte, error) {
 	b = appendString(b, fieldModelName, r.ModelName)
 	b = appendString(b, fieldModelVersion, r.ModelVersion)
 	b = appendString(b, fieldID, r.ID)
-	for _, t := range r.Inputs {
-		tb, err := encodeTensor(&t)
-		if err != nil {
-			return nil, err
-		}
-		b = protowire.AppendTag(b, fieldInputs, protowire.BytesType)
-		b = protowire.AppendBytes(b, tb)
-	}
-	return b, nil
+	return appendTensors(b, r.Inputs)
 }
 
 // EncodeGRPCResponse writes a ModelInferResponse with typed contents.
 func EncodeGRPCResponse(r *Response) ([]byte, error) {
-	// Sized for the usual answer up front, and one scratch pair for every
-	// parameter: growing these slices step by step was most of the
-	// encoder's allocations.
+	return appendGRPCResponse(make([]byte, 0, responseSizeHint(r)), r)
+}
+
+// EncodeFramedGRPCResponse is Frame(EncodeGRPCResponse(r)) in one buffer,
+// without copying the message into a frame.
+func EncodeFramedGRPCResponse(r *Response) ([]byte, error) {
+	b := make([]byte, 5, 5+responseSizeHint(r))
+	b, err := appendGRPCResponse(b, r)
+	if err != nil {
+		return nil, err
+	}
+	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-5))
+	return b, nil
+}
+
+// responseSizeHint is about the encoded size of r, so that the encoder's
+// buffer is allocated once.
+func responseSizeHint(r *Response) int {
 	size := 16 + len(r.ModelName) + len(r.ModelVersion) + len(r.ID)
 	for _, p := range r.Parameters {
 		size += 32 + len(p.Key)
@@ -598,13 +654,21 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 	for i := range r.Outputs {
 		size += tensorSizeHint(&r.Outputs[i])
 	}
-	b := make([]byte, 0, size)
-	var v, e []byte
+	return size
+}
+
+// appendGRPCResponse appends the ModelInferResponse r to b. Nested
+// messages are written in place, their lengths computed first: building
+// each in a buffer of its own and copying it in was most of the encoder's
+// allocations.
+func appendGRPCResponse(b []byte, r *Response) ([]byte, error) {
 	b = appendString(b, fieldModelName, r.ModelName)
 	b = appendString(b, fieldModelVersion, r.ModelVersion)
 	b = appendString(b, fieldID, r.ID)
 	for _, p := range r.Parameters {
-		v = v[:0]
+		// v is the InferParameter message, but for a string's bytes.
+		var scalar [16]byte
+		v, str := scalar[:0], ""
 		switch x := p.Value.(type) {
 		case bool:
 			v = protowire.AppendTag(v, fieldParamBool, protowire.VarintType)
@@ -614,7 +678,8 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 			v = protowire.AppendVarint(v, uint64(x))
 		case string:
 			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
-			v = protowire.AppendString(v, x)
+			v = protowire.AppendVarint(v, uint64(len(x)))
+			str = x
 		case float64:
 			v = protowire.AppendTag(v, fieldParamDouble, protowire.Fixed64Type)
 			v = protowire.AppendFixed64(v, math.Float64bits(x))
@@ -624,21 +689,16 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
 		}
-		e = appendString(e[:0], 1, p.Key)
-		e = protowire.AppendTag(e, 2, protowire.BytesType)
-		e = protowire.AppendBytes(e, v)
+		vlen := len(v) + len(str)
+		entry := sizeString(1, p.Key) + protowire.SizeTag(2) + protowire.SizeBytes(vlen)
 		b = protowire.AppendTag(b, fieldParameters, protowire.BytesType)
-		b = protowire.AppendBytes(b, e)
+		b = protowire.AppendVarint(b, uint64(entry))
+		b = appendString(b, 1, p.Key)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(vlen))
+		b = append(append(b, v...), str...)
 	}
-	for _, t := range r.Outputs {
-		tb, err := encodeTensor(&t)
-		if err != nil {
-			return nil, err
-		}
-		b = protowire.AppendTag(b, fieldInputs, protowire.BytesType)
-		b = protowire.AppendBytes(b, tb)
-	}
-	return b, nil
+	return appendTensors(b, r.Outputs)
 }
 
 func appendString(b []byte, num protowire.Number, s string) []byte {
@@ -649,56 +709,124 @@ func appendString(b []byte, num protowire.Number, s string) []byte {
 	return protowire.AppendString(b, s)
 }
 
-// encodeTensor writes a tensor with typed contents; FP16 and BF16 have no
-// typed field, so they go out as FP32.
-func encodeTensor(t *Tensor) ([]byte, error) {
-	dt := t.Datatype
-	if dt == "FP16" || dt == "BF16" {
-		dt = "FP32"
+// sizeString is the size appendString writes.
+func sizeString(num protowire.Number, s string) int {
+	if s == "" {
+		return 0
 	}
-	num := contentsField(dt)
-	if num == 0 {
-		return nil, fmt.Errorf("tensor %q: cannot encode datatype %q", t.Name, t.Datatype)
-	}
-	b := make([]byte, 0, tensorSizeHint(t))
-	b = appendString(b, fieldTensorName, t.Name)
-	b = appendString(b, fieldTensorDatatype, dt)
-	if len(t.Shape) > 0 {
-		packed := make([]byte, 0, 2*len(t.Shape))
-		for _, d := range t.Shape {
-			packed = protowire.AppendVarint(packed, uint64(d))
+	return protowire.SizeTag(num) + protowire.SizeBytes(len(s))
+}
+
+// appendTensors appends ts as the repeated tensor field of a request or
+// response (the same field number in both).
+func appendTensors(b []byte, ts []Tensor) ([]byte, error) {
+	for i := range ts {
+		t := &ts[i]
+		l, err := layoutTensor(t)
+		if err != nil {
+			return nil, err
 		}
-		b = protowire.AppendTag(b, fieldTensorShape, protowire.BytesType)
-		b = protowire.AppendBytes(b, packed)
+		b = protowire.AppendTag(b, fieldInputs, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(l.size))
+		b = appendTensor(b, t, &l)
 	}
-	var c []byte
-	if num == contentsBytes {
+	return b, nil
+}
+
+// tensorLayout is how a tensor with typed contents is encoded: FP16 and
+// BF16 have no typed field, so they go out as FP32.
+type tensorLayout struct {
+	datatype string
+	num      protowire.Number // the contents field
+	shape    int              // packed shape bytes
+	packed   int              // packed values bytes
+	contents int              // InferTensorContents bytes
+	size     int              // the tensor message's bytes
+}
+
+func layoutTensor(t *Tensor) (tensorLayout, error) {
+	l := tensorLayout{datatype: t.Datatype}
+	if l.datatype == "FP16" || l.datatype == "BF16" {
+		l.datatype = "FP32"
+	}
+	l.num = contentsField(l.datatype)
+	if l.num == 0 {
+		return l, fmt.Errorf("tensor %q: cannot encode datatype %q", t.Name, t.Datatype)
+	}
+	for _, d := range t.Shape {
+		l.shape += protowire.SizeVarint(uint64(d))
+	}
+	switch {
+	case l.num == contentsBytes:
 		for _, e := range t.Bytes {
-			c = protowire.AppendTag(c, contentsBytes, protowire.BytesType)
-			c = protowire.AppendBytes(c, e)
+			l.contents += protowire.SizeTag(contentsBytes) + protowire.SizeBytes(len(e))
 		}
-	} else if len(t.Values) > 0 {
-		packed := make([]byte, 0, 8*len(t.Values))
-		for _, v := range t.Values {
-			switch num {
-			case contentsFP32:
-				packed = protowire.AppendFixed32(packed, math.Float32bits(float32(v)))
-			case contentsFP64:
-				packed = protowire.AppendFixed64(packed, math.Float64bits(v))
-			case contentsBool:
-				packed = protowire.AppendVarint(packed, protowire.EncodeBool(v != 0))
-			case contentsInt, contentsInt64:
-				packed = protowire.AppendVarint(packed, uint64(int64(v)))
-			default:
-				packed = protowire.AppendVarint(packed, uint64(v))
+	case len(t.Values) > 0:
+		switch l.num {
+		case contentsFP32:
+			l.packed = 4 * len(t.Values)
+		case contentsFP64:
+			l.packed = 8 * len(t.Values)
+		default:
+			for _, v := range t.Values {
+				l.packed += protowire.SizeVarint(varintOf(l.num, v))
 			}
 		}
-		c = make([]byte, 0, len(packed)+16)
-		c = protowire.AppendTag(c, num, protowire.BytesType)
-		c = protowire.AppendBytes(c, packed)
+		l.contents = protowire.SizeTag(l.num) + protowire.SizeBytes(l.packed)
+	}
+	l.size = sizeString(fieldTensorName, t.Name) + sizeString(fieldTensorDatatype, l.datatype)
+	if len(t.Shape) > 0 {
+		l.size += protowire.SizeTag(fieldTensorShape) + protowire.SizeBytes(l.shape)
+	}
+	l.size += protowire.SizeTag(fieldTensorContents) + protowire.SizeBytes(l.contents)
+	return l, nil
+}
+
+// varintOf is value v as contents field num's varint.
+func varintOf(num protowire.Number, v float64) uint64 {
+	switch num {
+	case contentsBool:
+		return protowire.EncodeBool(v != 0)
+	case contentsInt, contentsInt64:
+		return uint64(int64(v))
+	}
+	return uint64(v)
+}
+
+// appendTensor appends tensor t's message, laid out by l.
+func appendTensor(b []byte, t *Tensor, l *tensorLayout) []byte {
+	b = appendString(b, fieldTensorName, t.Name)
+	b = appendString(b, fieldTensorDatatype, l.datatype)
+	if len(t.Shape) > 0 {
+		b = protowire.AppendTag(b, fieldTensorShape, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(l.shape))
+		for _, d := range t.Shape {
+			b = protowire.AppendVarint(b, uint64(d))
+		}
 	}
 	b = protowire.AppendTag(b, fieldTensorContents, protowire.BytesType)
-	return protowire.AppendBytes(b, c), nil
+	b = protowire.AppendVarint(b, uint64(l.contents))
+	switch {
+	case l.num == contentsBytes:
+		for _, e := range t.Bytes {
+			b = protowire.AppendTag(b, contentsBytes, protowire.BytesType)
+			b = protowire.AppendBytes(b, e)
+		}
+	case len(t.Values) > 0:
+		b = protowire.AppendTag(b, l.num, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(l.packed))
+		for _, v := range t.Values {
+			switch l.num {
+			case contentsFP32:
+				b = protowire.AppendFixed32(b, math.Float32bits(float32(v)))
+			case contentsFP64:
+				b = protowire.AppendFixed64(b, math.Float64bits(v))
+			default:
+				b = protowire.AppendVarint(b, varintOf(l.num, v))
+			}
+		}
+	}
+	return b
 }
 
 // tensorSizeHint is about the encoded size of a tensor with typed

@@ -330,3 +330,95 @@ func TestHalfToFloat(t *testing.T) {
 		t.Error("NaN half not NaN")
 	}
 }
+
+// TestEncodedTensorsAgainstGeneratedCode checks the in-place encoder on
+// every contents field, with lengths that take multi-byte varints, and
+// that the framed encodings are the frames of the plain ones.
+func TestEncodedTensorsAgainstGeneratedCode(t *testing.T) {
+	long := make([]float64, 200) // packed FP64 contents over 127 bytes
+	for i := range long {
+		long[i] = float64(i) / 7
+	}
+	in := &Response{ModelName: "m", Parameters: []Param{{"members", strings.Repeat("a=0.5 ", 40)}, {"", "no key"}},
+		Outputs: []Tensor{
+			{Name: "b", Datatype: "BOOL", Shape: []int64{3}, Values: []float64{1, 0, 1}},
+			{Name: "i", Datatype: "INT32", Shape: []int64{2}, Values: []float64{-3, 300}},
+			{Name: "u", Datatype: "UINT64", Shape: []int64{1}, Values: []float64{1 << 40}},
+			{Name: "s", Datatype: "BYTES", Shape: []int64{2}, Bytes: [][]byte{[]byte("x"), []byte(strings.Repeat("y", 130))}},
+			{Name: "d", Datatype: "FP64", Shape: []int64{200, 1}, Values: long},
+			{Name: "e", Datatype: "FP32", Shape: []int64{0}},
+		}}
+	msg, err := EncodeGRPCResponse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got pb.ModelInferResponse
+	if err := proto.Unmarshal(msg, &got); err != nil {
+		t.Fatal(err)
+	}
+	o := got.Outputs
+	if len(o) != 6 || !reflect.DeepEqual(o[0].Contents.BoolContents, []bool{true, false, true}) ||
+		!reflect.DeepEqual(o[1].Contents.IntContents, []int32{-3, 300}) ||
+		!reflect.DeepEqual(o[2].Contents.Uint64Contents, []uint64{1 << 40}) ||
+		!reflect.DeepEqual(o[3].Contents.BytesContents, [][]byte{[]byte("x"), []byte(strings.Repeat("y", 130))}) ||
+		!reflect.DeepEqual(o[4].Contents.Fp64Contents, long) || !reflect.DeepEqual(o[4].Shape, []int64{200, 1}) ||
+		o[5].Contents == nil || o[5].Datatype != "FP32" {
+		t.Errorf("generated code reads %v", o)
+	}
+	if got.Parameters["members"].GetStringParam() != strings.Repeat("a=0.5 ", 40) || got.Parameters[""].GetStringParam() != "no key" {
+		t.Errorf("parameters = %v", got.Parameters)
+	}
+	framed, err := EncodeFramedGRPCResponse(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Frame(msg); !reflect.DeepEqual(framed, want) {
+		t.Errorf("EncodeFramedGRPCResponse differs from Frame(EncodeGRPCResponse)")
+	}
+	req, err := EncodeGRPCRequest(&Request{ModelName: "m", Inputs: in.Outputs[:2]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err1 := RewriteGRPCRequest(req, "other", "3")
+	framed, err2 := RewriteFramedGRPCRequest(req, "other", "3")
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(framed, Frame(plain)) {
+		t.Errorf("RewriteFramedGRPCRequest differs from Frame(RewriteGRPCRequest): %v %v", err1, err2)
+	}
+	var greq pb.ModelInferRequest
+	if err := proto.Unmarshal(req, &greq); err != nil || len(greq.Inputs) != 2 || !reflect.DeepEqual(greq.Inputs[1].Contents.IntContents, []int32{-3, 300}) {
+		t.Errorf("request: %v %v", &greq, err)
+	}
+	if _, err := EncodeGRPCResponse(&Response{Outputs: []Tensor{{Name: "x", Datatype: "STR"}}}); err == nil || !strings.Contains(err.Error(), `cannot encode datatype "STR"`) {
+		t.Errorf("unknown datatype: %v", err)
+	}
+}
+
+// TestDecodeGRPCOutputs checks that the outputs-only decoder reads the
+// outputs as DecodeGRPCResponse does and refuses what it refuses,
+// malformed parameters included, though it keeps no parameters.
+func TestDecodeGRPCOutputs(t *testing.T) {
+	full := &Response{ModelName: "fraud", ModelVersion: "2", ID: "r1", Parameters: []Param{{"k", "v"}, {"n", int64(3)}},
+		Outputs: []Tensor{{Name: "probability", Datatype: "FP32", Shape: []int64{1, 2}, Values: []float64{0.25, 0.75}}}}
+	msg, err := EncodeGRPCResponse(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeGRPCOutputs(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (&Response{Outputs: full.Outputs}); !reflect.DeepEqual(got, want) {
+		t.Errorf("DecodeGRPCOutputs = %+v, want %+v", got, want)
+	}
+	// A parameters entry whose value is not a message, and one whose key
+	// has the wrong wire type.
+	badValue := append(append([]byte{}, msg...), 0x22, 0x05, 0x0a, 0x01, 'k', 0x12, 0xff)
+	badKey := append(append([]byte{}, msg...), 0x22, 0x02, 0x08, 0x01)
+	for name, m := range map[string][]byte{"bad value": badValue, "bad key": badKey, "truncated": msg[:len(msg)-3]} {
+		_, errFull := DecodeGRPCResponse(m)
+		_, errOut := DecodeGRPCOutputs(m)
+		if errFull == nil || errOut == nil || errFull.Error() != errOut.Error() {
+			t.Errorf("%s: DecodeGRPCResponse: %v; DecodeGRPCOutputs: %v", name, errFull, errOut)
+		}
+	}
+}
