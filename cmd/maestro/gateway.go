@@ -25,7 +25,7 @@ on the admin port. A development data plane: production runs Envoy or Istio
 	bindHost := fs.String("bind-host", "", "listen on this `host` instead of each listener's configured address")
 	wasmDir := fs.String("wasm-dir", "", "`dir` relative wasm file names are resolved against (default: the working directory)")
 	writeTimeout := fs.Duration("write-timeout", 0, "close a downstream connection whose peer has not taken a write for this long (default 30s)")
-	streamIdle := fs.Duration("stream-idle-timeout", 0, "answer 408 to an HTTP/1.1 request whose body stops arriving for this long (default 5m, Envoy's stream_idle_timeout)")
+	streamIdle := fs.Duration("stream-idle-timeout", 0, "answer 408 to a request (HTTP/1.1 or h2c) whose body stops arriving for this long (default 5m, Envoy's stream_idle_timeout)")
 	logs := addLogFlags(fs, "info")
 	if err := parseFlags(fs, args); err != nil {
 		return err

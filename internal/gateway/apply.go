@@ -214,7 +214,7 @@ func (g *Gateway) listen(lc *xdsconfig.Listener, bind string) (*listener, error)
 	}
 	if lc.Codec != xdsconfig.CodecHTTP1 {
 		l.srv.H2 = h2.NewServer(h2.ServerConfig{Handler: h, StreamWindow: int32(g.bufferLimit()),
-			WriteTimeout: g.cfg.WriteTimeout, Logger: g.log})
+			WriteTimeout: g.cfg.WriteTimeout, BodyIdleTimeout: g.cfg.StreamIdleTimeout, Logger: g.log})
 	}
 	return l, nil
 }

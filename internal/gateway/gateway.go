@@ -90,7 +90,7 @@ type Config struct {
 	// h2.DefaultWriteTimeout (30 s) when 0. Each write has its own
 	// deadline, so a long answer read slowly is not cut.
 	WriteTimeout time.Duration
-	// StreamIdleTimeout answers 408 to an HTTP/1.1 request whose body
+	// StreamIdleTimeout answers 408 to a request (HTTP/1.1 or h2c) whose body
 	// stops arriving for this long; DefaultStreamIdleTimeout (5 min,
 	// Envoy's stream_idle_timeout) when 0.
 	StreamIdleTimeout time.Duration

@@ -48,6 +48,8 @@ const (
 	// Envoy's stream_idle_timeout (5 min), which is what would otherwise
 	// free a stuck peer's streams.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultBodyIdleTimeout is Envoy's stream_idle_timeout default.
+	DefaultBodyIdleTimeout = 5 * time.Minute
 )
 
 // ServerConfig configures a Server.
@@ -66,6 +68,11 @@ type ServerConfig struct {
 	// WriteTimeout closes a connection whose peer has not accepted a
 	// write for this long. DefaultWriteTimeout when 0.
 	WriteTimeout time.Duration
+	// BodyIdleTimeout ends a request body read that has waited this long
+	// for DATA; a handler that has not answered then gets 408 "stream
+	// timeout", as Envoy's stream_idle_timeout answers.
+	// DefaultBodyIdleTimeout when 0.
+	BodyIdleTimeout time.Duration
 	// Logger for handler panics; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -148,6 +155,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.BodyIdleTimeout <= 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

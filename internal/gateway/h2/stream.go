@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
@@ -31,6 +32,7 @@ type serverStream struct {
 	recvUnacked int64
 	remoteDone  bool // END_STREAM received
 	bodyClosed  bool
+	bodyIdle    bool // a body read waited BodyIdleTimeout for DATA
 	readWake    chan struct{}
 
 	sendWindow int64
@@ -197,6 +199,12 @@ func (c *serverConn) runStream(st *serverStream) {
 	} else {
 		c.srv.cfg.Handler.ServeHTTP(rw, st.req)
 	}
+	c.mu.Lock()
+	idle := st.bodyIdle
+	c.mu.Unlock()
+	if idle && !rw.wroteHeader {
+		http.Error(rw, "stream timeout", http.StatusRequestTimeout)
+	}
 	rw.finish()
 }
 
@@ -235,8 +243,35 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			return 0, errClosed
 		}
 		c.mu.Unlock()
-		<-st.readWake
+		if !st.waitData(c.srv.cfg.BodyIdleTimeout) {
+			c.mu.Lock()
+			st.bodyIdle = true
+			c.mu.Unlock()
+			return 0, ErrBodyIdle
+		}
 		c.mu.Lock()
+	}
+}
+
+// ErrBodyIdle is the error of a request body read that waited the
+// server's BodyIdleTimeout without DATA.
+var ErrBodyIdle = errors.New("h2: request body idle past the stream idle timeout")
+
+// waitData waits for the stream to be woken, at most d; the timer is made
+// only when a read has to wait, which a unary request's read seldom does.
+func (st *serverStream) waitData(d time.Duration) bool {
+	select {
+	case <-st.readWake:
+		return true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-st.readWake:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
