@@ -21,17 +21,11 @@ func DecodeRequest(b []byte, m *pb.ModelInferRequest) bool {
 	inputs, outputs, raw := m.Inputs[:0], m.Outputs[:0], m.RawInputContents[:0]
 	m.Reset()
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
+		num, v, rest, ok := field(b)
+		if !ok {
 			return false
 		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var ok bool
+		b = rest
 		switch num {
 		case 1:
 			m.ModelName, ok = str(name, v)
@@ -49,7 +43,8 @@ func DecodeRequest(b []byte, m *pb.ModelInferRequest) bool {
 			ok = decodeRequested(v, t)
 		case 7:
 			raw = appendBytes(raw, v)
-			ok = true
+		default:
+			return false // parameters or an unknown field: protobuf's
 		}
 		if !ok {
 			return false
@@ -113,17 +108,11 @@ func decodeInput(b []byte, t *pb.ModelInferRequest_InferInputTensor) bool {
 	t.Reset()
 	contents := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
+		num, v, rest, ok := field(b)
+		if !ok {
 			return false
 		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var ok bool
+		b = rest
 		switch num {
 		case 1:
 			t.Name, ok = str(name, v)
@@ -143,6 +132,8 @@ func decodeInput(b []byte, t *pb.ModelInferRequest_InferInputTensor) bool {
 				contents = true
 			}
 			ok = decodeContents(v, c)
+		default:
+			return false // parameters or an unknown field: protobuf's
 		}
 		if !ok {
 			return false
@@ -161,17 +152,11 @@ func decodeRequested(b []byte, t *pb.ModelInferRequest_InferRequestedOutputTenso
 	name := t.Name
 	t.Reset()
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || num != 1 || typ != protowire.BytesType {
+		num, v, rest, ok := field(b)
+		if !ok || num != 1 {
 			return false
 		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		var ok bool
+		b = rest
 		if t.Name, ok = str(name, v); !ok {
 			return false
 		}
@@ -192,17 +177,11 @@ func resetContents(c *pb.InferTensorContents) {
 // left nil at the end, as protobuf leaves them.
 func decodeContents(b []byte, c *pb.InferTensorContents) bool {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 || typ != protowire.BytesType {
+		num, v, rest, ok := field(b)
+		if !ok {
 			return false
 		}
-		b = b[n:]
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return false
-		}
-		b = b[n:]
-		ok := true
+		b = rest
 		switch num {
 		case 1:
 			c.BoolContents, ok = appendVarints(c.BoolContents, v, func(x uint64) bool { return x != 0 })
@@ -291,4 +270,19 @@ func growCap[T any](s []T, n int) []T {
 	out := make([]T, len(s), len(s)+n)
 	copy(out, s)
 	return out
+}
+
+// field splits the next field off b. The fast decoder takes only
+// length-delimited fields (packed shapes and contents included): any other
+// wire type, or a malformed field, sends the message to protobuf.
+func field(b []byte) (num protowire.Number, v, rest []byte, ok bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || typ != protowire.BytesType {
+		return 0, nil, nil, false
+	}
+	v, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 {
+		return 0, nil, nil, false
+	}
+	return num, v, b[n+m:], true
 }
