@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/maestro-ml/maestro/controlplane/closedloop"
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
+	"github.com/maestro-ml/maestro/internal/fakes"
 	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
@@ -52,23 +52,6 @@ func (healthySource) Increase(_ context.Context, sel metricsource.Selector, _ ti
 
 func (healthySource) Quantile(context.Context, float64, metricsource.Selector, time.Duration) (float64, error) {
 	return 10, nil
-}
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 type debugStatus struct {
@@ -130,8 +113,8 @@ func TestOverlayChangesPushWithoutFileChange(t *testing.T) {
 	if err := os.WriteFile(path, []byte(rolloutPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	loop, err := closedloop.New(closedloop.Config{StateDir: dir, Identity: "test", Source: healthySource{}, Now: clock.now})
+	clock := fakes.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	loop, err := closedloop.New(closedloop.Config{StateDir: dir, Identity: "test", Source: healthySource{}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +149,7 @@ func TestOverlayChangesPushWithoutFileChange(t *testing.T) {
 	seen := map[string]bool{}
 	for i, want := range []string{"v1=95 v2=5", "v1=75 v2=25", "v1=50 v2=50", "v1=0 v2=100"} {
 		if i > 0 {
-			clock.add(time.Second) // the step's interval passes: it is judged
+			clock.Add(time.Second) // the step's interval passes: it is judged
 		}
 		waitStatus(t, admin, want, func(st debugStatus) bool { return effective(st, "fraud") == want })
 		// The overlay reaches the snapshots: every step is a new version.
@@ -176,7 +159,7 @@ func TestOverlayChangesPushWithoutFileChange(t *testing.T) {
 			t.Fatalf("status rollouts %+v leader %v: want one, driven here", st.Rollouts, st.Leader)
 		}
 	}
-	clock.add(time.Second) // the last step passes: promoted
+	clock.Add(time.Second) // the last step passes: promoted
 	st := waitStatus(t, admin, "promoted", func(st debugStatus) bool { return st.Rollouts[0].Phase == "promoted" })
 	if effective(st, "fraud") != "v1=0 v2=100" || st.Routes[0].Split[0].Policy != 100 || st.Routes[0].Rollout != "promoted" {
 		t.Errorf("final status %+v: want promoted, with the policy's own weights shown beside", st)

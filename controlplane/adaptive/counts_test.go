@@ -1,6 +1,8 @@
 package adaptive
 
 import (
+	"github.com/maestro-ml/maestro/internal/fakes"
+
 	"context"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ import (
 // comes back once it answers again.
 func TestCountsAloneMoveWeights(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	rec := &recorder{}
+	rec := &fakes.Audit{}
 	tu := New(Config{Now: clk.now, Audit: rec})
 	m := meshOf(t, 1)
 	ctx := context.Background()
@@ -44,9 +46,7 @@ func TestCountsAloneMoveWeights(t *testing.T) {
 			t.Errorf("%s: c's weight %v, want %v", tc.name, st[2].Weight, want)
 		}
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.events) == 0 || rec.events[0].Details["counted"] == "" || rec.events[0].Details["basis"] != "answered share" {
-		t.Errorf("audit events %+v: want the counted calls and their basis", rec.events)
+	if len(rec.Events()) == 0 || rec.Events()[0].Details["counted"] == "" || rec.Events()[0].Details["basis"] != "answered share" {
+		t.Errorf("audit events %+v: want the counted calls and their basis", rec.Events())
 	}
 }

@@ -7,12 +7,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/internal/fakes"
 )
 
 const policyText = `apiVersion: maestro.dev/v1alpha1
@@ -51,18 +51,6 @@ var members = []string{"fraud.a/fraud", "fraud.b/fraud", "fraud.c/fraud"}
 type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
-
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Record(_ context.Context, ev audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-	return nil
-}
 
 // behaviour is how a synthetic member answers.
 type behaviour int
@@ -175,7 +163,7 @@ func TestDegradedMemberLosesWeight(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			rec := &recorder{}
+			rec := &fakes.Audit{}
 			tu := New(Config{Now: clk.now, Audit: rec})
 			m := meshOf(t, 0.5)
 			ctx := context.Background()
@@ -229,8 +217,8 @@ func TestDegradedMemberLosesWeight(t *testing.T) {
 				}
 			}
 			var ev *audit.Event
-			for i := range rec.events {
-				if e := &rec.events[i]; e.Details["member"] == members[2] && e.Details["weight_after"] == "0.05" {
+			for i := range rec.Events() {
+				if e := &rec.Events()[i]; e.Details["member"] == members[2] && e.Details["weight_after"] == "0.05" {
 					ev = e
 					break
 				}

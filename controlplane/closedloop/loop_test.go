@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/internal/fakes"
 )
 
 const services = `apiVersion: maestro.dev/v1alpha1
@@ -100,35 +99,6 @@ func TestUndrivenRolloutIsExplained(t *testing.T) {
 	}
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Record(_ context.Context, ev audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-	return nil
-}
-
 func post(t *testing.T, h http.Handler, body string) int {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -141,9 +111,9 @@ func post(t *testing.T, h http.Handler, body string) int {
 // interval its weight falls to the bound, the overlay changes (Changed
 // fires, Apply rewrites the member weights) and the change is audited.
 func TestLabelsReachTheWeights(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	rec := &recorder{}
-	l, err := New(Config{Now: c.now, Audit: rec})
+	c := fakes.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	rec := &fakes.Audit{}
+	l, err := New(Config{Now: c.Now, Audit: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +138,7 @@ func TestLabelsReachTheWeights(t *testing.T) {
 	if code := post(t, feedback, `{"requestId": "r0", "value": 0}`); code != http.StatusNotFound {
 		t.Errorf("a second label of r0: HTTP %d, want 404", code)
 	}
-	c.add(10 * time.Second)
+	c.Add(10 * time.Second)
 	l.Tick(ctx, pm)
 	select {
 	case <-l.Changed():
@@ -186,9 +156,7 @@ func TestLabelsReachTheWeights(t *testing.T) {
 	if pm.Routes[0].Spec.Ensemble.Members[1].Weight != 1 {
 		t.Error("Apply changed the policy itself")
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.events) == 0 || rec.events[0].Kind != "ensemble_weight" {
-		t.Errorf("audit events %+v, want the weight change", rec.events)
+	if len(rec.Events()) == 0 || rec.Events()[0].Kind != "ensemble_weight" {
+		t.Errorf("audit events %+v, want the weight change", rec.Events())
 	}
 }

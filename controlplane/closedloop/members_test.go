@@ -11,6 +11,7 @@ import (
 
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/internal/fakes"
 )
 
 // memberSource answers the fanout filter's member counters: member b
@@ -40,11 +41,11 @@ func (memberSource) Quantile(context.Context, float64, metricsource.Selector, ti
 
 // tickInterval runs l over one 10s interval of pm: four feeds of a
 // quarter interval each, then the evaluation.
-func tickInterval(l *Loop, c *clock, pm *policy.Mesh) {
+func tickInterval(l *Loop, c *fakes.Clock, pm *policy.Mesh) {
 	ctx := context.Background()
 	for range 5 {
 		l.Tick(ctx, pm)
-		c.add(2500 * time.Millisecond)
+		c.Add(2500 * time.Millisecond)
 	}
 	l.Tick(ctx, pm)
 }
@@ -53,8 +54,8 @@ func tickInterval(l *Loop, c *clock, pm *policy.Mesh) {
 // from the metric source: with no application help, a member that times
 // out falls to the minimum weight at the next evaluation.
 func TestMemberCountersMoveWeights(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l, err := New(Config{Now: c.now, Source: memberSource{}})
+	c := fakes.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l, err := New(Config{Now: c.Now, Source: memberSource{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +121,8 @@ func TestSetTargetsAddsAGatewayLater(t *testing.T) {
 	}))
 	t.Cleanup(server.Close)
 	gateway := counters(t)
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l, err := New(Config{Now: c.now, Targets: []metricsource.Target{{Name: "server", URL: server.URL}}})
+	c := fakes.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l, err := New(Config{Now: c.Now, Targets: []metricsource.Target{{Name: "server", URL: server.URL}}})
 	if err != nil {
 		t.Fatal(err)
 	}

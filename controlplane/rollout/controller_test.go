@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maestro-ml/maestro/certs/audit"
 	"github.com/maestro-ml/maestro/controlplane/metricsource"
 	"github.com/maestro-ml/maestro/controlplane/policy"
+	"github.com/maestro-ml/maestro/internal/fakes"
 )
 
 const services = `apiVersion: maestro.dev/v1alpha1
@@ -90,65 +90,20 @@ func (f *fakeSource) Quantile(_ context.Context, _ float64, sel metricsource.Sel
 }
 
 // recorder keeps audit events.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Record(_ context.Context, ev audit.Event) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, ev)
-	return nil
-}
-
-func (r *recorder) kinds() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, e := range r.events {
-		out = append(out, string(e.Kind))
-	}
-	return out
-}
-
-func (r *recorder) last() audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.events[len(r.events)-1]
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type harness struct {
 	dir   string
-	clock *clock
+	clock *fakes.Clock
 	src   *fakeSource
-	audit *recorder
+	audit *fakes.Audit
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{dir: t.TempDir(), clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}, src: newFakeSource(), audit: &recorder{}}
+	return &harness{dir: t.TempDir(), clock: fakes.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), src: newFakeSource(), audit: &fakes.Audit{}}
 }
 
 func (h *harness) controller(t *testing.T, id string) *Controller {
 	t.Helper()
-	c, err := New(Config{StateDir: h.dir, Source: h.src, Audit: h.audit, Identity: id, LeaseTTL: 90 * time.Second, Now: h.clock.now})
+	c, err := New(Config{StateDir: h.dir, Source: h.src, Audit: h.audit, Identity: id, LeaseTTL: 90 * time.Second, Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,23 +137,23 @@ func TestPromotedThroughEveryStep(t *testing.T) {
 		if got := weights(c); got != w {
 			t.Fatalf("after %d intervals: weights %q, want %q", i, got, w)
 		}
-		h.clock.add(30 * time.Second)
+		h.clock.Add(30 * time.Second)
 		tick(t, c, m) // half an interval: nothing is due
 		if got := weights(c); got != w {
 			t.Fatalf("half an interval later: weights %q, want %q", got, w)
 		}
-		h.clock.add(30 * time.Second)
+		h.clock.Add(30 * time.Second)
 		tick(t, c, m)
 	}
 	wantKinds := []string{"rollout_start", "rollout_advance", "rollout_advance", "rollout_advance", "rollout_promote"}
-	if got := h.audit.kinds(); !slices.Equal(got, wantKinds) {
+	if got := h.audit.Kinds(); !slices.Equal(got, wantKinds) {
 		t.Fatalf("audit %v, want %v", got, wantKinds)
 	}
 	v := c.View()
 	if !v.Leader || len(v.Rollouts) != 1 || v.Rollouts[0].Phase != PhasePromoted {
 		t.Fatalf("view %+v, want one promoted rollout led here", v)
 	}
-	last := h.audit.last()
+	last := h.audit.Last()
 	for k, want := range map[string]string{"requests": "200", "error_rate_pct": "0", "p99": "40ms", "route": "fraud", "version": "v2", "weight_now": "100"} {
 		if last.Details[k] != want {
 			t.Errorf("promote event %s = %q, want %q (all %v)", k, last.Details[k], want, last.Details)
@@ -222,24 +177,24 @@ func TestRollback(t *testing.T) {
 			m := mesh(t, canary)
 			h.src.serve(200, 0, 40*time.Millisecond)
 			tick(t, ctl, m)
-			h.clock.add(time.Minute)
+			h.clock.Add(time.Minute)
 			tick(t, ctl, m) // 5 -> 25
 			h.src.serve(c.requests, c.errs, c.p99)
-			h.clock.add(time.Minute)
+			h.clock.Add(time.Minute)
 			tick(t, ctl, m) // the breach is judged within one interval
 			if got := weights(ctl); got != "v1=100 v2=0" {
 				t.Fatalf("weights %q after the breach, want v1=100 v2=0", got)
 			}
-			ev := h.audit.last()
+			ev := h.audit.Last()
 			if ev.Kind != "rollout_rollback" || !strings.Contains(ev.Reason, c.reason) {
 				t.Fatalf("last event %s %q, want rollout_rollback %q", ev.Kind, ev.Reason, c.reason)
 			}
 			// Failed stays failed, even if the version recovers.
 			h.src.serve(200, 0, 40*time.Millisecond)
-			h.clock.add(5 * time.Minute)
+			h.clock.Add(5 * time.Minute)
 			tick(t, ctl, m)
-			if got, st := weights(ctl), ctl.View().Rollouts[0]; got != "v1=100 v2=0" || st.Phase != PhaseFailed || len(h.audit.kinds()) != 3 {
-				t.Fatalf("after failure: weights %q phase %s events %v", got, st.Phase, h.audit.kinds())
+			if got, st := weights(ctl), ctl.View().Rollouts[0]; got != "v1=100 v2=0" || st.Phase != PhaseFailed || len(h.audit.Kinds()) != 3 {
+				t.Fatalf("after failure: weights %q phase %s events %v", got, st.Phase, h.audit.Kinds())
 			}
 		})
 	}
@@ -251,16 +206,16 @@ func TestHoldsWithoutEnoughRequests(t *testing.T) {
 	m := mesh(t, canary)
 	h.src.serve(10, 0, 40*time.Millisecond)
 	tick(t, c, m)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, c, m)
 	if got := weights(c); got != "v1=95 v2=5" {
 		t.Fatalf("weights %q, want the first step held", got)
 	}
-	if ev := h.audit.last(); ev.Kind != "rollout_hold" || ev.Reason != "too few requests: 10 of 50" {
+	if ev := h.audit.Last(); ev.Kind != "rollout_hold" || ev.Reason != "too few requests: 10 of 50" {
 		t.Fatalf("event %s %q", ev.Kind, ev.Reason)
 	}
 	h.src.serve(60, 0, 40*time.Millisecond)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, c, m)
 	if got := weights(c); got != "v1=75 v2=25" {
 		t.Fatalf("weights %q, want the next step once requests sufficed", got)
@@ -300,8 +255,8 @@ func TestSourceDownHolds(t *testing.T) {
 	ep := &endpoint{}
 	srv := httptest.NewServer(ep)
 	t.Cleanup(srv.Close)
-	scraper := metricsource.NewScraper(metricsource.ScraperConfig{Targets: []metricsource.Target{{Name: "gw", URL: srv.URL}}, Now: h.clock.now})
-	c, err := New(Config{StateDir: h.dir, Source: scraper, Audit: h.audit, Identity: "a", Now: h.clock.now})
+	scraper := metricsource.NewScraper(metricsource.ScraperConfig{Targets: []metricsource.Target{{Name: "gw", URL: srv.URL}}, Now: h.clock.Now})
+	c, err := New(Config{StateDir: h.dir, Source: scraper, Audit: h.audit, Identity: "a", Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,23 +268,23 @@ func TestSourceDownHolds(t *testing.T) {
 	ep.set(0, false)
 	scrape()
 	tick(t, c, m)
-	h.clock.add(30 * time.Second)
+	h.clock.Add(30 * time.Second)
 	ep.set(500, false)
 	scrape()
-	h.clock.add(30 * time.Second)
+	h.clock.Add(30 * time.Second)
 	ep.set(1000, true)
 	scrape()
 	tick(t, c, m)
-	ev := h.audit.last()
+	ev := h.audit.Last()
 	if weights(c) != "v1=50 v2=50" || ev.Kind != "rollout_hold" || !strings.Contains(ev.Reason, "not promoting blind") || !strings.Contains(ev.Reason, "scrape gw") {
 		t.Fatalf("with the source down: weights %q, event %s %q", weights(c), ev.Kind, ev.Reason)
 	}
 	ep.set(1000, false)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	scrape()
 	tick(t, c, m)
 	if got := weights(c); got != "v1=0 v2=100" {
-		t.Fatalf("source back: weights %q (event %q)", got, h.audit.last().Reason)
+		t.Fatalf("source back: weights %q (event %q)", got, h.audit.Last().Reason)
 	}
 }
 
@@ -339,19 +294,19 @@ func TestEditRestartsAndRemovalClears(t *testing.T) {
 	h.src.serve(200, 0, 40*time.Millisecond)
 	m := mesh(t, canary)
 	tick(t, c, m)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, c, m)
 	if got := weights(c); got != "v1=75 v2=25" {
 		t.Fatalf("weights %q", got)
 	}
 	edited := mesh(t, strings.Replace(canary, "minRequests: 50", "minRequests: 60", 1))
 	tick(t, c, edited)
-	if got, ev := weights(c), h.audit.last(); got != "v1=95 v2=5" || ev.Kind != "rollout_restart" {
+	if got, ev := weights(c), h.audit.Last(); got != "v1=95 v2=5" || ev.Kind != "rollout_restart" {
 		t.Fatalf("after an edit: weights %q, event %s", got, ev.Kind)
 	}
 	tick(t, c, mesh(t, "  service: fraud\n  split: [{version: v1, weight: 100}]\n"))
-	if v := c.View(); len(v.Overlay) != 0 || len(v.Rollouts) != 0 || h.audit.last().Kind != "rollout_remove" {
-		t.Fatalf("after removal: %+v, last event %s", v, h.audit.last().Kind)
+	if v := c.View(); len(v.Overlay) != 0 || len(v.Rollouts) != 0 || h.audit.Last().Kind != "rollout_remove" {
+		t.Fatalf("after removal: %+v, last event %s", v, h.audit.Last().Kind)
 	}
 }
 
@@ -363,20 +318,20 @@ func TestResumesAfterRestart(t *testing.T) {
 	h.src.serve(200, 0, 40*time.Millisecond)
 	first := h.controller(t, "a")
 	tick(t, first, m)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, first, m)
 	second := h.controller(t, "a") // same replica, new process
 	tick(t, second, m)
 	if got := weights(second); got != "v1=75 v2=25" {
 		t.Fatalf("restarted controller serves %q, want the step it had reached", got)
 	}
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, second, m)
 	if got := weights(second); got != "v1=50 v2=50" {
 		t.Fatalf("restarted controller then serves %q, want the next step", got)
 	}
-	if n := len(h.audit.kinds()); n != 3 {
-		t.Errorf("%d events (%v), want 3: a restart is no new decision", n, h.audit.kinds())
+	if n := len(h.audit.Kinds()); n != 3 {
+		t.Errorf("%d events (%v), want 3: a restart is no new decision", n, h.audit.Kinds())
 	}
 }
 
@@ -391,7 +346,7 @@ func TestOneReplicaDrives(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		tick(t, a, m)
 		tick(t, b, m)
-		h.clock.add(time.Minute)
+		h.clock.Add(time.Minute)
 	}
 	if !a.View().Leader || b.View().Leader || b.View().Holder != "a" {
 		t.Fatalf("leaders: a %v, b %v (holder %q)", a.View().Leader, b.View().Leader, b.View().Holder)
@@ -399,11 +354,11 @@ func TestOneReplicaDrives(t *testing.T) {
 	if weights(a) != "v1=75 v2=25" || weights(b) != weights(a) {
 		t.Fatalf("a serves %q, b %q; want both at the second step", weights(a), weights(b))
 	}
-	if n := len(h.audit.kinds()); n != 2 {
-		t.Fatalf("%d decisions (%v), want 2: one start, one advance", n, h.audit.kinds())
+	if n := len(h.audit.Kinds()); n != 2 {
+		t.Fatalf("%d decisions (%v), want 2: one start, one advance", n, h.audit.Kinds())
 	}
 	// a stops (crashed): after the lease expires b takes over and goes on.
-	h.clock.add(31 * time.Second) // a renewed a minute ago; ttl 90s
+	h.clock.Add(31 * time.Second) // a renewed a minute ago; ttl 90s
 	tick(t, b, m)
 	if !b.View().Leader || weights(b) != "v1=50 v2=50" {
 		t.Fatalf("b after takeover: leader %v, weights %q", b.View().Leader, weights(b))
@@ -516,7 +471,7 @@ func TestRunReleasesLease(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v", err)
 	}
-	other, err := NewLease(h.dir, "b", time.Minute, h.clock.now)
+	other, err := NewLease(h.dir, "b", time.Minute, h.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,15 +486,15 @@ func TestRunReleasesLease(t *testing.T) {
 
 func TestNoSourceHolds(t *testing.T) {
 	h := newHarness(t)
-	c, err := New(Config{StateDir: h.dir, Audit: h.audit, Identity: "a", Now: h.clock.now})
+	c, err := New(Config{StateDir: h.dir, Audit: h.audit, Identity: "a", Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := mesh(t, canary)
 	tick(t, c, m)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, c, m)
-	if ev := h.audit.last(); weights(c) != "v1=95 v2=5" || ev.Kind != "rollout_hold" || !strings.Contains(ev.Reason, "no metric source configured") {
+	if ev := h.audit.Last(); weights(c) != "v1=95 v2=5" || ev.Kind != "rollout_hold" || !strings.Contains(ev.Reason, "no metric source configured") {
 		t.Fatalf("weights %q, event %s %q", weights(c), ev.Kind, ev.Reason)
 	}
 }

@@ -13,9 +13,9 @@ func TestPeekShowsTheStateWithoutDeciding(t *testing.T) {
 	h.src.serve(200, 0, 40*time.Millisecond)
 	c := h.controller(t, "a")
 	tick(t, c, m)
-	h.clock.add(time.Minute)
+	h.clock.Add(time.Minute)
 	tick(t, c, m)
-	before := len(h.audit.kinds())
+	before := len(h.audit.Kinds())
 
 	v, err := Peek(h.dir, m)
 	if err != nil {
@@ -31,7 +31,7 @@ func TestPeekShowsTheStateWithoutDeciding(t *testing.T) {
 	if v.Leader || v.Holder != "" || len(v.Rollouts) != 1 {
 		t.Errorf("peek view %+v: want no leadership and one rollout", v)
 	}
-	if n := len(h.audit.kinds()); n != before {
+	if n := len(h.audit.Kinds()); n != before {
 		t.Errorf("peek recorded %d decisions", n-before)
 	}
 	// An edited route is not overlaid: the state is for the old spec.

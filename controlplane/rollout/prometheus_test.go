@@ -63,7 +63,7 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 		t.Run(c.label, func(t *testing.T) {
 			h := newHarness(t)
 			ctl, err := New(Config{
-				StateDir: h.dir, Source: src, Audit: h.audit, Identity: "a", Now: h.clock.now,
+				StateDir: h.dir, Source: src, Audit: h.audit, Identity: "a", Now: h.clock.Now,
 				Signals: func(_ *policy.Route, _, _ string) metricsource.Signals {
 					return metricsource.InferenceSignals("fraud", c.label)
 				},
@@ -85,7 +85,7 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 					}
 					break
 				}
-				h.clock.add(time.Minute)
+				h.clock.Add(time.Minute)
 				select {
 				case <-ctx.Done():
 					t.Fatalf("still progressing after 60s: %+v", ctl.View().Rollouts[0])
@@ -93,17 +93,15 @@ func TestRolloutOnRealPrometheus(t *testing.T) {
 				}
 			}
 			var decisions []string
-			for _, k := range h.audit.kinds() {
+			for _, k := range h.audit.Kinds() {
 				if k != "rollout_hold" {
 					decisions = append(decisions, k)
 				}
 			}
 			if !slices.Equal(decisions, c.kinds) {
-				t.Fatalf("decisions %v, want %v (holds aside)", h.audit.kinds(), c.kinds)
+				t.Fatalf("decisions %v, want %v (holds aside)", h.audit.Kinds(), c.kinds)
 			}
-			h.audit.mu.Lock()
-			defer h.audit.mu.Unlock()
-			for _, ev := range h.audit.events {
+			for _, ev := range h.audit.Events() {
 				if ev.Kind == "rollout_hold" && !strings.Contains(ev.Reason, "too few requests") {
 					t.Errorf("hold for another reason than missing data: %q", ev.Reason)
 				}

@@ -242,7 +242,7 @@ func TestRulesSeeViolations(t *testing.T) {
 // testHelpers are packages written for tests: product code never imports
 // them, so a test's shortcuts (plaintext control planes, fixed meshes) stay
 // out of the binary.
-var testHelpers = []string{"internal/cptest", "internal/e2etest", "internal/promtest", "internal/syncbuf"}
+var testHelpers = []string{"internal/cptest", "internal/e2etest", "internal/fakes", "internal/promtest", "internal/syncbuf"}
 
 func TestTestHelpersStayInTests(t *testing.T) {
 	graph := moduleGraph(t)
