@@ -205,7 +205,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return cp.srv.Serve(ctx, xdsLis, opts...) })
-	g.Go(func() error { return serveAdmin(ctx, adminLis, cp.adminHandler()) })
+	g.Go(func() error { return serveAdmin(ctx, cp.log, adminLis, cp.adminHandler(), shutdownTimeout) })
 	g.Go(func() error { return cp.watchLoop(ctx, w) })
 	if cfg.Certs != nil {
 		g.Go(func() error { return cp.followCerts(ctx) })
@@ -314,7 +314,12 @@ func watched(paths, files []string) []string {
 	return out
 }
 
-func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
+// serveAdmin serves h on lis until ctx ends, then drains for up to
+// timeout. A connection still open after that is closed rather than
+// reported: net/http counts a connection that has sent no request yet as
+// busy for its first 5 s, and an HTTP/1.1 client pool can open one and
+// never use it (a dial that lost the race to an idle connection).
+func serveAdmin(ctx context.Context, log *slog.Logger, lis net.Listener, h http.Handler, timeout time.Duration) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
@@ -323,10 +328,13 @@ func serveAdmin(ctx context.Context, lis net.Listener, h http.Handler) error {
 		return fmt.Errorf("admin server: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("admin server shutdown: %w", err)
+		log.Warn("admin connections still open after the drain; closing them", "timeout", timeout, "error", err)
+		if err := srv.Close(); err != nil {
+			return fmt.Errorf("admin server close: %w", err)
+		}
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("admin server: %w", err)
