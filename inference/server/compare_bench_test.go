@@ -23,6 +23,7 @@ import (
 	"github.com/maestro-ml/maestro/inference/repository"
 	"github.com/maestro-ml/maestro/inference/runtime/builtin"
 	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/telemetry"
 )
 
 // serveEnv makes the test binary serve instead of testing: the comparison
@@ -78,7 +79,18 @@ func serveForBenchmark() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := server.New(server.Config{Models: repository.Options{Dir: dir, Registry: builtin.Registry()}})
+	cfg := server.Config{Models: repository.Options{Dir: dir, Registry: builtin.Registry()}}
+	if telemetry.Enabled() {
+		// The server's own tracing set-up, from the OTEL_* variables the
+		// benchmark passed (BenchmarkTracingUnsampled).
+		tr, err := telemetry.NewTracing(context.Background(), "maestro-bench")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tr.Shutdown(context.Background()) }()
+		cfg.Tracing = tr
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -157,14 +169,16 @@ type childServer struct {
 	addr string
 }
 
-func startChild(b *testing.B) *childServer {
+// startChild starts a server process with the environment's variables
+// and env's on top.
+func startChild(b *testing.B, env ...string) *childServer {
 	b.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	cmd.Env = append(append(os.Environ(), serveEnv+"=1"), env...)
 	if p := os.Getenv(serverProcsEnv); p != "" {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
 	}
@@ -257,64 +271,32 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 	if err := infer(ctx); err != nil {
 		b.Fatalf("server: %v", err)
 	}
-	for _, conc := range []int{1, 64} {
-		b.Run("c"+strconv.Itoa(conc), func(b *testing.B) {
-			const rounds = 10
-			per := max(b.N/rounds, conc)
-			var e, i cost // wall and server CPU
-			for r := range rounds {
-				// A-B, then B-A: whichever goes second pays for the
-				// garbage the first left, so the order alternates.
-				if r%2 == 0 {
-					e.add(runServer(b, child, per, conc, empty))
-				}
-				i.add(runServer(b, child, per, conc, infer))
-				if r%2 == 1 {
-					e.add(runServer(b, child, per, conc, empty))
-				}
-			}
-			n := float64(per * rounds)
-			er, ir := n/e.wall.Seconds(), n/i.wall.Seconds()
-			b.ReportMetric(er, "empty-req/s")
-			b.ReportMetric(ir, "infer-req/s")
-			b.ReportMetric(ir/er, "throughput-ratio")
-			b.ReportMetric(float64(e.cpu.Nanoseconds())/n/1000, "empty-srv-cpu-µs")
-			b.ReportMetric(float64(i.cpu.Nanoseconds())/n/1000, "infer-srv-cpu-µs")
-			b.ReportMetric(float64(i.cpu)/float64(e.cpu), "srv-cpu-ratio")
-			// The client shares the cores: its CPU bounds throughput too.
-			b.ReportMetric(float64(e.client.Nanoseconds())/n/1000, "empty-client-cpu-µs")
-			b.ReportMetric(float64(i.client.Nanoseconds())/n/1000, "infer-client-cpu-µs")
-		})
-	}
+	compareRounds(b, "c", side{child, empty}, side{child, infer}, func(b *testing.B, e, i cost, n float64) {
+		er, ir := n/e.wall.Seconds(), n/i.wall.Seconds()
+		b.ReportMetric(er, "empty-req/s")
+		b.ReportMetric(ir, "infer-req/s")
+		b.ReportMetric(ir/er, "throughput-ratio")
+		b.ReportMetric(float64(e.cpu.Nanoseconds())/n/1000, "empty-srv-cpu-µs")
+		b.ReportMetric(float64(i.cpu.Nanoseconds())/n/1000, "infer-srv-cpu-µs")
+		b.ReportMetric(float64(i.cpu)/float64(e.cpu), "srv-cpu-ratio")
+		// The client shares the cores: its CPU bounds throughput too.
+		b.ReportMetric(float64(e.client.Nanoseconds())/n/1000, "empty-client-cpu-µs")
+		b.ReportMetric(float64(i.client.Nanoseconds())/n/1000, "infer-client-cpu-µs")
+	})
 	unbatchedReq := fraudRequest(1, false)
 	unbatchedReq.ModelName = "fraud_unbatched"
 	unbatched := inferEncoded(conn, encodeRequest(b, unbatchedReq))
 	if err := unbatched(ctx); err != nil {
 		b.Fatal(err)
 	}
-	for _, conc := range []int{1, 64} {
-		b.Run("batching-c"+strconv.Itoa(conc), func(b *testing.B) {
-			const rounds = 10
-			per := max(b.N/rounds, conc)
-			var on, off cost
-			for r := range rounds {
-				if r%2 == 0 {
-					off.add(runServer(b, child, per, conc, unbatched))
-				}
-				on.add(runServer(b, child, per, conc, infer))
-				if r%2 == 1 {
-					off.add(runServer(b, child, per, conc, unbatched))
-				}
-			}
-			n := float64(per * rounds)
-			b.ReportMetric(n/on.wall.Seconds(), "batched-req/s")
-			b.ReportMetric(n/off.wall.Seconds(), "unbatched-req/s")
-			b.ReportMetric(off.wall.Seconds()/on.wall.Seconds(), "batched/unbatched")
-			b.ReportMetric(float64(on.cpu.Nanoseconds())/n/1000, "batched-srv-cpu-µs")
-			b.ReportMetric(float64(off.cpu.Nanoseconds())/n/1000, "unbatched-srv-cpu-µs")
-			b.ReportMetric(float64(on.cpu)/float64(off.cpu), "srv-cpu-batched/unbatched")
-		})
-	}
+	compareRounds(b, "batching-c", side{child, unbatched}, side{child, infer}, func(b *testing.B, off, on cost, n float64) {
+		b.ReportMetric(n/on.wall.Seconds(), "batched-req/s")
+		b.ReportMetric(n/off.wall.Seconds(), "unbatched-req/s")
+		b.ReportMetric(off.wall.Seconds()/on.wall.Seconds(), "batched/unbatched")
+		b.ReportMetric(float64(on.cpu.Nanoseconds())/n/1000, "batched-srv-cpu-µs")
+		b.ReportMetric(float64(off.cpu.Nanoseconds())/n/1000, "unbatched-srv-cpu-µs")
+		b.ReportMetric(float64(on.cpu)/float64(off.cpu), "srv-cpu-batched/unbatched")
+	})
 	// The latency comparison runs on two server processes at once, one
 	// answering ModelInfer and the other the empty call, each at the full
 	// rate, with their calls interleaved by one pacer; the two swap roles
@@ -376,6 +358,44 @@ func BenchmarkCompareEmptyRPC(b *testing.B) {
 	})
 }
 
+// alternate runs first and second in rounds, A-B then B-A: whichever goes
+// second pays for the garbage the first left, so the order alternates.
+func alternate(rounds int, first, second func()) {
+	for r := range rounds {
+		if r%2 == 0 {
+			first()
+			second()
+		} else {
+			second()
+			first()
+		}
+	}
+}
+
+// side is one side of a comparison: a call and the server process that
+// answers it.
+type side struct {
+	child *childServer
+	call  func(ctx context.Context) error
+}
+
+// compareRounds runs b's sub-benchmarks prefix+"1" and prefix+"64" (the
+// callers), each running first's and second's calls in 10 alternating
+// rounds, and hands report their costs and the calls made on each side.
+func compareRounds(b *testing.B, prefix string, first, second side, report func(b *testing.B, first, second cost, n float64)) {
+	for _, conc := range []int{1, 64} {
+		b.Run(prefix+strconv.Itoa(conc), func(b *testing.B) {
+			const rounds = 10
+			per := max(b.N/rounds, conc)
+			var f, s cost // wall and server CPU
+			alternate(rounds,
+				func() { f.add(runServer(b, first.child, per, conc, first.call)) },
+				func() { s.add(runServer(b, second.child, per, conc, second.call)) })
+			report(b, f, s, float64(per*rounds))
+		})
+	}
+}
+
 // runServer is run with the server process's CPU time beside this
 // (the client's) process's.
 func runServer(b *testing.B, child *childServer, n, c int, f func(ctx context.Context) error) cost {
@@ -391,3 +411,36 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkTracingUnsampled prices tracing that is configured but samples
+// nothing (OTEL_TRACES_SAMPLER=traceidratio with argument 0, the console
+// exporter, so nothing leaves the process): two server processes, one
+// without tracing and one with it, answer the same 1-row ModelInfer in
+// alternating rounds, and the server CPU per call of each is reported with
+// their ratio. The traced one still extracts every call's trace context
+// and asks the sampler (telemetry.GRPCServerSpans).
+func BenchmarkTracingUnsampled(b *testing.B) {
+	plain := startChild(b, "OTEL_TRACES_EXPORTER=none")
+	traced := startChild(b, "OTEL_TRACES_EXPORTER=console", "OTEL_TRACES_SAMPLER=traceidratio", "OTEL_TRACES_SAMPLER_ARG=0")
+	req := encodeRequest(b, fraudRequest(1, false))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	calls := make([]func(context.Context) error, 2)
+	for i, child := range []*childServer{plain, traced} {
+		conn, err := grpc.NewClient(child.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), withClientCodec())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		calls[i] = inferEncoded(conn, req)
+		if err := calls[i](ctx); err != nil {
+			b.Fatalf("server: %v", err)
+		}
+	}
+	compareRounds(b, "c", side{plain, calls[0]}, side{traced, calls[1]}, func(b *testing.B, p, t cost, n float64) {
+		b.ReportMetric(float64(p.cpu.Nanoseconds())/n/1000, "untraced-srv-cpu-µs")
+		b.ReportMetric(float64(t.cpu.Nanoseconds())/n/1000, "unsampled-srv-cpu-µs")
+		b.ReportMetric(float64(t.cpu)/float64(p.cpu), "srv-cpu-ratio")
+		b.ReportMetric(p.wall.Seconds()/t.wall.Seconds(), "throughput-ratio")
+	})
+}
