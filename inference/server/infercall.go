@@ -21,8 +21,8 @@ import (
 //
 // gRPC hands the response to stats handlers as an OutPayload after the
 // codec has encoded (and so released) it: a stats handler on this server
-// must not read payloads. The only one it installs, otelgrpc's, ignores
-// them.
+// must not read payloads. It installs none: its spans come from
+// interceptors (telemetry.GRPCServerSpans).
 type inferCall struct {
 	req    pb.ModelInferRequest
 	out    inferStorage

@@ -13,11 +13,11 @@ import (
 	"net"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -211,7 +211,6 @@ func New(cfg Config) (*Server, error) {
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxSendMsgSize(cfg.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(s.serverHeader, recoverUnary),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		// Reused workers serve RPCs on stacks already grown, instead of a
 		// new goroutine per RPC growing its stack each time (8% of CPU in
@@ -226,10 +225,14 @@ func New(cfg Config) (*Server, error) {
 		// messages and encoded by hand, the rest by protobuf.
 		grpc.ForceServerCodecV2(pbcodec.New()),
 	}
+	unary := []grpc.UnaryServerInterceptor{s.serverHeader, recoverUnary}
 	if t := cfg.Tracing; t != nil {
-		gopts = append(gopts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(t.Provider), otelgrpc.WithPropagators(t.Propagator))))
+		// Outermost, so that the span covers the others.
+		spanUnary, spanStream := telemetry.GRPCServerSpans(t)
+		unary = slices.Insert(unary, 0, spanUnary)
+		gopts = append(gopts, grpc.ChainStreamInterceptor(spanStream))
 	}
+	gopts = append(gopts, grpc.ChainUnaryInterceptor(unary...))
 	s.grpc = grpc.NewServer(gopts...)
 	(&grpcService{s: s}).register(s.grpc)
 	s.health = health.NewServer()
