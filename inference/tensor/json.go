@@ -64,7 +64,7 @@ func DecodeJSON(in JSONInput) (runtime.Tensor, error) {
 		return runtime.Tensor{}, invalid(in.Name, "data is missing")
 	}
 	d := &requestDecoder{opts: DecodeOptions{BodyBytes: int64(len(in.Data))}}
-	s := newScanner(bytes.NewReader(in.Data))
+	s := newScanner(bytes.NewReader(in.Data), int64(len(in.Data)))
 	if err := d.data(&t, s); err != nil {
 		return runtime.Tensor{}, err
 	}

@@ -50,7 +50,7 @@ type DecodeOptions struct {
 // opts.Check and opts.Reserve are returned as they are; an error reading r
 // may surface as ErrInvalid, so a caller that cares wraps r to see it.
 func DecodeJSONRequest(r io.Reader, opts DecodeOptions) (*Request, error) {
-	d := &requestDecoder{s: newScanner(r), opts: opts}
+	d := &requestDecoder{s: newScanner(r, opts.BodyBytes), opts: opts}
 	req, err := d.request()
 	if err != nil {
 		if errors.Is(err, errSyntax) && !strings.HasPrefix(err.Error(), "input ") {
@@ -219,7 +219,7 @@ func (d *requestDecoder) input() (runtime.Tensor, error) {
 	case !haveData:
 		return t, invalid(t.Name, "data is missing")
 	case flat != nil:
-		if err := d.data(&t, newScanner(bytes.NewReader(flat))); err != nil {
+		if err := d.data(&t, newScanner(bytes.NewReader(flat), int64(len(flat)))); err != nil {
 			return t, err
 		}
 	}
