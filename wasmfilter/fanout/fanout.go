@@ -91,6 +91,7 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 		routeMetrics:  map[*filterconfig.FanoutRoute]*routeMetrics{},
 		shadows:       map[uint64]*shadowCmp{},
 		sampling:      map[string]float64{},
+		routePath:     pw.NewPropertyPath("xds", "route_name"),
 	}
 }
 
@@ -111,6 +112,10 @@ type plugin struct {
 	// sampling accumulates each shadow's (and observation's) percentage; a copy is sent each
 	// time it reaches 100, which gives the exact share deterministically.
 	sampling map[string]float64
+	// routePath is xds.route_name, serialized once.
+	routePath pw.PropertyPath
+	// free holds stream contexts for reuse (RecycleHTTPContext).
+	free []*stream
 }
 
 func (p *plugin) OnPluginStart(int) bool {
@@ -130,7 +135,43 @@ func (p *plugin) OnPluginStart(int) bool {
 	return true
 }
 
-func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{p: p} }
+func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return s
+	}
+	return &stream{p: p}
+}
+
+// maxFreeStreams bounds the stream contexts kept for reuse: as many as a
+// worker has requests in flight at once, up to this.
+const maxFreeStreams = 256
+
+// RecycleHTTPContext keeps a finished stream's context for the next
+// stream, sparing a guest allocation on every request. Only a stream that
+// took no part in a fan-out is kept: one that did gave its callouts
+// closures that still hold it, and answers that may yet arrive.
+func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
+	s, ok := h.(*stream)
+	if !ok || s.route != nil || s.deriving || len(p.free) >= maxFreeStreams {
+		return
+	}
+	*s = stream{p: p}
+	p.free = append(p.free, s)
+}
+
+// routeName reads the stream's route (Envoy's xds.route_name), "" when
+// the host has none. The string shares the host's answer: a stream keeps
+// it only while it holds the headers to derive a model.
+func (p *plugin) routeName() string {
+	r, found, err := pw.LookupPropertyAt(p.routePath)
+	if err != nil || !found {
+		return ""
+	}
+	return r
+}
 
 // tagValue makes a name safe as one dotted tag value.
 func tagValue(s string) string {
