@@ -369,3 +369,37 @@ func TestSLOStreamWithoutResponseKeepsItsRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamsStartClean: stream contexts are reused from one request to
+// the next, and none may carry anything over: a gRPC request whose message
+// names no model after one that named fraud is metered as model "none", a
+// request after a failed one is no error, and a model whose name does not
+// fit the first read of the body is still found.
+func TestStreamsStartClean(t *testing.T) {
+	vm := newVM(t, wasmtest.Config{PluginConfig: []byte(sloConfig), Properties: routeProps})
+	named := grpcExchange()
+	anonymous := grpcExchange()
+	anonymous.RequestBody = append([]byte{0, 0, 0, 0, 7}, 0x1a, 5, 'r', 'e', 'q', '-', '1') // only an id
+	failed := grpcExchange()
+	failed.ResponseTrailers = [][2]string{{"grpc-status", "14"}}
+	longName := strings.Repeat("m", 200)
+	long := grpcExchange()
+	long.RequestBody = append([]byte{0, 0, 0, 0, 203, 0x0a, 200, 1}, longName...)
+	for _, ex := range []*wasmtest.Exchange{named, anonymous, failed, named, long, anonymous} {
+		if err := ex.Run(vm, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := vm.Stats()
+	for _, c := range []struct {
+		model          string
+		requests, errs uint64
+	}{{"fraud", 3, 1}, {"none", 2, 0}, {longName[:64], 1, 0}} {
+		if got := stats.Value(slo.StatName("requests_total", "fraud-route", c.model)); got != c.requests {
+			t.Errorf("model %q: %d requests, want %d", c.model, got, c.requests)
+		}
+		if got := stats.Value(slo.StatName("errors_total", "fraud-route", c.model)); got != c.errs {
+			t.Errorf("model %q: %d errors, want %d", c.model, got, c.errs)
+		}
+	}
+}
