@@ -2,8 +2,11 @@ package wasmtest
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
@@ -76,4 +79,111 @@ func LoadCounted(tb testing.TB, pkg string) (*Module, *GuestCounts) {
 	}
 	tb.Cleanup(func() { _ = mod.Close(context.Background()) })
 	return mod, counts
+}
+
+// ExportTimes accumulates the wall time the host spends in each of a
+// module's proxy_on_* exports (outermost calls only: an allocation the
+// guest serves inside a host call counts in its caller), with only the
+// exports instrumented, so the figures stay close to the module's own.
+type ExportTimes struct {
+	mu    sync.Mutex
+	start []time.Time // the calls in progress, outermost first
+	calls map[string]*ExportTime
+}
+
+// ExportTime is one export's calls and their total time.
+type ExportTime struct {
+	Calls int64
+	Total time.Duration
+}
+
+// Snapshot copies the times so far, by export name.
+func (e *ExportTimes) Snapshot() map[string]ExportTime {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]ExportTime, len(e.calls))
+	for k, v := range e.calls {
+		out[k] = *v
+	}
+	return out
+}
+
+// Report reports the time since s per operation over n operations: the
+// total as guest-ns/op, and each export's as <export>-ns/op.
+func (e *ExportTimes) Report(b *testing.B, s map[string]ExportTime, n int) {
+	var total time.Duration
+	for name, t := range e.Snapshot() {
+		d := t.Total - s[name].Total
+		if d <= 0 {
+			continue
+		}
+		total += d
+		b.ReportMetric(float64(d.Nanoseconds())/float64(n), strings.TrimPrefix(name, "proxy_on_")+"-ns/op")
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(n), "guest-ns/op")
+}
+
+type exportListener struct {
+	e    *ExportTimes
+	name string
+}
+
+func (l exportListener) Before(context.Context, api.Module, api.FunctionDefinition, []uint64, experimental.StackIterator) {
+	l.e.mu.Lock()
+	l.e.start = append(l.e.start, time.Now())
+	l.e.mu.Unlock()
+}
+
+func (l exportListener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	l.e.pop(l.name)
+}
+
+func (l exportListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	l.e.pop(l.name)
+}
+
+func (e *ExportTimes) pop(name string) {
+	n := len(e.start) - 1
+	if n < 0 {
+		return
+	}
+	d := time.Since(e.start[n])
+	e.start = e.start[:n]
+	if n > 0 {
+		return // nested in another export's call
+	}
+	t := e.calls[name]
+	if t == nil {
+		t = &ExportTime{}
+		e.calls[name] = t
+	}
+	t.Calls++
+	t.Total += d
+}
+
+// LoadTimed builds the filter main package pkg (as Build) and compiles it
+// with its proxy_on_* exports timed, apart from Load's shared module. The
+// module is closed when the test ends.
+func LoadTimed(tb testing.TB, pkg string) (*Module, *ExportTimes) {
+	tb.Helper()
+	times := &ExportTimes{calls: map[string]*ExportTime{}}
+	ctx := experimental.WithFunctionListenerFactory(context.Background(),
+		experimental.FunctionListenerFactoryFunc(func(def api.FunctionDefinition) experimental.FunctionListener {
+			for _, name := range def.ExportNames() {
+				if strings.HasPrefix(name, "proxy_on_") {
+					return exportListener{e: times, name: name}
+				}
+			}
+			return nil
+		}))
+	mod, err := wasmhost.Compile(ctx, Build(tb, pkg))
+	if err != nil {
+		tb.Fatalf("wasmtest: compile %s with timers: %v", pkg, err)
+	}
+	tb.Cleanup(func() { _ = mod.Close(context.Background()) })
+	return mod, times
 }
