@@ -19,6 +19,7 @@ package fanout
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
@@ -92,8 +93,16 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 		shadows:       map[uint64]*shadowCmp{},
 		sampling:      map[string]float64{},
 		routePath:     pw.NewPropertyPath("xds", "route_name"),
+		epoch:         time.Now(),
 	}
 }
+
+// now is the time for measuring members' latencies: the epoch plus the
+// monotonic time since, one host call where time.Now in a wasip1 module
+// makes two (the wall and the monotonic clock), several times a fan-out.
+// Only differences of these times are used, so the wall clock's own
+// steps and slews do not matter.
+func (p *plugin) now() time.Time { return p.epoch.Add(time.Since(p.epoch)) }
 
 // plugin is the root context: the configuration, metric handles, and the
 // shadow comparisons that may outlive their streams.
@@ -114,6 +123,8 @@ type plugin struct {
 	sampling map[string]float64
 	// routePath is xds.route_name, serialized once.
 	routePath pw.PropertyPath
+	// epoch is a clock reading from which now measures: see now.
+	epoch time.Time
 	// free holds stream contexts for reuse (RecycleHTTPContext).
 	free []*stream
 }

@@ -17,7 +17,7 @@ func (s *stream) startREST(body []byte) pw.Action {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	s.req, s.reqMsg, s.start = req, body, time.Now()
+	s.req, s.reqMsg = req, body
 	s.startShadows()
 	if s.route.Sequence {
 		s.callREST(0, body)
@@ -36,7 +36,7 @@ func (s *stream) startREST(body []byte) pw.Action {
 func (s *stream) callREST(i int, body []byte) {
 	m := &s.route.Members[i]
 	ms := &s.members[i]
-	ms.called, ms.sent = true, time.Now()
+	ms.called, ms.sent = true, s.p.now()
 	headers := s.calloutHeaders(oip.InferPathFor(m.Model, m.Version), m)
 	_, err := pw.DispatchHTTPCall(m.Cluster, headers, body, nil, s.timeout(), func(numHeaders, bodySize, _ int) {
 		s.onREST(i, numHeaders, bodySize)

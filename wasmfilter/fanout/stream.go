@@ -43,7 +43,6 @@ type stream struct {
 	trace          [][2]string
 	req            *oip.Request
 	reqMsg         []byte // the request as received (gRPC: unframed)
-	start          time.Time
 	members        []memberState
 	pending        int
 	// primary is the member the gRPC request is forwarded to (-1: none).
@@ -114,23 +113,25 @@ func (s *stream) passesThrough(endOfStream bool) (routeName string, read, pass b
 	if cfg == nil {
 		return "", false, false // the guard reports it
 	}
+	if len(cfg.Routes) > 0 {
+		routeName, read = s.p.routeName(), true
+		if cfg.Route(routeName) != nil {
+			return routeName, read, false
+		}
+	}
 	if mr := cfg.ModelRouting; mr != nil && !endOfStream {
 		_, found, err := pw.LookupHeader(pw.MapTypeHTTPRequestHeaders, mr.Header)
 		if err != nil {
-			return "", false, false
+			return routeName, read, false
 		}
 		if !found {
 			path, _, err := pw.LookupHeader(pw.MapTypeHTTPRequestHeaders, ":path")
 			if err != nil || namesModel(path) {
-				return "", false, false // perhaps a model to derive: see onRequestHeaders
+				return routeName, read, false // perhaps a model to derive: see onRequestHeaders
 			}
 		}
 	}
-	if len(cfg.Routes) == 0 {
-		return "", false, true
-	}
-	routeName = s.p.routeName()
-	return routeName, true, cfg.Route(routeName) == nil
+	return routeName, read, true
 }
 
 // onRequestHeaders is OnHTTPRequestHeaders for a stream the filter may
@@ -290,7 +291,6 @@ func (s *stream) passThroughShadows() {
 		s.req, s.reqMsg = req, msg
 		s.model, s.version = req.ModelName, req.ModelVersion
 	}
-	s.start = time.Now()
 	s.startShadows()
 }
 
@@ -335,7 +335,7 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	ms := &s.members[i]
 	ms.done = true
 	if ms.ended.IsZero() {
-		ms.ended = time.Now()
+		ms.ended = s.p.now()
 	}
 	ms.latency = ms.ended.Sub(ms.sent)
 	label := s.route.Members[i].Label()
