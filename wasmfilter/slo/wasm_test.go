@@ -403,3 +403,40 @@ func TestStreamsStartClean(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownMergesUncountedRequests: requests metered since the last
+// tick reach the shared record when the host shuts the plugin down
+// (proxy_on_done).
+func TestShutdownMergesUncountedRequests(t *testing.T) {
+	shared := wasmtest.NewSharedData()
+	vm, err := wasmtest.Load(t, sloPkg).NewVM(context.Background(), wasmtest.Config{
+		PluginConfig: []byte(sloConfig), Properties: routeProps, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := grpcExchange()
+	failed.ResponseTrailers = [][2]string{{"grpc-status", "13"}}
+	for _, ex := range []*wasmtest.Exchange{grpcExchange(), failed, grpcExchange()} {
+		if err := ex.Run(vm, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	value, _, ok := shared.Get("maestro_slo\x00fraud-route\x00fraud")
+	if !ok {
+		t.Fatal("no shared record after shutdown")
+	}
+	var rec slo.Record
+	if err := rec.UnmarshalBinary(value); err != nil {
+		t.Fatal(err)
+	}
+	var total, errs uint64
+	for _, b := range rec.Buckets {
+		total, errs = total+b.Total, errs+b.Errors
+	}
+	if total != 3 || errs != 1 {
+		t.Fatalf("shared record holds %d requests, %d errors; want 3 and 1", total, errs)
+	}
+}
