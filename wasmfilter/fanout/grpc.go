@@ -227,7 +227,8 @@ func (s *stream) addReport(rep report) {
 	if s.trailersOnly {
 		mt = pw.MapTypeHTTPResponseHeaders
 	}
-	for _, kv := range rep.headers() {
+	var buf [4][2]string
+	for _, kv := range rep.appendHeaders(buf[:0]) {
 		_ = pw.ReplaceHeader(mt, kv[0], kv[1])
 	}
 }

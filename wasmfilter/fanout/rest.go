@@ -137,7 +137,8 @@ func (s *stream) send(status uint32, headers [][2]string, body []byte) {
 // the answer shadows are compared with.
 func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 	// One allocation holds the response, its output and the answer.
-	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID, Parameters: rep.params()}}
+	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID}}
+	c.resp.Parameters = rep.appendParams(c.params[:0])
 	out := &c.resp
 	if s.route.Sequence {
 		last := &s.members[len(s.members)-1]
@@ -160,7 +161,9 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c.output[0] = CombinedTensor(s.members[first].output, res)
+	// Every strategy makes its Values afresh: the tensor may round them in
+	// place.
+	c.output[0] = combinedTensor(s.members[first].output, res, c.shape[:0], true)
 	out.Outputs = c.output[:]
 	t := &c.output[0]
 	rows, width := t.RowsWidth()
@@ -171,6 +174,8 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 // combined is what result builds, in one piece.
 type combined struct {
 	resp   oip.Response
+	params [maxReportParams]oip.Param
 	output [1]oip.Tensor
+	shape  [4]int64
 	answer combine.Answer
 }
