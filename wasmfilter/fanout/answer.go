@@ -234,17 +234,27 @@ func (rep report) appendHeaders(dst [][2]string) [][2]string {
 // maxReportParams is how many parameters a report has at most.
 const maxReportParams = 5
 
-// appendParams appends the report's response parameters to dst.
-func (rep report) appendParams(dst []oip.Param) []oip.Param {
-	dst = append(dst, oip.Param{Key: ParamStrategy, Value: rep.strategy}, oip.Param{Key: ParamAnswered, Value: rep.answered},
-		oip.Param{Key: ParamLatency, Value: rep.latency})
-	if rep.members != "" {
-		dst = append(dst, oip.Param{Key: ParamMembers, Value: rep.members})
+// reportParams holds a report's response parameters and the strings they
+// point to (a pointer in a parameter's value is not an allocation of its
+// own, as a string is: see oip.Param).
+type reportParams struct {
+	params [maxReportParams]oip.Param
+	values [maxReportParams]string
+}
+
+// set fills p from the report and returns the parameters.
+func (p *reportParams) set(rep report) []oip.Param {
+	all := [maxReportParams][2]string{{ParamStrategy, rep.strategy}, {ParamAnswered, rep.answered},
+		{ParamLatency, rep.latency}, {ParamMembers, rep.members}, {ParamMissing, rep.missing}}
+	out := p.params[:0]
+	for i, kv := range all {
+		if i >= 3 && kv[1] == "" {
+			continue // members and missing only when there are any
+		}
+		p.values[i] = kv[1]
+		out = append(out, oip.Param{Key: kv[0], Value: &p.values[i]})
 	}
-	if rep.missing != "" {
-		dst = append(dst, oip.Param{Key: ParamMissing, Value: rep.missing})
-	}
-	return dst
+	return out
 }
 
 // quorumMessage explains a failed quorum, naming the missing members.

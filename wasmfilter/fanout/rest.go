@@ -138,7 +138,7 @@ func (s *stream) send(status uint32, headers [][2]string, body []byte) {
 func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 	// One allocation holds the response, its output and the answer.
 	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID}}
-	c.resp.Parameters = rep.appendParams(c.params[:0])
+	c.resp.Parameters = c.params.set(rep)
 	out := &c.resp
 	if s.route.Sequence {
 		last := &s.members[len(s.members)-1]
@@ -147,7 +147,8 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 		c.answer = last.answer
 		return out, &c.answer, nil
 	}
-	answers := make([]combine.Answer, 0, len(s.members))
+	var room [8]combine.Answer
+	answers := room[:0]
 	first := -1
 	for i := range s.members {
 		if answeredOK(&s.members[i]) {
@@ -174,7 +175,7 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 // combined is what result builds, in one piece.
 type combined struct {
 	resp   oip.Response
-	params [maxReportParams]oip.Param
+	params reportParams
 	output [1]oip.Tensor
 	shape  [4]int64
 	answer combine.Answer

@@ -74,16 +74,42 @@ func contentsField(dt string) protowire.Number {
 // when there is none (a repeated field never seen stays nil, as when it
 // is appended to from nothing).
 func sized[T any](fs []field, num protowire.Number) []T {
+	n := count(fs, num)
+	if n == 0 {
+		return nil
+	}
+	return make([]T, 0, n)
+}
+
+// count is how many of the fields in fs are numbered num.
+func count(fs []field, num protowire.Number) int {
 	n := 0
 	for _, f := range fs {
 		if f.num == num {
 			n++
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	return make([]T, 0, n)
+	return n
+}
+
+// shapeRoom is how many dimensions a message's only tensor keeps in the
+// message's own allocation.
+const shapeRoom = 4
+
+// requestWithOne is a request with room for its only input and that
+// input's shape, in one allocation: the usual request has one input, and
+// each allocation is slow inside wasm.
+type requestWithOne struct {
+	r     Request
+	in    [1]Tensor
+	shape [shapeRoom]int64
+}
+
+// responseWithOne is requestWithOne for a response and its only output.
+type responseWithOne struct {
+	r     Response
+	out   [1]Tensor
+	shape [shapeRoom]int64
 }
 
 // fieldBuf is how many fields a decoder keeps on its stack; the messages
@@ -175,7 +201,15 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	var r *Request
+	var room []int64 // the only input's shape's
+	if count(fs, fieldInputs) == 1 {
+		one := &requestWithOne{}
+		r, room = &one.r, one.shape[:0]
+		r.Inputs = one.in[:0]
+	} else {
+		r = &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	}
 	raw := sized[[]byte](fs, fieldRawInputs)
 	for _, f := range fs {
 		switch f.num {
@@ -197,7 +231,7 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 			if err != nil {
 				return nil, err
 			}
-			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)})
+			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)}, room)
 			if err != nil {
 				return nil, err
 			}
@@ -237,7 +271,15 @@ func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	var r *Response
+	var room []int64 // the only output's shape's
+	if count(fs, fieldInputs) == 1 {
+		one := &responseWithOne{}
+		r, room = &one.r, one.shape[:0]
+		r.Outputs = one.out[:0]
+	} else {
+		r = &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	}
 	if !outputsOnly {
 		r.Parameters = sized[Param](fs, fieldParameters)
 	}
@@ -271,7 +313,7 @@ func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
 				}
 				r.Parameters = append(r.Parameters, p)
 			case fieldInputs:
-				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)})
+				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)}, room)
 				if err != nil {
 					return nil, err
 				}
@@ -303,8 +345,9 @@ type tensorContents struct {
 }
 
 // decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
-// contents are decoded at once (raw contents come later, by position).
-func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
+// contents are decoded at once (raw contents come later, by position). A
+// packed shape goes in room when it fits (room belongs to this tensor).
+func decodeTensorHeader(msg []byte, w where, room []int64) (Tensor, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, w)
 	if err != nil {
@@ -339,7 +382,11 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			case protowire.BytesType:
 				b := f.b
 				if n := packedVarints(b); t.Shape == nil && n > 0 {
-					t.Shape = make([]int64, 0, n)
+					if n <= cap(room) {
+						t.Shape = room[:0]
+					} else {
+						t.Shape = make([]int64, 0, n)
+					}
 				}
 				for len(b) > 0 {
 					v, n := protowire.ConsumeVarint(b)
@@ -647,7 +694,7 @@ func responseSizeHint(r *Response) int {
 	size := 16 + len(r.ModelName) + len(r.ModelVersion) + len(r.ID)
 	for _, p := range r.Parameters {
 		size += 32 + len(p.Key)
-		if s, ok := p.Value.(string); ok {
+		if s, ok := stringValue(p.Value); ok {
 			size += len(s)
 		}
 	}
@@ -676,10 +723,6 @@ func appendGRPCResponse(b []byte, r *Response) ([]byte, error) {
 		case int64:
 			v = protowire.AppendTag(v, fieldParamInt64, protowire.VarintType)
 			v = protowire.AppendVarint(v, uint64(x))
-		case string:
-			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
-			v = protowire.AppendVarint(v, uint64(len(x)))
-			str = x
 		case float64:
 			v = protowire.AppendTag(v, fieldParamDouble, protowire.Fixed64Type)
 			v = protowire.AppendFixed64(v, math.Float64bits(x))
@@ -687,7 +730,13 @@ func appendGRPCResponse(b []byte, r *Response) ([]byte, error) {
 			v = protowire.AppendTag(v, fieldParamUint64, protowire.VarintType)
 			v = protowire.AppendVarint(v, x)
 		default:
-			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
+			s, ok := stringValue(p.Value)
+			if !ok {
+				return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
+			}
+			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
+			v = protowire.AppendVarint(v, uint64(len(s)))
+			str = s
 		}
 		vlen := len(v) + len(str)
 		entry := sizeString(1, p.Key) + protowire.SizeTag(2) + protowire.SizeBytes(vlen)
