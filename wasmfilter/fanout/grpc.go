@@ -18,7 +18,9 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	req, err := oip.ParseGRPCRequest(msg)
+	// The body was read from the host for this stream alone and is never
+	// written: the request's strings may point into it.
+	req, err := oip.ParseGRPCRequestInPlace(msg)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause
@@ -206,7 +208,9 @@ func (s *stream) decodeAnswer(msg []byte) (*oip.Response, error) {
 	if s.route.Sequence {
 		return oip.DecodeGRPCResponse(msg)
 	}
-	return oip.DecodeGRPCOutputs(msg)
+	// Answers are read from the host for this call alone and never
+	// written: the outputs' names may point into them.
+	return oip.DecodeGRPCOutputsInPlace(msg)
 }
 
 // setGRPCStatus sets the response's grpc-status and grpc-message, in the

@@ -510,3 +510,47 @@ func TestStringPointerParams(t *testing.T) {
 		}
 	}
 }
+
+// TestInPlaceDecodersAgree: the in-place decoders answer what the copying
+// ones do; only the copying ones' answers survive a later change of the
+// message.
+func TestInPlaceDecodersAgree(t *testing.T) {
+	in := []Tensor{{Name: "features", Datatype: "FP32", Shape: []int64{1, 3}, Values: []float64{1, 2, 3}},
+		{Name: "mask", Datatype: "INT64", Shape: []int64{1, 3}, Values: []float64{1, 0, 1}}}
+	req, err := EncodeGRPCRequest(&Request{ModelName: "fraud", ModelVersion: "2", ID: "req-1", Inputs: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := EncodeGRPCResponse(&Response{ModelName: "fraud", ID: "req-1", Outputs: in[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := ParseGRPCRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := ParseGRPCRequestInPlace(bytes.Clone(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared, copied) {
+		t.Fatalf("in place %+v, copied %+v", shared, copied)
+	}
+	outCopied, err := DecodeGRPCOutputs(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outShared, err := DecodeGRPCOutputsInPlace(bytes.Clone(resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(outShared, outCopied) {
+		t.Fatalf("in place %+v, copied %+v", outShared, outCopied)
+	}
+	for i := range req {
+		req[i] = 'x'
+	}
+	if copied.ModelName != "fraud" || copied.ID != "req-1" || copied.Inputs[0].Name != "features" {
+		t.Fatalf("a copied request changed with its message: %+v", copied)
+	}
+}
