@@ -60,10 +60,10 @@ func CombinedTensor(like *oip.Tensor, res combine.Result) oip.Tensor {
 // there spares an allocation) and, with own, the FP32 rounding done in
 // res.Values, which the caller then gives up.
 func combinedTensor(like *oip.Tensor, res combine.Result, shape []int64, own bool) oip.Tensor {
-	t := oip.Tensor{Name: like.Name, Values: res.Values}
+	t := oip.Tensor{Name: like.Name, Values: res.Values, Shape: shape}
 	switch {
 	case res.Classes:
-		t.Datatype, t.Shape = "INT64", append(shape, int64(res.Rows), 1)
+		t.Datatype, t.Shape = "INT64", append(t.Shape, int64(res.Rows), 1)
 	case like.Datatype == "FP64":
 		t.Datatype = "FP64"
 	default:
@@ -78,7 +78,7 @@ func combinedTensor(like *oip.Tensor, res combine.Result, shape []int64, own boo
 		}
 	}
 	if !res.Classes {
-		t.Shape = append(shape, like.Shape...)
+		t.Shape = append(t.Shape, like.Shape...)
 		if !fills(t.Shape, len(res.Values)) {
 			t.Shape = append(t.Shape[:0], int64(res.Rows), int64(res.Width))
 		}

@@ -440,3 +440,26 @@ func TestShutdownMergesUncountedRequests(t *testing.T) {
 		t.Fatalf("shared record holds %d requests, %d errors; want 3 and 1", total, errs)
 	}
 }
+
+// grpcExchange is a unary gRPC ModelInfer through the gateway, as slo.wasm
+// sees it on a metered route: the model is named in the message.
+func grpcExchange() *wasmtest.Exchange {
+	// ModelInferRequest{model_name: "fraud", id: "req-1"} and a small
+	// response: slo reads only the request's first field.
+	msg := []byte{0x0a, 5, 'f', 'r', 'a', 'u', 'd', 0x1a, 5, 'r', 'e', 'q', '-', '1'}
+	msg = append(msg, make([]byte, 200)...) // inputs, as bytes slo skips
+	msg[14], msg[15] = 0x2a, 198            // field 5 (inputs), length 198
+	frame := func(m []byte) []byte {
+		return append([]byte{0, 0, 0, byte(len(m) >> 8), byte(len(m))}, m...)
+	}
+	return &wasmtest.Exchange{
+		RequestHeaders: [][2]string{{":method", "POST"}, {":scheme", "http"},
+			{":path", "/inference.GRPCInferenceService/ModelInfer"}, {":authority", "127.0.0.1:8080"},
+			{"content-type", "application/grpc"}, {"user-agent", "grpc-go/1.78.0"}, {"te", "trailers"},
+			{"x-maestro-model", "fraud"}},
+		RequestBody:      frame(msg),
+		ResponseHeaders:  [][2]string{{":status", "200"}, {"content-type", "application/grpc"}},
+		ResponseBody:     frame(make([]byte, 40)),
+		ResponseTrailers: [][2]string{{"grpc-status", "0"}, {"grpc-message", ""}},
+	}
+}
