@@ -123,3 +123,68 @@ func TestPassThroughLeavesStreamsAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswersAfterAResetNeverReachTheNextStream: a client that goes away
+// mid-fan-out leaves its members' answers in flight; the stream's context
+// is reused for the next stream, and the late answers must reach neither
+// (the binding drops answers for a deleted stream), while fan-outs after
+// them work as ever.
+func TestAnswersAfterAResetNeverReachTheNextStream(t *testing.T) {
+	f := startFraud(t)
+	ctx := testCtx(t)
+	clusters := map[string]wasmtest.Cluster{}
+	for k, v := range f.clusters {
+		clusters[k] = v
+	}
+	held, release := heldProxy(t, f.members["fraud.v2"].srv.HTTPAddr)
+	clusters["fraud.v2"] = wasmtest.Cluster{Address: held}
+	r := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(false, fraudMembers...), TimeoutMs: 10000}
+	vm := fanouttest.NewVM(t, clusters, r)
+	req := restRequest(t, "fraud", features(1))
+	headers := append([][2]string{{":method", "POST"}, {":path", req.Path}, {":authority", "edge"}}, req.Headers...)
+
+	gone, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := gone.RequestHeaders(headers, false); err != nil || a != pw.ActionPause {
+		t.Fatalf("request headers: %v %v, want the fan-out to hold them", a, err)
+	}
+	if _, err := gone.RequestBody(req.Body, true); err != nil {
+		t.Fatal(err)
+	}
+	endStream(t, gone) // the client resets: the members are still out
+
+	next, err := vm.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.SetProperty("xds.route_name", []byte("other"))
+	if a, err := next.RequestHeaders(headers, false); err != nil || a != pw.ActionContinue {
+		t.Fatalf("next stream: %v %v, want it let through", a, err)
+	}
+	release()
+	if err := vm.AwaitCallouts(ctx); err != nil { // the late answers
+		t.Fatal(err)
+	}
+	if a, err := next.RequestBody(req.Body, true); err != nil || a != pw.ActionContinue || next.LocalResponse() != nil {
+		t.Fatalf("next stream after the late answers: %v %v, local response %v", a, err, next.LocalResponse())
+	}
+	endStream(t, next)
+
+	resp, err := vm.RoundTrip(ctx, "fraud.v1", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != 200 || resp.Header(fanout.HeaderAnswered) != strings.Join(fraudMembers, ",") {
+		t.Fatalf("fan-out after the reset: status %d, answered %q", resp.Status, resp.Header(fanout.HeaderAnswered))
+	}
+	stats := vm.Stats()
+	if got := stats.Value(fanout.RouteMetric("requests_total", "fraud")); got != 2 {
+		t.Errorf("requests_total = %d, want 2", got)
+	}
+	// Only the completed fan-out's answers count; the reset one's were dropped.
+	if got := stats.Value(fanout.MemberMetric("answers_total", "fraud", "fraud.v1")); got != 1 {
+		t.Errorf("answers of fraud.v1 = %d, want 1", got)
+	}
+}

@@ -202,7 +202,11 @@ func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
 		}
 		s.proto, s.model, s.version = protoREST, m, v
 	}
-	s.members = make([]memberState, len(s.route.Members))
+	if n := len(s.route.Members); n <= cap(s.members) {
+		s.members = s.members[:n] // a reused stream's, cleared
+	} else {
+		s.members = make([]memberState, n)
+	}
 	s.primary = -1
 	s.metrics = s.p.metricsOf(s.route)
 	s.p.countSlot(&s.metrics.requests, 1)
