@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/combine"
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
@@ -52,25 +53,34 @@ func AnswerOf(r *filterconfig.FanoutRoute, i int, resp *oip.Response) (combine.A
 // shaped like the members' output like: votes give INT64 classes [rows, 1];
 // scores keep like's shape, in FP64 when like is FP64 and FP32 otherwise.
 func CombinedTensor(like *oip.Tensor, res combine.Result) oip.Tensor {
-	t := oip.Tensor{Name: like.Name, Values: res.Values}
+	return combinedTensor(like, res, nil, false)
+}
+
+// combinedTensor is CombinedTensor with the shape appended to shape (room
+// there spares an allocation) and, with own, the FP32 rounding done in
+// res.Values, which the caller then gives up.
+func combinedTensor(like *oip.Tensor, res combine.Result, shape []int64, own bool) oip.Tensor {
+	t := oip.Tensor{Name: like.Name, Values: res.Values, Shape: shape}
 	switch {
 	case res.Classes:
-		t.Datatype, t.Shape = "INT64", []int64{int64(res.Rows), 1}
+		t.Datatype, t.Shape = "INT64", append(t.Shape, int64(res.Rows), 1)
 	case like.Datatype == "FP64":
 		t.Datatype = "FP64"
 	default:
 		// Round to what the client will decode, so shadows are compared
 		// with exactly the answer given.
 		t.Datatype = "FP32"
-		t.Values = make([]float64, len(res.Values))
+		if !own {
+			t.Values = make([]float64, len(res.Values))
+		}
 		for i, v := range res.Values {
 			t.Values[i] = float64(float32(v))
 		}
 	}
 	if !res.Classes {
-		t.Shape = append([]int64(nil), like.Shape...)
+		t.Shape = append(t.Shape, like.Shape...)
 		if !fills(t.Shape, len(res.Values)) {
-			t.Shape = []int64{int64(res.Rows), int64(res.Width)}
+			t.Shape = append(t.Shape[:0], int64(res.Rows), int64(res.Width))
 		}
 	}
 	return t
@@ -183,7 +193,9 @@ func newReport(r *filterconfig.FanoutRoute, ms []memberState) report {
 		}
 		first = false
 	}
-	all := string(b)
+	// b is this report's alone and never written again: the lists share
+	// it rather than a copy.
+	all := unsafe.String(unsafe.SliceData(b), len(b))
 	rep.answered, rep.missing = all[:endAnswered], all[endAnswered:endMissing]
 	rep.latency, rep.members = all[endMissing:endLatency], all[endLatency:]
 	return rep
@@ -207,25 +219,42 @@ func appendMillis(b []byte, d time.Duration) []byte {
 	return strconv.AppendInt(b, us%1000, 10)
 }
 
-func (rep report) headers() [][2]string {
-	h := [][2]string{{HeaderStrategy, rep.strategy}, {HeaderAnswered, rep.answered}, {HeaderLatency, rep.latency}}
+func (rep report) headers() [][2]string { return rep.appendHeaders(nil) }
+
+// appendHeaders appends the report's headers to dst.
+func (rep report) appendHeaders(dst [][2]string) [][2]string {
+	dst = append(dst, [2]string{HeaderStrategy, rep.strategy}, [2]string{HeaderAnswered, rep.answered},
+		[2]string{HeaderLatency, rep.latency})
 	if rep.missing != "" {
-		h = append(h, [2]string{HeaderMissing, rep.missing})
+		dst = append(dst, [2]string{HeaderMissing, rep.missing})
 	}
-	return h
+	return dst
 }
 
-func (rep report) params() []oip.Param {
-	ps := make([]oip.Param, 3, 5)
-	ps[0], ps[1], ps[2] = oip.Param{Key: ParamStrategy, Value: rep.strategy}, oip.Param{Key: ParamAnswered, Value: rep.answered},
-		oip.Param{Key: ParamLatency, Value: rep.latency}
-	if rep.members != "" {
-		ps = append(ps, oip.Param{Key: ParamMembers, Value: rep.members})
+// maxReportParams is how many parameters a report has at most.
+const maxReportParams = 5
+
+// reportParams holds a report's response parameters and the strings they
+// point to (a pointer in a parameter's value is not an allocation of its
+// own, as a string is: see oip.Param).
+type reportParams struct {
+	params [maxReportParams]oip.Param
+	values [maxReportParams]string
+}
+
+// set fills p from the report and returns the parameters.
+func (p *reportParams) set(rep report) []oip.Param {
+	all := [maxReportParams][2]string{{ParamStrategy, rep.strategy}, {ParamAnswered, rep.answered},
+		{ParamLatency, rep.latency}, {ParamMembers, rep.members}, {ParamMissing, rep.missing}}
+	out := p.params[:0]
+	for i, kv := range all {
+		if i >= 3 && kv[1] == "" {
+			continue // members and missing only when there are any
+		}
+		p.values[i] = kv[1]
+		out = append(out, oip.Param{Key: kv[0], Value: &p.values[i]})
 	}
-	if rep.missing != "" {
-		ps = append(ps, oip.Param{Key: ParamMissing, Value: rep.missing})
-	}
-	return ps
+	return out
 }
 
 // quorumMessage explains a failed quorum, naming the missing members.

@@ -19,6 +19,7 @@ package fanout
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
 	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
@@ -91,8 +92,17 @@ func (vmContext) NewPluginContext(uint32) pw.PluginContext {
 		routeMetrics:  map[*filterconfig.FanoutRoute]*routeMetrics{},
 		shadows:       map[uint64]*shadowCmp{},
 		sampling:      map[string]float64{},
+		routePath:     pw.NewPropertyPath("xds", "route_name"),
+		epoch:         time.Now(),
 	}
 }
+
+// now is the time for measuring members' latencies: the epoch plus the
+// monotonic time since, one host call where time.Now in a wasip1 module
+// makes two (the wall and the monotonic clock), several times a fan-out.
+// Only differences of these times are used, so the wall clock's own
+// steps and slews do not matter.
+func (p *plugin) now() time.Time { return p.epoch.Add(time.Since(p.epoch)) }
 
 // plugin is the root context: the configuration, metric handles, and the
 // shadow comparisons that may outlive their streams.
@@ -104,13 +114,22 @@ type plugin struct {
 	defineCounter func(name string) (counter, error)
 	counters      map[metricKey]counter
 	histograms    map[metricKey]pw.Histogram
-	// routeMetrics are the configured routes' metric slots.
-	routeMetrics map[*filterconfig.FanoutRoute]*routeMetrics
-	shadows      map[uint64]*shadowCmp
-	nextShadow   uint64
+	// routeMetrics are the configured routes' metric slots; lastMetrics
+	// those of lastMetricsRoute, the route found last.
+	routeMetrics     map[*filterconfig.FanoutRoute]*routeMetrics
+	lastMetricsRoute *filterconfig.FanoutRoute
+	lastMetrics      *routeMetrics
+	shadows          map[uint64]*shadowCmp
+	nextShadow       uint64
 	// sampling accumulates each shadow's (and observation's) percentage; a copy is sent each
 	// time it reaches 100, which gives the exact share deterministically.
 	sampling map[string]float64
+	// routePath is xds.route_name, serialized once.
+	routePath pw.PropertyPath
+	// epoch is a clock reading from which now measures: see now.
+	epoch time.Time
+	// free holds stream contexts for reuse (RecycleHTTPContext).
+	free []*stream
 }
 
 func (p *plugin) OnPluginStart(int) bool {
@@ -126,11 +145,52 @@ func (p *plugin) OnPluginStart(int) bool {
 	}
 	p.cfg = cfg
 	clear(p.routeMetrics) // keyed by the replaced configuration's routes
+	p.lastMetricsRoute, p.lastMetrics = nil, nil
 	pw.LogInfo("fanout: configured " + strconv.Itoa(len(cfg.Routes)) + " routes")
 	return true
 }
 
-func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext { return &stream{p: p} }
+func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return s
+	}
+	return &stream{p: p}
+}
+
+// maxFreeStreams bounds the stream contexts kept for reuse: as many as a
+// worker has requests in flight at once, up to this.
+const maxFreeStreams = 256
+
+// RecycleHTTPContext keeps a finished stream's context, and its members'
+// slice, for the next stream, sparing guest allocations on every request.
+// A stream's own callouts may still be answered after this, but the
+// binding drops those answers (the stream's id is gone), so the closures
+// that hold the context never run; the plugin's callouts (shadows,
+// observations) hold no stream.
+func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
+	s, ok := h.(*stream)
+	if !ok || len(p.free) >= maxFreeStreams {
+		return
+	}
+	members := s.members[:cap(s.members)]
+	clear(members) // the answers are garbage now
+	*s = stream{p: p, members: members[:0]}
+	p.free = append(p.free, s)
+}
+
+// routeName reads the stream's route (Envoy's xds.route_name), "" when
+// the host has none. The string shares the host's answer: a stream keeps
+// it only while it holds the headers to derive a model.
+func (p *plugin) routeName() string {
+	r, found, err := pw.LookupPropertyAt(p.routePath)
+	if err != nil || !found {
+		return ""
+	}
+	return r
+}
 
 // tagValue makes a name safe as one dotted tag value.
 func tagValue(s string) string {
@@ -311,7 +371,11 @@ type memberMetrics struct {
 
 // metricsOf is route r's slots, made on the route's first request.
 func (p *plugin) metricsOf(r *filterconfig.FanoutRoute) *routeMetrics {
+	if m := p.lastMetrics; m != nil && p.lastMetricsRoute == r {
+		return m // a map lookup costs hundreds of nanoseconds in wasm
+	}
 	if m, ok := p.routeMetrics[r]; ok {
+		p.lastMetricsRoute, p.lastMetrics = r, m
 		return m
 	}
 	m := &routeMetrics{requests: counterSlot{key: routeKey("requests_total", r.Route)}, members: make([]memberMetrics, len(r.Members))}
@@ -321,6 +385,7 @@ func (p *plugin) metricsOf(r *filterconfig.FanoutRoute) *routeMetrics {
 			latency: histogramSlot{key: memberKey("latency_ms", r.Route, label)}}
 	}
 	p.routeMetrics[r] = m
+	p.lastMetricsRoute, p.lastMetrics = r, m
 	return m
 }
 

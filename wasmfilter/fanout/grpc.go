@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"strconv"
-	"time"
 
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	pw "github.com/maestro-ml/maestro/wasmfilter/proxywasm"
@@ -19,12 +18,14 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	req, err := oip.ParseGRPCRequest(msg)
+	// The body was read from the host for this stream alone and is never
+	// written: the request's strings may point into it.
+	req, err := oip.ParseGRPCRequestInPlace(msg)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	s.req, s.reqMsg, s.start = req, msg, time.Now()
+	s.req, s.reqMsg = req, msg
 	s.model, s.version = req.ModelName, req.ModelVersion
 	s.startShadows()
 	if s.route.Sequence {
@@ -46,7 +47,7 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 		s.localError(500, grpcInternal, "fanout: rewrite request: "+err.Error())
 		return pw.ActionPause
 	}
-	s.members[s.primary].called, s.members[s.primary].sent = true, time.Now()
+	s.members[s.primary].called, s.members[s.primary].sent = true, s.p.now()
 	for i := range s.route.Members {
 		if i != s.primary {
 			s.callGRPC(i, msg)
@@ -59,7 +60,7 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 func (s *stream) callGRPC(i int, msg []byte) {
 	m := &s.route.Members[i]
 	ms := &s.members[i]
-	ms.called, ms.sent = true, time.Now()
+	ms.called, ms.sent = true, s.p.now()
 	out, err := oip.RewriteGRPCRequest(msg, m.Model, m.Version)
 	if err == nil {
 		_, err = pw.DispatchGRPCCall(m.Cluster, grpcService, grpcMethod, s.trace, out, s.timeout(),
@@ -110,7 +111,7 @@ func (s *stream) onGRPC(i int, status uint32, message string, resp []byte) {
 // (trailers, or end of stream). It rewrites the response now, or pauses it
 // until the out-of-band members have answered.
 func (s *stream) endGRPCResponse() pw.Action {
-	s.members[s.primary].ended = time.Now()
+	s.members[s.primary].ended = s.p.now()
 	if s.pending > 0 {
 		s.waiting = true
 		return pw.ActionPause
@@ -207,7 +208,9 @@ func (s *stream) decodeAnswer(msg []byte) (*oip.Response, error) {
 	if s.route.Sequence {
 		return oip.DecodeGRPCResponse(msg)
 	}
-	return oip.DecodeGRPCOutputs(msg)
+	// Answers are read from the host for this call alone and never
+	// written: the outputs' names may point into them.
+	return oip.DecodeGRPCOutputsInPlace(msg)
 }
 
 // setGRPCStatus sets the response's grpc-status and grpc-message, in the
@@ -228,7 +231,8 @@ func (s *stream) addReport(rep report) {
 	if s.trailersOnly {
 		mt = pw.MapTypeHTTPResponseHeaders
 	}
-	for _, kv := range rep.headers() {
+	var buf [4][2]string
+	for _, kv := range rep.appendHeaders(buf[:0]) {
 		_ = pw.ReplaceHeader(mt, kv[0], kv[1])
 	}
 }
@@ -280,7 +284,7 @@ func (s *stream) forwardLastStep(msg []byte) pw.Action {
 		return pw.ActionPause
 	}
 	s.primary = last
-	s.members[last].called, s.members[last].sent = true, time.Now()
+	s.members[last].called, s.members[last].sent = true, s.p.now()
 	return pw.ActionContinue
 }
 

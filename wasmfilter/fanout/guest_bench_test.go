@@ -3,65 +3,52 @@ package fanout_test
 import (
 	"context"
 	"encoding/json"
-	"sync/atomic"
 	"testing"
 
-	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/experimental"
-
 	"github.com/maestro-ml/maestro/wasmfilter/fanout/fanouttest"
+	"github.com/maestro-ml/maestro/wasmfilter/fanout/oip"
 	"github.com/maestro-ml/maestro/wasmfilter/filterconfig"
-	"github.com/maestro-ml/maestro/wasmfilter/wasmhost"
 	"github.com/maestro-ml/maestro/wasmfilter/wasmtest"
 )
 
-// guestCounts counts calls of the guest's own functions: all of them,
-// the Go runtime's allocator, and the start of a garbage collection.
-type guestCounts struct{ calls, mallocs, collections atomic.Int64 }
-
-type guestListener struct {
-	all, fn *atomic.Int64 // fn: nil, or the counter of this function
-}
-
-func (l guestListener) Before(context.Context, api.Module, api.FunctionDefinition, []uint64, experimental.StackIterator) {
-	l.all.Add(1)
-	if l.fn != nil {
-		l.fn.Add(1)
-	}
-}
-
-func (guestListener) After(context.Context, api.Module, api.FunctionDefinition, []uint64) {}
-
-func (guestListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}
-
-func (c *guestCounts) listener(def api.FunctionDefinition) experimental.FunctionListener {
-	l := guestListener{all: &c.calls}
-	switch def.Name() {
-	case "runtime.mallocgc":
-		l.fn = &c.mallocs
-	case "runtime.gcStart":
-		l.fn = &c.collections
-	}
-	return l
-}
-
-// BenchmarkFanoutGuestWork counts what fanout.wasm itself does per gRPC
-// fan-out over two members (the gateway benchmark's ensemble): its heap
-// allocations, its function calls, and how many garbage collections its
-// Go runtime starts per 1,000 fan-outs (a wasip1 module collects inside the
-// requests that allocate), with the VM's linear memory at the end. The
-// counts are deterministic, unlike this machine's timings; the module is
-// compiled with a function listener, so its time here means nothing.
+// BenchmarkFanoutGuestWork measures what fanout.wasm itself does per gRPC
+// fan-out over two members (the gateway benchmark's ensemble). counts: its
+// heap allocations, its function calls, and how many garbage collections
+// its Go runtime starts per 1,000 fan-outs (a wasip1 module collects inside
+// the requests that allocate), with the VM's linear memory at the end;
+// deterministic, unlike this machine's timings (the module is compiled
+// with a listener on every function, so its time there means nothing).
+// time: the wall time spent in each of the module's callbacks, host calls
+// made from them included, per fan-out (only the exports are timed).
 func BenchmarkFanoutGuestWork(b *testing.B) {
-	counts := &guestCounts{}
-	ctx := experimental.WithFunctionListenerFactory(context.Background(),
-		experimental.FunctionListenerFactoryFunc(counts.listener))
-	mod, err := wasmhost.Compile(ctx, wasmtest.Build(b, fanouttest.Pkg))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = mod.Close(context.Background()) })
 	f := startFraud(b)
+	b.Run("counts", func(b *testing.B) {
+		mod, counts := wasmtest.LoadCounted(b, fanouttest.Pkg)
+		vm, fanOut := guestWorkVM(b, f, mod)
+		before := counts.Snapshot()
+		for b.Loop() {
+			fanOut()
+		}
+		counts.Report(b, before, b.N)
+		b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
+		b.ReportMetric(0, "ns/op") // the listener's time, not the filter's
+	})
+	b.Run("time", func(b *testing.B) {
+		mod, times := wasmtest.LoadTimed(b, fanouttest.Pkg)
+		_, fanOut := guestWorkVM(b, f, mod)
+		before := times.Snapshot()
+		for b.Loop() {
+			fanOut()
+		}
+		times.Report(b, before, b.N)
+	})
+}
+
+// guestWorkVM starts a VM of mod fanning gRPC requests for route fraud out
+// to two members, and returns it with a function making one fan-out,
+// already warmed up.
+func guestWorkVM(b testing.TB, f *fixture, mod *wasmtest.Module) (*wasmtest.VM, func()) {
+	ctx := context.Background()
 	route := filterconfig.FanoutRoute{Route: "fraud", Members: f.routeMembers(true, fraudMembers[:2]...),
 		Primary: grpcCluster("fraud.v1"), TimeoutMs: 10000}
 	cfg, err := json.Marshal(filterconfig.Fanout{Routes: []filterconfig.FanoutRoute{route}})
@@ -87,14 +74,104 @@ func BenchmarkFanoutGuestWork(b *testing.B) {
 	for range 20 { // connections, and the route's first-use metrics
 		fanOut()
 	}
-	calls, mallocs, collections := counts.calls.Load(), counts.mallocs.Load(), counts.collections.Load()
-	for b.Loop() {
-		fanOut()
+	return vm, fanOut
+}
+
+// passThroughConfig is the gateway's fanout configuration when the route
+// a request takes has no fan-out settings: model routing on, an ensemble
+// on another route.
+func passThroughConfig(tb testing.TB) []byte {
+	tb.Helper()
+	cfg, err := json.Marshal(filterconfig.Fanout{
+		Routes: []filterconfig.FanoutRoute{{Route: "fraud-ensemble", TimeoutMs: 1000,
+			Members: []filterconfig.FanoutMember{{Cluster: "a", Model: "fraud"}, {Cluster: "b", Model: "fraud"}}}},
+		ModelRouting: &filterconfig.ModelRouting{Header: "x-maestro-model", Routes: []filterconfig.ModelRoute{
+			{Route: "fraud", Model: "fraud"}, {Route: "fraud-ensemble", Model: "fraud-ensemble"}}},
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	n := float64(b.N)
-	b.ReportMetric(float64(counts.mallocs.Load()-mallocs)/n, "guest-allocs/op")
-	b.ReportMetric(float64(counts.calls.Load()-calls)/n, "guest-calls/op")
-	b.ReportMetric(float64(counts.collections.Load()-collections)*1000/n, "gc-per-1k-op")
-	b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
-	b.ReportMetric(0, "ns/op") // the listener's time, not the filter's
+	return cfg
+}
+
+// passThroughExchange is a unary gRPC ModelInfer as a standard gRPC client
+// sends it through the gateway with the model header, and its answer.
+func passThroughExchange(tb testing.TB) *wasmtest.Exchange {
+	tb.Helper()
+	msg, err := oip.EncodeGRPCRequest(&oip.Request{ModelName: "fraud", Inputs: []oip.Tensor{features(1)}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := oip.EncodeGRPCResponse(&oip.Response{ModelName: "fraud", ModelVersion: "1",
+		Outputs: []oip.Tensor{{Name: "probabilities", Datatype: "FP32", Shape: []int64{1, 2}, Values: []float64{0.25, 0.75}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &wasmtest.Exchange{
+		RequestHeaders: [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", grpcInferPath},
+			{":authority", "127.0.0.1:8080"}, {"content-type", "application/grpc"}, {"user-agent", "grpc-go/1.78.0"},
+			{"te", "trailers"}, {"x-maestro-model", "fraud"}, {"x-request-id", "5f0b3c1e-8a4d-4f6e-9c2b-1d7e0a9b8c6f"}},
+		RequestBody:      oip.Frame(msg),
+		ResponseHeaders:  [][2]string{{":status", "200"}, {"content-type", "application/grpc"}},
+		ResponseBody:     oip.Frame(resp),
+		ResponseTrailers: [][2]string{{"grpc-status", "0"}, {"grpc-message", ""}},
+	}
+}
+
+const grpcInferPath = "/inference.GRPCInferenceService/ModelInfer"
+
+// BenchmarkFanoutPassThrough measures fanout.wasm on a request whose route
+// has no fan-out settings (the gateway's plain routes: the filter only
+// looks and lets it through): the wall time of each callback (time, read
+// against the host's own floor in BenchmarkHostCallFloor) and the
+// process's CPU per request; and, in a module compiled with counting
+// listeners, the guest's allocations, calls and collections per request.
+func BenchmarkFanoutPassThrough(b *testing.B) {
+	props := map[string][]byte{"xds.route_name": []byte("fraud")}
+	ex := passThroughExchange(b)
+	b.Run("time", func(b *testing.B) {
+		vm, err := wasmtest.Load(b, fanouttest.Pkg).NewVM(context.Background(), wasmtest.Config{
+			PluginConfig: passThroughConfig(b), Properties: props, AllowOnHeadersStopIteration: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { vm.Close() })
+		for range 100 {
+			if err := ex.Run(vm, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var phases wasmtest.PhaseTimes
+		c0 := cpuTime()
+		for b.Loop() {
+			if err := ex.Run(vm, &phases); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		phases.Report(b, b.N)
+	})
+	b.Run("guest-counts", func(b *testing.B) {
+		mod, counts := wasmtest.LoadCounted(b, fanouttest.Pkg)
+		vm, err := mod.NewVM(context.Background(), wasmtest.Config{
+			PluginConfig: passThroughConfig(b), Properties: props, AllowOnHeadersStopIteration: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { vm.Close() })
+		for range 100 {
+			if err := ex.Run(vm, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		before := counts.Snapshot()
+		for b.Loop() {
+			if err := ex.Run(vm, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		counts.Report(b, before, b.N)
+		b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
+		b.ReportMetric(0, "ns/op") // the listeners' time, not the filter's
+	})
 }

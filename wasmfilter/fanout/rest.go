@@ -17,7 +17,7 @@ func (s *stream) startREST(body []byte) pw.Action {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
-	s.req, s.reqMsg, s.start = req, body, time.Now()
+	s.req, s.reqMsg = req, body
 	s.startShadows()
 	if s.route.Sequence {
 		s.callREST(0, body)
@@ -36,7 +36,7 @@ func (s *stream) startREST(body []byte) pw.Action {
 func (s *stream) callREST(i int, body []byte) {
 	m := &s.route.Members[i]
 	ms := &s.members[i]
-	ms.called, ms.sent = true, time.Now()
+	ms.called, ms.sent = true, s.p.now()
 	headers := s.calloutHeaders(oip.InferPathFor(m.Model, m.Version), m)
 	_, err := pw.DispatchHTTPCall(m.Cluster, headers, body, nil, s.timeout(), func(numHeaders, bodySize, _ int) {
 		s.onREST(i, numHeaders, bodySize)
@@ -137,7 +137,8 @@ func (s *stream) send(status uint32, headers [][2]string, body []byte) {
 // the answer shadows are compared with.
 func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 	// One allocation holds the response, its output and the answer.
-	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID, Parameters: rep.params()}}
+	c := &combined{resp: oip.Response{ModelName: s.model, ModelVersion: s.version, ID: s.req.ID}}
+	c.resp.Parameters = c.params.set(rep)
 	out := &c.resp
 	if s.route.Sequence {
 		last := &s.members[len(s.members)-1]
@@ -146,7 +147,8 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 		c.answer = last.answer
 		return out, &c.answer, nil
 	}
-	answers := make([]combine.Answer, 0, len(s.members))
+	var room [8]combine.Answer
+	answers := room[:0]
 	first := -1
 	for i := range s.members {
 		if answeredOK(&s.members[i]) {
@@ -160,7 +162,9 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c.output[0] = CombinedTensor(s.members[first].output, res)
+	// Every strategy makes its Values afresh: the tensor may round them in
+	// place.
+	c.output[0] = combinedTensor(s.members[first].output, res, c.shape[:0], true)
 	out.Outputs = c.output[:]
 	t := &c.output[0]
 	rows, width := t.RowsWidth()
@@ -171,6 +175,8 @@ func (s *stream) result(rep report) (*oip.Response, *combine.Answer, error) {
 // combined is what result builds, in one piece.
 type combined struct {
 	resp   oip.Response
+	params reportParams
 	output [1]oip.Tensor
+	shape  [4]int64
 	answer combine.Answer
 }

@@ -43,7 +43,6 @@ type stream struct {
 	trace          [][2]string
 	req            *oip.Request
 	reqMsg         []byte // the request as received (gRPC: unframed)
-	start          time.Time
 	members        []memberState
 	pending        int
 	// primary is the member the gRPC request is forwarded to (-1: none).
@@ -90,12 +89,55 @@ func panicText(r any) string {
 	return "panic"
 }
 
-func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) (action pw.Action) {
-	defer s.guard(&action)
-	routeName := ""
-	if b, err := pw.GetProperty("xds", "route_name"); err == nil {
-		routeName = string(b)
+func (s *stream) OnHTTPRequestHeaders(_ int, endOfStream bool) pw.Action {
+	routeName, read, pass := s.passesThrough(endOfStream)
+	if pass {
+		return pw.ActionContinue
 	}
+	if !read {
+		routeName = s.p.routeName()
+	}
+	return s.onRequestHeaders(routeName, endOfStream)
+}
+
+// passesThrough reports, reading as little as it can, whether the filter
+// has nothing to do on this stream: no model to derive (model routing is
+// off, the request carries the model header, or it is no per-model gRPC
+// call) and a route without fan-out settings. Most routes have none, and
+// fetching the whole header map costs a serialization, a copy into the
+// guest and allocations on every request. Later callbacks of such a stream
+// return at once (its route stays nil). read says whether it read the
+// route's name, routeName.
+func (s *stream) passesThrough(endOfStream bool) (routeName string, read, pass bool) {
+	cfg := s.p.cfg
+	if cfg == nil {
+		return "", false, false // the guard reports it
+	}
+	if len(cfg.Routes) > 0 {
+		routeName, read = s.p.routeName(), true
+		if cfg.Route(routeName) != nil {
+			return routeName, read, false
+		}
+	}
+	if mr := cfg.ModelRouting; mr != nil && !endOfStream {
+		_, found, err := pw.LookupHeader(pw.MapTypeHTTPRequestHeaders, mr.Header)
+		if err != nil {
+			return routeName, read, false
+		}
+		if !found {
+			path, _, err := pw.LookupHeader(pw.MapTypeHTTPRequestHeaders, ":path")
+			if err != nil || namesModel(path) {
+				return routeName, read, false // perhaps a model to derive: see onRequestHeaders
+			}
+		}
+	}
+	return routeName, read, true
+}
+
+// onRequestHeaders is OnHTTPRequestHeaders for a stream the filter may
+// act on, on the route Envoy picked, routeName.
+func (s *stream) onRequestHeaders(routeName string, endOfStream bool) (action pw.Action) {
+	defer s.guard(&action)
 	headers, err := pw.GetHTTPRequestHeaders()
 	if err != nil {
 		pw.LogError("fanout: request headers: " + err.Error())
@@ -160,7 +202,11 @@ func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
 		}
 		s.proto, s.model, s.version = protoREST, m, v
 	}
-	s.members = make([]memberState, len(s.route.Members))
+	if n := len(s.route.Members); n <= cap(s.members) {
+		s.members = s.members[:n] // a reused stream's, cleared
+	} else {
+		s.members = make([]memberState, n)
+	}
 	s.primary = -1
 	s.metrics = s.p.metricsOf(s.route)
 	s.p.countSlot(&s.metrics.requests, 1)
@@ -178,7 +224,14 @@ func (s *stream) begin(routeName, method string, endOfStream bool) pw.Action {
 	return pw.ActionContinue
 }
 
-func (s *stream) OnHTTPRequestBody(bodySize int, endOfStream bool) (action pw.Action) {
+func (s *stream) OnHTTPRequestBody(bodySize int, endOfStream bool) pw.Action {
+	if !s.deriving && (s.route == nil || s.answered) {
+		return pw.ActionContinue
+	}
+	return s.onRequestBody(bodySize, endOfStream)
+}
+
+func (s *stream) onRequestBody(bodySize int, endOfStream bool) (action pw.Action) {
 	defer s.guard(&action)
 	if s.deriving {
 		if a, settled := s.deriveModel(bodySize, endOfStream); settled {
@@ -242,7 +295,6 @@ func (s *stream) passThroughShadows() {
 		s.req, s.reqMsg = req, msg
 		s.model, s.version = req.ModelName, req.ModelVersion
 	}
-	s.start = time.Now()
 	s.startShadows()
 }
 
@@ -287,7 +339,7 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	ms := &s.members[i]
 	ms.done = true
 	if ms.ended.IsZero() {
-		ms.ended = time.Now()
+		ms.ended = s.p.now()
 	}
 	ms.latency = ms.ended.Sub(ms.sent)
 	label := s.route.Members[i].Label()
@@ -315,11 +367,15 @@ func (s *stream) memberDone(i int, resp *oip.Response, err string) {
 	}
 }
 
-func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) (action pw.Action) {
-	defer s.guard(&action)
+func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {
 	if s.route == nil || s.answered {
 		return pw.ActionContinue
 	}
+	return s.onResponseHeaders(endOfStream)
+}
+
+func (s *stream) onResponseHeaders(endOfStream bool) (action pw.Action) {
+	defer s.guard(&action)
 	s.respStatus, _ = pw.GetHTTPResponseHeader(":status")
 	if s.proto == protoGRPC && s.ensemble() && !s.route.Sequence {
 		_ = pw.RemoveHeader(pw.MapTypeHTTPResponseHeaders, "content-length")
@@ -335,11 +391,15 @@ func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) (action pw.Actio
 	return pw.ActionContinue
 }
 
-func (s *stream) OnHTTPResponseBody(bodySize int, endOfStream bool) (action pw.Action) {
-	defer s.guard(&action)
+func (s *stream) OnHTTPResponseBody(bodySize int, endOfStream bool) pw.Action {
 	if s.route == nil || s.answered {
 		return pw.ActionContinue
 	}
+	return s.onResponseBody(bodySize, endOfStream)
+}
+
+func (s *stream) onResponseBody(bodySize int, endOfStream bool) (action pw.Action) {
+	defer s.guard(&action)
 	if s.proto == protoGRPC && s.ensemble() && !s.route.Sequence {
 		if !endOfStream {
 			return pw.ActionPause // buffer the primary's answer to rewrite it
@@ -358,11 +418,15 @@ func (s *stream) OnHTTPResponseBody(bodySize int, endOfStream bool) (action pw.A
 	return pw.ActionContinue
 }
 
-func (s *stream) OnHTTPResponseTrailers(int) (action pw.Action) {
-	defer s.guard(&action)
+func (s *stream) OnHTTPResponseTrailers(int) pw.Action {
 	if s.route == nil || s.answered {
 		return pw.ActionContinue
 	}
+	return s.onResponseTrailers()
+}
+
+func (s *stream) onResponseTrailers() (action pw.Action) {
+	defer s.guard(&action)
 	if s.proto == protoGRPC && s.ensemble() && !s.route.Sequence {
 		return s.endGRPCResponse()
 	}

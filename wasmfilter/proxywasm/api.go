@@ -152,11 +152,7 @@ func LookupHeader(mt MapType, key string) (value string, found bool, err error) 
 	// The claimed buffer is this call's alone and never written again, so
 	// the string shares it instead of copying: one allocation fewer per
 	// header read, and filters read headers on every request.
-	b := vm.claim(*p, *n)
-	if len(b) == 0 {
-		return "", true, nil
-	}
-	return unsafe.String(unsafe.SliceData(b), len(b)), true, nil
+	return sharedString(vm.claim(*p, *n)), true, nil
 }
 
 // AddHeader adds a value to a header, keeping existing values.
@@ -255,6 +251,30 @@ func GetPropertyAt(path PropertyPath) ([]byte, error) {
 		return nil, hostError("get property", strings.Join(DeserializePropertyPath(path), "."), err)
 	}
 	return vm.claim(*p, *n), nil
+}
+
+// LookupPropertyAt reads a property as a string, found false (and no
+// error) when the host has none. Like LookupHeader it shares the host's
+// answer rather than copying it: filters read the route on every request.
+func LookupPropertyAt(path PropertyPath) (value string, found bool, err error) {
+	p, n := vm.retSlots()
+	switch st := Status(proxyGetProperty(ptr(path), uint32(len(path)), p, n)); st {
+	case StatusOK:
+	case StatusNotFound:
+		return "", false, nil
+	default:
+		return "", false, hostError("get property", strings.Join(DeserializePropertyPath(path), "."), st.Err())
+	}
+	return sharedString(vm.claim(*p, *n)), true, nil
+}
+
+// sharedString is b as a string without a copy, for a buffer claimed from
+// the host, which nothing writes again.
+func sharedString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // SetProperty writes a host property.

@@ -25,9 +25,13 @@ type callout struct {
 type dispatcher struct {
 	vmContext VMContext
 	plugins   map[uint32]PluginContext
-	streams   streamTable
-	callouts  map[uint32]callout
-	active    uint32 // the context whose callback is running
+	// lastPlugin is the plugin found last: every stream's creation looks
+	// its plugin up, a VM usually runs one plugin, and a built-in map
+	// operation costs hundreds of nanoseconds in Go's wasm backend.
+	lastPlugin pluginEntry
+	streams    streamTable
+	callouts   map[uint32]callout
+	active     uint32 // the context whose callback is running
 	// allocations keeps buffers handed to the host reachable until the
 	// guest claims them (a pointer in wasm memory is just an integer to
 	// the garbage collector). The host allocates only inside a host call,
@@ -58,6 +62,41 @@ func (d *dispatcher) retSlots() (*uint32, *uint32) {
 	return &d.ret[0], &d.ret[1]
 }
 
+// pluginEntry is a plugin context with its optional interfaces, asserted
+// once rather than per stream.
+type pluginEntry struct {
+	id       uint32 // 0: empty
+	ctx      PluginContext
+	recycler HTTPContextRecycler // nil unless ctx implements it
+}
+
+// HTTPContextRecycler is implemented by a PluginContext that reuses the
+// HTTP contexts it creates: the dispatcher hands each one back once the
+// host has deleted its stream (proxy_on_delete). By then no callback of
+// that stream runs again, and answers to the stream's own callouts are
+// dropped (its context id is gone), but closures the filter gave those
+// callouts still hold the context: a filter reuses only contexts that made
+// none. A context allocated per request costs a guest heap allocation,
+// and the collections that allocations bring, on every request.
+type HTTPContextRecycler interface {
+	RecycleHTTPContext(HTTPContext)
+}
+
+// plugin returns the plugin context id, or false.
+func (d *dispatcher) plugin(id uint32) (pluginEntry, bool) {
+	if id != 0 && d.lastPlugin.id == id {
+		return d.lastPlugin, true
+	}
+	p, ok := d.plugins[id]
+	if !ok {
+		return pluginEntry{}, false
+	}
+	e := pluginEntry{id: id, ctx: p}
+	e.recycler, _ = p.(HTTPContextRecycler)
+	d.lastPlugin = e
+	return e, true
+}
+
 // allocation is a buffer proxy_on_memory_allocate handed out.
 type allocation struct {
 	ptr uint32
@@ -82,7 +121,7 @@ func (d *dispatcher) rootOf(id uint32) (uint32, bool) {
 	if s := d.streams.get(id); s != nil {
 		return s.root, true
 	}
-	if _, ok := d.plugins[id]; ok {
+	if _, ok := d.plugin(id); ok {
 		return id, true
 	}
 	return 0, false
@@ -114,14 +153,17 @@ func (d *dispatcher) onContextCreate(id, parent uint32) {
 			return
 		}
 		d.plugins[id] = d.vmContext.NewPluginContext(id)
+		if d.lastPlugin.id == id {
+			d.lastPlugin = pluginEntry{}
+		}
 		return
 	}
-	p, ok := d.plugins[parent]
+	p, ok := d.plugin(parent)
 	if !ok {
 		return
 	}
-	if h := p.NewHTTPContext(id); h != nil {
-		d.streams.put(id, parent, h)
+	if h := p.ctx.NewHTTPContext(id); h != nil {
+		d.streams.put(id, parent, h, p.recycler)
 	}
 }
 
@@ -196,15 +238,22 @@ func (d *dispatcher) onDone(id uint32) uint32 {
 }
 
 func (d *dispatcher) onDelete(id uint32) {
-	if !d.streams.del(id) {
-		delete(d.plugins, id)
+	if s, ok := d.streams.del(id); ok {
+		if s.recycler != nil {
+			s.recycler.RecycleHTTPContext(s.http)
+		}
+		return
+	}
+	delete(d.plugins, id)
+	if d.lastPlugin.id == id {
+		d.lastPlugin = pluginEntry{}
 	}
 }
 
 func (d *dispatcher) onTick(rootID uint32) {
-	if p, ok := d.plugins[rootID]; ok {
+	if p, ok := d.plugin(rootID); ok {
 		d.active = rootID
-		p.OnTick()
+		p.ctx.OnTick()
 	}
 }
 

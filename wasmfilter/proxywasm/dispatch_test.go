@@ -192,3 +192,88 @@ func TestUnclaimedAllocationsAreBounded(t *testing.T) {
 		t.Fatalf("newest buffer: claim returned %d bytes", len(got))
 	}
 }
+
+// poolVM makes plugins that recycle their HTTP contexts.
+type poolVM struct {
+	DefaultVMContext
+	made *int // plugins made
+}
+
+func (v poolVM) NewPluginContext(uint32) PluginContext {
+	*v.made++
+	return &poolPlugin{gen: *v.made}
+}
+
+type poolPlugin struct {
+	DefaultPluginContext
+	gen      int // which plugin this is, for telling a replaced one apart
+	free     []*poolStream
+	new      int // contexts allocated
+	recycled []*poolStream
+}
+
+type poolStream struct {
+	DefaultHTTPContext
+	gen, uses int
+}
+
+func (p *poolPlugin) NewHTTPContext(uint32) HTTPContext {
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free = p.free[:n-1]
+		s.uses++
+		return s
+	}
+	p.new++
+	return &poolStream{gen: p.gen, uses: 1}
+}
+
+func (p *poolPlugin) RecycleHTTPContext(h HTTPContext) {
+	s := h.(*poolStream)
+	p.recycled = append(p.recycled, s)
+	p.free = append(p.free, s)
+}
+
+// TestStreamContextsAreHandedBackAfterDelete: a plugin that recycles its
+// HTTP contexts gets each back once its stream is deleted, never before
+// and never twice; and a plugin deleted and created again under the same
+// id makes the streams from then on, not the one remembered.
+func TestStreamContextsAreHandedBackAfterDelete(t *testing.T) {
+	made := 0
+	d := newDispatcher()
+	d.vmContext = poolVM{made: &made}
+	d.onContextCreate(1, 0)
+	first := d.plugins[1].(*poolPlugin)
+	for id := uint32(2); id < 12; id++ {
+		d.onContextCreate(id, 1)
+		d.onRequestHeaders(id, 0, 1)
+		d.onLog(id)
+		if d.onDone(id) != 1 {
+			t.Fatal("a stream's done must let the host delete it")
+		}
+		if len(first.recycled) != int(id-2) {
+			t.Fatalf("stream %d: %d contexts handed back before its delete, want %d", id, len(first.recycled), id-2)
+		}
+		d.onDelete(id)
+		d.onDelete(id) // a repeat hands nothing back
+		if len(first.recycled) != int(id-1) {
+			t.Fatalf("stream %d: %d contexts handed back after its delete, want %d", id, len(first.recycled), id-1)
+		}
+	}
+	if first.new != 1 || first.recycled[9].uses != 10 {
+		t.Fatalf("%d contexts made, the last used %d times: want one made and used by all ten streams",
+			first.new, first.recycled[9].uses)
+	}
+
+	d.onDelete(1)
+	d.onContextCreate(20, 1) // the plugin is gone: no stream
+	if _, ok := d.stream(20); ok {
+		t.Fatal("a stream was made for a deleted plugin")
+	}
+	d.onContextCreate(1, 0)
+	d.onContextCreate(21, 1)
+	h, ok := d.stream(21)
+	if !ok || h.(*poolStream).gen != 2 {
+		t.Fatalf("stream of the new plugin 1: %v %v, want one made by the second plugin", h, ok)
+	}
+}

@@ -21,8 +21,10 @@
 // GetHeader, LookupHeader and GetHeaderMap point into the buffer the host
 // filled rather than copying it (small buffers are carved from a shared
 // chunk, which a kept value holds on to), LookupHeader reports an absent
-// header without an error value, and GetPropertyAt reads a path
-// serialized once with NewPropertyPath.
+// header without an error value, GetPropertyAt and LookupPropertyAt read a
+// path serialized once with NewPropertyPath, and a plugin that implements
+// HTTPContextRecycler gets each stream's context back when the host
+// deletes the stream, to reuse it for the next one.
 //
 // Outside wasip1 the host calls return ErrUnimplemented, so code that
 // imports this package still builds and its pure logic can be unit tested

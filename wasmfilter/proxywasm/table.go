@@ -15,9 +15,10 @@ type streamTable struct {
 }
 
 type streamSlot struct {
-	id   uint32
-	root uint32 // the plugin (root) context the stream belongs to
-	http HTTPContext
+	id       uint32
+	root     uint32 // the plugin (root) context the stream belongs to
+	http     HTTPContext
+	recycler HTTPContextRecycler // the plugin's, nil if it recycles none
 }
 
 const minStreamSlots = 16
@@ -50,7 +51,7 @@ func (t *streamTable) get(id uint32) *streamSlot {
 }
 
 // put adds or replaces the stream id (never 0).
-func (t *streamTable) put(id, root uint32, h HTTPContext) {
+func (t *streamTable) put(id, root uint32, h HTTPContext, r HTTPContextRecycler) {
 	if (t.n+1)*2 > len(t.slots) {
 		t.grow()
 	}
@@ -61,27 +62,29 @@ func (t *streamTable) put(id, root uint32, h HTTPContext) {
 			if s.id == 0 {
 				t.n++
 			}
-			*s = streamSlot{id: id, root: root, http: h}
+			*s = streamSlot{id: id, root: root, http: h, recycler: r}
 			t.last = i
 			return
 		}
 	}
 }
 
-// del removes id, shifting the slots after it back so that every lookup
-// still finds its entry before the first free slot.
-func (t *streamTable) del(id uint32) bool {
+// del removes id and returns what it held, shifting the slots after it
+// back so that every lookup still finds its entry before the first free
+// slot.
+func (t *streamTable) del(id uint32) (streamSlot, bool) {
 	if id == 0 || len(t.slots) == 0 {
-		return false
+		return streamSlot{}, false
 	}
 	mask := len(t.slots) - 1
 	i := t.index(id)
 	for t.slots[i].id != id {
 		if t.slots[i].id == 0 {
-			return false
+			return streamSlot{}, false
 		}
 		i = (i + 1) & mask
 	}
+	removed := t.slots[i]
 	for j := (i + 1) & mask; t.slots[j].id != 0; j = (j + 1) & mask {
 		// The entry at j may fill the hole at i unless its home slot lies
 		// cyclically in (i, j].
@@ -93,7 +96,7 @@ func (t *streamTable) del(id uint32) bool {
 	}
 	t.slots[i] = streamSlot{}
 	t.n--
-	return true
+	return removed, true
 }
 
 func (t *streamTable) grow() {
@@ -102,7 +105,7 @@ func (t *streamTable) grow() {
 	t.n, t.last = 0, 0
 	for _, s := range old {
 		if s.id != 0 {
-			t.put(s.id, s.root, s.http)
+			t.put(s.id, s.root, s.http, s.recycler)
 		}
 	}
 }

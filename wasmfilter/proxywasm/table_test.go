@@ -38,14 +38,14 @@ func TestStreamTableMatchesMap(t *testing.T) {
 						live = append(live, id)
 					}
 					want[id] = id + 1
-					tab.put(id, id+1, idStream{id: id})
+					tab.put(id, id+1, idStream{id: id}, nil)
 				case op < 8:
 					k := r.IntN(len(live))
 					id := live[k]
 					live[k] = live[len(live)-1]
 					live = live[:len(live)-1]
 					delete(want, id)
-					if !tab.del(id) {
+					if removed, ok := tab.del(id); !ok || removed.http.(idStream).id != id {
 						t.Fatalf("step %d: del(%d) found nothing", step, id)
 					}
 				default:
@@ -65,7 +65,7 @@ func TestStreamTableMatchesMap(t *testing.T) {
 					t.Fatalf("get(%d) = %+v after the run, want root %d", id, s, root)
 				}
 			}
-			if tab.get(0) != nil || tab.del(0) {
+			if _, ok := tab.del(0); tab.get(0) != nil || ok {
 				t.Fatal("id 0 must never be found")
 			}
 		})

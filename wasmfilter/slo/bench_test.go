@@ -146,3 +146,53 @@ func BenchmarkSLOVM(b *testing.B) {
 	b.ReportMetric(float64(mod.Size()), "wasm-bytes")
 	b.ReportMetric(float64(mem), "mem-bytes/vm")
 }
+
+// BenchmarkSLOGRPCExchange measures slo.wasm on the gateway's unary gRPC
+// exchange: each callback's wall time and the process's CPU per request;
+// and, in a module compiled with counting listeners, the guest's
+// allocations, calls and collections per request.
+func BenchmarkSLOGRPCExchange(b *testing.B) {
+	ex := grpcExchange()
+	want := slo.StatName("requests_total", "fraud-route", "fraud")
+	run := func(b *testing.B, mod *wasmtest.Module, phases *wasmtest.PhaseTimes) *wasmtest.VM {
+		vm, err := mod.NewVM(context.Background(), wasmtest.Config{PluginConfig: []byte(sloConfig), Properties: routeProps})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { vm.Close() })
+		for range 100 {
+			if err := ex.Run(vm, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if got := vm.Stats().Value(want); got != 100 {
+			b.Fatalf("%s = %d after 100 requests", want, got)
+		}
+		return vm
+	}
+	b.Run("time", func(b *testing.B) {
+		var phases wasmtest.PhaseTimes
+		vm := run(b, wasmtest.Load(b, sloPkg), &phases)
+		c0 := cpuTime()
+		for b.Loop() {
+			if err := ex.Run(vm, &phases); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+		phases.Report(b, b.N)
+	})
+	b.Run("guest-counts", func(b *testing.B) {
+		mod, counts := wasmtest.LoadCounted(b, sloPkg)
+		vm := run(b, mod, nil)
+		before := counts.Snapshot()
+		for b.Loop() {
+			if err := ex.Run(vm, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		counts.Report(b, before, b.N)
+		b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
+		b.ReportMetric(0, "ns/op") // the listeners' time, not the filter's
+	})
+}

@@ -33,33 +33,45 @@ func IsGRPCInference(path string) bool { return strings.HasPrefix(path, grpcInfe
 // ModelReadyRequest and ModelMetadataRequest). It returns "" when the
 // bytes are too short, compressed, or malformed.
 func ModelFromGRPC(body []byte) string {
-	if len(body) < 5 || body[0] != 0 {
-		return ""
+	name, _ := modelFromGRPC(body)
+	return string(name)
+}
+
+// modelFromGRPC is ModelFromGRPC without the copy. complete is false when
+// more of the body could change the answer: the bytes end before field 1
+// does, or before the message does without naming a model.
+func modelFromGRPC(body []byte) (name []byte, complete bool) {
+	if len(body) < 5 {
+		return nil, false
+	}
+	if body[0] != 0 {
+		return nil, true
 	}
 	msg := body[5:]
-	if n := int(uint32(body[1])<<24 | uint32(body[2])<<16 | uint32(body[3])<<8 | uint32(body[4])); n < len(msg) {
-		msg = msg[:n]
+	whole := false
+	if n := int(uint32(body[1])<<24 | uint32(body[2])<<16 | uint32(body[3])<<8 | uint32(body[4])); n <= len(msg) {
+		msg, whole = msg[:n], true
 	}
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
-			return ""
+			return nil, whole
 		}
 		msg = msg[n:]
 		if num == 1 && typ == protowire.BytesType {
 			v, n := protowire.ConsumeBytes(msg)
 			if n < 0 {
-				return ""
+				return nil, whole
 			}
-			return string(v)
+			return v, true
 		}
 		n = protowire.ConsumeFieldValue(num, typ, msg)
 		if n < 0 {
-			return ""
+			return nil, whole
 		}
 		msg = msg[n:]
 	}
-	return ""
+	return nil, whole
 }
 
 // NoGRPCStatus marks a response without a grpc-status.

@@ -12,6 +12,12 @@ import (
 // model name.
 const maxModelScan = 4096
 
+// modelPeek is how much of a gRPC request body is read first: the 5-byte
+// frame header and model_name, the message's first field, nearly always
+// fit, and a read that fits the guest's small-value arena allocates
+// nothing. Only when the name does not fit is the rest read.
+const modelPeek = 128
+
 // Register makes the slo filter the VM's plugin. Call it from an init
 // function of the main package.
 func Register() { pw.SetVMContext(vmContext{}) }
@@ -61,7 +67,16 @@ type plugin struct {
 	// rather than allocating its own.
 	routePath pw.PropertyPath
 	lastRoute string
+	// lastModel is the model name last read from a message, reused as
+	// lastRoute is.
+	lastModel string
+	// free holds stream contexts for reuse (RecycleHTTPContext).
+	free []*stream
 }
+
+// maxFreeStreams bounds the stream contexts kept for reuse: as many as a
+// worker has requests in flight at once, up to this.
+const maxFreeStreams = 256
 
 // routeName reads the stream's route (Envoy's xds.route_name).
 func (p *plugin) routeName() (string, bool) {
@@ -114,7 +129,34 @@ func (p *plugin) OnPluginDone() bool {
 }
 
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
+	if n := len(p.free); n > 0 {
+		s := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return s
+	}
 	return &stream{p: p, meter: p.meter, clock: p.clock}
+}
+
+// RecycleHTTPContext keeps a finished stream's context for the next
+// stream, sparing a guest allocation on every request (a stream makes no
+// callouts, so nothing else holds it).
+func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
+	s, ok := h.(*stream)
+	if !ok || len(p.free) >= maxFreeStreams {
+		return
+	}
+	*s = stream{p: p, meter: p.meter, clock: p.clock}
+	p.free = append(p.free, s)
+}
+
+// modelName interns a model name read from a message: requests mostly name
+// the model of the one before.
+func (p *plugin) modelName(b []byte) string {
+	if string(b) != p.lastModel {
+		p.lastModel = string(b)
+	}
+	return p.lastModel
 }
 
 // stream follows one request: where it goes (route, model), how it ends
@@ -157,10 +199,30 @@ func (s *stream) OnHTTPRequestBody(size int, _ bool) pw.Action {
 	// nearly always holds.
 	n := min(size, maxModelScan)
 	s.scanned += n
-	if body, err := pw.GetHTTPRequestBody(0, n); err == nil {
-		s.model = ModelFromGRPC(body)
+	if name := scanModel(n, readRequestBody); len(name) > 0 {
+		s.model = s.p.modelName(name)
 	}
 	return pw.ActionContinue
+}
+
+func readRequestBody(n int) ([]byte, error) { return pw.GetHTTPRequestBody(0, n) }
+
+// scanModel finds the model named in the first n bytes of a gRPC request
+// body, reading them with read: modelPeek bytes first, all n only when
+// those leave the answer open. The answer is ModelFromGRPC's of all n.
+func scanModel(n int, read func(n int) ([]byte, error)) []byte {
+	body, err := read(min(n, modelPeek))
+	if err != nil {
+		return nil
+	}
+	name, complete := modelFromGRPC(body)
+	if !complete && n > len(body) {
+		if body, err = read(n); err != nil {
+			return nil
+		}
+		name, _ = modelFromGRPC(body)
+	}
+	return name
 }
 
 func (s *stream) OnHTTPResponseHeaders(_ int, endOfStream bool) pw.Action {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -346,5 +347,43 @@ func TestMeterLatencyTargetBurn(t *testing.T) {
 	if len(logs) != 2 || !strings.Contains(logs[0], `sli="latency p90<100ms" window=short(1m0s) burn_rate=3.00 threshold=2.00 bad=3 total=10`) ||
 		!strings.Contains(logs[1], `sli="latency p90<100ms" window=long(10m0s) burn_rate=3.00 threshold=1.50`) {
 		t.Fatalf("logs = %q", logs)
+	}
+}
+
+// TestModelScanAgreesWithWholeRead: reading a short prefix of the body
+// first must find exactly what reading all of it finds, for names that
+// fit the prefix or not, bodies cut anywhere, frames that claim more or
+// less than they hold, and bodies that name no model.
+func TestModelScanAgreesWithWholeRead(t *testing.T) {
+	field := func(num protowire.Number, v string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	long := strings.Repeat("m", 300)
+	padding := field(5, strings.Repeat("x", 200))
+	bodies := map[string][]byte{
+		"first field":        grpcFrame(field(1, "fraud")),
+		"after a long field": grpcFrame(append(slices.Clone(padding), field(1, "fraud")...)),
+		"long name":          grpcFrame(field(1, long)),
+		"no name":            grpcFrame(append(field(2, "3"), padding...)),
+		"compressed":         append([]byte{1}, grpcFrame(field(1, "fraud"))[1:]...),
+		"garbage":            grpcFrame(append([]byte{0xff, 0xff, 0xff}, padding...)),
+		"frame says less":    append(grpcFrame(field(2, "3")), field(1, "fraud")...),
+		"frame says more":    append([]byte{0, 0, 0, 0x10, 0}, field(1, long)...),
+	}
+	for name, body := range bodies {
+		for n := 0; n <= len(body); n++ {
+			reads := 0
+			read := func(k int) ([]byte, error) {
+				reads++
+				return body[:k], nil
+			}
+			got, want := string(scanModel(n, read)), ModelFromGRPC(body[:n])
+			if got != want {
+				t.Fatalf("%s, %d bytes: scan found %q, a whole read %q", name, n, got, want)
+			}
+			if n <= modelPeek && reads != 1 {
+				t.Fatalf("%s, %d bytes: %d reads of a body the first read covers", name, n, reads)
+			}
+		}
 	}
 }

@@ -369,3 +369,97 @@ func TestSLOStreamWithoutResponseKeepsItsRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamsStartClean: stream contexts are reused from one request to
+// the next, and none may carry anything over: a gRPC request whose message
+// names no model after one that named fraud is metered as model "none", a
+// request after a failed one is no error, and a model whose name does not
+// fit the first read of the body is still found.
+func TestStreamsStartClean(t *testing.T) {
+	vm := newVM(t, wasmtest.Config{PluginConfig: []byte(sloConfig), Properties: routeProps})
+	named := grpcExchange()
+	anonymous := grpcExchange()
+	anonymous.RequestBody = append([]byte{0, 0, 0, 0, 7}, 0x1a, 5, 'r', 'e', 'q', '-', '1') // only an id
+	failed := grpcExchange()
+	failed.ResponseTrailers = [][2]string{{"grpc-status", "14"}}
+	longName := strings.Repeat("m", 200)
+	long := grpcExchange()
+	long.RequestBody = append([]byte{0, 0, 0, 0, 203, 0x0a, 200, 1}, longName...)
+	for _, ex := range []*wasmtest.Exchange{named, anonymous, failed, named, long, anonymous} {
+		if err := ex.Run(vm, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := vm.Stats()
+	for _, c := range []struct {
+		model          string
+		requests, errs uint64
+	}{{"fraud", 3, 1}, {"none", 2, 0}, {longName[:64], 1, 0}} {
+		if got := stats.Value(slo.StatName("requests_total", "fraud-route", c.model)); got != c.requests {
+			t.Errorf("model %q: %d requests, want %d", c.model, got, c.requests)
+		}
+		if got := stats.Value(slo.StatName("errors_total", "fraud-route", c.model)); got != c.errs {
+			t.Errorf("model %q: %d errors, want %d", c.model, got, c.errs)
+		}
+	}
+}
+
+// TestShutdownMergesUncountedRequests: requests metered since the last
+// tick reach the shared record when the host shuts the plugin down
+// (proxy_on_done).
+func TestShutdownMergesUncountedRequests(t *testing.T) {
+	shared := wasmtest.NewSharedData()
+	vm, err := wasmtest.Load(t, sloPkg).NewVM(context.Background(), wasmtest.Config{
+		PluginConfig: []byte(sloConfig), Properties: routeProps, Shared: shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := grpcExchange()
+	failed.ResponseTrailers = [][2]string{{"grpc-status", "13"}}
+	for _, ex := range []*wasmtest.Exchange{grpcExchange(), failed, grpcExchange()} {
+		if err := ex.Run(vm, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	value, _, ok := shared.Get("maestro_slo\x00fraud-route\x00fraud")
+	if !ok {
+		t.Fatal("no shared record after shutdown")
+	}
+	var rec slo.Record
+	if err := rec.UnmarshalBinary(value); err != nil {
+		t.Fatal(err)
+	}
+	var total, errs uint64
+	for _, b := range rec.Buckets {
+		total, errs = total+b.Total, errs+b.Errors
+	}
+	if total != 3 || errs != 1 {
+		t.Fatalf("shared record holds %d requests, %d errors; want 3 and 1", total, errs)
+	}
+}
+
+// grpcExchange is a unary gRPC ModelInfer through the gateway, as slo.wasm
+// sees it on a metered route: the model is named in the message.
+func grpcExchange() *wasmtest.Exchange {
+	// ModelInferRequest{model_name: "fraud", id: "req-1"} and a small
+	// response: slo reads only the request's first field.
+	msg := []byte{0x0a, 5, 'f', 'r', 'a', 'u', 'd', 0x1a, 5, 'r', 'e', 'q', '-', '1'}
+	msg = append(msg, make([]byte, 200)...) // inputs, as bytes slo skips
+	msg[14], msg[15] = 0x2a, 198            // field 5 (inputs), length 198
+	frame := func(m []byte) []byte {
+		return append([]byte{0, 0, 0, byte(len(m) >> 8), byte(len(m))}, m...)
+	}
+	return &wasmtest.Exchange{
+		RequestHeaders: [][2]string{{":method", "POST"}, {":scheme", "http"},
+			{":path", "/inference.GRPCInferenceService/ModelInfer"}, {":authority", "127.0.0.1:8080"},
+			{"content-type", "application/grpc"}, {"user-agent", "grpc-go/1.78.0"}, {"te", "trailers"},
+			{"x-maestro-model", "fraud"}},
+		RequestBody:      frame(msg),
+		ResponseHeaders:  [][2]string{{":status", "200"}, {"content-type", "application/grpc"}},
+		ResponseBody:     frame(make([]byte, 40)),
+		ResponseTrailers: [][2]string{{"grpc-status", "0"}, {"grpc-message", ""}},
+	}
+}

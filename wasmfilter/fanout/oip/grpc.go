@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -74,16 +75,42 @@ func contentsField(dt string) protowire.Number {
 // when there is none (a repeated field never seen stays nil, as when it
 // is appended to from nothing).
 func sized[T any](fs []field, num protowire.Number) []T {
+	n := count(fs, num)
+	if n == 0 {
+		return nil
+	}
+	return make([]T, 0, n)
+}
+
+// count is how many of the fields in fs are numbered num.
+func count(fs []field, num protowire.Number) int {
 	n := 0
 	for _, f := range fs {
 		if f.num == num {
 			n++
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	return make([]T, 0, n)
+	return n
+}
+
+// shapeRoom is how many dimensions a message's only tensor keeps in the
+// message's own allocation.
+const shapeRoom = 4
+
+// requestWithOne is a request with room for its only input and that
+// input's shape, in one allocation: the usual request has one input, and
+// each allocation is slow inside wasm.
+type requestWithOne struct {
+	r     Request
+	in    [1]Tensor
+	shape [shapeRoom]int64
+}
+
+// responseWithOne is requestWithOne for a response and its only output.
+type responseWithOne struct {
+	r     Response
+	out   [1]Tensor
+	shape [shapeRoom]int64
 }
 
 // fieldBuf is how many fields a decoder keeps on its stack; the messages
@@ -169,13 +196,36 @@ func wantBytes(f field, what where) ([]byte, error) {
 // # Errors
 //
 // ErrInvalid, naming the field or input that is wrong.
-func ParseGRPCRequest(msg []byte) (*Request, error) {
+func ParseGRPCRequest(msg []byte) (*Request, error) { return parseGRPCRequest(msg, false) }
+
+// ParseGRPCRequestInPlace is ParseGRPCRequest with the request's strings
+// (model, version, id, input names) pointing into msg rather than copied
+// from it, one allocation fewer each: for a msg nothing writes again.
+func ParseGRPCRequestInPlace(msg []byte) (*Request, error) { return parseGRPCRequest(msg, true) }
+
+// text is b as a string: pointing into b with inPlace, else a copy.
+func text(b []byte, inPlace bool) string {
+	if inPlace && len(b) > 0 {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
+}
+
+func parseGRPCRequest(msg []byte, inPlace bool) (*Request, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, at("ModelInferRequest"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	var r *Request
+	var room []int64 // the only input's shape's
+	if count(fs, fieldInputs) == 1 {
+		one := &requestWithOne{}
+		r, room = &one.r, one.shape[:0]
+		r.Inputs = one.in[:0]
+	} else {
+		r = &Request{Inputs: sized[Tensor](fs, fieldInputs)}
+	}
 	raw := sized[[]byte](fs, fieldRawInputs)
 	for _, f := range fs {
 		switch f.num {
@@ -186,18 +236,18 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 			}
 			switch f.num {
 			case fieldModelName:
-				r.ModelName = string(b)
+				r.ModelName = text(b, inPlace)
 			case fieldModelVersion:
-				r.ModelVersion = string(b)
+				r.ModelVersion = text(b, inPlace)
 			default:
-				r.ID = string(b)
+				r.ID = text(b, inPlace)
 			}
 		case fieldInputs:
 			b, err := wantBytes(f, at("ModelInferRequest"))
 			if err != nil {
 				return nil, err
 			}
-			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)})
+			t, err := decodeTensorHeader(b, where{name: "inputs", index: len(r.Inputs)}, room, inPlace)
 			if err != nil {
 				return nil, err
 			}
@@ -223,21 +273,36 @@ func ParseGRPCRequest(msg []byte) (*Request, error) {
 }
 
 // DecodeGRPCResponse decodes a ModelInferResponse message.
-func DecodeGRPCResponse(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, false) }
+func DecodeGRPCResponse(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, false, false) }
 
 // DecodeGRPCOutputs is DecodeGRPCResponse for a caller that reads only the
 // outputs: the message is checked as DecodeGRPCResponse checks it, but the
 // model name, version, id and parameters are left out of the Response,
 // which spares a string (and a boxed value) for each.
-func DecodeGRPCOutputs(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, true) }
+func DecodeGRPCOutputs(msg []byte) (*Response, error) { return decodeGRPCResponse(msg, true, false) }
 
-func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
+// DecodeGRPCOutputsInPlace is DecodeGRPCOutputs with the outputs' names
+// pointing into msg rather than copied from it: for a msg nothing writes
+// again.
+func DecodeGRPCOutputsInPlace(msg []byte) (*Response, error) {
+	return decodeGRPCResponse(msg, true, true)
+}
+
+func decodeGRPCResponse(msg []byte, outputsOnly, inPlace bool) (*Response, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, at("ModelInferResponse"))
 	if err != nil {
 		return nil, err
 	}
-	r := &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	var r *Response
+	var room []int64 // the only output's shape's
+	if count(fs, fieldInputs) == 1 {
+		one := &responseWithOne{}
+		r, room = &one.r, one.shape[:0]
+		r.Outputs = one.out[:0]
+	} else {
+		r = &Response{Outputs: sized[Tensor](fs, fieldInputs)}
+	}
 	if !outputsOnly {
 		r.Parameters = sized[Param](fs, fieldParameters)
 	}
@@ -271,7 +336,7 @@ func decodeGRPCResponse(msg []byte, outputsOnly bool) (*Response, error) {
 				}
 				r.Parameters = append(r.Parameters, p)
 			case fieldInputs:
-				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)})
+				t, err := decodeTensorHeader(b, where{name: "outputs", index: len(r.Outputs)}, room, inPlace)
 				if err != nil {
 					return nil, err
 				}
@@ -303,8 +368,10 @@ type tensorContents struct {
 }
 
 // decodeTensorHeader decodes an InferInputTensor/InferOutputTensor; typed
-// contents are decoded at once (raw contents come later, by position).
-func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
+// contents are decoded at once (raw contents come later, by position). A
+// packed shape goes in room when it fits (room belongs to this tensor);
+// with inPlace the name points into msg.
+func decodeTensorHeader(msg []byte, w where, room []int64, inPlace bool) (Tensor, error) {
 	var buf [fieldBuf]field
 	fs, err := fields(buf[:0], msg, w)
 	if err != nil {
@@ -321,7 +388,7 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			}
 			switch f.num {
 			case fieldTensorName:
-				t.Name = string(b)
+				t.Name = text(b, inPlace)
 			case fieldTensorDatatype:
 				t.Datatype = knownOrString(b)
 			default:
@@ -339,7 +406,11 @@ func decodeTensorHeader(msg []byte, w where) (Tensor, error) {
 			case protowire.BytesType:
 				b := f.b
 				if n := packedVarints(b); t.Shape == nil && n > 0 {
-					t.Shape = make([]int64, 0, n)
+					if n <= cap(room) {
+						t.Shape = room[:0]
+					} else {
+						t.Shape = make([]int64, 0, n)
+					}
 				}
 				for len(b) > 0 {
 					v, n := protowire.ConsumeVarint(b)
@@ -647,7 +718,7 @@ func responseSizeHint(r *Response) int {
 	size := 16 + len(r.ModelName) + len(r.ModelVersion) + len(r.ID)
 	for _, p := range r.Parameters {
 		size += 32 + len(p.Key)
-		if s, ok := p.Value.(string); ok {
+		if s, ok := stringValue(p.Value); ok {
 			size += len(s)
 		}
 	}
@@ -676,10 +747,6 @@ func appendGRPCResponse(b []byte, r *Response) ([]byte, error) {
 		case int64:
 			v = protowire.AppendTag(v, fieldParamInt64, protowire.VarintType)
 			v = protowire.AppendVarint(v, uint64(x))
-		case string:
-			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
-			v = protowire.AppendVarint(v, uint64(len(x)))
-			str = x
 		case float64:
 			v = protowire.AppendTag(v, fieldParamDouble, protowire.Fixed64Type)
 			v = protowire.AppendFixed64(v, math.Float64bits(x))
@@ -687,7 +754,13 @@ func appendGRPCResponse(b []byte, r *Response) ([]byte, error) {
 			v = protowire.AppendTag(v, fieldParamUint64, protowire.VarintType)
 			v = protowire.AppendVarint(v, x)
 		default:
-			return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
+			s, ok := stringValue(p.Value)
+			if !ok {
+				return nil, fmt.Errorf("parameter %q: unsupported type %T", p.Key, p.Value)
+			}
+			v = protowire.AppendTag(v, fieldParamString, protowire.BytesType)
+			v = protowire.AppendVarint(v, uint64(len(s)))
+			str = s
 		}
 		vlen := len(v) + len(str)
 		entry := sizeString(1, p.Key) + protowire.SizeTag(2) + protowire.SizeBytes(vlen)

@@ -181,9 +181,10 @@ func appendJSONValue(b []byte, dt string, v float64) ([]byte, error) {
 }
 
 func appendJSONScalar(b []byte, v any) ([]byte, error) {
+	if s, ok := stringValue(v); ok {
+		return appendJSONString(b, s), nil
+	}
 	switch x := v.(type) {
-	case string:
-		return appendJSONString(b, x), nil
 	case bool:
 		return strconv.AppendBool(b, x), nil
 	case int64:

@@ -1,10 +1,12 @@
 package oip
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -420,5 +422,135 @@ func TestDecodeGRPCOutputs(t *testing.T) {
 		if errFull == nil || errOut == nil || errFull.Error() != errOut.Error() {
 			t.Errorf("%s: DecodeGRPCResponse: %v; DecodeGRPCOutputs: %v", name, errFull, errOut)
 		}
+	}
+}
+
+// TestOneTensorDecodesInPlace: a message with one tensor keeps it, and a
+// shape of up to four dimensions, in the message's own allocation; longer
+// shapes, several tensors and shapeless tensors decode as they always did.
+func TestOneTensorDecodesInPlace(t *testing.T) {
+	tensor := func(name string, shape ...int64) Tensor {
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(i) / 4
+		}
+		return Tensor{Name: name, Datatype: "FP32", Shape: shape, Values: v}
+	}
+	tests := map[string][]Tensor{
+		"one, 2 dims":  {tensor("a", 2, 3)},
+		"one, 4 dims":  {tensor("a", 1, 2, 1, 2)},
+		"one, 6 dims":  {tensor("a", 1, 1, 2, 1, 1, 2)},
+		"one, scalar":  {tensor("a")},
+		"two tensors":  {tensor("a", 2, 1), tensor("b", 1, 3)},
+		"three, mixed": {tensor("a", 1), tensor("b", 1, 1, 1, 1, 1), tensor("c", 2, 2)},
+	}
+	for name, ts := range tests {
+		t.Run(name, func(t *testing.T) {
+			msg, err := EncodeGRPCRequest(&Request{ModelName: "m", Inputs: ts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, err := ParseGRPCRequest(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := EncodeGRPCResponse(&Response{ModelName: "m", Outputs: ts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := DecodeGRPCResponse(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, got := range [][]Tensor{req.Inputs, resp.Outputs} {
+				if len(got) != len(ts) {
+					t.Fatalf("%d tensors, want %d", len(got), len(ts))
+				}
+				for i := range ts {
+					if got[i].Name != ts[i].Name || !slices.Equal(got[i].Shape, ts[i].Shape) || !slices.Equal(got[i].Values, ts[i].Values) {
+						t.Errorf("tensor %d = %+v, want %+v", i, got[i], ts[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestStringPointerParams: a *string parameter value is encoded exactly as
+// the string it points to, in both protocols; a nil one is refused.
+func TestStringPointerParams(t *testing.T) {
+	a, b := "mean", "fraud.v1,fraud.v2"
+	out := []Tensor{{Name: "p", Datatype: "FP32", Shape: []int64{1, 2}, Values: []float64{0.25, 0.75}}}
+	plain := &Response{ModelName: "m", ID: "1", Outputs: out,
+		Parameters: []Param{{Key: "s", Value: a}, {Key: "n", Value: int64(3)}, {Key: "t", Value: b}}}
+	pointed := &Response{ModelName: "m", ID: "1", Outputs: out,
+		Parameters: []Param{{Key: "s", Value: &a}, {Key: "n", Value: int64(3)}, {Key: "t", Value: &b}}}
+	for _, enc := range []struct {
+		name string
+		f    func(*Response) ([]byte, error)
+	}{{"grpc", EncodeGRPCResponse}, {"framed grpc", EncodeFramedGRPCResponse}, {"json", EncodeJSONResponse}} {
+		want, err := enc.f(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := enc.f(pointed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", enc.name, got, want)
+		}
+		var none *string
+		if _, err := enc.f(&Response{ModelName: "m", Parameters: []Param{{Key: "x", Value: none}}}); err == nil {
+			t.Errorf("%s: a nil *string parameter was encoded", enc.name)
+		}
+	}
+}
+
+// TestInPlaceDecodersAgree: the in-place decoders answer what the copying
+// ones do; only the copying ones' answers survive a later change of the
+// message.
+func TestInPlaceDecodersAgree(t *testing.T) {
+	in := []Tensor{{Name: "features", Datatype: "FP32", Shape: []int64{1, 3}, Values: []float64{1, 2, 3}},
+		{Name: "mask", Datatype: "INT64", Shape: []int64{1, 3}, Values: []float64{1, 0, 1}}}
+	req, err := EncodeGRPCRequest(&Request{ModelName: "fraud", ModelVersion: "2", ID: "req-1", Inputs: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := EncodeGRPCResponse(&Response{ModelName: "fraud", ID: "req-1", Outputs: in[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := ParseGRPCRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := ParseGRPCRequestInPlace(bytes.Clone(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared, copied) {
+		t.Fatalf("in place %+v, copied %+v", shared, copied)
+	}
+	outCopied, err := DecodeGRPCOutputs(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outShared, err := DecodeGRPCOutputsInPlace(bytes.Clone(resp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(outShared, outCopied) {
+		t.Fatalf("in place %+v, copied %+v", outShared, outCopied)
+	}
+	for i := range req {
+		req[i] = 'x'
+	}
+	if copied.ModelName != "fraud" || copied.ID != "req-1" || copied.Inputs[0].Name != "features" {
+		t.Fatalf("a copied request changed with its message: %+v", copied)
 	}
 }

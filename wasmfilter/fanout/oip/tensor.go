@@ -60,10 +60,26 @@ func (t *Tensor) RowsWidth() (rows, width int) {
 }
 
 // Param is a request or response parameter. Value is a string, bool,
-// int64, uint64 or float64.
+// int64, uint64 or float64; the encoders also take a *string, encoded as
+// the string it points to: a string boxed in an interface is an allocation
+// of its own, where a pointer into a caller's array is none.
 type Param struct {
 	Key   string
 	Value any
+}
+
+// stringValue is the string a parameter value holds, directly or through
+// a *string.
+func stringValue(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case *string:
+		if x != nil {
+			return *x, true
+		}
+	}
+	return "", false
 }
 
 // elementSize is the byte size of one element in raw contents; 0 for
