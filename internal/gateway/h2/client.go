@@ -453,12 +453,13 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 			cc.sendTrailersLocked(cs, req.Trailer)
 		}
 	}
-	if err = cc.w.flushLocked(); err != nil {
+	if err = cc.w.err; err != nil {
 		// A dead connection: no stream may use it again.
 		cc.closeLocked(fmt.Errorf("h2: write to %s: %w", cc.addr, err))
 		cc.mu.Unlock()
 		return nil, err
 	}
+	cc.w.flushLater()
 	cc.mu.Unlock()
 	if !whole || len(body) > 0 {
 		// The rest of the body waits for window or comes from a stream.

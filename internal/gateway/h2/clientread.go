@@ -323,9 +323,7 @@ func (cc *clientConn) consumedLocked(cs *clientStream, n int64) {
 		cs.recvWindow += cs.recvUnacked
 		cs.recvUnacked = 0
 	}
-	if len(cc.w.buf) > 0 {
-		_ = cc.w.flushLocked()
-	}
+	cc.w.flushLater()
 }
 
 // Close abandons the rest of the response: the stream is reset if it has
@@ -345,7 +343,7 @@ func (b *responseBody) Close() error {
 		} else {
 			cc.removeLocked(cs, false)
 		}
-		_ = cc.w.flushLocked()
+		cc.w.flushLater()
 	}
 	cs.body, cs.off = nil, 0
 	return nil

@@ -299,9 +299,7 @@ func (c *serverConn) consumedLocked(st *serverStream, n int64) {
 		st.recvWindow += st.recvUnacked
 		st.recvUnacked = 0
 	}
-	if len(c.w.buf) > 0 {
-		_ = c.w.flushLocked()
-	}
+	c.w.flushLater()
 }
 
 // responseWriter is a stream's http.ResponseWriter. The body is held until
@@ -434,7 +432,7 @@ func (rw *responseWriter) finish() {
 	}
 	st.localDone = true
 	c.closeStreamLocked(st)
-	_ = c.w.flushLocked()
+	c.w.flushLater()
 }
 
 // trailerNames lists the response's trailers: the keys with
