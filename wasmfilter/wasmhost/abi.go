@@ -181,7 +181,7 @@ func (vm *VM) guestAlloc(ctx context.Context, m api.Module, n int) (uint32, pw.S
 	if n == 0 {
 		return 0, pw.StatusOK
 	}
-	f := vm.export("proxy_on_memory_allocate").f
+	f := vm.fns[expMemoryAllocate].f
 	// cpp-host restricts the guest's allocator to a few host calls.
 	saved := vm.allowed
 	vm.allowed = mallocAllowed

@@ -102,7 +102,7 @@ func (vm *VM) OpenStream(opts StreamOptions) (*Stream, error) {
 	s := &Stream{vm: vm, id: vm.nextID, opts: opts}
 	vm.nextID++
 	vm.streams[s.id] = s
-	if _, err := vm.call("proxy_on_context_create", uint64(s.id), uint64(vm.rootID)); err != nil {
+	if _, err := vm.call(expContextCreate, uint64(s.id), uint64(vm.rootID)); err != nil {
 		delete(vm.streams, s.id)
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *Stream) RouteCacheCleared() bool {
 // FailClosedResponse and stops it, as cpp-host's CHECK_FAIL does. A trap
 // in this callback fails the VM, answers the stream the same way and
 // returns the error.
-func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
+func (s *Stream) callback(id exportID, args ...uint64) (pw.Action, error) {
 	vm := s.vm
 	if vm.trapped != nil {
 		if vm.cfg.FailOpen {
@@ -155,7 +155,7 @@ func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
 	var buf [4]uint64
 	all := append(buf[:0], uint64(s.id))
 	all = append(all, args...)
-	r, err := vm.call(name, all...)
+	r, err := vm.call(id, all...)
 	if err != nil {
 		if !vm.cfg.FailOpen {
 			s.failClosed()
@@ -189,7 +189,7 @@ func (s *Stream) RequestHeaders(headers [][2]string, endOfStream bool) (pw.Actio
 	defer s.vm.mu.Unlock()
 	s.reqHeaders = lower(headers)
 	s.reqHeadersLive = true
-	a, err := s.callback("proxy_on_request_headers", uint64(len(s.reqHeaders)), flag(endOfStream))
+	a, err := s.callback(expRequestHeaders, uint64(len(s.reqHeaders)), flag(endOfStream))
 	if err != nil {
 		return a, err
 	}
@@ -228,7 +228,7 @@ func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) 
 		s.reqBody = append([]byte(nil), chunk...)
 	}
 	s.reqLastBody, s.reqBodyLive = endOfStream, true
-	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
+	a, err := s.callback(expRequestBody, uint64(len(s.reqBody)), flag(endOfStream))
 	s.reqLastBody = false
 	if err != nil {
 		return a, err
@@ -260,7 +260,7 @@ func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 func (s *Stream) requestTrailers(trailers [][2]string) (pw.Action, error) {
 	s.reqTrailers = trailers
 	s.reqTrailersLive = true
-	a, err := s.callback("proxy_on_request_trailers", uint64(len(s.reqTrailers)))
+	a, err := s.callback(expRequestTrailers, uint64(len(s.reqTrailers)))
 	if err != nil {
 		return a, err
 	}
@@ -276,7 +276,7 @@ func (s *Stream) ResponseHeaders(headers [][2]string, endOfStream bool) (pw.Acti
 	defer s.vm.mu.Unlock()
 	s.respHeaders = lower(headers)
 	s.respHeadersLive = true
-	a, err := s.callback("proxy_on_response_headers", uint64(len(s.respHeaders)), flag(endOfStream))
+	a, err := s.callback(expResponseHeaders, uint64(len(s.respHeaders)), flag(endOfStream))
 	if err != nil {
 		return a, err
 	}
@@ -313,7 +313,7 @@ func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error)
 		s.respBody = append([]byte(nil), chunk...)
 	}
 	s.respLastBody, s.respBodyLive = endOfStream, true
-	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
+	a, err := s.callback(expResponseBody, uint64(len(s.respBody)), flag(endOfStream))
 	s.respLastBody = false
 	if err != nil {
 		return a, err
@@ -342,7 +342,7 @@ func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 func (s *Stream) responseTrailers(trailers [][2]string) (pw.Action, error) {
 	s.respTrailers = trailers
 	s.respTrailersLive = true
-	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
+	a, err := s.callback(expResponseTrailers, uint64(len(s.respTrailers)))
 	if err != nil {
 		return a, err
 	}
@@ -418,13 +418,13 @@ func (s *Stream) Done() error {
 		return nil
 	}
 	s.inLog = true
-	_, err := s.callback("proxy_on_log")
+	_, err := s.callback(expLog)
 	s.inLog = false
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"proxy_on_done", "proxy_on_delete"} {
-		if _, err := s.callback(name); err != nil {
+	for _, id := range []exportID{expDone, expDelete} {
+		if _, err := s.callback(id); err != nil {
 			return err
 		}
 	}
