@@ -348,19 +348,10 @@ func (ws *wasmStream) failed(err error) (*router.LocalReply, error) {
 func (ws *wasmStream) OnRequest(ctx context.Context, req *router.Message, route string) (*router.LocalReply, error) {
 	s := ws.s
 	ws.route.Store(&route)
-	hasBody, hasTrailers := len(req.Body) > 0, len(req.Trailers) > 0
-	if _, err := s.RequestHeaders(req.Headers, !hasBody && !hasTrailers); err != nil {
+	// The stream keeps the router's lists and body (the router changes
+	// neither in place), and hands back its own.
+	if err := s.Request(req.Headers, req.Body, req.Trailers); err != nil {
 		return ws.failed(err)
-	}
-	if hasBody && s.LocalResponse() == nil {
-		if _, err := s.RequestBody(req.Body, !hasTrailers); err != nil {
-			return ws.failed(err)
-		}
-	}
-	if hasTrailers && s.LocalResponse() == nil {
-		if _, err := s.RequestTrailers(req.Trailers); err != nil {
-			return ws.failed(err)
-		}
 	}
 	if err := s.AwaitResume(ctx, false); err != nil {
 		if ctx.Err() != nil {
@@ -368,30 +359,20 @@ func (ws *wasmStream) OnRequest(ctx context.Context, req *router.Message, route 
 		}
 		return ws.failed(err)
 	}
-	if lr := s.LocalResponse(); lr != nil {
+	headers, body, lr := s.RequestResult()
+	if lr != nil {
 		return localReply(lr), nil
 	}
-	req.Headers = s.RequestHeaderMap()
-	req.Body = s.RequestBodyBytes()
+	req.Headers, req.Body = headers, body
 	return nil, nil
 }
 
 func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*router.LocalReply, error) {
 	s := ws.s
 	before := s.LocalResponse()
-	hasBody, hasTrailers := len(resp.Body) > 0, len(resp.Trailers) > 0
-	if _, err := s.ResponseHeaders(resp.Headers, !hasBody && !hasTrailers); err != nil {
+	hasTrailers := len(resp.Trailers) > 0
+	if err := s.Response(resp.Headers, resp.Body, resp.Trailers); err != nil {
 		return ws.failed(err)
-	}
-	if hasBody {
-		if _, err := s.ResponseBody(resp.Body, !hasTrailers); err != nil {
-			return ws.failed(err)
-		}
-	}
-	if hasTrailers {
-		if _, err := s.ResponseTrailers(resp.Trailers); err != nil {
-			return ws.failed(err)
-		}
 	}
 	if err := s.AwaitResume(ctx, true); err != nil {
 		if ctx.Err() != nil {
@@ -399,15 +380,15 @@ func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*ro
 		}
 		return ws.failed(err)
 	}
-	if lr := s.LocalResponse(); lr != nil && lr != before {
+	headers, body, trailers, lr := s.ResponseResult()
+	if lr != nil && lr != before {
 		return localReply(lr), nil
 	}
-	resp.Headers = s.ResponseHeaderMap()
-	resp.Body = s.ResponseBodyBytes()
+	resp.Headers, resp.Body = headers, body
 	if hasTrailers {
 		// The fanout filter writes a gRPC answer's status and report
 		// into the trailers.
-		resp.Trailers = s.ResponseTrailerMap()
+		resp.Trailers = trailers
 	}
 	return nil, nil
 }
