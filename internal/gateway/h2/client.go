@@ -353,8 +353,14 @@ type clientStream struct {
 	cc          *clientConn
 	id          uint32
 	ctx         context.Context
-	resp        *http.Response
-	headersDone chan struct{} // closed when resp or err is set
+	resp        *http.Response // the answer of an http.Request
+	// The answer of a ListRequest (list is set): status, headers and, once
+	// the body has ended, trailers.
+	list                    bool
+	lresp                   ListResponse
+	trailers                [][2]string
+	gotHeaders              bool          // resp or lresp is set
+	headersDone             chan struct{} // closed when the headers or err are set
 	err         error
 	body        []byte
 	off         int
@@ -380,7 +386,7 @@ func (cs *clientStream) failLocked(err error) {
 	if cs.err == nil {
 		cs.err = err
 	}
-	if cs.resp == nil {
+	if !cs.gotHeaders {
 		cs.headersReady()
 	}
 	cs.wake()
@@ -432,28 +438,51 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := req.Context()
+	cs, err := cc.exchange(req.Context(), req, nil, body, whole)
+	if err != nil {
+		return nil, err
+	}
+	return cs.resp, nil
+}
+
+// exchange opens a stream for req (or, when req is nil, for the list
+// request lr, whose body is whole), queues its headers, as much of its
+// body as the windows allow and its trailers, leaves the write to the
+// flusher and waits for the response headers. The rest of a body goes
+// from a goroutine as window opens.
+func (cc *clientConn) exchange(ctx context.Context, req *http.Request, lr *ListRequest, body []byte, whole bool) (*clientStream, error) {
+	var trailer http.Header
+	var src io.ReadCloser
+	if req != nil {
+		trailer, src = req.Trailer, req.Body
+	}
 	cc.mu.Lock()
 	if !cc.usableLocked() {
 		cc.mu.Unlock()
 		return nil, errConnUnusable
 	}
 	cs := &clientStream{cc: cc, id: cc.nextID, ctx: ctx, headersDone: make(chan struct{}), wakeCh: make(chan struct{}, 1),
-		recvWindow: clientStreamWindow, sendWindow: int64(cc.peerWindow)}
+		recvWindow: clientStreamWindow, sendWindow: int64(cc.peerWindow), list: lr != nil}
 	cc.nextID += 2
 	cc.streams[cs.id] = cs
-	hasTrailers := len(req.Trailer) > 0
+	hasTrailers := len(trailer) > 0
 	endOnHeaders := whole && len(body) == 0 && !hasTrailers
-	cc.w.buf = appendHeaders(cc.w.buf, cs.id, cc.encodeRequest(req, body, whole), endOnHeaders, cc.peerFrame)
+	var block []byte
+	if req != nil {
+		block = cc.encodeRequest(req, body, whole)
+	} else {
+		block = cc.encodeList(lr)
+	}
+	cc.w.buf = appendHeaders(cc.w.buf, cs.id, block, endOnHeaders, cc.peerFrame)
 	if endOnHeaders {
 		cs.localDone = true
 	} else if whole {
 		body = cc.sendDataLocked(cs, body, !hasTrailers)
 		if len(body) == 0 && hasTrailers {
-			cc.sendTrailersLocked(cs, req.Trailer)
+			cc.sendTrailersLocked(cs, trailer)
 		}
 	}
-	if err = cc.w.err; err != nil {
+	if err := cc.w.err; err != nil {
 		// A dead connection: no stream may use it again.
 		cc.closeLocked(fmt.Errorf("h2: write to %s: %w", cc.addr, err))
 		cc.mu.Unlock()
@@ -463,7 +492,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	cc.mu.Unlock()
 	if !whole || len(body) > 0 {
 		// The rest of the body waits for window or comes from a stream.
-		go cc.writeBody(cs, req, body, whole)
+		go cc.writeBody(cs, trailer, src, body, whole)
 	}
 	select {
 	case <-cs.headersDone:
@@ -476,10 +505,10 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cs.resp == nil {
+	if !cs.gotHeaders {
 		return nil, cs.err
 	}
-	return cs.resp, nil
+	return cs, nil
 }
 
 // sendDataLocked queues as much of p as the windows allow and returns the
@@ -523,8 +552,8 @@ func (cc *clientConn) sendTrailersLocked(cs *clientStream, tr http.Header) {
 
 // writeBody sends a body that did not fit the windows, or one that
 // streams, frame by frame as window opens.
-func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte, whole bool) {
-	hasTrailers := len(req.Trailer) > 0
+func (cc *clientConn) writeBody(cs *clientStream, trailer http.Header, src io.ReadCloser, rest []byte, whole bool) {
+	hasTrailers := len(trailer) > 0
 	// The waits below end with the request's context too.
 	stopWake := context.AfterFunc(cs.ctx, func() {
 		cc.mu.Lock()
@@ -547,7 +576,7 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 			p = cc.sendDataLocked(cs, p, end && !hasTrailers)
 			if len(p) == 0 {
 				if end && hasTrailers {
-					cc.sendTrailersLocked(cs, req.Trailer)
+					cc.sendTrailersLocked(cs, trailer)
 				}
 				return cc.w.flushLocked()
 			}
@@ -566,10 +595,10 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 		_ = send(rest, true)
 		return
 	}
-	defer closeBody(req)
+	defer src.Close()
 	buf := make([]byte, 16<<10)
 	for {
-		n, err := req.Body.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			if send(buf[:n], false) != nil {
 				return

@@ -71,6 +71,7 @@ type Handler struct {
 	cfg     Config
 	st      *httpStats
 	headers sync.Pool // *headerBuf
+	lists   sync.Pool // *listBuf
 }
 
 type httpStats struct {
