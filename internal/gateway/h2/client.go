@@ -350,17 +350,17 @@ func (cc *clientConn) closeLocked(err error) {
 
 // clientStream is one request's stream; guarded by its connection's lock.
 type clientStream struct {
-	cc          *clientConn
-	id          uint32
-	ctx         context.Context
-	resp        *http.Response // the answer of an http.Request
+	cc   *clientConn
+	id   uint32
+	ctx  context.Context
+	resp *http.Response // the answer of an http.Request
 	// The answer of a ListRequest (list is set): status, headers and, once
 	// the body has ended, trailers.
-	list                    bool
-	lresp                   ListResponse
-	trailers                [][2]string
-	gotHeaders              bool          // resp or lresp is set
-	headersDone             chan struct{} // closed when the headers or err are set
+	list        bool
+	lresp       ListResponse
+	trailers    [][2]string
+	gotHeaders  bool          // resp or lresp is set
+	headersDone chan struct{} // closed when the headers or err are set
 	err         error
 	body        []byte
 	off         int
