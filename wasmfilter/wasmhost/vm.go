@@ -101,8 +101,14 @@ type VM struct {
 	// request (guestAlloc, hostGetProperty).
 	allocStack [1]uint64
 	propKey    []byte
-	started    time.Time
-	allowed    map[string]bool // nil: every host call allowed
+	// keys interns the property paths handed to a stream's Properties
+	// function: a guest asks for the same few on every request, and a
+	// string made from propKey for each call would be an allocation.
+	keys    map[string]string
+	mapBuf  []byte // hostGetHeaderMapPairs' encoding, copied into the guest
+	none    []byte // buffer's empty buffer
+	started time.Time
+	allowed map[string]bool // nil: every host call allowed
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
@@ -275,6 +281,25 @@ func (vm *VM) call(id exportID, args ...uint64) (uint64, error) {
 		return 0, nil
 	}
 	return stack[0], nil
+}
+
+// maxKeys bounds the interned property paths: a guest that asks for ever
+// new ones gets a fresh string each time past it.
+const maxKeys = 256
+
+// intern returns key as a string, the same one for the same bytes.
+func (vm *VM) intern(key []byte) string {
+	if k, ok := vm.keys[string(key)]; ok {
+		return k
+	}
+	k := string(key)
+	if len(vm.keys) < maxKeys {
+		if vm.keys == nil {
+			vm.keys = map[string]string{}
+		}
+		vm.keys[k] = k
+	}
+	return k
 }
 
 // export is a guest export, looked up when the VM is made: f is nil when

@@ -42,7 +42,8 @@ type FilterStream interface {
 	OnRequest(ctx context.Context, req *Message, route string) (*LocalReply, error)
 	// OnResponse runs the response callbacks on resp, which it may change.
 	OnResponse(ctx context.Context, resp *Message) (*LocalReply, error)
-	// Done ends the stream (log, done, delete callbacks).
+	// Done ends the stream (log, done, delete callbacks). Nothing may use
+	// the stream after it: its filter may reuse it for another.
 	Done()
 }
 
