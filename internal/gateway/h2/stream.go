@@ -140,7 +140,10 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	h := hb.h
-	ctx, cancel := context.WithCancel(c.ctx)
+	// Not a child of c.ctx: that would put every stream in one map under
+	// the connection context's lock, taken by the reader and the handlers
+	// alike. closeLocked cancels each stream instead, as the parent would.
+	ctx, cancel := context.WithCancel(context.Background())
 	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared, readWake: make(chan struct{}, 1),
 		recvWindow: int64(c.srv.cfg.StreamWindow), sendWindow: int64(c.peerWindow)}
 	st.rb.st, st.rw.st, st.fields = st, st, list
