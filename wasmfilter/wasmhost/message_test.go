@@ -3,7 +3,6 @@ package wasmhost_test
 import (
 	"bytes"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/maestro-ml/maestro/wasmfilter/wasmhost"
@@ -23,20 +22,8 @@ type outcome struct {
 // messages; and since they keep the caller's lists and bodies rather than
 // copy them, the filter's edits must never write into the caller's arrays.
 func TestWholeMessageMatchesPerCallback(t *testing.T) {
-	var mu sync.Mutex
-	var calls []string
-	vm := newVM(t, wasmhost.Config{Trace: func(name string) {
-		mu.Lock()
-		defer mu.Unlock()
-		calls = append(calls, name)
-	}})
-	take := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		c := calls
-		calls = nil
-		return c
-	}
+	trace, take := recordCalls()
+	vm := newVM(t, wasmhost.Config{Trace: trace})
 	cases := []struct {
 		name, path string
 		body       []byte

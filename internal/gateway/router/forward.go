@@ -261,29 +261,45 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 	if resp.StatusCode == http.StatusOK {
 		gs = grpcStatus(resp.Header["Grpc-Status"])
 	}
-	effective := resp.StatusCode
-	if gs >= 0 {
-		effective = grpcToHTTP(gs)
-	}
-	if retriableResponse(t.on, effective, gs) && h.takeRetry(t) {
-		c.Stats.Response(resp.StatusCode, time.Since(start))
-		c.Report(host, effective)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-		resp.Body.Close()
+	if h.retried(t, start, resp.StatusCode, gs, resp.Body) {
 		return true, nil, 0, 0, nil
 	}
 	if t.buffered {
 		m, err := readResponse(resp, c, host, start)
-		if err != nil {
-			if ctx.Err() == nil && tryCtx.Err() != nil {
-				return false, nil, 0, failPerTryTimeout, err
-			}
-			return false, nil, 0, failReset, err
-		}
-		m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
-		return false, m, 0, 0, nil
+		return bufferedResult(ctx, tryCtx, start, m, err)
 	}
 	return false, nil, streamResponse(ctx, w, resp, c, host, start), 0, nil
+}
+
+// retried says whether an answer with status (and gs, the gRPC status of
+// a trailers-only answer, or -1) is retried; such an answer is counted,
+// reported to outlier detection and drained.
+func (h *Handler) retried(t try, start time.Time, status, gs int, body io.ReadCloser) bool {
+	effective := status
+	if gs >= 0 {
+		effective = grpcToHTTP(gs)
+	}
+	if !retriableResponse(t.on, effective, gs) || !h.takeRetry(t) {
+		return false
+	}
+	t.c.Stats.Response(status, time.Since(start))
+	t.c.Report(t.host, effective)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxResponse))
+	_ = body.Close()
+	return true
+}
+
+// bufferedResult is a buffered attempt's result from the answer read
+// whole (m) or the read's error.
+func bufferedResult(ctx, tryCtx context.Context, start time.Time, m *Message, err error) (bool, *Message, int, failure, error) {
+	if err != nil {
+		if ctx.Err() == nil && tryCtx.Err() != nil {
+			return false, nil, 0, failPerTryTimeout, err
+		}
+		return false, nil, 0, failReset, err
+	}
+	m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
+	return false, m, 0, 0, nil
 }
 
 // roundTripFailure classifies an attempt that got no response, counts it

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -109,7 +108,7 @@ func validPath(p string) bool {
 }
 
 // attemptList is attempt for a list request lb, whose buffer it frees.
-func (h *Handler) attemptList(ctx, tryCtx context.Context, tr *h2.Transport, lb *listBuf, t try) (retry bool, msg *Message, code int, fail failure, err error) {
+func (h *Handler) attemptList(ctx, tryCtx context.Context, tr *h2.Transport, lb *listBuf, t try) (bool, *Message, int, failure, error) {
 	c, host := t.c, t.host
 	start := time.Now()
 	c.Stats.RqTotal.Inc()
@@ -122,26 +121,11 @@ func (h *Handler) attemptList(ctx, tryCtx context.Context, tr *h2.Transport, lb 
 	if resp.Status == http.StatusOK {
 		gs = listGRPCStatus(resp.Header)
 	}
-	effective := resp.Status
-	if gs >= 0 {
-		effective = grpcToHTTP(gs)
-	}
-	if retriableResponse(t.on, effective, gs) && h.takeRetry(t) {
-		c.Stats.Response(resp.Status, time.Since(start))
-		c.Report(host, effective)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-		resp.Body.Close()
+	if h.retried(t, start, resp.Status, gs, resp.Body) {
 		return true, nil, 0, 0, nil
 	}
 	m, err := readListResponse(resp, c, host, start)
-	if err != nil {
-		if ctx.Err() == nil && tryCtx.Err() != nil {
-			return false, nil, 0, failPerTryTimeout, err
-		}
-		return false, nil, 0, failReset, err
-	}
-	m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
-	return false, m, 0, 0, nil
+	return bufferedResult(ctx, tryCtx, start, m, err)
 }
 
 // readListResponse is readResponse for a list response.
