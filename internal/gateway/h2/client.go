@@ -359,8 +359,7 @@ type clientStream struct {
 	list        bool
 	lresp       ListResponse
 	trailers    [][2]string
-	gotHeaders  bool          // resp or lresp is set
-	headersDone chan struct{} // closed when the headers or err are set
+	gotHeaders  bool // resp or lresp is set
 	err         error
 	body        []byte
 	off         int
@@ -370,8 +369,10 @@ type clientStream struct {
 	localDone   bool // END_STREAM or RST_STREAM sent
 	bodyClosed  bool
 	sendWindow  int64
-	wakeCh      chan struct{}
-	rb          responseBody // resp.Body, allocated with the stream
+	// wakeCh wakes the stream's goroutine, waiting for the headers or the
+	// body: one channel for both, each wait looking again at what woke it.
+	wakeCh chan struct{}
+	rb     responseBody // resp.Body, allocated with the stream
 }
 
 func (cs *clientStream) wake() {
@@ -386,19 +387,7 @@ func (cs *clientStream) failLocked(err error) {
 	if cs.err == nil {
 		cs.err = err
 	}
-	if !cs.gotHeaders {
-		cs.headersReady()
-	}
 	cs.wake()
-}
-
-// headersReady releases RoundTrip's wait, once.
-func (cs *clientStream) headersReady() {
-	select {
-	case <-cs.headersDone:
-	default:
-		close(cs.headersDone)
-	}
 }
 
 // wholeBody returns the whole body when the caller set its length (the
@@ -461,7 +450,7 @@ func (cc *clientConn) exchange(ctx context.Context, req *http.Request, lr *ListR
 		cc.mu.Unlock()
 		return nil, errConnUnusable
 	}
-	cs := &clientStream{cc: cc, id: cc.nextID, ctx: ctx, headersDone: make(chan struct{}), wakeCh: make(chan struct{}, 1),
+	cs := &clientStream{cc: cc, id: cc.nextID, ctx: ctx, wakeCh: make(chan struct{}, 1),
 		recvWindow: clientStreamWindow, sendWindow: int64(cc.peerWindow), list: lr != nil}
 	cc.nextID += 2
 	cc.streams[cs.id] = cs
@@ -494,17 +483,20 @@ func (cc *clientConn) exchange(ctx context.Context, req *http.Request, lr *ListR
 		// The rest of the body waits for window or comes from a stream.
 		go cc.writeBody(cs, trailer, src, body, whole)
 	}
-	select {
-	case <-cs.headersDone:
-	case <-ctx.Done():
-		cc.mu.Lock()
-		cc.resetLocked(cs, http2.ErrCodeCancel, ctx.Err())
-		_ = cc.w.flushLocked()
-		cc.mu.Unlock()
-		return nil, ctx.Err()
-	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	for !cs.gotHeaders && cs.err == nil {
+		cc.mu.Unlock()
+		select {
+		case <-cs.wakeCh:
+			cc.mu.Lock()
+		case <-ctx.Done():
+			cc.mu.Lock()
+			cc.resetLocked(cs, http2.ErrCodeCancel, ctx.Err())
+			_ = cc.w.flushLocked()
+			return nil, ctx.Err()
+		}
+	}
 	if !cs.gotHeaders {
 		return nil, cs.err
 	}

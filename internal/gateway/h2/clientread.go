@@ -203,7 +203,7 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 			cs.lresp.Body = http.NoBody
 			cc.endRemoteLocked(cs)
 		}
-		cs.headersReady()
+		cs.wake()
 		return
 	}
 	regular := f.RegularFields()
@@ -225,7 +225,7 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 		resp.ContentLength = 0
 		cc.endRemoteLocked(cs)
 	}
-	cs.headersReady()
+	cs.wake()
 }
 
 // statusLine is http.Response's Status for code, a constant for 200.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -73,6 +74,8 @@ type Handler struct {
 	st      *httpStats
 	headers sync.Pool // *headerBuf
 	lists   sync.Pool // *listBuf
+	// lastMillis is the last route timeout's header value (millis).
+	lastMillis atomic.Pointer[millisText]
 }
 
 type httpStats struct {

@@ -52,11 +52,29 @@ func (h *Handler) listRequest(scheme string, t try) *listBuf {
 	}
 	hs = append(hs, [2]string{"x-request-id", t.reqID}, [2]string{"x-forwarded-proto", "http"})
 	if t.timeout > 0 {
-		hs = append(hs, [2]string{"x-envoy-expected-rq-timeout-ms", strconv.FormatInt(t.timeout.Milliseconds(), 10)})
+		hs = append(hs, [2]string{"x-envoy-expected-rq-timeout-ms", h.millis(t.timeout)})
 	}
 	lb.header = hs
 	lb.req = h2.ListRequest{Method: method, Scheme: scheme, Authority: authority, Path: path, Header: hs, Body: req.Body}
 	return lb
+}
+
+// millisText is a route timeout and its header value.
+type millisText struct {
+	d    time.Duration
+	text string
+}
+
+// millis is d in whole milliseconds as text, kept for the last timeout
+// asked for: a route's timeout goes out on every request, and above 99 ms
+// formatting it allocates.
+func (h *Handler) millis(d time.Duration) string {
+	if m := h.lastMillis.Load(); m != nil && m.d == d {
+		return m.text
+	}
+	m := &millisText{d: d, text: strconv.FormatInt(d.Milliseconds(), 10)}
+	h.lastMillis.Store(m)
+	return m.text
 }
 
 func (h *Handler) putList(lb *listBuf) {

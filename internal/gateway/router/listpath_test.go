@@ -3,7 +3,9 @@ package router
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // The list path takes a request only when the map path would send the
@@ -45,6 +47,17 @@ func TestListPathTakesOnlyUnchangedPaths(t *testing.T) {
 		}
 		if _, err := url.ParseRequestURI(tc.path); err != nil {
 			t.Errorf("%q: %v", tc.path, err)
+		}
+	}
+}
+
+// The timeout header's text is kept for the last timeout: each timeout
+// must still get its own value, whatever came before.
+func TestMillisFollowsTheTimeout(t *testing.T) {
+	var h Handler
+	for _, d := range []time.Duration{2 * time.Second, 2 * time.Second, 150 * time.Millisecond, 2 * time.Second, 1500 * time.Microsecond} {
+		if got, want := h.millis(d), strconv.FormatInt(d.Milliseconds(), 10); got != want {
+			t.Errorf("%v: %q, want %q", d, got, want)
 		}
 	}
 }
