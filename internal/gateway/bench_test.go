@@ -3,9 +3,12 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -63,13 +66,36 @@ type side struct {
 	elapsed time.Duration
 	cpu     time.Duration // process CPU (user+system): client, gateway and server
 	mallocs uint64
+	// write and read system calls of the process (client, gateway and
+	// server): how well each side batches frames into one call.
+	writes, reads uint64
+}
+
+// syscalls is the process's write and read system call counts so far,
+// from /proc/self/io (zero where there is none).
+func syscalls() (writes, reads uint64) {
+	b, _ := os.ReadFile("/proc/self/io")
+	for l := range strings.SplitSeq(string(b), "\n") {
+		k, v, _ := strings.Cut(l, ": ")
+		n, _ := strconv.ParseUint(v, 10, 64)
+		switch k {
+		case "syscw":
+			writes = n
+		case "syscr":
+			reads = n
+		}
+	}
+	return writes, reads
 }
 
 func (s *side) round(b *testing.B, c pb.GRPCInferenceServiceClient, callers, n int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m0, cpu0 := ms.Mallocs, processCPU(b)
+	w0, r0 := syscalls()
 	s.elapsed += run(b, c, callers, n, &s.lat)
+	w1, r1 := syscalls()
+	s.writes, s.reads = s.writes+w1-w0, s.reads+r1-r0
 	s.cpu += processCPU(b) - cpu0
 	runtime.ReadMemStats(&ms)
 	s.mallocs += ms.Mallocs - m0
@@ -155,6 +181,10 @@ func benchGatewayVsDirect(b *testing.B, callers int) {
 	b.ReportMetric(g.cpuPerReq(), "gateway-cpu-µs/req")
 	b.ReportMetric(float64(d.mallocs)/float64(len(d.lat)), "direct-allocs/req")
 	b.ReportMetric(float64(g.mallocs)/float64(len(g.lat)), "gateway-allocs/req")
+	b.ReportMetric(float64(d.writes)/float64(len(d.lat)), "direct-writes/req")
+	b.ReportMetric(float64(g.writes)/float64(len(g.lat)), "gateway-writes/req")
+	b.ReportMetric(float64(d.reads)/float64(len(d.lat)), "direct-reads/req")
+	b.ReportMetric(float64(g.reads)/float64(len(g.lat)), "gateway-reads/req")
 }
 
 // ensemblePolicy is filterPolicy's mesh: fraud-ensemble fans out to v1 and

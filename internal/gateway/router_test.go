@@ -80,6 +80,31 @@ func TestNackNamesUnsupportedFieldAndKeepsLastGood(t *testing.T) {
 // TestRouterBehaviour drives retries, timeouts, outlier ejection, local
 // replies and mirroring through hand-made configs against test backends.
 func TestRouterBehaviour(t *testing.T) {
+	// Without filters the answer streams through; with a buffering filter
+	// it is read whole, over h2c clusters as lists (the router's list
+	// path): both must behave alike.
+	t.Run("streamed", func(t *testing.T) { routerBehaviour(t, false) })
+	t.Run("buffered", func(t *testing.T) { routerBehaviour(t, true) })
+}
+
+// passChain is a chain with the pass filter, and the gateway option that
+// loads it.
+func passChain(t *testing.T) (*hcmv3.HttpFilter, *corev3.TypedExtensionConfig, func(*gateway.Config)) {
+	f := &hcmv3.HttpFilter{Name: "edge.pass", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}}
+	ext := &corev3.TypedExtensionConfig{Name: "edge.pass",
+		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "pass", Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
+			Runtime: "envoy.wasm.runtime.v8", Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+				Specifier: &corev3.DataSource_Filename{Filename: "pass.wasm"}}}}}}}})}
+	load := func(c *gateway.Config) {
+		c.LoadFilter = func(context.Context, *xdsconfig.WasmFilter, *upstream.Manager) (gateway.Filter, error) {
+			return passFilter{}, nil
+		}
+	}
+	return f, ext, load
+}
+
+func routerBehaviour(t *testing.T, buffered bool) {
 	cp := startFakeCP(t)
 	flaky := startBackend(t, "flaky", func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n <= 2 {
@@ -141,8 +166,17 @@ func TestRouterBehaviour(t *testing.T) {
 	}
 	clusters = append(clusters, pair)
 	eps = append(eps, endpoints(t, "pair", good.addr, bad.addr))
-	cp.set(t, "gw", resources(edgeListener(t), routes, clusters, eps))
-	gw := startGateway(t, "gw", cp.addr, nil)
+	l, opt := edgeListener(t), func(*gateway.Config) {}
+	res := resources(l, routes, clusters, eps)
+	if buffered {
+		var f *hcmv3.HttpFilter
+		var ext *corev3.TypedExtensionConfig
+		f, ext, opt = passChain(t)
+		res = resources(edgeListener(t, f), routes, clusters, eps)
+		res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], ext)
+	}
+	cp.set(t, "gw", res)
+	gw := startGateway(t, "gw", cp.addr, opt)
 	base := "http://" + gw.waitLive(t)
 
 	t.Run("retry 5xx until success", func(t *testing.T) {
@@ -253,20 +287,12 @@ func (passStream) Done() {}
 func TestBufferLimitAnswers413WithABufferingFilter(t *testing.T) {
 	cp := startFakeCP(t)
 	b := startBackend(t, "a", ok200)
-	l := edgeListener(t, &hcmv3.HttpFilter{Name: "edge.pass", ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
-		ConfigSource: ads(), TypeUrls: []string{xdsconfig.WasmTypeURL}}}})
-	res := resources(l, routeTable(prefixRoute("api", "/", toCluster("a"))), []*clusterv3.Cluster{edsCluster(t, "a", false)},
+	f, ext, load := passChain(t)
+	res := resources(edgeListener(t, f), routeTable(prefixRoute("api", "/", toCluster("a"))), []*clusterv3.Cluster{edsCluster(t, "a", false)},
 		[]*endpointv3.ClusterLoadAssignment{endpoints(t, "a", b.addr)})
-	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], &corev3.TypedExtensionConfig{Name: "edge.pass",
-		TypedConfig: mustAny(t, &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{Name: "pass", Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
-			Runtime: "envoy.wasm.runtime.v8", Code: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
-				Specifier: &corev3.DataSource_Filename{Filename: "pass.wasm"}}}}}}}})})
+	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], ext)
 	cp.set(t, "gw", res)
-	gw := startGateway(t, "gw", cp.addr, func(c *gateway.Config) {
-		c.LoadFilter = func(context.Context, *xdsconfig.WasmFilter, *upstream.Manager) (gateway.Filter, error) {
-			return passFilter{}, nil
-		}
-	})
+	gw := startGateway(t, "gw", cp.addr, load)
 	base := "http://" + gw.waitLive(t)
 	for _, tc := range []struct {
 		size int

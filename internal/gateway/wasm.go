@@ -230,6 +230,50 @@ type wasmFilter struct {
 	workers []*worker
 	next    atomic.Uint64
 	wg      sync.WaitGroup
+
+	// streams are wasmStreams whose stream is done, kept for the next:
+	// each costs two allocations (itself and its property function).
+	streams sync.Pool
+	// routes are the route names the filter has seen, with their bytes
+	// (the property's value): copy on write, bounded by maxRoutes.
+	routesMu sync.Mutex
+	routes   atomic.Pointer[map[string]*routeName]
+}
+
+// routeName is a route's name and the bytes proxy_get_property returns
+// for it, made once per route rather than per request. Never changed.
+type routeName struct {
+	name  string
+	bytes []byte
+}
+
+// maxRoutes bounds the route names kept; past it each request makes its
+// own (route names come from the configuration, so this is generous).
+const maxRoutes = 4096
+
+func (f *wasmFilter) routeName(name string) *routeName {
+	if m := f.routes.Load(); m != nil {
+		if r, ok := (*m)[name]; ok {
+			return r
+		}
+	}
+	r := &routeName{name: name, bytes: []byte(name)}
+	f.routesMu.Lock()
+	defer f.routesMu.Unlock()
+	old := f.routes.Load()
+	if old != nil && len(*old) >= maxRoutes {
+		return r
+	}
+	m := make(map[string]*routeName, 1)
+	if old != nil {
+		m = make(map[string]*routeName, len(*old)+1)
+		for k, v := range *old {
+			m[k] = v
+		}
+	}
+	m[name] = r
+	f.routes.Store(&m)
+	return r
 }
 
 func (f *wasmFilter) tick(wv *worker, period time.Duration) {
@@ -279,9 +323,15 @@ func (f *wasmFilter) Close() error {
 // is the route selected for the headers each filter callback sees.
 func (f *wasmFilter) NewStream(context.Context) (router.FilterStream, error) {
 	wv := f.workers[int(f.next.Add(1)-1)%len(f.workers)]
-	ws := &wasmStream{f: f, w: wv}
-	s, err := wv.vm.OpenStream(wasmhost.StreamOptions{Properties: ws.property})
+	ws, _ := f.streams.Get().(*wasmStream)
+	if ws == nil {
+		ws = &wasmStream{f: f}
+		ws.props = ws.property
+	}
+	ws.w = wv
+	s, err := wv.vm.OpenStream(wasmhost.StreamOptions{Properties: ws.props})
 	if err != nil {
+		ws.release()
 		if wv.vm.FailOpen() {
 			return passThrough{}, nil
 		}
@@ -315,22 +365,34 @@ func (failedStream) OnResponse(context.Context, *router.Message) (*router.LocalR
 }
 func (failedStream) Done() {}
 
+// wasmStream is one stream's instance of a wasm filter. Once done it goes
+// back to its filter for a later stream, with its route cleared: the host
+// asks a stream for properties only while it is open (a done stream's
+// callouts find no stream), so nothing of one stream reaches the next.
 type wasmStream struct {
 	f     *wasmFilter
 	w     *worker
 	s     *wasmhost.Stream
-	route atomic.Pointer[string]
+	props func(string) ([]byte, bool) // property, bound once
+	route atomic.Pointer[routeName]
 }
 
 // property answers the stream's proxy_get_property calls the host does
 // not answer itself.
 func (ws *wasmStream) property(path string) ([]byte, bool) {
 	if path == "xds.route_name" || path == "route_name" {
-		if r := ws.route.Load(); r != nil && *r != "" {
-			return []byte(*r), true
+		if r := ws.route.Load(); r != nil && r.name != "" {
+			return r.bytes, true
 		}
 	}
 	return nil, false
+}
+
+// release clears the stream for the next and gives it back.
+func (ws *wasmStream) release() {
+	ws.w, ws.s = nil, nil
+	ws.route.Store(nil)
+	ws.f.streams.Put(ws)
 }
 
 // failed is the answer after a trap: the host has failed the VM; fail open
@@ -347,20 +409,11 @@ func (ws *wasmStream) failed(err error) (*router.LocalReply, error) {
 
 func (ws *wasmStream) OnRequest(ctx context.Context, req *router.Message, route string) (*router.LocalReply, error) {
 	s := ws.s
-	ws.route.Store(&route)
-	hasBody, hasTrailers := len(req.Body) > 0, len(req.Trailers) > 0
-	if _, err := s.RequestHeaders(req.Headers, !hasBody && !hasTrailers); err != nil {
+	ws.route.Store(ws.f.routeName(route))
+	// The stream keeps the router's lists and body (the router changes
+	// neither in place), and hands back its own.
+	if err := s.Request(req.Headers, req.Body, req.Trailers); err != nil {
 		return ws.failed(err)
-	}
-	if hasBody && s.LocalResponse() == nil {
-		if _, err := s.RequestBody(req.Body, !hasTrailers); err != nil {
-			return ws.failed(err)
-		}
-	}
-	if hasTrailers && s.LocalResponse() == nil {
-		if _, err := s.RequestTrailers(req.Trailers); err != nil {
-			return ws.failed(err)
-		}
 	}
 	if err := s.AwaitResume(ctx, false); err != nil {
 		if ctx.Err() != nil {
@@ -368,30 +421,20 @@ func (ws *wasmStream) OnRequest(ctx context.Context, req *router.Message, route 
 		}
 		return ws.failed(err)
 	}
-	if lr := s.LocalResponse(); lr != nil {
+	headers, body, lr := s.RequestResult()
+	if lr != nil {
 		return localReply(lr), nil
 	}
-	req.Headers = s.RequestHeaderMap()
-	req.Body = s.RequestBodyBytes()
+	req.Headers, req.Body = headers, body
 	return nil, nil
 }
 
 func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*router.LocalReply, error) {
 	s := ws.s
 	before := s.LocalResponse()
-	hasBody, hasTrailers := len(resp.Body) > 0, len(resp.Trailers) > 0
-	if _, err := s.ResponseHeaders(resp.Headers, !hasBody && !hasTrailers); err != nil {
+	hasTrailers := len(resp.Trailers) > 0
+	if err := s.Response(resp.Headers, resp.Body, resp.Trailers); err != nil {
 		return ws.failed(err)
-	}
-	if hasBody {
-		if _, err := s.ResponseBody(resp.Body, !hasTrailers); err != nil {
-			return ws.failed(err)
-		}
-	}
-	if hasTrailers {
-		if _, err := s.ResponseTrailers(resp.Trailers); err != nil {
-			return ws.failed(err)
-		}
 	}
 	if err := s.AwaitResume(ctx, true); err != nil {
 		if ctx.Err() != nil {
@@ -399,22 +442,28 @@ func (ws *wasmStream) OnResponse(ctx context.Context, resp *router.Message) (*ro
 		}
 		return ws.failed(err)
 	}
-	if lr := s.LocalResponse(); lr != nil && lr != before {
+	headers, body, trailers, lr := s.ResponseResult()
+	if lr != nil && lr != before {
 		return localReply(lr), nil
 	}
-	resp.Headers = s.ResponseHeaderMap()
-	resp.Body = s.ResponseBodyBytes()
+	resp.Headers, resp.Body = headers, body
 	if hasTrailers {
 		// The fanout filter writes a gRPC answer's status and report
 		// into the trailers.
-		resp.Trailers = s.ResponseTrailerMap()
+		resp.Trailers = trailers
 	}
 	return nil, nil
 }
 
+// Done ends the stream; nothing may use ws after it (it serves a later
+// stream).
 func (ws *wasmStream) Done() {
+	if ws.s == nil {
+		return
+	}
 	_ = ws.s.Done()
 	ws.f.deliver(ws.w)
+	ws.release()
 }
 
 func localReply(lr *wasmhost.LocalResponse) *router.LocalReply {

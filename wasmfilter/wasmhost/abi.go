@@ -181,7 +181,7 @@ func (vm *VM) guestAlloc(ctx context.Context, m api.Module, n int) (uint32, pw.S
 	if n == 0 {
 		return 0, pw.StatusOK
 	}
-	f := vm.export("proxy_on_memory_allocate").f
+	f := vm.fns[expMemoryAllocate].f
 	// cpp-host restricts the guest's allocator to a few host calls.
 	saved := vm.allowed
 	vm.allowed = mallocAllowed
@@ -224,7 +224,11 @@ func hostLog(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
 // callback, or false when it does not exist here.
 func (vm *VM) buffer(bt pw.BufferType) (buf *[]byte, mutable, ok bool) {
 	s := vm.streams[vm.effective]
-	var none []byte
+	// The empty buffer of a body that is not there: never written (it is
+	// not mutable), and a VM field rather than a local, which would be
+	// allocated for the pointer returned.
+	vm.none = nil
+	none := &vm.none
 	switch bt {
 	case pw.BufferTypeHTTPRequestBody:
 		// Envoy shows the body in its callback and while buffering after
@@ -233,14 +237,14 @@ func (vm *VM) buffer(bt pw.BufferType) (buf *[]byte, mutable, ok bool) {
 			return &s.reqBody, true, true
 		}
 		if s != nil {
-			return &none, false, true
+			return none, false, true
 		}
 	case pw.BufferTypeHTTPResponseBody:
 		if s != nil && s.respBodyLive {
 			return &s.respBody, true, true
 		}
 		if s != nil {
-			return &none, false, true
+			return none, false, true
 		}
 	case pw.BufferTypeHTTPCallResponseBody, pw.BufferTypeGRPCReceiveBuffer:
 		if vm.callResp != nil {
@@ -366,7 +370,9 @@ func hostGetHeaderMapPairs(ctx context.Context, vm *VM, m api.Module, p []uint64
 	if hm, ok := vm.headerMap(pw.MapType(u32(p[0])), false); ok {
 		pairs = *hm
 	}
-	return vm.returnBytes(ctx, m, pw.SerializeMap(pairs), u32(p[1]), u32(p[2]))
+	// Encoded in a VM-owned buffer: returnBytes copies it into the guest.
+	vm.mapBuf = appendMap(vm.mapBuf[:0], pairs)
+	return vm.returnBytes(ctx, m, vm.mapBuf, u32(p[1]), u32(p[2]))
 }
 
 func hostSetHeaderMapPairs(_ context.Context, vm *VM, m api.Module, p []uint64) pw.Status {
@@ -473,7 +479,7 @@ func hostGetProperty(ctx context.Context, vm *VM, m api.Module, p []uint64) pw.S
 			return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 		}
 		if s.opts.Properties != nil {
-			if v, ok := s.opts.Properties(string(key)); ok {
+			if v, ok := s.opts.Properties(vm.intern(key)); ok {
 				return vm.returnBytes(ctx, m, v, u32(p[2]), u32(p[3]))
 			}
 		}

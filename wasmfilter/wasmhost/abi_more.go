@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	"encoding/binary"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -78,4 +79,21 @@ func hostGetBufferStatus(_ context.Context, vm *VM, m api.Module, p []uint64) pw
 		return pw.StatusInvalidMemoryAccess
 	}
 	return pw.StatusOK
+}
+
+// appendMap appends pairs in the proxy-wasm map format (the encoding of
+// proxywasm.SerializeMap): a little-endian uint32 count, then count pairs
+// of uint32 key and value sizes, then every key and value followed by a
+// NUL byte.
+func appendMap(b []byte, pairs [][2]string) []byte {
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(pairs)))
+	for _, p := range pairs {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(p[0])))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(p[1])))
+	}
+	for _, p := range pairs {
+		b = append(append(b, p[0]...), 0)
+		b = append(append(b, p[1]...), 0)
+	}
+	return b
 }

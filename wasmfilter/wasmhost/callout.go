@@ -161,15 +161,15 @@ func (vm *VM) deliver(r calloutResult) error {
 	case !r.grpc && r.failed:
 		// Envoy reports a failed call as BrokenConnection with "reset".
 		vm.grpcStatus.code, vm.grpcStatus.msg = uint32(statusBrokenConnection), "reset"
-		_, err = vm.call("proxy_on_http_call_response", root, uint64(r.token), 0, 0, 0)
+		_, err = vm.call(expHTTPCallResponse, root, uint64(r.token), 0, 0, 0)
 	case !r.grpc:
-		_, err = vm.call("proxy_on_http_call_response", root, uint64(r.token),
+		_, err = vm.call(expHTTPCallResponse, root, uint64(r.token),
 			uint64(len(r.headers)), uint64(len(r.body)), uint64(len(r.trailers)))
 	case r.code == 0:
-		_, err = vm.call("proxy_on_grpc_receive", root, uint64(r.token), uint64(len(r.body)))
+		_, err = vm.call(expGRPCReceive, root, uint64(r.token), uint64(len(r.body)))
 	default:
 		vm.grpcStatus.code, vm.grpcStatus.msg = r.code, r.msg
-		_, err = vm.call("proxy_on_grpc_close", root, uint64(r.token), uint64(r.code))
+		_, err = vm.call(expGRPCClose, root, uint64(r.token), uint64(r.code))
 	}
 	vm.callResp = nil
 	if err != nil {

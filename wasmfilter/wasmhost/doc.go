@@ -30,7 +30,11 @@
 //     Holding (data held under stop-all-iteration), LocalResponse,
 //     RouteCacheCleared, RequestHeaderMap, RequestBodyBytes,
 //     ResponseHeaderMap, ResponseBodyBytes, SetProperty, ID. AwaitResume
-//     delivers callout answers until a paused direction resumes.
+//     delivers callout answers until a paused direction resumes. For an
+//     embedder that buffers whole messages, Request and Response deliver a
+//     direction's callbacks in one call and RequestResult and
+//     ResponseResult read its outcome, sharing lists and bodies rather
+//     than copying them.
 //   - VM.RoundTrip(ctx, cluster, Request) -> *Response: one request through
 //     the filter and a real upstream, as Envoy would run it (LocalResponse
 //     for the filter's own answers).

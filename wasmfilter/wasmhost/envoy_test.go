@@ -23,6 +23,26 @@ const (
 	mallocGuest = "github.com/maestro-ml/maestro/wasmfilter/wasmhost/testdata/mallocguest"
 )
 
+// recordCalls returns a Config.Trace that records the guest calls, and a
+// function that takes those recorded so far.
+func recordCalls() (trace func(string), take func() []string) {
+	var mu sync.Mutex
+	var calls []string
+	trace = func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, name)
+	}
+	take = func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		c := calls
+		calls = nil
+		return c
+	}
+	return trace, take
+}
+
 func header(h [][2]string, key string) string {
 	for _, kv := range h {
 		if kv[0] == key {
@@ -167,20 +187,7 @@ func TestWASIIsCppHosts(t *testing.T) {
 // end (access log before the filters are destroyed).
 func TestLifecycleOrder(t *testing.T) {
 	up := upstream(t)
-	var mu sync.Mutex
-	var calls []string
-	trace := func(name string) {
-		mu.Lock()
-		defer mu.Unlock()
-		calls = append(calls, name)
-	}
-	take := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		c := calls
-		calls = nil
-		return c
-	}
+	trace, take := recordCalls()
 	vm := newVM(t, wasmhost.Config{Trace: trace,
 		Clusters: map[string]wasmhost.Cluster{"backend": {Address: strings.TrimPrefix(up.URL, "http://")}}})
 	steps := []struct {

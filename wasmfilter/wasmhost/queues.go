@@ -135,7 +135,7 @@ func (vm *VM) deliverQueuedLocked() error {
 	}
 	for _, r := range ready {
 		vm.effective = r.contextID
-		if _, err := vm.call("proxy_on_queue_ready", uint64(r.contextID), uint64(r.token)); err != nil {
+		if _, err := vm.call(expQueueReady, uint64(r.contextID), uint64(r.token)); err != nil {
 			return err
 		}
 		if err := vm.afterCall(); err != nil {

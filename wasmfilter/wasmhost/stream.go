@@ -102,7 +102,7 @@ func (vm *VM) OpenStream(opts StreamOptions) (*Stream, error) {
 	s := &Stream{vm: vm, id: vm.nextID, opts: opts}
 	vm.nextID++
 	vm.streams[s.id] = s
-	if _, err := vm.call("proxy_on_context_create", uint64(s.id), uint64(vm.rootID)); err != nil {
+	if _, err := vm.call(expContextCreate, uint64(s.id), uint64(vm.rootID)); err != nil {
 		delete(vm.streams, s.id)
 		return nil, err
 	}
@@ -139,7 +139,7 @@ func (s *Stream) RouteCacheCleared() bool {
 // FailClosedResponse and stops it, as cpp-host's CHECK_FAIL does. A trap
 // in this callback fails the VM, answers the stream the same way and
 // returns the error.
-func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
+func (s *Stream) callback(id exportID, args ...uint64) (pw.Action, error) {
 	vm := s.vm
 	if vm.trapped != nil {
 		if vm.cfg.FailOpen {
@@ -155,7 +155,7 @@ func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
 	var buf [4]uint64
 	all := append(buf[:0], uint64(s.id))
 	all = append(all, args...)
-	r, err := vm.call(name, all...)
+	r, err := vm.call(id, all...)
 	if err != nil {
 		if !vm.cfg.FailOpen {
 			s.failClosed()
@@ -163,6 +163,21 @@ func (s *Stream) callback(name string, args ...uint64) (pw.Action, error) {
 		return pw.ActionPause, err
 	}
 	return pw.Action(r), nil
+}
+
+// nextBody is a direction's body as its next body callback sees it: the
+// chunk appended to the buffered body while the filter buffers, else the
+// chunk alone, copied unless the stream may keep it (capped then, so that
+// an append by the filter copies rather than writes into the caller's
+// array).
+func nextBody(body, chunk []byte, buffering, keep bool) []byte {
+	switch {
+	case buffering:
+		return append(body, chunk...)
+	case keep:
+		return chunk[:len(chunk):len(chunk)]
+	}
+	return append([]byte(nil), chunk...)
 }
 
 func (s *Stream) failClosed() {
@@ -187,9 +202,15 @@ func flag(b bool) uint64 {
 func (s *Stream) RequestHeaders(headers [][2]string, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
-	s.reqHeaders = lower(headers)
+	return s.requestHeadersLocked(lower(headers), endOfStream)
+}
+
+// requestHeadersLocked delivers headers, which the stream keeps, with
+// vm.mu held.
+func (s *Stream) requestHeadersLocked(headers [][2]string, endOfStream bool) (pw.Action, error) {
+	s.reqHeaders = headers
 	s.reqHeadersLive = true
-	a, err := s.callback("proxy_on_request_headers", uint64(len(s.reqHeaders)), flag(endOfStream))
+	a, err := s.callback(expRequestHeaders, uint64(len(s.reqHeaders)), flag(endOfStream))
 	if err != nil {
 		return a, err
 	}
@@ -209,26 +230,28 @@ func (s *Stream) RequestHeaders(headers [][2]string, endOfStream bool) (pw.Actio
 func (s *Stream) RequestBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	return s.requestBodyLocked(chunk, endOfStream, false)
+}
+
+// requestBodyLocked delivers chunk with vm.mu held; with keep the stream
+// keeps chunk itself rather than a copy.
+func (s *Stream) requestBodyLocked(chunk []byte, endOfStream, keep bool) (pw.Action, error) {
 	if s.reqPaused && s.reqStopAll {
 		s.reqHeld.body = append(s.reqHeld.body, chunk...)
 		s.reqHeld.hasBody, s.reqHeld.end = true, endOfStream
 		return pw.ActionPause, nil
 	}
-	a, err := s.requestBody(chunk, endOfStream)
+	a, err := s.requestBody(chunk, endOfStream, keep)
 	if err != nil {
 		return a, err
 	}
 	return a, s.vm.afterCall()
 }
 
-func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) {
-	if s.reqBuffering {
-		s.reqBody = append(s.reqBody, chunk...)
-	} else {
-		s.reqBody = append([]byte(nil), chunk...)
-	}
+func (s *Stream) requestBody(chunk []byte, endOfStream, keep bool) (pw.Action, error) {
+	s.reqBody = nextBody(s.reqBody, chunk, s.reqBuffering, keep)
 	s.reqLastBody, s.reqBodyLive = endOfStream, true
-	a, err := s.callback("proxy_on_request_body", uint64(len(s.reqBody)), flag(endOfStream))
+	a, err := s.callback(expRequestBody, uint64(len(s.reqBody)), flag(endOfStream))
 	s.reqLastBody = false
 	if err != nil {
 		return a, err
@@ -246,11 +269,17 @@ func (s *Stream) requestBody(chunk []byte, endOfStream bool) (pw.Action, error) 
 func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	return s.requestTrailersLocked(lower(trailers))
+}
+
+// requestTrailersLocked delivers trailers, which the stream keeps, with
+// vm.mu held.
+func (s *Stream) requestTrailersLocked(trailers [][2]string) (pw.Action, error) {
 	if s.reqPaused && s.reqStopAll {
-		s.reqHeld.trailers, s.reqHeld.hasTrailers = lower(trailers), true
+		s.reqHeld.trailers, s.reqHeld.hasTrailers = trailers, true
 		return pw.ActionPause, nil
 	}
-	a, err := s.requestTrailers(lower(trailers))
+	a, err := s.requestTrailers(trailers)
 	if err != nil {
 		return a, err
 	}
@@ -260,7 +289,7 @@ func (s *Stream) RequestTrailers(trailers [][2]string) (pw.Action, error) {
 func (s *Stream) requestTrailers(trailers [][2]string) (pw.Action, error) {
 	s.reqTrailers = trailers
 	s.reqTrailersLive = true
-	a, err := s.callback("proxy_on_request_trailers", uint64(len(s.reqTrailers)))
+	a, err := s.callback(expRequestTrailers, uint64(len(s.reqTrailers)))
 	if err != nil {
 		return a, err
 	}
@@ -274,9 +303,13 @@ func (s *Stream) requestTrailers(trailers [][2]string) (pw.Action, error) {
 func (s *Stream) ResponseHeaders(headers [][2]string, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
-	s.respHeaders = lower(headers)
+	return s.responseHeadersLocked(lower(headers), endOfStream)
+}
+
+func (s *Stream) responseHeadersLocked(headers [][2]string, endOfStream bool) (pw.Action, error) {
+	s.respHeaders = headers
 	s.respHeadersLive = true
-	a, err := s.callback("proxy_on_response_headers", uint64(len(s.respHeaders)), flag(endOfStream))
+	a, err := s.callback(expResponseHeaders, uint64(len(s.respHeaders)), flag(endOfStream))
 	if err != nil {
 		return a, err
 	}
@@ -294,26 +327,26 @@ func (s *Stream) ResponseHeaders(headers [][2]string, endOfStream bool) (pw.Acti
 func (s *Stream) ResponseBody(chunk []byte, endOfStream bool) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	return s.responseBodyLocked(chunk, endOfStream, false)
+}
+
+func (s *Stream) responseBodyLocked(chunk []byte, endOfStream, keep bool) (pw.Action, error) {
 	if s.respPaused && s.respStopAll {
 		s.respHeld.body = append(s.respHeld.body, chunk...)
 		s.respHeld.hasBody, s.respHeld.end = true, endOfStream
 		return pw.ActionPause, nil
 	}
-	a, err := s.responseBody(chunk, endOfStream)
+	a, err := s.responseBody(chunk, endOfStream, keep)
 	if err != nil {
 		return a, err
 	}
 	return a, s.vm.afterCall()
 }
 
-func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error) {
-	if s.respBuffer {
-		s.respBody = append(s.respBody, chunk...)
-	} else {
-		s.respBody = append([]byte(nil), chunk...)
-	}
+func (s *Stream) responseBody(chunk []byte, endOfStream, keep bool) (pw.Action, error) {
+	s.respBody = nextBody(s.respBody, chunk, s.respBuffer, keep)
 	s.respLastBody, s.respBodyLive = endOfStream, true
-	a, err := s.callback("proxy_on_response_body", uint64(len(s.respBody)), flag(endOfStream))
+	a, err := s.callback(expResponseBody, uint64(len(s.respBody)), flag(endOfStream))
 	s.respLastBody = false
 	if err != nil {
 		return a, err
@@ -328,11 +361,15 @@ func (s *Stream) responseBody(chunk []byte, endOfStream bool) (pw.Action, error)
 func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 	s.vm.mu.Lock()
 	defer s.vm.mu.Unlock()
+	return s.responseTrailersLocked(lower(trailers))
+}
+
+func (s *Stream) responseTrailersLocked(trailers [][2]string) (pw.Action, error) {
 	if s.respPaused && s.respStopAll {
-		s.respHeld.trailers, s.respHeld.hasTrailers = lower(trailers), true
+		s.respHeld.trailers, s.respHeld.hasTrailers = trailers, true
 		return pw.ActionPause, nil
 	}
-	a, err := s.responseTrailers(lower(trailers))
+	a, err := s.responseTrailers(trailers)
 	if err != nil {
 		return a, err
 	}
@@ -342,7 +379,7 @@ func (s *Stream) ResponseTrailers(trailers [][2]string) (pw.Action, error) {
 func (s *Stream) responseTrailers(trailers [][2]string) (pw.Action, error) {
 	s.respTrailers = trailers
 	s.respTrailersLive = true
-	a, err := s.callback("proxy_on_response_trailers", uint64(len(s.respTrailers)))
+	a, err := s.callback(expResponseTrailers, uint64(len(s.respTrailers)))
 	if err != nil {
 		return a, err
 	}
@@ -374,7 +411,7 @@ func (s *Stream) releaseHeld() error {
 		h := s.reqHeld
 		s.reqHeld = held{}
 		if h.hasBody {
-			if _, err := s.requestBody(h.body, h.end && !h.hasTrailers); err != nil {
+			if _, err := s.requestBody(h.body, h.end && !h.hasTrailers, true); err != nil {
 				return err
 			}
 		}
@@ -389,7 +426,7 @@ func (s *Stream) releaseHeld() error {
 		h := s.respHeld
 		s.respHeld = held{}
 		if h.hasBody {
-			if _, err := s.responseBody(h.body, h.end && !h.hasTrailers); err != nil {
+			if _, err := s.responseBody(h.body, h.end && !h.hasTrailers, true); err != nil {
 				return err
 			}
 		}
@@ -418,13 +455,13 @@ func (s *Stream) Done() error {
 		return nil
 	}
 	s.inLog = true
-	_, err := s.callback("proxy_on_log")
+	_, err := s.callback(expLog)
 	s.inLog = false
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"proxy_on_done", "proxy_on_delete"} {
-		if _, err := s.callback(name); err != nil {
+	for _, id := range []exportID{expDone, expDelete} {
+		if _, err := s.callback(id); err != nil {
 			return err
 		}
 	}

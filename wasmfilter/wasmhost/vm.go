@@ -88,16 +88,27 @@ type VM struct {
 	mu     sync.Mutex // serialises calls into the guest, like a worker thread
 	cfg    Config
 	mod    api.Module
-	ctx    context.Context // carries the VM for host functions
+	ctx    context.Context // the embedder's values, cancelled when the VM closes
 	cancel context.CancelFunc
-	fns    map[string]export
-	stack  [8]uint64 // argument and result slots for call
+	// callCtx is what guest calls run with: it carries only the VM, which
+	// host functions look up in it. Every guest call makes wazero look up
+	// keys it does not find, which walks the whole context chain; the
+	// embedder's chain (vm.ctx) is several contexts deep.
+	callCtx context.Context
+	fns     [numExports]export
+	stack   [8]uint64 // argument and result slots for call
 	// allocStack and propKey are reused by host calls made on every
 	// request (guestAlloc, hostGetProperty).
 	allocStack [1]uint64
 	propKey    []byte
-	started    time.Time
-	allowed    map[string]bool // nil: every host call allowed
+	// keys interns the property paths handed to a stream's Properties
+	// function: a guest asks for the same few on every request, and a
+	// string made from propKey for each call would be an allocation.
+	keys    map[string]string
+	mapBuf  []byte // hostGetHeaderMapPairs' encoding, copied into the guest
+	none    []byte // buffer's empty buffer
+	started time.Time
+	allowed map[string]bool // nil: every host call allowed
 	// stopNext is cpp-host's stopNextIteration: a local response sent in
 	// a callback makes its answer a stop.
 	stopNext bool
@@ -173,7 +184,6 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		results:   make(chan calloutResult, 64),
 		progress:  make(chan struct{}),
 		wake:      make(chan struct{}, 1),
-		fns:       map[string]export{},
 		rootID:    1,
 		nextID:    2,
 		started:   time.Now(),
@@ -184,6 +194,7 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		vm.upstreams = vm.own
 	}
 	vm.ctx = context.WithValue(vmCtx, vmKey{}, vm)
+	vm.callCtx = context.WithValue(context.Background(), vmKey{}, vm)
 
 	// cpp-host gives the guest no stdin, arguments or environment, and
 	// serves stdout and stderr itself (to the log): the module config sets
@@ -197,21 +208,28 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	vm.mod = mod
+	for id, name := range exportNames {
+		var e export
+		if e.f = mod.ExportedFunction(name); e.f != nil {
+			e.result = len(e.f.Definition().ResultTypes()) > 0
+		}
+		vm.fns[id] = e
+	}
 	fail := func(err error) (*VM, error) {
 		vm.closeLocked()
 		return nil, err
 	}
 	vm.allowed = startAllowed
-	_, err = vm.call("_initialize")
+	_, err = vm.call(expInitialize)
 	vm.allowed = nil
 	if err != nil {
 		return fail(err)
 	}
 	vm.effective = vm.rootID
-	if _, err := vm.call("proxy_on_context_create", uint64(vm.rootID), 0); err != nil {
+	if _, err := vm.call(expContextCreate, uint64(vm.rootID), 0); err != nil {
 		return fail(err)
 	}
-	ok, err := vm.call("proxy_on_vm_start", uint64(vm.rootID), uint64(len(cfg.VMConfig)))
+	ok, err := vm.call(expVMStart, uint64(vm.rootID), uint64(len(cfg.VMConfig)))
 	if err != nil {
 		return fail(err)
 	}
@@ -219,7 +237,7 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 		return fail(fmt.Errorf("proxy_on_vm_start rejected the vm configuration%s", vm.logNote()))
 	}
 	vm.configuring = true
-	ok, err = vm.call("proxy_on_configure", uint64(vm.rootID), uint64(len(cfg.PluginConfig)))
+	ok, err = vm.call(expConfigure, uint64(vm.rootID), uint64(len(cfg.PluginConfig)))
 	vm.configuring = false
 	if err != nil {
 		return fail(err)
@@ -232,18 +250,19 @@ func (m *Module) NewVM(ctx context.Context, cfg Config) (*VM, error) {
 
 // call invokes a guest export with vm.mu held. Optional exports the module
 // lacks are skipped and return 0, as Envoy skips them.
-func (vm *VM) call(name string, args ...uint64) (uint64, error) {
+func (vm *VM) call(id exportID, args ...uint64) (uint64, error) {
 	if vm.mod == nil || vm.mod.IsClosed() {
 		return 0, ErrClosed
 	}
 	if vm.trapped != nil {
 		return 0, fmt.Errorf("trapped earlier: %w", vm.trapped)
 	}
-	e := vm.export(name)
+	e := vm.fns[id]
 	f := e.f
 	if f == nil {
 		return 0, nil
 	}
+	name := exportNames[id]
 	if vm.cfg.Trace != nil {
 		vm.cfg.Trace(name)
 	}
@@ -251,7 +270,7 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	// calls are serialised by vm.mu and host functions never re-enter call.
 	stack := vm.stack[:max(len(args), 1)]
 	copy(stack, args)
-	err := f.CallWithStack(vm.ctx, stack)
+	err := f.CallWithStack(vm.callCtx, stack)
 	if err != nil {
 		// A trap leaves the guest's runtime in an unknown state, as in
 		// Envoy, which then fails the VM: nothing else runs in it.
@@ -264,22 +283,79 @@ func (vm *VM) call(name string, args ...uint64) (uint64, error) {
 	return stack[0], nil
 }
 
-// export is a guest export looked up once: f is nil when the module lacks
-// it.
+// maxKeys bounds the interned property paths: a guest that asks for ever
+// new ones gets a fresh string each time past it.
+const maxKeys = 256
+
+// intern returns key as a string, the same one for the same bytes.
+func (vm *VM) intern(key []byte) string {
+	if k, ok := vm.keys[string(key)]; ok {
+		return k
+	}
+	k := string(key)
+	if len(vm.keys) < maxKeys {
+		if vm.keys == nil {
+			vm.keys = map[string]string{}
+		}
+		vm.keys[k] = k
+	}
+	return k
+}
+
+// export is a guest export, looked up when the VM is made: f is nil when
+// the module lacks it.
 type export struct {
 	f      api.Function
 	result bool // it returns a value
 }
 
-func (vm *VM) export(name string) export {
-	e, ok := vm.fns[name]
-	if !ok {
-		if e.f = vm.mod.ExportedFunction(name); e.f != nil {
-			e.result = len(e.f.Definition().ResultTypes()) > 0
-		}
-		vm.fns[name] = e
-	}
-	return e
+// exportID names a guest export the host calls; call takes it rather than
+// the name, so that a call costs no lookup by name.
+type exportID int
+
+const (
+	expInitialize exportID = iota
+	expMemoryAllocate
+	expContextCreate
+	expVMStart
+	expConfigure
+	expTick
+	expDone
+	expDelete
+	expLog
+	expRequestHeaders
+	expRequestBody
+	expRequestTrailers
+	expResponseHeaders
+	expResponseBody
+	expResponseTrailers
+	expHTTPCallResponse
+	expGRPCReceive
+	expGRPCClose
+	expQueueReady
+	numExports
+)
+
+var exportNames = [numExports]string{
+	expInitialize:       "_initialize",
+	expMemoryAllocate:   "proxy_on_memory_allocate",
+	expContextCreate:    "proxy_on_context_create",
+	expVMStart:          "proxy_on_vm_start",
+	expConfigure:        "proxy_on_configure",
+	expTick:             "proxy_on_tick",
+	expDone:             "proxy_on_done",
+	expDelete:           "proxy_on_delete",
+	expLog:              "proxy_on_log",
+	expRequestHeaders:   "proxy_on_request_headers",
+	expRequestBody:      "proxy_on_request_body",
+	expRequestTrailers:  "proxy_on_request_trailers",
+	expResponseHeaders:  "proxy_on_response_headers",
+	expResponseBody:     "proxy_on_response_body",
+	expResponseTrailers: "proxy_on_response_trailers",
+	expHTTPCallResponse: "proxy_on_http_call_response",
+	expGRPCReceive:      "proxy_on_grpc_receive",
+	expGRPCClose:        "proxy_on_grpc_close",
+	expQueueReady:       "proxy_on_queue_ready",
 }
 
 // errorLogNote is what the guest wrote at error level (stderr, where Go
@@ -320,7 +396,7 @@ func (vm *VM) Tick() error {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	vm.effective = vm.rootID
-	if _, err := vm.call("proxy_on_tick", uint64(vm.rootID)); err != nil {
+	if _, err := vm.call(expTick, uint64(vm.rootID)); err != nil {
 		return err
 	}
 	return vm.afterCall()
@@ -367,9 +443,9 @@ func (vm *VM) Close() error {
 	var err error
 	if vm.mod != nil && !vm.mod.IsClosed() && vm.trapped == nil {
 		vm.effective = vm.rootID
-		if _, e := vm.call("proxy_on_done", uint64(vm.rootID)); e != nil {
+		if _, e := vm.call(expDone, uint64(vm.rootID)); e != nil {
 			err = e
-		} else if _, e := vm.call("proxy_on_delete", uint64(vm.rootID)); e != nil {
+		} else if _, e := vm.call(expDelete, uint64(vm.rootID)); e != nil {
 			err = e
 		}
 	}

@@ -350,11 +350,16 @@ func (cc *clientConn) closeLocked(err error) {
 
 // clientStream is one request's stream; guarded by its connection's lock.
 type clientStream struct {
-	cc          *clientConn
-	id          uint32
-	ctx         context.Context
-	resp        *http.Response
-	headersDone chan struct{} // closed when resp or err is set
+	cc   *clientConn
+	id   uint32
+	ctx  context.Context
+	resp *http.Response // the answer of an http.Request
+	// The answer of a ListRequest (list is set): status, headers and, once
+	// the body has ended, trailers.
+	list        bool
+	lresp       ListResponse
+	trailers    [][2]string
+	gotHeaders  bool // resp or lresp is set
 	err         error
 	body        []byte
 	off         int
@@ -364,8 +369,10 @@ type clientStream struct {
 	localDone   bool // END_STREAM or RST_STREAM sent
 	bodyClosed  bool
 	sendWindow  int64
-	wakeCh      chan struct{}
-	rb          responseBody // resp.Body, allocated with the stream
+	// wakeCh wakes the stream's goroutine, waiting for the headers or the
+	// body: one channel for both, each wait looking again at what woke it.
+	wakeCh chan struct{}
+	rb     responseBody // resp.Body, allocated with the stream
 }
 
 func (cs *clientStream) wake() {
@@ -380,19 +387,7 @@ func (cs *clientStream) failLocked(err error) {
 	if cs.err == nil {
 		cs.err = err
 	}
-	if cs.resp == nil {
-		cs.headersReady()
-	}
 	cs.wake()
-}
-
-// headersReady releases RoundTrip's wait, once.
-func (cs *clientStream) headersReady() {
-	select {
-	case <-cs.headersDone:
-	default:
-		close(cs.headersDone)
-	}
 }
 
 // wholeBody returns the whole body when the caller set its length (the
@@ -432,53 +427,80 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx := req.Context()
+	cs, err := cc.exchange(req.Context(), req, nil, body, whole)
+	if err != nil {
+		return nil, err
+	}
+	return cs.resp, nil
+}
+
+// exchange opens a stream for req (or, when req is nil, for the list
+// request lr, whose body is whole), queues its headers, as much of its
+// body as the windows allow and its trailers, leaves the write to the
+// flusher and waits for the response headers. The rest of a body goes
+// from a goroutine as window opens.
+func (cc *clientConn) exchange(ctx context.Context, req *http.Request, lr *ListRequest, body []byte, whole bool) (*clientStream, error) {
+	var trailer http.Header
+	var src io.ReadCloser
+	if req != nil {
+		trailer, src = req.Trailer, req.Body
+	}
 	cc.mu.Lock()
 	if !cc.usableLocked() {
 		cc.mu.Unlock()
 		return nil, errConnUnusable
 	}
-	cs := &clientStream{cc: cc, id: cc.nextID, ctx: ctx, headersDone: make(chan struct{}), wakeCh: make(chan struct{}, 1),
-		recvWindow: clientStreamWindow, sendWindow: int64(cc.peerWindow)}
+	cs := &clientStream{cc: cc, id: cc.nextID, ctx: ctx, wakeCh: make(chan struct{}, 1),
+		recvWindow: clientStreamWindow, sendWindow: int64(cc.peerWindow), list: lr != nil}
 	cc.nextID += 2
 	cc.streams[cs.id] = cs
-	hasTrailers := len(req.Trailer) > 0
+	hasTrailers := len(trailer) > 0
 	endOnHeaders := whole && len(body) == 0 && !hasTrailers
-	cc.w.buf = appendHeaders(cc.w.buf, cs.id, cc.encodeRequest(req, body, whole), endOnHeaders, cc.peerFrame)
+	var block []byte
+	if req != nil {
+		block = cc.encodeRequest(req, body, whole)
+	} else {
+		block = cc.encodeList(lr)
+	}
+	cc.w.buf = appendHeaders(cc.w.buf, cs.id, block, endOnHeaders, cc.peerFrame)
 	if endOnHeaders {
 		cs.localDone = true
 	} else if whole {
 		body = cc.sendDataLocked(cs, body, !hasTrailers)
 		if len(body) == 0 && hasTrailers {
-			cc.sendTrailersLocked(cs, req.Trailer)
+			cc.sendTrailersLocked(cs, trailer)
 		}
 	}
-	if err = cc.w.flushLocked(); err != nil {
+	if err := cc.w.err; err != nil {
 		// A dead connection: no stream may use it again.
 		cc.closeLocked(fmt.Errorf("h2: write to %s: %w", cc.addr, err))
 		cc.mu.Unlock()
 		return nil, err
 	}
+	cc.w.flushLater()
 	cc.mu.Unlock()
 	if !whole || len(body) > 0 {
 		// The rest of the body waits for window or comes from a stream.
-		go cc.writeBody(cs, req, body, whole)
-	}
-	select {
-	case <-cs.headersDone:
-	case <-ctx.Done():
-		cc.mu.Lock()
-		cc.resetLocked(cs, http2.ErrCodeCancel, ctx.Err())
-		_ = cc.w.flushLocked()
-		cc.mu.Unlock()
-		return nil, ctx.Err()
+		go cc.writeBody(cs, trailer, src, body, whole)
 	}
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	if cs.resp == nil {
+	for !cs.gotHeaders && cs.err == nil {
+		cc.mu.Unlock()
+		select {
+		case <-cs.wakeCh:
+			cc.mu.Lock()
+		case <-ctx.Done():
+			cc.mu.Lock()
+			cc.resetLocked(cs, http2.ErrCodeCancel, ctx.Err())
+			_ = cc.w.flushLocked()
+			return nil, ctx.Err()
+		}
+	}
+	if !cs.gotHeaders {
 		return nil, cs.err
 	}
-	return cs.resp, nil
+	return cs, nil
 }
 
 // sendDataLocked queues as much of p as the windows allow and returns the
@@ -522,8 +544,8 @@ func (cc *clientConn) sendTrailersLocked(cs *clientStream, tr http.Header) {
 
 // writeBody sends a body that did not fit the windows, or one that
 // streams, frame by frame as window opens.
-func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte, whole bool) {
-	hasTrailers := len(req.Trailer) > 0
+func (cc *clientConn) writeBody(cs *clientStream, trailer http.Header, src io.ReadCloser, rest []byte, whole bool) {
+	hasTrailers := len(trailer) > 0
 	// The waits below end with the request's context too.
 	stopWake := context.AfterFunc(cs.ctx, func() {
 		cc.mu.Lock()
@@ -546,7 +568,7 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 			p = cc.sendDataLocked(cs, p, end && !hasTrailers)
 			if len(p) == 0 {
 				if end && hasTrailers {
-					cc.sendTrailersLocked(cs, req.Trailer)
+					cc.sendTrailersLocked(cs, trailer)
 				}
 				return cc.w.flushLocked()
 			}
@@ -565,10 +587,10 @@ func (cc *clientConn) writeBody(cs *clientStream, req *http.Request, rest []byte
 		_ = send(rest, true)
 		return
 	}
-	defer closeBody(req)
+	defer src.Close()
 	buf := make([]byte, 16<<10)
 	for {
-		n, err := req.Body.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			if send(buf[:n], false) != nil {
 				return

@@ -275,9 +275,41 @@ func TestClientUnaryOneWrite(t *testing.T) {
 	}
 	call() // the connection, its SETTINGS and their acknowledgements
 	cc := <-conns
+	waitSettled(t, tr)
 	before := cc.writes.Load()
 	call()
 	if n := cc.writes.Load() - before; n != 1 {
 		t.Fatalf("the request took %d writes, want 1", n)
+	}
+}
+
+// waitSettled waits, bounded, until every connection of tr has taken the
+// server's SETTINGS and written all it queued, the acknowledgement
+// included: the flusher yields before it writes, so on a loaded machine
+// the acknowledgement may leave after the first answer has come, and the
+// writes counted after this are the next request's own.
+func waitSettled(t *testing.T, tr *Transport) {
+	t.Helper()
+	settled := func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		for _, cs := range tr.conns {
+			for _, cc := range cs {
+				cc.mu.Lock()
+				ok := cc.sawSettings && !cc.w.writing && len(cc.w.buf) == 0
+				cc.mu.Unlock()
+				if !ok {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !settled() {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection never settled")
+		}
+		time.Sleep(time.Millisecond) // polling a condition, not synchronising
 	}
 }

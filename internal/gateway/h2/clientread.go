@@ -166,20 +166,24 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
-	if cs.err != nil && cs.resp == nil {
+	if cs.err != nil && !cs.gotHeaders {
 		return // the stream failed before its answer came
 	}
-	if cs.resp != nil {
+	if cs.gotHeaders {
 		// Trailers.
 		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
 			cc.resetLocked(cs, http2.ErrCodeProtocol, errors.New("h2: malformed trailers"))
 			return
 		}
-		tb := newHeaderBuilder(len(f.Fields))
-		for _, hf := range f.RegularFields() {
-			tb.add(cc.canon.get(hf.Name, http.CanonicalHeaderKey), hf.Value)
+		if cs.list {
+			cs.trailers = fieldList(f.RegularFields())
+		} else {
+			tb := newHeaderBuilder(len(f.Fields))
+			for _, hf := range f.RegularFields() {
+				tb.add(cc.canon.get(hf.Name, http.CanonicalHeaderKey), hf.Value)
+			}
+			cs.resp.Trailer = tb.h
 		}
-		cs.resp.Trailer = tb.h
 		cc.endRemoteLocked(cs)
 		return
 	}
@@ -190,6 +194,17 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 	}
 	if code < 200 {
 		return // informational
+	}
+	cs.rb.cs = cs
+	cs.gotHeaders = true
+	if cs.list {
+		cs.lresp = ListResponse{Status: code, Header: fieldList(f.RegularFields()), Body: &cs.rb, cs: cs}
+		if f.StreamEnded() {
+			cs.lresp.Body = http.NoBody
+			cc.endRemoteLocked(cs)
+		}
+		cs.wake()
+		return
 	}
 	regular := f.RegularFields()
 	hb := newHeaderBuilder(len(regular))
@@ -204,14 +219,13 @@ func (cc *clientConn) onHeaders(cs *clientStream, f *http2.MetaHeadersFrame) {
 	}
 	resp := &http.Response{StatusCode: code, Status: statusLine(code),
 		Proto: "HTTP/2.0", ProtoMajor: 2, Header: hb.h, ContentLength: length, Body: &cs.rb}
-	cs.rb.cs = cs
 	cs.resp = resp
 	if f.StreamEnded() {
 		resp.Body = http.NoBody
 		resp.ContentLength = 0
 		cc.endRemoteLocked(cs)
 	}
-	cs.headersReady()
+	cs.wake()
 }
 
 // statusLine is http.Response's Status for code, a constant for 200.
@@ -238,7 +252,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	}
 	cc.recvWindow -= n
 	cs := cc.streams[f.StreamID]
-	if cs == nil || cs.resp == nil || cs.remoteDone {
+	if cs == nil || !cs.gotHeaders || cs.remoteDone {
 		cc.refundLocked(n)
 		if cs != nil {
 			cc.resetLocked(cs, http2.ErrCodeProtocol, errors.New("h2: DATA before headers or after end"))
@@ -323,9 +337,7 @@ func (cc *clientConn) consumedLocked(cs *clientStream, n int64) {
 		cs.recvWindow += cs.recvUnacked
 		cs.recvUnacked = 0
 	}
-	if len(cc.w.buf) > 0 {
-		_ = cc.w.flushLocked()
-	}
+	cc.w.flushLater()
 }
 
 // Close abandons the rest of the response: the stream is reset if it has
@@ -345,7 +357,7 @@ func (b *responseBody) Close() error {
 		} else {
 			cc.removeLocked(cs, false)
 		}
-		_ = cc.w.flushLocked()
+		cc.w.flushLater()
 	}
 	cs.body, cs.off = nil, 0
 	return nil

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -122,11 +123,15 @@ func appendSettings(b []byte, s ...http2.Setting) []byte {
 }
 
 // writer is a connection's write side. Frames are appended to buf under
-// the owner's lock; whichever goroutine finds no write under way becomes
-// the writer and writes everything queued, so concurrent streams share
-// system calls and a lone stream pays one per flush, with no hand-off to
-// a writer goroutine. The frame reader never writes itself (a peer that
-// stops reading would block it): it hands the write to kick.
+// the owner's lock. A stream's ordinary frames (a request sent, a response
+// finished, a window returned) are handed to the flusher goroutine
+// (flushLater), which lets the other ready goroutines run before it
+// writes: under load every stream that finishes meanwhile joins the same
+// system call, as gRPC-Go's loopy writer batches (one write carried about
+// one request before, several now). The frame reader never writes itself
+// (a peer that stops reading would block it). flushLocked writes at once,
+// from whichever goroutine finds no write under way; the waits for room
+// and window use it.
 //
 // A peer that stops reading is bounded twice: DATA is queued only while
 // the unsent bytes are under limit (waitRoom), as Envoy's watermark
@@ -304,6 +309,10 @@ func (w *writer) flusher(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-w.kick:
+			// Let the goroutines that are ready run first: under load
+			// they queue more frames, and one system call carries them
+			// all (gRPC-Go's loopy writer yields the same way).
+			runtime.Gosched()
 			w.mu.Lock()
 			_ = w.flushLocked()
 			w.mu.Unlock()

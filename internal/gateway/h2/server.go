@@ -413,6 +413,7 @@ func (c *serverConn) closeLocked() {
 	_ = c.nc.Close()
 	for _, st := range c.streams {
 		st.resetErr = errClosed
+		st.cancel()
 		st.wake()
 	}
 	for _, st := range c.pending {

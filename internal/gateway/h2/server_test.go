@@ -356,30 +356,42 @@ func TestServerConcurrencyLimit(t *testing.T) {
 // TestServerResetCancelsHandler checks a client's RST_STREAM ends the
 // handler's context.
 func TestServerResetCancelsHandler(t *testing.T) {
-	cancelled := make(chan error, 1)
-	started := make(chan struct{})
-	addr, _ := serve(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-r.Context().Done()
-		cancelled <- r.Context().Err()
-	}), ServerConfig{})
-	p := dialPeer(t, addr)
-	p.headers(1, true, get("/")...)
-	select {
-	case <-started:
-	case <-time.After(5 * time.Second):
-		t.Fatal("handler never started")
-	}
-	if err := p.fr.WriteRSTStream(1, http2.ErrCodeCancel); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-cancelled:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("context error %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("handler's context not cancelled by RST_STREAM")
+	// A stream's context is not a child of its connection's: both the
+	// stream's reset and the connection's end must cancel it.
+	for _, tc := range []struct {
+		name string
+		end  func(p *peer) error
+	}{
+		{"RST_STREAM", func(p *peer) error { return p.fr.WriteRSTStream(1, http2.ErrCodeCancel) }},
+		{"connection closed", func(p *peer) error { return p.nc.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cancelled := make(chan error, 1)
+			started := make(chan struct{})
+			addr, _ := serve(t, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-r.Context().Done()
+				cancelled <- r.Context().Err()
+			}), ServerConfig{})
+			p := dialPeer(t, addr)
+			p.headers(1, true, get("/")...)
+			select {
+			case <-started:
+			case <-time.After(5 * time.Second):
+				t.Fatal("handler never started")
+			}
+			if err := tc.end(p); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-cancelled:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("context error %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("handler's context not cancelled by %s", tc.name)
+			}
+		})
 	}
 }
 

@@ -33,7 +33,10 @@ type serverStream struct {
 	remoteDone  bool // END_STREAM received
 	bodyClosed  bool
 	bodyIdle    bool // a body read waited BodyIdleTimeout for DATA
-	readWake    chan struct{}
+	// readWake wakes a body read waiting for DATA; made by the first read
+	// that has to wait (a unary request's body is mostly there already),
+	// under the connection's lock, under which wake sends.
+	readWake chan struct{}
 
 	sendWindow int64
 	localDone  bool  // END_STREAM or RST_STREAM sent
@@ -47,6 +50,8 @@ type serverStream struct {
 	fields [][2]string
 }
 
+// wake wakes a waiting body read; called with the connection's lock held
+// (a nil readWake: no read has waited, and the next looks first).
 func (st *serverStream) wake() {
 	select {
 	case st.readWake <- struct{}{}:
@@ -140,8 +145,11 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 	}
 	h := hb.h
-	ctx, cancel := context.WithCancel(c.ctx)
-	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared, readWake: make(chan struct{}, 1),
+	// Not a child of c.ctx: that would put every stream in one map under
+	// the connection context's lock, taken by the reader and the handlers
+	// alike. closeLocked cancels each stream instead, as the parent would.
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &serverStream{c: c, id: id, cancel: cancel, declared: declared,
 		recvWindow: int64(c.srv.cfg.StreamWindow), sendWindow: int64(c.peerWindow)}
 	st.rb.st, st.rw.st, st.fields = st, st, list
 	req := &http.Request{Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: h,
@@ -242,6 +250,9 @@ func (b *requestBody) Read(p []byte) (int, error) {
 			c.mu.Unlock()
 			return 0, errClosed
 		}
+		if st.readWake == nil {
+			st.readWake = make(chan struct{}, 1)
+		}
 		c.mu.Unlock()
 		if !st.waitData(c.srv.cfg.BodyIdleTimeout) {
 			c.mu.Lock()
@@ -299,9 +310,7 @@ func (c *serverConn) consumedLocked(st *serverStream, n int64) {
 		st.recvWindow += st.recvUnacked
 		st.recvUnacked = 0
 	}
-	if len(c.w.buf) > 0 {
-		_ = c.w.flushLocked()
-	}
+	c.w.flushLater()
 }
 
 // responseWriter is a stream's http.ResponseWriter. The body is held until
@@ -434,7 +443,7 @@ func (rw *responseWriter) finish() {
 	}
 	st.localDone = true
 	c.closeStreamLocked(st)
-	_ = c.w.flushLocked()
+	c.w.flushLater()
 }
 
 // trailerNames lists the response's trailers: the keys with

@@ -231,6 +231,11 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 	}
 	defer cancel()
 	rt := c.Transport()
+	if lt, ok := rt.(*h2.Transport); ok && t.buffered && t.rest == nil && len(t.req.Trailers) == 0 {
+		if lr := h.listRequest(c.Scheme(), t); lr != nil {
+			return h.attemptList(ctx, tryCtx, lt, lr, t)
+		}
+	}
 	// The h2 transport has encoded the headers when RoundTrip returns, so
 	// their map goes back to the pool for the next request; net/http's
 	// may still be writing them.
@@ -250,50 +255,80 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, t try) (re
 		h.headers.Put(hb)
 	}
 	if err != nil {
-		fail = failReset
-		var op *net.OpError
-		switch {
-		case errors.As(err, &op) && op.Op == "dial":
-			fail = failConnect
-			c.Stats.CxConnectFail.Inc()
-		case ctx.Err() == nil && tryCtx.Err() != nil:
-			fail = failPerTryTimeout
-			c.Stats.RqPerTryTimeout.Inc()
-		}
-		if ctx.Err() == nil {
-			c.Report(host, http.StatusServiceUnavailable)
-		}
-		return false, nil, 0, fail, err
+		return false, nil, 0, roundTripFailure(ctx, tryCtx, c, host, err), err
 	}
 	gs := -1
 	if resp.StatusCode == http.StatusOK {
-		if v := resp.Header.Get("grpc-status"); v != "" {
-			gs, _ = strconv.Atoi(v)
-		}
+		gs = grpcStatus(resp.Header["Grpc-Status"])
 	}
-	effective := resp.StatusCode
-	if gs >= 0 {
-		effective = grpcToHTTP(gs)
-	}
-	if retriableResponse(t.on, effective, gs) && h.takeRetry(t) {
-		c.Stats.Response(resp.StatusCode, time.Since(start))
-		c.Report(host, effective)
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
-		resp.Body.Close()
+	if h.retried(t, start, resp.StatusCode, gs, resp.Body) {
 		return true, nil, 0, 0, nil
 	}
 	if t.buffered {
 		m, err := readResponse(resp, c, host, start)
-		if err != nil {
-			if ctx.Err() == nil && tryCtx.Err() != nil {
-				return false, nil, 0, failPerTryTimeout, err
-			}
-			return false, nil, 0, failReset, err
-		}
-		m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
-		return false, m, 0, 0, nil
+		return bufferedResult(ctx, tryCtx, start, m, err)
 	}
 	return false, nil, streamResponse(ctx, w, resp, c, host, start), 0, nil
+}
+
+// retried says whether an answer with status (and gs, the gRPC status of
+// a trailers-only answer, or -1) is retried; such an answer is counted,
+// reported to outlier detection and drained.
+func (h *Handler) retried(t try, start time.Time, status, gs int, body io.ReadCloser) bool {
+	effective := status
+	if gs >= 0 {
+		effective = grpcToHTTP(gs)
+	}
+	if !retriableResponse(t.on, effective, gs) || !h.takeRetry(t) {
+		return false
+	}
+	t.c.Stats.Response(status, time.Since(start))
+	t.c.Report(t.host, effective)
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxResponse))
+	_ = body.Close()
+	return true
+}
+
+// bufferedResult is a buffered attempt's result from the answer read
+// whole (m) or the read's error.
+func bufferedResult(ctx, tryCtx context.Context, start time.Time, m *Message, err error) (bool, *Message, int, failure, error) {
+	if err != nil {
+		if ctx.Err() == nil && tryCtx.Err() != nil {
+			return false, nil, 0, failPerTryTimeout, err
+		}
+		return false, nil, 0, failReset, err
+	}
+	m.Headers = append(m.Headers, [2]string{"x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10)})
+	return false, m, 0, 0, nil
+}
+
+// roundTripFailure classifies an attempt that got no response, counts it
+// and reports it to outlier detection (unless the client went away).
+func roundTripFailure(ctx, tryCtx context.Context, c *upstream.Cluster, host *upstream.Host, err error) failure {
+	fail := failReset
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		fail = failConnect
+		c.Stats.CxConnectFail.Inc()
+	case ctx.Err() == nil && tryCtx.Err() != nil:
+		fail = failPerTryTimeout
+		c.Stats.RqPerTryTimeout.Inc()
+	}
+	if ctx.Err() == nil {
+		c.Report(host, http.StatusServiceUnavailable)
+	}
+	return fail
+}
+
+// grpcStatus is the gRPC status of a grpc-status field's values (the
+// first), or -1 without one.
+func grpcStatus(vs []string) int {
+	if len(vs) == 0 || vs[0] == "" {
+		return -1
+	}
+	gs, _ := strconv.Atoi(vs[0])
+	return gs
 }
 
 // readResponse reads a whole response and reports it to the cluster's
@@ -324,14 +359,15 @@ func effectiveCode(resp *http.Response) int {
 	if resp.StatusCode != http.StatusOK {
 		return resp.StatusCode
 	}
-	v := resp.Trailer.Get("grpc-status")
-	if v == "" {
-		v = resp.Header.Get("grpc-status")
+	// Indexed by the canonical name: Get would canonicalize "grpc-status"
+	// into a new string on every call.
+	gs := grpcStatus(resp.Trailer["Grpc-Status"])
+	if gs < 0 {
+		gs = grpcStatus(resp.Header["Grpc-Status"])
 	}
-	if v == "" {
+	if gs < 0 {
 		return resp.StatusCode
 	}
-	gs, _ := strconv.Atoi(v)
 	return grpcToHTTP(gs)
 }
 

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -42,7 +43,8 @@ type FilterStream interface {
 	OnRequest(ctx context.Context, req *Message, route string) (*LocalReply, error)
 	// OnResponse runs the response callbacks on resp, which it may change.
 	OnResponse(ctx context.Context, resp *Message) (*LocalReply, error)
-	// Done ends the stream (log, done, delete callbacks).
+	// Done ends the stream (log, done, delete callbacks). Nothing may use
+	// the stream after it: its filter may reuse it for another.
 	Done()
 }
 
@@ -71,6 +73,9 @@ type Handler struct {
 	cfg     Config
 	st      *httpStats
 	headers sync.Pool // *headerBuf
+	lists   sync.Pool // *listBuf
+	// lastMillis is the last route timeout's header value (millis).
+	lastMillis atomic.Pointer[millisText]
 }
 
 type httpStats struct {

@@ -119,6 +119,8 @@ type Cluster struct {
 	mu      sync.Mutex
 	stopHC  context.CancelFunc
 	stopDNS context.CancelFunc
+
+	release func() // Acquire's, made once rather than per request
 }
 
 // ErrNoHealthyUpstream is returned by Pick when the cluster has no host.
@@ -129,6 +131,7 @@ var ErrOverflow = errors.New("overflow")
 
 func newCluster(cfg *xdsconfig.Cluster, s *stats.Store, secrets map[string]*xdsconfig.Secret) *Cluster {
 	c := &Cluster{Name: cfg.Name, Stats: newClusterStats(s, cfg.Name)}
+	c.release = func() { c.active.Add(-1); c.Stats.RqActive.Add(-1) }
 	c.cfg.Store(cfg)
 	empty := []*Host{}
 	c.hosts.Store(&empty)
@@ -247,7 +250,7 @@ func (c *Cluster) Acquire() (func(), error) {
 		return nil, ErrOverflow
 	}
 	c.Stats.RqActive.Add(1)
-	return func() { c.active.Add(-1); c.Stats.RqActive.Add(-1) }, nil
+	return c.release, nil
 }
 
 // AcquireRetry reserves a retry under max_retries.
