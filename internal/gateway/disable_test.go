@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,8 +17,15 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/maestro-ml/maestro/inference/inferencetest"
+	"github.com/maestro-ml/maestro/inference/pb"
+	"github.com/maestro-ml/maestro/inference/server"
+	"github.com/maestro-ml/maestro/internal/e2etest"
 	"github.com/maestro-ml/maestro/internal/gateway"
 	"github.com/maestro-ml/maestro/internal/gateway/router"
 	"github.com/maestro-ml/maestro/internal/gateway/upstream"
@@ -171,4 +179,45 @@ func TestDisabledFilterSkipsTheStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestModelRouteWithoutTheHeaderStillRouted runs the translator's config
+// with the real filters: the fraud route requires the model header, so it
+// disables the fanout filter, and a standard client's call without the
+// header must still be routed there (it first selects no route, so its
+// chain has the fanout filter, which sets the header from the message)
+// and metered by the slo filter, like a call with the header.
+func TestModelRouteWithoutTheHeaderStillRouted(t *testing.T) {
+	dir := e2etest.WasmDir(t)
+	repo := t.TempDir()
+	inferencetest.WriteModel(t, repo, inferencetest.TestModel{Name: "fraud"})
+	srv := inferencetest.Start(t, inferencetest.Options{Name: "fraud-v1", ModelDir: repo})
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	e2etest.ReplaceFile(t, path, e2etest.SLOPolicy(dir, srv.GRPCAddr))
+	cp := startPlane(t, path, "127.0.0.1:0")
+	addr := startGateway(t, "gw-disable", cp.xds, nil)
+	conn, err := grpc.NewClient(addr.waitLive(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	client := pb.NewGRPCInferenceServiceClient(conn)
+
+	const n = 5
+	if got := counts(t, client, "fraud", n); got["fraud-v1"] != n {
+		t.Fatalf("with the header: answered by %v, want fraud-v1", got)
+	}
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		var hdr metadata.MD
+		_, err := client.ModelInfer(ctx, e2etest.InferRequest("fraud"), grpc.Header(&hdr))
+		cancel()
+		if err != nil {
+			t.Fatalf("without the header: %v", err)
+		}
+		if got := hdr.Get(server.ServerHeader); len(got) != 1 || got[0] != "fraud-v1" {
+			t.Fatalf("without the header: answered by %q, want fraud-v1", got)
+		}
+	}
+	waitMetric(t, addr, `maestro_slo_requests_total{route="fraud",model="fraud"}`, 2*n)
 }
