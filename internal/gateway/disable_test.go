@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"path/filepath"
@@ -125,7 +126,9 @@ func TestDisabledFilterSkipsTheStream(t *testing.T) {
 		[]*clusterv3.Cluster{edsCluster(t, "a", false)}, []*endpointv3.ClusterLoadAssignment{endpoints(t, "a", b.addr)})
 	res[resource.ExtensionConfigType] = append(res[resource.ExtensionConfigType], wasmExt(t, "edge.setter"), wasmExt(t, "edge.counted"))
 	cp.set(t, "gw", res)
+	const limit = 1024
 	gw := startGateway(t, "gw", cp.addr, func(c *gateway.Config) {
+		c.BufferLimit = limit
 		c.LoadFilter = func(_ context.Context, w *xdsconfig.WasmFilter, _ *upstream.Manager) (gateway.Filter, error) {
 			if w.Name == "edge.setter" {
 				return setter, nil
@@ -178,6 +181,19 @@ func TestDisabledFilterSkipsTheStream(t *testing.T) {
 				t.Errorf("second filter called on routes %q, want %q", got, tc.counted)
 			}
 		})
+	}
+
+	// A body over the limit is refused only by a chain that buffers it:
+	// with every (buffering) filter disabled it streams through.
+	for path, want := range map[string]int{"/loud/x": http.StatusRequestEntityTooLarge, "/all-off/x": http.StatusOK} {
+		resp, err := http.Post(base+path, "application/octet-stream", bytes.NewReader(make([]byte, 2*limit)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s with a body over the limit: status %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }
 
