@@ -47,6 +47,19 @@ func TestCacheFollowsMovedObjects(t *testing.T) {
 			faults(m, nil)
 			return m
 		}},
+		// Which filters a route disables depends on its listener's
+		// filters: unchanged routes must follow them.
+		{"no slo filter", func() *model.Mesh {
+			m := modeltest.Sample(9000)
+			for gi := range m.Groups {
+				for li := range m.Groups[gi].Listeners {
+					l := &m.Groups[gi].Listeners[li]
+					l.Filters = slices.DeleteFunc(l.Filters, func(f model.WasmFilter) bool { return f.Kind == model.FilterSLO })
+				}
+			}
+			return m
+		}},
+		{"slo filter back", func() *model.Mesh { return modeltest.Sample(9000) }},
 		{"cluster prepended", func() *model.Mesh {
 			m := modeltest.Sample(9000)
 			extra := m.Clusters[0]

@@ -1,10 +1,12 @@
 package xds
 
 import (
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
@@ -259,14 +261,140 @@ func wasmCode(c model.WasmCode) *corev3.AsyncDataSource {
 }
 
 // perRouteFilterConfig returns the route's typed_per_filter_config: the
-// fault override where the route injects faults.
-func perRouteFilterConfig(a *model.RouteAction) (map[string]*anypb.Any, error) {
-	if a.Fault == nil {
+// fault override where the route injects faults, and the wasm filters of
+// scope s that the route disables (disabledFilters).
+func perRouteFilterConfig(r *model.Route, s FilterScope) (map[string]*anypb.Any, error) {
+	disabled := disabledFilters(r, s)
+	if r.Action.Fault == nil && len(disabled) == 0 {
 		return nil, nil
 	}
-	f, err := anyOf(Fault(a.Fault))
-	if err != nil {
-		return nil, err
+	out := make(map[string]*anypb.Any, len(disabled)+1)
+	if r.Action.Fault != nil {
+		f, err := anyOf(Fault(r.Action.Fault))
+		if err != nil {
+			return nil, err
+		}
+		out[wellknown.Fault] = f
 	}
-	return map[string]*anypb.Any{wellknown.Fault: f}, nil
+	for _, name := range disabled {
+		d, err := disabledFilter()
+		if err != nil {
+			return nil, err
+		}
+		out[name] = d
+	}
+	return out, nil
+}
+
+// FilterScope is what a route's typed_per_filter_config depends on besides
+// the route itself: the wasm filters of the listener whose routes it is in,
+// and the header its gRPC model routes select a model by. The zero scope
+// (no wasm filters) disables nothing.
+type FilterScope struct {
+	// Fanout and SLO are the names of the listener's filters of each
+	// kind, "" when it has none.
+	Fanout, SLO string
+	// ModelHeader is the model header of the fanout filter's model
+	// routing (ModelRoutingConfig), "" when no route selects a model.
+	ModelHeader string
+}
+
+// FilterScopeOf returns the filter scope of l's routes. Only listeners
+// whose routes come over RDS carry the wasm filters (HTTPFilters).
+func FilterScopeOf(l *model.Listener) FilterScope {
+	var s FilterScope
+	if l.InlineRoutes() {
+		return s
+	}
+	for _, f := range l.Filters {
+		switch f.Kind {
+		case model.FilterFanout:
+			s.Fanout = f.Name
+		case model.FilterSLO:
+			s.SLO = f.Name
+		}
+	}
+	if s.Fanout != "" {
+		s.ModelHeader = modelHeader(&l.Routes)
+	}
+	return s
+}
+
+// modelHeader is the header of rc's first gRPC model route, the one
+// ModelRoutingConfig gives the fanout filter, or "".
+func modelHeader(rc *model.RouteConfig) string {
+	for _, vh := range rc.VirtualHosts {
+		for i := range vh.Routes {
+			if header, _, _, ok := modelMatch(&vh.Routes[i].Match); ok {
+				return header
+			}
+		}
+	}
+	return ""
+}
+
+// disabledFilters returns the wasm filters of s that have nothing to do on
+// r, for its typed_per_filter_config: Envoy then leaves them
+// out of the filter chain of every stream whose route, when the chain is
+// built, is r (see disabledFilter).
+//
+// Envoy builds a stream's chain once, right after the request headers
+// first select a route, and a filter that changes headers later (fanout
+// setting the model header) re-selects only the router's route, not the
+// chain. So a filter may be disabled on r only if every request that
+// first lands on r stays there, or needs the filter on none of the routes
+// it may end on:
+//   - fanout, when r has no fan-out settings (ensemble, compared shadows)
+//     and no request on r is one the filter routes by model (reroutable);
+//   - slo, when r has no SLO and no request on r is rerouted: the filter
+//     meters only the routes its objectives name (the translator names
+//     every objective's route, SLOConfig), and reads the route when the
+//     response starts, so a request rerouted to an SLO route needs it.
+func disabledFilters(r *model.Route, s FilterScope) []string {
+	var out []string
+	moves := reroutable(r, s)
+	if _, fans := fanoutRoute(r); s.Fanout != "" && !fans && !moves {
+		out = append(out, s.Fanout)
+	}
+	if s.SLO != "" && r.Action.SLO == nil && !moves {
+		out = append(out, s.SLO)
+	}
+	return out
+}
+
+// reroutable reports whether the fanout filter may route a request that
+// first lands on r anew: a gRPC call to a per-model method (ModelInfer,
+// ModelReady, ModelMetadata, all under model.OIPModelMethodPrefix)
+// without the model header, for which the filter sets the header from the
+// message. A route that requires the header never sees one; nor does a
+// route whose path match cannot take a per-model method's path. Other
+// header matches are not relied on (conservative).
+func reroutable(r *model.Route, s FilterScope) bool {
+	if s.Fanout == "" || s.ModelHeader == "" {
+		return false
+	}
+	m := &r.Match
+	if header, _, _, ok := modelMatch(m); ok && header == s.ModelHeader {
+		return false
+	}
+	const p = model.OIPModelMethodPrefix
+	switch {
+	case m.Path != "":
+		return strings.HasPrefix(m.Path, p)
+	case m.SeparatedPrefix != "":
+		// The path itself or the path and "/...": a subset of what the
+		// plain prefix takes.
+		return strings.HasPrefix(m.SeparatedPrefix, p) || strings.HasPrefix(p, m.SeparatedPrefix)
+	default:
+		return strings.HasPrefix(m.Prefix, p) || strings.HasPrefix(p, m.Prefix)
+	}
+}
+
+// disabledFilter is the typed_per_filter_config value that disables a
+// filter on a route: envoy.config.route.v3.FilterConfig with disabled set
+// (route_components.proto: a disabled filter's config is ignored, and
+// Envoy's RouteEntryImplBase::filterDisabled asks the route, then its
+// virtual host).
+func disabledFilter() (*anypb.Any, error) {
+	return anyOf(&routev3.FilterConfig{Disabled: true})
 }

@@ -22,7 +22,7 @@ import (
 type memo struct {
 	gen    uint64
 	lds    table[listenerIn, built]
-	routes table[*model.Route, built]
+	routes table[routeIn, built]
 	// cds holds a cluster's CDS and EDS resources together: they are
 	// built from the same model object.
 	cds table[*model.Cluster, builtCluster]
@@ -51,7 +51,7 @@ type sharedCluster struct {
 func newMemo() memo {
 	return memo{
 		lds:    table[listenerIn, built]{},
-		routes: table[*model.Route, built]{},
+		routes: table[routeIn, built]{},
 		cds:    table[*model.Cluster, builtCluster]{},
 		outs:   map[string]groupOut{},
 	}
@@ -285,24 +285,34 @@ func tracingEqual(a, b *model.Tracing) bool {
 	return *a == *b
 }
 
-// routeConfiguration returns the RDS resource of rc in group, composed of
-// routes reused when unchanged. Each route is validated when built; the
-// configuration and its virtual hosts are validated without their routes,
-// and the version combines the routes' versions, so an unchanged route
-// costs neither validation nor encoding.
-func (m *memo) routeConfiguration(group string, rc *model.RouteConfig) (built, error) {
+// routeIn is what a route resource is built from: the route and the
+// filter scope of its listener (which filters it disables depends on it).
+type routeIn struct {
+	r     *model.Route
+	scope FilterScope
+}
+
+// routeConfiguration returns the RDS resource of listener l in group
+// (ListenerRouteConfiguration), composed of routes reused when unchanged.
+// Each route is validated when built; the configuration and its virtual
+// hosts are validated without their routes, and the version combines the
+// routes' versions, so an unchanged route costs neither validation nor
+// encoding.
+func (m *memo) routeConfiguration(group string, l *model.Listener) (built, error) {
+	rc := &l.Routes
+	scope := FilterScopeOf(l)
 	n := routeCount(rc)
 	s := m.routes.slots(m.gen, list{group: group, parent: rc.Name}, n)
-	build := func(r *model.Route, _ *entry[*model.Route, built]) (built, error) {
-		rt, err := Route(r, false)
+	build := func(in routeIn, _ *entry[routeIn, built]) (built, error) {
+		rt, err := ScopedRoute(in.r, in.scope)
 		if err != nil {
-			return built{}, fmt.Errorf("route %q: %w", r.Name, err)
+			return built{}, fmt.Errorf("route %q: %w", in.r.Name, err)
 		}
-		return m.work.built(resource.RouteType, r.Name, rt)
+		return m.work.built(resource.RouteType, in.r.Name, rt)
 	}
 	versions := make([]string, 0, n)
 	out, err := composeRoutes(rc, func(r *model.Route) (*routev3.Route, error) {
-		e, err := s.reuse(len(versions), r.Name, r, sameRoute, build)
+		e, err := s.reuse(len(versions), r.Name, routeIn{r, scope}, sameRoute, build)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +329,9 @@ func (m *memo) routeConfiguration(group string, rc *model.RouteConfig) (built, e
 	return built{res: out, v: v}, nil
 }
 
-func sameRoute(prev, r *model.Route) bool { return prev == r || prev.Equal(r) }
+func sameRoute(prev, in routeIn) bool {
+	return prev.scope == in.scope && (prev.r == in.r || prev.r.Equal(in.r))
+}
 
 // routeCount is the number of routes in rc.
 func routeCount(rc *model.RouteConfig) int {

@@ -76,7 +76,7 @@ func TestSweepKeepsOnlyLastMesh(t *testing.T) {
 		}
 		for _, s := range mem.routes {
 			for _, e := range s.prev {
-				check("route", e.in, len(s.cur))
+				check("route", e.in.r, len(s.cur))
 			}
 		}
 		if n == 0 {

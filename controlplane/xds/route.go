@@ -36,11 +36,20 @@ func modeOf(k model.ListenerKind) routeMode {
 	return forEnvoy
 }
 
-// RouteConfiguration creates an Envoy RouteConfiguration from rc; for
-// proxyless gRPC clients, timeouts are also set as max stream durations
-// (which is what gRPC reads) and mirrors, which gRPC ignores, are left out.
+// RouteConfiguration creates an Envoy RouteConfiguration from rc, for a
+// listener without wasm filters; for proxyless gRPC clients, timeouts are
+// also set as max stream durations (which is what gRPC reads) and mirrors,
+// which gRPC ignores, are left out.
 func RouteConfiguration(rc *model.RouteConfig, proxyless bool) (*routev3.RouteConfiguration, error) {
 	return routeConfiguration(rc, clientMode(proxyless))
+}
+
+// ListenerRouteConfiguration creates the RouteConfiguration Envoy gets over
+// RDS for l: its routes, each disabling the wasm filters of l that have
+// nothing to do on it (FilterScopeOf, disabledFilters).
+func ListenerRouteConfiguration(l *model.Listener) (*routev3.RouteConfiguration, error) {
+	s := FilterScopeOf(l)
+	return composeRoutes(&l.Routes, func(r *model.Route) (*routev3.Route, error) { return ScopedRoute(r, s) })
 }
 
 // ServerRouteConfiguration creates the route configuration of an xDS gRPC
@@ -50,7 +59,7 @@ func ServerRouteConfiguration(rc *model.RouteConfig) (*routev3.RouteConfiguratio
 }
 
 func routeConfiguration(rc *model.RouteConfig, mode routeMode) (*routev3.RouteConfiguration, error) {
-	return composeRoutes(rc, func(r *model.Route) (*routev3.Route, error) { return route(r, mode) })
+	return composeRoutes(rc, func(r *model.Route) (*routev3.Route, error) { return route(r, mode, FilterScope{}) })
 }
 
 // composeRoutes creates rc's configuration with each route made by build:
@@ -86,12 +95,18 @@ func clientMode(proxyless bool) routeMode {
 	return forEnvoy
 }
 
-// Route creates an Envoy Route from r.
+// Route creates an Envoy Route from r, in a listener without wasm filters.
 func Route(r *model.Route, proxyless bool) (*routev3.Route, error) {
-	return route(r, clientMode(proxyless))
+	return route(r, clientMode(proxyless), FilterScope{})
 }
 
-func route(r *model.Route, mode routeMode) (*routev3.Route, error) {
+// ScopedRoute creates the Envoy Route of r in an Envoy listener whose
+// filter scope is s.
+func ScopedRoute(r *model.Route, s FilterScope) (*routev3.Route, error) {
+	return route(r, forEnvoy, s)
+}
+
+func route(r *model.Route, mode routeMode, s FilterScope) (*routev3.Route, error) {
 	if mode == forGRPCServer {
 		return &routev3.Route{
 			Name:   r.Name,
@@ -99,7 +114,10 @@ func route(r *model.Route, mode routeMode) (*routev3.Route, error) {
 			Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
 		}, nil
 	}
-	perFilter, err := perRouteFilterConfig(&r.Action)
+	if mode != forEnvoy {
+		s = FilterScope{} // proxyless listeners run no wasm filters
+	}
+	perFilter, err := perRouteFilterConfig(r, s)
 	if err != nil {
 		return nil, err
 	}

@@ -99,16 +99,16 @@ func TestRouteConfiguration(t *testing.T) {
 
 // TestRouteConfigurationIsWhatGroupsGet checks that translation composes
 // the pure builder: every RDS resource a group receives, with or without a
-// cache and after a change, equals RouteConfiguration of its listener's
-// routes.
+// cache and after a change, equals ListenerRouteConfiguration of its
+// listener.
 func TestRouteConfigurationIsWhatGroupsGet(t *testing.T) {
 	c := xds.NewCache()
 	for _, m := range []*model.Mesh{modeltest.Sample(9000), modeltest.Sample(9100), modeltest.Large(4, 8)} {
 		for _, g := range m.Groups {
-			want := map[string]*model.RouteConfig{}
+			want := map[string]*model.Listener{}
 			for i := range g.Listeners {
 				if l := &g.Listeners[i]; !l.InlineRoutes() {
-					want[l.Routes.Name] = &l.Routes
+					want[l.Routes.Name] = l
 				}
 			}
 			cold, err := xds.ForGroup(m, g.Name)
@@ -126,11 +126,11 @@ func TestRouteConfigurationIsWhatGroupsGet(t *testing.T) {
 				}
 				for _, r := range routes {
 					got := r.(*routev3.RouteConfiguration)
-					rc, ok := want[got.GetName()]
+					l, ok := want[got.GetName()]
 					if !ok {
 						t.Fatalf("group %s: unexpected route configuration %q", g.Name, got.GetName())
 					}
-					pure, err := xds.RouteConfiguration(rc, false)
+					pure, err := xds.ListenerRouteConfiguration(l)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -223,7 +223,7 @@ func (b *groupBuilder) listener(i int) error {
 	}
 	b.out.addBuilt(resource.ListenerType, ln)
 	if !l.InlineRoutes() {
-		rc, err := b.memo.routeConfiguration(b.group.Name, &l.Routes)
+		rc, err := b.memo.routeConfiguration(b.group.Name, l)
 		if err != nil {
 			return err
 		}

@@ -171,6 +171,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fields [][2]stri
 	}
 	grpcReq := isGRPC(req)
 	local := func(lr *LocalReply) int { return writeLocal(w, grpcReq, lr) }
+	// The stream's filter chain is built once, from the route the request
+	// headers select before any filter runs, as Envoy builds it:
+	// ActiveStream::decodeHeaders resolves the route (refreshCachedRoute)
+	// and then creates the chain, FilterManager::createFilterChain runs
+	// once per stream and asks that route which filters it disables
+	// (FilterChainUtility::createFilterChainForFactories skips a filter
+	// whose route's, else virtual host's, typed_per_filter_config holds
+	// FilterConfig{disabled: true}). With no route, no filter is
+	// disabled. A filter that later changes headers re-selects the route
+	// the router uses, but the chain stays as built.
+	chain := snap.Listener.Filters
+	first := Select(snap.Routes, req)
+	var kept [4]xdsconfig.HTTPFilter // the usual chain, without an allocation
+	if first != nil && len(first.Disabled) > 0 {
+		chain = enabled(kept[:0], chain, first.Disabled)
+	}
 
 	// Buffer the body up to the limit. Past it, a chain with a buffering
 	// filter answers 413 as Envoy does; without one the rest streams
@@ -181,7 +197,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fields [][2]stri
 	}
 	var rest io.Reader
 	if len(body) > h.cfg.BufferLimit {
-		if buffering(snap.Listener.Filters) {
+		if buffering(chain) {
 			h.st.tooLarge.Inc()
 			return local(&LocalReply{Status: http.StatusRequestEntityTooLarge, Body: bodyTooLarge, GRPCStatus: -1})
 		}
@@ -205,8 +221,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, fields [][2]stri
 			fs.Done()
 		}
 	}()
-	for _, f := range snap.Listener.Filters {
-		route := Select(snap.Routes, req)
+	for i, f := range chain {
+		route := first // no filter has run yet: the headers are unchanged
+		if i > 0 {
+			route = Select(snap.Routes, req)
+		}
 		switch f.Kind {
 		case xdsconfig.FilterFault:
 			if lr := h.fault(ctx, f, route); lr != nil {
@@ -406,6 +425,16 @@ func (r *recorder) message(code int) *Message {
 		}
 	}
 	return m
+}
+
+// enabled appends to out the filters of fs that disabled does not name.
+func enabled(out, fs []xdsconfig.HTTPFilter, disabled map[string]bool) []xdsconfig.HTTPFilter {
+	for _, f := range fs {
+		if !disabled[f.Name] {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // buffering says whether a filter of the chain may buffer the body: the

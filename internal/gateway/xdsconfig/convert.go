@@ -433,8 +433,24 @@ func convertRoute(r *routev3.Route, path string) (Route, error) {
 		out.Action.Mirrors = append(out.Action.Mirrors, mir)
 	}
 	for name, cfg := range r.GetTypedPerFilterConfig() {
-		f := &faultv3.HTTPFault{}
 		fp := fmt.Sprintf("%s.typed_per_filter_config[%s]", path, name)
+		if cfg.MessageIs((*routev3.FilterConfig)(nil)) {
+			fc := &routev3.FilterConfig{}
+			if err := cfg.UnmarshalTo(fc); err != nil {
+				return out, fieldErr(fp, "%v", err)
+			}
+			// The field walk let only disabled through; a FilterConfig
+			// that does not disable configures nothing the gateway has.
+			if !fc.GetDisabled() {
+				return out, fieldErr(fp+".disabled", "false unsupported (only disabled: true is implemented)")
+			}
+			if out.Disabled == nil {
+				out.Disabled = make(map[string]bool)
+			}
+			out.Disabled[name] = true
+			continue
+		}
+		f := &faultv3.HTTPFault{}
 		if err := cfg.UnmarshalTo(f); err != nil {
 			return out, fieldErr(fp, "%v", err)
 		}

@@ -50,6 +50,7 @@ var implemented = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.RouteConfiguration":               {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":                      {"name", "domains", "routes"},
 	"envoy.config.route.v3.Route":                            {"name", "match", "route", "typed_per_filter_config"},
+	"envoy.config.route.v3.FilterConfig":                     {"disabled"}, // config and is_optional are NACKed
 	"envoy.config.route.v3.RouteMatch":                       {"path", "prefix", "path_separated_prefix", "safe_regex", "headers", "grpc"},
 	"envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions": {},
 	"envoy.config.route.v3.HeaderMatcher":                    {"name", "string_match", "present_match", "invert_match"},
@@ -119,7 +120,7 @@ var anyTypes = map[protoreflect.FullName][]protoreflect.FullName{
 		"envoy.extensions.filters.http.router.v3.Router", "envoy.extensions.filters.http.fault.v3.HTTPFault",
 	},
 	"envoy.config.trace.v3.Tracing.Http.typed_config":                          {"envoy.config.trace.v3.OpenTelemetryConfig"},
-	"envoy.config.route.v3.Route.TypedPerFilterConfigEntry.value":              {"envoy.extensions.filters.http.fault.v3.HTTPFault"},
+	"envoy.config.route.v3.Route.TypedPerFilterConfigEntry.value":              {"envoy.extensions.filters.http.fault.v3.HTTPFault", "envoy.config.route.v3.FilterConfig"},
 	"envoy.config.cluster.v3.Cluster.TypedExtensionProtocolOptionsEntry.value": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions"},
 	"envoy.config.core.v3.TypedExtensionConfig.typed_config":                   {"envoy.extensions.filters.http.wasm.v3.Wasm"},
 	"envoy.extensions.wasm.v3.PluginConfig.configuration":                      {"google.protobuf.StringValue"},

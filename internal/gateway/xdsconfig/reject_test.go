@@ -21,6 +21,15 @@ func baseRoute() *routev3.RouteConfiguration {
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: "fraud.v1"}}}}}}}}
 }
 
+// withFilterConfig is baseRoute with fc as the route's config of the
+// filter edge.fanout.
+func withFilterConfig(fc *routev3.FilterConfig) *routev3.RouteConfiguration {
+	rc := baseRoute()
+	a, _ := anypb.New(fc)
+	rc.VirtualHosts[0].Routes[0].TypedPerFilterConfig = map[string]*anypb.Any{"edge.fanout": a}
+	return rc
+}
+
 func action(rc *routev3.RouteConfiguration) *routev3.RouteAction {
 	return rc.VirtualHosts[0].Routes[0].GetRoute()
 }
@@ -63,6 +72,22 @@ func TestRejectsNameTheField(t *testing.T) {
 			rc.VirtualHosts[0].Routes[0].TypedPerFilterConfig = map[string]*anypb.Any{"envoy.filters.http.fault": a}
 			return rc
 		}, `route config "edge": field virtual_hosts[edge].routes[fraud].typed_per_filter_config[envoy.filters.http.fault] type envoy.type.v3.Percent unsupported`},
+		"per-filter FilterConfig is_optional": {func() proto.Message {
+			return withFilterConfig(&routev3.FilterConfig{Disabled: true, IsOptional: true})
+		}, `route config "edge": field virtual_hosts[edge].routes[fraud].typed_per_filter_config[edge.fanout].is_optional unsupported`},
+		"per-filter FilterConfig config": {func() proto.Message {
+			cfg, _ := anypb.New(&typev3.Percent{Value: 1})
+			return withFilterConfig(&routev3.FilterConfig{Disabled: true, Config: cfg})
+		}, `route config "edge": field virtual_hosts[edge].routes[fraud].typed_per_filter_config[edge.fanout].config unsupported`},
+		"per-filter FilterConfig that does not disable": {func() proto.Message {
+			return withFilterConfig(&routev3.FilterConfig{})
+		}, `route config "edge": field virtual_hosts[edge].routes[fraud].typed_per_filter_config[edge.fanout].disabled false unsupported (only disabled: true is implemented)`},
+		"virtual host per-filter config": {func() proto.Message {
+			rc := baseRoute()
+			a, _ := anypb.New(&routev3.FilterConfig{Disabled: true})
+			rc.VirtualHosts[0].TypedPerFilterConfig = map[string]*anypb.Any{"edge.fanout": a}
+			return rc
+		}, `route config "edge": field virtual_hosts[edge].typed_per_filter_config unsupported`},
 		"cluster lb policy": {func() proto.Message {
 			return &clusterv3.Cluster{Name: "fraud.v1", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 				LbPolicy: clusterv3.Cluster_LEAST_REQUEST}

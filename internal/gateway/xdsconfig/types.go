@@ -88,6 +88,11 @@ type Route struct {
 	Action Action
 	// Faults overrides, per filter name, the fault filter's config.
 	Faults map[string]*Fault
+	// Disabled names the HTTP filters this route disables
+	// (typed_per_filter_config[name] = FilterConfig{disabled: true}):
+	// a stream whose first route resolution picks this route is built
+	// without them, as Envoy builds its filter chain (see router.Handler).
+	Disabled map[string]bool
 }
 
 // Match selects requests by path and headers.
