@@ -177,7 +177,7 @@ func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
 	}
 	members := s.members[:cap(s.members)]
 	clear(members) // the answers are garbage now
-	*s = stream{p: p, members: members[:0]}
+	*s = stream{p: p, members: members[:0], scratch: s.scratch[:0], onAnswer: s.onAnswer}
 	p.free = append(p.free, s)
 }
 

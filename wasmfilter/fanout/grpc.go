@@ -37,11 +37,12 @@ func (s *stream) startGRPC(body []byte) pw.Action {
 	}
 	s.primary = s.route.PrimaryIndex()
 	pm := &s.route.Members[s.primary]
-	fwd, err := oip.RewriteFramedGRPCRequest(msg, pm.Model, pm.Version)
+	fwd, err := oip.AppendRewriteGRPCRequest(s.scratch[:0], msg, pm.Model, pm.Version, true)
 	if err != nil {
 		s.reject(err.Error())
 		return pw.ActionPause
 	}
+	s.scratch = fwd
 	if err := pw.ReplaceHTTPRequestBody(fwd); err != nil {
 		s.answered = true
 		s.localError(500, grpcInternal, "fanout: rewrite request: "+err.Error())
@@ -61,10 +62,10 @@ func (s *stream) callGRPC(i int, msg []byte) {
 	m := &s.route.Members[i]
 	ms := &s.members[i]
 	ms.called, ms.sent = true, s.p.now()
-	out, err := oip.RewriteGRPCRequest(msg, m.Model, m.Version)
+	out, err := oip.AppendRewriteGRPCRequest(s.scratch[:0], msg, m.Model, m.Version, false)
 	if err == nil {
-		_, err = pw.DispatchGRPCCall(m.Cluster, grpcService, grpcMethod, s.trace, out, s.timeout(),
-			func(status uint32, message string, resp []byte) { s.onGRPC(i, status, message, resp) })
+		s.scratch = out
+		_, err = pw.DispatchGRPCCall(m.Cluster, grpcService, grpcMethod, s.trace, out, s.timeout(), s.answerFunc(i))
 	}
 	if err != nil {
 		s.memberDone(i, nil, "dispatch: "+err.Error())
@@ -74,6 +75,17 @@ func (s *stream) callGRPC(i int, msg []byte) {
 		return
 	}
 	s.pending++
+}
+
+// answerFunc is the callback of member i's gRPC call, made once per
+// context: a closure per call would be an allocation on every fan-out.
+func (s *stream) answerFunc(i int) pw.GRPCCallCallback {
+	for j := len(s.onAnswer); j <= i; j++ {
+		s.onAnswer = append(s.onAnswer, func(status uint32, message string, resp []byte) {
+			s.onGRPC(j, status, message, resp)
+		})
+	}
+	return s.onAnswer[i]
 }
 
 // onGRPC handles member i's gRPC answer.
@@ -149,13 +161,14 @@ func (s *stream) finishGRPC() {
 	resp, answer, err := s.result(rep)
 	var framed []byte
 	if err == nil {
-		framed, err = oip.EncodeFramedGRPCResponse(resp)
+		framed, err = oip.AppendFramedGRPCResponse(s.scratch[:0], resp)
 	}
 	if err != nil {
 		s.p.count(routeKey("combine_errors_total", s.routeLabel), 1)
 		fail("fanout: " + err.Error())
 		return
 	}
+	s.scratch = framed
 	if err := pw.ReplaceHTTPResponseBody(framed); err != nil {
 		fail("fanout: rewrite response: " + err.Error())
 		return

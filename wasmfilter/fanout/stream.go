@@ -60,6 +60,14 @@ type stream struct {
 	primaryTold  bool
 	// observed: the observation of this request is settled (observe.go).
 	observed bool
+
+	// Kept when the context is recycled, so that a fan-out allocates none
+	// of them (each allocation is slow inside wasm):
+	// scratch holds each message the filter builds and hands the host at
+	// once (the host copies it): the rewritten requests, the answer.
+	scratch []byte
+	// onAnswer[i] is the gRPC callback of member i's call.
+	onAnswer []pw.GRPCCallCallback
 }
 
 func (s *stream) ensemble() bool { return s.route != nil && len(s.route.Members) > 0 }

@@ -118,7 +118,7 @@ func GetHeaderMap(mt MapType) ([][2]string, error) {
 
 // SetHeaderMap replaces a whole header map.
 func SetHeaderMap(mt MapType, pairs [][2]string) error {
-	b := SerializeMap(pairs)
+	b, _ := vm.hostMaps(pairs, nil)
 	if err := Status(proxySetHeaderMapPairs(uint32(mt), ptr(b), uint32(len(b)))).Err(); err != nil {
 		return hostError("set header map", mapName(mt), err)
 	}
@@ -292,7 +292,7 @@ const NoGRPCStatus int32 = -1
 // SendHTTPResponse answers the current stream locally; the host stops
 // forwarding it. The calling callback should return ActionPause.
 func SendHTTPResponse(statusCode uint32, headers [][2]string, body []byte, grpcStatus int32) error {
-	h := SerializeMap(headers)
+	h, _ := vm.hostMaps(headers, nil)
 	st := proxySendLocalResponse(statusCode, nil, 0, ptr(body), uint32(len(body)), ptr(h), uint32(len(h)), grpcStatus)
 	if err := Status(st).Err(); err != nil {
 		return hostError("send local response", strconv.Itoa(int(statusCode)), err)
@@ -318,7 +318,7 @@ func ResumeHTTPResponse() error {
 // ErrBadArgument for an unknown cluster or missing pseudo-headers.
 func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers [][2]string,
 	timeout time.Duration, cb HTTPCallCallback) (uint32, error) {
-	h, t := SerializeMap(headers), SerializeMap(trailers)
+	h, t := vm.hostMaps(headers, trailers)
 	idp, _ := vm.retSlots()
 	st := proxyHTTPCall(strPtr(cluster), uint32(len(cluster)), ptr(h), uint32(len(h)), ptr(body), uint32(len(body)),
 		ptr(t), uint32(len(t)), millis(timeout), idp)
@@ -334,7 +334,7 @@ func DispatchHTTPCall(cluster string, headers [][2]string, body []byte, trailers
 // service/method on the cluster; cb runs in a later callback.
 func DispatchGRPCCall(cluster, service, method string, metadata [][2]string, message []byte,
 	timeout time.Duration, cb GRPCCallCallback) (uint32, error) {
-	md := SerializeMap(metadata)
+	md, _ := vm.hostMaps(metadata, nil)
 	idp, _ := vm.retSlots()
 	st := proxyGRPCCall(strPtr(cluster), uint32(len(cluster)), strPtr(service), uint32(len(service)),
 		strPtr(method), uint32(len(method)), ptr(md), uint32(len(md)), ptr(message), uint32(len(message)),

@@ -49,6 +49,20 @@ type dispatcher struct {
 	// of them for one allocation. A value the filter keeps holds on to its
 	// chunk, so only small ones come from here.
 	arena []byte
+	// wire is where header maps are serialized for a host call that
+	// copies them before it returns (a callout's metadata, a local
+	// reply's headers): one buffer for the VM's life, not one a call.
+	wire []byte
+}
+
+// hostMaps serializes a and b into the VM's wire buffer, valid until the
+// next call: for a host call only.
+func (d *dispatcher) hostMaps(a, b [][2]string) (ab, bb []byte) {
+	w := AppendMap(d.wire[:0], a)
+	n := len(w)
+	w = AppendMap(w, b)
+	d.wire = w
+	return w[:n:n], w[n:]
 }
 
 const (

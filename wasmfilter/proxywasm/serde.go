@@ -3,6 +3,7 @@ package proxywasm
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -11,20 +12,35 @@ import (
 // little-endian uint32 count, then count pairs of uint32 key and value
 // sizes, then every key and value followed by a NUL byte.
 func SerializeMap(pairs [][2]string) []byte {
+	return AppendMap(make([]byte, 0, mapSize(pairs)), pairs)
+}
+
+// mapSize is the size of pairs in the proxy-wasm map format.
+func mapSize(pairs [][2]string) int {
 	size := 4
 	for _, p := range pairs {
 		size += 8 + len(p[0]) + len(p[1]) + 2
 	}
-	out := make([]byte, size)
-	binary.LittleEndian.PutUint32(out, uint32(len(pairs)))
-	sizes := 4
-	data := 4 + 8*len(pairs)
+	return size
+}
+
+// AppendMap appends pairs to dst in the format of SerializeMap.
+func AppendMap(dst []byte, pairs [][2]string) []byte {
+	start := len(dst)
+	dst = slices.Grow(dst, mapSize(pairs))
+	out := dst[:start+mapSize(pairs)]
+	binary.LittleEndian.PutUint32(out[start:], uint32(len(pairs)))
+	sizes := start + 4
+	data := sizes + 8*len(pairs)
 	for _, p := range pairs {
 		binary.LittleEndian.PutUint32(out[sizes:], uint32(len(p[0])))
 		binary.LittleEndian.PutUint32(out[sizes+4:], uint32(len(p[1])))
 		sizes += 8
-		data += copy(out[data:], p[0]) + 1
-		data += copy(out[data:], p[1]) + 1
+		data += copy(out[data:], p[0])
+		out[data] = 0
+		data += copy(out[data+1:], p[1]) + 1
+		out[data] = 0
+		data++
 	}
 	return out
 }

@@ -126,3 +126,41 @@ func FuzzDeserializeMap(f *testing.F) {
 		}
 	})
 }
+
+// The VM serializes maps for host calls into one reused buffer; what it
+// hands the host must be exactly SerializeMap's bytes, whatever the
+// buffer held before.
+func TestHostMapsMatchSerializeMap(t *testing.T) {
+	var d dispatcher
+	tests := []struct {
+		name string
+		a, b [][2]string
+	}{
+		{"one map", [][2]string{{":path", "/v2"}, {"k", ""}}, nil},
+		{"two maps", [][2]string{{"x-request-id", "1"}}, [][2]string{{"grpc-status", "0"}, {"grpc-message", ""}}},
+		{"shorter after longer", [][2]string{{"a", "b"}}, nil},
+		{"empty", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ab, bb := d.hostMaps(tt.a, tt.b)
+			if want := SerializeMap(tt.a); !bytes.Equal(ab, want) {
+				t.Errorf("first map = %v, want %v", ab, want)
+			}
+			if want := SerializeMap(tt.b); !bytes.Equal(bb, want) {
+				t.Errorf("second map = %v, want %v", bb, want)
+			}
+			if cap(ab) != len(ab) {
+				t.Errorf("first map has capacity %d past its %d bytes: an append would overwrite the second", cap(ab), len(ab))
+			}
+		})
+	}
+}
+
+func TestAppendMapKeepsPrefix(t *testing.T) {
+	pairs := [][2]string{{"te", "trailers"}, {"x", "y"}}
+	got := AppendMap([]byte("prefix"), pairs)
+	if want := append([]byte("prefix"), SerializeMap(pairs)...); !bytes.Equal(got, want) {
+		t.Fatalf("AppendMap = %q, want %q", got, want)
+	}
+}

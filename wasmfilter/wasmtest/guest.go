@@ -20,31 +20,53 @@ import (
 // the callback that allocates). The counts are deterministic, unlike this
 // machine's timings; a module compiled with them runs far slower, so time
 // it without.
-type GuestCounts struct{ calls, mallocs, collections atomic.Int64 }
+// It also counts stack growths (runtime.newstack): Go's wasm port enters
+// every export on a goroutine stack, and one that outgrows it is copied.
+type GuestCounts struct {
+	calls, mallocs, collections, growths atomic.Int64
+
+	mu     sync.Mutex
+	byName map[string]*atomic.Int64 // every function's calls
+}
+
+// Calls copies every function's calls so far, by name (functions never
+// called included, with 0).
+func (c *GuestCounts) Calls() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.byName))
+	for name, n := range c.byName {
+		out[name] = n.Load()
+	}
+	return out
+}
 
 // GuestSnapshot is GuestCounts at one moment.
-type GuestSnapshot struct{ Calls, Mallocs, Collections int64 }
+type GuestSnapshot struct{ Calls, Mallocs, Collections, StackGrowths int64 }
 
 // Snapshot reads the counts.
 func (c *GuestCounts) Snapshot() GuestSnapshot {
-	return GuestSnapshot{Calls: c.calls.Load(), Mallocs: c.mallocs.Load(), Collections: c.collections.Load()}
+	return GuestSnapshot{Calls: c.calls.Load(), Mallocs: c.mallocs.Load(), Collections: c.collections.Load(),
+		StackGrowths: c.growths.Load()}
 }
 
 // Report reports the counts since s per operation over n operations:
-// guest-allocs/op, guest-calls/op and gc-per-1k-op.
+// guest-allocs/op, guest-calls/op, gc-per-1k-op and stack-growths/op.
 func (c *GuestCounts) Report(b *testing.B, s GuestSnapshot, n int) {
 	now := c.Snapshot()
+	b.ReportMetric(float64(now.StackGrowths-s.StackGrowths)/float64(n), "stack-growths/op")
 	b.ReportMetric(float64(now.Mallocs-s.Mallocs)/float64(n), "guest-allocs/op")
 	b.ReportMetric(float64(now.Calls-s.Calls)/float64(n), "guest-calls/op")
 	b.ReportMetric(float64(now.Collections-s.Collections)*1000/float64(n), "gc-per-1k-op")
 }
 
 type guestListener struct {
-	all, fn *atomic.Int64 // fn: nil, or the counter of this function
+	all, own, fn *atomic.Int64 // fn: nil, or the counter of a kind this function is
 }
 
 func (l guestListener) Before(context.Context, api.Module, api.FunctionDefinition, []uint64, experimental.StackIterator) {
 	l.all.Add(1)
+	l.own.Add(1)
 	if l.fn != nil {
 		l.fn.Add(1)
 	}
@@ -55,12 +77,24 @@ func (guestListener) After(context.Context, api.Module, api.FunctionDefinition, 
 func (guestListener) Abort(context.Context, api.Module, api.FunctionDefinition, error) {}
 
 func (c *GuestCounts) listener(def api.FunctionDefinition) experimental.FunctionListener {
-	l := guestListener{all: &c.calls}
+	l := guestListener{all: &c.calls, own: &atomic.Int64{}}
+	c.mu.Lock()
+	if c.byName == nil {
+		c.byName = map[string]*atomic.Int64{}
+	}
+	if n := c.byName[def.Name()]; n != nil {
+		l.own = n // a name given twice: count them together
+	} else {
+		c.byName[def.Name()] = l.own
+	}
+	c.mu.Unlock()
 	switch def.Name() {
 	case "runtime.mallocgc":
 		l.fn = &c.mallocs
 	case "runtime.gcStart":
 		l.fn = &c.collections
+	case "runtime.newstack":
+		l.fn = &c.growths
 	}
 	return l
 }

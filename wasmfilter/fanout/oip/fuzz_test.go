@@ -1,6 +1,7 @@
 package oip
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/maestro-ml/maestro/inference/pb"
@@ -44,8 +45,13 @@ func FuzzParseGRPCRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		r, err := ParseGRPCRequest(msg)
-		if _, rerr := RewriteGRPCRequest(msg, "m", "1"); err == nil && rerr != nil {
+		re, rerr := RewriteGRPCRequest(msg, "m", "1")
+		if err == nil && rerr != nil {
 			t.Fatalf("accepted request cannot be rewritten: %v", rerr)
+		}
+		framed, ferr := AppendRewriteGRPCRequest([]byte{7}, msg, "m", "1", true)
+		if (ferr == nil) != (rerr == nil) || (rerr == nil && !bytes.Equal(framed, append([]byte{7}, Frame(re)...))) {
+			t.Fatalf("appending rewrite (%v) differs from RewriteGRPCRequest (%v)", ferr, rerr)
 		}
 		if err != nil {
 			return

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -653,11 +654,27 @@ func RewriteGRPCRequest(msg []byte, model, version string) ([]byte, error) {
 // RewriteFramedGRPCRequest is Frame(RewriteGRPCRequest(msg, model,
 // version)) in one buffer, without copying the message into a frame.
 func RewriteFramedGRPCRequest(msg []byte, model, version string) ([]byte, error) {
-	out, err := appendRewrite(make([]byte, 5, 5+len(msg)+len(model)+len(version)+4), msg, model, version)
+	return AppendRewriteGRPCRequest(make([]byte, 0, 5+len(msg)+len(model)+len(version)+4), msg, model, version, true)
+}
+
+// AppendRewriteGRPCRequest appends RewriteGRPCRequest(msg, model, version)
+// to dst, in a gRPC frame when framed. A caller that hands the result to
+// the host, which copies it, can keep dst for the next request: a fresh
+// buffer on every fan-out is an allocation, slow inside wasm. dst must not
+// overlap msg.
+func AppendRewriteGRPCRequest(dst, msg []byte, model, version string, framed bool) ([]byte, error) {
+	start := len(dst)
+	dst = slices.Grow(dst, 5+len(msg)+len(model)+len(version)+4)
+	if framed {
+		dst = append(dst, 0, 0, 0, 0, 0)
+	}
+	out, err := appendRewrite(dst, msg, model, version)
 	if err != nil {
 		return nil, err
 	}
-	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-5))
+	if framed {
+		binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-5))
+	}
 	return out, nil
 }
 
@@ -703,12 +720,20 @@ func EncodeGRPCResponse(r *Response) ([]byte, error) {
 // EncodeFramedGRPCResponse is Frame(EncodeGRPCResponse(r)) in one buffer,
 // without copying the message into a frame.
 func EncodeFramedGRPCResponse(r *Response) ([]byte, error) {
-	b := make([]byte, 5, 5+responseSizeHint(r))
-	b, err := appendGRPCResponse(b, r)
+	return AppendFramedGRPCResponse(make([]byte, 0, 5+responseSizeHint(r)), r)
+}
+
+// AppendFramedGRPCResponse appends Frame(EncodeGRPCResponse(r)) to dst,
+// which a caller that hands the result to the host (which copies it) can
+// keep for the next answer.
+func AppendFramedGRPCResponse(dst []byte, r *Response) ([]byte, error) {
+	start := len(dst)
+	dst = slices.Grow(dst, 5+responseSizeHint(r))
+	b, err := appendGRPCResponse(append(dst, 0, 0, 0, 0, 0), r)
 	if err != nil {
 		return nil, err
 	}
-	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-5))
+	binary.BigEndian.PutUint32(b[start+1:], uint32(len(b)-start-5))
 	return b, nil
 }
 

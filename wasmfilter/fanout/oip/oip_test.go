@@ -554,3 +554,62 @@ func TestInPlaceDecodersAgree(t *testing.T) {
 		t.Fatalf("a copied request changed with its message: %+v", copied)
 	}
 }
+
+// The filter keeps one buffer per stream for the messages it hands the
+// host: the appending encoders must write exactly what the allocating ones
+// do, after whatever the buffer holds, and reuse a buffer that is large
+// enough.
+func TestAppendEncodersReuseTheirBuffer(t *testing.T) {
+	resp := &Response{ModelName: "fraud", ModelVersion: "1", Parameters: []Param{{Key: "strategy", Value: "mean"}},
+		Outputs: []Tensor{{Name: "probabilities", Datatype: "FP32", Shape: []int64{1, 2}, Values: []float64{0.25, 0.75}}}}
+	req, err := EncodeGRPCRequest(&Request{ModelName: "ensemble", ID: "7", Inputs: resp.Outputs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := RewriteGRPCRequest(req, "fraud-logistic", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := EncodeGRPCResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoders := []struct {
+		name string
+		fn   func(dst []byte) ([]byte, error)
+		want []byte
+	}{
+		{"rewrite", func(dst []byte) ([]byte, error) {
+			return AppendRewriteGRPCRequest(dst, req, "fraud-logistic", "2", false)
+		}, plain},
+		{"framed rewrite", func(dst []byte) ([]byte, error) {
+			return AppendRewriteGRPCRequest(dst, req, "fraud-logistic", "2", true)
+		}, Frame(plain)},
+		{"framed answer", func(dst []byte) ([]byte, error) { return AppendFramedGRPCResponse(dst, resp) }, Frame(answer)},
+	}
+	for _, e := range encoders {
+		t.Run(e.name, func(t *testing.T) {
+			got, err := e.fn([]byte("held"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append([]byte("held"), e.want...); !bytes.Equal(got, want) {
+				t.Fatalf("after a prefix: %x, want %x", got, want)
+			}
+			buf := bytes.Repeat([]byte{0xff}, 4*len(e.want)+256) // stale bytes of longer messages
+			got, err = e.fn(buf[:0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, e.want) {
+				t.Fatalf("in a used buffer: %x, want %x", got, e.want)
+			}
+			if &got[0] != &buf[0] {
+				t.Error("a buffer large enough was not reused")
+			}
+		})
+	}
+	if _, err := AppendRewriteGRPCRequest(nil, []byte{0xff}, "m", "", true); !errors.Is(err, ErrInvalid) {
+		t.Errorf("malformed request: %v, want ErrInvalid", err)
+	}
+}
