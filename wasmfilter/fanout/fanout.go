@@ -176,8 +176,9 @@ func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
 		return
 	}
 	members := s.members[:cap(s.members)]
-	clear(members) // the answers are garbage now
-	*s = stream{p: p, members: members[:0], scratch: s.scratch[:0], onAnswer: s.onAnswer}
+	clear(members)   // the answers are garbage now
+	clear(s.headers) // they point into the finished request's buffers
+	*s = stream{p: p, members: members[:0], scratch: s.scratch[:0], onAnswer: s.onAnswer, headers: s.headers[:0]}
 	p.free = append(p.free, s)
 }
 

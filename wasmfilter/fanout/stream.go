@@ -68,6 +68,8 @@ type stream struct {
 	scratch []byte
 	// onAnswer[i] is the gRPC callback of member i's call.
 	onAnswer []pw.GRPCCallCallback
+	// headers receives the request headers.
+	headers [][2]string
 }
 
 func (s *stream) ensemble() bool { return s.route != nil && len(s.route.Members) > 0 }
@@ -146,7 +148,8 @@ func (s *stream) passesThrough(endOfStream bool) (routeName string, read, pass b
 // act on, on the route Envoy picked, routeName.
 func (s *stream) onRequestHeaders(routeName string, endOfStream bool) (action pw.Action) {
 	defer s.guard(&action)
-	headers, err := pw.GetHTTPRequestHeaders()
+	headers, err := pw.AppendHeaderMap(s.headers[:0], pw.MapTypeHTTPRequestHeaders)
+	s.headers = headers
 	if err != nil {
 		pw.LogError("fanout: request headers: " + err.Error())
 		return pw.ActionContinue

@@ -102,14 +102,19 @@ func GetHTTPCallResponseBody(start, maxSize int) ([]byte, error) {
 }
 
 // GetHeaderMap returns every pair of a header map, in order.
-func GetHeaderMap(mt MapType) ([][2]string, error) {
+func GetHeaderMap(mt MapType) ([][2]string, error) { return AppendHeaderMap(nil, mt) }
+
+// AppendHeaderMap appends every pair of a header map to dst, in order: a
+// caller that reads the headers on every request can keep one slice for
+// them, sparing an allocation (slow inside wasm) each time.
+func AppendHeaderMap(dst [][2]string, mt MapType) ([][2]string, error) {
 	p, n := vm.retSlots()
 	if err := Status(proxyGetHeaderMapPairs(uint32(mt), p, n)).Err(); err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}
 	// The claimed buffer is this call's alone and never written again:
 	// the pairs share it rather than copying every name and value.
-	pairs, err := deserializeMap(vm.claim(*p, *n), true)
+	pairs, err := deserializeMap(dst, vm.claim(*p, *n), true)
 	if err != nil {
 		return nil, hostError("get header map", mapName(mt), err)
 	}

@@ -49,13 +49,14 @@ func AppendMap(dst []byte, pairs [][2]string) []byte {
 // empty map. Anything malformed (short header, sizes past the end, missing
 // NUL terminators, trailing bytes) is an error naming the offending pair,
 // never a panic: the bytes come from another program.
-func DeserializeMap(b []byte) ([][2]string, error) { return deserializeMap(b, false) }
+func DeserializeMap(b []byte) ([][2]string, error) { return deserializeMap(nil, b, false) }
 
-// deserializeMap is DeserializeMap; with share the strings point into b
-// instead of copying it, for a buffer that is never written again.
-func deserializeMap(b []byte, share bool) ([][2]string, error) {
+// deserializeMap appends the pairs of DeserializeMap(b) to dst (nil:
+// a slice of their own); with share the strings point into b instead of
+// copying it, for a buffer that is never written again.
+func deserializeMap(dst [][2]string, b []byte, share bool) ([][2]string, error) {
 	if len(b) == 0 {
-		return nil, nil
+		return dst, nil
 	}
 	if len(b) < 4 {
 		return nil, fmt.Errorf("header map: %d bytes, shorter than the 4-byte count", len(b))
@@ -66,10 +67,11 @@ func deserializeMap(b []byte, share bool) ([][2]string, error) {
 	if n*10 > uint64(len(b)-4) {
 		return nil, fmt.Errorf("header map: count %d does not fit in %d bytes", n, len(b))
 	}
-	pairs := make([][2]string, n)
+	start := len(dst)
+	pairs := slices.Grow(dst, int(n))[:start+int(n)]
 	sizes := 4
 	data := uint64(4 + 8*n)
-	for i := range pairs {
+	for i := range pairs[start:] {
 		for j := 0; j < 2; j++ {
 			l := uint64(binary.LittleEndian.Uint32(b[sizes:]))
 			sizes += 4
@@ -81,9 +83,9 @@ func deserializeMap(b []byte, share bool) ([][2]string, error) {
 				return nil, fmt.Errorf("header map: pair %d: %s is not NUL-terminated", i, part(j))
 			}
 			if share {
-				pairs[i][j] = unsafe.String(unsafe.SliceData(b[data:]), end-data)
+				pairs[start+i][j] = unsafe.String(unsafe.SliceData(b[data:]), end-data)
 			} else {
-				pairs[i][j] = string(b[data:end])
+				pairs[start+i][j] = string(b[data:end])
 			}
 			data = end + 1
 		}

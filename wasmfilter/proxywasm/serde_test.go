@@ -164,3 +164,27 @@ func TestAppendMapKeepsPrefix(t *testing.T) {
 		t.Fatalf("AppendMap = %q, want %q", got, want)
 	}
 }
+
+// AppendHeaderMap decodes into the caller's slice: after what it holds,
+// in its room when there is enough, for both the copying and the sharing
+// decoder.
+func TestDeserializeMapAppends(t *testing.T) {
+	pairs := [][2]string{{":method", "POST"}, {"te", "trailers"}}
+	for _, share := range []bool{false, true} {
+		room := make([][2]string, 1, 8)
+		room[0] = [2]string{"held", "1"}
+		got, err := deserializeMap(room, SerializeMap(pairs), share)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := append([][2]string{{"held", "1"}}, pairs...); !reflect.DeepEqual(got, want) {
+			t.Errorf("share %v: %q, want %q", share, got, want)
+		}
+		if &got[0] != &room[0] {
+			t.Errorf("share %v: the slice's room was not used", share)
+		}
+		if _, err := deserializeMap(room[:0], []byte{1, 0, 0}, share); err == nil {
+			t.Errorf("share %v: a short map was accepted", share)
+		}
+	}
+}
