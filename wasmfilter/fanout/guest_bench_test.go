@@ -25,13 +25,7 @@ func BenchmarkFanoutGuestWork(b *testing.B) {
 	b.Run("counts", func(b *testing.B) {
 		mod, counts := wasmtest.LoadCounted(b, fanouttest.Pkg)
 		vm, fanOut := guestWorkVM(b, f, mod)
-		before := counts.Snapshot()
-		for b.Loop() {
-			fanOut()
-		}
-		counts.Report(b, before, b.N)
-		b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
-		b.ReportMetric(0, "ns/op") // the listener's time, not the filter's
+		counts.Loop(b, vm, func() error { fanOut(); return nil })
 	})
 	b.Run("time", func(b *testing.B) {
 		mod, times := wasmtest.LoadTimed(b, fanouttest.Pkg)
@@ -164,14 +158,6 @@ func BenchmarkFanoutPassThrough(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		before := counts.Snapshot()
-		for b.Loop() {
-			if err := ex.Run(vm, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-		counts.Report(b, before, b.N)
-		b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
-		b.ReportMetric(0, "ns/op") // the listeners' time, not the filter's
+		counts.Loop(b, vm, func() error { return ex.Run(vm, nil) })
 	})
 }

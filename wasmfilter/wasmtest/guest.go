@@ -60,6 +60,23 @@ func (c *GuestCounts) Report(b *testing.B, s GuestSnapshot, n int) {
 	b.ReportMetric(float64(now.Collections-s.Collections)*1000/float64(n), "gc-per-1k-op")
 }
 
+// Loop runs op for each iteration of b's loop on vm, a VM of the module
+// LoadCounted returned with c, and reports the counts per op, vm's linear
+// memory after the loop (vm-memory-bytes), and ns/op as 0: a module
+// compiled with listeners spends its time in them, not in the filter.
+func (c *GuestCounts) Loop(b *testing.B, vm *VM, op func() error) {
+	b.Helper()
+	before := c.Snapshot()
+	for b.Loop() {
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Report(b, before, b.N)
+	b.ReportMetric(float64(vm.MemoryBytes()), "vm-memory-bytes")
+	b.ReportMetric(0, "ns/op")
+}
+
 type guestListener struct {
 	all, own, fn *atomic.Int64 // fn: nil, or the counter of a kind this function is
 }
