@@ -129,7 +129,7 @@ type plugin struct {
 	// epoch is a clock reading from which now measures: see now.
 	epoch time.Time
 	// free holds stream contexts for reuse (RecycleHTTPContext).
-	free []*stream
+	free pw.FreeList[*stream]
 }
 
 func (p *plugin) OnPluginStart(int) bool {
@@ -151,18 +151,11 @@ func (p *plugin) OnPluginStart(int) bool {
 }
 
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
-	if n := len(p.free); n > 0 {
-		s := p.free[n-1]
-		p.free[n-1] = nil
-		p.free = p.free[:n-1]
+	if s, ok := p.free.Get(); ok {
 		return s
 	}
 	return &stream{p: p}
 }
-
-// maxFreeStreams bounds the stream contexts kept for reuse: as many as a
-// worker has requests in flight at once, up to this.
-const maxFreeStreams = 256
 
 // RecycleHTTPContext keeps a finished stream's context, and its members'
 // slice, for the next stream, sparing guest allocations on every request.
@@ -172,14 +165,14 @@ const maxFreeStreams = 256
 // observations) hold no stream.
 func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
 	s, ok := h.(*stream)
-	if !ok || len(p.free) >= maxFreeStreams {
+	if !ok || p.free.Full() {
 		return
 	}
 	members := s.members[:cap(s.members)]
 	clear(members)   // the answers are garbage now
 	clear(s.headers) // they point into the finished request's buffers
 	*s = stream{p: p, members: members[:0], scratch: s.scratch[:0], onAnswer: s.onAnswer, headers: s.headers[:0]}
-	p.free = append(p.free, s)
+	p.free.Put(s)
 }
 
 // routeName reads the stream's route (Envoy's xds.route_name), "" when

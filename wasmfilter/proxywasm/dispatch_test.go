@@ -207,7 +207,7 @@ func (v poolVM) NewPluginContext(uint32) PluginContext {
 type poolPlugin struct {
 	DefaultPluginContext
 	gen      int // which plugin this is, for telling a replaced one apart
-	free     []*poolStream
+	free     FreeList[*poolStream]
 	new      int // contexts allocated
 	recycled []*poolStream
 }
@@ -218,9 +218,7 @@ type poolStream struct {
 }
 
 func (p *poolPlugin) NewHTTPContext(uint32) HTTPContext {
-	if n := len(p.free); n > 0 {
-		s := p.free[n-1]
-		p.free = p.free[:n-1]
+	if s, ok := p.free.Get(); ok {
 		s.uses++
 		return s
 	}
@@ -231,7 +229,7 @@ func (p *poolPlugin) NewHTTPContext(uint32) HTTPContext {
 func (p *poolPlugin) RecycleHTTPContext(h HTTPContext) {
 	s := h.(*poolStream)
 	p.recycled = append(p.recycled, s)
-	p.free = append(p.free, s)
+	p.free.Put(s)
 }
 
 // TestStreamContextsAreHandedBackAfterDelete: a plugin that recycles its

@@ -71,12 +71,8 @@ type plugin struct {
 	// lastRoute is.
 	lastModel string
 	// free holds stream contexts for reuse (RecycleHTTPContext).
-	free []*stream
+	free pw.FreeList[*stream]
 }
-
-// maxFreeStreams bounds the stream contexts kept for reuse: as many as a
-// worker has requests in flight at once, up to this.
-const maxFreeStreams = 256
 
 // routeName reads the stream's route (Envoy's xds.route_name).
 func (p *plugin) routeName() (string, bool) {
@@ -129,10 +125,7 @@ func (p *plugin) OnPluginDone() bool {
 }
 
 func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
-	if n := len(p.free); n > 0 {
-		s := p.free[n-1]
-		p.free[n-1] = nil
-		p.free = p.free[:n-1]
+	if s, ok := p.free.Get(); ok {
 		return s
 	}
 	return &stream{p: p, meter: p.meter, clock: p.clock}
@@ -143,11 +136,11 @@ func (p *plugin) NewHTTPContext(uint32) pw.HTTPContext {
 // callouts, so nothing else holds it).
 func (p *plugin) RecycleHTTPContext(h pw.HTTPContext) {
 	s, ok := h.(*stream)
-	if !ok || len(p.free) >= maxFreeStreams {
+	if !ok || p.free.Full() {
 		return
 	}
 	*s = stream{p: p, meter: p.meter, clock: p.clock}
-	p.free = append(p.free, s)
+	p.free.Put(s)
 }
 
 // modelName interns a model name read from a message: requests mostly name
